@@ -1,0 +1,26 @@
+//! The market's rules, as pure functions over plain data: no clock (time is a parameter), no
+//! sockets, no storage. Everything here can be unit- and property-tested in isolation, and both
+//! inventory implementations (memory now, Redis later) must agree with it.
+//!
+//! - [`ids`]: identifiers parsed at the edge ("parse, don't validate").
+//! - [`money`]: đồng amounts and quantities.
+//! - [`ocop`]: products with their OCOP proof (stars, group, origin, quality label).
+//! - [`book`]: one show's live state and the claim, cancel and seller-command rules.
+
+pub mod book;
+pub mod ids;
+pub mod money;
+pub mod ocop;
+
+pub use book::{
+    CancelDecision, ClaimAccepted, ClaimDecision, ClaimRecord, ClaimRequest, CommandError,
+    EndReason, Flash, FlashSpec, LineupEntry, Refusal, RefusalReason, SequencedEvent, ShowBook,
+    ShowEvent, ShowStatus,
+};
+pub use ids::{BuyerId, ClaimId, IdError, ProductId, SellerId, ShowId};
+pub use money::{Dong, MoneyError, Quantity};
+pub use ocop::{OcopError, Product, ProductGroup, Stars};
+
+/// Milliseconds since the Unix epoch, UTC. Instants are stored and compared in UTC only; local
+/// time (Asia/Ho_Chi_Minh) is a presentation concern.
+pub type Millis = i64;

@@ -1,0 +1,134 @@
+//! The inventory: one atomic step per claim, cancel, close and seller command, per show.
+//!
+//! [`Inventory`] is the seam between the hub and where the show's counters live. The embedded
+//! implementation is [`MemoryInventory`]: the [`ShowBook`](nightmarket_domain::ShowBook) of each
+//! show in memory behind a lock, every accepted change journaled to SQLite before it is
+//! acknowledged. The Redis implementation (distributed mode) runs the same rules as Lua scripts.
+//! Both must pass [`conformance`].
+
+pub mod conformance;
+mod memory;
+
+use async_trait::async_trait;
+use nightmarket_domain::{
+    BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRecord, CommandError, Dong, EndReason,
+    Flash, FlashSpec, LineupEntry, Millis, ProductId, SequencedEvent, ShowId, ShowStatus,
+};
+
+pub use memory::MemoryInventory;
+
+/// A seller or operator command on one show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    GoLive,
+    Close,
+    Pin(ProductId),
+    Unpin,
+    StartFlash(FlashSpec),
+    /// End the flash; with `only`, end it only if it is still that flash (timers).
+    EndFlash {
+        reason: EndReason,
+        only: Option<u64>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("show {0} is not loaded in the inventory")]
+    UnknownShow(ShowId),
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// Retryable: the journal queue is full, or the backend is unreachable.
+    #[error("inventory unavailable: {0}")]
+    Unavailable(String),
+    #[error("inventory failure: {0}")]
+    Internal(String),
+}
+
+/// A show as a viewer sees it on joining, consistent as of `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookView {
+    pub status: ShowStatus,
+    pub seq: u64,
+    pub pinned: Option<ProductId>,
+    pub flash: Option<Flash>,
+    /// The price a claim on the pinned product must carry now.
+    pub price: Option<Dong>,
+    pub lineup: Vec<LineupEntry>,
+    /// The requesting buyer's claims, oldest first (empty for sellers and operators).
+    pub my_claims: Vec<ClaimRecord>,
+    pub accepted_claims: u64,
+}
+
+/// Conflated values for the fan-out's periodic stock and feed frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockView {
+    /// Changes whenever stock changes; equal versions mean equal levels.
+    pub version: u64,
+    pub levels: Vec<(ProductId, u32)>,
+    /// Claim-log length: pass it back as `feed_from` to get only newer claims next time.
+    pub log_len: u64,
+    pub accepted_claims: u64,
+    /// Accepted claims at log positions `>= feed_from` (bounded), oldest first.
+    pub recent: Vec<ClaimRecord>,
+}
+
+#[async_trait]
+pub trait Inventory: Send + Sync + 'static {
+    /// Makes a show known to the inventory with its lineup. If the show has journaled history
+    /// (a restart), its state is rebuilt from it; opening an open show is a no-op.
+    async fn open_show(
+        &self,
+        show: &ShowId,
+        lineup: Vec<LineupEntry>,
+    ) -> Result<(), InventoryError>;
+
+    /// Applies a command; returns the events it produced (empty: nothing changed), each already
+    /// durable and numbered in the show's sequence.
+    async fn command(
+        &self,
+        show: &ShowId,
+        cmd: Command,
+        now: Millis,
+    ) -> Result<Vec<SequencedEvent>, InventoryError>;
+
+    /// Decides a claim in one atomic step; an acceptance is durable when this returns.
+    async fn claim(
+        &self,
+        show: &ShowId,
+        req: nightmarket_domain::ClaimRequest,
+        now: Millis,
+    ) -> Result<ClaimDecision, InventoryError>;
+
+    /// Cancels a buyer's own claim in one atomic step; durable when this returns.
+    async fn cancel(
+        &self,
+        show: &ShowId,
+        buyer: &BuyerId,
+        claim_id: &ClaimId,
+        now: Millis,
+    ) -> Result<CancelDecision, InventoryError>;
+
+    /// The show's state for a snapshot.
+    async fn view(
+        &self,
+        show: &ShowId,
+        buyer: Option<&BuyerId>,
+        now: Millis,
+    ) -> Result<BookView, InventoryError>;
+
+    /// Stock levels and claims since `feed_from` for the conflated frames.
+    async fn stock(&self, show: &ShowId, feed_from: u64) -> Result<StockView, InventoryError>;
+
+    /// Events with `seq > after`, oldest first, at most `limit`; `None` when the kept history
+    /// no longer reaches back to `after + 1` (the client needs a snapshot).
+    async fn events_after(
+        &self,
+        show: &ShowId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<SequencedEvent>>, InventoryError>;
+
+    /// `Err` while claims cannot be accepted (for readiness).
+    fn health(&self) -> Result<(), InventoryError>;
+}

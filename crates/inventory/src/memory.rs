@@ -1,0 +1,301 @@
+//! The embedded inventory: books in memory, changes journaled to SQLite before they are
+//! acknowledged.
+//!
+//! Each show's book sits behind its own mutex; a claim holds it only for the decision and the
+//! journal enqueue (microseconds), then waits for the group commit without it, so claims on one
+//! show are decided one at a time but their fsyncs are shared.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use async_trait::async_trait;
+use nightmarket_domain::{
+    BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRequest, LineupEntry, Millis,
+    SequencedEvent, ShowBook, ShowId,
+};
+use nightmarket_store::{JournalEntry, JournalError, Reservation, SqliteJournal, Ticket};
+
+use crate::{BookView, Command, Inventory, InventoryError, StockView};
+
+/// Most events a seller command can produce (end flash, unpin/pin, close).
+const MAX_EVENTS_PER_COMMAND: usize = 3;
+
+struct Slot {
+    book: Mutex<ShowBook>,
+    /// The show's newest events, for resume. Seller commands are rare (hundreds a show), so a
+    /// generous bound keeps practically all of them.
+    history: Mutex<VecDeque<SequencedEvent>>,
+}
+
+/// See the module documentation.
+pub struct MemoryInventory {
+    shows: RwLock<HashMap<ShowId, Arc<Slot>>>,
+    journal: SqliteJournal,
+    history_limit: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, InventoryError> {
+    m.lock()
+        .map_err(|_| InventoryError::Internal("show lock poisoned".into()))
+}
+
+fn journal_err(e: JournalError) -> InventoryError {
+    match e {
+        JournalError::Full => InventoryError::Unavailable(e.to_string()),
+        JournalError::Failed(_) | JournalError::Storage(_) => {
+            InventoryError::Unavailable(e.to_string())
+        }
+        JournalError::Corrupt(_) => InventoryError::Internal(e.to_string()),
+    }
+}
+
+impl MemoryInventory {
+    /// `history_limit`: events kept per show for resume.
+    pub fn new(journal: SqliteJournal, history_limit: usize) -> Self {
+        Self {
+            shows: RwLock::new(HashMap::new()),
+            journal,
+            history_limit: history_limit.max(1),
+        }
+    }
+
+    fn slot(&self, show: &ShowId) -> Result<Arc<Slot>, InventoryError> {
+        let shows = self
+            .shows
+            .read()
+            .map_err(|_| InventoryError::Internal("poisoned".into()))?;
+        shows
+            .get(show)
+            .cloned()
+            .ok_or_else(|| InventoryError::UnknownShow(show.clone()))
+    }
+
+    fn remember(&self, slot: &Slot, events: &[SequencedEvent]) -> Result<(), InventoryError> {
+        let mut h = lock(&slot.history)?;
+        for ev in events {
+            if h.len() == self.history_limit {
+                h.pop_front();
+            }
+            h.push_back(ev.clone());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Inventory for MemoryInventory {
+    async fn open_show(
+        &self,
+        show: &ShowId,
+        lineup: Vec<LineupEntry>,
+    ) -> Result<(), InventoryError> {
+        if self.slot(show).is_ok() {
+            return Ok(());
+        }
+        let journal = self.journal.clone();
+        let id = show.clone();
+        let history_limit = self.history_limit;
+        // Replay reads the disk: keep it off the async workers.
+        let slot = tokio::task::spawn_blocking(move || -> Result<Slot, InventoryError> {
+            let saved = journal.load_show(&id).map_err(journal_err)?;
+            let mut book = ShowBook::new(id.clone(), lineup);
+            for ev in &saved.events {
+                book.replay_event(ev);
+            }
+            for (record, cancelled_at) in &saved.log {
+                match cancelled_at {
+                    None => book.replay_claim(record),
+                    Some(at) => book.replay_cancel(&record.claim_id, *at),
+                }
+            }
+            book.check_invariants().map_err(|e| {
+                InventoryError::Internal(format!("show {id}: journal replay broke an invariant: {e}"))
+            })?;
+            let skip = saved.events.len().saturating_sub(history_limit);
+            let history = saved.events.into_iter().skip(skip).collect();
+            if book.log_len() > 0 || book.seq() > 0 {
+                tracing::info!(show = %id, seq = book.seq(), log = book.log_len(), "show restored from journal");
+            }
+            Ok(Slot { book: Mutex::new(book), history: Mutex::new(history) })
+        })
+        .await
+        .map_err(|e| InventoryError::Internal(e.to_string()))??;
+        let mut shows = self
+            .shows
+            .write()
+            .map_err(|_| InventoryError::Internal("poisoned".into()))?;
+        shows.entry(show.clone()).or_insert_with(|| Arc::new(slot));
+        Ok(())
+    }
+
+    async fn command(
+        &self,
+        show: &ShowId,
+        cmd: Command,
+        now: Millis,
+    ) -> Result<Vec<SequencedEvent>, InventoryError> {
+        let slot = self.slot(show)?;
+        let (events, ticket) = {
+            let mut book = lock(&slot.book)?;
+            // Room for every event the command may produce, before anything changes.
+            let mut room: Vec<Reservation> = (0..MAX_EVENTS_PER_COMMAND)
+                .map(|_| self.journal.reserve())
+                .collect::<Result<_, _>>()
+                .map_err(journal_err)?;
+            let events = match cmd {
+                Command::GoLive => book.go_live(now),
+                Command::Close => book.close(now),
+                Command::Pin(product) => book.pin(&product, now),
+                Command::Unpin => book.unpin(now),
+                Command::StartFlash(spec) => book.start_flash(&spec, now),
+                Command::EndFlash { reason, only } => book.end_flash(reason, only, now),
+            }?;
+            let mut ticket = None;
+            for ev in &events {
+                let Some(r) = room.pop() else {
+                    return Err(InventoryError::Internal(
+                        "command produced too many events".into(),
+                    ));
+                };
+                ticket = Some(r.append(JournalEntry::Event {
+                    show: show.clone(),
+                    event: ev.clone(),
+                }));
+            }
+            (events, ticket)
+        };
+        if let Some(t) = ticket {
+            self.journal.durable(t).await.map_err(journal_err)?;
+        }
+        self.remember(&slot, &events)?;
+        Ok(events)
+    }
+
+    async fn claim(
+        &self,
+        show: &ShowId,
+        req: ClaimRequest,
+        now: Millis,
+    ) -> Result<ClaimDecision, InventoryError> {
+        let slot = self.slot(show)?;
+        let (decision, wait): (ClaimDecision, Option<Ticket>) = {
+            let mut book = lock(&slot.book)?;
+            let room = self.journal.reserve().map_err(journal_err)?;
+            let decision = book.claim(&req, now);
+            let wait = match &decision {
+                ClaimDecision::Accepted(a) => Some(room.append(JournalEntry::Claim {
+                    show: show.clone(),
+                    pos: book.log_len() - 1,
+                    record: a.record.clone(),
+                })),
+                // The original may still be on its way to disk: answer only once everything
+                // appended so far is durable, so a retry never hears "accepted" early.
+                ClaimDecision::Duplicate(_) => Some(self.journal.last_ticket()),
+                ClaimDecision::Refused(_) => None,
+            };
+            (decision, wait)
+        };
+        if let Some(t) = wait {
+            self.journal.durable(t).await.map_err(journal_err)?;
+        }
+        Ok(decision)
+    }
+
+    async fn cancel(
+        &self,
+        show: &ShowId,
+        buyer: &BuyerId,
+        claim_id: &ClaimId,
+        now: Millis,
+    ) -> Result<CancelDecision, InventoryError> {
+        let slot = self.slot(show)?;
+        let (decision, wait) = {
+            let mut book = lock(&slot.book)?;
+            let room = self.journal.reserve().map_err(journal_err)?;
+            let decision = book.cancel(buyer, claim_id, now);
+            let wait = match &decision {
+                CancelDecision::Cancelled { record, .. } => {
+                    Some(room.append(JournalEntry::Cancel {
+                        show: show.clone(),
+                        pos: book.log_len() - 1,
+                        record: record.clone(),
+                        at: now,
+                    }))
+                }
+                CancelDecision::AlreadyCancelled { .. } => Some(self.journal.last_ticket()),
+                CancelDecision::UnknownClaim | CancelDecision::ShowNotLive => None,
+            };
+            (decision, wait)
+        };
+        if let Some(t) = wait {
+            self.journal.durable(t).await.map_err(journal_err)?;
+        }
+        Ok(decision)
+    }
+
+    async fn view(
+        &self,
+        show: &ShowId,
+        buyer: Option<&BuyerId>,
+        now: Millis,
+    ) -> Result<BookView, InventoryError> {
+        let slot = self.slot(show)?;
+        let book = lock(&slot.book)?;
+        Ok(BookView {
+            status: book.status(),
+            seq: book.seq(),
+            pinned: book.pinned().map(|e| e.product.id.clone()),
+            flash: book.flash().cloned(),
+            price: book.current_price(now),
+            lineup: book.lineup().to_vec(),
+            my_claims: buyer.map(|b| book.claims_of(b)).unwrap_or_default(),
+            accepted_claims: book.accepted_claims(),
+        })
+    }
+
+    async fn stock(&self, show: &ShowId, feed_from: u64) -> Result<StockView, InventoryError> {
+        let slot = self.slot(show)?;
+        let book = lock(&slot.book)?;
+        Ok(StockView {
+            version: book.stock_version(),
+            levels: book.stock(),
+            log_len: book.log_len(),
+            accepted_claims: book.accepted_claims(),
+            recent: book.recent_since(feed_from).into_iter().cloned().collect(),
+        })
+    }
+
+    async fn events_after(
+        &self,
+        show: &ShowId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<SequencedEvent>>, InventoryError> {
+        let slot = self.slot(show)?;
+        let history = lock(&slot.history)?;
+        let newest = history.back().map_or(0, |e| e.seq);
+        if after >= newest {
+            return Ok(if after == newest {
+                Some(Vec::new())
+            } else {
+                None
+            });
+        }
+        let oldest = history.front().map_or(0, |e| e.seq);
+        if oldest > after + 1 {
+            return Ok(None);
+        }
+        Ok(Some(
+            history
+                .iter()
+                .filter(|e| e.seq > after)
+                .take(limit)
+                .cloned()
+                .collect(),
+        ))
+    }
+
+    fn health(&self) -> Result<(), InventoryError> {
+        self.journal.health().map_err(journal_err)
+    }
+}

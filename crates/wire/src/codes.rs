@@ -1,0 +1,209 @@
+//! Stable error and close codes. Clients match on these strings and numbers, so a code once
+//! published never changes meaning; new situations get new codes.
+
+use serde::{Deserialize, Serialize};
+
+/// Every error code that can cross the wire, over HTTP (`{"error":{"code":...}}`) or WebSocket
+/// (`error` frames, claim and cancel refusals).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    // --- claim refusals -------------------------------------------------------------------
+    /// The claim id was already accepted; the original result is returned with it.
+    Duplicate,
+    /// Not enough stock (or flash quantity) left for the whole quantity; no partial fills.
+    SoldOut,
+    /// The buyer's per-product limit for this show would be exceeded.
+    LimitExceeded,
+    /// The product is in the lineup but not pinned on screen.
+    NotPinned,
+    /// The price the viewer saw is not the current price (flash started, ended or changed).
+    StalePrice,
+    /// The show is not live (scheduled or closed).
+    ShowNotLive,
+    /// The request is malformed or a value is out of range.
+    BadRequest,
+    /// Missing, forged or expired token.
+    Unauthorized,
+    /// Too many messages from this connection; slow down and retry.
+    RateLimited,
+    // --- other errors ------------------------------------------------------------------------
+    /// The token is valid but its role or subject may not do this.
+    Forbidden,
+    /// The show, product, seller or claim does not exist.
+    NotFound,
+    /// The product is not in this show's lineup.
+    UnknownProduct,
+    /// The claim id does not belong to this buyer in this show.
+    UnknownClaim,
+    /// The message `type` is not one the server knows.
+    UnknownType,
+    /// The text frame is longer than `max_frame_bytes`.
+    FrameTooLarge,
+    /// Binary frames are not part of the protocol.
+    BinaryNotSupported,
+    /// A flash price above the product's list price, or another rule of the market broken.
+    PriceAboveList,
+    /// A flash sale is already running or counting down; end it first.
+    FlashActive,
+    /// No flash sale is running.
+    NoFlash,
+    /// The show's state does not allow this transition (e.g. closing a closed show).
+    InvalidState,
+    /// The request conflicts with existing data (e.g. a duplicate id).
+    Conflict,
+    /// The server cannot take this now (journal queue full, storage failing); retry later.
+    Unavailable,
+    /// An unexpected failure inside the server; logged with details.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Duplicate => "duplicate",
+            Self::SoldOut => "sold_out",
+            Self::LimitExceeded => "limit_exceeded",
+            Self::NotPinned => "not_pinned",
+            Self::StalePrice => "stale_price",
+            Self::ShowNotLive => "show_not_live",
+            Self::BadRequest => "bad_request",
+            Self::Unauthorized => "unauthorized",
+            Self::RateLimited => "rate_limited",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::UnknownProduct => "unknown_product",
+            Self::UnknownClaim => "unknown_claim",
+            Self::UnknownType => "unknown_type",
+            Self::FrameTooLarge => "frame_too_large",
+            Self::BinaryNotSupported => "binary_not_supported",
+            Self::PriceAboveList => "price_above_list",
+            Self::FlashActive => "flash_active",
+            Self::NoFlash => "no_flash",
+            Self::InvalidState => "invalid_state",
+            Self::Conflict => "conflict",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status an HTTP response with this code carries.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::BadRequest
+            | Self::UnknownType
+            | Self::FrameTooLarge
+            | Self::BinaryNotSupported
+            | Self::UnknownProduct
+            | Self::PriceAboveList => 400,
+            Self::Unauthorized => 401,
+            Self::Forbidden => 403,
+            Self::NotFound | Self::UnknownClaim => 404,
+            Self::Duplicate
+            | Self::Conflict
+            | Self::InvalidState
+            | Self::ShowNotLive
+            | Self::FlashActive
+            | Self::NoFlash
+            | Self::NotPinned
+            | Self::StalePrice
+            | Self::SoldOut
+            | Self::LimitExceeded => 409,
+            Self::RateLimited => 429,
+            Self::Unavailable => 503,
+            Self::Internal => 500,
+        }
+    }
+
+    /// Whether retrying the same request later may succeed without changing it.
+    pub fn retryable(self) -> bool {
+        matches!(self, Self::RateLimited | Self::Unavailable)
+    }
+
+    /// All codes, for documentation tests.
+    pub const ALL: [ErrorCode; 23] = [
+        Self::Duplicate,
+        Self::SoldOut,
+        Self::LimitExceeded,
+        Self::NotPinned,
+        Self::StalePrice,
+        Self::ShowNotLive,
+        Self::BadRequest,
+        Self::Unauthorized,
+        Self::RateLimited,
+        Self::Forbidden,
+        Self::NotFound,
+        Self::UnknownProduct,
+        Self::UnknownClaim,
+        Self::UnknownType,
+        Self::FrameTooLarge,
+        Self::BinaryNotSupported,
+        Self::PriceAboveList,
+        Self::FlashActive,
+        Self::NoFlash,
+        Self::InvalidState,
+        Self::Conflict,
+        Self::Unavailable,
+        Self::Internal,
+    ];
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// WebSocket close codes the server sends. 4000–4099 mean "reconnect (resume with your last
+/// sequence)"; 4100–4199 mean "final: do not reconnect with the same credentials".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCode {
+    /// The server is shutting down or restarting (standard 1012): reconnect, resume with `last_seq`.
+    Restart,
+    /// A frame above the hard frame limit (standard 1009); the connection cannot continue.
+    MessageTooBig,
+    /// The connection fell too far behind events that cannot be skipped: resume with `last_seq`.
+    Resync,
+    /// The connection did not accept a frame within the write timeout: resume with `last_seq`.
+    WriteTimeout,
+    /// The token expired while connected: get a new token, then reconnect.
+    TokenExpired,
+}
+
+impl CloseCode {
+    /// Numeric close code.
+    pub fn code(self) -> u16 {
+        match self {
+            Self::Restart => 1012,
+            Self::MessageTooBig => 1009,
+            Self::Resync => 4000,
+            Self::WriteTimeout => 4001,
+            Self::TokenExpired => 4100,
+        }
+    }
+
+    /// Reason text sent with the close frame.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Restart => "restart",
+            Self::MessageTooBig => "message_too_big",
+            Self::Resync => "resync",
+            Self::WriteTimeout => "write_timeout",
+            Self::TokenExpired => "token_expired",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_str_matches_serde() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(&code).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+}

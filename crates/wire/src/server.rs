@@ -1,0 +1,275 @@
+//! Messages the server sends over the WebSocket, as JSON text frames tagged by `type`.
+//!
+//! Two kinds of traffic share a connection:
+//! - sequenced `event`s (show state, pins, flash prices): every one is delivered, in order, each
+//!   stamped with the show's sequence number; a client that misses one must resume or resync;
+//! - conflated values (`stock`, `feed`, `viewers`): only the latest matters, so a slow client
+//!   gets fewer of them instead of a growing queue. They carry no sequence number.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ErrorCode;
+
+/// One frame from the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// First frame of every connection.
+    Hello(Hello),
+    /// The whole show as of sequence `seq`; every later `event` has a greater `seq`.
+    Snapshot(Box<Snapshot>),
+    /// A sequenced show event.
+    Event(EventFrame),
+    /// Conflated: stock left per lineup product.
+    Stock(StockFrame),
+    /// Conflated: recent accepted claims, without buyer identity.
+    Feed(FeedFrame),
+    /// Conflated: how many viewers watch the show now.
+    Viewers(ViewersFrame),
+    /// The private answer to a `claim`.
+    ClaimResult(ClaimResult),
+    /// The private answer to a `cancel`.
+    CancelResult(CancelResult),
+    /// A seller command was applied as event `seq`.
+    Ack(Ack),
+    /// A request could not be handled; the connection stays usable.
+    Error(ErrorFrame),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: u32,
+    pub show_id: String,
+    pub role: String,
+    pub subject: String,
+    /// How the connection was started: `snapshot` (a snapshot follows) or `resume` (the missed
+    /// events follow, starting after the client's `last_seq`).
+    pub start: String,
+    pub limits: ConnectionLimits,
+}
+
+/// Bounds the client should know about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionLimits {
+    /// Longest text frame the server accepts, in bytes.
+    pub max_frame_bytes: usize,
+    /// Sustained claims and cancels per second per connection.
+    pub claims_per_second: u32,
+    /// Largest quantity one claim may ask for.
+    pub max_claim_quantity: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub seq: u64,
+    /// Server clock, UTC milliseconds since the Unix epoch, to correct countdowns.
+    pub server_time: i64,
+    pub show: ShowView,
+    pub pinned: Option<String>,
+    pub flash: Option<FlashView>,
+    /// The price a claim on the pinned product must carry right now.
+    pub price: Option<i64>,
+    pub lineup: Vec<LineupView>,
+    pub my_claims: Vec<MyClaim>,
+    pub viewers: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShowView {
+    pub id: String,
+    pub title: String,
+    pub seller_id: String,
+    pub seller_name: String,
+    /// `scheduled`, `live` or `closed`.
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineupView {
+    pub product: ProductView,
+    pub allotted: u32,
+    pub left: u32,
+    pub buyer_limit: u32,
+}
+
+/// A product with the OCOP proof shown next to it on screen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProductView {
+    pub id: String,
+    pub name: String,
+    pub group: String,
+    pub stars: u8,
+    pub district: String,
+    pub commune: String,
+    pub producer: String,
+    pub list_price: i64,
+    pub origin_document: String,
+    pub quality_label: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlashView {
+    pub flash_id: u64,
+    pub product_id: String,
+    pub price: i64,
+    pub list_price: i64,
+    /// UTC milliseconds; in the future while counting down.
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub quantity_cap: Option<u32>,
+    /// Units sold at the flash price so far (as of the snapshot).
+    pub sold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MyClaim {
+    pub claim_id: String,
+    pub product_id: String,
+    pub quantity: u32,
+    pub unit_price: i64,
+    /// `accepted` or `cancelled`.
+    pub status: String,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventFrame {
+    pub seq: u64,
+    /// When the event happened, UTC milliseconds.
+    pub at: i64,
+    pub event: ShowEvent,
+}
+
+/// Sequenced show events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ShowEvent {
+    /// The show went live; claims are open.
+    ShowLive,
+    /// The show closed; no claim is accepted after this. Carries the stock left at close.
+    ShowClosed {
+        final_stock: Vec<StockLevel>,
+    },
+    Pinned {
+        product_id: String,
+        price: i64,
+    },
+    Unpinned {
+        product_id: String,
+    },
+    FlashStarted(FlashView),
+    /// `reason`: `ended_by_seller`, `expired`, `cap_reached`, `unpinned` or `show_closed`.
+    FlashEnded {
+        flash_id: u64,
+        product_id: String,
+        reason: String,
+        list_price: i64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockLevel {
+    pub product_id: String,
+    pub left: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StockFrame {
+    pub levels: Vec<StockLevel>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedFrame {
+    /// The newest accepted claims since the previous feed frame, oldest first, at most a few.
+    pub items: Vec<FeedItem>,
+    /// Accepted claims in the show so far.
+    pub total_claims: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedItem {
+    pub product_id: String,
+    pub quantity: u32,
+    pub unit_price: i64,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViewersFrame {
+    pub count: u64,
+}
+
+/// `accepted`, `duplicate` (the original acceptance, repeated) or `refused`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimOutcomeKind {
+    Accepted,
+    Duplicate,
+    Refused,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimResult {
+    pub claim_id: String,
+    pub outcome: ClaimOutcomeKind,
+    /// Set when refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ErrorCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<u32>,
+    /// Accepted: the unit price the claim was taken at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<i64>,
+    /// Accepted: stock left of the product right after this claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stock_left: Option<u32>,
+    /// `sold_out`: how many units could still be claimed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available: Option<u32>,
+    /// `limit_exceeded`: how many more units this buyer may claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_left: Option<u32>,
+    /// `stale_price`: the price to claim at now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_price: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelOutcomeKind {
+    Cancelled,
+    Refused,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancelResult {
+    pub claim_id: String,
+    pub outcome: CancelOutcomeKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ErrorCode>,
+    /// Cancelled: stock left of the product after the units returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stock_left: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// Sequence number of the event the command produced.
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorFrame {
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+}
