@@ -507,10 +507,10 @@ impl ShowBook {
         entry.left = entry.left.saturating_sub(record.quantity);
         let left = entry.left;
         *self.held.entry((record.buyer.clone(), idx)).or_insert(0) += record.quantity;
-        if let Some(f) = self.flash.as_mut() {
-            if Some(f.id) == record.flash_id {
-                f.sold = f.sold.saturating_add(record.quantity);
-            }
+        if let Some(f) = self.flash.as_mut()
+            && Some(f.id) == record.flash_id
+        {
+            f.sold = f.sold.saturating_add(record.quantity);
         }
         self.claims.insert(record.claim_id.clone(), record.clone());
         self.by_buyer
@@ -567,10 +567,10 @@ impl ShowBook {
         if let Some(h) = self.held.get_mut(&(record.buyer.clone(), idx)) {
             *h = h.saturating_sub(record.quantity);
         }
-        if let Some(f) = self.flash.as_mut() {
-            if Some(f.id) == record.flash_id {
-                f.sold = f.sold.saturating_sub(record.quantity);
-            }
+        if let Some(f) = self.flash.as_mut()
+            && Some(f.id) == record.flash_id
+        {
+            f.sold = f.sold.saturating_sub(record.quantity);
         }
         if let Some(stored) = self.claims.get_mut(&record.claim_id) {
             stored.cancelled_at = Some(now);

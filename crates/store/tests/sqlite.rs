@@ -20,7 +20,7 @@ fn record(n: u32) -> ClaimRecord {
         product_id: ProductId::parse("p1").unwrap(),
         quantity: 1 + n % 3,
         unit_price: Dong::parse(99_000).unwrap(),
-        flash_id: (n % 2 == 0).then_some(1),
+        flash_id: n.is_multiple_of(2).then_some(1),
         at: 1_700_000_000_000 + i64::from(n),
         cancelled_at: None,
     }

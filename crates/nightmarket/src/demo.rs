@@ -1,0 +1,495 @@
+//! `nightmarket demo`: the real server plus a market night that moves. It seeds OCOP sellers and
+//! products through the HTTP API, opens a live show, and drives it over the same WebSocket
+//! protocol any client uses: a demo seller pins products and runs flash prices, a small crowd
+//! of simulated buyers claims, and a narrator prints what a viewer sees.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use futures_util::{SinkExt, StreamExt};
+use nightmarket_server::auth::Role;
+use nightmarket_server::config::Config;
+use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage, ShowEvent};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::mint;
+
+/// Sellers of the demo: (name, kind, district).
+const SELLERS: [(&str, &str, &str); 3] = [
+    ("HTX Mật ong Ba Vì", "cooperative", "Ba Vì"),
+    ("Làng gốm Bát Tràng", "enterprise", "Gia Lâm"),
+    ("HTX Nông nghiệp Chương Mỹ", "cooperative", "Chương Mỹ"),
+];
+
+/// Products of the demo: (seller index, name, group, stars, district, commune, producer, price).
+/// (seller index, name, group, stars, district, commune, producer, list price).
+type DemoProduct = (
+    usize,
+    &'static str,
+    &'static str,
+    i64,
+    &'static str,
+    &'static str,
+    &'static str,
+    i64,
+);
+
+const PRODUCTS: [DemoProduct; 9] = [
+    (
+        0,
+        "Mật ong hoa nhãn Ba Vì 500ml",
+        "food",
+        4,
+        "Ba Vì",
+        "Tản Lĩnh",
+        "HTX Mật ong Ba Vì",
+        250_000,
+    ),
+    (
+        0,
+        "Sữa chua nếp cẩm Ba Vì",
+        "food",
+        4,
+        "Ba Vì",
+        "Vân Hòa",
+        "HTX Bò sữa Ba Vì",
+        45_000,
+    ),
+    (
+        0,
+        "Chè Shan tuyết Ba Vì 200g",
+        "beverages",
+        3,
+        "Ba Vì",
+        "Ba Trại",
+        "HTX Chè Ba Vì",
+        180_000,
+    ),
+    (
+        0,
+        "Cao gắm Ba Vì",
+        "herbs",
+        3,
+        "Ba Vì",
+        "Ba Vì",
+        "Hộ Dao đỏ Ba Vì",
+        320_000,
+    ),
+    (
+        1,
+        "Bộ ấm chén men lam Bát Tràng",
+        "handicrafts",
+        5,
+        "Gia Lâm",
+        "Bát Tràng",
+        "Công ty Gốm Bát Tràng",
+        850_000,
+    ),
+    (
+        1,
+        "Bình hút lộc men rạn",
+        "handicrafts",
+        4,
+        "Gia Lâm",
+        "Bát Tràng",
+        "Công ty Gốm Bát Tràng",
+        1_200_000,
+    ),
+    (
+        2,
+        "Giò chả Ước Lễ",
+        "food",
+        4,
+        "Thanh Oai",
+        "Tân Ước",
+        "HTX Giò chả Ước Lễ",
+        280_000,
+    ),
+    (
+        2,
+        "Khay mây tre đan Phú Vinh",
+        "handicrafts",
+        4,
+        "Chương Mỹ",
+        "Phú Nghĩa",
+        "HTX Mây tre Phú Vinh",
+        150_000,
+    ),
+    (
+        2,
+        "Bưởi Diễn (hộp 2 quả)",
+        "food",
+        3,
+        "Bắc Từ Liêm",
+        "Phú Diễn",
+        "HTX Bưởi Phú Diễn",
+        120_000,
+    ),
+];
+
+/// A tiny xorshift generator: the demo's randomness needs no cryptographic quality.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// A minimal HTTP/1.1 request over loopback, enough for the demo to use the public API.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &Value,
+) -> anyhow::Result<Value> {
+    let mut stream = TcpStream::connect(addr).await?;
+    let body = body.to_string();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, payload) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow!("malformed HTTP response"))?;
+    let status = head.split_whitespace().nth(1).unwrap_or("");
+    if !status.starts_with('2') {
+        bail!("{method} {path}: {status} {payload}");
+    }
+    Ok(serde_json::from_str(payload)?)
+}
+
+struct DemoShow {
+    id: String,
+    seller_id: String,
+    products: Vec<(String, String, i64)>,
+}
+
+async fn seed(addr: SocketAddr, operator: &str) -> anyhow::Result<DemoShow> {
+    let mut sellers = Vec::new();
+    for (name, kind, district) in SELLERS {
+        let s = http(
+            addr,
+            "POST",
+            "/api/sellers",
+            operator,
+            &json!({"name": name, "kind": kind, "district": district}),
+        )
+        .await?;
+        sellers.push(s["id"].as_str().unwrap_or_default().to_owned());
+    }
+    let mut products = Vec::new();
+    for (seller, name, group, stars, district, commune, producer, price) in PRODUCTS {
+        let p = http(
+            addr,
+            "POST",
+            "/api/products",
+            operator,
+            &json!({
+                "seller_id": sellers[seller], "name": name, "group": group, "stars": stars,
+                "district": district, "commune": commune, "producer": producer, "list_price": price,
+                "origin_document": format!("GCN-OCOP-HN-2024-{:04}", products.len() + 101),
+                "quality_label": format!("TCCS {:02}:2024/{}", products.len() + 1, commune.chars().filter(|c| c.is_uppercase()).collect::<String>()),
+            }),
+        )
+        .await?;
+        products.push((
+            seller,
+            p["id"].as_str().unwrap_or_default().to_owned(),
+            name.to_owned(),
+            price,
+        ));
+    }
+    let lineup: Vec<(String, String, i64)> = products
+        .iter()
+        .filter(|(s, ..)| *s == 0)
+        .map(|(_, id, name, price)| (id.clone(), name.clone(), *price))
+        .collect();
+    let show = http(
+        addr,
+        "POST",
+        "/api/shows",
+        operator,
+        &json!({
+            "seller_id": sellers[0],
+            "title": "Chợ đêm trên mây — Đặc sản Ba Vì",
+            "lineup": lineup.iter().map(|(id, ..)| json!({"product_id": id, "stock": 150, "buyer_limit": 5})).collect::<Vec<_>>(),
+        }),
+    )
+    .await?;
+    let id = show["id"].as_str().unwrap_or_default().to_owned();
+    http(
+        addr,
+        "POST",
+        &format!("/api/shows/{id}/live"),
+        operator,
+        &json!({}),
+    )
+    .await?;
+    Ok(DemoShow {
+        id,
+        seller_id: sellers[0].clone(),
+        products: lineup,
+    })
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+async fn connect(addr: SocketAddr, show: &str, token: &str) -> anyhow::Result<Ws> {
+    let url = format!("ws://{addr}/ws/shows/{show}?token={token}");
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .context("websocket connect")?;
+    Ok(ws)
+}
+
+/// The demo seller: pin each product, run a flash price with a countdown, move on.
+async fn seller(addr: SocketAddr, show: DemoShow, token: String) -> anyhow::Result<()> {
+    let mut ws = connect(addr, &show.id, &token).await?;
+    let drain = |ws: &mut Ws| {
+        // Answers and events are read by the narrator; the seller only needs its socket drained.
+        while let Some(Some(_)) = futures_util::FutureExt::now_or_never(ws.next()) {}
+    };
+    loop {
+        for (i, (id, _, price)) in show.products.iter().enumerate() {
+            ws.send(Message::text(
+                json!({"type": "pin", "req": format!("pin-{i}"), "product_id": id}).to_string(),
+            ))
+            .await?;
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            drain(&mut ws);
+            let flash = price * 80 / 100 / 1000 * 1000;
+            let msg = json!({"type": "start_flash", "req": format!("flash-{i}"), "product_id": id, "price": flash,
+                             "duration_s": 20, "quantity_cap": 15, "countdown_s": 3});
+            ws.send(Message::text(msg.to_string())).await?;
+            tokio::time::sleep(Duration::from_secs(26)).await;
+            drain(&mut ws);
+        }
+    }
+}
+
+/// A simulated buyer: claims what is pinned at the price on screen, now and then.
+async fn buyer(addr: SocketAddr, show: String, token: String, seed: u64) -> anyhow::Result<()> {
+    let mut rng = Rng::new(seed);
+    let mut ws = connect(addr, &show, &token).await?;
+    let mut pinned: Option<(String, i64)> = None;
+    let mut n = 0u64;
+    loop {
+        let wait = Duration::from_millis(2_000 + rng.below(8_000));
+        match tokio::time::timeout(wait, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                match serde_json::from_str::<ServerMessage>(&t) {
+                    Ok(ServerMessage::Snapshot(s)) => pinned = s.pinned.clone().zip(s.price),
+                    Ok(ServerMessage::Event(e)) => match e.event {
+                        ShowEvent::Pinned { product_id, price } => {
+                            pinned = Some((product_id, price))
+                        }
+                        ShowEvent::Unpinned { .. } | ShowEvent::ShowClosed { .. } => pinned = None,
+                        ShowEvent::FlashStarted(f) => {
+                            // Claim right when the countdown ends: that is what a flash is for.
+                            let until = (f.starts_at - now_ms()).max(0) as u64;
+                            tokio::time::sleep(Duration::from_millis(until + rng.below(800))).await;
+                            pinned = Some((f.product_id, f.price));
+                        }
+                        ShowEvent::FlashEnded {
+                            product_id,
+                            list_price,
+                            ..
+                        } => pinned = Some((product_id, list_price)),
+                        ShowEvent::ShowLive => {}
+                    },
+                    _ => {}
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(_) => return Ok(()),
+            Err(_) => {}
+        }
+        if let Some((product, price)) = &pinned
+            && rng.below(3) == 0
+        {
+            n += 1;
+            let claim = json!({"type": "claim", "claim_id": format!("{seed:x}-{n}"), "product_id": product,
+                               "quantity": 1 + rng.below(2), "price": price});
+            ws.send(Message::text(claim.to_string())).await?;
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn dong(v: i64) -> String {
+    let digits = v.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push('.');
+        }
+        out.push(c);
+    }
+    format!("{out} ₫")
+}
+
+/// The narrator: a viewer that prints the show as it happens.
+async fn narrator(
+    addr: SocketAddr,
+    show: String,
+    token: String,
+    names: Vec<(String, String, i64)>,
+) -> anyhow::Result<()> {
+    let mut ws = connect(addr, &show, &token).await?;
+    let name = |id: &str| {
+        names
+            .iter()
+            .find(|(p, ..)| p == id)
+            .map_or(id.to_owned(), |(_, n, _)| n.clone())
+    };
+    let mut last_stock = String::new();
+    while let Some(msg) = ws.next().await {
+        let Message::Text(t) = msg? else { continue };
+        let Ok(msg) = serde_json::from_str::<ServerMessage>(&t) else {
+            continue;
+        };
+        match msg {
+            ServerMessage::Snapshot(s) => println!(
+                "  [#{}] {} — {} ({} products)",
+                s.seq,
+                s.show.title,
+                s.show.status,
+                s.lineup.len()
+            ),
+            ServerMessage::Event(e) => match e.event {
+                ShowEvent::Pinned { product_id, price } => println!(
+                    "  [#{}] on screen: {} at {}",
+                    e.seq,
+                    name(&product_id),
+                    dong(price)
+                ),
+                ShowEvent::FlashStarted(f) => println!(
+                    "  [#{}] FLASH {} → {} for {} s, {} units, starting in {} s",
+                    e.seq,
+                    name(&f.product_id),
+                    dong(f.price),
+                    (f.ends_at - f.starts_at) / 1000,
+                    f.quantity_cap.map_or("all".into(), |c| c.to_string()),
+                    ((f.starts_at - now_ms()) / 1000).max(0)
+                ),
+                ShowEvent::FlashEnded {
+                    product_id, reason, ..
+                } => println!(
+                    "  [#{}] flash over ({reason}): {}",
+                    e.seq,
+                    name(&product_id)
+                ),
+                ShowEvent::Unpinned { product_id } => {
+                    println!("  [#{}] off screen: {}", e.seq, name(&product_id))
+                }
+                ShowEvent::ShowLive => println!("  [#{}] the show is live", e.seq),
+                ShowEvent::ShowClosed { .. } => println!("  [#{}] the show closed", e.seq),
+            },
+            ServerMessage::Stock(s) => {
+                let line = s
+                    .levels
+                    .iter()
+                    .map(|l| format!("{} left", l.left))
+                    .collect::<Vec<_>>()
+                    .join(" · ");
+                if line != last_stock {
+                    println!("         stock: {line}");
+                    last_stock = line;
+                }
+            }
+            ServerMessage::Feed(f) => {
+                for item in f.items.iter().rev().take(1) {
+                    println!(
+                        "         someone took {} × {} at {} ({} claims so far)",
+                        item.quantity,
+                        name(&item.product_id),
+                        dong(item.unit_price),
+                        f.total_claims
+                    );
+                }
+            }
+            ServerMessage::ClaimResult(r) if r.outcome == ClaimOutcomeKind::Accepted => {}
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Serves the market and runs the demo until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    buyers: u32,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    let operator = mint(&config, Role::Operator, "demo-operator", 24 * 3600);
+    let server = tokio::spawn(nightmarket_server::run(listener, config.clone(), shutdown));
+    let show = seed(addr, &operator)
+        .await
+        .context("seeding the demo market")?;
+    let viewer = mint(&config, Role::Viewer, "khach-demo", 24 * 3600);
+    let seller_token = mint(&config, Role::Seller, &show.seller_id, 24 * 3600);
+    println!();
+    println!("Demo show live: Chợ đêm trên mây — Đặc sản Ba Vì");
+    println!("  show:          http://{addr}/api/shows/{}", show.id);
+    println!(
+        "  watch & claim: websocat 'ws://{addr}/ws/shows/{}?token={viewer}'",
+        show.id
+    );
+    println!(
+        "  then send:     {{\"type\":\"claim\",\"claim_id\":\"my-1\",\"product_id\":\"<pinned id>\",\"quantity\":1,\"price\":<price shown>}}"
+    );
+    println!("  seller token:  {seller_token}");
+    println!("  metrics:       http://{addr}/metrics");
+    println!();
+    let names = show.products.clone();
+    let show_id = show.id.clone();
+    tokio::spawn(async move {
+        if let Err(e) = narrator(addr, show_id, viewer, names).await {
+            tracing::warn!(error = %e, "demo narrator stopped");
+        }
+    });
+    for b in 0..buyers {
+        let token = mint(&config, Role::Viewer, &format!("demo-buyer-{b}"), 24 * 3600);
+        let show_id = show.id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = buyer(addr, show_id, token, 0x9e37_79b9 + u64::from(b) * 7919).await {
+                tracing::debug!(error = %e, "demo buyer stopped");
+            }
+        });
+    }
+    tokio::spawn(async move {
+        if let Err(e) = seller(addr, show, seller_token).await {
+            tracing::warn!(error = %e, "demo seller stopped");
+        }
+    });
+    server.await.map_err(|e| anyhow!("server task: {e}"))??;
+    Ok(())
+}

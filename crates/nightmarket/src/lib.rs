@@ -1,0 +1,181 @@
+//! The `nightmarket` command line: `serve`, `demo` and `token`. `main.rs` only calls [`main`],
+//! so tests can start the real binary's code path as a child process.
+
+pub mod demo;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use nightmarket_server::auth::{Role, TokenKey};
+use nightmarket_server::config::{Config, DEV_SECRET};
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(
+    name = "nightmarket",
+    version,
+    about = "Livestream market nights: live shows, flash prices, one-tap claims."
+)]
+struct Cli {
+    /// Configuration file layered over the built-in defaults (also NIGHTMARKET_CONFIG).
+    #[arg(long, global = true, env = "NIGHTMARKET_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the market: HTTP API, WebSocket shows, embedded store.
+    Serve,
+    /// Run the market with a demo: OCOP sellers and products, and a live show that moves.
+    Demo {
+        /// Simulated buyers claiming in the demo show.
+        #[arg(long, default_value_t = 12)]
+        buyers: u32,
+    },
+    /// Print a signed token for development.
+    Token {
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Seller id for sellers, buyer id for viewers, any name for operators.
+        #[arg(long)]
+        subject: String,
+        /// Hours until the token expires.
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: i64,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Operator,
+    Seller,
+    Viewer,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Operator => Role::Operator,
+            RoleArg::Seller => Role::Seller,
+            RoleArg::Viewer => Role::Viewer,
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NIGHTMARKET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("NIGHTMARKET_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Unix seconds now.
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Mints a token with the configured secret.
+pub fn mint(config: &Config, role: Role, subject: &str, ttl_secs: i64) -> String {
+    TokenKey::new(config.auth_secret.expose()).mint(role, subject, now_secs(), ttl_secs)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown signal received");
+}
+
+/// The binary's entry point.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("nightmarket: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Cmd::Token {
+        role,
+        subject,
+        ttl_hours,
+    } = &cli.command
+    {
+        if *ttl_hours <= 0 {
+            eprintln!("nightmarket: --ttl-hours must be at least 1");
+            return ExitCode::from(2);
+        }
+        println!(
+            "{}",
+            mint(&config, (*role).into(), subject, ttl_hours * 3600)
+        );
+        return ExitCode::SUCCESS;
+    }
+    init_tracing();
+    if config.auth_secret.expose() == DEV_SECRET {
+        tracing::warn!(
+            "using the development auth secret; set NIGHTMARKET_AUTH_SECRET and dev = false in production"
+        );
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("nightmarket: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let addr = config.listen_addr()?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let local = listener.local_addr()?;
+        // One line on stdout that scripts and tests wait for.
+        println!("nightmarket listening on {local}");
+        match cli.command {
+            Cmd::Serve => nightmarket_server::run(listener, config, shutdown_signal()).await?,
+            Cmd::Demo { buyers } => demo::run(listener, config, buyers, shutdown_signal()).await?,
+            Cmd::Token { .. } => {}
+        }
+        Ok::<(), anyhow::Error>(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nightmarket: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

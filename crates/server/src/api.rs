@@ -1,0 +1,359 @@
+//! The HTTP API: operators create sellers, products and shows; an operator or the show's
+//! seller takes a show live and closes it. Reads are public (a show page is public).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use nightmarket_domain::book::MAX_STOCK;
+use nightmarket_domain::ocop::text;
+use nightmarket_domain::{
+    Dong, Product, ProductGroup, ProductId, SellerId, ShowId, ShowStatus, Stars,
+};
+use nightmarket_inventory::Command;
+use nightmarket_store::{LineupRow, SellerRow, ShowRow};
+use nightmarket_wire::ErrorCode;
+use nightmarket_wire::http::{
+    CreateProduct, CreateSeller, CreateShow, Product as WireProduct, Seller, Show, ShowLineupItem,
+};
+
+use crate::auth::{Claims, Role};
+use crate::convert;
+use crate::error::HttpError;
+use crate::state::{AppState, now_ms};
+
+type ApiResult<T> = Result<T, HttpError>;
+
+/// The bearer token of a request, verified.
+pub fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+) -> ApiResult<Claims> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let token = header.or(query_token).unwrap_or("");
+    state
+        .key
+        .verify(token.trim(), now_ms() / 1000)
+        .map_err(|e| HttpError::new(ErrorCode::Unauthorized, e.to_string()))
+}
+
+fn require(claims: &Claims, role: Role) -> ApiResult<()> {
+    if claims.role == role {
+        Ok(())
+    } else {
+        Err(HttpError::forbidden(format!(
+            "this needs the {} role",
+            role.as_str()
+        )))
+    }
+}
+
+fn body<T>(payload: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
+    payload
+        .map(|Json(v)| v)
+        .map_err(|e| HttpError::bad_request(e.body_text()))
+}
+
+fn field<T, E: std::fmt::Display>(name: &str, r: Result<T, E>) -> ApiResult<T> {
+    r.map_err(|e| HttpError::bad_request(format!("{name}: {e}")))
+}
+
+fn new_id() -> String {
+    // Time-ordered ids sort by creation in indexes and listings.
+    uuid::Uuid::now_v7().to_string()
+}
+
+pub async fn create_seller(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    payload: Result<Json<CreateSeller>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Seller>)> {
+    let claims = authenticate(&state, &headers, None)?;
+    require(&claims, Role::Operator)?;
+    let req = body(payload)?;
+    let kind = req.kind.unwrap_or_else(|| "cooperative".into());
+    if !["cooperative", "enterprise", "household"].contains(&kind.as_str()) {
+        return Err(HttpError::bad_request(
+            "kind: expected cooperative, enterprise or household",
+        ));
+    }
+    let row = SellerRow {
+        id: field("id", SellerId::parse(new_id()))?,
+        name: field("name", text("name", &req.name))?,
+        kind,
+        district: match req.district {
+            Some(d) => field("district", text("district", &d))?,
+            None => String::new(),
+        },
+        created_at: now_ms(),
+    };
+    state.catalog.create_seller(&row).await?;
+    Ok((StatusCode::CREATED, Json(seller_json(&row))))
+}
+
+fn seller_json(row: &SellerRow) -> Seller {
+    Seller {
+        id: row.id.to_string(),
+        name: row.name.clone(),
+        kind: row.kind.clone(),
+        district: row.district.clone(),
+        created_at: row.created_at,
+    }
+}
+
+pub async fn get_seller(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Seller>> {
+    let id = SellerId::parse(id).map_err(|_| HttpError::not_found("seller"))?;
+    let row = state
+        .catalog
+        .seller(&id)
+        .await?
+        .ok_or_else(|| HttpError::not_found(format!("seller {id}")))?;
+    Ok(Json(seller_json(&row)))
+}
+
+pub async fn create_product(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    payload: Result<Json<CreateProduct>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<WireProduct>)> {
+    let claims = authenticate(&state, &headers, None)?;
+    require(&claims, Role::Operator)?;
+    let req = body(payload)?;
+    let seller_id = field("seller_id", SellerId::parse(req.seller_id))?;
+    if state.catalog.seller(&seller_id).await?.is_none() {
+        return Err(HttpError::bad_request(format!(
+            "seller_id: seller {seller_id} does not exist"
+        )));
+    }
+    let product = Product {
+        id: field("id", ProductId::parse(new_id()))?,
+        seller_id,
+        name: field("name", text("name", &req.name))?,
+        group: field("group", ProductGroup::parse(&req.group))?,
+        stars: field("stars", Stars::parse(req.stars))?,
+        district: field("district", text("district", &req.district))?,
+        commune: field("commune", text("commune", &req.commune))?,
+        producer: field("producer", text("producer", &req.producer))?,
+        list_price: field("list_price", Dong::parse(req.list_price))?,
+        origin_document: field(
+            "origin_document",
+            text("origin_document", &req.origin_document),
+        )?,
+        quality_label: field("quality_label", text("quality_label", &req.quality_label))?,
+    };
+    let created_at = now_ms();
+    state.catalog.create_product(&product, created_at).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(product_json(&product, created_at)),
+    ))
+}
+
+fn product_json(p: &Product, created_at: i64) -> WireProduct {
+    WireProduct {
+        view: convert::product_view(p),
+        seller_id: p.seller_id.to_string(),
+        created_at,
+    }
+}
+
+pub async fn get_product(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<WireProduct>> {
+    let id = ProductId::parse(id).map_err(|_| HttpError::not_found("product"))?;
+    let (p, at) = state
+        .catalog
+        .product(&id)
+        .await?
+        .ok_or_else(|| HttpError::not_found(format!("product {id}")))?;
+    Ok(Json(product_json(&p, at)))
+}
+
+pub async fn create_show(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    payload: Result<Json<CreateShow>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Show>)> {
+    let claims = authenticate(&state, &headers, None)?;
+    require(&claims, Role::Operator)?;
+    let req = body(payload)?;
+    let seller_id = field("seller_id", SellerId::parse(req.seller_id))?;
+    if state.catalog.seller(&seller_id).await?.is_none() {
+        return Err(HttpError::bad_request(format!(
+            "seller_id: seller {seller_id} does not exist"
+        )));
+    }
+    let title = field("title", text("title", &req.title))?;
+    let max_lineup = state.config.limits.max_lineup;
+    if req.lineup.is_empty() || req.lineup.len() > max_lineup {
+        return Err(HttpError::bad_request(format!(
+            "lineup: 1 to {max_lineup} products"
+        )));
+    }
+    let mut lineup = Vec::with_capacity(req.lineup.len());
+    for (i, item) in req.lineup.into_iter().enumerate() {
+        let at = |f: &str| format!("lineup[{i}].{f}");
+        let pid = field(&at("product_id"), ProductId::parse(item.product_id))?;
+        if lineup.iter().any(|l: &LineupRow| l.product.id == pid) {
+            return Err(HttpError::bad_request(format!(
+                "{}: product {pid} is listed twice",
+                at("product_id")
+            )));
+        }
+        let (product, _) = state.catalog.product(&pid).await?.ok_or_else(|| {
+            HttpError::new(
+                ErrorCode::UnknownProduct,
+                format!("{}: product {pid} does not exist", at("product_id")),
+            )
+        })?;
+        if product.seller_id != seller_id {
+            return Err(HttpError::bad_request(format!(
+                "{}: product {pid} belongs to another seller",
+                at("product_id")
+            )));
+        }
+        let bound = i64::from(MAX_STOCK);
+        if !(0..=bound).contains(&item.stock) {
+            return Err(HttpError::bad_request(format!(
+                "{}: 0 to {bound}, got {}",
+                at("stock"),
+                item.stock
+            )));
+        }
+        if !(1..=bound).contains(&item.buyer_limit) {
+            return Err(HttpError::bad_request(format!(
+                "{}: 1 to {bound}, got {}",
+                at("buyer_limit"),
+                item.buyer_limit
+            )));
+        }
+        lineup.push(LineupRow {
+            product,
+            stock: item.stock as u32,
+            buyer_limit: item.buyer_limit as u32,
+        });
+    }
+    let row = ShowRow {
+        id: field("id", ShowId::parse(new_id()))?,
+        seller_id,
+        title,
+        status: ShowStatus::Scheduled,
+        created_at: now_ms(),
+        lineup,
+    };
+    state.catalog.create_show(&row).await?;
+    state.load_show(&row).await?;
+    Ok((StatusCode::CREATED, Json(show_json(&state, &row).await?)))
+}
+
+async fn show_json(state: &AppState, row: &ShowRow) -> ApiResult<Show> {
+    let (status, stock, seq) = match state.show(&row.id) {
+        Some(_) => {
+            let view = state.inventory.view(&row.id, None, now_ms()).await?;
+            let stock = (view.status != ShowStatus::Scheduled).then(|| {
+                let levels: Vec<_> = view
+                    .lineup
+                    .iter()
+                    .map(|e| (e.product.id.clone(), e.left))
+                    .collect();
+                convert::stock_levels(&levels)
+            });
+            (view.status, stock, view.seq)
+        }
+        None => (row.status, None, 0),
+    };
+    Ok(Show {
+        id: row.id.to_string(),
+        seller_id: row.seller_id.to_string(),
+        title: row.title.clone(),
+        status: status.as_str().to_owned(),
+        lineup: row
+            .lineup
+            .iter()
+            .map(|l| ShowLineupItem {
+                product_id: l.product.id.to_string(),
+                stock: l.stock,
+                buyer_limit: l.buyer_limit,
+            })
+            .collect(),
+        created_at: row.created_at,
+        stock,
+        seq,
+    })
+}
+
+pub async fn list_shows(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<Show>>> {
+    let rows = state.catalog.shows().await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        out.push(show_json(&state, row).await?);
+    }
+    Ok(Json(out))
+}
+
+async fn show_row(state: &AppState, id: String) -> ApiResult<ShowRow> {
+    let id = ShowId::parse(id).map_err(|_| HttpError::not_found("show"))?;
+    state
+        .catalog
+        .show(&id)
+        .await?
+        .ok_or_else(|| HttpError::not_found(format!("show {id}")))
+}
+
+pub async fn get_show(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Show>> {
+    let row = show_row(&state, id).await?;
+    Ok(Json(show_json(&state, &row).await?))
+}
+
+async fn transition(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    id: String,
+    cmd: Command,
+) -> ApiResult<Json<Show>> {
+    let claims = authenticate(&state, &headers, None)?;
+    let row = show_row(&state, id).await?;
+    let allowed = match claims.role {
+        Role::Operator => true,
+        Role::Seller => claims.sub == row.seller_id.as_str(),
+        Role::Viewer => false,
+    };
+    if !allowed {
+        return Err(HttpError::forbidden(
+            "only an operator or this show's seller may do this",
+        ));
+    }
+    let rt = state.load_show(&row).await?;
+    state.command(&rt, cmd).await?;
+    let row = show_row(&state, row.id.to_string()).await?;
+    Ok(Json(show_json(&state, &row).await?))
+}
+
+pub async fn go_live(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Show>> {
+    transition(state, headers, id, Command::GoLive).await
+}
+
+pub async fn close(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Show>> {
+    transition(state, headers, id, Command::Close).await
+}

@@ -1,0 +1,360 @@
+//! Layered configuration: built-in defaults (`config/default.toml`, compiled in), an optional
+//! file, then `NIGHTMARKET_*` environment variables. Validated completely before any port is
+//! bound, so a bad value fails at start with a message naming the key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The defaults, exactly as documented in the repository's `config/default.toml`.
+pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
+
+/// The development secret shipped in the defaults; refused when `dev = false`.
+pub const DEV_SECRET: &str = "nightmarket-dev-secret-do-not-use-in-production";
+
+/// Shortest accepted auth secret, in bytes (HS256 wants at least the hash size).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Environment variables with the prefix that are not configuration keys.
+const NON_CONFIG_ENV: [&str; 3] = [
+    "NIGHTMARKET_CONFIG",
+    "NIGHTMARKET_LOG",
+    "NIGHTMARKET_LOG_FORMAT",
+];
+/// Prefixes reserved for tools around the server (test harness, load generator).
+const NON_CONFIG_ENV_PREFIXES: [&str; 2] = ["NIGHTMARKET_TEST_", "NIGHTMARKET_BENCH_"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub auth_secret: Secret,
+    pub dev: bool,
+    pub redis_url: String,
+    pub database_url: String,
+    pub limits: Limits,
+}
+
+/// Every bound of the server, named. See `config/default.toml` for what each means.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_frame_bytes: usize,
+    pub hard_frame_bytes: usize,
+    pub event_buffer: usize,
+    pub event_history: usize,
+    pub write_timeout_ms: u64,
+    pub stock_tick_ms: u64,
+    pub feed_items: usize,
+    pub messages_per_second: u32,
+    pub message_burst: u32,
+    pub max_claim_quantity: u32,
+    pub journal_queue: usize,
+    pub max_lineup: usize,
+    pub shutdown_grace_ms: u64,
+}
+
+/// A secret that never shows up in logs or `Debug` output.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(****)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Parse { path: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl Config {
+    /// The built-in defaults.
+    pub fn defaults() -> Result<Self, ConfigError> {
+        toml::from_str(DEFAULT_TOML).map_err(|e| ConfigError::Parse {
+            path: "<built-in>".into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Defaults, then `file` (if any), then the given environment (normally `std::env::vars()`).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut value: toml::Table =
+            toml::from_str(DEFAULT_TOML).map_err(|e| ConfigError::Parse {
+                path: "<built-in>".into(),
+                message: e.to_string(),
+            })?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            let overlay: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            merge(&mut value, overlay);
+        }
+        let env: BTreeMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("NIGHTMARKET_"))
+            .collect();
+        for (var, raw) in env {
+            if NON_CONFIG_ENV.contains(&var.as_str())
+                || NON_CONFIG_ENV_PREFIXES.iter().any(|p| var.starts_with(p))
+            {
+                continue;
+            }
+            apply_env(&mut value, &var, &raw)?;
+        }
+        let config: Config =
+            toml::Value::Table(value)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: "<merged>".into(),
+                    message: e.to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value; the first problem is returned naming its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid { key, message };
+        self.listen_addr()?;
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty".into()));
+        }
+        let secret = self.auth_secret.expose();
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(invalid(
+                "auth_secret",
+                format!(
+                    "must be at least {MIN_SECRET_BYTES} bytes, got {}",
+                    secret.len()
+                ),
+            ));
+        }
+        if secret == DEV_SECRET && !self.dev {
+            return Err(invalid(
+                "auth_secret",
+                "the development secret is refused when dev = false; set NIGHTMARKET_AUTH_SECRET"
+                    .into(),
+            ));
+        }
+        if !self.redis_url.is_empty() {
+            return Err(invalid(
+                "redis_url",
+                "distributed mode (Redis) is not available in this release; unset NIGHTMARKET_REDIS_URL to run the embedded market".into(),
+            ));
+        }
+        if !self.database_url.is_empty() {
+            return Err(invalid(
+                "database_url",
+                "the PostgreSQL store is not available in this release; unset NIGHTMARKET_DATABASE_URL to use the embedded SQLite store".into(),
+            ));
+        }
+        let l = &self.limits;
+        let positive: [(&'static str, u64); 13] = [
+            ("limits.max_connections", l.max_connections as u64),
+            ("limits.max_frame_bytes", l.max_frame_bytes as u64),
+            ("limits.event_buffer", l.event_buffer as u64),
+            ("limits.event_history", l.event_history as u64),
+            ("limits.write_timeout_ms", l.write_timeout_ms),
+            ("limits.stock_tick_ms", l.stock_tick_ms),
+            ("limits.feed_items", l.feed_items as u64),
+            (
+                "limits.messages_per_second",
+                u64::from(l.messages_per_second),
+            ),
+            ("limits.message_burst", u64::from(l.message_burst)),
+            ("limits.max_claim_quantity", u64::from(l.max_claim_quantity)),
+            ("limits.journal_queue", l.journal_queue as u64),
+            ("limits.max_lineup", l.max_lineup as u64),
+            ("limits.shutdown_grace_ms", l.shutdown_grace_ms),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
+        if l.hard_frame_bytes < l.max_frame_bytes {
+            return Err(invalid(
+                "limits.hard_frame_bytes",
+                format!(
+                    "must be at least limits.max_frame_bytes ({})",
+                    l.max_frame_bytes
+                ),
+            ));
+        }
+        if l.max_connections > 1_000_000 {
+            return Err(invalid("limits.max_connections", "at most 1000000".into()));
+        }
+        if l.event_buffer > 1 << 20 || l.event_history > 1 << 20 {
+            return Err(invalid(
+                "limits.event_buffer",
+                "event_buffer and event_history are at most 1048576".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|e| ConfigError::Invalid {
+            key: "listen",
+            message: format!("{:?} is not host:port ({e})", self.listen),
+        })
+    }
+}
+
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (k, v) in overlay {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Sets the key an environment variable names, typed like the default it replaces.
+fn apply_env(root: &mut toml::Table, var: &str, raw: &str) -> Result<(), ConfigError> {
+    let name = var.trim_start_matches("NIGHTMARKET_").to_ascii_lowercase();
+    let env_err = |message: String| ConfigError::Env {
+        var: var.to_owned(),
+        message,
+    };
+    // A top-level key, or `<table>_<key>` for a key inside a table.
+    let slot = if root.get(&name).is_some_and(|v| !v.is_table()) {
+        root.get_mut(&name)
+    } else {
+        let mut found = None;
+        for (table, value) in root.iter_mut() {
+            if let (Some(rest), toml::Value::Table(t)) =
+                (name.strip_prefix(&format!("{table}_")), value)
+                && t.contains_key(rest)
+            {
+                found = t.get_mut(rest);
+                break;
+            }
+        }
+        found
+    };
+    let Some(slot) = slot else {
+        return Err(env_err(
+            "not a configuration key (see docs/configuration.md)".into(),
+        ));
+    };
+    *slot = match slot {
+        toml::Value::Integer(_) => toml::Value::Integer(
+            raw.trim()
+                .parse()
+                .map_err(|_| env_err(format!("{raw:?} is not a whole number")))?,
+        ),
+        toml::Value::Boolean(_) => toml::Value::Boolean(match raw.trim() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => return Err(env_err(format!("{raw:?} is not true or false"))),
+        }),
+        _ => toml::Value::String(raw.to_owned()),
+    };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load(None, env(&[])).expect("defaults load");
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert!(c.dev);
+    }
+
+    #[test]
+    fn env_overrides_top_level_and_table_keys() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("NIGHTMARKET_LISTEN", "0.0.0.0:9000"),
+                ("NIGHTMARKET_DATA_DIR", "/var/lib/nm"),
+                ("NIGHTMARKET_LIMITS_MAX_FRAME_BYTES", "2048"),
+                ("NIGHTMARKET_DEV", "false"),
+                (
+                    "NIGHTMARKET_AUTH_SECRET",
+                    "0123456789abcdef0123456789abcdef",
+                ),
+                ("NIGHTMARKET_LOG", "debug"),
+                ("NIGHTMARKET_TEST_REDIS_URL", "redis://x"),
+            ]),
+        )
+        .expect("overrides load");
+        assert_eq!(c.listen, "0.0.0.0:9000");
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/nm"));
+        assert_eq!(c.limits.max_frame_bytes, 2048);
+        assert!(!c.dev);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let e = Config::load(None, env(&[("NIGHTMARKET_LISTEN", "nowhere")])).unwrap_err();
+        assert!(e.to_string().contains("listen"), "{e}");
+        let e =
+            Config::load(None, env(&[("NIGHTMARKET_LIMITS_EVENT_BUFFER", "lots")])).unwrap_err();
+        assert!(
+            e.to_string().contains("NIGHTMARKET_LIMITS_EVENT_BUFFER"),
+            "{e}"
+        );
+        let e = Config::load(None, env(&[("NIGHTMARKET_LIMITS_EVENT_BUFFER", "0")])).unwrap_err();
+        assert!(e.to_string().contains("limits.event_buffer"), "{e}");
+        let e = Config::load(None, env(&[("NIGHTMARKET_LSITEN", "x")])).unwrap_err();
+        assert!(e.to_string().contains("NIGHTMARKET_LSITEN"), "{e}");
+        let e = Config::load(None, env(&[("NIGHTMARKET_DEV", "false")])).unwrap_err();
+        assert!(e.to_string().contains("auth_secret"), "{e}");
+        let e = Config::load(None, env(&[("NIGHTMARKET_AUTH_SECRET", "short")])).unwrap_err();
+        assert!(e.to_string().contains("at least 32 bytes"), "{e}");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let c = Config::defaults().expect("defaults");
+        assert!(!format!("{c:?}").contains(DEV_SECRET));
+    }
+}

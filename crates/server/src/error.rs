@@ -1,0 +1,74 @@
+//! HTTP errors: one type, one stable code each, rendered as `{"error":{"code","message"}}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use nightmarket_inventory::InventoryError;
+use nightmarket_store::StoreError;
+use nightmarket_wire::ErrorCode;
+use nightmarket_wire::http::{ApiError, ApiErrorBody};
+
+use crate::convert::command_error_code;
+
+#[derive(Debug)]
+pub struct HttpError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl HttpError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::error!(code = %self.code, message = %self.message, "request failed");
+        }
+        let body = ApiError {
+            error: ApiErrorBody {
+                code: self.code,
+                message: self.message,
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for HttpError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => {
+                Self::new(ErrorCode::Conflict, format!("{what} already exists"))
+            }
+            other => Self::new(ErrorCode::Unavailable, other.to_string()),
+        }
+    }
+}
+
+impl From<InventoryError> for HttpError {
+    fn from(e: InventoryError) -> Self {
+        match e {
+            InventoryError::Command(c) => Self::new(command_error_code(&c), c.to_string()),
+            InventoryError::UnknownShow(s) => Self::not_found(format!("show {s}")),
+            InventoryError::Unavailable(m) => Self::new(ErrorCode::Unavailable, m),
+            InventoryError::Internal(m) => Self::new(ErrorCode::Internal, m),
+        }
+    }
+}

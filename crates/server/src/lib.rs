@@ -1,0 +1,265 @@
+//! The Nightmarket server: HTTP API, WebSocket sessions, auth, configuration and metrics,
+//! wired over the inventory, hub and store crates.
+//!
+//! - [`config`]: layered configuration, validated before anything binds.
+//! - [`auth`]: HS256 tokens carrying role and subject.
+//! - [`api`]: HTTP handlers; [`ws`]: one WebSocket session per viewer or seller.
+//! - [`state`]: shared state, the per-show command gate, flash timers and the stock ticker.
+//! - [`run`]: serve on a bound listener until a shutdown future resolves, then drain.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod metrics;
+pub mod state;
+pub mod ws;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use nightmarket_domain::{BuyerId, ShowId};
+use nightmarket_inventory::{Inventory, MemoryInventory};
+use nightmarket_store::{Catalog, SqliteCatalog, SqliteJournal};
+use nightmarket_wire::ErrorCode;
+use nightmarket_wire::http::{BackendState, Readiness};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::auth::Role;
+use crate::config::Config;
+use crate::error::HttpError;
+use crate::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("storage: {0}")]
+    Storage(String),
+    #[error("serving failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// The two backends a server runs on.
+pub type Backends = (Arc<dyn Catalog>, Arc<dyn Inventory>);
+
+/// Opens the embedded backends under `config.data_dir`.
+pub fn open_embedded(config: &Config) -> Result<Backends, ServerError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    let catalog = SqliteCatalog::open(&config.data_dir.join("catalog.sqlite"))
+        .map_err(|e| ServerError::Storage(e.to_string()))?;
+    let journal = SqliteJournal::open(
+        &config.data_dir.join("journal.sqlite"),
+        config.limits.journal_queue,
+    )
+    .map_err(|e| ServerError::Storage(e.to_string()))?;
+    let inventory = MemoryInventory::new(journal, config.limits.event_history);
+    Ok((Arc::new(catalog), Arc::new(inventory)))
+}
+
+/// The HTTP router over the shared state.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/sellers", post(api::create_seller))
+        .route("/api/sellers/{id}", get(api::get_seller))
+        .route("/api/products", post(api::create_product))
+        .route("/api/products/{id}", get(api::get_product))
+        .route("/api/shows", post(api::create_show).get(api::list_shows))
+        .route("/api/shows/{id}", get(api::get_show))
+        .route("/api/shows/{id}/live", post(api::go_live))
+        .route("/api/shows/{id}/close", post(api::close))
+        .route("/ws/shows/{id}", get(ws_upgrade))
+        .fallback(|| async { HttpError::not_found("route") })
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let mut backends = Vec::new();
+    let catalog = state.catalog.ping().await;
+    backends.push(BackendState {
+        name: "catalog".into(),
+        state: if catalog.is_ok() { "ok" } else { "failing" }.into(),
+        detail: catalog.err().map(|e| e.to_string()),
+    });
+    let inventory = state.inventory.health();
+    backends.push(BackendState {
+        name: "journal".into(),
+        state: if inventory.is_ok() { "ok" } else { "failing" }.into(),
+        detail: inventory.err().map(|e| e.to_string()),
+    });
+    let shutting_down = *state.shutdown.borrow();
+    if shutting_down {
+        backends.push(BackendState {
+            name: "server".into(),
+            state: "failing".into(),
+            detail: Some("shutting down".into()),
+        });
+    }
+    let ready = backends.iter().all(|b| b.state == "ok");
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(Readiness { ready, backends })).into_response()
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let viewers: u64 = state
+        .hub
+        .channels()
+        .iter()
+        .map(|(_, c)| c.viewer_count())
+        .sum();
+    let body = state.metrics.render(state.show_count(), viewers);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn ws_upgrade(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, HttpError> {
+    let claims = api::authenticate(&state, &headers, query.get("token").map(String::as_str))?;
+    if claims.role == Role::Viewer && BuyerId::parse(claims.sub.clone()).is_err() {
+        return Err(HttpError::new(
+            ErrorCode::Unauthorized,
+            "the token's subject is not a valid buyer id",
+        ));
+    }
+    let last_seq = match query.get("last_seq") {
+        None => None,
+        Some(s) => Some(
+            s.parse::<u64>()
+                .map_err(|_| HttpError::bad_request("last_seq: a whole number"))?,
+        ),
+    };
+    let id = ShowId::parse(id).map_err(|_| HttpError::not_found("show"))?;
+    let rt = match state.show(&id) {
+        Some(rt) => rt,
+        None => {
+            let row = state
+                .catalog
+                .show(&id)
+                .await?
+                .ok_or_else(|| HttpError::not_found(format!("show {id}")))?;
+            state.load_show(&row).await?
+        }
+    };
+    if *state.shutdown.borrow() {
+        return Err(HttpError::new(ErrorCode::Unavailable, "shutting down"));
+    }
+    let Ok(permit) = state.connections.clone().try_acquire_owned() else {
+        metrics::inc(&state.metrics.connections_refused);
+        return Err(HttpError::new(
+            ErrorCode::Unavailable,
+            "connection limit reached; retry later",
+        ));
+    };
+    let peer = ws::peer_for(claims, &rt);
+    let limits = &state.config.limits;
+    let upgrade = upgrade
+        .max_message_size(limits.hard_frame_bytes)
+        .max_frame_size(limits.hard_frame_bytes)
+        // Tungstenite's default read buffer is 128 KiB per connection; frames are small.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(limits.hard_frame_bytes.max(64 * 1024) * 4);
+    Ok(upgrade
+        .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
+        .on_upgrade(move |socket| async move {
+            ws::run(state, rt, peer, socket, last_seq).await;
+            drop(permit);
+        }))
+}
+
+/// Serves on `listener` until `shutdown` resolves; then stops accepting, tells every WebSocket
+/// client to reconnect (close 1012) and waits up to `shutdown_grace_ms` for sessions to end.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    config.validate()?;
+    let (catalog, inventory) = open_embedded(&config)?;
+    serve_with(listener, config, catalog, inventory, shutdown).await
+}
+
+/// Like [`run`], over given backends.
+pub async fn serve_with(
+    listener: TcpListener,
+    config: Config,
+    catalog: Arc<dyn Catalog>,
+    inventory: Arc<dyn Inventory>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let grace = Duration::from_millis(config.limits.shutdown_grace_ms);
+    let state = Arc::new(AppState::new(config, catalog, inventory, stop_rx.clone()));
+
+    // Load every stored show: replays journals, restores flash timers.
+    let rows = state
+        .catalog
+        .shows()
+        .await
+        .map_err(|e| ServerError::Storage(e.to_string()))?;
+    for row in &rows {
+        state
+            .load_show(row)
+            .await
+            .map_err(|e| ServerError::Storage(e.to_string()))?;
+    }
+    tracing::info!(shows = rows.len(), addr = %listener.local_addr()?, "nightmarket serving");
+    tokio::spawn(state.clone().ticker());
+
+    let app = router(state.clone());
+    let mut stop = stop_rx.clone();
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { state::stopped(&mut stop).await });
+    let trigger = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        stop_tx
+    });
+    server.await?;
+    let _stop_tx = trigger.await.ok();
+    // Sessions saw the shutdown flag and are sending their close frames.
+    if tokio::time::timeout(grace, state.sessions.drained())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = state.sessions.open(),
+            "shutdown grace elapsed with sessions open"
+        );
+    }
+    tracing::info!("nightmarket stopped");
+    Ok(())
+}

@@ -1,0 +1,380 @@
+//! The server's shared state and the show runtime: executing commands in order, publishing
+//! their events once, ending flashes on time, and refreshing the conflated frames.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use nightmarket_domain::{
+    EndReason, LineupEntry, Millis, SellerId, SequencedEvent, ShowEvent, ShowId, ShowStatus,
+};
+use nightmarket_hub::{Hub, HubLimits, Published, ShowChannel};
+use nightmarket_inventory::{Command, Inventory, InventoryError};
+use nightmarket_store::{Catalog, ShowRow};
+use nightmarket_wire::server::{FeedFrame, FeedItem, ServerMessage, StockFrame, ViewersFrame};
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::auth::TokenKey;
+use crate::config::Config;
+use crate::convert;
+use crate::metrics::{Metrics, inc};
+
+/// Current time, UTC milliseconds.
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Serializes a server message once; the bytes are then shared by every connection.
+pub fn frame(msg: &ServerMessage) -> Utf8Bytes {
+    Utf8Bytes::from(serde_json::to_string(msg).unwrap_or_default())
+}
+
+/// What a show needs at runtime besides its book: identity, its fan-out channel, and the
+/// gate that orders its commands.
+pub struct ShowRuntime {
+    pub id: ShowId,
+    pub seller_id: SellerId,
+    pub seller_name: String,
+    pub title: String,
+    pub created_at: Millis,
+    pub channel: Arc<ShowChannel<Utf8Bytes>>,
+    /// Commands on one show run one at a time from inventory to publish, so events reach the
+    /// channel in sequence order.
+    gate: tokio::sync::Mutex<()>,
+    tick: Mutex<TickState>,
+}
+
+#[derive(Default)]
+struct TickState {
+    stock_version: Option<u64>,
+    feed_from: u64,
+    viewers: Option<u64>,
+}
+
+/// Counts WebSocket sessions so shutdown can wait for them (axum's graceful shutdown does not
+/// see upgraded connections).
+#[derive(Default)]
+pub struct Sessions {
+    open: AtomicUsize,
+    idle: Notify,
+}
+
+pub struct SessionGuard(Arc<Sessions>);
+
+impl Sessions {
+    pub fn enter(self: &Arc<Self>) -> SessionGuard {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        SessionGuard(self.clone())
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no session is open.
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.open() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+pub struct AppState {
+    pub config: Config,
+    pub key: TokenKey,
+    pub catalog: Arc<dyn Catalog>,
+    pub inventory: Arc<dyn Inventory>,
+    pub hub: Hub<Utf8Bytes>,
+    pub metrics: Metrics,
+    pub shows: RwLock<HashMap<ShowId, Arc<ShowRuntime>>>,
+    pub connections: Arc<Semaphore>,
+    pub sessions: Arc<Sessions>,
+    /// Flips to true once shutdown starts; every session watches it.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl AppState {
+    pub fn new(
+        config: Config,
+        catalog: Arc<dyn Catalog>,
+        inventory: Arc<dyn Inventory>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let l = &config.limits;
+        let hub = Hub::new(HubLimits {
+            event_buffer: l.event_buffer,
+            history: l.event_history,
+            max_pending: l.event_buffer,
+        });
+        Self {
+            key: TokenKey::new(config.auth_secret.expose()),
+            connections: Arc::new(Semaphore::new(l.max_connections)),
+            config,
+            catalog,
+            inventory,
+            hub,
+            metrics: Metrics::default(),
+            shows: RwLock::new(HashMap::new()),
+            sessions: Arc::new(Sessions::default()),
+            shutdown,
+        }
+    }
+
+    pub fn show(&self, id: &ShowId) -> Option<Arc<ShowRuntime>> {
+        self.shows.read().ok().and_then(|s| s.get(id).cloned())
+    }
+
+    pub fn show_count(&self) -> usize {
+        self.shows.read().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Loads a stored show into the inventory (replaying its journal) and the hub.
+    pub async fn load_show(
+        self: &Arc<Self>,
+        row: &ShowRow,
+    ) -> Result<Arc<ShowRuntime>, InventoryError> {
+        if let Some(rt) = self.show(&row.id) {
+            return Ok(rt);
+        }
+        let lineup: Vec<LineupEntry> = row
+            .lineup
+            .iter()
+            .map(|l| LineupEntry {
+                product: l.product.clone(),
+                allotted: l.stock,
+                buyer_limit: l.buyer_limit,
+                left: l.stock,
+            })
+            .collect();
+        self.inventory.open_show(&row.id, lineup).await?;
+        let view = self.inventory.view(&row.id, None, now_ms()).await?;
+        let seller_name = match self.catalog.seller(&row.seller_id).await {
+            Ok(Some(s)) => s.name,
+            _ => row.seller_id.to_string(),
+        };
+        let rt = Arc::new(ShowRuntime {
+            id: row.id.clone(),
+            seller_id: row.seller_id.clone(),
+            seller_name,
+            title: row.title.clone(),
+            created_at: row.created_at,
+            channel: self.hub.channel(row.id.as_str(), view.seq),
+            gate: tokio::sync::Mutex::new(()),
+            tick: Mutex::new(TickState::default()),
+        });
+        if let Ok(mut shows) = self.shows.write() {
+            shows.entry(row.id.clone()).or_insert_with(|| rt.clone());
+        }
+        // The catalog's status follows the book, which the journal made authoritative.
+        if view.status != row.status {
+            let _ = self
+                .catalog
+                .set_show_status(&row.id, row.status, view.status)
+                .await;
+        }
+        if let Some(flash) = view.flash {
+            self.schedule_flash_end(rt.clone(), flash.id, flash.ends_at);
+        }
+        Ok(rt)
+    }
+
+    /// Runs a command on a show: inventory, then publish each event once, in order.
+    pub async fn command(
+        self: &Arc<Self>,
+        rt: &Arc<ShowRuntime>,
+        cmd: Command,
+    ) -> Result<(Vec<SequencedEvent>, u64), InventoryError> {
+        let _gate = rt.gate.lock().await;
+        let events = self.inventory.command(&rt.id, cmd, now_ms()).await?;
+        for ev in &events {
+            self.publish(rt, ev);
+            self.after_event(rt, ev).await;
+        }
+        let seq = events
+            .last()
+            .map_or_else(|| rt.channel.last_seq(), |e| e.seq);
+        Ok((events, seq))
+    }
+
+    fn publish(&self, rt: &ShowRuntime, ev: &SequencedEvent) {
+        let bytes = frame(&ServerMessage::Event(convert::event_frame(ev)));
+        inc(&self.metrics.events_published);
+        match rt.channel.publish(ev.seq, bytes) {
+            Published::Delivered { receivers, .. } => {
+                self.metrics
+                    .events_fanned_out
+                    .fetch_add(receivers as u64, Ordering::Relaxed);
+            }
+            Published::Duplicate => {}
+            Published::Gap { expected } => {
+                // Commands are gated per show, so this means an event was lost between the
+                // inventory and the hub; viewers would stall. Say so loudly.
+                tracing::error!(show = %rt.id, expected, got = ev.seq, "event sequence gap");
+            }
+        }
+    }
+
+    async fn after_event(self: &Arc<Self>, rt: &Arc<ShowRuntime>, ev: &SequencedEvent) {
+        match &ev.event {
+            ShowEvent::FlashStarted { flash } => {
+                self.schedule_flash_end(rt.clone(), flash.id, flash.ends_at);
+            }
+            ShowEvent::ShowLive => {
+                let _ = self
+                    .catalog
+                    .set_show_status(&rt.id, ShowStatus::Scheduled, ShowStatus::Live)
+                    .await;
+            }
+            ShowEvent::ShowClosed { .. } => {
+                for from in [ShowStatus::Live, ShowStatus::Scheduled] {
+                    let _ = self
+                        .catalog
+                        .set_show_status(&rt.id, from, ShowStatus::Closed)
+                        .await;
+                }
+                // Final stock goes out at once rather than at the next tick.
+                self.refresh(rt).await;
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends a flash at its end time. The timer names the flash, so a late timer never ends a
+    /// newer one.
+    pub fn schedule_flash_end(
+        self: &Arc<Self>,
+        rt: Arc<ShowRuntime>,
+        flash_id: u64,
+        ends_at: Millis,
+    ) {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let wait = (ends_at - now_ms()).max(0) as u64;
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            let cmd = Command::EndFlash {
+                reason: EndReason::Expired,
+                only: Some(flash_id),
+            };
+            if let Err(e) = state.command(&rt, cmd).await {
+                tracing::warn!(show = %rt.id, flash_id, error = %e, "could not end expired flash");
+            }
+        });
+    }
+
+    /// Ends a flash whose quantity cap was just reached.
+    pub fn end_capped_flash(self: &Arc<Self>, rt: Arc<ShowRuntime>, flash_id: u64) {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let cmd = Command::EndFlash {
+                reason: EndReason::CapReached,
+                only: Some(flash_id),
+            };
+            if let Err(e) = state.command(&rt, cmd).await {
+                tracing::warn!(show = %rt.id, flash_id, error = %e, "could not end capped flash");
+            }
+        });
+    }
+
+    /// Refreshes one show's conflated frames if anything changed since the last refresh.
+    pub async fn refresh(&self, rt: &ShowRuntime) {
+        let feed_from = rt.tick.lock().map(|t| t.feed_from).unwrap_or(0);
+        let Ok(stock) = self.inventory.stock(&rt.id, feed_from).await else {
+            return;
+        };
+        let viewers = rt.channel.viewer_count();
+        let Ok(mut tick) = rt.tick.lock() else { return };
+        if tick.stock_version != Some(stock.version) {
+            tick.stock_version = Some(stock.version);
+            let msg = ServerMessage::Stock(StockFrame {
+                levels: convert::stock_levels(&stock.levels),
+            });
+            rt.channel.set_stock(frame(&msg));
+            inc(&self.metrics.conflated_frames_published);
+        }
+        if !stock.recent.is_empty() || tick.feed_from != stock.log_len {
+            let skip = stock
+                .recent
+                .len()
+                .saturating_sub(self.config.limits.feed_items);
+            let items: Vec<FeedItem> = stock
+                .recent
+                .iter()
+                .skip(skip)
+                .map(|c| FeedItem {
+                    product_id: c.product_id.to_string(),
+                    quantity: c.quantity,
+                    unit_price: c.unit_price.get(),
+                    at: c.at,
+                })
+                .collect();
+            tick.feed_from = stock.log_len;
+            if !items.is_empty() {
+                let msg = ServerMessage::Feed(FeedFrame {
+                    items,
+                    total_claims: stock.accepted_claims,
+                });
+                rt.channel.set_feed(frame(&msg));
+                inc(&self.metrics.conflated_frames_published);
+            }
+        }
+        if tick.viewers != Some(viewers) {
+            tick.viewers = Some(viewers);
+            rt.channel
+                .set_viewers(frame(&ServerMessage::Viewers(ViewersFrame {
+                    count: viewers,
+                })));
+            inc(&self.metrics.conflated_frames_published);
+        }
+    }
+
+    /// Every `stock_tick_ms`, refresh the conflated frames of every show someone watches.
+    pub async fn ticker(self: Arc<Self>) {
+        let mut shutdown = self.shutdown.clone();
+        let mut every =
+            tokio::time::interval(Duration::from_millis(self.config.limits.stock_tick_ms));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                () = stopped(&mut shutdown) => return,
+            }
+            let shows: Vec<Arc<ShowRuntime>> = self
+                .shows
+                .read()
+                .map(|s| s.values().cloned().collect())
+                .unwrap_or_default();
+            for rt in shows {
+                if rt.channel.connection_count() > 0 {
+                    self.refresh(&rt).await;
+                }
+            }
+        }
+    }
+}
+
+/// Resolves once the shutdown flag is set (or its sender is gone).
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    loop {
+        let stop = *rx.borrow_and_update();
+        if stop || rx.changed().await.is_err() {
+            return;
+        }
+    }
+}

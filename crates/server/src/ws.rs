@@ -1,0 +1,658 @@
+//! One WebSocket session: a viewer or seller watching one show.
+//!
+//! One task per connection, a `select!` over the socket and the show's channel. The socket is
+//! read only between writes, so a client that floods us without reading its answers is slowed
+//! by TCP itself. Writes have a deadline (`write_timeout_ms`); a connection that falls behind
+//! the show's event ring is closed with `resync` (4000) and resumes with its last sequence.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use nightmarket_domain::{
+    BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRequest, Dong, FlashSpec, ProductId,
+    Quantity,
+};
+use nightmarket_inventory::{Command, InventoryError};
+use nightmarket_wire::client::{ClientMessage, KNOWN_TYPES};
+use nightmarket_wire::server::{
+    Ack, CancelOutcomeKind, CancelResult, ClaimOutcomeKind, ConnectionLimits, ErrorFrame, Hello,
+    ServerMessage, ShowView, Snapshot,
+};
+use nightmarket_wire::{CloseCode, ErrorCode, PROTOCOL_VERSION};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+
+use crate::auth::{Claims, Role};
+use crate::convert;
+use crate::metrics::inc;
+use crate::state::{AppState, ShowRuntime, frame, now_ms};
+
+/// Who is connected and what they may do.
+pub struct Peer {
+    pub claims: Claims,
+    /// Set for viewers: the buyer id, from the token's subject.
+    pub buyer: Option<BuyerId>,
+    /// Whether this peer may run seller commands on this show.
+    pub commands: bool,
+}
+
+/// A token bucket: `rate` tokens per second, at most `burst` saved up.
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+enum Flow {
+    Continue,
+    Close(Option<CloseCode>),
+}
+
+struct Session {
+    state: Arc<AppState>,
+    rt: Arc<ShowRuntime>,
+    peer: Peer,
+    socket: WebSocket,
+    write_timeout: Duration,
+    /// The newest sequence delivered to this client.
+    last: u64,
+    bucket: Bucket,
+}
+
+impl Session {
+    /// Writes one frame within the write deadline. `Err` means the connection is done.
+    async fn send(&mut self, msg: Message) -> Result<(), ()> {
+        match tokio::time::timeout(self.write_timeout, self.socket.send(msg)).await {
+            Ok(Ok(())) => {
+                inc(&self.state.metrics.frames_sent);
+                Ok(())
+            }
+            Ok(Err(_)) => Err(()),
+            Err(_) => {
+                inc(&self.state.metrics.drops_write_timeout);
+                Err(())
+            }
+        }
+    }
+
+    async fn send_msg(&mut self, msg: &ServerMessage) -> Result<(), ()> {
+        self.send(Message::Text(frame(msg))).await
+    }
+
+    async fn send_text(&mut self, bytes: Utf8Bytes) -> Result<(), ()> {
+        self.send(Message::Text(bytes)).await
+    }
+
+    async fn close(&mut self, code: CloseCode) {
+        let close = Message::Close(Some(CloseFrame {
+            code: code.code(),
+            reason: code.reason().into(),
+        }));
+        // Best effort with a short deadline: a stuck peer must not hold shutdown.
+        let _ = tokio::time::timeout(Duration::from_millis(500), self.socket.send(close)).await;
+    }
+
+    async fn error(
+        &mut self,
+        code: ErrorCode,
+        message: impl Into<String>,
+        req: Option<String>,
+    ) -> Result<(), ()> {
+        if !matches!(code, ErrorCode::Forbidden | ErrorCode::RateLimited) {
+            inc(&self.state.metrics.bad_input);
+        }
+        self.send_msg(&ServerMessage::Error(ErrorFrame {
+            code,
+            message: message.into(),
+            req,
+        }))
+        .await
+    }
+
+    /// The snapshot of the show as of its current sequence.
+    async fn snapshot(&mut self) -> Result<u64, InventoryError> {
+        let view = self
+            .state
+            .inventory
+            .view(&self.rt.id, self.peer.buyer.as_ref(), now_ms())
+            .await?;
+        let snap = Snapshot {
+            seq: view.seq,
+            server_time: now_ms(),
+            show: ShowView {
+                id: self.rt.id.to_string(),
+                title: self.rt.title.clone(),
+                seller_id: self.rt.seller_id.to_string(),
+                seller_name: self.rt.seller_name.clone(),
+                status: view.status.as_str().to_owned(),
+            },
+            pinned: view.pinned.as_ref().map(ToString::to_string),
+            flash: view.flash.as_ref().map(convert::flash_view),
+            price: view.price.map(Dong::get),
+            lineup: view.lineup.iter().map(convert::lineup_view).collect(),
+            my_claims: view.my_claims.iter().map(convert::my_claim).collect(),
+            viewers: self.rt.channel.viewer_count(),
+        };
+        let seq = snap.seq;
+        self.send_msg(&ServerMessage::Snapshot(Box::new(snap)))
+            .await
+            .map_err(|()| InventoryError::Unavailable("connection closed".into()))?;
+        Ok(seq)
+    }
+
+    async fn hello(&mut self, start: &str) -> Result<(), ()> {
+        let l = &self.state.config.limits;
+        let hello = Hello {
+            protocol: PROTOCOL_VERSION,
+            show_id: self.rt.id.to_string(),
+            role: self.peer.claims.role.as_str().to_owned(),
+            subject: self.peer.claims.sub.clone(),
+            start: start.to_owned(),
+            limits: ConnectionLimits {
+                max_frame_bytes: l.max_frame_bytes,
+                claims_per_second: l.messages_per_second,
+                max_claim_quantity: l.max_claim_quantity,
+            },
+        };
+        self.send_msg(&ServerMessage::Hello(hello)).await
+    }
+
+    async fn incoming(&mut self, msg: Message) -> Result<Flow, ()> {
+        let text = match msg {
+            Message::Text(t) => t,
+            Message::Binary(_) => {
+                self.error(ErrorCode::BinaryNotSupported, "send JSON text frames", None)
+                    .await?;
+                return Ok(Flow::Continue);
+            }
+            Message::Close(_) => return Ok(Flow::Close(None)),
+            Message::Ping(_) | Message::Pong(_) => return Ok(Flow::Continue),
+        };
+        let limit = self.state.config.limits.max_frame_bytes;
+        if text.len() > limit {
+            self.error(
+                ErrorCode::FrameTooLarge,
+                format!("frames are at most {limit} bytes"),
+                None,
+            )
+            .await?;
+            return Ok(Flow::Continue);
+        }
+        if !self.bucket.take() {
+            inc(&self.state.metrics.rate_limited);
+            // A refused claim still gets its definite answer, with its claim id.
+            if let Ok(ClientMessage::Claim { claim_id, .. }) =
+                serde_json::from_str::<ClientMessage>(&text)
+            {
+                self.state.metrics.refused(ErrorCode::RateLimited);
+                let r = convert::claim_error(
+                    &claim_id,
+                    ErrorCode::RateLimited,
+                    "too many messages; retry shortly",
+                );
+                self.send_msg(&ServerMessage::ClaimResult(r)).await?;
+            } else {
+                self.error(ErrorCode::RateLimited, "too many messages; slow down", None)
+                    .await?;
+            }
+            return Ok(Flow::Continue);
+        }
+        let parsed: ClientMessage = match serde_json::from_str(&text) {
+            Ok(m) => m,
+            Err(e) => {
+                let (code, message) = classify_parse_error(&text, &e);
+                self.error(code, message, None).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let req = parsed.req().map(str::to_owned);
+        match parsed {
+            ClientMessage::Claim {
+                claim_id,
+                product_id,
+                quantity,
+                price,
+            } => {
+                self.claim(claim_id, product_id, quantity, price).await?;
+            }
+            ClientMessage::Cancel { claim_id } => self.cancel(claim_id).await?,
+            ClientMessage::Pin { product_id, .. } => {
+                let Some(product) = self.parse_product(&product_id, req.clone()).await? else {
+                    return Ok(Flow::Continue);
+                };
+                self.seller_command(Command::Pin(product), req).await?;
+            }
+            ClientMessage::Unpin { .. } => self.seller_command(Command::Unpin, req).await?,
+            ClientMessage::EndFlash { .. } => {
+                let cmd = Command::EndFlash {
+                    reason: nightmarket_domain::EndReason::EndedBySeller,
+                    only: None,
+                };
+                self.seller_command(cmd, req).await?;
+            }
+            ClientMessage::StartFlash {
+                product_id,
+                price,
+                duration_s,
+                quantity_cap,
+                countdown_s,
+                ..
+            } => {
+                let Some(product) = self.parse_product(&product_id, req.clone()).await? else {
+                    return Ok(Flow::Continue);
+                };
+                let price = match Dong::parse(price) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.error(ErrorCode::BadRequest, format!("price: {e}"), req)
+                            .await?;
+                        return Ok(Flow::Continue);
+                    }
+                };
+                let cap = match quantity_cap {
+                    None => None,
+                    Some(c)
+                        if (1..=i64::from(nightmarket_domain::book::MAX_STOCK)).contains(&c) =>
+                    {
+                        Some(c as u32)
+                    }
+                    Some(c) => {
+                        self.error(
+                            ErrorCode::BadRequest,
+                            format!(
+                                "quantity_cap must be 1 to {}, got {c}",
+                                nightmarket_domain::book::MAX_STOCK
+                            ),
+                            req,
+                        )
+                        .await?;
+                        return Ok(Flow::Continue);
+                    }
+                };
+                let spec = FlashSpec {
+                    product_id: product,
+                    price,
+                    duration_s,
+                    quantity_cap: cap,
+                    countdown_s: countdown_s.unwrap_or(0),
+                };
+                self.seller_command(Command::StartFlash(spec), req).await?;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn parse_product(
+        &mut self,
+        raw: &str,
+        req: Option<String>,
+    ) -> Result<Option<ProductId>, ()> {
+        match ProductId::parse(raw) {
+            Ok(p) => Ok(Some(p)),
+            Err(e) => {
+                self.error(ErrorCode::BadRequest, format!("product_id: {e}"), req)
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn seller_command(&mut self, cmd: Command, req: Option<String>) -> Result<(), ()> {
+        if !self.peer.commands {
+            return self
+                .error(
+                    ErrorCode::Forbidden,
+                    "only this show's seller may command it",
+                    req,
+                )
+                .await;
+        }
+        match self.state.command(&self.rt, cmd).await {
+            Ok((_, seq)) => self.send_msg(&ServerMessage::Ack(Ack { req, seq })).await,
+            Err(e) => {
+                let (code, message) = inventory_error(e);
+                self.error(code, message, req).await
+            }
+        }
+    }
+
+    async fn claim(
+        &mut self,
+        claim_id: String,
+        product_id: String,
+        quantity: i64,
+        price: i64,
+    ) -> Result<(), ()> {
+        let Some(buyer) = self.peer.buyer.clone() else {
+            self.state.metrics.refused(ErrorCode::Forbidden);
+            let r = convert::claim_error(&claim_id, ErrorCode::Forbidden, "only viewers claim");
+            return self.send_msg(&ServerMessage::ClaimResult(r)).await;
+        };
+        let max = self.state.config.limits.max_claim_quantity;
+        let parsed = (|| {
+            Ok::<_, String>(ClaimRequest {
+                claim_id: ClaimId::parse(claim_id.clone()).map_err(|e| format!("claim_id: {e}"))?,
+                buyer,
+                product_id: ProductId::parse(product_id).map_err(|e| format!("product_id: {e}"))?,
+                quantity: Quantity::parse(quantity, max).map_err(|e| format!("quantity: {e}"))?,
+                seen_price: Dong::parse(price).map_err(|e| format!("price: {e}"))?,
+            })
+        })();
+        let req = match parsed {
+            Ok(r) => r,
+            Err(message) => {
+                inc(&self.state.metrics.bad_input);
+                self.state.metrics.refused(ErrorCode::BadRequest);
+                let r = convert::claim_error(&claim_id, ErrorCode::BadRequest, message);
+                return self.send_msg(&ServerMessage::ClaimResult(r)).await;
+            }
+        };
+        let result = match self.state.inventory.claim(&self.rt.id, req, now_ms()).await {
+            Ok(ClaimDecision::Accepted(a)) => {
+                inc(&self.state.metrics.claims_accepted);
+                if let Some(flash_id) = a.flash_exhausted {
+                    self.state.end_capped_flash(self.rt.clone(), flash_id);
+                }
+                convert::claim_accepted(&a, ClaimOutcomeKind::Accepted)
+            }
+            Ok(ClaimDecision::Duplicate(a)) => {
+                inc(&self.state.metrics.claims_duplicate);
+                convert::claim_accepted(&a, ClaimOutcomeKind::Duplicate)
+            }
+            Ok(ClaimDecision::Refused(r)) => {
+                self.state.metrics.refused(convert::refusal_code(r.reason));
+                convert::claim_refused(&claim_id, &r)
+            }
+            Err(e) => {
+                let (code, message) = inventory_error(e);
+                self.state.metrics.refused(code);
+                convert::claim_error(&claim_id, code, message)
+            }
+        };
+        self.send_msg(&ServerMessage::ClaimResult(result)).await
+    }
+
+    async fn cancel(&mut self, claim_id: String) -> Result<(), ()> {
+        let refuse = |code: ErrorCode, message: String| CancelResult {
+            claim_id: claim_id.clone(),
+            outcome: CancelOutcomeKind::Refused,
+            reason: Some(code),
+            stock_left: None,
+            message: Some(message),
+        };
+        let Some(buyer) = self.peer.buyer.clone() else {
+            let r = refuse(
+                ErrorCode::Forbidden,
+                "only viewers cancel their claims".into(),
+            );
+            return self.send_msg(&ServerMessage::CancelResult(r)).await;
+        };
+        let id = match ClaimId::parse(claim_id.clone()) {
+            Ok(id) => id,
+            Err(e) => {
+                inc(&self.state.metrics.bad_input);
+                let r = refuse(ErrorCode::BadRequest, format!("claim_id: {e}"));
+                return self.send_msg(&ServerMessage::CancelResult(r)).await;
+            }
+        };
+        let result = match self
+            .state
+            .inventory
+            .cancel(&self.rt.id, &buyer, &id, now_ms())
+            .await
+        {
+            Ok(CancelDecision::Cancelled { stock_left, .. }) => {
+                inc(&self.state.metrics.cancels);
+                CancelResult {
+                    claim_id: claim_id.clone(),
+                    outcome: CancelOutcomeKind::Cancelled,
+                    reason: None,
+                    stock_left: Some(stock_left),
+                    message: None,
+                }
+            }
+            Ok(CancelDecision::AlreadyCancelled { stock_left, .. }) => CancelResult {
+                claim_id: claim_id.clone(),
+                outcome: CancelOutcomeKind::Cancelled,
+                reason: None,
+                stock_left: Some(stock_left),
+                message: Some("already cancelled".into()),
+            },
+            Ok(CancelDecision::UnknownClaim) => refuse(
+                ErrorCode::UnknownClaim,
+                "no such claim of yours in this show".into(),
+            ),
+            Ok(CancelDecision::ShowNotLive) => refuse(
+                ErrorCode::ShowNotLive,
+                "claims can be cancelled only while the show is live".into(),
+            ),
+            Err(e) => {
+                let (code, message) = inventory_error(e);
+                refuse(code, message)
+            }
+        };
+        self.send_msg(&ServerMessage::CancelResult(result)).await
+    }
+}
+
+fn inventory_error(e: InventoryError) -> (ErrorCode, String) {
+    match e {
+        InventoryError::Command(c) => (convert::command_error_code(&c), c.to_string()),
+        InventoryError::Unavailable(m) => (ErrorCode::Unavailable, m),
+        InventoryError::UnknownShow(s) => (ErrorCode::NotFound, format!("show {s} not found")),
+        InventoryError::Internal(m) => {
+            tracing::error!(error = %m, "inventory failure");
+            (ErrorCode::Internal, "internal error".into())
+        }
+    }
+}
+
+/// Tells malformed JSON, an unknown `type` and a known type with bad fields apart.
+fn classify_parse_error(text: &str, e: &serde_json::Error) -> (ErrorCode, String) {
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(_) => return (ErrorCode::BadRequest, format!("malformed JSON: {e}")),
+    };
+    match value.get("type").and_then(|t| t.as_str()) {
+        None => (
+            ErrorCode::BadRequest,
+            "a message is a JSON object with a string `type`".into(),
+        ),
+        Some(t) if !KNOWN_TYPES.contains(&t) => {
+            let t: String = t.chars().take(40).collect();
+            (
+                ErrorCode::UnknownType,
+                format!("unknown message type {t:?}"),
+            )
+        }
+        Some(_) => (ErrorCode::BadRequest, e.to_string()),
+    }
+}
+
+/// Runs a session until the client leaves, falls behind, or the server shuts down.
+pub async fn run(
+    state: Arc<AppState>,
+    rt: Arc<ShowRuntime>,
+    peer: Peer,
+    socket: WebSocket,
+    last_seq: Option<u64>,
+) {
+    let _session = state.sessions.enter();
+    inc(&state.metrics.connections_total);
+    state
+        .metrics
+        .connections_open
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let l = &state.config.limits;
+    let mut s = Session {
+        write_timeout: Duration::from_millis(l.write_timeout_ms),
+        bucket: Bucket::new(l.messages_per_second, l.message_burst),
+        state: state.clone(),
+        rt: rt.clone(),
+        socket,
+        last: 0,
+        peer,
+    };
+    let close = session_loop(&mut s, last_seq).await;
+    if let Some(code) = close {
+        s.close(code).await;
+    }
+    state
+        .metrics
+        .connections_open
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCode> {
+    let is_viewer = s.peer.buyer.is_some();
+    let mut sub = s.rt.channel.subscribe(last_seq, is_viewer);
+    // Start: the missed events (resume) or a snapshot.
+    let mut resumed = sub.backlog.take();
+    if resumed.is_none()
+        && let Some(after) = last_seq
+    {
+        // The node's ring did not reach back; the inventory's history may.
+        if let Ok(Some(events)) = s
+            .state
+            .inventory
+            .events_after(&s.rt.id, after, s.state.config.limits.event_history)
+            .await
+        {
+            resumed = Some(
+                events
+                    .iter()
+                    .map(|e| nightmarket_hub::Sequenced {
+                        seq: e.seq,
+                        payload: frame(&ServerMessage::Event(convert::event_frame(e))),
+                    })
+                    .collect(),
+            );
+        }
+    }
+    match resumed {
+        Some(frames) => {
+            s.hello("resume").await.ok()?;
+            s.last = last_seq.unwrap_or(0);
+            for f in frames {
+                if f.seq == s.last + 1 {
+                    s.last = f.seq;
+                    s.send_text(f.payload).await.ok()?;
+                }
+            }
+            // Stock may have moved while away: the latest conflated values follow at once.
+            sub.stock.mark_changed();
+            sub.feed.mark_unchanged();
+        }
+        None => {
+            s.hello("snapshot").await.ok()?;
+            s.last = s.snapshot().await.ok()?;
+            // The snapshot holds the stock; older conflated frames would only go backwards.
+            sub.stock.mark_unchanged();
+            sub.feed.mark_unchanged();
+        }
+    }
+    sub.viewers.mark_changed();
+
+    let mut shutdown = s.state.shutdown.clone();
+    let expires = Instant::now()
+        + Duration::from_secs(u64::try_from(s.peer.claims.exp - now_ms() / 1000).unwrap_or(0));
+    loop {
+        tokio::select! {
+            biased;
+            () = crate::state::stopped(&mut shutdown) => return Some(CloseCode::Restart),
+            _ = tokio::time::sleep_until(expires) => return Some(CloseCode::TokenExpired),
+            incoming = s.socket.recv() => {
+                let msg = match incoming {
+                    Some(Ok(m)) => m,
+                    // Over the hard frame limit, or a protocol violation: the stream cannot
+                    // continue.
+                    Some(Err(e)) => {
+                        let too_big = e.to_string().to_ascii_lowercase().contains("too long")
+                            || e.to_string().to_ascii_lowercase().contains("too big");
+                        return too_big.then_some(CloseCode::MessageTooBig);
+                    }
+                    None => return None,
+                };
+                match s.incoming(msg).await {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Close(code)) => return code,
+                    Err(()) => return None,
+                }
+            }
+            ev = sub.events.recv() => match ev {
+                Ok(f) => {
+                    if f.seq <= s.last {
+                        continue;
+                    }
+                    if f.seq != s.last + 1 {
+                        inc(&s.state.metrics.drops_resync);
+                        return Some(CloseCode::Resync);
+                    }
+                    s.last = f.seq;
+                    s.send_text(f.payload).await.ok()?;
+                }
+                Err(RecvError::Lagged(_)) => {
+                    inc(&s.state.metrics.drops_resync);
+                    return Some(CloseCode::Resync);
+                }
+                Err(RecvError::Closed) => return Some(CloseCode::Restart),
+            },
+            changed = sub.stock.changed() => {
+                if changed.is_err() { return Some(CloseCode::Restart); }
+                let latest = sub.stock.borrow_and_update().clone();
+                if let Some(bytes) = latest { s.send_text(bytes).await.ok()?; }
+            }
+            changed = sub.feed.changed() => {
+                if changed.is_err() { return Some(CloseCode::Restart); }
+                let latest = sub.feed.borrow_and_update().clone();
+                if let Some(bytes) = latest { s.send_text(bytes).await.ok()?; }
+            }
+            changed = sub.viewers.changed() => {
+                if changed.is_err() { return Some(CloseCode::Restart); }
+                let latest = sub.viewers.borrow_and_update().clone();
+                if let Some(bytes) = latest { s.send_text(bytes).await.ok()?; }
+            }
+        }
+    }
+}
+
+/// Whether a token's holder may watch and command a show.
+pub fn peer_for(claims: Claims, rt: &ShowRuntime) -> Peer {
+    let buyer = if claims.role == Role::Viewer {
+        claims.buyer()
+    } else {
+        None
+    };
+    let commands = claims.role == Role::Seller && claims.sub == rt.seller_id.as_str();
+    Peer {
+        claims,
+        buyer,
+        commands,
+    }
+}
