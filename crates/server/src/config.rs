@@ -55,6 +55,7 @@ pub struct Limits {
     pub max_claim_quantity: u32,
     pub journal_queue: usize,
     pub max_lineup: usize,
+    pub socket_send_buffer: usize,
     pub shutdown_grace_ms: u64,
 }
 

@@ -27,6 +27,7 @@ use axum::extract::{Path, Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use nightmarket_domain::{BuyerId, ShowId};
 use nightmarket_inventory::{Inventory, MemoryInventory};
 use nightmarket_store::{Catalog, SqliteCatalog, SqliteJournal};
@@ -241,6 +242,14 @@ pub async fn serve_with(
 
     let app = router(state.clone());
     let mut stop = stop_rx.clone();
+    let send_buffer = state.config.limits.socket_send_buffer;
+    let listener = listener.tap_io(move |tcp| {
+        // Small frames, latency matters: no Nagle delay.
+        let _ = tcp.set_nodelay(true);
+        if send_buffer > 0 {
+            let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(send_buffer);
+        }
+    });
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move { state::stopped(&mut stop).await });
     let trigger = tokio::spawn(async move {

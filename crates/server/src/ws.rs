@@ -206,28 +206,41 @@ impl Session {
         }
         if !self.bucket.take() {
             inc(&self.state.metrics.rate_limited);
-            // A refused claim still gets its definite answer, with its claim id.
-            if let Ok(ClientMessage::Claim { claim_id, .. }) =
-                serde_json::from_str::<ClientMessage>(&text)
-            {
-                self.state.metrics.refused(ErrorCode::RateLimited);
-                let r = convert::claim_error(
-                    &claim_id,
-                    ErrorCode::RateLimited,
-                    "too many messages; retry shortly",
-                );
-                self.send_msg(&ServerMessage::ClaimResult(r)).await?;
-            } else {
-                self.error(ErrorCode::RateLimited, "too many messages; slow down", None)
-                    .await?;
+            // A refused claim still gets its definite answer with its claim id, a command its
+            // request id, so a client never waits for an answer that will not come.
+            match serde_json::from_str::<ClientMessage>(&text) {
+                Ok(ClientMessage::Claim { claim_id, .. }) => {
+                    self.state.metrics.refused(ErrorCode::RateLimited);
+                    let r = convert::claim_error(
+                        &claim_id,
+                        ErrorCode::RateLimited,
+                        "too many messages; retry shortly",
+                    );
+                    self.send_msg(&ServerMessage::ClaimResult(r)).await?;
+                }
+                Ok(ClientMessage::Cancel { claim_id }) => {
+                    let r = CancelResult {
+                        claim_id,
+                        outcome: CancelOutcomeKind::Refused,
+                        reason: Some(ErrorCode::RateLimited),
+                        stock_left: None,
+                        message: Some("too many messages; retry shortly".into()),
+                    };
+                    self.send_msg(&ServerMessage::CancelResult(r)).await?;
+                }
+                other => {
+                    let req = other.ok().and_then(|m| m.req().map(str::to_owned));
+                    self.error(ErrorCode::RateLimited, "too many messages; slow down", req)
+                        .await?;
+                }
             }
             return Ok(Flow::Continue);
         }
         let parsed: ClientMessage = match serde_json::from_str(&text) {
             Ok(m) => m,
             Err(e) => {
-                let (code, message) = classify_parse_error(&text, &e);
-                self.error(code, message, None).await?;
+                let (code, message, req) = classify_parse_error(&text, &e);
+                self.error(code, message, req).await?;
                 return Ok(Flow::Continue);
             }
         };
@@ -473,25 +486,32 @@ fn inventory_error(e: InventoryError) -> (ErrorCode, String) {
     }
 }
 
-/// Tells malformed JSON, an unknown `type` and a known type with bad fields apart.
-fn classify_parse_error(text: &str, e: &serde_json::Error) -> (ErrorCode, String) {
+/// Tells malformed JSON, an unknown `type` and a known type with bad fields apart; returns
+/// the message's `req`, if it has a readable one, so the answer can be matched.
+fn classify_parse_error(text: &str, e: &serde_json::Error) -> (ErrorCode, String, Option<String>) {
     let value: serde_json::Value = match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(_) => return (ErrorCode::BadRequest, format!("malformed JSON: {e}")),
+        Err(_) => return (ErrorCode::BadRequest, format!("malformed JSON: {e}"), None),
     };
+    let req = value
+        .get("req")
+        .and_then(|r| r.as_str())
+        .map(|r| r.chars().take(64).collect());
     match value.get("type").and_then(|t| t.as_str()) {
         None => (
             ErrorCode::BadRequest,
             "a message is a JSON object with a string `type`".into(),
+            req,
         ),
         Some(t) if !KNOWN_TYPES.contains(&t) => {
             let t: String = t.chars().take(40).collect();
             (
                 ErrorCode::UnknownType,
                 format!("unknown message type {t:?}"),
+                req,
             )
         }
-        Some(_) => (ErrorCode::BadRequest, e.to_string()),
+        Some(_) => (ErrorCode::BadRequest, e.to_string(), req),
     }
 }
 

@@ -1,0 +1,248 @@
+//! Who may do what: tokens are required and verified; viewers cannot command; a seller commands
+//! only its own shows; only operators create things.
+
+use nightmarket_server::auth::{Role, TokenKey};
+use nightmarket_tests::{Client, Market, SECRET, TestServer, create_seller, http, now_secs, token};
+use nightmarket_wire::ErrorCode;
+use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_matrix() {
+    let server = TestServer::start(|_| {}).await;
+    let m = Market::create(server.addr, &[100_000], 10, 2, true).await;
+    let addr = m.addr;
+
+    // Missing, forged and expired tokens are refused before the upgrade.
+    assert_eq!(
+        Client::connect(addr, &m.show, "", None).await.err(),
+        Some(401)
+    );
+    let forged = TokenKey::new("some-other-secret-some-other-secret!").mint(
+        Role::Seller,
+        &m.seller_id,
+        now_secs(),
+        3600,
+    );
+    assert_eq!(
+        Client::connect(addr, &m.show, &forged, None).await.err(),
+        Some(401)
+    );
+    let expired = TokenKey::new(SECRET).mint(Role::Viewer, "khach", now_secs() - 7200, 3600);
+    assert_eq!(
+        Client::connect(addr, &m.show, &expired, None).await.err(),
+        Some(401)
+    );
+    assert_eq!(
+        Client::connect(addr, &m.show, "not.a.token", None)
+            .await
+            .err(),
+        Some(401)
+    );
+    // A viewer subject that is not a valid buyer id.
+    assert_eq!(
+        Client::connect(addr, &m.show, &token(Role::Viewer, "khách hàng"), None)
+            .await
+            .err(),
+        Some(401)
+    );
+    // Unknown show.
+    assert_eq!(
+        Client::connect(addr, "no-such-show", &token(Role::Viewer, "k"), None)
+            .await
+            .err(),
+        Some(404)
+    );
+
+    // A viewer cannot pin.
+    let mut viewer = Client::connect(addr, &m.show, &token(Role::Viewer, "khach-1"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        viewer
+            .command(json!({"type": "pin", "product_id": m.product(0)}), "v")
+            .await,
+        Err("forbidden".into())
+    );
+    assert_eq!(
+        viewer.command(json!({"type": "unpin"}), "v2").await,
+        Err("forbidden".into())
+    );
+
+    // Seller B may watch seller A's show but not command it.
+    let seller_b = create_seller(addr, &m.operator, "Làng gốm Bát Tràng").await;
+    let mut b = Client::connect(addr, &m.show, &token(Role::Seller, &seller_b), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.command(json!({"type": "pin", "product_id": m.product(0)}), "b")
+            .await,
+        Err("forbidden".into())
+    );
+    assert_eq!(
+        b.command(
+            json!({"type": "start_flash", "product_id": m.product(0), "price": 1, "duration_s": 5}),
+            "b2"
+        )
+        .await,
+        Err("forbidden".into())
+    );
+    // An operator watches but does not drive the show over WebSocket either.
+    let mut op = Client::connect(addr, &m.show, &m.operator, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        op.command(json!({"type": "unpin"}), "o").await,
+        Err("forbidden".into())
+    );
+
+    // Seller A can.
+    let mut a = Client::connect(addr, &m.show, &m.seller, None)
+        .await
+        .unwrap();
+    assert!(
+        a.command(json!({"type": "pin", "product_id": m.product(0)}), "a")
+            .await
+            .is_ok()
+    );
+
+    // Sellers do not claim; the buyer id is always the token's subject.
+    let r = a.claim("seller-claim", m.product(0), 1, 100_000).await;
+    assert_eq!(
+        (r.outcome, r.reason),
+        (ClaimOutcomeKind::Refused, Some(ErrorCode::Forbidden))
+    );
+    let r = viewer.claim("c1", m.product(0), 1, 100_000).await;
+    assert_eq!(r.outcome, ClaimOutcomeKind::Accepted);
+    let mut other = Client::connect(addr, &m.show, &token(Role::Viewer, "khach-2"), None)
+        .await
+        .unwrap();
+    other
+        .send(json!({"type": "cancel", "claim_id": "c1"}))
+        .await;
+    let cancel = other
+        .until(|msg| match msg {
+            ServerMessage::CancelResult(c) => Some(c.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        cancel.reason,
+        Some(ErrorCode::UnknownClaim),
+        "another buyer's claim cannot be cancelled"
+    );
+
+    // HTTP: only operators create; only an operator or the owning seller moves a show.
+    let viewer_t = token(Role::Viewer, "khach-1");
+    let seller_a = m.seller.clone();
+    let body = json!({"name": "X"});
+    assert_eq!(
+        http(addr, "POST", "/api/sellers", None, Some(&body))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        http(addr, "POST", "/api/sellers", Some(&viewer_t), Some(&body))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        http(addr, "POST", "/api/sellers", Some(&seller_a), Some(&body))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        http(addr, "POST", "/api/sellers", Some(&forged), Some(&body))
+            .await
+            .0,
+        401
+    );
+    let show_body = json!({"seller_id": m.seller_id, "title": "t", "lineup": [{"product_id": m.product(0), "stock": 1, "buyer_limit": 1}]});
+    assert_eq!(
+        http(
+            addr,
+            "POST",
+            "/api/shows",
+            Some(&seller_a),
+            Some(&show_body)
+        )
+        .await
+        .0,
+        403
+    );
+    let (status, created) = http(
+        addr,
+        "POST",
+        "/api/shows",
+        Some(&m.operator),
+        Some(&show_body),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let new_show = created["id"].as_str().unwrap();
+    let b_token = token(Role::Seller, &seller_b);
+    let (status, body) = http(
+        addr,
+        "POST",
+        &format!("/api/shows/{new_show}/live"),
+        Some(&b_token),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    assert_eq!(
+        http(
+            addr,
+            "POST",
+            &format!("/api/shows/{new_show}/live"),
+            Some(&viewer_t),
+            None
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        http(
+            addr,
+            "POST",
+            &format!("/api/shows/{new_show}/live"),
+            Some(&seller_a),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let (status, body) = http(
+        addr,
+        "POST",
+        &format!("/api/shows/{new_show}/live"),
+        Some(&seller_a),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("invalid_state"))
+    );
+    assert_eq!(
+        http(
+            addr,
+            "POST",
+            &format!("/api/shows/{new_show}/close"),
+            Some(&seller_a),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    server.shutdown().await;
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: the real server on port 0, real HTTP and WebSocket connections.
+#![allow(clippy::unwrap_used)]
+
+mod authz;
+mod bad_input;
+mod docs;
+mod http_api;
+mod restart;
+mod resume;
+mod show;
+mod slow_viewer;

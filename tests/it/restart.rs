@@ -1,0 +1,119 @@
+//! Restart: kill -9 the server mid-show, start it again on the same data directory; counters,
+//! claims, sequence and idempotency are exactly as before.
+
+use nightmarket_server::auth::Role;
+use nightmarket_tests::{ChildServer, Client, Market, http, token};
+use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage, Snapshot};
+use serde_json::json;
+
+async fn snapshot(c: &mut Client) -> Snapshot {
+    c.until(|msg| match msg {
+        ServerMessage::Snapshot(s) => Some((**s).clone()),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_show_and_restarted_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = ChildServer::start(env!("CARGO_BIN_EXE_nightmarket-under-test"), dir.path())
+        .await
+        .unwrap();
+    let m = Market::create(first.addr, &[250_000, 45_000], 20, 5, true).await;
+    let mut seller = Client::connect(m.addr, &m.show, &m.seller, None)
+        .await
+        .unwrap();
+    seller
+        .command(json!({"type": "pin", "product_id": m.product(0)}), "pin")
+        .await
+        .unwrap();
+    seller
+        .command(json!({"type": "start_flash", "product_id": m.product(0), "price": 200_000, "duration_s": 600, "quantity_cap": 15}), "flash")
+        .await
+        .unwrap();
+
+    let mut accepted = 0;
+    for b in 0..4 {
+        let mut v = Client::connect(
+            m.addr,
+            &m.show,
+            &token(Role::Viewer, &format!("b{b}")),
+            None,
+        )
+        .await
+        .unwrap();
+        for n in 0..2 {
+            let r = v
+                .claim(&format!("b{b}-{n}"), m.product(0), 2, 200_000)
+                .await;
+            if r.outcome == ClaimOutcomeKind::Accepted {
+                accepted += r.quantity.unwrap();
+            }
+        }
+        if b == 0 {
+            let mut cancel = v;
+            cancel
+                .send(json!({"type": "cancel", "claim_id": "b0-0"}))
+                .await;
+            cancel
+                .until(|msg| matches!(msg, ServerMessage::CancelResult(_)).then_some(()))
+                .await;
+            accepted -= 2;
+        }
+    }
+    assert_eq!(accepted, 14, "16 asked, 2 given back, under the cap of 15");
+    let mut b1 = Client::connect(m.addr, &m.show, &token(Role::Viewer, "b1"), None)
+        .await
+        .unwrap();
+    let before = snapshot(&mut b1).await;
+    let (_, show_before) = http(m.addr, "GET", &format!("/api/shows/{}", m.show), None, None).await;
+
+    first.kill().await;
+
+    let second = ChildServer::start(env!("CARGO_BIN_EXE_nightmarket-under-test"), dir.path())
+        .await
+        .unwrap();
+    let (status, show_after) = http(
+        second.addr,
+        "GET",
+        &format!("/api/shows/{}", m.show),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(show_after["stock"], show_before["stock"]);
+    assert_eq!(show_after["status"], "live");
+    assert_eq!(show_after["seq"], show_before["seq"]);
+
+    let mut b1 = Client::connect(second.addr, &m.show, &token(Role::Viewer, "b1"), None)
+        .await
+        .unwrap();
+    let after = snapshot(&mut b1).await;
+    assert_eq!(after.seq, before.seq);
+    assert_eq!(after.lineup, before.lineup);
+    assert_eq!(after.my_claims, before.my_claims);
+    assert_eq!(after.pinned, before.pinned);
+    assert_eq!(
+        after.flash, before.flash,
+        "the flash, its cap and units sold survive"
+    );
+    assert_eq!(after.price, Some(200_000));
+
+    // The same claim id retried after the crash is a duplicate, not a second sale.
+    let retry = b1.claim("b1-0", m.product(0), 2, 200_000).await;
+    assert_eq!(retry.outcome, ClaimOutcomeKind::Duplicate);
+    // The buyer limit still counts what b1 holds: 4 of 5.
+    let r = b1.claim("b1-new", m.product(0), 2, 200_000).await;
+    assert_eq!(r.limit_left, Some(1), "{r:?}");
+    // The flash cap still counts what was sold before the crash: 1 of 15 left.
+    let mut b5 = Client::connect(second.addr, &m.show, &token(Role::Viewer, "b5"), None)
+        .await
+        .unwrap();
+    let r = b5.claim("b5-new", m.product(0), 2, 200_000).await;
+    assert_eq!(r.available, Some(1), "{r:?}");
+    let r = b5.claim("b5-new2", m.product(0), 1, 200_000).await;
+    assert_eq!(r.outcome, ClaimOutcomeKind::Accepted, "{r:?}");
+    second.kill().await;
+}

@@ -1,0 +1,201 @@
+//! A full show: the seller pins and starts a flash, 200 viewers claim more than the stock.
+
+use std::collections::HashMap;
+
+use nightmarket_server::auth::Role;
+use nightmarket_tests::{Client, Market, TestServer, assert_contiguous, token};
+use nightmarket_wire::ErrorCode;
+use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage, ShowEvent};
+use serde_json::json;
+
+const VIEWERS: usize = 200;
+const STOCK: u32 = 150;
+const LIMIT: u32 = 3;
+const LIST: i64 = 250_000;
+const FLASH: i64 = 199_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_viewers_claim_more_than_the_stock() {
+    let server = TestServer::start(|_| {}).await;
+    let m = Market::create(server.addr, &[LIST, 90_000], STOCK, LIMIT, true).await;
+    let p1 = m.product(0).to_owned();
+
+    // Every viewer joins first and sees the full stock in its snapshot.
+    let mut viewers = Vec::new();
+    for v in 0..VIEWERS {
+        let mut c = Client::connect(
+            m.addr,
+            &m.show,
+            &token(Role::Viewer, &format!("buyer-{v}")),
+            None,
+        )
+        .await
+        .unwrap();
+        let snap = c
+            .until(|msg| match msg {
+                ServerMessage::Snapshot(s) => Some(s.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(snap.show.status, "live");
+        assert!(snap.lineup.iter().all(|l| l.left == STOCK));
+        assert_eq!(snap.lineup[0].product.name, "Mật ong hoa nhãn số 0");
+        assert_eq!(snap.lineup[0].product.stars, 4);
+        viewers.push(c);
+    }
+
+    let mut seller = Client::connect(m.addr, &m.show, &m.seller, None)
+        .await
+        .unwrap();
+    seller
+        .command(json!({"type": "pin", "product_id": p1}), "pin")
+        .await
+        .unwrap();
+    seller
+        .command(
+            json!({"type": "start_flash", "product_id": p1, "price": FLASH, "duration_s": 120}),
+            "flash",
+        )
+        .await
+        .unwrap();
+
+    // Each viewer waits for the flash, then claims twice (2 + 2 units: the second claim may
+    // break the limit of 3) and retries its first claim.
+    let mut tasks = Vec::new();
+    for (v, mut c) in viewers.into_iter().enumerate() {
+        let p1 = p1.clone();
+        tasks.push(tokio::spawn(async move {
+            let price = c
+                .until(|msg| match msg {
+                    ServerMessage::Event(e) => match &e.event {
+                        ShowEvent::FlashStarted(f) => Some(f.price),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .await;
+            let first = c.claim(&format!("v{v}-a"), &p1, 2, price).await;
+            let second = c.claim(&format!("v{v}-b"), &p1, 2, price).await;
+            let retry = c.claim(&format!("v{v}-a"), &p1, 2, price).await;
+            (c, vec![first, second], retry)
+        }));
+    }
+    let mut clients = Vec::new();
+    let mut accepted_units = 0u32;
+    let mut reasons: HashMap<ErrorCode, usize> = HashMap::new();
+    for t in tasks {
+        let (c, results, retry) = t.await.unwrap();
+        let first = &results[0];
+        match first.outcome {
+            ClaimOutcomeKind::Accepted => {
+                assert_eq!(
+                    retry.outcome,
+                    ClaimOutcomeKind::Duplicate,
+                    "retry of an accepted claim"
+                );
+                assert_eq!(
+                    (retry.unit_price, retry.quantity),
+                    (first.unit_price, first.quantity)
+                );
+            }
+            ClaimOutcomeKind::Refused => assert_eq!(retry.outcome, ClaimOutcomeKind::Refused),
+            ClaimOutcomeKind::Duplicate => panic!("a first claim cannot be a duplicate"),
+        }
+        for r in &results {
+            match r.outcome {
+                ClaimOutcomeKind::Accepted => {
+                    assert_eq!(r.unit_price, Some(FLASH));
+                    accepted_units += r.quantity.unwrap();
+                }
+                ClaimOutcomeKind::Refused => {
+                    let reason = r.reason.unwrap();
+                    match reason {
+                        ErrorCode::SoldOut => assert!(r.available.unwrap() < 2),
+                        ErrorCode::LimitExceeded => assert_eq!(r.limit_left, Some(1)),
+                        other => panic!("unexpected refusal {other:?}: {r:?}"),
+                    }
+                    *reasons.entry(reason).or_default() += 1;
+                }
+                ClaimOutcomeKind::Duplicate => panic!("unexpected duplicate"),
+            }
+        }
+        clients.push(c);
+    }
+    assert_eq!(
+        accepted_units, STOCK,
+        "accepted units sum exactly to the stock"
+    );
+    assert!(
+        reasons.get(&ErrorCode::SoldOut).copied().unwrap_or(0) > 0,
+        "demand exceeded stock: {reasons:?}"
+    );
+
+    // Close; every viewer's feed ends in agreement with the final stock.
+    let (status, show) = nightmarket_tests::http(
+        m.addr,
+        "POST",
+        &format!("/api/shows/{}/close", m.show),
+        Some(&m.operator),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{show}");
+    assert_eq!(show["stock"][0]["left"], 0);
+    assert_eq!(show["stock"][1]["left"], STOCK);
+    for c in &mut clients {
+        let final_stock = c
+            .until(|msg| match msg {
+                ServerMessage::Event(e) => match &e.event {
+                    ShowEvent::ShowClosed { final_stock } => Some(final_stock.clone()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .await;
+        assert_eq!(final_stock[0].left, 0);
+        assert_eq!(final_stock[1].left, STOCK);
+        assert_contiguous(&c.event_seqs()).unwrap();
+        // Stock frames never go below zero or above the allotment, and the last one seen is
+        // never lower than the final stock.
+        for msg in &c.seen {
+            if let ServerMessage::Stock(s) = msg {
+                assert!(s.levels[0].left <= STOCK);
+            }
+        }
+    }
+
+    // A buyer reconnecting sees its own claims in the snapshot, matching what it was told.
+    let mut again = Client::connect(m.addr, &m.show, &token(Role::Viewer, "buyer-0"), None)
+        .await
+        .unwrap();
+    let snap = again
+        .until(|msg| match msg {
+            ServerMessage::Snapshot(s) => Some(s.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(snap.show.status, "closed");
+    assert_eq!(snap.lineup[0].left, 0);
+    let mine: u32 = snap.my_claims.iter().map(|c| c.quantity).sum();
+    let told: u32 = clients[0]
+        .seen
+        .iter()
+        .filter_map(|msg| match msg {
+            ServerMessage::ClaimResult(r) if r.outcome == ClaimOutcomeKind::Accepted => r.quantity,
+            _ => None,
+        })
+        .sum();
+    assert_eq!(mine, told);
+
+    // Metrics count what happened.
+    let (_, metrics) = nightmarket_tests::http_text(m.addr, "/metrics").await;
+    assert!(
+        metrics.contains("nightmarket_claims_total{outcome=\"accepted\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nightmarket_claims_refused_total{reason=\"sold_out\"}"),
+        "{metrics}"
+    );
+    server.shutdown().await;
+}

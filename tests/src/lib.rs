@@ -1,0 +1,469 @@
+//! Helpers for the end-to-end tests: start the real server on port 0 (in this process, or as
+//! a child process that can be killed), talk to it over real HTTP and WebSocket connections,
+//! and build a market (seller, OCOP products, show) through its public API.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use futures_util::{SinkExt, StreamExt};
+use nightmarket_server::auth::{Role, TokenKey};
+use nightmarket_server::config::Config;
+use nightmarket_wire::server::{ClaimResult, ServerMessage};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+/// How long a test waits for any single expected frame or response.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+/// A configuration for tests: port 0, the given data dir, a known secret.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut c = Config::defaults().unwrap();
+    c.listen = "127.0.0.1:0".into();
+    c.data_dir = data_dir.to_owned();
+    c.auth_secret = nightmarket_server::config::Secret::new(SECRET);
+    c
+}
+
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+pub fn token(role: Role, sub: &str) -> String {
+    TokenKey::new(SECRET).mint(role, sub, now_secs(), 3600)
+}
+
+/// A server running inside the test process.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts the server on port 0 with a fresh data directory; `tweak` adjusts the config.
+    pub async fn start(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            nightmarket_server::run(listener, config, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self {
+            addr,
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Graceful shutdown; waits for it to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(WAIT, t).await;
+        }
+    }
+}
+
+/// The server binary running as a child process (so it can be killed with SIGKILL).
+pub struct ChildServer {
+    pub addr: SocketAddr,
+    child: tokio::process::Child,
+}
+
+impl ChildServer {
+    /// Starts `exe serve` (the binary `nightmarket-under-test`, whose path only integration
+    /// tests know: `env!("CARGO_BIN_EXE_nightmarket-under-test")`) on port 0 over `data_dir`.
+    pub async fn start(exe: impl Into<PathBuf>, data_dir: &Path) -> anyhow::Result<Self> {
+        let exe: PathBuf = exe.into();
+        let mut child = tokio::process::Command::new(exe)
+            .arg("serve")
+            .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
+            .env("NIGHTMARKET_DATA_DIR", data_dir)
+            .env("NIGHTMARKET_AUTH_SECRET", SECRET)
+            .env("NIGHTMARKET_LOG", "warn")
+            .env_remove("NIGHTMARKET_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawning the server binary")?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .context("waiting for the listening line")??
+            .ok_or_else(|| anyhow!("server exited before listening"))?;
+        let addr = line
+            .strip_prefix("nightmarket listening on ")
+            .ok_or_else(|| anyhow!("unexpected first line {line:?}"))?
+            .parse()?;
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { addr, child })
+    }
+
+    /// SIGKILL: no shutdown code runs, exactly like a crash.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+        let _ = self.child.wait().await;
+    }
+}
+
+/// One HTTP/1.1 request; returns the status and the JSON body (Null if none).
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, payload) = text.split_once("\r\n\r\n").unwrap();
+    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let value = serde_json::from_str(payload).unwrap_or(Value::Null);
+    (status, value)
+}
+
+/// Like [`http`], but the raw body text.
+pub async fn http_text(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, payload) = text.split_once("\r\n\r\n").unwrap();
+    (
+        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
+        payload.to_owned(),
+    )
+}
+
+/// A market built through the API: one seller with products, and one show.
+#[derive(Debug, Clone)]
+pub struct Market {
+    pub addr: SocketAddr,
+    pub operator: String,
+    pub seller_id: String,
+    pub seller: String,
+    pub products: Vec<(String, i64)>,
+    pub show: String,
+}
+
+pub async fn create_seller(addr: SocketAddr, operator: &str, name: &str) -> String {
+    let (status, s) = http(
+        addr,
+        "POST",
+        "/api/sellers",
+        Some(operator),
+        Some(&json!({"name": name, "kind": "cooperative", "district": "Ba Vì"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{s}");
+    s["id"].as_str().unwrap().to_owned()
+}
+
+pub async fn create_product(
+    addr: SocketAddr,
+    operator: &str,
+    seller_id: &str,
+    name: &str,
+    price: i64,
+) -> String {
+    let body = json!({
+        "seller_id": seller_id, "name": name, "group": "food", "stars": 4,
+        "district": "Ba Vì", "commune": "Tản Lĩnh", "producer": "HTX Mật ong Ba Vì",
+        "list_price": price, "origin_document": "GCN-OCOP-HN-2024-0101", "quality_label": "TCCS 01:2024/MOBV",
+    });
+    let (status, p) = http(addr, "POST", "/api/products", Some(operator), Some(&body)).await;
+    assert_eq!(status, 201, "{p}");
+    p["id"].as_str().unwrap().to_owned()
+}
+
+impl Market {
+    /// A seller with products at `prices`, each allotted `stock` with `limit` per buyer, in one
+    /// show that is live when `live`.
+    pub async fn create(
+        addr: SocketAddr,
+        prices: &[i64],
+        stock: u32,
+        limit: u32,
+        live: bool,
+    ) -> Self {
+        let operator = token(Role::Operator, "operator-1");
+        let seller_id = create_seller(addr, &operator, "HTX Mật ong Ba Vì").await;
+        let mut products = Vec::new();
+        for (i, price) in prices.iter().enumerate() {
+            let id = create_product(
+                addr,
+                &operator,
+                &seller_id,
+                &format!("Mật ong hoa nhãn số {i}"),
+                *price,
+            )
+            .await;
+            products.push((id, *price));
+        }
+        let lineup: Vec<Value> = products
+            .iter()
+            .map(|(id, _)| json!({"product_id": id, "stock": stock, "buyer_limit": limit}))
+            .collect();
+        let (status, show) = http(
+            addr,
+            "POST",
+            "/api/shows",
+            Some(&operator),
+            Some(&json!({"seller_id": seller_id, "title": "Chợ đêm trên mây", "lineup": lineup})),
+        )
+        .await;
+        assert_eq!(status, 201, "{show}");
+        let show = show["id"].as_str().unwrap().to_owned();
+        if live {
+            let (status, body) = http(
+                addr,
+                "POST",
+                &format!("/api/shows/{show}/live"),
+                Some(&operator),
+                None,
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+        }
+        let seller = token(Role::Seller, &seller_id);
+        Self {
+            addr,
+            operator,
+            seller_id,
+            seller,
+            products,
+            show,
+        }
+    }
+
+    pub fn product(&self, i: usize) -> &str {
+        &self.products[i].0
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+/// How a WebSocket connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    Close(Option<u16>),
+    Eof,
+    Error(String),
+}
+
+/// A WebSocket client of a show.
+pub struct Client {
+    ws: Ws,
+    /// Every message received, in order.
+    pub seen: Vec<ServerMessage>,
+    pub ended: Option<Ended>,
+}
+
+pub fn ws_url(addr: SocketAddr, show: &str, token: &str, last_seq: Option<u64>) -> String {
+    let resume = last_seq
+        .map(|s| format!("&last_seq={s}"))
+        .unwrap_or_default();
+    format!("ws://{addr}/ws/shows/{show}?token={token}{resume}")
+}
+
+impl Client {
+    /// Connects; `Err` carries the HTTP status when the upgrade is refused.
+    pub async fn connect(
+        addr: SocketAddr,
+        show: &str,
+        token: &str,
+        last_seq: Option<u64>,
+    ) -> Result<Self, u16> {
+        Self::connect_with(addr, show, token, last_seq, None).await
+    }
+
+    /// Connects with a given socket receive buffer (a deliberately slow reader uses a small one).
+    pub async fn connect_with(
+        addr: SocketAddr,
+        show: &str,
+        token: &str,
+        last_seq: Option<u64>,
+        recv_buffer: Option<u32>,
+    ) -> Result<Self, u16> {
+        let socket = TcpSocket::new_v4().unwrap();
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size).unwrap();
+        }
+        let stream = socket.connect(addr).await.unwrap();
+        let url = ws_url(addr, show, token, last_seq);
+        match tokio_tungstenite::client_async(url, stream).await {
+            Ok((ws, _)) => Ok(Self {
+                ws,
+                seen: Vec::new(),
+                ended: None,
+            }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("websocket connect failed: {e}"),
+        }
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.ws.send(Message::text(v.to_string())).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, m: Message) {
+        self.ws.send(m).await.unwrap();
+    }
+
+    /// The next server message; `None` once the connection ended (see `ended`).
+    pub async fn next(&mut self) -> Option<ServerMessage> {
+        loop {
+            if self.ended.is_some() {
+                return None;
+            }
+            let frame = match tokio::time::timeout(WAIT, self.ws.next()).await {
+                Ok(f) => f,
+                Err(_) => panic!(
+                    "no frame within {WAIT:?}; seen so far: {:?}",
+                    self.seen.iter().rev().take(5).collect::<Vec<_>>()
+                ),
+            };
+            match frame {
+                Some(Ok(Message::Text(t))) => {
+                    let msg: ServerMessage = serde_json::from_str(&t)
+                        .unwrap_or_else(|e| panic!("unparseable frame {t}: {e}"));
+                    self.seen.push(msg.clone());
+                    return Some(msg);
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    self.ended = Some(Ended::Close(frame.map(|f: CloseFrame| u16::from(f.code))));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => self.ended = Some(Ended::Error(e.to_string())),
+                None => self.ended = Some(Ended::Eof),
+            }
+        }
+    }
+
+    /// Reads until `pick` returns something.
+    pub async fn until<T>(&mut self, mut pick: impl FnMut(&ServerMessage) -> Option<T>) -> T {
+        loop {
+            let Some(msg) = self.next().await else {
+                panic!("connection ended ({:?}) while waiting", self.ended);
+            };
+            if let Some(t) = pick(&msg) {
+                return t;
+            }
+        }
+    }
+
+    /// Sends a claim and waits for its result.
+    pub async fn claim(
+        &mut self,
+        claim_id: &str,
+        product: &str,
+        qty: i64,
+        price: i64,
+    ) -> ClaimResult {
+        self.send(json!({"type": "claim", "claim_id": claim_id, "product_id": product, "quantity": qty, "price": price})).await;
+        let id = claim_id.to_owned();
+        self.until(|m| match m {
+            ServerMessage::ClaimResult(r) if r.claim_id == id => Some(r.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Waits for the `ack` (Ok(seq)) or `error` (Err(code)) answering request `req`.
+    pub async fn answer(&mut self, req: &str) -> Result<u64, String> {
+        let req = req.to_owned();
+        self.until(|m| match m {
+            ServerMessage::Ack(a) if a.req.as_deref() == Some(&req) => Some(Ok(a.seq)),
+            ServerMessage::Error(e) if e.req.as_deref() == Some(&req) => {
+                Some(Err(e.code.as_str().to_owned()))
+            }
+            _ => None,
+        })
+        .await
+    }
+
+    /// Sends a seller command with a request id and waits for its answer.
+    pub async fn command(&mut self, mut cmd: Value, req: &str) -> Result<u64, String> {
+        cmd["req"] = json!(req);
+        self.send(cmd).await;
+        self.answer(req).await
+    }
+
+    /// Reads until the connection ends; returns how it ended.
+    pub async fn drain_to_end(&mut self) -> Ended {
+        while self.next().await.is_some() {}
+        self.ended.clone().unwrap_or(Ended::Eof)
+    }
+
+    /// Sequence numbers of the `event` frames seen so far.
+    pub fn event_seqs(&self) -> Vec<u64> {
+        self.seen
+            .iter()
+            .filter_map(|m| match m {
+                ServerMessage::Event(e) => Some(e.seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+/// Fails unless `seqs` increase by exactly one each step.
+pub fn assert_contiguous(seqs: &[u64]) -> anyhow::Result<()> {
+    for w in seqs.windows(2) {
+        if w[1] != w[0] + 1 {
+            bail!("sequence jumps from {} to {}: {seqs:?}", w[0], w[1]);
+        }
+    }
+    Ok(())
+}
