@@ -3,16 +3,8 @@
 
 use nightmarket_server::auth::Role;
 use nightmarket_tests::{ChildServer, Client, Market, http, token};
-use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage, Snapshot};
+use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage};
 use serde_json::json;
-
-async fn snapshot(c: &mut Client) -> Snapshot {
-    c.until(|msg| match msg {
-        ServerMessage::Snapshot(s) => Some((**s).clone()),
-        _ => None,
-    })
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_mid_show_and_restarted_loses_nothing() {
@@ -66,7 +58,7 @@ async fn killed_mid_show_and_restarted_loses_nothing() {
     let mut b1 = Client::connect(m.addr, &m.show, &token(Role::Viewer, "b1"), None)
         .await
         .unwrap();
-    let before = snapshot(&mut b1).await;
+    let before = b1.snapshot().await;
     let (_, show_before) = http(m.addr, "GET", &format!("/api/shows/{}", m.show), None, None).await;
 
     first.kill().await;
@@ -90,7 +82,7 @@ async fn killed_mid_show_and_restarted_loses_nothing() {
     let mut b1 = Client::connect(second.addr, &m.show, &token(Role::Viewer, "b1"), None)
         .await
         .unwrap();
-    let after = snapshot(&mut b1).await;
+    let after = b1.snapshot().await;
     assert_eq!(after.seq, before.seq);
     assert_eq!(after.lineup, before.lineup);
     assert_eq!(after.my_claims, before.my_claims);

@@ -133,12 +133,7 @@ async fn history_that_no_longer_reaches_back_gives_a_snapshot() {
     let mut viewer = Client::connect(m.addr, &m.show, &token(Role::Viewer, "khach-2"), Some(1))
         .await
         .unwrap();
-    let snap = viewer
-        .until(|msg| match msg {
-            ServerMessage::Snapshot(s) => Some(s.clone()),
-            _ => None,
-        })
-        .await;
+    let snap = viewer.snapshot().await;
     assert_eq!(snap.seq, 7);
     assert_eq!(snap.pinned.as_deref(), Some(m.product(1)));
     server.shutdown().await;

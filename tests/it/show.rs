@@ -31,12 +31,7 @@ async fn two_hundred_viewers_claim_more_than_the_stock() {
         )
         .await
         .unwrap();
-        let snap = c
-            .until(|msg| match msg {
-                ServerMessage::Snapshot(s) => Some(s.clone()),
-                _ => None,
-            })
-            .await;
+        let snap = c.snapshot().await;
         assert_eq!(snap.show.status, "live");
         assert!(snap.lineup.iter().all(|l| l.left == STOCK));
         assert_eq!(snap.lineup[0].product.name, "Mật ong hoa nhãn số 0");
@@ -168,12 +163,7 @@ async fn two_hundred_viewers_claim_more_than_the_stock() {
     let mut again = Client::connect(m.addr, &m.show, &token(Role::Viewer, "buyer-0"), None)
         .await
         .unwrap();
-    let snap = again
-        .until(|msg| match msg {
-            ServerMessage::Snapshot(s) => Some(s.clone()),
-            _ => None,
-        })
-        .await;
+    let snap = again.snapshot().await;
     assert_eq!(snap.show.status, "closed");
     assert_eq!(snap.lineup[0].left, 0);
     let mine: u32 = snap.my_claims.iter().map(|c| c.quantity).sum();

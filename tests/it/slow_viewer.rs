@@ -30,12 +30,7 @@ async fn a_viewer_that_stops_reading_is_cut_off_and_others_are_not() {
     )
     .await
     .unwrap();
-    let first = slow
-        .until(|msg| match msg {
-            ServerMessage::Snapshot(s) => Some(s.seq),
-            _ => None,
-        })
-        .await;
+    let first = slow.snapshot().await.seq;
     let mut fine = Client::connect(m.addr, &m.show, &token(Role::Viewer, "fine"), None)
         .await
         .unwrap();

@@ -12,7 +12,7 @@ use anyhow::{Context, anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
 use nightmarket_server::auth::{Role, TokenKey};
 use nightmarket_server::config::Config;
-use nightmarket_wire::server::{ClaimResult, ServerMessage};
+use nightmarket_wire::server::{ClaimResult, ServerMessage, Snapshot};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
@@ -134,14 +134,14 @@ impl ChildServer {
     }
 }
 
-/// One HTTP/1.1 request; returns the status and the JSON body (Null if none).
-pub async fn http(
+/// One HTTP/1.1 request; returns the status and the body text.
+pub async fn http_raw(
     addr: SocketAddr,
     method: &str,
     path: &str,
     token: Option<&str>,
     body: Option<&Value>,
-) -> (u16, Value) {
+) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let body = body.map(Value::to_string).unwrap_or_default();
     let auth = token
@@ -159,27 +159,27 @@ pub async fn http(
         .unwrap();
     let text = String::from_utf8(raw).unwrap();
     let (head, payload) = text.split_once("\r\n\r\n").unwrap();
-    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let value = serde_json::from_str(payload).unwrap_or(Value::Null);
-    (status, value)
-}
-
-/// Like [`http`], but the raw body text.
-pub async fn http_text(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, payload) = text.split_once("\r\n\r\n").unwrap();
     (
         head.split_whitespace().nth(1).unwrap().parse().unwrap(),
         payload.to_owned(),
     )
+}
+
+/// One HTTP/1.1 request; returns the status and the JSON body (Null if none).
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let (status, text) = http_raw(addr, method, path, token, body).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// A GET without a token; the status and the raw body text.
+pub async fn http_text(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_raw(addr, "GET", path, None, None).await
 }
 
 /// A market built through the API: one seller with products, and one show.
@@ -397,6 +397,15 @@ impl Client {
                 return t;
             }
         }
+    }
+
+    /// Waits for the next snapshot.
+    pub async fn snapshot(&mut self) -> Snapshot {
+        self.until(|m| match m {
+            ServerMessage::Snapshot(s) => Some((**s).clone()),
+            _ => None,
+        })
+        .await
     }
 
     /// Sends a claim and waits for its result.

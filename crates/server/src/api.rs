@@ -120,6 +120,17 @@ pub async fn get_seller(
     Ok(Json(seller_json(&row)))
 }
 
+/// The `seller_id` of a request body, parsed and known to the catalog.
+async fn existing_seller(state: &AppState, raw: String) -> ApiResult<SellerId> {
+    let seller_id = field("seller_id", SellerId::parse(raw))?;
+    if state.catalog.seller(&seller_id).await?.is_none() {
+        return Err(HttpError::bad_request(format!(
+            "seller_id: seller {seller_id} does not exist"
+        )));
+    }
+    Ok(seller_id)
+}
+
 pub async fn create_product(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -128,12 +139,7 @@ pub async fn create_product(
     let claims = authenticate(&state, &headers, None)?;
     require(&claims, Role::Operator)?;
     let req = body(payload)?;
-    let seller_id = field("seller_id", SellerId::parse(req.seller_id))?;
-    if state.catalog.seller(&seller_id).await?.is_none() {
-        return Err(HttpError::bad_request(format!(
-            "seller_id: seller {seller_id} does not exist"
-        )));
-    }
+    let seller_id = existing_seller(&state, req.seller_id).await?;
     let product = Product {
         id: field("id", ProductId::parse(new_id()))?,
         seller_id,
@@ -187,12 +193,7 @@ pub async fn create_show(
     let claims = authenticate(&state, &headers, None)?;
     require(&claims, Role::Operator)?;
     let req = body(payload)?;
-    let seller_id = field("seller_id", SellerId::parse(req.seller_id))?;
-    if state.catalog.seller(&seller_id).await?.is_none() {
-        return Err(HttpError::bad_request(format!(
-            "seller_id: seller {seller_id} does not exist"
-        )));
-    }
+    let seller_id = existing_seller(&state, req.seller_id).await?;
     let title = field("title", text("title", &req.title))?;
     let max_lineup = state.config.limits.max_lineup;
     if req.lineup.is_empty() || req.lineup.len() > max_lineup {
