@@ -13,6 +13,12 @@ async fn validation_health_and_metrics() {
     let addr = server.addr;
     let op = token(Role::Operator, "op");
     assert_eq!(http_text(addr, "/healthz").await, (200, "ok\n".to_owned()));
+    let (status, page) = http_text(addr, "/").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("/ws/shows/"),
+        "the viewer page speaks the WebSocket protocol"
+    );
     let (status, ready) = http(addr, "GET", "/readyz", None, None).await;
     assert_eq!(status, 200);
     assert_eq!(ready["ready"], true);

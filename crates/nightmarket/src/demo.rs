@@ -458,13 +458,14 @@ pub async fn run(
     let seller_token = mint(&config, Role::Seller, &show.seller_id, 24 * 3600);
     println!();
     println!("Demo show live: Chợ đêm trên mây — Đặc sản Ba Vì");
-    println!("  show:          http://{addr}/api/shows/{}", show.id);
     println!(
-        "  watch & claim: websocat 'ws://{addr}/ws/shows/{}?token={viewer}'",
+        "  watch & claim: http://{addr}/#show={}&token={viewer}",
         show.id
     );
+    println!("  show (JSON):   http://{addr}/api/shows/{}", show.id);
     println!(
-        "  then send:     {{\"type\":\"claim\",\"claim_id\":\"my-1\",\"product_id\":\"<pinned id>\",\"quantity\":1,\"price\":<price shown>}}"
+        "  raw protocol:  ws://{addr}/ws/shows/{}?token={viewer}",
+        show.id
     );
     println!("  seller token:  {seller_token}");
     println!("  metrics:       http://{addr}/metrics");

@@ -136,7 +136,12 @@ pub fn main() -> ExitCode {
         }
         println!(
             "{}",
-            mint(&config, (*role).into(), subject, ttl_hours * 3600)
+            mint(
+                &config,
+                (*role).into(),
+                subject,
+                ttl_hours.saturating_mul(3600)
+            )
         );
         return ExitCode::SUCCESS;
     }

@@ -106,7 +106,7 @@ impl TokenKey {
         let claims = Claims {
             sub: sub.to_owned(),
             role,
-            exp: now_secs + ttl_secs,
+            exp: now_secs.saturating_add(ttl_secs),
             iat: now_secs,
         };
         let payload = serde_json::to_vec(&claims).unwrap_or_default();

@@ -219,11 +219,11 @@ impl Config {
         if l.max_connections > 1_000_000 {
             return Err(invalid("limits.max_connections", "at most 1000000".into()));
         }
-        if l.event_buffer > 1 << 20 || l.event_history > 1 << 20 {
-            return Err(invalid(
-                "limits.event_buffer",
-                "event_buffer and event_history are at most 1048576".into(),
-            ));
+        if l.event_buffer > 1 << 20 {
+            return Err(invalid("limits.event_buffer", "at most 1048576".into()));
+        }
+        if l.event_history > 1 << 20 {
+            return Err(invalid("limits.event_history", "at most 1048576".into()));
         }
         Ok(())
     }

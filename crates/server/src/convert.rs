@@ -151,7 +151,13 @@ fn blank(claim_id: &str, outcome: ClaimOutcomeKind) -> ClaimResult {
 }
 
 pub fn claim_accepted(a: &ClaimAccepted, outcome: ClaimOutcomeKind) -> ClaimResult {
+    // A retry of a claim that was cancelled since says so; the rest is the original acceptance.
+    let message = a
+        .record
+        .cancelled_at
+        .map(|_| "this claim was cancelled".to_owned());
     ClaimResult {
+        message,
         product_id: Some(a.record.product_id.to_string()),
         quantity: Some(a.record.quantity),
         unit_price: Some(a.record.unit_price.get()),

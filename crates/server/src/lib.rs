@@ -79,6 +79,7 @@ pub fn open_embedded(config: &Config) -> Result<Backends, ServerError> {
 /// The HTTP router over the shared state.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
+        .route("/", get(viewer_page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -93,6 +94,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ws/shows/{id}", get(ws_upgrade))
         .fallback(|| async { HttpError::not_found("route") })
         .with_state(state)
+}
+
+/// A viewer page speaking the WebSocket protocol: open `/#show=<id>&token=<viewer token>`.
+const VIEWER_HTML: &str = include_str!("viewer.html");
+
+async fn viewer_page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        VIEWER_HTML,
+    )
+        .into_response()
 }
 
 async fn healthz() -> &'static str {

@@ -300,6 +300,12 @@ impl AppState {
         };
         let viewers = rt.channel.viewer_count();
         let Ok(mut tick) = rt.tick.lock() else { return };
+        // First refresh of this show on this node (e.g. after a restart): the feed starts from
+        // now rather than replaying claims viewers already saw.
+        let first = tick.stock_version.is_none();
+        if first {
+            tick.feed_from = stock.log_len;
+        }
         if tick.stock_version != Some(stock.version) {
             tick.stock_version = Some(stock.version);
             let msg = ServerMessage::Stock(StockFrame {
@@ -308,7 +314,7 @@ impl AppState {
             rt.channel.set_stock(frame(&msg));
             inc(&self.metrics.conflated_frames_published);
         }
-        if !stock.recent.is_empty() || tick.feed_from != stock.log_len {
+        if !first && (!stock.recent.is_empty() || tick.feed_from != stock.log_len) {
             let skip = stock
                 .recent
                 .len()

@@ -176,7 +176,8 @@ impl Session {
             start: start.to_owned(),
             limits: ConnectionLimits {
                 max_frame_bytes: l.max_frame_bytes,
-                claims_per_second: l.messages_per_second,
+                messages_per_second: l.messages_per_second,
+                message_burst: l.message_burst,
                 max_claim_quantity: l.max_claim_quantity,
             },
         };
@@ -185,31 +186,18 @@ impl Session {
 
     async fn incoming(&mut self, msg: Message) -> Result<Flow, ()> {
         let text = match msg {
-            Message::Text(t) => t,
-            Message::Binary(_) => {
-                self.error(ErrorCode::BinaryNotSupported, "send JSON text frames", None)
-                    .await?;
-                return Ok(Flow::Continue);
-            }
+            Message::Text(t) => Some(t),
+            Message::Binary(_) => None,
             Message::Close(_) => return Ok(Flow::Close(None)),
             Message::Ping(_) | Message::Pong(_) => return Ok(Flow::Continue),
         };
-        let limit = self.state.config.limits.max_frame_bytes;
-        if text.len() > limit {
-            self.error(
-                ErrorCode::FrameTooLarge,
-                format!("frames are at most {limit} bytes"),
-                None,
-            )
-            .await?;
-            return Ok(Flow::Continue);
-        }
         if !self.bucket.take() {
             inc(&self.state.metrics.rate_limited);
             // A refused claim still gets its definite answer with its claim id, a command its
             // request id, so a client never waits for an answer that will not come.
-            match serde_json::from_str::<ClientMessage>(&text) {
-                Ok(ClientMessage::Claim { claim_id, .. }) => {
+            let parsed = text.as_deref().map(serde_json::from_str::<ClientMessage>);
+            match parsed {
+                Some(Ok(ClientMessage::Claim { claim_id, .. })) => {
                     self.state.metrics.refused(ErrorCode::RateLimited);
                     let r = convert::claim_error(
                         &claim_id,
@@ -218,7 +206,7 @@ impl Session {
                     );
                     self.send_msg(&ServerMessage::ClaimResult(r)).await?;
                 }
-                Ok(ClientMessage::Cancel { claim_id }) => {
+                Some(Ok(ClientMessage::Cancel { claim_id })) => {
                     let r = CancelResult {
                         claim_id,
                         outcome: CancelOutcomeKind::Refused,
@@ -229,11 +217,28 @@ impl Session {
                     self.send_msg(&ServerMessage::CancelResult(r)).await?;
                 }
                 other => {
-                    let req = other.ok().and_then(|m| m.req().map(str::to_owned));
+                    let req = other
+                        .and_then(Result::ok)
+                        .and_then(|m| m.req().map(str::to_owned));
                     self.error(ErrorCode::RateLimited, "too many messages; slow down", req)
                         .await?;
                 }
             }
+            return Ok(Flow::Continue);
+        }
+        let Some(text) = text else {
+            self.error(ErrorCode::BinaryNotSupported, "send JSON text frames", None)
+                .await?;
+            return Ok(Flow::Continue);
+        };
+        let limit = self.state.config.limits.max_frame_bytes;
+        if text.len() > limit {
+            self.error(
+                ErrorCode::FrameTooLarge,
+                format!("frames are at most {limit} bytes"),
+                None,
+            )
+            .await?;
             return Ok(Flow::Continue);
         }
         let parsed: ClientMessage = match serde_json::from_str(&text) {
@@ -551,6 +556,8 @@ pub async fn run(
 
 async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCode> {
     let is_viewer = s.peer.buyer.is_some();
+    // `last_seq=0` means the client has seen nothing: it needs a snapshot, not a replay.
+    let last_seq = last_seq.filter(|&seq| seq > 0);
     let mut sub = s.rt.channel.subscribe(last_seq, is_viewer);
     // Start: the missed events (resume) or a snapshot.
     let mut resumed = sub.backlog.take();
@@ -597,11 +604,19 @@ async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCod
             sub.feed.mark_unchanged();
         }
     }
-    sub.viewers.mark_changed();
+    // The snapshot (or the next refresh) carries the viewer count; an older cell value would
+    // make the count jump backwards.
+    sub.viewers.mark_unchanged();
 
     let mut shutdown = s.state.shutdown.clone();
-    let expires = Instant::now()
-        + Duration::from_secs(u64::try_from(s.peer.claims.exp - now_ms() / 1000).unwrap_or(0));
+    // Tokens may be minted far into the future; a year is as long as any session needs to wait.
+    let left = s
+        .peer
+        .claims
+        .exp
+        .saturating_sub(now_ms() / 1000)
+        .clamp(0, 365 * 24 * 3600);
+    let expires = Instant::now() + Duration::from_secs(left as u64);
     loop {
         tokio::select! {
             biased;
@@ -621,6 +636,15 @@ async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCod
                 };
                 match s.incoming(msg).await {
                     Ok(Flow::Continue) => {}
+                    Ok(Flow::Close(None)) => {
+                        // The client closed: send the reply tungstenite queued, then end.
+                        let _ = tokio::time::timeout(
+                            Duration::from_millis(500),
+                            futures_util::SinkExt::flush(&mut s.socket),
+                        )
+                        .await;
+                        return None;
+                    }
                     Ok(Flow::Close(code)) => return code,
                     Err(()) => return None,
                 }

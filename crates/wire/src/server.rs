@@ -53,8 +53,10 @@ pub struct Hello {
 pub struct ConnectionLimits {
     /// Longest text frame the server accepts, in bytes.
     pub max_frame_bytes: usize,
-    /// Sustained claims and cancels per second per connection.
-    pub claims_per_second: u32,
+    /// Sustained client messages per second per connection (every text frame counts).
+    pub messages_per_second: u32,
+    /// Messages a client may send at once above the sustained rate.
+    pub message_burst: u32,
     /// Largest quantity one claim may ask for.
     pub max_claim_quantity: u32,
 }
