@@ -125,6 +125,19 @@ async fn two_hundred_viewers_claim_more_than_the_stock() {
         "demand exceeded stock: {reasons:?}"
     );
 
+    // The conflated stock frame reaches zero and reports every unit sold at the flash price
+    // (it may have arrived while the client was still reading its claim results).
+    let zero = |msg: &ServerMessage| match msg {
+        ServerMessage::Stock(s) if s.levels[0].left == 0 => Some(s.flash.as_ref().map(|f| f.sold)),
+        _ => None,
+    };
+    let seen = clients[0].seen.iter().find_map(zero);
+    let sold = match seen {
+        Some(sold) => sold,
+        None => clients[0].until(zero).await,
+    };
+    assert_eq!(sold, Some(STOCK));
+
     // Close; every viewer's feed ends in agreement with the final stock.
     let (status, show) = nightmarket_tests::http(
         m.addr,

@@ -69,6 +69,8 @@ pub struct StockView {
     /// Claim-log length: pass it back as `feed_from` to get only newer claims next time.
     pub log_len: u64,
     pub accepted_claims: u64,
+    /// The running flash's id and units sold at its price.
+    pub flash_sold: Option<(u64, u32)>,
     /// Accepted claims at log positions `>= feed_from` (bounded), oldest first.
     pub recent: Vec<ClaimRecord>,
 }

@@ -261,6 +261,7 @@ impl Inventory for MemoryInventory {
             levels: book.stock(),
             log_len: book.log_len(),
             accepted_claims: book.accepted_claims(),
+            flash_sold: book.flash().map(|f| (f.id, f.sold)),
             recent: book.recent_since(feed_from).into_iter().cloned().collect(),
         })
     }

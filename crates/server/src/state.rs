@@ -13,7 +13,9 @@ use nightmarket_domain::{
 use nightmarket_hub::{Hub, HubLimits, Published, ShowChannel};
 use nightmarket_inventory::{Command, Inventory, InventoryError};
 use nightmarket_store::{Catalog, ShowRow};
-use nightmarket_wire::server::{FeedFrame, FeedItem, ServerMessage, StockFrame, ViewersFrame};
+use nightmarket_wire::server::{
+    FeedFrame, FeedItem, FlashProgress, ServerMessage, StockFrame, ViewersFrame,
+};
 use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::auth::TokenKey;
@@ -310,6 +312,9 @@ impl AppState {
             tick.stock_version = Some(stock.version);
             let msg = ServerMessage::Stock(StockFrame {
                 levels: convert::stock_levels(&stock.levels),
+                flash: stock
+                    .flash_sold
+                    .map(|(flash_id, sold)| FlashProgress { flash_id, sold }),
             });
             rt.channel.set_stock(frame(&msg));
             inc(&self.metrics.conflated_frames_published);

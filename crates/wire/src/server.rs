@@ -178,6 +178,15 @@ pub struct StockLevel {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StockFrame {
     pub levels: Vec<StockLevel>,
+    /// Units sold so far at the running flash's price, if a flash is running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flash: Option<FlashProgress>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlashProgress {
+    pub flash_id: u64,
+    pub sold: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
