@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use nightmarket_server::auth::{Role, TokenKey};
 use nightmarket_server::config::{Config, DEV_SECRET};
-use tokio::net::TcpListener;
 
 #[derive(Parser)]
 #[command(
@@ -162,10 +161,8 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        let addr = config.listen_addr()?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let listener = nightmarket_server::bind(&config)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let local = listener.local_addr()?;
         // One line on stdout that scripts and tests wait for.
         println!("nightmarket listening on {local}");

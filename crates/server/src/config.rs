@@ -42,6 +42,7 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
+    pub listen_backlog: u32,
     pub max_connections: usize,
     pub max_frame_bytes: usize,
     pub hard_frame_bytes: usize,
@@ -184,7 +185,8 @@ impl Config {
             ));
         }
         let l = &self.limits;
-        let positive: [(&'static str, u64); 13] = [
+        let positive: [(&'static str, u64); 14] = [
+            ("limits.listen_backlog", u64::from(l.listen_backlog)),
             ("limits.max_connections", l.max_connections as u64),
             ("limits.max_frame_bytes", l.max_frame_bytes as u64),
             ("limits.event_buffer", l.event_buffer as u64),

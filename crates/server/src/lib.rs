@@ -56,6 +56,19 @@ pub enum ServerError {
     Serve(#[from] std::io::Error),
 }
 
+/// Binds the configured address with the configured accept backlog.
+pub fn bind(config: &Config) -> Result<TcpListener, ServerError> {
+    let addr = config.listen_addr()?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket.listen(config.limits.listen_backlog)?)
+}
+
 /// The two backends a server runs on.
 pub type Backends = (Arc<dyn Catalog>, Arc<dyn Inventory>);
 

@@ -1,0 +1,966 @@
+//! `nightmarket-loadgen`: drives a running Nightmarket server through its public HTTP API and
+//! WebSocket protocol and prints throughput and latency figures (it never asserts them).
+//!
+//! - `setup` creates a seller, products and a live show, and prints their ids, so several
+//!   generator processes can share one show;
+//! - `fanout` opens many viewer connections, has one seller pin products at a fixed rate, and
+//!   measures event delivery: latency, gaps, reordering and dropped connections;
+//! - `claims` runs concurrent buyers claiming one product and checks the stock accounting.
+
+mod http;
+mod stats;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{ArgAction, Args, Parser, Subcommand};
+use futures_util::{SinkExt, StreamExt};
+use nightmarket_server::auth::{Role, TokenKey};
+use nightmarket_server::config::DEV_SECRET;
+use nightmarket_wire::client::ClientMessage;
+use nightmarket_wire::http::{
+    CreateLineupItem, CreateProduct, CreateSeller, CreateShow, Product, Seller, Show,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+
+use stats::{Latencies, ProcSample};
+
+type Ws = WebSocketStream<TcpStream>;
+type Counts = BTreeMap<String, u64>;
+
+/// How long to wait for one expected frame (snapshot, ack, claim result).
+const WAIT: Duration = Duration::from_secs(30);
+
+const RATE_LIMIT_NOTE: &str = "The server rate-limits every connection (default 10 messages/s, \
+burst 20). Run benchmarks against a server started with NIGHTMARKET_LIMITS_MESSAGES_PER_SECOND \
+and NIGHTMARKET_LIMITS_MESSAGE_BURST raised (e.g. 100000); otherwise seller pins above 10/s fail \
+and buyer claims are refused `rate_limited`.";
+
+#[derive(Parser)]
+#[command(
+    name = "nightmarket-loadgen",
+    version,
+    about = "Load generator for a running Nightmarket server: fan-out and claim benchmarks.",
+    after_help = RATE_LIMIT_NOTE
+)]
+struct Cli {
+    /// host:port of the server.
+    #[arg(long, global = true, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// HS256 secret the server verifies tokens with (its auth_secret); tokens are minted locally.
+    #[arg(long, global = true, env = "NIGHTMARKET_AUTH_SECRET", default_value = DEV_SECRET,
+          hide_env_values = true)]
+    secret: String,
+    /// Also print one JSON summary line on stdout at the end.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a seller, products and a live show; print `SELLER_ID SHOW_ID PRODUCT_ID...`
+    /// on one line (a JSON object instead with --json).
+    Setup(SetupArgs),
+    /// Open many viewer connections to a show and measure the delivery of sequenced events.
+    #[command(after_help = RATE_LIMIT_NOTE)]
+    Fanout(FanoutArgs),
+    /// Run concurrent buyers claiming one product; check that accepted units match the stock.
+    #[command(after_help = RATE_LIMIT_NOTE)]
+    Claims(ClaimsArgs),
+}
+
+#[derive(Args)]
+struct SetupArgs {
+    /// Products in the show's lineup.
+    #[arg(long, default_value_t = 2)]
+    products: usize,
+    /// Units of each product allotted to the show.
+    #[arg(long, default_value_t = 10_000)]
+    stock: i64,
+    /// Most units one buyer may hold of each product.
+    #[arg(long, default_value_t = 1_000_000)]
+    buyer_limit: i64,
+    /// List price of every product, in đồng.
+    #[arg(long, default_value_t = 250_000)]
+    price: i64,
+}
+
+#[derive(Args)]
+struct ConnectArgs {
+    /// Show id (the second id `setup` prints).
+    #[arg(long)]
+    show: String,
+    /// Local addresses to bind client sockets to, round-robin (e.g. 127.0.0.2,127.0.0.3):
+    /// each source address has its own range of ephemeral ports.
+    #[arg(long, value_delimiter = ',')]
+    sources: Vec<IpAddr>,
+    /// Connections handshaking at once. Kept below the server's listen backlog (128 with a
+    /// default `TcpListener::bind`): an overflowing backlog drops SYNs, and each dropped one
+    /// costs its client a 1 s retransmit that would show up as connect time.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
+    /// Seconds to wait for every connection to get its snapshot.
+    #[arg(long, default_value_t = 180.0)]
+    connect_timeout: f64,
+    /// Server process id: report its CPU time and resident memory from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+#[derive(Args)]
+struct FanoutArgs {
+    #[command(flatten)]
+    conn: ConnectArgs,
+    /// Viewer connections to open. One process stays below its open-file limit; spread large
+    /// runs over several processes with different --sources and one --publish true.
+    #[arg(long, default_value_t = 1000)]
+    viewers: usize,
+    /// Seller commands (each makes one event) per second. One command is in flight at a time,
+    /// so when acks take longer than 1/rate fewer are sent; the summary shows the rate reached.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Seconds to publish (or, with --publish false, to listen).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Whether this process drives the seller; run one publisher per show.
+    #[arg(long, default_value_t = true, action = ArgAction::Set)]
+    publish: bool,
+    /// Products to pin back and forth (default: the first two of the lineup; a single product
+    /// is pinned and unpinned in turn).
+    #[arg(long, value_delimiter = ',')]
+    pin_products: Vec<String>,
+    /// Seconds to keep listening after publishing, for late deliveries.
+    #[arg(long, default_value_t = 2.0)]
+    grace: f64,
+    /// Kernel receive buffer of each viewer socket, in bytes; small keeps memory low.
+    #[arg(long, default_value_t = 4096)]
+    recv_buffer: u32,
+}
+
+#[derive(Args)]
+struct ClaimsArgs {
+    #[command(flatten)]
+    conn: ConnectArgs,
+    /// The product to claim; it must be pinned (see --pin).
+    #[arg(long)]
+    product: String,
+    /// Buyer connections, claiming concurrently (subjects `lg-buyer-0`, `lg-buyer-1`, ...).
+    #[arg(long, default_value_t = 100)]
+    buyers: usize,
+    /// Claims each buyer sends, one after another.
+    #[arg(long, default_value_t = 100)]
+    claims_per_buyer: usize,
+    /// Unit price each claim carries (default: the price in the buyer's snapshot).
+    #[arg(long)]
+    price: Option<i64>,
+    /// Units per claim.
+    #[arg(long, default_value_t = 1)]
+    qty: u32,
+    /// Pin the product first, as the show's seller.
+    #[arg(long)]
+    pin: bool,
+}
+
+/// The server under load and the key to mint its tokens.
+struct Target {
+    addr: SocketAddr,
+    key: TokenKey,
+}
+
+impl Target {
+    fn token(&self, role: Role, subject: &str) -> String {
+        self.key
+            .mint(role, subject, stats::now_unix_secs(), 24 * 3600)
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+        want: u16,
+    ) -> anyhow::Result<T> {
+        http::call(self.addr, method, path, token, body, want).await
+    }
+
+    async fn show(&self, id: &str) -> anyhow::Result<Show> {
+        self.call("GET", &format!("/api/shows/{id}"), None, None, 200)
+            .await
+    }
+
+    /// Opens a WebSocket to a show from `source`. The read buffer is small so that thousands
+    /// of connections cost the generator little memory.
+    async fn connect(
+        &self,
+        show: &str,
+        token: &str,
+        source: Option<IpAddr>,
+        recv_buffer: Option<u32>,
+    ) -> anyhow::Result<Ws> {
+        let socket = match self.addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size)?;
+        }
+        if let Some(ip) = source {
+            socket.bind(SocketAddr::new(ip, 0))?;
+        }
+        let stream = socket.connect(self.addr).await?;
+        stream.set_nodelay(true)?;
+        let url = format!("ws://{}/ws/shows/{show}?token={token}", self.addr);
+        // Client frames are small and each send is flushed at once: no write buffering.
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0);
+        match tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await {
+            Ok((ws, _)) => Ok(ws),
+            Err(tungstenite::Error::Http(r)) => bail!("upgrade refused: HTTP {}", r.status()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// A JSON request body.
+fn body(v: &impl Serialize) -> anyhow::Result<Option<String>> {
+    Ok(Some(serde_json::to_string(v)?))
+}
+
+/// The fields of a server frame the benchmarks read. Only these are deserialized (borrowed,
+/// no allocation); the rest of each frame is skipped, so parsing does not dominate the
+/// generator's CPU. Ids, codes and outcomes never contain JSON escapes.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct Frame<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    seq: u64,
+    /// `event`: when the server made it, UTC ms.
+    at: i64,
+    req: Option<&'a str>,
+    /// `error`: the error code.
+    code: Option<&'a str>,
+    /// `snapshot`: the pinned product and the price a claim on it must carry.
+    pinned: Option<&'a str>,
+    price: Option<i64>,
+    claim_id: Option<&'a str>,
+    outcome: Option<&'a str>,
+    reason: Option<&'a str>,
+    quantity: Option<u32>,
+}
+
+/// How a connection ended (`Some`), or `None` for a frame that does not end it.
+fn ending(msg: Option<Result<Message, tungstenite::Error>>) -> Option<String> {
+    match msg {
+        Some(Ok(Message::Close(f))) => Some(f.map_or_else(
+            || "close without code".into(),
+            |f| format!("close {}", u16::from(f.code)),
+        )),
+        Some(Ok(_)) => None,
+        Some(Err(e)) => Some(format!("error: {e}")),
+        None => Some("eof without close frame".into()),
+    }
+}
+
+/// The next text frame within [`WAIT`]; an error once the connection ends.
+async fn next_text(ws: &mut Ws) -> anyhow::Result<Utf8Bytes> {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .context("no frame from the server")?;
+        match msg {
+            Some(Ok(Message::Text(t))) => return Ok(t),
+            other => {
+                if let Some(how) = ending(other) {
+                    bail!("connection ended: {how}");
+                }
+            }
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, msg: &ClientMessage) -> anyhow::Result<()> {
+    Ok(ws.send(Message::text(serde_json::to_string(msg)?)).await?)
+}
+
+/// Sends one seller command and waits for its `ack` (the event's seq) or `error` (its code).
+async fn command(ws: &mut Ws, msg: &ClientMessage) -> anyhow::Result<Result<u64, String>> {
+    send(ws, msg).await?;
+    loop {
+        let text = next_text(ws).await?;
+        let f: Frame = serde_json::from_str(&text)?;
+        match f.kind {
+            "ack" if f.req == msg.req() => return Ok(Ok(f.seq)),
+            "error" if f.req == msg.req() => return Ok(Err(f.code.unwrap_or("?").into())),
+            _ => {}
+        }
+    }
+}
+
+/// A seller connection to a show, with the sequence and pinned product of its snapshot.
+async fn seller(target: &Target, show: &Show) -> anyhow::Result<(Ws, u64, Option<String>)> {
+    let token = target.token(Role::Seller, &show.seller_id);
+    let mut ws = target.connect(&show.id, &token, None, None).await?;
+    loop {
+        let text = next_text(&mut ws).await?;
+        let f: Frame = serde_json::from_str(&text)?;
+        if f.kind == "snapshot" {
+            return Ok((ws, f.seq, f.pinned.map(str::to_owned)));
+        }
+    }
+}
+
+/// Many client connections to one show, opened a bounded number at a time.
+struct Swarm {
+    target: Target,
+    show: String,
+    sources: Vec<IpAddr>,
+    recv_buffer: Option<u32>,
+    gate: Semaphore,
+    ready: AtomicUsize,
+    failed: AtomicUsize,
+}
+
+/// A connection that has its snapshot: its sequence and price.
+struct Opened {
+    ws: Ws,
+    seq: u64,
+    price: Option<i64>,
+}
+
+impl Swarm {
+    fn new(target: Target, conn: &ConnectArgs, recv_buffer: Option<u32>) -> Self {
+        Self {
+            target,
+            show: conn.show.clone(),
+            sources: conn.sources.clone(),
+            recv_buffer,
+            gate: Semaphore::new(conn.connect_concurrency.max(1)),
+            ready: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+        }
+    }
+
+    /// Connects client `i` as `role`/`subject` and reads up to its snapshot.
+    async fn open(&self, i: usize, role: Role, subject: &str) -> anyhow::Result<Opened> {
+        let opened = async {
+            let _permit = self.gate.acquire().await?;
+            let source = (!self.sources.is_empty()).then(|| self.sources[i % self.sources.len()]);
+            let token = self.target.token(role, subject);
+            let mut ws = self
+                .target
+                .connect(&self.show, &token, source, self.recv_buffer)
+                .await?;
+            loop {
+                let text = next_text(&mut ws).await?;
+                let f: Frame = serde_json::from_str(&text)?;
+                if f.kind == "snapshot" {
+                    let (seq, price) = (f.seq, f.price);
+                    return anyhow::Ok(Opened { ws, seq, price });
+                }
+            }
+        };
+        let result = opened.await;
+        let counter = if result.is_ok() {
+            &self.ready
+        } else {
+            &self.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    /// Waits until all `n` clients have their snapshot or failed, or the timeout passes.
+    async fn settle(&self, n: usize, timeout: f64) -> (usize, usize, f64) {
+        let start = Instant::now();
+        let mut reported = Instant::now();
+        loop {
+            let ready = self.ready.load(Ordering::Relaxed);
+            let failed = self.failed.load(Ordering::Relaxed);
+            let elapsed = start.elapsed().as_secs_f64();
+            if ready + failed >= n || elapsed > timeout {
+                return (ready, failed, elapsed);
+            }
+            if reported.elapsed() > Duration::from_secs(5) {
+                eprintln!("  connecting: {ready} ready, {failed} failed of {n}");
+                reported = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn bump(map: &mut Counts, key: impl Into<String>, n: u64) {
+    *map.entry(key.into()).or_default() += n;
+}
+
+fn sample(pid: Option<u32>) -> anyhow::Result<Option<ProcSample>> {
+    pid.map(stats::sample).transpose()
+}
+
+/// CPU seconds this process has used, to show whether the generator was the bottleneck.
+fn own_cpu() -> f64 {
+    stats::sample(std::process::id()).map_or(0.0, |s| s.cpu_s)
+}
+
+fn rate(n: f64, seconds: f64) -> f64 {
+    if seconds > 0.0 { n / seconds } else { 0.0 }
+}
+
+/// What one viewer saw, or (merged) what all of them saw.
+#[derive(Default)]
+struct ViewerReport {
+    latencies: Latencies,
+    deliveries: u64,
+    lost: u64,
+    out_of_order: u64,
+    other_frames: u64,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    /// One viewer: the newest event applied. Merged: unused.
+    last_seq: u64,
+    /// How the connection failed before its snapshot, or ended before the run did.
+    connect_error: Option<String>,
+    dropped: Option<String>,
+}
+
+impl ViewerReport {
+    fn absorb(&mut self, r: ViewerReport) {
+        self.latencies.merge(r.latencies);
+        self.deliveries += r.deliveries;
+        self.lost += r.lost;
+        self.out_of_order += r.out_of_order;
+        self.other_frames += r.other_frames;
+        self.first = self.first.into_iter().chain(r.first).min();
+        self.last = self.last.max(r.last);
+    }
+}
+
+/// One viewer: connects, then records every event until told to stop.
+async fn viewer(swarm: Arc<Swarm>, i: usize, mut stop: watch::Receiver<bool>) -> ViewerReport {
+    let mut r = ViewerReport::default();
+    let mut ws = match swarm.open(i, Role::Viewer, &format!("lg-viewer-{i}")).await {
+        Ok(o) => {
+            r.last_seq = o.seq;
+            o.ws
+        }
+        Err(e) => {
+            r.connect_error = Some(e.root_cause().to_string());
+            return r;
+        }
+    };
+    loop {
+        let msg = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            m = ws.next() => m,
+        };
+        let text = match msg {
+            Some(Ok(Message::Text(t))) => t,
+            other => match ending(other) {
+                Some(how) => {
+                    r.dropped = Some(how);
+                    break;
+                }
+                None => continue,
+            },
+        };
+        match serde_json::from_str::<Frame>(&text) {
+            Ok(f) if f.kind == "event" => {
+                let now = Instant::now();
+                r.first.get_or_insert(now);
+                r.last = Some(now);
+                // Same machine, same clock: the server stamps `at` in ms when it makes the event.
+                r.latencies.push_us(stats::now_unix_us() - f.at * 1000);
+                r.deliveries += 1;
+                if f.seq <= r.last_seq {
+                    r.out_of_order += 1;
+                } else {
+                    r.lost += f.seq - r.last_seq - 1;
+                    r.last_seq = f.seq;
+                }
+            }
+            _ => r.other_frames += 1,
+        }
+    }
+    if r.dropped.is_none() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+    }
+    r
+}
+
+#[derive(Default)]
+struct PublishReport {
+    commands: u64,
+    errors: Counts,
+    events: u64,
+    last_seq: u64,
+    acks: Latencies,
+}
+
+/// Pins `products` in turn (or pins and unpins a single one) at `rate` for `duration` seconds.
+async fn publish(
+    target: &Target,
+    show: &Show,
+    products: &[String],
+    rate: f64,
+    duration: f64,
+) -> anyhow::Result<PublishReport> {
+    let (mut ws, first_seq, mut pinned) = seller(target, show).await.context("seller")?;
+    let mut r = PublishReport {
+        last_seq: first_seq,
+        ..Default::default()
+    };
+    // Start with a product that is not pinned yet: pinning the pinned one makes no event.
+    let mut next = products
+        .iter()
+        .position(|p| Some(p) == pinned.as_ref())
+        .map_or(0, |i| i + 1);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < duration {
+        tick.tick().await;
+        let req = Some(format!("lg-{}", r.commands));
+        let (msg, after) = match products {
+            [only] if pinned.as_ref() == Some(only) => (ClientMessage::Unpin { req }, None),
+            _ => {
+                let product_id = products[next % products.len()].clone();
+                next += 1;
+                let after = Some(product_id.clone());
+                (ClientMessage::Pin { req, product_id }, after)
+            }
+        };
+        let sent = Instant::now();
+        r.commands += 1;
+        match command(&mut ws, &msg).await? {
+            Ok(seq) => {
+                r.acks.push_us(sent.elapsed().as_micros() as i64);
+                r.last_seq = r.last_seq.max(seq);
+                pinned = after;
+            }
+            Err(code) => bump(&mut r.errors, code, 1),
+        }
+    }
+    r.events = r.last_seq - first_seq;
+    let _ = ws.close(None).await;
+    Ok(r)
+}
+
+async fn fanout(target: Target, a: FanoutArgs, json_out: bool) -> anyhow::Result<()> {
+    let show = target.show(&a.conn.show).await?;
+    if show.status != "live" {
+        eprintln!("warning: show {} is {}, not live", show.id, show.status);
+    }
+    let products: Vec<String> = if a.pin_products.is_empty() {
+        show.lineup
+            .iter()
+            .take(2)
+            .map(|l| l.product_id.clone())
+            .collect()
+    } else {
+        a.pin_products.clone()
+    };
+    if a.publish && products.is_empty() {
+        bail!("no products to pin");
+    }
+    let pid = a.conn.server_pid;
+    let before = sample(pid)?;
+    let swarm = Arc::new(Swarm::new(target, &a.conn, Some(a.recv_buffer)));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let tasks: Vec<_> = (0..a.viewers)
+        .map(|i| tokio::spawn(viewer(swarm.clone(), i, stop_rx.clone())))
+        .collect();
+    let (ready, failed, connect_s) = swarm.settle(a.viewers, a.conn.connect_timeout).await;
+    eprintln!("{ready} viewers have their snapshot, {failed} failed, in {connect_s:.2} s");
+    let connected = sample(pid)?;
+    let own = own_cpu();
+    let window = Instant::now();
+    let mut published = None;
+    if a.publish {
+        published = Some(publish(&swarm.target, &show, &products, a.rate, a.duration).await?);
+    } else {
+        tokio::time::sleep(Duration::from_secs_f64(a.duration)).await;
+    }
+    tokio::time::sleep(Duration::from_secs_f64(a.grace)).await;
+    let after = sample(pid)?;
+    let own = own_cpu() - own;
+    let window_s = window.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+
+    let mut all = ViewerReport::default();
+    let (mut drops, mut connect_errors) = (Counts::new(), Counts::new());
+    let mut open_seqs = Vec::new();
+    for t in tasks {
+        let mut r = t.await?;
+        if let Some(e) = r.connect_error.take() {
+            bump(&mut connect_errors, e, 1);
+            continue;
+        }
+        match r.dropped.take() {
+            Some(how) => bump(&mut drops, how, 1),
+            None => open_seqs.push(r.last_seq),
+        }
+        all.absorb(r);
+    }
+    let (deliveries, lost, ooo) = (all.deliveries, all.lost, all.out_of_order);
+    // Events that a connection still open at the end had not received yet.
+    let newest = open_seqs.iter().copied().max().unwrap_or(0);
+    let final_seq = published
+        .as_ref()
+        .map_or(newest, |p| p.last_seq.max(newest));
+    let behind: u64 = open_seqs.iter().map(|s| final_seq - s).sum();
+    let span = all
+        .first
+        .zip(all.last)
+        .map_or(0.0, |(f, l)| (l - f).as_secs_f64());
+    let per_s = rate(deliveries as f64, span);
+
+    eprintln!("fanout on show {}: {} viewers", a.conn.show, a.viewers);
+    eprintln!(
+        "  connected {ready} ({failed} failed) in {connect_s:.2} s = {:.0}/s {connect_errors:?}",
+        rate(ready as f64, connect_s)
+    );
+    if let Some(p) = published.as_mut() {
+        eprintln!(
+            "  published {} events = {:.1}/s (asked {}/s) with {} commands (errors {:?}); ack {}",
+            p.events,
+            p.events as f64 / a.duration,
+            a.rate,
+            p.commands,
+            p.errors,
+            p.acks.human()
+        );
+    }
+    eprintln!(
+        "  deliveries {deliveries} over {span:.2} s = {per_s:.0}/s ({} other frames)",
+        all.other_frames
+    );
+    eprintln!("  latency (receive - event at): {}", all.latencies.human());
+    eprintln!("  lost (seq gaps) {lost}, out of order {ooo}, behind at end {behind}");
+    eprintln!("  dropped {}: {drops:?}", drops.values().sum::<u64>());
+    eprintln!(
+        "  generator CPU {own:.2} s in the {window_s:.1} s window ({:.0}% of a core)",
+        own / window_s * 100.0
+    );
+    let mut server = Value::Null;
+    if let (Some(b), Some(c), Some(e)) = (before, connected, after) {
+        let cpu = e.cpu_s - c.cpu_s;
+        let per_m = rate(cpu * 1e6, deliveries as f64);
+        let rss_per = (c.rss_kib as f64 - b.rss_kib as f64) * 1024.0 / ready.max(1) as f64;
+        eprintln!(
+            "  server CPU: {:.2} s connecting; {cpu:.2} s in the {window_s:.1} s window ({:.0}% \
+             of a core) = {per_m:.2} s per million deliveries",
+            c.cpu_s - b.cpu_s,
+            cpu / window_s * 100.0
+        );
+        eprintln!(
+            "  server RSS: {} KiB before, {} KiB connected, {} KiB at end = {:.1} KiB/connection",
+            b.rss_kib,
+            c.rss_kib,
+            e.rss_kib,
+            rss_per / 1024.0
+        );
+        server = json!({
+            "connect_cpu_s": c.cpu_s - b.cpu_s, "window_cpu_s": cpu, "window_s": window_s,
+            "cpu_s_per_million_deliveries": per_m, "rss_kib_before": b.rss_kib,
+            "rss_kib_connected": c.rss_kib, "rss_kib_end": e.rss_kib,
+            "rss_bytes_per_connection": rss_per,
+        });
+    }
+    if json_out {
+        let publish = published.map(|mut p| {
+            json!({"events": p.events, "events_per_s": p.events as f64 / a.duration, "commands": p.commands, "errors": p.errors, "ack": p.acks.json()})
+        });
+        let summary = json!({
+            "mode": "fanout", "show": a.conn.show, "viewers": a.viewers, "connected": ready,
+            "failed": failed, "connect_errors": connect_errors, "connect_s": connect_s,
+            "publish": publish, "deliveries": deliveries, "deliveries_per_s": per_s,
+            "delivery_span_s": span, "latency": all.latencies.json(), "lost": lost, "out_of_order": ooo,
+            "behind_at_end": behind, "dropped": drops, "server": server,
+            "generator_window_cpu_s": own,
+        });
+        println!("{summary}");
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct BuyerReport {
+    error: Option<String>,
+    acks: Latencies,
+    outcomes: Counts,
+    accepted_qty: u64,
+}
+
+/// What every buyer of a claims run does.
+struct ClaimPlan {
+    product: String,
+    claims: usize,
+    qty: u32,
+    price: Option<i64>,
+    /// Keeps this run's claim ids apart from earlier runs on the same show.
+    run: String,
+}
+
+/// One buyer: connects, waits for the start, then sends its claims one after another, each
+/// once the previous one is answered.
+async fn buyer(
+    swarm: Arc<Swarm>,
+    plan: Arc<ClaimPlan>,
+    i: usize,
+    mut go: watch::Receiver<bool>,
+) -> BuyerReport {
+    let mut r = BuyerReport::default();
+    let run = async {
+        let mut o = swarm
+            .open(i, Role::Viewer, &format!("lg-buyer-{i}"))
+            .await?;
+        go.wait_for(|go| *go).await?;
+        let price = plan
+            .price
+            .or(o.price)
+            .context("nothing is pinned: no price")?;
+        for k in 0..plan.claims {
+            let claim_id = format!("{}-{i}-{k}", plan.run);
+            let claim = ClientMessage::Claim {
+                claim_id: claim_id.clone(),
+                product_id: plan.product.clone(),
+                quantity: plan.qty.into(),
+                price,
+            };
+            let sent = Instant::now();
+            send(&mut o.ws, &claim).await?;
+            loop {
+                let text = next_text(&mut o.ws).await?;
+                let f: Frame = serde_json::from_str(&text)?;
+                if f.kind != "claim_result" || f.claim_id != Some(claim_id.as_str()) {
+                    continue;
+                }
+                r.acks.push_us(sent.elapsed().as_micros() as i64);
+                let outcome = f.outcome.unwrap_or("?");
+                if outcome == "accepted" {
+                    r.accepted_qty += u64::from(f.quantity.unwrap_or(plan.qty));
+                }
+                match f.reason {
+                    Some(reason) => bump(&mut r.outcomes, format!("{outcome}:{reason}"), 1),
+                    None => bump(&mut r.outcomes, outcome, 1),
+                }
+                break;
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), o.ws.close(None)).await;
+        anyhow::Ok(())
+    };
+    if let Err(e) = run.await {
+        r.error = Some(e.root_cause().to_string());
+    }
+    r
+}
+
+fn stock_left(show: &Show, product: &str) -> anyhow::Result<u64> {
+    let levels = show.stock.as_deref().unwrap_or_default();
+    levels
+        .iter()
+        .find(|l| l.product_id == product)
+        .map(|l| u64::from(l.left))
+        .with_context(|| format!("no stock for {product} in a {} show", show.status))
+}
+
+async fn claims(target: Target, a: ClaimsArgs, json_out: bool) -> anyhow::Result<()> {
+    let show = target.show(&a.conn.show).await?;
+    let allotted = show
+        .lineup
+        .iter()
+        .find(|l| l.product_id == a.product)
+        .map(|l| u64::from(l.stock))
+        .with_context(|| format!("{} is not in the lineup of {}", a.product, show.id))?;
+    if a.pin {
+        let (mut ws, _, _) = seller(&target, &show).await.context("seller")?;
+        let req = Some("lg-pin".into());
+        let pin = ClientMessage::Pin {
+            req,
+            product_id: a.product.clone(),
+        };
+        if let Err(code) = command(&mut ws, &pin).await? {
+            bail!("pinning {} failed: {code}", a.product);
+        }
+        let _ = ws.close(None).await;
+    }
+    let plan = Arc::new(ClaimPlan {
+        product: a.product.clone(),
+        claims: a.claims_per_buyer,
+        qty: a.qty,
+        price: a.price,
+        run: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+    });
+    let pid = a.conn.server_pid;
+    let swarm = Arc::new(Swarm::new(target, &a.conn, None));
+    let (go_tx, go_rx) = watch::channel(false);
+    let tasks: Vec<_> = (0..a.buyers)
+        .map(|i| tokio::spawn(buyer(swarm.clone(), plan.clone(), i, go_rx.clone())))
+        .collect();
+    let (ready, failed, _) = swarm.settle(a.buyers, a.conn.connect_timeout).await;
+    eprintln!("{ready} buyers have their snapshot, {failed} failed; claiming");
+    let left_before = stock_left(&swarm.target.show(&a.conn.show).await?, &a.product)?;
+    let before = sample(pid)?;
+    let own = own_cpu();
+    let start = Instant::now();
+    let _ = go_tx.send(true);
+    let (mut acks, mut outcomes, mut errors) = (Latencies::default(), Counts::new(), Counts::new());
+    let mut accepted_qty = 0;
+    for t in tasks {
+        let r = t.await?;
+        if let Some(e) = r.error {
+            bump(&mut errors, e, 1);
+        }
+        acks.merge(r.acks);
+        r.outcomes
+            .into_iter()
+            .for_each(|(k, n)| bump(&mut outcomes, k, n));
+        accepted_qty += r.accepted_qty;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let after = sample(pid)?;
+    let own = own_cpu() - own;
+    let left_after = stock_left(&swarm.target.show(&a.conn.show).await?, &a.product)?;
+
+    let answered = acks.len();
+    let accepted = outcomes.get("accepted").copied().unwrap_or(0);
+    // Measured against the stock before this run, so earlier runs on the show do not count.
+    let taken = left_before.saturating_sub(left_after);
+    let ok = accepted_qty == taken && left_after <= left_before;
+    let oversold = accepted_qty.saturating_sub(left_before);
+    eprintln!(
+        "claims on show {} product {}: {} buyers x {} claims of {} unit(s)",
+        a.conn.show, a.product, a.buyers, a.claims_per_buyer, a.qty
+    );
+    eprintln!(
+        "  answered {answered} in {elapsed:.2} s = {:.0}/s; accepted {accepted} = {:.0}/s",
+        rate(answered as f64, elapsed),
+        rate(accepted as f64, elapsed)
+    );
+    eprintln!("  ack latency: {}", acks.human());
+    eprintln!("  outcomes {outcomes:?}; buyer errors {errors:?}");
+    eprintln!(
+        "  accounting {}: accepted {accepted_qty} units; stock {left_before} -> {left_after} \
+         (taken {taken}, allotted {allotted}); oversold {oversold}",
+        if ok { "OK" } else { "MISMATCH" }
+    );
+    eprintln!(
+        "  generator CPU {own:.2} s ({:.0}% of a core)",
+        own / elapsed * 100.0
+    );
+    let mut server = Value::Null;
+    if let (Some(b), Some(e)) = (before, after) {
+        let cpu = e.cpu_s - b.cpu_s;
+        eprintln!(
+            "  server CPU {cpu:.2} s ({:.0}% of a core) = {:.1} ms per 1000 claims; RSS {} KiB",
+            cpu / elapsed * 100.0,
+            rate(cpu * 1e6, answered as f64),
+            e.rss_kib
+        );
+        server = json!({"cpu_s": cpu, "rss_kib": e.rss_kib});
+    }
+    if json_out {
+        let summary = json!({
+            "mode": "claims", "show": a.conn.show, "product": a.product, "buyers": a.buyers,
+            "connected": ready, "claims_per_buyer": a.claims_per_buyer, "qty": a.qty,
+            "elapsed_s": elapsed, "answered": answered, "answered_per_s": rate(answered as f64, elapsed),
+            "accepted": accepted, "accepted_per_s": rate(accepted as f64, elapsed),
+            "ack": acks.json(), "outcomes": outcomes, "errors": errors,
+            "accepted_qty": accepted_qty, "allotted": allotted, "left_before": left_before,
+            "left_after": left_after, "accounting_ok": ok, "oversold": oversold, "server": server,
+            "generator_cpu_s": own,
+        });
+        println!("{summary}");
+    }
+    Ok(())
+}
+
+async fn setup(target: &Target, a: SetupArgs, json_out: bool) -> anyhow::Result<()> {
+    let op = target.token(Role::Operator, "loadgen");
+    let op = Some(op.as_str());
+    let seller = CreateSeller {
+        name: "HTX Mật ong Ba Vì".into(),
+        kind: Some("cooperative".into()),
+        district: Some("Ba Vì".into()),
+    };
+    let seller: Seller = target
+        .call("POST", "/api/sellers", op, body(&seller)?, 201)
+        .await?;
+    let mut ids = Vec::with_capacity(a.products);
+    for i in 0..a.products {
+        let p = CreateProduct {
+            seller_id: seller.id.clone(),
+            name: format!("Mật ong hoa nhãn Ba Vì số {i}"),
+            group: "food".into(),
+            stars: 4,
+            district: "Ba Vì".into(),
+            commune: "Tản Lĩnh".into(),
+            producer: "HTX Mật ong Ba Vì".into(),
+            list_price: a.price,
+            origin_document: "GCN-OCOP-HN-2024-0101".into(),
+            quality_label: "TCCS 01:2024/MOBV".into(),
+        };
+        let p: Product = target
+            .call("POST", "/api/products", op, body(&p)?, 201)
+            .await?;
+        ids.push(p.view.id);
+    }
+    let lineup = ids.iter().map(|id| CreateLineupItem {
+        product_id: id.clone(),
+        stock: a.stock,
+        buyer_limit: a.buyer_limit,
+    });
+    let show = CreateShow {
+        seller_id: seller.id.clone(),
+        title: "Chợ đêm trên mây (load test)".into(),
+        lineup: lineup.collect(),
+    };
+    let show: Show = target
+        .call("POST", "/api/shows", op, body(&show)?, 201)
+        .await?;
+    let live = format!("/api/shows/{}/live", show.id);
+    let _: Show = target.call("POST", &live, op, None, 200).await?;
+    if json_out {
+        println!(
+            "{}",
+            json!({"seller_id": seller.id, "show_id": show.id, "product_ids": ids})
+        );
+    } else {
+        println!("{} {} {}", seller.id, show.id, ids.join(" "));
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let addr = (cli.addr.to_socket_addrs())
+        .with_context(|| format!("resolving {}", cli.addr))?
+        .next()
+        .with_context(|| format!("{} resolves to no address", cli.addr))?;
+    let target = Target {
+        addr,
+        key: TokenKey::new(&cli.secret),
+    };
+    match cli.cmd {
+        Cmd::Setup(a) => setup(&target, a, cli.json).await,
+        Cmd::Fanout(a) => fanout(target, a, cli.json).await,
+        Cmd::Claims(a) => claims(target, a, cli.json).await,
+    }
+}
