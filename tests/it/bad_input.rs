@@ -21,9 +21,7 @@ async fn every_bad_input_gets_its_code_and_the_connection_survives() {
     let server = TestServer::start(|c| c.limits.messages_per_second = 1000).await;
     let m = Market::create(server.addr, &[100_000], 50, 5, true).await;
     let p = m.product(0).to_owned();
-    let mut seller = Client::connect(m.addr, &m.show, &m.seller, None)
-        .await
-        .unwrap();
+    let mut seller = m.seller_client().await;
     let mut v = Client::connect(m.addr, &m.show, &token(Role::Viewer, "khach"), None)
         .await
         .unwrap();
@@ -152,13 +150,7 @@ async fn a_flood_of_claims_is_rate_limited_and_then_served_again() {
     })
     .await;
     let m = Market::create(server.addr, &[100_000], 1000, 1000, true).await;
-    let mut seller = Client::connect(m.addr, &m.show, &m.seller, None)
-        .await
-        .unwrap();
-    seller
-        .command(json!({"type": "pin", "product_id": m.product(0)}), "pin")
-        .await
-        .unwrap();
+    let _seller = m.pinned_seller(0).await;
     let mut v = Client::connect(m.addr, &m.show, &token(Role::Viewer, "flood"), None)
         .await
         .unwrap();

@@ -13,13 +13,7 @@ async fn killed_mid_show_and_restarted_loses_nothing() {
         .await
         .unwrap();
     let m = Market::create(first.addr, &[250_000, 45_000], 20, 5, true).await;
-    let mut seller = Client::connect(m.addr, &m.show, &m.seller, None)
-        .await
-        .unwrap();
-    seller
-        .command(json!({"type": "pin", "product_id": m.product(0)}), "pin")
-        .await
-        .unwrap();
+    let mut seller = m.pinned_seller(0).await;
     seller
         .command(json!({"type": "start_flash", "product_id": m.product(0), "price": 200_000, "duration_s": 600, "quantity_cap": 15}), "flash")
         .await

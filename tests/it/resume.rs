@@ -17,9 +17,7 @@ fn snapshot_seq(m: &ServerMessage) -> Option<u64> {
 async fn reconnect_with_last_seq_gets_exactly_the_missed_events() {
     let server = TestServer::start(|_| {}).await;
     let m = Market::create(server.addr, &[120_000, 80_000], 10, 2, true).await;
-    let mut seller = Client::connect(m.addr, &m.show, &m.seller, None)
-        .await
-        .unwrap();
+    let mut seller = m.seller_client().await;
     let viewer_token = token(Role::Viewer, "khach-1");
 
     let mut viewer = Client::connect(m.addr, &m.show, &viewer_token, None)
@@ -118,9 +116,7 @@ async fn reconnect_with_last_seq_gets_exactly_the_missed_events() {
 async fn history_that_no_longer_reaches_back_gives_a_snapshot() {
     let server = TestServer::start(|c| c.limits.event_history = 3).await;
     let m = Market::create(server.addr, &[120_000, 80_000], 10, 2, true).await;
-    let mut seller = Client::connect(m.addr, &m.show, &m.seller, None)
-        .await
-        .unwrap();
+    let mut seller = m.seller_client().await;
     for i in 0..6 {
         seller
             .command(

@@ -39,9 +39,7 @@ async fn two_hundred_viewers_claim_more_than_the_stock() {
         viewers.push(c);
     }
 
-    let mut seller = Client::connect(m.addr, &m.show, &m.seller, None)
-        .await
-        .unwrap();
+    let mut seller = m.seller_client().await;
     seller
         .command(json!({"type": "pin", "product_id": p1}), "pin")
         .await

@@ -45,9 +45,7 @@ async fn a_viewer_that_stops_reading_is_cut_off_and_others_are_not() {
     });
 
     // The slow viewer reads nothing while the seller pins back and forth.
-    let mut seller = Client::connect(m.addr, &m.show, &m.seller, None)
-        .await
-        .unwrap();
+    let mut seller = m.seller_client().await;
     for i in 0..EVENTS {
         seller
             .command(

@@ -286,6 +286,23 @@ impl Market {
     pub fn product(&self, i: usize) -> &str {
         &self.products[i].0
     }
+
+    /// The show's seller, connected.
+    pub async fn seller_client(&self) -> Client {
+        Client::connect(self.addr, &self.show, &self.seller, None)
+            .await
+            .unwrap()
+    }
+
+    /// The show's seller, connected, with product `i` pinned.
+    pub async fn pinned_seller(&self, i: usize) -> Client {
+        let mut seller = self.seller_client().await;
+        seller
+            .command(json!({"type": "pin", "product_id": self.product(i)}), "pin")
+            .await
+            .unwrap();
+        seller
+    }
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
