@@ -88,7 +88,20 @@ struct Session {
 impl Session {
     /// Writes one frame within the write deadline. `Err` means the connection is done.
     async fn send(&mut self, msg: Message) -> Result<(), ()> {
-        match tokio::time::timeout(self.write_timeout, self.socket.send(msg)).await {
+        let write = self.socket.send(msg);
+        tokio::pin!(write);
+        // Nearly every write completes at once (the kernel buffer has room). Only a write that
+        // has to wait arms the deadline, so the fan-out path registers no timer per frame.
+        let done = tokio::select! {
+            biased;
+            r = &mut write => Ok(r),
+            () = std::future::ready(()) => Err(()),
+        };
+        let result = match done {
+            Ok(r) => Ok(r),
+            Err(()) => tokio::time::timeout(self.write_timeout, write).await,
+        };
+        match result {
             Ok(Ok(())) => {
                 inc(&self.state.metrics.frames_sent);
                 Ok(())
@@ -616,12 +629,16 @@ async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCod
         .exp
         .saturating_sub(now_ms() / 1000)
         .clamp(0, 365 * 24 * 3600);
-    let expires = Instant::now() + Duration::from_secs(left as u64);
+    // Both futures live across iterations: re-creating them per frame would register and
+    // cancel a timer for every delivery.
+    let expiry = tokio::time::sleep_until(Instant::now() + Duration::from_secs(left as u64));
+    let stop = crate::state::stopped(&mut shutdown);
+    tokio::pin!(expiry, stop);
     loop {
         tokio::select! {
             biased;
-            () = crate::state::stopped(&mut shutdown) => return Some(CloseCode::Restart),
-            _ = tokio::time::sleep_until(expires) => return Some(CloseCode::TokenExpired),
+            () = &mut stop => return Some(CloseCode::Restart),
+            () = &mut expiry => return Some(CloseCode::TokenExpired),
             incoming = s.socket.recv() => {
                 let msg = match incoming {
                     Some(Ok(m)) => m,
