@@ -246,11 +246,6 @@ impl<P: Clone + Send + Sync + 'static> Hub<P> {
             .clone()
     }
 
-    /// The channel of a show if it exists.
-    pub fn get(&self, show: &str) -> Option<Arc<ShowChannel<P>>> {
-        lock(&self.shows).get(show).cloned()
-    }
-
     /// Every channel, for periodic work (stock ticks, metrics).
     pub fn channels(&self) -> Vec<(String, Arc<ShowChannel<P>>)> {
         lock(&self.shows)

@@ -43,7 +43,6 @@ pub struct ShowRuntime {
     pub seller_id: SellerId,
     pub seller_name: String,
     pub title: String,
-    pub created_at: Millis,
     pub channel: Arc<ShowChannel<Utf8Bytes>>,
     /// Commands on one show run one at a time from inventory to publish, so events reach the
     /// channel in sequence order.
@@ -176,7 +175,6 @@ impl AppState {
             seller_id: row.seller_id.clone(),
             seller_name,
             title: row.title.clone(),
-            created_at: row.created_at,
             channel: self.hub.channel(row.id.as_str(), view.seq),
             gate: tokio::sync::Mutex::new(()),
             tick: Mutex::new(TickState::default()),
