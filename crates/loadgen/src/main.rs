@@ -6,6 +6,10 @@
 //! - `fanout` opens many viewer connections, has one seller pin products at a fixed rate, and
 //!   measures event delivery: latency, gaps, reordering and dropped connections;
 //! - `claims` runs concurrent buyers claiming one product and checks the stock accounting.
+//!
+//! `fanout --nchan` runs the same fan-out measurement against an nginx + nchan server, the peer
+//! the benchmarks compare with: viewers subscribe over WebSocket to `/sub/CHANNEL` and the
+//! publisher POSTs event frames of the same shape to `/pub/CHANNEL`.
 
 mod http;
 mod stats;
@@ -31,7 +35,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
 
 use stats::{Latencies, ProcSample};
 
@@ -73,7 +77,8 @@ enum Cmd {
     /// Create a seller, products and a live show; print `SELLER_ID SHOW_ID PRODUCT_ID...`
     /// on one line (a JSON object instead with --json).
     Setup(SetupArgs),
-    /// Open many viewer connections to a show and measure the delivery of sequenced events.
+    /// Open many viewer connections to a show (with --nchan: subscribers to an nginx + nchan
+    /// channel) and measure the delivery of sequenced events.
     #[command(after_help = RATE_LIMIT_NOTE)]
     Fanout(FanoutArgs),
     /// Run concurrent buyers claiming one product; check that accepted units match the stock.
@@ -147,6 +152,12 @@ struct FanoutArgs {
     /// Kernel receive buffer of each viewer socket, in bytes; small keeps memory low.
     #[arg(long, default_value_t = 4096)]
     recv_buffer: u32,
+    /// Target an nginx + nchan server instead of Nightmarket: --show is the nchan channel id,
+    /// viewers subscribe to ws://ADDR/sub/CHANNEL, and the publisher POSTs
+    /// `{"type":"event","seq":N,"at":MS,"event":{...}}` to http://ADDR/pub/CHANNEL at --rate.
+    /// Latency, gaps and the server figures are measured exactly as for Nightmarket.
+    #[arg(long)]
+    nchan: bool,
 }
 
 #[derive(Args)]
@@ -201,12 +212,23 @@ impl Target {
             .await
     }
 
-    /// Opens a WebSocket to a show from `source`. The read buffer is small so that thousands
-    /// of connections cost the generator little memory.
+    /// Opens a WebSocket to a show from `source`.
     async fn connect(
         &self,
         show: &str,
         token: &str,
+        source: Option<IpAddr>,
+        recv_buffer: Option<u32>,
+    ) -> anyhow::Result<Ws> {
+        let path = format!("/ws/shows/{show}?token={token}");
+        self.connect_path(&path, source, recv_buffer).await
+    }
+
+    /// Opens a WebSocket to `path` from `source`. The read buffer is small so that thousands
+    /// of connections cost the generator little memory.
+    async fn connect_path(
+        &self,
+        path: &str,
         source: Option<IpAddr>,
         recv_buffer: Option<u32>,
     ) -> anyhow::Result<Ws> {
@@ -222,7 +244,7 @@ impl Target {
         }
         let stream = socket.connect(self.addr).await?;
         stream.set_nodelay(true)?;
-        let url = format!("ws://{}/ws/shows/{show}?token={token}", self.addr);
+        let url = format!("ws://{}{path}", self.addr);
         // Client frames are small and each send is flushed at once: no write buffering.
         let config = WebSocketConfig::default()
             .read_buffer_size(4096)
@@ -330,6 +352,8 @@ struct Swarm {
     show: String,
     sources: Vec<IpAddr>,
     recv_buffer: Option<u32>,
+    /// Subscribe to the nchan channel `show` instead (no token, no snapshot).
+    nchan: bool,
     gate: Semaphore,
     ready: AtomicUsize,
     failed: AtomicUsize,
@@ -349,17 +373,27 @@ impl Swarm {
             show: conn.show.clone(),
             sources: conn.sources.clone(),
             recv_buffer,
+            nchan: false,
             gate: Semaphore::new(conn.connect_concurrency.max(1)),
             ready: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
         }
     }
 
-    /// Connects client `i` as `role`/`subject` and reads up to its snapshot.
+    /// Connects client `i` as `role`/`subject` and reads up to its snapshot (with nchan:
+    /// subscribes, and counts events from seq 0).
     async fn open(&self, i: usize, role: Role, subject: &str) -> anyhow::Result<Opened> {
         let opened = async {
             let _permit = self.gate.acquire().await?;
             let source = (!self.sources.is_empty()).then(|| self.sources[i % self.sources.len()]);
+            if self.nchan {
+                let path = format!("/sub/{}", self.show);
+                let ws = (self.target)
+                    .connect_path(&path, source, self.recv_buffer)
+                    .await?;
+                let (seq, price) = (0, None);
+                return anyhow::Ok(Opened { ws, seq, price });
+            }
             let token = self.target.token(role, subject);
             let mut ws = self
                 .target
@@ -469,8 +503,9 @@ async fn viewer(swarm: Arc<Swarm>, i: usize, mut stop: watch::Receiver<bool>) ->
             _ = stop.changed() => break,
             m = ws.next() => m,
         };
-        let text = match msg {
-            Some(Ok(Message::Text(t))) => t,
+        let text: Bytes = match msg {
+            Some(Ok(Message::Text(t))) => t.into(),
+            Some(Ok(Message::Binary(b))) => b,
             other => match ending(other) {
                 Some(how) => {
                     r.dropped = Some(how);
@@ -479,7 +514,7 @@ async fn viewer(swarm: Arc<Swarm>, i: usize, mut stop: watch::Receiver<bool>) ->
                 None => continue,
             },
         };
-        match serde_json::from_str::<Frame>(&text) {
+        match serde_json::from_slice::<Frame>(&text) {
             Ok(f) if f.kind == "event" => {
                 let now = Instant::now();
                 r.first.get_or_insert(now);
@@ -560,38 +595,90 @@ async fn publish(
     Ok(r)
 }
 
+/// A product id of the length Nightmarket uses, so nchan messages match its event frames in size.
+const NCHAN_PRODUCT: &str = "0193b6ea-7d14-7c92-a1e5-3b8f6d2c9e11";
+
+/// Publishes event frames numbered 1, 2, ... to the nchan channel at `rate` for `duration`
+/// seconds, one POST at a time; the ack latency is the POST's round trip.
+async fn publish_nchan(
+    target: &Target,
+    channel: &str,
+    rate: f64,
+    duration: f64,
+) -> anyhow::Result<PublishReport> {
+    let mut r = PublishReport::default();
+    let path = format!("/pub/{channel}");
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < duration {
+        tick.tick().await;
+        let seq = r.last_seq + 1;
+        let price = if seq % 2 == 0 { 250_000 } else { 200_000 };
+        let frame = json!({
+            "type": "event", "seq": seq, "at": stats::now_unix_us() / 1000,
+            "event": {"kind": "pinned", "product_id": NCHAN_PRODUCT, "price": price},
+        });
+        let sent = Instant::now();
+        r.commands += 1;
+        let (status, _) = http::raw(target.addr, "POST", &path, None, body(&frame)?).await?;
+        if (200..300).contains(&status) {
+            r.acks.push_us(sent.elapsed().as_micros() as i64);
+            r.last_seq = seq;
+        } else {
+            bump(&mut r.errors, format!("http {status}"), 1);
+        }
+    }
+    r.events = r.last_seq;
+    Ok(r)
+}
+
 async fn fanout(target: Target, a: FanoutArgs, json_out: bool) -> anyhow::Result<()> {
-    let show = target.show(&a.conn.show).await?;
-    if show.status != "live" {
+    let show = if a.nchan {
+        None
+    } else {
+        Some(target.show(&a.conn.show).await?)
+    };
+    if let Some(show) = show.as_ref().filter(|s| s.status != "live") {
         eprintln!("warning: show {} is {}, not live", show.id, show.status);
     }
-    let products: Vec<String> = if a.pin_products.is_empty() {
-        show.lineup
-            .iter()
-            .take(2)
-            .map(|l| l.product_id.clone())
-            .collect()
-    } else {
-        a.pin_products.clone()
-    };
-    if a.publish && products.is_empty() {
+    let products: Vec<String> =
+        if let Some(show) = show.as_ref().filter(|_| a.pin_products.is_empty()) {
+            show.lineup
+                .iter()
+                .take(2)
+                .map(|l| l.product_id.clone())
+                .collect()
+        } else {
+            a.pin_products.clone()
+        };
+    if a.publish && !a.nchan && products.is_empty() {
         bail!("no products to pin");
     }
     let pid = a.conn.server_pid;
     let before = sample(pid)?;
-    let swarm = Arc::new(Swarm::new(target, &a.conn, Some(a.recv_buffer)));
+    let mut swarm = Swarm::new(target, &a.conn, Some(a.recv_buffer));
+    swarm.nchan = a.nchan;
+    let swarm = Arc::new(swarm);
     let (stop_tx, stop_rx) = watch::channel(false);
     let tasks: Vec<_> = (0..a.viewers)
         .map(|i| tokio::spawn(viewer(swarm.clone(), i, stop_rx.clone())))
         .collect();
     let (ready, failed, connect_s) = swarm.settle(a.viewers, a.conn.connect_timeout).await;
-    eprintln!("{ready} viewers have their snapshot, {failed} failed, in {connect_s:.2} s");
+    let joined = if a.nchan {
+        "are subscribed"
+    } else {
+        "have their snapshot"
+    };
+    eprintln!("{ready} viewers {joined}, {failed} failed, in {connect_s:.2} s");
     let connected = sample(pid)?;
     let own = own_cpu();
     let window = Instant::now();
     let mut published = None;
     if a.publish {
-        published = Some(publish(&swarm.target, &show, &products, a.rate, a.duration).await?);
+        published = Some(match &show {
+            Some(show) => publish(&swarm.target, show, &products, a.rate, a.duration).await?,
+            None => publish_nchan(&swarm.target, &a.conn.show, a.rate, a.duration).await?,
+        });
     } else {
         tokio::time::sleep(Duration::from_secs_f64(a.duration)).await;
     }
@@ -629,7 +716,12 @@ async fn fanout(target: Target, a: FanoutArgs, json_out: bool) -> anyhow::Result
         .map_or(0.0, |(f, l)| (l - f).as_secs_f64());
     let per_s = rate(deliveries as f64, span);
 
-    eprintln!("fanout on show {}: {} viewers", a.conn.show, a.viewers);
+    let (mode, what) = if a.nchan {
+        ("fanout-nchan", "nchan channel")
+    } else {
+        ("fanout", "show")
+    };
+    eprintln!("{mode} on {what} {}: {} viewers", a.conn.show, a.viewers);
     eprintln!(
         "  connected {ready} ({failed} failed) in {connect_s:.2} s = {:.0}/s {connect_errors:?}",
         rate(ready as f64, connect_s)
@@ -686,7 +778,7 @@ async fn fanout(target: Target, a: FanoutArgs, json_out: bool) -> anyhow::Result
             json!({"events": p.events, "events_per_s": p.events as f64 / a.duration, "commands": p.commands, "errors": p.errors, "ack": p.acks.json()})
         });
         let summary = json!({
-            "mode": "fanout", "show": a.conn.show, "viewers": a.viewers, "connected": ready,
+            "mode": mode, "show": a.conn.show, "viewers": a.viewers, "connected": ready,
             "failed": failed, "connect_errors": connect_errors, "connect_s": connect_s,
             "publish": publish, "deliveries": deliveries, "deliveries_per_s": per_s,
             "delivery_span_s": span, "latency": all.latencies.json(), "lost": lost, "out_of_order": ooo,
