@@ -8,6 +8,7 @@
 
 pub mod conformance;
 mod memory;
+mod redis_backend;
 
 use async_trait::async_trait;
 use nightmarket_domain::{
@@ -16,6 +17,7 @@ use nightmarket_domain::{
 };
 
 pub use memory::MemoryInventory;
+pub use redis_backend::RedisInventory;
 
 /// A seller or operator command on one show.
 #[derive(Debug, Clone, PartialEq, Eq)]

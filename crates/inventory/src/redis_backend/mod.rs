@@ -1,0 +1,613 @@
+//! The Redis inventory: the same rules as [`ShowBook`](nightmarket_domain::ShowBook), run as Lua
+//! scripts so that any number of hub nodes share one show's counters.
+//!
+//! Key layout, every key tagged with the show so a show lives in one Cluster slot
+//! (`<prefix>{<show>}:<name>`):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `meta` | hash | status, seq, pinned, next_flash, log_len, accepted, version, order |
+//! | `lineup` | hash | product → `allotted:limit:list_price` |
+//! | `left` | hash | product → units left |
+//! | `held` | hash | `buyer|product` → units held |
+//! | `claims` | hash | claim id → `buyer|product|qty|price|flash|at|cancelled_at` |
+//! | `flash` | hash | the running flash (absent when none) |
+//! | `log` | stream | the claim log: claims and cancellations, in decision order |
+//! | `events` | stream | sequenced events, entry id `<seq>-0`, bounded to the history size |
+//! | `mine` | hash | buyer → its claim ids |
+//! | `products` | hash | product → the admitted product with its OCOP proof (JSON) |
+//!
+//! Scripts run with EVALSHA and fall back to EVAL on NOSCRIPT (after a Redis restart), through
+//! the `redis` crate's `Script`.
+
+use async_trait::async_trait;
+use nightmarket_domain::book::{MAX_COUNTDOWN_SECONDS, MAX_FLASH_SECONDS};
+use nightmarket_domain::{
+    BuyerId, CancelDecision, ClaimAccepted, ClaimDecision, ClaimId, ClaimRecord, ClaimRequest,
+    CommandError, Dong, Flash, LineupEntry, Millis, Product, ProductId, Refusal, RefusalReason,
+    SequencedEvent, ShowId, ShowStatus,
+};
+use redis::aio::ConnectionManager;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::{BookView, Command, Inventory, InventoryError, StockView};
+
+macro_rules! script {
+    ($file:literal) => {
+        concat!(include_str!("prelude.lua"), "\n", include_str!($file))
+    };
+}
+
+/// See the module documentation.
+pub struct RedisInventory {
+    conn: ConnectionManager,
+    prefix: String,
+    history: usize,
+    open: redis::Script,
+    claim: redis::Script,
+    cancel: redis::Script,
+    command: redis::Script,
+    read: redis::Script,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> InventoryError {
+    InventoryError::Unavailable(format!("redis: {e}"))
+}
+
+fn internal(e: impl std::fmt::Display) -> InventoryError {
+    InventoryError::Internal(format!("redis: {e}"))
+}
+
+/// cjson writes an empty Lua table as `{}`; lists may therefore arrive as an empty object.
+fn list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrEmpty<T> {
+        List(Vec<T>),
+        Empty {},
+    }
+    Ok(match ListOrEmpty::deserialize(d)? {
+        ListOrEmpty::List(v) => v,
+        ListOrEmpty::Empty {} => Vec::new(),
+    })
+}
+
+#[derive(Deserialize)]
+struct RawRecord {
+    claim_id: String,
+    buyer: String,
+    product_id: String,
+    quantity: u32,
+    unit_price: i64,
+    flash_id: Option<u64>,
+    at: i64,
+    cancelled_at: Option<i64>,
+}
+
+impl RawRecord {
+    fn parse(self) -> Result<ClaimRecord, InventoryError> {
+        Ok(ClaimRecord {
+            claim_id: ClaimId::parse(self.claim_id).map_err(internal)?,
+            buyer: BuyerId::parse(self.buyer).map_err(internal)?,
+            product_id: ProductId::parse(self.product_id).map_err(internal)?,
+            quantity: self.quantity,
+            unit_price: Dong::parse(self.unit_price).map_err(internal)?,
+            flash_id: self.flash_id,
+            at: self.at,
+            cancelled_at: self.cancelled_at,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct ClaimOut {
+    o: String,
+    reason: Option<String>,
+    rec: Option<RawRecord>,
+    left: Option<u32>,
+    exhausted: Option<u64>,
+    available: Option<u32>,
+    limit_left: Option<u32>,
+    current: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct CommandOut {
+    err: Option<String>,
+    detail: Option<String>,
+    #[serde(default)]
+    events: Vec<SequencedEvent>,
+}
+
+#[derive(Deserialize)]
+struct RawFlash {
+    id: u64,
+    product: String,
+    price: i64,
+    list: i64,
+    starts: i64,
+    ends: i64,
+    cap: Option<u32>,
+    sold: u32,
+}
+
+#[derive(Deserialize)]
+struct ReadOut {
+    status: String,
+    seq: String,
+    pinned: String,
+    accepted: String,
+    log_len: String,
+    version: String,
+    order: String,
+    #[serde(deserialize_with = "list")]
+    left: Vec<u32>,
+    #[serde(deserialize_with = "list")]
+    lineup: Vec<String>,
+    #[serde(deserialize_with = "list")]
+    products: Vec<String>,
+    flash: Option<RawFlash>,
+    #[serde(deserialize_with = "list")]
+    mine: Vec<RawRecord>,
+    #[serde(deserialize_with = "list")]
+    recent: Vec<RawRecord>,
+}
+
+fn num<T: std::str::FromStr>(s: &str) -> Result<T, InventoryError> {
+    s.parse()
+        .map_err(|_| internal(format!("not a number: {s:?}")))
+}
+
+impl ReadOut {
+    fn flash(&self) -> Result<Option<Flash>, InventoryError> {
+        self.flash
+            .as_ref()
+            .map(|f| {
+                Ok(Flash {
+                    id: f.id,
+                    product_id: ProductId::parse(f.product.clone()).map_err(internal)?,
+                    price: Dong::parse(f.price).map_err(internal)?,
+                    list_price: Dong::parse(f.list).map_err(internal)?,
+                    starts_at: f.starts,
+                    ends_at: f.ends,
+                    quantity_cap: f.cap,
+                    sold: f.sold,
+                })
+            })
+            .transpose()
+    }
+
+    fn order(&self) -> Result<Vec<ProductId>, InventoryError> {
+        self.order
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| ProductId::parse(s).map_err(internal))
+            .collect()
+    }
+}
+
+impl RedisInventory {
+    /// Connects to `url`; keys are prefixed with `prefix` (one deployment, or one test, each).
+    /// `history` bounds each show's kept events.
+    pub async fn connect(url: &str, prefix: &str, history: usize) -> Result<Self, InventoryError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let conn = client.get_connection_manager().await.map_err(unavailable)?;
+        Ok(Self {
+            conn,
+            prefix: prefix.to_owned(),
+            history: history.max(1),
+            open: redis::Script::new(script!("open.lua")),
+            claim: redis::Script::new(script!("claim.lua")),
+            cancel: redis::Script::new(script!("cancel.lua")),
+            command: redis::Script::new(script!("command.lua")),
+            read: redis::Script::new(script!("read.lua")),
+        })
+    }
+
+    fn keys(&self, show: &ShowId) -> [String; 10] {
+        let base = format!("{}{{{}}}", self.prefix, show);
+        [
+            "meta", "lineup", "left", "held", "claims", "flash", "log", "events", "mine",
+            "products",
+        ]
+        .map(|k| format!("{base}:{k}"))
+    }
+
+    async fn run<T: DeserializeOwned>(
+        &self,
+        script: &redis::Script,
+        show: &ShowId,
+        args: &[String],
+    ) -> Result<T, InventoryError> {
+        let mut inv = script.prepare_invoke();
+        for k in self.keys(show) {
+            inv.key(k);
+        }
+        for a in args {
+            inv.arg(a);
+        }
+        let mut conn = self.conn.clone();
+        let text: String = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+        serde_json::from_str(&text).map_err(|e| internal(format!("{e}: {text}")))
+    }
+
+    async fn read(
+        &self,
+        show: &ShowId,
+        buyer: Option<&BuyerId>,
+        feed_from: i64,
+    ) -> Result<ReadOut, InventoryError> {
+        let out: ReadOut = self
+            .run(
+                &self.read,
+                show,
+                &[
+                    buyer.map(ToString::to_string).unwrap_or_default(),
+                    feed_from.to_string(),
+                ],
+            )
+            .await?;
+        if out.order.is_empty() && out.status.is_empty() {
+            return Err(InventoryError::UnknownShow(show.clone()));
+        }
+        Ok(out)
+    }
+}
+
+fn refusal(reason: RefusalReason) -> Refusal {
+    Refusal {
+        reason,
+        available: None,
+        limit_left: None,
+        current_price: None,
+    }
+}
+
+fn command_error(code: &str, detail: String) -> InventoryError {
+    let status = |s: &str| -> &'static str {
+        match s {
+            "scheduled" => "scheduled",
+            "live" => "live",
+            _ => "closed",
+        }
+    };
+    let product = |d: &str| ProductId::parse(d).ok();
+    InventoryError::Command(match code {
+        "not_live" => CommandError::NotLive(status(&detail)),
+        "bad_transition" => CommandError::BadTransition {
+            from: status(&detail),
+            to: "the requested state",
+        },
+        "unknown_product" => match product(&detail) {
+            Some(p) => CommandError::UnknownProduct(p),
+            None => CommandError::OutOfRange(format!("unknown product {detail}")),
+        },
+        "not_pinned" => match product(&detail) {
+            Some(p) => CommandError::NotPinned(p),
+            None => CommandError::NothingPinned,
+        },
+        "nothing_pinned" => CommandError::NothingPinned,
+        "flash_active" => CommandError::FlashActive,
+        "no_flash" => CommandError::NoFlash,
+        "price_above_list" => {
+            CommandError::OutOfRange(format!("flash price is above the list price {detail}"))
+        }
+        other => return internal(format!("unexpected refusal {other}: {detail}")),
+    })
+}
+
+#[async_trait]
+impl Inventory for RedisInventory {
+    async fn open_show(
+        &self,
+        show: &ShowId,
+        lineup: Vec<LineupEntry>,
+    ) -> Result<(), InventoryError> {
+        let order: Vec<&str> = lineup.iter().map(|e| e.product.id.as_str()).collect();
+        let mut args = vec![order.join(",")];
+        for e in &lineup {
+            args.push(e.product.id.to_string());
+            args.push(e.allotted.to_string());
+            args.push(e.buyer_limit.to_string());
+            args.push(e.product.list_price.get().to_string());
+            args.push(serde_json::to_string(&e.product).map_err(internal)?);
+        }
+        let _: i64 = self.run(&self.open, show, &args).await?;
+        Ok(())
+    }
+
+    async fn command(
+        &self,
+        show: &ShowId,
+        cmd: Command,
+        now: Millis,
+    ) -> Result<Vec<SequencedEvent>, InventoryError> {
+        let mut args = vec![String::new(), now.to_string(), self.history.to_string()];
+        let mut flash_price = None;
+        match cmd {
+            Command::GoLive => args[0] = "go_live".into(),
+            Command::Close => args[0] = "close".into(),
+            Command::Pin(p) => {
+                args[0] = "pin".into();
+                args.push(p.to_string());
+            }
+            Command::Unpin => args[0] = "unpin".into(),
+            Command::StartFlash(spec) => {
+                // The same bounds the book checks, before touching Redis.
+                if !(1..=MAX_FLASH_SECONDS).contains(&spec.duration_s) {
+                    return Err(CommandError::OutOfRange(format!(
+                        "duration_s must be 1 to {MAX_FLASH_SECONDS}, got {}",
+                        spec.duration_s
+                    ))
+                    .into());
+                }
+                if !(0..=MAX_COUNTDOWN_SECONDS).contains(&spec.countdown_s) {
+                    return Err(CommandError::OutOfRange(format!(
+                        "countdown_s must be 0 to {MAX_COUNTDOWN_SECONDS}, got {}",
+                        spec.countdown_s
+                    ))
+                    .into());
+                }
+                if spec.quantity_cap == Some(0) {
+                    return Err(
+                        CommandError::OutOfRange("quantity_cap must be at least 1".into()).into(),
+                    );
+                }
+                flash_price = Some(spec.price);
+                args[0] = "start_flash".into();
+                args.push(spec.product_id.to_string());
+                args.push(spec.price.get().to_string());
+                args.push(spec.duration_s.to_string());
+                args.push(spec.quantity_cap.map(|c| c.to_string()).unwrap_or_default());
+                args.push(spec.countdown_s.to_string());
+            }
+            Command::EndFlash { reason, only } => {
+                args[0] = "end_flash".into();
+                args.push(reason.as_str().to_owned());
+                args.push(only.map(|o| o.to_string()).unwrap_or_default());
+            }
+        }
+        let out: CommandOut = self.run(&self.command, show, &args).await?;
+        if let Some(code) = out.err {
+            let detail = out.detail.unwrap_or_default();
+            if let (Some(price), "price_above_list") = (flash_price, code.as_str()) {
+                let list = detail.parse().ok().and_then(|l| Dong::parse(l).ok());
+                if let Some(list) = list {
+                    return Err(CommandError::PriceAboveList { price, list }.into());
+                }
+            }
+            return Err(command_error(&code, detail));
+        }
+        Ok(out.events)
+    }
+
+    async fn claim(
+        &self,
+        show: &ShowId,
+        req: ClaimRequest,
+        now: Millis,
+    ) -> Result<ClaimDecision, InventoryError> {
+        let args = [
+            req.claim_id.to_string(),
+            req.buyer.to_string(),
+            req.product_id.to_string(),
+            req.quantity.get().to_string(),
+            req.seen_price.get().to_string(),
+            now.to_string(),
+        ];
+        let out: ClaimOut = self.run(&self.claim, show, &args).await?;
+        let accepted = |out: ClaimOut| -> Result<ClaimAccepted, InventoryError> {
+            let rec = out
+                .rec
+                .ok_or_else(|| internal("claim result without record"))?
+                .parse()?;
+            Ok(ClaimAccepted {
+                record: rec,
+                stock_left: out.left.unwrap_or(0),
+                flash_exhausted: out.exhausted,
+            })
+        };
+        Ok(match out.o.as_str() {
+            "accepted" => ClaimDecision::Accepted(accepted(out)?),
+            "duplicate" => ClaimDecision::Duplicate(accepted(out)?),
+            "refused" => {
+                let reason = match out.reason.as_deref() {
+                    Some("show_not_live") => RefusalReason::ShowNotLive,
+                    Some("unknown_product") => RefusalReason::UnknownProduct,
+                    Some("not_pinned") => RefusalReason::NotPinned,
+                    Some("stale_price") => RefusalReason::StalePrice,
+                    Some("limit_exceeded") => RefusalReason::LimitExceeded,
+                    Some("sold_out") => RefusalReason::SoldOut,
+                    Some("claim_id_taken") => RefusalReason::ClaimIdTaken,
+                    other => return Err(internal(format!("unknown refusal {other:?}"))),
+                };
+                ClaimDecision::Refused(Refusal {
+                    available: out.available,
+                    limit_left: out.limit_left,
+                    current_price: out.current.and_then(|p| Dong::parse(p).ok()),
+                    ..refusal(reason)
+                })
+            }
+            other => return Err(internal(format!("unknown claim outcome {other}"))),
+        })
+    }
+
+    async fn cancel(
+        &self,
+        show: &ShowId,
+        buyer: &BuyerId,
+        claim_id: &ClaimId,
+        now: Millis,
+    ) -> Result<CancelDecision, InventoryError> {
+        let args = [claim_id.to_string(), buyer.to_string(), now.to_string()];
+        let out: ClaimOut = self.run(&self.cancel, show, &args).await?;
+        let record = |out: ClaimOut| -> Result<(ClaimRecord, u32), InventoryError> {
+            let rec = out
+                .rec
+                .ok_or_else(|| internal("cancel result without record"))?
+                .parse()?;
+            Ok((rec, out.left.unwrap_or(0)))
+        };
+        Ok(match out.o.as_str() {
+            "cancelled" => {
+                let (record, stock_left) = record(out)?;
+                CancelDecision::Cancelled { record, stock_left }
+            }
+            "already" => {
+                let (record, stock_left) = record(out)?;
+                CancelDecision::AlreadyCancelled { record, stock_left }
+            }
+            "unknown_claim" => CancelDecision::UnknownClaim,
+            "show_not_live" => CancelDecision::ShowNotLive,
+            other => return Err(internal(format!("unknown cancel outcome {other}"))),
+        })
+    }
+
+    async fn view(
+        &self,
+        show: &ShowId,
+        buyer: Option<&BuyerId>,
+        now: Millis,
+    ) -> Result<BookView, InventoryError> {
+        let out = self.read(show, buyer, -1).await?;
+        let status = match out.status.as_str() {
+            "scheduled" => ShowStatus::Scheduled,
+            "live" => ShowStatus::Live,
+            "closed" => ShowStatus::Closed,
+            other => return Err(internal(format!("unknown status {other}"))),
+        };
+        let mut lineup = Vec::with_capacity(out.lineup.len());
+        for ((raw, json), left) in out.lineup.iter().zip(&out.products).zip(&out.left) {
+            let mut parts = raw.split(':');
+            let allotted = num(parts.next().unwrap_or(""))?;
+            let buyer_limit = num(parts.next().unwrap_or(""))?;
+            let product: Product = serde_json::from_str(json).map_err(internal)?;
+            lineup.push(LineupEntry {
+                product,
+                allotted,
+                buyer_limit,
+                left: *left,
+            });
+        }
+        let flash = out.flash()?;
+        let pinned = (!out.pinned.is_empty())
+            .then(|| ProductId::parse(out.pinned.clone()))
+            .transpose()
+            .map_err(internal)?;
+        let price = pinned.as_ref().and_then(|p| {
+            let list = lineup
+                .iter()
+                .find(|e| &e.product.id == p)?
+                .product
+                .list_price;
+            Some(match &flash {
+                Some(f) if &f.product_id == p && f.applies(now) => f.price,
+                _ => list,
+            })
+        });
+        let mut my_claims = out
+            .mine
+            .into_iter()
+            .map(RawRecord::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        my_claims.sort_by_key(|c| c.at);
+        Ok(BookView {
+            status,
+            seq: num(&out.seq)?,
+            pinned,
+            flash,
+            price,
+            lineup,
+            my_claims,
+            accepted_claims: num(&out.accepted)?,
+        })
+    }
+
+    async fn stock(&self, show: &ShowId, feed_from: u64) -> Result<StockView, InventoryError> {
+        let out = self
+            .read(show, None, i64::try_from(feed_from).unwrap_or(i64::MAX))
+            .await?;
+        let levels = out
+            .order()?
+            .into_iter()
+            .zip(out.left.iter().copied())
+            .collect();
+        let flash_sold = out.flash.as_ref().map(|f| (f.id, f.sold));
+        Ok(StockView {
+            version: num(&out.version)?,
+            levels,
+            log_len: num(&out.log_len)?,
+            accepted_claims: num(&out.accepted)?,
+            flash_sold,
+            recent: out
+                .recent
+                .into_iter()
+                .map(RawRecord::parse)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    async fn events_after(
+        &self,
+        show: &ShowId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<SequencedEvent>>, InventoryError> {
+        let [meta, .., events, _, _] = self.keys(show);
+        let mut conn = self.conn.clone();
+        let seq: Option<u64> = redis::cmd("HGET")
+            .arg(&meta)
+            .arg("seq")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let newest = seq.ok_or_else(|| InventoryError::UnknownShow(show.clone()))?;
+        if after >= newest {
+            return Ok((after == newest).then(Vec::new));
+        }
+        let oldest: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&events)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let oldest_seq = oldest
+            .ids
+            .first()
+            .and_then(|e| e.id.split('-').next())
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+        if oldest_seq > after + 1 || oldest_seq == 0 {
+            return Ok(None);
+        }
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&events)
+            .arg(format!("{}-0", after + 1))
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::with_capacity(reply.ids.len());
+        for entry in reply.ids {
+            let text: String = entry
+                .get("e")
+                .ok_or_else(|| internal("event entry without body"))?;
+            out.push(serde_json::from_str(&text).map_err(internal)?);
+        }
+        Ok(Some(out))
+    }
+
+    fn health(&self) -> Result<(), InventoryError> {
+        Ok(())
+    }
+}

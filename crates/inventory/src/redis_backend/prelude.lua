@@ -1,0 +1,59 @@
+-- Shared by every Nightmarket script. All keys carry the show's hash tag, so a show lives in
+-- one Redis Cluster slot and every script on it is atomic.
+local K_META, K_LINEUP, K_LEFT, K_HELD, K_CLAIMS, K_FLASH, K_LOG, K_EVENTS, K_MINE, K_PRODUCTS =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+
+-- Integers as text without exponent: Lua numbers are doubles.
+local function n(x) return string.format('%.0f', x) end
+
+local function meta(field) return redis.call('HGET', K_META, field) end
+
+local function flash_get()
+  local raw = redis.call('HGETALL', K_FLASH)
+  if #raw == 0 then return nil end
+  local t = {}
+  for i = 1, #raw, 2 do t[raw[i]] = raw[i + 1] end
+  local cap = nil
+  if t.cap ~= '' then cap = tonumber(t.cap) end
+  return { id = tonumber(t.id), product = t.product, price = tonumber(t.price),
+           list = tonumber(t.list), starts = tonumber(t.starts), ends = tonumber(t.ends),
+           cap = cap, sold = tonumber(t.sold) }
+end
+
+local function cap_left(f)
+  if f.cap == nil then return nil end
+  local l = f.cap - f.sold
+  if l < 0 then l = 0 end
+  return l
+end
+
+local function applies(f, now)
+  return f.starts <= now and now < f.ends and cap_left(f) ~= 0
+end
+
+-- A lineup entry: allotted, per-buyer limit, list price.
+local function entry(product)
+  local raw = redis.call('HGET', K_LINEUP, product)
+  if not raw then return nil end
+  local a, l, p = string.match(raw, '^(%d+):(%d+):(%d+)$')
+  return { allotted = tonumber(a), limit = tonumber(l), list = tonumber(p) }
+end
+
+-- Claim records: buyer|product|quantity|unit_price|flash_id|at|cancelled_at
+local function rec_parse(cid, raw)
+  local b, p, q, pr, f, at, c = string.match(raw, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+  local r = { claim_id = cid, buyer = b, product_id = p, quantity = tonumber(q),
+              unit_price = tonumber(pr), at = tonumber(at) }
+  if f ~= '' then r.flash_id = tonumber(f) end
+  if c ~= '' then r.cancelled_at = tonumber(c) end
+  return r
+end
+
+local function rec_text(r)
+  local f, c = '', ''
+  if r.flash_id then f = n(r.flash_id) end
+  if r.cancelled_at then c = n(r.cancelled_at) end
+  return r.buyer .. '|' .. r.product_id .. '|' .. n(r.quantity) .. '|' .. n(r.unit_price) .. '|' .. f .. '|' .. n(r.at) .. '|' .. c
+end
+
+local function left_of(product) return tonumber(redis.call('HGET', K_LEFT, product) or '0') end

@@ -1,0 +1,41 @@
+-- read(buyer, feed_from): one consistent view of the show for snapshots and stock frames.
+local buyer, feed_from = ARGV[1], tonumber(ARGV[2])
+local out = {}
+local m = redis.call('HGETALL', K_META)
+for i = 1, #m, 2 do out[m[i]] = m[i + 1] end
+local left, lineup, products = {}, {}, {}
+for product in string.gmatch(out.order, '[^,]+') do
+  left[#left + 1] = left_of(product)
+  lineup[#lineup + 1] = redis.call('HGET', K_LINEUP, product)
+  if feed_from < 0 then products[#products + 1] = redis.call('HGET', K_PRODUCTS, product) end
+end
+out.left, out.lineup, out.products = left, lineup, products
+local f = flash_get()
+if f then out.flash = f end
+local mine = {}
+if buyer ~= '' then
+  local ids = redis.call('HGET', K_MINE, buyer)
+  if ids then
+    for cid in string.gmatch(ids, '[^,]+') do
+      mine[#mine + 1] = rec_parse(cid, redis.call('HGET', K_CLAIMS, cid))
+    end
+  end
+end
+out.mine = mine
+local recent = {}
+if feed_from >= 0 then
+  local entries = redis.call('XREVRANGE', K_LOG, '+', '-', 'COUNT', 64)
+  for i = #entries, 1, -1 do
+    local t = {}
+    local kv = entries[i][2]
+    for j = 1, #kv, 2 do t[kv[j]] = kv[j + 1] end
+    if t.kind == 'claim' and tonumber(t.pos) >= feed_from then
+      local r = { claim_id = t.claim_id, buyer = t.buyer, product_id = t.product,
+                  quantity = tonumber(t.quantity), unit_price = tonumber(t.unit_price), at = tonumber(t.at) }
+      if t.flash_id ~= '' then r.flash_id = tonumber(t.flash_id) end
+      recent[#recent + 1] = r
+    end
+  end
+end
+out.recent = recent
+return cjson.encode(out)
