@@ -17,7 +17,7 @@ use nightmarket_domain::{
 };
 
 pub use memory::MemoryInventory;
-pub use redis_backend::RedisInventory;
+pub use redis_backend::{EventFeed, FeedItem, RedisInventory};
 
 /// A seller or operator command on one show.
 #[derive(Debug, Clone, PartialEq, Eq)]

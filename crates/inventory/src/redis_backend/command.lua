@@ -1,13 +1,16 @@
--- command(op, now, history, args...): a seller or operator command. Each event it produces
--- takes the show's next sequence number and is appended to the bounded event history in the
--- same step, so the history and the state never disagree. Refusals change nothing.
-local op, now, history = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+-- command(op, now, history, channel, publish, args...): a seller or operator command. Each
+-- event it produces takes the show's next sequence number, is appended to the bounded event
+-- history and published to the show's channel in the same step, so history, state and
+-- publication never disagree. Refusals change nothing. `publish` is PUBLISH, or SPUBLISH on a
+-- Redis Cluster (the channel carries the show's hash tag, so it maps to the show's shard).
+local op, now, history, channel, publish = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local events = {}
 
 local function emit(body)
   local seq = redis.call('HINCRBY', K_META, 'seq', 1)
   local json = '{"seq":' .. n(seq) .. ',"at":' .. n(now) .. ',"event":' .. body .. '}'
   redis.call('XADD', K_EVENTS, 'MAXLEN', n(history), n(seq) .. '-0', 'e', json)
+  if channel ~= '' then redis.call(publish, channel, json) end
   events[#events + 1] = json
 end
 
@@ -45,10 +48,15 @@ elseif op == 'close' then
     parts[#parts + 1] = '["' .. product .. '",' .. n(left_of(product)) .. ']'
   end
   redis.call('HSET', K_META, 'status', 'closed', 'pinned', '')
+  -- The close marker ends the claim log: settlement reads up to it, and nothing follows it.
+  local stock = {}
+  for product in string.gmatch(meta('order'), '[^,]+') do stock[#stock + 1] = product .. ':' .. n(left_of(product)) end
+  local pos = redis.call('HINCRBY', K_META, 'log_len', 1) - 1
+  redis.call('XADD', K_LOG, '*', 'pos', n(pos), 'kind', 'close', 'stock', table.concat(stock, ','), 'at', n(now))
   emit('{"kind":"show_closed","final_stock":[' .. table.concat(parts, ',') .. ']}')
 elseif op == 'pin' then
   local bad = require_live(); if bad then return bad end
-  local p = ARGV[4]
+  local p = ARGV[6]
   local e = entry(p)
   if not e then return refuse('unknown_product', p) end
   end_lapsed()
@@ -69,7 +77,7 @@ elseif op == 'unpin' then
   emit('{"kind":"unpinned","product_id":"' .. p .. '"}')
 elseif op == 'start_flash' then
   local bad = require_live(); if bad then return bad end
-  local p, price, duration, cap, countdown = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
+  local p, price, duration, cap, countdown = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10])
   local e = entry(p)
   if not e then return refuse('unknown_product', p) end
   if meta('pinned') ~= p then return refuse('not_pinned', p) end
@@ -87,7 +95,7 @@ elseif op == 'start_flash' then
     n(price) .. ',"list_price":' .. n(e.list) .. ',"starts_at":' .. n(starts) .. ',"ends_at":' ..
     n(ends) .. ',"quantity_cap":' .. capj .. ',"sold":0}}')
 elseif op == 'end_flash' then
-  local reason, only = ARGV[4], ARGV[5]
+  local reason, only = ARGV[6], ARGV[7]
   local f = flash_get()
   if not f then
     if only == '' then return refuse('no_flash') end

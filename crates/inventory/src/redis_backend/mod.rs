@@ -33,6 +33,11 @@ use serde::de::DeserializeOwned;
 
 use crate::{BookView, Command, Inventory, InventoryError, StockView};
 
+mod feed;
+pub use feed::{EventFeed, FeedItem};
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
 macro_rules! script {
     ($file:literal) => {
         concat!(include_str!("prelude.lua"), "\n", include_str!($file))
@@ -41,7 +46,12 @@ macro_rules! script {
 
 /// See the module documentation.
 pub struct RedisInventory {
+    client: redis::Client,
     conn: ConnectionManager,
+    /// Whether the last round trip succeeded, for readiness.
+    healthy: AtomicBool,
+    /// `PUBLISH`, or `SPUBLISH` on a Redis Cluster.
+    publish: &'static str,
     prefix: String,
     history: usize,
     open: redis::Script,
@@ -198,7 +208,10 @@ impl RedisInventory {
         let client = redis::Client::open(url).map_err(unavailable)?;
         let conn = client.get_connection_manager().await.map_err(unavailable)?;
         Ok(Self {
+            client,
             conn,
+            healthy: AtomicBool::new(true),
+            publish: "PUBLISH",
             prefix: prefix.to_owned(),
             history: history.max(1),
             open: redis::Script::new(script!("open.lua")),
@@ -206,6 +219,19 @@ impl RedisInventory {
             cancel: redis::Script::new(script!("cancel.lua")),
             command: redis::Script::new(script!("command.lua")),
             read: redis::Script::new(script!("read.lua")),
+        })
+    }
+
+    /// The pub/sub channel of a show's events; it carries the show's hash tag.
+    pub fn event_channel(&self, show: &ShowId) -> String {
+        format!("{}{{{}}}:ev", self.prefix, show)
+    }
+
+    /// Starts the node's subscription to show events (see [`EventFeed`]).
+    pub fn event_feed(&self) -> (EventFeed, tokio::sync::mpsc::Receiver<FeedItem>) {
+        let prefix = self.prefix.clone();
+        feed::start(self.client.clone(), move |show| {
+            format!("{prefix}{{{show}}}:ev")
         })
     }
 
@@ -232,7 +258,9 @@ impl RedisInventory {
             inv.arg(a);
         }
         let mut conn = self.conn.clone();
-        let text: String = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+        let reply: Result<String, _> = inv.invoke_async(&mut conn).await;
+        self.healthy.store(reply.is_ok(), Ordering::Relaxed);
+        let text = reply.map_err(unavailable)?;
         serde_json::from_str(&text).map_err(|e| internal(format!("{e}: {text}")))
     }
 
@@ -327,7 +355,13 @@ impl Inventory for RedisInventory {
         cmd: Command,
         now: Millis,
     ) -> Result<Vec<SequencedEvent>, InventoryError> {
-        let mut args = vec![String::new(), now.to_string(), self.history.to_string()];
+        let mut args = vec![
+            String::new(),
+            now.to_string(),
+            self.history.to_string(),
+            self.event_channel(show),
+            self.publish.to_owned(),
+        ];
         let mut flash_price = None;
         match cmd {
             Command::GoLive => args[0] = "go_live".into(),
@@ -608,6 +642,12 @@ impl Inventory for RedisInventory {
     }
 
     fn health(&self) -> Result<(), InventoryError> {
-        Ok(())
+        if self.healthy.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err(InventoryError::Unavailable(
+                "redis: the last round trip failed".into(),
+            ))
+        }
     }
 }
