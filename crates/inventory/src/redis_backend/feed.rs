@@ -73,9 +73,11 @@ pub(super) fn start(
                     show = watch_rx.recv() => {
                         let Some(show) = show else { return };
                         let channel = channel_of(&show);
-                        if !channels.contains_key(&channel) {
+                        if let std::collections::hash_map::Entry::Vacant(slot) =
+                            channels.entry(channel.clone())
+                        {
+                            slot.insert(show);
                             ok = sink.subscribe(&channel).await.is_ok();
-                            channels.insert(channel, show);
                         }
                     }
                     msg = stream.next() => {
