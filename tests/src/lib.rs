@@ -99,8 +99,19 @@ impl ChildServer {
     /// Starts `exe serve` (the binary `nightmarket-under-test`, whose path only integration
     /// tests know: `env!("CARGO_BIN_EXE_nightmarket-under-test")`) on port 0 over `data_dir`.
     pub async fn start(exe: impl Into<PathBuf>, data_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(exe, data_dir, &[]).await
+    }
+
+    /// Like [`ChildServer::start`], with extra environment (e.g. `NIGHTMARKET_REDIS_URL`).
+    pub async fn start_with(
+        exe: impl Into<PathBuf>,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let exe: PathBuf = exe.into();
-        let mut child = tokio::process::Command::new(exe)
+        let mut command = tokio::process::Command::new(exe);
+        command.envs(env.iter().copied());
+        let mut child = command
             .arg("serve")
             .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
             .env("NIGHTMARKET_DATA_DIR", data_dir)

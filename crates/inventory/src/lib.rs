@@ -65,6 +65,9 @@ pub struct BookView {
 /// Conflated values for the fan-out's periodic stock and feed frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StockView {
+    /// The show's newest event sequence number: a node whose channel is behind it has missed
+    /// events and repairs from the history.
+    pub seq: u64,
     /// Changes whenever stock changes; equal versions mean equal levels.
     pub version: u64,
     pub levels: Vec<(ProductId, u32)>,

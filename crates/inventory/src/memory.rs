@@ -257,6 +257,7 @@ impl Inventory for MemoryInventory {
         let slot = self.slot(show)?;
         let book = lock(&slot.book)?;
         Ok(StockView {
+            seq: book.seq(),
             version: book.stock_version(),
             levels: book.stock(),
             log_len: book.log_len(),

@@ -34,6 +34,7 @@ pub struct Config {
     pub auth_secret: Secret,
     pub dev: bool,
     pub redis_url: String,
+    pub redis_prefix: String,
     pub database_url: String,
     pub limits: Limits,
 }
@@ -172,10 +173,22 @@ impl Config {
                     .into(),
             ));
         }
-        if !self.redis_url.is_empty() {
+        let url = &self.redis_url;
+        if !(url.is_empty() || url.starts_with("redis://") || url.starts_with("rediss://")) {
             return Err(invalid(
                 "redis_url",
-                "distributed mode (Redis) is not available in this release; unset NIGHTMARKET_REDIS_URL to run the embedded market".into(),
+                "must start with redis:// or rediss://".into(),
+            ));
+        }
+        let p = &self.redis_prefix;
+        if p.is_empty()
+            || p.len() > 32
+            || p.chars().any(|c| c.is_whitespace() || c == '{' || c == '}')
+        {
+            return Err(invalid(
+                "redis_prefix",
+                "1 to 32 characters without spaces or braces (braces mark Cluster hash tags)"
+                    .into(),
             ));
         }
         if !self.database_url.is_empty() {

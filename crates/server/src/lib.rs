@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use nightmarket_domain::{BuyerId, ShowId};
-use nightmarket_inventory::{Inventory, MemoryInventory};
+use nightmarket_inventory::{EventFeed, FeedItem, Inventory, MemoryInventory, RedisInventory};
 use nightmarket_store::{Catalog, SqliteCatalog, SqliteJournal};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::http::{BackendState, Readiness};
@@ -69,24 +69,50 @@ pub fn bind(config: &Config) -> Result<TcpListener, ServerError> {
     Ok(socket.listen(config.limits.listen_backlog)?)
 }
 
-/// The two backends a server runs on.
-pub type Backends = (Arc<dyn Catalog>, Arc<dyn Inventory>);
+/// What a server runs on: the catalog, the inventory and, in distributed mode, the feed of
+/// events other nodes produce.
+pub struct Backends {
+    pub catalog: Arc<dyn Catalog>,
+    pub inventory: Arc<dyn Inventory>,
+    pub feed: Option<(EventFeed, tokio::sync::mpsc::Receiver<FeedItem>)>,
+}
 
-/// Opens the embedded backends under `config.data_dir`.
-pub fn open_embedded(config: &Config) -> Result<Backends, ServerError> {
+/// Opens the backends the configuration names: the embedded inventory (memory, journaled to
+/// SQLite) or, with `redis_url`, the Redis inventory shared by every node. The catalog is the
+/// SQLite file under `data_dir`.
+pub async fn open_backends(config: &Config) -> Result<Backends, ServerError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
     })?;
     let catalog = SqliteCatalog::open(&config.data_dir.join("catalog.sqlite"))
         .map_err(|e| ServerError::Storage(e.to_string()))?;
+    if !config.redis_url.is_empty() {
+        let redis = RedisInventory::connect(
+            &config.redis_url,
+            &config.redis_prefix,
+            config.limits.event_history,
+        )
+        .await
+        .map_err(|e| ServerError::Storage(e.to_string()))?;
+        let feed = redis.event_feed();
+        return Ok(Backends {
+            catalog: Arc::new(catalog),
+            inventory: Arc::new(redis),
+            feed: Some(feed),
+        });
+    }
     let journal = SqliteJournal::open(
         &config.data_dir.join("journal.sqlite"),
         config.limits.journal_queue,
     )
     .map_err(|e| ServerError::Storage(e.to_string()))?;
     let inventory = MemoryInventory::new(journal, config.limits.event_history);
-    Ok((Arc::new(catalog), Arc::new(inventory)))
+    Ok(Backends {
+        catalog: Arc::new(catalog),
+        inventory: Arc::new(inventory),
+        feed: None,
+    })
 }
 
 /// The HTTP router over the shared state.
@@ -212,6 +238,10 @@ async fn ws_upgrade(
             "connection limit reached; retry later",
         ));
     };
+    // Distributed mode: this node now follows the show's events from every other node.
+    if let Some(feed) = &state.feed {
+        feed.watch(&rt.id);
+    }
     let peer = ws::peer_for(claims, &rt);
     let limits = &state.config.limits;
     let upgrade = upgrade
@@ -237,21 +267,35 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     config.validate()?;
-    let (catalog, inventory) = open_embedded(&config)?;
-    serve_with(listener, config, catalog, inventory, shutdown).await
+    let backends = open_backends(&config).await?;
+    serve_with(listener, config, backends, shutdown).await
 }
 
 /// Like [`run`], over given backends.
 pub async fn serve_with(
     listener: TcpListener,
     config: Config,
-    catalog: Arc<dyn Catalog>,
-    inventory: Arc<dyn Inventory>,
+    backends: Backends,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let grace = Duration::from_millis(config.limits.shutdown_grace_ms);
-    let state = Arc::new(AppState::new(config, catalog, inventory, stop_rx.clone()));
+    let Backends {
+        catalog,
+        inventory,
+        feed,
+    } = backends;
+    let (feed, feed_rx) = feed.unzip();
+    let state = Arc::new(AppState::new(
+        config,
+        catalog,
+        inventory,
+        feed,
+        stop_rx.clone(),
+    ));
+    if let Some(rx) = feed_rx {
+        tokio::spawn(state.clone().follow(rx));
+    }
 
     // Load every stored show: replays journals, restores flash timers.
     let rows = state

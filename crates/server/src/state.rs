@@ -11,7 +11,9 @@ use nightmarket_domain::{
     EndReason, LineupEntry, Millis, SellerId, SequencedEvent, ShowEvent, ShowId, ShowStatus,
 };
 use nightmarket_hub::{Hub, HubLimits, Published, ShowChannel};
-use nightmarket_inventory::{Command, Inventory, InventoryError};
+use nightmarket_inventory::{
+    Command, EventFeed, FeedItem as ShowFeedItem, Inventory, InventoryError,
+};
 use nightmarket_store::{Catalog, ShowRow};
 use nightmarket_wire::server::{
     FeedFrame, FeedItem, FlashProgress, ServerMessage, StockFrame, ViewersFrame,
@@ -102,6 +104,8 @@ pub struct AppState {
     pub key: TokenKey,
     pub catalog: Arc<dyn Catalog>,
     pub inventory: Arc<dyn Inventory>,
+    /// Distributed mode: the subscription to show events published by every node.
+    pub feed: Option<EventFeed>,
     pub hub: Hub<Utf8Bytes>,
     pub metrics: Metrics,
     pub shows: RwLock<HashMap<ShowId, Arc<ShowRuntime>>>,
@@ -116,6 +120,7 @@ impl AppState {
         config: Config,
         catalog: Arc<dyn Catalog>,
         inventory: Arc<dyn Inventory>,
+        feed: Option<EventFeed>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let l = &config.limits;
@@ -130,6 +135,7 @@ impl AppState {
             config,
             catalog,
             inventory,
+            feed,
             hub,
             metrics: Metrics::default(),
             shows: RwLock::new(HashMap::new()),
@@ -204,7 +210,7 @@ impl AppState {
         let _gate = rt.gate.lock().await;
         let events = self.inventory.command(&rt.id, cmd, now_ms()).await?;
         for ev in &events {
-            self.publish(rt, ev);
+            self.deliver(rt, ev).await;
             self.after_event(rt, ev).await;
         }
         let seq = events
@@ -213,29 +219,81 @@ impl AppState {
         Ok((events, seq))
     }
 
-    fn publish(&self, rt: &ShowRuntime, ev: &SequencedEvent) {
+    fn publish(&self, rt: &ShowRuntime, ev: &SequencedEvent) -> Published {
         let bytes = frame(&ServerMessage::Event(convert::event_frame(ev)));
-        inc(&self.metrics.events_published);
-        match rt.channel.publish(ev.seq, bytes) {
-            Published::Delivered { receivers, .. } => {
-                self.metrics
-                    .events_fanned_out
-                    .fetch_add(receivers as u64, Ordering::Relaxed);
-            }
+        let published = rt.channel.publish(ev.seq, bytes);
+        if let Published::Delivered { receivers, .. } = published {
+            inc(&self.metrics.events_published);
+            self.metrics
+                .events_fanned_out
+                .fetch_add(receivers as u64, Ordering::Relaxed);
+        }
+        published
+    }
+
+    /// Hands an event to the show's channel, from this node's command or from another node.
+    /// A gap (pub/sub lost an event, or this node joined late) is repaired from the show's
+    /// event history before anything newer reaches viewers.
+    pub async fn deliver(self: &Arc<Self>, rt: &Arc<ShowRuntime>, ev: &SequencedEvent) {
+        match self.publish(rt, ev) {
+            Published::Delivered { .. } => self.started(rt, ev),
             Published::Duplicate => {}
-            Published::Gap { expected } => {
-                // Commands are gated per show, so this means an event was lost between the
-                // inventory and the hub; viewers would stall. Say so loudly.
-                tracing::error!(show = %rt.id, expected, got = ev.seq, "event sequence gap");
+            Published::Gap { expected } => self.repair(rt, expected.saturating_sub(1)).await,
+        }
+    }
+
+    /// Every node that sees a flash start ends it on time; the flash id makes the later
+    /// timers no-ops.
+    fn started(self: &Arc<Self>, rt: &Arc<ShowRuntime>, ev: &SequencedEvent) {
+        if let ShowEvent::FlashStarted { flash } = &ev.event {
+            self.schedule_flash_end(rt.clone(), flash.id, flash.ends_at);
+        }
+    }
+
+    /// Publishes the kept events after `after`, in order.
+    async fn repair(self: &Arc<Self>, rt: &Arc<ShowRuntime>, after: u64) {
+        let limit = self.config.limits.event_history;
+        match self.inventory.events_after(&rt.id, after, limit).await {
+            Ok(Some(events)) => {
+                for ev in &events {
+                    if let Published::Delivered { .. } = self.publish(rt, ev) {
+                        self.started(rt, ev);
+                    }
+                }
+            }
+            Ok(None) => {
+                tracing::error!(show = %rt.id, after, "events missed beyond the kept history")
+            }
+            Err(e) => tracing::warn!(show = %rt.id, error = %e, "cannot repair an event gap yet"),
+        }
+    }
+
+    /// Distributed mode: delivers the events other nodes publish, and repairs every followed
+    /// show after the subscription was re-established.
+    pub async fn follow(self: Arc<Self>, mut rx: tokio::sync::mpsc::Receiver<ShowFeedItem>) {
+        while let Some(item) = rx.recv().await {
+            match item {
+                ShowFeedItem::Event(show, ev) => {
+                    if let Some(rt) = self.show(&show) {
+                        self.deliver(&rt, &ev).await;
+                    }
+                }
+                ShowFeedItem::Reconnected => {
+                    let shows: Vec<Arc<ShowRuntime>> = self
+                        .shows
+                        .read()
+                        .map(|s| s.values().cloned().collect())
+                        .unwrap_or_default();
+                    for rt in shows {
+                        self.repair(&rt, rt.channel.last_seq()).await;
+                    }
+                }
             }
         }
     }
 
     async fn after_event(self: &Arc<Self>, rt: &Arc<ShowRuntime>, ev: &SequencedEvent) {
         match &ev.event {
-            ShowEvent::FlashStarted { flash } => {
-                self.schedule_flash_end(rt.clone(), flash.id, flash.ends_at);
-            }
             ShowEvent::ShowLive => {
                 let _ = self
                     .catalog
@@ -293,11 +351,16 @@ impl AppState {
     }
 
     /// Refreshes one show's conflated frames if anything changed since the last refresh.
-    pub async fn refresh(&self, rt: &ShowRuntime) {
+    pub async fn refresh(self: &Arc<Self>, rt: &Arc<ShowRuntime>) {
         let feed_from = rt.tick.lock().map(|t| t.feed_from).unwrap_or(0);
         let Ok(stock) = self.inventory.stock(&rt.id, feed_from).await else {
             return;
         };
+        // Events this node has not seen (a lost pub/sub message, a late subscription) are
+        // repaired here at the latest, one tick after they happened.
+        if stock.seq > rt.channel.last_seq() {
+            self.repair(rt, rt.channel.last_seq()).await;
+        }
         let viewers = rt.channel.viewer_count();
         let Ok(mut tick) = rt.tick.lock() else { return };
         // First refresh of this show on this node (e.g. after a restart): the feed starts from

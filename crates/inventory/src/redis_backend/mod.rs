@@ -573,6 +573,7 @@ impl Inventory for RedisInventory {
             .collect();
         let flash_sold = out.flash.as_ref().map(|f| (f.id, f.sold));
         Ok(StockView {
+            seq: num(&out.seq)?,
             version: num(&out.version)?,
             levels,
             log_len: num(&out.log_len)?,
