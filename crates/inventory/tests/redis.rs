@@ -102,3 +102,142 @@ async fn commands_are_published_to_the_show_channel() {
     assert_eq!(got, [sent, pinned].concat());
     assert!(matches!(got[1].event, ShowEvent::Pinned { .. }));
 }
+
+/// A redis-server of the test's own (so it can be given a replica, or stopped), on a free port.
+struct OwnRedis {
+    port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnRedis {
+    fn start(extra: &[&str]) -> Self {
+        let bin = std::env::var("NIGHTMARKET_TEST_REDIS_SERVER")
+            .unwrap_or_else(|_| "redis-server".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new(bin)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--dir",
+            ])
+            .arg(dir.path())
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test says how)");
+        let me = Self {
+            port,
+            child,
+            _dir: dir,
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return me;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("redis-server on {port} did not start");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_replicas_before_acknowledging() {
+    use nightmarket_domain::{
+        BuyerId, ClaimDecision, ClaimId, ClaimRequest, Dong, LineupEntry, Product, ProductGroup,
+        ProductId, Quantity, SellerId, ShowId, Stars,
+    };
+    use nightmarket_inventory::{Command, InventoryError};
+    let primary = OwnRedis::start(&[]);
+    let inv = RedisInventory::connect(&primary.url(), "w:", 100)
+        .await
+        .unwrap()
+        .with_wait(1, 100);
+    let show = ShowId::parse("wait").unwrap();
+    let product = Product {
+        id: ProductId::parse("p1").unwrap(),
+        seller_id: SellerId::parse("s1").unwrap(),
+        name: "Giò chả Ước Lễ".into(),
+        group: ProductGroup::Food,
+        stars: Stars::parse(4).unwrap(),
+        district: "Thanh Oai".into(),
+        commune: "Tân Ước".into(),
+        producer: "HTX Giò chả Ước Lễ".into(),
+        list_price: Dong::parse(280_000).unwrap(),
+        origin_document: "NG-1".into(),
+        quality_label: "CL-1".into(),
+    };
+    inv.open_show(
+        &show,
+        vec![LineupEntry {
+            product,
+            allotted: 10,
+            buyer_limit: 5,
+            left: 10,
+        }],
+    )
+    .await
+    .unwrap();
+    // No replica: the command applies, but is not acknowledged.
+    assert!(matches!(
+        inv.command(&show, Command::GoLive, 1).await,
+        Err(InventoryError::Unavailable(_))
+    ));
+    let replica = OwnRedis::start(&["--replicaof", "127.0.0.1", &primary.port.to_string()]);
+    let client = redis::Client::open(primary.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for _ in 0..200 {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if info.contains("connected_slaves:1") && info.contains("state=online") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    inv.command(&show, Command::Pin(ProductId::parse("p1").unwrap()), 2)
+        .await
+        .unwrap();
+    let req = ClaimRequest {
+        claim_id: ClaimId::parse("c1").unwrap(),
+        buyer: BuyerId::parse("b1").unwrap(),
+        product_id: ProductId::parse("p1").unwrap(),
+        quantity: Quantity::parse(2, 10).unwrap(),
+        seen_price: Dong::parse(280_000).unwrap(),
+    };
+    assert!(matches!(
+        inv.claim(&show, req.clone(), 3).await.unwrap(),
+        ClaimDecision::Accepted(_)
+    ));
+    // The replica has it: stop it, and the retry of the same claim is refused until replicated
+    // again, never counted twice.
+    drop(replica);
+    assert!(matches!(
+        inv.claim(&show, req.clone(), 4).await,
+        Err(InventoryError::Unavailable(_))
+    ));
+    let stock = inv.stock(&show, 0).await.unwrap();
+    assert_eq!(stock.levels[0].1, 8);
+}

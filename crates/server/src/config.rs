@@ -35,6 +35,8 @@ pub struct Config {
     pub dev: bool,
     pub redis_url: String,
     pub redis_prefix: String,
+    pub redis_wait_replicas: u32,
+    pub redis_wait_ms: u64,
     pub database_url: String,
     pub limits: Limits,
 }

@@ -94,7 +94,8 @@ pub async fn open_backends(config: &Config) -> Result<Backends, ServerError> {
             config.limits.event_history,
         )
         .await
-        .map_err(|e| ServerError::Storage(e.to_string()))?;
+        .map_err(|e| ServerError::Storage(e.to_string()))?
+        .with_wait(config.redis_wait_replicas, config.redis_wait_ms);
         let feed = redis.event_feed();
         return Ok(Backends {
             catalog: Arc::new(catalog),

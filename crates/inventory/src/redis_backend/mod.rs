@@ -52,6 +52,8 @@ pub struct RedisInventory {
     healthy: AtomicBool,
     /// `PUBLISH`, or `SPUBLISH` on a Redis Cluster.
     publish: &'static str,
+    /// Acknowledge a change only once this many replicas have it, waiting at most this long.
+    wait: Option<(u32, u64)>,
     prefix: String,
     history: usize,
     open: redis::Script,
@@ -212,6 +214,7 @@ impl RedisInventory {
             conn,
             healthy: AtomicBool::new(true),
             publish: "PUBLISH",
+            wait: None,
             prefix: prefix.to_owned(),
             history: history.max(1),
             open: redis::Script::new(script!("open.lua")),
@@ -220,6 +223,33 @@ impl RedisInventory {
             command: redis::Script::new(script!("command.lua")),
             read: redis::Script::new(script!("read.lua")),
         })
+    }
+
+    /// Acknowledges claims, cancellations and commands only once `replicas` replicas have
+    /// them (Redis `WAIT`, at most `timeout_ms`). Otherwise the answer is `unavailable`; the
+    /// change stands, and a retry with the same claim id is answered once it has replicated.
+    pub fn with_wait(mut self, replicas: u32, timeout_ms: u64) -> Self {
+        self.wait = (replicas > 0).then_some((replicas, timeout_ms.max(1)));
+        self
+    }
+
+    async fn replicated(&self) -> Result<(), InventoryError> {
+        let Some((replicas, timeout_ms)) = self.wait else {
+            return Ok(());
+        };
+        let mut conn = self.conn.clone();
+        let acked: u32 = redis::cmd("WAIT")
+            .arg(replicas)
+            .arg(timeout_ms)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if acked < replicas {
+            return Err(InventoryError::Unavailable(format!(
+                "redis: {acked} of {replicas} replicas acknowledged within {timeout_ms} ms; retry"
+            )));
+        }
+        Ok(())
     }
 
     /// The pub/sub channel of a show's events; it carries the show's hash tag.
@@ -417,6 +447,9 @@ impl Inventory for RedisInventory {
             }
             return Err(command_error(&code, detail));
         }
+        if !out.events.is_empty() {
+            self.replicated().await?;
+        }
         Ok(out.events)
     }
 
@@ -435,6 +468,9 @@ impl Inventory for RedisInventory {
             now.to_string(),
         ];
         let out: ClaimOut = self.run(&self.claim, show, &args).await?;
+        if matches!(out.o.as_str(), "accepted" | "duplicate") {
+            self.replicated().await?;
+        }
         let accepted = |out: ClaimOut| -> Result<ClaimAccepted, InventoryError> {
             let rec = out
                 .rec
@@ -480,6 +516,9 @@ impl Inventory for RedisInventory {
     ) -> Result<CancelDecision, InventoryError> {
         let args = [claim_id.to_string(), buyer.to_string(), now.to_string()];
         let out: ClaimOut = self.run(&self.cancel, show, &args).await?;
+        if matches!(out.o.as_str(), "cancelled" | "already") {
+            self.replicated().await?;
+        }
         let record = |out: ClaimOut| -> Result<(ClaimRecord, u32), InventoryError> {
             let rec = out
                 .rec
