@@ -112,14 +112,18 @@ struct OwnRedis {
 
 impl OwnRedis {
     fn start(extra: &[&str]) -> Self {
-        let bin = std::env::var("NIGHTMARKET_TEST_REDIS_SERVER")
-            .unwrap_or_else(|_| "redis-server".into());
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_at(port, tempfile::tempdir().unwrap(), extra)
+    }
+
+    /// Starts (or restarts) a server on `port` whose files live in `dir`.
+    fn start_at(port: u16, dir: tempfile::TempDir, extra: &[&str]) -> Self {
+        let bin = std::env::var("NIGHTMARKET_TEST_REDIS_SERVER")
+            .unwrap_or_else(|_| "redis-server".into());
         let child = std::process::Command::new(bin)
             .args([
                 "--port",
@@ -147,6 +151,15 @@ impl OwnRedis {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         panic!("redis-server on {port} did not start");
+    }
+
+    /// SIGKILL, keeping the data directory for a restart.
+    fn kill(mut self) -> (u16, tempfile::TempDir) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.port;
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
+        (port, dir)
     }
 
     fn url(&self) -> String {
@@ -240,4 +253,106 @@ async fn wait_for_replicas_before_acknowledging() {
     ));
     let stock = inv.stock(&show, 0).await.unwrap();
     assert_eq!(stock.levels[0].1, 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_loses_no_claim_and_the_service_recovers() {
+    use nightmarket_domain::{
+        BuyerId, ClaimDecision, ClaimId, ClaimRequest, Dong, LineupEntry, Product, ProductGroup,
+        ProductId, Quantity, SellerId, ShowId, Stars,
+    };
+    use nightmarket_inventory::{Command, FeedItem, InventoryError};
+    let aof = ["--appendonly", "yes", "--appendfsync", "always"];
+    let redis = OwnRedis::start(&aof);
+    let inv = RedisInventory::connect(&redis.url(), "r:", 100)
+        .await
+        .unwrap();
+    let show = ShowId::parse("restart").unwrap();
+    let product = Product {
+        id: ProductId::parse("p1").unwrap(),
+        seller_id: SellerId::parse("s1").unwrap(),
+        name: "Bưởi Diễn".into(),
+        group: ProductGroup::Food,
+        stars: Stars::parse(3).unwrap(),
+        district: "Bắc Từ Liêm".into(),
+        commune: "Phú Diễn".into(),
+        producer: "HTX Bưởi Phú Diễn".into(),
+        list_price: Dong::parse(120_000).unwrap(),
+        origin_document: "NG-1".into(),
+        quality_label: "CL-1".into(),
+    };
+    inv.open_show(
+        &show,
+        vec![LineupEntry {
+            product,
+            allotted: 50,
+            buyer_limit: 50,
+            left: 50,
+        }],
+    )
+    .await
+    .unwrap();
+    let (feed, mut events) = inv.event_feed();
+    feed.watch(&show);
+    inv.command(&show, Command::GoLive, 1).await.unwrap();
+    inv.command(&show, Command::Pin(ProductId::parse("p1").unwrap()), 2)
+        .await
+        .unwrap();
+    let claim = |n: u32| ClaimRequest {
+        claim_id: ClaimId::parse(format!("c{n}")).unwrap(),
+        buyer: BuyerId::parse("b1").unwrap(),
+        product_id: ProductId::parse("p1").unwrap(),
+        quantity: Quantity::parse(1, 10).unwrap(),
+        seen_price: Dong::parse(120_000).unwrap(),
+    };
+    for n in 0..10 {
+        assert!(matches!(
+            inv.claim(&show, claim(n), 3).await.unwrap(),
+            ClaimDecision::Accepted(_)
+        ));
+    }
+
+    let (port, dir) = redis.kill();
+    // While Redis is down: refused as retryable, never accepted unrecorded.
+    assert!(matches!(
+        inv.claim(&show, claim(10), 4).await,
+        Err(InventoryError::Unavailable(_))
+    ));
+    assert!(inv.health().is_err());
+    let _redis = OwnRedis::start_at(port, dir, &aof);
+
+    // The connection comes back by itself; the scripts are reloaded (the cache is empty).
+    let mut recovered = None;
+    for _ in 0..100 {
+        match inv.claim(&show, claim(10), 5).await {
+            Ok(d) => {
+                recovered = Some(d);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    assert!(
+        matches!(recovered, Some(ClaimDecision::Accepted(_))),
+        "{recovered:?}"
+    );
+    assert!(inv.health().is_ok());
+    // Every claim acknowledged before the crash is still there, counted once.
+    assert!(matches!(
+        inv.claim(&show, claim(3), 6).await.unwrap(),
+        ClaimDecision::Duplicate(_)
+    ));
+    let stock = inv.stock(&show, 0).await.unwrap();
+    assert_eq!(stock.levels[0].1, 39);
+    // The feed resubscribed and says so, so nodes repair what they missed.
+    let mut reconnected = false;
+    while let Ok(Some(item)) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), events.recv()).await
+    {
+        if matches!(item, FeedItem::Reconnected) {
+            reconnected = true;
+            break;
+        }
+    }
+    assert!(reconnected);
 }
