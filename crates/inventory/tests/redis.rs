@@ -356,3 +356,160 @@ async fn a_redis_restart_loses_no_claim_and_the_service_recovers() {
     }
     assert!(reconnected);
 }
+
+/// A TCP proxy in front of Redis that, once, forwards a request containing `marker` and then
+/// drops the connection instead of returning Redis's reply: the script ran, the client never
+/// heard.
+async fn lossy_proxy(upstream: String, marker: &'static [u8]) -> u16 {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let fired = Arc::new(AtomicBool::new(false));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            let fired = fired.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let drop_reply = Arc::new(AtomicBool::new(false));
+                let arm = drop_reply.clone();
+                let up = tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if buf[..n].windows(marker.len()).any(|w| w == marker)
+                            && !fired.swap(true, Ordering::SeqCst)
+                        {
+                            arm.store(true, Ordering::SeqCst);
+                        }
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = sr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if drop_reply.load(Ordering::SeqCst) {
+                        // The reply is swallowed and the connection cut.
+                        break;
+                    }
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                up.abort();
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_reply_and_a_retry_count_once_and_the_log_matches_the_counters() {
+    use nightmarket_domain::{
+        BuyerId, ClaimDecision, ClaimId, ClaimRequest, Dong, LineupEntry, Product, ProductGroup,
+        ProductId, Quantity, SellerId, ShowId, Stars,
+    };
+    use nightmarket_inventory::Command;
+    let url = redis_url();
+    let upstream = url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    let port = lossy_proxy(upstream, b"lost-reply").await;
+    let prefix = format!("nmtest:{}:", uuid::Uuid::new_v4());
+    let inv = RedisInventory::connect(&format!("redis://127.0.0.1:{port}"), &prefix, 100)
+        .await
+        .unwrap();
+    let show = ShowId::parse("lost").unwrap();
+    let product = Product {
+        id: ProductId::parse("p1").unwrap(),
+        seller_id: SellerId::parse("s1").unwrap(),
+        name: "Khay mây tre đan Phú Vinh".into(),
+        group: ProductGroup::Handicrafts,
+        stars: Stars::parse(4).unwrap(),
+        district: "Chương Mỹ".into(),
+        commune: "Phú Nghĩa".into(),
+        producer: "HTX Mây tre Phú Vinh".into(),
+        list_price: Dong::parse(150_000).unwrap(),
+        origin_document: "NG-1".into(),
+        quality_label: "CL-1".into(),
+    };
+    inv.open_show(
+        &show,
+        vec![LineupEntry {
+            product,
+            allotted: 100,
+            buyer_limit: 100,
+            left: 100,
+        }],
+    )
+    .await
+    .unwrap();
+    inv.command(&show, Command::GoLive, 1).await.unwrap();
+    inv.command(&show, Command::Pin(ProductId::parse("p1").unwrap()), 2)
+        .await
+        .unwrap();
+    let claim = |id: &str, qty: i64| ClaimRequest {
+        claim_id: ClaimId::parse(id).unwrap(),
+        buyer: BuyerId::parse("b1").unwrap(),
+        product_id: ProductId::parse("p1").unwrap(),
+        quantity: Quantity::parse(qty, 10).unwrap(),
+        seen_price: Dong::parse(150_000).unwrap(),
+    };
+    // The script runs but its reply is lost: the caller sees a retryable failure...
+    assert!(inv.claim(&show, claim("lost-reply", 3), 3).await.is_err());
+    // ...and retries the same claim id until it gets an answer: the original acceptance.
+    let mut answer = None;
+    for _ in 0..100 {
+        if let Ok(d) = inv.claim(&show, claim("lost-reply", 3), 4).await {
+            answer = Some(d);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        matches!(answer, Some(ClaimDecision::Duplicate(_))),
+        "{answer:?}"
+    );
+    for n in 0..20 {
+        inv.claim(&show, claim(&format!("more-{n}"), 2), 5)
+            .await
+            .unwrap();
+    }
+    let stock = inv.stock(&show, 0).await.unwrap();
+    assert_eq!(
+        stock.levels[0].1,
+        100 - 3 - 40,
+        "the lost-reply claim counted exactly once"
+    );
+
+    // The claim log holds exactly the accepted claims, and they sum to what the counters took.
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let log: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(format!("{prefix}{{lost}}:log"))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let units: u32 = log
+        .ids
+        .iter()
+        .map(|e| e.get::<String>("quantity").unwrap().parse::<u32>().unwrap())
+        .sum();
+    assert_eq!(log.ids.len(), 21);
+    assert_eq!(units, 100 - stock.levels[0].1);
+}
