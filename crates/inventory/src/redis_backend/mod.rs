@@ -209,7 +209,7 @@ impl RedisInventory {
     pub async fn connect(url: &str, prefix: &str, history: usize) -> Result<Self, InventoryError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
         let conn = client.get_connection_manager().await.map_err(unavailable)?;
-        Ok(Self {
+        let inventory = Self {
             client,
             conn,
             healthy: AtomicBool::new(true),
@@ -222,7 +222,20 @@ impl RedisInventory {
             cancel: redis::Script::new(script!("cancel.lua")),
             command: redis::Script::new(script!("command.lua")),
             read: redis::Script::new(script!("read.lua")),
-        })
+        };
+        // Load every script up front: the first claim then runs with one round trip, and a
+        // Redis too old for the scripts fails here, at start, rather than on a viewer's claim.
+        let mut conn = inventory.conn.clone();
+        for script in [
+            &inventory.open,
+            &inventory.claim,
+            &inventory.cancel,
+            &inventory.command,
+            &inventory.read,
+        ] {
+            script.load_async(&mut conn).await.map_err(unavailable)?;
+        }
+        Ok(inventory)
     }
 
     /// Acknowledges claims, cancellations and commands only once `replicas` replicas have
