@@ -81,6 +81,11 @@ id_type!(
     "show id"
 );
 id_type!(
+    /// A recurring market (e.g. "Night Market in the Clouds", every Friday).
+    MarketId,
+    "market id"
+);
+id_type!(
     /// A catalog product.
     ProductId,
     "product id"

@@ -17,7 +17,7 @@ pub use book::{
     EndReason, Flash, FlashSpec, LineupEntry, Refusal, RefusalReason, SequencedEvent, ShowBook,
     ShowEvent, ShowStatus,
 };
-pub use ids::{BuyerId, ClaimId, IdError, ProductId, SellerId, ShowId};
+pub use ids::{BuyerId, ClaimId, IdError, MarketId, ProductId, SellerId, ShowId};
 pub use money::{Dong, MoneyError, Quantity};
 pub use ocop::{OcopError, Product, ProductGroup, Stars};
 

@@ -251,6 +251,9 @@ pub async fn create_show(
         status: ShowStatus::Scheduled,
         created_at: now_ms(),
         lineup,
+        schedule: None,
+        live_at: None,
+        closed_at: None,
     };
     state.catalog.create_show(&row).await?;
     state.load_show(&row).await?;

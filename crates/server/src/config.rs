@@ -38,6 +38,8 @@ pub struct Config {
     pub redis_wait_replicas: u32,
     pub redis_wait_ms: u64,
     pub database_url: String,
+    pub database_pool_size: usize,
+    pub database_timeout_ms: u64,
     pub limits: Limits,
 }
 
@@ -193,11 +195,21 @@ impl Config {
                     .into(),
             ));
         }
-        if !self.database_url.is_empty() {
+        if !self.database_url.is_empty()
+            && !(self.database_url.starts_with("postgres://")
+                || self.database_url.starts_with("postgresql://"))
+        {
             return Err(invalid(
                 "database_url",
-                "the PostgreSQL store is not available in this release; unset NIGHTMARKET_DATABASE_URL to use the embedded SQLite store".into(),
+                "expected postgres://user@host:port/database (empty: the embedded SQLite store)"
+                    .into(),
             ));
+        }
+        if self.database_pool_size == 0 || self.database_pool_size > 1000 {
+            return Err(invalid("database_pool_size", "1 to 1000".into()));
+        }
+        if self.database_timeout_ms == 0 {
+            return Err(invalid("database_timeout_ms", "must be positive".into()));
         }
         let l = &self.limits;
         let positive: [(&'static str, u64); 14] = [

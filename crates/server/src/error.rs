@@ -57,6 +57,8 @@ impl From<StoreError> for HttpError {
             StoreError::Conflict(what) => {
                 Self::new(ErrorCode::Conflict, format!("{what} already exists"))
             }
+            StoreError::NotFound(what) => Self::not_found(what),
+            StoreError::Refused { message, .. } => Self::new(ErrorCode::Conflict, message),
             other => Self::new(ErrorCode::Unavailable, other.to_string()),
         }
     }

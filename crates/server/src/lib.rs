@@ -30,7 +30,7 @@ use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use nightmarket_domain::{BuyerId, ShowId};
 use nightmarket_inventory::{EventFeed, FeedItem, Inventory, MemoryInventory, RedisInventory};
-use nightmarket_store::{Catalog, SqliteCatalog, SqliteJournal};
+use nightmarket_store::{SqliteJournal, Store};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::http::{BackendState, Readiness};
 use tokio::net::TcpListener;
@@ -72,21 +72,30 @@ pub fn bind(config: &Config) -> Result<TcpListener, ServerError> {
 /// What a server runs on: the catalog, the inventory and, in distributed mode, the feed of
 /// events other nodes produce.
 pub struct Backends {
-    pub catalog: Arc<dyn Catalog>,
+    pub catalog: Arc<Store>,
     pub inventory: Arc<dyn Inventory>,
     pub feed: Option<(EventFeed, tokio::sync::mpsc::Receiver<FeedItem>)>,
 }
 
 /// Opens the backends the configuration names: the embedded inventory (memory, journaled to
 /// SQLite) or, with `redis_url`, the Redis inventory shared by every node. The catalog is the
-/// SQLite file under `data_dir`.
+/// SQLite file under `data_dir`, or PostgreSQL with `database_url`.
 pub async fn open_backends(config: &Config) -> Result<Backends, ServerError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
     })?;
-    let catalog = SqliteCatalog::open(&config.data_dir.join("catalog.sqlite"))
-        .map_err(|e| ServerError::Storage(e.to_string()))?;
+    let catalog = if config.database_url.is_empty() {
+        Store::sqlite(&config.data_dir.join("catalog.sqlite")).await
+    } else {
+        Store::postgres(
+            &config.database_url,
+            config.database_pool_size,
+            std::time::Duration::from_millis(config.database_timeout_ms),
+        )
+        .await
+    }
+    .map_err(|e| ServerError::Storage(e.to_string()))?;
     if !config.redis_url.is_empty() {
         let redis = RedisInventory::connect(
             &config.redis_url,

@@ -14,7 +14,7 @@ use nightmarket_hub::{Hub, HubLimits, Published, ShowChannel};
 use nightmarket_inventory::{
     Command, EventFeed, FeedItem as ShowFeedItem, Inventory, InventoryError,
 };
-use nightmarket_store::{Catalog, ShowRow};
+use nightmarket_store::{ShowRow, Store};
 use nightmarket_wire::server::{
     FeedFrame, FeedItem, FlashProgress, ServerMessage, StockFrame, ViewersFrame,
 };
@@ -102,7 +102,7 @@ impl Drop for SessionGuard {
 pub struct AppState {
     pub config: Config,
     pub key: TokenKey,
-    pub catalog: Arc<dyn Catalog>,
+    pub catalog: Arc<Store>,
     pub inventory: Arc<dyn Inventory>,
     /// Distributed mode: the subscription to show events published by every node.
     pub feed: Option<EventFeed>,
@@ -118,7 +118,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(
         config: Config,
-        catalog: Arc<dyn Catalog>,
+        catalog: Arc<Store>,
         inventory: Arc<dyn Inventory>,
         feed: Option<EventFeed>,
         shutdown: watch::Receiver<bool>,

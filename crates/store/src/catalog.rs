@@ -1,17 +1,13 @@
-//! The catalog interface: what the HTTP API creates and the inventory loads shows from.
+//! The store's catalog: sellers, products (with their OCOP proof) and shows with their lineups.
 
-use async_trait::async_trait;
-use nightmarket_domain::{Millis, Product, ProductId, SellerId, ShowId, ShowStatus};
+use jiff::civil::Date;
+use nightmarket_domain::{
+    Dong, MarketId, Millis, Product, ProductGroup, ProductId, SellerId, ShowId, ShowStatus, Stars,
+};
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{0} already exists")]
-    Conflict(String),
-    #[error("storage failure: {0}")]
-    Backend(String),
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
-}
+use crate::params;
+use crate::sql::{Row, SqlError, Step};
+use crate::{Store, StoreError, corrupt};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SellerRow {
@@ -24,12 +20,24 @@ pub struct SellerRow {
 }
 
 /// One lineup entry as stored: the product's proof is a snapshot taken when the show was
-/// created, so the pin shows exactly what was admitted even if the catalog entry changes.
+/// scheduled, so the pin shows exactly what was admitted even if the catalog entry changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineupRow {
     pub product: Product,
     pub stock: u32,
     pub buyer_limit: u32,
+}
+
+/// Where a show sits in the market's calendar. Absent for ad-hoc shows (trials, the demo).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShowSchedule {
+    pub market_id: MarketId,
+    /// The night's identity: its originally scheduled local date.
+    pub night_date: Date,
+    pub slot_start: Millis,
+    pub slot_end: Millis,
+    /// Where the stream plays: a Facebook or TikTok live link, or the platform's own player.
+    pub stream_url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,27 +48,285 @@ pub struct ShowRow {
     pub status: ShowStatus,
     pub created_at: Millis,
     pub lineup: Vec<LineupRow>,
+    pub schedule: Option<ShowSchedule>,
+    pub live_at: Option<Millis>,
+    pub closed_at: Option<Millis>,
 }
 
-#[async_trait]
-pub trait Catalog: Send + Sync + 'static {
-    async fn create_seller(&self, seller: &SellerRow) -> Result<(), StoreError>;
-    async fn seller(&self, id: &SellerId) -> Result<Option<SellerRow>, StoreError>;
-    async fn create_product(&self, product: &Product, created_at: Millis)
-    -> Result<(), StoreError>;
-    async fn product(&self, id: &ProductId) -> Result<Option<(Product, Millis)>, StoreError>;
-    async fn create_show(&self, show: &ShowRow) -> Result<(), StoreError>;
-    async fn show(&self, id: &ShowId) -> Result<Option<ShowRow>, StoreError>;
+pub(crate) fn parse_status(s: &str) -> Result<ShowStatus, StoreError> {
+    match s {
+        "scheduled" => Ok(ShowStatus::Scheduled),
+        "live" => Ok(ShowStatus::Live),
+        "closed" => Ok(ShowStatus::Closed),
+        other => Err(corrupt(format!("unknown show status {other:?}"))),
+    }
+}
+
+pub(crate) fn parse_date(s: &str) -> Result<Date, StoreError> {
+    s.parse::<Date>()
+        .map_err(|e| corrupt(format!("date {s:?}: {e}")))
+}
+
+const PRODUCT_COLUMNS: &str = "id, seller_id, name, product_group, stars, district, commune, \
+     producer, list_price, origin_document, quality_label, created_at, documents";
+
+fn product_from(r: &Row) -> Result<(Product, Millis), StoreError> {
+    let product = Product {
+        id: ProductId::parse(r.text(0)?).map_err(corrupt)?,
+        seller_id: SellerId::parse(r.text(1)?).map_err(corrupt)?,
+        name: r.text(2)?,
+        group: ProductGroup::parse(&r.text(3)?).map_err(corrupt)?,
+        stars: Stars::parse(r.int(4)?).map_err(corrupt)?,
+        district: r.text(5)?,
+        commune: r.text(6)?,
+        producer: r.text(7)?,
+        list_price: Dong::parse(r.int(8)?).map_err(corrupt)?,
+        origin_document: r.text(9)?,
+        quality_label: r.text(10)?,
+    };
+    Ok((product, r.int(11)?))
+}
+
+const SHOW_COLUMNS: &str = "id, seller_id, title, status, created_at, market_id, night_date, \
+     slot_start, slot_end, stream_url, live_at, closed_at";
+
+impl Store {
+    pub async fn create_seller(&self, s: &SellerRow) -> Result<(), StoreError> {
+        self.engine
+            .execute(
+                "INSERT INTO sellers (id, name, kind, district, created_at) VALUES ($1, $2, $3, $4, $5)",
+                params![s.id.as_str(), &s.name, &s.kind, &s.district, s.created_at],
+            )
+            .await
+            .map_err(|e| conflict(e, format!("seller {}", s.id)))?;
+        Ok(())
+    }
+
+    pub async fn seller(&self, id: &SellerId) -> Result<Option<SellerRow>, StoreError> {
+        let rows = self
+            .engine
+            .query(
+                "SELECT name, kind, district, created_at FROM sellers WHERE id = $1",
+                params![id.as_str()],
+            )
+            .await?;
+        rows.first()
+            .map(|r| {
+                Ok(SellerRow {
+                    id: id.clone(),
+                    name: r.text(0)?,
+                    kind: r.text(1)?,
+                    district: r.text(2)?,
+                    created_at: r.int(3)?,
+                })
+            })
+            .transpose()
+    }
+
+    pub async fn create_product(&self, p: &Product, created_at: Millis) -> Result<(), StoreError> {
+        self.engine
+            .execute(
+                "INSERT INTO products (id, seller_id, name, product_group, stars, district, commune,
+                     producer, list_price, origin_document, quality_label, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                params![
+                    p.id.as_str(),
+                    p.seller_id.as_str(),
+                    &p.name,
+                    p.group.as_str(),
+                    i64::from(p.stars.get()),
+                    &p.district,
+                    &p.commune,
+                    &p.producer,
+                    p.list_price.get(),
+                    &p.origin_document,
+                    &p.quality_label,
+                    created_at,
+                ],
+            )
+            .await
+            .map_err(|e| conflict(e, format!("product {}", p.id)))?;
+        Ok(())
+    }
+
+    pub async fn product(&self, id: &ProductId) -> Result<Option<(Product, Millis)>, StoreError> {
+        let rows = self
+            .engine
+            .query(
+                &format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"),
+                params![id.as_str()],
+            )
+            .await?;
+        rows.first().map(product_from).transpose()
+    }
+
+    /// A seller's products, in id order.
+    pub async fn products_of(
+        &self,
+        seller: &SellerId,
+    ) -> Result<Vec<(Product, Millis)>, StoreError> {
+        let rows = self
+            .engine
+            .query(
+                &format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE seller_id = $1 ORDER BY id"),
+                params![seller.as_str()],
+            )
+            .await?;
+        rows.iter().map(product_from).collect()
+    }
+
+    /// Creates an ad-hoc show (no market, no slot) with its lineup, in one transaction.
+    pub async fn create_show(&self, show: &ShowRow) -> Result<(), StoreError> {
+        let steps = show_insert_steps(show)?;
+        self.engine
+            .transaction(steps)
+            .await
+            .map_err(|e| conflict(e, format!("show {}", show.id)))?;
+        Ok(())
+    }
+
+    pub async fn show(&self, id: &ShowId) -> Result<Option<ShowRow>, StoreError> {
+        let rows = self
+            .engine
+            .query(
+                &format!("SELECT {SHOW_COLUMNS} FROM shows WHERE id = $1"),
+                params![id.as_str()],
+            )
+            .await?;
+        match rows.first() {
+            Some(r) => Ok(Some(self.show_from(r).await?)),
+            None => Ok(None),
+        }
+    }
+
     /// Every show, newest first.
-    async fn shows(&self) -> Result<Vec<ShowRow>, StoreError>;
-    /// Compare-and-set of a show's status: changes it only if it is `from` now. Returns whether
-    /// it changed, so concurrent callers agree on exactly one winner.
-    async fn set_show_status(
+    pub async fn shows(&self) -> Result<Vec<ShowRow>, StoreError> {
+        self.shows_where("TRUE", params![], "created_at DESC, id")
+            .await
+    }
+
+    pub(crate) async fn shows_where(
+        &self,
+        filter: &str,
+        params: Vec<crate::sql::Value>,
+        order: &str,
+    ) -> Result<Vec<ShowRow>, StoreError> {
+        let rows = self
+            .engine
+            .query(
+                &format!("SELECT {SHOW_COLUMNS} FROM shows WHERE {filter} ORDER BY {order}"),
+                params,
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(self.show_from(r).await?);
+        }
+        Ok(out)
+    }
+
+    async fn show_from(&self, r: &Row) -> Result<ShowRow, StoreError> {
+        let id = r.text(0)?;
+        let lineup_rows = self
+            .engine
+            .query(
+                "SELECT proof, stock, buyer_limit FROM show_lineup WHERE show_id = $1 ORDER BY position",
+                params![id.as_str()],
+            )
+            .await?;
+        let mut lineup = Vec::with_capacity(lineup_rows.len());
+        for l in &lineup_rows {
+            lineup.push(LineupRow {
+                product: serde_json::from_str(&l.text(0)?).map_err(corrupt)?,
+                stock: l.u32(1)?,
+                buyer_limit: l.u32(2)?,
+            });
+        }
+        let schedule = match r.opt_text(5)? {
+            Some(market) => Some(ShowSchedule {
+                market_id: MarketId::parse(market).map_err(corrupt)?,
+                night_date: parse_date(&r.text(6)?)?,
+                slot_start: r.int(7)?,
+                slot_end: r.int(8)?,
+                stream_url: r.text(9)?,
+            }),
+            None => None,
+        };
+        Ok(ShowRow {
+            id: ShowId::parse(id).map_err(corrupt)?,
+            seller_id: SellerId::parse(r.text(1)?).map_err(corrupt)?,
+            title: r.text(2)?,
+            status: parse_status(&r.text(3)?)?,
+            created_at: r.int(4)?,
+            lineup,
+            schedule,
+            live_at: r.opt_int(10)?,
+            closed_at: r.opt_int(11)?,
+        })
+    }
+
+    /// Compare-and-set of a show's status, recording who moved it and when: changes it only if
+    /// it is `from` now. Returns whether it changed, so concurrent callers (several nodes, a
+    /// seller and the scheduler) agree on exactly one winner.
+    pub async fn set_show_status(
         &self,
         id: &ShowId,
         from: ShowStatus,
         to: ShowStatus,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        self.transition(id, from, to, crate::now_ms(), "system", None)
+            .await
+    }
+
     /// A cheap round trip, for readiness.
-    async fn ping(&self) -> Result<(), StoreError>;
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.engine.query("SELECT 1", params![]).await?;
+        Ok(())
+    }
+}
+
+/// The statements that insert a show and its lineup.
+pub(crate) fn show_insert_steps(show: &ShowRow) -> Result<Vec<Step>, StoreError> {
+    let sched = show.schedule.as_ref();
+    let mut steps = vec![Step::new(
+        "INSERT INTO shows (id, seller_id, title, status, created_at, market_id, night_date,
+             slot_start, slot_end, stream_url)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        params![
+            show.id.as_str(),
+            show.seller_id.as_str(),
+            &show.title,
+            show.status.as_str(),
+            show.created_at,
+            sched.map(|s| s.market_id.as_str()),
+            sched.map(|s| s.night_date.to_string()),
+            sched.map(|s| s.slot_start),
+            sched.map(|s| s.slot_end),
+            sched.map(|s| s.stream_url.as_str()),
+        ],
+    )];
+    for (pos, item) in show.lineup.iter().enumerate() {
+        let proof = serde_json::to_string(&item.product).map_err(corrupt)?;
+        steps.push(Step::new(
+            "INSERT INTO show_lineup (show_id, position, product_id, stock, buyer_limit, proof)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            params![
+                show.id.as_str(),
+                pos as i64,
+                item.product.id.as_str(),
+                item.stock,
+                item.buyer_limit,
+                proof,
+            ],
+        ));
+    }
+    Ok(steps)
+}
+
+/// Maps a unique-constraint refusal to a conflict naming `what`.
+pub(crate) fn conflict(e: SqlError, what: String) -> StoreError {
+    match e {
+        SqlError::Unique(_) => StoreError::Conflict(what),
+        other => other.into(),
+    }
 }

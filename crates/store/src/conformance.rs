@@ -1,11 +1,18 @@
-//! The catalog conformance suite: every [`Catalog`] implementation must pass it unchanged.
-//! Each engine's test calls [`run`] with a fresh, empty catalog.
+//! The store conformance suite: every engine must pass it unchanged. Each engine's test calls
+//! [`run`] with a fresh, empty store.
 
+use std::sync::Arc;
+
+use jiff::civil::{Date, Time, Weekday, date};
 use nightmarket_domain::{
-    Dong, Product, ProductGroup, ProductId, SellerId, ShowId, ShowStatus, Stars,
+    Dong, MarketId, Product, ProductGroup, ProductId, SellerId, ShowId, ShowStatus, Stars,
 };
 
-use crate::catalog::{Catalog, LineupRow, SellerRow, ShowRow, StoreError};
+use crate::{
+    CommitmentRow, DecisionRow, DeliveryOutcome, ExceptionKind, ExceptionRow, LineupRow,
+    LineupSetItem, LineupSetRow, MarketRow, SellerRow, ShowRow, ShowSchedule, Store, StoreError,
+    WebhookEvent, WebhookRow,
+};
 
 fn fail(msg: impl Into<String>) -> StoreError {
     StoreError::Backend(format!("conformance: {}", msg.into()))
@@ -15,34 +22,27 @@ fn ensure(cond: bool, msg: &str) -> Result<(), StoreError> {
     if cond { Ok(()) } else { Err(fail(msg)) }
 }
 
-/// Runs every catalog behaviour against `c`; returns the first disagreement.
-pub async fn run<C: Catalog>(c: &C) -> Result<(), StoreError> {
-    let parse = |e: nightmarket_domain::IdError| fail(e.to_string());
-    let seller = SellerRow {
-        id: SellerId::parse("htx-mat-ong-ba-vi").map_err(parse)?,
-        name: "HTX Mật ong Ba Vì".into(),
+fn id<T>(r: Result<T, nightmarket_domain::IdError>) -> Result<T, StoreError> {
+    r.map_err(|e| fail(e.to_string()))
+}
+
+const T0: i64 = 1_795_000_000_000;
+const HOUR: i64 = 3_600_000;
+
+fn seller(n: &str) -> Result<SellerRow, StoreError> {
+    Ok(SellerRow {
+        id: id(SellerId::parse(n))?,
+        name: format!("HTX {n}"),
         kind: "cooperative".into(),
         district: "Ba Vì".into(),
-        created_at: 1_700_000_000_000,
-    };
-    c.create_seller(&seller).await?;
-    ensure(
-        c.seller(&seller.id).await? == Some(seller.clone()),
-        "seller round trip",
-    )?;
-    ensure(
-        matches!(c.create_seller(&seller).await, Err(StoreError::Conflict(_))),
-        "duplicate seller is a conflict",
-    )?;
-    let missing = SellerId::parse("nobody").map_err(parse)?;
-    ensure(
-        c.seller(&missing).await?.is_none(),
-        "missing seller is None",
-    )?;
+        created_at: T0,
+    })
+}
 
-    let product = Product {
-        id: ProductId::parse("mat-ong-hoa-nhan").map_err(parse)?,
-        seller_id: seller.id.clone(),
+fn product(n: &str, seller: &SellerId) -> Result<Product, StoreError> {
+    Ok(Product {
+        id: id(ProductId::parse(n))?,
+        seller_id: seller.clone(),
         name: "Mật ong hoa nhãn".into(),
         group: ProductGroup::Food,
         stars: Stars::parse(4).map_err(|e| fail(e.to_string()))?,
@@ -52,36 +52,100 @@ pub async fn run<C: Catalog>(c: &C) -> Result<(), StoreError> {
         list_price: Dong::parse(250_000).map_err(|e| fail(e.to_string()))?,
         origin_document: "GCN-OCOP-HN-2023-0412".into(),
         quality_label: "TCCS 01:2023/MOBV".into(),
-    };
-    c.create_product(&product, 1_700_000_000_001).await?;
+    })
+}
+
+fn scheduled(
+    show: &str,
+    seller: &SellerId,
+    market: &MarketId,
+    night: Date,
+    start: i64,
+    end: i64,
+    lineup: Vec<LineupRow>,
+) -> Result<ShowRow, StoreError> {
+    Ok(ShowRow {
+        id: id(ShowId::parse(show))?,
+        seller_id: seller.clone(),
+        title: format!("Show {show}"),
+        status: ShowStatus::Scheduled,
+        created_at: T0,
+        lineup,
+        schedule: Some(ShowSchedule {
+            market_id: market.clone(),
+            night_date: night,
+            slot_start: start,
+            slot_end: end,
+            stream_url: "https://www.facebook.com/chodemtrenmay/live".into(),
+        }),
+        live_at: None,
+        closed_at: None,
+    })
+}
+
+/// Runs every store behaviour against `store`; returns the first disagreement.
+pub async fn run(store: &Store) -> Result<(), StoreError> {
+    catalog(store).await?;
+    markets(store).await?;
+    scheduling(store).await?;
+    webhooks(store).await?;
+    store.ping().await
+}
+
+async fn catalog(c: &Store) -> Result<(), StoreError> {
+    let s = seller("htx-mat-ong-ba-vi")?;
+    c.create_seller(&s).await?;
     ensure(
-        c.product(&product.id).await? == Some((product.clone(), 1_700_000_000_001)),
+        c.seller(&s.id).await? == Some(s.clone()),
+        "seller round trip",
+    )?;
+    ensure(
+        matches!(c.create_seller(&s).await, Err(StoreError::Conflict(_))),
+        "duplicate seller is a conflict",
+    )?;
+    ensure(
+        c.seller(&id(SellerId::parse("nobody"))?).await?.is_none(),
+        "missing seller is None",
+    )?;
+
+    let p = product("mat-ong-hoa-nhan", &s.id)?;
+    c.create_product(&p, T0 + 1).await?;
+    ensure(
+        c.product(&p.id).await? == Some((p.clone(), T0 + 1)),
         "product round trip keeps Vietnamese text and every OCOP field",
     )?;
     ensure(
-        matches!(
-            c.create_product(&product, 0).await,
-            Err(StoreError::Conflict(_))
-        ),
+        matches!(c.create_product(&p, 0).await, Err(StoreError::Conflict(_))),
         "duplicate product is a conflict",
+    )?;
+    ensure(
+        c.products_of(&s.id).await?.len() == 1,
+        "products of a seller",
     )?;
 
     let show = ShowRow {
-        id: ShowId::parse("show-1").map_err(parse)?,
-        seller_id: seller.id.clone(),
+        id: id(ShowId::parse("show-1"))?,
+        seller_id: s.id.clone(),
         title: "Chợ đêm trên mây — Mật ong Ba Vì".into(),
         status: ShowStatus::Scheduled,
-        created_at: 1_700_000_000_002,
+        created_at: T0 + 2,
         lineup: vec![LineupRow {
-            product: product.clone(),
+            product: p.clone(),
             stock: 100,
             buyer_limit: 3,
         }],
+        schedule: None,
+        live_at: None,
+        closed_at: None,
     };
     c.create_show(&show).await?;
     ensure(
         c.show(&show.id).await? == Some(show.clone()),
         "show round trip with lineup",
+    )?;
+    ensure(
+        matches!(c.create_show(&show).await, Err(StoreError::Conflict(_))),
+        "duplicate show is a conflict",
     )?;
     ensure(c.shows().await?.len() == 1, "one show listed")?;
 
@@ -93,10 +157,577 @@ pub async fn run<C: Catalog>(c: &C) -> Result<(), StoreError> {
         .set_show_status(&show.id, ShowStatus::Scheduled, ShowStatus::Live)
         .await?;
     ensure(first && !second, "status compare-and-set has one winner")?;
+    let live = c
+        .show(&show.id)
+        .await?
+        .ok_or_else(|| fail("show vanished"))?;
     ensure(
-        c.show(&show.id).await?.map(|s| s.status) == Some(ShowStatus::Live),
-        "status persisted",
+        live.status == ShowStatus::Live && live.live_at.is_some(),
+        "status and live_at persisted",
     )?;
-    c.ping().await?;
+    Ok(())
+}
+
+fn market_row(n: &str) -> Result<MarketRow, StoreError> {
+    Ok(MarketRow {
+        id: id(MarketId::parse(n))?,
+        name: "Chợ phiên trên mây".into(),
+        weekdays: vec![Weekday::Friday, Weekday::Saturday],
+        start: Time::constant(20, 30, 0, 0),
+        duration_minutes: 150,
+        time_zone: "Asia/Ho_Chi_Minh".into(),
+        first_date: date(2026, 11, 27),
+        last_date: Some(date(2027, 6, 25)),
+        min_stars: Stars::parse(3).map_err(|e| fail(e.to_string()))?,
+        created_by: "operator-1".into(),
+        created_at: T0,
+    })
+}
+
+async fn markets(c: &Store) -> Result<(), StoreError> {
+    let m = market_row("cho-dem-tren-may")?;
+    c.create_market(&m).await?;
+    ensure(
+        c.market(&m.id).await? == Some(m.clone()),
+        "market round trip",
+    )?;
+    ensure(
+        matches!(c.create_market(&m).await, Err(StoreError::Conflict(_))),
+        "duplicate market is a conflict",
+    )?;
+    let mut open_ended = market_row("cho-cuoi-tuan")?;
+    open_ended.last_date = None;
+    open_ended.weekdays = vec![Weekday::Sunday];
+    c.create_market(&open_ended).await?;
+    ensure(c.markets().await?.len() == 2, "markets listed")?;
+    ensure(
+        c.market(&open_ended.id).await? == Some(open_ended),
+        "open-ended market",
+    )?;
+
+    let tet = ExceptionRow {
+        market_id: m.id.clone(),
+        night_date: date(2027, 2, 5),
+        kind: ExceptionKind::Cancelled,
+        reason: "Tết Nguyên Đán".into(),
+        created_by: "operator-1".into(),
+        created_at: T0,
+    };
+    let moved = ExceptionRow {
+        market_id: m.id.clone(),
+        night_date: date(2026, 12, 4),
+        kind: ExceptionKind::Moved {
+            to: date(2026, 12, 5).at(19, 0, 0, 0),
+        },
+        reason: "Sân khấu bận".into(),
+        created_by: "operator-1".into(),
+        created_at: T0,
+    };
+    c.add_exception(&tet).await?;
+    c.add_exception(&moved).await?;
+    ensure(
+        matches!(c.add_exception(&tet).await, Err(StoreError::Conflict(_))),
+        "one exception per night",
+    )?;
+    ensure(
+        c.exceptions(&m.id).await? == vec![moved, tet],
+        "exceptions by night date",
+    )?;
+
+    let s = seller("htx-che-tan-cuong")?;
+    c.create_seller(&s).await?;
+    let p = product("che-tan-cuong", &s.id)?;
+    c.create_product(&p, T0).await?;
+    let reject = DecisionRow {
+        id: "d1".into(),
+        market_id: m.id.clone(),
+        product_id: p.id.clone(),
+        approved: false,
+        reason: Some("Thiếu tem truy xuất nguồn gốc".into()),
+        decided_by: "operator-1".into(),
+        decided_at: T0 + 1,
+    };
+    let approve = DecisionRow {
+        id: "d2".into(),
+        approved: true,
+        reason: None,
+        decided_at: T0 + 2,
+        decided_by: "operator-2".into(),
+        ..reject.clone()
+    };
+    c.record_decision(&approve).await?;
+    c.record_decision(&reject).await?;
+    ensure(
+        c.decisions(&m.id, &p.id).await? == vec![reject.clone(), approve.clone()],
+        "decisions kept in order with who and when",
+    )?;
+    ensure(
+        c.market_decisions(&m.id).await?.len() == 2,
+        "market decisions",
+    )?;
+
+    let commit = CommitmentRow {
+        market_id: m.id.clone(),
+        night_date: date(2026, 11, 27),
+        seller_id: s.id.clone(),
+        statement: "Cam kết sản phẩm đúng chất lượng đã công bố".into(),
+        signed_by: s.id.to_string(),
+        signed_at: T0,
+    };
+    ensure(
+        c.sign_commitment(&commit).await?,
+        "first signature recorded",
+    )?;
+    let again = CommitmentRow {
+        signed_at: T0 + 5,
+        ..commit.clone()
+    };
+    ensure(
+        !c.sign_commitment(&again).await?,
+        "second signature keeps the first",
+    )?;
+    ensure(
+        c.commitment(&m.id, commit.night_date, &s.id).await? == Some(commit.clone()),
+        "commitment round trip",
+    )?;
+    ensure(
+        c.commitment(&m.id, date(2026, 12, 4), &s.id)
+            .await?
+            .is_none(),
+        "commitment is per night",
+    )?;
+
+    let set = LineupSetRow {
+        id: "set-1".into(),
+        seller_id: s.id.clone(),
+        name: "Lineup thứ Sáu quen thuộc".into(),
+        items: vec![LineupSetItem {
+            product_id: p.id.clone(),
+            stock: 40,
+            buyer_limit: 2,
+        }],
+        created_at: T0,
+    };
+    c.create_lineup_set(&set).await?;
+    ensure(
+        c.lineup_set("set-1").await? == Some(set.clone()),
+        "lineup set round trip",
+    )?;
+    let same_name = LineupSetRow {
+        id: "set-2".into(),
+        ..set.clone()
+    };
+    ensure(
+        matches!(
+            c.create_lineup_set(&same_name).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "lineup set names are unique per seller",
+    )?;
+    ensure(
+        c.lineup_sets(&s.id).await? == vec![set],
+        "lineup sets of a seller",
+    )?;
+    Ok(())
+}
+
+async fn scheduling(c: &Store) -> Result<(), StoreError> {
+    let m = market_row("sched-market")?;
+    c.create_market(&m).await?;
+    let a = seller("seller-a")?;
+    let b = seller("seller-b")?;
+    c.create_seller(&a).await?;
+    c.create_seller(&b).await?;
+    let pa = product("pa", &a.id)?;
+    c.create_product(&pa, T0).await?;
+    let night = date(2026, 11, 27);
+    let start = T0 + 10 * HOUR;
+    let lineup = vec![LineupRow {
+        product: pa.clone(),
+        stock: 10,
+        buyer_limit: 2,
+    }];
+
+    let s1 = scheduled(
+        "a-1",
+        &a.id,
+        &m.id,
+        night,
+        start,
+        start + HOUR,
+        lineup.clone(),
+    )?;
+    c.schedule_show(&s1, None).await?;
+    ensure(
+        c.show(&s1.id).await? == Some(s1.clone()),
+        "scheduled show round trip with its slot",
+    )?;
+
+    let overlapping = scheduled(
+        "a-2",
+        &a.id,
+        &m.id,
+        night,
+        start + HOUR / 2,
+        start + 2 * HOUR,
+        vec![],
+    )?;
+    match c.schedule_show(&overlapping, None).await {
+        Err(StoreError::Refused {
+            code: "slot_overlap",
+            message,
+        }) => ensure(
+            message.contains("a-1"),
+            "overlap refusal names the other show",
+        )?,
+        other => return Err(fail(format!("overlapping slot of one seller: {other:?}"))),
+    }
+    ensure(
+        c.show(&overlapping.id).await?.is_none(),
+        "a refused show leaves nothing behind",
+    )?;
+    let touching = scheduled(
+        "a-3",
+        &a.id,
+        &m.id,
+        night,
+        start + HOUR,
+        start + 2 * HOUR,
+        vec![],
+    )?;
+    c.schedule_show(&touching, None).await?;
+    let other_seller = scheduled("b-1", &b.id, &m.id, night, start, start + 2 * HOUR, vec![])?;
+    c.schedule_show(&other_seller, None).await?;
+    let ghost = scheduled(
+        "z-1",
+        &id(SellerId::parse("ghost"))?,
+        &m.id,
+        night,
+        start,
+        start + 1,
+        vec![],
+    )?;
+    ensure(
+        matches!(
+            c.schedule_show(&ghost, None).await,
+            Err(StoreError::NotFound(_))
+        ),
+        "unknown seller is not found",
+    )?;
+
+    let ids = |v: Vec<ShowRow>| v.into_iter().map(|s| s.id.to_string()).collect::<Vec<_>>();
+    ensure(
+        ids(c.night_shows(&m.id, night).await?) == ["a-1", "b-1", "a-3"],
+        "night shows by slot start",
+    )?;
+    ensure(c.seller_shows(&a.id).await?.len() == 2, "seller shows")?;
+    ensure(
+        c.upcoming_shows().await?.len() == 3,
+        "upcoming scheduled shows",
+    )?;
+
+    // Two nodes scheduling overlapping shows of one seller at once: exactly one succeeds.
+    let store = Arc::new(c.clone());
+    let mut tasks = Vec::new();
+    for n in 0..4 {
+        let store = store.clone();
+        let s = scheduled(
+            &format!("race-{n}"),
+            &b.id,
+            &m.id,
+            night,
+            start + 3 * HOUR,
+            start + 4 * HOUR,
+            vec![],
+        )?;
+        tasks.push(tokio::spawn(
+            async move { store.schedule_show(&s, None).await },
+        ));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.map_err(|e| fail(e.to_string()))? {
+            Ok(()) => won += 1,
+            Err(StoreError::Refused {
+                code: "slot_overlap",
+                ..
+            }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    ensure(
+        won == 1,
+        "concurrent overlapping schedules: exactly one wins",
+    )?;
+
+    ensure(
+        c.shows_due_live(start - 1).await?.is_empty(),
+        "nothing due before the slot",
+    )?;
+    ensure(
+        c.shows_due_live(start)
+            .await?
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            == ["a-1", "b-1"],
+        "due live at slot start",
+    )?;
+    ensure(
+        c.shows_due_close(start + HOUR)
+            .await?
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            == ["a-1"],
+        "a scheduled show whose slot ended is due to close",
+    )?;
+
+    // Concurrent transitions: one winner.
+    let mut tasks = Vec::new();
+    for n in 0..6 {
+        let store = store.clone();
+        let show = s1.id.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .transition(
+                    &show,
+                    ShowStatus::Scheduled,
+                    ShowStatus::Live,
+                    start + n,
+                    &format!("node-{n}"),
+                    None,
+                )
+                .await
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        if t.await.map_err(|e| fail(e.to_string()))?? {
+            winners += 1;
+        }
+    }
+    ensure(winners == 1, "concurrent transitions: exactly one winner")?;
+    ensure(
+        c.transition(
+            &s1.id,
+            ShowStatus::Live,
+            ShowStatus::Closed,
+            start + HOUR,
+            "scheduler",
+            None,
+        )
+        .await?,
+        "live to closed",
+    )?;
+    let closed = c.show(&s1.id).await?.ok_or_else(|| fail("show vanished"))?;
+    ensure(
+        closed.status == ShowStatus::Closed && closed.closed_at == Some(start + HOUR),
+        "closed_at recorded",
+    )?;
+    let log = c.transitions(&s1.id).await?;
+    ensure(
+        log.len() == 2 && log[0].to == ShowStatus::Live && log[1].actor == "scheduler",
+        "transitions logged with actor",
+    )?;
+    ensure(
+        matches!(
+            c.transition(
+                &s1.id,
+                ShowStatus::Closed,
+                ShowStatus::Scheduled,
+                start,
+                "x",
+                None
+            )
+            .await,
+            Err(StoreError::Refused { .. })
+        ),
+        "no way back to scheduled",
+    )?;
+    Ok(())
+}
+
+async fn webhooks(c: &Store) -> Result<(), StoreError> {
+    let hook = |n: &str, events: &[&str], active: bool| WebhookRow {
+        id: n.into(),
+        url: format!("http://127.0.0.1:9/{n}"),
+        secret: format!("secret-{n}"),
+        events: events.iter().map(|e| (*e).to_owned()).collect(),
+        active,
+        created_by: "operator-1".into(),
+        created_at: T0,
+    };
+    let live_only = hook("w-live", &["show.live"], true);
+    let all = hook("w-all", &["*"], true);
+    let closed_only = hook("w-closed", &["show.closed", "show.settled"], true);
+    let off = hook("w-off", &["*"], false);
+    for w in [&live_only, &all, &closed_only, &off] {
+        c.create_webhook(w).await?;
+    }
+    ensure(
+        c.webhook("w-live").await? == Some(live_only.clone()),
+        "webhook round trip",
+    )?;
+    ensure(c.webhooks().await?.len() == 4, "webhooks listed")?;
+
+    let m = market_row("hook-market")?;
+    c.create_market(&m).await?;
+    let s = seller("hook-seller")?;
+    c.create_seller(&s).await?;
+    let show = scheduled(
+        "hook-show",
+        &s.id,
+        &m.id,
+        date(2026, 11, 27),
+        T0,
+        T0 + HOUR,
+        vec![],
+    )?;
+    let scheduled_ev = WebhookEvent {
+        id: "show.scheduled:hook-show".into(),
+        name: "show.scheduled".into(),
+        payload: r#"{"type":"show.scheduled"}"#.into(),
+        at: T0,
+    };
+    c.schedule_show(&show, Some(&scheduled_ev)).await?;
+    let live_ev = WebhookEvent {
+        id: "show.live:hook-show".into(),
+        name: "show.live".into(),
+        payload: r#"{"type":"show.live","show":"hook-show"}"#.into(),
+        at: T0 + 1,
+    };
+    ensure(
+        c.transition(
+            &show.id,
+            ShowStatus::Scheduled,
+            ShowStatus::Live,
+            T0 + 1,
+            "scheduler",
+            Some(&live_ev),
+        )
+        .await?,
+        "transition with event",
+    )?;
+    // The loser of a race enqueues nothing; re-enqueueing the same event adds nothing.
+    ensure(
+        !c.transition(
+            &show.id,
+            ShowStatus::Scheduled,
+            ShowStatus::Live,
+            T0 + 1,
+            "other",
+            Some(&live_ev),
+        )
+        .await?,
+        "second transition loses",
+    )?;
+    c.enqueue_event(&live_ev).await?;
+
+    let log = c.deliveries(None, 100).await?;
+    let mut got: Vec<(String, String)> = log
+        .iter()
+        .map(|d| (d.event.clone(), d.webhook_id.clone()))
+        .collect();
+    got.sort();
+    ensure(
+        got == [
+            ("show.live".to_owned(), "w-all".to_owned()),
+            ("show.live".to_owned(), "w-live".to_owned()),
+            ("show.scheduled".to_owned(), "w-all".to_owned()),
+        ],
+        "deliveries enqueued once per subscribed active webhook",
+    )?;
+
+    // Leases: a due delivery goes to one caller at a time.
+    let leased = c.lease_deliveries(T0 + 10, 100_000, 10).await?;
+    ensure(leased.len() == 3, "all three due deliveries leased")?;
+    ensure(
+        leased.iter().all(|(d, w)| {
+            d.attempts == 1 && d.webhook_id == w.id && w.secret.starts_with("secret-")
+        }),
+        "lease counts the attempt and carries the webhook",
+    )?;
+    ensure(
+        c.lease_deliveries(T0 + 20, 100_000, 10).await?.is_empty(),
+        "leased deliveries are not leased twice",
+    )?;
+    let (first, _) = &leased[0];
+    c.record_attempt(
+        &first.id,
+        &DeliveryOutcome::Retry {
+            status: Some(503),
+            error: "503 Service Unavailable".into(),
+            next_at: T0 + 60_000,
+        },
+    )
+    .await?;
+    ensure(
+        c.lease_deliveries(T0 + 59_999, 30_000, 10)
+            .await?
+            .is_empty(),
+        "retry waits for its time",
+    )?;
+    let again = c.lease_deliveries(T0 + 60_000, 30_000, 10).await?;
+    ensure(
+        again.len() == 1 && again[0].0.attempts == 2,
+        "retried delivery leased again",
+    )?;
+    c.record_attempt(
+        &first.id,
+        &DeliveryOutcome::Delivered {
+            status: 200,
+            at: T0 + 60_001,
+        },
+    )
+    .await?;
+    c.record_attempt(
+        &leased[1].0.id,
+        &DeliveryOutcome::Failed {
+            status: Some(410),
+            error: "410 Gone".into(),
+        },
+    )
+    .await?;
+    // The third delivery's lease expires (its node died): due again after the lease.
+    let expired = c.lease_deliveries(T0 + 10 + 100_000, 30_000, 10).await?;
+    ensure(
+        expired.len() == 1 && expired[0].0.id == leased[2].0.id,
+        "an expired lease makes the delivery due again",
+    )?;
+
+    let log = c.deliveries(None, 100).await?;
+    let state = |id: &str| {
+        log.iter()
+            .find(|d| d.id == id)
+            .map(|d| (d.state.clone(), d.last_status))
+    };
+    ensure(
+        state(&first.id) == Some(("delivered".into(), Some(200))),
+        "delivered recorded",
+    )?;
+    ensure(
+        state(&leased[1].0.id) == Some(("failed".into(), Some(410))),
+        "failure recorded",
+    )?;
+    ensure(
+        c.redeliver(&leased[1].0.id, T0 + 90_000).await?,
+        "manual redelivery",
+    )?;
+    ensure(
+        c.lease_deliveries(T0 + 90_000, 1, 10)
+            .await?
+            .iter()
+            .any(|(d, _)| d.id == leased[1].0.id),
+        "redelivered is due",
+    )?;
+    ensure(
+        c.deliveries(Some("w-live"), 10).await?.len() == 1,
+        "log per webhook",
+    )?;
+    ensure(
+        c.set_webhook_active("w-live", false).await? && !c.set_webhook_active("nope", true).await?,
+        "toggle",
+    )?;
     Ok(())
 }

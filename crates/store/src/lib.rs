@@ -1,20 +1,119 @@
 //! Storage of Nightmarket.
 //!
-//! - [`Catalog`]: sellers, products (with their OCOP proof) and shows with their lineups. One
-//!   interface; SQLite is the embedded implementation ([`sqlite::SqliteCatalog`]); PostgreSQL
-//!   joins it for distributed mode and must pass the same conformance suite ([`conformance`]).
-//! - [`sqlite::SqliteJournal`]: the durable claim journal behind the in-memory inventory. Claims,
+//! - [`Store`]: sellers, products with their OCOP proof, shows with lineups and slots, recurring
+//!   markets and their exceptions, admission decisions, seller commitments, reusable lineups,
+//!   show transitions and webhooks with their delivery log. Written once in a portable SQL
+//!   dialect over an [`sql::Engine`]: SQLite is the embedded default, PostgreSQL serves
+//!   distributed mode, and both pass one conformance suite ([`conformance`]).
+//! - [`SqliteJournal`]: the durable claim journal behind the in-memory inventory. Claims,
 //!   cancellations and show events are appended in group-committed transactions; a claim is
 //!   acknowledged only once its transaction is on disk, and a restart replays the journal.
 //!
-//! The catalog and the journal live in separate SQLite files so that the journal's constant
-//! writes never wait on a catalog write (SQLite admits one writer per file).
+//! The store and the journal live in separate SQLite files so that the journal's constant
+//! writes never wait on a store write (SQLite admits one writer per file).
 
 pub mod catalog;
 pub mod conformance;
+pub mod market;
+pub mod migrations;
+pub mod sql;
 pub mod sqlite;
+pub mod testing;
+pub mod webhook;
 
-pub use catalog::{Catalog, LineupRow, SellerRow, ShowRow, StoreError};
-pub use sqlite::{
-    JournalEntry, JournalError, Reservation, ShowJournal, SqliteCatalog, SqliteJournal, Ticket,
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use catalog::{LineupRow, SellerRow, ShowRow, ShowSchedule};
+pub use market::{
+    CommitmentRow, DecisionRow, ExceptionKind, ExceptionRow, LineupSetItem, LineupSetRow,
+    MarketRow, TransitionRow,
 };
+pub use sqlite::{JournalEntry, JournalError, Reservation, ShowJournal, SqliteJournal, Ticket};
+pub use webhook::{DeliveryOutcome, DeliveryRow, WebhookEvent, WebhookRow};
+
+use nightmarket_domain::Millis;
+use sql::{Engine, SqlError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The store refused a write that would break a rule it guards (e.g. two overlapping
+    /// shows of one seller). `code` is stable; the message names what collides.
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
+    #[error("storage failure: {0}")]
+    Backend(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<SqlError> for StoreError {
+    fn from(e: SqlError) -> Self {
+        match e {
+            SqlError::Unique(m) => StoreError::Conflict(m),
+            SqlError::Requirement(tag) => StoreError::Refused {
+                code: tag,
+                message: format!("refused: {tag}"),
+            },
+            SqlError::Backend(m) => StoreError::Backend(m),
+            SqlError::Corrupt(m) => StoreError::Corrupt(m),
+        }
+    }
+}
+
+pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+pub(crate) fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+/// The store: every behaviour over one engine.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) engine: Arc<dyn Engine>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.engine.name())
+    }
+}
+
+impl Store {
+    /// Opens the embedded store at `path` (created if missing) and brings its schema up to date.
+    pub async fn sqlite(path: &Path) -> Result<Self, StoreError> {
+        Self::with_engine(Arc::new(sql::sqlite::SqliteEngine::open(path)?)).await
+    }
+
+    /// Connects to PostgreSQL and brings its schema up to date; several nodes may do this at
+    /// once (migrations take an advisory lock).
+    pub async fn postgres(
+        url: &str,
+        pool_size: usize,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        Self::with_engine(Arc::new(sql::postgres::PgEngine::connect(
+            url, pool_size, timeout,
+        )?))
+        .await
+    }
+
+    pub async fn with_engine(engine: Arc<dyn Engine>) -> Result<Self, StoreError> {
+        engine.migrate(migrations::MIGRATIONS).await?;
+        Ok(Self { engine })
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn engine_name(&self) -> &'static str {
+        self.engine.name()
+    }
+}

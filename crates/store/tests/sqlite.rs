@@ -4,13 +4,21 @@
 use nightmarket_domain::{
     BuyerId, ClaimId, ClaimRecord, Dong, ProductId, SequencedEvent, ShowEvent, ShowId,
 };
-use nightmarket_store::{JournalEntry, JournalError, SqliteCatalog, SqliteJournal, conformance};
+use nightmarket_store::{JournalEntry, JournalError, SqliteJournal, Store, conformance};
 
-#[tokio::test]
-async fn sqlite_catalog_conforms() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
-    let catalog = SqliteCatalog::open(&dir.path().join("catalog.sqlite")).unwrap();
-    conformance::run(&catalog).await.unwrap();
+    let store = Store::sqlite(&dir.path().join("catalog.sqlite"))
+        .await
+        .unwrap();
+    conformance::run(&store).await.unwrap();
+    // Reopening applies no migration twice and keeps the data.
+    drop(store);
+    let store = Store::sqlite(&dir.path().join("catalog.sqlite"))
+        .await
+        .unwrap();
+    assert_eq!(store.markets().await.unwrap().len(), 4);
 }
 
 fn record(n: u32) -> ClaimRecord {

@@ -1,9 +1,7 @@
 //! SQLite implementations: the embedded default, files under the data directory.
 
-mod catalog;
 mod journal;
 
-pub use catalog::SqliteCatalog;
 pub use journal::{JournalEntry, JournalError, Reservation, ShowJournal, SqliteJournal, Ticket};
 
 use rusqlite::Connection;
@@ -14,7 +12,7 @@ const BUSY_TIMEOUT_MS: u64 = 5_000;
 /// Opens a connection with the settings every Nightmarket SQLite file uses: WAL (readers never
 /// block the writer), `synchronous=FULL` (a commit is on disk when it returns: an acknowledged
 /// claim survives power loss), foreign keys on.
-fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
+pub(crate) fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -1,0 +1,628 @@
+//! The store's market calendar: recurring markets and their exceptions, admission decisions,
+//! seller commitments, reusable lineups, scheduled shows and their lifecycle transitions.
+
+use jiff::civil::{Date, DateTime, Time, Weekday};
+use nightmarket_domain::{MarketId, Millis, ProductId, SellerId, ShowId, ShowStatus, Stars};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{ShowRow, conflict, parse_date, show_insert_steps};
+use crate::params;
+use crate::sql::{Row, SqlError, Step};
+use crate::webhook::{WebhookEvent, enqueue_step};
+use crate::{Store, StoreError, corrupt};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarketRow {
+    pub id: MarketId,
+    pub name: String,
+    pub weekdays: Vec<Weekday>,
+    /// Local start time of each night.
+    pub start: Time,
+    pub duration_minutes: u32,
+    /// IANA zone name, e.g. `Asia/Ho_Chi_Minh`.
+    pub time_zone: String,
+    pub first_date: Date,
+    pub last_date: Option<Date>,
+    /// Lowest OCOP rating admitted to the market.
+    pub min_stars: Stars,
+    pub created_by: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExceptionKind {
+    Cancelled,
+    /// The night starts at this local date and time instead; it keeps its duration.
+    Moved {
+        to: DateTime,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExceptionRow {
+    pub market_id: MarketId,
+    /// The night's identity: its originally scheduled local date.
+    pub night_date: Date,
+    pub kind: ExceptionKind,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: Millis,
+}
+
+/// One admission decision; every decision is kept, the latest per product is in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionRow {
+    pub id: String,
+    pub market_id: MarketId,
+    pub product_id: ProductId,
+    pub approved: bool,
+    pub reason: Option<String>,
+    pub decided_by: String,
+    pub decided_at: Millis,
+}
+
+/// A seller's signed commitment on the quality of what they sell on one night.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitmentRow {
+    pub market_id: MarketId,
+    pub night_date: Date,
+    pub seller_id: SellerId,
+    pub statement: String,
+    pub signed_by: String,
+    pub signed_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineupSetItem {
+    pub product_id: ProductId,
+    pub stock: u32,
+    pub buyer_limit: u32,
+}
+
+/// A reusable product set ("my usual Friday lineup").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineupSetRow {
+    pub id: String,
+    pub seller_id: SellerId,
+    pub name: String,
+    pub items: Vec<LineupSetItem>,
+    pub created_at: Millis,
+}
+
+/// One status a show reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransitionRow {
+    pub show_id: ShowId,
+    pub from: ShowStatus,
+    pub to: ShowStatus,
+    pub actor: String,
+    pub at: Millis,
+}
+
+pub fn weekday_name(w: Weekday) -> &'static str {
+    match w {
+        Weekday::Monday => "monday",
+        Weekday::Tuesday => "tuesday",
+        Weekday::Wednesday => "wednesday",
+        Weekday::Thursday => "thursday",
+        Weekday::Friday => "friday",
+        Weekday::Saturday => "saturday",
+        Weekday::Sunday => "sunday",
+    }
+}
+
+fn parse_weekday(s: &str) -> Result<Weekday, StoreError> {
+    Ok(match s {
+        "monday" => Weekday::Monday,
+        "tuesday" => Weekday::Tuesday,
+        "wednesday" => Weekday::Wednesday,
+        "thursday" => Weekday::Thursday,
+        "friday" => Weekday::Friday,
+        "saturday" => Weekday::Saturday,
+        "sunday" => Weekday::Sunday,
+        other => return Err(corrupt(format!("weekday {other:?}"))),
+    })
+}
+
+const MARKET_COLUMNS: &str = "id, name, weekdays, start_time, duration_minutes, time_zone, \
+     first_date, last_date, min_stars, created_by, created_at";
+
+fn market_from(r: &Row) -> Result<MarketRow, StoreError> {
+    let weekdays = r
+        .text(2)?
+        .split(',')
+        .map(parse_weekday)
+        .collect::<Result<Vec<_>, _>>()?;
+    let start = r.text(3)?;
+    Ok(MarketRow {
+        id: MarketId::parse(r.text(0)?).map_err(corrupt)?,
+        name: r.text(1)?,
+        weekdays,
+        start: start
+            .parse::<Time>()
+            .map_err(|e| corrupt(format!("time {start:?}: {e}")))?,
+        duration_minutes: r.u32(4)?,
+        time_zone: r.text(5)?,
+        first_date: parse_date(&r.text(6)?)?,
+        last_date: r.opt_text(7)?.as_deref().map(parse_date).transpose()?,
+        min_stars: Stars::parse(r.int(8)?).map_err(corrupt)?,
+        created_by: r.text(9)?,
+        created_at: r.int(10)?,
+    })
+}
+
+fn exception_from(r: &Row) -> Result<ExceptionRow, StoreError> {
+    let kind = match r.text(2)?.as_str() {
+        "cancelled" => ExceptionKind::Cancelled,
+        "moved" => {
+            let to = r.text(3)?;
+            ExceptionKind::Moved {
+                to: to
+                    .parse::<DateTime>()
+                    .map_err(|e| corrupt(format!("datetime {to:?}: {e}")))?,
+            }
+        }
+        other => return Err(corrupt(format!("exception kind {other:?}"))),
+    };
+    Ok(ExceptionRow {
+        market_id: MarketId::parse(r.text(0)?).map_err(corrupt)?,
+        night_date: parse_date(&r.text(1)?)?,
+        kind,
+        reason: r.text(4)?,
+        created_by: r.text(5)?,
+        created_at: r.int(6)?,
+    })
+}
+
+fn decision_from(r: &Row) -> Result<DecisionRow, StoreError> {
+    Ok(DecisionRow {
+        id: r.text(0)?,
+        market_id: MarketId::parse(r.text(1)?).map_err(corrupt)?,
+        product_id: ProductId::parse(r.text(2)?).map_err(corrupt)?,
+        approved: r.bool(3)?,
+        reason: r.opt_text(4)?,
+        decided_by: r.text(5)?,
+        decided_at: r.int(6)?,
+    })
+}
+
+fn lineup_set_from(r: &Row) -> Result<LineupSetRow, StoreError> {
+    Ok(LineupSetRow {
+        id: r.text(0)?,
+        seller_id: SellerId::parse(r.text(1)?).map_err(corrupt)?,
+        name: r.text(2)?,
+        items: serde_json::from_str(&r.text(3)?).map_err(corrupt)?,
+        created_at: r.int(4)?,
+    })
+}
+
+/// Shows of one seller whose slot overlaps `[$2, $3)`; touching slots do not overlap.
+const SELLER_OVERLAP: &str = "SELECT id FROM shows WHERE seller_id = $1 AND slot_start IS NOT NULL
+     AND slot_start < $3 AND slot_end > $2 ORDER BY slot_start";
+
+impl Store {
+    pub async fn create_market(&self, m: &MarketRow) -> Result<(), StoreError> {
+        let weekdays: Vec<&str> = m.weekdays.iter().map(|w| weekday_name(*w)).collect();
+        self.engine
+            .execute(
+                &format!(
+                    "INSERT INTO markets ({MARKET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                ),
+                params![
+                    m.id.as_str(),
+                    &m.name,
+                    weekdays.join(","),
+                    m.start.strftime("%H:%M").to_string(),
+                    m.duration_minutes,
+                    &m.time_zone,
+                    m.first_date.to_string(),
+                    m.last_date.map(|d| d.to_string()),
+                    i64::from(m.min_stars.get()),
+                    &m.created_by,
+                    m.created_at,
+                ],
+            )
+            .await
+            .map_err(|e| conflict(e, format!("market {}", m.id)))?;
+        Ok(())
+    }
+
+    pub async fn market(&self, id: &MarketId) -> Result<Option<MarketRow>, StoreError> {
+        let rows = self
+            .engine
+            .query(
+                &format!("SELECT {MARKET_COLUMNS} FROM markets WHERE id = $1"),
+                params![id.as_str()],
+            )
+            .await?;
+        rows.first().map(market_from).transpose()
+    }
+
+    pub async fn markets(&self) -> Result<Vec<MarketRow>, StoreError> {
+        let rows = self
+            .engine
+            .query(
+                &format!("SELECT {MARKET_COLUMNS} FROM markets ORDER BY created_at, id"),
+                params![],
+            )
+            .await?;
+        rows.iter().map(market_from).collect()
+    }
+
+    /// Records a cancelled or moved night; one exception per night.
+    pub async fn add_exception(&self, e: &ExceptionRow) -> Result<(), StoreError> {
+        let (kind, moved_to) = match &e.kind {
+            ExceptionKind::Cancelled => ("cancelled", None),
+            ExceptionKind::Moved { to } => {
+                ("moved", Some(to.strftime("%Y-%m-%dT%H:%M").to_string()))
+            }
+        };
+        self.engine
+            .execute(
+                "INSERT INTO night_exceptions (market_id, night_date, kind, moved_to, reason, created_by, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                params![
+                    e.market_id.as_str(),
+                    e.night_date.to_string(),
+                    kind,
+                    moved_to,
+                    &e.reason,
+                    &e.created_by,
+                    e.created_at,
+                ],
+            )
+            .await
+            .map_err(|err| conflict(err, format!("an exception for the night of {}", e.night_date)))?;
+        Ok(())
+    }
+
+    pub async fn exceptions(&self, market: &MarketId) -> Result<Vec<ExceptionRow>, StoreError> {
+        let rows = self
+            .engine
+            .query(
+                "SELECT market_id, night_date, kind, moved_to, reason, created_by, created_at
+                 FROM night_exceptions WHERE market_id = $1 ORDER BY night_date",
+                params![market.as_str()],
+            )
+            .await?;
+        rows.iter().map(exception_from).collect()
+    }
+
+    pub async fn record_decision(&self, d: &DecisionRow) -> Result<(), StoreError> {
+        self.engine
+            .execute(
+                "INSERT INTO admission_decisions (id, market_id, product_id, approved, reason, decided_by, decided_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                params![
+                    &d.id,
+                    d.market_id.as_str(),
+                    d.product_id.as_str(),
+                    d.approved,
+                    d.reason.as_deref(),
+                    &d.decided_by,
+                    d.decided_at,
+                ],
+            )
+            .await
+            .map_err(|e| conflict(e, format!("decision {}", d.id)))?;
+        Ok(())
+    }
+
+    /// Every decision on `product` in `market`, oldest first; the last one is in force.
+    pub async fn decisions(
+        &self,
+        market: &MarketId,
+        product: &ProductId,
+    ) -> Result<Vec<DecisionRow>, StoreError> {
+        let rows = self
+            .engine
+            .query(
+                "SELECT id, market_id, product_id, approved, reason, decided_by, decided_at
+                 FROM admission_decisions WHERE market_id = $1 AND product_id = $2
+                 ORDER BY decided_at, id",
+                params![market.as_str(), product.as_str()],
+            )
+            .await?;
+        rows.iter().map(decision_from).collect()
+    }
+
+    /// Every decision of a market, oldest first.
+    pub async fn market_decisions(
+        &self,
+        market: &MarketId,
+    ) -> Result<Vec<DecisionRow>, StoreError> {
+        let rows = self
+            .engine
+            .query(
+                "SELECT id, market_id, product_id, approved, reason, decided_by, decided_at
+                 FROM admission_decisions WHERE market_id = $1 ORDER BY decided_at, id",
+                params![market.as_str()],
+            )
+            .await?;
+        rows.iter().map(decision_from).collect()
+    }
+
+    /// Signs a commitment; signing again keeps the first signature (returns false).
+    pub async fn sign_commitment(&self, c: &CommitmentRow) -> Result<bool, StoreError> {
+        let n = self
+            .engine
+            .execute(
+                "INSERT INTO commitments (market_id, night_date, seller_id, statement, signed_by, signed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (market_id, night_date, seller_id) DO NOTHING",
+                params![
+                    c.market_id.as_str(),
+                    c.night_date.to_string(),
+                    c.seller_id.as_str(),
+                    &c.statement,
+                    &c.signed_by,
+                    c.signed_at,
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    pub async fn commitment(
+        &self,
+        market: &MarketId,
+        night: Date,
+        seller: &SellerId,
+    ) -> Result<Option<CommitmentRow>, StoreError> {
+        let rows = self
+            .engine
+            .query(
+                "SELECT statement, signed_by, signed_at FROM commitments
+                 WHERE market_id = $1 AND night_date = $2 AND seller_id = $3",
+                params![market.as_str(), night.to_string(), seller.as_str()],
+            )
+            .await?;
+        rows.first()
+            .map(|r| {
+                Ok(CommitmentRow {
+                    market_id: market.clone(),
+                    night_date: night,
+                    seller_id: seller.clone(),
+                    statement: r.text(0)?,
+                    signed_by: r.text(1)?,
+                    signed_at: r.int(2)?,
+                })
+            })
+            .transpose()
+    }
+
+    pub async fn create_lineup_set(&self, s: &LineupSetRow) -> Result<(), StoreError> {
+        let items = serde_json::to_string(&s.items).map_err(corrupt)?;
+        self.engine
+            .execute(
+                "INSERT INTO lineup_sets (id, seller_id, name, items, created_at) VALUES ($1, $2, $3, $4, $5)",
+                params![&s.id, s.seller_id.as_str(), &s.name, items, s.created_at],
+            )
+            .await
+            .map_err(|e| conflict(e, format!("lineup set {:?} of seller {}", s.name, s.seller_id)))?;
+        Ok(())
+    }
+
+    pub async fn lineup_set(&self, id: &str) -> Result<Option<LineupSetRow>, StoreError> {
+        let rows = self
+            .engine
+            .query(
+                "SELECT id, seller_id, name, items, created_at FROM lineup_sets WHERE id = $1",
+                params![id],
+            )
+            .await?;
+        rows.first().map(lineup_set_from).transpose()
+    }
+
+    pub async fn lineup_sets(&self, seller: &SellerId) -> Result<Vec<LineupSetRow>, StoreError> {
+        let rows = self
+            .engine
+            .query(
+                "SELECT id, seller_id, name, items, created_at FROM lineup_sets
+                 WHERE seller_id = $1 ORDER BY name",
+                params![seller.as_str()],
+            )
+            .await?;
+        rows.iter().map(lineup_set_from).collect()
+    }
+
+    /// Schedules a show into a market night. In one transaction: locks the seller's row (so two
+    /// nodes scheduling the same seller serialise), refuses a slot overlapping another show of
+    /// the seller (`slot_overlap`, naming it), inserts the show and its lineup, and enqueues the
+    /// `show.scheduled` webhook event.
+    pub async fn schedule_show(
+        &self,
+        show: &ShowRow,
+        event: Option<&WebhookEvent>,
+    ) -> Result<(), StoreError> {
+        let Some(sched) = &show.schedule else {
+            return Err(StoreError::Refused {
+                code: "no_slot",
+                message: "a scheduled show needs a market night and a slot".into(),
+            });
+        };
+        let mut steps = vec![
+            Step::new(
+                "UPDATE sellers SET version = version + 1 WHERE id = $1",
+                params![show.seller_id.as_str()],
+            )
+            .require("seller_missing"),
+            Step::new(
+                SELLER_OVERLAP,
+                params![show.seller_id.as_str(), sched.slot_start, sched.slot_end],
+            )
+            .forbid("slot_overlap"),
+        ];
+        steps.extend(show_insert_steps(show)?);
+        if let Some(ev) = event {
+            steps.push(enqueue_step(ev));
+        }
+        match self.engine.transaction(steps).await {
+            Ok(_) => Ok(()),
+            Err(SqlError::Requirement("seller_missing")) => {
+                Err(StoreError::NotFound(format!("seller {}", show.seller_id)))
+            }
+            Err(SqlError::Requirement("slot_overlap")) => {
+                let rows = self
+                    .engine
+                    .query(
+                        SELLER_OVERLAP,
+                        params![show.seller_id.as_str(), sched.slot_start, sched.slot_end],
+                    )
+                    .await?;
+                let other = rows
+                    .first()
+                    .map(|r| r.text(0))
+                    .transpose()?
+                    .unwrap_or_default();
+                Err(StoreError::Refused {
+                    code: "slot_overlap",
+                    message: format!(
+                        "seller {} already has show {other} in an overlapping slot",
+                        show.seller_id
+                    ),
+                })
+            }
+            Err(e) => Err(conflict(e, format!("show {}", show.id))),
+        }
+    }
+
+    /// Shows of one market night, by slot start.
+    pub async fn night_shows(
+        &self,
+        market: &MarketId,
+        night: Date,
+    ) -> Result<Vec<ShowRow>, StoreError> {
+        self.shows_where(
+            "market_id = $1 AND night_date = $2",
+            params![market.as_str(), night.to_string()],
+            "slot_start, id",
+        )
+        .await
+    }
+
+    /// A seller's shows, newest first.
+    pub async fn seller_shows(&self, seller: &SellerId) -> Result<Vec<ShowRow>, StoreError> {
+        self.shows_where(
+            "seller_id = $1",
+            params![seller.as_str()],
+            "created_at DESC, id",
+        )
+        .await
+    }
+
+    /// Scheduled shows with a slot not yet closed, by slot start (for the document-expiry
+    /// warnings and the lifecycle).
+    pub async fn upcoming_shows(&self) -> Result<Vec<ShowRow>, StoreError> {
+        self.shows_where(
+            "status = 'scheduled' AND slot_start IS NOT NULL",
+            params![],
+            "slot_start, id",
+        )
+        .await
+    }
+
+    /// Ids of scheduled shows whose slot has started by `now`.
+    pub async fn shows_due_live(&self, now: Millis) -> Result<Vec<ShowId>, StoreError> {
+        self.ids_where(
+            "status = 'scheduled' AND slot_start IS NOT NULL AND slot_start <= $1",
+            params![now],
+        )
+        .await
+    }
+
+    /// Ids of scheduled or live shows whose slot ended at or before `cutoff` (slot end plus the
+    /// close grace has passed), including those whose end passed while no node was running.
+    pub async fn shows_due_close(&self, cutoff: Millis) -> Result<Vec<ShowId>, StoreError> {
+        self.ids_where(
+            "status IN ('scheduled', 'live') AND slot_end IS NOT NULL AND slot_end <= $1",
+            params![cutoff],
+        )
+        .await
+    }
+
+    async fn ids_where(
+        &self,
+        filter: &str,
+        params: Vec<crate::sql::Value>,
+    ) -> Result<Vec<ShowId>, StoreError> {
+        let rows = self
+            .engine
+            .query(
+                &format!("SELECT id FROM shows WHERE {filter} ORDER BY slot_start, id"),
+                params,
+            )
+            .await?;
+        rows.iter()
+            .map(|r| ShowId::parse(r.text(0)?).map_err(corrupt))
+            .collect()
+    }
+
+    /// Moves a show from `from` to `to` if it is `from` now (compare-and-set), records the
+    /// transition with its actor, and enqueues `event` for every subscribed webhook, all in one
+    /// transaction. Returns whether this caller won; a loser changes nothing.
+    pub async fn transition(
+        &self,
+        id: &ShowId,
+        from: ShowStatus,
+        to: ShowStatus,
+        at: Millis,
+        actor: &str,
+        event: Option<&WebhookEvent>,
+    ) -> Result<bool, StoreError> {
+        let set = match to {
+            ShowStatus::Live => {
+                "UPDATE shows SET status = $2, live_at = $4 WHERE id = $1 AND status = $3"
+            }
+            ShowStatus::Closed => {
+                "UPDATE shows SET status = $2, closed_at = $4 WHERE id = $1 AND status = $3"
+            }
+            ShowStatus::Scheduled => {
+                return Err(StoreError::Refused {
+                    code: "bad_transition",
+                    message: format!("show {id} cannot go back to scheduled"),
+                });
+            }
+        };
+        let mut steps = vec![
+            Step::new(set, params![id.as_str(), to.as_str(), from.as_str(), at]).require("cas"),
+            Step::new(
+                "INSERT INTO show_transitions (show_id, to_status, from_status, actor, at)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (show_id, to_status) DO NOTHING",
+                params![id.as_str(), to.as_str(), from.as_str(), actor, at],
+            ),
+        ];
+        if let Some(ev) = event {
+            steps.push(enqueue_step(ev));
+        }
+        match self.engine.transaction(steps).await {
+            Ok(_) => Ok(true),
+            Err(SqlError::Requirement("cas")) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The transitions a show went through, in order.
+    pub async fn transitions(&self, id: &ShowId) -> Result<Vec<TransitionRow>, StoreError> {
+        let rows = self
+            .engine
+            .query(
+                "SELECT from_status, to_status, actor, at FROM show_transitions
+                 WHERE show_id = $1 ORDER BY at, to_status",
+                params![id.as_str()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TransitionRow {
+                    show_id: id.clone(),
+                    from: crate::catalog::parse_status(&r.text(0)?)?,
+                    to: crate::catalog::parse_status(&r.text(1)?)?,
+                    actor: r.text(2)?,
+                    at: r.int(3)?,
+                })
+            })
+            .collect()
+    }
+}

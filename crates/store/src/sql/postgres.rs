@@ -1,0 +1,221 @@
+//! The PostgreSQL engine for distributed mode: a small connection pool shared by the node's
+//! tasks; statements are prepared once per connection and cached.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use deadpool_postgres::{Pool, Runtime, Timeouts};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+
+use super::{Engine, Migration, Outcome, Row, SqlError, Step, Value};
+
+/// Arbitrary constant naming the advisory lock that serialises migrations across nodes.
+const MIGRATION_LOCK: i64 = 0x6e6d_6d69_6772;
+
+#[derive(Clone)]
+pub struct PgEngine {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PgEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgEngine")
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> SqlError {
+    SqlError::Backend(e.to_string())
+}
+
+fn classify(e: tokio_postgres::Error) -> SqlError {
+    if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+        let detail = e
+            .as_db_error()
+            .map(|d| d.detail().unwrap_or(d.message()).to_owned())
+            .unwrap_or_else(|| e.to_string());
+        return SqlError::Unique(detail);
+    }
+    match e.as_db_error() {
+        Some(d) => backend(format!("{}: {}", d.code().code(), d.message())),
+        None => backend(e),
+    }
+}
+
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(v) => match *ty {
+                Type::INT8 => v.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*v)?.to_sql(ty, out),
+                Type::BOOL => (*v != 0).to_sql(ty, out),
+                Type::TEXT | Type::VARCHAR => v.to_string().to_sql(ty, out),
+                _ => Err(format!("cannot bind an integer as {ty}").into()),
+            },
+            Value::Text(s) => s.as_str().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+fn read_row(r: &tokio_postgres::Row) -> Result<Row, SqlError> {
+    let mut out = Vec::with_capacity(r.len());
+    for (i, col) in r.columns().iter().enumerate() {
+        let v = match *col.type_() {
+            Type::INT8 => r.try_get::<_, Option<i64>>(i).map(|v| v.map(Value::Int)),
+            Type::INT4 => r
+                .try_get::<_, Option<i32>>(i)
+                .map(|v| v.map(|v| Value::Int(i64::from(v)))),
+            Type::INT2 => r
+                .try_get::<_, Option<i16>>(i)
+                .map(|v| v.map(|v| Value::Int(i64::from(v)))),
+            Type::BOOL => r
+                .try_get::<_, Option<bool>>(i)
+                .map(|v| v.map(|v| Value::Int(i64::from(v)))),
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => r
+                .try_get::<_, Option<String>>(i)
+                .map(|v| v.map(Value::Text)),
+            ref other => {
+                // The portable dialect casts aggregates (SUM is NUMERIC here) to BIGINT.
+                return Err(SqlError::Corrupt(format!(
+                    "column {} has type {other}, outside the portable dialect",
+                    col.name()
+                )));
+            }
+        };
+        out.push(v.map_err(backend)?.unwrap_or(Value::Null));
+    }
+    Ok(Row(out))
+}
+
+async fn run_step(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    params: &[Value],
+) -> Result<Outcome, SqlError> {
+    let stmt = tx.prepare_cached(sql).await.map_err(classify)?;
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+    if stmt.columns().is_empty() {
+        let affected = tx.execute(&stmt, &refs).await.map_err(classify)?;
+        return Ok(Outcome {
+            affected,
+            rows: Vec::new(),
+        });
+    }
+    let rows = tx.query(&stmt, &refs).await.map_err(classify)?;
+    let rows = rows.iter().map(read_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(Outcome {
+        affected: rows.len() as u64,
+        rows,
+    })
+}
+
+impl PgEngine {
+    /// Builds the pool; connections are opened on first use, so a database that is down at
+    /// start makes calls fail (and /readyz report it) instead of the process.
+    pub fn connect(url: &str, pool_size: usize, timeout: Duration) -> Result<Self, SqlError> {
+        let mut cfg = deadpool_postgres::Config::new();
+        cfg.url = Some(url.to_owned());
+        let pool = cfg
+            .builder(NoTls)
+            .map_err(backend)?
+            .max_size(pool_size)
+            .timeouts(Timeouts {
+                wait: Some(timeout),
+                create: Some(timeout),
+                recycle: Some(timeout),
+            })
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(backend)?;
+        Ok(Self { pool })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, SqlError> {
+        self.pool.get().await.map_err(backend)
+    }
+}
+
+#[async_trait]
+impl Engine for PgEngine {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, SqlError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.map_err(classify)?;
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        let rows = client.query(&stmt, &refs).await.map_err(classify)?;
+        rows.iter().map(read_row).collect()
+    }
+
+    async fn transaction(&self, steps: Vec<Step>) -> Result<Vec<Outcome>, SqlError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(classify)?;
+        let mut out = Vec::with_capacity(steps.len());
+        for step in &steps {
+            let o = run_step(&tx, &step.sql, &step.params).await?;
+            if let Some(tag) = step.broken_by(&o) {
+                // Dropping the transaction rolls it back.
+                return Err(SqlError::Requirement(tag));
+            }
+            out.push(o);
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(out)
+    }
+
+    async fn migrate(&self, migrations: &[Migration]) -> Result<(), SqlError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(classify)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(classify)?;
+        tx.batch_execute(super::MIGRATIONS_TABLE)
+            .await
+            .map_err(classify)?;
+        for m in migrations {
+            let done: i64 = tx
+                .query_one(
+                    "SELECT COUNT(*) FROM nightmarket_migrations WHERE version = $1",
+                    &[&m.version],
+                )
+                .await
+                .map_err(classify)?
+                .get(0);
+            if done > 0 {
+                continue;
+            }
+            tx.batch_execute(m.sql).await.map_err(|e| {
+                backend(format!(
+                    "migration {} ({}): {}",
+                    m.version,
+                    m.name,
+                    classify(e)
+                ))
+            })?;
+            tx.execute(
+                "INSERT INTO nightmarket_migrations (version, name) VALUES ($1, $2)",
+                &[&m.version, &m.name],
+            )
+            .await
+            .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)
+    }
+}
