@@ -6,9 +6,11 @@
 //! - [`money`]: đồng amounts and quantities.
 //! - [`ocop`]: products with their OCOP proof (stars, group, origin, quality label).
 //! - [`book`]: one show's live state and the claim, cancel and seller-command rules.
+//! - [`market`]: recurring market nights, their exceptions, seller slots and show timing.
 
 pub mod book;
 pub mod ids;
+pub mod market;
 pub mod money;
 pub mod ocop;
 
@@ -18,6 +20,10 @@ pub use book::{
     ShowEvent, ShowStatus,
 };
 pub use ids::{BuyerId, ClaimId, IdError, ProductId, SellerId, ShowId};
+pub use market::{
+    Market, MarketError, MarketSpec, Night, NightException, NightStatus, ShowTiming, Slot,
+    SlotError, check_slot,
+};
 pub use money::{Dong, MoneyError, Quantity};
 pub use ocop::{OcopError, Product, ProductGroup, Stars};
 
