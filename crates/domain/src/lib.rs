@@ -6,18 +6,30 @@
 //! - [`money`]: đồng amounts and quantities.
 //! - [`ocop`]: products with their OCOP proof (stars, group, origin, quality label).
 //! - [`book`]: one show's live state and the claim, cancel and seller-command rules.
+//! - [`market`]: recurring market nights, their exceptions, seller slots and show timing.
+//! - [`admission`]: whether a product's OCOP proof admits it to a night.
 
+pub mod admission;
 pub mod book;
 pub mod ids;
+pub mod market;
 pub mod money;
 pub mod ocop;
 
+pub use admission::{
+    AdmissionError, Decision, Document, DocumentKind, ProductProof, Refusal as AdmissionRefusal,
+    check_admission, expiry_warnings,
+};
 pub use book::{
     CancelDecision, ClaimAccepted, ClaimDecision, ClaimRecord, ClaimRequest, CommandError,
     EndReason, Flash, FlashSpec, LineupEntry, Refusal, RefusalReason, SequencedEvent, ShowBook,
     ShowEvent, ShowStatus,
 };
 pub use ids::{BuyerId, ClaimId, IdError, MarketId, ProductId, SellerId, ShowId};
+pub use market::{
+    Market, MarketError, MarketSpec, Night, NightException, NightStatus, ShowTiming, Slot,
+    SlotError, check_slot,
+};
 pub use money::{Dong, MoneyError, Quantity};
 pub use ocop::{OcopError, Product, ProductGroup, Stars};
 

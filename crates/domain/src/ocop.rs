@@ -31,6 +31,9 @@ pub enum OcopError {
 pub struct Stars(u8);
 
 impl Stars {
+    /// The certification floor: the lowest rating a certified OCOP product carries.
+    pub const CERTIFIED: Stars = Stars(3);
+
     pub fn parse(n: i64) -> Result<Self, OcopError> {
         match n {
             1..=5 => Ok(Self(n as u8)),
