@@ -132,4 +132,8 @@ pub struct Product {
     pub list_price: Dong,
     pub origin_document: String,
     pub quality_label: String,
+    /// The documents behind the proof (OCOP certificate, origin proof, quality label) with
+    /// their validity; admission to a night needs each valid on the night's date.
+    #[serde(default)]
+    pub documents: Vec<crate::admission::Document>,
 }

@@ -82,6 +82,7 @@ fn make_lineup(spec: &LineupSpec) -> Vec<LineupEntry> {
                 list_price: Dong::parse(k * 1000).unwrap(),
                 origin_document: "GCN-OCOP-2024-001".into(),
                 quality_label: "TCCS 01:2024".into(),
+                documents: Vec::new(),
             },
             allotted,
             buyer_limit,

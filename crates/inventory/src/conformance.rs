@@ -38,6 +38,7 @@ fn product(id: &str) -> Result<Product, String> {
         list_price: Dong::parse(LIST).map_err(err)?,
         origin_document: "NG-01".into(),
         quality_label: "CL-01".into(),
+        documents: Vec::new(),
     })
 }
 

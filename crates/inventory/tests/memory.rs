@@ -32,6 +32,7 @@ fn lineup() -> Vec<LineupEntry> {
         list_price: Dong::parse(850_000).unwrap(),
         origin_document: "XX-1".into(),
         quality_label: "QL-1".into(),
+        documents: Vec::new(),
     };
     vec![LineupEntry {
         product,

@@ -64,6 +64,7 @@ async fn commands_are_published_to_the_show_channel() {
         list_price: Dong::parse(180_000).unwrap(),
         origin_document: "NG-1".into(),
         quality_label: "CL-1".into(),
+        documents: Vec::new(),
     };
     inv.open_show(
         &show,
@@ -199,6 +200,7 @@ async fn wait_for_replicas_before_acknowledging() {
         list_price: Dong::parse(280_000).unwrap(),
         origin_document: "NG-1".into(),
         quality_label: "CL-1".into(),
+        documents: Vec::new(),
     };
     inv.open_show(
         &show,
@@ -280,6 +282,7 @@ async fn a_redis_restart_loses_no_claim_and_the_service_recovers() {
         list_price: Dong::parse(120_000).unwrap(),
         origin_document: "NG-1".into(),
         quality_label: "CL-1".into(),
+        documents: Vec::new(),
     };
     inv.open_show(
         &show,
@@ -445,6 +448,7 @@ async fn a_lost_reply_and_a_retry_count_once_and_the_log_matches_the_counters() 
         list_price: Dong::parse(150_000).unwrap(),
         origin_document: "NG-1".into(),
         quality_label: "CL-1".into(),
+        documents: Vec::new(),
     };
     inv.open_show(
         &show,

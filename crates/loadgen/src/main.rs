@@ -1007,6 +1007,7 @@ async fn setup(target: &Target, a: SetupArgs, json_out: bool) -> anyhow::Result<
             list_price: a.price,
             origin_document: "GCN-OCOP-HN-2024-0101".into(),
             quality_label: "TCCS 01:2024/MOBV".into(),
+            documents: Vec::new(),
         };
         let p: Product = target
             .call("POST", "/api/products", op, body(&p)?, 201)

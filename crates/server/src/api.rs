@@ -155,6 +155,7 @@ pub async fn create_product(
             text("origin_document", &req.origin_document),
         )?,
         quality_label: field("quality_label", text("quality_label", &req.quality_label))?,
+        documents: documents(&req.documents)?,
     };
     let created_at = now_ms();
     state.catalog.create_product(&product, created_at).await?;
@@ -360,4 +361,30 @@ pub async fn close(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Show>> {
     transition(state, headers, id, Command::Close).await
+}
+
+/// Parses the proof documents of a product body; the error names the document by index.
+pub(crate) fn documents(
+    bodies: &[nightmarket_wire::server::DocumentBody],
+) -> ApiResult<Vec<nightmarket_domain::Document>> {
+    use nightmarket_domain::market::parse_date;
+    use nightmarket_domain::{Document, DocumentKind};
+    if bodies.len() > nightmarket_domain::admission::MAX_DOCUMENTS {
+        return Err(HttpError::bad_request(format!(
+            "documents: at most {} documents",
+            nightmarket_domain::admission::MAX_DOCUMENTS
+        )));
+    }
+    bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let bad =
+                |e: &dyn std::fmt::Display| HttpError::bad_request(format!("documents[{i}]: {e}"));
+            let kind = DocumentKind::parse(&b.kind).map_err(|e| bad(&e))?;
+            let from = parse_date("valid_from", &b.valid_from).map_err(|e| bad(&e))?;
+            let until = parse_date("valid_until", &b.valid_until).map_err(|e| bad(&e))?;
+            Document::new(kind, &b.reference, from, until).map_err(|e| bad(&e))
+        })
+        .collect()
 }

@@ -23,6 +23,7 @@ pub fn product_view(p: &Product) -> ProductView {
         list_price: p.list_price.get(),
         origin_document: p.origin_document.clone(),
         quality_label: p.quality_label.clone(),
+        documents: p.documents.iter().map(document_body).collect(),
     }
 }
 
@@ -194,5 +195,14 @@ pub fn claim_error(claim_id: &str, code: ErrorCode, message: impl Into<String>) 
         reason: Some(code),
         message: Some(message.into()),
         ..blank(claim_id, ClaimOutcomeKind::Refused)
+    }
+}
+
+pub fn document_body(d: &nightmarket_domain::Document) -> nightmarket_wire::server::DocumentBody {
+    nightmarket_wire::server::DocumentBody {
+        kind: d.kind.as_str().to_owned(),
+        reference: d.reference.clone(),
+        valid_from: d.valid_from.to_string(),
+        valid_until: d.valid_until.to_string(),
     }
 }

@@ -83,6 +83,7 @@ fn product_from(r: &Row) -> Result<(Product, Millis), StoreError> {
         list_price: Dong::parse(r.int(8)?).map_err(corrupt)?,
         origin_document: r.text(9)?,
         quality_label: r.text(10)?,
+        documents: serde_json::from_str(&r.text(12)?).map_err(corrupt)?,
     };
     Ok((product, r.int(11)?))
 }
@@ -127,8 +128,8 @@ impl Store {
         self.engine
             .execute(
                 "INSERT INTO products (id, seller_id, name, product_group, stars, district, commune,
-                     producer, list_price, origin_document, quality_label, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     producer, list_price, origin_document, quality_label, created_at, documents)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 params![
                     p.id.as_str(),
                     p.seller_id.as_str(),
@@ -142,6 +143,7 @@ impl Store {
                     &p.origin_document,
                     &p.quality_label,
                     created_at,
+                    serde_json::to_string(&p.documents).map_err(corrupt)?,
                 ],
             )
             .await

@@ -52,6 +52,7 @@ fn product(n: &str, seller: &SellerId) -> Result<Product, StoreError> {
         list_price: Dong::parse(250_000).map_err(|e| fail(e.to_string()))?,
         origin_document: "GCN-OCOP-HN-2023-0412".into(),
         quality_label: "TCCS 01:2023/MOBV".into(),
+        documents: Vec::new(),
     })
 }
 

@@ -54,6 +54,10 @@ pub struct CreateProduct {
     pub origin_document: String,
     /// Reference of the quality label.
     pub quality_label: String,
+    /// The documents behind the proof, each with its validity. Admission to a market night
+    /// needs an OCOP certificate, an origin proof and a quality label valid on the night's date.
+    #[serde(default)]
+    pub documents: Vec<crate::server::DocumentBody>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -107,6 +107,19 @@ pub struct ProductView {
     pub list_price: i64,
     pub origin_document: String,
     pub quality_label: String,
+    /// The documents behind the proof, as admitted.
+    #[serde(default)]
+    pub documents: Vec<DocumentBody>,
+}
+
+/// A proof document: `kind` is `ocop_certificate`, `origin_proof` or `quality_label`; dates are
+/// local `YYYY-MM-DD`, valid from and until inclusive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentBody {
+    pub kind: String,
+    pub reference: String,
+    pub valid_from: String,
+    pub valid_until: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
