@@ -289,11 +289,15 @@ async fn show_json(state: &AppState, row: &ShowRow) -> ApiResult<Show> {
                 product_id: l.product.id.to_string(),
                 stock: l.stock,
                 buyer_limit: l.buyer_limit,
+                product: Some(convert::product_view(&l.product)),
             })
             .collect(),
         created_at: row.created_at,
         stock,
         seq,
+        schedule: row.schedule.as_ref().map(convert::show_slot),
+        live_at: row.live_at,
+        closed_at: row.closed_at,
     })
 }
 

@@ -206,3 +206,20 @@ pub fn document_body(d: &nightmarket_domain::Document) -> nightmarket_wire::serv
         valid_until: d.valid_until.to_string(),
     }
 }
+
+/// An instant as RFC 3339 UTC text.
+pub fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
+}
+
+pub fn show_slot(s: &nightmarket_store::ShowSchedule) -> nightmarket_wire::market::ShowSlot {
+    nightmarket_wire::market::ShowSlot {
+        market_id: s.market_id.to_string(),
+        night_date: s.night_date.to_string(),
+        slot_start: rfc3339(s.slot_start),
+        slot_end: rfc3339(s.slot_end),
+        slot_start_ms: s.slot_start,
+        slot_end_ms: s.slot_end,
+        stream_url: s.stream_url.clone(),
+    }
+}

@@ -14,6 +14,7 @@ use crate::convert::command_error_code;
 pub struct HttpError {
     pub code: ErrorCode,
     pub message: String,
+    pub details: Option<serde_json::Value>,
 }
 
 impl HttpError {
@@ -21,7 +22,12 @@ impl HttpError {
         Self {
             code,
             message: message.into(),
+            details: None,
         }
+    }
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::BadRequest, message)
@@ -45,6 +51,7 @@ impl IntoResponse for HttpError {
             error: ApiErrorBody {
                 code: self.code,
                 message: self.message,
+                details: self.details,
             },
         };
         (status, Json(body)).into_response()
@@ -58,6 +65,10 @@ impl From<StoreError> for HttpError {
                 Self::new(ErrorCode::Conflict, format!("{what} already exists"))
             }
             StoreError::NotFound(what) => Self::not_found(what),
+            StoreError::Refused {
+                code: "slot_overlap",
+                message,
+            } => Self::new(ErrorCode::SlotUnavailable, message),
             StoreError::Refused { message, .. } => Self::new(ErrorCode::Conflict, message),
             other => Self::new(ErrorCode::Unavailable, other.to_string()),
         }

@@ -52,6 +52,12 @@ pub enum ErrorCode {
     InvalidState,
     /// The request conflicts with existing data (e.g. a duplicate id).
     Conflict,
+    /// A product may not go on this night's lineup: the error's `details` list every reason
+    /// per product (stars, documents, commitment, operator decision).
+    NotAdmitted,
+    /// The slot is not free: outside the night, on a cancelled night, or overlapping another
+    /// show of the same seller (named in the message).
+    SlotUnavailable,
     /// The server cannot take this now (journal queue full, storage failing); retry later.
     Unavailable,
     /// An unexpected failure inside the server; logged with details.
@@ -83,6 +89,8 @@ impl ErrorCode {
             Self::NoFlash => "no_flash",
             Self::InvalidState => "invalid_state",
             Self::Conflict => "conflict",
+            Self::NotAdmitted => "not_admitted",
+            Self::SlotUnavailable => "slot_unavailable",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
@@ -110,6 +118,8 @@ impl ErrorCode {
             | Self::StalePrice
             | Self::SoldOut
             | Self::LimitExceeded => 409,
+            Self::NotAdmitted => 422,
+            Self::SlotUnavailable => 409,
             Self::RateLimited => 429,
             Self::Unavailable => 503,
             Self::Internal => 500,
@@ -122,7 +132,7 @@ impl ErrorCode {
     }
 
     /// All codes, for documentation tests.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 25] = [
         Self::Duplicate,
         Self::SoldOut,
         Self::LimitExceeded,
@@ -144,6 +154,8 @@ impl ErrorCode {
         Self::NoFlash,
         Self::InvalidState,
         Self::Conflict,
+        Self::NotAdmitted,
+        Self::SlotUnavailable,
         Self::Unavailable,
         Self::Internal,
     ];

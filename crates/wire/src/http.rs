@@ -16,6 +16,9 @@ pub struct ApiError {
 pub struct ApiErrorBody {
     pub code: ErrorCode,
     pub message: String,
+    /// Structured detail for codes that carry it (`not_admitted`: the refusals per product).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +101,13 @@ pub struct Show {
     pub stock: Option<Vec<StockLevel>>,
     /// Sequence number of the show's latest event.
     pub seq: u64,
+    /// Where the show sits in a market night; absent for ad-hoc shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::market::ShowSlot>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,6 +115,9 @@ pub struct ShowLineupItem {
     pub product_id: String,
     pub stock: u32,
     pub buyer_limit: u32,
+    /// The product with its proof as snapshotted when the show was scheduled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<ProductView>,
 }
 
 /// `GET /readyz`.

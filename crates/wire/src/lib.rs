@@ -15,6 +15,7 @@
 pub mod client;
 pub mod codes;
 pub mod http;
+pub mod market;
 pub mod server;
 
 pub use codes::{CloseCode, ErrorCode};
