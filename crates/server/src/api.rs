@@ -24,7 +24,7 @@ use crate::convert;
 use crate::error::HttpError;
 use crate::state::{AppState, now_ms};
 
-type ApiResult<T> = Result<T, HttpError>;
+pub(crate) type ApiResult<T> = Result<T, HttpError>;
 
 /// The bearer token of a request, verified.
 pub fn authenticate(
@@ -43,7 +43,7 @@ pub fn authenticate(
         .map_err(|e| HttpError::new(ErrorCode::Unauthorized, e.to_string()))
 }
 
-fn require(claims: &Claims, role: Role) -> ApiResult<()> {
+pub(crate) fn require(claims: &Claims, role: Role) -> ApiResult<()> {
     if claims.role == role {
         Ok(())
     } else {
@@ -54,17 +54,17 @@ fn require(claims: &Claims, role: Role) -> ApiResult<()> {
     }
 }
 
-fn body<T>(payload: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
+pub(crate) fn body<T>(payload: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
     payload
         .map(|Json(v)| v)
         .map_err(|e| HttpError::bad_request(e.body_text()))
 }
 
-fn field<T, E: std::fmt::Display>(name: &str, r: Result<T, E>) -> ApiResult<T> {
+pub(crate) fn field<T, E: std::fmt::Display>(name: &str, r: Result<T, E>) -> ApiResult<T> {
     r.map_err(|e| HttpError::bad_request(format!("{name}: {e}")))
 }
 
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     // Time-ordered ids sort by creation in indexes and listings.
     uuid::Uuid::now_v7().to_string()
 }
@@ -196,55 +196,7 @@ pub async fn create_show(
     let req = body(payload)?;
     let seller_id = existing_seller(&state, req.seller_id).await?;
     let title = field("title", text("title", &req.title))?;
-    let max_lineup = state.config.limits.max_lineup;
-    if req.lineup.is_empty() || req.lineup.len() > max_lineup {
-        return Err(HttpError::bad_request(format!(
-            "lineup: 1 to {max_lineup} products"
-        )));
-    }
-    let mut lineup = Vec::with_capacity(req.lineup.len());
-    for (i, item) in req.lineup.into_iter().enumerate() {
-        let at = |f: &str| format!("lineup[{i}].{f}");
-        let pid = field(&at("product_id"), ProductId::parse(item.product_id))?;
-        if lineup.iter().any(|l: &LineupRow| l.product.id == pid) {
-            return Err(HttpError::bad_request(format!(
-                "{}: product {pid} is listed twice",
-                at("product_id")
-            )));
-        }
-        let (product, _) = state.catalog.product(&pid).await?.ok_or_else(|| {
-            HttpError::new(
-                ErrorCode::UnknownProduct,
-                format!("{}: product {pid} does not exist", at("product_id")),
-            )
-        })?;
-        if product.seller_id != seller_id {
-            return Err(HttpError::bad_request(format!(
-                "{}: product {pid} belongs to another seller",
-                at("product_id")
-            )));
-        }
-        let bound = i64::from(MAX_STOCK);
-        if !(0..=bound).contains(&item.stock) {
-            return Err(HttpError::bad_request(format!(
-                "{}: 0 to {bound}, got {}",
-                at("stock"),
-                item.stock
-            )));
-        }
-        if !(1..=bound).contains(&item.buyer_limit) {
-            return Err(HttpError::bad_request(format!(
-                "{}: 1 to {bound}, got {}",
-                at("buyer_limit"),
-                item.buyer_limit
-            )));
-        }
-        lineup.push(LineupRow {
-            product,
-            stock: item.stock as u32,
-            buyer_limit: item.buyer_limit as u32,
-        });
-    }
+    let lineup = build_lineup(&state, &seller_id, req.lineup).await?;
     let row = ShowRow {
         id: field("id", ShowId::parse(new_id()))?,
         seller_id,
@@ -261,7 +213,7 @@ pub async fn create_show(
     Ok((StatusCode::CREATED, Json(show_json(&state, &row).await?)))
 }
 
-async fn show_json(state: &AppState, row: &ShowRow) -> ApiResult<Show> {
+pub(crate) async fn show_json(state: &AppState, row: &ShowRow) -> ApiResult<Show> {
     let (status, stock, seq) = match state.show(&row.id) {
         Some(_) => {
             let view = state.inventory.view(&row.id, None, now_ms()).await?;
@@ -310,7 +262,7 @@ pub async fn list_shows(State(state): State<Arc<AppState>>) -> ApiResult<Json<Ve
     Ok(Json(out))
 }
 
-async fn show_row(state: &AppState, id: String) -> ApiResult<ShowRow> {
+pub(crate) async fn show_row(state: &AppState, id: String) -> ApiResult<ShowRow> {
     let id = ShowId::parse(id).map_err(|_| HttpError::not_found("show"))?;
     state
         .catalog
@@ -345,8 +297,12 @@ async fn transition(
             "only an operator or this show's seller may do this",
         ));
     }
+    if matches!(cmd, Command::GoLive) {
+        may_go_live(&state, &claims, &row).await?;
+    }
     let rt = state.load_show(&row).await?;
-    state.command(&rt, cmd).await?;
+    let actor = format!("{}:{}", claims.role.as_str(), claims.sub);
+    state.command(&rt, cmd, &actor).await?;
     let row = show_row(&state, row.id.to_string()).await?;
     Ok(Json(show_json(&state, &row).await?))
 }
@@ -391,4 +347,135 @@ pub(crate) fn documents(
             Document::new(kind, &b.reference, from, until).map_err(|e| bad(&e))
         })
         .collect()
+}
+
+/// Checks a requested lineup (size, duplicates, ownership, stock and limit bounds) and
+/// snapshots each product with its proof.
+pub(crate) async fn build_lineup(
+    state: &AppState,
+    seller: &SellerId,
+    items: Vec<nightmarket_wire::http::CreateLineupItem>,
+) -> ApiResult<Vec<LineupRow>> {
+    let max_lineup = state.config.limits.max_lineup;
+    if items.is_empty() || items.len() > max_lineup {
+        return Err(HttpError::bad_request(format!(
+            "lineup: 1 to {max_lineup} products"
+        )));
+    }
+    let mut lineup = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let at = |f: &str| format!("lineup[{i}].{f}");
+        let pid = field(&at("product_id"), ProductId::parse(item.product_id))?;
+        if lineup.iter().any(|l: &LineupRow| l.product.id == pid) {
+            return Err(HttpError::bad_request(format!(
+                "{}: product {pid} is listed twice",
+                at("product_id")
+            )));
+        }
+        let (product, _) = state.catalog.product(&pid).await?.ok_or_else(|| {
+            HttpError::new(
+                ErrorCode::UnknownProduct,
+                format!("{}: product {pid} does not exist", at("product_id")),
+            )
+        })?;
+        if product.seller_id != *seller {
+            return Err(HttpError::bad_request(format!(
+                "{}: product {pid} belongs to another seller",
+                at("product_id")
+            )));
+        }
+        let bound = i64::from(MAX_STOCK);
+        if !(0..=bound).contains(&item.stock) {
+            return Err(HttpError::bad_request(format!(
+                "{}: 0 to {bound}, got {}",
+                at("stock"),
+                item.stock
+            )));
+        }
+        if !(1..=bound).contains(&item.buyer_limit) {
+            return Err(HttpError::bad_request(format!(
+                "{}: 1 to {bound}, got {}",
+                at("buyer_limit"),
+                item.buyer_limit
+            )));
+        }
+        lineup.push(LineupRow {
+            product,
+            stock: item.stock as u32,
+            buyer_limit: item.buyer_limit as u32,
+        });
+    }
+    Ok(lineup)
+}
+
+/// A show's body from its stored row alone (no inventory): for webhook payloads.
+pub(crate) fn show_body(row: &ShowRow, status: ShowStatus) -> Show {
+    Show {
+        id: row.id.to_string(),
+        seller_id: row.seller_id.to_string(),
+        title: row.title.clone(),
+        status: status.as_str().to_owned(),
+        lineup: row
+            .lineup
+            .iter()
+            .map(|l| ShowLineupItem {
+                product_id: l.product.id.to_string(),
+                stock: l.stock,
+                buyer_limit: l.buyer_limit,
+                product: Some(convert::product_view(&l.product)),
+            })
+            .collect(),
+        created_at: row.created_at,
+        stock: None,
+        seq: 0,
+        schedule: row.schedule.as_ref().map(convert::show_slot),
+        live_at: row.live_at,
+        closed_at: row.closed_at,
+    }
+}
+
+/// The rules of a scheduled show going live by hand: every product still admitted on the
+/// night (documents valid, decision standing, commitment signed), and for the seller, not more
+/// than `early_start_ms` before the slot nor after the slot is over. An operator may open it
+/// at any time, but never with an unadmitted product.
+async fn may_go_live(state: &AppState, claims: &Claims, row: &ShowRow) -> ApiResult<()> {
+    let Some(sched) = &row.schedule else {
+        return Ok(());
+    };
+    if row.status != ShowStatus::Scheduled {
+        return Ok(());
+    }
+    let min_stars = state
+        .catalog
+        .market(&sched.market_id)
+        .await?
+        .map_or(nightmarket_domain::market::DEFAULT_MIN_STARS, |m| {
+            m.min_stars
+        });
+    let issues = crate::market_api::admission_issues(state, row, min_stars).await?;
+    if !issues.is_empty() {
+        return Err(crate::market_api::not_admitted(issues));
+    }
+    if claims.role == Role::Seller {
+        let timing = nightmarket_domain::ShowTiming {
+            slot: nightmarket_domain::Slot {
+                starts_at: sched.slot_start,
+                ends_at: sched.slot_end,
+            },
+            live_grace_ms: state.config.market.early_start_ms as i64,
+            close_grace_ms: state.config.market.close_grace_ms as i64,
+        };
+        if !timing.may_go_live(state.clock.now()) {
+            return Err(HttpError::new(
+                ErrorCode::InvalidState,
+                format!(
+                    "the slot is {} to {}; a seller may go live from {} ms before its start until it is over",
+                    convert::rfc3339(sched.slot_start),
+                    convert::rfc3339(sched.slot_end),
+                    state.config.market.early_start_ms
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -41,6 +41,17 @@ pub struct Config {
     pub database_pool_size: usize,
     pub database_timeout_ms: u64,
     pub limits: Limits,
+    pub market: MarketTiming,
+}
+
+/// When scheduled shows open and close. See `config/default.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarketTiming {
+    pub tick_ms: u64,
+    pub early_start_ms: u64,
+    pub close_grace_ms: u64,
+    pub nights_listed: usize,
 }
 
 /// Every bound of the server, named. See `config/default.toml` for what each means.
@@ -207,6 +218,17 @@ impl Config {
         }
         if self.database_pool_size == 0 || self.database_pool_size > 1000 {
             return Err(invalid("database_pool_size", "1 to 1000".into()));
+        }
+        let mk = &self.market;
+        if mk.tick_ms == 0 || mk.tick_ms > 60_000 {
+            return Err(invalid("market.tick_ms", "1 to 60000".into()));
+        }
+        if mk.nights_listed == 0 || mk.nights_listed > nightmarket_domain::market::MAX_NIGHTS_LISTED
+        {
+            return Err(invalid(
+                "market.nights_listed",
+                format!("1 to {}", nightmarket_domain::market::MAX_NIGHTS_LISTED),
+            ));
         }
         if self.database_timeout_ms == 0 {
             return Err(invalid("database_timeout_ms", "must be positive".into()));

@@ -13,6 +13,8 @@ pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod lifecycle;
+pub mod market_api;
 pub mod metrics;
 pub mod state;
 pub mod ws;
@@ -76,6 +78,8 @@ pub struct Backends {
     pub catalog: Arc<Store>,
     pub inventory: Arc<dyn Inventory>,
     pub feed: Option<(EventFeed, tokio::sync::mpsc::Receiver<FeedItem>)>,
+    /// The system clock; tests substitute a manual one.
+    pub clock: clock::SharedClock,
 }
 
 /// Opens the backends the configuration names: the embedded inventory (memory, journaled to
@@ -111,6 +115,7 @@ pub async fn open_backends(config: &Config) -> Result<Backends, ServerError> {
             catalog: Arc::new(catalog),
             inventory: Arc::new(redis),
             feed: Some(feed),
+            clock: Arc::new(clock::SystemClock),
         });
     }
     let journal = SqliteJournal::open(
@@ -123,6 +128,7 @@ pub async fn open_backends(config: &Config) -> Result<Backends, ServerError> {
         catalog: Arc::new(catalog),
         inventory: Arc::new(inventory),
         feed: None,
+        clock: Arc::new(clock::SystemClock),
     })
 }
 
@@ -141,6 +147,51 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/shows/{id}", get(api::get_show))
         .route("/api/shows/{id}/live", post(api::go_live))
         .route("/api/shows/{id}/close", post(api::close))
+        .route("/api/shows/{id}/transitions", get(market_api::transitions))
+        .route("/api/sellers/{id}/shows", get(market_api::seller_shows))
+        .route(
+            "/api/sellers/{id}/lineup-sets",
+            post(market_api::create_lineup_set).get(market_api::list_lineup_sets),
+        )
+        .route(
+            "/api/markets",
+            post(market_api::create_market).get(market_api::list_markets),
+        )
+        .route("/api/markets/{id}", get(market_api::get_market))
+        .route("/api/markets/{id}/nights", get(market_api::list_nights))
+        .route(
+            "/api/markets/{id}/exceptions",
+            post(market_api::create_exception).get(market_api::list_exceptions),
+        )
+        .route(
+            "/api/markets/{id}/admissions",
+            post(market_api::decide).get(market_api::list_decisions),
+        )
+        .route(
+            "/api/markets/{id}/nights/{date}/commitments",
+            post(market_api::commit),
+        )
+        .route(
+            "/api/markets/{id}/nights/{date}/shows",
+            post(market_api::schedule_show).get(market_api::night_shows),
+        )
+        .route("/api/schedule/warnings", get(market_api::warnings))
+        .route(
+            "/api/webhooks",
+            post(market_api::create_webhook).get(market_api::list_webhooks),
+        )
+        .route(
+            "/api/webhooks/{id}",
+            axum::routing::delete(market_api::delete_webhook),
+        )
+        .route(
+            "/api/webhooks/{id}/deliveries",
+            get(market_api::list_deliveries),
+        )
+        .route(
+            "/api/webhooks/{id}/deliveries/{delivery}/redeliver",
+            post(market_api::redeliver),
+        )
         .route("/ws/shows/{id}", get(ws_upgrade))
         .fallback(|| async { HttpError::not_found("route") })
         .with_state(state)
@@ -295,6 +346,7 @@ pub async fn serve_with(
         catalog,
         inventory,
         feed,
+        clock,
     } = backends;
     let (feed, feed_rx) = feed.unzip();
     let state = Arc::new(AppState::new(
@@ -302,6 +354,7 @@ pub async fn serve_with(
         catalog,
         inventory,
         feed,
+        clock,
         stop_rx.clone(),
     ));
     if let Some(rx) = feed_rx {
@@ -322,6 +375,7 @@ pub async fn serve_with(
     }
     tracing::info!(shows = rows.len(), addr = %listener.local_addr()?, "nightmarket serving");
     tokio::spawn(state.clone().ticker());
+    tokio::spawn(lifecycle::run(state.clone()));
 
     let app = router(state.clone());
     let mut stop = stop_rx.clone();

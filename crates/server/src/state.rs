@@ -106,6 +106,7 @@ pub struct AppState {
     pub inventory: Arc<dyn Inventory>,
     /// Distributed mode: the subscription to show events published by every node.
     pub feed: Option<EventFeed>,
+    pub clock: crate::clock::SharedClock,
     pub hub: Hub<Utf8Bytes>,
     pub metrics: Metrics,
     pub shows: RwLock<HashMap<ShowId, Arc<ShowRuntime>>>,
@@ -121,6 +122,7 @@ impl AppState {
         catalog: Arc<Store>,
         inventory: Arc<dyn Inventory>,
         feed: Option<EventFeed>,
+        clock: crate::clock::SharedClock,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let l = &config.limits;
@@ -136,6 +138,7 @@ impl AppState {
             catalog,
             inventory,
             feed,
+            clock,
             hub,
             metrics: Metrics::default(),
             shows: RwLock::new(HashMap::new()),
@@ -188,11 +191,10 @@ impl AppState {
         if let Ok(mut shows) = self.shows.write() {
             shows.entry(row.id.clone()).or_insert_with(|| rt.clone());
         }
-        // The catalog's status follows the book, which the journal made authoritative.
+        // The store's status follows the book, which the journal (or Redis) made
+        // authoritative: a node that stopped between the two catches up here.
         if view.status != row.status {
-            let _ = self
-                .catalog
-                .set_show_status(&row.id, row.status, view.status)
+            self.record_transition(&row.id, view.status, "recovery")
                 .await;
         }
         if let Some(flash) = view.flash {
@@ -206,12 +208,13 @@ impl AppState {
         self: &Arc<Self>,
         rt: &Arc<ShowRuntime>,
         cmd: Command,
+        actor: &str,
     ) -> Result<(Vec<SequencedEvent>, u64), InventoryError> {
         let _gate = rt.gate.lock().await;
         let events = self.inventory.command(&rt.id, cmd, now_ms()).await?;
         for ev in &events {
             self.deliver(rt, ev).await;
-            self.after_event(rt, ev).await;
+            self.after_event(rt, ev, actor).await;
         }
         let seq = events
             .last()
@@ -292,25 +295,68 @@ impl AppState {
         }
     }
 
-    async fn after_event(self: &Arc<Self>, rt: &Arc<ShowRuntime>, ev: &SequencedEvent) {
+    async fn after_event(
+        self: &Arc<Self>,
+        rt: &Arc<ShowRuntime>,
+        ev: &SequencedEvent,
+        actor: &str,
+    ) {
         match &ev.event {
             ShowEvent::ShowLive => {
-                let _ = self
-                    .catalog
-                    .set_show_status(&rt.id, ShowStatus::Scheduled, ShowStatus::Live)
+                self.record_transition(&rt.id, ShowStatus::Live, actor)
                     .await;
             }
             ShowEvent::ShowClosed { .. } => {
-                for from in [ShowStatus::Live, ShowStatus::Scheduled] {
-                    let _ = self
-                        .catalog
-                        .set_show_status(&rt.id, from, ShowStatus::Closed)
-                        .await;
-                }
+                self.record_transition(&rt.id, ShowStatus::Closed, actor)
+                    .await;
                 // Final stock goes out at once rather than at the next tick.
                 self.refresh(rt).await;
             }
             _ => {}
+        }
+    }
+
+    /// Makes the store's status follow a transition the inventory made: a compare-and-set from
+    /// each status the show may have come from, recording `actor` and enqueueing the webhook
+    /// event in the same transaction. Of several nodes (or a node and its own recovery) exactly
+    /// one records it.
+    pub async fn record_transition(&self, id: &ShowId, to: ShowStatus, actor: &str) {
+        let (froms, name): (&[ShowStatus], &str) = match to {
+            ShowStatus::Live => (&[ShowStatus::Scheduled], "show.live"),
+            ShowStatus::Closed => (&[ShowStatus::Live, ShowStatus::Scheduled], "show.closed"),
+            ShowStatus::Scheduled => return,
+        };
+        let row = match self.catalog.show(id).await {
+            Ok(Some(row)) => row,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(show = %id, error = %e, "cannot record transition");
+                return;
+            }
+        };
+        let now = self.clock.now();
+        let mut body = crate::api::show_body(&row, to);
+        match to {
+            ShowStatus::Live => body.live_at = Some(now),
+            _ => body.closed_at = Some(now),
+        }
+        let event = crate::market_api::show_event(name, &body, now);
+        for from in froms {
+            match self
+                .catalog
+                .transition(id, *from, to, now, actor, Some(&event))
+                .await
+            {
+                Ok(true) => {
+                    tracing::info!(show = %id, from = from.as_str(), to = to.as_str(), actor, "show transition");
+                    return;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(show = %id, error = %e, "cannot record transition");
+                    return;
+                }
+            }
         }
     }
 
@@ -330,7 +376,7 @@ impl AppState {
                 reason: EndReason::Expired,
                 only: Some(flash_id),
             };
-            if let Err(e) = state.command(&rt, cmd).await {
+            if let Err(e) = state.command(&rt, cmd, "timer").await {
                 tracing::warn!(show = %rt.id, flash_id, error = %e, "could not end expired flash");
             }
         });
@@ -344,7 +390,7 @@ impl AppState {
                 reason: EndReason::CapReached,
                 only: Some(flash_id),
             };
-            if let Err(e) = state.command(&rt, cmd).await {
+            if let Err(e) = state.command(&rt, cmd, "timer").await {
                 tracing::warn!(show = %rt.id, flash_id, error = %e, "could not end capped flash");
             }
         });

@@ -364,7 +364,8 @@ impl Session {
                 )
                 .await;
         }
-        match self.state.command(&self.rt, cmd).await {
+        let actor = format!("seller:{}", self.peer.claims.sub);
+        match self.state.command(&self.rt, cmd, &actor).await {
             Ok((_, seq)) => self.send_msg(&ServerMessage::Ack(Ack { req, seq })).await,
             Err(e) => {
                 let (code, message) = inventory_error(e);

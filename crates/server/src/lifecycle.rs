@@ -1,0 +1,116 @@
+//! Scheduled shows open at their slot start and close at their slot end plus grace, without
+//! anyone pressing a button. Every node runs this loop; the inventory's atomic commands and the
+//! store's compare-and-set make each transition happen once, whoever gets there first. The
+//! first pass runs at start, so a show whose end passed while every node was down is closed
+//! then (and one whose start passed is opened, if its slot is still running).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nightmarket_domain::ShowId;
+use nightmarket_inventory::{Command, InventoryError};
+
+use crate::state::{AppState, stopped};
+
+/// The actor recorded for transitions this loop makes.
+fn actor() -> String {
+    format!("scheduler@{}", std::process::id())
+}
+
+pub async fn run(state: Arc<AppState>) {
+    let every = Duration::from_millis(state.config.market.tick_ms);
+    let mut stop = state.shutdown.clone();
+    // Shows already reported as not admitted, so the log says it once, not every tick.
+    let mut reported = HashSet::new();
+    loop {
+        tick(&state, &mut reported).await;
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// One pass: close what is due, then open what is due. Errors are logged and retried next tick.
+pub async fn tick(state: &Arc<AppState>, reported: &mut HashSet<ShowId>) {
+    let now = state.clock.now();
+    let grace = state.config.market.close_grace_ms as i64;
+    let closing = match state
+        .catalog
+        .shows_due_close(now.saturating_sub(grace))
+        .await
+    {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!(error = %e, "lifecycle: cannot list shows due to close");
+            return;
+        }
+    };
+    for id in &closing {
+        apply(state, id, Command::Close).await;
+    }
+    let opening = match state.catalog.shows_due_live(now).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!(error = %e, "lifecycle: cannot list shows due to open");
+            return;
+        }
+    };
+    for id in opening.iter().filter(|id| !closing.contains(id)) {
+        let Ok(Some(row)) = state.catalog.show(id).await else {
+            continue;
+        };
+        let Some(sched) = &row.schedule else { continue };
+        let min_stars = match state.catalog.market(&sched.market_id).await {
+            Ok(Some(m)) => m.min_stars,
+            _ => nightmarket_domain::market::DEFAULT_MIN_STARS,
+        };
+        match crate::market_api::admission_issues(state, &row, min_stars).await {
+            Ok(issues) if issues.is_empty() => apply(state, id, Command::GoLive).await,
+            Ok(issues) => {
+                if reported.insert(id.clone()) {
+                    let reasons: Vec<String> = issues
+                        .iter()
+                        .map(|i| format!("{}: {}", i.product_id, i.reason))
+                        .collect();
+                    tracing::warn!(show = %id, reasons = ?reasons, "lifecycle: show not opened, a product is not admitted");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(show = %id, error = %e.message, "lifecycle: admission check failed")
+            }
+        }
+    }
+}
+
+async fn apply(state: &Arc<AppState>, id: &ShowId, cmd: Command) {
+    let row = match state.catalog.show(id).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(show = %id, error = %e, "lifecycle: cannot load show");
+            return;
+        }
+    };
+    // Loading syncs the store with the inventory: a transition another node made in the
+    // inventory but did not record yet is recorded here.
+    let rt = match state.load_show(&row).await {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::warn!(show = %id, error = %e, "lifecycle: cannot open show");
+            return;
+        }
+    };
+    match state.command(&rt, cmd, &actor()).await {
+        Ok(_) => {}
+        // Another node (or the seller) got there first: the inventory refused the second
+        // transition, and the store follows the inventory.
+        Err(InventoryError::Command(_)) => {
+            if let Ok(view) = state.inventory.view(id, None, state.clock.now()).await {
+                state.record_transition(id, view.status, "recovery").await;
+            }
+        }
+        Err(e) => tracing::warn!(show = %id, error = %e, "lifecycle: transition failed"),
+    }
+}
