@@ -1,7 +1,8 @@
 //! The Redis inventory on a Redis Cluster of three masters, the one `scripts/test` starts
 //! (NIGHTMARKET_TEST_REDIS_CLUSTER_URLS): the shared conformance suite with shows spread over
-//! several masters, scripts reloaded after a flush, and the sharded pub/sub feed across masters,
-//! including its recovery after a node drops the subscription. Each run uses its own key prefix.
+//! several masters, scripts reloaded after a flush, WAIT on the show's master, the sharded
+//! pub/sub feed across masters, its recovery after a node drops the subscription, and a show
+//! whose slot moves to another master (resharding). Each run uses its own key prefix.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeSet, HashMap};
@@ -355,4 +356,130 @@ async fn wait_asks_the_master_of_the_show() {
         ));
         assert_eq!(inv.stock(&show, 0).await.unwrap().seq, 1);
     }
+}
+
+/// A connection to one node of the cluster (`host:port`), for commands about that node.
+async fn node(addr: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(format!("redis://{addr}"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Moves `slot` with its keys from master `from` to master `to`, as resharding does.
+async fn move_slot(slot: u16, from: &str, to: &str) {
+    let (mut src, mut dst) = (node(from).await, node(to).await);
+    let id = |c: &mut redis::aio::MultiplexedConnection| {
+        let mut c = c.clone();
+        async move {
+            redis::cmd("CLUSTER")
+                .arg("MYID")
+                .query_async::<String>(&mut c)
+                .await
+                .unwrap()
+        }
+    };
+    let (src_id, dst_id) = (id(&mut src).await, id(&mut dst).await);
+    let setslot = |state: &'static str, id: String| {
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("SETSLOT").arg(slot).arg(state).arg(id);
+        cmd
+    };
+    let _: () = setslot("IMPORTING", src_id.clone())
+        .query_async(&mut dst)
+        .await
+        .unwrap();
+    let _: () = setslot("MIGRATING", dst_id.clone())
+        .query_async(&mut src)
+        .await
+        .unwrap();
+    let (host, port) = to.split_once(':').unwrap();
+    loop {
+        let keys: Vec<String> = redis::cmd("CLUSTER")
+            .arg("GETKEYSINSLOT")
+            .arg(slot)
+            .arg(100)
+            .query_async(&mut src)
+            .await
+            .unwrap();
+        if keys.is_empty() {
+            break;
+        }
+        let _: () = redis::cmd("MIGRATE")
+            .arg(host)
+            .arg(port)
+            .arg("")
+            .arg(0)
+            .arg(5000)
+            .arg("KEYS")
+            .arg(&keys)
+            .query_async(&mut src)
+            .await
+            .unwrap();
+    }
+    // The new owner first, then the old one; the third master learns it by gossip.
+    for conn in [&mut dst, &mut src] {
+        let _: () = setslot("NODE", dst_id.clone())
+            .query_async(conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_show_moved_to_another_master_keeps_its_state_and_its_feed() {
+    // Resharding changes the cluster under every test that follows events.
+    let _alone = SUBSCRIBERS.write().await;
+    let prefix = prefix();
+    let shows = one_show_per_master("move").await;
+    let (show, other) = (&shows[0], &shows[1]);
+    let owner = owners(&[show.to_string(), other.to_string()]).await;
+    let inv = connect(&prefix).await;
+    inv.open_show(show, lineup(10)).await.unwrap();
+    let (feed, mut rx) = inv.event_feed();
+    watch_until_live(&inv, &feed, &mut rx, std::slice::from_ref(show)).await;
+    let before = inv.stock(show, 0).await.unwrap();
+
+    let mut conn = admin().await;
+    let slot: u16 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(format!("{{{show}}}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    move_slot(slot, &owner[&show.to_string()], &owner[&other.to_string()]).await;
+    assert_eq!(
+        owners(&[show.to_string()]).await[&show.to_string()],
+        owner[&other.to_string()],
+        "the slot has moved"
+    );
+
+    // The inventory follows the redirection; the show's state moved with its keys.
+    let after = inv.stock(show, 0).await.unwrap();
+    assert_eq!((after.seq, after.version), (before.seq, before.version));
+    let mut sent = HashMap::new();
+    sent.insert(
+        show.clone(),
+        inv.command(show, Command::Pin(ProductId::parse("p1").unwrap()), 30)
+            .await
+            .unwrap(),
+    );
+    // The old master dropped the subscription; the feed subscribed at the new one and says so.
+    let mut reconnected = false;
+    for _ in 0..100 {
+        while let Ok(item) = rx.try_recv() {
+            reconnected |= matches!(item, FeedItem::Reconnected);
+        }
+        if reconnected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reconnected, "no Reconnected after the slot moved");
+    // Events published from now on arrive through the new master.
+    let events = inv.command(show, Command::Unpin, 31).await.unwrap();
+    sent.insert(show.clone(), events);
+    let (got, _) = receive(&mut rx, &sent).await;
+    assert_eq!(got, sent);
 }

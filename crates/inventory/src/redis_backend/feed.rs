@@ -14,7 +14,7 @@
 //! confirmations of one reconnection are gathered for [`RESUBSCRIBE_SETTLE`] and reported as
 //! one [`FeedItem::Reconnected`]. A `sunsubscribe` the server sends on its own (the slot moved
 //! to another master: failover, resharding) is answered by subscribing again, which the new
-//! owner confirms. Should all this miss a case, the server still compares each watched show's
+//! owner confirms; the crate itself forgets such a subscription. Should all this miss a case, the server still compares each watched show's
 //! sequence with Redis on every stock tick and repairs from history: a lost event then costs
 //! at most one tick.
 

@@ -52,10 +52,11 @@ macro_rules! script {
     };
 }
 
-/// How long one reply from a Cluster node may take, and one request with its redirections and
-/// retries in all. A node that is down (until its replica takes over) answers `unavailable`
-/// within this rather than holding claims.
+/// How long one reply from a Cluster node may take (as on one Redis).
 const CLUSTER_RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long one request may take on a Cluster with its redirections and retries in all: a
+/// master that is down (until its replica takes over) is answered `unavailable` within this
+/// rather than holding claims.
 const CLUSTER_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Retries of one request on a Cluster: redirections (MOVED, ASK after a slot moved), a dropped
 /// connection, TRYAGAIN. A script whose reply was lost may run again; every script is safe to
