@@ -86,6 +86,10 @@ fn refused(d: &ClaimDecision) -> Option<RefusalReason> {
     }
 }
 
+/// The shows [`run`] opens, as `<prefix>-<name>`: a Redis Cluster test uses them to check that
+/// the suite's shows spread over several masters.
+pub const SHOWS: [&str; 5] = ["lifecycle", "flash", "cancel", "race", "history"];
+
 async fn open(
     inv: &dyn Inventory,
     prefix: &str,
@@ -93,6 +97,7 @@ async fn open(
     stock: u32,
     limit: u32,
 ) -> Result<ShowId, String> {
+    debug_assert!(SHOWS.contains(&name), "conformance::SHOWS lacks {name}");
     let show = ShowId::parse(format!("{prefix}-{name}")).map_err(err)?;
     inv.open_show(&show, lineup(stock, limit)?)
         .await

@@ -34,6 +34,7 @@ pub struct Config {
     pub auth_secret: Secret,
     pub dev: bool,
     pub redis_url: String,
+    pub redis_cluster: bool,
     pub redis_prefix: String,
     pub redis_wait_replicas: u32,
     pub redis_wait_ms: u64,
@@ -188,11 +189,26 @@ impl Config {
                     .into(),
             ));
         }
-        let url = &self.redis_url;
-        if !(url.is_empty() || url.starts_with("redis://") || url.starts_with("rediss://")) {
+        let seeds = self.redis_seeds();
+        if seeds
+            .iter()
+            .any(|url| !(url.starts_with("redis://") || url.starts_with("rediss://")))
+        {
             return Err(invalid(
                 "redis_url",
-                "must start with redis:// or rediss://".into(),
+                "every URL must start with redis:// or rediss://".into(),
+            ));
+        }
+        if self.redis_cluster && seeds.is_empty() {
+            return Err(invalid(
+                "redis_cluster",
+                "a Redis Cluster needs its nodes in redis_url (comma-separated)".into(),
+            ));
+        }
+        if !self.redis_cluster && seeds.len() > 1 {
+            return Err(invalid(
+                "redis_url",
+                "several URLs name the nodes of a Redis Cluster: set redis_cluster = true".into(),
             ));
         }
         let p = &self.redis_prefix;
@@ -277,6 +293,16 @@ impl Config {
             return Err(invalid("limits.event_history", "at most 1048576".into()));
         }
         Ok(())
+    }
+
+    /// The URLs in `redis_url`: one Redis, or the seed nodes of a Redis Cluster.
+    pub fn redis_seeds(&self) -> Vec<String> {
+        self.redis_url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
@@ -402,6 +428,43 @@ mod tests {
         assert!(e.to_string().contains("auth_secret"), "{e}");
         let e = Config::load(None, env(&[("NIGHTMARKET_AUTH_SECRET", "short")])).unwrap_err();
         assert!(e.to_string().contains("at least 32 bytes"), "{e}");
+    }
+
+    #[test]
+    fn a_redis_cluster_takes_its_seed_nodes_from_redis_url() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("NIGHTMARKET_REDIS_CLUSTER", "true"),
+                (
+                    "NIGHTMARKET_REDIS_URL",
+                    "redis://10.0.0.1:7000, redis://10.0.0.2:7000",
+                ),
+            ]),
+        )
+        .expect("cluster config loads");
+        assert!(c.redis_cluster);
+        assert_eq!(
+            c.redis_seeds(),
+            ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]
+        );
+        let e = Config::load(None, env(&[("NIGHTMARKET_REDIS_CLUSTER", "true")])).unwrap_err();
+        assert!(e.to_string().contains("redis_cluster"), "{e}");
+        let e = Config::load(
+            None,
+            env(&[("NIGHTMARKET_REDIS_URL", "redis://a:1,redis://b:1")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("redis_cluster = true"), "{e}");
+        let e = Config::load(
+            None,
+            env(&[
+                ("NIGHTMARKET_REDIS_CLUSTER", "yes"),
+                ("NIGHTMARKET_REDIS_URL", "redis://a:1,b:1"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("redis_url"), "{e}");
     }
 
     #[test]

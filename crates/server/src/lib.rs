@@ -83,8 +83,9 @@ pub struct Backends {
 }
 
 /// Opens the backends the configuration names: the embedded inventory (memory, journaled to
-/// SQLite) or, with `redis_url`, the Redis inventory shared by every node. The catalog is the
-/// SQLite file under `data_dir`, or PostgreSQL with `database_url`.
+/// SQLite) or, with `redis_url`, the Redis inventory shared by every node, on one Redis or
+/// (`redis_cluster`) on a Redis Cluster. The store is the SQLite file under `data_dir`, or
+/// PostgreSQL with `database_url`.
 pub async fn open_backends(config: &Config) -> Result<Backends, ServerError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
         path: config.data_dir.display().to_string(),
@@ -102,12 +103,12 @@ pub async fn open_backends(config: &Config) -> Result<Backends, ServerError> {
     }
     .map_err(|e| ServerError::Storage(e.to_string()))?;
     if !config.redis_url.is_empty() {
-        let redis = RedisInventory::connect(
-            &config.redis_url,
-            &config.redis_prefix,
-            config.limits.event_history,
-        )
-        .await
+        let (prefix, history) = (&config.redis_prefix, config.limits.event_history);
+        let redis = if config.redis_cluster {
+            RedisInventory::connect_cluster(&config.redis_seeds(), prefix, history).await
+        } else {
+            RedisInventory::connect(&config.redis_url, prefix, history).await
+        }
         .map_err(|e| ServerError::Storage(e.to_string()))?
         .with_wait(config.redis_wait_replicas, config.redis_wait_ms);
         let feed = redis.event_feed();

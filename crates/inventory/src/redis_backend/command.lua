@@ -2,7 +2,8 @@
 -- event it produces takes the show's next sequence number, is appended to the bounded event
 -- history and published to the show's channel in the same step, so history, state and
 -- publication never disagree. Refusals change nothing. `publish` is PUBLISH, or SPUBLISH on a
--- Redis Cluster (the channel carries the show's hash tag, so it maps to the show's shard).
+-- Redis Cluster. The channel is not a key, so it is passed in ARGV; it carries the show's hash
+-- tag, so it hashes to the slot of the KEYS and Redis Cluster lets the script publish on it.
 local op, now, history, channel, publish = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local events = {}
 

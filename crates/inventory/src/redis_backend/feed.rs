@@ -4,12 +4,28 @@
 //! Pub/sub may lose messages (a dropped connection, a Redis restart). The feed therefore
 //! reports every reconnection, and the receiver repairs any gap from the show's event history
 //! by sequence number; a lost message costs a little latency, never an event.
+//!
+//! On a Redis Cluster the feed uses sharded pub/sub: `SSUBSCRIBE` to each show's channel, which
+//! the cluster connection sends to the master owning the channel's slot (the show's slot). The
+//! `redis` crate delivers the messages as RESP3 pushes and, when a node's connection drops or
+//! the slot map changes, reconnects and subscribes again by itself without telling the caller.
+//! The feed infers it from the pushes: every subscription confirmation other than the first one
+//! of a newly watched show is a resubscription, so events may have been missed before it; the
+//! confirmations of one reconnection are gathered for [`RESUBSCRIBE_SETTLE`] and reported as
+//! one [`FeedItem::Reconnected`]. A `sunsubscribe` the server sends on its own (the slot moved
+//! to another master: failover, resharding) is answered by subscribing again, which the new
+//! owner confirms; the crate itself forgets such a subscription. Should all this miss a case, the server still compares each watched show's
+//! sequence with Redis on every stock tick and repairs from history: a lost event then costs
+//! at most one tick.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use nightmarket_domain::{SequencedEvent, ShowId};
+use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 
 /// Events waiting for the server to take them; beyond this the subscriber stops reading and
@@ -17,6 +33,9 @@ use tokio::sync::mpsc;
 const FEED_QUEUE: usize = 4096;
 /// Pause before reconnecting after the subscription connection failed.
 const RECONNECT_DELAY: Duration = Duration::from_millis(250);
+/// On a Cluster, resubscription confirmations arriving within this window of the first one
+/// (several channels, several nodes reconnecting) are reported as one reconnection.
+const RESUBSCRIBE_SETTLE: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
 pub enum FeedItem {
@@ -99,4 +118,151 @@ pub(super) fn start(
         }
     });
     (EventFeed { watch: watch_tx }, rx)
+}
+
+/// The sharded pub/sub feed of a Redis Cluster (see the module documentation).
+pub(super) fn start_cluster(
+    seeds: Vec<String>,
+    channel_of: impl Fn(&ShowId) -> String + Send + 'static,
+) -> (EventFeed, mpsc::Receiver<FeedItem>) {
+    let (watch_tx, mut watch_rx) = mpsc::unbounded_channel::<ShowId>();
+    let (out, rx) = mpsc::channel(FEED_QUEUE);
+    // The crate hands pushes over synchronously and must not block: beyond FEED_QUEUE they are
+    // dropped, and the drop is reported as a reconnection so the receiver repairs from history.
+    let (push_tx, mut pushes) = mpsc::channel::<PushInfo>(FEED_QUEUE);
+    let overflow = Arc::new(AtomicBool::new(false));
+    let dropped = overflow.clone();
+    let push_sender = move |info: PushInfo| {
+        if push_tx.try_send(info).is_err() {
+            dropped.store(true, Ordering::Relaxed);
+        }
+        Ok::<(), ()>(())
+    };
+    tokio::spawn(async move {
+        let client = match super::cluster_builder(&seeds)
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(push_sender)
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "event feed: bad Redis Cluster configuration");
+                return;
+            }
+        };
+        let conn = loop {
+            match client.get_async_connection().await {
+                Ok(c) => break c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "event feed: cannot reach the cluster; retrying");
+                    tokio::time::sleep(RECONNECT_DELAY).await;
+                }
+            }
+        };
+        // Subscribing waits for the owning master; a slow one must not hold up the others'
+        // messages, so each subscription runs on its own until it is confirmed.
+        let subscribe = |channel: String| {
+            let mut conn = conn.clone();
+            tokio::spawn(async move {
+                while let Err(e) = conn.ssubscribe(&channel).await {
+                    tracing::warn!(error = %e, channel, "event feed: cannot subscribe; retrying");
+                    tokio::time::sleep(RECONNECT_DELAY).await;
+                }
+            });
+        };
+        let mut channels: HashMap<String, ShowId> = HashMap::new();
+        // Channels newly watched whose first confirmation is still to come: that confirmation
+        // is not a resubscription.
+        let mut fresh: HashSet<String> = HashSet::new();
+        // When to report the resubscriptions confirmed so far.
+        let mut report_at: Option<tokio::time::Instant> = None;
+        loop {
+            let settled = async {
+                match report_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let item = tokio::select! {
+                () = settled => {
+                    report_at = None;
+                    Some(FeedItem::Reconnected)
+                }
+                show = watch_rx.recv() => {
+                    let Some(show) = show else { return };
+                    let channel = channel_of(&show);
+                    if let std::collections::hash_map::Entry::Vacant(slot) =
+                        channels.entry(channel.clone())
+                    {
+                        slot.insert(show);
+                        fresh.insert(channel.clone());
+                        subscribe(channel);
+                    }
+                    None
+                }
+                push = pushes.recv() => {
+                    let Some(push) = push else { return };
+                    match push.kind {
+                        PushKind::SMessage => event(&channels, push.data),
+                        PushKind::Disconnection => {
+                            tracing::warn!("event feed: a cluster node connection dropped");
+                            None
+                        }
+                        // Sent by a master that no longer owns the slot (failover, resharding).
+                        PushKind::SUnsubscribe => {
+                            let channel = push.data.first().and_then(text);
+                            if let Some(channel) = channel.filter(|c| channels.contains_key(c)) {
+                                subscribe(channel);
+                            }
+                            None
+                        }
+                        PushKind::SSubscribe => {
+                            let channel = push.data.first().and_then(text).unwrap_or_default();
+                            if !fresh.remove(&channel) && report_at.is_none() {
+                                report_at =
+                                    Some(tokio::time::Instant::now() + RESUBSCRIBE_SETTLE);
+                            }
+                            None
+                        }
+                        _ => None,
+                    }
+                }
+            };
+            if let Some(item) = item
+                && out.send(item).await.is_err()
+            {
+                return;
+            }
+            if overflow.swap(false, Ordering::Relaxed) {
+                tracing::warn!("event feed: queue full, events dropped; repairing from history");
+                if out.send(FeedItem::Reconnected).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    (EventFeed { watch: watch_tx }, rx)
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// An `smessage` push: `[channel, payload]`.
+fn event(channels: &HashMap<String, ShowId>, data: Vec<Value>) -> Option<FeedItem> {
+    let [channel, Value::BulkString(payload)] = <[Value; 2]>::try_from(data).ok()? else {
+        return None;
+    };
+    let show = channels.get(&text(&channel)?)?;
+    match serde_json::from_slice::<SequencedEvent>(&payload) {
+        Ok(ev) => Some(FeedItem::Event(show.clone(), ev)),
+        Err(e) => {
+            tracing::error!(error = %e, "event feed: unreadable event");
+            None
+        }
+    }
 }

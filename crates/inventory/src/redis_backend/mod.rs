@@ -19,6 +19,12 @@
 //!
 //! Scripts run with EVALSHA and fall back to EVAL on NOSCRIPT (after a Redis restart), through
 //! the `redis` crate's `Script`.
+//!
+//! The same code runs on one Redis ([`RedisInventory::connect`]) and on a Redis Cluster
+//! ([`RedisInventory::connect_cluster`]): every script names all ten keys of one show in KEYS,
+//! so it runs on the master that owns the show's slot. Events go out with `PUBLISH` on one
+//! Redis and with sharded `SPUBLISH` on a Cluster, where the channel `<prefix>{<show>}:ev` carries
+//! the show's hash tag and therefore lives on the same shard as the show (see [`EventFeed`]).
 
 use async_trait::async_trait;
 use nightmarket_domain::book::{MAX_COUNTDOWN_SECONDS, MAX_FLASH_SECONDS};
@@ -28,6 +34,8 @@ use nightmarket_domain::{
     SequencedEvent, ShowId, ShowStatus,
 };
 use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -44,13 +52,72 @@ macro_rules! script {
     };
 }
 
+/// How long one reply from a Cluster node may take (as on one Redis).
+const CLUSTER_RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long one request may take on a Cluster with its redirections and retries in all: a
+/// master that is down (until its replica takes over) is answered `unavailable` within this
+/// rather than holding claims.
+const CLUSTER_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Retries of one request on a Cluster: redirections (MOVED, ASK after a slot moved), a dropped
+/// connection, TRYAGAIN. A script whose reply was lost may run again; every script is safe to
+/// rerun (a claim id answers `duplicate`, a command already applied is refused).
+const CLUSTER_RETRIES: u32 = 3;
+
+/// Where the inventory's Redis lives: its address(es), for the event feed's own connections.
+#[derive(Clone)]
+enum Server {
+    Single(redis::Client),
+    /// The seed URLs of a Redis Cluster.
+    Cluster(Vec<String>),
+}
+
+/// One connection handle for both kinds of deployment: a single Redis (reconnecting by itself)
+/// or a Redis Cluster (routing each command by its first key's slot).
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 /// See the module documentation.
 pub struct RedisInventory {
-    client: redis::Client,
-    conn: ConnectionManager,
+    server: Server,
+    conn: Conn,
     /// Whether the last round trip succeeded, for readiness.
     healthy: AtomicBool,
-    /// `PUBLISH`, or `SPUBLISH` on a Redis Cluster.
+    /// `PUBLISH`, or `SPUBLISH` on a Redis Cluster (sharded pub/sub: the message stays on the
+    /// show's shard instead of being broadcast to every node).
     publish: &'static str,
     /// Acknowledge a change only once this many replicas have it, waiting at most this long.
     wait: Option<(u32, u64)>,
@@ -61,6 +128,17 @@ pub struct RedisInventory {
     cancel: redis::Script,
     command: redis::Script,
     read: redis::Script,
+}
+
+/// A Cluster client with the bounds above; the event feed adds RESP3 and a push sender.
+fn cluster_builder(seeds: &[String]) -> redis::cluster::ClusterClientBuilder {
+    redis::cluster::ClusterClientBuilder::new(seeds.to_vec())
+        .retries(CLUSTER_RETRIES)
+        .min_retry_wait(10)
+        .max_retry_wait(200)
+        .connection_timeout(std::time::Duration::from_secs(1))
+        .response_timeout(CLUSTER_RESPONSE_TIMEOUT)
+        .overall_response_timeout(Some(CLUSTER_REQUEST_TIMEOUT))
 }
 
 fn unavailable(e: impl std::fmt::Display) -> InventoryError {
@@ -204,16 +282,50 @@ impl ReadOut {
 }
 
 impl RedisInventory {
-    /// Connects to `url`; keys are prefixed with `prefix` (one deployment, or one test, each).
-    /// `history` bounds each show's kept events.
+    /// Connects to the single Redis at `url`; keys are prefixed with `prefix` (one deployment, or
+    /// one test, each). `history` bounds each show's kept events.
     pub async fn connect(url: &str, prefix: &str, history: usize) -> Result<Self, InventoryError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
         let conn = client.get_connection_manager().await.map_err(unavailable)?;
+        Self::start(
+            Server::Single(client),
+            Conn::Single(conn),
+            "PUBLISH",
+            prefix,
+            history,
+        )
+        .await
+    }
+
+    /// Connects to the Redis Cluster that `seeds` belong to (one reachable node is enough; the
+    /// others are discovered). Keys and scripts are the same as on one Redis; events use sharded
+    /// pub/sub, so Redis 7 or later is needed.
+    pub async fn connect_cluster(
+        seeds: &[String],
+        prefix: &str,
+        history: usize,
+    ) -> Result<Self, InventoryError> {
+        if seeds.is_empty() {
+            return Err(unavailable("no Redis Cluster node given"));
+        }
+        let client = cluster_builder(seeds).build().map_err(unavailable)?;
+        let conn = client.get_async_connection().await.map_err(unavailable)?;
+        let server = Server::Cluster(seeds.to_vec());
+        Self::start(server, Conn::Cluster(conn), "SPUBLISH", prefix, history).await
+    }
+
+    async fn start(
+        server: Server,
+        conn: Conn,
+        publish: &'static str,
+        prefix: &str,
+        history: usize,
+    ) -> Result<Self, InventoryError> {
         let inventory = Self {
-            client,
+            server,
             conn,
             healthy: AtomicBool::new(true),
-            publish: "PUBLISH",
+            publish,
             wait: None,
             prefix: prefix.to_owned(),
             history: history.max(1),
@@ -225,6 +337,8 @@ impl RedisInventory {
         };
         // Load every script up front: the first claim then runs with one round trip, and a
         // Redis too old for the scripts fails here, at start, rather than on a viewer's claim.
+        // On a Cluster, SCRIPT LOAD goes to every master; a master that joins later, or a
+        // replica promoted by a failover, loads a script on its first NOSCRIPT.
         let mut conn = inventory.conn.clone();
         for script in [
             &inventory.open,
@@ -238,6 +352,11 @@ impl RedisInventory {
         Ok(inventory)
     }
 
+    /// Whether this inventory runs on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.server, Server::Cluster(_))
+    }
+
     /// Acknowledges claims, cancellations and commands only once `replicas` replicas have
     /// them (Redis `WAIT`, at most `timeout_ms`). Otherwise the answer is `unavailable`; the
     /// change stands, and a retry with the same claim id is answered once it has replicated.
@@ -246,17 +365,27 @@ impl RedisInventory {
         self
     }
 
-    async fn replicated(&self) -> Result<(), InventoryError> {
+    async fn replicated(&self, show: &ShowId) -> Result<(), InventoryError> {
         let Some((replicas, timeout_ms)) = self.wait else {
             return Ok(());
         };
-        let mut conn = self.conn.clone();
-        let acked: u32 = redis::cmd("WAIT")
-            .arg(replicas)
-            .arg(timeout_ms)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(timeout_ms);
+        let acked: u32 = match &self.conn {
+            Conn::Single(c) => wait.query_async(&mut c.clone()).await,
+            // WAIT concerns the writes of this connection to one master: the one that owns the
+            // show's slot (the crate would otherwise ask every master and keep the minimum).
+            Conn::Cluster(c) => {
+                let [meta, ..] = self.keys(show);
+                let route = Route::with_key(meta, SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                c.clone()
+                    .route_command(wait, routing)
+                    .await
+                    .and_then(|v| redis::from_redis_value(v).map_err(Into::into))
+            }
+        }
+        .map_err(unavailable)?;
         if acked < replicas {
             return Err(InventoryError::Unavailable(format!(
                 "redis: {acked} of {replicas} replicas acknowledged within {timeout_ms} ms; retry"
@@ -273,9 +402,11 @@ impl RedisInventory {
     /// Starts the node's subscription to show events (see [`EventFeed`]).
     pub fn event_feed(&self) -> (EventFeed, tokio::sync::mpsc::Receiver<FeedItem>) {
         let prefix = self.prefix.clone();
-        feed::start(self.client.clone(), move |show| {
-            format!("{prefix}{{{show}}}:ev")
-        })
+        let channel_of = move |show: &ShowId| format!("{prefix}{{{show}}}:ev");
+        match &self.server {
+            Server::Single(client) => feed::start(client.clone(), channel_of),
+            Server::Cluster(seeds) => feed::start_cluster(seeds.clone(), channel_of),
+        }
     }
 
     fn keys(&self, show: &ShowId) -> [String; 10] {
@@ -461,7 +592,7 @@ impl Inventory for RedisInventory {
             return Err(command_error(&code, detail));
         }
         if !out.events.is_empty() {
-            self.replicated().await?;
+            self.replicated(show).await?;
         }
         Ok(out.events)
     }
@@ -482,7 +613,7 @@ impl Inventory for RedisInventory {
         ];
         let out: ClaimOut = self.run(&self.claim, show, &args).await?;
         if matches!(out.o.as_str(), "accepted" | "duplicate") {
-            self.replicated().await?;
+            self.replicated(show).await?;
         }
         let accepted = |out: ClaimOut| -> Result<ClaimAccepted, InventoryError> {
             let rec = out
@@ -530,7 +661,7 @@ impl Inventory for RedisInventory {
         let args = [claim_id.to_string(), buyer.to_string(), now.to_string()];
         let out: ClaimOut = self.run(&self.cancel, show, &args).await?;
         if matches!(out.o.as_str(), "cancelled" | "already") {
-            self.replicated().await?;
+            self.replicated(show).await?;
         }
         let record = |out: ClaimOut| -> Result<(ClaimRecord, u32), InventoryError> {
             let rec = out
