@@ -5,6 +5,7 @@ mod authz;
 mod bad_input;
 mod docs;
 mod http_api;
+mod market;
 mod nodes;
 mod restart;
 mod resume;

@@ -78,14 +78,49 @@ impl TestServer {
         }
     }
 
+    /// Starts the server over `dir` with a manual clock (time moves only when the test says).
+    pub async fn start_clocked(
+        dir: tempfile::TempDir,
+        clock: nightmarket_server::clock::ManualClock,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let mut backends = nightmarket_server::open_backends(&config).await.unwrap();
+        backends.clock = std::sync::Arc::new(clock);
+        let task = tokio::spawn(async move {
+            nightmarket_server::serve_with(listener, config, backends, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self {
+            addr,
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
     /// Graceful shutdown; waits for it to finish.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
+        self.stop_keep_dir().await;
+    }
+
+    /// Graceful shutdown; returns the data directory for a restart over it.
+    pub async fn stop_keep_dir(mut self) -> tempfile::TempDir {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
         if let Some(t) = self.task.take() {
             let _ = tokio::time::timeout(WAIT, t).await;
         }
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
     }
 }
 
