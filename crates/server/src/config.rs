@@ -218,10 +218,8 @@ impl Config {
                     .into(),
             ));
         }
-        if !self.database_url.is_empty()
-            && !(self.database_url.starts_with("postgres://")
-                || self.database_url.starts_with("postgresql://"))
-        {
+        let db = &self.database_url;
+        if !(db.is_empty() || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
             return Err(invalid(
                 "database_url",
                 "expected postgres://user@host:port/database (empty: the embedded SQLite store)"
