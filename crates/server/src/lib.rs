@@ -5,6 +5,7 @@
 //! - [`auth`]: HS256 tokens carrying role and subject.
 //! - [`api`]: HTTP handlers; [`ws`]: one WebSocket session per viewer or seller.
 //! - [`state`]: shared state, the per-show command gate, flash timers and the stock ticker.
+//! - [`webhooks`]: the deliverer that POSTs signed webhook events, with retries.
 //! - [`run`]: serve on a bound listener until a shutdown future resolves, then drain.
 
 pub mod api;
@@ -15,6 +16,7 @@ pub mod convert;
 pub mod error;
 pub mod metrics;
 pub mod state;
+pub mod webhooks;
 pub mod ws;
 
 use std::collections::HashMap;
