@@ -220,7 +220,12 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    pub fn new(store: Arc<Store>, limits: WebhookLimits, clock: SharedClock) -> Self {
+    /// A deliverer over `store`. `limits` are normally the validated `webhooks` table of the
+    /// configuration; a zero `batch`, `max_in_flight` or `poll_ms` counts as 1.
+    pub fn new(store: Arc<Store>, mut limits: WebhookLimits, clock: SharedClock) -> Self {
+        limits.batch = limits.batch.max(1);
+        limits.max_in_flight = limits.max_in_flight.clamp(1, Semaphore::MAX_PERMITS);
+        limits.poll_ms = limits.poll_ms.max(1);
         let mut connector = HttpConnector::new();
         // Connecting counts towards `timeout_ms`, which bounds the whole attempt.
         connector.set_nodelay(true);
