@@ -42,6 +42,7 @@ pub struct Config {
     pub database_pool_size: usize,
     pub database_timeout_ms: u64,
     pub limits: Limits,
+    pub webhooks: WebhookLimits,
     pub market: MarketTiming,
 }
 
@@ -75,6 +76,28 @@ pub struct Limits {
     pub max_lineup: usize,
     pub socket_send_buffer: usize,
     pub shutdown_grace_ms: u64,
+}
+
+/// How webhook deliveries are attempted. See `config/default.toml` for what each means.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookLimits {
+    /// Attempts in all before a delivery is `failed`.
+    pub attempts: u32,
+    /// Delay before the first retry; doubles with each further attempt.
+    pub backoff_ms: u64,
+    /// Longest delay between two attempts.
+    pub max_backoff_ms: u64,
+    /// Longest one attempt may take, connecting included.
+    pub timeout_ms: u64,
+    /// How long a leased delivery stays with this node; more than `timeout_ms`.
+    pub lease_ms: u64,
+    /// Deliveries leased per poll at most.
+    pub batch: u32,
+    /// Pause between polls when nothing is due.
+    pub poll_ms: u64,
+    /// Requests in flight at once per node.
+    pub max_in_flight: usize,
 }
 
 /// A secret that never shows up in logs or `Debug` output.
@@ -222,10 +245,8 @@ impl Config {
                     .into(),
             ));
         }
-        if !self.database_url.is_empty()
-            && !(self.database_url.starts_with("postgres://")
-                || self.database_url.starts_with("postgresql://"))
-        {
+        let db = &self.database_url;
+        if !(db.is_empty() || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
             return Err(invalid(
                 "database_url",
                 "expected postgres://user@host:port/database (empty: the embedded SQLite store)"
@@ -291,6 +312,58 @@ impl Config {
         }
         if l.event_history > 1 << 20 {
             return Err(invalid("limits.event_history", "at most 1048576".into()));
+        }
+        let w = &self.webhooks;
+        let positive: [(&'static str, u64); 8] = [
+            ("webhooks.attempts", u64::from(w.attempts)),
+            ("webhooks.backoff_ms", w.backoff_ms),
+            ("webhooks.max_backoff_ms", w.max_backoff_ms),
+            ("webhooks.timeout_ms", w.timeout_ms),
+            ("webhooks.lease_ms", w.lease_ms),
+            ("webhooks.batch", u64::from(w.batch)),
+            ("webhooks.poll_ms", w.poll_ms),
+            ("webhooks.max_in_flight", w.max_in_flight as u64),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
+        // A week bounds every duration: far beyond any sensible value, and sums of them stay
+        // well inside the store's millisecond timestamps.
+        const WEEK_MS: u64 = 7 * 24 * 3600 * 1000;
+        for (key, v) in [
+            ("webhooks.backoff_ms", w.backoff_ms),
+            ("webhooks.max_backoff_ms", w.max_backoff_ms),
+            ("webhooks.timeout_ms", w.timeout_ms),
+            ("webhooks.lease_ms", w.lease_ms),
+            ("webhooks.poll_ms", w.poll_ms),
+        ] {
+            if v > WEEK_MS {
+                return Err(invalid(key, format!("at most {WEEK_MS} (a week)")));
+            }
+        }
+        if w.max_backoff_ms < w.backoff_ms {
+            return Err(invalid(
+                "webhooks.max_backoff_ms",
+                format!("must be at least webhooks.backoff_ms ({})", w.backoff_ms),
+            ));
+        }
+        if w.lease_ms <= w.timeout_ms {
+            return Err(invalid(
+                "webhooks.lease_ms",
+                format!(
+                    "must exceed webhooks.timeout_ms ({}): a delivery still in flight when its \
+                     lease ends would be attempted again by another node",
+                    w.timeout_ms
+                ),
+            ));
+        }
+        if w.batch > 10_000 {
+            return Err(invalid("webhooks.batch", "at most 10000".into()));
+        }
+        if w.max_in_flight > 10_000 {
+            return Err(invalid("webhooks.max_in_flight", "at most 10000".into()));
         }
         Ok(())
     }
@@ -465,6 +538,29 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("redis_url"), "{e}");
+    }
+
+    #[test]
+    fn webhook_keys_load_and_validate() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("NIGHTMARKET_WEBHOOKS_ATTEMPTS", "3"),
+                ("NIGHTMARKET_WEBHOOKS_MAX_IN_FLIGHT", "4"),
+            ]),
+        )
+        .expect("webhook overrides load");
+        assert_eq!(c.webhooks.attempts, 3);
+        assert_eq!(c.webhooks.max_in_flight, 4);
+        assert_eq!(c.webhooks.lease_ms, 60_000);
+        let e = Config::load(None, env(&[("NIGHTMARKET_WEBHOOKS_BATCH", "0")])).unwrap_err();
+        assert!(e.to_string().contains("webhooks.batch"), "{e}");
+        let e = Config::load(None, env(&[("NIGHTMARKET_WEBHOOKS_LEASE_MS", "10000")])).unwrap_err();
+        assert!(e.to_string().contains("webhooks.lease_ms"), "{e}");
+        assert!(e.to_string().contains("timeout_ms"), "{e}");
+        let e =
+            Config::load(None, env(&[("NIGHTMARKET_WEBHOOKS_MAX_BACKOFF_MS", "10")])).unwrap_err();
+        assert!(e.to_string().contains("webhooks.max_backoff_ms"), "{e}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! - [`auth`]: HS256 tokens carrying role and subject.
 //! - [`api`]: HTTP handlers; [`ws`]: one WebSocket session per viewer or seller.
 //! - [`state`]: shared state, the per-show command gate, flash timers and the stock ticker.
+//! - [`webhooks`]: the deliverer that POSTs signed webhook events, with retries.
 //! - [`run`]: serve on a bound listener until a shutdown future resolves, then drain.
 
 pub mod api;
@@ -17,6 +18,7 @@ pub mod lifecycle;
 pub mod market_api;
 pub mod metrics;
 pub mod state;
+pub mod webhooks;
 pub mod ws;
 
 use std::collections::HashMap;
@@ -377,6 +379,14 @@ pub async fn serve_with(
     tracing::info!(shows = rows.len(), addr = %listener.local_addr()?, "nightmarket serving");
     tokio::spawn(state.clone().ticker());
     tokio::spawn(lifecycle::run(state.clone()));
+    let deliverer = webhooks::Deliverer::new(
+        state.catalog.clone(),
+        state.config.webhooks.clone(),
+        state.clock.clone(),
+    )
+    .with_counters(state.metrics.webhooks.clone());
+    let mut deliverer_stop = stop_rx.clone();
+    tokio::spawn(deliverer.run(async move { state::stopped(&mut deliverer_stop).await }));
 
     let app = router(state.clone());
     let mut stop = stop_rx.clone();

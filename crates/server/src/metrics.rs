@@ -2,6 +2,7 @@
 //! not need a metrics framework on the hot path.
 
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nightmarket_wire::ErrorCode;
@@ -29,6 +30,19 @@ pub struct Metrics {
     pub rate_limited: AtomicU64,
     /// Error frames sent for bad input.
     pub bad_input: AtomicU64,
+    /// Webhook delivery attempts, shared with the deliverer.
+    pub webhooks: Arc<WebhookCounters>,
+}
+
+/// Webhook delivery attempts of this node, by outcome.
+#[derive(Debug, Default)]
+pub struct WebhookCounters {
+    /// Attempts answered 2xx.
+    pub delivered: AtomicU64,
+    /// Attempts that failed and will be tried again.
+    pub retry: AtomicU64,
+    /// Attempts after which the delivery is given up (410 Gone, or attempts exhausted).
+    pub failed: AtomicU64,
 }
 
 pub fn inc(c: &AtomicU64) {
@@ -167,6 +181,17 @@ impl Metrics {
             "counter",
             "Error frames sent for bad client input.",
             &one(g(&self.bad_input)),
+        );
+        let w = &self.webhooks;
+        metric(
+            "nightmarket_webhook_deliveries_total",
+            "counter",
+            "Webhook delivery attempts made by this node, by outcome.",
+            &[
+                ("{outcome=\"delivered\"}".to_string(), g(&w.delivered)),
+                ("{outcome=\"retry\"}".to_string(), g(&w.retry)),
+                ("{outcome=\"failed\"}".to_string(), g(&w.failed)),
+            ],
         );
         out
     }
