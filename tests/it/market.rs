@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 /// 2026-11-25 00:00 UTC, a Wednesday: "next Friday" is 2026-11-27.
 const WEDNESDAY: i64 = 1_795_564_800_000;
 /// 2026-11-27 20:30 in Hanoi (UTC+7) = 13:30 UTC.
-const FRIDAY_2030: i64 = 1_795_757_400_000;
+const FRIDAY_2030: i64 = 1_795_786_200_000;
 const MINUTE: i64 = 60_000;
 
 fn fast(c: &mut nightmarket_server::config::Config) {
