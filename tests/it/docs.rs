@@ -50,3 +50,60 @@ fn readme_gives_the_two_commands() {
     assert!(readme.contains("cargo run --release -- demo"));
     assert!(readme.contains("scripts/test"));
 }
+
+/// Every route the router serves is in the OpenAPI document with its method, and every
+/// documented operation exists; each has a summary and a success response with an example
+/// where it returns JSON. The served document is the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_document_matches_the_router() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let source = std::fs::read_to_string(root.join("crates/server/src/lib.rs")).unwrap();
+    let mut routed = std::collections::BTreeSet::new();
+    let mut rest = source.as_str();
+    while let Some(i) = rest.find(".route(") {
+        rest = &rest[i + ".route(".len()..];
+        let open = rest.find('"').unwrap();
+        let close = open + 1 + rest[open + 1..].find('"').unwrap();
+        let path = &rest[open + 1..close];
+        // The handlers of this route: up to the next `.route(` or the end of the chain.
+        let end = rest.find(".route(").unwrap_or(rest.len());
+        let handlers = &rest[close..end];
+        for method in ["get", "post", "delete", "put", "patch"] {
+            if handlers.contains(&format!("{method}(")) {
+                routed.insert((method.to_owned(), path.to_owned()));
+            }
+        }
+    }
+    assert!(routed.len() > 30, "{routed:?}");
+    let doc: serde_json::Value =
+        serde_json::from_str(nightmarket_server::OPENAPI).expect("openapi.json is JSON");
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            documented.insert((method.clone(), path.clone()));
+            assert!(op["summary"].is_string(), "{method} {path}: summary");
+            let ok = op["responses"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .find(|(s, _)| s.starts_with('2') || s.as_str() == "101")
+                .unwrap_or_else(|| panic!("{method} {path}: no success response"));
+            if let Some(json) = ok.1["content"].get("application/json")
+                && path != "/api/openapi.json"
+            {
+                assert!(json.get("example").is_some(), "{method} {path}: example");
+            }
+        }
+    }
+    let missing: Vec<_> = routed.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&routed).collect();
+    assert!(missing.is_empty(), "routes missing from openapi.json: {missing:?}");
+    assert!(stale.is_empty(), "openapi.json documents routes that do not exist: {stale:?}");
+
+    let server = nightmarket_tests::TestServer::start(|_| {}).await;
+    let (status, served) = nightmarket_tests::http(server.addr, "GET", "/api/openapi.json", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(served, doc);
+    server.shutdown().await;
+}

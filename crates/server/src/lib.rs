@@ -195,6 +195,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/webhooks/{id}/deliveries/{delivery}/redeliver",
             post(market_api::redeliver),
         )
+        .route("/api/openapi.json", get(openapi))
         .route("/ws/shows/{id}", get(ws_upgrade))
         .fallback(|| async { HttpError::not_found("route") })
         .with_state(state)
@@ -210,6 +211,17 @@ async fn viewer_page() -> Response {
             (header::CACHE_CONTROL, "no-cache"),
         ],
         VIEWER_HTML,
+    )
+        .into_response()
+}
+
+/// The OpenAPI 3 document of every HTTP endpoint; a test keeps it in step with the router.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
     )
         .into_response()
 }
