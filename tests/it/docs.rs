@@ -98,11 +98,18 @@ async fn openapi_document_matches_the_router() {
     }
     let missing: Vec<_> = routed.difference(&documented).collect();
     let stale: Vec<_> = documented.difference(&routed).collect();
-    assert!(missing.is_empty(), "routes missing from openapi.json: {missing:?}");
-    assert!(stale.is_empty(), "openapi.json documents routes that do not exist: {stale:?}");
+    assert!(
+        missing.is_empty(),
+        "routes missing from openapi.json: {missing:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "openapi.json documents routes that do not exist: {stale:?}"
+    );
 
     let server = nightmarket_tests::TestServer::start(|_| {}).await;
-    let (status, served) = nightmarket_tests::http(server.addr, "GET", "/api/openapi.json", None, None).await;
+    let (status, served) =
+        nightmarket_tests::http(server.addr, "GET", "/api/openapi.json", None, None).await;
     assert_eq!(status, 200);
     assert_eq!(served, doc);
     server.shutdown().await;

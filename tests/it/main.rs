@@ -6,6 +6,7 @@ mod bad_input;
 mod docs;
 mod http_api;
 mod market;
+mod market_nodes;
 mod nodes;
 mod restart;
 mod resume;
