@@ -43,7 +43,7 @@ async fn three_nodes_share_one_show() {
         );
     }
     let addrs: Vec<_> = nodes.iter().map(|n| n.addr).collect();
-    const STOCK: u32 = 300;
+    const STOCK: u32 = 1000;
     let m = Market::create(addrs[0], &[100_000, 60_000], STOCK, 1000, true).await;
 
     // Viewers spread over the three nodes.
@@ -101,7 +101,7 @@ async fn three_nodes_share_one_show() {
         let product = m.product(0).to_owned();
         tasks.push(tokio::spawn(async move {
             let mut accepted = 0u32;
-            for n in 0..15 {
+            for n in 0..40 {
                 let id = format!("c{v}-{n}");
                 for _ in 0..2 {
                     let r = c.claim(&id, &product, 1, 100_000).await;
@@ -122,7 +122,7 @@ async fn three_nodes_share_one_show() {
     }
     assert_eq!(
         total, STOCK,
-        "450 claims for 300 units: exactly the stock is accepted"
+        "1,200 claims (each sent twice) for 1,000 units: exactly the stock is accepted"
     );
     for addr in &addrs {
         let (_, show) = http(*addr, "GET", &format!("/api/shows/{}", m.show), None, None).await;
