@@ -230,26 +230,9 @@ pub(crate) async fn show_json(state: &AppState, row: &ShowRow) -> ApiResult<Show
         None => (row.status, None, 0),
     };
     Ok(Show {
-        id: row.id.to_string(),
-        seller_id: row.seller_id.to_string(),
-        title: row.title.clone(),
-        status: status.as_str().to_owned(),
-        lineup: row
-            .lineup
-            .iter()
-            .map(|l| ShowLineupItem {
-                product_id: l.product.id.to_string(),
-                stock: l.stock,
-                buyer_limit: l.buyer_limit,
-                product: Some(convert::product_view(&l.product)),
-            })
-            .collect(),
-        created_at: row.created_at,
         stock,
         seq,
-        schedule: row.schedule.as_ref().map(convert::show_slot),
-        live_at: row.live_at,
-        closed_at: row.closed_at,
+        ..show_body(row, status)
     })
 }
 
