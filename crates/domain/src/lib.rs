@@ -8,6 +8,7 @@
 //! - [`book`]: one show's live state and the claim, cancel and seller-command rules.
 //! - [`market`]: recurring market nights, their exceptions, seller slots and show timing.
 //! - [`admission`]: whether a product's OCOP proof admits it to a night.
+//! - [`settlement`]: the claim log as the order service reads and records it.
 
 pub mod admission;
 pub mod book;
@@ -15,6 +16,7 @@ pub mod ids;
 pub mod market;
 pub mod money;
 pub mod ocop;
+pub mod settlement;
 
 pub use admission::{
     AdmissionError, Decision, Document, DocumentKind, ProductProof, Refusal as AdmissionRefusal,
@@ -32,6 +34,7 @@ pub use market::{
 };
 pub use money::{Dong, MoneyError, Quantity};
 pub use ocop::{OcopError, Product, ProductGroup, Stars};
+pub use settlement::{LogCursor, LogEntry, LogPage, RecordedEntry};
 
 /// Milliseconds since the Unix epoch, UTC. Instants are stored and compared in UTC only; local
 /// time (Asia/Ho_Chi_Minh) is a presentation concern.
