@@ -8,6 +8,7 @@
 //! - [`book`]: one show's live state and the claim, cancel and seller-command rules.
 //! - [`market`]: recurring market nights, their exceptions, seller slots and show timing.
 //! - [`admission`]: whether a product's OCOP proof admits it to a night.
+//! - [`order`]: orders after settlement, their status and who may move it.
 //! - [`settlement`]: the claim log as the order service reads and records it.
 
 pub mod admission;
@@ -16,6 +17,7 @@ pub mod ids;
 pub mod market;
 pub mod money;
 pub mod ocop;
+pub mod order;
 pub mod settlement;
 
 pub use admission::{
@@ -34,6 +36,7 @@ pub use market::{
 };
 pub use money::{Dong, MoneyError, Quantity};
 pub use ocop::{OcopError, Product, ProductGroup, Stars};
+pub use order::{OrderActor, OrderStatus, OrderTransitionError, check_transition};
 pub use settlement::{LogCursor, LogEntry, LogPage, RecordedEntry};
 
 /// Milliseconds since the Unix epoch, UTC. Instants are stored and compared in UTC only; local
