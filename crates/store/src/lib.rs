@@ -16,6 +16,8 @@ pub mod catalog;
 pub mod conformance;
 pub mod market;
 pub mod migrations;
+pub mod orders;
+pub mod settlement;
 pub mod sql;
 pub mod sqlite;
 pub mod testing;
@@ -29,6 +31,11 @@ pub use catalog::{LineupRow, SellerRow, ShowRow, ShowSchedule};
 pub use market::{
     CommitmentRow, DecisionRow, ExceptionKind, ExceptionRow, LineupSetItem, LineupSetRow,
     MarketRow, TransitionRow,
+};
+pub use orders::{OrderLineRow, OrderRow};
+pub use settlement::{
+    CloseMarker, LogCheckpoint, LogTally, ProductTally, SettleOutcome, SettlePlan, SettlementRow,
+    SettlementState,
 };
 pub use sqlite::{JournalEntry, JournalError, Reservation, ShowJournal, SqliteJournal, Ticket};
 pub use webhook::{DeliveryOutcome, DeliveryRow, WebhookEvent, WebhookRow};
