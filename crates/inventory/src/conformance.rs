@@ -112,6 +112,7 @@ pub async fn run(inv: Arc<dyn Inventory>, prefix: &str) -> R {
     cancel_rules(inv.as_ref(), prefix).await?;
     concurrent_claims_never_oversell(inv.clone(), prefix).await?;
     history_and_resume(inv.as_ref(), prefix).await?;
+    an_unknown_show(inv.as_ref(), prefix).await?;
     Ok(())
 }
 
@@ -508,6 +509,29 @@ async fn history_and_resume(inv: &dyn Inventory, prefix: &str) -> R {
     ensure(
         view.seq == 4 && view.pinned == Some(pid("p1")),
         "view as of seq 4",
+    )?;
+    Ok(())
+}
+
+/// A show the backend holds nothing for is unknown to every read and command, and none of them
+/// creates it.
+async fn an_unknown_show(inv: &dyn Inventory, prefix: &str) -> R {
+    let show = ShowId::parse(format!("{prefix}-never-opened")).map_err(err)?;
+    let unknown = |r: Result<(), InventoryError>, what: &str| {
+        ensure(
+            matches!(&r, Err(InventoryError::UnknownShow(s)) if s == &show),
+            format!("{what} of a show the backend never held: {r:?}"),
+        )
+    };
+    unknown(inv.view(&show, None, T0).await.map(drop), "the view")?;
+    unknown(inv.stock(&show, 0).await.map(drop), "the stock")?;
+    for cmd in [Command::Close, Command::GoLive] {
+        let r = inv.command(&show, cmd.clone(), T0).await;
+        unknown(r.map(drop), &format!("{cmd:?}"))?;
+    }
+    unknown(
+        inv.view(&show, None, T0).await.map(drop),
+        "the view after commands",
     )?;
     Ok(())
 }

@@ -226,7 +226,9 @@ struct RawFlash {
     sold: u32,
 }
 
-#[derive(Deserialize)]
+/// Every field defaults: the script answers `{}` for a show without keys.
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct ReadOut {
     status: String,
     seq: String,
@@ -581,6 +583,9 @@ impl Inventory for RedisInventory {
             }
         }
         let out: CommandOut = self.run(&self.command, show, &args).await?;
+        if out.err.as_deref() == Some("unknown_show") {
+            return Err(InventoryError::UnknownShow(show.clone()));
+        }
         if let Some(code) = out.err {
             let detail = out.detail.unwrap_or_default();
             if let (Some(price), "price_above_list") = (flash_price, code.as_str()) {
