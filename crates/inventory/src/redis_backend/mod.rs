@@ -950,7 +950,7 @@ impl Inventory for RedisInventory {
         let mut entries = Vec::new();
         // At least one round, so an unknown show is told even for `limit` 0.
         loop {
-            let want = (limit - entries.len()).min(LOG_CHUNK);
+            let want = limit.saturating_sub(entries.len()).min(LOG_CHUNK);
             let out: LogOut = self
                 .run(&self.log, show, &[start.clone(), want.to_string()])
                 .await?;
