@@ -6,6 +6,8 @@
 //! - [`api`]: HTTP handlers; [`ws`]: one WebSocket session per viewer or seller.
 //! - [`state`]: shared state, the per-show command gate, flash timers and the stock ticker.
 //! - [`webhooks`]: the deliverer that POSTs signed webhook events, with retries.
+//! - [`show_stats`]: claims refused and viewers per show, counted here and written to the store
+//!   for post-show reports.
 //! - [`run`]: serve on a bound listener until a shutdown future resolves, then drain.
 
 pub mod api;
@@ -17,6 +19,7 @@ pub mod error;
 pub mod lifecycle;
 pub mod market_api;
 pub mod metrics;
+pub mod show_stats;
 pub mod state;
 pub mod webhooks;
 pub mod ws;
@@ -388,7 +391,12 @@ pub async fn serve_with(
             .await
             .map_err(|e| ServerError::Storage(e.to_string()))?;
     }
-    tracing::info!(shows = rows.len(), addr = %listener.local_addr()?, "nightmarket serving");
+    tracing::info!(
+        shows = rows.len(),
+        addr = %listener.local_addr()?,
+        node = state.show_stats.node(),
+        "nightmarket serving"
+    );
     tokio::spawn(state.clone().ticker());
     tokio::spawn(lifecycle::run(state.clone()));
     let deliverer = webhooks::Deliverer::new(
@@ -399,6 +407,16 @@ pub async fn serve_with(
     .with_counters(state.metrics.webhooks.clone());
     let mut deliverer_stop = stop_rx.clone();
     tokio::spawn(deliverer.run(async move { state::stopped(&mut deliverer_stop).await }));
+    // Its own stop signal, given once sessions have ended: refusals answered while they drain
+    // belong in the last flush.
+    let (stats_stop, stats_stopped) = tokio::sync::oneshot::channel::<()>();
+    let stats_flusher = tokio::spawn(show_stats::run(
+        state.show_stats.clone(),
+        state.catalog.clone(),
+        state.clock.clone(),
+        Duration::from_millis(state.config.market.stats_flush_ms),
+        stats_stopped,
+    ));
 
     let app = router(state.clone());
     let mut stop = stop_rx.clone();
@@ -428,6 +446,13 @@ pub async fn serve_with(
             open = state.sessions.open(),
             "shutdown grace elapsed with sessions open"
         );
+    }
+    let _ = stats_stop.send(());
+    if tokio::time::timeout(show_stats::FINAL_FLUSH_TIMEOUT, stats_flusher)
+        .await
+        .is_err()
+    {
+        tracing::warn!("show statistics not written at shutdown in time");
     }
     tracing::info!("nightmarket stopped");
     Ok(())
