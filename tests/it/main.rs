@@ -11,4 +11,5 @@ mod nodes;
 mod restart;
 mod resume;
 mod show;
+mod show_stats;
 mod slow_viewer;
