@@ -12,4 +12,5 @@ mod released;
 mod restart;
 mod resume;
 mod show;
+mod show_stats;
 mod slow_viewer;
