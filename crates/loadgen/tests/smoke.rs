@@ -1,0 +1,136 @@
+//! Smoke run of the load generator, as CI does it: tiny numbers against a real server (in this
+//! process, on port 0), checking the JSON summaries for correctness only: every viewer gets
+//! every event in order, every claim is answered and the stock adds up. Throughput and latency
+//! are for `scripts/bench` to measure, never asserted here.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use nightmarket_server::config::Config;
+use nightmarket_tests::{SECRET, TestServer};
+use serde_json::Value;
+
+const LOADGEN: &str = env!("CARGO_BIN_EXE_nightmarket-loadgen");
+/// Longest one generator run may take here; the runs below need a few seconds.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+const VIEWERS: u64 = 5;
+/// Seller pins per second, for `PUBLISH_SECONDS`: about ten events.
+const RATE: &str = "10";
+const PUBLISH_SECONDS: &str = "1";
+const BUYERS: u64 = 4;
+const CLAIMS_PER_BUYER: u64 = 5;
+
+/// The server's default rate limit (10 messages/s per connection) would refuse a buyer's
+/// claims sent back to back; the benchmarks raise it the same way.
+fn unlimited(c: &mut Config) {
+    c.limits.messages_per_second = 100_000;
+    c.limits.message_burst = 100_000;
+}
+
+/// Runs the generator with `args` and returns its JSON summary (the last line of stdout).
+async fn loadgen(addr: SocketAddr, args: &[&str]) -> Value {
+    let run = tokio::process::Command::new(LOADGEN)
+        .args(["--addr", &addr.to_string(), "--secret", SECRET, "--json"])
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(RUN_TIMEOUT, run)
+        .await
+        .unwrap_or_else(|_| panic!("nightmarket-loadgen {args:?} took over {RUN_TIMEOUT:?}"))
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "nightmarket-loadgen {args:?} failed ({}):\n{stderr}",
+        out.status
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("no JSON summary ({e}) in {stdout:?}; stderr:\n{stderr}"))
+}
+
+/// `setup`, then `fanout` and `claims` against the server at `addr`.
+async fn smoke(addr: SocketAddr) {
+    let show = loadgen(addr, &["setup", "--products", "2", "--stock", "1000"]).await;
+    let show_id = show["show_id"].as_str().unwrap();
+    let product = show["product_ids"][0].as_str().unwrap();
+
+    let viewers = VIEWERS.to_string();
+    let f = loadgen(
+        addr,
+        &[
+            "fanout",
+            "--show",
+            show_id,
+            "--viewers",
+            &viewers,
+            "--rate",
+            RATE,
+            "--duration",
+            PUBLISH_SECONDS,
+            "--grace",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(f["connected"], VIEWERS, "{f}");
+    let events = f["publish"]["events"].as_u64().unwrap();
+    assert!(events > 0, "nothing published: {f}");
+    assert_eq!(f["publish"]["errors"], serde_json::json!({}), "{f}");
+    assert_eq!(f["deliveries"], events * VIEWERS, "{f}");
+    assert_eq!(f["lost"], 0, "{f}");
+    assert_eq!(f["out_of_order"], 0, "{f}");
+    assert_eq!(f["behind_at_end"], 0, "{f}");
+    assert_eq!(f["dropped"], serde_json::json!({}), "{f}");
+
+    let (buyers, per_buyer) = (BUYERS.to_string(), CLAIMS_PER_BUYER.to_string());
+    let c = loadgen(
+        addr,
+        &[
+            "claims",
+            "--show",
+            show_id,
+            "--product",
+            product,
+            "--pin",
+            "--buyers",
+            &buyers,
+            "--claims-per-buyer",
+            &per_buyer,
+        ],
+    )
+    .await;
+    let claims = BUYERS * CLAIMS_PER_BUYER;
+    assert_eq!(c["connected"], BUYERS, "{c}");
+    assert_eq!(c["errors"], serde_json::json!({}), "{c}");
+    assert_eq!(c["answered"], claims, "{c}");
+    assert_eq!(c["accepted"], claims, "{c}");
+    assert_eq!(c["accounting_ok"], true, "{c}");
+    assert_eq!(c["oversold"], 0, "{c}");
+    assert_eq!(c["left_after"], 1000 - claims, "{c}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_and_claims_on_the_embedded_server() {
+    let server = TestServer::start(unlimited).await;
+    smoke(server.addr).await;
+    server.shutdown().await;
+}
+
+/// The same on the Redis inventory (distributed mode), on the Redis `scripts/test` provides,
+/// under a key prefix of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_and_claims_on_the_redis_inventory() {
+    let url = std::env::var("NIGHTMARKET_TEST_REDIS_URL")
+        .expect("NIGHTMARKET_TEST_REDIS_URL is not set: run the tests with scripts/test");
+    let prefix = format!("lg{}:", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let server = TestServer::start(|c| {
+        unlimited(c);
+        c.redis_url = url;
+        c.redis_prefix = prefix;
+    })
+    .await;
+    smoke(server.addr).await;
+    server.shutdown().await;
+}
