@@ -2,6 +2,7 @@
 //! process, on port 0), checking the JSON summaries for correctness only: every viewer gets
 //! every event in order, every claim is answered and the stock adds up. Throughput and latency
 //! are for `scripts/bench` to measure, never asserted here.
+#![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
