@@ -8,10 +8,11 @@ use nightmarket_domain::{
     Dong, MarketId, Product, ProductGroup, ProductId, SellerId, ShowId, ShowStatus, Stars,
 };
 
+use crate::testing::{FixtureClaim, settle_claims};
 use crate::{
     CommitmentRow, DecisionRow, DeliveryOutcome, ExceptionKind, ExceptionRow, LineupRow,
-    LineupSetItem, LineupSetRow, MarketRow, SellerRow, ShowRow, ShowSchedule, Store, StoreError,
-    WebhookEvent, WebhookRow,
+    LineupSetItem, LineupSetRow, MarketRow, OrderRow, Page, SellerRow, ShowRow, ShowSchedule,
+    Store, StoreError, WebhookEvent, WebhookRow,
 };
 
 fn fail(msg: impl Into<String>) -> StoreError {
@@ -90,6 +91,7 @@ pub async fn run(store: &Store) -> Result<(), StoreError> {
     markets(store).await?;
     scheduling(store).await?;
     webhooks(store).await?;
+    orders(store).await?;
     store.ping().await
 }
 
@@ -729,6 +731,492 @@ async fn webhooks(c: &Store) -> Result<(), StoreError> {
     ensure(
         c.set_webhook_active("w-live", false).await? && !c.set_webhook_active("nope", true).await?,
         "toggle",
+    )?;
+    Ok(())
+}
+
+fn claim(n: &str, buyer: &str, product: &str, quantity: u32, price: i64) -> FixtureClaim {
+    FixtureClaim {
+        claim_id: n.into(),
+        buyer: buyer.into(),
+        product: product.into(),
+        quantity,
+        unit_price: price,
+        flash: false,
+        cancelled: false,
+    }
+}
+
+fn refused_with(r: &Result<impl std::fmt::Debug, StoreError>, want: &str) -> bool {
+    matches!(r, Err(StoreError::Refused { code, .. }) if *code == want)
+}
+
+async fn orders(c: &Store) -> Result<(), StoreError> {
+    use crate::orders::{DEADLINE_ACTOR, DEADLINE_REASON, refusal};
+    use nightmarket_domain::{BuyerId, OrderActor as A, OrderStatus as S};
+    const WINDOW: i64 = 24 * HOUR;
+    let at = T0 + 100 * HOUR;
+
+    let m = market_row("ord-market")?;
+    c.create_market(&m).await?;
+    let (a, b) = (seller("ord-seller-a")?, seller("ord-seller-b")?);
+    c.create_seller(&a).await?;
+    c.create_seller(&b).await?;
+    let mut honey = product("ord-honey", &a.id)?;
+    // Names reach CSV exports and JSON as given.
+    honey.name = "Mật ong \"Ba Vì\", hoa nhãn".into();
+    let tea = product("ord-tea", &b.id)?;
+    c.create_product(&honey, T0).await?;
+    c.create_product(&tea, T0).await?;
+    let line = |p: &Product| LineupRow {
+        product: p.clone(),
+        stock: 20,
+        buyer_limit: 5,
+    };
+    let night = date(2026, 12, 4);
+    let show_a = scheduled(
+        "ord-show-a",
+        &a.id,
+        &m.id,
+        night,
+        T0 + 90 * HOUR,
+        T0 + 91 * HOUR,
+        vec![line(&honey)],
+    )?;
+    let show_b = scheduled(
+        "ord-show-b",
+        &b.id,
+        &m.id,
+        night,
+        T0 + 90 * HOUR,
+        T0 + 91 * HOUR,
+        vec![line(&tea)],
+    )?;
+    let show_c = ShowRow {
+        schedule: None,
+        ..scheduled("ord-show-c", &a.id, &m.id, night, 0, 0, vec![line(&honey)])?
+    };
+    c.schedule_show(&show_a, None).await?;
+    c.schedule_show(&show_b, None).await?;
+    c.create_show(&show_c).await?;
+
+    let flash = FixtureClaim {
+        flash: true,
+        ..claim("a1", "b1", "ord-honey", 2, 200_000)
+    };
+    let withdrawn = FixtureClaim {
+        cancelled: true,
+        ..claim("a4", "b2", "ord-honey", 1, 250_000)
+    };
+    let settle = |show: &ShowRow, claims: Vec<FixtureClaim>, at: i64| {
+        let show = show.clone();
+        async move { settle_claims(c, &show, &claims, WINDOW, "settler-1", at).await }
+    };
+    settle(
+        &show_a,
+        vec![
+            flash,
+            claim("a2", "b1", "ord-honey", 1, 250_000),
+            claim("a3", "b2", "ord-honey", 1, 250_000),
+            withdrawn,
+        ],
+        at,
+    )
+    .await?;
+    settle(&show_b, vec![claim("b1", "b1", "ord-tea", 1, 120_000)], at).await?;
+    let (oa1, oa2, ob1) = ("o~ord-show-a~b1", "o~ord-show-a~b2", "o~ord-show-b~b1");
+    let checkout1 = "c~ord-market~2026-12-04~b1";
+
+    // One order with its lines, names, proof and first status.
+    let d = c
+        .order(oa1)
+        .await?
+        .ok_or_else(|| fail("settled order found"))?;
+    ensure(
+        d.order.total == 650_000 && d.order.list_total == 750_000 && d.order.units == 3,
+        "order totals at accepted and at list prices",
+    )?;
+    ensure(
+        d.order.checkout_id == checkout1 && d.order.pay_by == at + WINDOW,
+        "order checkout and deadline",
+    )?;
+    ensure(d.lines.len() == 2, "one line per product and price")?;
+    ensure(
+        d.lines[0].line.unit_price == 200_000
+            && d.lines[0].line.flash
+            && d.lines[0].line.quantity == 2,
+        "flash line first (lower price)",
+    )?;
+    ensure(
+        d.lines.iter().all(|l| l.name == honey.name)
+            && d.lines.iter().all(|l| l.proof.as_ref() == Some(&honey)),
+        "lines carry the product's name and admitted proof",
+    )?;
+    ensure(
+        d.history.len() == 1
+            && d.history[0].seq == 0
+            && d.history[0].from.is_none()
+            && d.history[0].to == S::PendingPayment
+            && d.history[0].actor == "settler-1",
+        "settlement records the first status",
+    )?;
+    ensure(c.order("o~nope~b1").await?.is_none(), "unknown order")?;
+
+    // Listings: a buyer's orders and checkouts, a seller's per show and per night.
+    let b1 = id(BuyerId::parse("b1"))?;
+    let all = Page {
+        after: None,
+        limit: 100,
+    };
+    let ids = |v: &[OrderRow]| v.iter().map(|o| o.id.clone()).collect::<Vec<_>>();
+    ensure(
+        ids(&c.buyer_orders(&b1, &all).await?) == [oa1, ob1],
+        "buyer's orders by id",
+    )?;
+    let first = c
+        .buyer_orders(
+            &b1,
+            &Page {
+                after: None,
+                limit: 1,
+            },
+        )
+        .await?;
+    let next = c
+        .buyer_orders(
+            &b1,
+            &Page {
+                after: Some(oa1),
+                limit: 1,
+            },
+        )
+        .await?;
+    ensure(
+        ids(&first) == [oa1] && ids(&next) == [ob1],
+        "buyer's orders page by id",
+    )?;
+    let co = c.buyer_checkouts(&b1, &all).await?;
+    ensure(co.len() == 1, "one checkout per night")?;
+    let co = &co[0];
+    ensure(
+        co.id == checkout1
+            && co.market_id.as_deref() == Some("ord-market")
+            && co.night_date.as_deref() == Some("2026-12-04")
+            && ids(&co.orders) == [oa1, ob1],
+        "the night's checkout holds both sellers' orders",
+    )?;
+    ensure(
+        co.total == 770_000 && co.due == 770_000 && co.units == 4 && co.list_total == 1_000_000,
+        "checkout sums its orders",
+    )?;
+    ensure(
+        c.checkout(checkout1).await?.as_ref() == Some(co) && c.checkout("c~nope").await?.is_none(),
+        "checkout by id",
+    )?;
+    ensure(
+        ids(&c
+            .seller_orders_for_show(Some(&a.id), &show_a.id, &all)
+            .await?)
+            == [oa1, oa2],
+        "seller's orders of its show",
+    )?;
+    ensure(
+        c.seller_orders_for_show(Some(&b.id), &show_a.id, &all)
+            .await?
+            .is_empty(),
+        "another seller sees none of that show",
+    )?;
+    ensure(
+        ids(&c
+            .seller_orders_for_night(Some(&b.id), "ord-market", "2026-12-04", &all)
+            .await?)
+            == [ob1],
+        "seller's orders of the night",
+    )?;
+    ensure(
+        c.seller_orders_for_night(None, "ord-market", "2026-12-04", &all)
+            .await?
+            .len()
+            == 3,
+        "every order of the night",
+    )?;
+    let lines = c.order_lines(&[oa1.to_owned(), oa2.to_owned()]).await?;
+    ensure(
+        lines.len() == 3
+            && lines
+                .iter()
+                .all(|l| l.proof.is_none() && l.name == honey.name),
+        "lines of several orders with names",
+    )?;
+
+    // The status path: role guards, compare-and-set, history.
+    let r = c
+        .set_order_status(
+            oa1,
+            S::PendingPayment,
+            S::Paid,
+            "viewer:b1",
+            A::Buyer,
+            None,
+            at,
+        )
+        .await;
+    ensure(
+        refused_with(&r, refusal::FORBIDDEN),
+        "a buyer cannot mark paid",
+    )?;
+    let r = c
+        .set_order_status(
+            oa1,
+            S::PendingPayment,
+            S::Shipped,
+            "seller:a",
+            A::Seller,
+            None,
+            at,
+        )
+        .await;
+    ensure(
+        refused_with(&r, refusal::BAD_TRANSITION),
+        "no shipping before payment",
+    )?;
+    let r = c
+        .set_order_status(oa1, S::Paid, S::Shipped, "seller:a", A::Seller, None, at)
+        .await;
+    ensure(
+        refused_with(&r, refusal::MOVED),
+        "from a status it is not at",
+    )?;
+    let r = c
+        .set_order_status(
+            "o~nope~b1",
+            S::PendingPayment,
+            S::Cancelled,
+            "x",
+            A::Buyer,
+            None,
+            at,
+        )
+        .await;
+    ensure(matches!(r, Err(StoreError::NotFound(_))), "unknown order")?;
+
+    // Payment of the night's checkout, at once; a wrong amount changes nothing.
+    let r = c
+        .pay_checkout(checkout1, Some(1), "operator:desk", at + 1)
+        .await;
+    ensure(refused_with(&r, refusal::AMOUNT_MISMATCH), "amount checked")?;
+    ensure(
+        c.order_row(oa1)
+            .await?
+            .is_some_and(|o| o.status == S::PendingPayment && o.version == 0),
+        "a refused payment changes nothing",
+    )?;
+    let paid = c
+        .pay_checkout(checkout1, Some(770_000), "operator:desk", at + 2)
+        .await?;
+    ensure(
+        ids(&paid).len() == 2 && paid.iter().all(|o| o.status == S::Paid && o.version == 1),
+        "every pending order of the checkout paid",
+    )?;
+    ensure(
+        refused_with(
+            &c.pay_checkout(checkout1, None, "operator:desk", at + 3)
+                .await,
+            refusal::BAD_TRANSITION,
+        ),
+        "nothing left to pay",
+    )?;
+    ensure(
+        matches!(
+            c.pay_checkout("c~nope", None, "operator:desk", at).await,
+            Err(StoreError::NotFound(_))
+        ),
+        "unknown checkout",
+    )?;
+    ensure(
+        c.checkout(checkout1)
+            .await?
+            .is_some_and(|k| k.due == 0 && k.total == 770_000),
+        "paid checkout owes nothing",
+    )?;
+    let shipped = c
+        .set_order_status(
+            oa1,
+            S::Paid,
+            S::Shipped,
+            "seller:ord-seller-a",
+            A::Seller,
+            None,
+            at + 4,
+        )
+        .await?;
+    ensure(
+        shipped.status == S::Shipped && shipped.version == 2 && shipped.updated_at == at + 4,
+        "shipped",
+    )?;
+    c.set_order_status(
+        oa1,
+        S::Shipped,
+        S::Delivered,
+        "seller:ord-seller-a",
+        A::Seller,
+        None,
+        at + 5,
+    )
+    .await?;
+    let h = c.order(oa1).await?.ok_or_else(|| fail("order"))?.history;
+    let path: Vec<_> = h
+        .iter()
+        .map(|s| (s.seq, s.from, s.to, s.actor.as_str()))
+        .collect();
+    ensure(
+        path == [
+            (0, None, S::PendingPayment, "settler-1"),
+            (1, Some(S::PendingPayment), S::Paid, "operator:desk"),
+            (2, Some(S::Paid), S::Shipped, "seller:ord-seller-a"),
+            (3, Some(S::Shipped), S::Delivered, "seller:ord-seller-a"),
+        ],
+        "history of every move",
+    )?;
+    let cancelled = c
+        .set_order_status(
+            oa2,
+            S::PendingPayment,
+            S::Cancelled,
+            "viewer:b2",
+            A::Buyer,
+            Some("đổi ý"),
+            at + 6,
+        )
+        .await?;
+    ensure(cancelled.status == S::Cancelled, "buyer cancels unpaid")?;
+    let b2 = id(BuyerId::parse("b2"))?;
+    let co2 = c.buyer_checkouts(&b2, &all).await?;
+    ensure(
+        co2.len() == 1 && co2[0].total == 0 && co2[0].due == 0 && co2[0].orders.len() == 1,
+        "a cancelled order counts for nothing",
+    )?;
+    ensure(
+        c.order(oa2)
+            .await?
+            .is_some_and(|d| d.history.last().and_then(|s| s.reason.as_deref()) == Some("đổi ý")),
+        "the reason is kept",
+    )?;
+
+    // Two moves of one order at once: exactly one wins.
+    let (x, y) = tokio::join!(
+        c.set_order_status(
+            ob1,
+            S::Paid,
+            S::Cancelled,
+            "operator:o",
+            A::Operator,
+            Some("refund"),
+            at + 7
+        ),
+        c.set_order_status(
+            ob1,
+            S::Paid,
+            S::Shipped,
+            "seller:ord-seller-b",
+            A::Seller,
+            None,
+            at + 7
+        ),
+    );
+    ensure(
+        x.is_ok() != y.is_ok()
+            && (refused_with(&x, refusal::MOVED) || refused_with(&y, refusal::MOVED)),
+        "concurrent moves: one wins, the other is told the order moved",
+    )?;
+    ensure(
+        c.order(ob1)
+            .await?
+            .is_some_and(|d| d.history.len() == 3 && d.order.version == 2),
+        "one history row per move",
+    )?;
+
+    // The payment deadline: orders of show C, unpaid, settled later.
+    let later = at + 10 * HOUR;
+    settle(
+        &show_c,
+        (1..=5)
+            .map(|n| {
+                claim(
+                    &format!("c{n}"),
+                    &format!("late{n}"),
+                    "ord-honey",
+                    1,
+                    250_000,
+                )
+            })
+            .collect(),
+        later,
+    )
+    .await?;
+    let c_checkout = "c~ord-show-c~late1";
+    ensure(
+        c.checkout(c_checkout).await?.is_some_and(|k| {
+            k.show_id.as_deref() == Some("ord-show-c")
+                && k.market_id.is_none()
+                && k.orders.len() == 1
+        }),
+        "an ad-hoc show's checkout",
+    )?;
+    c.pay_checkout(c_checkout, None, "operator:desk", later + 1)
+        .await?;
+    ensure(
+        c.cancel_unpaid(later + WINDOW - 1, 10).await?.is_empty(),
+        "nothing cancelled before the deadline",
+    )?;
+    let now = later + WINDOW;
+    let batch = c.cancel_unpaid(now, 2).await?;
+    ensure(
+        batch.len() == 2
+            && batch
+                .iter()
+                .all(|o| o.status == S::Cancelled && o.updated_at == now),
+        "a bounded batch cancelled",
+    )?;
+    // Several nodes sweep at once: each order is cancelled once.
+    let (x, y, z) = tokio::join!(
+        c.cancel_unpaid(now, 10),
+        c.cancel_unpaid(now, 10),
+        c.cancel_unpaid(now, 10)
+    );
+    let mut swept: Vec<String> = [x?, y?, z?].concat().iter().map(|o| o.id.clone()).collect();
+    swept.extend(ids(&batch));
+    swept.sort();
+    ensure(
+        swept
+            == [
+                "o~ord-show-c~late2",
+                "o~ord-show-c~late3",
+                "o~ord-show-c~late4",
+                "o~ord-show-c~late5",
+            ],
+        "every unpaid order past its deadline cancelled exactly once",
+    )?;
+    ensure(c.cancel_unpaid(now, 10).await?.is_empty(), "nothing left")?;
+    let d = c
+        .order("o~ord-show-c~late3")
+        .await?
+        .ok_or_else(|| fail("order"))?;
+    ensure(
+        d.history.len() == 2
+            && d.history[1].actor == DEADLINE_ACTOR
+            && d.history[1].reason.as_deref() == Some(DEADLINE_REASON)
+            && d.history[1].at == now,
+        "the deadline's cancellation recorded",
+    )?;
+    ensure(
+        c.order_row("o~ord-show-c~late1")
+            .await?
+            .is_some_and(|o| o.status == S::Paid)
+            && c.order_row(oa1)
+                .await?
+                .is_some_and(|o| o.status == S::Delivered),
+        "paid orders are left alone",
     )?;
     Ok(())
 }

@@ -32,7 +32,10 @@ pub use market::{
     CommitmentRow, DecisionRow, ExceptionKind, ExceptionRow, LineupSetItem, LineupSetRow,
     MarketRow, TransitionRow,
 };
-pub use orders::{OrderLineRow, OrderRow};
+pub use orders::{
+    CheckoutRow, OrderDetail, OrderLineDetail, OrderLineRow, OrderRow, OrderScope, Page,
+    StatusChange,
+};
 pub use settlement::{
     CloseMarker, LogCheckpoint, LogTally, ProductTally, SettleOutcome, SettlePlan, SettlementRow,
     SettlementState,
