@@ -44,7 +44,25 @@ pub struct Config {
     pub limits: Limits,
     pub webhooks: WebhookLimits,
     pub market: MarketTiming,
+    pub orders: OrderTiming,
 }
+
+/// Payment deadlines of orders. See `config/default.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderTiming {
+    /// How long a settled order may stay unpaid before it is cancelled.
+    pub payment_window_ms: u64,
+    /// Pause between two sweeps for unpaid orders past their deadline.
+    pub sweep_ms: u64,
+    /// Orders cancelled per transaction at most.
+    pub sweep_batch: usize,
+}
+
+/// Longest payment window accepted: a month, far beyond any market's terms.
+pub const MAX_PAYMENT_WINDOW_MS: u64 = 31 * 24 * 3600 * 1000;
+/// Longest pause between sweeps: an hour, so a deadline is never overshot by more.
+pub const MAX_SWEEP_MS: u64 = 3600 * 1000;
 
 /// When scheduled shows open and close. See `config/default.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -365,6 +383,23 @@ impl Config {
         if w.max_in_flight > 10_000 {
             return Err(invalid("webhooks.max_in_flight", "at most 10000".into()));
         }
+        let o = &self.orders;
+        if o.payment_window_ms == 0 || o.payment_window_ms > MAX_PAYMENT_WINDOW_MS {
+            return Err(invalid(
+                "orders.payment_window_ms",
+                format!("1 to {MAX_PAYMENT_WINDOW_MS} (31 days)"),
+            ));
+        }
+        if o.sweep_ms == 0 || o.sweep_ms > MAX_SWEEP_MS {
+            return Err(invalid(
+                "orders.sweep_ms",
+                format!("1 to {MAX_SWEEP_MS} (an hour)"),
+            ));
+        }
+        let max_batch = nightmarket_store::orders::MAX_ORDERS_PER_QUERY;
+        if o.sweep_batch == 0 || o.sweep_batch > max_batch {
+            return Err(invalid("orders.sweep_batch", format!("1 to {max_batch}")));
+        }
         Ok(())
     }
 
@@ -561,6 +596,40 @@ mod tests {
         let e =
             Config::load(None, env(&[("NIGHTMARKET_WEBHOOKS_MAX_BACKOFF_MS", "10")])).unwrap_err();
         assert!(e.to_string().contains("webhooks.max_backoff_ms"), "{e}");
+    }
+
+    #[test]
+    fn order_keys_load_and_validate() {
+        let c = Config::load(None, env(&[])).expect("defaults load");
+        assert_eq!(c.orders.payment_window_ms, 24 * 3600 * 1000);
+        assert_eq!(c.orders.sweep_ms, 60_000);
+        let c = Config::load(
+            None,
+            env(&[
+                ("NIGHTMARKET_ORDERS_PAYMENT_WINDOW_MS", "7200000"),
+                ("NIGHTMARKET_ORDERS_SWEEP_MS", "1000"),
+            ]),
+        )
+        .expect("order overrides load");
+        assert_eq!(c.orders.payment_window_ms, 7_200_000);
+        assert_eq!(c.orders.sweep_ms, 1000);
+        for (var, key) in [
+            (
+                "NIGHTMARKET_ORDERS_PAYMENT_WINDOW_MS",
+                "orders.payment_window_ms",
+            ),
+            ("NIGHTMARKET_ORDERS_SWEEP_MS", "orders.sweep_ms"),
+            ("NIGHTMARKET_ORDERS_SWEEP_BATCH", "orders.sweep_batch"),
+        ] {
+            let e = Config::load(None, env(&[(var, "0")])).unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+        }
+        let e = Config::load(
+            None,
+            env(&[("NIGHTMARKET_ORDERS_PAYMENT_WINDOW_MS", "999999999999")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("orders.payment_window_ms"), "{e}");
     }
 
     #[test]
