@@ -6,6 +6,8 @@
 //! - [`api`]: HTTP handlers; [`ws`]: one WebSocket session per viewer or seller.
 //! - [`state`]: shared state, the per-show command gate, flash timers and the stock ticker.
 //! - [`webhooks`]: the deliverer that POSTs signed webhook events, with retries.
+//! - [`orders_api`]: orders and checkouts after settlement; [`deadline`]: unpaid orders
+//!   cancelled after their payment deadline.
 //! - [`run`]: serve on a bound listener until a shutdown future resolves, then drain.
 
 pub mod api;
@@ -13,10 +15,12 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod convert;
+pub mod deadline;
 pub mod error;
 pub mod lifecycle;
 pub mod market_api;
 pub mod metrics;
+pub mod orders_api;
 pub mod state;
 pub mod webhooks;
 pub mod ws;
@@ -178,6 +182,17 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/markets/{id}/nights/{date}/shows",
             post(market_api::schedule_show).get(market_api::night_shows),
         )
+        .route(
+            "/api/markets/{id}/nights/{date}/orders",
+            get(orders_api::night_orders),
+        )
+        .route("/api/shows/{id}/orders", get(orders_api::show_orders))
+        .route("/api/me/orders", get(orders_api::my_orders))
+        .route("/api/me/checkouts", get(orders_api::my_checkouts))
+        .route("/api/checkouts/{id}", get(orders_api::get_checkout))
+        .route("/api/checkouts/{id}/pay", post(orders_api::pay_checkout))
+        .route("/api/orders/{id}", get(orders_api::get_order))
+        .route("/api/orders/{id}/status", post(orders_api::set_status))
         .route("/api/schedule/warnings", get(market_api::warnings))
         .route(
             "/api/webhooks",
@@ -391,6 +406,7 @@ pub async fn serve_with(
     tracing::info!(shows = rows.len(), addr = %listener.local_addr()?, "nightmarket serving");
     tokio::spawn(state.clone().ticker());
     tokio::spawn(lifecycle::run(state.clone()));
+    tokio::spawn(deadline::run(state.clone()));
     let deliverer = webhooks::Deliverer::new(
         state.catalog.clone(),
         state.config.webhooks.clone(),
