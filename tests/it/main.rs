@@ -8,6 +8,7 @@ mod http_api;
 mod market;
 mod market_nodes;
 mod nodes;
+mod orders;
 mod restart;
 mod resume;
 mod show;
