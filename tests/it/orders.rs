@@ -1,25 +1,20 @@
 //! Orders end to end: two sellers' shows in one market night, buyers claiming over the
-//! WebSocket, the shows closed, then settled into orders; buyers read their orders and
-//! checkouts, sellers what they fulfil (JSON and CSV), each role moves orders as far as it may,
-//! the payment desk confirms a night's checkout at once, and an order nobody paid is cancelled
-//! when the manual clock passes its deadline.
-//!
-//! Settlement writes the claims as they were accepted over the WebSocket into the server's own
-//! store as the show's claim log and settles it there (the store's fixture), since the order
-//! service does not run inside the server yet.
+//! WebSocket, the shows closed and settled by the order service the server runs; buyers read
+//! their orders and checkouts, sellers what they fulfil (JSON and CSV), each role moves orders
+//! as far as it may, the payment desk confirms a night's checkout at once, and an order nobody
+//! paid is cancelled when the manual clock passes its deadline.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use nightmarket_server::auth::Role;
-use nightmarket_server::clock::{Clock, ManualClock};
-use nightmarket_store::testing::{FixtureClaim, settle_claims};
+use nightmarket_server::clock::ManualClock;
 use nightmarket_tests::{Client, TestServer, WAIT, create_seller, http, http_full, token};
 use nightmarket_wire::server::ClaimOutcomeKind;
 use serde_json::{Value, json};
 
 use crate::market::{
-    FRIDAY_2030, WEDNESDAY, admit, commit, docs, fast, market, post, postgres_url, product,
+    FRIDAY_2030, MINUTE, WEDNESDAY, admit, commit, docs, fast, market, post, postgres_url, product,
     schedule, wait_status,
 };
 
@@ -80,45 +75,56 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
     rows
 }
 
-/// Connects as `buyer` to `show` and claims `quantity` of `product`; the accepted claim as the
-/// order service would read it from the claim log.
+/// Connects as `buyer` to `show` and claims `quantity` of `product` at the list price.
 async fn claim(
     addr: SocketAddr,
     show: &str,
     buyer: &str,
     product: &str,
     claim_id: &str,
-    quantity: u32,
-) -> FixtureClaim {
+    quantity: i64,
+) {
     let mut c = Client::connect(addr, show, &token(Role::Viewer, buyer), None)
         .await
         .unwrap();
-    let r = c.claim(claim_id, product, i64::from(quantity), PRICE).await;
+    let r = c.claim(claim_id, product, quantity, PRICE).await;
     assert_eq!(r.outcome, ClaimOutcomeKind::Accepted, "{r:?}");
+    assert_eq!(r.unit_price, Some(PRICE));
     c.close().await;
-    FixtureClaim {
-        claim_id: claim_id.into(),
-        buyer: buyer.into(),
-        product: product.into(),
-        quantity,
-        unit_price: r.unit_price.unwrap(),
-        flash: false,
-        cancelled: false,
+}
+
+/// Polls `path` until `done` holds; the last answer.
+async fn eventually(
+    addr: SocketAddr,
+    path: &str,
+    tok: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (s, v) = get(addr, path, tok).await;
+        if s == 200 && done(&v) {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path}: still {s} {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
 async fn orders_of_a_night(database_url: Option<String>) {
     let clock = ManualClock::new(WEDNESDAY);
-    let (server, store) =
-        TestServer::start_clocked_with_store(tempfile::tempdir().unwrap(), clock.clone(), |c| {
-            fast(c);
-            c.orders.sweep_ms = 20;
-            c.orders.payment_window_ms = WINDOW_MS as u64;
-            if let Some(url) = database_url {
-                c.database_url = url;
-            }
-        })
-        .await;
+    let server = TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), |c| {
+        fast(c);
+        c.orders.sweep_ms = 20;
+        c.orders.payment_window_ms = WINDOW_MS as u64;
+        if let Some(url) = database_url {
+            c.database_url = url;
+        }
+    })
+    .await;
     let addr = server.addr;
     let op = token(Role::Operator, "ops-hanoi");
 
@@ -162,38 +168,32 @@ async fn orders_of_a_night(database_url: Option<String>) {
             .unwrap();
         s.close().await;
     }
-    let claims_a = vec![
-        claim(addr, &show_a, "b1", &honey, "b1-honey", 2).await,
-        claim(addr, &show_a, "b2", &honey, "b2-honey", 1).await,
-    ];
-    let claims_b = vec![
-        claim(addr, &show_b, "b1", &tea, "b1-tea", 1).await,
-        claim(addr, &show_b, "b3", &tea, "b3-tea", 1).await,
-    ];
+    claim(addr, &show_a, "b1", &honey, "b1-honey", 2).await;
+    claim(addr, &show_a, "b2", &honey, "b2-honey", 1).await;
+    claim(addr, &show_b, "b1", &tea, "b1-tea", 1).await;
+    claim(addr, &show_b, "b3", &tea, "b3-tea", 1).await;
+    // Before the slot ends, so the sellers' close is not raced by the market's.
+    let settled_at = FRIDAY_2030 + 10 * MINUTE;
+    clock.set(settled_at);
     for show in [&show_a, &show_b] {
         let (s, v) = post(addr, &format!("/api/shows/{show}/close"), &op, json!({})).await;
         assert_eq!(s, 200, "{v}");
     }
 
-    // Settled into orders in the server's own store.
-    let settled_at = Clock::now(&clock);
-    for (show, claims) in [(&show_a, &claims_a), (&show_b, &claims_b)] {
-        let row = store
-            .shows()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|r| r.id.as_str() == show.as_str())
-            .unwrap();
-        settle_claims(&store, &row, claims, WINDOW_MS, "order-service", settled_at)
-            .await
-            .unwrap();
-    }
     let (b1, b2, b3) = (
         token(Role::Viewer, "b1"),
         token(Role::Viewer, "b2"),
         token(Role::Viewer, "b3"),
     );
+    // The order service the server runs settles both shows.
+    eventually(addr, "/api/me/orders", &b1, |v| {
+        v.as_array().is_some_and(|a| a.len() == 2)
+    })
+    .await;
+    eventually(addr, "/api/me/orders", &b3, |v| {
+        v.as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
     let (a1, a2) = (format!("o~{show_a}~b1"), format!("o~{show_a}~b2"));
     let (tb1, tb3) = (format!("o~{show_b}~b1"), format!("o~{show_b}~b3"));
     let checkout1 = format!("c~{market}~{NIGHT}~b1");
@@ -469,18 +469,10 @@ async fn orders_of_a_night(database_url: Option<String>) {
         "pending_payment"
     );
     clock.set(settled_at + WINDOW_MS);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let d = loop {
-        let (_, d) = get(addr, &format!("/api/orders/{tb3}"), &b3).await;
-        if d["status"] == "cancelled" {
-            break d;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never cancelled: {d}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let d = eventually(addr, &format!("/api/orders/{tb3}"), &b3, |d| {
+        d["status"] == "cancelled"
+    })
+    .await;
     let last = &d["history"][1];
     assert_eq!(
         (last["actor"].as_str(), last["reason"].as_str()),

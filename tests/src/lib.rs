@@ -84,16 +84,6 @@ impl TestServer {
         clock: nightmarket_server::clock::ManualClock,
         tweak: impl FnOnce(&mut Config),
     ) -> Self {
-        Self::start_clocked_with_store(dir, clock, tweak).await.0
-    }
-
-    /// Like [`TestServer::start_clocked`], also handing back the server's own store, so a test
-    /// can put there what no API writes yet (e.g. a settled show's orders).
-    pub async fn start_clocked_with_store(
-        dir: tempfile::TempDir,
-        clock: nightmarket_server::clock::ManualClock,
-        tweak: impl FnOnce(&mut Config),
-    ) -> (Self, std::sync::Arc<nightmarket_store::Store>) {
         let mut config = test_config(dir.path());
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -101,7 +91,6 @@ impl TestServer {
         let (stop, stopped) = oneshot::channel::<()>();
         let mut backends = nightmarket_server::open_backends(&config).await.unwrap();
         backends.clock = std::sync::Arc::new(clock);
-        let store = backends.catalog.clone();
         let task = tokio::spawn(async move {
             nightmarket_server::serve_with(listener, config, backends, async move {
                 let _ = stopped.await;
@@ -109,13 +98,12 @@ impl TestServer {
             .await
             .unwrap();
         });
-        let server = Self {
+        Self {
             addr,
             dir,
             stop: Some(stop),
             task: Some(task),
-        };
-        (server, store)
+        }
     }
 
     /// Graceful shutdown; waits for it to finish.

@@ -44,27 +44,11 @@ pub struct Config {
     pub limits: Limits,
     pub webhooks: WebhookLimits,
     pub market: MarketTiming,
-    pub orders: OrderTiming,
+    pub orders: OrderService,
 }
 
-/// Payment deadlines of orders. See `config/default.toml`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OrderTiming {
-    /// How long a settled order may stay unpaid before it is cancelled.
-    pub payment_window_ms: u64,
-    /// Pause between two sweeps for unpaid orders past their deadline.
-    pub sweep_ms: u64,
-    /// Orders cancelled per transaction at most.
-    pub sweep_batch: usize,
-}
-
-/// Longest payment window accepted: a month, far beyond any market's terms.
-pub const MAX_PAYMENT_WINDOW_MS: u64 = 31 * 24 * 3600 * 1000;
-/// Longest pause between sweeps: an hour, so a deadline is never overshot by more.
-pub const MAX_SWEEP_MS: u64 = 3600 * 1000;
-
-/// When scheduled shows open and close. See `config/default.toml`.
+/// When scheduled shows open and close, and how often the figures of post-show reports are
+/// written. See `config/default.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MarketTiming {
@@ -72,7 +56,13 @@ pub struct MarketTiming {
     pub early_start_ms: u64,
     pub close_grace_ms: u64,
     pub nights_listed: usize,
+    pub stats_flush_ms: u64,
 }
+
+/// Longest accepted `market.stats_flush_ms`: a node that crashes loses the show statistics of
+/// at most this long, and reports read while a show runs lag by as much; ten minutes is past
+/// any useful setting.
+pub const MAX_STATS_FLUSH_MS: u64 = 600_000;
 
 /// Every bound of the server, named. See `config/default.toml` for what each means.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,6 +87,31 @@ pub struct Limits {
 }
 
 /// How webhook deliveries are attempted. See `config/default.toml` for what each means.
+/// The order service: recording claim logs, settling closed shows, the payment window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderService {
+    /// Run the order service inside `serve`.
+    pub in_serve: bool,
+    /// Claim-log entries recorded per batch (one transaction).
+    pub batch: usize,
+    /// Batches one show records per round before the others get their turn.
+    pub batches_per_show: usize,
+    /// Pause between rounds when no show closed meanwhile.
+    pub poll_ms: u64,
+    /// How long a buyer has to pay after settlement.
+    pub payment_window_ms: u64,
+    /// How often unpaid orders past their window are looked for.
+    pub sweep_ms: u64,
+    /// Orders one sweep cancels per transaction at most.
+    pub sweep_batch: usize,
+    /// How long a settled show's inventory keys are kept before they expire.
+    pub keep_settled_ms: u64,
+}
+
+/// Largest claim-log batch: one batch is one transaction and one page read from Redis.
+pub const MAX_ORDER_BATCH: usize = 100_000;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookLimits {
@@ -285,6 +300,12 @@ impl Config {
                 format!("1 to {}", nightmarket_domain::market::MAX_NIGHTS_LISTED),
             ));
         }
+        if mk.stats_flush_ms == 0 || mk.stats_flush_ms > MAX_STATS_FLUSH_MS {
+            return Err(invalid(
+                "market.stats_flush_ms",
+                format!("1 to {MAX_STATS_FLUSH_MS}"),
+            ));
+        }
         if self.database_timeout_ms == 0 {
             return Err(invalid("database_timeout_ms", "must be positive".into()));
         }
@@ -384,17 +405,40 @@ impl Config {
             return Err(invalid("webhooks.max_in_flight", "at most 10000".into()));
         }
         let o = &self.orders;
-        if o.payment_window_ms == 0 || o.payment_window_ms > MAX_PAYMENT_WINDOW_MS {
-            return Err(invalid(
-                "orders.payment_window_ms",
-                format!("1 to {MAX_PAYMENT_WINDOW_MS} (31 days)"),
-            ));
+        if o.batch == 0 || o.batch > MAX_ORDER_BATCH {
+            return Err(invalid("orders.batch", format!("1 to {MAX_ORDER_BATCH}")));
         }
-        if o.sweep_ms == 0 || o.sweep_ms > MAX_SWEEP_MS {
-            return Err(invalid(
-                "orders.sweep_ms",
-                format!("1 to {MAX_SWEEP_MS} (an hour)"),
-            ));
+        if o.batches_per_show == 0 || o.batches_per_show > 10_000 {
+            return Err(invalid("orders.batches_per_show", "1 to 10000".into()));
+        }
+        for (key, v) in [
+            ("orders.poll_ms", o.poll_ms),
+            ("orders.payment_window_ms", o.payment_window_ms),
+            ("orders.sweep_ms", o.sweep_ms),
+            ("orders.keep_settled_ms", o.keep_settled_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
+        for (key, v) in [
+            ("orders.poll_ms", o.poll_ms),
+            ("orders.sweep_ms", o.sweep_ms),
+        ] {
+            if v > WEEK_MS {
+                return Err(invalid(key, format!("at most {WEEK_MS} (a week)")));
+            }
+        }
+        // A payment window or a retention of up to a year: long enough for any market, and
+        // deadlines stay well inside the store's millisecond timestamps.
+        const YEAR_MS: u64 = 366 * 24 * 3600 * 1000;
+        for (key, v) in [
+            ("orders.payment_window_ms", o.payment_window_ms),
+            ("orders.keep_settled_ms", o.keep_settled_ms),
+        ] {
+            if v > YEAR_MS {
+                return Err(invalid(key, format!("at most {YEAR_MS} (a year)")));
+            }
         }
         let max_batch = nightmarket_store::orders::MAX_ORDERS_PER_QUERY;
         if o.sweep_batch == 0 || o.sweep_batch > max_batch {
@@ -630,6 +674,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("orders.payment_window_ms"), "{e}");
+    }
+
+    #[test]
+    fn stats_flush_interval_loads_and_validates() {
+        let c = Config::load(None, env(&[])).expect("defaults load");
+        assert_eq!(c.market.stats_flush_ms, 5000);
+        let c = Config::load(None, env(&[("NIGHTMARKET_MARKET_STATS_FLUSH_MS", "250")]))
+            .expect("override loads");
+        assert_eq!(c.market.stats_flush_ms, 250);
+        for bad in ["0", "600001"] {
+            let e =
+                Config::load(None, env(&[("NIGHTMARKET_MARKET_STATS_FLUSH_MS", bad)])).unwrap_err();
+            assert!(e.to_string().contains("market.stats_flush_ms"), "{e}");
+        }
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! - [`api`]: HTTP handlers; [`ws`]: one WebSocket session per viewer or seller.
 //! - [`state`]: shared state, the per-show command gate, flash timers and the stock ticker.
 //! - [`webhooks`]: the deliverer that POSTs signed webhook events, with retries.
+//! - [`order_service`]: the order service (crate `nightmarket-orders`) as `serve` runs it.
+//! - [`show_stats`]: claims refused and viewers per show, counted here and written to the store
+//!   for post-show reports.
 //! - [`orders_api`]: orders and checkouts after settlement; [`deadline`]: unpaid orders
 //!   cancelled after their payment deadline.
 //! - [`run`]: serve on a bound listener until a shutdown future resolves, then drain.
@@ -20,7 +23,9 @@ pub mod error;
 pub mod lifecycle;
 pub mod market_api;
 pub mod metrics;
+pub mod order_service;
 pub mod orders_api;
+pub mod show_stats;
 pub mod state;
 pub mod webhooks;
 pub mod ws;
@@ -37,8 +42,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
-use nightmarket_domain::{BuyerId, ShowId};
-use nightmarket_inventory::{EventFeed, FeedItem, Inventory, MemoryInventory, RedisInventory};
+use nightmarket_domain::{BuyerId, CommandError, ShowId, ShowStatus};
+use nightmarket_inventory::{
+    EventFeed, FeedItem, Inventory, InventoryError, MemoryInventory, RedisInventory,
+};
 use nightmarket_store::{SqliteJournal, Store};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::http::{BackendState, Readiness};
@@ -398,12 +405,23 @@ pub async fn serve_with(
         .await
         .map_err(|e| ServerError::Storage(e.to_string()))?;
     for row in &rows {
-        state
-            .load_show(row)
-            .await
-            .map_err(|e| ServerError::Storage(e.to_string()))?;
+        match state.load_show(row).await {
+            Ok(_) => {}
+            // Settled and released: nothing left to serve, and the catalog still lists it.
+            Err(InventoryError::Command(CommandError::NotLive(_)))
+                if row.status == ShowStatus::Closed =>
+            {
+                tracing::debug!(show = %row.id, "closed show released by the inventory; not loaded");
+            }
+            Err(e) => return Err(ServerError::Storage(e.to_string())),
+        }
     }
-    tracing::info!(shows = rows.len(), addr = %listener.local_addr()?, "nightmarket serving");
+    tracing::info!(
+        shows = rows.len(),
+        addr = %listener.local_addr()?,
+        node = state.show_stats.node(),
+        "nightmarket serving"
+    );
     tokio::spawn(state.clone().ticker());
     tokio::spawn(lifecycle::run(state.clone()));
     tokio::spawn(deadline::run(state.clone()));
@@ -415,6 +433,27 @@ pub async fn serve_with(
     .with_counters(state.metrics.webhooks.clone());
     let mut deliverer_stop = stop_rx.clone();
     tokio::spawn(deliverer.run(async move { state::stopped(&mut deliverer_stop).await }));
+    if state.config.orders.in_serve {
+        let settler = Arc::new(order_service::settler(
+            &state.config,
+            state.catalog.clone(),
+            state.inventory.clone(),
+            state.clock.clone(),
+            "order-service",
+        ));
+        let _ = state.settler.set(settler.clone());
+        tokio::spawn(settler.run(stop_rx.clone()));
+    }
+    // Its own stop signal, given once sessions have ended: refusals answered while they drain
+    // belong in the last flush.
+    let (stats_stop, stats_stopped) = tokio::sync::oneshot::channel::<()>();
+    let stats_flusher = tokio::spawn(show_stats::run(
+        state.show_stats.clone(),
+        state.catalog.clone(),
+        state.clock.clone(),
+        Duration::from_millis(state.config.market.stats_flush_ms),
+        stats_stopped,
+    ));
 
     let app = router(state.clone());
     let mut stop = stop_rx.clone();
@@ -444,6 +483,13 @@ pub async fn serve_with(
             open = state.sessions.open(),
             "shutdown grace elapsed with sessions open"
         );
+    }
+    let _ = stats_stop.send(());
+    if tokio::time::timeout(show_stats::FINAL_FLUSH_TIMEOUT, stats_flusher)
+        .await
+        .is_err()
+    {
+        tracing::warn!("show statistics not written at shutdown in time");
     }
     tracing::info!("nightmarket stopped");
     Ok(())

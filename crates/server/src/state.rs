@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use nightmarket_domain::{
-    EndReason, LineupEntry, Millis, SellerId, SequencedEvent, ShowEvent, ShowId, ShowStatus,
+    CommandError, EndReason, LineupEntry, LogCursor, Millis, SellerId, SequencedEvent, ShowEvent,
+    ShowId, ShowStatus,
 };
 use nightmarket_hub::{Hub, HubLimits, Published, ShowChannel};
 use nightmarket_inventory::{
@@ -24,6 +25,7 @@ use crate::auth::TokenKey;
 use crate::config::Config;
 use crate::convert;
 use crate::metrics::{Metrics, inc};
+use crate::show_stats::{ShowCounters, ShowStats, minute_of, new_node_id};
 
 /// Current time, UTC milliseconds.
 pub fn now_ms() -> Millis {
@@ -50,6 +52,8 @@ pub struct ShowRuntime {
     /// channel in sequence order.
     gate: tokio::sync::Mutex<()>,
     tick: Mutex<TickState>,
+    /// This node's figures of the show for post-show reports.
+    pub stats: Arc<ShowCounters>,
 }
 
 #[derive(Default)]
@@ -109,11 +113,15 @@ pub struct AppState {
     pub clock: crate::clock::SharedClock,
     pub hub: Hub<Utf8Bytes>,
     pub metrics: Metrics,
+    /// Claims refused and viewers per show, counted on this node for post-show reports.
+    pub show_stats: Arc<ShowStats>,
     pub shows: RwLock<HashMap<ShowId, Arc<ShowRuntime>>>,
     pub connections: Arc<Semaphore>,
     pub sessions: Arc<Sessions>,
     /// Flips to true once shutdown starts; every session watches it.
     pub shutdown: watch::Receiver<bool>,
+    /// The order service when this node runs it: woken as soon as a show closes here.
+    pub settler: std::sync::OnceLock<Arc<nightmarket_orders::Settler>>,
 }
 
 impl AppState {
@@ -141,9 +149,11 @@ impl AppState {
             clock,
             hub,
             metrics: Metrics::default(),
+            show_stats: Arc::new(ShowStats::new(new_node_id())),
             shows: RwLock::new(HashMap::new()),
             sessions: Arc::new(Sessions::default()),
             shutdown,
+            settler: std::sync::OnceLock::new(),
         }
     }
 
@@ -156,12 +166,18 @@ impl AppState {
     }
 
     /// Loads a stored show into the inventory (replaying its journal) and the hub.
+    ///
+    /// A closed show the inventory no longer holds (settled, released, its Redis keys expired)
+    /// is refused with `NotLive`: opening it would create it afresh, scheduled with full stock.
     pub async fn load_show(
         self: &Arc<Self>,
         row: &ShowRow,
     ) -> Result<Arc<ShowRuntime>, InventoryError> {
         if let Some(rt) = self.show(&row.id) {
             return Ok(rt);
+        }
+        if self.released(row).await? {
+            return Err(CommandError::NotLive(ShowStatus::Closed.as_str()).into());
         }
         let lineup: Vec<LineupEntry> = row
             .lineup
@@ -187,6 +203,7 @@ impl AppState {
             channel: self.hub.channel(row.id.as_str(), view.seq),
             gate: tokio::sync::Mutex::new(()),
             tick: Mutex::new(TickState::default()),
+            stats: self.show_stats.counters(&row.id),
         });
         if let Ok(mut shows) = self.shows.write() {
             shows.entry(row.id.clone()).or_insert_with(|| rt.clone());
@@ -201,6 +218,25 @@ impl AppState {
             self.schedule_flash_end(rt.clone(), flash.id, flash.ends_at);
         }
         Ok(rt)
+    }
+
+    /// Whether the inventory has let go of this show: the store says closed, and the inventory
+    /// holds nothing for it. Only a closed show can be released, and the store records the close
+    /// only after the inventory made it, so an open show the inventory does not hold yet is
+    /// simply new.
+    async fn released(&self, row: &ShowRow) -> Result<bool, InventoryError> {
+        if row.status != ShowStatus::Closed {
+            return Ok(false);
+        }
+        match self
+            .inventory
+            .claim_log(&row.id, &LogCursor::default(), 0)
+            .await
+        {
+            Ok(_) => Ok(false),
+            Err(InventoryError::UnknownShow(_)) => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     /// Runs a command on a show: inventory, then publish each event once, in order.
@@ -349,6 +385,12 @@ impl AppState {
             {
                 Ok(true) => {
                     tracing::info!(show = %id, from = from.as_str(), to = to.as_str(), actor, "show transition");
+                    if to == ShowStatus::Closed
+                        && let Some(settler) = self.settler.get()
+                    {
+                        // Settle now rather than at the next poll.
+                        settler.wake();
+                    }
                     return;
                 }
                 Ok(false) => {}
@@ -398,6 +440,10 @@ impl AppState {
 
     /// Refreshes one show's conflated frames if anything changed since the last refresh.
     pub async fn refresh(self: &Arc<Self>, rt: &Arc<ShowRuntime>) {
+        // Sampled before anything that may fail, so the report's viewers do not depend on the
+        // inventory answering.
+        rt.stats
+            .saw_viewers(minute_of(self.clock.now()), rt.channel.viewer_count());
         let feed_from = rt.tick.lock().map(|t| t.feed_from).unwrap_or(0);
         let Ok(stock) = self.inventory.stock(&rt.id, feed_from).await else {
             return;

@@ -11,8 +11,8 @@ use nightmarket_domain::{
 use crate::testing::{FixtureClaim, settle_claims};
 use crate::{
     CommitmentRow, DecisionRow, DeliveryOutcome, ExceptionKind, ExceptionRow, LineupRow,
-    LineupSetItem, LineupSetRow, MarketRow, OrderRow, Page, SellerRow, ShowRow, ShowSchedule,
-    Store, StoreError, WebhookEvent, WebhookRow,
+    LineupSetItem, LineupSetRow, MarketRow, OrderRow, Page, RefusalTotal, SellerRow, ShowRow,
+    ShowSchedule, ShowStatsBatch, Store, StoreError, ViewerSample, WebhookEvent, WebhookRow,
 };
 
 fn fail(msg: impl Into<String>) -> StoreError {
@@ -92,6 +92,7 @@ pub async fn run(store: &Store) -> Result<(), StoreError> {
     scheduling(store).await?;
     webhooks(store).await?;
     orders(store).await?;
+    show_stats(store).await?;
     store.ping().await
 }
 
@@ -1217,6 +1218,151 @@ async fn orders(c: &Store) -> Result<(), StoreError> {
                 .await?
                 .is_some_and(|o| o.status == S::Delivered),
         "paid orders are left alone",
+    )?;
+    Ok(())
+}
+
+async fn show_stats(c: &Store) -> Result<(), StoreError> {
+    let show = id(ShowId::parse("stats-show"))?;
+    let other = id(ShowId::parse("stats-other"))?;
+    let refused = |show: &ShowId, reason: &str, count: u64| RefusalTotal {
+        show: show.clone(),
+        reason: reason.into(),
+        count,
+    };
+    let seen = |show: &ShowId, minute: i64, viewers: u64| ViewerSample {
+        show: show.clone(),
+        minute,
+        viewers,
+    };
+    let refusals = |v: Vec<RefusalTotal>| ShowStatsBatch {
+        refusals: v,
+        viewers: Vec::new(),
+    };
+    let viewers = |v: Vec<ViewerSample>| ShowStatsBatch {
+        refusals: Vec::new(),
+        viewers: v,
+    };
+    let totals = |v: &[(&str, u64)]| {
+        v.iter()
+            .map(|(r, n)| ((*r).to_owned(), *n))
+            .collect::<Vec<_>>()
+    };
+
+    ensure(
+        c.show_refusals(&show).await?.is_empty() && c.show_peak_viewers(&show).await? == 0,
+        "a show without statistics: no refusals, no viewers",
+    )?;
+    c.record_show_stats("node-a", &ShowStatsBatch::default())
+        .await?;
+
+    // Two nodes' running totals add up, per reason, ordered by reason.
+    c.record_show_stats(
+        "node-a",
+        &refusals(vec![
+            refused(&show, "stale_price", 1),
+            refused(&show, "sold_out", 3),
+            refused(&other, "sold_out", 50),
+        ]),
+    )
+    .await?;
+    c.record_show_stats(
+        "node-b",
+        &refusals(vec![
+            refused(&show, "sold_out", 2),
+            refused(&show, "limit_exceeded", 4),
+        ]),
+    )
+    .await?;
+    ensure(
+        c.show_refusals(&show).await?
+            == totals(&[("limit_exceeded", 4), ("sold_out", 5), ("stale_price", 1)]),
+        "refusals summed over nodes, ordered by reason, other shows apart",
+    )?;
+
+    // A re-sent batch, and an older total arriving late, change nothing; a larger one counts.
+    c.record_show_stats("node-a", &refusals(vec![refused(&show, "sold_out", 3)]))
+        .await?;
+    c.record_show_stats(
+        "node-b",
+        &refusals(vec![
+            refused(&show, "sold_out", 1),
+            refused(&show, "limit_exceeded", 4),
+        ]),
+    )
+    .await?;
+    ensure(
+        c.show_refusals(&show).await?
+            == totals(&[("limit_exceeded", 4), ("sold_out", 5), ("stale_price", 1)]),
+        "re-sent and late totals keep the larger value",
+    )?;
+    c.record_show_stats("node-a", &refusals(vec![refused(&show, "sold_out", 7)]))
+        .await?;
+    ensure(
+        c.show_refusals(&show).await?
+            == totals(&[("limit_exceeded", 4), ("sold_out", 9), ("stale_price", 1)]),
+        "a grown total replaces the node's earlier one",
+    )?;
+    ensure(
+        c.show_refusals(&other).await? == totals(&[("sold_out", 50)]),
+        "the other show's refusals",
+    )?;
+
+    // Viewers: nodes add up within a minute; different minutes do not add.
+    const MINUTE: i64 = 29_916_666;
+    c.record_show_stats(
+        "node-a",
+        &viewers(vec![seen(&show, MINUTE, 10), seen(&show, MINUTE + 1, 4)]),
+    )
+    .await?;
+    c.record_show_stats("node-b", &viewers(vec![seen(&show, MINUTE + 2, 12)]))
+        .await?;
+    ensure(
+        c.show_peak_viewers(&show).await? == 12,
+        "peaks of different minutes do not add up",
+    )?;
+    c.record_show_stats(
+        "node-b",
+        &viewers(vec![seen(&show, MINUTE, 7), seen(&other, MINUTE, 1_000)]),
+    )
+    .await?;
+    ensure(
+        c.show_peak_viewers(&show).await? == 17,
+        "nodes' viewers in the same minute add up",
+    )?;
+    // Lower figures for a minute already recorded (a re-send, or an earlier sample of the
+    // minute arriving late) keep the most seen.
+    c.record_show_stats(
+        "node-a",
+        &viewers(vec![seen(&show, MINUTE, 3), seen(&show, MINUTE, 10)]),
+    )
+    .await?;
+    ensure(
+        c.show_peak_viewers(&show).await? == 17,
+        "a lower figure for a recorded minute changes nothing",
+    )?;
+    c.record_show_stats(
+        "node-a",
+        &ShowStatsBatch {
+            refusals: vec![refused(&show, "not_pinned", 2)],
+            viewers: vec![seen(&show, MINUTE + 2, 9)],
+        },
+    )
+    .await?;
+    ensure(
+        c.show_peak_viewers(&show).await? == 21
+            && c.show_refusals(&show).await?
+                == totals(&[
+                    ("limit_exceeded", 4),
+                    ("not_pinned", 2),
+                    ("sold_out", 9),
+                    ("stale_price", 1),
+                ]),
+        "one batch carries refusals and viewers together",
+    )?;
+    ensure(
+        c.show_peak_viewers(&other).await? == 1_000,
+        "the other show's peak",
     )?;
     Ok(())
 }
