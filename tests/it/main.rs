@@ -8,6 +8,7 @@ mod http_api;
 mod market;
 mod market_nodes;
 mod nodes;
+mod orders;
 mod orders_api;
 mod released;
 mod restart;
