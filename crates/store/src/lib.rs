@@ -17,6 +17,7 @@ pub mod conformance;
 pub mod market;
 pub mod migrations;
 pub mod orders;
+pub mod reports;
 pub mod settlement;
 pub mod sql;
 pub mod sqlite;
@@ -33,6 +34,10 @@ pub use market::{
     MarketRow, TransitionRow,
 };
 pub use orders::{OrderLineRow, OrderRow};
+pub use reports::{
+    GroupSales, NightReport, PendingReason, PendingShow, ProductSales, Programme, RefusalCount,
+    SalesFigures, ShowReport, ShowSales,
+};
 pub use settlement::{
     CloseMarker, LogCheckpoint, LogTally, ProductTally, SettleOutcome, SettlePlan, SettlementRow,
     SettlementState,

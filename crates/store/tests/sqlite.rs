@@ -18,7 +18,7 @@ async fn sqlite_store_conforms() {
     let store = Store::sqlite(&dir.path().join("catalog.sqlite"))
         .await
         .unwrap();
-    assert_eq!(store.markets().await.unwrap().len(), 4);
+    assert_eq!(store.markets().await.unwrap().len(), 5);
 }
 
 fn record(n: u32) -> ClaimRecord {
