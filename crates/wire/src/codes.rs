@@ -58,6 +58,9 @@ pub enum ErrorCode {
     /// The slot is not free: outside the night, on a cancelled night, or overlapping another
     /// show of the same seller (named in the message).
     SlotUnavailable,
+    /// A report was asked for a show the order service has not settled (yet, or stopped by a
+    /// reconciliation mismatch); its figures do not exist until it is.
+    NotSettled,
     /// The server cannot take this now (journal queue full, storage failing); retry later.
     Unavailable,
     /// An unexpected failure inside the server; logged with details.
@@ -91,6 +94,7 @@ impl ErrorCode {
             Self::Conflict => "conflict",
             Self::NotAdmitted => "not_admitted",
             Self::SlotUnavailable => "slot_unavailable",
+            Self::NotSettled => "not_settled",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
@@ -119,7 +123,7 @@ impl ErrorCode {
             | Self::SoldOut
             | Self::LimitExceeded => 409,
             Self::NotAdmitted => 422,
-            Self::SlotUnavailable => 409,
+            Self::SlotUnavailable | Self::NotSettled => 409,
             Self::RateLimited => 429,
             Self::Unavailable => 503,
             Self::Internal => 500,
@@ -132,7 +136,7 @@ impl ErrorCode {
     }
 
     /// All codes, for documentation tests.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         Self::Duplicate,
         Self::SoldOut,
         Self::LimitExceeded,
@@ -156,6 +160,7 @@ impl ErrorCode {
         Self::Conflict,
         Self::NotAdmitted,
         Self::SlotUnavailable,
+        Self::NotSettled,
         Self::Unavailable,
         Self::Internal,
     ];

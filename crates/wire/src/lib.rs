@@ -16,6 +16,7 @@ pub mod client;
 pub mod codes;
 pub mod http;
 pub mod market;
+pub mod reports;
 pub mod server;
 
 pub use codes::{CloseCode, ErrorCode};
