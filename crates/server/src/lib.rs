@@ -4,6 +4,7 @@
 //! - [`config`]: layered configuration, validated before anything binds.
 //! - [`auth`]: HS256 tokens carrying role and subject.
 //! - [`api`]: HTTP handlers; [`ws`]: one WebSocket session per viewer or seller.
+//! - [`reports_api`]: show and market-night reports, JSON or CSV.
 //! - [`state`]: shared state, the per-show command gate, flash timers and the stock ticker.
 //! - [`webhooks`]: the deliverer that POSTs signed webhook events, with retries.
 //! - [`run`]: serve on a bound listener until a shutdown future resolves, then drain.
@@ -17,6 +18,7 @@ pub mod error;
 pub mod lifecycle;
 pub mod market_api;
 pub mod metrics;
+pub mod reports_api;
 pub mod state;
 pub mod webhooks;
 pub mod ws;
@@ -151,6 +153,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/shows/{id}/live", post(api::go_live))
         .route("/api/shows/{id}/close", post(api::close))
         .route("/api/shows/{id}/transitions", get(market_api::transitions))
+        .route("/api/shows/{id}/report", get(reports_api::show_report))
         .route("/api/sellers/{id}/shows", get(market_api::seller_shows))
         .route(
             "/api/sellers/{id}/lineup-sets",
@@ -177,6 +180,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/api/markets/{id}/nights/{date}/shows",
             post(market_api::schedule_show).get(market_api::night_shows),
+        )
+        .route(
+            "/api/markets/{id}/nights/{date}/report",
+            get(reports_api::night_report),
         )
         .route("/api/schedule/warnings", get(market_api::warnings))
         .route(
