@@ -8,6 +8,7 @@ mod http_api;
 mod market;
 mod market_nodes;
 mod nodes;
+mod released;
 mod restart;
 mod resume;
 mod show;

@@ -3,11 +3,12 @@
 //! one backend instance can run the suite repeatedly.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use nightmarket_domain::{
-    BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRequest, Dong, EndReason, FlashSpec,
-    LineupEntry, Product, ProductGroup, ProductId, Quantity, RefusalReason, SellerId, ShowEvent,
-    ShowId, ShowStatus, Stars,
+    BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRecord, ClaimRequest, CommandError, Dong,
+    EndReason, FlashSpec, LineupEntry, LogCursor, LogEntry, Product, ProductGroup, ProductId,
+    Quantity, RefusalReason, SellerId, ShowEvent, ShowId, ShowStatus, Stars,
 };
 
 use crate::{Command, Inventory, InventoryError};
@@ -88,7 +89,15 @@ fn refused(d: &ClaimDecision) -> Option<RefusalReason> {
 
 /// The shows [`run`] opens, as `<prefix>-<name>`: a Redis Cluster test uses them to check that
 /// the suite's shows spread over several masters.
-pub const SHOWS: [&str; 5] = ["lifecycle", "flash", "cancel", "race", "history"];
+pub const SHOWS: [&str; 7] = [
+    "lifecycle",
+    "flash",
+    "cancel",
+    "race",
+    "history",
+    "claimlog",
+    "release",
+];
 
 async fn open(
     inv: &dyn Inventory,
@@ -112,6 +121,9 @@ pub async fn run(inv: Arc<dyn Inventory>, prefix: &str) -> R {
     cancel_rules(inv.as_ref(), prefix).await?;
     concurrent_claims_never_oversell(inv.clone(), prefix).await?;
     history_and_resume(inv.as_ref(), prefix).await?;
+    claim_log_in_pages(inv.as_ref(), prefix).await?;
+    an_unknown_show(inv.as_ref(), prefix).await?;
+    release_rules(inv.as_ref(), prefix).await?;
     Ok(())
 }
 
@@ -509,5 +521,371 @@ async fn history_and_resume(inv: &dyn Inventory, prefix: &str) -> R {
         view.seq == 4 && view.pinned == Some(pid("p1")),
         "view as of seq 4",
     )?;
+    Ok(())
+}
+
+fn accepted(d: ClaimDecision) -> Result<ClaimRecord, String> {
+    match d {
+        ClaimDecision::Accepted(a) => Ok(a.record),
+        other => Err(format!("expected accepted, got {other:?}")),
+    }
+}
+
+/// Reads the claim log from `from` to its current end, `limit` entries a page, checking what
+/// every page promises: no more than `limit` entries, positions without gaps, a cursor past the
+/// page, and the last (empty) page handing the cursor back unchanged.
+async fn read_all(
+    inv: &dyn Inventory,
+    show: &ShowId,
+    from: &LogCursor,
+    limit: usize,
+) -> Result<(Vec<LogEntry>, LogCursor), String> {
+    let mut cursor = from.clone();
+    let mut entries: Vec<LogEntry> = Vec::new();
+    loop {
+        let page = inv.claim_log(show, &cursor, limit).await.map_err(err)?;
+        if page.entries.is_empty() {
+            ensure(
+                page.next == cursor,
+                format!(
+                    "an empty page hands the cursor back: {cursor:?} became {:?}",
+                    page.next
+                ),
+            )?;
+            return Ok((entries, cursor));
+        }
+        ensure(
+            page.entries.len() <= limit,
+            format!("{} entries in a page of {limit}", page.entries.len()),
+        )?;
+        for e in &page.entries {
+            let expected = from.next_pos + entries.len() as u64;
+            ensure(
+                e.pos() == expected,
+                format!("entry at {} where {expected} was next", e.pos()),
+            )?;
+            entries.push(e.clone());
+        }
+        let last = page.entries.last().map_or(0, LogEntry::pos);
+        ensure(
+            page.next.next_pos == last + 1,
+            format!("the cursor after {last} points at {}", page.next.next_pos),
+        )?;
+        ensure(
+            page.entries
+                .iter()
+                .filter(|e| matches!(e, LogEntry::Close { .. }))
+                .count()
+                <= 1
+                && page.close().is_none_or(|c| c.pos() == last),
+            "the close marker is the last entry",
+        )?;
+        cursor = page.next;
+    }
+}
+
+/// Claims, a duplicate retry, refusals, a cancellation and an idempotent re-cancellation: the
+/// log holds exactly the accepted decisions, in order, from position 0, whatever the page size;
+/// the close marker follows them only once the show has closed, and nothing follows it.
+async fn claim_log_in_pages(inv: &dyn Inventory, prefix: &str) -> R {
+    let show = open(inv, prefix, "claimlog", 10, 5).await?;
+    let start = LogCursor::default();
+    let page = inv.claim_log(&show, &start, 10).await.map_err(err)?;
+    ensure(
+        page.entries.is_empty() && page.next == start,
+        format!("a show that never went live has an empty log, got {page:?}"),
+    )?;
+    inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
+    inv.command(&show, Command::Pin(pid("p1")), T0)
+        .await
+        .map_err(err)?;
+    let a1 = accepted(
+        inv.claim(&show, req("l1", "b1", "p1", 2, LIST)?, T0 + 1)
+            .await
+            .map_err(err)?,
+    )?;
+    let d = inv
+        .claim(&show, req("l1", "b1", "p1", 2, LIST)?, T0 + 2)
+        .await
+        .map_err(err)?;
+    ensure(
+        matches!(d, ClaimDecision::Duplicate(_)),
+        "the retry is a duplicate",
+    )?;
+    for (r, why) in [
+        (
+            req("l2", "b2", "p1", 1, LIST - 1)?,
+            RefusalReason::StalePrice,
+        ),
+        (req("l1", "b2", "p1", 1, LIST)?, RefusalReason::ClaimIdTaken),
+        (req("l3", "b2", "p2", 1, LIST)?, RefusalReason::NotPinned),
+        (
+            req("l3", "b2", "p1", 6, LIST)?,
+            RefusalReason::LimitExceeded,
+        ),
+    ] {
+        let d = inv.claim(&show, r, T0 + 2).await.map_err(err)?;
+        ensure(
+            refused(&d) == Some(why),
+            format!("{why:?} expected, got {d:?}"),
+        )?;
+    }
+    let a2 = accepted(
+        inv.claim(&show, req("l4", "b2", "p1", 3, LIST)?, T0 + 3)
+            .await
+            .map_err(err)?,
+    )?;
+    let b1 = BuyerId::parse("b1").map_err(err)?;
+    let b2 = BuyerId::parse("b2").map_err(err)?;
+    let l1 = ClaimId::parse("l1").map_err(err)?;
+    let cancelled = match inv.cancel(&show, &b1, &l1, T0 + 4).await.map_err(err)? {
+        CancelDecision::Cancelled { record, .. } => record,
+        other => return Err(format!("expected cancelled, got {other:?}")),
+    };
+    ensure(
+        matches!(
+            inv.cancel(&show, &b1, &l1, T0 + 5).await.map_err(err)?,
+            CancelDecision::AlreadyCancelled { .. }
+        ),
+        "cancelling again changes nothing",
+    )?;
+    ensure(
+        inv.cancel(&show, &b2, &l1, T0 + 5).await.map_err(err)? == CancelDecision::UnknownClaim,
+        "another buyer's cancel changes nothing",
+    )?;
+    inv.command(&show, Command::Pin(pid("p2")), T0 + 6)
+        .await
+        .map_err(err)?;
+    let a3 = accepted(
+        inv.claim(&show, req("l5", "b1", "p2", 1, LIST)?, T0 + 7)
+            .await
+            .map_err(err)?,
+    )?;
+    // The cancellation carries the claim's own terms and time, and when it was cancelled.
+    ensure(
+        ClaimRecord {
+            cancelled_at: None,
+            ..cancelled.clone()
+        } == a1
+            && cancelled.cancelled_at == Some(T0 + 4),
+        format!("the cancelled record {cancelled:?} is the claim {a1:?}"),
+    )?;
+    let decided = vec![
+        LogEntry::Claim { pos: 0, record: a1 },
+        LogEntry::Claim { pos: 1, record: a2 },
+        LogEntry::Cancel {
+            pos: 2,
+            record: cancelled,
+            at: T0 + 4,
+        },
+        LogEntry::Claim { pos: 3, record: a3 },
+    ];
+
+    let (entries, open_end) = read_all(inv, &show, &start, 2).await?;
+    ensure(
+        entries == decided,
+        format!("while live, the log is the decisions: {entries:?}"),
+    )?;
+    for limit in [1, 1000] {
+        let (again, end) = read_all(inv, &show, &start, limit).await?;
+        ensure(
+            again == decided && end == open_end,
+            format!("pages of {limit} read the same log: {again:?}"),
+        )?;
+    }
+
+    let evs = inv
+        .command(&show, Command::Close, T0 + 20)
+        .await
+        .map_err(err)?;
+    let closed_stock = evs.iter().find_map(|e| match &e.event {
+        ShowEvent::ShowClosed { final_stock } => Some(final_stock.clone()),
+        _ => None,
+    });
+    let view = inv.view(&show, None, T0 + 21).await.map_err(err)?;
+    let stock: Vec<(ProductId, u32)> = view
+        .lineup
+        .iter()
+        .map(|e| (e.product.id.clone(), e.left))
+        .collect();
+    ensure(
+        closed_stock.as_ref() == Some(&stock),
+        "the close event carries the stock left",
+    )?;
+    let marker = LogEntry::Close {
+        pos: 4,
+        at: T0 + 20,
+        final_stock: stock,
+    };
+    let page = inv.claim_log(&show, &open_end, 2).await.map_err(err)?;
+    ensure(
+        page.entries == [marker.clone()] && page.close() == Some(&marker),
+        format!(
+            "after close the next page is the marker alone, got {:?}",
+            page.entries
+        ),
+    )?;
+    let after = inv.claim_log(&show, &page.next, 2).await.map_err(err)?;
+    ensure(
+        after.entries.is_empty() && after.next == page.next,
+        format!("nothing follows the marker, got {after:?}"),
+    )?;
+    let mut whole = decided;
+    whole.push(marker);
+    // A page of 4 is full before the marker, which comes alone on the next.
+    for limit in [1, 2, 3, 4, 5, 1000] {
+        let (all, end) = read_all(inv, &show, &start, limit).await?;
+        ensure(
+            all == whole && end == page.next,
+            format!("pages of {limit} after close: {all:?}"),
+        )?;
+    }
+    Ok(())
+}
+
+/// A show the backend holds nothing for (never opened, or released and gone) is unknown to
+/// every read and command, and none of them creates it.
+async fn an_unknown_show(inv: &dyn Inventory, prefix: &str) -> R {
+    let show = ShowId::parse(format!("{prefix}-never-opened")).map_err(err)?;
+    let unknown = |r: Result<(), InventoryError>, what: &str| {
+        ensure(
+            matches!(&r, Err(InventoryError::UnknownShow(s)) if s == &show),
+            format!("{what} of a show the backend never held: {r:?}"),
+        )
+    };
+    for limit in [0, 10] {
+        let r = inv.claim_log(&show, &LogCursor::default(), limit).await;
+        unknown(r.map(drop), &format!("the log, {limit} entries"))?;
+    }
+    unknown(inv.view(&show, None, T0).await.map(drop), "the view")?;
+    unknown(inv.stock(&show, 0).await.map(drop), "the stock")?;
+    for cmd in [Command::Close, Command::GoLive] {
+        let r = inv.command(&show, cmd.clone(), T0).await;
+        unknown(r.map(drop), &format!("{cmd:?}"))?;
+    }
+    unknown(
+        inv.claim_log(&show, &LogCursor::default(), 10)
+            .await
+            .map(drop),
+        "the log after commands",
+    )?;
+    Ok(())
+}
+
+/// Release comes after the close marker: refused before, idempotent after, and it changes
+/// nothing a reader sees while the keys are kept.
+async fn release_rules(inv: &dyn Inventory, prefix: &str) -> R {
+    let keep = Duration::from_secs(600);
+    let refused_release = |r: Result<(), InventoryError>| {
+        matches!(
+            r,
+            Err(InventoryError::Command(CommandError::BadTransition { .. }))
+        )
+    };
+    let show = open(inv, prefix, "release", 5, 5).await?;
+    ensure(
+        refused_release(inv.release(&show, keep).await),
+        "a scheduled show is not released",
+    )?;
+    inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
+    inv.command(&show, Command::Pin(pid("p1")), T0)
+        .await
+        .map_err(err)?;
+    accepted(
+        inv.claim(&show, req("z1", "b1", "p1", 1, LIST)?, T0)
+            .await
+            .map_err(err)?,
+    )?;
+    ensure(
+        refused_release(inv.release(&show, keep).await),
+        "a live show is not released",
+    )?;
+    inv.command(&show, Command::Close, T0 + 1)
+        .await
+        .map_err(err)?;
+    let (before, _) = read_all(inv, &show, &LogCursor::default(), 10).await?;
+    ensure(
+        before.len() == 2,
+        format!("a claim and the marker: {before:?}"),
+    )?;
+    inv.release(&show, keep).await.map_err(err)?;
+    inv.release(&show, keep).await.map_err(err)?;
+    let (after, _) = read_all(inv, &show, &LogCursor::default(), 10).await?;
+    ensure(after == before, "the log reads the same after release")?;
+    // Opening a closed show again resets nothing.
+    inv.open_show(&show, lineup(5, 5)?).await.map_err(err)?;
+    let view = inv.view(&show, None, T0 + 2).await.map_err(err)?;
+    ensure(
+        view.status == ShowStatus::Closed && view.lineup.first().map(|e| e.left) == Some(4),
+        format!("reopening a released show keeps it closed: {view:?}"),
+    )?;
+    let unknown = ShowId::parse(format!("{prefix}-never-opened")).map_err(err)?;
+    inv.release(&unknown, keep).await.map_err(err)?;
+    Ok(())
+}
+
+/// The claim log of a show `writer` served, read through `reader`, an instance over the same
+/// storage that never opened the show (the order service's view): the same entries, the close
+/// marker included, and the same release rules.
+pub async fn claim_log_from_another_instance(
+    writer: &dyn Inventory,
+    reader: &dyn Inventory,
+    prefix: &str,
+) -> R {
+    let show = ShowId::parse(format!("{prefix}-elsewhere")).map_err(err)?;
+    writer.open_show(&show, lineup(10, 5)?).await.map_err(err)?;
+    writer
+        .command(&show, Command::GoLive, T0)
+        .await
+        .map_err(err)?;
+    writer
+        .command(&show, Command::Pin(pid("p2")), T0)
+        .await
+        .map_err(err)?;
+    for (n, buyer) in ["b1", "b2", "b3"].iter().enumerate() {
+        accepted(
+            writer
+                .claim(
+                    &show,
+                    req(&format!("e{n}"), buyer, "p2", 2, LIST)?,
+                    T0 + n as i64,
+                )
+                .await
+                .map_err(err)?,
+        )?;
+    }
+    let b2 = BuyerId::parse("b2").map_err(err)?;
+    let e1 = ClaimId::parse("e1").map_err(err)?;
+    writer.cancel(&show, &b2, &e1, T0 + 9).await.map_err(err)?;
+    let start = LogCursor::default();
+    let (live, _) = read_all(reader, &show, &start, 2).await?;
+    let (served, _) = read_all(writer, &show, &start, 1000).await?;
+    ensure(
+        live.len() == 4 && live == served,
+        format!("the other instance reads {live:?}, the serving one {served:?}"),
+    )?;
+    ensure(
+        matches!(
+            reader.release(&show, Duration::from_secs(600)).await,
+            Err(InventoryError::Command(_))
+        ),
+        "the other instance does not release a live show",
+    )?;
+    writer
+        .command(&show, Command::Close, T0 + 10)
+        .await
+        .map_err(err)?;
+    let (closed, _) = read_all(reader, &show, &start, 3).await?;
+    let (served, _) = read_all(writer, &show, &start, 1000).await?;
+    ensure(
+        closed.len() == 5
+            && closed == served
+            && matches!(closed.last(), Some(LogEntry::Close { pos: 4, .. })),
+        format!("after close the other instance reads {closed:?}, the serving one {served:?}"),
+    )?;
+    reader
+        .release(&show, Duration::from_secs(600))
+        .await
+        .map_err(err)?;
     Ok(())
 }

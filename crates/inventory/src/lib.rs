@@ -13,7 +13,8 @@ mod redis_backend;
 use async_trait::async_trait;
 use nightmarket_domain::{
     BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRecord, CommandError, Dong, EndReason,
-    Flash, FlashSpec, LineupEntry, Millis, ProductId, SequencedEvent, ShowId, ShowStatus,
+    Flash, FlashSpec, LineupEntry, LogCursor, LogPage, Millis, ProductId, SequencedEvent, ShowId,
+    ShowStatus,
 };
 
 pub use memory::MemoryInventory;
@@ -135,6 +136,27 @@ pub trait Inventory: Send + Sync + 'static {
         after: u64,
         limit: usize,
     ) -> Result<Option<Vec<SequencedEvent>>, InventoryError>;
+
+    /// One page of the show's claim log after `from`: claims and cancellations in decision
+    /// order, then, once the show has closed, the close marker (nothing follows it). At most
+    /// `limit` entries. Works whether or not the show is opened on this node (the order service
+    /// reads shows it never served). `UnknownShow` when the backend holds nothing for the show.
+    async fn claim_log(
+        &self,
+        show: &ShowId,
+        from: &LogCursor,
+        limit: usize,
+    ) -> Result<LogPage, InventoryError>;
+
+    /// Settlement has recorded the show: its keys may go after `keep_for` (Redis: EXPIRE on
+    /// every key of the show, never before this call). The embedded backend keeps its journal
+    /// and does nothing here. Refused (`BadTransition`) while the show is not closed: its claim
+    /// log is not complete yet. Releasing again, or a show the backend no longer holds, is `Ok`.
+    async fn release(
+        &self,
+        show: &ShowId,
+        keep_for: std::time::Duration,
+    ) -> Result<(), InventoryError>;
 
     /// `Err` while claims cannot be accepted (for readiness).
     fn health(&self) -> Result<(), InventoryError>;

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use async_trait::async_trait;
 use nightmarket_domain::{
-    BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRequest, LineupEntry, Millis,
-    SequencedEvent, ShowBook, ShowId,
+    BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRequest, CommandError, LineupEntry,
+    LogCursor, LogPage, Millis, SequencedEvent, ShowBook, ShowId, ShowStatus,
 };
 use nightmarket_store::{JournalEntry, JournalError, Reservation, SqliteJournal, Ticket};
 
@@ -295,6 +295,74 @@ impl Inventory for MemoryInventory {
                 .cloned()
                 .collect(),
         ))
+    }
+
+    async fn claim_log(
+        &self,
+        show: &ShowId,
+        from: &LogCursor,
+        limit: usize,
+    ) -> Result<LogPage, InventoryError> {
+        // The journal is the log: every acknowledged claim is on disk there, and it holds the
+        // shows this node never opened too. The embedded journal pages by position alone.
+        let journal = self.journal.clone();
+        let id = show.clone();
+        let start = from.next_pos;
+        let read = tokio::task::spawn_blocking(move || journal.read_log(&id, start, limit))
+            .await
+            .map_err(|e| InventoryError::Internal(e.to_string()))?
+            .map_err(journal_err)?;
+        let entries = match read {
+            Some(entries) => entries,
+            // Opened here, nothing journaled yet: a scheduled show's log is empty.
+            None if self.slot(show).is_ok() => Vec::new(),
+            None => return Err(InventoryError::UnknownShow(show.clone())),
+        };
+        let next = match entries.last() {
+            Some(last) => LogCursor {
+                next_pos: last.pos() + 1,
+                token: String::new(),
+            },
+            None => from.clone(),
+        };
+        Ok(LogPage { entries, next })
+    }
+
+    async fn release(
+        &self,
+        show: &ShowId,
+        _keep_for: std::time::Duration,
+    ) -> Result<(), InventoryError> {
+        // Nothing to let go of: the journal keeps every show, and replaying a closed show gives
+        // a closed book. Only the order of things is checked, as on Redis.
+        let status = match self.slot(show) {
+            Ok(slot) => Some(lock(&slot.book)?.status()),
+            Err(_) => {
+                let journal = self.journal.clone();
+                let id = show.clone();
+                tokio::task::spawn_blocking(move || journal.show_closed(&id))
+                    .await
+                    .map_err(|e| InventoryError::Internal(e.to_string()))?
+                    .map_err(journal_err)?
+                    // Journaled but not closed: it has gone live (a scheduled show journals
+                    // nothing).
+                    .map(|closed| {
+                        if closed {
+                            ShowStatus::Closed
+                        } else {
+                            ShowStatus::Live
+                        }
+                    })
+            }
+        };
+        match status {
+            Some(s) if s != ShowStatus::Closed => Err(CommandError::BadTransition {
+                from: s.as_str(),
+                to: "released",
+            }
+            .into()),
+            _ => Ok(()),
+        }
     }
 
     fn health(&self) -> Result<(), InventoryError> {

@@ -103,3 +103,15 @@ async fn restart_rebuilds_the_same_state() {
     let events = inv.events_after(&show, 0, 100).await.unwrap().unwrap();
     assert_eq!(events.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claim_log_reads_from_the_journal_without_opening_the_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.sqlite");
+    let writer = MemoryInventory::new(SqliteJournal::open(&path, 4096).unwrap(), 1000);
+    // The order service's instance: the same journal file, opened on its own.
+    let reader = MemoryInventory::new(SqliteJournal::open(&path, 4096).unwrap(), 1000);
+    conformance::claim_log_from_another_instance(&writer, &reader, "mem")
+        .await
+        .unwrap();
+}

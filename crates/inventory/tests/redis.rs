@@ -517,3 +517,257 @@ async fn a_lost_reply_and_a_retry_count_once_and_the_log_matches_the_counters() 
     assert_eq!(log.ids.len(), 21);
     assert_eq!(units, 100 - stock.levels[0].1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_node_reads_the_claim_log_of_a_show_it_never_opened() {
+    let prefix = format!("nmtest:{}:", uuid::Uuid::new_v4());
+    let writer = RedisInventory::connect(&redis_url(), &prefix, 1000)
+        .await
+        .unwrap();
+    let reader = RedisInventory::connect(&redis_url(), &prefix, 1000)
+        .await
+        .unwrap();
+    conformance::claim_log_from_another_instance(&writer, &reader, "node")
+        .await
+        .unwrap();
+}
+
+/// A show of one product, live with that product pinned, on a prefix of its own.
+async fn live_show(name: &str) -> (RedisInventory, String, nightmarket_domain::ShowId) {
+    use nightmarket_domain::{
+        Dong, LineupEntry, Product, ProductGroup, ProductId, SellerId, ShowId, Stars,
+    };
+    use nightmarket_inventory::Command;
+    let prefix = format!("nmtest:{}:", uuid::Uuid::new_v4());
+    let inv = RedisInventory::connect(&redis_url(), &prefix, 1000)
+        .await
+        .unwrap();
+    let show = ShowId::parse(name).unwrap();
+    let product = Product {
+        id: ProductId::parse("p1").unwrap(),
+        seller_id: SellerId::parse("s1").unwrap(),
+        name: "Nón lá Chuông".into(),
+        group: ProductGroup::Handicrafts,
+        stars: Stars::parse(4).unwrap(),
+        district: "Thanh Oai".into(),
+        commune: "Phương Trung".into(),
+        producer: "HTX Nón Chuông".into(),
+        list_price: Dong::parse(90_000).unwrap(),
+        origin_document: "NG-1".into(),
+        quality_label: "CL-1".into(),
+        documents: Vec::new(),
+    };
+    inv.open_show(
+        &show,
+        vec![LineupEntry {
+            product,
+            allotted: 10,
+            buyer_limit: 5,
+            left: 10,
+        }],
+    )
+    .await
+    .unwrap();
+    inv.command(&show, Command::GoLive, 1).await.unwrap();
+    inv.command(&show, Command::Pin(ProductId::parse("p1").unwrap()), 2)
+        .await
+        .unwrap();
+    (inv, prefix, show)
+}
+
+fn claim(id: &str, buyer: &str, qty: i64) -> nightmarket_domain::ClaimRequest {
+    use nightmarket_domain::{BuyerId, ClaimId, ClaimRequest, Dong, ProductId, Quantity};
+    ClaimRequest {
+        claim_id: ClaimId::parse(id).unwrap(),
+        buyer: BuyerId::parse(buyer).unwrap(),
+        product_id: ProductId::parse("p1").unwrap(),
+        quantity: Quantity::parse(qty, 10).unwrap(),
+        seen_price: Dong::parse(90_000).unwrap(),
+    }
+}
+
+const KEYS: [&str; 10] = [
+    "meta", "lineup", "left", "held", "claims", "flash", "log", "events", "mine", "products",
+];
+
+/// PTTL of every key of the show: -2 missing, -1 no TTL.
+async fn pttls(conn: &mut redis::aio::MultiplexedConnection, prefix: &str, show: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    for k in KEYS {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(format!("{prefix}{{{show}}}:{k}"))
+            .query_async(conn)
+            .await
+            .unwrap();
+        out.push(ttl);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_sets_every_key_of_the_closed_show_to_expire_and_nothing_before() {
+    use nightmarket_domain::{BuyerId, ClaimId, LogCursor};
+    use nightmarket_inventory::{Command, InventoryError};
+    let (inv, prefix, show) = live_show("ttl").await;
+    inv.claim(&show, claim("t1", "b1", 2), 3).await.unwrap();
+    inv.claim(&show, claim("t2", "b2", 1), 4).await.unwrap();
+    inv.cancel(
+        &show,
+        &BuyerId::parse("b2").unwrap(),
+        &ClaimId::parse("t2").unwrap(),
+        5,
+    )
+    .await
+    .unwrap();
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keep = std::time::Duration::from_secs(60);
+    assert!(matches!(
+        inv.release(&show, keep).await,
+        Err(InventoryError::Command(_))
+    ));
+    inv.command(&show, Command::Close, 6).await.unwrap();
+    let before = pttls(&mut conn, &prefix, "ttl").await;
+    // Every key but `flash` (none ran) exists, and none expires.
+    for (k, ttl) in KEYS.iter().zip(&before) {
+        let expected = if *k == "flash" { -2 } else { -1 };
+        assert_eq!(*ttl, expected, "{k} before release");
+    }
+
+    inv.release(&show, keep).await.unwrap();
+    let after = pttls(&mut conn, &prefix, "ttl").await;
+    for (k, ttl) in KEYS.iter().zip(&after) {
+        if *k == "flash" {
+            assert_eq!(*ttl, -2, "{k} after release");
+        } else {
+            assert!(*ttl > 50_000 && *ttl <= 60_000, "{k} after release: {ttl}");
+        }
+    }
+    let page = inv
+        .claim_log(&show, &LogCursor::default(), 100)
+        .await
+        .unwrap();
+    assert_eq!(page.entries.len(), 4, "the log is kept meanwhile");
+
+    // Once expired the show is gone, and reads say so.
+    inv.release(&show, std::time::Duration::from_millis(50))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        pttls(&mut conn, &prefix, "ttl")
+            .await
+            .iter()
+            .all(|t| *t == -2)
+    );
+    assert!(matches!(
+        inv.claim_log(&show, &LogCursor::default(), 100).await,
+        Err(InventoryError::UnknownShow(_))
+    ));
+    assert!(matches!(
+        inv.view(&show, None, 7).await,
+        Err(InventoryError::UnknownShow(_))
+    ));
+    // Releasing what is gone is not an error: settlement may retry.
+    inv.release(&show, keep).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_show_whose_meta_expired_first_is_not_opened_afresh_over_its_log() {
+    use nightmarket_domain::{
+        Dong, LineupEntry, Product, ProductGroup, ProductId, SellerId, Stars,
+    };
+    use nightmarket_inventory::InventoryError;
+    let (inv, prefix, show) = live_show("half").await;
+    inv.claim(&show, claim("h1", "b1", 2), 3).await.unwrap();
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    // Keys with one deadline still expire one at a time.
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}{{half}}:meta"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let product = Product {
+        id: ProductId::parse("p1").unwrap(),
+        seller_id: SellerId::parse("s1").unwrap(),
+        name: "Nón lá Chuông".into(),
+        group: ProductGroup::Handicrafts,
+        stars: Stars::parse(4).unwrap(),
+        district: "Thanh Oai".into(),
+        commune: "Phương Trung".into(),
+        producer: "HTX Nón Chuông".into(),
+        list_price: Dong::parse(90_000).unwrap(),
+        origin_document: "NG-1".into(),
+        quality_label: "CL-1".into(),
+        documents: Vec::new(),
+    };
+    let lineup = vec![LineupEntry {
+        product,
+        allotted: 10,
+        buyer_limit: 5,
+        left: 10,
+    }];
+    inv.open_show(&show, lineup).await.unwrap();
+    let v = inv.view(&show, None, 4).await;
+    assert!(matches!(v, Err(InventoryError::UnknownShow(_))), "{v:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancellation_logged_without_the_claim_time_takes_it_from_the_claim() {
+    use nightmarket_domain::{LogCursor, LogEntry};
+    let (inv, prefix, show) = live_show("legacy").await;
+    inv.claim(&show, claim("g1", "b1", 2), 3).await.unwrap();
+    // A cancellation as the scripts logged it before its entry carried `claimed_at`.
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = |k: &str| format!("{prefix}{{legacy}}:{k}");
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("HSET")
+        .arg(key("claims"))
+        .arg("g1")
+        .arg("b1|p1|2|90000||3|8")
+        .ignore()
+        .cmd("HINCRBY")
+        .arg(key("meta"))
+        .arg("log_len")
+        .arg(1)
+        .ignore()
+        .cmd("XADD")
+        .arg(key("log"))
+        .arg("*")
+        .arg(&[
+            ("pos", "1"),
+            ("kind", "cancel"),
+            ("claim_id", "g1"),
+            ("buyer", "b1"),
+            ("product", "p1"),
+            ("quantity", "2"),
+            ("unit_price", "90000"),
+            ("flash_id", ""),
+            ("at", "8"),
+        ])
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let page = inv
+        .claim_log(&show, &LogCursor::default(), 10)
+        .await
+        .unwrap();
+    let [
+        LogEntry::Claim {
+            record: claimed, ..
+        },
+        LogEntry::Cancel { pos, record, at },
+    ] = page.entries.as_slice()
+    else {
+        panic!("a claim and its cancellation, got {:?}", page.entries);
+    };
+    assert_eq!(
+        (*pos, *at, record.at, record.cancelled_at),
+        (1, 8, 3, Some(8))
+    );
+    assert_eq!(record.claim_id, claimed.claim_id);
+}

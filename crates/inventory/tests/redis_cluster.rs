@@ -220,6 +220,16 @@ async fn cluster_inventory_conforms_with_shows_on_several_masters() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_node_reads_the_claim_log_of_a_show_it_never_opened() {
+    let prefix = prefix();
+    let writer = connect(&prefix).await;
+    let reader = connect(&prefix).await;
+    conformance::claim_log_from_another_instance(&writer, &reader, "node")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_survive_a_script_cache_flush_on_every_master() {
     let inv: Arc<dyn Inventory> = Arc::new(connect(&prefix()).await);
     conformance::run(inv.clone(), "before").await.unwrap();

@@ -35,8 +35,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
-use nightmarket_domain::{BuyerId, ShowId};
-use nightmarket_inventory::{EventFeed, FeedItem, Inventory, MemoryInventory, RedisInventory};
+use nightmarket_domain::{BuyerId, CommandError, ShowId, ShowStatus};
+use nightmarket_inventory::{
+    EventFeed, FeedItem, Inventory, InventoryError, MemoryInventory, RedisInventory,
+};
 use nightmarket_store::{SqliteJournal, Store};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::http::{BackendState, Readiness};
@@ -390,10 +392,16 @@ pub async fn serve_with(
         .await
         .map_err(|e| ServerError::Storage(e.to_string()))?;
     for row in &rows {
-        state
-            .load_show(row)
-            .await
-            .map_err(|e| ServerError::Storage(e.to_string()))?;
+        match state.load_show(row).await {
+            Ok(_) => {}
+            // Settled and released: nothing left to serve, and the catalog still lists it.
+            Err(InventoryError::Command(CommandError::NotLive(_)))
+                if row.status == ShowStatus::Closed =>
+            {
+                tracing::debug!(show = %row.id, "closed show released by the inventory; not loaded");
+            }
+            Err(e) => return Err(ServerError::Storage(e.to_string())),
+        }
     }
     tracing::info!(shows = rows.len(), addr = %listener.local_addr()?, "nightmarket serving");
     tokio::spawn(state.clone().ticker());

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use nightmarket_domain::{
-    EndReason, LineupEntry, Millis, SellerId, SequencedEvent, ShowEvent, ShowId, ShowStatus,
+    CommandError, EndReason, LineupEntry, LogCursor, Millis, SellerId, SequencedEvent, ShowEvent,
+    ShowId, ShowStatus,
 };
 use nightmarket_hub::{Hub, HubLimits, Published, ShowChannel};
 use nightmarket_inventory::{
@@ -156,12 +157,18 @@ impl AppState {
     }
 
     /// Loads a stored show into the inventory (replaying its journal) and the hub.
+    ///
+    /// A closed show the inventory no longer holds (settled, released, its Redis keys expired)
+    /// is refused with `NotLive`: opening it would create it afresh, scheduled with full stock.
     pub async fn load_show(
         self: &Arc<Self>,
         row: &ShowRow,
     ) -> Result<Arc<ShowRuntime>, InventoryError> {
         if let Some(rt) = self.show(&row.id) {
             return Ok(rt);
+        }
+        if self.released(row).await? {
+            return Err(CommandError::NotLive(ShowStatus::Closed.as_str()).into());
         }
         let lineup: Vec<LineupEntry> = row
             .lineup
@@ -201,6 +208,25 @@ impl AppState {
             self.schedule_flash_end(rt.clone(), flash.id, flash.ends_at);
         }
         Ok(rt)
+    }
+
+    /// Whether the inventory has let go of this show: the store says closed, and the inventory
+    /// holds nothing for it. Only a closed show can be released, and the store records the close
+    /// only after the inventory made it, so an open show the inventory does not hold yet is
+    /// simply new.
+    async fn released(&self, row: &ShowRow) -> Result<bool, InventoryError> {
+        if row.status != ShowStatus::Closed {
+            return Ok(false);
+        }
+        match self
+            .inventory
+            .claim_log(&row.id, &LogCursor::default(), 0)
+            .await
+        {
+            Ok(_) => Ok(false),
+            Err(InventoryError::UnknownShow(_)) => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     /// Runs a command on a show: inventory, then publish each event once, in order.

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use nightmarket_domain::{
-    BuyerId, ClaimId, ClaimRecord, Dong, ProductId, SequencedEvent, ShowEvent, ShowId,
+    BuyerId, ClaimId, ClaimRecord, Dong, LogEntry, ProductId, SequencedEvent, ShowEvent, ShowId,
 };
 use nightmarket_store::{JournalEntry, JournalError, SqliteJournal, Store, conformance};
 
@@ -117,4 +117,134 @@ async fn full_queue_refuses_instead_of_growing() {
     for t in tickets {
         j.durable(t).await.unwrap();
     }
+}
+
+/// Appends and waits until everything is on disk.
+async fn append_all(j: &SqliteJournal, entries: Vec<JournalEntry>) {
+    let mut last = None;
+    for e in entries {
+        last = Some(j.try_append(e).unwrap());
+    }
+    if let Some(t) = last {
+        j.durable(t).await.unwrap();
+    }
+}
+
+fn event(seq: u64, at: i64, event: ShowEvent) -> SequencedEvent {
+    SequencedEvent { seq, at, event }
+}
+
+#[tokio::test]
+async fn the_claim_log_reads_back_in_pages_and_ends_with_the_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("journal.sqlite"), 1024).unwrap();
+    let show = ShowId::parse("s1").unwrap();
+    assert_eq!(j.read_log(&show, 0, 10).unwrap(), None);
+    assert_eq!(j.show_closed(&show).unwrap(), None);
+    let live = JournalEntry::Event {
+        show: show.clone(),
+        event: event(1, 5, ShowEvent::ShowLive),
+    };
+    let mut entries = vec![live];
+    for n in 0..5u32 {
+        entries.push(JournalEntry::Claim {
+            show: show.clone(),
+            pos: u64::from(n),
+            record: record(n),
+        });
+    }
+    let mut cancelled = record(3);
+    cancelled.cancelled_at = Some(9_000);
+    entries.push(JournalEntry::Cancel {
+        show: show.clone(),
+        pos: 5,
+        record: cancelled.clone(),
+        at: 9_000,
+    });
+    append_all(&j, entries).await;
+
+    let mut expected: Vec<LogEntry> = (0..5u32)
+        .map(|n| LogEntry::Claim {
+            pos: u64::from(n),
+            record: record(n),
+        })
+        .collect();
+    expected.push(LogEntry::Cancel {
+        pos: 5,
+        record: cancelled,
+        at: 9_000,
+    });
+    assert_eq!(j.read_log(&show, 0, 100).unwrap().unwrap(), expected);
+    assert_eq!(j.read_log(&show, 2, 3).unwrap().unwrap(), expected[2..5]);
+    assert_eq!(j.read_log(&show, 6, 100).unwrap().unwrap(), []);
+    assert_eq!(j.read_log(&show, 0, 0).unwrap().unwrap(), []);
+    assert_eq!(j.show_closed(&show).unwrap(), Some(false));
+
+    let final_stock = vec![(ProductId::parse("p1").unwrap(), 7)];
+    append_all(
+        &j,
+        vec![JournalEntry::Event {
+            show: show.clone(),
+            event: event(
+                2,
+                10_000,
+                ShowEvent::ShowClosed {
+                    final_stock: final_stock.clone(),
+                },
+            ),
+        }],
+    )
+    .await;
+    let close = LogEntry::Close {
+        pos: 6,
+        at: 10_000,
+        final_stock,
+    };
+    assert_eq!(j.show_closed(&show).unwrap(), Some(true));
+    // The marker only where the page has room after the last entry.
+    assert_eq!(j.read_log(&show, 4, 2).unwrap().unwrap(), expected[4..6]);
+    assert_eq!(
+        j.read_log(&show, 4, 3).unwrap().unwrap(),
+        [&expected[4..6], std::slice::from_ref(&close)].concat()
+    );
+    assert_eq!(j.read_log(&show, 6, 1).unwrap().unwrap(), [close]);
+    assert_eq!(j.read_log(&show, 7, 10).unwrap().unwrap(), []);
+}
+
+#[tokio::test]
+async fn a_journal_from_before_cancel_rows_kept_the_claim_time_still_reads_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.sqlite");
+    // The claim_log table as it was, with one claim and its cancellation.
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE claim_log (
+                show_id TEXT NOT NULL, pos INTEGER NOT NULL,
+                kind TEXT NOT NULL CHECK (kind IN ('claim', 'cancel')),
+                claim_id TEXT NOT NULL, buyer_id TEXT NOT NULL, product_id TEXT NOT NULL,
+                quantity INTEGER NOT NULL CHECK (quantity > 0),
+                unit_price INTEGER NOT NULL CHECK (unit_price > 0),
+                flash_id INTEGER, at INTEGER NOT NULL,
+                PRIMARY KEY (show_id, pos)) WITHOUT ROWID;
+             INSERT INTO claim_log VALUES ('s1', 0, 'claim', 'c1', 'b1', 'p1', 2, 99000, NULL, 1000);
+             INSERT INTO claim_log VALUES ('s1', 1, 'cancel', 'c1', 'b1', 'p1', 2, 99000, NULL, 2000);",
+        )
+        .unwrap();
+    }
+    let j = SqliteJournal::open(&path, 16).unwrap();
+    let log = j
+        .read_log(&ShowId::parse("s1").unwrap(), 1, 10)
+        .unwrap()
+        .unwrap();
+    let LogEntry::Cancel { pos, record, at } = &log[0] else {
+        panic!("expected the cancellation, got {log:?}");
+    };
+    assert_eq!(
+        (*pos, record.at, *at, record.cancelled_at),
+        (1, 1000, 2000, Some(2000))
+    );
+    // Opening again finds the column in place.
+    drop(j);
+    SqliteJournal::open(&path, 16).unwrap();
 }

@@ -1,4 +1,5 @@
--- cancel(claim_id, buyer, now): a buyer's own claim, while live; units go back to stock.
+-- cancel(claim_id, buyer, now): a buyer's own claim, while live; units go back to stock. The
+-- log entry carries the claim's terms and its own time (`claimed_at`), as settlement needs them.
 local cid, buyer, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local raw = redis.call('HGET', K_CLAIMS, cid)
 if not raw then return cjson.encode({ o = 'unknown_claim' }) end
@@ -23,6 +24,6 @@ redis.call('HSET', K_CLAIMS, cid, rec_text(r))
 local pos = redis.call('HINCRBY', K_META, 'log_len', 1) - 1
 redis.call('XADD', K_LOG, '*', 'pos', n(pos), 'kind', 'cancel', 'claim_id', cid, 'buyer', buyer,
   'product', r.product_id, 'quantity', n(r.quantity), 'unit_price', n(r.unit_price),
-  'flash_id', r.flash_id and n(r.flash_id) or '', 'at', n(now))
+  'flash_id', r.flash_id and n(r.flash_id) or '', 'at', n(now), 'claimed_at', n(r.at))
 redis.call('HINCRBY', K_META, 'version', 1)
 return cjson.encode({ o = 'cancelled', rec = r, left = left })

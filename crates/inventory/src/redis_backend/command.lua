@@ -31,6 +31,8 @@ local function end_lapsed()
 end
 
 local status = meta('status')
+-- No keys (never opened, or released and expired): nothing to command, and nothing created.
+if not status then return refuse('unknown_show') end
 local function require_live()
   if status ~= 'live' then return refuse('not_live', status) end
   return nil

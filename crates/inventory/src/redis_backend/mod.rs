@@ -12,10 +12,13 @@
 //! | `held` | hash | `buyer|product` → units held |
 //! | `claims` | hash | claim id → `buyer|product|qty|price|flash|at|cancelled_at` |
 //! | `flash` | hash | the running flash (absent when none) |
-//! | `log` | stream | the claim log: claims and cancellations, in decision order |
+//! | `log` | stream | the claim log: claims and cancellations in decision order, then the close marker |
 //! | `events` | stream | sequenced events, entry id `<seq>-0`, bounded to the history size |
 //! | `mine` | hash | buyer → its claim ids |
 //! | `products` | hash | product → the admitted product with its OCOP proof (JSON) |
+//!
+//! Once settlement has recorded a closed show, [`Inventory::release`] sets every key of it to
+//! expire; until then no key has a TTL.
 //!
 //! Scripts run with EVALSHA and fall back to EVAL on NOSCRIPT (after a Redis restart), through
 //! the `redis` crate's `Script`.
@@ -30,8 +33,8 @@ use async_trait::async_trait;
 use nightmarket_domain::book::{MAX_COUNTDOWN_SECONDS, MAX_FLASH_SECONDS};
 use nightmarket_domain::{
     BuyerId, CancelDecision, ClaimAccepted, ClaimDecision, ClaimId, ClaimRecord, ClaimRequest,
-    CommandError, Dong, Flash, LineupEntry, Millis, Product, ProductId, Refusal, RefusalReason,
-    SequencedEvent, ShowId, ShowStatus,
+    CommandError, Dong, Flash, LineupEntry, LogCursor, LogEntry, LogPage, Millis, Product,
+    ProductId, Refusal, RefusalReason, SequencedEvent, ShowId, ShowStatus,
 };
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
@@ -62,6 +65,11 @@ const CLUSTER_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// connection, TRYAGAIN. A script whose reply was lost may run again; every script is safe to
 /// rerun (a claim id answers `duplicate`, a command already applied is refused).
 const CLUSTER_RETRIES: u32 = 3;
+/// Most claim-log entries one script reads: Redis runs nothing else meanwhile, so a long page
+/// is read in several steps rather than holding up the claims of every show on the node.
+const LOG_CHUNK: usize = 1000;
+/// The longest `keep_for` passed on: Redis refuses expiry deadlines past its clock's range.
+const MAX_KEEP_MS: u64 = (i64::MAX / 2) as u64;
 
 /// Where the inventory's Redis lives: its address(es), for the event feed's own connections.
 #[derive(Clone)]
@@ -128,6 +136,8 @@ pub struct RedisInventory {
     cancel: redis::Script,
     command: redis::Script,
     read: redis::Script,
+    log: redis::Script,
+    release: redis::Script,
 }
 
 /// A Cluster client with the bounds above; the event feed adds RESP3 and a push sender.
@@ -226,7 +236,9 @@ struct RawFlash {
     sold: u32,
 }
 
-#[derive(Deserialize)]
+/// Every field defaults: the script answers `{}` for a show without keys.
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct ReadOut {
     status: String,
     seq: String,
@@ -246,6 +258,98 @@ struct ReadOut {
     mine: Vec<RawRecord>,
     #[serde(deserialize_with = "list")]
     recent: Vec<RawRecord>,
+}
+
+#[derive(Deserialize)]
+struct LogOut {
+    known: bool,
+    #[serde(default, deserialize_with = "list")]
+    entries: Vec<RawLogEntry>,
+}
+
+/// One `log` stream entry as the script returns it: every field is text, and each kind has its
+/// own fields.
+#[derive(Deserialize)]
+struct RawLogEntry {
+    id: String,
+    pos: String,
+    kind: String,
+    at: String,
+    claim_id: Option<String>,
+    buyer: Option<String>,
+    product: Option<String>,
+    quantity: Option<String>,
+    unit_price: Option<String>,
+    flash_id: Option<String>,
+    claimed_at: Option<String>,
+    stock: Option<String>,
+}
+
+impl RawLogEntry {
+    fn parse(self) -> Result<LogEntry, InventoryError> {
+        let pos = num(&self.pos)?;
+        let at = num(&self.at)?;
+        let field = |name: &str, v: Option<String>| {
+            v.ok_or_else(|| internal(format!("claim log entry {} lacks {name}", self.id)))
+        };
+        if self.kind == "close" {
+            let mut final_stock = Vec::new();
+            for item in field("stock", self.stock)?
+                .split(',')
+                .filter(|s| !s.is_empty())
+            {
+                // Product ids may contain ':'; the count after the last one never does.
+                let (product, left) = item
+                    .rsplit_once(':')
+                    .ok_or_else(|| internal(format!("close stock item {item:?}")))?;
+                final_stock.push((ProductId::parse(product).map_err(internal)?, num(left)?));
+            }
+            return Ok(LogEntry::Close {
+                pos,
+                at,
+                final_stock,
+            });
+        }
+        let flash_id = field("flash_id", self.flash_id)?;
+        let mut record = ClaimRecord {
+            claim_id: ClaimId::parse(field("claim_id", self.claim_id)?).map_err(internal)?,
+            buyer: BuyerId::parse(field("buyer", self.buyer)?).map_err(internal)?,
+            product_id: ProductId::parse(field("product", self.product)?).map_err(internal)?,
+            quantity: num(&field("quantity", self.quantity)?)?,
+            unit_price: Dong::parse(num::<i64>(&field("unit_price", self.unit_price)?)?)
+                .map_err(internal)?,
+            flash_id: (!flash_id.is_empty()).then(|| num(&flash_id)).transpose()?,
+            at,
+            cancelled_at: None,
+        };
+        match self.kind.as_str() {
+            "claim" => Ok(LogEntry::Claim { pos, record }),
+            "cancel" => {
+                // As the cancellation answered it: the claim, made at its own time, cancelled
+                // at this entry's.
+                record.at = num(&field("claimed_at", self.claimed_at)?)?;
+                record.cancelled_at = Some(at);
+                Ok(LogEntry::Cancel { pos, record, at })
+            }
+            other => Err(internal(format!(
+                "claim log entry {} of unknown kind {other:?}",
+                self.id
+            ))),
+        }
+    }
+}
+
+/// The stream id right after `id`: where a read that has seen `id` goes on. (XRANGE's exclusive
+/// `(id` needs Redis 6.2.)
+fn after_id(id: &str) -> Result<String, InventoryError> {
+    let bad = || internal(format!("claim log cursor {id:?} is not a stream id"));
+    let (ms, seq) = id.split_once('-').ok_or_else(bad)?;
+    let ms: u64 = ms.parse().map_err(|_| bad())?;
+    let seq: u64 = seq.parse().map_err(|_| bad())?;
+    Ok(match seq.checked_add(1) {
+        Some(seq) => format!("{ms}-{seq}"),
+        None => format!("{}-0", ms.checked_add(1).ok_or_else(bad)?),
+    })
 }
 
 fn num<T: std::str::FromStr>(s: &str) -> Result<T, InventoryError> {
@@ -334,6 +438,8 @@ impl RedisInventory {
             cancel: redis::Script::new(script!("cancel.lua")),
             command: redis::Script::new(script!("command.lua")),
             read: redis::Script::new(script!("read.lua")),
+            log: redis::Script::new(script!("log.lua")),
+            release: redis::Script::new(script!("release.lua")),
         };
         // Load every script up front: the first claim then runs with one round trip, and a
         // Redis too old for the scripts fails here, at start, rather than on a viewer's claim.
@@ -346,6 +452,8 @@ impl RedisInventory {
             &inventory.cancel,
             &inventory.command,
             &inventory.read,
+            &inventory.log,
+            &inventory.release,
         ] {
             script.load_async(&mut conn).await.map_err(unavailable)?;
         }
@@ -581,6 +689,9 @@ impl Inventory for RedisInventory {
             }
         }
         let out: CommandOut = self.run(&self.command, show, &args).await?;
+        if out.err.as_deref() == Some("unknown_show") {
+            return Err(InventoryError::UnknownShow(show.clone()));
+        }
         if let Some(code) = out.err {
             let detail = out.detail.unwrap_or_default();
             if let (Some(price), "price_above_list") = (flash_price, code.as_str()) {
@@ -823,6 +934,81 @@ impl Inventory for RedisInventory {
             out.push(serde_json::from_str(&text).map_err(internal)?);
         }
         Ok(Some(out))
+    }
+
+    async fn claim_log(
+        &self,
+        show: &ShowId,
+        from: &LogCursor,
+        limit: usize,
+    ) -> Result<LogPage, InventoryError> {
+        let mut next = from.clone();
+        let mut start = match from.token.as_str() {
+            "" => "-".to_owned(),
+            token => after_id(token)?,
+        };
+        let mut entries = Vec::new();
+        // At least one round, so an unknown show is told even for `limit` 0.
+        loop {
+            let want = limit.saturating_sub(entries.len()).min(LOG_CHUNK);
+            let out: LogOut = self
+                .run(&self.log, show, &[start.clone(), want.to_string()])
+                .await?;
+            if !out.known {
+                return Err(InventoryError::UnknownShow(show.clone()));
+            }
+            let got = out.entries.len();
+            for raw in out.entries {
+                start = after_id(&raw.id)?;
+                next.token = raw.id.clone();
+                let entry = raw.parse()?;
+                // A cursor without a token (or one behind its position) starts earlier in the
+                // stream: what it has read already is passed over.
+                if entry.pos() < next.next_pos {
+                    continue;
+                }
+                if entry.pos() > next.next_pos {
+                    return Err(internal(format!(
+                        "claim log of show {show}: position {} is missing (next is {}); the \
+                         cursor does not belong to this log",
+                        next.next_pos,
+                        entry.pos()
+                    )));
+                }
+                next.next_pos = entry.pos() + 1;
+                entries.push(entry);
+            }
+            if got < want || want == 0 || entries.len() >= limit {
+                break;
+            }
+        }
+        Ok(LogPage { entries, next })
+    }
+
+    async fn release(
+        &self,
+        show: &ShowId,
+        keep_for: std::time::Duration,
+    ) -> Result<(), InventoryError> {
+        let keep_ms = u64::try_from(keep_for.as_millis())
+            .unwrap_or(u64::MAX)
+            .min(MAX_KEEP_MS);
+        let out: CommandOut = self
+            .run(&self.release, show, &[keep_ms.to_string()])
+            .await?;
+        if let Some(status) = out.err {
+            let from = match status.as_str() {
+                "scheduled" => "scheduled",
+                _ => "live",
+            };
+            return Err(CommandError::BadTransition {
+                from,
+                to: "released",
+            }
+            .into());
+        }
+        self.replicated(show).await?;
+        Ok(())
     }
 
     fn health(&self) -> Result<(), InventoryError> {

@@ -1,5 +1,7 @@
 -- read(buyer, feed_from): one consistent view of the show for snapshots and stock frames.
 local buyer, feed_from = ARGV[1], tonumber(ARGV[2])
+-- No keys (never opened, or released and expired): an empty answer, which reads as unknown.
+if redis.call('EXISTS', K_META) == 0 then return '{}' end
 local out = {}
 local m = redis.call('HGETALL', K_META)
 for i = 1, #m, 2 do out[m[i]] = m[i + 1] end

@@ -8,14 +8,18 @@
 //! earlier entry is too. If a commit fails the journal stops for good (fail-stop): the memory
 //! state it backs is now ahead of the disk, and only a restart (which replays the disk) makes the
 //! two agree again.
+//!
+//! The order service reads the claim log back page by page ([`SqliteJournal::read_log`]), from
+//! its own connections: WAL lets it read while the writer commits.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use nightmarket_domain::{
-    BuyerId, ClaimId, ClaimRecord, Dong, Millis, ProductId, SequencedEvent, ShowId,
+    BuyerId, ClaimId, ClaimRecord, Dong, LogEntry, Millis, ProductId, SequencedEvent, ShowEvent,
+    ShowId,
 };
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, watch};
 
 const SCHEMA: &str = r#"
@@ -37,9 +41,16 @@ CREATE TABLE IF NOT EXISTS claim_log (
     unit_price  INTEGER NOT NULL CHECK (unit_price > 0),
     flash_id    INTEGER,
     at          INTEGER NOT NULL,
+    claimed_at  INTEGER,
     PRIMARY KEY (show_id, pos)
 ) WITHOUT ROWID;
 "#;
+
+// In a 'cancel' row, `at` is when the claim was cancelled and `claimed_at` when it was made:
+// the order service needs the claim's own terms, and looking the claim row up by claim id would
+// take an index that every claim pays for. Journals written before the column existed get it
+// (NULL in their cancel rows, which then look the claim up: see `claimed_at`).
+const ADD_CLAIMED_AT: &str = "ALTER TABLE claim_log ADD COLUMN claimed_at INTEGER";
 
 /// Most entries committed in one transaction. Bounds the latency one commit adds to the
 /// claims queued behind it while still amortizing the fsync over many claims.
@@ -138,8 +149,9 @@ impl SqliteJournal {
     /// Opens the journal file and starts its writer thread. `queue_bound` is the most appends
     /// that may wait for a commit; beyond it reservations fail with [`JournalError::Full`].
     pub fn open(path: &Path, queue_bound: usize) -> Result<Self, JournalError> {
-        let conn = super::open(path).map_err(storage)?;
+        let mut conn = super::open(path).map_err(storage)?;
         conn.execute_batch(SCHEMA).map_err(storage)?;
+        add_claimed_at(&mut conn).map_err(storage)?;
         let (tx, rx) = mpsc::channel(queue_bound.max(1));
         let (durable_tx, durable_rx) = watch::channel(Durable {
             upto: 0,
@@ -267,6 +279,217 @@ impl SqliteJournal {
         }
         Ok(out)
     }
+
+    /// One page of a show's claim log, for the order service: the claims and cancellations at
+    /// positions `from..`, in position order, at most `limit` entries; then, once the show has
+    /// closed and the page still has room, the close marker at the position after the last
+    /// entry. A reader past the marker (`from` beyond it) gets nothing. `None` when the journal
+    /// holds nothing for the show. Blocking: call it from the blocking pool.
+    pub fn read_log(
+        &self,
+        show: &ShowId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<LogEntry>>, JournalError> {
+        let mut conn = super::open(&self.path).map_err(storage)?;
+        // One snapshot for the rows and the close: read apart, a claim and the close committed
+        // between the two reads would put the marker before a claim the page never saw.
+        let tx = conn.transaction().map_err(storage)?;
+        let id = show.as_str();
+        let known: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM show_events WHERE show_id = ?1)
+                     OR EXISTS (SELECT 1 FROM claim_log WHERE show_id = ?1)",
+                params![id],
+                |r| r.get(0),
+            )
+            .map_err(storage)?;
+        if !known {
+            return Ok(None);
+        }
+        // Positions past what SQLite can hold are past the end of any log.
+        let from_i = i64::try_from(from).unwrap_or(i64::MAX);
+        let limit_i = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut out = Vec::with_capacity(limit.min(4096));
+        {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT pos, kind, claim_id, buyer_id, product_id, quantity, unit_price,
+                            flash_id, at, claimed_at
+                     FROM claim_log WHERE show_id = ?1 AND pos >= ?2 ORDER BY pos LIMIT ?3",
+                )
+                .map_err(storage)?;
+            let rows = stmt
+                .query_map(params![id, from_i, limit_i], |r| {
+                    Ok(LogRow {
+                        pos: r.get(0)?,
+                        kind: r.get(1)?,
+                        claim_id: r.get(2)?,
+                        buyer: r.get(3)?,
+                        product: r.get(4)?,
+                        quantity: r.get(5)?,
+                        unit_price: r.get(6)?,
+                        flash_id: r.get(7)?,
+                        at: r.get(8)?,
+                        claimed_at: r.get(9)?,
+                    })
+                })
+                .map_err(storage)?;
+            for row in rows {
+                let row = row.map_err(storage)?;
+                let expected = from.saturating_add(out.len() as u64);
+                if row.pos != expected {
+                    return Err(JournalError::Corrupt(format!(
+                        "claim log of show {show}: position {expected} is missing (next is {})",
+                        row.pos
+                    )));
+                }
+                out.push(row.entry(&tx, show)?);
+            }
+        }
+        if out.len() >= limit {
+            return Ok(Some(out));
+        }
+        // Every claim before the close was durable before the close event (commit order), so a
+        // journaled close means the rows above reached the end of the log.
+        let close: Option<String> = tx
+            .query_row(
+                "SELECT event FROM show_events
+                 WHERE show_id = ?1 AND json_extract(event, '$.event.kind') = 'show_closed'
+                 ORDER BY seq LIMIT 1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(storage)?;
+        let Some(text) = close else {
+            return Ok(Some(out));
+        };
+        let ev: SequencedEvent =
+            serde_json::from_str(&text).map_err(|e| JournalError::Corrupt(e.to_string()))?;
+        let ShowEvent::ShowClosed { final_stock } = ev.event else {
+            return Err(JournalError::Corrupt(format!(
+                "show {show}: event {} is not the close it was selected as",
+                ev.seq
+            )));
+        };
+        let len: u64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(pos) + 1, 0) FROM claim_log WHERE show_id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .map_err(storage)?;
+        // The marker sits at `len`: a page that ends there gets it, a reader past it does not.
+        if from.saturating_add(out.len() as u64) == len {
+            out.push(LogEntry::Close {
+                pos: len,
+                at: ev.at,
+                final_stock,
+            });
+        }
+        Ok(Some(out))
+    }
+
+    /// Whether the show has closed: `None` when the journal holds nothing for it. Blocking.
+    pub fn show_closed(&self, show: &ShowId) -> Result<Option<bool>, JournalError> {
+        let conn = super::open(&self.path).map_err(storage)?;
+        conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM show_events WHERE show_id = ?1)
+                 OR EXISTS (SELECT 1 FROM claim_log WHERE show_id = ?1),
+                    EXISTS (SELECT 1 FROM show_events WHERE show_id = ?1
+                            AND json_extract(event, '$.event.kind') = 'show_closed')",
+            params![show.as_str()],
+            |r| Ok(r.get::<_, bool>(0)?.then_some(r.get::<_, bool>(1)?)),
+        )
+        .map_err(storage)
+    }
+}
+
+/// A `claim_log` row as read back for the order service.
+struct LogRow {
+    pos: u64,
+    kind: String,
+    claim_id: String,
+    buyer: String,
+    product: String,
+    quantity: u32,
+    unit_price: i64,
+    flash_id: Option<u64>,
+    at: Millis,
+    claimed_at: Option<Millis>,
+}
+
+impl LogRow {
+    fn entry(self, conn: &Connection, show: &ShowId) -> Result<LogEntry, JournalError> {
+        let corrupt = |e: &dyn std::fmt::Display| JournalError::Corrupt(e.to_string());
+        let cancel = match self.kind.as_str() {
+            "claim" => false,
+            "cancel" => true,
+            other => return Err(corrupt(&format!("claim log kind {other:?}"))),
+        };
+        let claimed_at = match (cancel, self.claimed_at) {
+            (false, _) => self.at,
+            (true, Some(at)) => at,
+            (true, None) => claimed_at(conn, show, &self.claim_id)?,
+        };
+        let mut record = ClaimRecord {
+            claim_id: ClaimId::parse(self.claim_id).map_err(|e| corrupt(&e))?,
+            buyer: BuyerId::parse(self.buyer).map_err(|e| corrupt(&e))?,
+            product_id: ProductId::parse(self.product).map_err(|e| corrupt(&e))?,
+            quantity: self.quantity,
+            unit_price: Dong::parse(self.unit_price).map_err(|e| corrupt(&e))?,
+            flash_id: self.flash_id,
+            at: claimed_at,
+            cancelled_at: None,
+        };
+        Ok(if cancel {
+            // As the cancellation answered it: the claim, cancelled at `at`.
+            record.cancelled_at = Some(self.at);
+            LogEntry::Cancel {
+                pos: self.pos,
+                record,
+                at: self.at,
+            }
+        } else {
+            LogEntry::Claim {
+                pos: self.pos,
+                record,
+            }
+        })
+    }
+}
+
+/// When a claim was made, from its own row: for cancel rows journaled before they carried it.
+/// A claim id is taken once per show, so there is one such row.
+fn claimed_at(conn: &Connection, show: &ShowId, claim_id: &str) -> Result<Millis, JournalError> {
+    conn.query_row(
+        "SELECT at FROM claim_log WHERE show_id = ?1 AND claim_id = ?2 AND kind = 'claim'",
+        params![show.as_str(), claim_id],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(storage)?
+    .ok_or_else(|| {
+        JournalError::Corrupt(format!(
+            "show {show}: claim {claim_id} is cancelled but was never journaled"
+        ))
+    })
+}
+
+/// Adds `claimed_at` to a journal that predates it. Under a write lock, so two processes opening
+/// the same old file cannot both add it.
+fn add_claimed_at(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let present: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('claim_log') WHERE name = 'claimed_at')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !present {
+        tx.execute_batch(ADD_CLAIMED_AT)?;
+    }
+    tx.commit()
 }
 
 /// The writer thread: take what is queued, commit it in one transaction, publish the new
@@ -308,8 +531,9 @@ fn commit(conn: &mut Connection, batch: &[(u64, JournalEntry)]) -> rusqlite::Res
         )?;
         let mut log_stmt = tx.prepare_cached(
             "INSERT OR IGNORE INTO claim_log
-                (show_id, pos, kind, claim_id, buyer_id, product_id, quantity, unit_price, flash_id, at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                (show_id, pos, kind, claim_id, buyer_id, product_id, quantity, unit_price, flash_id, at,
+                 claimed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         for (_, entry) in batch {
             match entry {
@@ -329,7 +553,8 @@ fn commit(conn: &mut Connection, batch: &[(u64, JournalEntry)]) -> rusqlite::Res
                         record.quantity,
                         record.unit_price.get(),
                         record.flash_id,
-                        record.at
+                        record.at,
+                        None::<Millis>
                     ])?;
                 }
                 JournalEntry::Cancel {
@@ -348,7 +573,8 @@ fn commit(conn: &mut Connection, batch: &[(u64, JournalEntry)]) -> rusqlite::Res
                         record.quantity,
                         record.unit_price.get(),
                         record.flash_id,
-                        at
+                        at,
+                        record.at
                     ])?;
                 }
             }
