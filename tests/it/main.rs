@@ -9,6 +9,7 @@ mod market;
 mod market_nodes;
 mod nodes;
 mod released;
+mod reports;
 mod restart;
 mod resume;
 mod show;
