@@ -1,7 +1,8 @@
-//! The `nightmarket` command line: `serve`, `demo` and `token`. `main.rs` only calls [`main`],
+//! The `nightmarket` command line: `serve`, `demo`, `orders`, `settle` and `token`. `main.rs` only calls [`main`],
 //! so tests can start the real binary's code path as a child process.
 
 pub mod demo;
+pub mod orders;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,18 @@ enum Cmd {
         /// Simulated buyers claiming in the demo show.
         #[arg(long, default_value_t = 12)]
         buyers: u32,
+    },
+    /// Run only the order service (distributed mode: shared Redis and PostgreSQL): record every
+    /// show's claim log and settle closed shows into orders. Any number may run.
+    Orders,
+    /// Settle one closed show by hand, or with --dry-run report what settling would find.
+    /// Exit status: 0 settled (now or before), 3 the claim log does not reconcile, 4 the show
+    /// has not closed (or its close is not recorded yet), 1 an error.
+    Settle {
+        show_id: String,
+        /// Reconcile and report without writing anything.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Print a signed token for development.
     Token {
@@ -113,6 +126,20 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
+/// Runs `f` on a fresh multi-threaded runtime and returns its exit code.
+fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r.block_on(f),
+        Err(e) => {
+            eprintln!("nightmarket: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// The binary's entry point.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -145,6 +172,13 @@ pub fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_tracing();
+    match &cli.command {
+        Cmd::Orders => return block_on(orders::run(config, shutdown_signal())),
+        Cmd::Settle { show_id, dry_run } => {
+            return block_on(orders::settle(config, show_id.clone(), *dry_run));
+        }
+        _ => {}
+    }
     if config.auth_secret.expose() == DEV_SECRET {
         tracing::warn!(
             "using the development auth secret; set NIGHTMARKET_AUTH_SECRET and dev = false in production"
@@ -169,7 +203,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Cmd::Serve => nightmarket_server::run(listener, config, shutdown_signal()).await?,
             Cmd::Demo { buyers } => demo::run(listener, config, buyers, shutdown_signal()).await?,
-            Cmd::Token { .. } => {}
+            Cmd::Token { .. } | Cmd::Orders | Cmd::Settle { .. } => {}
         }
         Ok::<(), anyhow::Error>(())
     });

@@ -44,6 +44,7 @@ pub struct Config {
     pub limits: Limits,
     pub webhooks: WebhookLimits,
     pub market: MarketTiming,
+    pub orders: OrderService,
 }
 
 /// When scheduled shows open and close. See `config/default.toml`.
@@ -79,6 +80,29 @@ pub struct Limits {
 }
 
 /// How webhook deliveries are attempted. See `config/default.toml` for what each means.
+/// The order service: recording claim logs, settling closed shows, the payment window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderService {
+    /// Run the order service inside `serve`.
+    pub in_serve: bool,
+    /// Claim-log entries recorded per batch (one transaction).
+    pub batch: usize,
+    /// Batches one show records per round before the others get their turn.
+    pub batches_per_show: usize,
+    /// Pause between rounds when no show closed meanwhile.
+    pub poll_ms: u64,
+    /// How long a buyer has to pay after settlement.
+    pub payment_window_ms: u64,
+    /// How often unpaid orders past their window are looked for.
+    pub sweep_ms: u64,
+    /// How long a settled show's inventory keys are kept before they expire.
+    pub keep_settled_ms: u64,
+}
+
+/// Largest claim-log batch: one batch is one transaction and one page read from Redis.
+pub const MAX_ORDER_BATCH: usize = 100_000;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookLimits {
@@ -364,6 +388,42 @@ impl Config {
         }
         if w.max_in_flight > 10_000 {
             return Err(invalid("webhooks.max_in_flight", "at most 10000".into()));
+        }
+        let o = &self.orders;
+        if o.batch == 0 || o.batch > MAX_ORDER_BATCH {
+            return Err(invalid("orders.batch", format!("1 to {MAX_ORDER_BATCH}")));
+        }
+        if o.batches_per_show == 0 || o.batches_per_show > 10_000 {
+            return Err(invalid("orders.batches_per_show", "1 to 10000".into()));
+        }
+        for (key, v) in [
+            ("orders.poll_ms", o.poll_ms),
+            ("orders.payment_window_ms", o.payment_window_ms),
+            ("orders.sweep_ms", o.sweep_ms),
+            ("orders.keep_settled_ms", o.keep_settled_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
+        for (key, v) in [
+            ("orders.poll_ms", o.poll_ms),
+            ("orders.sweep_ms", o.sweep_ms),
+        ] {
+            if v > WEEK_MS {
+                return Err(invalid(key, format!("at most {WEEK_MS} (a week)")));
+            }
+        }
+        // A payment window or a retention of up to a year: long enough for any market, and
+        // deadlines stay well inside the store's millisecond timestamps.
+        const YEAR_MS: u64 = 366 * 24 * 3600 * 1000;
+        for (key, v) in [
+            ("orders.payment_window_ms", o.payment_window_ms),
+            ("orders.keep_settled_ms", o.keep_settled_ms),
+        ] {
+            if v > YEAR_MS {
+                return Err(invalid(key, format!("at most {YEAR_MS} (a year)")));
+            }
         }
         Ok(())
     }

@@ -7,6 +7,7 @@
 //! - [`reports_api`]: show and market-night reports, JSON or CSV.
 //! - [`state`]: shared state, the per-show command gate, flash timers and the stock ticker.
 //! - [`webhooks`]: the deliverer that POSTs signed webhook events, with retries.
+//! - [`order_service`]: the order service (crate `nightmarket-orders`) as `serve` runs it.
 //! - [`run`]: serve on a bound listener until a shutdown future resolves, then drain.
 
 pub mod api;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod lifecycle;
 pub mod market_api;
 pub mod metrics;
+pub mod order_service;
 pub mod reports_api;
 pub mod state;
 pub mod webhooks;
@@ -414,6 +416,17 @@ pub async fn serve_with(
     .with_counters(state.metrics.webhooks.clone());
     let mut deliverer_stop = stop_rx.clone();
     tokio::spawn(deliverer.run(async move { state::stopped(&mut deliverer_stop).await }));
+    if state.config.orders.in_serve {
+        let settler = Arc::new(order_service::settler(
+            &state.config,
+            state.catalog.clone(),
+            state.inventory.clone(),
+            state.clock.clone(),
+            "order-service",
+        ));
+        let _ = state.settler.set(settler.clone());
+        tokio::spawn(settler.run(stop_rx.clone()));
+    }
 
     let app = router(state.clone());
     let mut stop = stop_rx.clone();

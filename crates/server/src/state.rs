@@ -115,6 +115,8 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     /// Flips to true once shutdown starts; every session watches it.
     pub shutdown: watch::Receiver<bool>,
+    /// The order service when this node runs it: woken as soon as a show closes here.
+    pub settler: std::sync::OnceLock<Arc<nightmarket_orders::Settler>>,
 }
 
 impl AppState {
@@ -145,6 +147,7 @@ impl AppState {
             shows: RwLock::new(HashMap::new()),
             sessions: Arc::new(Sessions::default()),
             shutdown,
+            settler: std::sync::OnceLock::new(),
         }
     }
 
@@ -375,6 +378,12 @@ impl AppState {
             {
                 Ok(true) => {
                     tracing::info!(show = %id, from = from.as_str(), to = to.as_str(), actor, "show transition");
+                    if to == ShowStatus::Closed
+                        && let Some(settler) = self.settler.get()
+                    {
+                        // Settle now rather than at the next poll.
+                        settler.wake();
+                    }
                     return;
                 }
                 Ok(false) => {}

@@ -306,10 +306,10 @@ impl Store {
             .engine
             .query(
                 "SELECT product_id,
-                     SUM(CASE WHEN kind = 'claim' THEN 1 ELSE 0 END),
-                     SUM(CASE WHEN kind = 'claim' THEN quantity ELSE 0 END),
-                     SUM(CASE WHEN kind = 'cancel' THEN 1 ELSE 0 END),
-                     SUM(CASE WHEN kind = 'cancel' THEN quantity ELSE 0 END)
+                     CAST(SUM(CASE WHEN kind = 'claim' THEN 1 ELSE 0 END) AS BIGINT),
+                     CAST(SUM(CASE WHEN kind = 'claim' THEN quantity ELSE 0 END) AS BIGINT),
+                     CAST(SUM(CASE WHEN kind = 'cancel' THEN 1 ELSE 0 END) AS BIGINT),
+                     CAST(SUM(CASE WHEN kind = 'cancel' THEN quantity ELSE 0 END) AS BIGINT)
                  FROM claim_log_entries WHERE show_id = $1
                  GROUP BY product_id ORDER BY product_id",
                 params![id],
@@ -329,7 +329,7 @@ impl Store {
             .engine
             .query(
                 &format!(
-                    "SELECT e.buyer_id, e.product_id, SUM(e.quantity) FROM claim_log_entries e
+                    "SELECT e.buyer_id, e.product_id, CAST(SUM(e.quantity) AS BIGINT) FROM claim_log_entries e
                      WHERE {LIVE_CLAIM} GROUP BY e.buyer_id, e.product_id"
                 ),
                 params![id],
@@ -644,7 +644,7 @@ impl Store {
         let rows = self
             .engine
             .query(
-                "SELECT l.product_id, o.seller_id, SUM(l.quantity) FROM order_lines l
+                "SELECT l.product_id, o.seller_id, CAST(SUM(l.quantity) AS BIGINT) FROM order_lines l
                  JOIN orders o ON o.id = l.order_id
                  WHERE l.show_id = $1 GROUP BY l.product_id, o.seller_id ORDER BY l.product_id",
                 params![show.as_str()],
