@@ -7,12 +7,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use nightmarket_domain::{LogCursor, LogEntry, RecordedEntry, ShowId};
-use nightmarket_inventory::{Inventory, RedisInventory};
 use nightmarket_server::auth::Role;
 use nightmarket_server::clock::ManualClock;
 use nightmarket_server::reports_api::CSV_COLUMNS;
-use nightmarket_store::{CloseMarker, SettleOutcome, SettlePlan, Store};
 use nightmarket_tests::{Client, TestServer, WAIT, create_seller, http, http_raw, token};
 use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage, ShowEvent};
 use serde_json::{Value, json};
@@ -45,6 +42,33 @@ const SUMMED: [&str; 12] = [
 fn redis_url() -> String {
     std::env::var("NIGHTMARKET_TEST_REDIS_URL")
         .expect("NIGHTMARKET_TEST_REDIS_URL is not set: run the tests with scripts/test")
+}
+
+async fn postgres_url() -> String {
+    let url = nightmarket_store::testing::test_database_url().unwrap();
+    nightmarket_store::testing::fresh_database(&url)
+        .await
+        .unwrap()
+}
+
+/// The embedded default: in-memory inventory journaled to SQLite, SQLite store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_night_reports_json_and_csv_that_add_up() {
+    night_reports(|_| {}).await;
+}
+
+/// Distributed mode: the inventory in Redis, the store in PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_night_reports_the_same_on_redis_and_postgres() {
+    let redis = redis_url();
+    let prefix = format!("it{}:", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let database = postgres_url().await;
+    night_reports(move |c| {
+        c.redis_url = redis;
+        c.redis_prefix = prefix;
+        c.database_url = database;
+    })
+    .await;
 }
 
 async fn post(addr: SocketAddr, path: &str, tok: &str, body: Value) -> (u16, Value) {
@@ -149,58 +173,25 @@ async fn refused(c: &mut Client, claim: &str, product: &str, qty: i64, price: i6
     assert_eq!(r.outcome, ClaimOutcomeKind::Refused, "{r:?}");
 }
 
-/// The order service's part, done by the test until `serve` runs it: the show's whole claim
-/// log recorded from the inventory, then settled into orders.
-async fn settle(store: &Store, inv: &RedisInventory, show: &str) {
-    let show = ShowId::parse(show.to_owned()).unwrap();
-    let mut from = LogCursor::default();
+/// Waits for the order service inside `serve` to settle `show`: its report stops answering
+/// 409 `not_settled`.
+async fn wait_settled(addr: SocketAddr, show: &str, tok: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let page = inv.claim_log(&show, &from, 100).await.unwrap();
-        let entries: Vec<RecordedEntry> = page
-            .entries
-            .iter()
-            .filter_map(RecordedEntry::from_entry)
-            .collect();
-        let close = page.close().map(|c| match c {
-            LogEntry::Close {
-                pos,
-                at,
-                final_stock,
-            } => CloseMarker {
-                pos: *pos,
-                at: *at,
-                final_stock: final_stock.clone(),
-            },
-            _ => unreachable!("close() returns the close marker"),
-        });
-        // The checkpoint of a closed log stands at the close marker's position.
-        let mut to = page.next.clone();
-        if let Some(c) = &close {
-            to.next_pos = c.pos;
-        }
-        let now = nightmarket_server::state::now_ms();
-        assert!(
-            store
-                .record_claim_log(&show, &from, &entries, &to, close.as_ref(), now)
-                .await
-                .unwrap()
-        );
-        from = to;
-        if let Some(close) = close {
-            let row = store.show(&show).await.unwrap().unwrap();
-            let plan = SettlePlan {
-                show: &row,
-                close: &close,
-                report: "{}".into(),
-                payment_window_ms: 3_600_000,
-                by: "test-order-service",
-                at: now,
-                event: None,
-            };
-            let out = store.settle_show(&plan).await.unwrap();
-            assert!(matches!(out, SettleOutcome::Settled(_)), "{out:?}");
+        let (s, body) = get(addr, &format!("/api/shows/{show}/report"), Some(tok)).await;
+        if s == 200 {
             return;
         }
+        assert_eq!(
+            (s, body["error"]["code"].as_str()),
+            (409, Some("not_settled")),
+            "{body}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "show {show} was never settled: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -293,15 +284,12 @@ fn csv_adds_up(rows: &[std::collections::HashMap<String, String>], report: &Valu
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_settled_night_reports_json_and_csv_that_add_up() {
-    let url = redis_url();
-    let prefix = format!("it{}:", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+async fn night_reports(backends: impl FnOnce(&mut nightmarket_server::config::Config)) {
     let clock = ManualClock::new(WEDNESDAY);
     let server = TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), |c| {
         c.market.tick_ms = 20;
-        c.redis_url = url.clone();
-        c.redis_prefix = prefix.clone();
+        c.orders.poll_ms = 20;
+        backends(c);
     })
     .await;
     let addr = server.addr;
@@ -429,6 +417,7 @@ async fn a_settled_night_reports_json_and_csv_that_add_up() {
     accepted(&mut b4, "b4-v1", &vase, 2, VASE).await;
     refused(&mut b4, "b4-v2", &vase, 1, VASE).await;
 
+    // Live: no report yet.
     let report_a = format!("/api/shows/{show_a}/report");
     let (s, e) = get(addr, &report_a, Some(&op)).await;
     assert_eq!(
@@ -447,19 +436,8 @@ async fn a_settled_night_reports_json_and_csv_that_add_up() {
         .await;
         assert_eq!(s, 200, "{body}");
     }
-    let (s, e) = get(addr, &report_a, Some(&op)).await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (409, Some("not_settled")),
-        "{e}"
-    );
-
-    let store = Store::sqlite(&server.dir.path().join("catalog.sqlite"))
-        .await
-        .unwrap();
-    let inv = RedisInventory::connect(&url, &prefix, 100).await.unwrap();
-    settle(&store, &inv, &show_a).await;
-    settle(&store, &inv, &show_b).await;
+    wait_settled(addr, &show_a, &op).await;
+    wait_settled(addr, &show_b, &op).await;
 
     // --- the show report ---------------------------------------------------------------------
     let (s, r) = get(addr, &report_a, Some(&op)).await;
