@@ -221,37 +221,20 @@ pub struct NightReport {
     pub products: Vec<ProductSales>,
 }
 
-/// Which settled shows a query covers.
-enum Scope<'a> {
-    Show(&'a ShowId),
-    Night {
-        market: &'a MarketId,
-        date: Date,
-        /// Empty for every seller.
-        seller: &'a str,
-    },
-}
+/// Most settled shows one report covers. A night holds a few dozen; the bound keeps every
+/// statement well under both engines' parameter limits (SQLite's is 32,766).
+pub const MAX_REPORT_SHOWS: usize = 10_000;
 
-/// The settled shows of a night, optionally of one seller (`$3`, empty for all).
-const SETTLED_NIGHT_SHOWS: &str = "SELECT s.id FROM shows s
-     JOIN show_settlements t ON t.show_id = s.id AND t.state = 'settled'
-     WHERE s.market_id = $1 AND s.night_date = $2
-         AND (CAST($3 AS TEXT) = '' OR s.seller_id = CAST($3 AS TEXT))";
+/// The settled shows a query covers, named one by one: a night's figures then cover exactly
+/// the shows it lists as settled, even if another settles while the report is read.
+struct Scope<'a>(&'a [ShowId]);
 
 impl Scope<'_> {
     /// A filter on `col` (a show id column) and its parameters.
     fn filter(&self, col: &str) -> (String, Vec<Value>) {
-        match self {
-            Scope::Show(id) => (format!("{col} = $1"), params![id.as_str()]),
-            Scope::Night {
-                market,
-                date,
-                seller,
-            } => (
-                format!("{col} IN ({SETTLED_NIGHT_SHOWS})"),
-                params![market.as_str(), date.to_string(), *seller],
-            ),
-        }
+        let marks: Vec<String> = (1..=self.0.len()).map(|i| format!("${i}")).collect();
+        let params = self.0.iter().map(|id| Value::from(id.as_str())).collect();
+        (format!("{col} IN ({})", marks.join(", ")), params)
     }
 }
 
@@ -458,7 +441,8 @@ impl Store {
                 message: format!("show {show} ({}): {why}", head.status.as_str()),
             });
         };
-        let scope = Scope::Show(show);
+        let shows = [show.clone()];
+        let scope = Scope(&shows);
         let products = self.product_sales(&scope).await?;
         let mut sales = head.sales(settled_at);
         for p in &products {
@@ -506,41 +490,69 @@ impl Store {
         // By slot, then id in byte order (see `refusal_list` on collations).
         heads.sort_by(|a, b| (a.slot_start, a.id.as_str()).cmp(&(b.slot_start, b.id.as_str())));
 
-        let scope = Scope::Night {
-            market,
-            date,
-            seller: seller_filter,
+        let settled: Vec<ShowId> = heads
+            .iter()
+            .filter(|h| h.settled_at().is_some())
+            .map(|h| h.id.clone())
+            .collect();
+        if settled.len() > MAX_REPORT_SHOWS {
+            return Err(StoreError::Refused {
+                code: "too_many_shows",
+                message: format!(
+                    "the night has {} settled shows; a report covers at most {MAX_REPORT_SHOWS}",
+                    settled.len()
+                ),
+            });
+        }
+        let mut report = NightReport {
+            market_id: market.clone(),
+            night_date: date,
+            seller_id: seller.cloned(),
+            shows: Vec::new(),
+            pending: Vec::new(),
+            orders: 0,
+            buyers: 0,
+            orders_cancelled: 0,
+            totals: SalesFigures::default(),
+            refusals: Vec::new(),
+            peak_viewers: 0,
+            programme: Programme::default(),
+            products: Vec::new(),
         };
+        for h in heads.iter().filter(|h| h.settled_at().is_none()) {
+            report.pending.push(PendingShow {
+                show_id: h.id.clone(),
+                seller_id: h.seller_id.clone(),
+                seller_name: h.seller_name.clone(),
+                title: h.title.clone(),
+                status: h.status,
+                reason: if h.settlement.is_some() {
+                    PendingReason::Mismatch
+                } else {
+                    PendingReason::Unsettled
+                },
+            });
+        }
+        // `IN ()` is not SQL; with nothing settled there is nothing to add up.
+        if settled.is_empty() {
+            return Ok(report);
+        }
+
+        let scope = Scope(&settled);
         let mut products = self.product_sales(&scope).await?;
         let counts = self.order_counts_by_show(&scope).await?;
         let mut refusals = self.refusals_by_show(&scope).await?;
         let peaks = self.peak_viewers_by_show(&scope).await?;
-
-        let mut shows = Vec::new();
-        let mut pending = Vec::new();
-        let mut totals = SalesFigures::default();
         let mut night_refusals: BTreeMap<String, u64> = BTreeMap::new();
         for h in &heads {
             let Some(settled_at) = h.settled_at() else {
-                pending.push(PendingShow {
-                    show_id: h.id.clone(),
-                    seller_id: h.seller_id.clone(),
-                    seller_name: h.seller_name.clone(),
-                    title: h.title.clone(),
-                    status: h.status,
-                    reason: if h.settlement.is_some() {
-                        PendingReason::Mismatch
-                    } else {
-                        PendingReason::Unsettled
-                    },
-                });
                 continue;
             };
             let mut sales = h.sales(settled_at);
             for p in products.iter().filter(|p| p.show_id == h.id) {
                 sales.totals.add(&p.figures);
             }
-            totals.add(&sales.totals);
+            report.totals.add(&sales.totals);
             let c = counts.get(&h.id).copied().unwrap_or_default();
             (sales.orders, sales.buyers, sales.orders_cancelled) =
                 (c.orders, c.buyers, c.cancelled);
@@ -551,31 +563,23 @@ impl Store {
             }
             sales.refusals = refusal_list(reasons);
             sales.peak_viewers = peaks.get(&h.id).copied().unwrap_or(0);
-            shows.push(sales);
+            report.shows.push(sales);
         }
-        let order: HashMap<&ShowId, usize> = shows
+        let order: HashMap<&ShowId, usize> = report
+            .shows
             .iter()
             .enumerate()
             .map(|(i, s)| (&s.show_id, i))
             .collect();
         products.sort_by_key(|p| (order.get(&p.show_id).copied(), p.position));
-
+        report.products = products;
         let night = self.night_order_counts(&scope).await?;
-        Ok(NightReport {
-            market_id: market.clone(),
-            night_date: date,
-            seller_id: seller.cloned(),
-            orders: night.orders,
-            buyers: night.buyers,
-            orders_cancelled: night.cancelled,
-            totals,
-            refusals: refusal_list(night_refusals),
-            peak_viewers: self.night_peak_viewers(&scope).await?,
-            programme: self.programme(&scope).await?,
-            shows,
-            pending,
-            products,
-        })
+        (report.orders, report.buyers, report.orders_cancelled) =
+            (night.orders, night.buyers, night.cancelled);
+        report.refusals = refusal_list(night_refusals);
+        report.peak_viewers = self.night_peak_viewers(&scope).await?;
+        report.programme = self.programme(&scope).await?;
+        Ok(report)
     }
 
     async fn product_sales(&self, scope: &Scope<'_>) -> Result<Vec<ProductSales>, StoreError> {
