@@ -47,7 +47,8 @@ pub struct Config {
     pub orders: OrderService,
 }
 
-/// When scheduled shows open and close. See `config/default.toml`.
+/// When scheduled shows open and close, and how often the figures of post-show reports are
+/// written. See `config/default.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MarketTiming {
@@ -55,7 +56,13 @@ pub struct MarketTiming {
     pub early_start_ms: u64,
     pub close_grace_ms: u64,
     pub nights_listed: usize,
+    pub stats_flush_ms: u64,
 }
+
+/// Longest accepted `market.stats_flush_ms`: a node that crashes loses the show statistics of
+/// at most this long, and reports read while a show runs lag by as much; ten minutes is past
+/// any useful setting.
+pub const MAX_STATS_FLUSH_MS: u64 = 600_000;
 
 /// Every bound of the server, named. See `config/default.toml` for what each means.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -289,6 +296,12 @@ impl Config {
             return Err(invalid(
                 "market.nights_listed",
                 format!("1 to {}", nightmarket_domain::market::MAX_NIGHTS_LISTED),
+            ));
+        }
+        if mk.stats_flush_ms == 0 || mk.stats_flush_ms > MAX_STATS_FLUSH_MS {
+            return Err(invalid(
+                "market.stats_flush_ms",
+                format!("1 to {MAX_STATS_FLUSH_MS}"),
             ));
         }
         if self.database_timeout_ms == 0 {
@@ -621,6 +634,20 @@ mod tests {
         let e =
             Config::load(None, env(&[("NIGHTMARKET_WEBHOOKS_MAX_BACKOFF_MS", "10")])).unwrap_err();
         assert!(e.to_string().contains("webhooks.max_backoff_ms"), "{e}");
+    }
+
+    #[test]
+    fn stats_flush_interval_loads_and_validates() {
+        let c = Config::load(None, env(&[])).expect("defaults load");
+        assert_eq!(c.market.stats_flush_ms, 5000);
+        let c = Config::load(None, env(&[("NIGHTMARKET_MARKET_STATS_FLUSH_MS", "250")]))
+            .expect("override loads");
+        assert_eq!(c.market.stats_flush_ms, 250);
+        for bad in ["0", "600001"] {
+            let e =
+                Config::load(None, env(&[("NIGHTMARKET_MARKET_STATS_FLUSH_MS", bad)])).unwrap_err();
+            assert!(e.to_string().contains("market.stats_flush_ms"), "{e}");
+        }
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! - [`state`]: shared state, the per-show command gate, flash timers and the stock ticker.
 //! - [`webhooks`]: the deliverer that POSTs signed webhook events, with retries.
 //! - [`order_service`]: the order service (crate `nightmarket-orders`) as `serve` runs it.
+//! - [`show_stats`]: claims refused and viewers per show, counted here and written to the store
+//!   for post-show reports.
 //! - [`run`]: serve on a bound listener until a shutdown future resolves, then drain.
 
 pub mod api;
@@ -21,6 +23,7 @@ pub mod market_api;
 pub mod metrics;
 pub mod order_service;
 pub mod reports_api;
+pub mod show_stats;
 pub mod state;
 pub mod webhooks;
 pub mod ws;
@@ -405,7 +408,12 @@ pub async fn serve_with(
             Err(e) => return Err(ServerError::Storage(e.to_string())),
         }
     }
-    tracing::info!(shows = rows.len(), addr = %listener.local_addr()?, "nightmarket serving");
+    tracing::info!(
+        shows = rows.len(),
+        addr = %listener.local_addr()?,
+        node = state.show_stats.node(),
+        "nightmarket serving"
+    );
     tokio::spawn(state.clone().ticker());
     tokio::spawn(lifecycle::run(state.clone()));
     let deliverer = webhooks::Deliverer::new(
@@ -427,6 +435,16 @@ pub async fn serve_with(
         let _ = state.settler.set(settler.clone());
         tokio::spawn(settler.run(stop_rx.clone()));
     }
+    // Its own stop signal, given once sessions have ended: refusals answered while they drain
+    // belong in the last flush.
+    let (stats_stop, stats_stopped) = tokio::sync::oneshot::channel::<()>();
+    let stats_flusher = tokio::spawn(show_stats::run(
+        state.show_stats.clone(),
+        state.catalog.clone(),
+        state.clock.clone(),
+        Duration::from_millis(state.config.market.stats_flush_ms),
+        stats_stopped,
+    ));
 
     let app = router(state.clone());
     let mut stop = stop_rx.clone();
@@ -456,6 +474,13 @@ pub async fn serve_with(
             open = state.sessions.open(),
             "shutdown grace elapsed with sessions open"
         );
+    }
+    let _ = stats_stop.send(());
+    if tokio::time::timeout(show_stats::FINAL_FLUSH_TIMEOUT, stats_flusher)
+        .await
+        .is_err()
+    {
+        tracing::warn!("show statistics not written at shutdown in time");
     }
     tracing::info!("nightmarket stopped");
     Ok(())

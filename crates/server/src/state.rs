@@ -25,6 +25,7 @@ use crate::auth::TokenKey;
 use crate::config::Config;
 use crate::convert;
 use crate::metrics::{Metrics, inc};
+use crate::show_stats::{ShowCounters, ShowStats, minute_of, new_node_id};
 
 /// Current time, UTC milliseconds.
 pub fn now_ms() -> Millis {
@@ -51,6 +52,8 @@ pub struct ShowRuntime {
     /// channel in sequence order.
     gate: tokio::sync::Mutex<()>,
     tick: Mutex<TickState>,
+    /// This node's figures of the show for post-show reports.
+    pub stats: Arc<ShowCounters>,
 }
 
 #[derive(Default)]
@@ -110,6 +113,8 @@ pub struct AppState {
     pub clock: crate::clock::SharedClock,
     pub hub: Hub<Utf8Bytes>,
     pub metrics: Metrics,
+    /// Claims refused and viewers per show, counted on this node for post-show reports.
+    pub show_stats: Arc<ShowStats>,
     pub shows: RwLock<HashMap<ShowId, Arc<ShowRuntime>>>,
     pub connections: Arc<Semaphore>,
     pub sessions: Arc<Sessions>,
@@ -144,6 +149,7 @@ impl AppState {
             clock,
             hub,
             metrics: Metrics::default(),
+            show_stats: Arc::new(ShowStats::new(new_node_id())),
             shows: RwLock::new(HashMap::new()),
             sessions: Arc::new(Sessions::default()),
             shutdown,
@@ -197,6 +203,7 @@ impl AppState {
             channel: self.hub.channel(row.id.as_str(), view.seq),
             gate: tokio::sync::Mutex::new(()),
             tick: Mutex::new(TickState::default()),
+            stats: self.show_stats.counters(&row.id),
         });
         if let Ok(mut shows) = self.shows.write() {
             shows.entry(row.id.clone()).or_insert_with(|| rt.clone());
@@ -433,6 +440,10 @@ impl AppState {
 
     /// Refreshes one show's conflated frames if anything changed since the last refresh.
     pub async fn refresh(self: &Arc<Self>, rt: &Arc<ShowRuntime>) {
+        // Sampled before anything that may fail, so the report's viewers do not depend on the
+        // inventory answering.
+        rt.stats
+            .saw_viewers(minute_of(self.clock.now()), rt.channel.viewer_count());
         let feed_from = rt.tick.lock().map(|t| t.feed_from).unwrap_or(0);
         let Ok(stock) = self.inventory.stock(&rt.id, feed_from).await else {
             return;

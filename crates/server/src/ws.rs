@@ -114,6 +114,13 @@ impl Session {
         }
     }
 
+    /// Counts a claim refused with `code`: in the node's metrics and in the show's statistics
+    /// for its post-show report.
+    fn refused(&self, code: ErrorCode) {
+        self.state.metrics.refused(code);
+        self.rt.stats.refused(code);
+    }
+
     async fn send_msg(&mut self, msg: &ServerMessage) -> Result<(), ()> {
         self.send(Message::Text(frame(msg))).await
     }
@@ -211,7 +218,7 @@ impl Session {
             let parsed = text.as_deref().map(serde_json::from_str::<ClientMessage>);
             match parsed {
                 Some(Ok(ClientMessage::Claim { claim_id, .. })) => {
-                    self.state.metrics.refused(ErrorCode::RateLimited);
+                    self.refused(ErrorCode::RateLimited);
                     let r = convert::claim_error(
                         &claim_id,
                         ErrorCode::RateLimited,
@@ -382,7 +389,7 @@ impl Session {
         price: i64,
     ) -> Result<(), ()> {
         let Some(buyer) = self.peer.buyer.clone() else {
-            self.state.metrics.refused(ErrorCode::Forbidden);
+            self.refused(ErrorCode::Forbidden);
             let r = convert::claim_error(&claim_id, ErrorCode::Forbidden, "only viewers claim");
             return self.send_msg(&ServerMessage::ClaimResult(r)).await;
         };
@@ -400,7 +407,7 @@ impl Session {
             Ok(r) => r,
             Err(message) => {
                 inc(&self.state.metrics.bad_input);
-                self.state.metrics.refused(ErrorCode::BadRequest);
+                self.refused(ErrorCode::BadRequest);
                 let r = convert::claim_error(&claim_id, ErrorCode::BadRequest, message);
                 return self.send_msg(&ServerMessage::ClaimResult(r)).await;
             }
@@ -418,12 +425,12 @@ impl Session {
                 convert::claim_accepted(&a, ClaimOutcomeKind::Duplicate)
             }
             Ok(ClaimDecision::Refused(r)) => {
-                self.state.metrics.refused(convert::refusal_code(r.reason));
+                self.refused(convert::refusal_code(r.reason));
                 convert::claim_refused(&claim_id, &r)
             }
             Err(e) => {
                 let (code, message) = inventory_error(e);
-                self.state.metrics.refused(code);
+                self.refused(code);
                 convert::claim_error(&claim_id, code, message)
             }
         };

@@ -12,8 +12,9 @@ use nightmarket_domain::{
 use crate::reports::{GroupSales, PendingReason, Programme, RefusalCount, SalesFigures};
 use crate::{
     CloseMarker, CommitmentRow, DecisionRow, DeliveryOutcome, ExceptionKind, ExceptionRow,
-    LineupRow, LineupSetItem, LineupSetRow, MarketRow, SellerRow, SettleOutcome, SettlePlan,
-    ShowRow, ShowSchedule, Store, StoreError, WebhookEvent, WebhookRow,
+    LineupRow, LineupSetItem, LineupSetRow, MarketRow, RefusalTotal, SellerRow, SettleOutcome,
+    SettlePlan, ShowRow, ShowSchedule, ShowStatsBatch, Store, StoreError, ViewerSample,
+    WebhookEvent, WebhookRow,
 };
 
 fn fail(msg: impl Into<String>) -> StoreError {
@@ -92,6 +93,7 @@ pub async fn run(store: &Store) -> Result<(), StoreError> {
     markets(store).await?;
     scheduling(store).await?;
     webhooks(store).await?;
+    show_stats(store).await?;
     reports(store).await?;
     store.ping().await
 }
@@ -736,6 +738,151 @@ async fn webhooks(c: &Store) -> Result<(), StoreError> {
     Ok(())
 }
 
+async fn show_stats(c: &Store) -> Result<(), StoreError> {
+    let show = id(ShowId::parse("stats-show"))?;
+    let other = id(ShowId::parse("stats-other"))?;
+    let refused = |show: &ShowId, reason: &str, count: u64| RefusalTotal {
+        show: show.clone(),
+        reason: reason.into(),
+        count,
+    };
+    let seen = |show: &ShowId, minute: i64, viewers: u64| ViewerSample {
+        show: show.clone(),
+        minute,
+        viewers,
+    };
+    let refusals = |v: Vec<RefusalTotal>| ShowStatsBatch {
+        refusals: v,
+        viewers: Vec::new(),
+    };
+    let viewers = |v: Vec<ViewerSample>| ShowStatsBatch {
+        refusals: Vec::new(),
+        viewers: v,
+    };
+    let totals = |v: &[(&str, u64)]| {
+        v.iter()
+            .map(|(r, n)| ((*r).to_owned(), *n))
+            .collect::<Vec<_>>()
+    };
+
+    ensure(
+        c.show_refusals(&show).await?.is_empty() && c.show_peak_viewers(&show).await? == 0,
+        "a show without statistics: no refusals, no viewers",
+    )?;
+    c.record_show_stats("node-a", &ShowStatsBatch::default())
+        .await?;
+
+    // Two nodes' running totals add up, per reason, ordered by reason.
+    c.record_show_stats(
+        "node-a",
+        &refusals(vec![
+            refused(&show, "stale_price", 1),
+            refused(&show, "sold_out", 3),
+            refused(&other, "sold_out", 50),
+        ]),
+    )
+    .await?;
+    c.record_show_stats(
+        "node-b",
+        &refusals(vec![
+            refused(&show, "sold_out", 2),
+            refused(&show, "limit_exceeded", 4),
+        ]),
+    )
+    .await?;
+    ensure(
+        c.show_refusals(&show).await?
+            == totals(&[("limit_exceeded", 4), ("sold_out", 5), ("stale_price", 1)]),
+        "refusals summed over nodes, ordered by reason, other shows apart",
+    )?;
+
+    // A re-sent batch, and an older total arriving late, change nothing; a larger one counts.
+    c.record_show_stats("node-a", &refusals(vec![refused(&show, "sold_out", 3)]))
+        .await?;
+    c.record_show_stats(
+        "node-b",
+        &refusals(vec![
+            refused(&show, "sold_out", 1),
+            refused(&show, "limit_exceeded", 4),
+        ]),
+    )
+    .await?;
+    ensure(
+        c.show_refusals(&show).await?
+            == totals(&[("limit_exceeded", 4), ("sold_out", 5), ("stale_price", 1)]),
+        "re-sent and late totals keep the larger value",
+    )?;
+    c.record_show_stats("node-a", &refusals(vec![refused(&show, "sold_out", 7)]))
+        .await?;
+    ensure(
+        c.show_refusals(&show).await?
+            == totals(&[("limit_exceeded", 4), ("sold_out", 9), ("stale_price", 1)]),
+        "a grown total replaces the node's earlier one",
+    )?;
+    ensure(
+        c.show_refusals(&other).await? == totals(&[("sold_out", 50)]),
+        "the other show's refusals",
+    )?;
+
+    // Viewers: nodes add up within a minute; different minutes do not add.
+    const MINUTE: i64 = 29_916_666;
+    c.record_show_stats(
+        "node-a",
+        &viewers(vec![seen(&show, MINUTE, 10), seen(&show, MINUTE + 1, 4)]),
+    )
+    .await?;
+    c.record_show_stats("node-b", &viewers(vec![seen(&show, MINUTE + 2, 12)]))
+        .await?;
+    ensure(
+        c.show_peak_viewers(&show).await? == 12,
+        "peaks of different minutes do not add up",
+    )?;
+    c.record_show_stats(
+        "node-b",
+        &viewers(vec![seen(&show, MINUTE, 7), seen(&other, MINUTE, 1_000)]),
+    )
+    .await?;
+    ensure(
+        c.show_peak_viewers(&show).await? == 17,
+        "nodes' viewers in the same minute add up",
+    )?;
+    // Lower figures for a minute already recorded (a re-send, or an earlier sample of the
+    // minute arriving late) keep the most seen.
+    c.record_show_stats(
+        "node-a",
+        &viewers(vec![seen(&show, MINUTE, 3), seen(&show, MINUTE, 10)]),
+    )
+    .await?;
+    ensure(
+        c.show_peak_viewers(&show).await? == 17,
+        "a lower figure for a recorded minute changes nothing",
+    )?;
+    c.record_show_stats(
+        "node-a",
+        &ShowStatsBatch {
+            refusals: vec![refused(&show, "not_pinned", 2)],
+            viewers: vec![seen(&show, MINUTE + 2, 9)],
+        },
+    )
+    .await?;
+    ensure(
+        c.show_peak_viewers(&show).await? == 21
+            && c.show_refusals(&show).await?
+                == totals(&[
+                    ("limit_exceeded", 4),
+                    ("not_pinned", 2),
+                    ("sold_out", 9),
+                    ("stale_price", 1),
+                ]),
+        "one batch carries refusals and viewers together",
+    )?;
+    ensure(
+        c.show_peak_viewers(&other).await? == 1_000,
+        "the other show's peak",
+    )?;
+    Ok(())
+}
+
 // --- reports ----------------------------------------------------------------------------------
 
 fn lineup_item(p: &Product, stock: u32, buyer_limit: u32) -> LineupRow {
@@ -981,37 +1128,56 @@ async fn reports(c: &Store) -> Result<(), StoreError> {
     )?;
 
     // Refusals and viewers as two nodes counted them; the unsettled show's are left out.
-    for (show, node, reason, n) in [
-        ("report-a1", "n1", "sold_out", 3),
-        ("report-a1", "n2", "sold_out", 2),
-        ("report-a1", "n1", "stale_price", 1),
-        ("report-b1", "n1", "limit_exceeded", 4),
-        ("report-a2", "n1", "sold_out", 100),
+    let show_id = |s: &str| id(ShowId::parse(s));
+    for (node, refusals, viewers) in [
+        (
+            "n1",
+            vec![
+                ("report-a1", "sold_out", 3),
+                ("report-a1", "stale_price", 1),
+                ("report-b1", "limit_exceeded", 4),
+                ("report-a2", "sold_out", 100),
+            ],
+            vec![
+                ("report-a1", 100, 50),
+                ("report-a1", 101, 70),
+                ("report-b1", 100, 40),
+                ("report-a2", 100, 1000),
+            ],
+        ),
+        (
+            "n2",
+            vec![("report-a1", "sold_out", 2)],
+            vec![
+                ("report-a1", 100, 30),
+                ("report-a1", 101, 5),
+                ("report-b1", 102, 90),
+            ],
+        ),
     ] {
-        c.engine
-            .execute(
-                "INSERT INTO show_refusals (show_id, node_id, reason, count)
-                 VALUES ($1, $2, $3, $4)",
-                crate::params![show, node, reason, n as i64],
-            )
-            .await?;
-    }
-    for (show, node, minute, viewers) in [
-        ("report-a1", "n1", 100, 50),
-        ("report-a1", "n2", 100, 30),
-        ("report-a1", "n1", 101, 70),
-        ("report-a1", "n2", 101, 5),
-        ("report-b1", "n1", 100, 40),
-        ("report-b1", "n2", 102, 90),
-        ("report-a2", "n1", 100, 1000),
-    ] {
-        c.engine
-            .execute(
-                "INSERT INTO show_viewers (show_id, node_id, minute, viewers)
-                 VALUES ($1, $2, $3, $4)",
-                crate::params![show, node, minute as i64, viewers as i64],
-            )
-            .await?;
+        let batch = ShowStatsBatch {
+            refusals: refusals
+                .into_iter()
+                .map(|(s, reason, count)| {
+                    Ok(RefusalTotal {
+                        show: show_id(s)?,
+                        reason: reason.into(),
+                        count,
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?,
+            viewers: viewers
+                .into_iter()
+                .map(|(s, minute, viewers)| {
+                    Ok(ViewerSample {
+                        show: show_id(s)?,
+                        minute,
+                        viewers,
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?,
+        };
+        c.record_show_stats(node, &batch).await?;
     }
 
     // --- the show report --------------------------------------------------------------------
@@ -1080,6 +1246,16 @@ async fn reports(c: &Store) -> Result<(), StoreError> {
     ensure(
         r.show.peak_viewers == 80,
         "peak viewers: the largest minute summed over nodes",
+    )?;
+    ensure(
+        r.show
+            .refusals
+            .iter()
+            .map(|x| (x.reason.clone(), x.count))
+            .collect::<Vec<_>>()
+            == c.show_refusals(&show_a.id).await?
+            && r.show.peak_viewers == c.show_peak_viewers(&show_a.id).await?,
+        "the report's refusals and peak agree with the show statistics",
     )?;
     ensure(
         r.show.seller_id == a.id

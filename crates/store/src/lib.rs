@@ -2,9 +2,10 @@
 //!
 //! - [`Store`]: sellers, products with their OCOP proof, shows with lineups and slots, recurring
 //!   markets and their exceptions, admission decisions, seller commitments, reusable lineups,
-//!   show transitions and webhooks with their delivery log. Written once in a portable SQL
-//!   dialect over an [`sql::Engine`]: SQLite is the embedded default, PostgreSQL serves
-//!   distributed mode, and both pass one conformance suite ([`conformance`]).
+//!   show transitions, webhooks with their delivery log, and post-show statistics (claims
+//!   refused per reason, peak viewers). Written once in a portable SQL dialect over an
+//!   [`sql::Engine`]: SQLite is the embedded default, PostgreSQL serves distributed mode, and
+//!   both pass one conformance suite ([`conformance`]).
 //! - [`SqliteJournal`]: the durable claim journal behind the in-memory inventory. Claims,
 //!   cancellations and show events are appended in group-committed transactions; a claim is
 //!   acknowledged only once its transaction is on disk, and a restart replays the journal.
@@ -21,6 +22,7 @@ pub mod reports;
 pub mod settlement;
 pub mod sql;
 pub mod sqlite;
+pub mod stats;
 pub mod testing;
 pub mod webhook;
 
@@ -43,6 +45,7 @@ pub use settlement::{
     SettlementState,
 };
 pub use sqlite::{JournalEntry, JournalError, Reservation, ShowJournal, SqliteJournal, Ticket};
+pub use stats::{RefusalTotal, ShowStatsBatch, ViewerSample};
 pub use webhook::{DeliveryOutcome, DeliveryRow, WebhookEvent, WebhookRow};
 
 use nightmarket_domain::Millis;

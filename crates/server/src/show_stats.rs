@@ -1,0 +1,299 @@
+//! The show statistics this node collects for post-show reports: claims refused per show and
+//! reason, and the most viewers per show and minute.
+//!
+//! Counting is on the claim path, so it takes no lock: each show's runtime holds its
+//! [`ShowCounters`], one atomic per reason. Viewers are sampled by the periodic tick, under a
+//! per-show lock only the tick and the flusher take. [`run`] writes what changed to the store
+//! every `market.stats_flush_ms` and once more at shutdown.
+//!
+//! The store keeps one row per node and the larger of the stored and the sent value, and
+//! everything sent only grows (a refusal count is this process's running total, a viewer
+//! figure the most seen in that minute so far). So a flush that fails is simply retried by the
+//! next one, and a flush that succeeded but looked failed does no harm when repeated. That is
+//! also why the node id is new in every process: a restarted node starts counting from zero,
+//! and under its old id the larger, older total would hide the new one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use nightmarket_domain::{Millis, ShowId};
+use nightmarket_store::{RefusalTotal, ShowStatsBatch, Store, StoreError, ViewerSample};
+use nightmarket_wire::ErrorCode;
+
+use crate::clock::SharedClock;
+
+/// Viewer samples are kept per minute.
+pub const MINUTE_MS: Millis = 60_000;
+
+/// Minutes of viewer figures a show keeps while the store cannot be written: a day of them.
+/// Past it the oldest minute is dropped, so an unreachable store costs bounded memory.
+pub const PENDING_MINUTES: usize = 24 * 60;
+
+/// How long shutdown waits for the last flush: the store may be the reason for the shutdown,
+/// and a stuck write must not hold the process.
+pub const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Characters of the random part of a node id: enough that two processes that share a host
+/// name and (in containers) a pid still differ.
+const NODE_ID_RANDOM_CHARS: usize = 12;
+
+/// Refusal reasons counted per show: every wire error code.
+const REASONS: usize = ErrorCode::ALL.len();
+
+/// Takes a lock even if a panic poisoned it: every figure behind these locks is valid on its
+/// own (a maximum, a set of counters), so no half-done change can be seen.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The minute an instant falls in, as the store keys viewer samples.
+pub fn minute_of(at: Millis) -> i64 {
+    at.div_euclid(MINUTE_MS)
+}
+
+/// A node id unique to this process: `<host>-<pid>-<random>`.
+pub fn new_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_owned());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    let random = random.get(..NODE_ID_RANDOM_CHARS).unwrap_or(&random);
+    format!("{host}-{}-{random}", std::process::id())
+}
+
+/// One minute's viewer figure: the most seen, and the most the store has been sent.
+#[derive(Debug, Default, Clone, Copy)]
+struct Minute {
+    most: u64,
+    sent: u64,
+}
+
+/// One show's counters on this node.
+#[derive(Debug)]
+pub struct ShowCounters {
+    /// Running totals of refused claims, indexed like `ErrorCode::ALL`.
+    refused: [AtomicU64; REASONS],
+    /// The totals the store has been sent; only flushes touch them.
+    sent: [AtomicU64; REASONS],
+    /// Minutes whose figure the store does not have yet, or that may still grow.
+    viewers: Mutex<BTreeMap<i64, Minute>>,
+}
+
+impl Default for ShowCounters {
+    fn default() -> Self {
+        Self {
+            refused: std::array::from_fn(|_| AtomicU64::new(0)),
+            sent: std::array::from_fn(|_| AtomicU64::new(0)),
+            viewers: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl ShowCounters {
+    /// Counts one claim refused with `code`. One atomic add: this is the claim path.
+    pub fn refused(&self, code: ErrorCode) {
+        if let Some(i) = ErrorCode::ALL.iter().position(|c| *c == code) {
+            self.refused[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records that `viewers` watched at some instant of `minute`.
+    pub fn saw_viewers(&self, minute: i64, viewers: u64) {
+        // No viewers never raises a peak; skipping them keeps idle shows out of the store.
+        if viewers == 0 {
+            return;
+        }
+        let mut minutes = lock(&self.viewers);
+        let m = minutes.entry(minute).or_default();
+        m.most = m.most.max(viewers);
+        while minutes.len() > PENDING_MINUTES {
+            minutes.pop_first();
+        }
+    }
+
+    /// What changed since the last successful flush.
+    fn changes(&self, show: &ShowId) -> ShowStatsBatch {
+        let refusals = ErrorCode::ALL
+            .iter()
+            .enumerate()
+            .filter_map(|(i, code)| {
+                let count = self.refused[i].load(Ordering::Relaxed);
+                (count > self.sent[i].load(Ordering::Relaxed)).then(|| RefusalTotal {
+                    show: show.clone(),
+                    reason: code.as_str().to_owned(),
+                    count,
+                })
+            })
+            .collect();
+        let viewers = lock(&self.viewers)
+            .iter()
+            .filter(|(_, m)| m.most > m.sent)
+            .map(|(minute, m)| ViewerSample {
+                show: show.clone(),
+                minute: *minute,
+                viewers: m.most,
+            })
+            .collect();
+        ShowStatsBatch { refusals, viewers }
+    }
+
+    /// Notes that the store has `batch`; past minutes it has in full are forgotten.
+    fn flushed(&self, batch: &ShowStatsBatch, now_minute: i64) {
+        for r in &batch.refusals {
+            if let Some(i) = ErrorCode::ALL.iter().position(|c| c.as_str() == r.reason) {
+                self.sent[i].fetch_max(r.count, Ordering::Relaxed);
+            }
+        }
+        let mut minutes = lock(&self.viewers);
+        for v in &batch.viewers {
+            if let Some(m) = minutes.get_mut(&v.minute) {
+                m.sent = m.sent.max(v.viewers);
+            }
+        }
+        // The current minute stays: its figure may still grow.
+        minutes.retain(|minute, m| *minute >= now_minute || m.most > m.sent);
+    }
+}
+
+/// This node's collector: the node id and every show's counters.
+#[derive(Debug)]
+pub struct ShowStats {
+    node: String,
+    shows: Mutex<HashMap<ShowId, Arc<ShowCounters>>>,
+}
+
+impl ShowStats {
+    pub fn new(node: impl Into<String>) -> Self {
+        Self {
+            node: node.into(),
+            shows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The id this node's rows carry in the store.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The counters of `show`, created on first use; a show's runtime keeps them, so counting
+    /// never looks them up.
+    pub fn counters(&self, show: &ShowId) -> Arc<ShowCounters> {
+        lock(&self.shows).entry(show.clone()).or_default().clone()
+    }
+
+    /// Writes what changed since the last flush, one transaction per show. On the first
+    /// failure it stops: nothing in these rows can conflict, so a failure means the store is
+    /// failing, and trying every other show would make one flush wait out the store's timeout
+    /// once per show. Shows not written keep their changes for the next flush.
+    pub async fn flush(&self, store: &Store, now: Millis) -> Result<(), StoreError> {
+        let shows: Vec<(ShowId, Arc<ShowCounters>)> = lock(&self.shows)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let now_minute = minute_of(now);
+        for (show, counters) in shows {
+            let batch = counters.changes(&show);
+            if batch.is_empty() {
+                continue;
+            }
+            store.record_show_stats(&self.node, &batch).await?;
+            counters.flushed(&batch, now_minute);
+        }
+        Ok(())
+    }
+}
+
+/// Flushes every `every` until `shutdown` resolves, then once more. The caller decides when
+/// that is: after the last session ended, so every refusal answered is in the last flush.
+pub async fn run(
+    stats: Arc<ShowStats>,
+    store: Arc<Store>,
+    clock: SharedClock,
+    every: Duration,
+    shutdown: impl Future,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = &mut shutdown => break,
+        }
+        if let Err(e) = stats.flush(&store, clock.now()).await {
+            tracing::warn!(error = %e, "show statistics not written; retrying at the next flush");
+        }
+    }
+    if let Err(e) = stats.flush(&store, clock.now()).await {
+        tracing::warn!(error = %e, "show statistics not written at shutdown");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn show() -> ShowId {
+        ShowId::parse("s1").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn only_changes_are_sent_and_past_minutes_once_sent_are_forgotten() {
+        let c = ShowCounters::default();
+        c.refused(ErrorCode::SoldOut);
+        c.refused(ErrorCode::SoldOut);
+        c.refused(ErrorCode::StalePrice);
+        c.saw_viewers(10, 3);
+        c.saw_viewers(10, 5);
+        c.saw_viewers(10, 4);
+        c.saw_viewers(11, 0);
+        let b = c.changes(&show());
+        let reasons: Vec<(&str, u64)> = b
+            .refusals
+            .iter()
+            .map(|r| (r.reason.as_str(), r.count))
+            .collect();
+        assert_eq!(reasons, [("sold_out", 2), ("stale_price", 1)]);
+        assert_eq!(
+            b.viewers
+                .iter()
+                .map(|v| (v.minute, v.viewers))
+                .collect::<Vec<_>>(),
+            [(10, 5)]
+        );
+
+        // A failed flush changes nothing: the same figures go next time.
+        assert_eq!(c.changes(&show()), b);
+
+        c.flushed(&b, 10);
+        assert!(c.changes(&show()).is_empty(), "nothing new since the flush");
+        // The current minute is kept and grows; a refusal counted meanwhile is sent as a total.
+        c.saw_viewers(10, 6);
+        c.refused(ErrorCode::SoldOut);
+        let b = c.changes(&show());
+        assert_eq!(b.refusals.len(), 1);
+        assert_eq!(b.refusals[0].count, 3);
+        assert_eq!(b.viewers.len(), 1);
+        assert_eq!(b.viewers[0].viewers, 6);
+        c.flushed(&b, 11);
+        assert!(lock(&c.viewers).is_empty());
+    }
+
+    #[test]
+    fn pending_minutes_are_bounded() {
+        let c = ShowCounters::default();
+        for minute in 0..(PENDING_MINUTES as i64 + 10) {
+            c.saw_viewers(minute, 1);
+        }
+        assert_eq!(lock(&c.viewers).len(), PENDING_MINUTES);
+    }
+
+    #[test]
+    fn node_ids_differ_per_collector() {
+        assert_ne!(new_node_id(), new_node_id());
+    }
+}

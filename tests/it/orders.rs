@@ -1,0 +1,293 @@
+//! The order service end to end: buyers claim over WebSocket, the show closes, and `serve`
+//! settles it into orders on its own; `nightmarket settle` inspects and settles by hand, with
+//! its exit codes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use nightmarket_domain::{OrderStatus, ShowId};
+use nightmarket_server::auth::Role;
+use nightmarket_store::{SettlementState, Store};
+use nightmarket_tests::{Client, Market, TestServer, WAIT, http, token};
+use nightmarket_wire::server::{CancelOutcomeKind, ClaimOutcomeKind, ServerMessage};
+
+const EXE: &str = env!("CARGO_BIN_EXE_nightmarket-under-test");
+const LIST: i64 = 180_000;
+const POLL: Duration = Duration::from_millis(25);
+
+async fn postgres_url() -> String {
+    let url = nightmarket_store::testing::test_database_url().unwrap();
+    nightmarket_store::testing::fresh_database(&url)
+        .await
+        .unwrap()
+}
+
+async fn store_of(dir: &std::path::Path, database_url: Option<&str>) -> Store {
+    match database_url {
+        Some(url) => Store::postgres(url, 2, Duration::from_secs(5)).await,
+        None => Store::sqlite(&dir.join("catalog.sqlite")).await,
+    }
+    .unwrap()
+}
+
+/// Buyers claim over WebSocket, one cancels; returns the units each buyer holds.
+async fn buy(m: &Market) -> BTreeMap<String, u64> {
+    let _seller = m.pinned_seller(0).await;
+    let p = m.product(0).to_owned();
+    let mut held = BTreeMap::new();
+    for b in 0..6 {
+        let buyer = format!("buyer-{b}");
+        let mut c = Client::connect(m.addr, &m.show, &token(Role::Viewer, &buyer), None)
+            .await
+            .unwrap();
+        c.snapshot().await;
+        for k in 0..=b % 3 {
+            let r = c.claim(&format!("{buyer}-{k}"), &p, 1, LIST).await;
+            assert_eq!(r.outcome, ClaimOutcomeKind::Accepted, "{r:?}");
+            *held.entry(buyer.clone()).or_insert(0) += 1;
+        }
+        if b == 5 {
+            c.send(serde_json::json!({"type": "cancel", "claim_id": "buyer-5-0"}))
+                .await;
+            let r = c
+                .until(|msg| match msg {
+                    ServerMessage::CancelResult(r) if r.claim_id == "buyer-5-0" => Some(r.clone()),
+                    _ => None,
+                })
+                .await;
+            assert_eq!(r.outcome, CancelOutcomeKind::Cancelled, "{r:?}");
+            *held.get_mut(&buyer).unwrap() -= 1;
+        }
+        c.close().await;
+    }
+    held
+}
+
+async fn close(m: &Market) {
+    let (status, body) = http(
+        m.addr,
+        "POST",
+        &format!("/api/shows/{}/close", m.show),
+        Some(&m.operator),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn closed_shows_settle_in_serve(database_url: Option<String>) {
+    let url = database_url.clone();
+    let server = TestServer::start(|c| {
+        c.orders.poll_ms = 20;
+        if let Some(url) = url {
+            c.database_url = url;
+        }
+    })
+    .await;
+    let m = Market::create(server.addr, &[LIST], 100, 5, true).await;
+    let held = buy(&m).await;
+    let store = store_of(server.dir.path(), database_url.as_deref()).await;
+    let show = ShowId::parse(m.show.clone()).unwrap();
+    // Recorded while live, not settled.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while store.log_checkpoint(&show).await.unwrap().cursor.next_pos < 10 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "claim log never recorded"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    assert!(store.settlement(&show).await.unwrap().is_none());
+    close(&m).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let settlement = loop {
+        if let Some(s) = store.settlement(&show).await.unwrap() {
+            break s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never settled");
+        tokio::time::sleep(POLL).await;
+    };
+    assert_eq!(settlement.state, SettlementState::Settled, "{settlement:?}");
+    assert_eq!((settlement.claims, settlement.cancels), (12, 1));
+    let orders: BTreeMap<String, u64> = store
+        .show_orders(&show)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| {
+            assert_eq!(o.status, OrderStatus::PendingPayment);
+            assert_eq!(o.total, LIST * o.units as i64);
+            (o.buyer_id.to_string(), o.units)
+        })
+        .collect();
+    assert_eq!(orders, held);
+    assert_eq!(settlement.revenue, LIST * held.values().sum::<u64>() as i64);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_show_is_settled_by_serve_on_sqlite() {
+    closed_shows_settle_in_serve(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_show_is_settled_by_serve_on_postgres() {
+    closed_shows_settle_in_serve(Some(postgres_url().await)).await;
+}
+
+/// Runs `nightmarket settle` over a data directory; returns the exit code and the JSON printed.
+async fn settle_cli(dir: &std::path::Path, args: &[&str]) -> (i32, serde_json::Value) {
+    let out = tokio::process::Command::new(EXE)
+        .arg("settle")
+        .args(args)
+        .env("NIGHTMARKET_DATA_DIR", dir)
+        .env("NIGHTMARKET_AUTH_SECRET", nightmarket_tests::SECRET)
+        .env("NIGHTMARKET_LOG", "warn")
+        .env_remove("NIGHTMARKET_CONFIG")
+        .env_remove("NIGHTMARKET_REDIS_URL")
+        .env_remove("NIGHTMARKET_DATABASE_URL")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    (out.status.code().unwrap_or(-1), json)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settle_by_hand_inspects_then_settles_once() {
+    // The service inside serve is off: everything here is by hand.
+    let server = TestServer::start(|c| c.orders.in_serve = false).await;
+    let m = Market::create(server.addr, &[LIST], 100, 5, true).await;
+    let live = Market::create(server.addr, &[LIST], 10, 1, true).await;
+    let held = buy(&m).await;
+    close(&m).await;
+    let dir = server.stop_keep_dir().await;
+
+    let (code, out) = settle_cli(dir.path(), &[&live.show]).await;
+    assert_eq!(
+        (code, out["outcome"].as_str()),
+        (4, Some("not_closed")),
+        "{out}"
+    );
+    let (code, out) = settle_cli(dir.path(), &["no-such-show"]).await;
+    assert_eq!(
+        (code, out["code"].as_str()),
+        (2, Some("unknown_show")),
+        "{out}"
+    );
+    let (code, out) = settle_cli(dir.path(), &[&m.show, "--dry-run"]).await;
+    // A dry run reads only what is recorded: nothing yet.
+    assert_eq!(
+        (code, out["outcome"].as_str()),
+        (4, Some("not_closed")),
+        "{out}"
+    );
+
+    let (code, out) = settle_cli(dir.path(), &[&m.show]).await;
+    assert_eq!(
+        (code, out["outcome"].as_str()),
+        (0, Some("settled")),
+        "{out}"
+    );
+    assert_eq!(out["orders"], held.len());
+    assert_eq!(out["units"], held.values().sum::<u64>());
+    assert_eq!(out["report"]["balanced"], true);
+    let (code, out) = settle_cli(dir.path(), &[&m.show]).await;
+    assert_eq!(
+        (code, out["outcome"].as_str()),
+        (0, Some("already_settled")),
+        "{out}"
+    );
+    let (code, out) = settle_cli(dir.path(), &[&m.show, "--dry-run"]).await;
+    assert_eq!(
+        (code, out["outcome"].as_str()),
+        (0, Some("already_settled")),
+        "{out}"
+    );
+
+    let store = store_of(dir.path(), None).await;
+    let show = ShowId::parse(m.show.clone()).unwrap();
+    assert_eq!(store.show_orders(&show).await.unwrap().len(), held.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_service_alone_needs_the_shared_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(EXE)
+        .arg("orders")
+        .env("NIGHTMARKET_DATA_DIR", dir.path())
+        .env("NIGHTMARKET_AUTH_SECRET", nightmarket_tests::SECRET)
+        .env_remove("NIGHTMARKET_CONFIG")
+        .env_remove("NIGHTMARKET_REDIS_URL")
+        .env_remove("NIGHTMARKET_DATABASE_URL")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("distributed mode"));
+}
+
+/// Distributed mode: a node that only serves shows, and `nightmarket orders` on its own
+/// settling them from the shared Redis and PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_service_runs_on_its_own_in_distributed_mode() {
+    let db = postgres_url().await;
+    let redis = std::env::var("NIGHTMARKET_TEST_REDIS_URL")
+        .expect("NIGHTMARKET_TEST_REDIS_URL is not set: run the tests with scripts/test");
+    let prefix = format!("nmo{}:", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("NIGHTMARKET_REDIS_URL", redis.as_str()),
+        ("NIGHTMARKET_REDIS_PREFIX", prefix.as_str()),
+        ("NIGHTMARKET_DATABASE_URL", db.as_str()),
+        ("NIGHTMARKET_ORDERS_IN_SERVE", "false"),
+        ("NIGHTMARKET_ORDERS_POLL_MS", "20"),
+    ];
+    let node = nightmarket_tests::ChildServer::start_with(EXE, dir.path(), &env)
+        .await
+        .unwrap();
+    let mut orders = tokio::process::Command::new(EXE)
+        .arg("orders")
+        .envs(env.iter().copied())
+        .env("NIGHTMARKET_DATA_DIR", dir.path())
+        .env("NIGHTMARKET_AUTH_SECRET", nightmarket_tests::SECRET)
+        .env("NIGHTMARKET_LOG", "warn")
+        .env_remove("NIGHTMARKET_CONFIG")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let m = Market::create(node.addr, &[LIST], 100, 5, true).await;
+    let held = buy(&m).await;
+    close(&m).await;
+    let store = store_of(dir.path(), Some(&db)).await;
+    let show = ShowId::parse(m.show.clone()).unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let settlement = loop {
+        if let Some(s) = store.settlement(&show).await.unwrap() {
+            break s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never settled");
+        tokio::time::sleep(POLL).await;
+    };
+    assert_eq!(settlement.state, SettlementState::Settled, "{settlement:?}");
+    assert!(
+        settlement.decided_by.starts_with("order-service@"),
+        "{settlement:?}"
+    );
+    assert_eq!(settlement.units, held.values().sum::<u64>());
+    // Settled: the show's Redis keys now expire.
+    let client = redis::Client::open(redis).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{prefix}{{{}}}:log", m.show))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        ttl > 0,
+        "the claim log key has no expiry after settlement: {ttl}"
+    );
+    let _ = orders.kill().await;
+    node.kill().await;
+}

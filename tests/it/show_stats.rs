@@ -1,0 +1,245 @@
+//! Post-show statistics end to end: buyers over WebSocket are refused for several reasons and
+//! viewers come and go; each node writes what it counted to the store, which reports claims
+//! refused per reason and the show's peak viewers. On SQLite and PostgreSQL, at shutdown, and
+//! across two nodes.
+
+use std::time::Duration;
+
+use nightmarket_domain::ShowId;
+use nightmarket_server::auth::Role;
+use nightmarket_server::clock::ManualClock;
+use nightmarket_store::Store;
+use nightmarket_tests::{ChildServer, Client, Market, TestServer, WAIT, token};
+use nightmarket_wire::ErrorCode;
+use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage};
+
+const EXE: &str = env!("CARGO_BIN_EXE_nightmarket-under-test");
+
+/// 2026-11-27 20:30 in Hanoi, a whole minute.
+const T0: i64 = 1_795_786_200_000;
+const MINUTE: i64 = 60_000;
+const LIST: i64 = 250_000;
+/// Short enough that a test waits little for the store to catch up.
+const FLUSH_MS: u64 = 50;
+const TICK_MS: u64 = 20;
+/// How often a test looks at the store while waiting for the figures.
+const POLL: Duration = Duration::from_millis(25);
+
+async fn postgres_url() -> String {
+    let url = nightmarket_store::testing::test_database_url().unwrap();
+    nightmarket_store::testing::fresh_database(&url)
+        .await
+        .unwrap()
+}
+
+fn redis_url() -> String {
+    std::env::var("NIGHTMARKET_TEST_REDIS_URL")
+        .expect("NIGHTMARKET_TEST_REDIS_URL is not set: run the tests with scripts/test")
+}
+
+/// The store the server writes to, opened beside it.
+async fn store_of(dir: &std::path::Path, database_url: Option<&str>) -> Store {
+    match database_url {
+        Some(url) => Store::postgres(url, 2, Duration::from_secs(5)).await,
+        None => Store::sqlite(&dir.join("catalog.sqlite")).await,
+    }
+    .unwrap()
+}
+
+fn totals(v: &[(&str, u64)]) -> Vec<(String, u64)> {
+    v.iter().map(|(r, n)| ((*r).to_owned(), *n)).collect()
+}
+
+/// Waits until the store reports exactly `refusals` and `peak` for `show`.
+async fn wait_for_figures(store: &Store, show: &str, refusals: &[(&str, u64)], peak: u64) {
+    let show = show_id(show);
+    let want = totals(refusals);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let got = (
+            store.show_refusals(&show).await.unwrap(),
+            store.show_peak_viewers(&show).await.unwrap(),
+        );
+        if got == (want.clone(), peak) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "store never reported refusals {want:?} and peak {peak}; last {got:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn show_id(id: &str) -> ShowId {
+    ShowId::parse(id).unwrap()
+}
+
+async fn viewer(addr: std::net::SocketAddr, show: &str, buyer: &str) -> Client {
+    let mut c = Client::connect(addr, show, &token(Role::Viewer, buyer), None)
+        .await
+        .unwrap();
+    c.snapshot().await;
+    c
+}
+
+async fn refused(c: &mut Client, claim: &str, product: &str, price: i64, want: ErrorCode) {
+    let r = c.claim(claim, product, 1, price).await;
+    assert_eq!(r.outcome, ClaimOutcomeKind::Refused, "{claim}: {r:?}");
+    assert_eq!(r.reason, Some(want), "{claim}: {r:?}");
+}
+
+async fn accepted(c: &mut Client, claim: &str, product: &str, price: i64) {
+    let r = c.claim(claim, product, 1, price).await;
+    assert_eq!(r.outcome, ClaimOutcomeKind::Accepted, "{claim}: {r:?}");
+}
+
+/// Four viewers; claims refused as not pinned, stale price, over the limit and sold out; the
+/// store reports each exactly. A minute later a fifth viewer joins: the peak is five, not the
+/// two minutes added up.
+async fn refusals_and_peak_viewers(database_url: Option<String>) {
+    let clock = ManualClock::new(T0);
+    let url = database_url.clone();
+    let server = TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), |c| {
+        c.market.stats_flush_ms = FLUSH_MS;
+        c.limits.stock_tick_ms = TICK_MS;
+        if let Some(url) = url {
+            c.database_url = url;
+        }
+    })
+    .await;
+    let store = store_of(server.dir.path(), database_url.as_deref()).await;
+    // Two units, one per buyer.
+    let m = Market::create(server.addr, &[LIST], 2, 1, true).await;
+    let p = m.product(0).to_owned();
+    let mut viewers = Vec::new();
+    for v in 0..4 {
+        viewers.push(viewer(m.addr, &m.show, &format!("buyer-{v}")).await);
+    }
+
+    refused(&mut viewers[0], "early-0", &p, LIST, ErrorCode::NotPinned).await;
+    refused(&mut viewers[1], "early-1", &p, LIST, ErrorCode::NotPinned).await;
+    let _seller = m.pinned_seller(0).await;
+    refused(
+        &mut viewers[0],
+        "cheap",
+        &p,
+        LIST - 1_000,
+        ErrorCode::StalePrice,
+    )
+    .await;
+    accepted(&mut viewers[0], "first", &p, LIST).await;
+    refused(&mut viewers[0], "again", &p, LIST, ErrorCode::LimitExceeded).await;
+    accepted(&mut viewers[1], "second", &p, LIST).await;
+    refused(&mut viewers[2], "late-2", &p, LIST, ErrorCode::SoldOut).await;
+    refused(&mut viewers[3], "late-3", &p, LIST, ErrorCode::SoldOut).await;
+
+    let expected = [
+        ("limit_exceeded", 1),
+        ("not_pinned", 2),
+        ("sold_out", 2),
+        ("stale_price", 1),
+    ];
+    wait_for_figures(&store, &m.show, &expected, 4).await;
+
+    clock.advance(MINUTE);
+    viewers.push(viewer(m.addr, &m.show, "buyer-4").await);
+    wait_for_figures(&store, &m.show, &expected, 5).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_and_peak_viewers_on_sqlite() {
+    refusals_and_peak_viewers(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_and_peak_viewers_on_postgres() {
+    refusals_and_peak_viewers(Some(postgres_url().await)).await;
+}
+
+/// With a flush interval far longer than the test, the figures reach the store only through
+/// the last flush at shutdown, after the sessions ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_figures_are_written_at_shutdown() {
+    let server =
+        TestServer::start_clocked(tempfile::tempdir().unwrap(), ManualClock::new(T0), |c| {
+            c.market.stats_flush_ms = nightmarket_server::config::MAX_STATS_FLUSH_MS;
+            c.limits.stock_tick_ms = TICK_MS;
+        })
+        .await;
+    let m = Market::create(server.addr, &[LIST], 10, 1, true).await;
+    let p = m.product(0).to_owned();
+    let mut a = viewer(m.addr, &m.show, "buyer-a").await;
+    let mut b = viewer(m.addr, &m.show, "buyer-b").await;
+    refused(&mut a, "early", &p, LIST, ErrorCode::NotPinned).await;
+    let _seller = m.pinned_seller(0).await;
+    refused(&mut b, "cheap", &p, LIST - 1, ErrorCode::StalePrice).await;
+    accepted(&mut a, "bought", &p, LIST).await;
+    // A stock frame showing the sale comes from a refresh after it, and every refresh first
+    // samples the viewers: both were watching by then.
+    b.until(|msg| match msg {
+        ServerMessage::Stock(s) if s.levels.iter().any(|l| l.product_id == p && l.left == 9) => {
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+
+    let store = store_of(server.dir.path(), None).await;
+    let show = show_id(&m.show);
+    assert!(store.show_refusals(&show).await.unwrap().is_empty());
+    let dir = server.stop_keep_dir().await;
+    let store = store_of(dir.path(), None).await;
+    assert_eq!(
+        store.show_refusals(&show).await.unwrap(),
+        totals(&[("not_pinned", 1), ("stale_price", 1)])
+    );
+    assert_eq!(store.show_peak_viewers(&show).await.unwrap(), 2);
+}
+
+/// Two processes on one PostgreSQL and one Redis, viewers and refusals on both: the show's
+/// figures add both nodes up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_add_up() {
+    let db = postgres_url().await;
+    let redis = redis_url();
+    let prefix = format!("st{}:", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let flush = FLUSH_MS.to_string();
+    let tick = TICK_MS.to_string();
+    let env = [
+        ("NIGHTMARKET_DATABASE_URL", db.as_str()),
+        ("NIGHTMARKET_REDIS_URL", redis.as_str()),
+        ("NIGHTMARKET_REDIS_PREFIX", prefix.as_str()),
+        ("NIGHTMARKET_MARKET_STATS_FLUSH_MS", flush.as_str()),
+        ("NIGHTMARKET_LIMITS_STOCK_TICK_MS", tick.as_str()),
+    ];
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = ChildServer::start_with(EXE, a_dir.path(), &env)
+        .await
+        .unwrap();
+    let b = ChildServer::start_with(EXE, b_dir.path(), &env)
+        .await
+        .unwrap();
+    let store = store_of(a_dir.path(), Some(&db)).await;
+    let m = Market::create(a.addr, &[LIST], 10, 1, true).await;
+    let p = m.product(0).to_owned();
+
+    let mut on_a = Vec::new();
+    for v in 0..3 {
+        on_a.push(viewer(a.addr, &m.show, &format!("a-{v}")).await);
+    }
+    let mut on_b = Vec::new();
+    for v in 0..2 {
+        on_b.push(viewer(b.addr, &m.show, &format!("b-{v}")).await);
+    }
+    refused(&mut on_a[0], "a-early", &p, LIST, ErrorCode::NotPinned).await;
+    refused(&mut on_b[0], "b-early", &p, LIST, ErrorCode::NotPinned).await;
+    let _seller = m.pinned_seller(0).await;
+    refused(&mut on_b[1], "b-cheap", &p, LIST - 1, ErrorCode::StalePrice).await;
+
+    // Viewers only join, so whichever minute both nodes last sampled in holds all five.
+    wait_for_figures(&store, &m.show, &[("not_pinned", 2), ("stale_price", 1)], 5).await;
+    a.kill().await;
+    b.kill().await;
+}
