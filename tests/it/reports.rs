@@ -195,6 +195,23 @@ async fn wait_settled(addr: SocketAddr, show: &str, tok: &str) {
     }
 }
 
+/// Waits until the latest `viewers` frame says `count` (it may have come already: the frame
+/// is conflated and sent only when the count changes).
+async fn wait_viewers(c: &mut Client, count: u64) {
+    let latest = c.seen.iter().rev().find_map(|m| match m {
+        ServerMessage::Viewers(v) => Some(v.count),
+        _ => None,
+    });
+    if latest == Some(count) {
+        return;
+    }
+    c.until(|m| match m {
+        ServerMessage::Viewers(v) if v.count == count => Some(()),
+        _ => None,
+    })
+    .await;
+}
+
 /// RFC 4180: quoted fields with doubled quotes, CRLF line ends.
 fn parse_csv(text: &str) -> Vec<Vec<String>> {
     let mut rows = Vec::new();
@@ -289,6 +306,7 @@ async fn night_reports(backends: impl FnOnce(&mut nightmarket_server::config::Co
     let server = TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), |c| {
         c.market.tick_ms = 20;
         c.orders.poll_ms = 20;
+        c.market.stats_flush_ms = 20;
         backends(c);
     })
     .await;
@@ -416,6 +434,10 @@ async fn night_reports(backends: impl FnOnce(&mut nightmarket_server::config::Co
     let mut b4 = viewer(addr, &show_b, "buyer-4").await;
     accepted(&mut b4, "b4-v1", &vase, 2, VASE).await;
     refused(&mut b4, "b4-v2", &vase, 1, VASE).await;
+    // A `viewers` frame follows the tick that sampled that count for the statistics: both
+    // audiences are on record before the shows close.
+    wait_viewers(&mut b3, 3).await;
+    wait_viewers(&mut b4, 2).await;
 
     // Live: no report yet.
     let report_a = format!("/api/shows/{show_a}/report");
@@ -438,6 +460,20 @@ async fn night_reports(backends: impl FnOnce(&mut nightmarket_server::config::Co
     }
     wait_settled(addr, &show_a, &op).await;
     wait_settled(addr, &show_b, &op).await;
+    // The statistics reach the store on the node's next flush.
+    let night_path = format!("/api/markets/{market}/nights/{NIGHT}/report");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, n) = get(addr, &night_path, Some(&op)).await;
+        if (n["refused"].as_u64(), n["peak_viewers"].as_u64()) == (Some(2), Some(5)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "statistics never flushed: {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // --- the show report ---------------------------------------------------------------------
     let (s, r) = get(addr, &report_a, Some(&op)).await;
@@ -483,20 +519,21 @@ async fn night_reports(backends: impl FnOnce(&mut nightmarket_server::config::Co
     assert_eq!(totals["units"], 7);
     assert_eq!(totals["revenue"], HONEY + 3 * HONEY_FLASH + 3 * TEA);
     assert_eq!(totals["discount"], 3 * (HONEY - HONEY_FLASH));
-    let refused_sum: u64 = r["refusals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["count"].as_u64().unwrap())
-        .sum();
-    assert_eq!(r["refused"].as_u64(), Some(refused_sum));
+    // buyer-3's claim at list price during the flash.
+    assert_eq!(
+        r["refusals"],
+        json!([{"reason": "stale_price", "count": 1}])
+    );
+    assert_eq!(
+        (r["refused"].as_u64(), r["peak_viewers"].as_u64()),
+        (Some(1), Some(3))
+    );
     let rows = csv(addr, &format!("{report_a}?format=csv"), &op).await;
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["show_title"], "Đặc sản đêm thứ Sáu");
     csv_adds_up(&rows, &r);
 
     // --- the night report --------------------------------------------------------------------
-    let night_path = format!("/api/markets/{market}/nights/{NIGHT}/report");
     let (s, n) = get(addr, &night_path, Some(&op)).await;
     assert_eq!(s, 200, "{n}");
     let shows: Vec<&str> = n["shows"]
@@ -548,6 +585,13 @@ async fn night_reports(backends: impl FnOnce(&mut nightmarket_server::config::Co
             );
         }
     }
+    // buyer-4's third vase: its limit of 2 comes before the stock. Both shows' audiences were
+    // watching in the same minute.
+    assert_eq!(
+        n["refusals"],
+        json!([{"reason": "limit_exceeded", "count": 1}, {"reason": "stale_price", "count": 1}])
+    );
+    assert_eq!(n["peak_viewers"], 5);
     let vase_line = n["products"]
         .as_array()
         .unwrap()
