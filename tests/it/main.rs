@@ -11,6 +11,7 @@ mod nodes;
 mod orders;
 mod orders_api;
 mod released;
+mod reports;
 mod restart;
 mod resume;
 mod show;

@@ -69,6 +69,10 @@ impl From<StoreError> for HttpError {
                 code: "slot_overlap",
                 message,
             } => Self::new(ErrorCode::SlotUnavailable, message),
+            StoreError::Refused {
+                code: nightmarket_store::reports::NOT_SETTLED,
+                message,
+            } => Self::new(ErrorCode::NotSettled, message),
             StoreError::Refused { code, message } => {
                 use nightmarket_store::orders::refusal;
                 let code = match code {

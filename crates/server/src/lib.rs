@@ -4,6 +4,7 @@
 //! - [`config`]: layered configuration, validated before anything binds.
 //! - [`auth`]: HS256 tokens carrying role and subject.
 //! - [`api`]: HTTP handlers; [`ws`]: one WebSocket session per viewer or seller.
+//! - [`reports_api`]: show and market-night reports, JSON or CSV.
 //! - [`state`]: shared state, the per-show command gate, flash timers and the stock ticker.
 //! - [`webhooks`]: the deliverer that POSTs signed webhook events, with retries.
 //! - [`order_service`]: the order service (crate `nightmarket-orders`) as `serve` runs it.
@@ -25,6 +26,7 @@ pub mod market_api;
 pub mod metrics;
 pub mod order_service;
 pub mod orders_api;
+pub mod reports_api;
 pub mod show_stats;
 pub mod state;
 pub mod webhooks;
@@ -162,6 +164,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/shows/{id}/live", post(api::go_live))
         .route("/api/shows/{id}/close", post(api::close))
         .route("/api/shows/{id}/transitions", get(market_api::transitions))
+        .route("/api/shows/{id}/report", get(reports_api::show_report))
         .route("/api/sellers/{id}/shows", get(market_api::seller_shows))
         .route(
             "/api/sellers/{id}/lineup-sets",
@@ -200,6 +203,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/checkouts/{id}/pay", post(orders_api::pay_checkout))
         .route("/api/orders/{id}", get(orders_api::get_order))
         .route("/api/orders/{id}/status", post(orders_api::set_status))
+        .route(
+            "/api/markets/{id}/nights/{date}/report",
+            get(reports_api::night_report),
+        )
         .route("/api/schedule/warnings", get(market_api::warnings))
         .route(
             "/api/webhooks",

@@ -5,14 +5,17 @@ use std::sync::Arc;
 
 use jiff::civil::{Date, Time, Weekday, date};
 use nightmarket_domain::{
-    Dong, MarketId, Product, ProductGroup, ProductId, SellerId, ShowId, ShowStatus, Stars,
+    BuyerId, ClaimId, Dong, LogCursor, MarketId, Product, ProductGroup, ProductId, RecordedEntry,
+    SellerId, ShowId, ShowStatus, Stars,
 };
 
+use crate::reports::{GroupSales, PendingReason, Programme, RefusalCount, SalesFigures};
 use crate::testing::{FixtureClaim, settle_claims};
 use crate::{
-    CommitmentRow, DecisionRow, DeliveryOutcome, ExceptionKind, ExceptionRow, LineupRow,
-    LineupSetItem, LineupSetRow, MarketRow, OrderRow, Page, RefusalTotal, SellerRow, ShowRow,
-    ShowSchedule, ShowStatsBatch, Store, StoreError, ViewerSample, WebhookEvent, WebhookRow,
+    CloseMarker, CommitmentRow, DecisionRow, DeliveryOutcome, ExceptionKind, ExceptionRow,
+    LineupRow, LineupSetItem, LineupSetRow, MarketRow, OrderRow, Page, RefusalTotal, SellerRow,
+    SettleOutcome, SettlePlan, ShowRow, ShowSchedule, ShowStatsBatch, Store, StoreError,
+    ViewerSample, WebhookEvent, WebhookRow,
 };
 
 fn fail(msg: impl Into<String>) -> StoreError {
@@ -93,6 +96,7 @@ pub async fn run(store: &Store) -> Result<(), StoreError> {
     webhooks(store).await?;
     orders(store).await?;
     show_stats(store).await?;
+    reports(store).await?;
     store.ping().await
 }
 
@@ -1363,6 +1367,579 @@ async fn show_stats(c: &Store) -> Result<(), StoreError> {
     ensure(
         c.show_peak_viewers(&other).await? == 1_000,
         "the other show's peak",
+    )?;
+    Ok(())
+}
+
+// --- reports ----------------------------------------------------------------------------------
+
+fn lineup_item(p: &Product, stock: u32, buyer_limit: u32) -> LineupRow {
+    LineupRow {
+        product: p.clone(),
+        stock,
+        buyer_limit,
+    }
+}
+
+/// A claim (`cancel` false) or the cancellation of claim `claim` with the same terms.
+#[allow(clippy::too_many_arguments)]
+fn entry(
+    pos: u64,
+    cancel: bool,
+    claim: &str,
+    buyer: &str,
+    product: &Product,
+    quantity: u32,
+    price: i64,
+    flash: Option<u64>,
+) -> Result<RecordedEntry, StoreError> {
+    Ok(RecordedEntry {
+        pos,
+        cancel,
+        claim_id: id(ClaimId::parse(claim))?,
+        buyer: id(BuyerId::parse(buyer))?,
+        product_id: product.id.clone(),
+        quantity,
+        unit_price: Dong::parse(price).map_err(|e| fail(e.to_string()))?,
+        flash_id: flash,
+        at: T0 + pos as i64,
+    })
+}
+
+/// Records the whole log of `show` with its close marker, then settles it.
+async fn settle(c: &Store, show: &ShowId, log: &[RecordedEntry]) -> Result<(), StoreError> {
+    let end = log.len() as u64;
+    let close = CloseMarker {
+        pos: end,
+        at: T0 + HOUR,
+        final_stock: Vec::new(),
+    };
+    let to = LogCursor {
+        next_pos: end,
+        token: String::new(),
+    };
+    ensure(
+        c.record_claim_log(
+            show,
+            &LogCursor::default(),
+            log,
+            &to,
+            Some(&close),
+            T0 + HOUR,
+        )
+        .await?,
+        "claim log recorded",
+    )?;
+    let row = c.show(show).await?.ok_or_else(|| fail("show to settle"))?;
+    let plan = SettlePlan {
+        show: &row,
+        close: &close,
+        report: "{}".into(),
+        payment_window_ms: HOUR,
+        by: "order-service",
+        at: T0 + 2 * HOUR,
+        event: None,
+    };
+    match c.settle_show(&plan).await? {
+        SettleOutcome::Settled(_) => Ok(()),
+        other => Err(fail(format!("settling {show}: {other:?}"))),
+    }
+}
+
+fn figures(
+    allotted: u64,
+    units: u64,
+    revenue: i64,
+    list_revenue: i64,
+    flash: (u64, i64),
+    cancelled: (u64, i64),
+) -> SalesFigures {
+    SalesFigures {
+        allotted,
+        units,
+        revenue,
+        list_revenue,
+        flash_units: flash.0,
+        flash_revenue: flash.1,
+        units_cancelled: cancelled.0,
+        revenue_cancelled: cancelled.1,
+    }
+}
+
+fn sum_of<'a>(rows: impl IntoIterator<Item = &'a SalesFigures>) -> SalesFigures {
+    let mut total = SalesFigures::default();
+    for f in rows {
+        total.add(f);
+    }
+    total
+}
+
+/// Two sellers' settled shows on one night, one show not settled and one stopped by a
+/// mismatch: every figure is known, and each report adds up to the orders.
+async fn reports(c: &Store) -> Result<(), StoreError> {
+    let m = market_row("report-market")?;
+    c.create_market(&m).await?;
+    let night = date(2026, 11, 27);
+    let start = T0 + 20 * HOUR;
+    let a = SellerRow {
+        name: "HTX Mật ong Ba Vì".into(),
+        ..seller("report-seller-a")?
+    };
+    let b = SellerRow {
+        name: "Làng gốm Bát Tràng".into(),
+        district: "Gia Lâm".into(),
+        ..seller("report-seller-b")?
+    };
+    c.create_seller(&a).await?;
+    c.create_seller(&b).await?;
+    let stars = |n| Stars::parse(n).map_err(|e| fail(e.to_string()));
+    let price = |n| Dong::parse(n).map_err(|e| fail(e.to_string()));
+    let honey = product("report-honey", &a.id)?;
+    let tea = Product {
+        name: "Trà hoa vàng".into(),
+        group: ProductGroup::Beverages,
+        stars: stars(5)?,
+        list_price: price(120_000)?,
+        ..product("report-tea", &a.id)?
+    };
+    let chicken = Product {
+        name: "Gà đồi Ba Vì".into(),
+        stars: stars(3)?,
+        list_price: price(180_000)?,
+        ..product("report-chicken", &a.id)?
+    };
+    let vase = Product {
+        name: "Bình gốm men lam".into(),
+        group: ProductGroup::Handicrafts,
+        district: "Gia Lâm".into(),
+        list_price: price(400_000)?,
+        ..product("report-vase", &b.id)?
+    };
+    for p in [&honey, &tea, &chicken, &vase] {
+        c.create_product(p, T0).await?;
+    }
+    let show_a = scheduled(
+        "report-a1",
+        &a.id,
+        &m.id,
+        night,
+        start,
+        start + HOUR,
+        vec![
+            lineup_item(&honey, 10, 5),
+            lineup_item(&tea, 20, 5),
+            lineup_item(&chicken, 5, 2),
+        ],
+    )?;
+    let show_b = scheduled(
+        "report-b1",
+        &b.id,
+        &m.id,
+        night,
+        start,
+        start + HOUR,
+        vec![lineup_item(&vase, 4, 2)],
+    )?;
+    let unsettled = scheduled(
+        "report-a2",
+        &a.id,
+        &m.id,
+        night,
+        start + HOUR,
+        start + 2 * HOUR,
+        vec![lineup_item(&honey, 10, 5)],
+    )?;
+    let stopped = scheduled(
+        "report-b2",
+        &b.id,
+        &m.id,
+        night,
+        start + HOUR,
+        start + 2 * HOUR,
+        vec![lineup_item(&vase, 4, 2)],
+    )?;
+    for s in [&show_a, &show_b, &unsettled, &stopped] {
+        c.schedule_show(s, None).await?;
+    }
+    for s in [&show_a, &show_b, &stopped] {
+        c.transition(
+            &s.id,
+            ShowStatus::Scheduled,
+            ShowStatus::Live,
+            start,
+            "t",
+            None,
+        )
+        .await?;
+        c.transition(
+            &s.id,
+            ShowStatus::Live,
+            ShowStatus::Closed,
+            start + HOUR,
+            "t",
+            None,
+        )
+        .await?;
+    }
+
+    // Show A: honey at flash 200,000 and list 250,000 (one buyer at both), tea at list and at a
+    // flash 100,000, one flash claim cancelled live; chicken unsold.
+    let log_a = vec![
+        entry(0, false, "a-c1", "u1", &honey, 2, 200_000, Some(1))?,
+        entry(1, false, "a-c2", "u2", &honey, 1, 250_000, None)?,
+        entry(2, false, "a-c3", "u1", &tea, 3, 120_000, None)?,
+        entry(3, false, "a-c4", "u3", &honey, 1, 200_000, Some(1))?,
+        entry(4, true, "a-c4", "u3", &honey, 1, 200_000, Some(1))?,
+        entry(5, false, "a-c5", "u3", &tea, 2, 100_000, Some(2))?,
+        entry(6, false, "a-c6", "u1", &honey, 1, 250_000, None)?,
+    ];
+    settle(c, &show_a.id, &log_a).await?;
+    // Show B: the vase sells out, half at a flash 350,000; u1 buys here too.
+    let log_b = vec![
+        entry(0, false, "b-c1", "u1", &vase, 2, 350_000, Some(7))?,
+        entry(1, false, "b-c2", "u4", &vase, 2, 400_000, None)?,
+    ];
+    settle(c, &show_b.id, &log_b).await?;
+    c.record_mismatch(&stopped.id, "{\"stock\":\"differs\"}", "order-service", T0)
+        .await?;
+    // u2 never paid: the order is cancelled after settlement.
+    let unpaid = nightmarket_domain::order::order_id(&show_a.id, &id(BuyerId::parse("u2"))?);
+    ensure(
+        c.engine
+            .execute(
+                "UPDATE orders SET status = 'cancelled', version = version + 1 WHERE id = $1",
+                crate::params![unpaid.as_str()],
+            )
+            .await?
+            == 1,
+        "the unpaid order is cancelled",
+    )?;
+
+    // Refusals and viewers as two nodes counted them; the unsettled show's are left out.
+    let show_id = |s: &str| id(ShowId::parse(s));
+    for (node, refusals, viewers) in [
+        (
+            "n1",
+            vec![
+                ("report-a1", "sold_out", 3),
+                ("report-a1", "stale_price", 1),
+                ("report-b1", "limit_exceeded", 4),
+                ("report-a2", "sold_out", 100),
+            ],
+            vec![
+                ("report-a1", 100, 50),
+                ("report-a1", 101, 70),
+                ("report-b1", 100, 40),
+                ("report-a2", 100, 1000),
+            ],
+        ),
+        (
+            "n2",
+            vec![("report-a1", "sold_out", 2)],
+            vec![
+                ("report-a1", 100, 30),
+                ("report-a1", 101, 5),
+                ("report-b1", 102, 90),
+            ],
+        ),
+    ] {
+        let batch = ShowStatsBatch {
+            refusals: refusals
+                .into_iter()
+                .map(|(s, reason, count)| {
+                    Ok(RefusalTotal {
+                        show: show_id(s)?,
+                        reason: reason.into(),
+                        count,
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?,
+            viewers: viewers
+                .into_iter()
+                .map(|(s, minute, viewers)| {
+                    Ok(ViewerSample {
+                        show: show_id(s)?,
+                        minute,
+                        viewers,
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?,
+        };
+        c.record_show_stats(node, &batch).await?;
+    }
+
+    // --- the show report --------------------------------------------------------------------
+    let r = c.show_report(&show_a.id).await?;
+    let ids: Vec<&str> = r.products.iter().map(|p| p.product_id.as_str()).collect();
+    ensure(
+        ids == ["report-honey", "report-tea", "report-chicken"],
+        "products in lineup order, unsold ones too",
+    )?;
+    let honey_row = &r.products[0];
+    ensure(
+        honey_row.figures == figures(10, 4, 900_000, 1_000_000, (2, 400_000), (1, 250_000)),
+        &format!("honey figures: {:?}", honey_row.figures),
+    )?;
+    ensure(
+        honey_row.buyers == 2
+            && honey_row.figures.discount() == 100_000
+            && honey_row.figures.regular_units() == 2
+            && honey_row.figures.regular_revenue() == 500_000
+            && honey_row.figures.sell_through_bp() == Some(4_000),
+        "honey: buyers, discount, regular sales, sell-through",
+    )?;
+    ensure(
+        honey_row.name == "Mật ong hoa nhãn"
+            && honey_row.group == "food"
+            && honey_row.district == "Ba Vì"
+            && honey_row.stars == 4
+            && honey_row.list_price == 250_000
+            && honey_row.seller_name == "HTX Mật ong Ba Vì",
+        "honey: the programme's dimensions as settled",
+    )?;
+    ensure(
+        r.products[1].figures == figures(20, 5, 560_000, 600_000, (2, 200_000), (0, 0))
+            && r.products[1].figures.sell_through_bp() == Some(2_500),
+        &format!("tea figures: {:?}", r.products[1].figures),
+    )?;
+    ensure(
+        r.products[2].figures == figures(5, 0, 0, 0, (0, 0), (0, 0))
+            && r.products[2].figures.sell_through_bp() == Some(0)
+            && r.products[2].buyers == 0,
+        "unsold chicken: zero figures",
+    )?;
+    let totals_a = figures(35, 9, 1_460_000, 1_600_000, (4, 600_000), (1, 250_000));
+    ensure(
+        r.show.totals == totals_a && r.show.totals.discount() == 140_000,
+        &format!("show totals: {:?}", r.show.totals),
+    )?;
+    ensure(
+        r.show.orders == 3 && r.show.buyers == 3 && r.show.orders_cancelled == 1,
+        "orders, buyers, cancelled orders",
+    )?;
+    ensure(
+        r.show.refusals
+            == vec![
+                RefusalCount {
+                    reason: "sold_out".into(),
+                    count: 5,
+                },
+                RefusalCount {
+                    reason: "stale_price".into(),
+                    count: 1,
+                },
+            ],
+        &format!("refusals summed over nodes: {:?}", r.show.refusals),
+    )?;
+    ensure(
+        r.show.peak_viewers == 80,
+        "peak viewers: the largest minute summed over nodes",
+    )?;
+    ensure(
+        r.show
+            .refusals
+            .iter()
+            .map(|x| (x.reason.clone(), x.count))
+            .collect::<Vec<_>>()
+            == c.show_refusals(&show_a.id).await?
+            && r.show.peak_viewers == c.show_peak_viewers(&show_a.id).await?,
+        "the report's refusals and peak agree with the show statistics",
+    )?;
+    ensure(
+        r.show.seller_id == a.id
+            && r.show.title == show_a.title
+            && r.show.market_id.as_ref() == Some(&m.id)
+            && r.show.night_date == Some(night)
+            && r.show.settled_at == T0 + 2 * HOUR,
+        "show identity and settlement time",
+    )?;
+    // The report adds up to the orders and their lines.
+    for (show, report) in [
+        (&show_a.id, r.clone()),
+        (&show_b.id, c.show_report(&show_b.id).await?),
+    ] {
+        let orders = c.show_orders(show).await?;
+        let lines = c.show_order_lines(show).await?;
+        let t = &report.show.totals;
+        let cancelled = orders
+            .iter()
+            .filter(|o| o.status == nightmarket_domain::OrderStatus::Cancelled);
+        ensure(
+            t.units == orders.iter().map(|o| o.units).sum::<u64>()
+                && t.revenue == orders.iter().map(|o| o.total).sum::<i64>()
+                && t.list_revenue == orders.iter().map(|o| o.list_total).sum::<i64>()
+                && t.units_cancelled == cancelled.clone().map(|o| o.units).sum::<u64>()
+                && t.revenue_cancelled == cancelled.clone().map(|o| o.total).sum::<i64>()
+                && report.show.orders == orders.len() as u64
+                && report.show.orders_cancelled == cancelled.count() as u64,
+            &format!("{show}: the report adds up to the orders"),
+        )?;
+        ensure(
+            t.flash_units
+                == lines
+                    .iter()
+                    .filter(|l| l.flash)
+                    .map(|l| l.quantity)
+                    .sum::<u64>(),
+            &format!("{show}: flash units add up to the flash lines"),
+        )?;
+        ensure(
+            *t == sum_of(report.products.iter().map(|p| &p.figures)),
+            &format!("{show}: totals are the sum of the product rows"),
+        )?;
+    }
+
+    // Not settled, stopped, unknown.
+    for s in [&unsettled.id, &stopped.id] {
+        match c.show_report(s).await {
+            Err(StoreError::Refused {
+                code: crate::reports::NOT_SETTLED,
+                ..
+            }) => {}
+            other => return Err(fail(format!("report of unsettled {s}: {other:?}"))),
+        }
+    }
+    ensure(
+        matches!(
+            c.show_report(&id(ShowId::parse("report-nobody"))?).await,
+            Err(StoreError::NotFound(_))
+        ),
+        "report of an unknown show is not found",
+    )?;
+
+    // --- the night report -------------------------------------------------------------------
+    let n = c.night_report(&m.id, night, None).await?;
+    let shows: Vec<&str> = n.shows.iter().map(|s| s.show_id.as_str()).collect();
+    ensure(
+        shows == ["report-a1", "report-b1"],
+        &format!("settled shows by slot: {shows:?}"),
+    )?;
+    let pending: Vec<(&str, PendingReason)> = n
+        .pending
+        .iter()
+        .map(|p| (p.show_id.as_str(), p.reason))
+        .collect();
+    ensure(
+        pending
+            == [
+                ("report-a2", PendingReason::Unsettled),
+                ("report-b2", PendingReason::Mismatch),
+            ],
+        &format!("unsettled shows listed as pending: {pending:?}"),
+    )?;
+    let totals_b = figures(4, 4, 1_500_000, 1_600_000, (2, 700_000), (0, 0));
+    ensure(
+        n.shows[0].totals == totals_a
+            && n.shows[1].totals == totals_b
+            && n.shows[1].totals.sell_through_bp() == Some(10_000),
+        "each show's totals in the night",
+    )?;
+    let night_totals = sum_of([&totals_a, &totals_b]);
+    ensure(
+        n.totals == night_totals
+            && n.totals == figures(39, 13, 2_960_000, 3_200_000, (6, 1_300_000), (1, 250_000)),
+        &format!("night totals sum two shows of two sellers: {:?}", n.totals),
+    )?;
+    ensure(
+        n.orders == 5 && n.buyers == 4 && n.orders_cancelled == 1,
+        &format!(
+            "night orders {}, distinct buyers {}, cancelled {}",
+            n.orders, n.buyers, n.orders_cancelled
+        ),
+    )?;
+    let mut every_order = c.show_orders(&show_a.id).await?;
+    every_order.extend(c.show_orders(&show_b.id).await?);
+    ensure(
+        n.totals.units == every_order.iter().map(|o| o.units).sum::<u64>()
+            && n.totals.revenue == every_order.iter().map(|o| o.total).sum::<i64>()
+            && n.totals.list_revenue == every_order.iter().map(|o| o.list_total).sum::<i64>(),
+        "the night adds up to its orders",
+    )?;
+    ensure(
+        n.refusals
+            .iter()
+            .map(|r| (r.reason.as_str(), r.count))
+            .collect::<Vec<_>>()
+            == [("limit_exceeded", 4), ("sold_out", 5), ("stale_price", 1)],
+        &format!("night refusals over settled shows: {:?}", n.refusals),
+    )?;
+    ensure(
+        n.peak_viewers == 120 && n.shows[1].peak_viewers == 90,
+        &format!(
+            "night peak: shows at once ({}), show B's own ({})",
+            n.peak_viewers, n.shows[1].peak_viewers
+        ),
+    )?;
+    ensure(
+        n.products.len() == 4
+            && n.products[3].product_id == vase.id
+            && n.products[3].seller_id == b.id
+            && sum_of(n.products.iter().map(|p| &p.figures)) == n.totals,
+        "the night's product rows, by show and position, add up to its totals",
+    )?;
+    // Every programme view partitions the night.
+    let p = &n.programme;
+    for (name, view) in [
+        ("groups", &p.groups),
+        ("districts", &p.districts),
+        ("stars", &p.stars),
+        ("sellers", &p.sellers),
+    ] {
+        ensure(
+            sum_of(view.iter().map(|g| &g.figures)) == n.totals,
+            &format!("programme view {name} adds up to the night: {view:?}"),
+        )?;
+    }
+    let keyed = |v: &[GroupSales]| {
+        v.iter()
+            .map(|g| (g.key.clone(), g.shows, g.products, g.figures.units))
+            .collect::<Vec<_>>()
+    };
+    let k = |s: &str, shows, products, units| (s.to_owned(), shows, products, units);
+    ensure(
+        keyed(&p.groups)
+            == [
+                k("beverages", 1, 1, 5),
+                k("food", 1, 2, 4),
+                k("handicrafts", 1, 1, 4),
+            ],
+        &format!("by product group: {:?}", keyed(&p.groups)),
+    )?;
+    ensure(
+        keyed(&p.districts) == [k("Ba Vì", 1, 3, 9), k("Gia Lâm", 1, 1, 4)],
+        &format!("by district: {:?}", keyed(&p.districts)),
+    )?;
+    ensure(
+        keyed(&p.stars) == [k("3", 1, 1, 0), k("4", 2, 2, 8), k("5", 1, 1, 5)],
+        &format!("by stars: {:?}", keyed(&p.stars)),
+    )?;
+    ensure(
+        keyed(&p.sellers) == [k("report-seller-a", 1, 3, 9), k("report-seller-b", 1, 1, 4)]
+            && p.sellers[1].label == "Làng gốm Bát Tràng",
+        &format!("by seller: {:?}", p.sellers),
+    )?;
+
+    // One seller's view of the night: its shows only, pending ones included.
+    let own = c.night_report(&m.id, night, Some(&a.id)).await?;
+    ensure(
+        own.seller_id.as_ref() == Some(&a.id)
+            && own.shows.len() == 1
+            && own.totals == totals_a
+            && own.buyers == 3
+            && own.pending.len() == 1
+            && own.pending[0].show_id == unsettled.id
+            && own.programme.sellers.len() == 1
+            && own.peak_viewers == 80,
+        "a seller's night view covers its own shows",
+    )?;
+    // A night with nothing scheduled is an empty report, not an error.
+    let empty = c.night_report(&m.id, date(2026, 12, 4), None).await?;
+    ensure(
+        empty.shows.is_empty()
+            && empty.pending.is_empty()
+            && empty.totals == SalesFigures::default()
+            && empty.programme == Programme::default(),
+        "an empty night",
     )?;
     Ok(())
 }

@@ -65,6 +65,9 @@ pub enum ErrorCode {
     OrderMoved,
     /// The amount confirmed for a checkout differs from what its unpaid orders total.
     AmountMismatch,
+    /// A report was asked for a show the order service has not settled (yet, or stopped by a
+    /// reconciliation mismatch); its figures do not exist until it is.
+    NotSettled,
     /// The server cannot take this now (journal queue full, storage failing); retry later.
     Unavailable,
     /// An unexpected failure inside the server; logged with details.
@@ -101,6 +104,7 @@ impl ErrorCode {
             Self::BadOrderTransition => "bad_order_transition",
             Self::OrderMoved => "order_moved",
             Self::AmountMismatch => "amount_mismatch",
+            Self::NotSettled => "not_settled",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
@@ -132,7 +136,8 @@ impl ErrorCode {
             Self::SlotUnavailable
             | Self::BadOrderTransition
             | Self::OrderMoved
-            | Self::AmountMismatch => 409,
+            | Self::AmountMismatch
+            | Self::NotSettled => 409,
             Self::RateLimited => 429,
             Self::Unavailable => 503,
             Self::Internal => 500,
@@ -145,7 +150,7 @@ impl ErrorCode {
     }
 
     /// All codes, for documentation tests.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 29] = [
         Self::Duplicate,
         Self::SoldOut,
         Self::LimitExceeded,
@@ -172,6 +177,7 @@ impl ErrorCode {
         Self::BadOrderTransition,
         Self::OrderMoved,
         Self::AmountMismatch,
+        Self::NotSettled,
         Self::Unavailable,
         Self::Internal,
     ];

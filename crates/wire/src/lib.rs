@@ -17,6 +17,7 @@ pub mod codes;
 pub mod http;
 pub mod market;
 pub mod orders;
+pub mod reports;
 pub mod server;
 
 pub use codes::{CloseCode, ErrorCode};
