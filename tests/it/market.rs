@@ -10,29 +10,29 @@ use nightmarket_tests::{TestServer, WAIT, create_seller, http, token};
 use serde_json::{Value, json};
 
 /// 2026-11-25 00:00 UTC, a Wednesday: "next Friday" is 2026-11-27.
-const WEDNESDAY: i64 = 1_795_564_800_000;
+pub(crate) const WEDNESDAY: i64 = 1_795_564_800_000;
 /// 2026-11-27 20:30 in Hanoi (UTC+7) = 13:30 UTC.
-const FRIDAY_2030: i64 = 1_795_786_200_000;
-const MINUTE: i64 = 60_000;
+pub(crate) const FRIDAY_2030: i64 = 1_795_786_200_000;
+pub(crate) const MINUTE: i64 = 60_000;
 
-fn fast(c: &mut nightmarket_server::config::Config) {
+pub(crate) fn fast(c: &mut nightmarket_server::config::Config) {
     c.market.tick_ms = 20;
     c.market.close_grace_ms = 5 * MINUTE as u64;
     c.market.early_start_ms = 15 * MINUTE as u64;
 }
 
-async fn postgres_url() -> String {
+pub(crate) async fn postgres_url() -> String {
     let url = nightmarket_store::testing::test_database_url().unwrap();
     nightmarket_store::testing::fresh_database(&url)
         .await
         .unwrap()
 }
 
-async fn post(addr: SocketAddr, path: &str, tok: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn post(addr: SocketAddr, path: &str, tok: &str, body: Value) -> (u16, Value) {
     http(addr, "POST", path, Some(tok), Some(&body)).await
 }
 
-fn docs(until: &str) -> Value {
+pub(crate) fn docs(until: &str) -> Value {
     json!([
         {"kind": "ocop_certificate", "reference": "OCOP-HN-2024-0412", "valid_from": "2024-01-01", "valid_until": until},
         {"kind": "origin_proof", "reference": "TXNG-BV-000123", "valid_from": "2024-01-01", "valid_until": until},
@@ -40,7 +40,7 @@ fn docs(until: &str) -> Value {
     ])
 }
 
-async fn product(
+pub(crate) async fn product(
     addr: SocketAddr,
     op: &str,
     seller: &str,
@@ -59,7 +59,7 @@ async fn product(
     p["id"].as_str().unwrap().to_owned()
 }
 
-async fn market(addr: SocketAddr, op: &str) -> String {
+pub(crate) async fn market(addr: SocketAddr, op: &str) -> String {
     let (s, m) = post(
         addr,
         "/api/markets",
@@ -74,7 +74,7 @@ async fn market(addr: SocketAddr, op: &str) -> String {
     m["id"].as_str().unwrap().to_owned()
 }
 
-async fn admit(addr: SocketAddr, op: &str, market: &str, product: &str) {
+pub(crate) async fn admit(addr: SocketAddr, op: &str, market: &str, product: &str) {
     let (s, d) = post(
         addr,
         &format!("/api/markets/{market}/admissions"),
@@ -85,7 +85,7 @@ async fn admit(addr: SocketAddr, op: &str, market: &str, product: &str) {
     assert_eq!(s, 201, "{d}");
 }
 
-async fn commit(addr: SocketAddr, market: &str, seller: &str, night: &str) {
+pub(crate) async fn commit(addr: SocketAddr, market: &str, seller: &str, night: &str) {
     let (s, c) = post(
         addr,
         &format!("/api/markets/{market}/nights/{night}/commitments"),
@@ -96,7 +96,7 @@ async fn commit(addr: SocketAddr, market: &str, seller: &str, night: &str) {
     assert!(s == 201 || s == 200, "{c}");
 }
 
-async fn schedule(
+pub(crate) async fn schedule(
     addr: SocketAddr,
     op: &str,
     market: &str,
@@ -116,16 +116,35 @@ async fn schedule(
     .await
 }
 
-async fn status_of(addr: SocketAddr, show: &str) -> String {
+pub(crate) async fn status_of(addr: SocketAddr, show: &str) -> String {
     let (s, v) = http(addr, "GET", &format!("/api/shows/{show}"), None, None).await;
     assert_eq!(s, 200, "{v}");
     v["status"].as_str().unwrap().to_owned()
 }
 
-async fn wait_status(addr: SocketAddr, show: &str, want: &str) {
+async fn recorded(addr: SocketAddr, show: &str, want: &str) -> bool {
+    if want == "scheduled" {
+        return true;
+    }
+    let (_, log) = http(
+        addr,
+        "GET",
+        &format!("/api/shows/{show}/transitions"),
+        None,
+        None,
+    )
+    .await;
+    log.as_array()
+        .is_some_and(|l| l.iter().any(|t| t["to"] == want))
+}
+
+/// Waits until the show is `want` and the store has recorded it: the inventory decides a
+/// transition first and the store follows at the clock's reading then, so a test that moves the
+/// clock on before the record would see it stamped late.
+pub(crate) async fn wait_status(addr: SocketAddr, show: &str, want: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        if status_of(addr, show).await == want {
+        if status_of(addr, show).await == want && recorded(addr, show, want).await {
             return;
         }
         assert!(

@@ -200,21 +200,37 @@ async fn two_nodes_race_one_transition_and_one_webhook() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (_, log) = http(
-        a.addr,
-        "GET",
-        &format!("/api/shows/{show}/transitions"),
-        None,
-        None,
-    )
-    .await;
-    let lives: Vec<&Value> = log
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["to"] == "live")
-        .collect();
-    assert_eq!(lives.len(), 1, "{log}");
+    // The inventory decides the transition before the store records it, so the show can read
+    // live a moment before its transition log says so: wait for the record, then give a second
+    // (wrong) one time to appear.
+    let lives = || async {
+        let (_, log) = http(
+            a.addr,
+            "GET",
+            &format!("/api/shows/{show}/transitions"),
+            None,
+            None,
+        )
+        .await;
+        let n = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["to"] == "live")
+            .count();
+        (n, log)
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while lives().await.0 == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "live transition never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (n, log) = lives().await;
+    assert_eq!(n, 1, "{log}");
 
     // Exactly one signed show.live delivery (and one show.scheduled).
     let deadline = tokio::time::Instant::now() + WAIT;

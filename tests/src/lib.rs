@@ -188,13 +188,31 @@ pub async fn http_raw(
     token: Option<&str>,
     body: Option<&Value>,
 ) -> (u16, String) {
+    let (status, _, body) = http_full(addr, method, path, token, &[], body).await;
+    (status, body)
+}
+
+/// One HTTP/1.1 request with extra request headers; returns the status, the response headers
+/// (names lowercase) and the body text, a chunked body decoded.
+pub async fn http_full(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> (u16, Vec<(String, String)>, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let body = body.map(Value::to_string).unwrap_or_default();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(req.as_bytes()).await.unwrap();
@@ -205,10 +223,49 @@ pub async fn http_raw(
         .unwrap();
     let text = String::from_utf8(raw).unwrap();
     let (head, payload) = text.split_once("\r\n\r\n").unwrap();
-    (
-        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
-        payload.to_owned(),
-    )
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let payload = if chunked {
+        dechunk(payload)
+    } else {
+        payload.to_owned()
+    };
+    (status, headers, payload)
+}
+
+/// The body of a chunked transfer; panics on a truncated one (no final empty chunk), which is
+/// how a server signals a body that failed mid-way.
+fn dechunk(body: &str) -> String {
+    let mut rest = body.as_bytes();
+    let mut out = Vec::new();
+    loop {
+        let eol = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size = std::str::from_utf8(&rest[..eol]).unwrap();
+        let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap();
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            return String::from_utf8(out).unwrap();
+        }
+        out.extend_from_slice(&rest[..size]);
+        rest = rest[size..].strip_prefix(b"\r\n").expect("chunk end");
+    }
 }
 
 /// One HTTP/1.1 request; returns the status and the JSON body (Null if none).

@@ -103,6 +103,8 @@ pub struct OrderService {
     pub payment_window_ms: u64,
     /// How often unpaid orders past their window are looked for.
     pub sweep_ms: u64,
+    /// Orders one sweep cancels per transaction at most.
+    pub sweep_batch: usize,
     /// How long a settled show's inventory keys are kept before they expire.
     pub keep_settled_ms: u64,
 }
@@ -438,6 +440,10 @@ impl Config {
                 return Err(invalid(key, format!("at most {YEAR_MS} (a year)")));
             }
         }
+        let max_batch = nightmarket_store::orders::MAX_ORDERS_PER_QUERY;
+        if o.sweep_batch == 0 || o.sweep_batch > max_batch {
+            return Err(invalid("orders.sweep_batch", format!("1 to {max_batch}")));
+        }
         Ok(())
     }
 
@@ -634,6 +640,40 @@ mod tests {
         let e =
             Config::load(None, env(&[("NIGHTMARKET_WEBHOOKS_MAX_BACKOFF_MS", "10")])).unwrap_err();
         assert!(e.to_string().contains("webhooks.max_backoff_ms"), "{e}");
+    }
+
+    #[test]
+    fn order_keys_load_and_validate() {
+        let c = Config::load(None, env(&[])).expect("defaults load");
+        assert_eq!(c.orders.payment_window_ms, 24 * 3600 * 1000);
+        assert_eq!(c.orders.sweep_ms, 60_000);
+        let c = Config::load(
+            None,
+            env(&[
+                ("NIGHTMARKET_ORDERS_PAYMENT_WINDOW_MS", "7200000"),
+                ("NIGHTMARKET_ORDERS_SWEEP_MS", "1000"),
+            ]),
+        )
+        .expect("order overrides load");
+        assert_eq!(c.orders.payment_window_ms, 7_200_000);
+        assert_eq!(c.orders.sweep_ms, 1000);
+        for (var, key) in [
+            (
+                "NIGHTMARKET_ORDERS_PAYMENT_WINDOW_MS",
+                "orders.payment_window_ms",
+            ),
+            ("NIGHTMARKET_ORDERS_SWEEP_MS", "orders.sweep_ms"),
+            ("NIGHTMARKET_ORDERS_SWEEP_BATCH", "orders.sweep_batch"),
+        ] {
+            let e = Config::load(None, env(&[(var, "0")])).unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+        }
+        let e = Config::load(
+            None,
+            env(&[("NIGHTMARKET_ORDERS_PAYMENT_WINDOW_MS", "999999999999")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("orders.payment_window_ms"), "{e}");
     }
 
     #[test]

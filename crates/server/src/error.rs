@@ -69,7 +69,21 @@ impl From<StoreError> for HttpError {
                 code: "slot_overlap",
                 message,
             } => Self::new(ErrorCode::SlotUnavailable, message),
-            StoreError::Refused { message, .. } => Self::new(ErrorCode::Conflict, message),
+            StoreError::Refused {
+                code: nightmarket_store::reports::NOT_SETTLED,
+                message,
+            } => Self::new(ErrorCode::NotSettled, message),
+            StoreError::Refused { code, message } => {
+                use nightmarket_store::orders::refusal;
+                let code = match code {
+                    refusal::BAD_TRANSITION => ErrorCode::BadOrderTransition,
+                    refusal::FORBIDDEN => ErrorCode::Forbidden,
+                    refusal::MOVED => ErrorCode::OrderMoved,
+                    refusal::AMOUNT_MISMATCH => ErrorCode::AmountMismatch,
+                    _ => ErrorCode::Conflict,
+                };
+                Self::new(code, message)
+            }
             other => Self::new(ErrorCode::Unavailable, other.to_string()),
         }
     }

@@ -4,11 +4,14 @@
 //! - [`config`]: layered configuration, validated before anything binds.
 //! - [`auth`]: HS256 tokens carrying role and subject.
 //! - [`api`]: HTTP handlers; [`ws`]: one WebSocket session per viewer or seller.
+//! - [`reports_api`]: show and market-night reports, JSON or CSV.
 //! - [`state`]: shared state, the per-show command gate, flash timers and the stock ticker.
 //! - [`webhooks`]: the deliverer that POSTs signed webhook events, with retries.
 //! - [`order_service`]: the order service (crate `nightmarket-orders`) as `serve` runs it.
 //! - [`show_stats`]: claims refused and viewers per show, counted here and written to the store
 //!   for post-show reports.
+//! - [`orders_api`]: orders and checkouts after settlement; [`deadline`]: unpaid orders
+//!   cancelled after their payment deadline.
 //! - [`run`]: serve on a bound listener until a shutdown future resolves, then drain.
 
 pub mod api;
@@ -16,11 +19,14 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod convert;
+pub mod deadline;
 pub mod error;
 pub mod lifecycle;
 pub mod market_api;
 pub mod metrics;
 pub mod order_service;
+pub mod orders_api;
+pub mod reports_api;
 pub mod show_stats;
 pub mod state;
 pub mod webhooks;
@@ -158,6 +164,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/shows/{id}/live", post(api::go_live))
         .route("/api/shows/{id}/close", post(api::close))
         .route("/api/shows/{id}/transitions", get(market_api::transitions))
+        .route("/api/shows/{id}/report", get(reports_api::show_report))
         .route("/api/sellers/{id}/shows", get(market_api::seller_shows))
         .route(
             "/api/sellers/{id}/lineup-sets",
@@ -184,6 +191,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/api/markets/{id}/nights/{date}/shows",
             post(market_api::schedule_show).get(market_api::night_shows),
+        )
+        .route(
+            "/api/markets/{id}/nights/{date}/orders",
+            get(orders_api::night_orders),
+        )
+        .route("/api/shows/{id}/orders", get(orders_api::show_orders))
+        .route("/api/me/orders", get(orders_api::my_orders))
+        .route("/api/me/checkouts", get(orders_api::my_checkouts))
+        .route("/api/checkouts/{id}", get(orders_api::get_checkout))
+        .route("/api/checkouts/{id}/pay", post(orders_api::pay_checkout))
+        .route("/api/orders/{id}", get(orders_api::get_order))
+        .route("/api/orders/{id}/status", post(orders_api::set_status))
+        .route(
+            "/api/markets/{id}/nights/{date}/report",
+            get(reports_api::night_report),
         )
         .route("/api/schedule/warnings", get(market_api::warnings))
         .route(
@@ -409,6 +431,7 @@ pub async fn serve_with(
     );
     tokio::spawn(state.clone().ticker());
     tokio::spawn(lifecycle::run(state.clone()));
+    tokio::spawn(deadline::run(state.clone()));
     let deliverer = webhooks::Deliverer::new(
         state.catalog.clone(),
         state.config.webhooks.clone(),

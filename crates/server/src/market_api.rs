@@ -423,7 +423,7 @@ pub async fn list_decisions(
     Ok(Json(rows.iter().map(decision_view).collect()))
 }
 
-fn night_of(cal: &Calendar, date: &str) -> ApiResult<m::Night> {
+pub(crate) fn night_of(cal: &Calendar, date: &str) -> ApiResult<m::Night> {
     let date = field("date", parse_date("date", date))?;
     cal.market
         .night(&cal.exceptions, date)

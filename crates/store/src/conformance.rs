@@ -5,13 +5,17 @@ use std::sync::Arc;
 
 use jiff::civil::{Date, Time, Weekday, date};
 use nightmarket_domain::{
-    Dong, MarketId, Product, ProductGroup, ProductId, SellerId, ShowId, ShowStatus, Stars,
+    BuyerId, ClaimId, Dong, LogCursor, MarketId, Product, ProductGroup, ProductId, RecordedEntry,
+    SellerId, ShowId, ShowStatus, Stars,
 };
 
+use crate::reports::{GroupSales, PendingReason, Programme, RefusalCount, SalesFigures};
+use crate::testing::{FixtureClaim, settle_claims};
 use crate::{
-    CommitmentRow, DecisionRow, DeliveryOutcome, ExceptionKind, ExceptionRow, LineupRow,
-    LineupSetItem, LineupSetRow, MarketRow, RefusalTotal, SellerRow, ShowRow, ShowSchedule,
-    ShowStatsBatch, Store, StoreError, ViewerSample, WebhookEvent, WebhookRow,
+    CloseMarker, CommitmentRow, DecisionRow, DeliveryOutcome, ExceptionKind, ExceptionRow,
+    LineupRow, LineupSetItem, LineupSetRow, MarketRow, OrderRow, Page, RefusalTotal, SellerRow,
+    SettleOutcome, SettlePlan, ShowRow, ShowSchedule, ShowStatsBatch, Store, StoreError,
+    ViewerSample, WebhookEvent, WebhookRow,
 };
 
 fn fail(msg: impl Into<String>) -> StoreError {
@@ -90,7 +94,9 @@ pub async fn run(store: &Store) -> Result<(), StoreError> {
     markets(store).await?;
     scheduling(store).await?;
     webhooks(store).await?;
+    orders(store).await?;
     show_stats(store).await?;
+    reports(store).await?;
     store.ping().await
 }
 
@@ -734,6 +740,492 @@ async fn webhooks(c: &Store) -> Result<(), StoreError> {
     Ok(())
 }
 
+fn claim(n: &str, buyer: &str, product: &str, quantity: u32, price: i64) -> FixtureClaim {
+    FixtureClaim {
+        claim_id: n.into(),
+        buyer: buyer.into(),
+        product: product.into(),
+        quantity,
+        unit_price: price,
+        flash: false,
+        cancelled: false,
+    }
+}
+
+fn refused_with(r: &Result<impl std::fmt::Debug, StoreError>, want: &str) -> bool {
+    matches!(r, Err(StoreError::Refused { code, .. }) if *code == want)
+}
+
+async fn orders(c: &Store) -> Result<(), StoreError> {
+    use crate::orders::{DEADLINE_ACTOR, DEADLINE_REASON, refusal};
+    use nightmarket_domain::{BuyerId, OrderActor as A, OrderStatus as S};
+    const WINDOW: i64 = 24 * HOUR;
+    let at = T0 + 100 * HOUR;
+
+    let m = market_row("ord-market")?;
+    c.create_market(&m).await?;
+    let (a, b) = (seller("ord-seller-a")?, seller("ord-seller-b")?);
+    c.create_seller(&a).await?;
+    c.create_seller(&b).await?;
+    let mut honey = product("ord-honey", &a.id)?;
+    // Names reach CSV exports and JSON as given.
+    honey.name = "Mật ong \"Ba Vì\", hoa nhãn".into();
+    let tea = product("ord-tea", &b.id)?;
+    c.create_product(&honey, T0).await?;
+    c.create_product(&tea, T0).await?;
+    let line = |p: &Product| LineupRow {
+        product: p.clone(),
+        stock: 20,
+        buyer_limit: 5,
+    };
+    let night = date(2026, 12, 4);
+    let show_a = scheduled(
+        "ord-show-a",
+        &a.id,
+        &m.id,
+        night,
+        T0 + 90 * HOUR,
+        T0 + 91 * HOUR,
+        vec![line(&honey)],
+    )?;
+    let show_b = scheduled(
+        "ord-show-b",
+        &b.id,
+        &m.id,
+        night,
+        T0 + 90 * HOUR,
+        T0 + 91 * HOUR,
+        vec![line(&tea)],
+    )?;
+    let show_c = ShowRow {
+        schedule: None,
+        ..scheduled("ord-show-c", &a.id, &m.id, night, 0, 0, vec![line(&honey)])?
+    };
+    c.schedule_show(&show_a, None).await?;
+    c.schedule_show(&show_b, None).await?;
+    c.create_show(&show_c).await?;
+
+    let flash = FixtureClaim {
+        flash: true,
+        ..claim("a1", "b1", "ord-honey", 2, 200_000)
+    };
+    let withdrawn = FixtureClaim {
+        cancelled: true,
+        ..claim("a4", "b2", "ord-honey", 1, 250_000)
+    };
+    let settle = |show: &ShowRow, claims: Vec<FixtureClaim>, at: i64| {
+        let show = show.clone();
+        async move { settle_claims(c, &show, &claims, WINDOW, "settler-1", at).await }
+    };
+    settle(
+        &show_a,
+        vec![
+            flash,
+            claim("a2", "b1", "ord-honey", 1, 250_000),
+            claim("a3", "b2", "ord-honey", 1, 250_000),
+            withdrawn,
+        ],
+        at,
+    )
+    .await?;
+    settle(&show_b, vec![claim("b1", "b1", "ord-tea", 1, 120_000)], at).await?;
+    let (oa1, oa2, ob1) = ("o~ord-show-a~b1", "o~ord-show-a~b2", "o~ord-show-b~b1");
+    let checkout1 = "c~ord-market~2026-12-04~b1";
+
+    // One order with its lines, names, proof and first status.
+    let d = c
+        .order(oa1)
+        .await?
+        .ok_or_else(|| fail("settled order found"))?;
+    ensure(
+        d.order.total == 650_000 && d.order.list_total == 750_000 && d.order.units == 3,
+        "order totals at accepted and at list prices",
+    )?;
+    ensure(
+        d.order.checkout_id == checkout1 && d.order.pay_by == at + WINDOW,
+        "order checkout and deadline",
+    )?;
+    ensure(d.lines.len() == 2, "one line per product and price")?;
+    ensure(
+        d.lines[0].line.unit_price == 200_000
+            && d.lines[0].line.flash
+            && d.lines[0].line.quantity == 2,
+        "flash line first (lower price)",
+    )?;
+    ensure(
+        d.lines.iter().all(|l| l.name == honey.name)
+            && d.lines.iter().all(|l| l.proof.as_ref() == Some(&honey)),
+        "lines carry the product's name and admitted proof",
+    )?;
+    ensure(
+        d.history.len() == 1
+            && d.history[0].seq == 0
+            && d.history[0].from.is_none()
+            && d.history[0].to == S::PendingPayment
+            && d.history[0].actor == "settler-1",
+        "settlement records the first status",
+    )?;
+    ensure(c.order("o~nope~b1").await?.is_none(), "unknown order")?;
+
+    // Listings: a buyer's orders and checkouts, a seller's per show and per night.
+    let b1 = id(BuyerId::parse("b1"))?;
+    let all = Page {
+        after: None,
+        limit: 100,
+    };
+    let ids = |v: &[OrderRow]| v.iter().map(|o| o.id.clone()).collect::<Vec<_>>();
+    ensure(
+        ids(&c.buyer_orders(&b1, &all).await?) == [oa1, ob1],
+        "buyer's orders by id",
+    )?;
+    let first = c
+        .buyer_orders(
+            &b1,
+            &Page {
+                after: None,
+                limit: 1,
+            },
+        )
+        .await?;
+    let next = c
+        .buyer_orders(
+            &b1,
+            &Page {
+                after: Some(oa1),
+                limit: 1,
+            },
+        )
+        .await?;
+    ensure(
+        ids(&first) == [oa1] && ids(&next) == [ob1],
+        "buyer's orders page by id",
+    )?;
+    let co = c.buyer_checkouts(&b1, &all).await?;
+    ensure(co.len() == 1, "one checkout per night")?;
+    let co = &co[0];
+    ensure(
+        co.id == checkout1
+            && co.market_id.as_deref() == Some("ord-market")
+            && co.night_date.as_deref() == Some("2026-12-04")
+            && ids(&co.orders) == [oa1, ob1],
+        "the night's checkout holds both sellers' orders",
+    )?;
+    ensure(
+        co.total == 770_000 && co.due == 770_000 && co.units == 4 && co.list_total == 1_000_000,
+        "checkout sums its orders",
+    )?;
+    ensure(
+        c.checkout(checkout1).await?.as_ref() == Some(co) && c.checkout("c~nope").await?.is_none(),
+        "checkout by id",
+    )?;
+    ensure(
+        ids(&c
+            .seller_orders_for_show(Some(&a.id), &show_a.id, &all)
+            .await?)
+            == [oa1, oa2],
+        "seller's orders of its show",
+    )?;
+    ensure(
+        c.seller_orders_for_show(Some(&b.id), &show_a.id, &all)
+            .await?
+            .is_empty(),
+        "another seller sees none of that show",
+    )?;
+    ensure(
+        ids(&c
+            .seller_orders_for_night(Some(&b.id), "ord-market", "2026-12-04", &all)
+            .await?)
+            == [ob1],
+        "seller's orders of the night",
+    )?;
+    ensure(
+        c.seller_orders_for_night(None, "ord-market", "2026-12-04", &all)
+            .await?
+            .len()
+            == 3,
+        "every order of the night",
+    )?;
+    let lines = c.order_lines(&[oa1.to_owned(), oa2.to_owned()]).await?;
+    ensure(
+        lines.len() == 3
+            && lines
+                .iter()
+                .all(|l| l.proof.is_none() && l.name == honey.name),
+        "lines of several orders with names",
+    )?;
+
+    // The status path: role guards, compare-and-set, history.
+    let r = c
+        .set_order_status(
+            oa1,
+            S::PendingPayment,
+            S::Paid,
+            "viewer:b1",
+            A::Buyer,
+            None,
+            at,
+        )
+        .await;
+    ensure(
+        refused_with(&r, refusal::FORBIDDEN),
+        "a buyer cannot mark paid",
+    )?;
+    let r = c
+        .set_order_status(
+            oa1,
+            S::PendingPayment,
+            S::Shipped,
+            "seller:a",
+            A::Seller,
+            None,
+            at,
+        )
+        .await;
+    ensure(
+        refused_with(&r, refusal::BAD_TRANSITION),
+        "no shipping before payment",
+    )?;
+    let r = c
+        .set_order_status(oa1, S::Paid, S::Shipped, "seller:a", A::Seller, None, at)
+        .await;
+    ensure(
+        refused_with(&r, refusal::MOVED),
+        "from a status it is not at",
+    )?;
+    let r = c
+        .set_order_status(
+            "o~nope~b1",
+            S::PendingPayment,
+            S::Cancelled,
+            "x",
+            A::Buyer,
+            None,
+            at,
+        )
+        .await;
+    ensure(matches!(r, Err(StoreError::NotFound(_))), "unknown order")?;
+
+    // Payment of the night's checkout, at once; a wrong amount changes nothing.
+    let r = c
+        .pay_checkout(checkout1, Some(1), "operator:desk", at + 1)
+        .await;
+    ensure(refused_with(&r, refusal::AMOUNT_MISMATCH), "amount checked")?;
+    ensure(
+        c.order_row(oa1)
+            .await?
+            .is_some_and(|o| o.status == S::PendingPayment && o.version == 0),
+        "a refused payment changes nothing",
+    )?;
+    let paid = c
+        .pay_checkout(checkout1, Some(770_000), "operator:desk", at + 2)
+        .await?;
+    ensure(
+        ids(&paid).len() == 2 && paid.iter().all(|o| o.status == S::Paid && o.version == 1),
+        "every pending order of the checkout paid",
+    )?;
+    ensure(
+        refused_with(
+            &c.pay_checkout(checkout1, None, "operator:desk", at + 3)
+                .await,
+            refusal::BAD_TRANSITION,
+        ),
+        "nothing left to pay",
+    )?;
+    ensure(
+        matches!(
+            c.pay_checkout("c~nope", None, "operator:desk", at).await,
+            Err(StoreError::NotFound(_))
+        ),
+        "unknown checkout",
+    )?;
+    ensure(
+        c.checkout(checkout1)
+            .await?
+            .is_some_and(|k| k.due == 0 && k.total == 770_000),
+        "paid checkout owes nothing",
+    )?;
+    let shipped = c
+        .set_order_status(
+            oa1,
+            S::Paid,
+            S::Shipped,
+            "seller:ord-seller-a",
+            A::Seller,
+            None,
+            at + 4,
+        )
+        .await?;
+    ensure(
+        shipped.status == S::Shipped && shipped.version == 2 && shipped.updated_at == at + 4,
+        "shipped",
+    )?;
+    c.set_order_status(
+        oa1,
+        S::Shipped,
+        S::Delivered,
+        "seller:ord-seller-a",
+        A::Seller,
+        None,
+        at + 5,
+    )
+    .await?;
+    let h = c.order(oa1).await?.ok_or_else(|| fail("order"))?.history;
+    let path: Vec<_> = h
+        .iter()
+        .map(|s| (s.seq, s.from, s.to, s.actor.as_str()))
+        .collect();
+    ensure(
+        path == [
+            (0, None, S::PendingPayment, "settler-1"),
+            (1, Some(S::PendingPayment), S::Paid, "operator:desk"),
+            (2, Some(S::Paid), S::Shipped, "seller:ord-seller-a"),
+            (3, Some(S::Shipped), S::Delivered, "seller:ord-seller-a"),
+        ],
+        "history of every move",
+    )?;
+    let cancelled = c
+        .set_order_status(
+            oa2,
+            S::PendingPayment,
+            S::Cancelled,
+            "viewer:b2",
+            A::Buyer,
+            Some("đổi ý"),
+            at + 6,
+        )
+        .await?;
+    ensure(cancelled.status == S::Cancelled, "buyer cancels unpaid")?;
+    let b2 = id(BuyerId::parse("b2"))?;
+    let co2 = c.buyer_checkouts(&b2, &all).await?;
+    ensure(
+        co2.len() == 1 && co2[0].total == 0 && co2[0].due == 0 && co2[0].orders.len() == 1,
+        "a cancelled order counts for nothing",
+    )?;
+    ensure(
+        c.order(oa2)
+            .await?
+            .is_some_and(|d| d.history.last().and_then(|s| s.reason.as_deref()) == Some("đổi ý")),
+        "the reason is kept",
+    )?;
+
+    // Two moves of one order at once: exactly one wins.
+    let (x, y) = tokio::join!(
+        c.set_order_status(
+            ob1,
+            S::Paid,
+            S::Cancelled,
+            "operator:o",
+            A::Operator,
+            Some("refund"),
+            at + 7
+        ),
+        c.set_order_status(
+            ob1,
+            S::Paid,
+            S::Shipped,
+            "seller:ord-seller-b",
+            A::Seller,
+            None,
+            at + 7
+        ),
+    );
+    ensure(
+        x.is_ok() != y.is_ok()
+            && (refused_with(&x, refusal::MOVED) || refused_with(&y, refusal::MOVED)),
+        "concurrent moves: one wins, the other is told the order moved",
+    )?;
+    ensure(
+        c.order(ob1)
+            .await?
+            .is_some_and(|d| d.history.len() == 3 && d.order.version == 2),
+        "one history row per move",
+    )?;
+
+    // The payment deadline: orders of show C, unpaid, settled later.
+    let later = at + 10 * HOUR;
+    settle(
+        &show_c,
+        (1..=5)
+            .map(|n| {
+                claim(
+                    &format!("c{n}"),
+                    &format!("late{n}"),
+                    "ord-honey",
+                    1,
+                    250_000,
+                )
+            })
+            .collect(),
+        later,
+    )
+    .await?;
+    let c_checkout = "c~ord-show-c~late1";
+    ensure(
+        c.checkout(c_checkout).await?.is_some_and(|k| {
+            k.show_id.as_deref() == Some("ord-show-c")
+                && k.market_id.is_none()
+                && k.orders.len() == 1
+        }),
+        "an ad-hoc show's checkout",
+    )?;
+    c.pay_checkout(c_checkout, None, "operator:desk", later + 1)
+        .await?;
+    ensure(
+        c.cancel_unpaid(later + WINDOW - 1, 10).await?.is_empty(),
+        "nothing cancelled before the deadline",
+    )?;
+    let now = later + WINDOW;
+    let batch = c.cancel_unpaid(now, 2).await?;
+    ensure(
+        batch.len() == 2
+            && batch
+                .iter()
+                .all(|o| o.status == S::Cancelled && o.updated_at == now),
+        "a bounded batch cancelled",
+    )?;
+    // Several nodes sweep at once: each order is cancelled once.
+    let (x, y, z) = tokio::join!(
+        c.cancel_unpaid(now, 10),
+        c.cancel_unpaid(now, 10),
+        c.cancel_unpaid(now, 10)
+    );
+    let mut swept: Vec<String> = [x?, y?, z?].concat().iter().map(|o| o.id.clone()).collect();
+    swept.extend(ids(&batch));
+    swept.sort();
+    ensure(
+        swept
+            == [
+                "o~ord-show-c~late2",
+                "o~ord-show-c~late3",
+                "o~ord-show-c~late4",
+                "o~ord-show-c~late5",
+            ],
+        "every unpaid order past its deadline cancelled exactly once",
+    )?;
+    ensure(c.cancel_unpaid(now, 10).await?.is_empty(), "nothing left")?;
+    let d = c
+        .order("o~ord-show-c~late3")
+        .await?
+        .ok_or_else(|| fail("order"))?;
+    ensure(
+        d.history.len() == 2
+            && d.history[1].actor == DEADLINE_ACTOR
+            && d.history[1].reason.as_deref() == Some(DEADLINE_REASON)
+            && d.history[1].at == now,
+        "the deadline's cancellation recorded",
+    )?;
+    ensure(
+        c.order_row("o~ord-show-c~late1")
+            .await?
+            .is_some_and(|o| o.status == S::Paid)
+            && c.order_row(oa1)
+                .await?
+                .is_some_and(|o| o.status == S::Delivered),
+        "paid orders are left alone",
+    )?;
+    Ok(())
+}
+
 async fn show_stats(c: &Store) -> Result<(), StoreError> {
     let show = id(ShowId::parse("stats-show"))?;
     let other = id(ShowId::parse("stats-other"))?;
@@ -875,6 +1367,579 @@ async fn show_stats(c: &Store) -> Result<(), StoreError> {
     ensure(
         c.show_peak_viewers(&other).await? == 1_000,
         "the other show's peak",
+    )?;
+    Ok(())
+}
+
+// --- reports ----------------------------------------------------------------------------------
+
+fn lineup_item(p: &Product, stock: u32, buyer_limit: u32) -> LineupRow {
+    LineupRow {
+        product: p.clone(),
+        stock,
+        buyer_limit,
+    }
+}
+
+/// A claim (`cancel` false) or the cancellation of claim `claim` with the same terms.
+#[allow(clippy::too_many_arguments)]
+fn entry(
+    pos: u64,
+    cancel: bool,
+    claim: &str,
+    buyer: &str,
+    product: &Product,
+    quantity: u32,
+    price: i64,
+    flash: Option<u64>,
+) -> Result<RecordedEntry, StoreError> {
+    Ok(RecordedEntry {
+        pos,
+        cancel,
+        claim_id: id(ClaimId::parse(claim))?,
+        buyer: id(BuyerId::parse(buyer))?,
+        product_id: product.id.clone(),
+        quantity,
+        unit_price: Dong::parse(price).map_err(|e| fail(e.to_string()))?,
+        flash_id: flash,
+        at: T0 + pos as i64,
+    })
+}
+
+/// Records the whole log of `show` with its close marker, then settles it.
+async fn settle(c: &Store, show: &ShowId, log: &[RecordedEntry]) -> Result<(), StoreError> {
+    let end = log.len() as u64;
+    let close = CloseMarker {
+        pos: end,
+        at: T0 + HOUR,
+        final_stock: Vec::new(),
+    };
+    let to = LogCursor {
+        next_pos: end,
+        token: String::new(),
+    };
+    ensure(
+        c.record_claim_log(
+            show,
+            &LogCursor::default(),
+            log,
+            &to,
+            Some(&close),
+            T0 + HOUR,
+        )
+        .await?,
+        "claim log recorded",
+    )?;
+    let row = c.show(show).await?.ok_or_else(|| fail("show to settle"))?;
+    let plan = SettlePlan {
+        show: &row,
+        close: &close,
+        report: "{}".into(),
+        payment_window_ms: HOUR,
+        by: "order-service",
+        at: T0 + 2 * HOUR,
+        event: None,
+    };
+    match c.settle_show(&plan).await? {
+        SettleOutcome::Settled(_) => Ok(()),
+        other => Err(fail(format!("settling {show}: {other:?}"))),
+    }
+}
+
+fn figures(
+    allotted: u64,
+    units: u64,
+    revenue: i64,
+    list_revenue: i64,
+    flash: (u64, i64),
+    cancelled: (u64, i64),
+) -> SalesFigures {
+    SalesFigures {
+        allotted,
+        units,
+        revenue,
+        list_revenue,
+        flash_units: flash.0,
+        flash_revenue: flash.1,
+        units_cancelled: cancelled.0,
+        revenue_cancelled: cancelled.1,
+    }
+}
+
+fn sum_of<'a>(rows: impl IntoIterator<Item = &'a SalesFigures>) -> SalesFigures {
+    let mut total = SalesFigures::default();
+    for f in rows {
+        total.add(f);
+    }
+    total
+}
+
+/// Two sellers' settled shows on one night, one show not settled and one stopped by a
+/// mismatch: every figure is known, and each report adds up to the orders.
+async fn reports(c: &Store) -> Result<(), StoreError> {
+    let m = market_row("report-market")?;
+    c.create_market(&m).await?;
+    let night = date(2026, 11, 27);
+    let start = T0 + 20 * HOUR;
+    let a = SellerRow {
+        name: "HTX Mật ong Ba Vì".into(),
+        ..seller("report-seller-a")?
+    };
+    let b = SellerRow {
+        name: "Làng gốm Bát Tràng".into(),
+        district: "Gia Lâm".into(),
+        ..seller("report-seller-b")?
+    };
+    c.create_seller(&a).await?;
+    c.create_seller(&b).await?;
+    let stars = |n| Stars::parse(n).map_err(|e| fail(e.to_string()));
+    let price = |n| Dong::parse(n).map_err(|e| fail(e.to_string()));
+    let honey = product("report-honey", &a.id)?;
+    let tea = Product {
+        name: "Trà hoa vàng".into(),
+        group: ProductGroup::Beverages,
+        stars: stars(5)?,
+        list_price: price(120_000)?,
+        ..product("report-tea", &a.id)?
+    };
+    let chicken = Product {
+        name: "Gà đồi Ba Vì".into(),
+        stars: stars(3)?,
+        list_price: price(180_000)?,
+        ..product("report-chicken", &a.id)?
+    };
+    let vase = Product {
+        name: "Bình gốm men lam".into(),
+        group: ProductGroup::Handicrafts,
+        district: "Gia Lâm".into(),
+        list_price: price(400_000)?,
+        ..product("report-vase", &b.id)?
+    };
+    for p in [&honey, &tea, &chicken, &vase] {
+        c.create_product(p, T0).await?;
+    }
+    let show_a = scheduled(
+        "report-a1",
+        &a.id,
+        &m.id,
+        night,
+        start,
+        start + HOUR,
+        vec![
+            lineup_item(&honey, 10, 5),
+            lineup_item(&tea, 20, 5),
+            lineup_item(&chicken, 5, 2),
+        ],
+    )?;
+    let show_b = scheduled(
+        "report-b1",
+        &b.id,
+        &m.id,
+        night,
+        start,
+        start + HOUR,
+        vec![lineup_item(&vase, 4, 2)],
+    )?;
+    let unsettled = scheduled(
+        "report-a2",
+        &a.id,
+        &m.id,
+        night,
+        start + HOUR,
+        start + 2 * HOUR,
+        vec![lineup_item(&honey, 10, 5)],
+    )?;
+    let stopped = scheduled(
+        "report-b2",
+        &b.id,
+        &m.id,
+        night,
+        start + HOUR,
+        start + 2 * HOUR,
+        vec![lineup_item(&vase, 4, 2)],
+    )?;
+    for s in [&show_a, &show_b, &unsettled, &stopped] {
+        c.schedule_show(s, None).await?;
+    }
+    for s in [&show_a, &show_b, &stopped] {
+        c.transition(
+            &s.id,
+            ShowStatus::Scheduled,
+            ShowStatus::Live,
+            start,
+            "t",
+            None,
+        )
+        .await?;
+        c.transition(
+            &s.id,
+            ShowStatus::Live,
+            ShowStatus::Closed,
+            start + HOUR,
+            "t",
+            None,
+        )
+        .await?;
+    }
+
+    // Show A: honey at flash 200,000 and list 250,000 (one buyer at both), tea at list and at a
+    // flash 100,000, one flash claim cancelled live; chicken unsold.
+    let log_a = vec![
+        entry(0, false, "a-c1", "u1", &honey, 2, 200_000, Some(1))?,
+        entry(1, false, "a-c2", "u2", &honey, 1, 250_000, None)?,
+        entry(2, false, "a-c3", "u1", &tea, 3, 120_000, None)?,
+        entry(3, false, "a-c4", "u3", &honey, 1, 200_000, Some(1))?,
+        entry(4, true, "a-c4", "u3", &honey, 1, 200_000, Some(1))?,
+        entry(5, false, "a-c5", "u3", &tea, 2, 100_000, Some(2))?,
+        entry(6, false, "a-c6", "u1", &honey, 1, 250_000, None)?,
+    ];
+    settle(c, &show_a.id, &log_a).await?;
+    // Show B: the vase sells out, half at a flash 350,000; u1 buys here too.
+    let log_b = vec![
+        entry(0, false, "b-c1", "u1", &vase, 2, 350_000, Some(7))?,
+        entry(1, false, "b-c2", "u4", &vase, 2, 400_000, None)?,
+    ];
+    settle(c, &show_b.id, &log_b).await?;
+    c.record_mismatch(&stopped.id, "{\"stock\":\"differs\"}", "order-service", T0)
+        .await?;
+    // u2 never paid: the order is cancelled after settlement.
+    let unpaid = nightmarket_domain::order::order_id(&show_a.id, &id(BuyerId::parse("u2"))?);
+    ensure(
+        c.engine
+            .execute(
+                "UPDATE orders SET status = 'cancelled', version = version + 1 WHERE id = $1",
+                crate::params![unpaid.as_str()],
+            )
+            .await?
+            == 1,
+        "the unpaid order is cancelled",
+    )?;
+
+    // Refusals and viewers as two nodes counted them; the unsettled show's are left out.
+    let show_id = |s: &str| id(ShowId::parse(s));
+    for (node, refusals, viewers) in [
+        (
+            "n1",
+            vec![
+                ("report-a1", "sold_out", 3),
+                ("report-a1", "stale_price", 1),
+                ("report-b1", "limit_exceeded", 4),
+                ("report-a2", "sold_out", 100),
+            ],
+            vec![
+                ("report-a1", 100, 50),
+                ("report-a1", 101, 70),
+                ("report-b1", 100, 40),
+                ("report-a2", 100, 1000),
+            ],
+        ),
+        (
+            "n2",
+            vec![("report-a1", "sold_out", 2)],
+            vec![
+                ("report-a1", 100, 30),
+                ("report-a1", 101, 5),
+                ("report-b1", 102, 90),
+            ],
+        ),
+    ] {
+        let batch = ShowStatsBatch {
+            refusals: refusals
+                .into_iter()
+                .map(|(s, reason, count)| {
+                    Ok(RefusalTotal {
+                        show: show_id(s)?,
+                        reason: reason.into(),
+                        count,
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?,
+            viewers: viewers
+                .into_iter()
+                .map(|(s, minute, viewers)| {
+                    Ok(ViewerSample {
+                        show: show_id(s)?,
+                        minute,
+                        viewers,
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?,
+        };
+        c.record_show_stats(node, &batch).await?;
+    }
+
+    // --- the show report --------------------------------------------------------------------
+    let r = c.show_report(&show_a.id).await?;
+    let ids: Vec<&str> = r.products.iter().map(|p| p.product_id.as_str()).collect();
+    ensure(
+        ids == ["report-honey", "report-tea", "report-chicken"],
+        "products in lineup order, unsold ones too",
+    )?;
+    let honey_row = &r.products[0];
+    ensure(
+        honey_row.figures == figures(10, 4, 900_000, 1_000_000, (2, 400_000), (1, 250_000)),
+        &format!("honey figures: {:?}", honey_row.figures),
+    )?;
+    ensure(
+        honey_row.buyers == 2
+            && honey_row.figures.discount() == 100_000
+            && honey_row.figures.regular_units() == 2
+            && honey_row.figures.regular_revenue() == 500_000
+            && honey_row.figures.sell_through_bp() == Some(4_000),
+        "honey: buyers, discount, regular sales, sell-through",
+    )?;
+    ensure(
+        honey_row.name == "Mật ong hoa nhãn"
+            && honey_row.group == "food"
+            && honey_row.district == "Ba Vì"
+            && honey_row.stars == 4
+            && honey_row.list_price == 250_000
+            && honey_row.seller_name == "HTX Mật ong Ba Vì",
+        "honey: the programme's dimensions as settled",
+    )?;
+    ensure(
+        r.products[1].figures == figures(20, 5, 560_000, 600_000, (2, 200_000), (0, 0))
+            && r.products[1].figures.sell_through_bp() == Some(2_500),
+        &format!("tea figures: {:?}", r.products[1].figures),
+    )?;
+    ensure(
+        r.products[2].figures == figures(5, 0, 0, 0, (0, 0), (0, 0))
+            && r.products[2].figures.sell_through_bp() == Some(0)
+            && r.products[2].buyers == 0,
+        "unsold chicken: zero figures",
+    )?;
+    let totals_a = figures(35, 9, 1_460_000, 1_600_000, (4, 600_000), (1, 250_000));
+    ensure(
+        r.show.totals == totals_a && r.show.totals.discount() == 140_000,
+        &format!("show totals: {:?}", r.show.totals),
+    )?;
+    ensure(
+        r.show.orders == 3 && r.show.buyers == 3 && r.show.orders_cancelled == 1,
+        "orders, buyers, cancelled orders",
+    )?;
+    ensure(
+        r.show.refusals
+            == vec![
+                RefusalCount {
+                    reason: "sold_out".into(),
+                    count: 5,
+                },
+                RefusalCount {
+                    reason: "stale_price".into(),
+                    count: 1,
+                },
+            ],
+        &format!("refusals summed over nodes: {:?}", r.show.refusals),
+    )?;
+    ensure(
+        r.show.peak_viewers == 80,
+        "peak viewers: the largest minute summed over nodes",
+    )?;
+    ensure(
+        r.show
+            .refusals
+            .iter()
+            .map(|x| (x.reason.clone(), x.count))
+            .collect::<Vec<_>>()
+            == c.show_refusals(&show_a.id).await?
+            && r.show.peak_viewers == c.show_peak_viewers(&show_a.id).await?,
+        "the report's refusals and peak agree with the show statistics",
+    )?;
+    ensure(
+        r.show.seller_id == a.id
+            && r.show.title == show_a.title
+            && r.show.market_id.as_ref() == Some(&m.id)
+            && r.show.night_date == Some(night)
+            && r.show.settled_at == T0 + 2 * HOUR,
+        "show identity and settlement time",
+    )?;
+    // The report adds up to the orders and their lines.
+    for (show, report) in [
+        (&show_a.id, r.clone()),
+        (&show_b.id, c.show_report(&show_b.id).await?),
+    ] {
+        let orders = c.show_orders(show).await?;
+        let lines = c.show_order_lines(show).await?;
+        let t = &report.show.totals;
+        let cancelled = orders
+            .iter()
+            .filter(|o| o.status == nightmarket_domain::OrderStatus::Cancelled);
+        ensure(
+            t.units == orders.iter().map(|o| o.units).sum::<u64>()
+                && t.revenue == orders.iter().map(|o| o.total).sum::<i64>()
+                && t.list_revenue == orders.iter().map(|o| o.list_total).sum::<i64>()
+                && t.units_cancelled == cancelled.clone().map(|o| o.units).sum::<u64>()
+                && t.revenue_cancelled == cancelled.clone().map(|o| o.total).sum::<i64>()
+                && report.show.orders == orders.len() as u64
+                && report.show.orders_cancelled == cancelled.count() as u64,
+            &format!("{show}: the report adds up to the orders"),
+        )?;
+        ensure(
+            t.flash_units
+                == lines
+                    .iter()
+                    .filter(|l| l.flash)
+                    .map(|l| l.quantity)
+                    .sum::<u64>(),
+            &format!("{show}: flash units add up to the flash lines"),
+        )?;
+        ensure(
+            *t == sum_of(report.products.iter().map(|p| &p.figures)),
+            &format!("{show}: totals are the sum of the product rows"),
+        )?;
+    }
+
+    // Not settled, stopped, unknown.
+    for s in [&unsettled.id, &stopped.id] {
+        match c.show_report(s).await {
+            Err(StoreError::Refused {
+                code: crate::reports::NOT_SETTLED,
+                ..
+            }) => {}
+            other => return Err(fail(format!("report of unsettled {s}: {other:?}"))),
+        }
+    }
+    ensure(
+        matches!(
+            c.show_report(&id(ShowId::parse("report-nobody"))?).await,
+            Err(StoreError::NotFound(_))
+        ),
+        "report of an unknown show is not found",
+    )?;
+
+    // --- the night report -------------------------------------------------------------------
+    let n = c.night_report(&m.id, night, None).await?;
+    let shows: Vec<&str> = n.shows.iter().map(|s| s.show_id.as_str()).collect();
+    ensure(
+        shows == ["report-a1", "report-b1"],
+        &format!("settled shows by slot: {shows:?}"),
+    )?;
+    let pending: Vec<(&str, PendingReason)> = n
+        .pending
+        .iter()
+        .map(|p| (p.show_id.as_str(), p.reason))
+        .collect();
+    ensure(
+        pending
+            == [
+                ("report-a2", PendingReason::Unsettled),
+                ("report-b2", PendingReason::Mismatch),
+            ],
+        &format!("unsettled shows listed as pending: {pending:?}"),
+    )?;
+    let totals_b = figures(4, 4, 1_500_000, 1_600_000, (2, 700_000), (0, 0));
+    ensure(
+        n.shows[0].totals == totals_a
+            && n.shows[1].totals == totals_b
+            && n.shows[1].totals.sell_through_bp() == Some(10_000),
+        "each show's totals in the night",
+    )?;
+    let night_totals = sum_of([&totals_a, &totals_b]);
+    ensure(
+        n.totals == night_totals
+            && n.totals == figures(39, 13, 2_960_000, 3_200_000, (6, 1_300_000), (1, 250_000)),
+        &format!("night totals sum two shows of two sellers: {:?}", n.totals),
+    )?;
+    ensure(
+        n.orders == 5 && n.buyers == 4 && n.orders_cancelled == 1,
+        &format!(
+            "night orders {}, distinct buyers {}, cancelled {}",
+            n.orders, n.buyers, n.orders_cancelled
+        ),
+    )?;
+    let mut every_order = c.show_orders(&show_a.id).await?;
+    every_order.extend(c.show_orders(&show_b.id).await?);
+    ensure(
+        n.totals.units == every_order.iter().map(|o| o.units).sum::<u64>()
+            && n.totals.revenue == every_order.iter().map(|o| o.total).sum::<i64>()
+            && n.totals.list_revenue == every_order.iter().map(|o| o.list_total).sum::<i64>(),
+        "the night adds up to its orders",
+    )?;
+    ensure(
+        n.refusals
+            .iter()
+            .map(|r| (r.reason.as_str(), r.count))
+            .collect::<Vec<_>>()
+            == [("limit_exceeded", 4), ("sold_out", 5), ("stale_price", 1)],
+        &format!("night refusals over settled shows: {:?}", n.refusals),
+    )?;
+    ensure(
+        n.peak_viewers == 120 && n.shows[1].peak_viewers == 90,
+        &format!(
+            "night peak: shows at once ({}), show B's own ({})",
+            n.peak_viewers, n.shows[1].peak_viewers
+        ),
+    )?;
+    ensure(
+        n.products.len() == 4
+            && n.products[3].product_id == vase.id
+            && n.products[3].seller_id == b.id
+            && sum_of(n.products.iter().map(|p| &p.figures)) == n.totals,
+        "the night's product rows, by show and position, add up to its totals",
+    )?;
+    // Every programme view partitions the night.
+    let p = &n.programme;
+    for (name, view) in [
+        ("groups", &p.groups),
+        ("districts", &p.districts),
+        ("stars", &p.stars),
+        ("sellers", &p.sellers),
+    ] {
+        ensure(
+            sum_of(view.iter().map(|g| &g.figures)) == n.totals,
+            &format!("programme view {name} adds up to the night: {view:?}"),
+        )?;
+    }
+    let keyed = |v: &[GroupSales]| {
+        v.iter()
+            .map(|g| (g.key.clone(), g.shows, g.products, g.figures.units))
+            .collect::<Vec<_>>()
+    };
+    let k = |s: &str, shows, products, units| (s.to_owned(), shows, products, units);
+    ensure(
+        keyed(&p.groups)
+            == [
+                k("beverages", 1, 1, 5),
+                k("food", 1, 2, 4),
+                k("handicrafts", 1, 1, 4),
+            ],
+        &format!("by product group: {:?}", keyed(&p.groups)),
+    )?;
+    ensure(
+        keyed(&p.districts) == [k("Ba Vì", 1, 3, 9), k("Gia Lâm", 1, 1, 4)],
+        &format!("by district: {:?}", keyed(&p.districts)),
+    )?;
+    ensure(
+        keyed(&p.stars) == [k("3", 1, 1, 0), k("4", 2, 2, 8), k("5", 1, 1, 5)],
+        &format!("by stars: {:?}", keyed(&p.stars)),
+    )?;
+    ensure(
+        keyed(&p.sellers) == [k("report-seller-a", 1, 3, 9), k("report-seller-b", 1, 1, 4)]
+            && p.sellers[1].label == "Làng gốm Bát Tràng",
+        &format!("by seller: {:?}", p.sellers),
+    )?;
+
+    // One seller's view of the night: its shows only, pending ones included.
+    let own = c.night_report(&m.id, night, Some(&a.id)).await?;
+    ensure(
+        own.seller_id.as_ref() == Some(&a.id)
+            && own.shows.len() == 1
+            && own.totals == totals_a
+            && own.buyers == 3
+            && own.pending.len() == 1
+            && own.pending[0].show_id == unsettled.id
+            && own.programme.sellers.len() == 1
+            && own.peak_viewers == 80,
+        "a seller's night view covers its own shows",
+    )?;
+    // A night with nothing scheduled is an empty report, not an error.
+    let empty = c.night_report(&m.id, date(2026, 12, 4), None).await?;
+    ensure(
+        empty.shows.is_empty()
+            && empty.pending.is_empty()
+            && empty.totals == SalesFigures::default()
+            && empty.programme == Programme::default(),
+        "an empty night",
     )?;
     Ok(())
 }

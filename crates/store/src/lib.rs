@@ -18,6 +18,7 @@ pub mod conformance;
 pub mod market;
 pub mod migrations;
 pub mod orders;
+pub mod reports;
 pub mod settlement;
 pub mod sql;
 pub mod sqlite;
@@ -34,7 +35,14 @@ pub use market::{
     CommitmentRow, DecisionRow, ExceptionKind, ExceptionRow, LineupSetItem, LineupSetRow,
     MarketRow, TransitionRow,
 };
-pub use orders::{OrderLineRow, OrderRow};
+pub use orders::{
+    CheckoutRow, OrderDetail, OrderLineDetail, OrderLineRow, OrderRow, OrderScope, Page,
+    StatusChange,
+};
+pub use reports::{
+    GroupSales, NightReport, PendingReason, PendingShow, ProductSales, Programme, RefusalCount,
+    SalesFigures, ShowReport, ShowSales,
+};
 pub use settlement::{
     CloseMarker, LogCheckpoint, LogTally, ProductTally, SettleOutcome, SettlePlan, SettlementRow,
     SettlementState,

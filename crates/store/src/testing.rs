@@ -43,3 +43,93 @@ pub async fn fresh_database(url: &str) -> Result<String, StoreError> {
         None => format!("{prefix}/{name}"),
     })
 }
+
+/// One accepted claim of a settlement fixture; `cancelled` adds its cancellation to the log.
+#[derive(Debug, Clone)]
+pub struct FixtureClaim {
+    pub claim_id: String,
+    pub buyer: String,
+    pub product: String,
+    pub quantity: u32,
+    pub unit_price: i64,
+    pub flash: bool,
+    pub cancelled: bool,
+}
+
+/// Settles `show` from the given claims the way the order service does: records them as the
+/// show's whole claim log with its close marker, then settles the show into orders, at `at`
+/// with `payment_window_ms`. For tests and tools that need orders without running the order
+/// service against an inventory.
+pub async fn settle_claims(
+    store: &crate::Store,
+    show: &crate::ShowRow,
+    claims: &[FixtureClaim],
+    payment_window_ms: i64,
+    by: &str,
+    at: nightmarket_domain::Millis,
+) -> Result<crate::SettleOutcome, StoreError> {
+    use nightmarket_domain::{BuyerId, ClaimId, Dong, LogCursor, ProductId, RecordedEntry};
+    let invalid = |e: &dyn std::fmt::Display| StoreError::Backend(format!("fixture: {e}"));
+    let mut entries = Vec::with_capacity(claims.len() * 2);
+    for c in claims {
+        let entry = RecordedEntry {
+            pos: 0,
+            cancel: false,
+            claim_id: ClaimId::parse(c.claim_id.as_str()).map_err(|e| invalid(&e))?,
+            buyer: BuyerId::parse(c.buyer.as_str()).map_err(|e| invalid(&e))?,
+            product_id: ProductId::parse(c.product.as_str()).map_err(|e| invalid(&e))?,
+            quantity: c.quantity,
+            unit_price: Dong::parse(c.unit_price).map_err(|e| invalid(&e))?,
+            flash_id: c.flash.then_some(1),
+            at,
+        };
+        if c.cancelled {
+            entries.push(entry.clone());
+            entries.push(RecordedEntry {
+                cancel: true,
+                ..entry
+            });
+        } else {
+            entries.push(entry);
+        }
+    }
+    for (pos, e) in entries.iter_mut().enumerate() {
+        e.pos = pos as u64;
+    }
+    let end = LogCursor {
+        next_pos: entries.len() as u64,
+        token: String::new(),
+    };
+    let close = crate::CloseMarker {
+        pos: end.next_pos,
+        at,
+        final_stock: Vec::new(),
+    };
+    let recorded = store
+        .record_claim_log(
+            &show.id,
+            &LogCursor::default(),
+            &entries,
+            &end,
+            Some(&close),
+            at,
+        )
+        .await?;
+    if !recorded {
+        return Err(StoreError::Backend(format!(
+            "fixture: show {}'s claim log was already recorded",
+            show.id
+        )));
+    }
+    store
+        .settle_show(&crate::SettlePlan {
+            show,
+            close: &close,
+            report: "{}".into(),
+            payment_window_ms,
+            by,
+            at,
+            event: None,
+        })
+        .await
+}

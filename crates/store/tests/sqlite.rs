@@ -13,12 +13,14 @@ async fn sqlite_store_conforms() {
         .await
         .unwrap();
     conformance::run(&store).await.unwrap();
+    let markets = store.markets().await.unwrap().len();
+    assert!(markets >= 2, "{markets}");
     // Reopening applies no migration twice and keeps the data.
     drop(store);
     let store = Store::sqlite(&dir.path().join("catalog.sqlite"))
         .await
         .unwrap();
-    assert_eq!(store.markets().await.unwrap().len(), 4);
+    assert_eq!(store.markets().await.unwrap().len(), markets);
 }
 
 fn record(n: u32) -> ClaimRecord {

@@ -58,6 +58,16 @@ pub enum ErrorCode {
     /// The slot is not free: outside the night, on a cancelled night, or overlapping another
     /// show of the same seller (named in the message).
     SlotUnavailable,
+    /// The order's status does not lead to the one asked for (e.g. shipping an unpaid order,
+    /// cancelling a shipped one, paying a checkout with nothing pending).
+    BadOrderTransition,
+    /// The order's status changed since it was read (another move won); read it and retry.
+    OrderMoved,
+    /// The amount confirmed for a checkout differs from what its unpaid orders total.
+    AmountMismatch,
+    /// A report was asked for a show the order service has not settled (yet, or stopped by a
+    /// reconciliation mismatch); its figures do not exist until it is.
+    NotSettled,
     /// The server cannot take this now (journal queue full, storage failing); retry later.
     Unavailable,
     /// An unexpected failure inside the server; logged with details.
@@ -91,6 +101,10 @@ impl ErrorCode {
             Self::Conflict => "conflict",
             Self::NotAdmitted => "not_admitted",
             Self::SlotUnavailable => "slot_unavailable",
+            Self::BadOrderTransition => "bad_order_transition",
+            Self::OrderMoved => "order_moved",
+            Self::AmountMismatch => "amount_mismatch",
+            Self::NotSettled => "not_settled",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
@@ -119,7 +133,11 @@ impl ErrorCode {
             | Self::SoldOut
             | Self::LimitExceeded => 409,
             Self::NotAdmitted => 422,
-            Self::SlotUnavailable => 409,
+            Self::SlotUnavailable
+            | Self::BadOrderTransition
+            | Self::OrderMoved
+            | Self::AmountMismatch
+            | Self::NotSettled => 409,
             Self::RateLimited => 429,
             Self::Unavailable => 503,
             Self::Internal => 500,
@@ -132,7 +150,7 @@ impl ErrorCode {
     }
 
     /// All codes, for documentation tests.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 29] = [
         Self::Duplicate,
         Self::SoldOut,
         Self::LimitExceeded,
@@ -156,6 +174,10 @@ impl ErrorCode {
         Self::Conflict,
         Self::NotAdmitted,
         Self::SlotUnavailable,
+        Self::BadOrderTransition,
+        Self::OrderMoved,
+        Self::AmountMismatch,
+        Self::NotSettled,
         Self::Unavailable,
         Self::Internal,
     ];

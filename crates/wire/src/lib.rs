@@ -16,6 +16,8 @@ pub mod client;
 pub mod codes;
 pub mod http;
 pub mod market;
+pub mod orders;
+pub mod reports;
 pub mod server;
 
 pub use codes::{CloseCode, ErrorCode};

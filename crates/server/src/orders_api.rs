@@ -1,0 +1,627 @@
+//! Orders over HTTP, after the order service settled a show: buyers read their orders and
+//! checkouts, sellers the orders they fulfil (per show or per market night, as JSON or CSV),
+//! and everyone moves an order along the status path as far as their role allows. Operators
+//! confirm a night's payment for a whole checkout at once.
+//!
+//! Orders are private: a buyer sees only their own, a seller only those of their shows, an
+//! operator all. An order or checkout that is not the caller's answers 404, exactly like one
+//! that does not exist, so ids cannot be probed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use nightmarket_domain::market::parse_date;
+use nightmarket_domain::ocop::text;
+use nightmarket_domain::order::OrderTransitionError;
+use nightmarket_domain::{BuyerId, OrderActor, OrderStatus, SellerId, ShowId, check_transition};
+use nightmarket_store::orders::MAX_ORDERS_PER_QUERY;
+use nightmarket_store::{
+    CheckoutRow, OrderLineDetail, OrderRow, OrderScope, Page, StatusChange as StoreChange,
+};
+use nightmarket_wire::ErrorCode;
+use nightmarket_wire::orders::{
+    Checkout, ORDER_CSV_HEADER, Order, OrderDetail, OrderLine, PayCheckout, SetOrderStatus,
+    StatusChange,
+};
+use serde::Deserialize;
+
+use crate::api::{ApiResult, authenticate, require, show_row};
+use crate::auth::{Claims, Role};
+use crate::convert::product_view;
+use crate::error::HttpError;
+use crate::state::AppState;
+
+/// Orders or checkouts a listing returns when the request names no limit.
+pub const DEFAULT_LISTED: usize = 100;
+/// Most a listing returns per request; page on with `after`.
+pub const MAX_LISTED: usize = MAX_ORDERS_PER_QUERY;
+/// Orders read from the store per page of a CSV export, which streams page after page.
+const EXPORT_PAGE: usize = 500;
+/// Longest request body of `POST /api/checkouts/{id}/pay`, in bytes.
+const MAX_PAY_BODY_BYTES: usize = 1024;
+
+fn actor(claims: &Claims) -> String {
+    format!("{}:{}", claims.role.as_str(), claims.sub)
+}
+
+fn order_actor(role: Role) -> OrderActor {
+    match role {
+        Role::Operator => OrderActor::Operator,
+        Role::Seller => OrderActor::Seller,
+        Role::Viewer => OrderActor::Buyer,
+    }
+}
+
+/// Whether the caller may see (and try to move) `order`.
+fn owns(claims: &Claims, order: &OrderRow) -> bool {
+    match claims.role {
+        Role::Operator => true,
+        Role::Seller => claims.sub == order.seller_id.as_str(),
+        Role::Viewer => claims.sub == order.buyer_id.as_str(),
+    }
+}
+
+/// The caller as a buyer: a viewer token's subject.
+fn buyer(claims: &Claims) -> ApiResult<BuyerId> {
+    require(claims, Role::Viewer)?;
+    claims.buyer().ok_or_else(|| {
+        HttpError::new(
+            ErrorCode::Unauthorized,
+            "the token's subject is not a valid buyer id",
+        )
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// List what comes after this id (the last one of the previous page).
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+impl ListQuery {
+    fn page(&self) -> ApiResult<Page<'_>> {
+        let limit = self.limit.unwrap_or(DEFAULT_LISTED);
+        if limit == 0 || limit > MAX_LISTED {
+            return Err(HttpError::bad_request(format!("limit: 1 to {MAX_LISTED}")));
+        }
+        Ok(Page {
+            after: self.after.as_deref(),
+            limit,
+        })
+    }
+}
+
+// --- views --------------------------------------------------------------------------------
+
+fn line_view(l: &OrderLineDetail) -> OrderLine {
+    let quantity = i64::try_from(l.line.quantity).unwrap_or(i64::MAX);
+    OrderLine {
+        product_id: l.line.product_id.to_string(),
+        name: l.name.clone(),
+        quantity: l.line.quantity,
+        unit_price: l.line.unit_price,
+        list_price: l.line.list_price,
+        line_total: quantity.saturating_mul(l.line.unit_price),
+        claims: l.line.claims,
+        flash: l.line.flash,
+        proof: l.proof.as_ref().map(product_view),
+    }
+}
+
+fn order_view(o: &OrderRow, lines: Vec<OrderLine>) -> Order {
+    Order {
+        id: o.id.clone(),
+        show_id: o.show_id.to_string(),
+        buyer_id: o.buyer_id.to_string(),
+        seller_id: o.seller_id.to_string(),
+        checkout_id: o.checkout_id.clone(),
+        market_id: o.market_id.clone(),
+        night_date: o.night_date.clone(),
+        status: o.status.as_str().to_owned(),
+        units: o.units,
+        total: o.total,
+        list_total: o.list_total,
+        discount: o.list_total.saturating_sub(o.total),
+        created_at: o.created_at,
+        pay_by: o.pay_by,
+        updated_at: o.updated_at,
+        version: o.version,
+        lines,
+    }
+}
+
+fn change_view(s: &StoreChange) -> StatusChange {
+    StatusChange {
+        seq: s.seq,
+        from: s.from.map(|f| f.as_str().to_owned()),
+        to: s.to.as_str().to_owned(),
+        actor: s.actor.clone(),
+        reason: s.reason.clone(),
+        at: s.at,
+    }
+}
+
+/// The lines of `orders`, grouped by order id.
+async fn lines_of(
+    state: &AppState,
+    orders: &[OrderRow],
+) -> ApiResult<HashMap<String, Vec<OrderLineDetail>>> {
+    let ids: Vec<String> = orders.iter().map(|o| o.id.clone()).collect();
+    let mut by_order: HashMap<String, Vec<OrderLineDetail>> = HashMap::new();
+    for l in state.catalog.order_lines(&ids).await? {
+        by_order.entry(l.line.order_id.clone()).or_default().push(l);
+    }
+    Ok(by_order)
+}
+
+async fn orders_view(state: &AppState, orders: &[OrderRow]) -> ApiResult<Vec<Order>> {
+    let lines = lines_of(state, orders).await?;
+    Ok(orders
+        .iter()
+        .map(|o| {
+            let l = lines.get(&o.id).map_or(&[][..], Vec::as_slice);
+            order_view(o, l.iter().map(line_view).collect())
+        })
+        .collect())
+}
+
+async fn checkouts_view(state: &AppState, rows: &[CheckoutRow]) -> ApiResult<Vec<Checkout>> {
+    let all: Vec<OrderRow> = rows.iter().flat_map(|c| c.orders.iter().cloned()).collect();
+    let lines = lines_of(state, &all).await?;
+    Ok(rows
+        .iter()
+        .map(|c| Checkout {
+            id: c.id.clone(),
+            buyer_id: c.buyer_id.to_string(),
+            market_id: c.market_id.clone(),
+            night_date: c.night_date.clone(),
+            show_id: c.show_id.clone(),
+            created_at: c.created_at,
+            units: c.units,
+            total: c.total,
+            list_total: c.list_total,
+            due: c.due,
+            orders: c
+                .orders
+                .iter()
+                .map(|o| {
+                    let l = lines.get(&o.id).map_or(&[][..], Vec::as_slice);
+                    order_view(o, l.iter().map(line_view).collect())
+                })
+                .collect(),
+        })
+        .collect())
+}
+
+async fn detail(state: &AppState, id: &str) -> ApiResult<OrderDetail> {
+    let d = state
+        .catalog
+        .order(id)
+        .await?
+        .ok_or_else(|| HttpError::not_found(format!("order {id}")))?;
+    Ok(OrderDetail {
+        order: order_view(&d.order, d.lines.iter().map(line_view).collect()),
+        history: d.history.iter().map(change_view).collect(),
+    })
+}
+
+// --- buyers -------------------------------------------------------------------------------
+
+/// `GET /api/me/orders`: the caller's orders, by id.
+pub async fn my_orders(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<Order>>> {
+    let claims = authenticate(&state, &headers, None)?;
+    let me = buyer(&claims)?;
+    let rows = state.catalog.buyer_orders(&me, &q.page()?).await?;
+    Ok(Json(orders_view(&state, &rows).await?))
+}
+
+/// `GET /api/me/checkouts`: the caller's checkouts with their orders, by id.
+pub async fn my_checkouts(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<Checkout>>> {
+    let claims = authenticate(&state, &headers, None)?;
+    let me = buyer(&claims)?;
+    let rows = state.catalog.buyer_checkouts(&me, &q.page()?).await?;
+    Ok(Json(checkouts_view(&state, &rows).await?))
+}
+
+/// A checkout the caller may see: its buyer's, or any for an operator.
+async fn visible_checkout(state: &AppState, claims: &Claims, id: &str) -> ApiResult<CheckoutRow> {
+    if claims.role == Role::Seller {
+        return Err(HttpError::forbidden(
+            "a checkout is its buyer's and the operators'",
+        ));
+    }
+    state
+        .catalog
+        .checkout(id)
+        .await?
+        .filter(|c| claims.role == Role::Operator || c.buyer_id.as_str() == claims.sub)
+        .ok_or_else(|| HttpError::not_found(format!("checkout {id}")))
+}
+
+/// `GET /api/checkouts/{id}`: the buyer's or, for an operator, anyone's.
+pub async fn get_checkout(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Checkout>> {
+    let claims = authenticate(&state, &headers, None)?;
+    let row = visible_checkout(&state, &claims, &id).await?;
+    let mut view = checkouts_view(&state, std::slice::from_ref(&row)).await?;
+    view.pop()
+        .map(Json)
+        .ok_or_else(|| HttpError::not_found(format!("checkout {id}")))
+}
+
+/// `POST /api/checkouts/{id}/pay`: the payment desk (an operator) confirms the buyer paid the
+/// night; every order of the checkout pending payment becomes paid at once.
+pub async fn pay_checkout(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Checkout>> {
+    let claims = authenticate(&state, &headers, None)?;
+    require(&claims, Role::Operator)?;
+    if body.len() > MAX_PAY_BODY_BYTES {
+        return Err(HttpError::bad_request(format!(
+            "body: at most {MAX_PAY_BODY_BYTES} bytes"
+        )));
+    }
+    let req: PayCheckout = if body.iter().all(u8::is_ascii_whitespace) {
+        PayCheckout::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| HttpError::bad_request(format!("body: {e}")))?
+    };
+    if req.amount.is_some_and(|a| a <= 0) {
+        return Err(HttpError::bad_request("amount: a positive number of đồng"));
+    }
+    state
+        .catalog
+        .pay_checkout(&id, req.amount, &actor(&claims), state.clock.now())
+        .await?;
+    let row = visible_checkout(&state, &claims, &id).await?;
+    let mut view = checkouts_view(&state, std::slice::from_ref(&row)).await?;
+    view.pop()
+        .map(Json)
+        .ok_or_else(|| HttpError::not_found(format!("checkout {id}")))
+}
+
+// --- one order ----------------------------------------------------------------------------
+
+async fn visible_order(state: &AppState, claims: &Claims, id: &str) -> ApiResult<OrderRow> {
+    state
+        .catalog
+        .order_row(id)
+        .await?
+        .filter(|o| owns(claims, o))
+        .ok_or_else(|| HttpError::not_found(format!("order {id}")))
+}
+
+/// `GET /api/orders/{id}`: lines with the admitted proof, and the status history.
+pub async fn get_order(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OrderDetail>> {
+    let claims = authenticate(&state, &headers, None)?;
+    visible_order(&state, &claims, &id).await?;
+    Ok(Json(detail(&state, &id).await?))
+}
+
+/// `POST /api/orders/{id}/status`: one move along the path, if the caller's role may make it.
+pub async fn set_status(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    payload: Result<Json<SetOrderStatus>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<OrderDetail>> {
+    let claims = authenticate(&state, &headers, None)?;
+    let req = crate::api::body(payload)?;
+    let to = OrderStatus::parse(&req.to).ok_or_else(|| {
+        HttpError::bad_request(format!(
+            "to: expected paid, shipped, delivered or cancelled, got {:?}",
+            req.to
+        ))
+    })?;
+    let reason = req
+        .reason
+        .as_deref()
+        .map(|r| text("reason", r))
+        .transpose()
+        .map_err(|e| HttpError::bad_request(e.to_string()))?;
+    let order = visible_order(&state, &claims, &id).await?;
+    let role = order_actor(claims.role);
+    check_transition(order.status, to, role).map_err(|e| match e {
+        OrderTransitionError::NotAllowed { .. } => {
+            HttpError::new(ErrorCode::BadOrderTransition, e.to_string())
+        }
+        OrderTransitionError::Forbidden { .. } => HttpError::forbidden(e.to_string()),
+    })?;
+    state
+        .catalog
+        .set_order_status(
+            &id,
+            order.status,
+            to,
+            &actor(&claims),
+            role,
+            reason.as_deref(),
+            state.clock.now(),
+        )
+        .await?;
+    Ok(Json(detail(&state, &id).await?))
+}
+
+// --- sellers and operators ----------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+pub struct FulfilQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+    /// Operators: only this seller's orders.
+    seller: Option<String>,
+    /// `json` (default) or `csv`; without it, `Accept: text/csv` asks for CSV.
+    format: Option<String>,
+}
+
+/// Whose orders a fulfilment listing covers: a seller's own, or for an operator everyone's
+/// (or the one named by `?seller=`).
+fn fulfilment_seller(claims: &Claims, asked: Option<&str>) -> ApiResult<Option<SellerId>> {
+    let parse =
+        |s: &str| SellerId::parse(s).map_err(|e| HttpError::bad_request(format!("seller: {e}")));
+    match claims.role {
+        Role::Operator => asked.map(parse).transpose(),
+        Role::Seller => {
+            if asked.is_some_and(|s| s != claims.sub) {
+                return Err(HttpError::forbidden("a seller lists only its own orders"));
+            }
+            parse(&claims.sub).map(Some)
+        }
+        Role::Viewer => Err(HttpError::forbidden(
+            "orders to fulfil are for sellers and operators; buyers: GET /api/me/orders",
+        )),
+    }
+}
+
+fn wants_csv(format: Option<&str>, headers: &HeaderMap) -> ApiResult<bool> {
+    match format {
+        Some("csv") => Ok(true),
+        Some("json") => Ok(false),
+        Some(other) => Err(HttpError::bad_request(format!(
+            "format: expected json or csv, got {other:?}"
+        ))),
+        None => Ok(headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/csv"))),
+    }
+}
+
+/// What a fulfilment listing covers, owned so a streamed export can page on its own.
+#[derive(Debug, Clone)]
+enum Scope {
+    Show(ShowId),
+    Night { market: String, date: String },
+}
+
+impl Scope {
+    fn borrow(&self) -> OrderScope<'_> {
+        match self {
+            Self::Show(id) => OrderScope::Show(id),
+            Self::Night { market, date } => OrderScope::Night { market, date },
+        }
+    }
+
+    fn file_name(&self) -> String {
+        match self {
+            Self::Show(id) => format!("orders-{id}.csv"),
+            Self::Night { market, date } => format!("orders-{market}-{date}.csv"),
+        }
+    }
+}
+
+async fn fulfilment(
+    state: Arc<AppState>,
+    headers: &HeaderMap,
+    q: FulfilQuery,
+    seller: Option<SellerId>,
+    scope: Scope,
+) -> ApiResult<Response> {
+    if wants_csv(q.format.as_deref(), headers)? {
+        return Ok(csv_export(state, seller, scope));
+    }
+    let list = ListQuery {
+        after: q.after,
+        limit: q.limit,
+    };
+    let rows = state
+        .catalog
+        .scoped_orders(seller.as_ref(), scope.borrow(), &list.page()?)
+        .await?;
+    Ok(Json(orders_view(&state, &rows).await?).into_response())
+}
+
+/// `GET /api/shows/{id}/orders`: the show's seller, or an operator.
+pub async fn show_orders(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<FulfilQuery>,
+) -> ApiResult<Response> {
+    let claims = authenticate(&state, &headers, None)?;
+    let seller = fulfilment_seller(&claims, q.seller.as_deref())?;
+    let show = show_row(&state, id).await?;
+    if claims.role == Role::Seller && show.seller_id.as_str() != claims.sub {
+        return Err(HttpError::forbidden(
+            "only this show's seller or an operator",
+        ));
+    }
+    fulfilment(state, &headers, q, seller, Scope::Show(show.id)).await
+}
+
+/// `GET /api/markets/{id}/nights/{date}/orders`: a seller's orders of the night, or for an
+/// operator every seller's.
+pub async fn night_orders(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((id, date)): Path<(String, String)>,
+    Query(q): Query<FulfilQuery>,
+) -> ApiResult<Response> {
+    let claims = authenticate(&state, &headers, None)?;
+    let seller = fulfilment_seller(&claims, q.seller.as_deref())?;
+    let cal = crate::market_api::calendar(&state, &id).await?;
+    let date = parse_date("date", &date).map_err(|e| HttpError::bad_request(e.to_string()))?;
+    let scope = Scope::Night {
+        market: cal.row.id.to_string(),
+        date: date.to_string(),
+    };
+    fulfilment(state, &headers, q, seller, scope).await
+}
+
+// --- CSV ----------------------------------------------------------------------------------
+
+/// One CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break, with
+/// quotes doubled.
+fn csv_field(out: &mut String, s: &str) {
+    if s.contains([',', '"', '\r', '\n']) {
+        out.push('"');
+        out.push_str(&s.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(s);
+    }
+}
+
+fn csv_row<'a>(out: &mut String, fields: impl IntoIterator<Item = &'a str>) {
+    for (i, f) in fields.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        csv_field(out, f);
+    }
+    out.push_str("\r\n");
+}
+
+/// The CSV rows of `orders`: one per line.
+fn csv_rows(out: &mut String, orders: &[OrderRow], lines: &HashMap<String, Vec<OrderLineDetail>>) {
+    for o in orders {
+        for l in lines.get(&o.id).map_or(&[][..], Vec::as_slice) {
+            let v = line_view(l);
+            csv_row(
+                out,
+                [
+                    o.id.as_str(),
+                    o.buyer_id.as_str(),
+                    o.status.as_str(),
+                    v.product_id.as_str(),
+                    v.name.as_str(),
+                    &v.quantity.to_string(),
+                    &v.unit_price.to_string(),
+                    &v.list_price.to_string(),
+                    &v.line_total.to_string(),
+                    o.checkout_id.as_str(),
+                ],
+            );
+        }
+    }
+}
+
+/// Where a streamed export stands: the last order id written, or done.
+enum Cursor {
+    Start,
+    After(String),
+    Done,
+}
+
+/// The export as a stream of pages of [`EXPORT_PAGE`] orders, so a night of any size is sent
+/// without holding it in memory. Each page is read when it is sent: an order that moves during
+/// the export shows the status it had then, and every order appears once (pages go by id). A
+/// storage failure mid-way ends the response early, which the client sees as a truncated
+/// chunked body, never as a complete file.
+fn csv_export(state: Arc<AppState>, seller: Option<SellerId>, scope: Scope) -> Response {
+    let file = scope.file_name();
+    let stream = futures_util::stream::unfold(Cursor::Start, move |cursor| {
+        let (state, seller, scope) = (state.clone(), seller.clone(), scope.clone());
+        async move {
+            let (mut out, after) = match cursor {
+                Cursor::Done => return None,
+                Cursor::Start => {
+                    let mut header = String::new();
+                    csv_row(&mut header, ORDER_CSV_HEADER);
+                    (header, None)
+                }
+                Cursor::After(id) => (String::new(), Some(id)),
+            };
+            let page = Page {
+                after: after.as_deref(),
+                limit: EXPORT_PAGE,
+            };
+            let read = async {
+                let orders = state
+                    .catalog
+                    .scoped_orders(seller.as_ref(), scope.borrow(), &page)
+                    .await?;
+                let lines = lines_of(&state, &orders).await?;
+                Ok::<_, HttpError>((orders, lines))
+            };
+            match read.await {
+                Ok((orders, lines)) => {
+                    csv_rows(&mut out, &orders, &lines);
+                    let next = match orders.last() {
+                        Some(last) if orders.len() == EXPORT_PAGE => Cursor::After(last.id.clone()),
+                        _ => Cursor::Done,
+                    };
+                    Some((Ok(Bytes::from(out)), next))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "order export failed mid-way");
+                    Some((Err(std::io::Error::other(e.message)), Cursor::Done))
+                }
+            }
+        }
+    });
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_needed() {
+        let mut out = String::new();
+        csv_row(
+            &mut out,
+            ["o~s~b", "Mật ong \"Ba Vì\", hoa nhãn", "a\nb", "plain"],
+        );
+        assert_eq!(
+            out,
+            "o~s~b,\"Mật ong \"\"Ba Vì\"\", hoa nhãn\",\"a\nb\",plain\r\n"
+        );
+    }
+}

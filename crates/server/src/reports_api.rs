@@ -1,0 +1,505 @@
+//! Reports over HTTP: a settled show's, and a market night's over its settled shows, as JSON
+//! or as one CSV table (`?format=csv`). `docs/reports.md` describes both.
+//!
+//! Who sees what: an operator every report; a seller the reports of its own shows, and of a
+//! night only its own view (its shows, its figures, its pending shows), since the other
+//! sellers' sales are theirs; a viewer none.
+//!
+//! The CSV of either report is the same table: one row per product of a settled show, carrying
+//! the show's, seller's and programme's columns (group, district, stars), so a spreadsheet can
+//! pivot any programme view from it and the column sums are the report's totals. A night's
+//! pending shows are rows too, with their `settlement` and empty figures, so that a show
+//! missing from the figures is never missing from the file.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use nightmarket_domain::SellerId;
+use nightmarket_store::reports::BASIS_POINTS;
+use nightmarket_store::{
+    GroupSales, NightReport as NightRow, PendingShow as PendingRow, ProductSales, RefusalCount,
+    SalesFigures, ShowReport as ShowRow, ShowSales,
+};
+use nightmarket_wire::reports::{
+    Figures, NightReport, PendingShow, ProductLine, Programme, ProgrammeGroup, Refusals,
+    ShowReport, ShowSummary,
+};
+use serde::Deserialize;
+
+use crate::api::{ApiResult, authenticate, show_row};
+use crate::auth::Role;
+use crate::error::HttpError;
+use crate::market_api::{calendar, night_of};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+pub struct ReportQuery {
+    /// `json` (the default) or `csv`.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Csv,
+}
+
+fn format_of(q: &ReportQuery) -> ApiResult<Format> {
+    match q.format.as_deref() {
+        None | Some("json") => Ok(Format::Json),
+        Some("csv") => Ok(Format::Csv),
+        Some(other) => Err(HttpError::bad_request(format!(
+            "format: expected json or csv, got {other:?}"
+        ))),
+    }
+}
+
+/// `GET /api/shows/{id}/report`: the operator, or the show's seller.
+pub async fn show_report(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<ReportQuery>,
+) -> ApiResult<Response> {
+    let claims = authenticate(&state, &headers, None)?;
+    let format = format_of(&q)?;
+    if claims.role == Role::Viewer {
+        return Err(HttpError::forbidden(
+            "reports are for operators and the show's seller",
+        ));
+    }
+    let row = show_row(&state, id).await?;
+    if claims.role == Role::Seller && claims.sub != row.seller_id.as_str() {
+        return Err(HttpError::forbidden(
+            "a seller sees the reports of its own shows only",
+        ));
+    }
+    let report = show_view(state.catalog.show_report(&row.id).await?);
+    Ok(match format {
+        Format::Json => Json(report).into_response(),
+        Format::Csv => {
+            let mut table = Csv::new();
+            for p in &report.products {
+                table.product(&report.show, p);
+            }
+            csv_response(table, &format!("show-{}-report.csv", row.id))
+        }
+    })
+}
+
+/// `GET /api/markets/{id}/nights/{date}/report`: the operator sees the whole night, a seller
+/// its own view of it.
+pub async fn night_report(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((id, date)): Path<(String, String)>,
+    Query(q): Query<ReportQuery>,
+) -> ApiResult<Response> {
+    let claims = authenticate(&state, &headers, None)?;
+    let format = format_of(&q)?;
+    let only = match claims.role {
+        Role::Operator => None,
+        Role::Seller => Some(
+            SellerId::parse(claims.sub.clone())
+                .map_err(|_| HttpError::forbidden("the token's subject is not a seller id"))?,
+        ),
+        Role::Viewer => {
+            return Err(HttpError::forbidden(
+                "night reports are for operators, and for sellers about their own shows",
+            ));
+        }
+    };
+    let cal = calendar(&state, &id).await?;
+    let night = night_of(&cal, &date)?;
+    let report = night_view(
+        state
+            .catalog
+            .night_report(&cal.row.id, night.date, only.as_ref())
+            .await?,
+    );
+    Ok(match format {
+        Format::Json => Json(report).into_response(),
+        Format::Csv => {
+            let mut table = Csv::new();
+            let mut products = report.products.iter().peekable();
+            for show in &report.shows {
+                while let Some(p) = products.next_if(|p| p.show_id == show.show_id) {
+                    table.product(show, p);
+                }
+            }
+            for p in &report.pending {
+                table.pending(&report, p);
+            }
+            let scope = only.map(|s| format!("-{s}")).unwrap_or_default();
+            csv_response(
+                table,
+                &format!("night-{}-{}{scope}-report.csv", cal.row.id, night.date),
+            )
+        }
+    })
+}
+
+// --- store rows to wire bodies -----------------------------------------------------------------
+
+fn figures(f: &SalesFigures) -> Figures {
+    Figures {
+        allotted: f.allotted,
+        units: f.units,
+        revenue: f.revenue,
+        list_revenue: f.list_revenue,
+        discount: f.discount(),
+        flash_units: f.flash_units,
+        flash_revenue: f.flash_revenue,
+        regular_units: f.regular_units(),
+        regular_revenue: f.regular_revenue(),
+        units_cancelled: f.units_cancelled,
+        revenue_cancelled: f.revenue_cancelled,
+        sell_through_bp: f.sell_through_bp(),
+    }
+}
+
+fn line(p: &ProductSales) -> ProductLine {
+    ProductLine {
+        show_id: p.show_id.to_string(),
+        seller_id: p.seller_id.to_string(),
+        seller_name: p.seller_name.clone(),
+        product_id: p.product_id.to_string(),
+        position: p.position,
+        name: p.name.clone(),
+        group: p.group.clone(),
+        district: p.district.clone(),
+        stars: p.stars,
+        list_price: p.list_price,
+        buyers: p.buyers,
+        figures: figures(&p.figures),
+    }
+}
+
+fn refusals(r: &[RefusalCount]) -> (u64, Vec<Refusals>) {
+    let total = r.iter().fold(0u64, |n, r| n.saturating_add(r.count));
+    let list = r
+        .iter()
+        .map(|r| Refusals {
+            reason: r.reason.clone(),
+            count: r.count,
+        })
+        .collect();
+    (total, list)
+}
+
+fn summary(s: &ShowSales) -> ShowSummary {
+    let (refused, list) = refusals(&s.refusals);
+    ShowSummary {
+        show_id: s.show_id.to_string(),
+        seller_id: s.seller_id.to_string(),
+        seller_name: s.seller_name.clone(),
+        title: s.title.clone(),
+        market_id: s.market_id.as_ref().map(ToString::to_string),
+        night_date: s.night_date.map(|d| d.to_string()),
+        settled_at: s.settled_at,
+        orders: s.orders,
+        buyers: s.buyers,
+        orders_cancelled: s.orders_cancelled,
+        totals: figures(&s.totals),
+        refused,
+        refusals: list,
+        peak_viewers: s.peak_viewers,
+    }
+}
+
+fn show_view(r: ShowRow) -> ShowReport {
+    ShowReport {
+        show: summary(&r.show),
+        products: r.products.iter().map(line).collect(),
+    }
+}
+
+fn pending(p: &PendingRow) -> PendingShow {
+    PendingShow {
+        show_id: p.show_id.to_string(),
+        seller_id: p.seller_id.to_string(),
+        seller_name: p.seller_name.clone(),
+        title: p.title.clone(),
+        status: p.status.as_str().to_owned(),
+        settlement: p.reason.as_str().to_owned(),
+    }
+}
+
+fn groups(v: &[GroupSales], named: bool) -> Vec<ProgrammeGroup> {
+    v.iter()
+        .map(|g| ProgrammeGroup {
+            key: g.key.clone(),
+            seller_name: named.then(|| g.label.clone()),
+            shows: g.shows,
+            products: g.products,
+            figures: figures(&g.figures),
+        })
+        .collect()
+}
+
+fn night_view(r: NightRow) -> NightReport {
+    let (refused, list) = refusals(&r.refusals);
+    NightReport {
+        market_id: r.market_id.to_string(),
+        night_date: r.night_date.to_string(),
+        seller_id: r.seller_id.as_ref().map(ToString::to_string),
+        complete: r.pending.is_empty(),
+        shows: r.shows.iter().map(summary).collect(),
+        pending: r.pending.iter().map(pending).collect(),
+        orders: r.orders,
+        buyers: r.buyers,
+        orders_cancelled: r.orders_cancelled,
+        totals: figures(&r.totals),
+        refused,
+        refusals: list,
+        peak_viewers: r.peak_viewers,
+        programme: Programme {
+            groups: groups(&r.programme.groups, false),
+            districts: groups(&r.programme.districts, false),
+            stars: groups(&r.programme.stars, false),
+            sellers: groups(&r.programme.sellers, true),
+        },
+        products: r.products.iter().map(line).collect(),
+    }
+}
+
+// --- CSV -------------------------------------------------------------------------------------
+
+/// The columns of both reports' CSV, in order; docs/reports.md describes each.
+pub const CSV_COLUMNS: [&str; 27] = [
+    "settlement",
+    "market_id",
+    "night_date",
+    "show_id",
+    "show_title",
+    "seller_id",
+    "seller_name",
+    "position",
+    "product_id",
+    "product_name",
+    "product_group",
+    "district",
+    "stars",
+    "list_price",
+    "allotted",
+    "units",
+    "revenue",
+    "list_revenue",
+    "discount",
+    "flash_units",
+    "flash_revenue",
+    "regular_units",
+    "regular_revenue",
+    "units_cancelled",
+    "revenue_cancelled",
+    "buyers",
+    "sell_through",
+];
+
+/// Columns before the product's own: settlement and the show's identity.
+const CSV_SHOW_COLUMNS: usize = 7;
+
+/// One RFC 4180 table: CRLF line ends, fields quoted when they hold a comma, quote or line
+/// break. UTF-8 without a byte order mark (docs/reports.md says how to open it in Excel).
+struct Csv {
+    out: String,
+}
+
+impl Csv {
+    fn new() -> Self {
+        let mut t = Self { out: String::new() };
+        t.row(CSV_COLUMNS.iter().map(|c| Cell::Text(c)));
+        t
+    }
+
+    fn row<'a>(&mut self, cells: impl IntoIterator<Item = Cell<'a>>) {
+        for (i, cell) in cells.into_iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            match cell {
+                Cell::Text(s) => text_cell(&mut self.out, s),
+                Cell::Int(n) => {
+                    let _ = write!(self.out, "{n}");
+                }
+                Cell::Empty => {}
+            }
+        }
+        self.out.push_str("\r\n");
+    }
+
+    fn show_cells<'a>(settlement: &'a str, s: &'a ShowSummary) -> [Cell<'a>; CSV_SHOW_COLUMNS] {
+        [
+            Cell::Text(settlement),
+            Cell::Text(s.market_id.as_deref().unwrap_or("")),
+            Cell::Text(s.night_date.as_deref().unwrap_or("")),
+            Cell::Text(&s.show_id),
+            Cell::Text(&s.title),
+            Cell::Text(&s.seller_id),
+            Cell::Text(&s.seller_name),
+        ]
+    }
+
+    fn product(&mut self, show: &ShowSummary, p: &ProductLine) {
+        let f = &p.figures;
+        let ratio = f.sell_through_bp.map(ratio_4);
+        let cells = Self::show_cells("settled", show).into_iter().chain([
+            Cell::Int(i128::from(p.position)),
+            Cell::Text(&p.product_id),
+            Cell::Text(&p.name),
+            Cell::Text(&p.group),
+            Cell::Text(&p.district),
+            Cell::Int(i128::from(p.stars)),
+            Cell::Int(i128::from(p.list_price)),
+            Cell::Int(i128::from(f.allotted)),
+            Cell::Int(i128::from(f.units)),
+            Cell::Int(i128::from(f.revenue)),
+            Cell::Int(i128::from(f.list_revenue)),
+            Cell::Int(i128::from(f.discount)),
+            Cell::Int(i128::from(f.flash_units)),
+            Cell::Int(i128::from(f.flash_revenue)),
+            Cell::Int(i128::from(f.regular_units)),
+            Cell::Int(i128::from(f.regular_revenue)),
+            Cell::Int(i128::from(f.units_cancelled)),
+            Cell::Int(i128::from(f.revenue_cancelled)),
+            Cell::Int(i128::from(p.buyers)),
+        ]);
+        let ratio = ratio.as_deref().map_or(Cell::Empty, Cell::Text);
+        self.row(cells.chain([ratio]));
+    }
+
+    /// A show of the night not settled: its identity, no figures.
+    fn pending(&mut self, night: &NightReport, p: &PendingShow) {
+        let cells = [
+            Cell::Text(&p.settlement),
+            Cell::Text(&night.market_id),
+            Cell::Text(&night.night_date),
+            Cell::Text(&p.show_id),
+            Cell::Text(&p.title),
+            Cell::Text(&p.seller_id),
+            Cell::Text(&p.seller_name),
+        ];
+        let blanks = CSV_COLUMNS.len() - CSV_SHOW_COLUMNS;
+        self.row(cells.into_iter().chain((0..blanks).map(|_| Cell::Empty)));
+    }
+}
+
+enum Cell<'a> {
+    Text(&'a str),
+    Int(i128),
+    Empty,
+}
+
+/// Characters that make a spreadsheet read a cell as a formula. A text cell starting with one
+/// gets a leading `'`, so a product named `=HYPERLINK(…)` stays text (CSV injection).
+const FORMULA_LEADS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+fn text_cell(out: &mut String, s: &str) {
+    let guard = s.starts_with(FORMULA_LEADS);
+    let quote = guard || s.contains([',', '"', '\n', '\r']);
+    if quote {
+        out.push('"');
+    }
+    if guard {
+        out.push('\'');
+    }
+    for c in s.chars() {
+        if c == '"' {
+            out.push('"');
+        }
+        out.push(c);
+    }
+    if quote {
+        out.push('"');
+    }
+}
+
+/// Basis points as a ratio with four decimals: 4000 → `0.4000`. Exact: no float involved.
+fn ratio_4(bp: u64) -> String {
+    format!("{}.{:04}", bp / BASIS_POINTS, bp % BASIS_POINTS)
+}
+
+fn csv_response(table: Csv, filename: &str) -> Response {
+    // Ids use `A–Z a–z 0–9 - _ . :`; `:` is not allowed in file names on Windows.
+    let filename = filename.replace(':', "_");
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/csv; charset=utf-8; header=present"),
+            ),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        table.out,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_cells_are_quoted_and_guarded() {
+        let mut out = String::new();
+        for s in ["Mật ong", "a,b", "say \"hi\"", "=1+1", "-5", ""] {
+            text_cell(&mut out, s);
+            out.push('|');
+        }
+        assert_eq!(
+            out,
+            "Mật ong|\"a,b\"|\"say \"\"hi\"\"\"|\"'=1+1\"|\"'-5\"||"
+        );
+    }
+
+    #[test]
+    fn ratios_are_exact() {
+        assert_eq!(ratio_4(0), "0.0000");
+        assert_eq!(ratio_4(4_000), "0.4000");
+        assert_eq!(ratio_4(10_000), "1.0000");
+        assert_eq!(ratio_4(12_345), "1.2345");
+        assert_eq!(ratio_4(7), "0.0007");
+    }
+
+    #[test]
+    fn every_row_has_every_column() {
+        let mut t = Csv::new();
+        let night = NightReport {
+            market_id: "m".into(),
+            night_date: "2026-11-27".into(),
+            seller_id: None,
+            complete: false,
+            shows: vec![],
+            pending: vec![],
+            orders: 0,
+            buyers: 0,
+            orders_cancelled: 0,
+            totals: Figures::default(),
+            refused: 0,
+            refusals: vec![],
+            peak_viewers: 0,
+            programme: Programme::default(),
+            products: vec![],
+        };
+        let p = PendingShow {
+            show_id: "s".into(),
+            seller_id: "x".into(),
+            seller_name: "HTX".into(),
+            title: "T".into(),
+            status: "live".into(),
+            settlement: "pending".into(),
+        };
+        t.pending(&night, &p);
+        for line in t.out.split_terminator("\r\n") {
+            assert_eq!(line.split(',').count(), CSV_COLUMNS.len(), "{line}");
+        }
+    }
+}
