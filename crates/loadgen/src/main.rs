@@ -173,6 +173,15 @@ struct ClaimsArgs {
     /// Claims each buyer sends, one after another.
     #[arg(long, default_value_t = 100)]
     claims_per_buyer: usize,
+    /// Buyers each connection plays in turn: it claims as one buyer, disconnects and connects
+    /// again as the next, so a run reaches `buyers × rounds` distinct buyers (as a night with
+    /// many orders does) while only `buyers` connections are open at once.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// Cancel every Nth accepted claim right after its answer (0: never), so the claim log
+    /// holds cancellations as a real night's does.
+    #[arg(long, default_value_t = 0)]
+    cancel_every: usize,
     /// Unit price each claim carries (default: the price in the buyer's snapshot).
     #[arg(long)]
     price: Option<i64>,
@@ -790,12 +799,37 @@ async fn fanout(target: Target, a: FanoutArgs, json_out: bool) -> anyhow::Result
     Ok(())
 }
 
+/// The parts of a `claim_result` or `cancel_result` a buyer keeps.
+struct Answer {
+    outcome: Option<String>,
+    reason: Option<String>,
+    quantity: Option<u32>,
+}
+
+/// Reads frames until the `kind` answer for `claim_id` arrives; other frames (stock, feed,
+/// viewer counts) are skipped.
+async fn answer(ws: &mut Ws, kind: &str, claim_id: &str) -> anyhow::Result<Answer> {
+    loop {
+        let text = next_text(ws).await?;
+        let f: Frame = serde_json::from_str(&text)?;
+        if f.kind == kind && f.claim_id == Some(claim_id) {
+            return Ok(Answer {
+                outcome: f.outcome.map(str::to_owned),
+                reason: f.reason.map(str::to_owned),
+                quantity: f.quantity,
+            });
+        }
+    }
+}
+
 #[derive(Default)]
 struct BuyerReport {
     error: Option<String>,
     acks: Latencies,
     outcomes: Counts,
     accepted_qty: u64,
+    /// Units returned by accepted cancellations.
+    cancelled_qty: u64,
 }
 
 /// What every buyer of a claims run does.
@@ -804,12 +838,17 @@ struct ClaimPlan {
     claims: usize,
     qty: u32,
     price: Option<i64>,
+    /// Buyers each connection plays in turn, and how many connections there are.
+    rounds: usize,
+    connections: usize,
+    cancel_every: usize,
     /// Keeps this run's claim ids apart from earlier runs on the same show.
     run: String,
 }
 
-/// One buyer: connects, waits for the start, then sends its claims one after another, each
-/// once the previous one is answered.
+/// One connection: for each of its rounds, connects as the next buyer (the first waits for the
+/// start), sends that buyer's claims one after another, each once the previous one is answered,
+/// and cancels every `cancel_every`th accepted claim.
 async fn buyer(
     swarm: Arc<Swarm>,
     plan: Arc<ClaimPlan>,
@@ -818,43 +857,59 @@ async fn buyer(
 ) -> BuyerReport {
     let mut r = BuyerReport::default();
     let run = async {
-        let mut o = swarm
-            .open(i, Role::Viewer, &format!("lg-buyer-{i}"))
-            .await?;
-        go.wait_for(|go| *go).await?;
-        let price = plan
-            .price
-            .or(o.price)
-            .context("nothing is pinned: no price")?;
-        for k in 0..plan.claims {
-            let claim_id = format!("{}-{i}-{k}", plan.run);
-            let claim = ClientMessage::Claim {
-                claim_id: claim_id.clone(),
-                product_id: plan.product.clone(),
-                quantity: plan.qty.into(),
-                price,
-            };
-            let sent = Instant::now();
-            send(&mut o.ws, &claim).await?;
-            loop {
-                let text = next_text(&mut o.ws).await?;
-                let f: Frame = serde_json::from_str(&text)?;
-                if f.kind != "claim_result" || f.claim_id != Some(claim_id.as_str()) {
-                    continue;
-                }
+        let mut accepted = 0usize;
+        for round in 0..plan.rounds.max(1) {
+            let b = i + round * plan.connections;
+            let mut o = swarm
+                .open(i, Role::Viewer, &format!("lg-buyer-{b}"))
+                .await?;
+            go.wait_for(|go| *go).await?;
+            let price = plan
+                .price
+                .or(o.price)
+                .context("nothing is pinned: no price")?;
+            for k in 0..plan.claims {
+                let claim_id = format!("{}-{b}-{k}", plan.run);
+                let claim = ClientMessage::Claim {
+                    claim_id: claim_id.clone(),
+                    product_id: plan.product.clone(),
+                    quantity: plan.qty.into(),
+                    price,
+                };
+                let sent = Instant::now();
+                send(&mut o.ws, &claim).await?;
+                let f = answer(&mut o.ws, "claim_result", &claim_id).await?;
                 r.acks.push_us(sent.elapsed().as_micros() as i64);
-                let outcome = f.outcome.unwrap_or("?");
-                if outcome == "accepted" {
-                    r.accepted_qty += u64::from(f.quantity.unwrap_or(plan.qty));
-                }
-                match f.reason {
+                let outcome = f.outcome.as_deref().unwrap_or("?");
+                let qty = f.quantity.unwrap_or(plan.qty);
+                match &f.reason {
                     Some(reason) => bump(&mut r.outcomes, format!("{outcome}:{reason}"), 1),
                     None => bump(&mut r.outcomes, outcome, 1),
                 }
-                break;
+                if outcome != "accepted" {
+                    continue;
+                }
+                r.accepted_qty += u64::from(qty);
+                accepted += 1;
+                if plan.cancel_every == 0 || !accepted.is_multiple_of(plan.cancel_every) {
+                    continue;
+                }
+                let cancel = ClientMessage::Cancel {
+                    claim_id: claim_id.clone(),
+                };
+                send(&mut o.ws, &cancel).await?;
+                let f = answer(&mut o.ws, "cancel_result", &claim_id).await?;
+                let outcome = f.outcome.as_deref().unwrap_or("?");
+                match &f.reason {
+                    Some(reason) => bump(&mut r.outcomes, format!("cancel {outcome}:{reason}"), 1),
+                    None => bump(&mut r.outcomes, format!("cancel {outcome}"), 1),
+                }
+                if outcome == "cancelled" {
+                    r.cancelled_qty += u64::from(qty);
+                }
             }
+            let _ = tokio::time::timeout(Duration::from_secs(2), o.ws.close(None)).await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(2), o.ws.close(None)).await;
         anyhow::Ok(())
     };
     if let Err(e) = run.await {
@@ -897,6 +952,9 @@ async fn claims(target: Target, a: ClaimsArgs, json_out: bool) -> anyhow::Result
         claims: a.claims_per_buyer,
         qty: a.qty,
         price: a.price,
+        rounds: a.rounds.max(1),
+        connections: a.buyers,
+        cancel_every: a.cancel_every,
         run: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
     });
     let pid = a.conn.server_pid;
@@ -913,7 +971,7 @@ async fn claims(target: Target, a: ClaimsArgs, json_out: bool) -> anyhow::Result
     let start = Instant::now();
     let _ = go_tx.send(true);
     let (mut acks, mut outcomes, mut errors) = (Latencies::default(), Counts::new(), Counts::new());
-    let mut accepted_qty = 0;
+    let (mut accepted_qty, mut cancelled_qty) = (0, 0);
     for t in tasks {
         let r = t.await?;
         if let Some(e) = r.error {
@@ -924,6 +982,7 @@ async fn claims(target: Target, a: ClaimsArgs, json_out: bool) -> anyhow::Result
             .into_iter()
             .for_each(|(k, n)| bump(&mut outcomes, k, n));
         accepted_qty += r.accepted_qty;
+        cancelled_qty += r.cancelled_qty;
     }
     let elapsed = start.elapsed().as_secs_f64();
     let after = sample(pid)?;
@@ -934,10 +993,13 @@ async fn claims(target: Target, a: ClaimsArgs, json_out: bool) -> anyhow::Result
     let accepted = outcomes.get("accepted").copied().unwrap_or(0);
     // Measured against the stock before this run, so earlier runs on the show do not count.
     let taken = left_before.saturating_sub(left_after);
-    let ok = accepted_qty == taken && left_after <= left_before;
-    let oversold = accepted_qty.saturating_sub(left_before);
+    let held = accepted_qty.saturating_sub(cancelled_qty);
+    let ok = held == taken && left_after <= left_before;
+    let oversold = held.saturating_sub(left_before);
+    let rounds = a.rounds.max(1);
     eprintln!(
-        "claims on show {} product {}: {} buyers x {} claims of {} unit(s)",
+        "claims on show {} product {}: {} connections x {rounds} buyers in turn x {} claims of {} \
+         unit(s)",
         a.conn.show, a.product, a.buyers, a.claims_per_buyer, a.qty
     );
     eprintln!(
@@ -948,8 +1010,8 @@ async fn claims(target: Target, a: ClaimsArgs, json_out: bool) -> anyhow::Result
     eprintln!("  ack latency: {}", acks.human());
     eprintln!("  outcomes {outcomes:?}; buyer errors {errors:?}");
     eprintln!(
-        "  accounting {}: accepted {accepted_qty} units; stock {left_before} -> {left_after} \
-         (taken {taken}, allotted {allotted}); oversold {oversold}",
+        "  accounting {}: accepted {accepted_qty} units, {cancelled_qty} cancelled; stock \
+         {left_before} -> {left_after} (taken {taken}, allotted {allotted}); oversold {oversold}",
         if ok { "OK" } else { "MISMATCH" }
     );
     eprintln!(
@@ -970,11 +1032,12 @@ async fn claims(target: Target, a: ClaimsArgs, json_out: bool) -> anyhow::Result
     if json_out {
         let summary = json!({
             "mode": "claims", "show": a.conn.show, "product": a.product, "buyers": a.buyers,
+            "rounds": rounds, "distinct_buyers": a.buyers * rounds, "cancel_every": a.cancel_every,
             "connected": ready, "claims_per_buyer": a.claims_per_buyer, "qty": a.qty,
             "elapsed_s": elapsed, "answered": answered, "answered_per_s": rate(answered as f64, elapsed),
             "accepted": accepted, "accepted_per_s": rate(accepted as f64, elapsed),
             "ack": acks.json(), "outcomes": outcomes, "errors": errors,
-            "accepted_qty": accepted_qty, "allotted": allotted, "left_before": left_before,
+            "accepted_qty": accepted_qty, "cancelled_qty": cancelled_qty, "allotted": allotted, "left_before": left_before,
             "left_after": left_after, "accounting_ok": ok, "oversold": oversold, "server": server,
             "generator_cpu_s": own,
         });
