@@ -193,12 +193,20 @@ async fn settle_by_hand_inspects_then_settles_once() {
     assert_eq!(out["orders"], held.len());
     assert_eq!(out["units"], held.values().sum::<u64>());
     assert_eq!(out["report"]["balanced"], true);
+    // Nothing was recorded while the show ran: this run recorded the whole log, and says how
+    // long that and the settling took.
+    let entries = out["claims"].as_u64().unwrap() + out["cancels"].as_u64().unwrap();
+    assert_eq!(out["recorded_now"], entries, "{out}");
+    for part in ["record", "settle", "total"] {
+        assert!(out["timing_ms"][part].as_f64().unwrap() >= 0.0, "{out}");
+    }
     let (code, out) = settle_cli(dir.path(), &[&m.show]).await;
     assert_eq!(
         (code, out["outcome"].as_str()),
         (0, Some("already_settled")),
         "{out}"
     );
+    assert_eq!(out["recorded_now"], 0, "{out}");
     let (code, out) = settle_cli(dir.path(), &[&m.show, "--dry-run"]).await;
     assert_eq!(
         (code, out["outcome"].as_str()),

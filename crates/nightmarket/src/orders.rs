@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Instant;
 
 use nightmarket_domain::ShowId;
 use nightmarket_orders::{SettleError, Standing};
@@ -78,25 +79,47 @@ pub async fn settle(config: Config, show: String, dry_run: bool) -> ExitCode {
         backends.clock.clone(),
         &format!("operator:{}", actor()),
     );
+    // Recording what is left of the claim log is timed apart from reconciling and writing the
+    // orders: in `serve` the order service records while the show is live, so after the close
+    // mostly the second part remains. Only a show the store knows is recorded here, so an
+    // unknown id is reported as such by `settle`.
+    let started = Instant::now();
+    let mut recorded_now = 0;
+    if !dry_run && matches!(backends.catalog.show(&show).await, Ok(Some(_))) {
+        match settler.record(&show, usize::MAX).await {
+            Ok(r) => recorded_now = r.entries,
+            Err(e) => return failed(&show, e),
+        }
+    }
+    let record_ms = started.elapsed().as_secs_f64() * 1e3;
+    let settling = Instant::now();
     match settler.settle(&show, dry_run).await {
         Ok(standing) => {
-            let (out, code) = describe(&show, &standing);
+            let (mut out, code) = describe(&show, &standing);
+            let settle_ms = settling.elapsed().as_secs_f64() * 1e3;
+            out["recorded_now"] = recorded_now.into();
+            out["timing_ms"] = serde_json::json!({
+                "record": record_ms, "settle": settle_ms, "total": record_ms + settle_ms,
+            });
             println!("{out}");
             code
         }
-        Err(e) => {
-            let out = serde_json::json!({
-                "show_id": show,
-                "outcome": "error",
-                "code": e.code(),
-                "message": e.to_string(),
-            });
-            println!("{out}");
-            match e {
-                SettleError::UnknownShow(_) => ExitCode::from(2),
-                _ => ExitCode::FAILURE,
-            }
-        }
+        Err(e) => failed(&show, e),
+    }
+}
+
+/// Prints a failed settlement as JSON and picks the exit status.
+fn failed(show: &ShowId, e: SettleError) -> ExitCode {
+    let out = serde_json::json!({
+        "show_id": show,
+        "outcome": "error",
+        "code": e.code(),
+        "message": e.to_string(),
+    });
+    println!("{out}");
+    match e {
+        SettleError::UnknownShow(_) => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
     }
 }
 
