@@ -22,6 +22,9 @@ async fn a_released_show_stays_closed_across_a_restart() {
     let tweak = |c: &mut nightmarket_server::config::Config| {
         c.redis_url = url.clone();
         c.redis_prefix = prefix.clone();
+        // The test is the order service here. The server's own would settle the closed show
+        // too and release it again with `keep_settled_ms`, racing the short expiry below.
+        c.orders.in_serve = false;
     };
     let server = TestServer::start(tweak).await;
     let m = Market::create(server.addr, &[100_000], 10, 5, true).await;
