@@ -267,7 +267,7 @@ impl Settler {
         if let Some(done) = self.store.settlement(show).await?
             && done.state == nightmarket_store::SettlementState::Settled
         {
-            let report = self.report_of(&row, show).await?;
+            let report = self.report_of(&row, show, &done.report).await?;
             if !dry_run {
                 self.release(show).await;
             }
@@ -315,6 +315,8 @@ impl Settler {
                 show: &row,
                 close: &close,
                 report: json,
+                claims: tally.products.iter().map(|p| p.claims).sum(),
+                cancels: tally.products.iter().map(|p| p.cancels).sum(),
                 payment_window_ms: millis(self.limits.payment_window),
                 by: &self.actor,
                 at: now,
@@ -332,12 +334,18 @@ impl Settler {
         Ok(Standing::Settled { row, report, now })
     }
 
-    /// The report kept with a settlement.
+    /// The report kept with a settlement. A settled show's log never changes, so the stored
+    /// report stands; it is recomputed only when it cannot be read back (a settlement written
+    /// by a version that kept another shape).
     async fn report_of(
         &self,
         row: &nightmarket_store::ShowRow,
         show: &ShowId,
+        stored: &str,
     ) -> Result<Report, SettleError> {
+        if let Ok(report) = serde_json::from_str::<Report>(stored) {
+            return Ok(report);
+        }
         let close = self
             .store
             .log_checkpoint(show)

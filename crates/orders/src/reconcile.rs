@@ -3,10 +3,10 @@
 //! settlement of that show and is reported item by item.
 
 use nightmarket_store::{CloseMarker, LogTally, ShowRow};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One product's accounts: what was allotted and left at the close against the claim log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductAccount {
     pub product_id: String,
     pub allotted: u64,
@@ -21,7 +21,7 @@ pub struct ProductAccount {
 }
 
 /// A buyer holding more of a product than its limit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OverLimit {
     pub buyer_id: String,
     pub product_id: String,
@@ -30,7 +30,7 @@ pub struct OverLimit {
 }
 
 /// The whole reconciliation, kept with the settlement (or the mismatch).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     pub balanced: bool,
     /// Entries the close marker says the log holds.
@@ -146,7 +146,7 @@ pub fn reconcile(show: &ShowRow, close: &CloseMarker, tally: &LogTally) -> Repor
     }
     if tally.unmatched_cancels > 0 {
         problems.push(format!(
-            "{} cancellations name no earlier claim with the same buyer, product and quantity",
+            "{} cancellations name no earlier claim with the same buyer, product, quantity, price and flash",
             tally.unmatched_cancels
         ));
     }

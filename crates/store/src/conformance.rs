@@ -13,8 +13,8 @@ use crate::reports::{GroupSales, PendingReason, Programme, RefusalCount, SalesFi
 use crate::testing::{FixtureClaim, settle_claims};
 use crate::{
     CloseMarker, CommitmentRow, DecisionRow, DeliveryOutcome, ExceptionKind, ExceptionRow,
-    LineupRow, LineupSetItem, LineupSetRow, MarketRow, OrderRow, Page, RefusalTotal, SellerRow,
-    SettleOutcome, SettlePlan, ShowRow, ShowSchedule, ShowStatsBatch, Store, StoreError,
+    LineupRow, LineupSetItem, LineupSetRow, MarketRow, OrderRow, Page, ProductTally, RefusalTotal,
+    SellerRow, SettleOutcome, SettlePlan, ShowRow, ShowSchedule, ShowStatsBatch, Store, StoreError,
     ViewerSample, WebhookEvent, WebhookRow,
 };
 
@@ -96,6 +96,7 @@ pub async fn run(store: &Store) -> Result<(), StoreError> {
     webhooks(store).await?;
     orders(store).await?;
     show_stats(store).await?;
+    tally(store).await?;
     reports(store).await?;
     store.ping().await
 }
@@ -1371,6 +1372,92 @@ async fn show_stats(c: &Store) -> Result<(), StoreError> {
     Ok(())
 }
 
+// --- reconciliation figures ------------------------------------------------------------------
+
+/// The figures reconciliation checks, from a log holding every kind of disagreement.
+async fn tally(c: &Store) -> Result<(), StoreError> {
+    let s = seller("tally-seller")?;
+    let (honey, jam, tea) = (
+        product("tally-honey", &s.id)?,
+        product("tally-jam", &s.id)?,
+        product("tally-tea", &s.id)?,
+    );
+    let show = id(ShowId::parse("tally-show"))?;
+    let log = vec![
+        entry(0, false, "k1", "b1", &honey, 2, 200_000, Some(1))?,
+        entry(1, false, "k2", "b1", &honey, 3, 250_000, None)?,
+        entry(2, false, "k3", "b2", &tea, 1, 120_000, None)?,
+        // Matches k1.
+        entry(3, true, "k1", "b1", &honey, 2, 200_000, Some(1))?,
+        // Unmatched: k3 was accepted at another price.
+        entry(4, true, "k3", "b2", &tea, 1, 130_000, None)?,
+        // Unmatched: k2 was not a flash claim.
+        entry(5, true, "k2", "b1", &honey, 3, 250_000, Some(7))?,
+        // Unmatched: k9 is claimed only later.
+        entry(6, true, "k9", "b3", &tea, 1, 120_000, None)?,
+        entry(7, false, "k4", "b3", &tea, 4, 120_000, None)?,
+        entry(8, true, "k4", "b3", &tea, 4, 120_000, None)?,
+        // Matches k4 too, but cancels it a second time.
+        entry(9, true, "k4", "b3", &tea, 4, 120_000, None)?,
+        // Above the limit of 5.
+        entry(10, false, "k5", "b2", &honey, 6, 250_000, None)?,
+        // A product without a limit: any holding is above it.
+        entry(11, false, "k6", "b4", &jam, 1, 90_000, None)?,
+        entry(12, false, "k9", "b3", &tea, 1, 120_000, None)?,
+    ];
+    let to = LogCursor {
+        next_pos: log.len() as u64,
+        token: "t".into(),
+    };
+    ensure(
+        c.record_claim_log(&show, &LogCursor::default(), &log, &to, None, T0)
+            .await?,
+        "tally log recorded",
+    )?;
+    let t = c
+        .log_tally(&show, &[(honey.id.clone(), 5), (tea.id.clone(), 5)])
+        .await?;
+    ensure(
+        t.entries == 13 && t.max_pos == Some(12),
+        "entries and highest position",
+    )?;
+    let per = |p: &ProductTally| (p.claims, p.claimed_units, p.cancels, p.cancelled_units);
+    let products: Vec<_> = t
+        .products
+        .iter()
+        .map(|p| (p.product_id.as_str(), per(p)))
+        .collect();
+    ensure(
+        products
+            == [
+                ("tally-honey", (3, 11, 2, 5)),
+                ("tally-jam", (1, 1, 0, 0)),
+                ("tally-tea", (3, 6, 4, 10)),
+            ],
+        "claims and cancellations per product",
+    )?;
+    let over: Vec<_> = t
+        .over_limit
+        .iter()
+        .map(|(b, p, u)| (b.as_str(), p.as_str(), *u))
+        .collect();
+    ensure(
+        over == [("b2", "tally-honey", 6), ("b4", "tally-jam", 1)],
+        "holdings above the limit, net of cancellations",
+    )?;
+    ensure(
+        t.unmatched_cancels == 3,
+        "cancellations unmatched by price, flash or order",
+    )?;
+    ensure(t.double_cancels == 1, "a claim cancelled twice")?;
+    let none = c.log_tally(&id(ShowId::parse("tally-empty"))?, &[]).await?;
+    ensure(
+        none == crate::LogTally::default(),
+        "a show without a recorded log",
+    )?;
+    Ok(())
+}
+
 // --- reports ----------------------------------------------------------------------------------
 
 fn lineup_item(p: &Product, stock: u32, buyer_limit: u32) -> LineupRow {
@@ -1435,6 +1522,8 @@ async fn settle(c: &Store, show: &ShowId, log: &[RecordedEntry]) -> Result<(), S
         show: &row,
         close: &close,
         report: "{}".into(),
+        claims: log.iter().filter(|e| !e.cancel).count() as u64,
+        cancels: log.iter().filter(|e| e.cancel).count() as u64,
         payment_window_ms: HOUR,
         by: "order-service",
         at: T0 + 2 * HOUR,

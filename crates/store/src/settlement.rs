@@ -57,7 +57,8 @@ pub struct LogTally {
     pub products: Vec<ProductTally>,
     /// Units each buyer holds per product after cancellations, only where above `limit`.
     pub over_limit: Vec<(String, String, u64)>,
-    /// Cancellations that name no recorded claim of the same buyer, product and quantity.
+    /// Cancellations that name no earlier claim of the same id, buyer, product, quantity, price
+    /// and flash.
     pub unmatched_cancels: u64,
     /// Claims cancelled more than once.
     pub double_cancels: u64,
@@ -103,6 +104,9 @@ pub struct SettlePlan<'a> {
     pub close: &'a CloseMarker,
     /// The reconciliation report, JSON, kept with the settlement.
     pub report: String,
+    /// Claims and cancellations in the reconciled log, kept with the settlement.
+    pub claims: u64,
+    pub cancels: u64,
     /// Orders not paid by `at + payment_window` are cancelled.
     pub payment_window_ms: i64,
     pub by: &'a str,
@@ -156,10 +160,9 @@ fn insert_rows(head: &str, width: usize, rows: Vec<Vec<Value>>, tail: &str) -> V
     steps
 }
 
-/// Claims of the show that no cancellation names, as a filter on `e` (claim_log_entries).
-const LIVE_CLAIM: &str = "e.show_id = $1 AND e.kind = 'claim' AND NOT EXISTS (
-    SELECT 1 FROM claim_log_entries x
-    WHERE x.show_id = e.show_id AND x.claim_id = e.claim_id AND x.kind = 'cancel')";
+/// A log row's units as held: a claim adds them, a cancellation (which repeats its claim)
+/// takes them back.
+const SIGNED_QUANTITY: &str = "CASE WHEN kind = 'claim' THEN quantity ELSE -quantity END";
 
 impl Store {
     /// How far the show's claim log is recorded; the start when nothing is.
@@ -285,27 +288,22 @@ impl Store {
 
     /// The recorded log's figures for reconciliation. `limits` gives each product's per-buyer
     /// limit; holdings above it are reported.
+    ///
+    /// A cancellation row repeats the claim it cancels (buyer, product, quantity, price, flash)
+    /// and claim ids are unique within a show, so what a buyer holds is a signed sum over one
+    /// scan of the log: claims add, cancellations subtract. The matching checks below
+    /// (`unmatched_cancels`, `double_cancels`) are what make that sum exact; settlement only
+    /// proceeds when both are zero.
     pub async fn log_tally(
         &self,
         show: &ShowId,
         limits: &[(ProductId, u32)],
     ) -> Result<LogTally, StoreError> {
         let id = show.as_str();
-        let head = self
-            .engine
-            .query(
-                "SELECT COUNT(*), MAX(pos) FROM claim_log_entries WHERE show_id = $1",
-                params![id],
-            )
-            .await?;
-        let (entries, max_pos) = match head.first() {
-            Some(r) => (u(r.int(0)?), r.opt_int(1)?.map(u)),
-            None => (0, None),
-        };
         let per_product = self
             .engine
             .query(
-                "SELECT product_id,
+                "SELECT product_id, COUNT(*), MAX(pos),
                      CAST(SUM(CASE WHEN kind = 'claim' THEN 1 ELSE 0 END) AS BIGINT),
                      CAST(SUM(CASE WHEN kind = 'claim' THEN quantity ELSE 0 END) AS BIGINT),
                      CAST(SUM(CASE WHEN kind = 'cancel' THEN 1 ELSE 0 END) AS BIGINT),
@@ -315,48 +313,67 @@ impl Store {
                 params![id],
             )
             .await?;
+        let mut entries = 0;
+        let mut max_pos: Option<u64> = None;
         let mut products = Vec::with_capacity(per_product.len());
         for r in &per_product {
+            entries += u(r.int(1)?);
+            let top = u(r.int(2)?);
+            max_pos = Some(max_pos.map_or(top, |m| m.max(top)));
             products.push(ProductTally {
                 product_id: r.text(0)?,
-                claims: u(r.int(1)?),
-                claimed_units: u(r.int(2)?),
-                cancels: u(r.int(3)?),
-                cancelled_units: u(r.int(4)?),
+                claims: u(r.int(3)?),
+                claimed_units: u(r.int(4)?),
+                cancels: u(r.int(5)?),
+                cancelled_units: u(r.int(6)?),
             });
+        }
+        // Only holdings above their product's limit come back: the limits travel as a CASE
+        // (a lineup is short), not a million rows as results. A product outside `limits` has
+        // a limit of 0, so any holding of it is reported.
+        let mut limit_case = String::from("0");
+        let mut held_params = params![id];
+        if !limits.is_empty() {
+            limit_case = String::from("CASE product_id");
+            for (product, limit) in limits {
+                let n = held_params.len();
+                limit_case.push_str(&format!(" WHEN ${} THEN CAST(${} AS BIGINT)", n + 1, n + 2));
+                held_params.push(Value::from(product.as_str()));
+                held_params.push(Value::from(i64::from(*limit)));
+            }
+            limit_case.push_str(" ELSE 0 END");
         }
         let held = self
             .engine
             .query(
                 &format!(
-                    "SELECT e.buyer_id, e.product_id, CAST(SUM(e.quantity) AS BIGINT) FROM claim_log_entries e
-                     WHERE {LIVE_CLAIM} GROUP BY e.buyer_id, e.product_id"
+                    "SELECT buyer_id, product_id, CAST(SUM({SIGNED_QUANTITY}) AS BIGINT)
+                     FROM claim_log_entries WHERE show_id = $1
+                     GROUP BY buyer_id, product_id
+                     HAVING SUM({SIGNED_QUANTITY}) > {limit_case}
+                     ORDER BY buyer_id, product_id"
                 ),
-                params![id],
+                held_params,
             )
             .await?;
-        let mut over_limit = Vec::new();
-        for r in &held {
-            let product = r.text(1)?;
-            let units = u(r.int(2)?);
-            let limit = limits
-                .iter()
-                .find(|(p, _)| p.as_str() == product)
-                .map_or(0, |(_, l)| u64::from(*l));
-            if units > limit {
-                over_limit.push((r.text(0)?, product, units));
-            }
-        }
-        let unmatched = self
+        let over_limit = held
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.text(1)?, u(r.int(2)?))))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // Matched: cancellations with an earlier claim of the same id, buyer, product,
+        // quantity, price and flash. Counted as a join from the few cancellations (through
+        // their partial index) rather than an anti-join from every claim.
+        let matched = self
             .engine
             .query(
-                "SELECT COUNT(*) FROM claim_log_entries x
-                 WHERE x.show_id = $1 AND x.kind = 'cancel' AND NOT EXISTS (
-                     SELECT 1 FROM claim_log_entries e
-                     WHERE e.show_id = x.show_id AND e.claim_id = x.claim_id
-                       AND e.kind = 'claim' AND e.buyer_id = x.buyer_id
-                       AND e.product_id = x.product_id AND e.quantity = x.quantity
-                       AND e.pos < x.pos)",
+                "SELECT COUNT(DISTINCT x.pos) FROM claim_log_entries x
+                 JOIN claim_log_entries e
+                     ON e.show_id = x.show_id AND e.claim_id = x.claim_id
+                 WHERE x.show_id = $1 AND x.kind = 'cancel' AND e.kind = 'claim'
+                   AND e.buyer_id = x.buyer_id AND e.product_id = x.product_id
+                   AND e.quantity = x.quantity AND e.unit_price = x.unit_price
+                   AND (e.flash_id = x.flash_id OR (e.flash_id IS NULL AND x.flash_id IS NULL))
+                   AND e.pos < x.pos",
                 params![id],
             )
             .await?;
@@ -372,12 +389,13 @@ impl Store {
         let count = |rows: &[crate::sql::Row]| -> Result<u64, StoreError> {
             Ok(rows.first().map(|r| r.int(0)).transpose()?.map_or(0, u))
         };
+        let cancels: u64 = products.iter().map(|p| p.cancels).sum();
         Ok(LogTally {
             entries,
             max_pos,
             products,
             over_limit,
-            unmatched_cancels: count(&unmatched)?,
+            unmatched_cancels: cancels.saturating_sub(count(&matched)?),
             double_cancels: count(&doubles)?,
         })
     }
@@ -499,66 +517,65 @@ impl Store {
             products,
             "ON CONFLICT (show_id, product_id) DO NOTHING",
         ));
-        steps.push(Step::new(
-            format!(
-                "INSERT INTO checkouts (id, buyer_id, market_id, night_date, show_id, created_at)
-                 SELECT DISTINCT CAST($2 AS TEXT) || e.buyer_id, e.buyer_id, CAST($3 AS TEXT),
-                     CAST($4 AS TEXT), CAST($5 AS TEXT), CAST($6 AS BIGINT)
-                 FROM claim_log_entries e WHERE {LIVE_CLAIM}
-                 ON CONFLICT (id) DO NOTHING"
-            ),
-            params![
-                id,
-                checkout.as_str(),
-                market.clone(),
-                date.clone(),
-                night.is_none().then_some(id),
-                plan.at
-            ],
-        ));
+        // Lines first, in one scan of the log: per buyer, product and accepted price, the
+        // units held after cancellations (see [`Store::log_tally`] for why a signed sum is
+        // exact once reconciled). A line is at the flash price when any claim still held on
+        // it was taken during a flash sale.
         steps.push(Step::new(
             format!(
                 "INSERT INTO order_lines (order_id, show_id, product_id, unit_price, list_price,
                      quantity, claims, flash)
                  SELECT CAST($2 AS TEXT) || e.buyer_id, e.show_id, e.product_id, e.unit_price,
-                     p.list_price, SUM(e.quantity), COUNT(*),
-                     MAX(CASE WHEN e.flash_id IS NULL THEN 0 ELSE 1 END)
+                     p.list_price, SUM({SIGNED_QUANTITY}),
+                     SUM(CASE WHEN e.kind = 'claim' THEN 1 ELSE -1 END),
+                     CASE WHEN SUM(CASE WHEN e.flash_id IS NULL THEN 0
+                                        WHEN e.kind = 'claim' THEN 1 ELSE -1 END) > 0
+                          THEN 1 ELSE 0 END
                  FROM claim_log_entries e
                  JOIN settlement_products p
                      ON p.show_id = e.show_id AND p.product_id = e.product_id
-                 WHERE {LIVE_CLAIM}
+                 WHERE e.show_id = $1
                  GROUP BY e.buyer_id, e.show_id, e.product_id, e.unit_price, p.list_price
+                 HAVING SUM({SIGNED_QUANTITY}) > 0
                  ON CONFLICT (order_id, product_id, unit_price) DO NOTHING"
             ),
             params![id, order.as_str()],
         ));
+        // Orders from their lines (thousands of rows, not the million of the log). The buyer
+        // is the order id after the show's prefix.
+        let buyer_from = order.chars().count() as i64 + 1;
         steps.push(Step::new(
-            format!(
-                "INSERT INTO orders (id, show_id, buyer_id, seller_id, checkout_id, market_id,
-                     night_date, status, units, total, list_total, claims, created_at, pay_by,
-                     updated_at, version)
-                 SELECT CAST($2 AS TEXT) || e.buyer_id, e.show_id, e.buyer_id, CAST($3 AS TEXT),
-                     CAST($4 AS TEXT) || e.buyer_id, CAST($5 AS TEXT), CAST($6 AS TEXT),
-                     'pending_payment', SUM(e.quantity), SUM(e.quantity * e.unit_price),
-                     SUM(e.quantity * p.list_price), COUNT(*), CAST($7 AS BIGINT),
-                     CAST($8 AS BIGINT), CAST($7 AS BIGINT), 0
-                 FROM claim_log_entries e
-                 JOIN settlement_products p
-                     ON p.show_id = e.show_id AND p.product_id = e.product_id
-                 WHERE {LIVE_CLAIM}
-                 GROUP BY e.buyer_id, e.show_id
-                 ON CONFLICT (id) DO NOTHING"
-            ),
+            "INSERT INTO orders (id, show_id, buyer_id, seller_id, checkout_id, market_id,
+                 night_date, status, units, total, list_total, claims, created_at, pay_by,
+                 updated_at, version)
+             SELECT l.order_id, l.show_id, SUBSTR(l.order_id, $2), CAST($3 AS TEXT),
+                 CAST($4 AS TEXT) || SUBSTR(l.order_id, $2), CAST($5 AS TEXT), CAST($6 AS TEXT),
+                 'pending_payment', SUM(l.quantity), SUM(l.quantity * l.unit_price),
+                 SUM(l.quantity * l.list_price), SUM(l.claims), CAST($7 AS BIGINT),
+                 CAST($8 AS BIGINT), CAST($7 AS BIGINT), 0
+             FROM order_lines l
+             WHERE l.show_id = $1
+             GROUP BY l.order_id, l.show_id
+             ON CONFLICT (id) DO NOTHING",
             params![
                 id,
-                order.as_str(),
+                buyer_from,
                 show.seller_id.as_str(),
                 checkout.as_str(),
-                market,
-                date,
+                market.clone(),
+                date.clone(),
                 plan.at,
                 pay_by
             ],
+        ));
+        // A buyer's checkout of the night may exist already, from another show of it.
+        steps.push(Step::new(
+            "INSERT INTO checkouts (id, buyer_id, market_id, night_date, show_id, created_at)
+             SELECT checkout_id, buyer_id, CAST($2 AS TEXT), CAST($3 AS TEXT),
+                 CAST($4 AS TEXT), CAST($5 AS BIGINT)
+             FROM orders WHERE show_id = $1
+             ON CONFLICT (id) DO NOTHING",
+            params![id, market, date, night.is_none().then_some(id), plan.at],
         ));
         steps.push(Step::new(
             "INSERT INTO order_status_history (order_id, seq, from_status, to_status, actor,
@@ -571,9 +588,7 @@ impl Store {
         steps.push(Step::new(
             "INSERT INTO show_settlements (show_id, state, claims, cancels, orders, units,
                  revenue, report, decided_by, decided_at)
-             SELECT $1, 'settled',
-                 (SELECT COUNT(*) FROM claim_log_entries WHERE show_id = $1 AND kind = 'claim'),
-                 (SELECT COUNT(*) FROM claim_log_entries WHERE show_id = $1 AND kind = 'cancel'),
+             SELECT $1, 'settled', CAST($5 AS BIGINT), CAST($6 AS BIGINT),
                  COUNT(*), COALESCE(SUM(units), 0), COALESCE(SUM(total), 0),
                  CAST($2 AS TEXT), CAST($3 AS TEXT), CAST($4 AS BIGINT)
              FROM orders WHERE show_id = $1
@@ -581,7 +596,14 @@ impl Store {
                  cancels = excluded.cancels, orders = excluded.orders, units = excluded.units,
                  revenue = excluded.revenue, report = excluded.report,
                  decided_by = excluded.decided_by, decided_at = excluded.decided_at",
-            params![id, plan.report.as_str(), plan.by, plan.at],
+            params![
+                id,
+                plan.report.as_str(),
+                plan.by,
+                plan.at,
+                plan.claims as i64,
+                plan.cancels as i64
+            ],
         ));
         if let Some(ev) = plan.event {
             steps.push(enqueue_step(ev));

@@ -126,6 +126,8 @@ pub async fn settle_claims(
             show,
             close: &close,
             report: "{}".into(),
+            claims: entries.iter().filter(|e| !e.cancel).count() as u64,
+            cancels: entries.iter().filter(|e| e.cancel).count() as u64,
             payment_window_ms,
             by,
             at,
