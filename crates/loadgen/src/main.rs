@@ -84,6 +84,16 @@ enum Cmd {
     /// Run concurrent buyers claiming one product; check that accepted units match the stock.
     #[command(after_help = RATE_LIMIT_NOTE)]
     Claims(ClaimsArgs),
+    /// Close a live show as the operator, so the order service can settle it; print the show
+    /// as the server answered.
+    Close(CloseArgs),
+}
+
+#[derive(Args)]
+struct CloseArgs {
+    /// The show to close.
+    #[arg(long)]
+    show: String,
 }
 
 #[derive(Args)]
@@ -1103,6 +1113,14 @@ async fn setup(target: &Target, a: SetupArgs, json_out: bool) -> anyhow::Result<
     Ok(())
 }
 
+async fn close(target: &Target, a: CloseArgs) -> anyhow::Result<()> {
+    let op = target.token(Role::Operator, "loadgen");
+    let path = format!("/api/shows/{}/close", a.show);
+    let show: Value = target.call("POST", &path, Some(&op), None, 200).await?;
+    println!("{show}");
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -1118,5 +1136,6 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Setup(a) => setup(&target, a, cli.json).await,
         Cmd::Fanout(a) => fanout(target, a, cli.json).await,
         Cmd::Claims(a) => claims(target, a, cli.json).await,
+        Cmd::Close(a) => close(&target, a).await,
     }
 }

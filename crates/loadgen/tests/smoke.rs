@@ -51,7 +51,7 @@ async fn loadgen(addr: SocketAddr, args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("no JSON summary ({e}) in {stdout:?}; stderr:\n{stderr}"))
 }
 
-/// `setup`, then `fanout` and `claims` against the server at `addr`.
+/// `setup`, then `fanout`, `claims` and `close` against the server at `addr`.
 async fn smoke(addr: SocketAddr) {
     let show = loadgen(addr, &["setup", "--products", "2", "--stock", "1000"]).await;
     let show_id = show["show_id"].as_str().unwrap();
@@ -110,6 +110,39 @@ async fn smoke(addr: SocketAddr) {
     assert_eq!(c["accounting_ok"], true, "{c}");
     assert_eq!(c["oversold"], 0, "{c}");
     assert_eq!(c["left_after"], 1000 - claims, "{c}");
+
+    // A night as the settlement benchmark plays it: each connection plays buyers in turn and
+    // cancels some accepted claims, then the operator closes the show.
+    let second = show["product_ids"][1].as_str().unwrap();
+    let n = loadgen(
+        addr,
+        &[
+            "claims",
+            "--show",
+            show_id,
+            "--product",
+            second,
+            "--pin",
+            "--buyers",
+            &buyers,
+            "--rounds",
+            "2",
+            "--claims-per-buyer",
+            &per_buyer,
+            "--cancel-every",
+            "2",
+        ],
+    )
+    .await;
+    assert_eq!(n["distinct_buyers"], BUYERS * 2, "{n}");
+    assert_eq!(n["accepted"], claims * 2, "{n}");
+    let cancelled = n["cancelled_qty"].as_u64().unwrap();
+    assert!(cancelled > 0, "nothing cancelled: {n}");
+    assert_eq!(n["accounting_ok"], true, "{n}");
+    assert_eq!(n["left_after"], 1000 - (claims * 2 - cancelled), "{n}");
+
+    let closed = loadgen(addr, &["close", "--show", show_id]).await;
+    assert_eq!(closed["status"], "closed", "{closed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
