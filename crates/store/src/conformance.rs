@@ -97,6 +97,7 @@ pub async fn run(store: &Store) -> Result<(), StoreError> {
     orders(store).await?;
     show_stats(store).await?;
     tally(store).await?;
+    append(store).await?;
     reports(store).await?;
     store.ping().await
 }
@@ -1494,6 +1495,102 @@ fn entry(
 }
 
 /// Records the whole log of `show` with its close marker, then settles it.
+/// Bulk appends (binary COPY on PostgreSQL, prepared inserts on SQLite) store exactly the
+/// values given, NULLs and non-ASCII text included, and are all or nothing with the rest of
+/// their transaction.
+async fn append(c: &Store) -> Result<(), StoreError> {
+    use crate::settlement::LOG_COLUMNS;
+    use crate::sql::{Append, SqlError, Step, Value};
+
+    let row = |pos: i64, kind: &str, buyer: &str, flash: Option<i64>| {
+        vec![
+            Value::from("append-show"),
+            Value::Int(pos),
+            Value::from(kind),
+            Value::from(format!("k{pos}")),
+            Value::from(buyer),
+            Value::from("append-product"),
+            Value::Int(2),
+            Value::Int(250_000),
+            Value::from(flash),
+            Value::Int(T0 + pos),
+        ]
+    };
+    let rows = vec![
+        row(0, "claim", "người-mua-1", Some(3)),
+        row(1, "claim", "b2", None),
+        row(2, "cancel", "người-mua-1", Some(3)),
+    ];
+    let appended = |rows: Vec<Vec<Value>>| {
+        Step::append(Append {
+            table: "claim_log_entries",
+            columns: LOG_COLUMNS,
+            rows,
+        })
+    };
+    let stored = || async {
+        c.engine
+            .query(
+                "SELECT show_id, pos, kind, claim_id, buyer_id, product_id, quantity, unit_price,
+                     flash_id, at
+                 FROM claim_log_entries WHERE show_id = 'append-show' ORDER BY pos",
+                Vec::new(),
+            )
+            .await
+            .map(|rows| rows.into_iter().map(|r| r.0).collect::<Vec<_>>())
+    };
+    let out = c
+        .engine
+        .transaction(vec![appended(rows.clone()), appended(Vec::new())])
+        .await?;
+    ensure(
+        out.iter().map(|o| o.affected).collect::<Vec<_>>() == [3, 0],
+        "an append affects the rows it carries",
+    )?;
+    ensure(stored().await? == rows, "appended rows read back as given")?;
+
+    // A row on a taken key fails the whole transaction: the statement before it and the
+    // append's other rows are rolled back with it.
+    let collides = c
+        .engine
+        .transaction(vec![
+            Step::new(
+                "INSERT INTO claim_log_checkpoints (show_id, next_pos, token, updated_at)
+                 VALUES ('append-show', 5, '', $1)",
+                crate::params![T0],
+            ),
+            appended(vec![
+                row(3, "claim", "b3", None),
+                row(1, "claim", "b4", None),
+            ]),
+        ])
+        .await;
+    ensure(
+        matches!(collides, Err(SqlError::Unique(_))),
+        &format!("an append onto a taken key is refused as a duplicate: {collides:?}"),
+    )?;
+    // A row of the wrong width is refused before anything is sent.
+    let mut short = row(4, "claim", "b5", None);
+    short.pop();
+    let narrow = c.engine.transaction(vec![appended(vec![short])]).await;
+    ensure(
+        matches!(narrow, Err(SqlError::Corrupt(_))),
+        &format!("a row of the wrong width is refused: {narrow:?}"),
+    )?;
+    ensure(
+        stored().await? == rows,
+        "refused appends leave the table as it was",
+    )?;
+    ensure(
+        c.log_checkpoint(&id(ShowId::parse("append-show"))?)
+            .await?
+            .cursor
+            .next_pos
+            == 0,
+        "the statement before a refused append is rolled back",
+    )
+}
+
 async fn settle(c: &Store, show: &ShowId, log: &[RecordedEntry]) -> Result<(), StoreError> {
     let end = log.len() as u64;
     let close = CloseMarker {

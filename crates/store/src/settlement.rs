@@ -12,15 +12,26 @@ use nightmarket_domain::{
 use serde::{Deserialize, Serialize};
 
 use crate::params;
-use crate::sql::{SqlError, Step, Value};
+use crate::sql::{Append, ColumnType, SqlError, Step, Value};
 use crate::webhook::{WebhookEvent, enqueue_step};
 use crate::{ShowRow, Store, StoreError, corrupt};
 
 /// Most parameters one statement carries. PostgreSQL allows 65,535 and the bundled SQLite
 /// 32,766; staying under both keeps one batch builder for both engines.
 const MAX_PARAMS_PER_STATEMENT: usize = 30_000;
-/// Columns of one recorded claim-log row.
-const LOG_COLUMNS: usize = 10;
+/// The columns of one recorded claim-log row, in the order `record_claim_log` fills them.
+pub(crate) const LOG_COLUMNS: &[(&str, ColumnType)] = &[
+    ("show_id", ColumnType::Text),
+    ("pos", ColumnType::Int),
+    ("kind", ColumnType::Text),
+    ("claim_id", ColumnType::Text),
+    ("buyer_id", ColumnType::Text),
+    ("product_id", ColumnType::Text),
+    ("quantity", ColumnType::Int),
+    ("unit_price", ColumnType::Int),
+    ("flash_id", ColumnType::Int),
+    ("at", ColumnType::Int),
+];
 
 /// The close marker as recorded: the stock left at the close, and where the log ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,16 +264,22 @@ impl Store {
                 ]
             })
             .collect();
-        steps.extend(insert_rows(
-            "INSERT INTO claim_log_entries (show_id, pos, kind, claim_id, buyer_id, product_id,
-                 quantity, unit_price, flash_id, at)",
-            LOG_COLUMNS,
+        // No conflict clause: the checkpoint step above admits exactly one recorder per
+        // range of positions, so a row already there means the store and the checkpoint
+        // disagree, which must fail loudly rather than keep whichever row came first.
+        steps.push(Step::append(Append {
+            table: "claim_log_entries",
+            columns: LOG_COLUMNS,
             rows,
-            "ON CONFLICT (show_id, pos) DO NOTHING",
-        ));
+        }));
         match self.engine.transaction(steps).await {
             Ok(_) => Ok(true),
             Err(SqlError::Requirement("checkpoint_moved")) => Ok(false),
+            Err(SqlError::Unique(detail)) => Err(StoreError::Corrupt(format!(
+                "show {show}: claim log positions from {} are recorded already, behind the \
+                 checkpoint's back ({detail})",
+                from.next_pos
+            ))),
             Err(e) => Err(e.into()),
         }
     }

@@ -127,15 +127,75 @@ impl Row {
     }
 }
 
-/// One statement of a transaction.
+/// The type a column of an [`Append`] carries: PostgreSQL's binary COPY needs it up front.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// `BIGINT`.
+    Int,
+    /// `TEXT`.
+    Text,
+}
+
+/// Rows appended to one table in bulk, for the one write that carries a million rows a night
+/// (the recorded claim log). PostgreSQL streams them with binary `COPY`, which skips parsing
+/// and planning a statement per batch; SQLite runs one prepared `INSERT` per row, its fastest
+/// path. There is no conflict clause: a row that collides with a key fails the transaction
+/// with [`SqlError::Unique`] on both engines.
+#[derive(Debug, Clone)]
+pub struct Append {
+    pub table: &'static str,
+    pub columns: &'static [(&'static str, ColumnType)],
+    /// Each row holds one value per column, in column order.
+    pub rows: Vec<Vec<Value>>,
+}
+
+impl Append {
+    /// `INSERT INTO table (a, b) VALUES ($1, $2)`: one row.
+    pub(crate) fn insert_one(&self) -> String {
+        let names: Vec<&str> = self.columns.iter().map(|(n, _)| *n).collect();
+        let marks: Vec<String> = (1..=self.columns.len()).map(|i| format!("${i}")).collect();
+        format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            self.table,
+            names.join(", "),
+            marks.join(", ")
+        )
+    }
+
+    /// Every row has one value per column.
+    pub(crate) fn check(&self) -> Result<(), SqlError> {
+        match self.rows.iter().position(|r| r.len() != self.columns.len()) {
+            None => Ok(()),
+            Some(i) => Err(SqlError::Corrupt(format!(
+                "row {i} appended to {} has {} values for {} columns",
+                self.table,
+                self.rows[i].len(),
+                self.columns.len()
+            ))),
+        }
+    }
+}
+
+/// What a step does.
+#[derive(Debug, Clone)]
+pub enum Work {
+    /// One statement and its parameters.
+    Statement {
+        sql: Cow<'static, str>,
+        params: Vec<Value>,
+    },
+    /// Rows appended in bulk; affects as many rows as it carries.
+    Append(Append),
+}
+
+/// One step of a transaction.
 #[derive(Debug, Clone)]
 pub struct Step {
-    pub sql: Cow<'static, str>,
-    pub params: Vec<Value>,
-    /// When set, the statement must affect or return at least one row; otherwise the whole
+    pub work: Work,
+    /// When set, the step must affect or return at least one row; otherwise the whole
     /// transaction rolls back with [`SqlError::Requirement`] carrying this tag.
     pub require: Option<&'static str>,
-    /// When set, the statement must affect or return no row; otherwise the transaction rolls
+    /// When set, the step must affect or return no row; otherwise the transaction rolls
     /// back with [`SqlError::Requirement`] carrying this tag.
     pub forbid: Option<&'static str>,
 }
@@ -143,8 +203,18 @@ pub struct Step {
 impl Step {
     pub fn new(sql: impl Into<Cow<'static, str>>, params: Vec<Value>) -> Self {
         Self {
-            sql: sql.into(),
-            params,
+            work: Work::Statement {
+                sql: sql.into(),
+                params,
+            },
+            require: None,
+            forbid: None,
+        }
+    }
+
+    pub fn append(append: Append) -> Self {
+        Self {
+            work: Work::Append(append),
             require: None,
             forbid: None,
         }

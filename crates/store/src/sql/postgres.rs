@@ -7,10 +7,11 @@ use async_trait::async_trait;
 use bytes::BytesMut;
 use deadpool_postgres::{Pool, Runtime, Timeouts};
 use tokio_postgres::NoTls;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
-use super::{Engine, Migration, Outcome, Row, SqlError, Step, Value};
+use super::{Append, ColumnType, Engine, Migration, Outcome, Row, SqlError, Step, Value, Work};
 
 /// Arbitrary constant naming the advisory lock that serialises migrations across nodes.
 const MIGRATION_LOCK: i64 = 0x6e6d_6d69_6772;
@@ -123,6 +124,53 @@ async fn run_step(
     })
 }
 
+/// Streams the rows with binary `COPY` inside the transaction: no statement text grows with
+/// the batch, nothing is planned per row, and integers and text cross as they are.
+async fn run_append(
+    tx: &deadpool_postgres::Transaction<'_>,
+    append: &Append,
+) -> Result<Outcome, SqlError> {
+    append.check()?;
+    let names: Vec<&str> = append.columns.iter().map(|(n, _)| *n).collect();
+    let types: Vec<Type> = append
+        .columns
+        .iter()
+        .map(|(_, t)| match t {
+            ColumnType::Int => Type::INT8,
+            ColumnType::Text => Type::TEXT,
+        })
+        .collect();
+    let copy = format!(
+        "COPY {} ({}) FROM STDIN (FORMAT binary)",
+        append.table,
+        names.join(", ")
+    );
+    let sink = tx.copy_in(copy.as_str()).await.map_err(classify)?;
+    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+    for row in &append.rows {
+        writer
+            .as_mut()
+            .write_raw(row.iter())
+            .await
+            .map_err(classify)?;
+    }
+    let affected = writer.as_mut().finish().await.map_err(classify)?;
+    Ok(Outcome {
+        affected,
+        rows: Vec::new(),
+    })
+}
+
+async fn run_work(
+    tx: &deadpool_postgres::Transaction<'_>,
+    work: &Work,
+) -> Result<Outcome, SqlError> {
+    match work {
+        Work::Statement { sql, params } => run_step(tx, sql, params).await,
+        Work::Append(append) => run_append(tx, append).await,
+    }
+}
+
 impl PgEngine {
     /// Builds the pool; connections are opened on first use, so a database that is down at
     /// start makes calls fail (and /readyz report it) instead of the process.
@@ -169,7 +217,7 @@ impl Engine for PgEngine {
         let tx = client.transaction().await.map_err(classify)?;
         let mut out = Vec::with_capacity(steps.len());
         for step in &steps {
-            let o = run_step(&tx, &step.sql, &step.params).await?;
+            let o = run_work(&tx, &step.work).await?;
             if let Some(tag) = step.broken_by(&o) {
                 // Dropping the transaction rolls it back.
                 return Err(SqlError::Requirement(tag));
