@@ -89,7 +89,7 @@ fn refused(d: &ClaimDecision) -> Option<RefusalReason> {
 
 /// The shows [`run`] opens, as `<prefix>-<name>`: a Redis Cluster test uses them to check that
 /// the suite's shows spread over several masters.
-pub const SHOWS: [&str; 7] = [
+pub const SHOWS: [&str; 8] = [
     "lifecycle",
     "flash",
     "cancel",
@@ -97,6 +97,7 @@ pub const SHOWS: [&str; 7] = [
     "history",
     "claimlog",
     "release",
+    "mine",
 ];
 
 async fn open(
@@ -124,6 +125,7 @@ pub async fn run(inv: Arc<dyn Inventory>, prefix: &str) -> R {
     claim_log_in_pages(inv.as_ref(), prefix).await?;
     an_unknown_show(inv.as_ref(), prefix).await?;
     release_rules(inv.as_ref(), prefix).await?;
+    a_buyers_many_claims(inv.as_ref(), prefix).await?;
     Ok(())
 }
 
@@ -431,6 +433,69 @@ async fn cancel_rules(inv: &dyn Inventory, prefix: &str) -> R {
     let k2 = ClaimId::parse("k2").map_err(err)?;
     let d = inv.cancel(&show, &b1, &k2, T0).await.map_err(err)?;
     ensure(d == CancelDecision::ShowNotLive, "no cancel after close")?;
+    Ok(())
+}
+
+/// A buyer who claims again and again sees every claim of theirs, oldest first, cancelled ones
+/// marked, and none of anyone else's (the Redis backend keeps them in chunks of 32 ids).
+async fn a_buyers_many_claims(inv: &dyn Inventory, prefix: &str) -> R {
+    const MANY: usize = 70;
+    let show = open(inv, prefix, "mine", 1_000, 1_000).await?;
+    inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
+    inv.command(&show, Command::Pin(pid("p1")), T0)
+        .await
+        .map_err(err)?;
+    for i in 0..MANY {
+        let at = T0 + i as i64;
+        let d = inv
+            .claim(&show, req(&format!("m{i}"), "b1", "p1", 1, LIST)?, at)
+            .await
+            .map_err(err)?;
+        ensure(
+            matches!(d, ClaimDecision::Accepted(_)),
+            "b1's claim accepted",
+        )?;
+        if i % 25 == 0 {
+            let d = inv
+                .claim(&show, req(&format!("o{i}"), "b2", "p1", 2, LIST)?, at)
+                .await
+                .map_err(err)?;
+            ensure(
+                matches!(d, ClaimDecision::Accepted(_)),
+                "b2's claim accepted",
+            )?;
+        }
+    }
+    let b1 = BuyerId::parse("b1").map_err(err)?;
+    let b2 = BuyerId::parse("b2").map_err(err)?;
+    let cancelled = ClaimId::parse("m40").map_err(err)?;
+    let d = inv
+        .cancel(&show, &b1, &cancelled, T0 + 1_000)
+        .await
+        .map_err(err)?;
+    ensure(
+        matches!(d, CancelDecision::Cancelled { .. }),
+        "b1 cancels one",
+    )?;
+    let view = inv.view(&show, Some(&b1), T0 + 1_000).await.map_err(err)?;
+    let ids: Vec<&str> = view.my_claims.iter().map(|c| c.claim_id.as_str()).collect();
+    let expected: Vec<String> = (0..MANY).map(|i| format!("m{i}")).collect();
+    ensure(
+        ids == expected.iter().map(String::as_str).collect::<Vec<_>>(),
+        format!("b1 sees its {MANY} claims in order, got {ids:?}"),
+    )?;
+    ensure(
+        view.my_claims
+            .iter()
+            .all(|c| (c.claim_id == cancelled) == c.cancelled_at.is_some()),
+        "exactly the cancelled claim is marked cancelled",
+    )?;
+    let view = inv.view(&show, Some(&b2), T0 + 1_000).await.map_err(err)?;
+    let ids: Vec<&str> = view.my_claims.iter().map(|c| c.claim_id.as_str()).collect();
+    ensure(
+        ids == ["o0", "o25", "o50"],
+        format!("b2 sees only its own claims, got {ids:?}"),
+    )?;
     Ok(())
 }
 

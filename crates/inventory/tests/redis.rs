@@ -771,3 +771,43 @@ async fn a_cancellation_logged_without_the_claim_time_takes_it_from_the_claim() 
     );
     assert_eq!(record.claim_id, claimed.claim_id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_kept_in_one_list_before_the_chunks_are_still_the_buyers() {
+    use nightmarket_domain::BuyerId;
+    // A show live across the upgrade: its first claims were listed in the `mine` field named
+    // by the buyer alone, the ones after go to the buyer's chunks.
+    let (inv, prefix, show) = live_show("legacy-mine").await;
+    inv.claim(&show, claim("l1", "b1", 1), 3).await.unwrap();
+    inv.claim(&show, claim("l2", "b1", 1), 4).await.unwrap();
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mine = format!("{prefix}{{legacy-mine}}:mine");
+    let _: () = redis::cmd("DEL")
+        .arg(&mine)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(&mine)
+        .arg("b1")
+        .arg("l1,l2")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    inv.claim(&show, claim("l3", "b1", 1), 5).await.unwrap();
+    let view = inv
+        .view(&show, Some(&BuyerId::parse("b1").unwrap()), 6)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = view.my_claims.iter().map(|c| c.claim_id.as_str()).collect();
+    assert_eq!(ids, ["l1", "l2", "l3"]);
+    let fields: Vec<String> = redis::cmd("HKEYS")
+        .arg(&mine)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["b1", "b1#", "b1#0"]);
+}

@@ -38,9 +38,10 @@ if fid then
   if f.cap ~= nil and sold >= f.cap then exhausted = fid end
 end
 redis.call('HSET', K_CLAIMS, cid, rec_text(r))
-local mine = redis.call('HGET', K_MINE, buyer)
-if mine then mine = mine .. ',' .. cid else mine = cid end
-redis.call('HSET', K_MINE, buyer, mine)
+local chunk = mine_chunk(buyer, redis.call('HINCRBY', K_MINE, buyer .. '#', 1))
+local ids = redis.call('HGET', K_MINE, chunk)
+if ids then ids = ids .. ',' .. cid else ids = cid end
+redis.call('HSET', K_MINE, chunk, ids)
 local pos = redis.call('HINCRBY', K_META, 'log_len', 1) - 1
 redis.call('XADD', K_LOG, '*', 'pos', n(pos), 'kind', 'claim', 'claim_id', cid, 'buyer', buyer,
   'product', p, 'quantity', n(qty), 'unit_price', n(price), 'flash_id', fid and n(fid) or '', 'at', n(now))

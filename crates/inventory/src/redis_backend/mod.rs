@@ -14,7 +14,7 @@
 //! | `flash` | hash | the running flash (absent when none) |
 //! | `log` | stream | the claim log: claims and cancellations in decision order, then the close marker |
 //! | `events` | stream | sequenced events, entry id `<seq>-0`, bounded to the history size |
-//! | `mine` | hash | buyer → its claim ids |
+//! | `mine` | hash | `<buyer>#` → how many claims the buyer made; `<buyer>#<k>` → the k-th 32 of its claim ids (see `prelude.lua`) |
 //! | `products` | hash | product → the admitted product with its OCOP proof (JSON) |
 //!
 //! Once settlement has recorded a closed show, [`Inventory::release`] sets every key of it to

@@ -57,3 +57,34 @@ local function rec_text(r)
 end
 
 local function left_of(product) return tonumber(redis.call('HGET', K_LEFT, product) or '0') end
+
+-- A buyer's claim ids, comma-separated in `mine` fields of at most MINE_CHUNK ids each:
+-- `<buyer>#` counts them, `<buyer>#<k>` holds the k-th chunk. Redis hashes every byte of every
+-- string a script handles, so one list per buyer, read and rewritten on each claim, made a
+-- buyer's next claim dearer with every claim made (the 500th hashed some 37 KB); a chunk
+-- bounds it. ('#' is outside the id alphabet, so these fields never meet a buyer id.)
+local MINE_CHUNK = 32
+
+-- The field the buyer's `count`-th claim id goes to.
+local function mine_chunk(buyer, count)
+  return buyer .. '#' .. n(math.floor((count - 1) / MINE_CHUNK))
+end
+
+-- The buyer's claim ids, oldest first. Shows opened before the chunks kept one list in the
+-- field named by the buyer id alone; it comes first.
+local function mine_ids(buyer)
+  local ids = {}
+  local function add(list)
+    if list then
+      for cid in string.gmatch(list, '[^,]+') do ids[#ids + 1] = cid end
+    end
+  end
+  add(redis.call('HGET', K_MINE, buyer))
+  local count = tonumber(redis.call('HGET', K_MINE, buyer .. '#') or '0')
+  if count > 0 then
+    for k = 0, math.floor((count - 1) / MINE_CHUNK) do
+      add(redis.call('HGET', K_MINE, buyer .. '#' .. n(k)))
+    end
+  end
+  return ids
+end

@@ -16,11 +16,8 @@ local f = flash_get()
 if f then out.flash = f end
 local mine = {}
 if buyer ~= '' then
-  local ids = redis.call('HGET', K_MINE, buyer)
-  if ids then
-    for cid in string.gmatch(ids, '[^,]+') do
-      mine[#mine + 1] = rec_parse(cid, redis.call('HGET', K_CLAIMS, cid))
-    end
+  for _, cid in ipairs(mine_ids(buyer)) do
+    mine[#mine + 1] = rec_parse(cid, redis.call('HGET', K_CLAIMS, cid))
   end
 end
 out.mine = mine
