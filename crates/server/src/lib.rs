@@ -233,6 +233,9 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// A viewer page speaking the WebSocket protocol: open `/#show=<id>&token=<viewer token>`.
 const VIEWER_HTML: &str = include_str!("viewer.html");
 
+/// Bytes of WebSocket read buffer a connection starts with (see `ws_upgrade`).
+const VIEWER_READ_BUFFER: usize = 512;
+
 async fn viewer_page() -> Response {
     (
         [
@@ -353,8 +356,10 @@ async fn ws_upgrade(
     let upgrade = upgrade
         .max_message_size(limits.hard_frame_bytes)
         .max_frame_size(limits.hard_frame_bytes)
-        // Tungstenite's default read buffer is 128 KiB per connection; frames are small.
-        .read_buffer_size(4 * 1024)
+        // Tungstenite's default read buffer is 128 KiB per connection, allocated up front.
+        // Client frames (claims, commands) are a few hundred bytes; a longer frame grows the
+        // buffer as it arrives, up to the frame limit. Idle viewers are most connections.
+        .read_buffer_size(VIEWER_READ_BUFFER)
         .write_buffer_size(0)
         .max_write_buffer_size(limits.hard_frame_bytes.max(64 * 1024) * 4);
     Ok(upgrade

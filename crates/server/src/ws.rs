@@ -575,11 +575,13 @@ pub async fn run(
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
 }
 
-async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCode> {
-    let is_viewer = s.peer.buyer.is_some();
-    // `last_seq=0` means the client has seen nothing: it needs a snapshot, not a replay.
-    let last_seq = last_seq.filter(|&seq| seq > 0);
-    let mut sub = s.rt.channel.subscribe(last_seq, is_viewer);
+/// Brings a new session up to date: the events it missed (resume) or a snapshot. `None` when
+/// the connection is done.
+async fn start(
+    s: &mut Session,
+    sub: &mut nightmarket_hub::Subscription<Utf8Bytes>,
+    last_seq: Option<u64>,
+) -> Option<()> {
     // Start: the missed events (resume) or a snapshot.
     let mut resumed = sub.backlog.take();
     if resumed.is_none()
@@ -628,6 +630,16 @@ async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCod
     // The snapshot (or the next refresh) carries the viewer count; an older cell value would
     // make the count jump backwards.
     sub.viewers.mark_unchanged();
+    Some(())
+}
+
+async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCode> {
+    let is_viewer = s.peer.buyer.is_some();
+    // `last_seq=0` means the client has seen nothing: it needs a snapshot, not a replay.
+    let last_seq = last_seq.filter(|&seq| seq > 0);
+    let mut sub = s.rt.channel.subscribe(last_seq, is_viewer);
+    // Boxed for the same reason as message handling below: the start runs once.
+    Box::pin(start(s, &mut sub, last_seq)).await?;
 
     let mut shutdown = s.state.shutdown.clone();
     // Tokens may be minted far into the future; a year is as long as any session needs to wait.
@@ -659,7 +671,10 @@ async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCod
                     }
                     None => return None,
                 };
-                match s.incoming(msg).await {
+                // Boxed: handling a message (a claim, a seller command) needs far more state
+                // than waiting does, and an unboxed future would make every idle viewer's task
+                // as large as the largest handler.
+                match Box::pin(s.incoming(msg)).await {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::Close(None)) => {
                         // The client closed: send the reply tungstenite queued, then end.
