@@ -1494,7 +1494,6 @@ fn entry(
     })
 }
 
-/// Records the whole log of `show` with its close marker, then settles it.
 /// Bulk appends (binary COPY on PostgreSQL, prepared inserts on SQLite) store exactly the
 /// values given, NULLs and non-ASCII text included, and are all or nothing with the rest of
 /// their transaction.
@@ -1591,6 +1590,7 @@ async fn append(c: &Store) -> Result<(), StoreError> {
     )
 }
 
+/// Records the whole log of `show` with its close marker, then settles it.
 async fn settle(c: &Store, show: &ShowId, log: &[RecordedEntry]) -> Result<(), StoreError> {
     let end = log.len() as u64;
     let close = CloseMarker {

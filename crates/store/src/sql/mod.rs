@@ -150,14 +150,19 @@ pub struct Append {
 }
 
 impl Append {
+    /// `a, b, c`: the column names, in order.
+    pub(crate) fn column_list(&self) -> String {
+        let names: Vec<&str> = self.columns.iter().map(|(n, _)| *n).collect();
+        names.join(", ")
+    }
+
     /// `INSERT INTO table (a, b) VALUES ($1, $2)`: one row.
     pub(crate) fn insert_one(&self) -> String {
-        let names: Vec<&str> = self.columns.iter().map(|(n, _)| *n).collect();
         let marks: Vec<String> = (1..=self.columns.len()).map(|i| format!("${i}")).collect();
         format!(
             "INSERT INTO {} ({}) VALUES ({})",
             self.table,
-            names.join(", "),
+            self.column_list(),
             marks.join(", ")
         )
     }

@@ -131,7 +131,6 @@ async fn run_append(
     append: &Append,
 ) -> Result<Outcome, SqlError> {
     append.check()?;
-    let names: Vec<&str> = append.columns.iter().map(|(n, _)| *n).collect();
     let types: Vec<Type> = append
         .columns
         .iter()
@@ -143,7 +142,7 @@ async fn run_append(
     let copy = format!(
         "COPY {} ({}) FROM STDIN (FORMAT binary)",
         append.table,
-        names.join(", ")
+        append.column_list()
     );
     let sink = tx.copy_in(copy.as_str()).await.map_err(classify)?;
     let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
