@@ -4,7 +4,7 @@
 // read-only.
 
 import {
-  loadI18n, t, errorText, dong, num, hhmm, dayName, when, localDate, stars, h, $, fill, field, say, values, int,
+  loadI18n, lang, t, errorText, dong, num, hhmm, dayName, when, localDate, stars, h, $, fill, field, say, values, int,
   api, me, topBar, group, status, csvButton, ApiError,
 } from "./common.js";
 
@@ -350,7 +350,7 @@ async function board(body) {
           h("div", { class: "stat" }, h("b", { "data-testid": "board-gmv", text: dong(st.gmv) }), h("span", { text: t("seller.gmv") }))) : null));
     }
     fill(grid, cards.length ? cards : h("p", { class: "muted", text: t("operator.no_shows_tonight") }));
-    stamp.textContent = t("operator.updated", { at: new Date().toLocaleTimeString() });
+    stamp.textContent = t("operator.updated", { at: new Date().toLocaleTimeString(lang === "vi" ? "vi-VN" : "en-GB") });
   }
   await refresh();
   let busy = false;

@@ -274,7 +274,7 @@ async function showPanel(id) {
   function flashText(f, now) {
     const cap = f.quantity_cap != null ? ` · ${t("viewer.flash_sold", { sold: Math.min(f.sold || 0, f.quantity_cap), cap: f.quantity_cap })}` : ` · ${t("seller.flash_sold_nocap", { n: f.sold || 0 })}`;
     if (now < f.starts_at) return t("viewer.flash_in", { price: dong(f.price), time: clock((f.starts_at - now) / 1000) }) + cap;
-    if (now < f.ends_at) return `${t("seller.flash_running", { price: dong(f.price) })} · ${t("viewer.flash_on", { time: clock((f.ends_at - now) / 1000) })}${cap}`;
+    if (now < f.ends_at) return `${t("seller.flash_running", { price: dong(f.price), time: clock((f.ends_at - now) / 1000) })}${cap}`;
     return t("seller.flash_over");
   }
 
@@ -283,6 +283,10 @@ async function showPanel(id) {
     const liveNow = status_() === "live";
     const per = new Map((stats?.products || []).map((p) => [p.product_id, p]));
     const items = s.lineup.length ? s.lineup : show.lineup.map((l) => ({ product: l.product, allotted: l.stock, left: l.stock, buyer_limit: l.buyer_limit }));
+    // Re-render only on a visible change, so a tap is never lost to a replaced button.
+    const sig = JSON.stringify([liveNow, s.pinned, items.map((e) => e.left), [...per.values()].map((p) => [p.units_sold, p.gmv])]);
+    if (el.lineup.dataset.sig === sig) return;
+    el.lineup.dataset.sig = sig;
     fill(el.lineup, items.filter((e) => e.product).map((e) => {
       const p = e.product;
       const pinnedNow = s.pinned === p.id;

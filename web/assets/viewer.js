@@ -280,21 +280,12 @@ function live(id, token) {
       fill(el.buy, h("div", { class: "card" }, body, wlOut));
       return;
     }
-    const mode = `buy${max}|${busy}|${price}|${qty}`;
-    if (el.buy.dataset.mode === mode) return; // keep focus on the quantity field
+    const mode = `buy${max}|${busy}|${price}`;
+    if (el.buy.dataset.mode === mode) return; // keep focus and what is typed in the quantity field
     el.buy.dataset.mode = mode;
+    const label = () => (busy ? t("viewer.sending_short") : `${t("viewer.buy")} · ${dong(price * qty)}`);
     const input = h("input", { id: "qty", type: "number", min: 1, max, value: qty, inputmode: "numeric" });
-    input.addEventListener("change", () => {
-      const v = Math.floor(Number(input.value));
-      qty = Number.isFinite(v) ? Math.min(max, Math.max(1, v)) : 1;
-      input.value = String(qty);
-      el.buy.dataset.mode = "";
-      renderStage();
-    });
-    fill(el.buy, h("div", { class: "row" },
-      h("label", { for: "qty", class: "muted", text: t("viewer.quantity") }), h("div", { style: "width:6em" }, input),
-      h("span", { class: "muted small", text: t("viewer.max_qty", { n: max }) })),
-    h("button", { type: "button", class: "big", "data-testid": "buy", disabled: busy || price == null, onclick: () => {
+    const btn = h("button", { type: "button", class: "big", "data-testid": "buy", disabled: busy || price == null, onclick: () => {
       const q = Math.floor(Number(input.value));
       if (!Number.isFinite(q) || q < 1 || q > max) { result("err", t("viewer.qty_bad", { n: max })); return; }
       qty = q;
@@ -302,7 +293,15 @@ function live(id, token) {
       claim({ productId: e.product.id, quantity: q, price, claimId: newClaimId() });
       el.buy.dataset.mode = "";
       renderStage();
-    }, text: busy ? t("viewer.sending_short") : `${t("viewer.buy")} · ${dong(price * qty)}` }));
+    }, text: label() });
+    // Typing a quantity only relabels the button: re-rendering would move the focus.
+    input.addEventListener("input", () => {
+      const v = Math.floor(Number(input.value));
+      if (Number.isFinite(v) && v >= 1 && v <= max) { qty = v; btn.textContent = label(); }
+    });
+    fill(el.buy, h("div", { class: "row" },
+      h("label", { for: "qty", class: "muted", text: t("viewer.quantity") }), h("div", { style: "width:6em" }, input),
+      h("span", { class: "muted small", text: t("viewer.max_qty", { n: max }) })), btn);
   }
 
   function renderFeed() {
@@ -326,6 +325,10 @@ function live(id, token) {
     const s = conn.state;
     const liveNow = s.show?.status === "live";
     const mine = s.myClaims.slice().reverse();
+    // Re-render only on a visible change, so a tap on "Huỷ" is never lost to a replaced button.
+    const sig = JSON.stringify([liveNow, mine.map((c) => [c.claim_id, c.status]), s.lineup.length]);
+    if (el.mine.dataset.sig === sig) return;
+    el.mine.dataset.sig = sig;
     fill(el.mine, mine.length ? mine.map((c) => h("li", { "data-claim": c.claim_id },
       h("div", null, `${c.quantity} × ${pname(c.product_id)}`,
         h("div", { class: "muted small", text: `${dong(c.unit_price)} · ${t("viewer.total", { v: dong(c.unit_price * c.quantity) })} · ${c.status === "accepted" ? t("viewer.held") : t("viewer.cancelled")}` })),
