@@ -152,7 +152,9 @@ async fn access(c: &Store) -> Result<(), StoreError> {
         "an invite expires at its instant",
     )?;
     ensure(
-        c.redeem_invite("h-none", "sess-4", T0, T0 + 100_000).await? == Err(InviteRefusal::Unknown),
+        c.redeem_invite("h-none", "sess-4", T0, T0 + 100_000)
+            .await?
+            == Err(InviteRefusal::Unknown),
         "unknown invite",
     )?;
     let guest = SessionRow {
@@ -170,7 +172,10 @@ async fn access(c: &Store) -> Result<(), StoreError> {
         "guest session round trip",
     )?;
     ensure(c.revoke_session("sess-guest", T0 + 7).await?, "revoke")?;
-    ensure(c.revoke_session("sess-guest", T0 + 9).await?, "revoke again")?;
+    ensure(
+        c.revoke_session("sess-guest", T0 + 9).await?,
+        "revoke again",
+    )?;
     ensure(
         c.session("sess-guest").await?.and_then(|s| s.revoked_at) == Some(T0 + 7),
         "revocation keeps its first instant",
@@ -188,10 +193,7 @@ async fn catalog(c: &Store) -> Result<(), StoreError> {
         c.seller(&s.id).await? == Some(s.clone()),
         "seller round trip",
     )?;
-    ensure(
-        c.sellers().await?.contains(&s),
-        "the seller is listed",
-    )?;
+    ensure(c.sellers().await?.contains(&s), "the seller is listed")?;
     ensure(
         matches!(c.create_seller(&s).await, Err(StoreError::Conflict(_))),
         "duplicate seller is a conflict",
@@ -1453,6 +1455,12 @@ async fn show_stats(c: &Store) -> Result<(), StoreError> {
         c.show_peak_viewers(&other).await? == 1_000,
         "the other show's peak",
     )?;
+    ensure(
+        c.show_recent_viewers(&show, MINUTE).await? == 21
+            && c.show_recent_viewers(&show, MINUTE + 3).await? == 0
+            && c.show_recent_viewers(&other, MINUTE).await? == 1_000,
+        "viewers now: the newest minute reported, over nodes; none once nobody reports",
+    )?;
     Ok(())
 }
 
@@ -1504,6 +1512,18 @@ async fn tally(c: &Store) -> Result<(), StoreError> {
     ensure(
         t.entries == 13 && t.max_pos == Some(12),
         "entries and highest position",
+    )?;
+    let live = c.live_sales(&show, T0 + 7).await?;
+    ensure(
+        live.entries == 13
+            && live.claims_since == 4
+            && live.gmv
+                == [
+                    ("tally-honey".to_owned(), 1_500_000),
+                    ("tally-jam".to_owned(), 90_000),
+                    ("tally-tea".to_owned(), -490_000),
+                ],
+        "live sales: value held per product net of the cancellations that repeat claims",
     )?;
     let per = |p: &ProductTally| (p.claims, p.claimed_units, p.cancels, p.cancelled_units);
     let products: Vec<_> = t

@@ -50,7 +50,7 @@ pub use settlement::{
     SettlementState,
 };
 pub use sqlite::{JournalEntry, JournalError, Reservation, ShowJournal, SqliteJournal, Ticket};
-pub use stats::{RefusalTotal, ShowStatsBatch, ViewerSample};
+pub use stats::{LiveSales, RefusalTotal, ShowStatsBatch, ViewerSample};
 pub use webhook::{DeliveryOutcome, DeliveryRow, WebhookEvent, WebhookRow};
 
 use nightmarket_domain::Millis;
