@@ -14,6 +14,7 @@ mod released;
 mod reports;
 mod restart;
 mod resume;
+mod sessions;
 mod show;
 mod show_stats;
 mod slow_viewer;

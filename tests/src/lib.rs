@@ -469,6 +469,35 @@ impl Client {
         }
     }
 
+    /// Connects to `/ws/shows/{show}` with no token, sending `headers` (a session cookie, an
+    /// `Origin`) with the handshake; `Err` carries the HTTP status of a refused upgrade.
+    pub async fn connect_headers(
+        addr: SocketAddr,
+        show: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Self, u16> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!("ws://{addr}/ws/shows/{show}")
+            .into_client_request()
+            .unwrap();
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        match tokio_tungstenite::client_async(req, stream).await {
+            Ok((ws, _)) => Ok(Self {
+                ws,
+                seen: Vec::new(),
+                ended: None,
+            }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("websocket connect failed: {e}"),
+        }
+    }
+
     pub async fn send(&mut self, v: Value) {
         self.ws.send(Message::text(v.to_string())).await.unwrap();
     }

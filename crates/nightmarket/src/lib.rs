@@ -1,4 +1,4 @@
-//! The `nightmarket` command line: `serve`, `demo`, `orders`, `settle` and `token`. `main.rs` only calls [`main`],
+//! The `nightmarket` command line: `serve`, `demo`, `orders`, `settle`, `invite` and `token`. `main.rs` only calls [`main`],
 //! so tests can start the real binary's code path as a child process.
 
 pub mod demo;
@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use nightmarket_server::auth::{Role, TokenKey};
 use nightmarket_server::config::{Config, DEV_SECRET};
+use nightmarket_server::sessions;
 
 #[derive(Parser)]
 #[command(
@@ -47,6 +48,18 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Print a one-time sign-in link for the consoles: the first operator is invited this way,
+    /// and operators invite sellers from their console. Stored in the store `serve` uses.
+    Invite {
+        #[arg(long, value_enum)]
+        role: InviteRole,
+        /// A name for operators (letters, digits, '-', '_', '.'); the seller id for sellers.
+        #[arg(long)]
+        subject: String,
+        /// The address people open (default: `public_url`, else http://<listen>).
+        #[arg(long)]
+        base_url: Option<String>,
+    },
     /// Print a signed token for development.
     Token {
         #[arg(long, value_enum)]
@@ -58,6 +71,12 @@ enum Cmd {
         #[arg(long, default_value_t = 24)]
         ttl_hours: i64,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum InviteRole {
+    Operator,
+    Seller,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -101,6 +120,50 @@ fn now_secs() -> i64 {
 /// Mints a token with the configured secret.
 pub fn mint(config: &Config, role: Role, subject: &str, ttl_secs: i64) -> String {
     TokenKey::new(config.auth_secret.expose()).mint(role, subject, now_secs(), ttl_secs)
+}
+
+/// `nightmarket invite`: stores a one-time sign-in link and prints it.
+async fn invite(
+    config: Config,
+    role: &'static str,
+    subject: String,
+    base_url: Option<String>,
+) -> ExitCode {
+    let store = match nightmarket_server::open_store(&config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("nightmarket: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = now_secs() * 1000;
+    match sessions::issue_invite(&store, &config.sessions, role, &subject, "cli", now).await {
+        Ok((code, row)) => {
+            let base = base_url
+                .or_else(|| (!config.public_url.is_empty()).then(|| config.public_url.clone()))
+                .unwrap_or_else(|| format!("http://{}", config.listen));
+            println!(
+                "{}",
+                sessions::invite_url(base.trim_end_matches('/'), &code)
+            );
+            let expires = jiff::Timestamp::from_millisecond(row.expires_at)
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            let stored = if config.database_url.is_empty() {
+                config.data_dir.join("catalog.sqlite").display().to_string()
+            } else {
+                "the PostgreSQL store".into()
+            };
+            eprintln!(
+                "one-time sign-in link for {role} {subject}: usable once, until {expires}; stored in {stored}"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("nightmarket: {}: {}", e.code, e.message);
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -177,6 +240,17 @@ pub fn main() -> ExitCode {
         Cmd::Settle { show_id, dry_run } => {
             return block_on(orders::settle(config, show_id.clone(), *dry_run));
         }
+        Cmd::Invite {
+            role,
+            subject,
+            base_url,
+        } => {
+            let role = match role {
+                InviteRole::Operator => "operator",
+                InviteRole::Seller => "seller",
+            };
+            return block_on(invite(config, role, subject.clone(), base_url.clone()));
+        }
         _ => {}
     }
     if config.auth_secret.expose() == DEV_SECRET {
@@ -203,7 +277,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Cmd::Serve => nightmarket_server::run(listener, config, shutdown_signal()).await?,
             Cmd::Demo { buyers } => demo::run(listener, config, buyers, shutdown_signal()).await?,
-            Cmd::Token { .. } | Cmd::Orders | Cmd::Settle { .. } => {}
+            Cmd::Token { .. } | Cmd::Orders | Cmd::Settle { .. } | Cmd::Invite { .. } => {}
         }
         Ok::<(), anyhow::Error>(())
     });

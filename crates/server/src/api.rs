@@ -120,6 +120,46 @@ pub async fn get_seller(
     Ok(Json(seller_json(&row)))
 }
 
+/// `GET /api/sellers` (operators): every seller, oldest first.
+pub async fn list_sellers(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<Seller>>> {
+    let claims = authenticate(&state, &headers, None)?;
+    require(&claims, Role::Operator)?;
+    let rows = state.catalog.sellers().await?;
+    Ok(Json(rows.iter().map(seller_json).collect()))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ProductsQuery {
+    seller_id: Option<String>,
+}
+
+/// `GET /api/products?seller_id=`: a seller's products with their proof, for the operator
+/// (any seller) or that seller.
+pub async fn list_products(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<ProductsQuery>,
+) -> ApiResult<Json<Vec<WireProduct>>> {
+    let claims = authenticate(&state, &headers, None)?;
+    let raw = match (q.seller_id, claims.role) {
+        (Some(id), Role::Operator) => id,
+        (Some(id), Role::Seller) if id == claims.sub => id,
+        (None, Role::Seller) => claims.sub.clone(),
+        (None, Role::Operator) => {
+            return Err(HttpError::bad_request("seller_id: required"));
+        }
+        _ => return Err(HttpError::forbidden("a seller sees only its own products")),
+    };
+    let seller_id = existing_seller(&state, raw).await?;
+    let rows = state.catalog.products_of(&seller_id).await?;
+    Ok(Json(
+        rows.iter().map(|(p, at)| product_json(p, *at)).collect(),
+    ))
+}
+
 /// The `seller_id` of a request body, parsed and known to the catalog.
 async fn existing_seller(state: &AppState, raw: String) -> ApiResult<SellerId> {
     let seller_id = field("seller_id", SellerId::parse(raw))?;

@@ -53,6 +53,10 @@ pub struct Claims {
     /// Expiry, seconds since the Unix epoch.
     pub exp: i64,
     pub iat: i64,
+    /// The browser session this token belongs to (session cookies only). Such a token is
+    /// honoured only while its session row is neither revoked nor past its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 impl Claims {
@@ -103,13 +107,18 @@ impl TokenKey {
 
     /// Mints a token for `sub` with `role`, valid for `ttl_secs` from `now_secs`.
     pub fn mint(&self, role: Role, sub: &str, now_secs: i64, ttl_secs: i64) -> String {
-        let claims = Claims {
+        self.sign(&Claims {
             sub: sub.to_owned(),
             role,
             exp: now_secs.saturating_add(ttl_secs),
             iat: now_secs,
-        };
-        let payload = serde_json::to_vec(&claims).unwrap_or_default();
+            sid: None,
+        })
+    }
+
+    /// Signs `claims` as they are (session tokens carry their `sid`).
+    pub fn sign(&self, claims: &Claims) -> String {
+        let payload = serde_json::to_vec(claims).unwrap_or_default();
         let signing_input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(HEADER_JSON),

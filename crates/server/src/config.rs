@@ -41,7 +41,11 @@ pub struct Config {
     pub database_url: String,
     pub database_pool_size: usize,
     pub database_timeout_ms: u64,
+    /// The address people open in a browser (`https://cho.example.vn`); invite links and the
+    /// same-origin check use it. Empty: the request's own `Host`.
+    pub public_url: String,
     pub limits: Limits,
+    pub sessions: Sessions,
     pub webhooks: WebhookLimits,
     pub market: MarketTiming,
     pub orders: OrderService,
@@ -107,6 +111,23 @@ pub struct OrderService {
     pub sweep_batch: usize,
     /// How long a settled show's inventory keys are kept before they expire.
     pub keep_settled_ms: u64,
+}
+
+/// Sign-in: invite links, browser sessions, guest viewers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sessions {
+    /// How long a one-time sign-in link stays usable.
+    pub invite_ttl_ms: u64,
+    /// Life of the signed token inside the session cookie; refreshed while the session is used.
+    pub token_ttl_ms: u64,
+    /// A session ends this long after sign-in however active it is.
+    pub max_life_ms: u64,
+    /// Guest sessions one address may open per minute (sustained), and the burst above it.
+    pub guests_per_minute: u32,
+    pub guest_burst: u32,
+    /// Addresses whose guest allowance is remembered at most; beyond it the fullest are forgotten.
+    pub tracked_addresses: usize,
 }
 
 /// Largest claim-log batch: one batch is one transaction and one page read from Redis.
@@ -403,6 +424,55 @@ impl Config {
         }
         if w.max_in_flight > 10_000 {
             return Err(invalid("webhooks.max_in_flight", "at most 10000".into()));
+        }
+        let se = &self.sessions;
+        for (key, v) in [
+            ("sessions.invite_ttl_ms", se.invite_ttl_ms),
+            ("sessions.token_ttl_ms", se.token_ttl_ms),
+            ("sessions.max_life_ms", se.max_life_ms),
+            (
+                "sessions.guests_per_minute",
+                u64::from(se.guests_per_minute),
+            ),
+            ("sessions.guest_burst", u64::from(se.guest_burst)),
+            ("sessions.tracked_addresses", se.tracked_addresses as u64),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
+        // The cookie token is re-signed once half its life has passed: a second is the floor
+        // that keeps that from happening on every request.
+        if se.token_ttl_ms < 2_000 || se.token_ttl_ms > se.max_life_ms {
+            return Err(invalid(
+                "sessions.token_ttl_ms",
+                format!("2000 to sessions.max_life_ms ({})", se.max_life_ms),
+            ));
+        }
+        for (key, v) in [
+            ("sessions.invite_ttl_ms", se.invite_ttl_ms),
+            ("sessions.max_life_ms", se.max_life_ms),
+        ] {
+            if v > 30 * 24 * 3600 * 1000 {
+                return Err(invalid(key, "at most 2592000000 (30 days)".into()));
+            }
+        }
+        if se.tracked_addresses > 1_000_000 {
+            return Err(invalid(
+                "sessions.tracked_addresses",
+                "at most 1000000".into(),
+            ));
+        }
+        if !(self.public_url.is_empty()
+            || ((self.public_url.starts_with("http://")
+                || self.public_url.starts_with("https://"))
+                && !self.public_url.ends_with('/')))
+        {
+            return Err(invalid(
+                "public_url",
+                "expected http(s)://host[:port] without a trailing slash (empty: the request's Host)"
+                    .into(),
+            ));
         }
         let o = &self.orders;
         if o.batch == 0 || o.batch > MAX_ORDER_BATCH {

@@ -27,8 +27,10 @@ pub mod metrics;
 pub mod order_service;
 pub mod orders_api;
 pub mod reports_api;
+pub mod sessions;
 pub mod show_stats;
 pub mod state;
+pub mod web;
 pub mod webhooks;
 pub mod ws;
 
@@ -97,16 +99,14 @@ pub struct Backends {
     pub clock: clock::SharedClock,
 }
 
-/// Opens the backends the configuration names: the embedded inventory (memory, journaled to
-/// SQLite) or, with `redis_url`, the Redis inventory shared by every node, on one Redis or
-/// (`redis_cluster`) on a Redis Cluster. The store is the SQLite file under `data_dir`, or
+/// Opens the store the configuration names: SQLite under `data_dir` (created if missing), or
 /// PostgreSQL with `database_url`.
-pub async fn open_backends(config: &Config) -> Result<Backends, ServerError> {
+pub async fn open_store(config: &Config) -> Result<Store, ServerError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
     })?;
-    let catalog = if config.database_url.is_empty() {
+    if config.database_url.is_empty() {
         Store::sqlite(&config.data_dir.join("catalog.sqlite")).await
     } else {
         Store::postgres(
@@ -116,7 +116,15 @@ pub async fn open_backends(config: &Config) -> Result<Backends, ServerError> {
         )
         .await
     }
-    .map_err(|e| ServerError::Storage(e.to_string()))?;
+    .map_err(|e| ServerError::Storage(e.to_string()))
+}
+
+/// Opens the backends the configuration names: the embedded inventory (memory, journaled to
+/// SQLite) or, with `redis_url`, the Redis inventory shared by every node, on one Redis or
+/// (`redis_cluster`) on a Redis Cluster. The store is the SQLite file under `data_dir`, or
+/// PostgreSQL with `database_url`.
+pub async fn open_backends(config: &Config) -> Result<Backends, ServerError> {
+    let catalog = open_store(config).await?;
     if !config.redis_url.is_empty() {
         let (prefix, history) = (&config.redis_prefix, config.limits.event_history);
         let redis = if config.redis_cluster {
@@ -151,13 +159,28 @@ pub async fn open_backends(config: &Config) -> Result<Backends, ServerError> {
 /// The HTTP router over the shared state.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/", get(viewer_page))
+        .route("/", get(web::viewer))
+        .route("/seller", get(web::seller))
+        .route("/operator", get(web::operator))
+        .route("/signin", get(web::signin))
+        .route("/web/{*path}", get(web::asset))
+        .route("/api/auth/redeem", post(sessions::redeem))
+        .route("/api/auth/guest", post(sessions::guest))
+        .route("/api/auth/signout", post(sessions::signout))
+        .route("/api/me", get(sessions::me))
+        .route("/api/invites", post(sessions::create_invite))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/api/sellers", post(api::create_seller))
+        .route(
+            "/api/sellers",
+            post(api::create_seller).get(api::list_sellers),
+        )
         .route("/api/sellers/{id}", get(api::get_seller))
-        .route("/api/products", post(api::create_product))
+        .route(
+            "/api/products",
+            post(api::create_product).get(api::list_products),
+        )
         .route("/api/products/{id}", get(api::get_product))
         .route("/api/shows", post(api::create_show).get(api::list_shows))
         .route("/api/shows/{id}", get(api::get_show))
@@ -165,6 +188,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/shows/{id}/close", post(api::close))
         .route("/api/shows/{id}/transitions", get(market_api::transitions))
         .route("/api/shows/{id}/report", get(reports_api::show_report))
+        .route("/api/shows/{id}/live-stats", get(reports_api::live_stats))
         .route("/api/sellers/{id}/shows", get(market_api::seller_shows))
         .route(
             "/api/sellers/{id}/lineup-sets",
@@ -227,25 +251,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/openapi.json", get(openapi))
         .route("/ws/shows/{id}", get(ws_upgrade))
         .fallback(|| async { HttpError::not_found("route") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            sessions::layer,
+        ))
         .with_state(state)
 }
 
-/// A viewer page speaking the WebSocket protocol: open `/#show=<id>&token=<viewer token>`.
-const VIEWER_HTML: &str = include_str!("viewer.html");
-
 /// Bytes of WebSocket read buffer a connection starts with (see `ws_upgrade`).
 const VIEWER_READ_BUFFER: usize = 512;
-
-async fn viewer_page() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        VIEWER_HTML,
-    )
-        .into_response()
-}
 
 /// The OpenAPI 3 document of every HTTP endpoint; a test keeps it in step with the router.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -477,8 +491,12 @@ pub async fn serve_with(
             let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(send_buffer);
         }
     });
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { state::stopped(&mut stop).await });
+    // The peer address reaches handlers that limit per address (guest sign-ins).
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { state::stopped(&mut stop).await });
     let trigger = tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);

@@ -20,7 +20,7 @@ pub struct Metrics {
     pub claims_accepted: AtomicU64,
     pub claims_duplicate: AtomicU64,
     /// Refused claims, indexed like `ErrorCode::ALL`.
-    pub claims_refused: [AtomicU64; ErrorCode::ALL.len()],
+    pub claims_refused: PerCode,
     pub cancels: AtomicU64,
     /// Connections closed because they fell behind the event ring (`resync`).
     pub drops_resync: AtomicU64,
@@ -32,6 +32,23 @@ pub struct Metrics {
     pub bad_input: AtomicU64,
     /// Webhook delivery attempts, shared with the deliverer.
     pub webhooks: Arc<WebhookCounters>,
+}
+
+/// One counter per error code, indexed like `ErrorCode::ALL` (more codes than `Default`
+/// covers for arrays).
+pub struct PerCode(pub [AtomicU64; ErrorCode::ALL.len()]);
+
+impl Default for PerCode {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl std::ops::Deref for PerCode {
+    type Target = [AtomicU64; ErrorCode::ALL.len()];
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 /// Webhook delivery attempts of this node, by outcome.
@@ -142,7 +159,7 @@ impl Metrics {
         );
         let reasons: Vec<(String, u64)> = ErrorCode::ALL
             .iter()
-            .zip(&self.claims_refused)
+            .zip(self.claims_refused.iter())
             .filter(|(_, c)| g(c) > 0)
             .map(|(code, c)| (format!("{{reason=\"{}\"}}", code.as_str()), g(c)))
             .collect();

@@ -118,6 +118,8 @@ pub struct AppState {
     pub shows: RwLock<HashMap<ShowId, Arc<ShowRuntime>>>,
     pub connections: Arc<Semaphore>,
     pub sessions: Arc<Sessions>,
+    /// Guest sign-ins left per address.
+    pub guests: crate::sessions::GuestLimiter,
     /// Flips to true once shutdown starts; every session watches it.
     pub shutdown: watch::Receiver<bool>,
     /// The order service when this node runs it: woken as soon as a show closes here.
@@ -139,6 +141,7 @@ impl AppState {
             history: l.event_history,
             max_pending: l.event_buffer,
         });
+        let guests = crate::sessions::GuestLimiter::new(&config.sessions);
         Self {
             key: TokenKey::new(config.auth_secret.expose()),
             connections: Arc::new(Semaphore::new(l.max_connections)),
@@ -152,6 +155,7 @@ impl AppState {
             show_stats: Arc::new(ShowStats::new(new_node_id())),
             shows: RwLock::new(HashMap::new()),
             sessions: Arc::new(Sessions::default()),
+            guests,
             shutdown,
             settler: std::sync::OnceLock::new(),
         }

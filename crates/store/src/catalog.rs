@@ -124,6 +124,28 @@ impl Store {
             .transpose()
     }
 
+    /// Every seller, oldest first (the operator console's list; a market has hundreds).
+    pub async fn sellers(&self) -> Result<Vec<SellerRow>, StoreError> {
+        let rows = self
+            .engine
+            .query(
+                "SELECT id, name, kind, district, created_at FROM sellers ORDER BY created_at, id",
+                params![],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SellerRow {
+                    id: SellerId::parse(r.text(0)?).map_err(corrupt)?,
+                    name: r.text(1)?,
+                    kind: r.text(2)?,
+                    district: r.text(3)?,
+                    created_at: r.int(4)?,
+                })
+            })
+            .collect()
+    }
+
     pub async fn create_product(&self, p: &Product, created_at: Millis) -> Result<(), StoreError> {
         self.engine
             .execute(

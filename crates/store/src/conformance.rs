@@ -91,6 +91,7 @@ fn scheduled(
 /// Runs every store behaviour against `store`; returns the first disagreement.
 pub async fn run(store: &Store) -> Result<(), StoreError> {
     catalog(store).await?;
+    access(store).await?;
     markets(store).await?;
     scheduling(store).await?;
     webhooks(store).await?;
@@ -102,6 +103,89 @@ pub async fn run(store: &Store) -> Result<(), StoreError> {
     store.ping().await
 }
 
+async fn access(c: &Store) -> Result<(), StoreError> {
+    use crate::{InviteRefusal, InviteRow, SessionRow};
+    let invite = |hash: &str, expires_at| InviteRow {
+        code_hash: hash.into(),
+        role: "seller".into(),
+        subject: "htx-mat-ong-ba-vi".into(),
+        name: "HTX Mật ong Ba Vì".into(),
+        created_by: "office".into(),
+        created_at: T0,
+        expires_at,
+    };
+    c.create_invite(&invite("h-live", T0 + 1000)).await?;
+    c.create_invite(&invite("h-old", T0 + 10)).await?;
+    ensure(
+        matches!(
+            c.create_invite(&invite("h-live", T0)).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "one invite per code",
+    )?;
+    let s = c
+        .redeem_invite("h-live", "sess-1", T0 + 5, T0 + 100_000)
+        .await?
+        .map_err(|r| fail(format!("first redeem refused: {r:?}")))?;
+    ensure(
+        s.role == "seller" && s.subject == "htx-mat-ong-ba-vi" && s.name == "HTX Mật ong Ba Vì",
+        "the session takes the invite's role, subject and name",
+    )?;
+    ensure(
+        s.id == "sess-1" && s.expires_at == T0 + 100_000 && s.revoked_at.is_none(),
+        "session id and end",
+    )?;
+    ensure(
+        c.redeem_invite("h-live", "sess-2", T0 + 6, T0 + 100_000)
+            .await?
+            == Err(InviteRefusal::Used),
+        "an invite is spent by its first use",
+    )?;
+    ensure(
+        c.session("sess-2").await?.is_none(),
+        "a refused redeem opens no session",
+    )?;
+    ensure(
+        c.redeem_invite("h-old", "sess-3", T0 + 10, T0 + 100_000)
+            .await?
+            == Err(InviteRefusal::Expired),
+        "an invite expires at its instant",
+    )?;
+    ensure(
+        c.redeem_invite("h-none", "sess-4", T0, T0 + 100_000)
+            .await?
+            == Err(InviteRefusal::Unknown),
+        "unknown invite",
+    )?;
+    let guest = SessionRow {
+        id: "sess-guest".into(),
+        role: "viewer".into(),
+        subject: "guest-1".into(),
+        name: "Lan".into(),
+        created_at: T0,
+        expires_at: T0 + 50,
+        revoked_at: None,
+    };
+    c.create_session(&guest).await?;
+    ensure(
+        c.session("sess-guest").await? == Some(guest.clone()),
+        "guest session round trip",
+    )?;
+    ensure(c.revoke_session("sess-guest", T0 + 7).await?, "revoke")?;
+    ensure(
+        c.revoke_session("sess-guest", T0 + 9).await?,
+        "revoke again",
+    )?;
+    ensure(
+        c.session("sess-guest").await?.and_then(|s| s.revoked_at) == Some(T0 + 7),
+        "revocation keeps its first instant",
+    )?;
+    ensure(
+        !c.revoke_session("sess-none", T0).await?,
+        "revoking an unknown session",
+    )
+}
+
 async fn catalog(c: &Store) -> Result<(), StoreError> {
     let s = seller("htx-mat-ong-ba-vi")?;
     c.create_seller(&s).await?;
@@ -109,6 +193,7 @@ async fn catalog(c: &Store) -> Result<(), StoreError> {
         c.seller(&s.id).await? == Some(s.clone()),
         "seller round trip",
     )?;
+    ensure(c.sellers().await?.contains(&s), "the seller is listed")?;
     ensure(
         matches!(c.create_seller(&s).await, Err(StoreError::Conflict(_))),
         "duplicate seller is a conflict",
@@ -1370,6 +1455,12 @@ async fn show_stats(c: &Store) -> Result<(), StoreError> {
         c.show_peak_viewers(&other).await? == 1_000,
         "the other show's peak",
     )?;
+    ensure(
+        c.show_recent_viewers(&show, MINUTE).await? == 21
+            && c.show_recent_viewers(&show, MINUTE + 3).await? == 0
+            && c.show_recent_viewers(&other, MINUTE).await? == 1_000,
+        "viewers now: the newest minute reported, over nodes; none once nobody reports",
+    )?;
     Ok(())
 }
 
@@ -1421,6 +1512,18 @@ async fn tally(c: &Store) -> Result<(), StoreError> {
     ensure(
         t.entries == 13 && t.max_pos == Some(12),
         "entries and highest position",
+    )?;
+    let live = c.live_sales(&show, T0 + 7).await?;
+    ensure(
+        live.entries == 13
+            && live.claims_since == 4
+            && live.gmv
+                == [
+                    ("tally-honey".to_owned(), 1_500_000),
+                    ("tally-jam".to_owned(), 90_000),
+                    ("tally-tea".to_owned(), -490_000),
+                ],
+        "live sales: value held per product net of the cancellations that repeat claims",
     )?;
     let per = |p: &ProductTally| (p.claims, p.claimed_units, p.cancels, p.cancelled_units);
     let products: Vec<_> = t

@@ -3,7 +3,7 @@
 //! - [`Store`]: sellers, products with their OCOP proof, shows with lineups and slots, recurring
 //!   markets and their exceptions, admission decisions, seller commitments, reusable lineups,
 //!   show transitions, webhooks with their delivery log, and post-show statistics (claims
-//!   refused per reason, peak viewers). Written once in a portable SQL dialect over an
+//!   refused per reason, peak viewers), and who may sign in (invites, browser sessions). Written once in a portable SQL dialect over an
 //!   [`sql::Engine`]: SQLite is the embedded default, PostgreSQL serves distributed mode, and
 //!   both pass one conformance suite ([`conformance`]).
 //! - [`SqliteJournal`]: the durable claim journal behind the in-memory inventory. Claims,
@@ -13,6 +13,7 @@
 //! The store and the journal live in separate SQLite files so that the journal's constant
 //! writes never wait on a store write (SQLite admits one writer per file).
 
+pub mod access;
 pub mod catalog;
 pub mod conformance;
 pub mod market;
@@ -30,6 +31,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use access::{InviteRefusal, InviteRow, SessionRow};
 pub use catalog::{LineupRow, SellerRow, ShowRow, ShowSchedule};
 pub use market::{
     CommitmentRow, DecisionRow, ExceptionKind, ExceptionRow, LineupSetItem, LineupSetRow,
@@ -48,7 +50,7 @@ pub use settlement::{
     SettlementState,
 };
 pub use sqlite::{JournalEntry, JournalError, Reservation, ShowJournal, SqliteJournal, Ticket};
-pub use stats::{RefusalTotal, ShowStatsBatch, ViewerSample};
+pub use stats::{LiveSales, RefusalTotal, ShowStatsBatch, ViewerSample};
 pub use webhook::{DeliveryOutcome, DeliveryRow, WebhookEvent, WebhookRow};
 
 use nightmarket_domain::Millis;

@@ -7,7 +7,7 @@
 //! older batch arriving after a newer one, therefore changes nothing. A show's figure adds the
 //! nodes up when it is read.
 
-use nightmarket_domain::ShowId;
+use nightmarket_domain::{Millis, ShowId};
 
 use crate::params;
 use crate::sql::Step;
@@ -135,4 +135,61 @@ impl Store {
             None => Ok(0),
         }
     }
+
+    /// Viewers of `show` in the newest minute any node reported at or after `since_minute`,
+    /// summed over nodes; 0 when none did (the show is not being watched).
+    pub async fn show_recent_viewers(
+        &self,
+        show: &ShowId,
+        since_minute: i64,
+    ) -> Result<u64, StoreError> {
+        let rows = self
+            .engine
+            .query(
+                "SELECT CAST(COALESCE(SUM(viewers), 0) AS BIGINT) FROM show_viewers
+                 WHERE show_id = $1 AND minute = (
+                     SELECT MAX(minute) FROM show_viewers WHERE show_id = $1 AND minute >= $2)",
+                params![show.as_str(), since_minute],
+            )
+            .await?;
+        match rows.first() {
+            Some(r) => count(r.int(0)?),
+            None => Ok(0),
+        }
+    }
+
+    /// What the recorded claim log of `show` says so far, for the live panels: per product the
+    /// value of units held (claims minus the cancellations that repeat them), the claims
+    /// accepted at or after `since`, and how many entries are recorded.
+    pub async fn live_sales(&self, show: &ShowId, since: Millis) -> Result<LiveSales, StoreError> {
+        let rows = self
+            .engine
+            .query(
+                "SELECT product_id,
+                     CAST(SUM(CASE WHEN kind = 'claim' THEN quantity * unit_price
+                                   ELSE -(quantity * unit_price) END) AS BIGINT),
+                     CAST(SUM(CASE WHEN kind = 'claim' AND at >= $2 THEN 1 ELSE 0 END) AS BIGINT),
+                     CAST(COUNT(*) AS BIGINT)
+                 FROM claim_log_entries WHERE show_id = $1 GROUP BY product_id",
+                params![show.as_str(), since],
+            )
+            .await?;
+        let mut out = LiveSales::default();
+        for r in &rows {
+            out.gmv.push((r.text(0)?, r.int(1)?));
+            out.claims_since += count(r.int(2)?)?;
+            out.entries += count(r.int(3)?)?;
+        }
+        out.gmv.sort();
+        Ok(out)
+    }
+}
+
+/// See [`Store::live_sales`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveSales {
+    /// Per product id: đồng held by buyers now.
+    pub gmv: Vec<(String, i64)>,
+    pub claims_since: u64,
+    pub entries: u64,
 }

@@ -68,6 +68,15 @@ pub enum ErrorCode {
     /// A report was asked for a show the order service has not settled (yet, or stopped by a
     /// reconciliation mismatch); its figures do not exist until it is.
     NotSettled,
+    /// A sign-in link whose code no invite has (mistyped, or cut short by a mail program).
+    InviteUnknown,
+    /// A sign-in link already used once: ask the operator for a new one.
+    InviteUsed,
+    /// A sign-in link past its expiry: ask the operator for a new one.
+    InviteExpired,
+    /// A request signed in by the session cookie came from another site (cross-site request
+    /// forgery guard): send it from the console's own origin, or use a bearer token.
+    CsrfRejected,
     /// The server cannot take this now (journal queue full, storage failing); retry later.
     Unavailable,
     /// An unexpected failure inside the server; logged with details.
@@ -105,6 +114,10 @@ impl ErrorCode {
             Self::OrderMoved => "order_moved",
             Self::AmountMismatch => "amount_mismatch",
             Self::NotSettled => "not_settled",
+            Self::InviteUnknown => "invite_unknown",
+            Self::InviteUsed => "invite_used",
+            Self::InviteExpired => "invite_expired",
+            Self::CsrfRejected => "csrf_rejected",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
@@ -119,7 +132,10 @@ impl ErrorCode {
             | Self::BinaryNotSupported
             | Self::UnknownProduct
             | Self::PriceAboveList => 400,
-            Self::Unauthorized => 401,
+            Self::Unauthorized | Self::InviteUnknown | Self::InviteUsed | Self::InviteExpired => {
+                401
+            }
+            Self::CsrfRejected => 403,
             Self::Forbidden => 403,
             Self::NotFound | Self::UnknownClaim => 404,
             Self::Duplicate
@@ -150,7 +166,7 @@ impl ErrorCode {
     }
 
     /// All codes, for documentation tests.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 33] = [
         Self::Duplicate,
         Self::SoldOut,
         Self::LimitExceeded,
@@ -178,6 +194,10 @@ impl ErrorCode {
         Self::OrderMoved,
         Self::AmountMismatch,
         Self::NotSettled,
+        Self::InviteUnknown,
+        Self::InviteUsed,
+        Self::InviteExpired,
+        Self::CsrfRejected,
         Self::Unavailable,
         Self::Internal,
     ];

@@ -135,3 +135,85 @@ pub struct BackendState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
+
+/// `POST /api/auth/redeem`: the code from a one-time sign-in link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RedeemInvite {
+    pub code: String,
+}
+
+/// `POST /api/auth/guest`: a viewer without an account, known by the name they chose.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuestSignIn {
+    pub display_name: String,
+}
+
+/// Who the request is signed in as (`GET /api/me`, and the answer to a sign-in).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// `operator`, `seller` or `viewer`.
+    pub role: String,
+    /// The operator's name, the seller's id or the buyer id.
+    pub subject: String,
+    /// What the consoles greet the person with.
+    pub name: String,
+    /// `cookie` (a browser session) or `bearer` (a token sent with the request).
+    pub via: String,
+}
+
+/// `POST /api/invites`: a one-time sign-in link for a seller (subject: the seller id) or an
+/// operator (subject: a name in the id alphabet).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateInvite {
+    pub role: String,
+    pub subject: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Invite {
+    /// The secret code; only its hash is stored, so this answer is the one place it appears.
+    pub code: String,
+    /// The sign-in link to send: `<public url>/signin#code=<code>`.
+    pub url: String,
+    pub role: String,
+    pub subject: String,
+    /// UTC milliseconds; the link is refused after it (and after its first use).
+    pub expires_at: i64,
+}
+
+/// `GET /api/shows/{id}/live-stats`: the seller's live panel and the operator's board.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveStats {
+    pub show_id: String,
+    /// `scheduled`, `live` or `closed`.
+    pub status: String,
+    /// Viewers connected now, on every node.
+    pub viewers: u64,
+    /// The most viewers seen at once in any minute of the show.
+    pub peak_viewers: u64,
+    /// Claims accepted so far (cancellations not subtracted).
+    pub accepted_claims: u64,
+    /// Claims accepted in the last 60 seconds (from the recorded claim log).
+    pub claims_last_minute: u64,
+    /// Units held by buyers now (claimed minus cancelled) over every product.
+    pub units_sold: u64,
+    /// Gross merchandise value in đồng: what those units were claimed at.
+    pub gmv: i64,
+    /// Claim-log entries the figures in đồng include; the log is recorded while the show runs,
+    /// so `gmv` may trail `units_sold` by the last moments.
+    pub recorded_entries: u64,
+    pub products: Vec<ProductLiveStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProductLiveStats {
+    pub product_id: String,
+    pub name: String,
+    pub list_price: i64,
+    pub allotted: u32,
+    pub left: u32,
+    /// Units held by buyers now: allotted minus left.
+    pub units_sold: u32,
+    /// In đồng, from the recorded claim log.
+    pub gmv: i64,
+}

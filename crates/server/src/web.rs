@@ -1,0 +1,90 @@
+//! The consoles: pages and their scripts, styles and language files, compiled into the binary
+//! from the repository's `web/` folder (in debug builds read from that folder, so a page can
+//! be edited and reloaded). Tests and Node packages under `web/` are never served.
+
+use axum::extract::Path;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use rust_embed::RustEmbed;
+
+use crate::error::HttpError;
+
+#[derive(RustEmbed)]
+#[folder = "../../web/"]
+#[include = "pages/*.html"]
+#[include = "assets/**/*"]
+#[include = "client/*"]
+#[exclude = "**/test/**"]
+#[exclude = "**/node_modules/**"]
+struct Web;
+
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("json") => "application/json",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("ts") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// One embedded file, with an ETag so a browser revalidates instead of downloading again.
+fn file(path: &str, headers: &HeaderMap) -> Response {
+    let Some(f) = Web::get(path) else {
+        return HttpError::not_found(format!("/{path}")).into_response();
+    };
+    let tag: String = f.metadata.sha256_hash()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let etag = format!("\"{tag}\"");
+    let fresh = headers
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let mut resp = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        f.data.into_owned().into_response()
+    };
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
+    // no-cache: always revalidate (cheap with the ETag), so a new release shows at once.
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(ETAG, v);
+    }
+    resp
+}
+
+/// `/`: the viewer page (tonight's shows, joining one).
+pub async fn viewer(headers: HeaderMap) -> Response {
+    file("pages/viewer.html", &headers)
+}
+
+/// `/seller`: the seller's show console.
+pub async fn seller(headers: HeaderMap) -> Response {
+    file("pages/seller.html", &headers)
+}
+
+/// `/operator`: the market office's console.
+pub async fn operator(headers: HeaderMap) -> Response {
+    file("pages/operator.html", &headers)
+}
+
+/// `/signin`: spends a one-time sign-in link (`#code=`) and goes on to the console.
+pub async fn signin(headers: HeaderMap) -> Response {
+    file("pages/signin.html", &headers)
+}
+
+/// `/web/{path}`: scripts, styles, language files and the protocol client.
+pub async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    if !(path.starts_with("assets/") || path.starts_with("client/")) || path.contains("..") {
+        return HttpError::not_found(format!("/web/{path}")).into_response();
+    }
+    file(&path, &headers)
+}
