@@ -373,14 +373,15 @@ async function reports(body) {
     if (!msel.value) return;
     const from = localDate(Date.now() - 60 * 86_400_000);
     const nights = await api.nights(msel.value, { from, limit: 20 }).catch(() => []);
-    const today = localDate();
-    const items = nights.filter((n) => n.date <= today).reverse();
+    // Nights that have started, or start within the next hours (tonight's, before it opens).
+    const soon = Date.now() + 12 * 3_600_000;
+    const items = nights.filter((n) => n.starts_at_ms <= soon).reverse();
     fill(dsel, items.map((n) => h("option", { value: n.date, text: dayName(n.date) })));
   }
   msel.addEventListener("change", loadNights);
-  const form = h("form", { class: "card row" },
-    h("div", { class: "field grow" }, h("label", { for: "r-market", text: t("fields.market") }), msel),
-    h("div", { class: "field grow" }, h("label", { for: "r-night", text: t("fields.night_date") }), dsel),
+  const form = h("form", { class: "card" }, h("div", { class: "fields" },
+    h("div", { class: "field" }, h("label", { for: "r-market", text: t("fields.market") }), msel),
+    h("div", { class: "field" }, h("label", { for: "r-night", text: t("fields.night_date") }), dsel)),
     h("button", { type: "submit", text: t("operator.show_report") }));
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();

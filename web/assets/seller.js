@@ -31,7 +31,7 @@ if (!user || user.role !== "seller") {
   fill(main, h("h1", { text: t("seller.title") }),
     h("p", { class: "notice info", text: user ? t("seller.wrong_role") : t("seller.sign_in_first") }));
 } else {
-  const showId = new URLSearchParams(location.hash.slice(1)).get("show");
+  const showId = new URLSearchParams(location.search).get("show") || new URLSearchParams(location.hash.slice(1)).get("show");
   if (showId) await showPanel(showId);
   else await home();
 }
@@ -52,7 +52,7 @@ async function home() {
   const coming = shows.filter((s) => s.status === "scheduled").sort((a, b) => slot(a) - slot(b));
   const past = shows.filter((s) => s.status === "closed").sort((a, b) => (b.closed_at || 0) - (a.closed_at || 0)).slice(0, 10);
   const row = (s) => h("li", null,
-    h("div", null, h("a", { href: `#show=${encodeURIComponent(s.id)}`, text: s.title }),
+    h("div", null, h("a", { href: `/seller?show=${encodeURIComponent(s.id)}`, text: s.title }),
       h("div", { class: "muted small", text: s.schedule ? `${dayName(s.schedule.night_date)} · ${hhmm(s.schedule.slot_start_ms)}–${hhmm(s.schedule.slot_end_ms)}` : t("seller.no_slot") })),
     h("span", { class: `badge ${s.status}`, text: status(s.status) }));
   const list = (items, empty) => (items.length ? h("ul", { class: "list" }, items.map(row)) : h("p", { class: "muted", text: empty }));
@@ -104,11 +104,11 @@ async function submitOn(form, out, fn) {
 async function showPanel(id) {
   let show;
   try { show = await api.show(id); } catch (e) {
-    fill(main, h("p", { class: "notice err", role: "alert", text: errorText(e) }), h("a", { href: "#", text: t("seller.back") }));
+    fill(main, h("p", { class: "notice err", role: "alert", text: errorText(e) }), h("a", { href: "/seller", text: t("seller.back") }));
     return;
   }
   if (show.seller_id !== user.subject) {
-    fill(main, h("p", { class: "notice err", role: "alert", text: errorText("forbidden") }), h("a", { href: "#", text: t("seller.back") }));
+    fill(main, h("p", { class: "notice err", role: "alert", text: errorText("forbidden") }), h("a", { href: "/seller", text: t("seller.back") }));
     return;
   }
   const conn = new ShowConnection({ showId: id });
@@ -124,7 +124,7 @@ async function showPanel(id) {
     close: h("section"),
     report: h("section"),
   };
-  fill(main, h("p", { class: "small" }, h("a", { href: "#", text: t("seller.back") })), el.head, el.conn, el.action, el.notice,
+  fill(main, h("p", { class: "small" }, h("a", { href: "/seller", text: t("seller.back") })), el.head, el.conn, el.action, el.notice,
     el.stats, el.flash, h("h2", { text: t("seller.lineup") }), el.lineup,
     h("h2", { text: t("seller.recent_claims") }), el.feed, el.close, el.report);
   const notice = (kind, text) => say(el.notice, kind, text);

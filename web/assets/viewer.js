@@ -19,7 +19,8 @@ await loadI18n();
 const main = $("#main");
 const hash = new URLSearchParams(location.hash.slice(1));
 const partnerToken = hash.get("token");
-const showId = hash.get("show");
+// The show is in the query (links between pages) or, from partners, in the fragment.
+const showId = new URLSearchParams(location.search).get("show") || hash.get("show");
 let user = null;
 if (!partnerToken) {
   try { user = await me(); } catch { user = null; }
@@ -49,10 +50,10 @@ async function listShows() {
     .sort((a, b) => slot(a) - slot(b));
   const ended = shows.filter((s) => s.status === "closed" && s.closed_at && now - s.closed_at < 12 * 3_600_000);
   const names = await sellerNames([...live, ...upcoming, ...ended]);
-  const keep = partnerToken ? `&token=${encodeURIComponent(partnerToken)}` : "";
+  const keep = partnerToken ? `#token=${encodeURIComponent(partnerToken)}` : "";
   const card = (s) => h("li", null,
     h("div", null,
-      h("a", { href: `#show=${encodeURIComponent(s.id)}${keep}`, class: "pname-link", text: s.title }),
+      h("a", { href: `/?show=${encodeURIComponent(s.id)}${keep}`, class: "pname-link", text: s.title }),
       h("div", { class: "muted small", text: [names.get(s.seller_id), s.schedule ? `${hhmm(s.schedule.slot_start_ms)}–${hhmm(s.schedule.slot_end_ms)}` : null].filter(Boolean).join(" · ") })),
     h("span", { class: `badge ${s.status}`, text: status(s.status) }));
   const section = (title, list, empty) => [h("h2", { text: title }),
@@ -80,7 +81,7 @@ async function sellerNames(shows) {
 async function openShow(id) {
   let info = null;
   try { info = await api.show(id); } catch (e) {
-    fill(main, h("p", { class: "notice err", role: "alert", text: errorText(e) }), h("a", { href: "#", text: t("viewer.back") }));
+    fill(main, h("p", { class: "notice err", role: "alert", text: errorText(e) }), h("a", { href: "/", text: t("viewer.back") }));
     return;
   }
   if (partnerToken || user) {
@@ -111,7 +112,7 @@ async function openShow(id) {
       btn.disabled = false;
     }
   });
-  fill(main, h("h1", { text: info.title }), h("p", { class: "muted", text: t("viewer.guest_intro") }), form, h("a", { href: "#", text: t("viewer.back") }));
+  fill(main, h("h1", { text: info.title }), h("p", { class: "muted", text: t("viewer.guest_intro") }), form, h("a", { href: "/", text: t("viewer.back") }));
   form.querySelector("input").focus();
 }
 
@@ -141,7 +142,7 @@ function live(id, token) {
     h("h2", { text: t("viewer.lineup") }), el.lineup,
     h("h2", { text: t("viewer.my_claims") }), el.mine,
     el.orders,
-    h("p", { class: "small" }, h("a", { href: partnerToken ? `#token=${encodeURIComponent(partnerToken)}` : "#", text: t("viewer.back") })),
+    h("p", { class: "small" }, h("a", { href: partnerToken ? `/#token=${encodeURIComponent(partnerToken)}` : "/", text: t("viewer.back") })),
     h("footer", { text: t("common.motto") }));
 
   const result = (kind, text) => { lastResult = { kind, text }; say(el.result, kind, text); };

@@ -40,15 +40,34 @@ async function text(locator, re, ms = 5000) {
   await until(async () => re.test((await locator.textContent({ timeout: ms })) ?? ""), ms, `text ${re}`);
 }
 
+/** Pages open in the flow, screenshotted into the temp dir if it fails. */
+const open = new Map();
+
 test("a market night from invite to report, in three consoles", async (t) => {
-  // The night started five minutes ago, so the seller may go live now.
-  const start = local(Date.now() - 5 * 60_000);
+  try {
+    await flow(t);
+  } catch (e) {
+    const { tmpdir } = await import("node:os");
+    for (const [name, p] of open) {
+      const path = `${tmpdir()}/nightmarket-failure-${name}.png`;
+      await p.page.screenshot({ path, fullPage: true }).catch(() => {});
+      console.log(`# failure screenshot: ${path} (${p.page.url()}); page errors: ${JSON.stringify(p.errors)}`);
+    }
+    throw e;
+  }
+});
+
+async function flow(t) {
+  // The night starts in ten minutes: the seller may go live now (up to 15 minutes early), and
+  // the server's own lifecycle does not take the show live first.
+  const start = local(Date.now() + 10 * 60_000);
   const product = "Mật ong hoa nhãn Ba Vì 500ml";
   const sellerName = "HTX Mật ong Ba Vì";
   const title = "Chợ đêm trên mây — Mật ong Ba Vì";
 
   // --- the operator signs in from the command-line invite ---
   const op = await person(browser, DESKTOP);
+  open.set("operator", op);
   const opLink = await srv.invite("operator", "office");
   assert.match(opLink, /\/signin#code=/);
   await op.page.goto(opLink);
@@ -110,6 +129,7 @@ test("a market night from invite to report, in three consoles", async (t) => {
 
   // --- the seller signs in from their link on a phone and signs tonight's commitment ---
   const se = await person(browser, PHONE);
+  open.set("seller", se);
   const s = se.page;
   await s.goto(sellerLink);
   await s.waitForURL(/\/seller/);
@@ -150,6 +170,7 @@ test("a market night from invite to report, in three consoles", async (t) => {
 
   // --- a viewer joins from / as a guest, sees the pin and the countdown, claims ---
   const lan = await person(browser, PHONE);
+  open.set("viewer-lan", lan);
   const v = lan.page;
   await v.goto(`${srv.url}/`);
   await v.getByRole("link", { name: title }).click();
@@ -194,6 +215,7 @@ test("a market night from invite to report, in three consoles", async (t) => {
 
   // --- a second viewer waitlists and is promoted when the first cancels ---
   const minh = await person(browser, PHONE);
+  open.set("viewer-minh", minh);
   const w = minh.page;
   await w.goto(`${srv.url}/`);
   await w.getByRole("link", { name: title }).click();
@@ -248,4 +270,4 @@ test("a market night from invite to report, in three consoles", async (t) => {
   await shot(o, "operator-360");
 
   for (const p of [op, se, lan, minh]) assert.deepEqual(p.errors, [], "no script errors in the pages");
-});
+}
