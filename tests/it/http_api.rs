@@ -75,6 +75,22 @@ async fn validation_health_and_metrics() {
         (status, err["error"]["code"].as_str()),
         (400, Some("bad_request"))
     );
+    // A body that does not fit the request names the field and the rule, never serde's text.
+    let mut missing = good.clone();
+    missing.as_object_mut().unwrap().remove("quality_label");
+    let mut wrong = good.clone();
+    wrong["stars"] = json!("four");
+    for (body, message) in [
+        (missing, "quality_label: required"),
+        (wrong, "stars: expected i64, got string \"four\""),
+    ] {
+        let (status, err) = http(addr, "POST", "/api/products", Some(&op), Some(&body)).await;
+        assert_eq!(
+            (status, err["error"]["message"].as_str()),
+            (400, Some(message)),
+            "{err}"
+        );
+    }
     let (status, p) = http(addr, "POST", "/api/products", Some(&op), Some(&good)).await;
     assert_eq!(status, 201, "{p}");
     assert_eq!(p["name"], "Mật ong hoa nhãn");

@@ -200,3 +200,47 @@ async fn two_hundred_viewers_claim_more_than_the_stock() {
     );
     server.shutdown().await;
 }
+
+/// A viewer joining mid-show sees the newest claims in its snapshot, not an empty feed, on a
+/// node that had not looked at the show before and on one that had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_viewers_see_the_newest_claims_at_once() {
+    let server = TestServer::start(|c| c.limits.feed_items = 3).await;
+    let m = Market::create(server.addr, &[LIST], STOCK, 10, true).await;
+    let _seller = m.pinned_seller(0).await;
+    let buyer = token(Role::Viewer, "buyer-feed");
+    let mut v = Client::connect(m.addr, &m.show, &buyer, None)
+        .await
+        .unwrap();
+    v.snapshot().await;
+    for (i, qty) in [1, 2, 3, 4].into_iter().enumerate() {
+        let r = v.claim(&format!("feed-{i}"), m.product(0), qty, LIST).await;
+        assert_eq!(r.outcome, ClaimOutcomeKind::Accepted);
+    }
+    // Twice the stock tick: the node has refreshed since the last claim.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let late = token(Role::Viewer, "buyer-late");
+    let mut joined = Client::connect(m.addr, &m.show, &late, None).await.unwrap();
+    let snap = joined.snapshot().await;
+    let quantities: Vec<u32> = snap.recent_claims.iter().map(|c| c.quantity).collect();
+    assert_eq!(
+        quantities,
+        [2, 3, 4],
+        "the newest feed_items claims, oldest first"
+    );
+    assert!(snap.recent_claims.iter().all(|c| c.unit_price == LIST));
+    drop((v, joined));
+
+    // After a restart no session has looked at the show on this node yet: the first join
+    // reads the feed itself.
+    let dir = server.stop_keep_dir().await;
+    let clock = nightmarket_server::clock::ManualClock::new(nightmarket_tests::now_secs() * 1000);
+    let server = TestServer::start_clocked(dir, clock, |c| c.limits.feed_items = 3).await;
+    let mut first = Client::connect(server.addr, &m.show, &late, None)
+        .await
+        .unwrap();
+    let snap = first.snapshot().await;
+    let quantities: Vec<u32> = snap.recent_claims.iter().map(|c| c.quantity).collect();
+    assert_eq!(quantities, [2, 3, 4]);
+    server.shutdown().await;
+}

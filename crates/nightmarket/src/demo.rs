@@ -456,10 +456,32 @@ pub async fn run(
         .context("seeding the demo market")?;
     let viewer = mint(&config, Role::Viewer, "khach-demo", 24 * 3600);
     let seller_token = mint(&config, Role::Seller, &show.seller_id, 24 * 3600);
+    // The consoles sign in with one-time links, made through the same API the operator
+    // console uses.
+    let link = |role: &'static str, subject: String| {
+        let operator = operator.clone();
+        async move {
+            let inv = http(
+                addr,
+                "POST",
+                "/api/invites",
+                &operator,
+                &json!({"role": role, "subject": subject}),
+            )
+            .await?;
+            anyhow::Ok(inv["url"].as_str().unwrap_or_default().to_owned())
+        }
+    };
+    let operator_link = link("operator", "demo-operator".into()).await?;
+    let seller_link = link("seller", show.seller_id.clone()).await?;
     println!();
     println!("Demo show live: Chợ đêm trên mây — Đặc sản Ba Vì");
+    println!("  Consoles (each sign-in link works once):");
+    println!("  operator:      {operator_link}");
+    println!("  seller:        {seller_link}");
+    println!("  viewer:        http://{addr}/#show={}", show.id);
     println!(
-        "  watch & claim: http://{addr}/#show={}&token={viewer}",
+        "  with a token:  http://{addr}/#show={}&token={viewer}",
         show.id
     );
     println!("  show (JSON):   http://{addr}/api/shows/{}", show.id);

@@ -61,6 +61,24 @@ struct TickState {
     stock_version: Option<u64>,
     feed_from: u64,
     viewers: Option<u64>,
+    /// The newest accepted claims, oldest first, at most `limits.feed_items`: what a joining
+    /// viewer's snapshot shows as the claim feed.
+    recent: std::collections::VecDeque<FeedItem>,
+}
+
+impl ShowRuntime {
+    /// The newest accepted claims this node has seen, oldest first (see `TickState::recent`).
+    pub fn recent_claims(&self) -> Vec<FeedItem> {
+        self.tick
+            .lock()
+            .map(|t| t.recent.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether this node has refreshed the show's conflated values at least once.
+    pub fn refreshed(&self) -> bool {
+        self.tick.lock().is_ok_and(|t| t.stock_version.is_some())
+    }
 }
 
 /// Counts WebSocket sessions so shutdown can wait for them (axum's graceful shutdown does not
@@ -476,22 +494,29 @@ impl AppState {
             rt.channel.set_stock(frame(&msg));
             inc(&self.metrics.conflated_frames_published);
         }
-        if !first && (!stock.recent.is_empty() || tick.feed_from != stock.log_len) {
-            let skip = stock
-                .recent
-                .len()
-                .saturating_sub(self.config.limits.feed_items);
-            let items: Vec<FeedItem> = stock
-                .recent
+        let keep = self.config.limits.feed_items;
+        let newest = |recent: &[nightmarket_domain::ClaimRecord]| -> Vec<FeedItem> {
+            recent
                 .iter()
-                .skip(skip)
+                .skip(recent.len().saturating_sub(keep))
                 .map(|c| FeedItem {
                     product_id: c.product_id.to_string(),
                     quantity: c.quantity,
                     unit_price: c.unit_price.get(),
                     at: c.at,
                 })
-                .collect();
+                .collect()
+        };
+        if first {
+            // The claims before this node's first look are not news for the feed, but they are
+            // what a viewer joining now should see.
+            tick.recent = newest(&stock.recent).into();
+        }
+        if !first && (!stock.recent.is_empty() || tick.feed_from != stock.log_len) {
+            let items = newest(&stock.recent);
+            tick.recent.extend(items.iter().cloned());
+            let excess = tick.recent.len().saturating_sub(keep);
+            tick.recent.drain(..excess);
             tick.feed_from = stock.log_len;
             if !items.is_empty() {
                 let msg = ServerMessage::Feed(FeedFrame {

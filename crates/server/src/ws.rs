@@ -157,6 +157,11 @@ impl Session {
 
     /// The snapshot of the show as of its current sequence.
     async fn snapshot(&mut self) -> Result<u64, InventoryError> {
+        if !self.rt.refreshed() {
+            // The first viewer of this show on this node: read the claim feed now rather
+            // than join with an empty one until the next tick.
+            self.state.refresh(&self.rt).await;
+        }
         let view = self
             .state
             .inventory
@@ -178,6 +183,7 @@ impl Session {
             lineup: view.lineup.iter().map(convert::lineup_view).collect(),
             my_claims: view.my_claims.iter().map(convert::my_claim).collect(),
             viewers: self.rt.channel.viewer_count(),
+            recent_claims: self.rt.recent_claims(),
         };
         let seq = snap.seq;
         self.send_msg(&ServerMessage::Snapshot(Box::new(snap)))

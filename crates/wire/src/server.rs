@@ -74,6 +74,11 @@ pub struct Snapshot {
     pub lineup: Vec<LineupView>,
     pub my_claims: Vec<MyClaim>,
     pub viewers: u64,
+    /// The newest accepted claims of the show as this node last saw them (at most
+    /// `limits.feed_items`, oldest first, no buyer identity), so a page shows the claim feed
+    /// at once instead of waiting for the next claim.
+    #[serde(default)]
+    pub recent_claims: Vec<FeedItem>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
