@@ -5,5 +5,5 @@
 set -eu
 cd "$(dirname "$0")/.."
 # Node 20 has WebSocket behind a flag; Node 22 has it by default and accepts the flag.
-exec node --experimental-websocket --test --test-concurrency=1 \
+exec node --experimental-websocket --test --test-concurrency=1 --test-force-exit \
   client/test/*.test.mjs test/*.test.mjs test/browser/*.test.mjs
