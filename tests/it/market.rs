@@ -738,3 +738,113 @@ async fn a_show_whose_end_passed_while_down_is_closed_at_start() {
     wait_status(server.addr, &never, "closed").await;
     server.shutdown().await;
 }
+
+/// A night that has ended is history: no show, commitment or exception can be added to it,
+/// and a slot that has already ended is refused on tonight's night too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_nights_are_read_only() {
+    // Friday 2026-11-27, 22:00 in Hanoi: the night runs until 23:00.
+    let clock = ManualClock::new(FRIDAY_2030 + 90 * MINUTE);
+    let server = TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), fast).await;
+    let addr = server.addr;
+    let op = token(Role::Operator, "ops");
+    let market = market(addr, &op).await;
+    let a = create_seller(addr, &op, "HTX A").await;
+    let pa = product(addr, &op, &a, "Chè Tân Cương", 4, docs("2027-12-31")).await;
+    admit(addr, &op, &market, &pa).await;
+    commit(addr, &market, &a, "2026-11-27").await;
+
+    let (s, e) = schedule(
+        addr,
+        &op,
+        &market,
+        &a,
+        &pa,
+        "2026-11-27T20:30",
+        "2026-11-27T21:00",
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (409, Some("slot_unavailable")),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("slot_end"),
+        "{e}"
+    );
+    let (s, e) = schedule(
+        addr,
+        &op,
+        &market,
+        &a,
+        &pa,
+        "2026-11-27T22:30",
+        "2026-11-27T23:00",
+    )
+    .await;
+    assert_eq!(s, 201, "a slot still to come tonight: {e}");
+
+    // Past 23:00 the night is over for everything.
+    clock.set(FRIDAY_2030 + 151 * MINUTE);
+    let (s, e) = schedule(
+        addr,
+        &op,
+        &market,
+        &a,
+        &pa,
+        "2026-11-27T22:00",
+        "2026-11-27T22:30",
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (409, Some("night_over")),
+        "{e}"
+    );
+    let (s, e) = post(
+        addr,
+        &format!("/api/markets/{market}/nights/2026-11-27/commitments"),
+        &token(Role::Seller, &a),
+        json!({"statement": "Tôi cam kết sản phẩm đúng chất lượng đã công bố"}),
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (409, Some("night_over")),
+        "{e}"
+    );
+    let (s, e) = post(
+        addr,
+        &format!("/api/markets/{market}/exceptions"),
+        &op,
+        json!({"night_date": "2026-11-20", "kind": "cancelled", "reason": "mưa bão"}),
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (409, Some("night_over")),
+        "{e}"
+    );
+    let (s, e) = post(
+        addr,
+        &format!("/api/markets/{market}/exceptions"),
+        &op,
+        json!({"night_date": "2026-12-04", "kind": "moved", "moved_to": "2026-11-26T20:30", "reason": "đổi lịch"}),
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (400, Some("bad_request")),
+        "{e}"
+    );
+    let (s, e) = post(
+        addr,
+        &format!("/api/markets/{market}/exceptions"),
+        &op,
+        json!({"night_date": "2027-02-05", "kind": "cancelled", "reason": "Tết Nguyên Đán"}),
+    )
+    .await;
+    assert_eq!(s, 201, "a night to come: {e}");
+    server.shutdown().await;
+}

@@ -299,3 +299,27 @@ async fn the_order_service_runs_on_its_own_in_distributed_mode() {
     let _ = orders.kill().await;
     node.kill().await;
 }
+
+/// `settle` over a directory that holds no store refuses, naming it, and creates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settle_refuses_a_data_directory_without_a_store() {
+    let parent = tempfile::tempdir().unwrap();
+    let missing = parent.path().join("not-here");
+    let out = tokio::process::Command::new(EXE)
+        .args(["settle", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"])
+        .env("NIGHTMARKET_DATA_DIR", &missing)
+        .env("NIGHTMARKET_LOG", "warn")
+        .env_remove("NIGHTMARKET_CONFIG")
+        .env_remove("NIGHTMARKET_REDIS_URL")
+        .env_remove("NIGHTMARKET_DATABASE_URL")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no store at") && err.contains("not-here"),
+        "{err}"
+    );
+    assert!(!missing.exists(), "nothing was created");
+}

@@ -23,8 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{ArgAction, Args, Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
-use nightmarket_server::auth::{Role, TokenKey};
-use nightmarket_server::config::DEV_SECRET;
+use nightmarket_auth::{DEV_SECRET, Role, TokenKey};
 use nightmarket_wire::client::ClientMessage;
 use nightmarket_wire::http::{
     CreateLineupItem, CreateProduct, CreateSeller, CreateShow, Product, Seller, Show,

@@ -65,6 +65,17 @@ pub async fn settle(config: Config, show: String, dry_run: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Settling reads what `serve` wrote: a data directory without a store is a mistyped
+    // NIGHTMARKET_DATA_DIR, not an empty market (opening it would create one).
+    let store_file = config.data_dir.join("catalog.sqlite");
+    if config.database_url.is_empty() && !store_file.exists() {
+        eprintln!(
+            "nightmarket settle: no store at {}: point NIGHTMARKET_DATA_DIR (or data_dir) at the \
+             directory `serve` uses, or set NIGHTMARKET_DATABASE_URL",
+            store_file.display()
+        );
+        return ExitCode::from(2);
+    }
     let backends = match open_backends(&config).await {
         Ok(b) => b,
         Err(e) => {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
 
 /// The development secret shipped in the defaults; refused when `dev = false`.
-pub const DEV_SECRET: &str = "nightmarket-dev-secret-do-not-use-in-production";
+pub use nightmarket_auth::DEV_SECRET;
 
 /// Shortest accepted auth secret, in bytes (HS256 wants at least the hash size).
 pub const MIN_SECRET_BYTES: usize = 32;

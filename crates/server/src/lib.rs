@@ -2,7 +2,9 @@
 //! wired over the inventory, hub and store crates.
 //!
 //! - [`config`]: layered configuration, validated before anything binds.
-//! - [`auth`]: HS256 tokens carrying role and subject.
+//! - [`auth`]: HS256 tokens carrying role and subject (the `nightmarket-auth` crate);
+//!   [`sessions`]: sign-in for browsers (invites, guests, the session cookie).
+//! - [`web`]: the consoles' pages and assets, compiled in from the repository's `web/`.
 //! - [`api`]: HTTP handlers; [`ws`]: one WebSocket session per viewer or seller.
 //! - [`reports_api`]: show and market-night reports, JSON or CSV.
 //! - [`state`]: shared state, the per-show command gate, flash timers and the stock ticker.
@@ -15,7 +17,9 @@
 //! - [`run`]: serve on a bound listener until a shutdown future resolves, then drain.
 
 pub mod api;
-pub mod auth;
+/// Tokens live in their own crate (`nightmarket-auth`), shared with the command line and the
+/// load generator; re-exported here so the server's modules name them as before.
+pub use nightmarket_auth as auth;
 pub mod clock;
 pub mod config;
 pub mod convert;

@@ -322,6 +322,17 @@ pub async fn create_exception(
         created_by: actor(&claims),
         created_at: state.clock.now(),
     };
+    if let Ok(night) = cal.market.night(&cal.exceptions, date) {
+        still_open(&night, row.created_at)?;
+    }
+    if let ExceptionKind::Moved { to } = &row.kind
+        && let Ok(at) = to.to_zoned(cal.market.time_zone().clone())
+        && at.timestamp().as_millisecond() <= row.created_at
+    {
+        return Err(HttpError::bad_request(
+            "moved_to: a night cannot move into the past",
+        ));
+    }
     let mut all = cal.exceptions.clone();
     all.push(exception_of(&row));
     cal.market
@@ -430,6 +441,21 @@ pub(crate) fn night_of(cal: &Calendar, date: &str) -> ApiResult<m::Night> {
         .map_err(|e| HttpError::not_found(format!("night: {e}; market night")))
 }
 
+/// Refuses changes to a night that has ended: what happened on it is history (reports and
+/// settlement read it), and a show scheduled into it would close at once.
+fn still_open(night: &m::Night, now: nightmarket_domain::Millis) -> ApiResult<()> {
+    if night.ends_at <= now {
+        return Err(HttpError::new(
+            ErrorCode::NightOver,
+            format!(
+                "the night of {} ended at {}; past nights are read-only",
+                night.date, night.local_end
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub async fn commit(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -441,6 +467,7 @@ pub async fn commit(
     let req = body(payload)?;
     let cal = calendar(&state, &id).await?;
     let night = night_of(&cal, &date)?;
+    still_open(&night, state.clock.now())?;
     let seller = field("sub", SellerId::parse(claims.sub.clone()))?;
     if state.catalog.seller(&seller).await?.is_none() {
         return Err(HttpError::not_found(format!("seller {seller}")));
@@ -706,6 +733,8 @@ pub async fn schedule_show(
     let req = body(payload)?;
     let cal = calendar(&state, &id).await?;
     let night = night_of(&cal, &date)?;
+    let now = state.clock.now();
+    still_open(&night, now)?;
     let seller = field("seller_id", SellerId::parse(req.seller_id.clone()))?;
     if state.catalog.seller(&seller).await?.is_none() {
         return Err(HttpError::not_found(format!("seller {seller}")));
@@ -738,6 +767,12 @@ pub async fn schedule_show(
         SlotError::Empty { .. } => HttpError::bad_request(format!("slot_end: {e}")),
         other => HttpError::new(ErrorCode::SlotUnavailable, other.to_string()),
     })?;
+    if slot.ends_at <= now {
+        return Err(HttpError::new(
+            ErrorCode::SlotUnavailable,
+            "slot_end: the slot has already ended",
+        ));
+    }
     let items: Vec<CreateLineupItem> = match (req.lineup, req.lineup_set_id) {
         (Some(items), None) => items,
         (None, Some(set)) => {
@@ -765,7 +800,6 @@ pub async fn schedule_show(
         }
     };
     let lineup: Vec<LineupRow> = build_lineup(&state, &seller, items).await?;
-    let now = state.clock.now();
     let row = ShowRow {
         id: field("id", ShowId::parse(new_id()))?,
         seller_id: seller,

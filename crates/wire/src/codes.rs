@@ -68,6 +68,8 @@ pub enum ErrorCode {
     /// A report was asked for a show the order service has not settled (yet, or stopped by a
     /// reconciliation mismatch); its figures do not exist until it is.
     NotSettled,
+    /// The market night has ended: its programme, commitments and exceptions are read-only.
+    NightOver,
     /// A sign-in link whose code no invite has (mistyped, or cut short by a mail program).
     InviteUnknown,
     /// A sign-in link already used once: ask the operator for a new one.
@@ -114,6 +116,7 @@ impl ErrorCode {
             Self::OrderMoved => "order_moved",
             Self::AmountMismatch => "amount_mismatch",
             Self::NotSettled => "not_settled",
+            Self::NightOver => "night_over",
             Self::InviteUnknown => "invite_unknown",
             Self::InviteUsed => "invite_used",
             Self::InviteExpired => "invite_expired",
@@ -153,7 +156,8 @@ impl ErrorCode {
             | Self::BadOrderTransition
             | Self::OrderMoved
             | Self::AmountMismatch
-            | Self::NotSettled => 409,
+            | Self::NotSettled
+            | Self::NightOver => 409,
             Self::RateLimited => 429,
             Self::Unavailable => 503,
             Self::Internal => 500,
@@ -166,7 +170,7 @@ impl ErrorCode {
     }
 
     /// All codes, for documentation tests.
-    pub const ALL: [ErrorCode; 33] = [
+    pub const ALL: [ErrorCode; 34] = [
         Self::Duplicate,
         Self::SoldOut,
         Self::LimitExceeded,
@@ -194,6 +198,7 @@ impl ErrorCode {
         Self::OrderMoved,
         Self::AmountMismatch,
         Self::NotSettled,
+        Self::NightOver,
         Self::InviteUnknown,
         Self::InviteUsed,
         Self::InviteExpired,

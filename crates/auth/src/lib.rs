@@ -15,6 +15,10 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// The development secret: the server accepts it only with `dev = true` and warns when it is
+/// used; the command line and the load generator default to it.
+pub const DEV_SECRET: &str = "nightmarket-dev-secret-do-not-use-in-production";
+
 /// Longest token accepted, in bytes; anything longer is not one of ours.
 pub const MAX_TOKEN_BYTES: usize = 2048;
 
