@@ -86,3 +86,45 @@ test("a viewer joins and claims with the keyboard alone", async () => {
     await p.context.close();
   }
 });
+
+test("the operator records an exception and a webhook; bad input is refused in plain words", async () => {
+  const op = new Api({ baseUrl: srv.url, token: await srv.token("operator", "office") });
+  await op.createMarket({ name: "Chợ đêm thứ Sáu", weekdays: ["friday"], start_time: "20:30", duration_minutes: 150, first_date: "2099-01-02" });
+  const p = await person(browser, { width: 1280, height: 900 });
+  const page = p.page;
+  try {
+    await page.goto(await srv.invite("operator", "office"));
+    await page.waitForURL(/\/operator/);
+    // One market: its calendar opens by itself.
+    const ex = page.locator("form", { has: page.getByRole("heading", { name: "Thêm ngoại lệ" }) });
+    await ex.getByRole("button", { name: "Thêm ngoại lệ" }).click();
+    await ex.getByText("Hãy chọn đêm chợ.").waitFor();
+    await ex.getByLabel("Đêm chợ").fill("2099-01-09");
+    await ex.getByLabel("Lý do").fill("Tết Nguyên Đán");
+    await ex.getByRole("button", { name: "Thêm ngoại lệ" }).click();
+    await page.locator("li", { hasText: "Tết Nguyên Đán" }).waitFor();
+    await page.locator("[data-night='2099-01-09']").getByText("Nghỉ").first().waitFor();
+    // A date that is not one of the market's nights: the server's refusal, in plain words.
+    const ex2 = page.locator("form", { has: page.getByRole("heading", { name: "Thêm ngoại lệ" }) });
+    await ex2.getByLabel("Đêm chợ").fill("2099-01-10");
+    await ex2.getByLabel("Lý do").fill("Nhầm ngày");
+    await ex2.getByRole("button", { name: "Thêm ngoại lệ" }).click();
+    await ex2.getByText("Thông tin chưa hợp lệ").waitFor();
+
+    await page.goto(`${srv.url}/operator#webhooks`);
+    const wh = page.locator("form", { has: page.getByRole("heading", { name: "Thêm webhook" }) });
+    await wh.getByLabel("Địa chỉ nhận (http://)").fill("ftp://example");
+    await wh.getByRole("button", { name: "Thêm webhook" }).click();
+    await wh.getByText("Địa chỉ phải bắt đầu bằng http://").waitFor();
+    await wh.getByLabel("Địa chỉ nhận (http://)").fill("http://127.0.0.1:9/hooks");
+    await wh.getByRole("button", { name: "Thêm webhook" }).click();
+    await wh.getByText("Khoá ký (chỉ hiện một lần): whsec_").waitFor();
+    await page.goto(`${srv.url}/operator#sellers`);
+    await page.goto(`${srv.url}/operator#webhooks`);
+    await page.locator("li", { hasText: "http://127.0.0.1:9/hooks" }).getByRole("button", { name: "Lần gửi" }).click();
+    await page.getByText("Chưa có lần gửi nào.").or(page.locator("table")).first().waitFor();
+    assert.deepEqual(p.errors, []);
+  } finally {
+    await p.context.close();
+  }
+});
