@@ -411,20 +411,29 @@ export class ShowConnection {
     ws.onerror = () => setTimeout(() => lost(1006), 300);
   }
 
-  /** The socket closed before `hello`: a missing show is final; anything else is retried. */
+  /** The socket closed before `hello`: a missing show, or credentials the server refuses
+   * (an expired session, a bad token), are final; anything else is retried. */
   async probe() {
     if (this.state.failures < 2) return;
+    /** @param {ShowState["connection"]} c */
+    const final = (c) => {
+      this.stopped = true;
+      clearTimeout(this.retryTimer);
+      const ws = this.ws;
+      this.ws = null;
+      if (ws) { try { ws.close(); } catch { /* closing */ } }
+      this.setConnection(c);
+    };
     try {
       await this.api.show(this.showId);
     } catch (e) {
-      if (e instanceof ApiError && e.status === 404) {
-        this.stopped = true;
-        clearTimeout(this.retryTimer);
-        const ws = this.ws;
-        this.ws = null;
-        if (ws) { try { ws.close(); } catch { /* closing */ } }
-        this.setConnection("not_found");
-      }
+      if (e instanceof ApiError && e.status === 404) final("not_found");
+      return;
+    }
+    try {
+      await this.api.me();
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) final("expired");
     }
   }
 

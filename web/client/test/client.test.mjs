@@ -220,6 +220,15 @@ test("a missing show is reported once, not retried forever", async () => {
   }
 });
 
+test("a refused token is reported as expired, not retried forever", async () => {
+  const conn = connectShow({ showId, baseUrl: srv.url, token: "not-a-token", minBackoffMs: 50 });
+  try {
+    await waitState(conn, (s) => s.connection === "expired", "expired", 5000);
+  } finally {
+    conn.close();
+  }
+});
+
 // The close codes a test cannot make the real server send on demand (4000 when a connection
 // lags 512 events, 4100 when a token expires mid-session), played by a scripted socket.
 test("close 4000 reconnects at once with last_seq; 41xx is final", async () => {
