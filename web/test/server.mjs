@@ -22,8 +22,11 @@ const START_TIMEOUT_MS = 30_000;
 /** How long a stopping server may take before it is killed. */
 const STOP_TIMEOUT_MS = 10_000;
 
-/** Variables of the caller's environment that would point the server elsewhere. */
-const DROPPED = /^NIGHTMARKET_(REDIS|DATABASE|CONFIG|LISTEN|DATA_DIR|PUBLIC_URL)/;
+/**
+ * Variables of the caller's environment that would point the server elsewhere, and the test
+ * harness's own (the server refuses NIGHTMARKET_ variables that are not configuration keys).
+ */
+const DROPPED = /^NIGHTMARKET_(REDIS|DATABASE|CONFIG|LISTEN|DATA_DIR|PUBLIC_URL|BIN$)/;
 
 /**
  * Starts a server. `env` adds configuration variables (e.g. NIGHTMARKET_LIMITS_STOCK_TICK_MS).
