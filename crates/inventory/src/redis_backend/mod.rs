@@ -784,7 +784,11 @@ impl Inventory for RedisInventory {
         Ok(match out.o.as_str() {
             "cancelled" => {
                 let (record, stock_left) = record(out)?;
-                CancelDecision::Cancelled { record, stock_left }
+                CancelDecision::Cancelled {
+                    record,
+                    stock_left,
+                    waitlist: Vec::new(),
+                }
             }
             "already" => {
                 let (record, stock_left) = record(out)?;
