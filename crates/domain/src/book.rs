@@ -825,6 +825,13 @@ impl ShowBook {
             .unwrap_or_default()
     }
 
+    /// How many buyers wait on a product (0 for a product outside the lineup).
+    pub fn waiting_count(&self, product_id: &ProductId) -> usize {
+        self.index
+            .get(product_id)
+            .map_or(0, |&idx| self.waitlists[idx].len())
+    }
+
     /// Waitlist outcomes caused at claim-log positions `>= from`, oldest first, at most
     /// [`WAITLIST_NOTICES_KEPT`].
     pub fn waitlist_notices_since(&self, from: u64) -> Vec<&WaitlistNotice> {
