@@ -17,3 +17,4 @@ mod resume;
 mod show;
 mod show_stats;
 mod slow_viewer;
+mod waitlist;

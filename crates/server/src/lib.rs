@@ -29,6 +29,7 @@ pub mod orders_api;
 pub mod reports_api;
 pub mod show_stats;
 pub mod state;
+pub mod waitlist;
 pub mod webhooks;
 pub mod ws;
 
