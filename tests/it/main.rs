@@ -18,3 +18,4 @@ mod sessions;
 mod show;
 mod show_stats;
 mod slow_viewer;
+mod waitlist;

@@ -26,6 +26,16 @@ pub const MAX_COUNTDOWN_SECONDS: i64 = 10 * 60;
 pub const MAX_STOCK: u32 = 10_000_000;
 /// How many recent accepted claims the book keeps for the public claim feed.
 pub const FEED_RECENT: usize = 64;
+/// Most buyers waiting on one product's waitlist. A sold-out product with this many waiting
+/// refuses further joins (`waitlist_full`): units coming back rarely reach further down, and a
+/// promotion scans the list inside one atomic step, so the list must stay short.
+pub const MAX_WAITLIST_PER_PRODUCT: usize = 200;
+/// How many recent waitlist outcomes (promotions, skips) the book keeps for the nodes' ticks,
+/// which tell the buyers concerned. Older ones are only in the buyers' snapshots (`my_claims`).
+pub const WAITLIST_NOTICES_KEPT: usize = 64;
+/// Claim ids of promotions from a waitlist are this prefix and the entry's number. Client claim
+/// ids may not start with it ([`ClaimId::parse_client`]), so a promotion's id is never taken.
+pub const PROMOTED_CLAIM_PREFIX: &str = "waitlist-";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -253,7 +263,10 @@ pub enum CancelDecision {
     /// Units returned to stock now.
     Cancelled {
         record: ClaimRecord,
+        /// Stock left once the returned units went to the waitlist (see [`ShowBook::cancel`]).
         stock_left: u32,
+        /// What the returned units did for the product's waitlist, in order.
+        waitlist: Vec<WaitlistOutcome>,
     },
     /// It was cancelled before; nothing changed.
     AlreadyCancelled {
@@ -262,6 +275,114 @@ pub enum CancelDecision {
     },
     UnknownClaim,
     ShowNotLive,
+}
+
+/// A buyer waiting for units of a sold-out product.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitlistEntry {
+    /// Unique within the show and increasing with every join: the FIFO order across the show,
+    /// and the promoted claim's id (see [`WaitlistEntry::claim_id`]).
+    pub number: u64,
+    pub buyer: BuyerId,
+    pub product_id: ProductId,
+    /// Units wanted, 1 to the per-claim maximum; a promotion is for all of them or none.
+    pub quantity: u32,
+    /// The unit price when the buyer joined: a promotion never charges more than this.
+    pub price: Dong,
+    pub at: Millis,
+}
+
+impl WaitlistEntry {
+    /// The id of the claim a promotion of this entry makes. Derived from the show-unique entry
+    /// number only, so the same entry can never be promoted into two claims.
+    pub fn claim_id(&self) -> Option<ClaimId> {
+        ClaimId::parse(format!("{PROMOTED_CLAIM_PREFIX}{}", self.number)).ok()
+    }
+}
+
+/// Why a waitlist join was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitlistRefusal {
+    ShowNotLive,
+    UnknownProduct,
+    /// Units are left: claim them instead.
+    NotSoldOut,
+    /// The buyer already holds so many units that the quantity would pass its limit.
+    LimitExceeded,
+    /// [`MAX_WAITLIST_PER_PRODUCT`] buyers are waiting already.
+    WaitlistFull,
+}
+
+/// The answer to a waitlist join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinDecision {
+    /// Added at the end; `position` counts from 1 at the head.
+    Joined {
+        entry: WaitlistEntry,
+        position: u32,
+    },
+    /// The buyer was waiting on this product already: its entry (quantity and price as first
+    /// joined) and position, unchanged.
+    AlreadyWaiting {
+        entry: WaitlistEntry,
+        position: u32,
+    },
+    Refused(WaitlistRefusal),
+}
+
+/// Why a waiting buyer was passed over and removed when units came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// The price now is above the price when the buyer joined.
+    PriceRose,
+    /// The buyer's per-product limit no longer leaves room for the quantity.
+    LimitExceeded,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PriceRose => "price_rose",
+            Self::LimitExceeded => "limit_exceeded",
+        }
+    }
+}
+
+/// What units coming back did for one waiting buyer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum WaitlistOutcome {
+    /// The buyer now holds an accepted claim (`record`), an ordinary one in the claim log.
+    Promoted {
+        entry: WaitlistEntry,
+        record: ClaimRecord,
+        /// The promotion used up the flash's quantity cap: the flash should end now.
+        flash_exhausted: Option<u64>,
+    },
+    /// The buyer was removed from the waitlist without a claim.
+    Skipped {
+        entry: WaitlistEntry,
+        reason: SkipReason,
+    },
+}
+
+impl WaitlistOutcome {
+    pub fn entry(&self) -> &WaitlistEntry {
+        match self {
+            Self::Promoted { entry, .. } | Self::Skipped { entry, .. } => entry,
+        }
+    }
+}
+
+/// A waitlist outcome kept for the nodes' ticks: `pos` is the claim-log position of the change
+/// that caused it (the cancellation), so a tick reading the log from `feed_from` sees each
+/// outcome once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitlistNotice {
+    pub pos: u64,
+    pub outcome: WaitlistOutcome,
 }
 
 /// One show's state and rules. See the module documentation.
@@ -286,6 +407,12 @@ pub struct ShowBook {
     recent: VecDeque<(u64, ClaimRecord)>,
     /// Bumped on every stock change, so the fan-out can skip unchanged stock frames.
     stock_version: u64,
+    /// Per lineup index, the buyers waiting for units, oldest first.
+    waitlists: Vec<VecDeque<WaitlistEntry>>,
+    /// The number the next waitlist entry gets.
+    next_wait_number: u64,
+    /// Recent waitlist outcomes for the nodes' ticks, at most [`WAITLIST_NOTICES_KEPT`].
+    notices: VecDeque<WaitlistNotice>,
 }
 
 impl ShowBook {
@@ -296,6 +423,7 @@ impl ShowBook {
         for (i, entry) in lineup.iter().enumerate() {
             index.entry(entry.product.id.clone()).or_insert(i);
         }
+        let waitlists = vec![VecDeque::new(); lineup.len()];
         Self {
             show_id,
             status: ShowStatus::Scheduled,
@@ -312,6 +440,9 @@ impl ShowBook {
             accepted_claims: 0,
             recent: VecDeque::with_capacity(FEED_RECENT),
             stock_version: 0,
+            waitlists,
+            next_wait_number: 1,
+            notices: VecDeque::new(),
         }
     }
 
@@ -548,10 +679,20 @@ impl ShowBook {
             return CancelDecision::ShowNotLive;
         }
         let record = record.clone();
-        let stock_left = self.apply_cancel(&record, now);
+        let cancel_pos = self.log_len;
+        let mut stock_left = self.apply_cancel(&record, now);
+        let mut waitlist = Vec::new();
+        if let Some(&idx) = self.index.get(&record.product_id) {
+            waitlist = self.promote(idx, cancel_pos, now);
+            stock_left = self.lineup[idx].left;
+        }
         let mut record = record;
         record.cancelled_at = Some(now);
-        CancelDecision::Cancelled { record, stock_left }
+        CancelDecision::Cancelled {
+            record,
+            stock_left,
+            waitlist,
+        }
     }
 
     fn apply_cancel(&mut self, record: &ClaimRecord, now: Millis) -> u32 {
@@ -578,6 +719,222 @@ impl ShowBook {
         self.log_len += 1;
         self.stock_version += 1;
         left
+    }
+
+    // ----- waitlist ------------------------------------------------------------------------------
+    //
+    // A sold-out product keeps a bounded FIFO of buyers waiting for units. Units come back only
+    // when a claim is cancelled while the show is live (the one way stock grows today); they go
+    // to the waitlist first, in the same step, by [`ShowBook::promote`]. A promotion is an
+    // ordinary accepted claim with an id derived from the entry ([`WaitlistEntry::claim_id`]).
+
+    /// Puts the buyer on a product's waitlist. Allowed only while the show is live, for a lineup
+    /// product with no unit left, within the buyer's limit and the list's bound. Joining again
+    /// changes nothing and answers the same entry and position.
+    pub fn waitlist_join(
+        &mut self,
+        buyer: &BuyerId,
+        product_id: &ProductId,
+        quantity: Quantity,
+        now: Millis,
+    ) -> JoinDecision {
+        if self.status != ShowStatus::Live {
+            return JoinDecision::Refused(WaitlistRefusal::ShowNotLive);
+        }
+        let Some(&idx) = self.index.get(product_id) else {
+            return JoinDecision::Refused(WaitlistRefusal::UnknownProduct);
+        };
+        if let Some((entry, position)) = self.waiting(idx, buyer) {
+            return JoinDecision::AlreadyWaiting { entry, position };
+        }
+        let entry = &self.lineup[idx];
+        if entry.left > 0 {
+            return JoinDecision::Refused(WaitlistRefusal::NotSoldOut);
+        }
+        let held = self.held.get(&(buyer.clone(), idx)).copied().unwrap_or(0);
+        if held.saturating_add(quantity.get()) > entry.buyer_limit {
+            return JoinDecision::Refused(WaitlistRefusal::LimitExceeded);
+        }
+        if self.waitlists[idx].len() >= MAX_WAITLIST_PER_PRODUCT {
+            return JoinDecision::Refused(WaitlistRefusal::WaitlistFull);
+        }
+        let Some((price, _)) = self.price_of(idx, now) else {
+            return JoinDecision::Refused(WaitlistRefusal::UnknownProduct);
+        };
+        let entry = WaitlistEntry {
+            number: self.next_wait_number,
+            buyer: buyer.clone(),
+            product_id: product_id.clone(),
+            quantity: quantity.get(),
+            price,
+            at: now,
+        };
+        self.next_wait_number += 1;
+        self.waitlists[idx].push_back(entry.clone());
+        let position = self.waitlists[idx].len() as u32;
+        JoinDecision::Joined { entry, position }
+    }
+
+    /// Takes the buyer off one product's waitlist, or (`None`) off every waitlist of the show,
+    /// as when it leaves the show. Returns the entries removed; none is not an error (leaving
+    /// is idempotent). `Err` only for a product outside the lineup.
+    pub fn waitlist_leave(
+        &mut self,
+        buyer: &BuyerId,
+        product_id: Option<&ProductId>,
+    ) -> Result<Vec<WaitlistEntry>, WaitlistRefusal> {
+        let range = match product_id {
+            Some(p) => match self.index.get(p) {
+                Some(&idx) => idx..idx + 1,
+                None => return Err(WaitlistRefusal::UnknownProduct),
+            },
+            None => 0..self.waitlists.len(),
+        };
+        let mut removed = Vec::new();
+        for idx in range {
+            if let Some(pos) = self.waitlists[idx].iter().position(|e| &e.buyer == buyer)
+                && let Some(entry) = self.waitlists[idx].remove(pos)
+            {
+                removed.push(entry);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The buyer's entry on a lineup index's waitlist and its position (from 1).
+    fn waiting(&self, idx: usize, buyer: &BuyerId) -> Option<(WaitlistEntry, u32)> {
+        self.waitlists.get(idx).and_then(|list| {
+            list.iter()
+                .position(|e| &e.buyer == buyer)
+                .map(|i| (list[i].clone(), i as u32 + 1))
+        })
+    }
+
+    /// The waitlists the buyer is on, in lineup order, with its position on each.
+    pub fn waitlist_of(&self, buyer: &BuyerId) -> Vec<(WaitlistEntry, u32)> {
+        (0..self.waitlists.len())
+            .filter_map(|idx| self.waiting(idx, buyer))
+            .collect()
+    }
+
+    /// A product's waitlist, oldest first (empty for a product outside the lineup).
+    pub fn waitlist(&self, product_id: &ProductId) -> Vec<WaitlistEntry> {
+        self.index
+            .get(product_id)
+            .map(|&idx| self.waitlists[idx].iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// How many buyers wait on a product (0 for a product outside the lineup).
+    pub fn waiting_count(&self, product_id: &ProductId) -> usize {
+        self.index
+            .get(product_id)
+            .map_or(0, |&idx| self.waitlists[idx].len())
+    }
+
+    /// Waitlist outcomes caused at claim-log positions `>= from`, oldest first, at most
+    /// [`WAITLIST_NOTICES_KEPT`].
+    pub fn waitlist_notices_since(&self, from: u64) -> Vec<&WaitlistNotice> {
+        self.notices.iter().filter(|n| n.pos >= from).collect()
+    }
+
+    /// Gives units that came back on lineup index `idx` to its waitlist, head first. Each entry,
+    /// in order, while units are available (stock, and the flash cap if the flash price applies):
+    ///
+    /// - price now above the entry's price: removed, skipped `price_rose`;
+    /// - its quantity would pass the buyer's limit: removed, skipped `limit_exceeded`;
+    /// - its quantity is more than the units available: it stays, keeping its place, and the
+    ///   next entry is tried (first fit: no partial claim, and the units go to a waiting buyer
+    ///   who can take them rather than back on the shelf while anyone waits who fits);
+    /// - otherwise: removed and promoted, an accepted claim at the current price.
+    ///
+    /// Units nobody waiting can take stay in stock for anyone to claim. `cause_pos` is the
+    /// claim-log position of the change that returned the units, for the notices.
+    fn promote(&mut self, idx: usize, cause_pos: u64, now: Millis) -> Vec<WaitlistOutcome> {
+        let mut out = Vec::new();
+        if self.status != ShowStatus::Live {
+            return out;
+        }
+        let mut i = 0;
+        while i < self.waitlists[idx].len() {
+            // Recomputed per entry: a promotion may use up the flash cap, ending its price.
+            let Some((price, flash_id)) = self.price_of(idx, now) else {
+                break;
+            };
+            let entry = &self.lineup[idx];
+            let cap_left = match (&self.flash, flash_id) {
+                (Some(f), Some(_)) => f.cap_left(),
+                _ => None,
+            };
+            let available = cap_left.map_or(entry.left, |c| c.min(entry.left));
+            if available == 0 {
+                break;
+            }
+            let limit = entry.buyer_limit;
+            let waiting = &self.waitlists[idx][i];
+            let held = self
+                .held
+                .get(&(waiting.buyer.clone(), idx))
+                .copied()
+                .unwrap_or(0);
+            let skip = if price > waiting.price {
+                Some(SkipReason::PriceRose)
+            } else if held.saturating_add(waiting.quantity) > limit {
+                Some(SkipReason::LimitExceeded)
+            } else {
+                None
+            };
+            if let Some(reason) = skip {
+                if let Some(entry) = self.waitlists[idx].remove(i) {
+                    out.push(WaitlistOutcome::Skipped { entry, reason });
+                }
+                continue;
+            }
+            let claim_id = waiting.claim_id();
+            let fits = waiting.quantity <= available;
+            let Some(claim_id) = claim_id.filter(|id| fits && !self.claims.contains_key(id)) else {
+                i += 1;
+                continue;
+            };
+            let Some(entry) = self.waitlists[idx].remove(i) else {
+                break;
+            };
+            let record = ClaimRecord {
+                claim_id,
+                buyer: entry.buyer.clone(),
+                product_id: entry.product_id.clone(),
+                quantity: entry.quantity,
+                unit_price: price,
+                flash_id,
+                at: now,
+                cancelled_at: None,
+            };
+            self.apply_claim(idx, &record);
+            let flash_exhausted = match &self.flash {
+                Some(f) if Some(f.id) == flash_id && f.cap_left() == Some(0) => Some(f.id),
+                _ => None,
+            };
+            out.push(WaitlistOutcome::Promoted {
+                entry,
+                record,
+                flash_exhausted,
+            });
+            if flash_exhausted.is_some() {
+                // The flash price just ended: price and units available changed for every
+                // entry, those passed over included, so judge them again from the head.
+                i = 0;
+            }
+        }
+        for outcome in &out {
+            if self.notices.len() == WAITLIST_NOTICES_KEPT {
+                self.notices.pop_front();
+            }
+            self.notices.push_back(WaitlistNotice {
+                pos: cause_pos,
+                outcome: outcome.clone(),
+            });
+        }
+        out
     }
 
     // ----- seller and operator commands ---------------------------------------------------------
@@ -792,6 +1149,10 @@ impl ShowBook {
                 self.status = ShowStatus::Closed;
                 self.pinned = None;
                 self.flash = None;
+                // Nothing comes back after the close: nobody waits any more.
+                for list in &mut self.waitlists {
+                    list.clear();
+                }
             }
             ShowEvent::Pinned { product_id, .. } => {
                 self.pinned = self.index.get(product_id).copied()
@@ -845,6 +1206,32 @@ impl ShowBook {
         }
     }
 
+    /// Replays a journaled waitlist join, without re-checking rules. Entries replay in journal
+    /// order, which is the order they joined. A closed show keeps no waitlist.
+    pub fn replay_waitlist_join(&mut self, entry: &WaitlistEntry) {
+        self.next_wait_number = self.next_wait_number.max(entry.number + 1);
+        if self.status == ShowStatus::Closed {
+            return;
+        }
+        let Some(&idx) = self.index.get(&entry.product_id) else {
+            return;
+        };
+        let list = &mut self.waitlists[idx];
+        if !list
+            .iter()
+            .any(|e| e.number == entry.number || e.buyer == entry.buyer)
+        {
+            list.push_back(entry.clone());
+        }
+    }
+
+    /// Replays a journaled removal from a waitlist (a leave, a promotion or a skip).
+    pub fn replay_waitlist_leave(&mut self, entry: &WaitlistEntry) {
+        if let Some(&idx) = self.index.get(&entry.product_id) {
+            self.waitlists[idx].retain(|e| e.number != entry.number);
+        }
+    }
+
     /// Checks the book's own invariants; used by tests and after replay.
     pub fn check_invariants(&self) -> Result<(), String> {
         for (i, entry) in self.lineup.iter().enumerate() {
@@ -867,6 +1254,31 @@ impl ShowBook {
                         entry.buyer_limit
                     ));
                 }
+            }
+            let list = &self.waitlists[i];
+            if list.len() > MAX_WAITLIST_PER_PRODUCT {
+                return Err(format!(
+                    "product {}: {} waiting > {MAX_WAITLIST_PER_PRODUCT}",
+                    entry.product.id,
+                    list.len()
+                ));
+            }
+            for (k, w) in list.iter().enumerate() {
+                if w.product_id != entry.product.id {
+                    return Err(format!("entry {} on the wrong waitlist", w.number));
+                }
+                if list.iter().skip(k + 1).any(|o| o.buyer == w.buyer) {
+                    return Err(format!("buyer {} waits twice", w.buyer));
+                }
+                if list.iter().skip(k + 1).any(|o| o.number <= w.number) {
+                    return Err(format!("waitlist of {} out of order", entry.product.id));
+                }
+            }
+            if self.status == ShowStatus::Closed && !list.is_empty() {
+                return Err(format!(
+                    "closed show still has a waitlist on {}",
+                    entry.product.id
+                ));
             }
         }
         Ok(())

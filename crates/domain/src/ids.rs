@@ -15,6 +15,11 @@ pub enum IdError {
     TooLong { kind: &'static str },
     #[error("{kind} may contain only ASCII letters, digits, '-', '_', '.' and ':'")]
     BadCharacter { kind: &'static str },
+    #[error("{kind} may not start with {prefix:?}: the server uses those")]
+    Reserved {
+        kind: &'static str,
+        prefix: &'static str,
+    },
 }
 
 fn check(kind: &'static str, s: &str) -> Result<(), IdError> {
@@ -106,6 +111,23 @@ id_type!(
     "claim id"
 );
 
+impl ClaimId {
+    /// Parses a claim id a client chose: as [`ClaimId::parse`], and not in the range of ids
+    /// the server gives promotions from a waitlist
+    /// ([`PROMOTED_CLAIM_PREFIX`](crate::book::PROMOTED_CLAIM_PREFIX)), so a client can never
+    /// take a promotion's id first.
+    pub fn parse_client(s: impl Into<String>) -> Result<Self, IdError> {
+        let id = Self::parse(s)?;
+        if id.0.starts_with(crate::book::PROMOTED_CLAIM_PREFIX) {
+            return Err(IdError::Reserved {
+                kind: "claim id",
+                prefix: crate::book::PROMOTED_CLAIM_PREFIX,
+            });
+        }
+        Ok(id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +148,11 @@ mod tests {
             BuyerId::parse("a b"),
             Err(IdError::BadCharacter { .. })
         ));
+        assert!(ClaimId::parse("waitlist-7").is_ok());
+        assert!(matches!(
+            ClaimId::parse_client("waitlist-7"),
+            Err(IdError::Reserved { .. })
+        ));
+        assert!(ClaimId::parse_client("c-waitlist-7").is_ok());
     }
 }

@@ -5,7 +5,7 @@
 //! - [`ids`]: identifiers parsed at the edge ("parse, don't validate").
 //! - [`money`]: đồng amounts and quantities.
 //! - [`ocop`]: products with their OCOP proof (stars, group, origin, quality label).
-//! - [`book`]: one show's live state and the claim, cancel and seller-command rules.
+//! - [`book`]: one show's live state and the claim, cancel, waitlist and seller-command rules.
 //! - [`market`]: recurring market nights, their exceptions, seller slots and show timing.
 //! - [`admission`]: whether a product's OCOP proof admits it to a night.
 //! - [`order`]: orders after settlement, their status and who may move it.
@@ -26,8 +26,9 @@ pub use admission::{
 };
 pub use book::{
     CancelDecision, ClaimAccepted, ClaimDecision, ClaimRecord, ClaimRequest, CommandError,
-    EndReason, Flash, FlashSpec, LineupEntry, Refusal, RefusalReason, SequencedEvent, ShowBook,
-    ShowEvent, ShowStatus,
+    EndReason, Flash, FlashSpec, JoinDecision, LineupEntry, Refusal, RefusalReason, SequencedEvent,
+    ShowBook, ShowEvent, ShowStatus, SkipReason, WaitlistEntry, WaitlistNotice, WaitlistOutcome,
+    WaitlistRefusal,
 };
 pub use ids::{BuyerId, ClaimId, IdError, MarketId, ProductId, SellerId, ShowId};
 pub use market::{

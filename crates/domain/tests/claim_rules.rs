@@ -934,6 +934,8 @@ impl Harness {
                             ..rec.clone()
                         },
                         stock_left: self.left[idx] + rec.quantity,
+                        // Nobody joins a waitlist in this model.
+                        waitlist: Vec::new(),
                     }
                 }
             }

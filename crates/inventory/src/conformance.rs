@@ -5,10 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use nightmarket_domain::book::{MAX_WAITLIST_PER_PRODUCT, PROMOTED_CLAIM_PREFIX};
 use nightmarket_domain::{
     BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRecord, ClaimRequest, CommandError, Dong,
-    EndReason, FlashSpec, LineupEntry, LogCursor, LogEntry, Product, ProductGroup, ProductId,
-    Quantity, RefusalReason, SellerId, ShowEvent, ShowId, ShowStatus, Stars,
+    EndReason, FlashSpec, JoinDecision, LineupEntry, LogCursor, LogEntry, Product, ProductGroup,
+    ProductId, Quantity, RefusalReason, SellerId, ShowEvent, ShowId, ShowStatus, SkipReason, Stars,
+    WaitlistEntry, WaitlistOutcome, WaitlistRefusal,
 };
 
 use crate::{Command, Inventory, InventoryError};
@@ -89,7 +91,7 @@ fn refused(d: &ClaimDecision) -> Option<RefusalReason> {
 
 /// The shows [`run`] opens, as `<prefix>-<name>`: a Redis Cluster test uses them to check that
 /// the suite's shows spread over several masters.
-pub const SHOWS: [&str; 8] = [
+pub const SHOWS: [&str; 11] = [
     "lifecycle",
     "flash",
     "cancel",
@@ -98,6 +100,9 @@ pub const SHOWS: [&str; 8] = [
     "claimlog",
     "release",
     "mine",
+    "waitlist",
+    "waitlimit",
+    "waitrace",
 ];
 
 async fn open(
@@ -126,6 +131,9 @@ pub async fn run(inv: Arc<dyn Inventory>, prefix: &str) -> R {
     an_unknown_show(inv.as_ref(), prefix).await?;
     release_rules(inv.as_ref(), prefix).await?;
     a_buyers_many_claims(inv.as_ref(), prefix).await?;
+    waitlist_rules(inv.as_ref(), prefix).await?;
+    waitlist_limit_skip(inv.as_ref(), prefix).await?;
+    waitlists_never_oversell(inv.clone(), prefix).await?;
     Ok(())
 }
 
@@ -946,5 +954,450 @@ pub async fn claim_log_from_another_instance(
         .release(&show, Duration::from_secs(600))
         .await
         .map_err(err)?;
+    Ok(())
+}
+
+// ----- waitlist ----------------------------------------------------------------------------------
+
+fn buyer(s: &str) -> Result<BuyerId, String> {
+    BuyerId::parse(s).map_err(err)
+}
+
+fn qty(q: u32) -> Result<Quantity, String> {
+    Quantity::parse(i64::from(q), 1_000).map_err(err)
+}
+
+async fn join(
+    inv: &dyn Inventory,
+    show: &ShowId,
+    who: &str,
+    product: &str,
+    q: u32,
+    at: i64,
+) -> Result<JoinDecision, String> {
+    inv.waitlist_join(show, &buyer(who)?, &pid(product), qty(q)?, at)
+        .await
+        .map_err(err)
+}
+
+fn joined(d: &JoinDecision, position: u32, what: &str) -> Result<WaitlistEntry, String> {
+    match d {
+        JoinDecision::Joined { entry, position: p } if *p == position => Ok(entry.clone()),
+        other => Err(format!(
+            "{what}: expected joined at {position}, got {other:?}"
+        )),
+    }
+}
+
+async fn cancel_of(
+    inv: &dyn Inventory,
+    show: &ShowId,
+    who: &str,
+    claim: &str,
+    at: i64,
+) -> Result<(u32, Vec<WaitlistOutcome>), String> {
+    let d = inv
+        .cancel(show, &buyer(who)?, &ClaimId::parse(claim).map_err(err)?, at)
+        .await
+        .map_err(err)?;
+    match d {
+        CancelDecision::Cancelled {
+            stock_left,
+            waitlist,
+            ..
+        } => Ok((stock_left, waitlist)),
+        other => Err(format!("cancel of {claim}: {other:?}")),
+    }
+}
+
+/// Joining (refusals, positions, idempotent rejoin), leaving, a promotion at the current price
+/// that is an ordinary claim (claim log, the buyer's claims, the node notice), a skip for a price
+/// that rose, the bound, and the close clearing every list.
+async fn waitlist_rules(inv: &dyn Inventory, prefix: &str) -> R {
+    let show = open(inv, prefix, "waitlist", 2, 3).await?;
+    ensure(
+        join(inv, &show, "w1", "p1", 1, T0).await?
+            == JoinDecision::Refused(WaitlistRefusal::ShowNotLive),
+        "no waitlist before live",
+    )?;
+    inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
+    inv.command(&show, Command::Pin(pid("p1")), T0)
+        .await
+        .map_err(err)?;
+    ensure(
+        join(inv, &show, "w1", "p1", 1, T0).await?
+            == JoinDecision::Refused(WaitlistRefusal::NotSoldOut),
+        "units left: not_sold_out",
+    )?;
+    ensure(
+        join(inv, &show, "w1", "nope", 1, T0).await?
+            == JoinDecision::Refused(WaitlistRefusal::UnknownProduct),
+        "a product outside the lineup",
+    )?;
+    accepted(
+        inv.claim(&show, req("a1", "a", "p1", 1, LIST)?, T0)
+            .await
+            .map_err(err)?,
+    )?;
+    accepted(
+        inv.claim(&show, req("a2", "a", "p1", 1, LIST)?, T0)
+            .await
+            .map_err(err)?,
+    )?;
+
+    let w1 = joined(&join(inv, &show, "w1", "p1", 1, T0 + 1).await?, 1, "w1")?;
+    ensure(w1.price.get() == LIST && w1.quantity == 1, "w1's entry")?;
+    let w2 = joined(&join(inv, &show, "w2", "p1", 2, T0 + 2).await?, 2, "w2")?;
+    joined(&join(inv, &show, "w3", "p1", 1, T0 + 3).await?, 3, "w3")?;
+    match join(inv, &show, "w2", "p1", 1, T0 + 4).await? {
+        JoinDecision::AlreadyWaiting { entry, position: 2 } if entry == w2 => {}
+        other => {
+            return Err(format!(
+                "rejoining answers the same entry and place: {other:?}"
+            ));
+        }
+    }
+    ensure(
+        join(inv, &show, "a", "p1", 2, T0).await?
+            == JoinDecision::Refused(WaitlistRefusal::LimitExceeded),
+        "holding 2 of 3, waiting for 2 more is over the limit",
+    )?;
+    let view = inv
+        .view(&show, Some(&buyer("w3")?), T0)
+        .await
+        .map_err(err)?;
+    ensure(
+        view.my_waitlist.len() == 1 && view.my_waitlist[0].1 == 3,
+        format!("w3 sees its place, got {:?}", view.my_waitlist),
+    )?;
+    let gone = inv
+        .waitlist_leave(&show, &buyer("w3")?, Some(&pid("p1")), T0)
+        .await
+        .map_err(err)?;
+    ensure(gone.len() == 1, "w3 leaves")?;
+    let gone = inv
+        .waitlist_leave(&show, &buyer("w3")?, Some(&pid("p1")), T0)
+        .await
+        .map_err(err)?;
+    ensure(gone.is_empty(), "leaving again is fine")?;
+    ensure(
+        matches!(
+            inv.waitlist_leave(&show, &buyer("w3")?, Some(&pid("nope")), T0)
+                .await,
+            Err(InventoryError::Command(CommandError::UnknownProduct(_)))
+        ),
+        "leaving a product outside the lineup",
+    )?;
+    let view = inv
+        .view(&show, Some(&buyer("w3")?), T0)
+        .await
+        .map_err(err)?;
+    ensure(view.my_waitlist.is_empty(), "w3 waits no more")?;
+
+    // The price drops; one unit comes back: w1 gets it at the flash price, w2 (2 units) waits.
+    let flash = FlashSpec {
+        product_id: pid("p1"),
+        price: Dong::parse(LIST - 20_000).map_err(err)?,
+        duration_s: 600,
+        quantity_cap: None,
+        countdown_s: 0,
+    };
+    inv.command(&show, Command::StartFlash(flash), T0 + 10)
+        .await
+        .map_err(err)?;
+    let log_before = inv.stock(&show, 0).await.map_err(err)?.log_len;
+    let (left, out) = cancel_of(inv, &show, "a", "a1", T0 + 20).await?;
+    let promoted = match out.as_slice() {
+        [WaitlistOutcome::Promoted { entry, record, .. }] if entry == &w1 => record.clone(),
+        other => return Err(format!("w1 promoted, got {other:?}")),
+    };
+    ensure(left == 0, format!("the unit went to w1, {left} left"))?;
+    ensure(
+        promoted.claim_id.as_str() == format!("{PROMOTED_CLAIM_PREFIX}{}", w1.number)
+            && promoted.buyer == w1.buyer
+            && promoted.quantity == 1
+            && promoted.unit_price.get() == LIST - 20_000
+            && promoted.flash_id.is_some()
+            && promoted.at == T0 + 20,
+        format!("the promotion is a claim at the current price: {promoted:?}"),
+    )?;
+    let view = inv
+        .view(&show, Some(&buyer("w1")?), T0 + 20)
+        .await
+        .map_err(err)?;
+    ensure(
+        view.my_claims == vec![promoted.clone()] && view.my_waitlist.is_empty(),
+        format!("w1 holds the claim and waits no more: {view:?}"),
+    )?;
+    let view = inv
+        .view(&show, Some(&buyer("w2")?), T0 + 20)
+        .await
+        .map_err(err)?;
+    ensure(
+        view.my_waitlist.len() == 1 && view.my_waitlist[0].1 == 1,
+        "w2 moved up to the head",
+    )?;
+    let (log, _) = read_all(inv, &show, &LogCursor::default(), 100).await?;
+    ensure(
+        matches!(&log[log_before as usize..], [LogEntry::Cancel { .. }, LogEntry::Claim { record, .. }] if record == &promoted),
+        format!(
+            "the claim log holds the cancel, then the promoted claim: {:?}",
+            &log[log_before as usize..]
+        ),
+    )?;
+    let stock = inv.stock(&show, log_before).await.map_err(err)?;
+    ensure(
+        stock.waitlist.len() == 1
+            && stock.waitlist[0].pos == log_before
+            && matches!(&stock.waitlist[0].outcome, WaitlistOutcome::Promoted { record, .. } if record == &promoted)
+            && stock.recent.iter().any(|c| c == &promoted),
+        format!("the nodes see the promotion: {:?}", stock.waitlist),
+    )?;
+    let later = inv.stock(&show, stock.log_len).await.map_err(err)?;
+    ensure(
+        later.waitlist.is_empty(),
+        "a notice is seen once from its position",
+    )?;
+    let d = inv
+        .cancel(
+            &show,
+            &buyer("a")?,
+            &ClaimId::parse("a1").map_err(err)?,
+            T0 + 21,
+        )
+        .await
+        .map_err(err)?;
+    ensure(
+        matches!(d, CancelDecision::AlreadyCancelled { .. }),
+        "cancelling again promotes nobody",
+    )?;
+
+    // w4 joins at the flash price; the flash ends; the next unit back skips w4 (price rose)
+    // and passes over w2 (wants 2): the unit stays in stock.
+    let w4 = joined(&join(inv, &show, "w4", "p1", 1, T0 + 30).await?, 2, "w4")?;
+    ensure(
+        w4.price.get() == LIST - 20_000,
+        "w4 joined at the flash price",
+    )?;
+    inv.command(
+        &show,
+        Command::EndFlash {
+            reason: EndReason::EndedBySeller,
+            only: None,
+        },
+        T0 + 40,
+    )
+    .await
+    .map_err(err)?;
+    let (left, out) = cancel_of(inv, &show, "a", "a2", T0 + 50).await?;
+    ensure(
+        matches!(out.as_slice(), [WaitlistOutcome::Skipped { entry, reason: SkipReason::PriceRose }] if entry == &w4),
+        format!("w4 skipped for the price, got {out:?}"),
+    )?;
+    ensure(left == 1, "the unit nobody could take stays in stock")?;
+    let view = inv
+        .view(&show, Some(&buyer("w2")?), T0 + 50)
+        .await
+        .map_err(err)?;
+    ensure(view.my_waitlist.len() == 1, "w2 keeps its place")?;
+
+    // The bound, on the other product.
+    inv.command(&show, Command::Pin(pid("p2")), T0 + 60)
+        .await
+        .map_err(err)?;
+    accepted(
+        inv.claim(&show, req("x1", "x", "p2", 2, LIST)?, T0 + 60)
+            .await
+            .map_err(err)?,
+    )?;
+    for n in 0..MAX_WAITLIST_PER_PRODUCT {
+        joined(
+            &join(inv, &show, &format!("q{n}"), "p2", 1, T0 + 61).await?,
+            n as u32 + 1,
+            "filling the list",
+        )?;
+    }
+    ensure(
+        join(inv, &show, "late", "p2", 1, T0 + 62).await?
+            == JoinDecision::Refused(WaitlistRefusal::WaitlistFull),
+        "the list is bounded",
+    )?;
+    // Leaving the show leaves every list.
+    let gone = inv
+        .waitlist_leave(&show, &buyer("q1")?, None, T0 + 64)
+        .await
+        .map_err(err)?;
+    ensure(gone.len() == 1, "q1 leaves the show's lists")?;
+
+    inv.command(&show, Command::Close, T0 + 70)
+        .await
+        .map_err(err)?;
+    for who in ["w2", "q5"] {
+        let view = inv
+            .view(&show, Some(&buyer(who)?), T0 + 70)
+            .await
+            .map_err(err)?;
+        ensure(
+            view.my_waitlist.is_empty(),
+            format!("close cleared {who}'s place"),
+        )?;
+    }
+    ensure(
+        join(inv, &show, "w9", "p1", 1, T0 + 71).await?
+            == JoinDecision::Refused(WaitlistRefusal::ShowNotLive),
+        "no waitlist after close",
+    )?;
+    Ok(())
+}
+
+/// A waiting buyer whose own claims meanwhile left no room in its limit is skipped.
+async fn waitlist_limit_skip(inv: &dyn Inventory, prefix: &str) -> R {
+    let show = open(inv, prefix, "waitlimit", 4, 3).await?;
+    inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
+    inv.command(&show, Command::Pin(pid("p1")), T0)
+        .await
+        .map_err(err)?;
+    accepted(
+        inv.claim(&show, req("b1", "b", "p1", 1, LIST)?, T0)
+            .await
+            .map_err(err)?,
+    )?;
+    accepted(
+        inv.claim(&show, req("a1", "a", "p1", 1, LIST)?, T0)
+            .await
+            .map_err(err)?,
+    )?;
+    accepted(
+        inv.claim(&show, req("a2", "a", "p1", 2, LIST)?, T0)
+            .await
+            .map_err(err)?,
+    )?;
+    let b = joined(&join(inv, &show, "b", "p1", 2, T0).await?, 1, "b")?;
+    let (left, out) = cancel_of(inv, &show, "a", "a1", T0 + 1).await?;
+    ensure(
+        out.is_empty() && left == 1,
+        format!("one unit back does not fit b's two: {out:?}, {left} left"),
+    )?;
+    accepted(
+        inv.claim(&show, req("b2", "b", "p1", 1, LIST)?, T0 + 2)
+            .await
+            .map_err(err)?,
+    )?;
+    let (left, out) = cancel_of(inv, &show, "a", "a2", T0 + 3).await?;
+    ensure(
+        matches!(out.as_slice(), [WaitlistOutcome::Skipped { entry, reason: SkipReason::LimitExceeded }] if entry == &b),
+        format!("b skipped for its limit, got {out:?}"),
+    )?;
+    ensure(left == 2, "both units stay in stock")?;
+    Ok(())
+}
+
+/// Buyers claim, cancel and join the waitlist at once: units held always equal the allotment
+/// less stock left, every promotion is in the claim log, and nobody passes its limit.
+async fn waitlists_never_oversell(inv: Arc<dyn Inventory>, prefix: &str) -> R {
+    const STOCK: u32 = 3;
+    const LIMIT: u32 = 2;
+    let show = open(inv.as_ref(), prefix, "waitrace", STOCK, LIMIT).await?;
+    inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
+    inv.command(&show, Command::Pin(pid("p1")), T0)
+        .await
+        .map_err(err)?;
+    let mut tasks = Vec::new();
+    for b in 0..12u32 {
+        let inv = inv.clone();
+        let show = show.clone();
+        tasks.push(tokio::spawn(async move {
+            let who = buyer(&format!("r{b}"))?;
+            for n in 0..8u32 {
+                let at = T0 + i64::from(n);
+                let d = inv
+                    .claim(
+                        &show,
+                        req(&format!("r{b}-{n}"), who.as_str(), "p1", 1, LIST)?,
+                        at,
+                    )
+                    .await
+                    .map_err(err)?;
+                match d {
+                    ClaimDecision::Accepted(a) if n % 2 == 0 => {
+                        inv.cancel(&show, &who, &a.record.claim_id, at)
+                            .await
+                            .map_err(err)?;
+                    }
+                    ClaimDecision::Refused(_) => {
+                        inv.waitlist_join(&show, &who, &pid("p1"), qty(1)?, at)
+                            .await
+                            .map_err(err)?;
+                    }
+                    _ => {}
+                }
+                // Some of the time, give up waiting.
+                if n % 3 == 2 {
+                    inv.waitlist_leave(&show, &who, None, at)
+                        .await
+                        .map_err(err)?;
+                }
+            }
+            // Let go of everything held, so units move through the waitlist to the end.
+            for c in inv
+                .view(&show, Some(&who), T0 + 9)
+                .await
+                .map_err(err)?
+                .my_claims
+            {
+                if c.cancelled_at.is_none() && b % 2 == 0 {
+                    inv.cancel(&show, &who, &c.claim_id, T0 + 9)
+                        .await
+                        .map_err(err)?;
+                }
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(err)??;
+    }
+    let (log, _) = read_all(inv.as_ref(), &show, &LogCursor::default(), 1000).await?;
+    let mut held: std::collections::HashMap<(BuyerId, ProductId), i64> = Default::default();
+    let mut promotions = 0;
+    for e in &log {
+        match e {
+            LogEntry::Claim { record, .. } => {
+                if record.claim_id.as_str().starts_with(PROMOTED_CLAIM_PREFIX) {
+                    promotions += 1;
+                }
+                *held
+                    .entry((record.buyer.clone(), record.product_id.clone()))
+                    .or_default() += i64::from(record.quantity);
+            }
+            LogEntry::Cancel { record, .. } => {
+                *held
+                    .entry((record.buyer.clone(), record.product_id.clone()))
+                    .or_default() -= i64::from(record.quantity);
+            }
+            LogEntry::Close { .. } => {}
+        }
+        let over = held.iter().find(|(_, h)| **h < 0 || **h > i64::from(LIMIT));
+        ensure(over.is_none(), format!("held out of range: {over:?}"))?;
+    }
+    let stock = inv.stock(&show, 0).await.map_err(err)?;
+    let left = stock
+        .levels
+        .iter()
+        .find(|(p, _)| p.as_str() == "p1")
+        .map_or(0, |(_, l)| *l);
+    let held_p1: i64 = held
+        .iter()
+        .filter(|((_, p), _)| p.as_str() == "p1")
+        .map(|(_, h)| *h)
+        .sum();
+    ensure(
+        held_p1 + i64::from(left) == i64::from(STOCK),
+        format!("held {held_p1} + left {left} != allotted {STOCK}"),
+    )?;
+    ensure(
+        promotions > 0,
+        "the race promoted someone from the waitlist",
+    )?;
     Ok(())
 }

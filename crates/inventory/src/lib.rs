@@ -13,8 +13,8 @@ mod redis_backend;
 use async_trait::async_trait;
 use nightmarket_domain::{
     BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRecord, CommandError, Dong, EndReason,
-    Flash, FlashSpec, LineupEntry, LogCursor, LogPage, Millis, ProductId, SequencedEvent, ShowId,
-    ShowStatus,
+    Flash, FlashSpec, JoinDecision, LineupEntry, LogCursor, LogPage, Millis, ProductId, Quantity,
+    SequencedEvent, ShowId, ShowStatus, WaitlistEntry, WaitlistNotice,
 };
 
 pub use memory::MemoryInventory;
@@ -60,6 +60,8 @@ pub struct BookView {
     pub lineup: Vec<LineupEntry>,
     /// The requesting buyer's claims, oldest first (empty for sellers and operators).
     pub my_claims: Vec<ClaimRecord>,
+    /// The waitlists the requesting buyer is on, in lineup order, with its position (from 1).
+    pub my_waitlist: Vec<(WaitlistEntry, u32)>,
     pub accepted_claims: u64,
 }
 
@@ -79,6 +81,10 @@ pub struct StockView {
     pub flash_sold: Option<(u64, u32)>,
     /// Accepted claims at log positions `>= feed_from` (bounded), oldest first.
     pub recent: Vec<ClaimRecord>,
+    /// Waitlist promotions and skips caused at log positions `>= feed_from` (bounded, see
+    /// [`WAITLIST_NOTICES_KEPT`](nightmarket_domain::book::WAITLIST_NOTICES_KEPT)), oldest
+    /// first: each node tells the buyers concerned that are connected to it.
+    pub waitlist: Vec<WaitlistNotice>,
 }
 
 #[async_trait]
@@ -108,7 +114,9 @@ pub trait Inventory: Send + Sync + 'static {
         now: Millis,
     ) -> Result<ClaimDecision, InventoryError>;
 
-    /// Cancels a buyer's own claim in one atomic step; durable when this returns.
+    /// Cancels a buyer's own claim in one atomic step; durable when this returns. The units it
+    /// returns go to the product's waitlist first, in the same step: the promoted claims are in
+    /// the claim log right after the cancellation.
     async fn cancel(
         &self,
         show: &ShowId,
@@ -116,6 +124,29 @@ pub trait Inventory: Send + Sync + 'static {
         claim_id: &ClaimId,
         now: Millis,
     ) -> Result<CancelDecision, InventoryError>;
+
+    /// Puts a buyer on a sold-out product's waitlist in one atomic step (the rules of
+    /// [`ShowBook::waitlist_join`](nightmarket_domain::ShowBook::waitlist_join)); durable when
+    /// this returns.
+    async fn waitlist_join(
+        &self,
+        show: &ShowId,
+        buyer: &BuyerId,
+        product: &ProductId,
+        quantity: Quantity,
+        now: Millis,
+    ) -> Result<JoinDecision, InventoryError>;
+
+    /// Takes a buyer off one product's waitlist, or off every waitlist of the show (`None`), in
+    /// one atomic step; returns the entries removed (none is fine). A product outside the
+    /// lineup is `Command(UnknownProduct)`. Durable when this returns.
+    async fn waitlist_leave(
+        &self,
+        show: &ShowId,
+        buyer: &BuyerId,
+        product: Option<&ProductId>,
+        now: Millis,
+    ) -> Result<Vec<WaitlistEntry>, InventoryError>;
 
     /// The show's state for a snapshot.
     async fn view(

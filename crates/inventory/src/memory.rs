@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use async_trait::async_trait;
 use nightmarket_domain::{
-    BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRequest, CommandError, LineupEntry,
-    LogCursor, LogPage, Millis, SequencedEvent, ShowBook, ShowId, ShowStatus,
+    BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRequest, CommandError, JoinDecision,
+    LineupEntry, LogCursor, LogPage, Millis, ProductId, Quantity, SequencedEvent, ShowBook, ShowId,
+    ShowStatus, WaitlistEntry, WaitlistOutcome,
 };
 use nightmarket_store::{JournalEntry, JournalError, Reservation, SqliteJournal, Ticket};
 
@@ -106,6 +107,15 @@ impl Inventory for MemoryInventory {
                 match cancelled_at {
                     None => book.replay_claim(record),
                     Some(at) => book.replay_cancel(&record.claim_id, *at),
+                }
+            }
+            // Waitlists depend on nothing above but the show's status (a closed show keeps
+            // none): promotions and skips were journaled as removals of their own.
+            for (entry, joined) in &saved.waitlist {
+                if *joined {
+                    book.replay_waitlist_join(entry);
+                } else {
+                    book.replay_waitlist_leave(entry);
                 }
             }
             book.check_invariants().map_err(|e| {
@@ -211,16 +221,49 @@ impl Inventory for MemoryInventory {
         let slot = self.slot(show)?;
         let (decision, wait) = {
             let mut book = lock(&slot.book)?;
-            let room = self.journal.reserve().map_err(journal_err)?;
+            // Room for the cancellation and, for each waiting buyer it may promote or skip, a
+            // claim and a removal: all reserved before anything changes.
+            let waiting = book
+                .claim_record(claim_id)
+                .map_or(0, |r| book.waiting_count(&r.product_id));
+            let mut room: Vec<Reservation> = (0..1 + 2 * waiting)
+                .map(|_| self.journal.reserve())
+                .collect::<Result<_, _>>()
+                .map_err(journal_err)?;
+            let cancel_pos = book.log_len();
             let decision = book.cancel(buyer, claim_id, now);
+            let mut append = |entry: JournalEntry| -> Result<Ticket, InventoryError> {
+                room.pop().map(|r| r.append(entry)).ok_or_else(|| {
+                    InventoryError::Internal("cancel outgrew its journal room".into())
+                })
+            };
             let wait = match &decision {
-                CancelDecision::Cancelled { record, .. } => {
-                    Some(room.append(JournalEntry::Cancel {
+                CancelDecision::Cancelled {
+                    record, waitlist, ..
+                } => {
+                    let mut last = append(JournalEntry::Cancel {
                         show: show.clone(),
-                        pos: book.log_len() - 1,
+                        pos: cancel_pos,
                         record: record.clone(),
                         at: now,
-                    }))
+                    })?;
+                    let mut pos = cancel_pos;
+                    for outcome in waitlist {
+                        if let WaitlistOutcome::Promoted { record, .. } = outcome {
+                            pos += 1;
+                            append(JournalEntry::Claim {
+                                show: show.clone(),
+                                pos,
+                                record: record.clone(),
+                            })?;
+                        }
+                        last = append(JournalEntry::WaitlistLeave {
+                            show: show.clone(),
+                            entry: outcome.entry().clone(),
+                            at: now,
+                        })?;
+                    }
+                    Some(last)
                 }
                 CancelDecision::AlreadyCancelled { .. } => Some(self.journal.last_ticket()),
                 CancelDecision::UnknownClaim | CancelDecision::ShowNotLive => None,
@@ -231,6 +274,85 @@ impl Inventory for MemoryInventory {
             self.journal.durable(t).await.map_err(journal_err)?;
         }
         Ok(decision)
+    }
+
+    async fn waitlist_join(
+        &self,
+        show: &ShowId,
+        buyer: &BuyerId,
+        product: &ProductId,
+        quantity: Quantity,
+        now: Millis,
+    ) -> Result<JoinDecision, InventoryError> {
+        let slot = self.slot(show)?;
+        let (decision, wait) = {
+            let mut book = lock(&slot.book)?;
+            let room = self.journal.reserve().map_err(journal_err)?;
+            let decision = book.waitlist_join(buyer, product, quantity, now);
+            let wait = match &decision {
+                JoinDecision::Joined { entry, .. } => {
+                    Some(room.append(JournalEntry::WaitlistJoin {
+                        show: show.clone(),
+                        entry: entry.clone(),
+                    }))
+                }
+                // As for a duplicate claim: answer once the original join is on disk.
+                JoinDecision::AlreadyWaiting { .. } => Some(self.journal.last_ticket()),
+                JoinDecision::Refused(_) => None,
+            };
+            (decision, wait)
+        };
+        if let Some(t) = wait {
+            self.journal.durable(t).await.map_err(journal_err)?;
+        }
+        Ok(decision)
+    }
+
+    async fn waitlist_leave(
+        &self,
+        show: &ShowId,
+        buyer: &BuyerId,
+        product: Option<&ProductId>,
+        now: Millis,
+    ) -> Result<Vec<WaitlistEntry>, InventoryError> {
+        let slot = self.slot(show)?;
+        let (removed, wait) = {
+            let mut book = lock(&slot.book)?;
+            // At most one entry per product goes.
+            let most = if product.is_some() {
+                1
+            } else {
+                book.lineup().len()
+            };
+            let mut room: Vec<Reservation> = (0..most)
+                .map(|_| self.journal.reserve())
+                .collect::<Result<_, _>>()
+                .map_err(journal_err)?;
+            // The only refusal: a product outside the lineup (leaving every list cannot fail).
+            let removed = match (book.waitlist_leave(buyer, product), product) {
+                (Ok(removed), _) => removed,
+                (Err(_), Some(p)) => return Err(CommandError::UnknownProduct(p.clone()).into()),
+                (Err(e), None) => return Err(InventoryError::Internal(format!("{e:?}"))),
+            };
+            let mut wait = None;
+            for entry in &removed {
+                let Some(r) = room.pop() else {
+                    return Err(InventoryError::Internal(
+                        "leave outgrew its journal room".into(),
+                    ));
+                };
+                wait = Some(r.append(JournalEntry::WaitlistLeave {
+                    show: show.clone(),
+                    entry: entry.clone(),
+                    at: now,
+                }));
+            }
+            (removed, wait)
+        };
+        if let Some(t) = wait {
+            self.journal.durable(t).await.map_err(journal_err)?;
+        }
+        Ok(removed)
     }
 
     async fn view(
@@ -249,6 +371,7 @@ impl Inventory for MemoryInventory {
             price: book.current_price(now),
             lineup: book.lineup().to_vec(),
             my_claims: buyer.map(|b| book.claims_of(b)).unwrap_or_default(),
+            my_waitlist: buyer.map(|b| book.waitlist_of(b)).unwrap_or_default(),
             accepted_claims: book.accepted_claims(),
         })
     }
@@ -264,6 +387,11 @@ impl Inventory for MemoryInventory {
             accepted_claims: book.accepted_claims(),
             flash_sold: book.flash().map(|f| (f.id, f.sold)),
             recent: book.recent_since(feed_from).into_iter().cloned().collect(),
+            waitlist: book
+                .waitlist_notices_since(feed_from)
+                .into_iter()
+                .cloned()
+                .collect(),
         })
     }
 

@@ -115,3 +115,77 @@ async fn the_claim_log_reads_from_the_journal_without_opening_the_show() {
         .await
         .unwrap();
 }
+
+/// Waitlists survive a restart: joins, leaves and promotions are journaled, and replay gives
+/// back the same places, the promoted claim and nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_rebuilds_the_waitlists() {
+    use nightmarket_domain::{CancelDecision, JoinDecision, WaitlistOutcome};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.sqlite");
+    let show = ShowId::parse("restart-wait").unwrap();
+    let product = ProductId::parse("gom-bat-trang").unwrap();
+    let b = |s: &str| BuyerId::parse(s).unwrap();
+    let t0 = 1_763_730_000_000;
+    let open = || async {
+        let inv = MemoryInventory::new(SqliteJournal::open(&path, 4096).unwrap(), 1000);
+        inv.open_show(&show, lineup()).await.unwrap();
+        inv
+    };
+    {
+        let inv = open().await;
+        inv.command(&show, Command::GoLive, t0).await.unwrap();
+        inv.command(&show, Command::Pin(product.clone()), t0)
+            .await
+            .unwrap();
+        for n in 0..8 {
+            let req = ClaimRequest {
+                claim_id: ClaimId::parse(format!("c{n}")).unwrap(),
+                buyer: b(&format!("a{n}")),
+                product_id: product.clone(),
+                quantity: Quantity::parse(5, 10).unwrap(),
+                seen_price: Dong::parse(850_000).unwrap(),
+            };
+            inv.claim(&show, req, t0).await.unwrap();
+        }
+        for who in ["w1", "w2", "w3"] {
+            let d = inv
+                .waitlist_join(
+                    &show,
+                    &b(who),
+                    &product,
+                    Quantity::parse(2, 10).unwrap(),
+                    t0,
+                )
+                .await
+                .unwrap();
+            assert!(matches!(d, JoinDecision::Joined { .. }), "{d:?}");
+        }
+        inv.waitlist_leave(&show, &b("w2"), None, t0).await.unwrap();
+    }
+    let inv = open().await;
+    let view = inv.view(&show, Some(&b("w3")), t0).await.unwrap();
+    assert_eq!(view.my_waitlist.len(), 1);
+    assert_eq!(view.my_waitlist[0].1, 2, "w2 left: w3 is second");
+    let d = inv
+        .cancel(&show, &b("a0"), &ClaimId::parse("c0").unwrap(), t0 + 5)
+        .await
+        .unwrap();
+    let CancelDecision::Cancelled { waitlist, .. } = d else {
+        panic!("{d:?}");
+    };
+    assert_eq!(waitlist.len(), 2, "five units back: w1 and w3 get two each");
+    assert!(
+        waitlist
+            .iter()
+            .all(|o| matches!(o, WaitlistOutcome::Promoted { .. }))
+    );
+    let before = inv.view(&show, Some(&b("w3")), t0).await.unwrap();
+    drop(inv);
+    let inv = open().await;
+    let after = inv.view(&show, Some(&b("w3")), t0).await.unwrap();
+    assert_eq!(before, after);
+    assert!(after.my_waitlist.is_empty());
+    assert_eq!(after.my_claims.len(), 1);
+    assert_eq!(after.lineup[0].left, 1);
+}

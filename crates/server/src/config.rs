@@ -88,7 +88,11 @@ pub struct Limits {
     pub max_lineup: usize,
     pub socket_send_buffer: usize,
     pub shutdown_grace_ms: u64,
+    pub waitlist_leave_grace_ms: u64,
 }
+
+/// Longest accepted `limits.waitlist_leave_grace_ms`: a buyer gone longer than an hour has left.
+pub const MAX_WAITLIST_LEAVE_GRACE_MS: u64 = 3_600_000;
 
 /// How webhook deliveries are attempted. See `config/default.toml` for what each means.
 /// The order service: recording claim logs, settling closed shows, the payment window.
@@ -362,6 +366,12 @@ impl Config {
                     "must be at least limits.max_frame_bytes ({})",
                     l.max_frame_bytes
                 ),
+            ));
+        }
+        if l.waitlist_leave_grace_ms > MAX_WAITLIST_LEAVE_GRACE_MS {
+            return Err(invalid(
+                "limits.waitlist_leave_grace_ms",
+                format!("0 to {MAX_WAITLIST_LEAVE_GRACE_MS}"),
             ));
         }
         if l.max_connections > 1_000_000 {

@@ -3,12 +3,12 @@
 
 use nightmarket_domain::{
     ClaimAccepted, ClaimRecord, CommandError, Flash, LineupEntry, Product, Refusal, RefusalReason,
-    SequencedEvent, ShowEvent,
+    SequencedEvent, ShowEvent, SkipReason, WaitlistEntry, WaitlistRefusal,
 };
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::server::{
-    ClaimOutcomeKind, ClaimResult, EventFrame, FlashView, LineupView, MyClaim, ProductView,
-    ShowEvent as WireEvent, StockLevel,
+    ClaimOutcomeKind, ClaimResult, EventFrame, FlashView, LineupView, MyClaim, MyWaitlistEntry,
+    ProductView, ShowEvent as WireEvent, StockLevel,
 };
 
 pub fn product_view(p: &Product) -> ProductView {
@@ -119,6 +119,31 @@ pub fn refusal_code(reason: RefusalReason) -> ErrorCode {
         RefusalReason::LimitExceeded => ErrorCode::LimitExceeded,
         RefusalReason::SoldOut => ErrorCode::SoldOut,
         RefusalReason::ClaimIdTaken => ErrorCode::BadRequest,
+    }
+}
+
+pub fn waitlist_refusal_code(r: WaitlistRefusal) -> ErrorCode {
+    match r {
+        WaitlistRefusal::ShowNotLive => ErrorCode::ShowNotLive,
+        WaitlistRefusal::UnknownProduct => ErrorCode::UnknownProduct,
+        WaitlistRefusal::NotSoldOut => ErrorCode::NotSoldOut,
+        WaitlistRefusal::LimitExceeded => ErrorCode::LimitExceeded,
+        WaitlistRefusal::WaitlistFull => ErrorCode::WaitlistFull,
+    }
+}
+
+pub fn skip_code(r: SkipReason) -> ErrorCode {
+    match r {
+        SkipReason::PriceRose => ErrorCode::PriceRose,
+        SkipReason::LimitExceeded => ErrorCode::LimitExceeded,
+    }
+}
+
+pub fn my_waitlist_entry(entry: &WaitlistEntry, position: u32) -> MyWaitlistEntry {
+    MyWaitlistEntry {
+        product_id: entry.product_id.to_string(),
+        position,
+        quantity: entry.quantity,
     }
 }
 

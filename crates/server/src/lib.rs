@@ -34,6 +34,7 @@ pub mod reports_api;
 pub mod sessions;
 pub mod show_stats;
 pub mod state;
+pub mod waitlist;
 pub mod web;
 pub mod webhooks;
 pub mod ws;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use nightmarket_domain::{
-    CommandError, EndReason, LineupEntry, LogCursor, Millis, SellerId, SequencedEvent, ShowEvent,
-    ShowId, ShowStatus,
+    BuyerId, CommandError, EndReason, LineupEntry, LogCursor, Millis, SellerId, SequencedEvent,
+    ShowEvent, ShowId, ShowStatus,
 };
 use nightmarket_hub::{Hub, HubLimits, Published, ShowChannel};
 use nightmarket_inventory::{
@@ -54,6 +54,8 @@ pub struct ShowRuntime {
     tick: Mutex<TickState>,
     /// This node's figures of the show for post-show reports.
     pub stats: Arc<ShowCounters>,
+    /// This node's viewers of the show per buyer, for waitlist news and leaving.
+    pub buyers: crate::waitlist::Buyers,
 }
 
 #[derive(Default)]
@@ -64,6 +66,8 @@ struct TickState {
     /// The newest accepted claims, oldest first, at most `limits.feed_items`: what a joining
     /// viewer's snapshot shows as the claim feed.
     recent: std::collections::VecDeque<FeedItem>,
+    /// Waitlist notices at claim-log positions from here on are still to be told.
+    notices_from: u64,
 }
 
 impl ShowRuntime {
@@ -213,6 +217,8 @@ impl AppState {
             .collect();
         self.inventory.open_show(&row.id, lineup).await?;
         let view = self.inventory.view(&row.id, None, now_ms()).await?;
+        // Where this node starts telling waitlist news: what happened before, it did not see.
+        let log_len = self.inventory.stock(&row.id, u64::MAX).await?.log_len;
         let seller_name = match self.catalog.seller(&row.seller_id).await {
             Ok(Some(s)) => s.name,
             _ => row.seller_id.to_string(),
@@ -224,8 +230,12 @@ impl AppState {
             title: row.title.clone(),
             channel: self.hub.channel(row.id.as_str(), view.seq),
             gate: tokio::sync::Mutex::new(()),
-            tick: Mutex::new(TickState::default()),
+            tick: Mutex::new(TickState {
+                notices_from: log_len,
+                ..TickState::default()
+            }),
             stats: self.show_stats.counters(&row.id),
+            buyers: crate::waitlist::Buyers::default(),
         });
         if let Ok(mut shows) = self.shows.write() {
             shows.entry(row.id.clone()).or_insert_with(|| rt.clone());
@@ -483,6 +493,13 @@ impl AppState {
         if first {
             tick.feed_from = stock.log_len;
         }
+        // Waitlist news for this node's viewers, from the log position the show had when this
+        // node loaded it (not from the first tick, which may come after a promotion), each
+        // notice once: the cursor moves under the lock, so two refreshes cannot both tell it.
+        for notice in stock.waitlist.iter().filter(|n| n.pos >= tick.notices_from) {
+            rt.buyers.tell(&notice.outcome);
+        }
+        tick.notices_from = tick.notices_from.max(stock.log_len);
         if tick.stock_version != Some(stock.version) {
             tick.stock_version = Some(stock.version);
             let msg = ServerMessage::Stock(StockFrame {
@@ -535,6 +552,40 @@ impl AppState {
                 })));
             inc(&self.metrics.conflated_frames_published);
         }
+    }
+
+    /// A buyer's last session of a show on this node ended: after the grace, unless it is back
+    /// (or the node is shutting down, when its viewers reconnect elsewhere), it leaves every
+    /// waitlist of the show.
+    pub fn leave_waitlists_later(self: &Arc<Self>, rt: Arc<ShowRuntime>, buyer: BuyerId) {
+        let state = self.clone();
+        let grace = Duration::from_millis(self.config.limits.waitlist_leave_grace_ms);
+        let mut shutdown = self.shutdown.clone();
+        if *shutdown.borrow() {
+            return;
+        }
+        tokio::spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(grace) => {}
+                () = stopped(&mut shutdown) => return,
+            }
+            if !rt.buyers.gone(&buyer) {
+                return;
+            }
+            match state
+                .inventory
+                .waitlist_leave(&rt.id, &buyer, None, now_ms())
+                .await
+            {
+                Ok(gone) if !gone.is_empty() => {
+                    tracing::debug!(show = %rt.id, buyer = %buyer, places = gone.len(), "left the show's waitlists");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(show = %rt.id, buyer = %buyer, error = %e, "could not take a buyer who left off the waitlists");
+                }
+            }
+        });
     }
 
     /// Every `stock_tick_ms`, refresh the conflated frames of every show someone watches.

@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use nightmarket_domain::{
-    BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRequest, Dong, FlashSpec, ProductId,
-    Quantity,
+    BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRequest, Dong, FlashSpec, JoinDecision,
+    ProductId, Quantity, WaitlistOutcome,
 };
 use nightmarket_inventory::{Command, InventoryError};
 use nightmarket_wire::client::{ClientMessage, KNOWN_TYPES};
 use nightmarket_wire::server::{
     Ack, CancelOutcomeKind, CancelResult, ClaimOutcomeKind, ConnectionLimits, ErrorFrame, Hello,
-    ServerMessage, ShowView, Snapshot,
+    ServerMessage, ShowView, Snapshot, WaitlistOutcomeKind, WaitlistResult,
 };
 use nightmarket_wire::{CloseCode, ErrorCode, PROTOCOL_VERSION};
 use tokio::sync::broadcast::error::RecvError;
@@ -83,6 +83,8 @@ struct Session {
     /// The newest sequence delivered to this client.
     last: u64,
     bucket: Bucket,
+    /// Viewers: private frames from the tick (waitlist news), see [`crate::waitlist`].
+    inbox: Option<Arc<crate::waitlist::Inbox>>,
 }
 
 impl Session {
@@ -182,9 +184,17 @@ impl Session {
             price: view.price.map(Dong::get),
             lineup: view.lineup.iter().map(convert::lineup_view).collect(),
             my_claims: view.my_claims.iter().map(convert::my_claim).collect(),
+            my_waitlist: view
+                .my_waitlist
+                .iter()
+                .map(|(e, position)| convert::my_waitlist_entry(e, *position))
+                .collect(),
             viewers: self.rt.channel.viewer_count(),
             recent_claims: self.rt.recent_claims(),
         };
+        if let (Some(buyer), false) = (&self.peer.buyer, view.my_waitlist.is_empty()) {
+            self.rt.buyers.may_wait(buyer);
+        }
         let seq = snap.seq;
         self.send_msg(&ServerMessage::Snapshot(Box::new(snap)))
             .await
@@ -242,6 +252,17 @@ impl Session {
                     };
                     self.send_msg(&ServerMessage::CancelResult(r)).await?;
                 }
+                Some(Ok(
+                    ClientMessage::WaitlistJoin { product_id, .. }
+                    | ClientMessage::WaitlistLeave { product_id },
+                )) => {
+                    let r = waitlist_refused(
+                        &product_id,
+                        ErrorCode::RateLimited,
+                        "too many messages; retry shortly",
+                    );
+                    self.send_msg(&ServerMessage::WaitlistResult(r)).await?;
+                }
                 other => {
                     let req = other
                         .and_then(Result::ok)
@@ -286,6 +307,11 @@ impl Session {
                 self.claim(claim_id, product_id, quantity, price).await?;
             }
             ClientMessage::Cancel { claim_id } => self.cancel(claim_id).await?,
+            ClientMessage::WaitlistJoin {
+                product_id,
+                quantity,
+            } => self.waitlist_join(product_id, quantity).await?,
+            ClientMessage::WaitlistLeave { product_id } => self.waitlist_leave(product_id).await?,
             ClientMessage::Pin { product_id, .. } => {
                 let Some(product) = self.parse_product(&product_id, req.clone()).await? else {
                     return Ok(Flow::Continue);
@@ -402,7 +428,8 @@ impl Session {
         let max = self.state.config.limits.max_claim_quantity;
         let parsed = (|| {
             Ok::<_, String>(ClaimRequest {
-                claim_id: ClaimId::parse(claim_id.clone()).map_err(|e| format!("claim_id: {e}"))?,
+                claim_id: ClaimId::parse_client(claim_id.clone())
+                    .map_err(|e| format!("claim_id: {e}"))?,
                 buyer,
                 product_id: ProductId::parse(product_id).map_err(|e| format!("product_id: {e}"))?,
                 quantity: Quantity::parse(quantity, max).map_err(|e| format!("quantity: {e}"))?,
@@ -472,8 +499,23 @@ impl Session {
             .cancel(&self.rt.id, &buyer, &id, now_ms())
             .await
         {
-            Ok(CancelDecision::Cancelled { stock_left, .. }) => {
+            Ok(CancelDecision::Cancelled {
+                stock_left,
+                waitlist,
+                ..
+            }) => {
                 inc(&self.state.metrics.cancels);
+                // Promoted buyers hear of it from the tick on whichever node they are; only a
+                // flash cap a promotion used up is this node's to end, as for a claim.
+                for outcome in &waitlist {
+                    if let WaitlistOutcome::Promoted {
+                        flash_exhausted: Some(flash_id),
+                        ..
+                    } = outcome
+                    {
+                        self.state.end_capped_flash(self.rt.clone(), *flash_id);
+                    }
+                }
                 CancelResult {
                     claim_id: claim_id.clone(),
                     outcome: CancelOutcomeKind::Cancelled,
@@ -503,6 +545,131 @@ impl Session {
             }
         };
         self.send_msg(&ServerMessage::CancelResult(result)).await
+    }
+}
+
+impl Session {
+    async fn waitlist_join(&mut self, product_id: String, quantity: i64) -> Result<(), ()> {
+        let Some(buyer) = self.peer.buyer.clone() else {
+            let r = waitlist_refused(&product_id, ErrorCode::Forbidden, "only viewers wait");
+            return self.send_msg(&ServerMessage::WaitlistResult(r)).await;
+        };
+        let max = self.state.config.limits.max_claim_quantity;
+        let parsed = ProductId::parse(product_id.clone())
+            .map_err(|e| format!("product_id: {e}"))
+            .and_then(|p| {
+                Quantity::parse(quantity, max)
+                    .map(|q| (p, q))
+                    .map_err(|e| format!("quantity: {e}"))
+            });
+        let (product, quantity) = match parsed {
+            Ok(v) => v,
+            Err(message) => {
+                inc(&self.state.metrics.bad_input);
+                let r = waitlist_refused(&product_id, ErrorCode::BadRequest, message);
+                return self.send_msg(&ServerMessage::WaitlistResult(r)).await;
+            }
+        };
+        let decision = self
+            .state
+            .inventory
+            .waitlist_join(&self.rt.id, &buyer, &product, quantity, now_ms())
+            .await;
+        let result = match decision {
+            Ok(JoinDecision::Joined { entry, position })
+            | Ok(JoinDecision::AlreadyWaiting { entry, position }) => {
+                self.rt.buyers.may_wait(&buyer);
+                WaitlistResult {
+                    product_id,
+                    outcome: WaitlistOutcomeKind::Joined,
+                    position: Some(position),
+                    quantity: Some(entry.quantity),
+                    claim_id: None,
+                    unit_price: Some(entry.price.get()),
+                    reason: None,
+                    message: None,
+                }
+            }
+            Ok(JoinDecision::Refused(r)) => {
+                let code = convert::waitlist_refusal_code(r);
+                let message = match code {
+                    ErrorCode::NotSoldOut => "units are left: claim them instead",
+                    ErrorCode::WaitlistFull => "the waitlist for this product is full",
+                    ErrorCode::LimitExceeded => {
+                        "you already hold as many of this product as you may"
+                    }
+                    ErrorCode::ShowNotLive => "waitlists are open only while the show is live",
+                    _ => "not in this show's lineup",
+                };
+                waitlist_refused(&product_id, code, message)
+            }
+            Err(e) => {
+                let (code, message) = inventory_error(e);
+                waitlist_refused(&product_id, code, message)
+            }
+        };
+        self.send_msg(&ServerMessage::WaitlistResult(result)).await
+    }
+
+    async fn waitlist_leave(&mut self, product_id: String) -> Result<(), ()> {
+        let Some(buyer) = self.peer.buyer.clone() else {
+            let r = waitlist_refused(&product_id, ErrorCode::Forbidden, "only viewers wait");
+            return self.send_msg(&ServerMessage::WaitlistResult(r)).await;
+        };
+        let product = match ProductId::parse(product_id.clone()) {
+            Ok(p) => p,
+            Err(e) => {
+                inc(&self.state.metrics.bad_input);
+                let r = waitlist_refused(
+                    &product_id,
+                    ErrorCode::BadRequest,
+                    format!("product_id: {e}"),
+                );
+                return self.send_msg(&ServerMessage::WaitlistResult(r)).await;
+            }
+        };
+        let result = match self
+            .state
+            .inventory
+            .waitlist_leave(&self.rt.id, &buyer, Some(&product), now_ms())
+            .await
+        {
+            Ok(gone) => WaitlistResult {
+                product_id,
+                outcome: WaitlistOutcomeKind::Left,
+                position: None,
+                quantity: None,
+                claim_id: None,
+                unit_price: None,
+                reason: None,
+                // Leaving is idempotent: not waiting is not an error.
+                message: gone
+                    .is_empty()
+                    .then(|| "you were not on this waitlist".to_owned()),
+            },
+            Err(e) => {
+                let (code, message) = inventory_error(e);
+                waitlist_refused(&product_id, code, message)
+            }
+        };
+        self.send_msg(&ServerMessage::WaitlistResult(result)).await
+    }
+}
+
+fn waitlist_refused(
+    product_id: &str,
+    code: ErrorCode,
+    message: impl Into<String>,
+) -> WaitlistResult {
+    WaitlistResult {
+        product_id: product_id.to_owned(),
+        outcome: WaitlistOutcomeKind::Refused,
+        position: None,
+        quantity: None,
+        claim_id: None,
+        unit_price: None,
+        reason: Some(code),
+        message: Some(message.into()),
     }
 }
 
@@ -562,6 +729,8 @@ pub async fn run(
         .connections_open
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let l = &state.config.limits;
+    let buyer = peer.buyer.clone();
+    let inbox = buyer.as_ref().map(|b| rt.buyers.enter(b));
     let mut s = Session {
         write_timeout: Duration::from_millis(l.write_timeout_ms),
         bucket: Bucket::new(l.messages_per_second, l.message_burst),
@@ -570,10 +739,16 @@ pub async fn run(
         socket,
         last: 0,
         peer,
+        inbox: inbox.clone(),
     };
     let close = session_loop(&mut s, last_seq).await;
     if let Some(code) = close {
         s.close(code).await;
+    }
+    if let (Some(buyer), Some(inbox)) = (buyer, inbox)
+        && rt.buyers.exit(&buyer, &inbox).may_leave_waitlists
+    {
+        state.leave_waitlists_later(rt.clone(), buyer);
     }
     state
         .metrics
@@ -659,7 +834,9 @@ async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCod
     // cancel a timer for every delivery.
     let expiry = tokio::time::sleep_until(Instant::now() + Duration::from_secs(left as u64));
     let stop = crate::state::stopped(&mut shutdown);
-    tokio::pin!(expiry, stop);
+    let inbox = s.inbox.clone();
+    let news = inbox_ready(inbox.as_deref());
+    tokio::pin!(expiry, stop, news);
     loop {
         tokio::select! {
             biased;
@@ -728,7 +905,21 @@ async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCod
                 let latest = sub.viewers.borrow_and_update().clone();
                 if let Some(bytes) = latest { s.send_text(bytes).await.ok()?; }
             }
+            () = &mut news => {
+                news.set(inbox_ready(inbox.as_deref()));
+                for bytes in inbox.as_deref().map(crate::waitlist::Inbox::take).unwrap_or_default() {
+                    s.send_text(bytes).await.ok()?;
+                }
+            }
         }
+    }
+}
+
+/// Resolves when the session's inbox may hold frames; never for a session without one.
+async fn inbox_ready(inbox: Option<&crate::waitlist::Inbox>) {
+    match inbox {
+        Some(i) => i.ready().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -54,6 +54,10 @@ pub enum ClientMessage {
     },
     /// Viewer: cancel one of its own accepted claims while the show is live.
     Cancel { claim_id: String },
+    /// Viewer: wait for units of a sold-out lineup product; answered with `waitlist_result`.
+    WaitlistJoin { product_id: String, quantity: i64 },
+    /// Viewer: stop waiting for a product; answered with `waitlist_result`.
+    WaitlistLeave { product_id: String },
 }
 
 impl ClientMessage {
@@ -64,17 +68,22 @@ impl ClientMessage {
             | Self::Unpin { req }
             | Self::StartFlash { req, .. }
             | Self::EndFlash { req } => req.as_deref(),
-            Self::Claim { .. } | Self::Cancel { .. } => None,
+            Self::Claim { .. }
+            | Self::Cancel { .. }
+            | Self::WaitlistJoin { .. }
+            | Self::WaitlistLeave { .. } => None,
         }
     }
 }
 
 /// Message types the server accepts, to tell `unknown_type` from a malformed known message.
-pub const KNOWN_TYPES: [&str; 6] = [
+pub const KNOWN_TYPES: [&str; 8] = [
     "pin",
     "unpin",
     "start_flash",
     "end_flash",
     "claim",
     "cancel",
+    "waitlist_join",
+    "waitlist_leave",
 ];

@@ -21,6 +21,13 @@ pub enum ErrorCode {
     StalePrice,
     /// The show is not live (scheduled or closed).
     ShowNotLive,
+    // --- waitlist -----------------------------------------------------------------------------
+    /// Units of the product are left: claim them instead of joining its waitlist.
+    NotSoldOut,
+    /// The product's waitlist holds as many buyers as it may (`MAX_WAITLIST_PER_PRODUCT`).
+    WaitlistFull,
+    /// A waiting buyer was skipped: the price now is above the price when it joined.
+    PriceRose,
     /// The request is malformed or a value is out of range.
     BadRequest,
     /// Missing, forged or expired token.
@@ -95,6 +102,9 @@ impl ErrorCode {
             Self::NotPinned => "not_pinned",
             Self::StalePrice => "stale_price",
             Self::ShowNotLive => "show_not_live",
+            Self::NotSoldOut => "not_sold_out",
+            Self::WaitlistFull => "waitlist_full",
+            Self::PriceRose => "price_rose",
             Self::BadRequest => "bad_request",
             Self::Unauthorized => "unauthorized",
             Self::RateLimited => "rate_limited",
@@ -150,7 +160,10 @@ impl ErrorCode {
             | Self::NotPinned
             | Self::StalePrice
             | Self::SoldOut
-            | Self::LimitExceeded => 409,
+            | Self::LimitExceeded
+            | Self::NotSoldOut
+            | Self::WaitlistFull
+            | Self::PriceRose => 409,
             Self::NotAdmitted => 422,
             Self::SlotUnavailable
             | Self::BadOrderTransition
@@ -170,13 +183,16 @@ impl ErrorCode {
     }
 
     /// All codes, for documentation tests.
-    pub const ALL: [ErrorCode; 34] = [
+    pub const ALL: [ErrorCode; 37] = [
         Self::Duplicate,
         Self::SoldOut,
         Self::LimitExceeded,
         Self::NotPinned,
         Self::StalePrice,
         Self::ShowNotLive,
+        Self::NotSoldOut,
+        Self::WaitlistFull,
+        Self::PriceRose,
         Self::BadRequest,
         Self::Unauthorized,
         Self::RateLimited,

@@ -30,6 +30,9 @@ pub enum ServerMessage {
     ClaimResult(ClaimResult),
     /// The private answer to a `cancel`.
     CancelResult(CancelResult),
+    /// The private answer to a `waitlist_join` or `waitlist_leave`, or news of the buyer's
+    /// place on a waitlist (`promoted`, `skipped`) when units came back.
+    WaitlistResult(WaitlistResult),
     /// A seller command was applied as event `seq`.
     Ack(Ack),
     /// A request could not be handled; the connection stays usable.
@@ -73,12 +76,24 @@ pub struct Snapshot {
     pub price: Option<i64>,
     pub lineup: Vec<LineupView>,
     pub my_claims: Vec<MyClaim>,
+    /// The waitlists this viewer is on, in lineup order.
+    #[serde(default)]
+    pub my_waitlist: Vec<MyWaitlistEntry>,
     pub viewers: u64,
     /// The newest accepted claims of the show as this node last saw them (at most
     /// `limits.feed_items`, oldest first, no buyer identity), so a page shows the claim feed
     /// at once instead of waiting for the next claim.
     #[serde(default)]
     pub recent_claims: Vec<FeedItem>,
+}
+
+/// A viewer's place on one product's waitlist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MyWaitlistEntry {
+    pub product_id: String,
+    /// 1 is the head: the next to get units that come back.
+    pub position: u32,
+    pub quantity: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -283,6 +298,42 @@ pub struct CancelResult {
     /// Cancelled: stock left of the product after the units returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stock_left: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// `joined`, `left`, `refused`, `promoted` (the buyer now holds the accepted claim `claim_id`)
+/// or `skipped` (removed without a claim: `price_rose` or `limit_exceeded`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitlistOutcomeKind {
+    Joined,
+    Left,
+    Refused,
+    Promoted,
+    Skipped,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitlistResult {
+    pub product_id: String,
+    pub outcome: WaitlistOutcomeKind,
+    /// `joined`: the place on the list, 1 at the head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<u32>,
+    /// `joined`, `promoted`, `skipped`: the units waited for (promoted: now claimed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<u32>,
+    /// `promoted`: the id of the accepted claim the buyer now holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_id: Option<String>,
+    /// `joined`: the price when joining (a promotion never costs more); `promoted`: the unit
+    /// price of the claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<i64>,
+    /// `refused` and `skipped`: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ErrorCode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }

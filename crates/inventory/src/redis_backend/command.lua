@@ -51,6 +51,8 @@ elseif op == 'close' then
     parts[#parts + 1] = '["' .. product .. '",' .. n(left_of(product)) .. ']'
   end
   redis.call('HSET', K_META, 'status', 'closed', 'pinned', '')
+  -- Nothing comes back after the close: nobody waits any more.
+  redis.call('DEL', K_WAIT, K_WAITENT)
   -- The close marker ends the claim log: settlement reads up to it, and nothing follows it.
   local stock = {}
   for product in string.gmatch(meta('order'), '[^,]+') do stock[#stock + 1] = product .. ':' .. n(left_of(product)) end

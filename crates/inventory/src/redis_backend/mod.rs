@@ -16,6 +16,9 @@
 //! | `events` | stream | sequenced events, entry id `<seq>-0`, bounded to the history size |
 //! | `mine` | hash | `<buyer>#` → how many claims the buyer made; `<buyer>#<k>` → the k-th 32 of its claim ids (see `prelude.lua`) |
 //! | `products` | hash | product → the admitted product with its OCOP proof (JSON) |
+//! | `wait` | sorted set | every waitlist entry as `<product>|<number>|<buyer>`, one lexical range per product in join order (see `waitlist_lib.lua`) |
+//! | `waitent` | hash | `<product>|<buyer>` → `number|quantity|price|at` of its waitlist entry |
+//! | `waitnews` | list | the newest waitlist promotions and skips (JSON), for the nodes' ticks |
 //!
 //! Once settlement has recorded a closed show, [`Inventory::release`] sets every key of it to
 //! expire; until then no key has a TTL.
@@ -24,17 +27,20 @@
 //! the `redis` crate's `Script`.
 //!
 //! The same code runs on one Redis ([`RedisInventory::connect`]) and on a Redis Cluster
-//! ([`RedisInventory::connect_cluster`]): every script names all ten keys of one show in KEYS,
+//! ([`RedisInventory::connect_cluster`]): every script names all thirteen keys of one show in KEYS,
 //! so it runs on the master that owns the show's slot. Events go out with `PUBLISH` on one
 //! Redis and with sharded `SPUBLISH` on a Cluster, where the channel `<prefix>{<show>}:ev` carries
 //! the show's hash tag and therefore lives on the same shard as the show (see [`EventFeed`]).
 
 use async_trait::async_trait;
-use nightmarket_domain::book::{MAX_COUNTDOWN_SECONDS, MAX_FLASH_SECONDS};
+use nightmarket_domain::book::{
+    MAX_COUNTDOWN_SECONDS, MAX_FLASH_SECONDS, MAX_WAITLIST_PER_PRODUCT,
+};
 use nightmarket_domain::{
     BuyerId, CancelDecision, ClaimAccepted, ClaimDecision, ClaimId, ClaimRecord, ClaimRequest,
-    CommandError, Dong, Flash, LineupEntry, LogCursor, LogEntry, LogPage, Millis, Product,
-    ProductId, Refusal, RefusalReason, SequencedEvent, ShowId, ShowStatus,
+    CommandError, Dong, Flash, JoinDecision, LineupEntry, LogCursor, LogEntry, LogPage, Millis,
+    Product, ProductId, Quantity, Refusal, RefusalReason, SequencedEvent, ShowId, ShowStatus,
+    SkipReason, WaitlistEntry, WaitlistNotice, WaitlistOutcome, WaitlistRefusal,
 };
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
@@ -52,6 +58,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 macro_rules! script {
     ($file:literal) => {
         concat!(include_str!("prelude.lua"), "\n", include_str!($file))
+    };
+    // Scripts that read or change waitlists get their helpers too.
+    (waitlist $file:literal) => {
+        concat!(
+            include_str!("prelude.lua"),
+            "\n",
+            include_str!("waitlist_lib.lua"),
+            "\n",
+            include_str!($file)
+        )
     };
 }
 
@@ -138,6 +154,7 @@ pub struct RedisInventory {
     read: redis::Script,
     log: redis::Script,
     release: redis::Script,
+    waitlist: redis::Script,
 }
 
 /// A Cluster client with the bounds above; the event feed adds RESP3 and a push sender.
@@ -214,6 +231,88 @@ struct ClaimOut {
     available: Option<u32>,
     limit_left: Option<u32>,
     current: Option<i64>,
+    /// Cancel: what the returned units did for the waitlist.
+    #[serde(default, deserialize_with = "list")]
+    wait: Vec<RawOutcome>,
+}
+
+/// A waitlist entry as the scripts return it.
+#[derive(Deserialize)]
+struct RawWaitEntry {
+    number: u64,
+    buyer: String,
+    product_id: String,
+    quantity: u32,
+    price: i64,
+    at: i64,
+}
+
+impl RawWaitEntry {
+    fn parse(self) -> Result<WaitlistEntry, InventoryError> {
+        Ok(WaitlistEntry {
+            number: self.number,
+            buyer: BuyerId::parse(self.buyer).map_err(internal)?,
+            product_id: ProductId::parse(self.product_id).map_err(internal)?,
+            quantity: self.quantity,
+            price: Dong::parse(self.price).map_err(internal)?,
+            at: self.at,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct RawOutcome {
+    outcome: String,
+    entry: RawWaitEntry,
+    record: Option<RawRecord>,
+    reason: Option<String>,
+    flash_exhausted: Option<u64>,
+}
+
+impl RawOutcome {
+    fn parse(self) -> Result<WaitlistOutcome, InventoryError> {
+        let entry = self.entry.parse()?;
+        match (self.outcome.as_str(), self.record, self.reason.as_deref()) {
+            ("promoted", Some(record), _) => Ok(WaitlistOutcome::Promoted {
+                entry,
+                record: record.parse()?,
+                flash_exhausted: self.flash_exhausted,
+            }),
+            ("skipped", _, Some("price_rose")) => Ok(WaitlistOutcome::Skipped {
+                entry,
+                reason: SkipReason::PriceRose,
+            }),
+            ("skipped", _, Some("limit_exceeded")) => Ok(WaitlistOutcome::Skipped {
+                entry,
+                reason: SkipReason::LimitExceeded,
+            }),
+            (other, _, reason) => Err(internal(format!(
+                "unknown waitlist outcome {other} ({reason:?})"
+            ))),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawNotice {
+    pos: u64,
+    outcome: RawOutcome,
+}
+
+#[derive(Deserialize)]
+struct RawPlace {
+    entry: RawWaitEntry,
+    position: u32,
+}
+
+#[derive(Deserialize)]
+struct WaitlistOut {
+    o: String,
+    reason: Option<String>,
+    entry: Option<RawWaitEntry>,
+    position: Option<u32>,
+    #[serde(default, deserialize_with = "list")]
+    gone: Vec<RawWaitEntry>,
 }
 
 #[derive(Deserialize)]
@@ -258,6 +357,10 @@ struct ReadOut {
     mine: Vec<RawRecord>,
     #[serde(deserialize_with = "list")]
     recent: Vec<RawRecord>,
+    #[serde(deserialize_with = "list")]
+    waiting: Vec<RawPlace>,
+    #[serde(deserialize_with = "list")]
+    news: Vec<RawNotice>,
 }
 
 #[derive(Deserialize)]
@@ -435,11 +538,12 @@ impl RedisInventory {
             history: history.max(1),
             open: redis::Script::new(script!("open.lua")),
             claim: redis::Script::new(script!("claim.lua")),
-            cancel: redis::Script::new(script!("cancel.lua")),
+            cancel: redis::Script::new(script!(waitlist "cancel.lua")),
             command: redis::Script::new(script!("command.lua")),
-            read: redis::Script::new(script!("read.lua")),
+            read: redis::Script::new(script!(waitlist "read.lua")),
             log: redis::Script::new(script!("log.lua")),
             release: redis::Script::new(script!("release.lua")),
+            waitlist: redis::Script::new(script!(waitlist "waitlist.lua")),
         };
         // Load every script up front: the first claim then runs with one round trip, and a
         // Redis too old for the scripts fails here, at start, rather than on a viewer's claim.
@@ -454,6 +558,7 @@ impl RedisInventory {
             &inventory.read,
             &inventory.log,
             &inventory.release,
+            &inventory.waitlist,
         ] {
             script.load_async(&mut conn).await.map_err(unavailable)?;
         }
@@ -517,11 +622,11 @@ impl RedisInventory {
         }
     }
 
-    fn keys(&self, show: &ShowId) -> [String; 10] {
+    fn keys(&self, show: &ShowId) -> [String; 13] {
         let base = format!("{}{{{}}}", self.prefix, show);
         [
             "meta", "lineup", "left", "held", "claims", "flash", "log", "events", "mine",
-            "products",
+            "products", "wait", "waitent", "waitnews",
         ]
         .map(|k| format!("{base}:{k}"))
     }
@@ -770,7 +875,7 @@ impl Inventory for RedisInventory {
         now: Millis,
     ) -> Result<CancelDecision, InventoryError> {
         let args = [claim_id.to_string(), buyer.to_string(), now.to_string()];
-        let out: ClaimOut = self.run(&self.cancel, show, &args).await?;
+        let mut out: ClaimOut = self.run(&self.cancel, show, &args).await?;
         if matches!(out.o.as_str(), "cancelled" | "already") {
             self.replicated(show).await?;
         }
@@ -783,8 +888,16 @@ impl Inventory for RedisInventory {
         };
         Ok(match out.o.as_str() {
             "cancelled" => {
+                let wait = std::mem::take(&mut out.wait);
                 let (record, stock_left) = record(out)?;
-                CancelDecision::Cancelled { record, stock_left }
+                CancelDecision::Cancelled {
+                    record,
+                    stock_left,
+                    waitlist: wait
+                        .into_iter()
+                        .map(RawOutcome::parse)
+                        .collect::<Result<_, _>>()?,
+                }
             }
             "already" => {
                 let (record, stock_left) = record(out)?;
@@ -794,6 +907,82 @@ impl Inventory for RedisInventory {
             "show_not_live" => CancelDecision::ShowNotLive,
             other => return Err(internal(format!("unknown cancel outcome {other}"))),
         })
+    }
+
+    async fn waitlist_join(
+        &self,
+        show: &ShowId,
+        buyer: &BuyerId,
+        product: &ProductId,
+        quantity: Quantity,
+        now: Millis,
+    ) -> Result<JoinDecision, InventoryError> {
+        let args = [
+            "join".to_owned(),
+            buyer.to_string(),
+            product.to_string(),
+            quantity.get().to_string(),
+            now.to_string(),
+            MAX_WAITLIST_PER_PRODUCT.to_string(),
+        ];
+        let out: WaitlistOut = self.run(&self.waitlist, show, &args).await?;
+        if matches!(out.o.as_str(), "joined" | "already") {
+            self.replicated(show).await?;
+        }
+        let place = |out: WaitlistOut| -> Result<(WaitlistEntry, u32), InventoryError> {
+            let entry = out
+                .entry
+                .ok_or_else(|| internal("waitlist join without entry"))?
+                .parse()?;
+            Ok((entry, out.position.unwrap_or(0)))
+        };
+        Ok(match out.o.as_str() {
+            "joined" => {
+                let (entry, position) = place(out)?;
+                JoinDecision::Joined { entry, position }
+            }
+            "already" => {
+                let (entry, position) = place(out)?;
+                JoinDecision::AlreadyWaiting { entry, position }
+            }
+            "refused" => JoinDecision::Refused(match out.reason.as_deref() {
+                Some("show_not_live") => WaitlistRefusal::ShowNotLive,
+                Some("unknown_product") => WaitlistRefusal::UnknownProduct,
+                Some("not_sold_out") => WaitlistRefusal::NotSoldOut,
+                Some("limit_exceeded") => WaitlistRefusal::LimitExceeded,
+                Some("waitlist_full") => WaitlistRefusal::WaitlistFull,
+                other => return Err(internal(format!("unknown waitlist refusal {other:?}"))),
+            }),
+            other => return Err(internal(format!("unknown waitlist outcome {other}"))),
+        })
+    }
+
+    async fn waitlist_leave(
+        &self,
+        show: &ShowId,
+        buyer: &BuyerId,
+        product: Option<&ProductId>,
+        now: Millis,
+    ) -> Result<Vec<WaitlistEntry>, InventoryError> {
+        let args = [
+            "leave".to_owned(),
+            buyer.to_string(),
+            product.map(ToString::to_string).unwrap_or_default(),
+            "0".to_owned(),
+            now.to_string(),
+            MAX_WAITLIST_PER_PRODUCT.to_string(),
+        ];
+        let out: WaitlistOut = self.run(&self.waitlist, show, &args).await?;
+        match (out.o.as_str(), product) {
+            ("left", _) => {
+                if !out.gone.is_empty() {
+                    self.replicated(show).await?;
+                }
+                out.gone.into_iter().map(RawWaitEntry::parse).collect()
+            }
+            ("unknown_product", Some(p)) => Err(CommandError::UnknownProduct(p.clone()).into()),
+            (other, _) => Err(internal(format!("unknown waitlist leave outcome {other}"))),
+        }
     }
 
     async fn view(
@@ -844,6 +1033,11 @@ impl Inventory for RedisInventory {
             .map(RawRecord::parse)
             .collect::<Result<Vec<_>, _>>()?;
         my_claims.sort_by_key(|c| c.at);
+        let my_waitlist = out
+            .waiting
+            .into_iter()
+            .map(|p| Ok((p.entry.parse()?, p.position)))
+            .collect::<Result<Vec<_>, InventoryError>>()?;
         Ok(BookView {
             status,
             seq: num(&out.seq)?,
@@ -852,6 +1046,7 @@ impl Inventory for RedisInventory {
             price,
             lineup,
             my_claims,
+            my_waitlist,
             accepted_claims: num(&out.accepted)?,
         })
     }
@@ -878,6 +1073,16 @@ impl Inventory for RedisInventory {
                 .into_iter()
                 .map(RawRecord::parse)
                 .collect::<Result<_, _>>()?,
+            waitlist: out
+                .news
+                .into_iter()
+                .map(|n| {
+                    Ok(WaitlistNotice {
+                        pos: n.pos,
+                        outcome: n.outcome.parse()?,
+                    })
+                })
+                .collect::<Result<_, InventoryError>>()?,
         })
     }
 
@@ -887,7 +1092,7 @@ impl Inventory for RedisInventory {
         after: u64,
         limit: usize,
     ) -> Result<Option<Vec<SequencedEvent>>, InventoryError> {
-        let [meta, .., events, _, _] = self.keys(show);
+        let [meta, .., events, _, _, _, _, _] = self.keys(show);
         let mut conn = self.conn.clone();
         let seq: Option<u64> = redis::cmd("HGET")
             .arg(&meta)
@@ -1019,5 +1224,18 @@ impl Inventory for RedisInventory {
                 "redis: the last round trip failed".into(),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The scripts name promotions' claims as the book does.
+    #[test]
+    fn the_scripts_use_the_books_promotion_prefix() {
+        let prefix = nightmarket_domain::book::PROMOTED_CLAIM_PREFIX;
+        assert!(
+            include_str!("waitlist_lib.lua").contains(&format!("PROMOTED_PREFIX = '{prefix}'")),
+            "waitlist_lib.lua must name promoted claims {prefix:?}<number>"
+        );
     }
 }

@@ -2,6 +2,8 @@
 -- one Redis Cluster slot and every script on it is atomic.
 local K_META, K_LINEUP, K_LEFT, K_HELD, K_CLAIMS, K_FLASH, K_LOG, K_EVENTS, K_MINE, K_PRODUCTS =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+-- The waitlists (see waitlist_lib.lua).
+local K_WAIT, K_WAITENT, K_WAITNEWS = KEYS[11], KEYS[12], KEYS[13]
 
 -- Integers as text without exponent: Lua numbers are doubles.
 local function n(x) return string.format('%.0f', x) end

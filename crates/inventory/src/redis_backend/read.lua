@@ -21,6 +21,14 @@ if buyer ~= '' then
   end
 end
 out.mine = mine
+local waiting = {}
+if buyer ~= '' then
+  for product in string.gmatch(out.order, '[^,]+') do
+    local w = wait_get(product, buyer)
+    if w then waiting[#waiting + 1] = { entry = w, position = wait_position(w) } end
+  end
+end
+out.waiting = waiting
 local recent = {}
 if feed_from >= 0 then
   local entries = redis.call('XREVRANGE', K_LOG, '+', '-', 'COUNT', 64)
@@ -37,4 +45,13 @@ if feed_from >= 0 then
   end
 end
 out.recent = recent
+local news = {}
+if feed_from >= 0 then
+  local items = redis.call('LRANGE', K_WAITNEWS, 0, -1)
+  for i = #items, 1, -1 do
+    local item = cjson.decode(items[i])
+    if item.pos >= feed_from then news[#news + 1] = item end
+  end
+end
+out.news = news
 return cjson.encode(out)

@@ -1,5 +1,6 @@
 //! The claim journal: an append-only SQLite file (`journal.sqlite`) holding every show's
-//! sequenced events and claim log (claims and cancellations).
+//! sequenced events, claim log (claims and cancellations) and waitlist changes (joins and
+//! removals, in the order they happened).
 //!
 //! Appends are queued (bounded: `journal_queue`) to one writer thread that commits them in
 //! groups: one transaction, one fsync, for however many entries arrived meanwhile. Each append
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use nightmarket_domain::{
     BuyerId, ClaimId, ClaimRecord, Dong, LogEntry, Millis, ProductId, SequencedEvent, ShowEvent,
-    ShowId,
+    ShowId, WaitlistEntry,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, watch};
@@ -44,7 +45,22 @@ CREATE TABLE IF NOT EXISTS claim_log (
     claimed_at  INTEGER,
     PRIMARY KEY (show_id, pos)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS waitlist_log (
+    id          INTEGER PRIMARY KEY,
+    show_id     TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('join', 'leave')),
+    number      INTEGER NOT NULL,
+    buyer_id    TEXT NOT NULL,
+    product_id  TEXT NOT NULL,
+    quantity    INTEGER NOT NULL CHECK (quantity > 0),
+    unit_price  INTEGER NOT NULL CHECK (unit_price > 0),
+    at          INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS waitlist_log_show ON waitlist_log (show_id, id);
 "#;
+
+// `waitlist_log.id` is the rowid: one writer inserts in ticket order, so it is the order the
+// changes were decided in, which replay needs (a leave after its join).
 
 // In a 'cancel' row, `at` is when the claim was cancelled and `claimed_at` when it was made:
 // the order service needs the claim's own terms, and looking the claim row up by claim id would
@@ -86,6 +102,17 @@ pub enum JournalEntry {
         show: ShowId,
         pos: u64,
         record: ClaimRecord,
+        at: Millis,
+    },
+    /// A buyer joined a waitlist.
+    WaitlistJoin {
+        show: ShowId,
+        entry: WaitlistEntry,
+    },
+    /// An entry left a waitlist: the buyer left, was promoted or was skipped.
+    WaitlistLeave {
+        show: ShowId,
+        entry: WaitlistEntry,
         at: Millis,
     },
 }
@@ -130,6 +157,9 @@ pub struct ShowJournal {
     pub events: Vec<SequencedEvent>,
     /// Claim-log entries in position order: the claim record and, for a cancellation, when.
     pub log: Vec<(ClaimRecord, Option<Millis>)>,
+    /// Waitlist changes in the order they happened: the entry, and `true` for a join, `false`
+    /// for a removal.
+    pub waitlist: Vec<(WaitlistEntry, bool)>,
 }
 
 /// The SQLite claim journal. Cheap to clone.
@@ -276,6 +306,37 @@ impl SqliteJournal {
                 cancelled_at: None,
             };
             out.log.push((record, cancelled.then_some(at)));
+        }
+        let mut stmt = conn
+            .prepare(
+                "SELECT kind, number, buyer_id, product_id, quantity, unit_price, at
+                 FROM waitlist_log WHERE show_id = ?1 ORDER BY id",
+            )
+            .map_err(storage)?;
+        let rows = stmt
+            .query_map(params![show.as_str()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, u64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, u32>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                ))
+            })
+            .map_err(storage)?;
+        for row in rows {
+            let (kind, number, buyer, product, quantity, price, at) = row.map_err(storage)?;
+            let entry = WaitlistEntry {
+                number,
+                buyer: BuyerId::parse(buyer).map_err(|e| corrupt(&e))?,
+                product_id: ProductId::parse(product).map_err(|e| corrupt(&e))?,
+                quantity,
+                price: Dong::parse(price).map_err(|e| corrupt(&e))?,
+                at,
+            };
+            out.waitlist.push((entry, kind == "join"));
         }
         Ok(out)
     }
@@ -529,6 +590,11 @@ fn commit(conn: &mut Connection, batch: &[(u64, JournalEntry)]) -> rusqlite::Res
         let mut ev_stmt = tx.prepare_cached(
             "INSERT OR IGNORE INTO show_events (show_id, seq, at, event) VALUES (?1, ?2, ?3, ?4)",
         )?;
+        let mut wait_stmt = tx.prepare_cached(
+            "INSERT INTO waitlist_log
+                (show_id, kind, number, buyer_id, product_id, quantity, unit_price, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
         let mut log_stmt = tx.prepare_cached(
             "INSERT OR IGNORE INTO claim_log
                 (show_id, pos, kind, claim_id, buyer_id, product_id, quantity, unit_price, flash_id, at,
@@ -575,6 +641,30 @@ fn commit(conn: &mut Connection, batch: &[(u64, JournalEntry)]) -> rusqlite::Res
                         record.flash_id,
                         at,
                         record.at
+                    ])?;
+                }
+                JournalEntry::WaitlistJoin { show, entry } => {
+                    wait_stmt.execute(params![
+                        show.as_str(),
+                        "join",
+                        entry.number,
+                        entry.buyer.as_str(),
+                        entry.product_id.as_str(),
+                        entry.quantity,
+                        entry.price.get(),
+                        entry.at
+                    ])?;
+                }
+                JournalEntry::WaitlistLeave { show, entry, at } => {
+                    wait_stmt.execute(params![
+                        show.as_str(),
+                        "leave",
+                        entry.number,
+                        entry.buyer.as_str(),
+                        entry.product_id.as_str(),
+                        entry.quantity,
+                        entry.price.get(),
+                        at
                     ])?;
                 }
             }
