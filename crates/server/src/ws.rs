@@ -503,7 +503,8 @@ impl Session {
 fn inventory_error(e: InventoryError) -> (ErrorCode, String) {
     match e {
         InventoryError::Command(c) => (convert::command_error_code(&c), c.to_string()),
-        InventoryError::Unavailable(m) => (ErrorCode::Unavailable, m),
+        InventoryError::Unavailable(m) | InventoryError::Unknown(m) => (ErrorCode::Unavailable, m),
+        InventoryError::DeadlinePassed => (ErrorCode::Unavailable, e.to_string()),
         InventoryError::UnknownShow(s) => (ErrorCode::NotFound, format!("show {s} not found")),
         InventoryError::Internal(m) => {
             tracing::error!(error = %m, "inventory failure");

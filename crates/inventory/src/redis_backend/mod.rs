@@ -42,7 +42,7 @@ use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::{BookView, Command, Inventory, InventoryError, StockView};
+use crate::{BookView, Command, DecisionClock, Inventory, InventoryError, StockView};
 
 mod feed;
 pub use feed::{EventFeed, FeedItem};
@@ -124,6 +124,8 @@ pub struct RedisInventory {
     conn: Conn,
     /// Whether the last round trip succeeded, for readiness.
     healthy: AtomicBool,
+    /// TIME in the scripts, or the caller's `now` (tests that script time).
+    clock: DecisionClock,
     /// `PUBLISH`, or `SPUBLISH` on a Redis Cluster (sharded pub/sub: the message stays on the
     /// show's shard instead of being broadcast to every node).
     publish: &'static str,
@@ -153,6 +155,17 @@ fn cluster_builder(seeds: &[String]) -> redis::cluster::ClusterClientBuilder {
 
 fn unavailable(e: impl std::fmt::Display) -> InventoryError {
     InventoryError::Unavailable(format!("redis: {e}"))
+}
+
+/// A failed script call: refused connections never carried the request; anything else (a
+/// timeout, a dropped connection, an error after sending) may have run the script, its reply
+/// lost.
+fn script_failed(e: redis::RedisError) -> InventoryError {
+    if e.is_connection_refusal() {
+        unavailable(e)
+    } else {
+        InventoryError::Unknown(format!("redis: {e}"))
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> InventoryError {
@@ -258,6 +271,8 @@ struct ReadOut {
     mine: Vec<RawRecord>,
     #[serde(deserialize_with = "list")]
     recent: Vec<RawRecord>,
+    /// Redis's TIME as the read ran, in milliseconds.
+    now: i64,
 }
 
 #[derive(Deserialize)]
@@ -429,6 +444,7 @@ impl RedisInventory {
             server,
             conn,
             healthy: AtomicBool::new(true),
+            clock: DecisionClock::Execution,
             publish,
             wait: None,
             prefix: prefix.to_owned(),
@@ -458,6 +474,20 @@ impl RedisInventory {
             script.load_async(&mut conn).await.map_err(unavailable)?;
         }
         Ok(inventory)
+    }
+
+    /// Decides by `clock` (the default is [`DecisionClock::Execution`]: Redis's `TIME`).
+    pub fn with_clock(mut self, clock: DecisionClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The `now` a script gets: empty for its own clock (TIME), the caller's when scripted.
+    fn at(&self, now: Millis) -> String {
+        match self.clock {
+            DecisionClock::Execution => String::new(),
+            DecisionClock::Scripted => now.to_string(),
+        }
     }
 
     /// Whether this inventory runs on a Redis Cluster.
@@ -542,7 +572,7 @@ impl RedisInventory {
         let mut conn = self.conn.clone();
         let reply: Result<String, _> = inv.invoke_async(&mut conn).await;
         self.healthy.store(reply.is_ok(), Ordering::Relaxed);
-        let text = reply.map_err(unavailable)?;
+        let text = reply.map_err(script_failed)?;
         serde_json::from_str(&text).map_err(|e| internal(format!("{e}: {text}")))
     }
 
@@ -639,7 +669,7 @@ impl Inventory for RedisInventory {
     ) -> Result<Vec<SequencedEvent>, InventoryError> {
         let mut args = vec![
             String::new(),
-            now.to_string(),
+            self.at(now),
             self.history.to_string(),
             self.event_channel(show),
             self.publish.to_owned(),
@@ -708,11 +738,12 @@ impl Inventory for RedisInventory {
         Ok(out.events)
     }
 
-    async fn claim(
+    async fn claim_within(
         &self,
         show: &ShowId,
         req: ClaimRequest,
         now: Millis,
+        deadline: Option<Millis>,
     ) -> Result<ClaimDecision, InventoryError> {
         let args = [
             req.claim_id.to_string(),
@@ -720,11 +751,20 @@ impl Inventory for RedisInventory {
             req.product_id.to_string(),
             req.quantity.get().to_string(),
             req.seen_price.get().to_string(),
-            now.to_string(),
+            self.at(now),
+            deadline.map(|d| d.to_string()).unwrap_or_default(),
         ];
         let out: ClaimOut = self.run(&self.claim, show, &args).await?;
+        if out.o == "expired" {
+            return Err(InventoryError::DeadlinePassed);
+        }
         if matches!(out.o.as_str(), "accepted" | "duplicate") {
-            self.replicated(show).await?;
+            // The claim stands even if the replicas are late: its outcome, as the caller
+            // sees it, is not known until a retry finds it replicated.
+            self.replicated(show).await.map_err(|e| match e {
+                InventoryError::Unavailable(m) => InventoryError::Unknown(m),
+                other => other,
+            })?;
         }
         let accepted = |out: ClaimOut| -> Result<ClaimAccepted, InventoryError> {
             let rec = out
@@ -769,7 +809,7 @@ impl Inventory for RedisInventory {
         claim_id: &ClaimId,
         now: Millis,
     ) -> Result<CancelDecision, InventoryError> {
-        let args = [claim_id.to_string(), buyer.to_string(), now.to_string()];
+        let args = [claim_id.to_string(), buyer.to_string(), self.at(now)];
         let out: ClaimOut = self.run(&self.cancel, show, &args).await?;
         if matches!(out.o.as_str(), "cancelled" | "already") {
             self.replicated(show).await?;
@@ -823,6 +863,10 @@ impl Inventory for RedisInventory {
             });
         }
         let flash = out.flash()?;
+        let now = match self.clock {
+            DecisionClock::Execution => out.now,
+            DecisionClock::Scripted => now,
+        };
         let pinned = (!out.pinned.is_empty())
             .then(|| ProductId::parse(out.pinned.clone()))
             .transpose()
