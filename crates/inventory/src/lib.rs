@@ -204,6 +204,17 @@ pub trait Inventory: Send + Sync + 'static {
         keep_for: std::time::Duration,
     ) -> Result<(), InventoryError>;
 
-    /// `Err` while claims cannot be accepted (for readiness).
+    /// `Err` while claims cannot be accepted: the last word of [`Inventory::probe`] or of the
+    /// last round trip, without waiting (claims fail fast on it).
     fn health(&self) -> Result<(), InventoryError>;
+
+    /// Checks the backend now (a round trip to Redis, bounded in time) and updates
+    /// [`Inventory::health`]. Readiness runs it in the background, never per request.
+    async fn probe(&self) -> Result<(), InventoryError> {
+        self.health()
+    }
+
+    /// The dependency this inventory lives in, as `/readyz` names it: `sqlite` (the embedded
+    /// journal) or `redis`.
+    fn dependency(&self) -> &'static str;
 }

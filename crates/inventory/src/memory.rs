@@ -400,6 +400,10 @@ impl Inventory for MemoryInventory {
         }
     }
 
+    fn dependency(&self) -> &'static str {
+        "sqlite"
+    }
+
     fn health(&self) -> Result<(), InventoryError> {
         self.journal.health().map_err(journal_err)
     }

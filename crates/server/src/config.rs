@@ -80,11 +80,21 @@ pub struct Limits {
     pub messages_per_second: u32,
     pub message_burst: u32,
     pub max_claim_quantity: u32,
+    pub claim_deadline_ms: u64,
+    pub claims_in_flight: usize,
     pub journal_queue: usize,
     pub max_lineup: usize,
     pub socket_send_buffer: usize,
     pub shutdown_grace_ms: u64,
 }
+
+/// Longest accepted `limits.claim_deadline_ms`: a viewer waits at most this long for a definite
+/// answer (or `pending`); past ten seconds a live auction has moved on.
+pub const MAX_CLAIM_DEADLINE_MS: u64 = 10_000;
+
+/// Largest accepted `limits.claims_in_flight`: each claim in flight is a task and a few frames
+/// of a connection's answer queue.
+pub const MAX_CLAIMS_IN_FLIGHT: usize = 256;
 
 /// How webhook deliveries are attempted. See `config/default.toml` for what each means.
 /// The order service: recording claim logs, settling closed shows, the payment window.
@@ -351,6 +361,18 @@ impl Config {
         }
         if l.event_history > 1 << 20 {
             return Err(invalid("limits.event_history", "at most 1048576".into()));
+        }
+        if !(1..=MAX_CLAIM_DEADLINE_MS).contains(&l.claim_deadline_ms) {
+            return Err(invalid(
+                "limits.claim_deadline_ms",
+                format!("1 to {MAX_CLAIM_DEADLINE_MS}"),
+            ));
+        }
+        if !(1..=MAX_CLAIMS_IN_FLIGHT).contains(&l.claims_in_flight) {
+            return Err(invalid(
+                "limits.claims_in_flight",
+                format!("1 to {MAX_CLAIMS_IN_FLIGHT}"),
+            ));
         }
         let w = &self.webhooks;
         let positive: [(&'static str, u64); 8] = [

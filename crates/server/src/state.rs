@@ -122,6 +122,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// The order service when this node runs it: woken as soon as a show closes here.
     pub settler: std::sync::OnceLock<Arc<nightmarket_orders::Settler>>,
+    /// What the dependency probers last found, for `/readyz`.
+    pub health: crate::health::Health,
 }
 
 impl AppState {
@@ -139,7 +141,18 @@ impl AppState {
             history: l.event_history,
             max_pending: l.event_buffer,
         });
+        use crate::health::{Health, Probe};
+        let store = if config.database_url.is_empty() {
+            "sqlite"
+        } else {
+            "postgres"
+        };
+        let health = Health::new(vec![
+            (inventory.dependency(), Probe::Inventory(inventory.clone())),
+            (store, Probe::Catalog(catalog.clone())),
+        ]);
         Self {
+            health,
             key: TokenKey::new(config.auth_secret.expose()),
             connections: Arc::new(Semaphore::new(l.max_connections)),
             config,

@@ -65,6 +65,20 @@ const CLUSTER_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// connection, TRYAGAIN. A script whose reply was lost may run again; every script is safe to
 /// rerun (a claim id answers `duplicate`, a command already applied is refused).
 const CLUSTER_RETRIES: u32 = 3;
+/// How long one reply from a single Redis may take; past it the request's outcome is unknown
+/// (the script may have run). The `redis` crate's default, stated here.
+const RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long connecting to a single Redis may take, per attempt.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+/// Attempts after the first when (re)connecting, and the longest pause between two. Requests
+/// wait for a reconnection in progress: with the crate's defaults (6 retries, doubling from
+/// 100 ms) a request could wait some 9 s for a Redis that is down. Two quick retries bound it
+/// to about 1.5 s; the next request starts a new reconnection.
+const RECONNECT_RETRIES: usize = 2;
+const RECONNECT_MAX_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long a readiness probe (`PING`) may take before Redis counts as unreachable.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Most claim-log entries one script reads: Redis runs nothing else meanwhile, so a long page
 /// is read in several steps rather than holding up the claims of every show on the node.
 const LOG_CHUNK: usize = 1000;
@@ -405,7 +419,15 @@ impl RedisInventory {
     /// one test, each). `history` bounds each show's kept events.
     pub async fn connect(url: &str, prefix: &str, history: usize) -> Result<Self, InventoryError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
-        let conn = client.get_connection_manager().await.map_err(unavailable)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_number_of_retries(RECONNECT_RETRIES)
+            .set_max_delay(RECONNECT_MAX_DELAY);
+        let conn = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(unavailable)?;
         Self::start(
             Server::Single(client),
             Conn::Single(conn),
@@ -1053,6 +1075,26 @@ impl Inventory for RedisInventory {
         }
         self.replicated(show).await?;
         Ok(())
+    }
+
+    fn dependency(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn probe(&self) -> Result<(), InventoryError> {
+        let mut conn = self.conn.clone();
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        let result = match tokio::time::timeout(PROBE_TIMEOUT, ping).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(unavailable(format!(
+                "no answer to PING within {} ms",
+                PROBE_TIMEOUT.as_millis()
+            ))),
+        };
+        self.healthy.store(result.is_ok(), Ordering::Relaxed);
+        result
     }
 
     fn health(&self) -> Result<(), InventoryError> {
