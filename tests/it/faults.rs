@@ -16,9 +16,14 @@ const EXE: &str = env!("CARGO_BIN_EXE_nightmarket-under-test");
 const DEADLINE_MS: u64 = 300;
 
 async fn server_on(redis: &OwnRedis) -> TestServer {
+    server_with(redis, 20).await
+}
+
+async fn server_with(redis: &OwnRedis, in_flight: usize) -> TestServer {
     let url = redis.url();
     TestServer::start(move |c| {
         c.redis_url = url;
+        c.limits.claims_in_flight = in_flight;
         c.limits.claim_deadline_ms = DEADLINE_MS;
         c.limits.messages_per_second = 1000;
         c.limits.message_burst = 1000;
@@ -146,12 +151,13 @@ async fn a_claim_on_a_hung_redis_is_pending_then_answered_and_never_taken_late()
     server.shutdown().await;
 }
 
-/// A viewer who closes while their claim waits on a hung Redis gets the close handshake at
-/// once; the claim, never answered, never takes a unit.
+/// A viewer who closes while their claims wait on a hung Redis gets the close handshake at
+/// once; the claims, never answered, never take a unit. Beyond `claims_in_flight`, a claim is
+/// refused `rate_limited` at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_with_a_claim_in_flight_is_answered_and_the_claim_never_lands() {
     let redis = OwnRedis::start();
-    let server = server_on(&redis).await;
+    let server = server_with(&redis, 2).await;
     let m = Market::create(server.addr, &[90_000], 10, 5, true).await;
     let _seller = m.pinned_seller(0).await;
     let mut viewer = Client::connect(server.addr, &m.show, &token(Role::Viewer, "b1"), None)
@@ -161,7 +167,12 @@ async fn closing_with_a_claim_in_flight_is_answered_and_the_claim_never_lands() 
 
     redis.pause();
     viewer.send(claim("gone", m.product(0), 90_000)).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    viewer.send(claim("gone-too", m.product(0), 90_000)).await;
+    viewer
+        .send(claim("one-too-many", m.product(0), 90_000))
+        .await;
+    let over = claim_result(&mut viewer, "one-too-many").await;
+    assert_eq!(over.reason, Some(ErrorCode::RateLimited), "{over:?}");
     let closing = Instant::now();
     viewer
         .send_raw(tokio_tungstenite::tungstenite::Message::Close(None))

@@ -713,6 +713,50 @@ mod tests {
     }
 
     #[test]
+    fn claim_deadline_and_in_flight_load_and_validate() {
+        let c = Config::load(None, env(&[])).expect("defaults load");
+        assert_eq!(c.limits.claim_deadline_ms, 500);
+        assert_eq!(c.limits.claims_in_flight, 20);
+        let c = Config::load(
+            None,
+            env(&[
+                ("NIGHTMARKET_LIMITS_CLAIM_DEADLINE_MS", "250"),
+                ("NIGHTMARKET_LIMITS_CLAIMS_IN_FLIGHT", "4"),
+            ]),
+        )
+        .expect("overrides load");
+        assert_eq!(
+            (c.limits.claim_deadline_ms, c.limits.claims_in_flight),
+            (250, 4)
+        );
+        for (var, bad, key) in [
+            (
+                "NIGHTMARKET_LIMITS_CLAIM_DEADLINE_MS",
+                "0",
+                "limits.claim_deadline_ms",
+            ),
+            (
+                "NIGHTMARKET_LIMITS_CLAIM_DEADLINE_MS",
+                "10001",
+                "limits.claim_deadline_ms",
+            ),
+            (
+                "NIGHTMARKET_LIMITS_CLAIMS_IN_FLIGHT",
+                "0",
+                "limits.claims_in_flight",
+            ),
+            (
+                "NIGHTMARKET_LIMITS_CLAIMS_IN_FLIGHT",
+                "257",
+                "limits.claims_in_flight",
+            ),
+        ] {
+            let e = Config::load(None, env(&[(var, bad)])).unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+        }
+    }
+
+    #[test]
     fn secrets_do_not_print() {
         let c = Config::defaults().expect("defaults");
         assert!(!format!("{c:?}").contains(DEV_SECRET));
