@@ -220,7 +220,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/api/markets/{id}/nights/{date}/commitments",
-            post(market_api::commit),
+            post(market_api::commit).get(market_api::night_commitments),
         )
         .route(
             "/api/markets/{id}/nights/{date}/shows",
