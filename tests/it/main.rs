@@ -20,3 +20,4 @@ mod show;
 mod show_stats;
 mod slow_viewer;
 mod waitlist;
+mod webhooks_api;

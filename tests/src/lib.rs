@@ -32,6 +32,8 @@ pub fn test_config(data_dir: &Path) -> Config {
     c.listen = "127.0.0.1:0".into();
     c.data_dir = data_dir.to_owned();
     c.auth_secret = nightmarket_server::config::Secret::new(SECRET);
+    // Test receivers listen on 127.0.0.1.
+    c.webhooks.allow_private_targets = true;
     c
 }
 
@@ -151,6 +153,8 @@ impl ChildServer {
             .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
             .env("NIGHTMARKET_DATA_DIR", data_dir)
             .env("NIGHTMARKET_AUTH_SECRET", SECRET)
+            // Test receivers listen on 127.0.0.1.
+            .env("NIGHTMARKET_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true")
             .env("NIGHTMARKET_LOG", "warn")
             .env_remove("NIGHTMARKET_CONFIG")
             .stdout(Stdio::piped())

@@ -166,6 +166,12 @@ pub struct WebhookLimits {
     pub poll_ms: u64,
     /// Requests in flight at once per node.
     pub max_in_flight: usize,
+    /// Deliver to private, loopback and link-local addresses too (a receiver inside the same
+    /// network). Off: such targets are refused when created and when resolved.
+    pub allow_private_targets: bool,
+    /// PEM file of extra root certificates for HTTPS receivers (a private CA), merged with the
+    /// system's roots. Empty: the system's roots only.
+    pub ca_file: String,
 }
 
 /// A secret that never shows up in logs or `Debug` output.
@@ -456,6 +462,12 @@ impl Config {
         }
         if w.max_in_flight > 10_000 {
             return Err(invalid("webhooks.max_in_flight", "at most 10000".into()));
+        }
+        if !w.ca_file.is_empty() && !std::path::Path::new(&w.ca_file).is_file() {
+            return Err(invalid(
+                "webhooks.ca_file",
+                format!("{} is not a readable file", w.ca_file),
+            ));
         }
         let se = &self.sessions;
         for (key, v) in [

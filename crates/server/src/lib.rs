@@ -82,6 +82,8 @@ pub enum ServerError {
     },
     #[error("storage: {0}")]
     Storage(String),
+    #[error("webhooks: {0}")]
+    Webhooks(String),
     #[error("serving failed: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -460,6 +462,7 @@ pub async fn serve_with(
         state.config.webhooks.clone(),
         state.clock.clone(),
     )
+    .map_err(ServerError::Webhooks)?
     .with_counters(state.metrics.webhooks.clone());
     let mut deliverer_stop = stop_rx.clone();
     tokio::spawn(deliverer.run(async move { state::stopped(&mut deliverer_stop).await }));

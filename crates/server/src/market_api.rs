@@ -965,7 +965,12 @@ pub async fn create_webhook(
     let claims = authenticate(&state, &headers, None)?;
     require(&claims, Role::Operator)?;
     let req = body(payload)?;
-    let url = check_url("url", &req.url, &["http://"])?;
+    let url = check_url("url", &req.url, &["http://", "https://"])?;
+    if let Some(reason) =
+        crate::webhooks::refuse_target(&url, state.config.webhooks.allow_private_targets)
+    {
+        return Err(HttpError::bad_request(format!("url: {reason}")));
+    }
     if req.events.is_empty() {
         return Err(HttpError::bad_request(
             "events: at least one event, or \"*\"",
@@ -1045,16 +1050,18 @@ pub async fn list_deliveries(
 pub async fn redeliver(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path((_, delivery)): Path<(String, String)>,
+    Path((webhook, delivery)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let claims = authenticate(&state, &headers, None)?;
     require(&claims, Role::Operator)?;
     if !state
         .catalog
-        .redeliver(&delivery, state.clock.now())
+        .redeliver(&webhook, &delivery, state.clock.now())
         .await?
     {
-        return Err(HttpError::not_found(format!("delivery {delivery}")));
+        return Err(HttpError::not_found(format!(
+            "delivery {delivery} of webhook {webhook}"
+        )));
     }
     Ok(StatusCode::ACCEPTED)
 }

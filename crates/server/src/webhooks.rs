@@ -10,21 +10,24 @@
 //!
 //! The signature scheme ([`sign`], [`verify`]) is documented for receivers in
 //! `docs/webhooks.md`.
+//!
+//! Webhooks are not a way in: a target on a private, loopback or link-local address (or a name
+//! that resolves only to such addresses, checked on every connection, so DNS cannot be
+//! switched after the webhook was accepted) is refused unless `webhooks.allow_private_targets`
+//! says otherwise. Redirects are not followed. HTTPS uses rustls with the system's roots, plus
+//! `webhooks.ca_file` when set.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use std::net::{IpAddr, SocketAddr};
+
 use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::{Request, StatusCode, Uri, header};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use nightmarket_domain::Millis;
 use nightmarket_store::{DeliveryOutcome, DeliveryRow, Store, StoreError, WebhookRow};
+use reqwest::{Client, StatusCode, Url, header};
 use sha2::Sha256;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -208,8 +211,130 @@ struct Inner {
     store: Arc<Store>,
     limits: WebhookLimits,
     clock: SharedClock,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client,
     counters: Arc<WebhookCounters>,
+}
+
+/// Whether `ip` is an address on the public internet: not private, loopback, link-local,
+/// shared (carrier-grade NAT), unspecified, broadcast, multicast or reserved for documentation
+/// or benchmarks. An IPv4 address mapped into IPv6 is judged as IPv4.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+        }
+    }
+}
+
+/// Why a target is refused before any connection: `None` when it may be attempted. Checks the
+/// scheme and, for an address written in the URL, the address; names are checked as they
+/// resolve ([`GuardedResolver`]).
+pub fn refuse_target(url: &str, allow_private: bool) -> Option<String> {
+    let url = match Url::parse(url) {
+        Ok(u) => u,
+        Err(e) => return Some(format!("invalid URL {url:?}: {e}")),
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return Some(format!(
+            "unsupported URL scheme {}: expected http:// or https://",
+            url.scheme()
+        ));
+    }
+    if allow_private {
+        return None;
+    }
+    let private = match url.host() {
+        Some(url::Host::Ipv4(ip)) => !is_public(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => !is_public(IpAddr::V6(ip)),
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        None => return Some("the URL names no host".into()),
+    };
+    private.then(|| {
+        "private, loopback and link-local targets are refused (webhooks.allow_private_targets)"
+            .to_owned()
+    })
+}
+
+/// Resolves names for webhook requests and keeps only public addresses (unless private ones
+/// are allowed): the check holds for the address actually connected to.
+struct GuardedResolver {
+    allow_private: bool,
+}
+
+/// What a refused name resolution says; `describe` tells it from a network failure.
+const REFUSED_NAME: &str = "resolves only to private, loopback or link-local addresses";
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow = self.allow_private;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| allow || is_public(a.ip()))
+                .collect();
+            if found.is_empty() {
+                return Err(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!("{host} {REFUSED_NAME} (webhooks.allow_private_targets)"),
+                ))
+                    as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The one HTTP client of a deliverer: pooled, no redirects, no proxy from the environment,
+/// the guarded resolver, and the extra roots of `ca_file`.
+fn http_client(limits: &WebhookLimits) -> Result<Client, String> {
+    // rustls needs a process-wide crypto provider; installing it twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = Client::builder()
+        .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .dns_resolver(Arc::new(GuardedResolver {
+            allow_private: limits.allow_private_targets,
+        }));
+    if !limits.ca_file.is_empty() {
+        let pem = std::fs::read(&limits.ca_file)
+            .map_err(|e| format!("webhooks.ca_file {}: {e}", limits.ca_file))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("webhooks.ca_file {}: {e}", limits.ca_file))?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("webhook HTTP client: {e}"))
 }
 
 /// Delivers due webhook deliveries from the store. Cheap to clone: clones share one HTTP
@@ -222,18 +347,17 @@ pub struct Deliverer {
 impl Deliverer {
     /// A deliverer over `store`. `limits` are normally the validated `webhooks` table of the
     /// configuration; a zero `batch`, `max_in_flight` or `poll_ms` counts as 1.
-    pub fn new(store: Arc<Store>, mut limits: WebhookLimits, clock: SharedClock) -> Self {
+    /// Fails only when `webhooks.ca_file` cannot be read as PEM certificates.
+    pub fn new(
+        store: Arc<Store>,
+        mut limits: WebhookLimits,
+        clock: SharedClock,
+    ) -> Result<Self, String> {
         limits.batch = limits.batch.max(1);
         limits.max_in_flight = limits.max_in_flight.clamp(1, Semaphore::MAX_PERMITS);
         limits.poll_ms = limits.poll_ms.max(1);
-        let mut connector = HttpConnector::new();
-        // Connecting counts towards `timeout_ms`, which bounds the whole attempt.
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
-        Self {
+        let client = http_client(&limits)?;
+        Ok(Self {
             inner: Arc::new(Inner {
                 store,
                 limits,
@@ -241,7 +365,7 @@ impl Deliverer {
                 client,
                 counters: Arc::default(),
             }),
-        }
+        })
     }
 
     /// Counts attempts into `counters` (normally the server's `Metrics::webhooks`).
@@ -450,53 +574,39 @@ impl Inner {
             .await
     }
 
-    /// POSTs the delivery within `timeout_ms`.
+    /// POSTs the delivery within `timeout_ms` (connecting and TLS included).
     async fn post(&self, d: &DeliveryRow, w: &WebhookRow) -> Attempt {
-        let uri = match w.url.parse::<Uri>() {
-            Ok(uri) => uri,
-            Err(e) => return Attempt::Undeliverable(format!("invalid URL {:?}: {e}", w.url)),
-        };
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some(other) => {
-                return Attempt::Undeliverable(format!(
-                    "unsupported URL scheme {other}: only http:// URLs are delivered to"
-                ));
-            }
-            None => {
-                return Attempt::Undeliverable(format!(
-                    "invalid URL {:?}: expected http://host[:port]/path",
-                    w.url
-                ));
-            }
+        if let Some(reason) = refuse_target(&w.url, self.limits.allow_private_targets) {
+            return Attempt::Undeliverable(reason);
         }
         let timestamp = self.clock.now().div_euclid(1000);
-        let body = Bytes::from(d.payload.clone());
-        let request = Request::post(uri)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::USER_AGENT, USER_AGENT)
-            .header(EVENT_HEADER, &d.event)
-            .header(DELIVERY_HEADER, &d.id)
-            .header(SIGNATURE_HEADER, sign(&w.secret, timestamp, &body))
-            .body(Full::new(body));
-        let request = match request {
-            Ok(r) => r,
-            Err(e) => return Attempt::Undeliverable(format!("cannot build the request: {e}")),
-        };
+        let body = d.payload.clone().into_bytes();
+        let signature = sign(&w.secret, timestamp, &body);
         let timeout = self.limits.timeout_ms;
         let exchange = async {
-            let response = self.client.request(request).await.map_err(describe)?;
+            let response = self
+                .client
+                .post(w.url.as_str())
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(EVENT_HEADER, &d.event)
+                .header(DELIVERY_HEADER, &d.id)
+                .header(SIGNATURE_HEADER, signature)
+                .body(body)
+                .send()
+                .await
+                .map_err(describe)?;
             let status = response.status();
             if status.is_success() {
                 // Delivered: the body is not read (the connection is not reused then).
                 return Ok((status, None));
             }
-            let text = read_limited(response.into_body()).await;
+            let text = read_limited(response).await;
             Ok((status, Some(text)))
         };
         match tokio::time::timeout(Duration::from_millis(timeout), exchange).await {
             Err(_) => Attempt::Broken(format!("timed out after {timeout} ms")),
-            Ok(Err(error)) => Attempt::Broken(error),
+            Ok(Err(Refusal::Policy(error))) => Attempt::Undeliverable(error),
+            Ok(Err(Refusal::Network(error))) => Attempt::Broken(error),
             Ok(Ok((status, None))) => Attempt::Answered {
                 status: status.as_u16(),
                 error: None,
@@ -509,19 +619,23 @@ impl Inner {
     }
 }
 
+/// Why a request got no answer: the target policy (retrying cannot help), or the network.
+enum Refusal {
+    Policy(String),
+    Network(String),
+}
+
 /// Reads at most [`RESPONSE_BODY_LIMIT`] bytes of a response body, as text; the rest is
 /// dropped with the connection.
-async fn read_limited(mut body: hyper::body::Incoming) -> String {
+async fn read_limited(mut response: reqwest::Response) -> String {
     let mut buf = Vec::new();
     while buf.len() < RESPONSE_BODY_LIMIT {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    let take = data.len().min(RESPONSE_BODY_LIMIT - buf.len());
-                    buf.extend_from_slice(&data[..take]);
-                }
+        match response.chunk().await {
+            Ok(Some(data)) => {
+                let take = data.len().min(RESPONSE_BODY_LIMIT - buf.len());
+                buf.extend_from_slice(&data[..take]);
             }
-            Some(Err(_)) | None => break,
+            Ok(None) | Err(_) => break,
         }
     }
     String::from_utf8_lossy(&buf).into_owned()
@@ -546,8 +660,9 @@ fn status_error(status: StatusCode, body: &str) -> String {
     }
 }
 
-/// A readable cause of a failed request: "connection refused", "connection reset", ...
-fn describe(e: hyper_util::client::legacy::Error) -> String {
+/// A readable cause of a failed request: "connection refused", "connection reset", a refused
+/// target, a certificate the roots do not vouch for, ...
+fn describe(e: reqwest::Error) -> Refusal {
     use std::io::ErrorKind as K;
     let context = if e.is_connect() {
         "cannot connect"
@@ -559,17 +674,24 @@ fn describe(e: hyper_util::client::legacy::Error) -> String {
     while let Some(err) = source {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
             return match io.kind() {
-                K::ConnectionRefused => "connection refused".to_owned(),
-                K::ConnectionReset => "connection reset by the receiver".to_owned(),
-                K::ConnectionAborted => "connection aborted".to_owned(),
-                K::UnexpectedEof => "connection closed before a response".to_owned(),
-                _ => format!("{context}: {io}"),
+                K::PermissionDenied if io.to_string().contains(REFUSED_NAME) => {
+                    Refusal::Policy(io.to_string())
+                }
+                K::ConnectionRefused => Refusal::Network("connection refused".to_owned()),
+                K::ConnectionReset => {
+                    Refusal::Network("connection reset by the receiver".to_owned())
+                }
+                K::ConnectionAborted => Refusal::Network("connection aborted".to_owned()),
+                K::UnexpectedEof => {
+                    Refusal::Network("connection closed before a response".to_owned())
+                }
+                _ => Refusal::Network(format!("{context}: {io}")),
             };
         }
         deepest = err.to_string();
         source = err.source();
     }
-    format!("{context}: {deepest}")
+    Refusal::Network(format!("{context}: {deepest}"))
 }
 
 #[cfg(test)]
@@ -647,5 +769,48 @@ mod tests {
             status_error(StatusCode::INTERNAL_SERVER_ERROR, &long).len(),
             "HTTP 500: ".len() + 200
         );
+    }
+
+    #[test]
+    fn private_targets_are_refused() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: IpAddr = ip.parse().expect("an address");
+            assert!(!is_public(ip), "{ip}");
+        }
+        for ip in ["1.1.1.1", "203.162.4.190", "2606:4700:4700::1111"] {
+            let ip: IpAddr = ip.parse().expect("an address");
+            assert!(is_public(ip), "{ip}");
+        }
+        for url in [
+            "http://127.0.0.1:9000/hooks",
+            "http://[::1]/h",
+            "https://169.254.169.254/latest/meta-data",
+            "http://localhost:8080/x",
+            "http://app.localhost/x",
+            "http://10.0.0.7/x",
+        ] {
+            let why = refuse_target(url, false).expect("refused");
+            assert!(why.contains("allow_private_targets"), "{url}: {why}");
+            assert_eq!(refuse_target(url, true), None, "{url} when allowed");
+        }
+        assert_eq!(refuse_target("https://hooks.example.vn/nm", false), None);
+        assert!(refuse_target("ftp://hooks.example.vn/", true).is_some());
+        assert!(refuse_target("not a url", true).is_some());
     }
 }

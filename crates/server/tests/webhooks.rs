@@ -191,6 +191,8 @@ impl Secs for ManualClock {
 
 fn limits() -> WebhookLimits {
     let mut l = Config::defaults().unwrap().webhooks;
+    // The receivers listen on 127.0.0.1.
+    l.allow_private_targets = true;
     l.timeout_ms = 5_000;
     l.lease_ms = 30_000;
     l.poll_ms = 10;
@@ -240,7 +242,7 @@ async fn only_delivery(store: &Store) -> DeliveryRow {
 }
 
 fn deliverer(store: &Arc<Store>, limits: WebhookLimits, clock: &ManualClock) -> Deliverer {
-    Deliverer::new(store.clone(), limits, Arc::new(clock.clone()))
+    Deliverer::new(store.clone(), limits, Arc::new(clock.clone())).unwrap()
 }
 
 /// Waits until `check` holds, polling.
@@ -570,11 +572,12 @@ async fn slow_receiver_times_out(db: Db) {
     assert_eq!(receiver.count(), 2);
 }
 
-/// A URL that is not http:// is not attempted over the network: failed with the reason.
-async fn https_url_fails_clearly(db: Db) {
+/// A URL that is neither http:// nor https:// is not attempted over the network: failed with
+/// the reason.
+async fn other_schemes_fail_clearly(db: Db) {
     let store = db.open().await;
     let clock = ManualClock::new(T0);
-    webhook(&store, "w1", "https://example.invalid/hook").await;
+    webhook(&store, "w1", "ftp://example.invalid/hook").await;
     event(&store, 1).await;
     let d = deliverer(&store, limits(), &clock);
     assert_eq!(d.deliver_due().await.unwrap(), 1);
@@ -582,9 +585,113 @@ async fn https_url_fails_clearly(db: Db) {
     assert_eq!(row.state, "failed");
     let error = row.last_error.unwrap();
     assert!(
-        error.contains("https") && error.contains("http://"),
+        error.contains("ftp") && error.contains("https://"),
         "{error}"
     );
+}
+
+/// Without `allow_private_targets`, a receiver on a loopback address, whether written as an
+/// address or as a name that resolves to one, is never contacted: the delivery fails at once
+/// with the reason.
+async fn private_targets_are_not_contacted(db: Db) {
+    let store = db.open().await;
+    let clock = ManualClock::new(T0);
+    let (receiver, url) = Receiver::start(&clock, &[], OK).await;
+    let by_name = url.replace("127.0.0.1", "localhost.");
+    webhook(&store, "w1", &url).await;
+    webhook(&store, "w2", &by_name).await;
+    event(&store, 1).await;
+    let mut l = limits();
+    l.allow_private_targets = false;
+    let d = deliverer(&store, l, &clock);
+    assert_eq!(d.deliver_due().await.unwrap(), 2);
+    let rows = store.deliveries(None, 10).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        assert_eq!(row.state, "failed", "{row:?}");
+        let error = row.last_error.unwrap();
+        assert!(error.contains("allow_private_targets"), "{error}");
+    }
+    assert_eq!(receiver.count(), 0, "nothing reached the receiver");
+}
+
+/// A TCP listener that completes a TLS handshake with `acceptor` before handing a connection
+/// to axum; connections whose handshake fails are dropped.
+struct TlsListener {
+    tcp: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// HTTPS receivers work: a receiver whose certificate a private CA vouches for (given in
+/// `webhooks.ca_file`) gets the signed event; without that root it is not trusted.
+async fn https_receiver_with_a_private_ca(db: Db) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let store = db.open().await;
+    let clock = ManualClock::new(T0);
+    let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("receiver-ca.pem");
+    std::fs::write(&ca_file, issued.cert.pem()).unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![issued.cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(issued.signing_key.serialize_der().into()),
+        )
+        .unwrap();
+    let receiver = Receiver::new(&clock, &[], OK);
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let app = Router::new()
+        .route("/hook", post(receive))
+        .with_state(receiver.clone());
+    let listener = TlsListener {
+        tcp,
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+    };
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    webhook(&store, "w1", &format!("https://localhost:{port}/hook")).await;
+    event(&store, 1).await;
+    // The system's roots alone do not vouch for the receiver: a retry is due.
+    let d = deliverer(&store, limits(), &clock);
+    assert_eq!(d.deliver_due().await.unwrap(), 1);
+    let row = only_delivery(&store).await;
+    assert_eq!(row.state, "pending", "{row:?}");
+    assert!(row.last_error.is_some());
+    assert_eq!(receiver.count(), 0);
+
+    let mut l = limits();
+    l.ca_file = ca_file.display().to_string();
+    let d = deliverer(&store, l, &clock);
+    clock.set(row.next_attempt_at);
+    assert_eq!(d.deliver_due().await.unwrap(), 1);
+    let row = only_delivery(&store).await;
+    assert_eq!(row.state, "delivered", "{row:?}");
+    receiver.with(|r| {
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].signature, Ok(()));
+    });
 }
 
 macro_rules! on_both_stores {
@@ -617,7 +724,9 @@ on_both_stores!(
     two_nodes_deliver_each_once,
     run_picks_up_retries,
     slow_receiver_times_out,
-    https_url_fails_clearly,
+    other_schemes_fail_clearly,
+    private_targets_are_not_contacted,
+    https_receiver_with_a_private_ca,
 );
 
 // ---------------------------------------------------------------------------------------------

@@ -813,7 +813,13 @@ async fn webhooks(c: &Store) -> Result<(), StoreError> {
         "failure recorded",
     )?;
     ensure(
-        c.redeliver(&leased[1].0.id, T0 + 90_000).await?,
+        !c.redeliver("another-webhook", &leased[1].0.id, T0 + 90_000)
+            .await?,
+        "a delivery is redelivered only through its own webhook",
+    )?;
+    ensure(
+        c.redeliver(&leased[1].0.webhook_id, &leased[1].0.id, T0 + 90_000)
+            .await?,
         "manual redelivery",
     )?;
     ensure(

@@ -253,15 +253,20 @@ impl Store {
         Ok(())
     }
 
-    /// Makes a delivery due again now (an operator's manual redelivery); returns whether it
-    /// exists.
-    pub async fn redeliver(&self, id: &str, now: Millis) -> Result<bool, StoreError> {
+    /// Makes delivery `id` of `webhook` due again now (an operator's manual redelivery);
+    /// returns whether that webhook has that delivery.
+    pub async fn redeliver(
+        &self,
+        webhook: &str,
+        id: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
         let n = self
             .engine
             .execute(
                 "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $2, lease_until = NULL
-                 WHERE id = $1",
-                params![id, now],
+                 WHERE id = $1 AND webhook_id = $3",
+                params![id, now, webhook],
             )
             .await?;
         Ok(n == 1)
