@@ -15,10 +15,28 @@ async fn validation_health_and_metrics() {
     assert_eq!(http_text(addr, "/healthz").await, (200, "ok\n".to_owned()));
     let (status, page) = http_text(addr, "/").await;
     assert_eq!(status, 200);
-    assert!(
-        page.contains("/ws/shows/"),
-        "the viewer page speaks the WebSocket protocol"
-    );
+    assert!(page.contains("/web/assets/viewer.js"), "{page}");
+    // The pages and the protocol client they load are compiled into the server.
+    for (path, has) in [
+        ("/seller", "/web/assets/seller.js"),
+        ("/operator", "/web/assets/operator.js"),
+        ("/signin", "/web/assets/signin.js"),
+        ("/web/client/nightmarket.js", "/ws/shows/"),
+        ("/web/assets/i18n/vi.json", "Mua ngay"),
+    ] {
+        let (status, body) = http_text(addr, path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(body.contains(has), "{path} lacks {has}");
+    }
+    // Tests and packages under web/ are not served, nor anything outside it.
+    for path in [
+        "/web/client/test/client.test.mjs",
+        "/web/package.json",
+        "/web/../Cargo.toml",
+        "/web/assets/../../Cargo.toml",
+    ] {
+        assert_eq!(http_text(addr, path).await.0, 404, "{path}");
+    }
     let (status, ready) = http(addr, "GET", "/readyz", None, None).await;
     assert_eq!(status, 200);
     assert_eq!(ready["ready"], true);

@@ -4,6 +4,7 @@
 mod authz;
 mod bad_input;
 mod docs;
+mod faults;
 mod http_api;
 mod market;
 mod market_nodes;

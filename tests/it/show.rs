@@ -93,6 +93,7 @@ async fn two_hundred_viewers_claim_more_than_the_stock() {
             }
             ClaimOutcomeKind::Refused => assert_eq!(retry.outcome, ClaimOutcomeKind::Refused),
             ClaimOutcomeKind::Duplicate => panic!("a first claim cannot be a duplicate"),
+            ClaimOutcomeKind::Pending => panic!("the claim helper waits past `pending`"),
         }
         for r in &results {
             match r.outcome {
@@ -100,6 +101,7 @@ async fn two_hundred_viewers_claim_more_than_the_stock() {
                     assert_eq!(r.unit_price, Some(FLASH));
                     accepted_units += r.quantity.unwrap();
                 }
+                ClaimOutcomeKind::Pending => panic!("the claim helper waits past `pending`"),
                 ClaimOutcomeKind::Refused => {
                     let reason = r.reason.unwrap();
                     match reason {

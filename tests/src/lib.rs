@@ -421,6 +421,8 @@ pub enum Ended {
 /// A WebSocket client of a show.
 pub struct Client {
     ws: Ws,
+    /// Text frames read while waiting for something else (a pong), served first by `next`.
+    backlog: std::collections::VecDeque<ServerMessage>,
     /// Every message received, in order.
     pub seen: Vec<ServerMessage>,
     pub ended: Option<Ended>,
@@ -461,6 +463,7 @@ impl Client {
         match tokio_tungstenite::client_async(url, stream).await {
             Ok((ws, _)) => Ok(Self {
                 ws,
+                backlog: Default::default(),
                 seen: Vec::new(),
                 ended: None,
             }),
@@ -492,6 +495,7 @@ impl Client {
                 ws,
                 seen: Vec::new(),
                 ended: None,
+                backlog: Default::default(),
             }),
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
             Err(e) => panic!("websocket connect failed: {e}"),
@@ -508,6 +512,9 @@ impl Client {
 
     /// The next server message; `None` once the connection ended (see `ended`).
     pub async fn next(&mut self) -> Option<ServerMessage> {
+        if let Some(msg) = self.backlog.pop_front() {
+            return Some(msg);
+        }
         loop {
             if self.ended.is_some() {
                 return None;
@@ -557,7 +564,32 @@ impl Client {
         .await
     }
 
-    /// Sends a claim and waits for its result.
+    /// Sends a WebSocket ping and waits for the server's pong; returns how long it took. Text
+    /// frames arriving meanwhile are kept for `next`.
+    pub async fn ping(&mut self) -> Duration {
+        let sent = std::time::Instant::now();
+        self.ws
+            .send(Message::Ping(b"are you there".to_vec().into()))
+            .await
+            .unwrap();
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("no pong in time");
+            match frame {
+                Some(Ok(Message::Pong(_))) => return sent.elapsed(),
+                Some(Ok(Message::Text(t))) => {
+                    let msg: ServerMessage = serde_json::from_str(&t).unwrap();
+                    self.seen.push(msg.clone());
+                    self.backlog.push_back(msg);
+                }
+                Some(Ok(_)) => {}
+                other => panic!("connection ended waiting for a pong: {other:?}"),
+            }
+        }
+    }
+
+    /// Sends a claim and waits for its definite result (past a `pending`, if any).
     pub async fn claim(
         &mut self,
         claim_id: &str,
@@ -568,7 +600,12 @@ impl Client {
         self.send(json!({"type": "claim", "claim_id": claim_id, "product_id": product, "quantity": qty, "price": price})).await;
         let id = claim_id.to_owned();
         self.until(|m| match m {
-            ServerMessage::ClaimResult(r) if r.claim_id == id => Some(r.clone()),
+            ServerMessage::ClaimResult(r)
+                if r.claim_id == id
+                    && r.outcome != nightmarket_wire::server::ClaimOutcomeKind::Pending =>
+            {
+                Some(r.clone())
+            }
             _ => None,
         })
         .await
@@ -624,4 +661,97 @@ pub fn assert_contiguous(seqs: &[u64]) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A redis-server of the test's own on a free port, so a test can hang it (SIGSTOP), kill it
+/// and start it again without touching the shared one.
+pub struct OwnRedis {
+    pub port: u16,
+    child: std::process::Child,
+    /// Reaped: its pid may belong to someone else now, so it is never signalled again.
+    stopped: bool,
+}
+
+impl OwnRedis {
+    /// Starts a server without persistence on a free port.
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_at(port)
+    }
+
+    /// Starts a server on `port` (again, after `kill`).
+    pub fn start_at(port: u16) -> Self {
+        let bin = std::env::var("NIGHTMARKET_TEST_REDIS_SERVER")
+            .unwrap_or_else(|_| "redis-server".into());
+        let child = std::process::Command::new(bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be on PATH");
+        // Owned at once, so the server is reaped (Drop) on every path, a failed start included.
+        let me = Self {
+            port,
+            child,
+            stopped: false,
+        };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return me;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("redis-server on {port} did not start");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGSTOP: hung, its sockets open; requests queue unanswered.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT: runs what queued meanwhile.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg(sig)
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} of our own redis-server");
+    }
+
+    /// SIGKILL; returns the port for `start_at`.
+    pub fn kill(mut self) -> u16 {
+        self.stop();
+        self.port
+    }
+
+    fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        // A paused server must run again to die promptly and free its port.
+        self.resume();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stopped = true;
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

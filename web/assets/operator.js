@@ -132,6 +132,7 @@ async function marketDetail(m, box) {
   for (const n of nights) {
     const past = n.ends_at_ms < now;
     const shows = n.status === "cancelled" ? [] : await api.nightShows(m.id, n.date).catch(() => []);
+    const commitments = n.status === "cancelled" ? [] : await api.nightCommitments(m.id, n.date).catch(() => []);
     nightCards.push(h("div", { class: "card", "data-night": n.date },
       h("div", { class: "row" }, h("b", { class: "grow", text: `${dayName(n.date)} · ${n.local_start.slice(11)}–${n.local_end.slice(11)}` }),
         h("span", { class: `badge ${n.status === "cancelled" ? "closed" : past ? "" : "ok"}`, text: n.status === "cancelled" ? t("operator.cancelled") : n.status === "moved" ? t("operator.moved") : past ? t("operator.past") : t("operator.upcoming") })),
@@ -140,6 +141,11 @@ async function marketDetail(m, box) {
         h("span", { text: `${hhmm(s.schedule.slot_start_ms)}–${hhmm(s.schedule.slot_end_ms)} · ${s.title} · ${sellerList.find((x) => x.id === s.seller_id)?.name ?? ""}` }),
         h("span", { class: `badge ${s.status}`, text: status(s.status) }))))
         : h("p", { class: "muted small", text: t("operator.no_slots") }),
+      h("h4", { text: t("operator.commitments") }),
+      commitments.length ? h("ul", { class: "list", "data-commitments": n.date }, commitments.map((c) => h("li", null,
+        h("span", { text: `${sellerList.find((x) => x.id === c.seller_id)?.name ?? c.seller_id}: “${c.statement}”` }),
+        h("span", { class: "r", text: `${hhmm(c.signed_at)}` }))))
+        : h("p", { class: "muted small", text: t("operator.no_commitments") }),
       past || n.status === "cancelled" ? h("p", { class: "muted small", text: t("operator.read_only") }) : scheduleForm(m, n, sellerList, () => marketDetail(m, box))));
   }
   fill(box, h("h2", { text: `${m.name}` }), h("p", { class: "muted", text: schedule(m) }),

@@ -63,6 +63,8 @@ export class Api {
   decisions(id: string, productId?: string): Promise<any[]>;
   commit(id: string, date: string, statement: string): Promise<any>;
   nightShows(id: string, date: string): Promise<Show[]>;
+  /** The quality commitments signed for a night (operators: all; a seller: its own). */
+  nightCommitments(id: string, date: string): Promise<Array<{ market_id: string; night_date: string; seller_id: string; statement: string; signed_by: string; signed_at: number }>>;
   scheduleShow(id: string, date: string, body: object): Promise<Show>;
   nightReport(id: string, date: string): Promise<any>;
   nightReportCsv(id: string, date: string): Promise<string>;

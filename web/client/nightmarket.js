@@ -188,6 +188,7 @@ export class Api {
   /** @param {string} id @param {string} date @param {string} statement */
   commit(id, date, statement) { return this.post(`/api/markets/${enc(id)}/nights/${enc(date)}/commitments`, { statement }); }
   /** @param {string} id @param {string} date */ nightShows(id, date) { return this.get(`/api/markets/${enc(id)}/nights/${enc(date)}/shows`); }
+  /** @param {string} id @param {string} date */ nightCommitments(id, date) { return this.get(`/api/markets/${enc(id)}/nights/${enc(date)}/commitments`); }
   /** @param {string} id @param {string} date @param {object} body */
   scheduleShow(id, date, body) { return this.post(`/api/markets/${enc(id)}/nights/${enc(date)}/shows`, body); }
   /** @param {string} id @param {string} date */ nightReport(id, date) { return this.get(`/api/markets/${enc(id)}/nights/${enc(date)}/report`); }

@@ -5,7 +5,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { REPO } from "./server.mjs";
 
-export const CHROMIUM = process.env.NIGHTMARKET_CHROMIUM || "/usr/bin/chromium";
+export const CHROMIUM = process.env.NIGHTMARKET_TEST_CHROMIUM || "/usr/bin/chromium";
 export const SHOTS = join(REPO, "docs", "screenshots");
 export const PHONE = { width: 360, height: 780 };
 export const DESKTOP = { width: 1280, height: 900 };

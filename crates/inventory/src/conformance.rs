@@ -15,6 +15,14 @@ use nightmarket_domain::{
 
 use crate::{Command, Inventory, InventoryError};
 
+/// The system clock, UTC milliseconds: what an inventory on the execution clock decides by
+/// (Redis's TIME, on this machine, is the same clock).
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 type R = Result<(), String>;
 
 const T0: i64 = 1_763_730_000_000;
@@ -91,7 +99,7 @@ fn refused(d: &ClaimDecision) -> Option<RefusalReason> {
 
 /// The shows [`run`] opens, as `<prefix>-<name>`: a Redis Cluster test uses them to check that
 /// the suite's shows spread over several masters.
-pub const SHOWS: [&str; 11] = [
+pub const SHOWS: [&str; 12] = [
     "lifecycle",
     "flash",
     "cancel",
@@ -103,6 +111,7 @@ pub const SHOWS: [&str; 11] = [
     "waitlist",
     "waitlimit",
     "waitrace",
+    "clock",
 ];
 
 async fn open(
@@ -1398,6 +1407,117 @@ async fn waitlists_never_oversell(inv: Arc<dyn Inventory>, prefix: &str) -> R {
     ensure(
         promotions > 0,
         "the race promoted someone from the waitlist",
+    )?;
+    Ok(())
+}
+
+/// For an inventory on [`DecisionClock::Execution`](crate::DecisionClock): every rule is judged
+/// when the step executes, whatever `now` its caller passes — a claim sent during a flash and
+/// executed after it is not accepted at the flash price — and a claim whose deadline has passed
+/// changes nothing, while its id, once taken, still answers. Takes about a second (a flash of
+/// the shortest duration runs out).
+pub async fn decided_at_execution(inv: &dyn Inventory, prefix: &str) -> R {
+    let show = open(inv, prefix, "clock", 10, 10).await?;
+    // The caller's clock says 1970: an execution clock ignores it.
+    inv.command(&show, Command::GoLive, 0).await.map_err(err)?;
+    inv.command(&show, Command::Pin(pid("p1")), 0)
+        .await
+        .map_err(err)?;
+    let spec = FlashSpec {
+        product_id: pid("p1"),
+        price: Dong::parse(99_000).map_err(err)?,
+        duration_s: 1,
+        quantity_cap: None,
+        countdown_s: 0,
+    };
+    let before = wall_ms();
+    let events = inv
+        .command(&show, Command::StartFlash(spec), 0)
+        .await
+        .map_err(err)?;
+    let flash = events
+        .iter()
+        .find_map(|e| match &e.event {
+            ShowEvent::FlashStarted { flash } => Some(flash.clone()),
+            _ => None,
+        })
+        .ok_or("starting a flash emits flash_started")?;
+    ensure(
+        flash.starts_at >= before - 1_000 && flash.starts_at <= wall_ms() + 1_000,
+        format!(
+            "the flash starts on the execution clock ({} vs about {before})",
+            flash.starts_at
+        ),
+    )?;
+    // Sent while the flash runs, executed after it ended: the time it was sent decides nothing.
+    let sent = wall_ms();
+    let wait = (flash.ends_at - wall_ms() + 50).max(0) as u64;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    let d = inv
+        .claim(&show, req("late-flash", "b1", "p1", 1, 99_000)?, sent)
+        .await
+        .map_err(err)?;
+    ensure(
+        matches!(&d, ClaimDecision::Refused(r) if r.reason == RefusalReason::StalePrice
+            && r.current_price.map(Dong::get) == Some(LIST)),
+        format!("a flash-price claim executed after the flash ended is stale: {d:?}"),
+    )?;
+    let view = inv.view(&show, None, sent).await.map_err(err)?;
+    ensure(
+        view.price.map(Dong::get) == Some(LIST),
+        "the view's price is judged on the execution clock",
+    )?;
+    let d = inv
+        .claim(&show, req("late-list", "b1", "p1", 1, LIST)?, sent)
+        .await
+        .map_err(err)?;
+    ensure(
+        matches!(&d, ClaimDecision::Accepted(a) if a.record.flash_id.is_none()
+            && a.record.at >= flash.ends_at),
+        format!("a list-price claim is recorded at the time it executed: {d:?}"),
+    )?;
+
+    // Past its deadline: refused before anything changes, and it stays that way.
+    let past = wall_ms() - 1_000;
+    let r = inv
+        .claim_within(&show, req("too-late", "b2", "p1", 1, LIST)?, 0, Some(past))
+        .await;
+    ensure(
+        matches!(r, Err(InventoryError::DeadlinePassed)),
+        format!("a claim past its deadline is refused: {r:?}"),
+    )?;
+    let r = inv
+        .claim_within(&show, req("too-late", "b2", "p1", 1, LIST)?, 0, Some(past))
+        .await;
+    ensure(
+        matches!(r, Err(InventoryError::DeadlinePassed)),
+        format!("and again, with the same deadline: {r:?}"),
+    )?;
+    let stock = inv.stock(&show, 0).await.map_err(err)?;
+    ensure(
+        stock.levels.first().map(|l| l.1) == Some(9) && stock.log_len == 1,
+        format!("an expired claim takes nothing: {:?}", stock.levels),
+    )?;
+    // A claim that did execute answers with its original acceptance, deadline or not: sending
+    // it again is how a caller learns what became of it.
+    let r = inv
+        .claim_within(&show, req("late-list", "b1", "p1", 1, LIST)?, 0, Some(past))
+        .await;
+    ensure(
+        matches!(r, Ok(ClaimDecision::Duplicate(_))),
+        format!("an executed claim past its deadline is a duplicate: {r:?}"),
+    )?;
+    let r = inv
+        .claim_within(
+            &show,
+            req("in-time", "b2", "p1", 1, LIST)?,
+            0,
+            Some(wall_ms() + 60_000),
+        )
+        .await;
+    ensure(
+        matches!(r, Ok(ClaimDecision::Accepted(_))),
+        format!("a claim within its deadline is decided: {r:?}"),
     )?;
     Ok(())
 }

@@ -5,6 +5,11 @@
 //! show in memory behind a lock, every accepted change journaled to SQLite before it is
 //! acknowledged. The Redis implementation (distributed mode) runs the same rules as Lua scripts.
 //! Both must pass [`conformance`].
+//!
+//! Every rule (show live, price current, flash window, buyer limit) is judged at the time the
+//! inventory executes the step ([`DecisionClock::Execution`]): the memory inventory reads the
+//! clock while it holds the show's lock, the Redis scripts read Redis's `TIME`. A timestamp
+//! taken earlier (when the claim was received) never decides, however long the request waited.
 
 pub mod conformance;
 mod memory;
@@ -19,6 +24,19 @@ use nightmarket_domain::{
 
 pub use memory::MemoryInventory;
 pub use redis_backend::{EventFeed, FeedItem, RedisInventory};
+
+/// Which clock decides a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DecisionClock {
+    /// The inventory's own clock at the moment it executes the step: the system clock read
+    /// under the show's lock (memory), Redis's `TIME` inside the script (Redis). What serving
+    /// uses; the `now` a caller passes is ignored.
+    #[default]
+    Execution,
+    /// The `now` the caller passes: for tests that script time (a flash that ends an hour
+    /// later without waiting an hour). Never used by `nightmarket serve`.
+    Scripted,
+}
 
 /// A seller or operator command on one show.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,9 +59,18 @@ pub enum InventoryError {
     UnknownShow(ShowId),
     #[error(transparent)]
     Command(#[from] CommandError),
-    /// Retryable: the journal queue is full, or the backend is unreachable.
+    /// Retryable: the journal queue is full, or the backend is unreachable. The request did
+    /// not take effect.
     #[error("inventory unavailable: {0}")]
     Unavailable(String),
+    /// The request may have reached the backend (its reply was lost or late): whether it took
+    /// effect is not known. A claim sent again with the same id and deadline tells.
+    #[error("inventory outcome unknown: {0}")]
+    Unknown(String),
+    /// The claim was not executed by its deadline and never will be: the inventory refuses it
+    /// once its clock has passed the deadline. Retryable with the same claim id.
+    #[error("the claim was not decided by its deadline")]
+    DeadlinePassed,
     #[error("inventory failure: {0}")]
     Internal(String),
 }
@@ -87,6 +114,8 @@ pub struct StockView {
     pub waitlist: Vec<WaitlistNotice>,
 }
 
+/// The `now` that commands, claims, cancellations and views take is the caller's clock; only an
+/// inventory on [`DecisionClock::Scripted`] decides by it.
 #[async_trait]
 pub trait Inventory: Send + Sync + 'static {
     /// Makes a show known to the inventory with its lineup. If the show has journaled history
@@ -106,12 +135,29 @@ pub trait Inventory: Send + Sync + 'static {
         now: Millis,
     ) -> Result<Vec<SequencedEvent>, InventoryError>;
 
-    /// Decides a claim in one atomic step; an acceptance is durable when this returns.
+    /// Decides a claim in one atomic step; an acceptance is durable when this returns. Without
+    /// a deadline: see [`Inventory::claim_within`].
     async fn claim(
         &self,
         show: &ShowId,
         req: nightmarket_domain::ClaimRequest,
         now: Millis,
+    ) -> Result<ClaimDecision, InventoryError> {
+        self.claim_within(show, req, now, None).await
+    }
+
+    /// Decides a claim in one atomic step, judged at the time the step executes. With a
+    /// `deadline` (UTC milliseconds), a step that executes after it changes nothing and
+    /// answers [`InventoryError::DeadlinePassed`] — except for a claim id already taken,
+    /// which answers as always (`Duplicate`, or refused `ClaimIdTaken`). So once the
+    /// deadline has passed on the inventory's clock, a claim that has not executed never
+    /// will, and sending it again with the same deadline tells which of the two it was.
+    async fn claim_within(
+        &self,
+        show: &ShowId,
+        req: nightmarket_domain::ClaimRequest,
+        now: Millis,
+        deadline: Option<Millis>,
     ) -> Result<ClaimDecision, InventoryError>;
 
     /// Cancels a buyer's own claim in one atomic step; durable when this returns. The units it
@@ -189,6 +235,17 @@ pub trait Inventory: Send + Sync + 'static {
         keep_for: std::time::Duration,
     ) -> Result<(), InventoryError>;
 
-    /// `Err` while claims cannot be accepted (for readiness).
+    /// `Err` while claims cannot be accepted: the last word of [`Inventory::probe`] or of the
+    /// last round trip, without waiting (claims fail fast on it).
     fn health(&self) -> Result<(), InventoryError>;
+
+    /// Checks the backend now (a round trip to Redis, bounded in time) and updates
+    /// [`Inventory::health`]. Readiness runs it in the background, never per request.
+    async fn probe(&self) -> Result<(), InventoryError> {
+        self.health()
+    }
+
+    /// The dependency this inventory lives in, as `/readyz` names it: `sqlite` (the embedded
+    /// journal) or `redis`.
+    fn dependency(&self) -> &'static str;
 }

@@ -3,7 +3,8 @@
 //!
 //! Each show's book sits behind its own mutex; a claim holds it only for the decision and the
 //! journal enqueue (microseconds), then waits for the group commit without it, so claims on one
-//! show are decided one at a time but their fsyncs are shared.
+//! show are decided one at a time but their fsyncs are shared. The decision's time is read
+//! while the lock is held (see [`DecisionClock`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -16,7 +17,7 @@ use nightmarket_domain::{
 };
 use nightmarket_store::{JournalEntry, JournalError, Reservation, SqliteJournal, Ticket};
 
-use crate::{BookView, Command, Inventory, InventoryError, StockView};
+use crate::{BookView, Command, DecisionClock, Inventory, InventoryError, StockView};
 
 /// Most events a seller command can produce (end flash, unpin/pin, close).
 const MAX_EVENTS_PER_COMMAND: usize = 3;
@@ -33,6 +34,14 @@ pub struct MemoryInventory {
     shows: RwLock<HashMap<ShowId, Arc<Slot>>>,
     journal: SqliteJournal,
     history_limit: usize,
+    clock: DecisionClock,
+}
+
+/// The system clock, UTC milliseconds.
+fn system_now() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
 }
 
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, InventoryError> {
@@ -57,6 +66,22 @@ impl MemoryInventory {
             shows: RwLock::new(HashMap::new()),
             journal,
             history_limit: history_limit.max(1),
+            clock: DecisionClock::Execution,
+        }
+    }
+
+    /// Decides by `clock` (the default is [`DecisionClock::Execution`]).
+    pub fn with_clock(mut self, clock: DecisionClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The time a step is decided at: call it while holding the show's lock, so a step that
+    /// waited for the lock is judged when it runs, not when it was asked for.
+    fn decision_time(&self, caller: Millis) -> Millis {
+        match self.clock {
+            DecisionClock::Execution => system_now(),
+            DecisionClock::Scripted => caller,
         }
     }
 
@@ -147,6 +172,7 @@ impl Inventory for MemoryInventory {
         let slot = self.slot(show)?;
         let (events, ticket) = {
             let mut book = lock(&slot.book)?;
+            let now = self.decision_time(now);
             // Room for every event the command may produce, before anything changes.
             let mut room: Vec<Reservation> = (0..MAX_EVENTS_PER_COMMAND)
                 .map(|_| self.journal.reserve())
@@ -181,15 +207,22 @@ impl Inventory for MemoryInventory {
         Ok(events)
     }
 
-    async fn claim(
+    async fn claim_within(
         &self,
         show: &ShowId,
         req: ClaimRequest,
         now: Millis,
+        deadline: Option<Millis>,
     ) -> Result<ClaimDecision, InventoryError> {
         let slot = self.slot(show)?;
         let (decision, wait): (ClaimDecision, Option<Ticket>) = {
             let mut book = lock(&slot.book)?;
+            let now = self.decision_time(now);
+            // A claim id already taken answers as always; anything else past its deadline is
+            // refused before it changes anything.
+            if deadline.is_some_and(|d| now > d) && book.claim_record(&req.claim_id).is_none() {
+                return Err(InventoryError::DeadlinePassed);
+            }
             let room = self.journal.reserve().map_err(journal_err)?;
             let decision = book.claim(&req, now);
             let wait = match &decision {
@@ -221,6 +254,7 @@ impl Inventory for MemoryInventory {
         let slot = self.slot(show)?;
         let (decision, wait) = {
             let mut book = lock(&slot.book)?;
+            let now = self.decision_time(now);
             // Room for the cancellation and, for each waiting buyer it may promote or skip, a
             // claim and a removal: all reserved before anything changes.
             let waiting = book
@@ -287,6 +321,7 @@ impl Inventory for MemoryInventory {
         let slot = self.slot(show)?;
         let (decision, wait) = {
             let mut book = lock(&slot.book)?;
+            let now = self.decision_time(now);
             let room = self.journal.reserve().map_err(journal_err)?;
             let decision = book.waitlist_join(buyer, product, quantity, now);
             let wait = match &decision {
@@ -363,6 +398,7 @@ impl Inventory for MemoryInventory {
     ) -> Result<BookView, InventoryError> {
         let slot = self.slot(show)?;
         let book = lock(&slot.book)?;
+        let now = self.decision_time(now);
         Ok(BookView {
             status: book.status(),
             seq: book.seq(),
@@ -491,6 +527,10 @@ impl Inventory for MemoryInventory {
             .into()),
             _ => Ok(()),
         }
+    }
+
+    fn dependency(&self) -> &'static str {
+        "sqlite"
     }
 
     fn health(&self) -> Result<(), InventoryError> {

@@ -8,15 +8,26 @@ use nightmarket_domain::{
     BuyerId, ClaimDecision, ClaimId, ClaimRequest, Dong, LineupEntry, Product, ProductGroup,
     ProductId, Quantity, SellerId, ShowId, Stars,
 };
-use nightmarket_inventory::{Command, Inventory, MemoryInventory, conformance};
+use nightmarket_inventory::{Command, DecisionClock, Inventory, MemoryInventory, conformance};
 use nightmarket_store::SqliteJournal;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_inventory_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let journal = SqliteJournal::open(&dir.path().join("journal.sqlite"), 4096).unwrap();
-    let inv: Arc<dyn Inventory> = Arc::new(MemoryInventory::new(journal, 1000));
+    let inv: Arc<dyn Inventory> =
+        Arc::new(MemoryInventory::new(journal, 1000).with_clock(DecisionClock::Scripted));
     conformance::run(inv, "mem").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_inventory_decides_at_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = SqliteJournal::open(&dir.path().join("journal.sqlite"), 4096).unwrap();
+    let inv = MemoryInventory::new(journal, 1000);
+    conformance::decided_at_execution(&inv, "mem")
+        .await
+        .unwrap();
 }
 
 fn lineup() -> Vec<LineupEntry> {
@@ -49,7 +60,8 @@ async fn restart_rebuilds_the_same_state() {
     let show = ShowId::parse("restart").unwrap();
     let t0 = 1_763_730_000_000;
     let before = {
-        let inv = MemoryInventory::new(SqliteJournal::open(&path, 4096).unwrap(), 1000);
+        let inv = MemoryInventory::new(SqliteJournal::open(&path, 4096).unwrap(), 1000)
+            .with_clock(DecisionClock::Scripted);
         inv.open_show(&show, lineup()).await.unwrap();
         inv.command(&show, Command::GoLive, t0).await.unwrap();
         inv.command(
@@ -81,7 +93,8 @@ async fn restart_rebuilds_the_same_state() {
             .await
             .unwrap()
     };
-    let inv = MemoryInventory::new(SqliteJournal::open(&path, 4096).unwrap(), 1000);
+    let inv = MemoryInventory::new(SqliteJournal::open(&path, 4096).unwrap(), 1000)
+        .with_clock(DecisionClock::Scripted);
     inv.open_show(&show, lineup()).await.unwrap();
     let after = inv
         .view(&show, Some(&BuyerId::parse("b1").unwrap()), t0)
@@ -108,9 +121,11 @@ async fn restart_rebuilds_the_same_state() {
 async fn the_claim_log_reads_from_the_journal_without_opening_the_show() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.sqlite");
-    let writer = MemoryInventory::new(SqliteJournal::open(&path, 4096).unwrap(), 1000);
+    let writer = MemoryInventory::new(SqliteJournal::open(&path, 4096).unwrap(), 1000)
+        .with_clock(DecisionClock::Scripted);
     // The order service's instance: the same journal file, opened on its own.
-    let reader = MemoryInventory::new(SqliteJournal::open(&path, 4096).unwrap(), 1000);
+    let reader = MemoryInventory::new(SqliteJournal::open(&path, 4096).unwrap(), 1000)
+        .with_clock(DecisionClock::Scripted);
     conformance::claim_log_from_another_instance(&writer, &reader, "mem")
         .await
         .unwrap();

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use nightmarket_inventory::{Inventory, RedisInventory, conformance};
+use nightmarket_inventory::{DecisionClock, Inventory, RedisInventory, conformance};
 
 fn redis_url() -> String {
     std::env::var("NIGHTMARKET_TEST_REDIS_URL").unwrap_or_else(|_| {
@@ -18,17 +18,33 @@ async fn redis_inventory_conforms() {
     let inv: Arc<dyn Inventory> = Arc::new(
         RedisInventory::connect(&redis_url(), &prefix, 1000)
             .await
-            .unwrap(),
+            .unwrap()
+            .with_clock(DecisionClock::Scripted),
     );
     conformance::run(inv, "redis").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_inventory_decides_at_execution() {
+    let prefix = format!("nmtest:{}:", uuid::Uuid::new_v4());
+    let inv = RedisInventory::connect(&redis_url(), &prefix, 1000)
+        .await
+        .unwrap();
+    conformance::decided_at_execution(&inv, "redis")
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_survive_a_script_cache_flush() {
     let prefix = format!("nmtest:{}:", uuid::Uuid::new_v4());
     let url = redis_url();
-    let inv: Arc<dyn Inventory> =
-        Arc::new(RedisInventory::connect(&url, &prefix, 1000).await.unwrap());
+    let inv: Arc<dyn Inventory> = Arc::new(
+        RedisInventory::connect(&url, &prefix, 1000)
+            .await
+            .unwrap()
+            .with_clock(DecisionClock::Scripted),
+    );
     conformance::run(inv.clone(), "before").await.unwrap();
     // A Redis restart loses its script cache; EVALSHA then falls back to EVAL.
     let client = redis::Client::open(url).unwrap();
@@ -166,10 +182,36 @@ impl OwnRedis {
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+
+    /// SIGSTOP: the server hangs with its sockets open, as under a stall or a partition that
+    /// drops nothing; requests queue in its socket buffers.
+    fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT: the server runs what queued meanwhile.
+    fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg(sig)
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} of our own redis-server");
+    }
 }
 
 impl Drop for OwnRedis {
     fn drop(&mut self) {
+        // A paused server must run again to die of SIGKILL promptly and release its port.
+        let _ = std::process::Command::new("kill")
+            .arg("-CONT")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -246,12 +288,13 @@ async fn wait_for_replicas_before_acknowledging() {
         inv.claim(&show, req.clone(), 3).await.unwrap(),
         ClaimDecision::Accepted(_)
     ));
-    // The replica has it: stop it, and the retry of the same claim is refused until replicated
-    // again, never counted twice.
+    // The replica has it: stop it, and the retry of the same claim is not acknowledged until
+    // replicated again (its outcome, as far as the caller knows, is unknown), never counted
+    // twice.
     drop(replica);
     assert!(matches!(
         inv.claim(&show, req.clone(), 4).await,
-        Err(InventoryError::Unavailable(_))
+        Err(InventoryError::Unknown(_))
     ));
     let stock = inv.stock(&show, 0).await.unwrap();
     assert_eq!(stock.levels[0].1, 8);
@@ -316,10 +359,11 @@ async fn a_redis_restart_loses_no_claim_and_the_service_recovers() {
     }
 
     let (port, dir) = redis.kill();
-    // While Redis is down: refused as retryable, never accepted unrecorded.
+    // While Redis is down: a retryable failure (refused, or unknown when the request may have
+    // gone out on the connection that broke), never accepted unrecorded.
     assert!(matches!(
         inv.claim(&show, claim(10), 4).await,
-        Err(InventoryError::Unavailable(_))
+        Err(InventoryError::Unavailable(_) | InventoryError::Unknown(_))
     ));
     assert!(inv.health().is_err());
     let _redis = OwnRedis::start_at(port, dir, &aof);
@@ -523,10 +567,12 @@ async fn another_node_reads_the_claim_log_of_a_show_it_never_opened() {
     let prefix = format!("nmtest:{}:", uuid::Uuid::new_v4());
     let writer = RedisInventory::connect(&redis_url(), &prefix, 1000)
         .await
-        .unwrap();
+        .unwrap()
+        .with_clock(DecisionClock::Scripted);
     let reader = RedisInventory::connect(&redis_url(), &prefix, 1000)
         .await
-        .unwrap();
+        .unwrap()
+        .with_clock(DecisionClock::Scripted);
     conformance::claim_log_from_another_instance(&writer, &reader, "node")
         .await
         .unwrap();
@@ -810,4 +856,134 @@ async fn claims_kept_in_one_list_before_the_chunks_are_still_the_buyers() {
     let mut fields: Vec<&str> = fields.iter().map(String::as_str).collect();
     fields.sort_unstable();
     assert_eq!(fields, ["b1", "b1#", "b1#0"]);
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The late flash accept: claims sent during a flash while Redis hangs wait in the node's
+/// connection and in Redis's socket buffer, and run once Redis resumes, after the flash ended.
+/// They are judged at that moment (stale price), not at the time they were sent; and one with
+/// a deadline that passed meanwhile changes nothing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_queued_behind_a_hung_redis_are_judged_when_they_run() {
+    use nightmarket_domain::{
+        ClaimDecision, Dong, FlashSpec, LineupEntry, Product, ProductGroup, ProductId, SellerId,
+        ShowEvent, ShowId, Stars,
+    };
+    use nightmarket_inventory::{Command, InventoryError};
+    let redis = OwnRedis::start(&[]);
+    let inv = std::sync::Arc::new(
+        RedisInventory::connect(&redis.url(), "late:", 100)
+            .await
+            .unwrap(),
+    );
+    let show = ShowId::parse("late").unwrap();
+    let product = Product {
+        id: ProductId::parse("p1").unwrap(),
+        seller_id: SellerId::parse("s1").unwrap(),
+        name: "Nón lá Chuông".into(),
+        group: ProductGroup::Handicrafts,
+        stars: Stars::parse(4).unwrap(),
+        district: "Thanh Oai".into(),
+        commune: "Phương Trung".into(),
+        producer: "HTX Nón Chuông".into(),
+        list_price: Dong::parse(90_000).unwrap(),
+        origin_document: "NG-1".into(),
+        quality_label: "CL-1".into(),
+        documents: Vec::new(),
+    };
+    inv.open_show(
+        &show,
+        vec![LineupEntry {
+            product,
+            allotted: 10,
+            buyer_limit: 5,
+            left: 10,
+        }],
+    )
+    .await
+    .unwrap();
+    inv.command(&show, Command::GoLive, wall_ms())
+        .await
+        .unwrap();
+    inv.command(
+        &show,
+        Command::Pin(ProductId::parse("p1").unwrap()),
+        wall_ms(),
+    )
+    .await
+    .unwrap();
+    let spec = FlashSpec {
+        product_id: ProductId::parse("p1").unwrap(),
+        price: Dong::parse(60_000).unwrap(),
+        duration_s: 1,
+        quantity_cap: None,
+        countdown_s: 0,
+    };
+    let events = inv
+        .command(&show, Command::StartFlash(spec), wall_ms())
+        .await
+        .unwrap();
+    let ShowEvent::FlashStarted { flash } = &events[0].event else {
+        panic!("flash_started expected, got {events:?}");
+    };
+    let mut flash_claim = claim("at-flash", "b1", 1);
+    flash_claim.seen_price = Dong::parse(60_000).unwrap();
+    let mut deadline_claim = claim("with-deadline", "b2", 1);
+    deadline_claim.seen_price = Dong::parse(60_000).unwrap();
+
+    redis.pause();
+    let sent = wall_ms();
+    assert!(sent < flash.ends_at, "the claims are sent during the flash");
+    let deadline = sent + 300;
+    let queued = {
+        let (inv, show, a, b) = (
+            inv.clone(),
+            show.clone(),
+            flash_claim.clone(),
+            deadline_claim.clone(),
+        );
+        tokio::spawn(async move {
+            let (first, second) = tokio::join!(
+                inv.claim(&show, a, sent),
+                inv.claim_within(&show, b, sent, Some(deadline)),
+            );
+            (first, second)
+        })
+    };
+    // Hung past the flash's end, then resumed: what queued runs now.
+    let wait = (flash.ends_at - wall_ms() + 300).max(0) as u64;
+    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+    redis.resume();
+    let (first, second) = queued.await.unwrap();
+    // Whatever the node heard (the replies may have timed out), Redis decided at execution: the
+    // flash-price claim is stale and the deadline claim expired. Sending each again tells.
+    assert!(
+        !matches!(first, Ok(ClaimDecision::Accepted(_))),
+        "accepted after the flash: {first:?}"
+    );
+    assert!(
+        !matches!(second, Ok(ClaimDecision::Accepted(_))),
+        "accepted after its deadline: {second:?}"
+    );
+    let again = inv.claim(&show, flash_claim, wall_ms()).await.unwrap();
+    assert!(
+        matches!(&again, ClaimDecision::Refused(r) if r.reason == nightmarket_domain::RefusalReason::StalePrice),
+        "the flash-price claim was never accepted: {again:?}"
+    );
+    let again = inv
+        .claim_within(&show, deadline_claim, wall_ms(), Some(deadline))
+        .await;
+    assert!(
+        matches!(again, Err(InventoryError::DeadlinePassed)),
+        "the deadline claim never executed: {again:?}"
+    );
+    let stock = inv.stock(&show, 0).await.unwrap();
+    assert_eq!(stock.levels[0].1, 10, "no unit taken");
+    assert_eq!(stock.log_len, 0, "nothing in the claim log");
 }

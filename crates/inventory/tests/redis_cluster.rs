@@ -36,6 +36,7 @@ async fn connect(prefix: &str) -> RedisInventory {
     RedisInventory::connect_cluster(&cluster_urls(), prefix, 1000)
         .await
         .unwrap()
+        .with_clock(nightmarket_inventory::DecisionClock::Scripted)
 }
 
 /// A plain cluster connection for looking at the cluster itself.

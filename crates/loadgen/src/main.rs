@@ -887,7 +887,12 @@ async fn buyer(
                 };
                 let sent = Instant::now();
                 send(&mut o.ws, &claim).await?;
-                let f = answer(&mut o.ws, "claim_result", &claim_id).await?;
+                let mut f = answer(&mut o.ws, "claim_result", &claim_id).await?;
+                if f.outcome.as_deref() == Some("pending") {
+                    // Not known at the claim deadline: the definite answer follows.
+                    bump(&mut r.outcomes, "pending (then)", 1);
+                    f = answer(&mut o.ws, "claim_result", &claim_id).await?;
+                }
                 r.acks.push_us(sent.elapsed().as_micros() as i64);
                 let outcome = f.outcome.as_deref().unwrap_or("?");
                 let qty = f.quantity.unwrap_or(plan.qty);

@@ -99,8 +99,11 @@ impl From<RoleArg> for Role {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NIGHTMARKET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal: in a file or a log collector they are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if std::env::var("NIGHTMARKET_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();

@@ -84,6 +84,8 @@ pub struct Limits {
     pub messages_per_second: u32,
     pub message_burst: u32,
     pub max_claim_quantity: u32,
+    pub claim_deadline_ms: u64,
+    pub claims_in_flight: usize,
     pub journal_queue: usize,
     pub max_lineup: usize,
     pub socket_send_buffer: usize,
@@ -93,6 +95,14 @@ pub struct Limits {
 
 /// Longest accepted `limits.waitlist_leave_grace_ms`: a buyer gone longer than an hour has left.
 pub const MAX_WAITLIST_LEAVE_GRACE_MS: u64 = 3_600_000;
+
+/// Longest accepted `limits.claim_deadline_ms`: a viewer waits at most this long for a definite
+/// answer (or `pending`); past ten seconds a live auction has moved on.
+pub const MAX_CLAIM_DEADLINE_MS: u64 = 10_000;
+
+/// Largest accepted `limits.claims_in_flight`: each claim in flight is a task and a few frames
+/// of a connection's answer queue.
+pub const MAX_CLAIMS_IN_FLIGHT: usize = 256;
 
 /// How webhook deliveries are attempted. See `config/default.toml` for what each means.
 /// The order service: recording claim logs, settling closed shows, the payment window.
@@ -382,6 +392,18 @@ impl Config {
         }
         if l.event_history > 1 << 20 {
             return Err(invalid("limits.event_history", "at most 1048576".into()));
+        }
+        if !(1..=MAX_CLAIM_DEADLINE_MS).contains(&l.claim_deadline_ms) {
+            return Err(invalid(
+                "limits.claim_deadline_ms",
+                format!("1 to {MAX_CLAIM_DEADLINE_MS}"),
+            ));
+        }
+        if !(1..=MAX_CLAIMS_IN_FLIGHT).contains(&l.claims_in_flight) {
+            return Err(invalid(
+                "limits.claims_in_flight",
+                format!("1 to {MAX_CLAIMS_IN_FLIGHT}"),
+            ));
         }
         let w = &self.webhooks;
         let positive: [(&'static str, u64); 8] = [
@@ -767,6 +789,50 @@ mod tests {
             let e =
                 Config::load(None, env(&[("NIGHTMARKET_MARKET_STATS_FLUSH_MS", bad)])).unwrap_err();
             assert!(e.to_string().contains("market.stats_flush_ms"), "{e}");
+        }
+    }
+
+    #[test]
+    fn claim_deadline_and_in_flight_load_and_validate() {
+        let c = Config::load(None, env(&[])).expect("defaults load");
+        assert_eq!(c.limits.claim_deadline_ms, 500);
+        assert_eq!(c.limits.claims_in_flight, 20);
+        let c = Config::load(
+            None,
+            env(&[
+                ("NIGHTMARKET_LIMITS_CLAIM_DEADLINE_MS", "250"),
+                ("NIGHTMARKET_LIMITS_CLAIMS_IN_FLIGHT", "4"),
+            ]),
+        )
+        .expect("overrides load");
+        assert_eq!(
+            (c.limits.claim_deadline_ms, c.limits.claims_in_flight),
+            (250, 4)
+        );
+        for (var, bad, key) in [
+            (
+                "NIGHTMARKET_LIMITS_CLAIM_DEADLINE_MS",
+                "0",
+                "limits.claim_deadline_ms",
+            ),
+            (
+                "NIGHTMARKET_LIMITS_CLAIM_DEADLINE_MS",
+                "10001",
+                "limits.claim_deadline_ms",
+            ),
+            (
+                "NIGHTMARKET_LIMITS_CLAIMS_IN_FLIGHT",
+                "0",
+                "limits.claims_in_flight",
+            ),
+            (
+                "NIGHTMARKET_LIMITS_CLAIMS_IN_FLIGHT",
+                "257",
+                "limits.claims_in_flight",
+            ),
+        ] {
+            let e = Config::load(None, env(&[(var, bad)])).unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
         }
     }
 

@@ -215,6 +215,16 @@ pub fn claim_refused(claim_id: &str, r: &Refusal) -> ClaimResult {
     }
 }
 
+/// The claim's outcome is not known by its deadline; the real answer follows.
+pub fn claim_pending(claim_id: &str, deadline_ms: u64) -> ClaimResult {
+    ClaimResult {
+        message: Some(format!(
+            "not answered within {deadline_ms} ms; the result for this claim id follows"
+        )),
+        ..blank(claim_id, ClaimOutcomeKind::Pending)
+    }
+}
+
 pub fn claim_error(claim_id: &str, code: ErrorCode, message: impl Into<String>) -> ClaimResult {
     ClaimResult {
         reason: Some(code),

@@ -94,7 +94,10 @@ impl From<InventoryError> for HttpError {
         match e {
             InventoryError::Command(c) => Self::new(command_error_code(&c), c.to_string()),
             InventoryError::UnknownShow(s) => Self::not_found(format!("show {s}")),
-            InventoryError::Unavailable(m) => Self::new(ErrorCode::Unavailable, m),
+            InventoryError::Unavailable(m) | InventoryError::Unknown(m) => {
+                Self::new(ErrorCode::Unavailable, m)
+            }
+            InventoryError::DeadlinePassed => Self::new(ErrorCode::Unavailable, e.to_string()),
             InventoryError::Internal(m) => Self::new(ErrorCode::Internal, m),
         }
     }

@@ -6,7 +6,10 @@
 //!   [`sessions`]: sign-in for browsers (invites, guests, the session cookie).
 //! - [`web`]: the consoles' pages and assets, compiled in from the repository's `web/`.
 //! - [`api`]: HTTP handlers; [`ws`]: one WebSocket session per viewer or seller.
+//! - [`claims`]: a claim from the moment it is read to its definite answer within the claim
+//!   deadline (`pending` first when its outcome is not known in time).
 //! - [`reports_api`]: show and market-night reports, JSON or CSV.
+//! - [`health`]: background probers of every dependency, read by `/readyz`.
 //! - [`state`]: shared state, the per-show command gate, flash timers and the stock ticker.
 //! - [`webhooks`]: the deliverer that POSTs signed webhook events, with retries.
 //! - [`order_service`]: the order service (crate `nightmarket-orders`) as `serve` runs it.
@@ -20,11 +23,13 @@ pub mod api;
 /// Tokens live in their own crate (`nightmarket-auth`), shared with the command line and the
 /// load generator; re-exported here so the server's modules name them as before.
 pub use nightmarket_auth as auth;
+pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod deadline;
 pub mod error;
+pub mod health;
 pub mod lifecycle;
 pub mod market_api;
 pub mod metrics;
@@ -215,7 +220,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/api/markets/{id}/nights/{date}/commitments",
-            post(market_api::commit),
+            post(market_api::commit).get(market_api::night_commitments),
         )
         .route(
             "/api/markets/{id}/nights/{date}/shows",
@@ -281,26 +286,18 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// What the background probers last found (see [`health`]); nothing is probed per request.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let mut backends = Vec::new();
-    let catalog = state.catalog.ping().await;
-    backends.push(BackendState {
-        name: "catalog".into(),
-        state: if catalog.is_ok() { "ok" } else { "failing" }.into(),
-        detail: catalog.err().map(|e| e.to_string()),
-    });
-    let inventory = state.inventory.health();
-    backends.push(BackendState {
-        name: "journal".into(),
-        state: if inventory.is_ok() { "ok" } else { "failing" }.into(),
-        detail: inventory.err().map(|e| e.to_string()),
-    });
+    let mut backends = state.health.report();
     let shutting_down = *state.shutdown.borrow();
     if shutting_down {
         backends.push(BackendState {
             name: "server".into(),
             state: "failing".into(),
             detail: Some("shutting down".into()),
+            since: None,
+            last_error: None,
+            last_error_at: None,
         });
     }
     let ready = backends.iter().all(|b| b.state == "ok");
@@ -428,6 +425,8 @@ pub async fn serve_with(
     if let Some(rx) = feed_rx {
         tokio::spawn(state.clone().follow(rx));
     }
+    state.health.probe_all().await;
+    state.health.spawn(&stop_rx);
 
     // Load every stored show: replays journals, restores flash timers.
     let rows = state

@@ -494,6 +494,33 @@ pub async fn commit(
     Ok((status, Json(commitment_view(&kept))))
 }
 
+/// `GET /api/markets/{id}/nights/{date}/commitments`: the quality commitments signed for a
+/// night, for the office to review (operators see all; a seller sees its own).
+pub async fn night_commitments(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((id, date)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<Commitment>>> {
+    let claims = authenticate(&state, &headers, None)?;
+    if claims.role == Role::Viewer {
+        return Err(HttpError::forbidden(
+            "commitments are for the market office and sellers",
+        ));
+    }
+    let cal = calendar(&state, &id).await?;
+    let night = night_of(&cal, &date)?;
+    let rows = state
+        .catalog
+        .night_commitments(&cal.row.id, night.date)
+        .await?;
+    Ok(Json(
+        rows.iter()
+            .filter(|c| claims.role == Role::Operator || c.seller_id.as_str() == claims.sub)
+            .map(commitment_view)
+            .collect(),
+    ))
+}
+
 fn commitment_view(c: &CommitmentRow) -> Commitment {
     Commitment {
         market_id: c.market_id.to_string(),

@@ -19,6 +19,9 @@ pub struct Metrics {
     pub frames_sent: AtomicU64,
     pub claims_accepted: AtomicU64,
     pub claims_duplicate: AtomicU64,
+    /// Claims answered `pending` (their outcome unknown at the claim deadline); each is
+    /// answered again once it is known.
+    pub claims_pending: AtomicU64,
     /// Refused claims, indexed like `ErrorCode::ALL`.
     pub claims_refused: PerCode,
     pub cancels: AtomicU64,
@@ -148,6 +151,7 @@ impl Metrics {
                 "{outcome=\"duplicate\"}".to_string(),
                 g(&self.claims_duplicate),
             ),
+            ("{outcome=\"pending\"}".to_string(), g(&self.claims_pending)),
         ];
         let refused: u64 = self.claims_refused.iter().map(g).sum();
         claims.push(("{outcome=\"refused\"}".to_string(), refused));

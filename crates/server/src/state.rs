@@ -146,6 +146,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// The order service when this node runs it: woken as soon as a show closes here.
     pub settler: std::sync::OnceLock<Arc<nightmarket_orders::Settler>>,
+    /// What the dependency probers last found, for `/readyz`.
+    pub health: crate::health::Health,
 }
 
 impl AppState {
@@ -164,7 +166,18 @@ impl AppState {
             max_pending: l.event_buffer,
         });
         let guests = crate::sessions::GuestLimiter::new(&config.sessions);
+        use crate::health::{Health, Probe};
+        let store = if config.database_url.is_empty() {
+            "sqlite"
+        } else {
+            "postgres"
+        };
+        let health = Health::new(vec![
+            (inventory.dependency(), Probe::Inventory(inventory.clone())),
+            (store, Probe::Catalog(catalog.clone())),
+        ]);
         Self {
+            health,
             key: TokenKey::new(config.auth_secret.expose()),
             connections: Arc::new(Semaphore::new(l.max_connections)),
             config,

@@ -4,23 +4,28 @@
 //! read only between writes, so a client that floods us without reading its answers is slowed
 //! by TCP itself. Writes have a deadline (`write_timeout_ms`); a connection that falls behind
 //! the show's event ring is closed with `resync` (4000) and resumes with its last sequence.
+//!
+//! Claims and cancellations run off the read loop (see [`ClaimLane`]), so a connection keeps
+//! reading, answering pings and closing while the inventory is slow or unreachable.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use nightmarket_domain::{
-    BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRequest, Dong, FlashSpec, JoinDecision,
-    ProductId, Quantity, WaitlistOutcome,
+    BuyerId, CancelDecision, ClaimId, ClaimRequest, Dong, FlashSpec, JoinDecision, ProductId,
+    Quantity, WaitlistOutcome,
 };
 use nightmarket_inventory::{Command, InventoryError};
 use nightmarket_wire::client::{ClientMessage, KNOWN_TYPES};
 use nightmarket_wire::server::{
-    Ack, CancelOutcomeKind, CancelResult, ClaimOutcomeKind, ConnectionLimits, ErrorFrame, Hello,
-    ServerMessage, ShowView, Snapshot, WaitlistOutcomeKind, WaitlistResult,
+    Ack, CancelOutcomeKind, CancelResult, ConnectionLimits, ErrorFrame, Hello, ServerMessage,
+    ShowView, Snapshot, WaitlistOutcomeKind, WaitlistResult,
 };
 use nightmarket_wire::{CloseCode, ErrorCode, PROTOCOL_VERSION};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::auth::{Claims, Role};
@@ -74,6 +79,25 @@ enum Flow {
     Close(Option<CloseCode>),
 }
 
+/// The claims and cancellations of one connection awaiting their answers, each a task of its
+/// own, at most `limits.claims_in_flight` at once; their answers come back through `answers` and
+/// the session writes them. Created on the first claim (most viewers never claim). Dropped with
+/// the session, which aborts every task: a viewer who leaves cancels what has not been sent yet,
+/// and what was sent is bounded by its deadline.
+struct ClaimLane {
+    tasks: JoinSet<()>,
+    tx: mpsc::Sender<ServerMessage>,
+    answers: mpsc::Receiver<ServerMessage>,
+}
+
+/// The next answer of a task in flight; never, for a connection that has not claimed.
+async fn next_answer(lane: &mut Option<ClaimLane>) -> Option<ServerMessage> {
+    match lane {
+        Some(lane) => lane.answers.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 struct Session {
     state: Arc<AppState>,
     rt: Arc<ShowRuntime>,
@@ -85,9 +109,32 @@ struct Session {
     bucket: Bucket,
     /// Viewers: private frames from the tick (waitlist news), see [`crate::waitlist`].
     inbox: Option<Arc<crate::waitlist::Inbox>>,
+    lane: Option<ClaimLane>,
 }
 
 impl Session {
+    /// A sender for one more task's answers, or `None` while `claims_in_flight` tasks are out.
+    fn lane_room(&mut self) -> Option<mpsc::Sender<ServerMessage>> {
+        let limit = self.state.config.limits.claims_in_flight;
+        let lane = self.lane.get_or_insert_with(|| {
+            // Each task sends at most two answers (`pending`, then the result).
+            let (tx, answers) = mpsc::channel(limit * 2);
+            ClaimLane {
+                tasks: JoinSet::new(),
+                tx,
+                answers,
+            }
+        });
+        while lane.tasks.try_join_next().is_some() {}
+        (lane.tasks.len() < limit).then(|| lane.tx.clone())
+    }
+
+    fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        if let Some(lane) = &mut self.lane {
+            lane.tasks.spawn(task);
+        }
+    }
+
     /// Writes one frame within the write deadline. `Err` means the connection is done.
     async fn send(&mut self, msg: Message) -> Result<(), ()> {
         let write = self.socket.send(msg);
@@ -445,29 +492,25 @@ impl Session {
                 return self.send_msg(&ServerMessage::ClaimResult(r)).await;
             }
         };
-        let result = match self.state.inventory.claim(&self.rt.id, req, now_ms()).await {
-            Ok(ClaimDecision::Accepted(a)) => {
-                inc(&self.state.metrics.claims_accepted);
-                if let Some(flash_id) = a.flash_exhausted {
-                    self.state.end_capped_flash(self.rt.clone(), flash_id);
-                }
-                convert::claim_accepted(&a, ClaimOutcomeKind::Accepted)
-            }
-            Ok(ClaimDecision::Duplicate(a)) => {
-                inc(&self.state.metrics.claims_duplicate);
-                convert::claim_accepted(&a, ClaimOutcomeKind::Duplicate)
-            }
-            Ok(ClaimDecision::Refused(r)) => {
-                self.refused(convert::refusal_code(r.reason));
-                convert::claim_refused(&claim_id, &r)
-            }
-            Err(e) => {
-                let (code, message) = inventory_error(e);
-                self.refused(code);
-                convert::claim_error(&claim_id, code, message)
-            }
+        let Some(out) = self.lane_room() else {
+            return self.busy_claim(&claim_id).await;
         };
-        self.send_msg(&ServerMessage::ClaimResult(result)).await
+        let task = crate::claims::decide(self.state.clone(), self.rt.clone(), req, out);
+        self.spawn(task);
+        Ok(())
+    }
+
+    /// A claim over the connection's `claims_in_flight`: refused at once, retryable.
+    async fn busy_claim(&mut self, claim_id: &str) -> Result<(), ()> {
+        inc(&self.state.metrics.rate_limited);
+        self.refused(ErrorCode::RateLimited);
+        let limit = self.state.config.limits.claims_in_flight;
+        let r = convert::claim_error(
+            claim_id,
+            ErrorCode::RateLimited,
+            format!("{limit} claims already await their answers; retry once they arrive"),
+        );
+        self.send_msg(&ServerMessage::ClaimResult(r)).await
     }
 
     async fn cancel(&mut self, claim_id: String) -> Result<(), ()> {
@@ -493,58 +536,99 @@ impl Session {
                 return self.send_msg(&ServerMessage::CancelResult(r)).await;
             }
         };
-        let result = match self
-            .state
-            .inventory
-            .cancel(&self.rt.id, &buyer, &id, now_ms())
-            .await
-        {
-            Ok(CancelDecision::Cancelled {
-                stock_left,
-                waitlist,
-                ..
-            }) => {
-                inc(&self.state.metrics.cancels);
-                // Promoted buyers hear of it from the tick on whichever node they are; only a
-                // flash cap a promotion used up is this node's to end, as for a claim.
-                for outcome in &waitlist {
-                    if let WaitlistOutcome::Promoted {
-                        flash_exhausted: Some(flash_id),
-                        ..
-                    } = outcome
-                    {
-                        self.state.end_capped_flash(self.rt.clone(), *flash_id);
-                    }
-                }
-                CancelResult {
-                    claim_id: claim_id.clone(),
-                    outcome: CancelOutcomeKind::Cancelled,
-                    reason: None,
-                    stock_left: Some(stock_left),
-                    message: None,
+        let Some(out) = self.lane_room() else {
+            let limit = self.state.config.limits.claims_in_flight;
+            inc(&self.state.metrics.rate_limited);
+            let r = refuse(
+                ErrorCode::RateLimited,
+                format!("{limit} claims already await their answers; retry once they arrive"),
+            );
+            return self.send_msg(&ServerMessage::CancelResult(r)).await;
+        };
+        let (state, rt) = (self.state.clone(), self.rt.clone());
+        self.spawn(async move {
+            let r = cancel(&state, &rt, &buyer, &id, claim_id).await;
+            let _ = out.send(ServerMessage::CancelResult(r)).await;
+        });
+        Ok(())
+    }
+}
+
+/// Runs a cancellation, bounded like a claim by `claim_deadline_ms`. A cancellation has no
+/// deadline inside the inventory: one answered `unavailable` may still take effect, and a retry
+/// says so (`cancelled`, "already cancelled"); giving back units twice is impossible.
+async fn cancel(
+    state: &Arc<AppState>,
+    rt: &Arc<ShowRuntime>,
+    buyer: &BuyerId,
+    id: &ClaimId,
+    claim_id: String,
+) -> CancelResult {
+    let refuse = |code: ErrorCode, message: String| CancelResult {
+        claim_id: claim_id.clone(),
+        outcome: CancelOutcomeKind::Refused,
+        reason: Some(code),
+        stock_left: None,
+        message: Some(message),
+    };
+    let deadline = Duration::from_millis(state.config.limits.claim_deadline_ms);
+    let decided = match tokio::time::timeout(
+        deadline,
+        state.inventory.cancel(&rt.id, buyer, id, now_ms()),
+    )
+    .await
+    {
+        Ok(decided) => decided,
+        Err(_) => Err(InventoryError::Unknown(format!(
+            "not answered within {} ms; it may still take effect, retry to learn",
+            deadline.as_millis()
+        ))),
+    };
+    match decided {
+        Ok(CancelDecision::Cancelled {
+            stock_left,
+            waitlist,
+            ..
+        }) => {
+            inc(&state.metrics.cancels);
+            // Promoted buyers hear of it from the tick on whichever node they are; only a
+            // flash cap a promotion used up is this node's to end, as for a claim.
+            for outcome in &waitlist {
+                if let WaitlistOutcome::Promoted {
+                    flash_exhausted: Some(flash_id),
+                    ..
+                } = outcome
+                {
+                    state.end_capped_flash(rt.clone(), *flash_id);
                 }
             }
-            Ok(CancelDecision::AlreadyCancelled { stock_left, .. }) => CancelResult {
+            CancelResult {
                 claim_id: claim_id.clone(),
                 outcome: CancelOutcomeKind::Cancelled,
                 reason: None,
                 stock_left: Some(stock_left),
-                message: Some("already cancelled".into()),
-            },
-            Ok(CancelDecision::UnknownClaim) => refuse(
-                ErrorCode::UnknownClaim,
-                "no such claim of yours in this show".into(),
-            ),
-            Ok(CancelDecision::ShowNotLive) => refuse(
-                ErrorCode::ShowNotLive,
-                "claims can be cancelled only while the show is live".into(),
-            ),
-            Err(e) => {
-                let (code, message) = inventory_error(e);
-                refuse(code, message)
+                message: None,
             }
-        };
-        self.send_msg(&ServerMessage::CancelResult(result)).await
+        }
+        Ok(CancelDecision::AlreadyCancelled { stock_left, .. }) => CancelResult {
+            claim_id: claim_id.clone(),
+            outcome: CancelOutcomeKind::Cancelled,
+            reason: None,
+            stock_left: Some(stock_left),
+            message: Some("already cancelled".into()),
+        },
+        Ok(CancelDecision::UnknownClaim) => refuse(
+            ErrorCode::UnknownClaim,
+            "no such claim of yours in this show".into(),
+        ),
+        Ok(CancelDecision::ShowNotLive) => refuse(
+            ErrorCode::ShowNotLive,
+            "claims can be cancelled only while the show is live".into(),
+        ),
+        Err(e) => {
+            let (code, message) = inventory_error(e);
+            refuse(code, message)
+        }
     }
 }
 
@@ -673,10 +757,11 @@ fn waitlist_refused(
     }
 }
 
-fn inventory_error(e: InventoryError) -> (ErrorCode, String) {
+pub(crate) fn inventory_error(e: InventoryError) -> (ErrorCode, String) {
     match e {
         InventoryError::Command(c) => (convert::command_error_code(&c), c.to_string()),
-        InventoryError::Unavailable(m) => (ErrorCode::Unavailable, m),
+        InventoryError::Unavailable(m) | InventoryError::Unknown(m) => (ErrorCode::Unavailable, m),
+        InventoryError::DeadlinePassed => (ErrorCode::Unavailable, e.to_string()),
         InventoryError::UnknownShow(s) => (ErrorCode::NotFound, format!("show {s} not found")),
         InventoryError::Internal(m) => {
             tracing::error!(error = %m, "inventory failure");
@@ -734,6 +819,7 @@ pub async fn run(
     let mut s = Session {
         write_timeout: Duration::from_millis(l.write_timeout_ms),
         bucket: Bucket::new(l.messages_per_second, l.message_burst),
+        lane: None,
         state: state.clone(),
         rt: rt.clone(),
         socket,
@@ -842,6 +928,9 @@ async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCod
             biased;
             () = &mut stop => return Some(CloseCode::Restart),
             () = &mut expiry => return Some(CloseCode::TokenExpired),
+            Some(answer) = next_answer(&mut s.lane) => {
+                s.send_msg(&answer).await.ok()?;
+            }
             incoming = s.socket.recv() => {
                 let msg = match incoming {
                     Some(Ok(m)) => m,

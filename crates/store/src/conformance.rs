@@ -391,6 +391,13 @@ async fn markets(c: &Store) -> Result<(), StoreError> {
             .is_none(),
         "commitment is per night",
     )?;
+    ensure(
+        c.night_commitments(&m.id, commit.night_date).await? == vec![commit.clone()]
+            && c.night_commitments(&m.id, date(2026, 12, 4))
+                .await?
+                .is_empty(),
+        "a night's commitments are listed",
+    )?;
 
     let set = LineupSetRow {
         id: "set-1".into(),

@@ -391,6 +391,34 @@ impl Store {
             .transpose()
     }
 
+    /// Every commitment signed for one night, oldest first (the office reviews them).
+    pub async fn night_commitments(
+        &self,
+        market: &MarketId,
+        night: Date,
+    ) -> Result<Vec<CommitmentRow>, StoreError> {
+        let rows = self
+            .engine
+            .query(
+                "SELECT seller_id, statement, signed_by, signed_at FROM commitments
+                 WHERE market_id = $1 AND night_date = $2 ORDER BY signed_at, seller_id",
+                params![market.as_str(), night.to_string()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CommitmentRow {
+                    market_id: market.clone(),
+                    night_date: night,
+                    seller_id: SellerId::parse(r.text(0)?).map_err(corrupt)?,
+                    statement: r.text(1)?,
+                    signed_by: r.text(2)?,
+                    signed_at: r.int(3)?,
+                })
+            })
+            .collect()
+    }
+
     pub async fn create_lineup_set(&self, s: &LineupSetRow) -> Result<(), StoreError> {
         let items = serde_json::to_string(&s.items).map_err(corrupt)?;
         self.engine

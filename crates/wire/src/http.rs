@@ -129,11 +129,21 @@ pub struct Readiness {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackendState {
+    /// `redis`, `postgres`, `sqlite`, or `server` (only while shutting down).
     pub name: String,
     /// `ok` or `failing`.
     pub state: String,
+    /// Why it is failing now; absent when `ok`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Since when (UTC ms) the state has been what it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
+    /// The most recent failure, kept after recovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_at: Option<i64>,
 }
 
 /// `POST /api/auth/redeem`: the code from a one-time sign-in link.

@@ -243,13 +243,17 @@ pub struct ViewersFrame {
     pub count: u64,
 }
 
-/// `accepted`, `duplicate` (the original acceptance, repeated) or `refused`.
+/// `accepted`, `duplicate` (the original acceptance, repeated), `refused`, or `pending`: the
+/// claim may have reached the inventory and its outcome is not known by the claim deadline; the
+/// real `claim_result` for the same claim id follows on the connection (or shows in the next
+/// snapshot's `my_claims`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClaimOutcomeKind {
     Accepted,
     Duplicate,
     Refused,
+    Pending,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

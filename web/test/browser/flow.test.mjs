@@ -141,6 +141,8 @@ async function flow(t) {
   // --- the operator schedules the show in tonight's slot ---
   await o.goto(`${srv.url}/operator#markets`);
   const night = o.locator(`[data-night="${start.date}"]`);
+  // The office sees the seller's signed commitment on the night before scheduling it.
+  await night.locator(`[data-commitments="${start.date}"]`).getByText(sellerName).waitFor();
   await night.getByText("Xếp phiên vào đêm này").click();
   await night.getByLabel("Người bán").selectOption({ label: sellerName });
   await night.getByLabel("Tên phiên").fill(title);

@@ -1,6 +1,7 @@
 -- cancel(claim_id, buyer, now): a buyer's own claim, while live; units go back to stock. The
 -- log entry carries the claim's terms and its own time (`claimed_at`), as settlement needs them.
-local cid, buyer, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+-- `now` is empty: TIME decides (see `clock`).
+local cid, buyer, now = ARGV[1], ARGV[2], clock(ARGV[3])
 local raw = redis.call('HGET', K_CLAIMS, cid)
 if not raw then return cjson.encode({ o = 'unknown_claim' }) end
 local r = rec_parse(cid, raw)

@@ -1,7 +1,10 @@
--- claim(claim_id, buyer, product, quantity, seen_price, now): every check before the first
--- write, then stock, limit, flash and the claim log change together.
+-- claim(claim_id, buyer, product, quantity, seen_price, now, deadline): every check before the
+-- first write, then stock, limit, flash and the claim log change together. `now` is empty
+-- (TIME decides; see `clock`); `deadline` (ms, or empty for none) refuses a claim that runs
+-- after it, so a claim the node gave up on never executes later.
 local cid, buyer, p = ARGV[1], ARGV[2], ARGV[3]
-local qty, seen, now = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local qty, seen, now = tonumber(ARGV[4]), tonumber(ARGV[5]), clock(ARGV[6])
+local deadline = tonumber(ARGV[7] or '')
 
 local existing = redis.call('HGET', K_CLAIMS, cid)
 if existing then
@@ -9,6 +12,7 @@ if existing then
   if r.buyer ~= buyer then return cjson.encode({ o = 'refused', reason = 'claim_id_taken' }) end
   return cjson.encode({ o = 'duplicate', rec = r, left = left_of(r.product_id) })
 end
+if deadline and now > deadline then return cjson.encode({ o = 'expired' }) end
 if meta('status') ~= 'live' then return cjson.encode({ o = 'refused', reason = 'show_not_live' }) end
 local e = entry(p)
 if not e then return cjson.encode({ o = 'refused', reason = 'unknown_product' }) end

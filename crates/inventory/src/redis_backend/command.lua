@@ -4,7 +4,9 @@
 -- publication never disagree. Refusals change nothing. `publish` is PUBLISH, or SPUBLISH on a
 -- Redis Cluster. The channel is not a key, so it is passed in ARGV; it carries the show's hash
 -- tag, so it hashes to the slot of the KEYS and Redis Cluster lets the script publish on it.
-local op, now, history, channel, publish = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
+-- `now` is empty: TIME decides (see `clock`), so a flash's window is on the clock claims are
+-- judged by.
+local op, now, history, channel, publish = ARGV[1], clock(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local events = {}
 
 local function emit(body)

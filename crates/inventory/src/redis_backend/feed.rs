@@ -31,8 +31,49 @@ use tokio::sync::mpsc;
 /// Events waiting for the server to take them; beyond this the subscriber stops reading and
 /// Redis buffers (bounded by its `client-output-buffer-limit pubsub`).
 const FEED_QUEUE: usize = 4096;
-/// Pause before reconnecting after the subscription connection failed.
+/// Pause before reconnecting after the subscription connection failed; it doubles with each
+/// failure in a row, up to [`RECONNECT_DELAY_MAX`]. (Events missed meanwhile are repaired from
+/// history on the next stock tick anyway.)
 const RECONNECT_DELAY: Duration = Duration::from_millis(250);
+const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(4);
+
+/// Reconnection attempts in a row: their pauses, and a warning only at the 1st, 2nd, 4th, 8th …
+/// failure, so an outage does not fill the log; then one line when the feed is back.
+#[derive(Default)]
+struct Retry {
+    failures: u32,
+    since: Option<std::time::Instant>,
+}
+
+impl Retry {
+    async fn failed(&mut self, what: &str, error: String) {
+        self.failures += 1;
+        let since = *self.since.get_or_insert_with(std::time::Instant::now);
+        if self.failures.is_power_of_two() {
+            tracing::warn!(
+                %error,
+                failures = self.failures,
+                down_ms = since.elapsed().as_millis() as u64,
+                "event feed: {what}; retrying"
+            );
+        }
+        let delay = RECONNECT_DELAY
+            .saturating_mul(1 << (self.failures - 1).min(8))
+            .min(RECONNECT_DELAY_MAX);
+        tokio::time::sleep(delay).await;
+    }
+
+    fn succeeded(&mut self) {
+        if let Some(since) = self.since.take() {
+            tracing::info!(
+                failures = self.failures,
+                down_ms = since.elapsed().as_millis() as u64,
+                "event feed: Redis is back; subscribed again"
+            );
+        }
+        self.failures = 0;
+    }
+}
 /// On a Cluster, resubscription confirmations arriving within this window of the first one
 /// (several channels, several nodes reconnecting) are reported as one reconnection.
 const RESUBSCRIBE_SETTLE: Duration = Duration::from_millis(100);
@@ -66,12 +107,12 @@ pub(super) fn start(
     tokio::spawn(async move {
         let mut channels: HashMap<String, ShowId> = HashMap::new();
         let mut first = true;
+        let mut retry = Retry::default();
         loop {
             let pubsub = match client.get_async_pubsub().await {
                 Ok(p) => p,
                 Err(e) => {
-                    tracing::warn!(error = %e, "event feed: cannot subscribe; retrying");
-                    tokio::time::sleep(RECONNECT_DELAY).await;
+                    retry.failed("cannot subscribe", e.to_string()).await;
                     continue;
                 }
             };
@@ -85,6 +126,9 @@ pub(super) fn start(
             }
             if ok && !first && out.send(FeedItem::Reconnected).await.is_err() {
                 return;
+            }
+            if ok {
+                retry.succeeded();
             }
             first = false;
             while ok {
@@ -113,8 +157,9 @@ pub(super) fn start(
                     }
                 }
             }
-            tracing::warn!("event feed: subscription lost; reconnecting");
-            tokio::time::sleep(RECONNECT_DELAY).await;
+            retry
+                .failed("subscription lost", "connection closed".into())
+                .await;
         }
     });
     (EventFeed { watch: watch_tx }, rx)
@@ -150,12 +195,17 @@ pub(super) fn start_cluster(
                 return;
             }
         };
+        let mut retry = Retry::default();
         let conn = loop {
             match client.get_async_connection().await {
-                Ok(c) => break c,
+                Ok(c) => {
+                    retry.succeeded();
+                    break c;
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "event feed: cannot reach the cluster; retrying");
-                    tokio::time::sleep(RECONNECT_DELAY).await;
+                    retry
+                        .failed("cannot reach the cluster", e.to_string())
+                        .await
                 }
             }
         };
@@ -164,10 +214,11 @@ pub(super) fn start_cluster(
         let subscribe = |channel: String| {
             let mut conn = conn.clone();
             tokio::spawn(async move {
+                let mut retry = Retry::default();
                 while let Err(e) = conn.ssubscribe(&channel).await {
-                    tracing::warn!(error = %e, channel, "event feed: cannot subscribe; retrying");
-                    tokio::time::sleep(RECONNECT_DELAY).await;
+                    retry.failed("cannot subscribe", e.to_string()).await;
                 }
+                retry.succeeded();
             });
         };
         let mut channels: HashMap<String, ShowId> = HashMap::new();

@@ -48,7 +48,7 @@ use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::{BookView, Command, Inventory, InventoryError, StockView};
+use crate::{BookView, Command, DecisionClock, Inventory, InventoryError, StockView};
 
 mod feed;
 pub use feed::{EventFeed, FeedItem};
@@ -81,6 +81,20 @@ const CLUSTER_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// connection, TRYAGAIN. A script whose reply was lost may run again; every script is safe to
 /// rerun (a claim id answers `duplicate`, a command already applied is refused).
 const CLUSTER_RETRIES: u32 = 3;
+/// How long one reply from a single Redis may take; past it the request's outcome is unknown
+/// (the script may have run). The `redis` crate's default, stated here.
+const RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long connecting to a single Redis may take, per attempt.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+/// Attempts after the first when (re)connecting, and the longest pause between two. Requests
+/// wait for a reconnection in progress: with the crate's defaults (6 retries, doubling from
+/// 100 ms) a request could wait some 9 s for a Redis that is down. Two quick retries bound it
+/// to about 1.5 s; the next request starts a new reconnection.
+const RECONNECT_RETRIES: usize = 2;
+const RECONNECT_MAX_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long a readiness probe (`PING`) may take before Redis counts as unreachable.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Most claim-log entries one script reads: Redis runs nothing else meanwhile, so a long page
 /// is read in several steps rather than holding up the claims of every show on the node.
 const LOG_CHUNK: usize = 1000;
@@ -140,6 +154,8 @@ pub struct RedisInventory {
     conn: Conn,
     /// Whether the last round trip succeeded, for readiness.
     healthy: AtomicBool,
+    /// TIME in the scripts, or the caller's `now` (tests that script time).
+    clock: DecisionClock,
     /// `PUBLISH`, or `SPUBLISH` on a Redis Cluster (sharded pub/sub: the message stays on the
     /// show's shard instead of being broadcast to every node).
     publish: &'static str,
@@ -170,6 +186,17 @@ fn cluster_builder(seeds: &[String]) -> redis::cluster::ClusterClientBuilder {
 
 fn unavailable(e: impl std::fmt::Display) -> InventoryError {
     InventoryError::Unavailable(format!("redis: {e}"))
+}
+
+/// A failed script call: refused connections never carried the request; anything else (a
+/// timeout, a dropped connection, an error after sending) may have run the script, its reply
+/// lost.
+fn script_failed(e: redis::RedisError) -> InventoryError {
+    if e.is_connection_refusal() {
+        unavailable(e)
+    } else {
+        InventoryError::Unknown(format!("redis: {e}"))
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> InventoryError {
@@ -361,6 +388,8 @@ struct ReadOut {
     waiting: Vec<RawPlace>,
     #[serde(deserialize_with = "list")]
     news: Vec<RawNotice>,
+    /// Redis's TIME as the read ran, in milliseconds.
+    now: i64,
 }
 
 #[derive(Deserialize)]
@@ -493,7 +522,15 @@ impl RedisInventory {
     /// one test, each). `history` bounds each show's kept events.
     pub async fn connect(url: &str, prefix: &str, history: usize) -> Result<Self, InventoryError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
-        let conn = client.get_connection_manager().await.map_err(unavailable)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_number_of_retries(RECONNECT_RETRIES)
+            .set_max_delay(RECONNECT_MAX_DELAY);
+        let conn = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(unavailable)?;
         Self::start(
             Server::Single(client),
             Conn::Single(conn),
@@ -532,6 +569,7 @@ impl RedisInventory {
             server,
             conn,
             healthy: AtomicBool::new(true),
+            clock: DecisionClock::Execution,
             publish,
             wait: None,
             prefix: prefix.to_owned(),
@@ -563,6 +601,20 @@ impl RedisInventory {
             script.load_async(&mut conn).await.map_err(unavailable)?;
         }
         Ok(inventory)
+    }
+
+    /// Decides by `clock` (the default is [`DecisionClock::Execution`]: Redis's `TIME`).
+    pub fn with_clock(mut self, clock: DecisionClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The `now` a script gets: empty for its own clock (TIME), the caller's when scripted.
+    fn at(&self, now: Millis) -> String {
+        match self.clock {
+            DecisionClock::Execution => String::new(),
+            DecisionClock::Scripted => now.to_string(),
+        }
     }
 
     /// Whether this inventory runs on a Redis Cluster.
@@ -647,7 +699,7 @@ impl RedisInventory {
         let mut conn = self.conn.clone();
         let reply: Result<String, _> = inv.invoke_async(&mut conn).await;
         self.healthy.store(reply.is_ok(), Ordering::Relaxed);
-        let text = reply.map_err(unavailable)?;
+        let text = reply.map_err(script_failed)?;
         serde_json::from_str(&text).map_err(|e| internal(format!("{e}: {text}")))
     }
 
@@ -744,7 +796,7 @@ impl Inventory for RedisInventory {
     ) -> Result<Vec<SequencedEvent>, InventoryError> {
         let mut args = vec![
             String::new(),
-            now.to_string(),
+            self.at(now),
             self.history.to_string(),
             self.event_channel(show),
             self.publish.to_owned(),
@@ -813,11 +865,12 @@ impl Inventory for RedisInventory {
         Ok(out.events)
     }
 
-    async fn claim(
+    async fn claim_within(
         &self,
         show: &ShowId,
         req: ClaimRequest,
         now: Millis,
+        deadline: Option<Millis>,
     ) -> Result<ClaimDecision, InventoryError> {
         let args = [
             req.claim_id.to_string(),
@@ -825,11 +878,20 @@ impl Inventory for RedisInventory {
             req.product_id.to_string(),
             req.quantity.get().to_string(),
             req.seen_price.get().to_string(),
-            now.to_string(),
+            self.at(now),
+            deadline.map(|d| d.to_string()).unwrap_or_default(),
         ];
         let out: ClaimOut = self.run(&self.claim, show, &args).await?;
+        if out.o == "expired" {
+            return Err(InventoryError::DeadlinePassed);
+        }
         if matches!(out.o.as_str(), "accepted" | "duplicate") {
-            self.replicated(show).await?;
+            // The claim stands even if the replicas are late: its outcome, as the caller
+            // sees it, is not known until a retry finds it replicated.
+            self.replicated(show).await.map_err(|e| match e {
+                InventoryError::Unavailable(m) => InventoryError::Unknown(m),
+                other => other,
+            })?;
         }
         let accepted = |out: ClaimOut| -> Result<ClaimAccepted, InventoryError> {
             let rec = out
@@ -874,7 +936,7 @@ impl Inventory for RedisInventory {
         claim_id: &ClaimId,
         now: Millis,
     ) -> Result<CancelDecision, InventoryError> {
-        let args = [claim_id.to_string(), buyer.to_string(), now.to_string()];
+        let args = [claim_id.to_string(), buyer.to_string(), self.at(now)];
         let mut out: ClaimOut = self.run(&self.cancel, show, &args).await?;
         if matches!(out.o.as_str(), "cancelled" | "already") {
             self.replicated(show).await?;
@@ -922,7 +984,7 @@ impl Inventory for RedisInventory {
             buyer.to_string(),
             product.to_string(),
             quantity.get().to_string(),
-            now.to_string(),
+            self.at(now),
             MAX_WAITLIST_PER_PRODUCT.to_string(),
         ];
         let out: WaitlistOut = self.run(&self.waitlist, show, &args).await?;
@@ -969,7 +1031,7 @@ impl Inventory for RedisInventory {
             buyer.to_string(),
             product.map(ToString::to_string).unwrap_or_default(),
             "0".to_owned(),
-            now.to_string(),
+            self.at(now),
             MAX_WAITLIST_PER_PRODUCT.to_string(),
         ];
         let out: WaitlistOut = self.run(&self.waitlist, show, &args).await?;
@@ -1012,6 +1074,10 @@ impl Inventory for RedisInventory {
             });
         }
         let flash = out.flash()?;
+        let now = match self.clock {
+            DecisionClock::Execution => out.now,
+            DecisionClock::Scripted => now,
+        };
         let pinned = (!out.pinned.is_empty())
             .then(|| ProductId::parse(out.pinned.clone()))
             .transpose()
@@ -1214,6 +1280,26 @@ impl Inventory for RedisInventory {
         }
         self.replicated(show).await?;
         Ok(())
+    }
+
+    fn dependency(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn probe(&self) -> Result<(), InventoryError> {
+        let mut conn = self.conn.clone();
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        let result = match tokio::time::timeout(PROBE_TIMEOUT, ping).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(unavailable(format!(
+                "no answer to PING within {} ms",
+                PROBE_TIMEOUT.as_millis()
+            ))),
+        };
+        self.healthy.store(result.is_ok(), Ordering::Relaxed);
+        result
     }
 
     fn health(&self) -> Result<(), InventoryError> {

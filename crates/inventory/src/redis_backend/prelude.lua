@@ -10,6 +10,15 @@ local function n(x) return string.format('%.0f', x) end
 
 local function meta(field) return redis.call('HGET', K_META, field) end
 
+-- The time a step is decided at: Redis's own clock as the script runs (TIME; Redis 7 replicates
+-- scripts by their effects, so reading it is allowed), never a time taken before the request
+-- waited in a queue or a socket. A non-empty argument is a scripted time (tests only).
+local function clock(arg)
+  if arg ~= nil and arg ~= '' then return tonumber(arg) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
 local function flash_get()
   local raw = redis.call('HGETALL', K_FLASH)
   if #raw == 0 then return nil end

@@ -54,4 +54,6 @@ if feed_from >= 0 then
   end
 end
 out.news = news
+-- The price a snapshot shows is judged on the clock claims are judged by.
+out.now = clock('')
 return cjson.encode(out)

@@ -1,7 +1,7 @@
 -- waitlist(op, buyer, product, quantity, now, max): `join` puts the buyer on a sold-out
--- product's waitlist, `leave` takes it off one product's list, or off every list of the show
+-- product's waitlist (`now` empty: TIME decides, see `clock`), `leave` takes it off one product's list, or off every list of the show
 -- when `product` is empty. The rules of ShowBook::waitlist_join, checked before any write.
-local op, buyer, p, qty, now, max = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local op, buyer, p, qty, now, max = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), clock(ARGV[5]), tonumber(ARGV[6])
 
 if op == 'leave' then
   local products = {}

@@ -11,7 +11,7 @@ use nightmarket_domain::{
     BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRequest, Dong, FlashSpec, LineupEntry,
     MarketId, Product, ProductGroup, ProductId, Quantity, SellerId, ShowId, ShowStatus, Stars,
 };
-use nightmarket_inventory::{Command, Inventory, MemoryInventory, RedisInventory};
+use nightmarket_inventory::{Command, DecisionClock, Inventory, MemoryInventory, RedisInventory};
 use nightmarket_orders::{Settler, SettlerLimits};
 use nightmarket_store::{LineupRow, SellerRow, ShowRow, ShowSchedule, SqliteJournal, Store};
 
@@ -48,7 +48,8 @@ pub async fn env(kind: Kind) -> Env {
                 .await
                 .unwrap();
             let journal = dir.path().join("journal.sqlite");
-            let inv = MemoryInventory::new(SqliteJournal::open(&journal, 65_536).unwrap(), 1000);
+            let inv = MemoryInventory::new(SqliteJournal::open(&journal, 65_536).unwrap(), 1000)
+                .with_clock(DecisionClock::Scripted);
             Env {
                 kind,
                 store: Arc::new(store),
@@ -69,7 +70,8 @@ pub async fn env(kind: Kind) -> Env {
             let prefix = format!("nmtest:{}:", uuid::Uuid::new_v4());
             let inv = RedisInventory::connect(&redis_url(), &prefix, 1000)
                 .await
-                .unwrap();
+                .unwrap()
+                .with_clock(DecisionClock::Scripted);
             Env {
                 kind,
                 store: Arc::new(store),

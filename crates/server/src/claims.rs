@@ -1,0 +1,189 @@
+//! A claim from the moment a session reads it to its definite answer, within the claim deadline.
+//!
+//! The deadline (`limits.claim_deadline_ms` after the claim was read) travels into the
+//! inventory, which refuses a claim that executes after it (in Redis: the script compares it with
+//! `TIME`). So once it has passed, a claim that has not executed never will, and:
+//!
+//! - a claim the inventory decided in time gets that answer;
+//! - a claim that surely never reached the inventory (refused connection, dependency known to be
+//!   down) is answered `unavailable`, retryable;
+//! - a claim that may have reached it (a call still in flight at the deadline, a reply lost) is
+//!   answered `pending` at the deadline, then sent again with the same id and deadline until the
+//!   inventory answers: `duplicate` means it did execute (answered `accepted`), a deadline
+//!   refusal that it never will (answered `unavailable`). That real answer goes to the same
+//!   connection; had the viewer left, the next snapshot's `my_claims` shows it.
+//!
+//! Node and Redis clocks are assumed to agree within NTP's tens of milliseconds: a skew shifts
+//! the deadline the script enforces by as much, and a claim resent after the deadline is
+//! simply decided again under it (the answer is still the truth).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nightmarket_domain::{ClaimDecision, ClaimRequest};
+use nightmarket_inventory::InventoryError;
+use nightmarket_wire::ErrorCode;
+use nightmarket_wire::server::{ClaimOutcomeKind, ClaimResult, ServerMessage};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::convert;
+use crate::metrics::inc;
+use crate::state::{AppState, ShowRuntime, now_ms};
+
+/// First pause before sending a claim again after a failure; doubles up to
+/// [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(25);
+/// Longest pause between two attempts to learn a pending claim's outcome.
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Runs one claim to its answer(s), sending them to `out` (the session's answer queue). Returns
+/// early if the session is gone.
+pub async fn decide(
+    state: Arc<AppState>,
+    rt: Arc<ShowRuntime>,
+    req: ClaimRequest,
+    out: mpsc::Sender<ServerMessage>,
+) {
+    let deadline_ms = state.config.limits.claim_deadline_ms;
+    let due = Instant::now() + Duration::from_millis(deadline_ms);
+    let deadline = now_ms() + deadline_ms as i64;
+    let claim_id = req.claim_id.to_string();
+    let send = |r: ClaimResult| {
+        let out = out.clone();
+        async move { out.send(ServerMessage::ClaimResult(r)).await.is_ok() }
+    };
+    // A dependency known to be down (the health prober's last word) is not waited for.
+    if let Err(e) = state.inventory.health() {
+        let r = unavailable(&state, &rt, &claim_id, &e.to_string());
+        send(r).await;
+        return;
+    }
+
+    // Attempts until an answer, or until the deadline with a call still out.
+    let mut maybe_sent = false;
+    let mut pause = RETRY_MIN;
+    let late = loop {
+        let mut call = state
+            .inventory
+            .claim_within(&rt.id, req.clone(), now_ms(), Some(deadline));
+        let answer = tokio::select! {
+            r = &mut call => Some(r),
+            () = tokio::time::sleep_until(due) => None,
+        };
+        let Some(answer) = answer else {
+            break Some(call);
+        };
+        match answer {
+            Err(e @ (InventoryError::Unavailable(_) | InventoryError::Unknown(_))) => {
+                maybe_sent |= matches!(e, InventoryError::Unknown(_));
+                if Instant::now() + pause >= due {
+                    if !maybe_sent {
+                        let r = unavailable(&state, &rt, &claim_id, &e.to_string());
+                        send(r).await;
+                        return;
+                    }
+                    break None;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RETRY_MAX);
+            }
+            other => {
+                send(answer_of(&state, &rt, &claim_id, other, maybe_sent)).await;
+                return;
+            }
+        }
+    };
+
+    // The outcome is not known by the deadline: say so, then find out.
+    inc(&state.metrics.claims_pending);
+    if !send(convert::claim_pending(&claim_id, deadline_ms)).await {
+        return;
+    }
+    if let Some(call) = late {
+        match call.await {
+            Err(InventoryError::Unavailable(_) | InventoryError::Unknown(_)) => {}
+            other => {
+                send(answer_of(&state, &rt, &claim_id, other, true)).await;
+                return;
+            }
+        }
+    }
+    let mut pause = RETRY_MIN;
+    loop {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RETRY_MAX);
+        match state
+            .inventory
+            .claim_within(&rt.id, req.clone(), now_ms(), Some(deadline))
+            .await
+        {
+            Err(InventoryError::Unavailable(_) | InventoryError::Unknown(_)) => {}
+            other => {
+                send(answer_of(&state, &rt, &claim_id, other, true)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// The answer to a decided (or definitely undecided) claim, counted in the metrics and the
+/// show's statistics. `resolved`: an earlier attempt of this claim may have executed, so a
+/// `duplicate` is this very claim's acceptance.
+fn answer_of(
+    state: &Arc<AppState>,
+    rt: &Arc<ShowRuntime>,
+    claim_id: &str,
+    decided: Result<ClaimDecision, InventoryError>,
+    resolved: bool,
+) -> ClaimResult {
+    match decided {
+        Ok(ClaimDecision::Accepted(a)) => {
+            inc(&state.metrics.claims_accepted);
+            if let Some(flash_id) = a.flash_exhausted {
+                state.end_capped_flash(rt.clone(), flash_id);
+            }
+            convert::claim_accepted(&a, ClaimOutcomeKind::Accepted)
+        }
+        Ok(ClaimDecision::Duplicate(a)) if resolved => {
+            inc(&state.metrics.claims_accepted);
+            convert::claim_accepted(&a, ClaimOutcomeKind::Accepted)
+        }
+        Ok(ClaimDecision::Duplicate(a)) => {
+            inc(&state.metrics.claims_duplicate);
+            convert::claim_accepted(&a, ClaimOutcomeKind::Duplicate)
+        }
+        Ok(ClaimDecision::Refused(r)) => {
+            refused(state, rt, convert::refusal_code(r.reason));
+            convert::claim_refused(claim_id, &r)
+        }
+        Err(InventoryError::DeadlinePassed) => unavailable(
+            state,
+            rt,
+            claim_id,
+            &format!(
+                "not decided within {} ms; it was not taken and never will be",
+                state.config.limits.claim_deadline_ms
+            ),
+        ),
+        Err(e) => {
+            let (code, message) = crate::ws::inventory_error(e);
+            refused(state, rt, code);
+            convert::claim_error(claim_id, code, message)
+        }
+    }
+}
+
+fn unavailable(state: &AppState, rt: &ShowRuntime, claim_id: &str, why: &str) -> ClaimResult {
+    refused(state, rt, ErrorCode::Unavailable);
+    convert::claim_error(
+        claim_id,
+        ErrorCode::Unavailable,
+        format!("{why}; retry with the same claim_id"),
+    )
+}
+
+fn refused(state: &AppState, rt: &ShowRuntime, code: ErrorCode) {
+    state.metrics.refused(code);
+    rt.stats.refused(code);
+}
