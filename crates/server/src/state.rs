@@ -250,8 +250,18 @@ impl AppState {
             stats: self.show_stats.counters(&row.id),
             buyers: crate::waitlist::Buyers::default(),
         });
-        if let Ok(mut shows) = self.shows.write() {
-            shows.entry(row.id.clone()).or_insert_with(|| rt.clone());
+        // Two first loads of one show may race (two viewers arriving at once): the first to
+        // register wins, and the other caller gets the winner's runtime, so there is only ever
+        // one gate and one flash timer per show.
+        let winner = match self.shows.write() {
+            Ok(mut shows) => shows
+                .entry(row.id.clone())
+                .or_insert_with(|| rt.clone())
+                .clone(),
+            Err(_) => rt.clone(),
+        };
+        if !Arc::ptr_eq(&winner, &rt) {
+            return Ok(winner);
         }
         // The store's status follows the book, which the journal (or Redis) made
         // authoritative: a node that stopped between the two catches up here.
@@ -633,5 +643,94 @@ pub async fn stopped(rx: &mut watch::Receiver<bool>) {
         if stop || rx.changed().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nightmarket_domain::{Dong, Product, ProductGroup, ProductId, Stars};
+    use nightmarket_inventory::MemoryInventory;
+    use nightmarket_store::{LineupRow, SellerRow, SqliteJournal};
+
+    /// Many first loads of one show at once end with one runtime, the one every caller got.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_first_loads_share_one_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::defaults().unwrap();
+        config.data_dir = dir.path().to_owned();
+        let store = Arc::new(
+            Store::sqlite(&dir.path().join("catalog.sqlite"))
+                .await
+                .unwrap(),
+        );
+        let journal = SqliteJournal::open(&dir.path().join("journal.sqlite"), 64).unwrap();
+        let inventory: Arc<dyn Inventory> = Arc::new(MemoryInventory::new(journal, 64));
+        let seller = SellerRow {
+            id: SellerId::parse("htx-ba-vi").unwrap(),
+            name: "HTX Mật ong Ba Vì".into(),
+            kind: "cooperative".into(),
+            district: "Ba Vì".into(),
+            created_at: 0,
+        };
+        store.create_seller(&seller).await.unwrap();
+        let product = Product {
+            id: ProductId::parse("mat-ong").unwrap(),
+            seller_id: seller.id.clone(),
+            name: "Mật ong hoa nhãn".into(),
+            group: ProductGroup::Food,
+            stars: Stars::parse(4).unwrap(),
+            district: "Ba Vì".into(),
+            commune: "Tản Lĩnh".into(),
+            producer: "HTX Mật ong Ba Vì".into(),
+            list_price: Dong::parse(250_000).unwrap(),
+            origin_document: "GCN-1".into(),
+            quality_label: "TCCS-1".into(),
+            documents: Vec::new(),
+        };
+        store.create_product(&product, 0).await.unwrap();
+        let row = ShowRow {
+            id: ShowId::parse("show-race").unwrap(),
+            seller_id: seller.id.clone(),
+            title: "Đêm thứ Sáu".into(),
+            status: ShowStatus::Scheduled,
+            created_at: 0,
+            lineup: vec![LineupRow {
+                product,
+                stock: 10,
+                buyer_limit: 2,
+            }],
+            schedule: None,
+            live_at: None,
+            closed_at: None,
+        };
+        store.create_show(&row).await.unwrap();
+        let (_stop, shutdown) = watch::channel(false);
+        let state = Arc::new(AppState::new(
+            config,
+            store,
+            inventory,
+            None,
+            Arc::new(crate::clock::SystemClock),
+            shutdown,
+        ));
+        let loads: Vec<_> = (0..16)
+            .map(|_| {
+                let (state, row) = (state.clone(), row.clone());
+                tokio::spawn(async move { state.load_show(&row).await.unwrap() })
+            })
+            .collect();
+        let registered = {
+            let mut got = Vec::new();
+            for l in loads {
+                got.push(l.await.unwrap());
+            }
+            got
+        };
+        let kept = state.show(&row.id).unwrap();
+        assert!(
+            registered.iter().all(|rt| Arc::ptr_eq(rt, &kept)),
+            "every caller holds the registered runtime"
+        );
     }
 }
