@@ -336,3 +336,41 @@ async fn guests_join_with_a_name_limited_per_address() {
     );
     server.shutdown().await;
 }
+
+/// Behind one trusted proxy, each client's address (from `X-Forwarded-For`) has its own guest
+/// allowance; what a client writes further left in the header counts for nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_allowance_follows_the_proxied_address() {
+    let server = TestServer::start(|c| {
+        c.sessions.guest_burst = 1;
+        c.sessions.guests_per_minute = 1;
+        c.sessions.trusted_proxy_hops = 1;
+    })
+    .await;
+    let addr = server.addr;
+    let guest = |forwarded: &'static str| async move {
+        http_full(
+            addr,
+            "POST",
+            "/api/auth/guest",
+            None,
+            &[("X-Forwarded-For", forwarded)],
+            Some(&json!({ "display_name": "Lan" })),
+        )
+        .await
+        .0
+    };
+    assert_eq!(guest("203.0.113.1").await, 200);
+    assert_eq!(guest("203.0.113.1").await, 429, "one allowance per client");
+    assert_eq!(
+        guest("203.0.113.2").await,
+        200,
+        "another client behind the proxy"
+    );
+    assert_eq!(
+        guest("198.51.100.7, 203.0.113.1").await,
+        429,
+        "a forged left-hand entry does not buy a new allowance"
+    );
+    server.shutdown().await;
+}

@@ -142,6 +142,9 @@ pub struct Sessions {
     pub guest_burst: u32,
     /// Addresses whose guest allowance is remembered at most; beyond it the fullest are forgotten.
     pub tracked_addresses: usize,
+    /// Proxies in front of the server that append to `X-Forwarded-For` (0: none; the peer's
+    /// address is the client's). With n, the client is the n-th address from the right.
+    pub trusted_proxy_hops: u32,
 }
 
 /// Largest claim-log batch: one batch is one transaction and one page read from Redis.
@@ -500,6 +503,9 @@ impl Config {
             if v > 30 * 24 * 3600 * 1000 {
                 return Err(invalid(key, "at most 2592000000 (30 days)".into()));
             }
+        }
+        if se.trusted_proxy_hops > 16 {
+            return Err(invalid("sessions.trusted_proxy_hops", "0 to 16".into()));
         }
         if se.tracked_addresses > 1_000_000 {
             return Err(invalid(

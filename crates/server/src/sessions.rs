@@ -253,11 +253,17 @@ pub async fn redeem(
 pub async fn guest(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     payload: Result<Json<GuestSignIn>, JsonRejection>,
 ) -> ApiResult<Response> {
     let req = body(payload)?;
     let name = display_name(&req.display_name)?;
-    if !state.guests.allow(peer.ip()) {
+    let client = client_address(
+        peer.ip(),
+        &headers,
+        state.config.sessions.trusted_proxy_hops,
+    );
+    if !state.guests.allow(client) {
         return Err(HttpError::new(
             ErrorCode::RateLimited,
             "too many guest sign-ins from this address; wait a minute",
@@ -279,6 +285,29 @@ pub async fn guest(
     };
     state.catalog.create_session(&session).await?;
     signed_in(&state, &session, now)
+}
+
+/// The client's address: the peer's, or behind `hops` trusted proxies, the address the
+/// outermost of them saw (the `hops`-th entry of `X-Forwarded-For` from the right; entries
+/// further left were written by the client and prove nothing). Falls back to the peer when the
+/// header is missing or short.
+fn client_address(peer: IpAddr, headers: &HeaderMap, hops: u32) -> IpAddr {
+    if hops == 0 {
+        return peer;
+    }
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    entries
+        .len()
+        .checked_sub(hops as usize)
+        .and_then(|i| entries.get(i))
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(peer)
 }
 
 /// A guest's display name: trimmed, 1 to [`MAX_DISPLAY_NAME_CHARS`] characters, no control
@@ -557,6 +586,7 @@ mod tests {
             guests_per_minute: per_minute,
             guest_burst: burst,
             tracked_addresses: tracked,
+            trusted_proxy_hops: 0,
         }
     }
 
@@ -573,6 +603,26 @@ mod tests {
         }
         let len = l.buckets.lock().map(|m| m.len()).unwrap_or(usize::MAX);
         assert!(len <= 2, "the map stays within its bound: {len}");
+    }
+
+    #[test]
+    fn client_address_behind_proxies() {
+        let peer: IpAddr = "10.0.0.2".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.9"),
+        );
+        assert_eq!(client_address(peer, &h, 0), peer, "no proxy trusted");
+        assert_eq!(
+            client_address(peer, &h, 1).to_string(),
+            "203.0.113.9",
+            "one proxy: its entry, not the client's own claim"
+        );
+        assert_eq!(client_address(peer, &h, 2).to_string(), "6.6.6.6");
+        assert_eq!(client_address(peer, &h, 3), peer, "a short header");
+        h.insert("x-forwarded-for", HeaderValue::from_static("garbage"));
+        assert_eq!(client_address(peer, &h, 1), peer);
     }
 
     #[test]
