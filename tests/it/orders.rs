@@ -323,3 +323,43 @@ async fn settle_refuses_a_data_directory_without_a_store() {
     );
     assert!(!missing.exists(), "nothing was created");
 }
+
+/// `serve` reaches every dependency before it says it listens: an unreachable store ends the
+/// start with a non-zero exit naming it (password hidden), and nothing is announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_names_an_unreachable_dependency_before_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value, name) in [
+        (
+            "NIGHTMARKET_DATABASE_URL",
+            "postgres://nightmarket:s3cret@127.0.0.1:1/nightmarket",
+            "postgres",
+        ),
+        ("NIGHTMARKET_REDIS_URL", "redis://127.0.0.1:1", "redis"),
+    ] {
+        let out = tokio::process::Command::new(EXE)
+            .arg("serve")
+            .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
+            .env("NIGHTMARKET_DATA_DIR", dir.path())
+            .env("NIGHTMARKET_DATABASE_TIMEOUT_MS", "500")
+            .env("NIGHTMARKET_LOG", "error")
+            .env_remove("NIGHTMARKET_CONFIG")
+            .env_remove("NIGHTMARKET_REDIS_URL")
+            .env_remove("NIGHTMARKET_DATABASE_URL")
+            .env(var, value)
+            .output()
+            .await
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_ne!(out.status.code(), Some(0), "{stderr}");
+        assert!(!stdout.contains("listening"), "{stdout}");
+        assert!(
+            stderr.contains(&format!("cannot use {name} at")),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("s3cret"), "{stderr}");
+    }
+}

@@ -445,12 +445,18 @@ async fn narrator(
 pub async fn run(
     listener: TcpListener,
     config: Config,
+    backends: nightmarket_server::Backends,
     buyers: u32,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let operator = mint(&config, Role::Operator, "demo-operator", 24 * 3600);
-    let server = tokio::spawn(nightmarket_server::run(listener, config.clone(), shutdown));
+    let server = tokio::spawn(nightmarket_server::serve_with(
+        listener,
+        config.clone(),
+        backends,
+        shutdown,
+    ));
     let show = seed(addr, &operator)
         .await
         .context("seeding the demo market")?;

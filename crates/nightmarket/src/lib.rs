@@ -275,11 +275,19 @@ pub fn main() -> ExitCode {
         let listener = nightmarket_server::bind(&config)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let local = listener.local_addr()?;
+        // Every dependency is reached before the server says it listens: a store or Redis it
+        // cannot use ends the start here, named.
+        let backends = nightmarket_server::open_backends(&config).await?;
         // One line on stdout that scripts and tests wait for.
         println!("nightmarket listening on {local}");
         match cli.command {
-            Cmd::Serve => nightmarket_server::run(listener, config, shutdown_signal()).await?,
-            Cmd::Demo { buyers } => demo::run(listener, config, buyers, shutdown_signal()).await?,
+            Cmd::Serve => {
+                nightmarket_server::serve_with(listener, config, backends, shutdown_signal())
+                    .await?;
+            }
+            Cmd::Demo { buyers } => {
+                demo::run(listener, config, backends, buyers, shutdown_signal()).await?;
+            }
             Cmd::Token { .. } | Cmd::Orders | Cmd::Settle { .. } | Cmd::Invite { .. } => {}
         }
         Ok::<(), anyhow::Error>(())

@@ -82,6 +82,13 @@ pub enum ServerError {
     },
     #[error("storage: {0}")]
     Storage(String),
+    /// A dependency could not be opened or reached at start: named, with where it was looked for.
+    #[error("cannot use {name} at {target}: {message}")]
+    Dependency {
+        name: &'static str,
+        target: String,
+        message: String,
+    },
     #[error("webhooks: {0}")]
     Webhooks(String),
     #[error("serving failed: {0}")]
@@ -119,7 +126,10 @@ pub async fn open_store(config: &Config) -> Result<Store, ServerError> {
         source,
     })?;
     if config.database_url.is_empty() {
-        Store::sqlite(&config.data_dir.join("catalog.sqlite")).await
+        let path = config.data_dir.join("catalog.sqlite");
+        Store::sqlite(&path)
+            .await
+            .map_err(|e| dependency("sqlite", path.display().to_string(), e))
     } else {
         Store::postgres(
             &config.database_url,
@@ -127,8 +137,30 @@ pub async fn open_store(config: &Config) -> Result<Store, ServerError> {
             std::time::Duration::from_millis(config.database_timeout_ms),
         )
         .await
+        .map_err(|e| dependency("postgres", redact(&config.database_url), e))
     }
-    .map_err(|e| ServerError::Storage(e.to_string()))
+}
+
+fn dependency(name: &'static str, target: String, e: impl std::fmt::Display) -> ServerError {
+    ServerError::Dependency {
+        name,
+        target,
+        message: e.to_string(),
+    }
+}
+
+/// A URL fit for logs and error messages: any password replaced by `***`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{scheme}://{name}:***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }
 
 /// Opens the backends the configuration names: the embedded inventory (memory, journaled to
@@ -144,7 +176,15 @@ pub async fn open_backends(config: &Config) -> Result<Backends, ServerError> {
         } else {
             RedisInventory::connect(&config.redis_url, prefix, history).await
         }
-        .map_err(|e| ServerError::Storage(e.to_string()))?
+        .map_err(|e| {
+            let target = config
+                .redis_seeds()
+                .iter()
+                .map(|u| redact(u))
+                .collect::<Vec<_>>()
+                .join(",");
+            dependency("redis", target, e)
+        })?
         .with_wait(config.redis_wait_replicas, config.redis_wait_ms);
         let feed = redis.event_feed();
         return Ok(Backends {
@@ -154,11 +194,9 @@ pub async fn open_backends(config: &Config) -> Result<Backends, ServerError> {
             clock: Arc::new(clock::SystemClock),
         });
     }
-    let journal = SqliteJournal::open(
-        &config.data_dir.join("journal.sqlite"),
-        config.limits.journal_queue,
-    )
-    .map_err(|e| ServerError::Storage(e.to_string()))?;
+    let path = config.data_dir.join("journal.sqlite");
+    let journal = SqliteJournal::open(&path, config.limits.journal_queue)
+        .map_err(|e| dependency("sqlite", path.display().to_string(), e))?;
     let inventory = MemoryInventory::new(journal, config.limits.event_history);
     Ok(Backends {
         catalog: Arc::new(catalog),
