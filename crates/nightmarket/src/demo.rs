@@ -159,7 +159,12 @@ async fn http(
     body: &Value,
 ) -> anyhow::Result<Value> {
     let mut stream = TcpStream::connect(addr).await?;
-    let body = body.to_string();
+    // `null` stands for "no body" (reads).
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -184,9 +189,28 @@ struct DemoShow {
     products: Vec<(String, String, i64)>,
 }
 
+/// The demo show's title; a run closes the shows of that title an earlier run left open.
+const SHOW_TITLE: &str = "Chợ đêm trên mây — Đặc sản Ba Vì";
+
+/// The `id` of the first item of a JSON list whose `key` equals `value`.
+fn find_id(list: &Value, key: &str, value: &str) -> Option<String> {
+    list.as_array()?
+        .iter()
+        .find(|v| v[key].as_str() == Some(value))
+        .and_then(|v| v["id"].as_str())
+        .map(str::to_owned)
+}
+
+/// Seeds the demo market, reusing the sellers and products an earlier run over the same data
+/// made, and closing the demo shows it left live or scheduled, so runs do not pile up shows.
 async fn seed(addr: SocketAddr, operator: &str) -> anyhow::Result<DemoShow> {
+    let known = http(addr, "GET", "/api/sellers", operator, &Value::Null).await?;
     let mut sellers = Vec::new();
     for (name, kind, district) in SELLERS {
+        if let Some(id) = find_id(&known, "name", name) {
+            sellers.push(id);
+            continue;
+        }
         let s = http(
             addr,
             "POST",
@@ -197,8 +221,37 @@ async fn seed(addr: SocketAddr, operator: &str) -> anyhow::Result<DemoShow> {
         .await?;
         sellers.push(s["id"].as_str().unwrap_or_default().to_owned());
     }
+    let shows = http(addr, "GET", "/api/shows", operator, &Value::Null).await?;
+    for show in shows.as_array().into_iter().flatten() {
+        let open = matches!(show["status"].as_str(), Some("live" | "scheduled"));
+        if open
+            && show["title"].as_str() == Some(SHOW_TITLE)
+            && show["seller_id"].as_str() == Some(sellers[0].as_str())
+        {
+            let id = show["id"].as_str().unwrap_or_default();
+            http(
+                addr,
+                "POST",
+                &format!("/api/shows/{id}/close"),
+                operator,
+                &json!({}),
+            )
+            .await
+            .with_context(|| format!("closing the earlier demo show {id}"))?;
+            println!("Closed the demo show an earlier run left open: {id}");
+        }
+    }
     let mut products = Vec::new();
+    let mut theirs: Vec<Value> = Vec::new();
+    for id in &sellers {
+        let path = format!("/api/products?seller_id={id}");
+        theirs.push(http(addr, "GET", &path, operator, &Value::Null).await?);
+    }
     for (seller, name, group, stars, district, commune, producer, price) in PRODUCTS {
+        if let Some(id) = find_id(&theirs[seller], "name", name) {
+            products.push((seller, id, name.to_owned(), price));
+            continue;
+        }
         let p = http(
             addr,
             "POST",
@@ -231,7 +284,7 @@ async fn seed(addr: SocketAddr, operator: &str) -> anyhow::Result<DemoShow> {
         operator,
         &json!({
             "seller_id": sellers[0],
-            "title": "Chợ đêm trên mây — Đặc sản Ba Vì",
+            "title": SHOW_TITLE,
             "lineup": lineup.iter().map(|(id, ..)| json!({"product_id": id, "stock": 150, "buyer_limit": 5})).collect::<Vec<_>>(),
         }),
     )

@@ -1,0 +1,80 @@
+//! `nightmarket demo` run twice over the same data: the second run reuses the sellers and
+//! products and closes the show the first left live, instead of piling up live shows.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use nightmarket_server::auth::Role;
+use nightmarket_tests::{WAIT, http, token};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const EXE: &str = env!("CARGO_BIN_EXE_nightmarket-under-test");
+
+/// Runs the demo until it announces its live show; returns the child, its address and what it
+/// printed up to then.
+async fn demo(dir: &std::path::Path) -> (tokio::process::Child, std::net::SocketAddr, String) {
+    let mut child = tokio::process::Command::new(EXE)
+        .args(["demo", "--buyers", "2"])
+        .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
+        .env("NIGHTMARKET_DATA_DIR", dir)
+        .env("NIGHTMARKET_AUTH_SECRET", nightmarket_tests::SECRET)
+        .env("NIGHTMARKET_LOG", "warn")
+        .env_remove("NIGHTMARKET_CONFIG")
+        .env_remove("NIGHTMARKET_REDIS_URL")
+        .env_remove("NIGHTMARKET_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = String::new();
+    let mut addr = None;
+    tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(a) = line.strip_prefix("nightmarket listening on ") {
+                addr = Some(a.parse().unwrap());
+            }
+            printed.push_str(&line);
+            printed.push('\n');
+            if line.starts_with("Demo show live") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the demo announces its show");
+    // Keep reading so the narrator never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr.expect("an address"), printed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_demo_run_reuses_and_closes_what_the_first_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut first, _, printed) = demo(dir.path()).await;
+    assert!(!printed.contains("Closed the demo show"), "{printed}");
+    first.kill().await.unwrap();
+    let _ = first.wait().await;
+
+    let (mut second, addr, printed) = demo(dir.path()).await;
+    assert!(printed.contains("Closed the demo show"), "{printed}");
+    let op = token(Role::Operator, "office");
+    let (_, sellers) = http(addr, "GET", "/api/sellers", Some(&op), None).await;
+    assert_eq!(sellers.as_array().unwrap().len(), 3, "{sellers}");
+    let (_, shows) = http(addr, "GET", "/api/shows", None, None).await;
+    let statuses: Vec<&str> = shows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "live").count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.len(), 2, "{statuses:?}");
+    second.kill().await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), second.wait()).await;
+}
