@@ -78,3 +78,89 @@ async fn a_second_demo_run_reuses_and_closes_what_the_first_left() {
     second.kill().await.unwrap();
     let _ = tokio::time::timeout(Duration::from_secs(5), second.wait()).await;
 }
+
+/// A narration line with what varies from run to run masked: event numbers everywhere; every
+/// number in stock and claim-feed lines (stock levels, quantities, prices, claim counts).
+fn masked(line: &str) -> String {
+    let mut out = String::new();
+    let trimmed = line.trim_start();
+    let all = trimmed.starts_with("stock left:") || trimmed.starts_with("someone took");
+    let mut chars = line.chars().peekable();
+    let mut in_seq = false;
+    while let Some(c) = chars.next() {
+        if c == '#' {
+            in_seq = true;
+            out.push(c);
+            continue;
+        }
+        if c.is_ascii_digit() && (all || in_seq) {
+            while chars
+                .peek()
+                .is_some_and(|d| d.is_ascii_digit() || *d == '.')
+            {
+                chars.next();
+            }
+            out.push('N');
+            continue;
+        }
+        in_seq = false;
+        out.push(c);
+    }
+    out.trim_end().to_owned()
+}
+
+/// The README's narration excerpt is what the demo prints: each of its lines, numbers masked,
+/// appears in the demo's output in the same order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_narration_is_what_the_demo_prints() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .unwrap();
+    let start = readme.find("```\n  [#1]").expect("the narration excerpt") + 4;
+    let end = start + readme[start..].find("```").unwrap();
+    let expected: Vec<String> = readme[start..end].lines().map(masked).collect();
+    assert!(expected.len() >= 5, "{expected:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(EXE)
+        .args(["demo"])
+        .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
+        .env("NIGHTMARKET_DATA_DIR", dir.path())
+        .env("NIGHTMARKET_AUTH_SECRET", nightmarket_tests::SECRET)
+        .env("NIGHTMARKET_LOG", "warn")
+        .env_remove("NIGHTMARKET_CONFIG")
+        .env_remove("NIGHTMARKET_REDIS_URL")
+        .env_remove("NIGHTMARKET_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = 0;
+    let mut seen = Vec::new();
+    // The first flash runs 3 s after the pin's 6 s and ends at its cap within its 20 s.
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let line = masked(&line);
+            if line == expected[next] {
+                next += 1;
+                if next == expected.len() {
+                    return true;
+                }
+            }
+            seen.push(line);
+        }
+        false
+    })
+    .await;
+    child.kill().await.unwrap();
+    assert_eq!(
+        found,
+        Ok(true),
+        "README line not printed by the demo: {:?}\nprinted:\n{}",
+        expected.get(next),
+        seen.join("\n")
+    );
+}

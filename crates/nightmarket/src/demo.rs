@@ -285,7 +285,7 @@ async fn seed(addr: SocketAddr, operator: &str) -> anyhow::Result<DemoShow> {
         &json!({
             "seller_id": sellers[0],
             "title": SHOW_TITLE,
-            "lineup": lineup.iter().map(|(id, ..)| json!({"product_id": id, "stock": 150, "buyer_limit": 5})).collect::<Vec<_>>(),
+            "lineup": lineup.iter().map(|(id, ..)| json!({"product_id": id, "stock": 150, "buyer_limit": 10})).collect::<Vec<_>>(),
         }),
     )
     .await?;
@@ -345,9 +345,15 @@ async fn buyer(addr: SocketAddr, show: String, token: String, seed: u64) -> anyh
     let mut rng = Rng::new(seed);
     let mut ws = connect(addr, &show, &token).await?;
     let mut pinned: Option<(String, i64)> = None;
+    // Set when a flash price applies: the next claim goes out at once (that is what a flash
+    // is for), so flashes sell out their cap instead of running out the clock.
+    let mut eager = false;
     let mut n = 0u64;
+    // At list price a buyer claims every few seconds, whatever frames arrive meanwhile.
+    let pause = |rng: &mut Rng| Duration::from_millis(3_000 + rng.below(9_000));
+    let mut next = tokio::time::Instant::now() + pause(&mut rng);
     loop {
-        let wait = Duration::from_millis(2_000 + rng.below(8_000));
+        let wait = next.saturating_duration_since(tokio::time::Instant::now());
         match tokio::time::timeout(wait, ws.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => {
                 match serde_json::from_str::<ServerMessage>(&t) {
@@ -362,6 +368,7 @@ async fn buyer(addr: SocketAddr, show: String, token: String, seed: u64) -> anyh
                             let until = (f.starts_at - now_ms()).max(0) as u64;
                             tokio::time::sleep(Duration::from_millis(until + rng.below(800))).await;
                             pinned = Some((f.product_id, f.price));
+                            eager = true;
                         }
                         ShowEvent::FlashEnded {
                             product_id,
@@ -377,12 +384,18 @@ async fn buyer(addr: SocketAddr, show: String, token: String, seed: u64) -> anyh
             Ok(_) => return Ok(()),
             Err(_) => {}
         }
-        if let Some((product, price)) = &pinned
-            && rng.below(3) == 0
-        {
+        let due = tokio::time::Instant::now() >= next;
+        if !(due || eager) {
+            continue;
+        }
+        // A flash claim takes two: twelve buyers at once pass the cap of 15.
+        let quantity = if eager { 2 } else { 1 + rng.below(2) };
+        eager = false;
+        next = tokio::time::Instant::now() + pause(&mut rng);
+        if let Some((product, price)) = &pinned {
             n += 1;
             let claim = json!({"type": "claim", "claim_id": format!("{seed:x}-{n}"), "product_id": product,
-                               "quantity": 1 + rng.below(2), "price": price});
+                               "quantity": quantity, "price": price});
             ws.send(Message::text(claim.to_string())).await?;
         }
     }
@@ -449,7 +462,8 @@ async fn narrator(
                     dong(f.price),
                     (f.ends_at - f.starts_at) / 1000,
                     f.quantity_cap.map_or("all".into(), |c| c.to_string()),
-                    ((f.starts_at - now_ms()) / 1000).max(0)
+                    // From when the flash was decided, rounded up: the countdown the seller set.
+                    ((f.starts_at - e.at + 999) / 1000).max(0)
                 ),
                 ShowEvent::FlashEnded {
                     product_id, reason, ..
@@ -468,11 +482,11 @@ async fn narrator(
                 let line = s
                     .levels
                     .iter()
-                    .map(|l| format!("{} left", l.left))
+                    .map(|l| format!("{} {}", short(&name(&l.product_id)), l.left))
                     .collect::<Vec<_>>()
                     .join(" · ");
                 if line != last_stock {
-                    println!("         stock: {line}");
+                    println!("         stock left: {line}");
                     last_stock = line;
                 }
             }
@@ -492,6 +506,15 @@ async fn narrator(
         }
     }
     Ok(())
+}
+
+/// A product's name cut to its first two words ("Mật ong", "Sữa chua"): enough to tell the
+/// demo's products apart on one stock line.
+fn short(name: &str) -> String {
+    name.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Serves the market and runs the demo until `shutdown` resolves.
@@ -550,6 +573,8 @@ pub async fn run(
     );
     println!("  seller token:  {seller_token}");
     println!("  metrics:       http://{addr}/metrics");
+    println!();
+    println!("The demo runs until Ctrl-C; a viewer's view of the show follows.");
     println!();
     let names = show.products.clone();
     let show_id = show.id.clone();
