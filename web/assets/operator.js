@@ -430,7 +430,7 @@ async function webhooks(body) {
   const out = notice();
   const form = h("form", { class: "card", novalidate: true },
     h("h2", { text: t("operator.new_webhook") }),
-    field("url", t("fields.url"), { type: "url", placeholder: "http://", required: true }),
+    field("url", t("fields.url"), { type: "url", placeholder: "https://", required: true }),
     h("fieldset", null, h("legend", { class: "muted", text: t("fields.events") }),
       h("div", { class: "row" }, WEBHOOK_EVENTS.map((e) => h("label", null, h("input", { type: "checkbox", name: "event", value: e, checked: true }), ` ${t(`events.${e}`)}`)))),
     h("button", { type: "submit", text: t("operator.create_webhook") }), out);
@@ -438,10 +438,17 @@ async function webhooks(body) {
     ev.preventDefault();
     const v = values(form);
     const events = [...form.querySelectorAll("input[name=event]:checked")].map((i) => i.value);
-    if (!/^http:\/\/\S+$/.test(v.url || "")) return say(out, "err", t("operator.bad_webhook_url"));
+    if (!/^https?:\/\/\S+$/.test(v.url || "")) return say(out, "err", t("operator.bad_webhook_url"));
     if (!events.length) return say(out, "err", t("operator.need_event"));
-    const w = await run(form, out, () => api.createWebhook({ url: v.url, events }));
-    if (w) say(out, "ok", t("operator.webhook_secret", { secret: w.secret }));
+    let w;
+    try {
+      w = await api.createWebhook({ url: v.url, events });
+    } catch (e) {
+      // The server keeps webhooks out of its own network unless configured otherwise: say so.
+      const inside = e.code === "bad_request" && /allow_private_targets/.test(e.message || "");
+      return say(out, "err", inside ? t("operator.private_webhook") : errorText(e));
+    }
+    say(out, "ok", t("operator.webhook_secret", { secret: w.secret }));
   });
   const detail = h("section");
   fill(body, h("h1", { text: t("operator.webhooks") }),

@@ -113,15 +113,20 @@ test("the operator records an exception and a webhook; bad input is refused in p
 
     await page.goto(`${srv.url}/operator#webhooks`);
     const wh = page.locator("form", { has: page.getByRole("heading", { name: "Thêm webhook" }) });
-    await wh.getByLabel("Địa chỉ nhận (http://)").fill("ftp://example");
+    const urlField = wh.getByLabel("Địa chỉ nhận (https:// hoặc http://)");
+    await urlField.fill("ftp://example");
     await wh.getByRole("button", { name: "Thêm webhook" }).click();
-    await wh.getByText("Địa chỉ phải bắt đầu bằng http://").waitFor();
-    await wh.getByLabel("Địa chỉ nhận (http://)").fill("http://127.0.0.1:9/hooks");
+    await wh.getByText("Địa chỉ phải bắt đầu bằng https:// hoặc http://").waitFor();
+    // A receiver inside the server's own network is refused, in plain words.
+    await urlField.fill("http://127.0.0.1:9/hooks");
+    await wh.getByRole("button", { name: "Thêm webhook" }).click();
+    await wh.getByText("Máy chủ không gửi webhook vào mạng nội bộ").waitFor();
+    await urlField.fill("https://hooks.example.vn/nightmarket");
     await wh.getByRole("button", { name: "Thêm webhook" }).click();
     await wh.getByText("Khoá ký (chỉ hiện một lần): whsec_").waitFor();
     await page.goto(`${srv.url}/operator#sellers`);
     await page.goto(`${srv.url}/operator#webhooks`);
-    await page.locator("li", { hasText: "http://127.0.0.1:9/hooks" }).getByRole("button", { name: "Lần gửi" }).click();
+    await page.locator("li", { hasText: "https://hooks.example.vn/nightmarket" }).getByRole("button", { name: "Lần gửi" }).click();
     await page.getByText("Chưa có lần gửi nào.").or(page.locator("table")).first().waitFor();
     assert.deepEqual(p.errors, []);
   } finally {
