@@ -524,7 +524,7 @@ fn judge(
 /// The race, phase by phase: what the proxy does to node 2's Redis traffic and for how long.
 /// Each phase pins its own product and starts a one-second flash on it, so the flash ends
 /// inside the fault.
-const REDIS_PHASES: [(Fault, u64); 8] = [
+const REDIS_PHASES: [(Fault, u64); 10] = [
     (Fault::Pass, 1500),
     (Fault::Cut, 2000),
     (Fault::Pass, 1500),
@@ -532,7 +532,11 @@ const REDIS_PHASES: [(Fault, u64); 8] = [
     (Fault::Delay(Duration::from_millis(450)), 2000),
     (Fault::Pass, 1500),
     (Fault::BlackHole, 2500),
-    (Fault::Pass, 2000),
+    (Fault::Pass, 1500),
+    (Fault::BlackHole, 2000),
+    // The partition "heals", but the far side has lost the connections that were open: only
+    // new ones work.
+    (Fault::Stale, 3000),
 ];
 /// Units of each phase's product.
 const STOCK: u32 = 100;
@@ -588,9 +592,13 @@ async fn a_partitioned_node_neither_oversells_nor_loses_nor_decides_late() {
     drop(phase_rx);
 
     let race = Instant::now();
+    let mut stale_since = 0;
     for (i, (fault, ms)) in REDIS_PHASES.iter().enumerate() {
         let started = Instant::now();
         proxy.set(*fault);
+        if *fault == Fault::Stale {
+            stale_since = now_ms();
+        }
         if i > 0 {
             seller
                 .command(
@@ -748,6 +756,28 @@ async fn a_partitioned_node_neither_oversells_nor_loses_nor_decides_late() {
     );
     assert_eq!(total.faults(), 0, "{total:?}");
     assert_eq!(order_mismatches, 0, "orders: {got:?}\nlog: {want:?}");
+    // After its old connections were lost, node 2 decides claims again, on new ones, and
+    // its last claims were all decided.
+    let stale = REDIS_PHASES.len() - 1;
+    let mut late_phase: Vec<&Attempt> = attempts
+        .iter()
+        .filter(|a| a.node == 2 && a.phase == stale)
+        .collect();
+    late_phase.sort_by_key(|a| a.sent);
+    let decided = |a: &Attempt| a.answer.is_some() && !a.unavailable() && !a.pending;
+    let first_decided = late_phase
+        .iter()
+        .find(|a| decided(a))
+        .expect("node 2 decided nothing after its Redis connections were lost");
+    let recovered_ms = first_decided.first.unwrap_or(first_decided.sent) - stale_since;
+    println!(
+        "node 2 decided claims again {recovered_ms} ms after its old Redis connections were lost"
+    );
+    let tail = &late_phase[late_phase.len().saturating_sub(10)..];
+    assert!(
+        tail.iter().all(|a| decided(a)),
+        "node 2's last claims: {tail:?}"
+    );
     // The faults did bite: the partitioned node's viewers met them.
     let node2 =
         |f: &dyn Fn(&Attempt) -> bool| attempts.iter().filter(|a| a.node == 2 && f(a)).count();

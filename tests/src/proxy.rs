@@ -2,7 +2,7 @@
 //! PostgreSQL) to partition them without touching the dependency itself: the other nodes keep
 //! talking to it directly.
 //!
-//! Four modes, switched at any time and applied to every connection at once:
+//! Five modes, switched at any time and applied to every connection at once:
 //!
 //! - [`Fault::Pass`]: bytes flow both ways as they arrive.
 //! - [`Fault::Delay`]: each chunk read waits this long before it is written on (latency added
@@ -13,6 +13,10 @@
 //!   read or forwarded: requests and replies wait in the sockets' buffers, unseen, as packets do
 //!   behind a silent partition. When the mode turns back to `Pass` (the partition heals), what
 //!   waited is delivered, late, exactly as TCP retransmission delivers it.
+//! - [`Fault::Stale`]: the far side has lost every connection open at that moment (a NAT or
+//!   load balancer forgot the flows, a failover moved the address to another host that drops
+//!   what it does not know): they stay open and silent for good, whatever the mode later;
+//!   connections opened afterwards pass.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +34,14 @@ const CHUNK: usize = 16 * 1024;
 /// How long the proxy tries to listen on its port again after a cut before giving up.
 const REBIND_FOR: Duration = Duration::from_secs(10);
 
+/// The mode every connection follows: the fault, and which connections the far side lost.
+#[derive(Debug, Clone, Copy)]
+struct Mode {
+    fault: Fault,
+    /// Connections numbered below this were open at the last [`Fault::Stale`]: silent for good.
+    stale_below: u64,
+}
+
 /// What the proxy does to the traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -37,6 +49,7 @@ pub enum Fault {
     Delay(Duration),
     Cut,
     BlackHole,
+    Stale,
 }
 
 impl std::fmt::Display for Fault {
@@ -46,6 +59,7 @@ impl std::fmt::Display for Fault {
             Fault::Delay(d) => write!(f, "delay {} ms", d.as_millis()),
             Fault::Cut => f.write_str("cut"),
             Fault::BlackHole => f.write_str("black-hole"),
+            Fault::Stale => f.write_str("old connections lost"),
         }
     }
 }
@@ -65,7 +79,7 @@ pub struct ProxyCounts {
 pub struct Proxy {
     /// Where clients connect.
     pub addr: SocketAddr,
-    mode: watch::Sender<Fault>,
+    mode: watch::Sender<Mode>,
     pub counts: Arc<ProxyCounts>,
     task: JoinHandle<()>,
 }
@@ -75,7 +89,10 @@ impl Proxy {
     pub async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (mode, rx) = watch::channel(Fault::Pass);
+        let (mode, rx) = watch::channel(Mode {
+            fault: Fault::Pass,
+            stale_below: 0,
+        });
         let counts = Arc::new(ProxyCounts::default());
         let task = tokio::spawn(accept_loop(listener, addr, upstream, rx, counts.clone()));
         Self {
@@ -88,11 +105,17 @@ impl Proxy {
 
     /// Switches every connection, existing and new, to `fault`.
     pub fn set(&self, fault: Fault) {
-        self.mode.send_replace(fault);
+        let opened = self.counts.accepted.load(Ordering::SeqCst);
+        self.mode.send_modify(|m| {
+            m.fault = fault;
+            if fault == Fault::Stale {
+                m.stale_below = opened;
+            }
+        });
     }
 
     pub fn fault(&self) -> Fault {
-        *self.mode.borrow()
+        self.mode.borrow().fault
     }
 }
 
@@ -107,11 +130,11 @@ async fn accept_loop(
     mut listener: TcpListener,
     addr: SocketAddr,
     upstream: SocketAddr,
-    mut mode: watch::Receiver<Fault>,
+    mut mode: watch::Receiver<Mode>,
     counts: Arc<ProxyCounts>,
 ) {
     loop {
-        if *mode.borrow_and_update() == Fault::Cut {
+        if mode.borrow_and_update().fault == Fault::Cut {
             // Refused, not accepted and reset: the client's connect fails at once, as it does
             // when the far side is down.
             drop(listener);
@@ -119,7 +142,7 @@ async fn accept_loop(
                 if mode.changed().await.is_err() {
                     return;
                 }
-                if *mode.borrow_and_update() != Fault::Cut {
+                if mode.borrow_and_update().fault != Fault::Cut {
                     break;
                 }
             }
@@ -129,8 +152,8 @@ async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((client, _)) = accepted else { continue };
-                counts.accepted.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(connection(client, upstream, mode.clone(), counts.clone()));
+                let id = counts.accepted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(connection(id, client, upstream, mode.clone(), counts.clone()));
             }
             changed = mode.changed() => {
                 if changed.is_err() {
@@ -161,29 +184,31 @@ async fn rebind(addr: SocketAddr) -> TcpListener {
 
 /// Waits while the mode holds traffic back; `Err` when the connection must end (cut, or the
 /// proxy is gone).
-async fn forwarding(mode: &mut watch::Receiver<Fault>) -> Result<Fault, ()> {
+async fn forwarding(id: u64, mode: &mut watch::Receiver<Mode>) -> Result<Fault, ()> {
     loop {
         let now = *mode.borrow_and_update();
-        match now {
+        match now.fault {
             Fault::Cut => return Err(()),
-            Fault::BlackHole => {
-                if mode.changed().await.is_err() {
-                    return Err(());
-                }
-            }
+            _ if id < now.stale_below => {}
+            Fault::BlackHole => {}
+            Fault::Stale => return Ok(Fault::Pass),
             other => return Ok(other),
+        }
+        if mode.changed().await.is_err() {
+            return Err(());
         }
     }
 }
 
 async fn connection(
+    id: u64,
     client: TcpStream,
     upstream: SocketAddr,
-    mut mode: watch::Receiver<Fault>,
+    mut mode: watch::Receiver<Mode>,
     counts: Arc<ProxyCounts>,
 ) {
     // A connection accepted during a black hole is held before it reaches the other side.
-    if forwarding(&mut mode).await.is_err() {
+    if forwarding(id, &mut mode).await.is_err() {
         reset(&client);
         counts.reset.fetch_add(1, Ordering::Relaxed);
         return;
@@ -198,8 +223,8 @@ async fn connection(
     let cut = {
         let (client_read, client_write) = client.split();
         let (server_read, server_write) = server.split();
-        let up = pump(client_read, server_write, mode.clone(), &counts);
-        let down = pump(server_read, client_write, mode.clone(), &counts);
+        let up = pump(id, client_read, server_write, mode.clone(), &counts);
+        let down = pump(id, server_read, client_write, mode.clone(), &counts);
         // Either direction ending ends the connection: neither Redis nor PostgreSQL clients
         // half-close.
         tokio::select! {
@@ -216,14 +241,15 @@ async fn connection(
 
 /// Copies one direction until EOF, an error or a cut; returns whether it was a cut.
 async fn pump(
+    id: u64,
     mut from: ReadHalf<'_>,
     mut to: WriteHalf<'_>,
-    mut mode: watch::Receiver<Fault>,
+    mut mode: watch::Receiver<Mode>,
     counts: &ProxyCounts,
 ) -> bool {
     let mut buf = vec![0u8; CHUNK];
     loop {
-        if forwarding(&mut mode).await.is_err() {
+        if forwarding(id, &mut mode).await.is_err() {
             return true;
         }
         let n = tokio::select! {
@@ -239,7 +265,7 @@ async fn pump(
                 continue;
             }
         };
-        let fault = match forwarding(&mut mode).await {
+        let fault = match forwarding(id, &mut mode).await {
             Ok(f) => f,
             Err(()) => return true,
         };
@@ -247,7 +273,7 @@ async fn pump(
             tokio::time::sleep(d).await;
         }
         // A black hole that began during the delay holds the chunk too.
-        if forwarding(&mut mode).await.is_err() {
+        if forwarding(id, &mut mode).await.is_err() {
             return true;
         }
         tokio::select! {
@@ -261,9 +287,9 @@ async fn pump(
     }
 }
 
-async fn wait_cut(mut mode: watch::Receiver<Fault>) {
+async fn wait_cut(mut mode: watch::Receiver<Mode>) {
     loop {
-        if *mode.borrow_and_update() == Fault::Cut {
+        if mode.borrow_and_update().fault == Fault::Cut {
             return;
         }
         if mode.changed().await.is_err() {
