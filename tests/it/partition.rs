@@ -842,6 +842,9 @@ async fn settlement_rides_out_a_partitioned_database_and_settles_each_claim_once
         .arg("orders")
         .envs(shared.iter().copied())
         .env("NIGHTMARKET_DATABASE_URL", &via)
+        // A call on a connection lost for good fails after this, rather than the default
+        // minute, so the test sees the order service come back.
+        .env("NIGHTMARKET_DATABASE_CALL_TIMEOUT_MS", "2000")
         .env("NIGHTMARKET_DATA_DIR", dir.path())
         .env("NIGHTMARKET_AUTH_SECRET", nightmarket_tests::SECRET)
         // Every failed round logs a warning; the table below says what happened.
@@ -971,6 +974,22 @@ async fn settlement_rides_out_a_partitioned_database_and_settles_each_claim_once
     pass_until(&mut steps, recorded().await + batches(3)).await;
     hold(&mut steps, Fault::Delay(Duration::from_millis(150)), 1500).await;
     hold(&mut steps, Fault::Cut, 1000).await;
+    pass_until(&mut steps, recorded().await + batches(2)).await;
+    // A black hole, then the far side has lost the connections open during it: a call in
+    // flight on one never returns by itself.
+    hold(&mut steps, Fault::BlackHole, 1000).await;
+    let (fault, since, from) = step(Fault::Stale, recorded().await);
+    wait_for("recording to resume on new connections", WAIT, || async {
+        (recorded().await >= (from + batches(2)).min(total)).then_some(())
+    })
+    .await;
+    steps.push(Step {
+        fault,
+        held: since.elapsed(),
+        recorded_from: from,
+        recorded_to: recorded().await,
+        settled: settled().await,
+    });
     // The close marker is recorded: settlement is next. A black hole, then a cut, there.
     pass_until(&mut steps, total).await;
     hold(&mut steps, Fault::BlackHole, 1000).await;

@@ -119,10 +119,11 @@ pub async fn open_store(config: &Config) -> Result<Store, ServerError> {
     if config.database_url.is_empty() {
         Store::sqlite(&config.data_dir.join("catalog.sqlite")).await
     } else {
-        Store::postgres(
+        Store::postgres_bounded(
             &config.database_url,
             config.database_pool_size,
             std::time::Duration::from_millis(config.database_timeout_ms),
+            std::time::Duration::from_millis(config.database_call_timeout_ms),
         )
         .await
     }
