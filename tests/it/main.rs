@@ -12,6 +12,7 @@ mod market_nodes;
 mod nodes;
 mod orders;
 mod orders_api;
+mod partition;
 mod released;
 mod reports;
 mod restart;

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+pub mod proxy;
+
 use anyhow::{Context, anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
 use nightmarket_server::auth::{Role, TokenKey};

@@ -46,8 +46,12 @@ pub async fn decide(
     out: mpsc::Sender<ServerMessage>,
 ) {
     let deadline_ms = state.config.limits.claim_deadline_ms;
-    let due = Instant::now() + Duration::from_millis(deadline_ms);
+    // The wall-clock deadline (what the inventory enforces) is read first, the instant the
+    // task gives up at second: `pending` then goes out only once the deadline has passed, so
+    // no claim executes after its viewer was told `pending`. Read the other way round, a
+    // thread preempted between the two lines sent `pending` early by the preemption.
     let deadline = now_ms() + deadline_ms as i64;
+    let due = Instant::now() + Duration::from_millis(deadline_ms);
     let claim_id = req.claim_id.to_string();
     let send = |r: ClaimResult| {
         let out = out.clone();

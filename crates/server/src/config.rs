@@ -41,6 +41,7 @@ pub struct Config {
     pub database_url: String,
     pub database_pool_size: usize,
     pub database_timeout_ms: u64,
+    pub database_call_timeout_ms: u64,
     /// The address people open in a browser (`https://cho.example.vn`); invite links and the
     /// same-origin check use it. Empty: the request's own `Host`.
     pub public_url: String,
@@ -352,6 +353,12 @@ impl Config {
         }
         if self.database_timeout_ms == 0 {
             return Err(invalid("database_timeout_ms", "must be positive".into()));
+        }
+        if self.database_call_timeout_ms == 0 {
+            return Err(invalid(
+                "database_call_timeout_ms",
+                "must be positive".into(),
+            ));
         }
         let l = &self.limits;
         let positive: [(&'static str, u64); 14] = [

@@ -131,10 +131,11 @@ pub async fn open_store(config: &Config) -> Result<Store, ServerError> {
             .await
             .map_err(|e| dependency("sqlite", path.display().to_string(), e))
     } else {
-        Store::postgres(
+        Store::postgres_bounded(
             &config.database_url,
             config.database_pool_size,
             std::time::Duration::from_millis(config.database_timeout_ms),
+            std::time::Duration::from_millis(config.database_call_timeout_ms),
         )
         .await
         .map_err(|e| dependency("postgres", redact(&config.database_url), e))

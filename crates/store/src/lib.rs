@@ -49,6 +49,7 @@ pub use settlement::{
     CloseMarker, LogCheckpoint, LogTally, ProductTally, SettleOutcome, SettlePlan, SettlementRow,
     SettlementState,
 };
+pub use sql::postgres::DEFAULT_CALL_TIMEOUT;
 pub use sqlite::{JournalEntry, JournalError, Reservation, ShowJournal, SqliteJournal, Ticket};
 pub use stats::{LiveSales, RefusalTotal, ShowStatsBatch, ViewerSample};
 pub use webhook::{DeliveryOutcome, DeliveryRow, WebhookEvent, WebhookRow};
@@ -116,13 +117,30 @@ impl Store {
 
     /// Connects to PostgreSQL and brings its schema up to date; several nodes may do this at
     /// once (migrations take an advisory lock).
+    /// `timeout` bounds waiting for a connection; each call may then take
+    /// [`DEFAULT_CALL_TIMEOUT`] (see [`Store::postgres_bounded`]).
     pub async fn postgres(
         url: &str,
         pool_size: usize,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
+        Self::postgres_bounded(url, pool_size, timeout, DEFAULT_CALL_TIMEOUT).await
+    }
+
+    /// [`Store::postgres`], each call (a query, or a transaction with its commit) bounded by
+    /// `call_timeout`: past it the call fails and its connection is closed, so a connection
+    /// whose far side vanished costs one call, not every later one.
+    pub async fn postgres_bounded(
+        url: &str,
+        pool_size: usize,
+        timeout: Duration,
+        call_timeout: Duration,
+    ) -> Result<Self, StoreError> {
         Self::with_engine(Arc::new(sql::postgres::PgEngine::connect(
-            url, pool_size, timeout,
+            url,
+            pool_size,
+            timeout,
+            call_timeout,
         )?))
         .await
     }

@@ -92,8 +92,13 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(50
 /// to about 1.5 s; the next request starts a new reconnection.
 const RECONNECT_RETRIES: usize = 2;
 const RECONNECT_MAX_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
-/// How long a readiness probe (`PING`) may take before Redis counts as unreachable.
-const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long a readiness probe (`PING`) may take before Redis counts as unreachable. Under the
+/// server prober's own bound (500 ms), so a silent connection is noticed (and replaced) here
+/// rather than the probe being dropped from outside first.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(400);
+/// Fewest time between two replacements of a silent connection: the many requests that time
+/// out together on one dead connection replace it once.
+const REPLACE_EVERY: std::time::Duration = RESPONSE_TIMEOUT;
 
 /// Most claim-log entries one script reads: Redis runs nothing else meanwhile, so a long page
 /// is read in several steps rather than holding up the claims of every show on the node.
@@ -151,7 +156,10 @@ impl redis::aio::ConnectionLike for Conn {
 /// See the module documentation.
 pub struct RedisInventory {
     server: Server,
-    conn: Conn,
+    /// Replaced as a whole when it falls silent (see [`RedisInventory::replace_silent`]).
+    conn: std::sync::RwLock<Conn>,
+    /// When `conn` was last replaced.
+    replaced: std::sync::Mutex<Option<std::time::Instant>>,
     /// Whether the last round trip succeeded, for readiness.
     healthy: AtomicBool,
     /// TIME in the scripts, or the caller's `now` (tests that script time).
@@ -182,6 +190,15 @@ fn cluster_builder(seeds: &[String]) -> redis::cluster::ClusterClientBuilder {
         .connection_timeout(std::time::Duration::from_secs(1))
         .response_timeout(CLUSTER_RESPONSE_TIMEOUT)
         .overall_response_timeout(Some(CLUSTER_REQUEST_TIMEOUT))
+}
+
+/// The bounds of a single-Redis connection (see the constants above).
+fn single_config() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_number_of_retries(RECONNECT_RETRIES)
+        .set_max_delay(RECONNECT_MAX_DELAY)
 }
 
 fn unavailable(e: impl std::fmt::Display) -> InventoryError {
@@ -522,13 +539,8 @@ impl RedisInventory {
     /// one test, each). `history` bounds each show's kept events.
     pub async fn connect(url: &str, prefix: &str, history: usize) -> Result<Self, InventoryError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_number_of_retries(RECONNECT_RETRIES)
-            .set_max_delay(RECONNECT_MAX_DELAY);
         let conn = client
-            .get_connection_manager_with_config(config)
+            .get_connection_manager_with_config(single_config())
             .await
             .map_err(unavailable)?;
         Self::start(
@@ -567,7 +579,8 @@ impl RedisInventory {
     ) -> Result<Self, InventoryError> {
         let inventory = Self {
             server,
-            conn,
+            conn: std::sync::RwLock::new(conn),
+            replaced: std::sync::Mutex::new(None),
             healthy: AtomicBool::new(true),
             clock: DecisionClock::Execution,
             publish,
@@ -587,7 +600,7 @@ impl RedisInventory {
         // Redis too old for the scripts fails here, at start, rather than on a viewer's claim.
         // On a Cluster, SCRIPT LOAD goes to every master; a master that joins later, or a
         // replica promoted by a failover, loads a script on its first NOSCRIPT.
-        let mut conn = inventory.conn.clone();
+        let mut conn = inventory.conn();
         for script in [
             &inventory.open,
             &inventory.claim,
@@ -601,6 +614,52 @@ impl RedisInventory {
             script.load_async(&mut conn).await.map_err(unavailable)?;
         }
         Ok(inventory)
+    }
+
+    /// The connection requests go through now.
+    fn conn(&self) -> Conn {
+        match self.conn.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// A request went unanswered: the connection may be silent for good, and on one Redis it is
+    /// replaced by a new one (connecting on first use).
+    ///
+    /// Why: the `redis` crate's `ConnectionManager` reconnects when a connection *fails*, not
+    /// when it times out. A connection whose far side vanished without a reset (a partition
+    /// that outlived the flow in a NAT or load balancer, a failover that moved the address to
+    /// another host) does not fail until TCP gives up, some 15 minutes later: until then every
+    /// request on it timed out and the node was down for Redis while Redis was fine (found by
+    /// the partition test's `old connections lost` phase). A replacement costs a new TCP
+    /// connection at most every [`REPLACE_EVERY`]; requests still out on the old one keep it
+    /// until they end, and their outcome stays unknown as before (the claim deadline and the
+    /// `pending` resend take care of it). A Cluster connection manages its node connections
+    /// itself and is left alone.
+    fn replace_silent(&self) {
+        let Server::Single(client) = &self.server else {
+            return;
+        };
+        {
+            let Ok(mut last) = self.replaced.lock() else {
+                return;
+            };
+            let now = std::time::Instant::now();
+            if last.is_some_and(|at| now.duration_since(at) < REPLACE_EVERY) {
+                return;
+            }
+            *last = Some(now);
+        }
+        match ConnectionManager::new_lazy_with_config(client.clone(), single_config()) {
+            Ok(fresh) => {
+                if let Ok(mut conn) = self.conn.write() {
+                    *conn = Conn::Single(fresh);
+                }
+                tracing::debug!("redis: a request went unanswered; connection replaced");
+            }
+            Err(e) => tracing::warn!(error = %e, "redis: cannot replace a silent connection"),
+        }
     }
 
     /// Decides by `clock` (the default is [`DecisionClock::Execution`]: Redis's `TIME`).
@@ -636,7 +695,7 @@ impl RedisInventory {
         };
         let mut wait = redis::cmd("WAIT");
         wait.arg(replicas).arg(timeout_ms);
-        let acked: u32 = match &self.conn {
+        let acked: u32 = match &self.conn() {
             Conn::Single(c) => wait.query_async(&mut c.clone()).await,
             // WAIT concerns the writes of this connection to one master: the one that owns the
             // show's slot (the crate would otherwise ask every master and keep the minimum).
@@ -696,9 +755,12 @@ impl RedisInventory {
         for a in args {
             inv.arg(a);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let reply: Result<String, _> = inv.invoke_async(&mut conn).await;
         self.healthy.store(reply.is_ok(), Ordering::Relaxed);
+        if reply.as_ref().is_err_and(redis::RedisError::is_timeout) {
+            self.replace_silent();
+        }
         let text = reply.map_err(script_failed)?;
         serde_json::from_str(&text).map_err(|e| internal(format!("{e}: {text}")))
     }
@@ -1159,7 +1221,7 @@ impl Inventory for RedisInventory {
         limit: usize,
     ) -> Result<Option<Vec<SequencedEvent>>, InventoryError> {
         let [meta, .., events, _, _, _, _, _] = self.keys(show);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let seq: Option<u64> = redis::cmd("HGET")
             .arg(&meta)
             .arg("seq")
@@ -1287,16 +1349,24 @@ impl Inventory for RedisInventory {
     }
 
     async fn probe(&self) -> Result<(), InventoryError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let cmd = redis::cmd("PING");
         let ping = cmd.query_async::<String>(&mut conn);
         let result = match tokio::time::timeout(PROBE_TIMEOUT, ping).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(unavailable(e)),
-            Err(_) => Err(unavailable(format!(
-                "no answer to PING within {} ms",
-                PROBE_TIMEOUT.as_millis()
-            ))),
+            Ok(Err(e)) => {
+                if e.is_timeout() {
+                    self.replace_silent();
+                }
+                Err(unavailable(e))
+            }
+            Err(_) => {
+                self.replace_silent();
+                Err(unavailable(format!(
+                    "no answer to PING within {} ms",
+                    PROBE_TIMEOUT.as_millis()
+                )))
+            }
         };
         self.healthy.store(result.is_ok(), Ordering::Relaxed);
         result

@@ -16,9 +16,56 @@ use super::{Append, ColumnType, Engine, Migration, Outcome, Row, SqlError, Step,
 /// Arbitrary constant naming the advisory lock that serialises migrations across nodes.
 const MIGRATION_LOCK: i64 = 0x6e6d_6d69_6772;
 
+/// The longest one store call may take when no bound is given (see
+/// [`PgEngine::connect`]).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
 #[derive(Clone)]
 pub struct PgEngine {
     pool: Pool,
+    /// Longest one call (a query, or a transaction with every statement and the commit) may
+    /// take; past it the call fails and its connection is closed.
+    call_timeout: Duration,
+}
+
+/// A pooled connection that goes back to the pool only once its call has finished.
+///
+/// Why: a call dropped midway (its bound passed, or the caller gave up: the readiness probe's
+/// own timeout) leaves the connection with a statement in flight. Back in the pool, it was
+/// handed to the next call, which queued behind a reply that, on a connection whose far side
+/// vanished, never comes: the order service hung for good after a partition (found by the
+/// partition test's `old connections lost` step). Such a connection is taken out of the pool
+/// and closed instead.
+struct Checked {
+    client: Option<deadpool_postgres::Object>,
+    finished: bool,
+}
+
+impl Drop for Checked {
+    fn drop(&mut self) {
+        if !self.finished
+            && let Some(client) = self.client.take()
+        {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
+
+impl std::ops::Deref for Checked {
+    type Target = deadpool_postgres::Object;
+    fn deref(&self) -> &Self::Target {
+        self.client
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("taken only on drop"))
+    }
+}
+
+impl std::ops::DerefMut for Checked {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.client
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("taken only on drop"))
+    }
 }
 
 impl std::fmt::Debug for PgEngine {
@@ -173,7 +220,15 @@ async fn run_work(
 impl PgEngine {
     /// Builds the pool; connections are opened on first use, so a database that is down at
     /// start makes calls fail (and /readyz report it) instead of the process.
-    pub fn connect(url: &str, pool_size: usize, timeout: Duration) -> Result<Self, SqlError> {
+    ///
+    /// `timeout` bounds waiting for a connection and opening one; `call_timeout` bounds each
+    /// call once it has its connection.
+    pub fn connect(
+        url: &str,
+        pool_size: usize,
+        timeout: Duration,
+        call_timeout: Duration,
+    ) -> Result<Self, SqlError> {
         let mut cfg = deadpool_postgres::Config::new();
         cfg.url = Some(url.to_owned());
         let pool = cfg
@@ -188,11 +243,34 @@ impl PgEngine {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(backend)?;
-        Ok(Self { pool })
+        Ok(Self { pool, call_timeout })
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, SqlError> {
-        self.pool.get().await.map_err(backend)
+    async fn client(&self) -> Result<Checked, SqlError> {
+        let client = self.pool.get().await.map_err(backend)?;
+        Ok(Checked {
+            client: Some(client),
+            finished: false,
+        })
+    }
+
+    /// Runs `call` on a connection of the pool within the call timeout. The connection goes
+    /// back to the pool only if the call finished (see [`Checked`]).
+    async fn bounded<T>(
+        &self,
+        call: impl AsyncFnOnce(&mut deadpool_postgres::Object) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        let mut client = self.client().await?;
+        match tokio::time::timeout(self.call_timeout, call(&mut client)).await {
+            Ok(result) => {
+                client.finished = true;
+                result
+            }
+            Err(_) => Err(backend(format!(
+                "no answer within {} ms; connection closed",
+                self.call_timeout.as_millis()
+            ))),
+        }
     }
 }
 
@@ -203,28 +281,32 @@ impl Engine for PgEngine {
     }
 
     async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, SqlError> {
-        let client = self.client().await?;
-        let stmt = client.prepare_cached(sql).await.map_err(classify)?;
-        let refs: Vec<&(dyn ToSql + Sync)> =
-            params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        let rows = client.query(&stmt, &refs).await.map_err(classify)?;
-        rows.iter().map(read_row).collect()
+        self.bounded(async |client| {
+            let stmt = client.prepare_cached(sql).await.map_err(classify)?;
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            let rows = client.query(&stmt, &refs).await.map_err(classify)?;
+            rows.iter().map(read_row).collect()
+        })
+        .await
     }
 
     async fn transaction(&self, steps: Vec<Step>) -> Result<Vec<Outcome>, SqlError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(classify)?;
-        let mut out = Vec::with_capacity(steps.len());
-        for step in &steps {
-            let o = run_work(&tx, &step.work).await?;
-            if let Some(tag) = step.broken_by(&o) {
-                // Dropping the transaction rolls it back.
-                return Err(SqlError::Requirement(tag));
+        self.bounded(async |client| {
+            let tx = client.transaction().await.map_err(classify)?;
+            let mut out = Vec::with_capacity(steps.len());
+            for step in &steps {
+                let o = run_work(&tx, &step.work).await?;
+                if let Some(tag) = step.broken_by(&o) {
+                    // Dropping the transaction rolls it back.
+                    return Err(SqlError::Requirement(tag));
+                }
+                out.push(o);
             }
-            out.push(o);
-        }
-        tx.commit().await.map_err(classify)?;
-        Ok(out)
+            tx.commit().await.map_err(classify)?;
+            Ok(out)
+        })
+        .await
     }
 
     async fn migrate(&self, migrations: &[Migration]) -> Result<(), SqlError> {
@@ -263,6 +345,8 @@ impl Engine for PgEngine {
             .await
             .map_err(classify)?;
         }
-        tx.commit().await.map_err(classify)
+        let committed = tx.commit().await.map_err(classify);
+        client.finished = true;
+        committed
     }
 }
