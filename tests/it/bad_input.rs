@@ -182,3 +182,344 @@ async fn a_flood_of_claims_is_rate_limited_and_then_served_again() {
     assert_eq!(r.outcome, ClaimOutcomeKind::Accepted);
     server.shutdown().await;
 }
+
+/// One raw HTTP/1.1 exchange: `head` is sent as bytes (it may hold what no client library
+/// would send), then `body`; returns the status, the lowercased headers and the body.
+async fn raw_exchange(
+    addr: std::net::SocketAddr,
+    head: &[u8],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head).await.unwrap();
+    // The server may answer (and close) before it has read all of a refused body.
+    let _ = s.write_all(body).await;
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(nightmarket_tests::WAIT, s.read_to_end(&mut raw)).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+fn request(method: &str, target: &[u8], extra: &str) -> Vec<u8> {
+    let mut r = format!("{method} ").into_bytes();
+    r.extend_from_slice(target);
+    r.extend_from_slice(
+        format!(" HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n").as_bytes(),
+    );
+    r
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Asserts a JSON error body with `code` and the status that code carries.
+fn assert_json_error(what: &str, got: &(u16, Vec<(String, String)>, String), code: ErrorCode) {
+    let (status, headers, body) = got;
+    assert_eq!(*status, code.http_status(), "{what}: {body}");
+    assert_eq!(
+        header(headers, "content-type"),
+        Some("application/json"),
+        "{what}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{what}: {e}: {body:?}"));
+    assert_eq!(v["error"]["code"], code.as_str(), "{what}: {body}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+}
+
+/// What the red team sent: every refusal is the JSON error body with its stable code, within
+/// the named bounds; the body bound holds on every route, declared or chunked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_http_refusal_is_json_with_a_code() {
+    let server = TestServer::start(|_| {}).await;
+    let addr = server.addr;
+    let op = token(Role::Operator, "op");
+    let auth = format!("Authorization: Bearer {op}\r\n");
+
+    let cases: Vec<(&str, Vec<u8>, Vec<u8>, ErrorCode)> = vec![
+        (
+            "percent-encoded invalid UTF-8 in a path segment",
+            request("GET", b"/api/shows/%ff%fe", ""),
+            vec![],
+            ErrorCode::BadRequest,
+        ),
+        (
+            "a query that does not parse",
+            request("GET", b"/api/markets/m/nights?limit=lots", ""),
+            vec![],
+            ErrorCode::BadRequest,
+        ),
+        (
+            "a request target past limits.max_uri_bytes",
+            request("GET", format!("/{}", "a".repeat(10_000)).as_bytes(), ""),
+            vec![],
+            ErrorCode::UriTooLong,
+        ),
+        (
+            "headers past limits.max_header_bytes",
+            request(
+                "GET",
+                b"/api/shows",
+                &format!("X-Pad: {}\r\n", "a".repeat(20_000)),
+            ),
+            vec![],
+            ErrorCode::HeadersTooLarge,
+        ),
+        (
+            "more headers than limits.max_headers",
+            request(
+                "GET",
+                b"/api/shows",
+                &(0..80).map(|i| format!("X-{i}: 1\r\n")).collect::<String>(),
+            ),
+            vec![],
+            ErrorCode::HeadersTooLarge,
+        ),
+        (
+            "an unknown method",
+            request("BREW", b"/api/shows", ""),
+            vec![],
+            ErrorCode::MethodNotAllowed,
+        ),
+        (
+            "a method the path does not have",
+            request("DELETE", b"/api/shows", ""),
+            vec![],
+            ErrorCode::MethodNotAllowed,
+        ),
+        (
+            "a WebSocket route without an upgrade",
+            request("GET", b"/ws/shows/s1", ""),
+            vec![],
+            ErrorCode::BadRequest,
+        ),
+        (
+            "a WebSocket upgrade without its key",
+            request(
+                "GET",
+                b"/ws/shows/s1",
+                "Upgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Version: 13\r\n",
+            ),
+            vec![],
+            ErrorCode::BadRequest,
+        ),
+        (
+            "a declared body past limits.max_body_bytes, on a JSON route",
+            request(
+                "POST",
+                b"/api/sellers",
+                &format!("{auth}Content-Type: application/json\r\nContent-Length: 1900000\r\n"),
+            ),
+            vec![],
+            ErrorCode::BodyTooLarge,
+        ),
+        (
+            "a declared body past the bound, on a route that reads no body",
+            request("POST", b"/api/shows/s1/live", "Content-Length: 1900000\r\n"),
+            vec![],
+            ErrorCode::BodyTooLarge,
+        ),
+        (
+            "a declared body past the bound, on a route that reads raw bytes",
+            request(
+                "POST",
+                b"/api/checkouts/c1/pay",
+                &format!("{auth}Content-Length: 70000\r\n"),
+            ),
+            vec![0x20; 70_000],
+            ErrorCode::BodyTooLarge,
+        ),
+    ];
+    for (what, head, body, code) in cases {
+        let got = raw_exchange(addr, &head, &body).await;
+        assert_json_error(what, &got, code);
+    }
+
+    // A chunked body past the bound is cut while it is read: the same status and code.
+    let chunk = format!("{{\"name\":\"{}\"}}", "a".repeat(70_000));
+    let chunked = format!("{:x}\r\n{chunk}\r\n0\r\n\r\n", chunk.len());
+    let got = raw_exchange(
+        addr,
+        &request(
+            "POST",
+            b"/api/sellers",
+            &format!("{auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"),
+        ),
+        chunked.as_bytes(),
+    )
+    .await;
+    assert_json_error(
+        "a chunked body past the bound",
+        &got,
+        ErrorCode::BodyTooLarge,
+    );
+
+    // 405 keeps its Allow header.
+    let got = raw_exchange(addr, &request("PUT", b"/api/shows", ""), b"").await;
+    assert_eq!(header(&got.1, "allow"), Some("POST,GET,HEAD"));
+
+    // Past what the HTTP parser holds (twice the configured bounds), it answers itself:
+    // an empty body and a closed connection, as docs/protocol.md §9 says.
+    let huge = request("GET", format!("/{}", "a".repeat(70_000)).as_bytes(), "");
+    let (status, _, body) = raw_exchange(addr, &huge, b"").await;
+    assert_eq!((status, body.as_str()), (431, ""));
+    let (status, _, body) = raw_exchange(addr, &request("GET", b"/api/shows/\xff", ""), b"").await;
+    assert_eq!((status, body.as_str()), (400, ""));
+
+    // The server is still serving.
+    assert_eq!(nightmarket_tests::http_text(addr, "/healthz").await.0, 200);
+    server.shutdown().await;
+}
+
+/// A 401 says what is wrong with the token, and a 403 which role is needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_tokens_say_why() {
+    use nightmarket_server::auth::{Claims, MAX_CLOCK_SKEW_SECS, TokenKey};
+    let server = TestServer::start(|_| {}).await;
+    let addr = server.addr;
+    let key = TokenKey::new(nightmarket_tests::SECRET);
+    let now = nightmarket_tests::now_secs();
+    let sign = |iat: i64, exp: i64| {
+        key.sign(&Claims {
+            sub: "op".into(),
+            role: Role::Operator,
+            exp,
+            iat,
+            sid: None,
+        })
+    };
+    let good = sign(now, now + 600);
+    let mut forged = good.clone();
+    forged.pop();
+    forged.push(if good.ends_with('A') { 'B' } else { 'A' });
+    let cases = [
+        (None, "missing"),
+        (Some("not-a-token".to_owned()), "malformed"),
+        (
+            Some(TokenKey::new("another-secret-another-secret-xxxx").mint(
+                Role::Operator,
+                "op",
+                now,
+                600,
+            )),
+            "bad_signature",
+        ),
+        (Some(forged), "bad_signature"),
+        (Some(sign(now - 7200, now - 3600)), "expired"),
+        (
+            Some(sign(now + MAX_CLOCK_SKEW_SECS + 120, now + 7200)),
+            "issued_in_future",
+        ),
+    ];
+    for (token, reason) in cases {
+        let (status, headers, body) =
+            nightmarket_tests::http_full(addr, "GET", "/api/sellers", token.as_deref(), &[], None)
+                .await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (401, Some("unauthorized")),
+            "{reason}: {body}"
+        );
+        assert_eq!(v["error"]["details"]["reason"], reason, "{body}");
+        let challenge = header(&headers, "www-authenticate").unwrap_or_default();
+        assert!(challenge.starts_with("Bearer"), "{reason}: {challenge}");
+    }
+    // Within the clock skew a token from a slightly fast clock is honoured.
+    let (status, _) = nightmarket_tests::http(
+        addr,
+        "GET",
+        "/api/sellers",
+        Some(&sign(now + MAX_CLOCK_SKEW_SECS / 2, now + 600)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let (status, v) = nightmarket_tests::http(
+        addr,
+        "GET",
+        "/api/sellers",
+        Some(&token(Role::Viewer, "lan")),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    assert_eq!(v["error"]["details"]["needed_role"], "operator");
+    assert_eq!(v["error"]["details"]["role"], "viewer");
+    server.shutdown().await;
+}
+
+/// Names and texts refuse NUL and control characters, with the field named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn texts_refuse_control_characters() {
+    let server = TestServer::start(|_| {}).await;
+    let op = token(Role::Operator, "op");
+    for name in [
+        "HTX\u{0}Ba Vì",
+        "HTX\nBa Vì",
+        "HTX \u{1b}[2J",
+        "\u{202E}ìV aB XTH",
+    ] {
+        let (status, v) = nightmarket_tests::http(
+            server.addr,
+            "POST",
+            "/api/sellers",
+            Some(&op),
+            Some(&json!({"name": name})),
+        )
+        .await;
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (400, Some("bad_request")),
+            "{name:?}"
+        );
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("name:") && message.contains("control"),
+            "{message}"
+        );
+    }
+    let m = Market::create(server.addr, &[100_000], 5, 1, false).await;
+    let seller = m.seller_id.clone();
+    let (status, v) = nightmarket_tests::http(
+        server.addr,
+        "POST",
+        "/api/shows",
+        Some(&op),
+        Some(&json!({"seller_id": seller, "title": "Đêm\u{0}chợ", "lineup": [{"product_id": m.product(0), "stock": 1, "buyer_limit": 1}]})),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("title:"),
+        "{v}"
+    );
+    server.shutdown().await;
+}

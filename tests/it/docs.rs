@@ -64,7 +64,9 @@ async fn openapi_document_matches_the_router() {
         rest = &rest[i + ".route(".len()..];
         let open = rest.find('"').unwrap();
         let close = open + 1 + rest[open + 1..].find('"').unwrap();
-        let path = &rest[open + 1..close];
+        // axum's catch-all `{*path}` is the OpenAPI template `{path}`.
+        let path = rest[open + 1..close].replace("{*", "{");
+        let path = path.as_str();
         // The handlers of this route: up to the next `.route(` or the end of the chain.
         let end = rest.find(".route(").unwrap_or(rest.len());
         let handlers = &rest[close..end];

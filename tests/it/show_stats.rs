@@ -243,3 +243,36 @@ async fn two_nodes_add_up() {
     a.kill().await;
     b.kill().await;
 }
+
+/// A node restarted within a minute sees its viewers come back: that minute's figure is the
+/// larger of the two processes' figures, not their sum. One viewer before the restart, two
+/// after: the peak is two (three would be the restart counted as a second node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_within_a_minute_is_not_counted_twice() {
+    let clock = ManualClock::new(T0 + 10_000);
+    // The node's identity is its host and configured listen address; the tests bind their own
+    // listener, so this address only names the node (the same before and after the restart).
+    let tweak = |c: &mut nightmarket_server::config::Config| {
+        c.listen = "127.0.0.1:47123".into();
+        c.market.stats_flush_ms = FLUSH_MS;
+        c.limits.stock_tick_ms = TICK_MS;
+    };
+    let server =
+        TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), tweak).await;
+    let m = Market::create(server.addr, &[LIST], 10, 1, true).await;
+    let store = store_of(server.dir.path(), None).await;
+    let before = viewer(m.addr, &m.show, "buyer-a").await;
+    wait_for_figures(&store, &m.show, &[], 1).await;
+    before.close().await;
+    let dir = server.stop_keep_dir().await;
+
+    clock.advance(20_000);
+    let server = TestServer::start_clocked(dir, clock.clone(), tweak).await;
+    let _a = viewer(server.addr, &m.show, "buyer-a").await;
+    let _b = viewer(server.addr, &m.show, "buyer-b").await;
+    wait_for_figures(&store, &m.show, &[], 2).await;
+    // Later flushes of the same minute do not add to it either.
+    tokio::time::sleep(Duration::from_millis(FLUSH_MS * 6)).await;
+    assert_eq!(store.show_peak_viewers(&show_id(&m.show)).await.unwrap(), 2);
+    server.shutdown().await;
+}

@@ -22,6 +22,11 @@ pub const DEV_SECRET: &str = "nightmarket-dev-secret-do-not-use-in-production";
 /// Longest token accepted, in bytes; anything longer is not one of ours.
 pub const MAX_TOKEN_BYTES: usize = 2048;
 
+/// How far ahead of this server's clock a token's `iat` may be, in seconds. Clocks of the
+/// machines that mint tokens drift a little; a token issued further in the future was minted
+/// with a wrong clock or made up, and would outlive its intended life.
+pub const MAX_CLOCK_SKEW_SECS: i64 = 60;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -80,6 +85,23 @@ pub enum AuthError {
     BadSignature,
     #[error("the token expired")]
     Expired,
+    #[error(
+        "the token is issued {ahead_secs} s in the future; at most {MAX_CLOCK_SKEW_SECS} s of clock skew is allowed"
+    )]
+    IssuedInFuture { ahead_secs: i64 },
+}
+
+impl AuthError {
+    /// A stable word for what is wrong, for clients to match on (`error.details.reason`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Malformed => "malformed",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::IssuedInFuture { .. } => "issued_in_future",
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -173,6 +195,10 @@ impl TokenKey {
         if claims.exp <= now_secs {
             return Err(AuthError::Expired);
         }
+        let ahead_secs = claims.iat.saturating_sub(now_secs);
+        if ahead_secs > MAX_CLOCK_SKEW_SECS {
+            return Err(AuthError::IssuedInFuture { ahead_secs });
+        }
         if claims.sub.is_empty() || claims.sub.len() > nightmarket_domain::ids::MAX_ID_BYTES {
             return Err(AuthError::Malformed);
         }
@@ -205,5 +231,37 @@ mod tests {
         let parts: Vec<&str> = t.split('.').collect();
         let forged = format!("{}.{forged_payload}.{}", parts[0], parts[2]);
         assert_eq!(key.verify(&forged, 1001), Err(AuthError::BadSignature));
+    }
+
+    #[test]
+    fn tokens_from_the_future_are_refused_beyond_the_clock_skew() {
+        let key = TokenKey::new("0123456789abcdef0123456789abcdef");
+        let now = 1_000_000;
+        let within = key.mint(Role::Viewer, "lan", now + MAX_CLOCK_SKEW_SECS, 3600);
+        assert!(key.verify(&within, now).is_ok());
+        let ahead = key.mint(Role::Viewer, "lan", now + MAX_CLOCK_SKEW_SECS + 1, 3600);
+        let refused = key.verify(&ahead, now);
+        assert_eq!(
+            refused,
+            Err(AuthError::IssuedInFuture {
+                ahead_secs: MAX_CLOCK_SKEW_SECS + 1
+            })
+        );
+        assert_eq!(
+            refused.map(|_| ()).unwrap_err().reason(),
+            "issued_in_future"
+        );
+        // The far future saturates instead of overflowing.
+        let far = key.sign(&Claims {
+            sub: "lan".into(),
+            role: Role::Viewer,
+            exp: i64::MAX,
+            iat: i64::MAX,
+            sid: None,
+        });
+        assert!(matches!(
+            key.verify(&far, i64::MIN + 1),
+            Err(AuthError::IssuedInFuture { .. })
+        ));
     }
 }

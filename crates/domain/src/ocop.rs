@@ -22,6 +22,8 @@ pub enum OcopError {
     Empty { field: &'static str },
     #[error("{field} is longer than {MAX_TEXT_CHARS} characters")]
     TooLong { field: &'static str },
+    #[error("{field} must not contain control characters (found U+{code:04X})")]
+    Control { field: &'static str, code: u32 },
 }
 
 /// OCOP star rating. 3 is the floor for certification, 5 is national level; 1 and 2 exist in
@@ -106,8 +108,21 @@ impl ProductGroup {
     }
 }
 
-/// Trims and bounds a free-text field. Vietnamese text is kept as given (NFC from clients).
+/// Trims and bounds a one-line free-text field (names, titles, districts, references, reasons).
+/// Vietnamese text is kept as given (NFC from clients). Control characters are refused: NUL
+/// truncates strings in C libraries and logs, line breaks and escapes forge lines in CSV
+/// reports, logs and the claim feed, and bidirectional overrides make a name read as another.
 pub fn text(field: &'static str, s: &str) -> Result<String, OcopError> {
+    bounded(field, s, |_| false)
+}
+
+/// Like [`text`], for a field written in a text box (a seller's signed statement): line breaks
+/// are kept (`\r\n` becomes `\n`); every other control character is refused.
+pub fn paragraph(field: &'static str, s: &str) -> Result<String, OcopError> {
+    bounded(field, &s.replace("\r\n", "\n"), |c| c == '\n')
+}
+
+fn bounded(field: &'static str, s: &str, allowed: fn(char) -> bool) -> Result<String, OcopError> {
     let t = s.trim();
     if t.is_empty() {
         return Err(OcopError::Empty { field });
@@ -115,7 +130,21 @@ pub fn text(field: &'static str, s: &str) -> Result<String, OcopError> {
     if t.chars().count() > MAX_TEXT_CHARS {
         return Err(OcopError::TooLong { field });
     }
+    if let Some(c) = t.chars().find(|c| is_forbidden(*c) && !allowed(*c)) {
+        return Err(OcopError::Control {
+            field,
+            code: u32::from(c),
+        });
+    }
     Ok(t.to_owned())
+}
+
+/// Characters no free text may hold: C0 and C1 controls (NUL included) and DEL, the line and
+/// paragraph separators (they end a line in JavaScript), and the bidirectional embeddings,
+/// overrides and isolates.
+fn is_forbidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// A catalog product with its OCOP proof.
@@ -136,4 +165,62 @@ pub struct Product {
     /// their validity; admission to a night needs each valid on the night's date.
     #[serde(default)]
     pub documents: Vec<crate::admission::Document>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_are_trimmed_bounded_and_free_of_control_characters() {
+        assert_eq!(
+            text("name", "  Mật ong Ba Vì ").as_deref(),
+            Ok("Mật ong Ba Vì")
+        );
+        assert_eq!(
+            text("name", " \t "),
+            Err(OcopError::Empty { field: "name" })
+        );
+        assert_eq!(
+            text("name", &"ă".repeat(MAX_TEXT_CHARS + 1)),
+            Err(OcopError::TooLong { field: "name" })
+        );
+        for (bad, code) in [
+            ("Mật\0ong", 0),
+            ("line\nbreak", 0x0A),
+            ("esc\u{1b}[31m", 0x1B),
+            ("del\u{7f}", 0x7F),
+            ("c1\u{85}x", 0x85),
+            ("sep\u{2028}x", 0x2028),
+            ("bidi\u{202E}gnp.exe", 0x202E),
+            ("iso\u{2066}x", 0x2066),
+        ] {
+            assert_eq!(
+                text("title", bad),
+                Err(OcopError::Control {
+                    field: "title",
+                    code
+                }),
+                "{bad:?}"
+            );
+        }
+        // Outer whitespace (newlines included) is trimmed, not refused.
+        assert_eq!(text("name", "\nChè Shan\n").as_deref(), Ok("Chè Shan"));
+    }
+
+    #[test]
+    fn paragraphs_keep_line_breaks_only() {
+        assert_eq!(
+            paragraph("statement", "Tôi cam kết\r\nđúng chất lượng").as_deref(),
+            Ok("Tôi cam kết\nđúng chất lượng")
+        );
+        assert!(matches!(
+            paragraph("statement", "a\0b"),
+            Err(OcopError::Control { code: 0, .. })
+        ));
+        assert!(matches!(
+            paragraph("statement", "a\rb"),
+            Err(OcopError::Control { code: 0x0D, .. })
+        ));
+    }
 }

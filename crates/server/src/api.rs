@@ -18,6 +18,7 @@ use nightmarket_wire::ErrorCode;
 use nightmarket_wire::http::{
     CreateProduct, CreateSeller, CreateShow, Product as WireProduct, Seller, Show, ShowLineupItem,
 };
+use nightmarket_wire::http::{body_field_error, strip_position};
 
 use crate::auth::{Claims, Role};
 use crate::convert;
@@ -40,7 +41,14 @@ pub fn authenticate(
     state
         .key
         .verify(token.trim(), now_ms() / 1000)
-        .map_err(|e| HttpError::new(ErrorCode::Unauthorized, e.to_string()))
+        .map_err(|e| unauthorized(e.reason(), e.to_string()))
+}
+
+/// A 401 that says what is wrong: `details.reason` is one of `missing`, `malformed`,
+/// `bad_signature`, `expired`, `issued_in_future`, `signed_out`, `bad_subject`.
+pub(crate) fn unauthorized(reason: &'static str, message: impl Into<String>) -> HttpError {
+    HttpError::new(ErrorCode::Unauthorized, message)
+        .with_details(serde_json::json!({ "reason": reason }))
 }
 
 pub(crate) fn require(claims: &Claims, role: Role) -> ApiResult<()> {
@@ -48,14 +56,27 @@ pub(crate) fn require(claims: &Claims, role: Role) -> ApiResult<()> {
         Ok(())
     } else {
         Err(HttpError::forbidden(format!(
-            "this needs the {} role",
-            role.as_str()
-        )))
+            "this needs the {} role; the token's role is {}",
+            role.as_str(),
+            claims.role.as_str()
+        ))
+        .with_details(serde_json::json!({
+            "needed_role": role.as_str(),
+            "role": claims.role.as_str(),
+        })))
     }
 }
 
 pub(crate) fn body<T>(payload: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
     payload.map(|Json(v)| v).map_err(|e| {
+        // The body was cut at `limits.max_body_bytes` while it was read (no Content-Length, or
+        // one that lied): the same refusal as a declared length past the limit.
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return HttpError::new(
+                ErrorCode::BodyTooLarge,
+                "body: longer than this server accepts (limits.max_body_bytes)",
+            );
+        }
         let message = match &e {
             JsonRejection::JsonDataError(_) => body_field_error(&e.body_text()),
             JsonRejection::JsonSyntaxError(_) => {
@@ -68,52 +89,6 @@ pub(crate) fn body<T>(payload: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
         };
         HttpError::bad_request(message)
     })
-}
-
-/// Turns serde's account of a body that does not fit the request type into the project's
-/// `field: rule` form: `seller_id: required`, `lineup[0].stock: expected i64, got a string`.
-fn body_field_error(text: &str) -> String {
-    // axum: "Failed to deserialize the JSON body into the target type: <path>: <serde message>"
-    let detail = text.split_once("target type: ").map_or(text, |(_, d)| d);
-    let detail = strip_position(detail);
-    let (path, message) = match detail.split_once(": ") {
-        // serde_path_to_error names the path first; "." is the document itself.
-        Some((p, m)) if !p.contains(' ') => (if p == "." { "" } else { p }, m),
-        _ => ("", detail),
-    };
-    let join = |field: &str| {
-        if path.is_empty() {
-            field.to_owned()
-        } else {
-            format!("{path}.{field}")
-        }
-    };
-    let quoted = |m: &str| m.split('`').nth(1).map(str::to_owned);
-    if let Some(field) = message.strip_prefix("missing field ").and_then(quoted) {
-        return format!("{}: required", join(&field));
-    }
-    if let Some(field) = message.strip_prefix("unknown field ").and_then(quoted) {
-        return format!("{}: not a field of this request", join(&field));
-    }
-    if let Some(rest) = message.strip_prefix("invalid type: ")
-        && let Some((got, expected)) = rest.split_once(", expected ")
-    {
-        let field = if path.is_empty() { "body" } else { path };
-        return format!("{field}: expected {expected}, got {got}");
-    }
-    if let Some(rest) = message.strip_prefix("unknown variant ")
-        && let Some((got, expected)) = rest.split_once(", expected ")
-    {
-        let field = if path.is_empty() { "body" } else { path };
-        return format!("{field}: expected {expected}, got {got}");
-    }
-    let field = if path.is_empty() { "body" } else { path };
-    format!("{field}: {message}")
-}
-
-/// Drops serde's " at line 1 column 42": the field name says where.
-fn strip_position(text: &str) -> &str {
-    text.rfind(" at line ").map_or(text, |i| &text[..i])
 }
 
 pub(crate) fn field<T, E: std::fmt::Display>(name: &str, r: Result<T, E>) -> ApiResult<T> {
@@ -557,44 +532,4 @@ async fn may_go_live(state: &AppState, claims: &Claims, row: &ShowRow) -> ApiRes
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::body_field_error;
-
-    const PREFIX: &str = "Failed to deserialize the JSON body into the target type: ";
-
-    #[test]
-    fn body_errors_name_the_field_and_the_rule() {
-        let cases = [
-            (
-                ".: missing field `stream_url` at line 1 column 2",
-                "stream_url: required",
-            ),
-            (
-                "lineup[0]: missing field `stock` at line 1 column 80",
-                "lineup[0].stock: required",
-            ),
-            (
-                "lineup[0].stock: invalid type: string \"ten\", expected i64 at line 1 column 9",
-                "lineup[0].stock: expected i64, got string \"ten\"",
-            ),
-            (
-                "invalid type: integer `3`, expected struct CreateShow at line 1 column 1",
-                "body: expected struct CreateShow, got integer `3`",
-            ),
-            (
-                "kind: unknown variant `x`, expected `cancelled` or `moved` at line 1 column 3",
-                "kind: expected `cancelled` or `moved`, got `x`",
-            ),
-        ];
-        for (serde, ours) in cases {
-            assert_eq!(
-                body_field_error(&format!("{PREFIX}{serde}")),
-                ours,
-                "{serde}"
-            );
-        }
-    }
 }

@@ -92,10 +92,28 @@ pub struct Limits {
     pub socket_send_buffer: usize,
     pub shutdown_grace_ms: u64,
     pub waitlist_leave_grace_ms: u64,
+    pub max_body_bytes: usize,
+    pub max_uri_bytes: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
 }
 
 /// Longest accepted `limits.waitlist_leave_grace_ms`: a buyer gone longer than an hour has left.
 pub const MAX_WAITLIST_LEAVE_GRACE_MS: u64 = 3_600_000;
+
+/// Largest accepted `limits.max_body_bytes`: bodies are read whole into memory before they
+/// are parsed, so this bounds what one request can make the server hold.
+pub const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// Largest accepted `limits.max_uri_bytes`: the `http` crate refuses longer request targets
+/// itself (65534 bytes), before the server can answer with its own error body.
+pub const MAX_URI_BYTES: usize = 65_000;
+
+/// Largest accepted `limits.max_header_bytes`.
+pub const MAX_HEADER_BYTES: usize = 1 << 20;
+
+/// Largest accepted `limits.max_headers`.
+pub const MAX_HEADERS: usize = 1000;
 
 /// Longest accepted `limits.claim_deadline_ms`: a viewer waits at most this long for a definite
 /// answer (or `pending`); past ten seconds a live auction has moved on.
@@ -393,6 +411,21 @@ impl Config {
                     l.max_frame_bytes
                 ),
             ));
+        }
+        let http_bounds: [(&'static str, usize, usize); 4] = [
+            ("limits.max_body_bytes", l.max_body_bytes, MAX_BODY_BYTES),
+            ("limits.max_uri_bytes", l.max_uri_bytes, MAX_URI_BYTES),
+            (
+                "limits.max_header_bytes",
+                l.max_header_bytes,
+                MAX_HEADER_BYTES,
+            ),
+            ("limits.max_headers", l.max_headers, MAX_HEADERS),
+        ];
+        for (key, v, most) in http_bounds {
+            if !(1..=most).contains(&v) {
+                return Err(invalid(key, format!("1 to {most}")));
+            }
         }
         if l.waitlist_leave_grace_ms > MAX_WAITLIST_LEAVE_GRACE_MS {
             return Err(invalid(

@@ -47,6 +47,18 @@ impl IntoResponse for HttpError {
         if status.is_server_error() {
             tracing::error!(code = %self.code, message = %self.message, "request failed");
         }
+        // RFC 6750 §3: a 401 names the scheme, and why a token was refused when one was sent.
+        let challenge = (self.code == ErrorCode::Unauthorized).then(|| {
+            let missing = self
+                .details
+                .as_ref()
+                .is_some_and(|d| d["reason"] == "missing");
+            if missing {
+                axum::http::HeaderValue::from_static("Bearer")
+            } else {
+                crate::edge::www_authenticate(&self.message)
+            }
+        });
         let body = ApiError {
             error: ApiErrorBody {
                 code: self.code,
@@ -54,7 +66,12 @@ impl IntoResponse for HttpError {
                 details: self.details,
             },
         };
-        (status, Json(body)).into_response()
+        let mut resp = (status, Json(body)).into_response();
+        if let Some(v) = challenge {
+            resp.headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, v);
+        }
+        resp
     }
 }
 

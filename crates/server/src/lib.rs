@@ -5,6 +5,7 @@
 //! - [`auth`]: HS256 tokens carrying role and subject (the `nightmarket-auth` crate);
 //!   [`sessions`]: sign-in for browsers (invites, guests, the session cookie).
 //! - [`web`]: the consoles' pages and assets, compiled in from the repository's `web/`.
+//! - [`edge`]: the accept loop, request bounds, and JSON for every error response.
 //! - [`api`]: HTTP handlers; [`ws`]: one WebSocket session per viewer or seller.
 //! - [`claims`]: a claim from the moment it is read to its definite answer within the claim
 //!   deadline (`pending` first when its outcome is not known in time).
@@ -28,6 +29,7 @@ pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod deadline;
+pub mod edge;
 pub mod error;
 pub mod health;
 pub mod lifecycle;
@@ -55,7 +57,6 @@ use axum::extract::{Path, Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use nightmarket_domain::{BuyerId, CommandError, ShowId, ShowStatus};
 use nightmarket_inventory::{
     EventFeed, FeedItem, Inventory, InventoryError, MemoryInventory, RedisInventory,
@@ -306,6 +307,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             sessions::layer,
         ))
+        // The JSON extractor's own bound, equal to the one `edge::limits` puts on every body.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.limits.max_body_bytes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            edge::limits,
+        ))
+        .layer(axum::middleware::from_fn(edge::json_errors))
         .with_state(state)
 }
 
@@ -370,8 +380,8 @@ async fn ws_upgrade(
 ) -> Result<Response, HttpError> {
     let claims = api::authenticate(&state, &headers, query.get("token").map(String::as_str))?;
     if claims.role == Role::Viewer && BuyerId::parse(claims.sub.clone()).is_err() {
-        return Err(HttpError::new(
-            ErrorCode::Unauthorized,
+        return Err(api::unauthorized(
+            "bad_subject",
             "the token's subject is not a valid buyer id",
         ));
     }
@@ -529,20 +539,10 @@ pub async fn serve_with(
 
     let app = router(state.clone());
     let mut stop = stop_rx.clone();
-    let send_buffer = state.config.limits.socket_send_buffer;
-    let listener = listener.tap_io(move |tcp| {
-        // Small frames, latency matters: no Nagle delay.
-        let _ = tcp.set_nodelay(true);
-        if send_buffer > 0 {
-            let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(send_buffer);
-        }
+    let limits = state.config.limits.clone();
+    let server = edge::serve(listener, app, &limits, async move {
+        state::stopped(&mut stop).await
     });
-    // The peer address reaches handlers that limit per address (guest sign-ins).
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { state::stopped(&mut stop).await });
     let trigger = tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);

@@ -476,7 +476,10 @@ pub async fn commit(
         market_id: cal.row.id.clone(),
         night_date: night.date,
         seller_id: seller,
-        statement: field("statement", text("statement", &req.statement))?,
+        statement: field(
+            "statement",
+            nightmarket_domain::ocop::paragraph("statement", &req.statement),
+        )?,
         signed_by: actor(&claims),
         signed_at: state.clock.now(),
     };

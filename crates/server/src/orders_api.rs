@@ -70,10 +70,7 @@ fn owns(claims: &Claims, order: &OrderRow) -> bool {
 fn buyer(claims: &Claims) -> ApiResult<BuyerId> {
     require(claims, Role::Viewer)?;
     claims.buyer().ok_or_else(|| {
-        HttpError::new(
-            ErrorCode::Unauthorized,
-            "the token's subject is not a valid buyer id",
-        )
+        crate::api::unauthorized("bad_subject", "the token's subject is not a valid buyer id")
     })
 }
 

@@ -462,7 +462,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
             match state.catalog.session(sid).await {
                 Ok(Some(s)) if usable(&s, &claims, now) => {}
                 Ok(_) => {
-                    return HttpError::new(ErrorCode::Unauthorized, "the session was signed out")
+                    return crate::api::unauthorized("signed_out", "the session was signed out")
                         .into_response();
                 }
                 Err(e) => return HttpError::from(e).into_response(),

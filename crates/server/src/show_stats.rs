@@ -10,8 +10,14 @@
 //! everything sent only grows (a refusal count is this process's running total, a viewer
 //! figure the most seen in that minute so far). So a flush that fails is simply retried by the
 //! next one, and a flush that succeeded but looked failed does no harm when repeated. That is
-//! also why the node id is new in every process: a restarted node starts counting from zero,
-//! and under its old id the larger, older total would hide the new one.
+//! also why refusals are written under an id new in every process: a restarted node starts
+//! counting from zero, and under its old id the larger, older total would hide the new one.
+//!
+//! Viewers are the other way round. The figures of nodes running side by side add up, but a
+//! node that restarts within a minute sees the same viewers reconnect: under a new id its
+//! second figure would be added to its first. So viewer figures are written under the node's
+//! identity, which outlives a restart ([`node_identity`]: its host and configured listen
+//! address, which no two running processes share), and the store keeps the larger of the two.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -56,15 +62,29 @@ pub fn minute_of(at: Millis) -> i64 {
 
 /// A node id unique to this process: `<host>-<pid>-<random>`.
 pub fn new_node_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    let host = host_name();
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    let random = random.get(..NODE_ID_RANDOM_CHARS).unwrap_or(&random);
+    format!("{host}-{}-{random}", std::process::id())
+}
+
+/// The identity a node's viewer figures are written under: `<host>-<listen address>`, the
+/// same for a process and the one restarted in its place, never shared by two processes running
+/// at once (they cannot bind the same address). With port 0 the address is not known before it
+/// is bound and differs per process: each process is then its own node, and a restart within a
+/// minute adds up as before.
+pub fn node_identity(listen: &str) -> Option<String> {
+    let addr: std::net::SocketAddr = listen.parse().ok()?;
+    (addr.port() != 0).then(|| format!("{}-{addr}", host_name()))
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "node".to_owned());
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    let random = random.get(..NODE_ID_RANDOM_CHARS).unwrap_or(&random);
-    format!("{host}-{}-{random}", std::process::id())
+        .unwrap_or_else(|| "node".to_owned())
 }
 
 /// One minute's viewer figure: the most seen, and the most the store has been sent.
@@ -161,24 +181,44 @@ impl ShowCounters {
     }
 }
 
-/// This node's collector: the node id and every show's counters.
+/// This node's collector: its ids and every show's counters.
 #[derive(Debug)]
 pub struct ShowStats {
+    /// This process: refusal totals are written under it.
+    process: String,
+    /// This node across restarts: viewer figures are written under it.
     node: String,
     shows: Mutex<HashMap<ShowId, Arc<ShowCounters>>>,
 }
 
 impl ShowStats {
-    pub fn new(node: impl Into<String>) -> Self {
+    /// A collector whose refusals and viewers both go under `process` (see [`Self::for_node`]).
+    pub fn new(process: impl Into<String>) -> Self {
+        let process = process.into();
         Self {
-            node: node.into(),
+            node: process.clone(),
+            process,
             shows: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The id this node's rows carry in the store.
+    /// A collector for the process `process` of the node `node` (see [`node_identity`]).
+    pub fn for_node(process: impl Into<String>, node: Option<String>) -> Self {
+        let mut stats = Self::new(process);
+        if let Some(node) = node {
+            stats.node = node;
+        }
+        stats
+    }
+
+    /// The id this node's viewer rows carry in the store.
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// The id this process's refusal rows carry in the store.
+    pub fn process(&self) -> &str {
+        &self.process
     }
 
     /// The counters of `show`, created on first use; a show's runtime keeps them, so counting
@@ -202,7 +242,23 @@ impl ShowStats {
             if batch.is_empty() {
                 continue;
             }
-            store.record_show_stats(&self.node, &batch).await?;
+            let ShowStatsBatch { refusals, viewers } = batch.clone();
+            if self.node == self.process {
+                store.record_show_stats(&self.process, &batch).await?;
+            } else {
+                // Two transactions: each row is kept as the larger of the stored and the sent
+                // value, so if only the first lands the next flush simply sends both again.
+                let refusals = ShowStatsBatch {
+                    refusals,
+                    viewers: Vec::new(),
+                };
+                let viewers = ShowStatsBatch {
+                    refusals: Vec::new(),
+                    viewers,
+                };
+                store.record_show_stats(&self.process, &refusals).await?;
+                store.record_show_stats(&self.node, &viewers).await?;
+            }
             counters.flushed(&batch, now_minute);
         }
         Ok(())

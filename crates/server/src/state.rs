@@ -25,7 +25,7 @@ use crate::auth::TokenKey;
 use crate::config::Config;
 use crate::convert;
 use crate::metrics::{Metrics, inc};
-use crate::show_stats::{ShowCounters, ShowStats, minute_of, new_node_id};
+use crate::show_stats::{ShowCounters, ShowStats, minute_of, new_node_id, node_identity};
 
 /// Current time, UTC milliseconds.
 pub fn now_ms() -> Millis {
@@ -176,6 +176,10 @@ impl AppState {
             (inventory.dependency(), Probe::Inventory(inventory.clone())),
             (store, Probe::Catalog(catalog.clone())),
         ]);
+        let show_stats = Arc::new(ShowStats::for_node(
+            new_node_id(),
+            node_identity(&config.listen),
+        ));
         Self {
             health,
             key: TokenKey::new(config.auth_secret.expose()),
@@ -187,7 +191,7 @@ impl AppState {
             clock,
             hub,
             metrics: Metrics::default(),
-            show_stats: Arc::new(ShowStats::new(new_node_id())),
+            show_stats,
             shows: RwLock::new(HashMap::new()),
             sessions: Arc::new(Sessions::default()),
             guests,

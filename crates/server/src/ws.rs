@@ -17,7 +17,7 @@ use nightmarket_domain::{
     Quantity, WaitlistOutcome,
 };
 use nightmarket_inventory::{Command, InventoryError};
-use nightmarket_wire::client::{ClientMessage, KNOWN_TYPES};
+use nightmarket_wire::client::{ClientMessage, classify_parse_error};
 use nightmarket_wire::server::{
     Ack, CancelOutcomeKind, CancelResult, ConnectionLimits, ErrorFrame, Hello, ServerMessage,
     ShowView, Snapshot, WaitlistOutcomeKind, WaitlistResult,
@@ -767,35 +767,6 @@ pub(crate) fn inventory_error(e: InventoryError) -> (ErrorCode, String) {
             tracing::error!(error = %m, "inventory failure");
             (ErrorCode::Internal, "internal error".into())
         }
-    }
-}
-
-/// Tells malformed JSON, an unknown `type` and a known type with bad fields apart; returns
-/// the message's `req`, if it has a readable one, so the answer can be matched.
-fn classify_parse_error(text: &str, e: &serde_json::Error) -> (ErrorCode, String, Option<String>) {
-    let value: serde_json::Value = match serde_json::from_str(text) {
-        Ok(v) => v,
-        Err(_) => return (ErrorCode::BadRequest, format!("malformed JSON: {e}"), None),
-    };
-    let req = value
-        .get("req")
-        .and_then(|r| r.as_str())
-        .map(|r| r.chars().take(64).collect());
-    match value.get("type").and_then(|t| t.as_str()) {
-        None => (
-            ErrorCode::BadRequest,
-            "a message is a JSON object with a string `type`".into(),
-            req,
-        ),
-        Some(t) if !KNOWN_TYPES.contains(&t) => {
-            let t: String = t.chars().take(40).collect();
-            (
-                ErrorCode::UnknownType,
-                format!("unknown message type {t:?}"),
-                req,
-            )
-        }
-        Some(_) => (ErrorCode::BadRequest, e.to_string(), req),
     }
 }
 

@@ -87,3 +87,41 @@ pub const KNOWN_TYPES: [&str; 8] = [
     "waitlist_join",
     "waitlist_leave",
 ];
+
+/// Tells malformed JSON, an unknown `type` and a known type with bad fields apart; returns
+/// the message's `req`, if it has a readable one, so the answer can be matched.
+pub fn classify_parse_error(
+    text: &str,
+    e: &serde_json::Error,
+) -> (crate::ErrorCode, String, Option<String>) {
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(_) => {
+            return (
+                crate::ErrorCode::BadRequest,
+                format!("malformed JSON: {e}"),
+                None,
+            );
+        }
+    };
+    let req = value
+        .get("req")
+        .and_then(|r| r.as_str())
+        .map(|r| r.chars().take(64).collect());
+    match value.get("type").and_then(|t| t.as_str()) {
+        None => (
+            crate::ErrorCode::BadRequest,
+            "a message is a JSON object with a string `type`".into(),
+            req,
+        ),
+        Some(t) if !KNOWN_TYPES.contains(&t) => {
+            let t: String = t.chars().take(40).collect();
+            (
+                crate::ErrorCode::UnknownType,
+                format!("unknown message type {t:?}"),
+                req,
+            )
+        }
+        Some(_) => (crate::ErrorCode::BadRequest, e.to_string(), req),
+    }
+}

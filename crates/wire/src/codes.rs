@@ -88,6 +88,17 @@ pub enum ErrorCode {
     CsrfRejected,
     /// The server cannot take this now (journal queue full, storage failing); retry later.
     Unavailable,
+    // --- the HTTP edge -------------------------------------------------------------------------
+    /// The path exists but not with this method (or the method is unknown); `Allow` lists the
+    /// methods it has.
+    MethodNotAllowed,
+    /// The request body is longer than `limits.max_body_bytes`.
+    BodyTooLarge,
+    /// The request target (path and query) is longer than `limits.max_uri_bytes`.
+    UriTooLong,
+    /// The request's headers are longer than `limits.max_header_bytes`, or more than
+    /// `limits.max_headers` of them.
+    HeadersTooLarge,
     /// An unexpected failure inside the server; logged with details.
     Internal,
 }
@@ -132,6 +143,10 @@ impl ErrorCode {
             Self::InviteExpired => "invite_expired",
             Self::CsrfRejected => "csrf_rejected",
             Self::Unavailable => "unavailable",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::BodyTooLarge => "body_too_large",
+            Self::UriTooLong => "uri_too_long",
+            Self::HeadersTooLarge => "headers_too_large",
             Self::Internal => "internal",
         }
     }
@@ -171,6 +186,10 @@ impl ErrorCode {
             | Self::AmountMismatch
             | Self::NotSettled
             | Self::NightOver => 409,
+            Self::MethodNotAllowed => 405,
+            Self::BodyTooLarge => 413,
+            Self::UriTooLong => 414,
+            Self::HeadersTooLarge => 431,
             Self::RateLimited => 429,
             Self::Unavailable => 503,
             Self::Internal => 500,
@@ -183,7 +202,7 @@ impl ErrorCode {
     }
 
     /// All codes, for documentation tests.
-    pub const ALL: [ErrorCode; 37] = [
+    pub const ALL: [ErrorCode; 41] = [
         Self::Duplicate,
         Self::SoldOut,
         Self::LimitExceeded,
@@ -220,8 +239,31 @@ impl ErrorCode {
         Self::InviteExpired,
         Self::CsrfRejected,
         Self::Unavailable,
+        Self::MethodNotAllowed,
+        Self::BodyTooLarge,
+        Self::UriTooLong,
+        Self::HeadersTooLarge,
         Self::Internal,
     ];
+
+    /// The code an HTTP error status stands for, for errors the server's own handlers did not
+    /// write (the HTTP layer's refusals). A status without a code of its own is `bad_request`
+    /// (4xx) or `internal` (5xx).
+    pub fn for_http_status(status: u16) -> Self {
+        match status {
+            401 => Self::Unauthorized,
+            403 => Self::Forbidden,
+            404 => Self::NotFound,
+            405 => Self::MethodNotAllowed,
+            413 => Self::BodyTooLarge,
+            414 => Self::UriTooLong,
+            429 => Self::RateLimited,
+            431 => Self::HeadersTooLarge,
+            503 => Self::Unavailable,
+            500..=599 => Self::Internal,
+            _ => Self::BadRequest,
+        }
+    }
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -273,6 +315,16 @@ impl CloseCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_statuses_map_back_to_their_codes() {
+        for status in [401, 403, 404, 405, 413, 414, 429, 431, 503, 500] {
+            assert_eq!(ErrorCode::for_http_status(status).http_status(), status);
+        }
+        for status in [400, 411, 415, 422, 426] {
+            assert_eq!(ErrorCode::for_http_status(status), ErrorCode::BadRequest);
+        }
+    }
 
     #[test]
     fn as_str_matches_serde() {

@@ -21,6 +21,52 @@ pub struct ApiErrorBody {
     pub details: Option<serde_json::Value>,
 }
 
+/// Turns serde's account (as axum's JSON extractor words it) of a body that does not fit the request type into the project's
+/// `field: rule` form: `seller_id: required`, `lineup[0].stock: expected i64, got a string`.
+pub fn body_field_error(text: &str) -> String {
+    // axum: "Failed to deserialize the JSON body into the target type: <path>: <serde message>"
+    let detail = text.split_once("target type: ").map_or(text, |(_, d)| d);
+    let detail = strip_position(detail);
+    let (path, message) = match detail.split_once(": ") {
+        // serde_path_to_error names the path first; "." is the document itself.
+        Some((p, m)) if !p.contains(' ') => (if p == "." { "" } else { p }, m),
+        _ => ("", detail),
+    };
+    let join = |field: &str| {
+        if path.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{path}.{field}")
+        }
+    };
+    let quoted = |m: &str| m.split('`').nth(1).map(str::to_owned);
+    if let Some(field) = message.strip_prefix("missing field ").and_then(quoted) {
+        return format!("{}: required", join(&field));
+    }
+    if let Some(field) = message.strip_prefix("unknown field ").and_then(quoted) {
+        return format!("{}: not a field of this request", join(&field));
+    }
+    if let Some(rest) = message.strip_prefix("invalid type: ")
+        && let Some((got, expected)) = rest.split_once(", expected ")
+    {
+        let field = if path.is_empty() { "body" } else { path };
+        return format!("{field}: expected {expected}, got {got}");
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant ")
+        && let Some((got, expected)) = rest.split_once(", expected ")
+    {
+        let field = if path.is_empty() { "body" } else { path };
+        return format!("{field}: expected {expected}, got {got}");
+    }
+    let field = if path.is_empty() { "body" } else { path };
+    format!("{field}: {message}")
+}
+
+/// Drops serde's " at line 1 column 42": the field name says where.
+pub fn strip_position(text: &str) -> &str {
+    text.rfind(" at line ").map_or(text, |i| &text[..i])
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreateSeller {
     pub name: String,
@@ -226,4 +272,44 @@ pub struct ProductLiveStats {
     pub units_sold: u32,
     /// In đồng, from the recorded claim log.
     pub gmv: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::body_field_error;
+
+    const PREFIX: &str = "Failed to deserialize the JSON body into the target type: ";
+
+    #[test]
+    fn body_errors_name_the_field_and_the_rule() {
+        let cases = [
+            (
+                ".: missing field `stream_url` at line 1 column 2",
+                "stream_url: required",
+            ),
+            (
+                "lineup[0]: missing field `stock` at line 1 column 80",
+                "lineup[0].stock: required",
+            ),
+            (
+                "lineup[0].stock: invalid type: string \"ten\", expected i64 at line 1 column 9",
+                "lineup[0].stock: expected i64, got string \"ten\"",
+            ),
+            (
+                "invalid type: integer `3`, expected struct CreateShow at line 1 column 1",
+                "body: expected struct CreateShow, got integer `3`",
+            ),
+            (
+                "kind: unknown variant `x`, expected `cancelled` or `moved` at line 1 column 3",
+                "kind: expected `cancelled` or `moved`, got `x`",
+            ),
+        ];
+        for (serde, ours) in cases {
+            assert_eq!(
+                body_field_error(&format!("{PREFIX}{serde}")),
+                ours,
+                "{serde}"
+            );
+        }
+    }
 }

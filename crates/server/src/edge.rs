@@ -1,0 +1,263 @@
+//! The HTTP edge: the accept loop, the bounds every request meets before any handler, and the
+//! rule that every error leaves as the project's JSON error body with a stable code.
+//!
+//! Three layers of refusal, outermost first:
+//!
+//! 1. hyper's HTTP/1 parser ([`serve`]). It holds a request head of at most [`head_bytes`]
+//!    and [`parser_headers`] headers, twice the configured bounds, so that requests past the
+//!    configured bounds still reach [`limits`] and get a JSON answer. What the parser refuses
+//!    itself (a head past its buffer, more headers than it holds, a request target past the
+//!    `http` crate's 65534 bytes, bytes that are not HTTP at all) gets hyper's own 400, 414 or
+//!    431 with an empty body, and the connection is closed: no handler ever sees such a request.
+//! 2. [`limits`]: the request target, the headers and the body against `limits.max_*`.
+//! 3. [`json_errors`]: an error response a handler did not write itself (axum's extractor
+//!    refusals: a path that is not UTF-8, a query that does not parse, a request that is not a
+//!    WebSocket upgrade, a method a path does not have) is rewritten into the JSON body with the
+//!    code its status stands for.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use nightmarket_wire::ErrorCode;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Limits;
+use crate::error::HttpError;
+use crate::state::AppState;
+
+/// Bytes of a refusal's text the JSON body keeps as its message: axum's refusals are one short
+/// sentence; anything longer is not worth echoing.
+const MAX_REFUSAL_TEXT: usize = 512;
+
+/// How long the accept loop pauses after an error that is not about one connection (too many
+/// open files): retrying at once would spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// The request head hyper's parser holds: twice the request target and the headers the
+/// configuration allows, so a request past them still gets to [`limits`] (and a JSON answer),
+/// and never less than hyper's own floor of 8 KiB.
+pub fn head_bytes(l: &Limits) -> usize {
+    l.max_uri_bytes
+        .saturating_add(l.max_header_bytes)
+        .saturating_mul(2)
+        .max(8192)
+}
+
+/// The headers hyper's parser holds: twice `limits.max_headers`, for the same reason.
+pub fn parser_headers(l: &Limits) -> usize {
+    l.max_headers.saturating_mul(2)
+}
+
+/// Refuses a request whose target, headers or declared body are past the configured bounds, and
+/// bounds the body of every other one (a body sent without a length is cut at the limit while
+/// it is read, which the JSON extractor answers `body_too_large`).
+pub async fn limits(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let l = &state.config.limits;
+    let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target > l.max_uri_bytes {
+        return HttpError::new(
+            ErrorCode::UriTooLong,
+            format!(
+                "the request target is {target} bytes; at most {} (limits.max_uri_bytes)",
+                l.max_uri_bytes
+            ),
+        )
+        .into_response();
+    }
+    let headers = req.headers();
+    if headers.len() > l.max_headers {
+        return HttpError::new(
+            ErrorCode::HeadersTooLarge,
+            format!(
+                "{} headers; at most {} (limits.max_headers)",
+                headers.len(),
+                l.max_headers
+            ),
+        )
+        .into_response();
+    }
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if header_bytes > l.max_header_bytes {
+        return HttpError::new(
+            ErrorCode::HeadersTooLarge,
+            format!(
+                "the headers are {header_bytes} bytes; at most {} (limits.max_header_bytes)",
+                l.max_header_bytes
+            ),
+        )
+        .into_response();
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > l.max_body_bytes as u64) {
+        return body_too_large(l.max_body_bytes).into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let body = Body::new(http_body_util::Limited::new(body, l.max_body_bytes));
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// The refusal of a body longer than `limits.max_body_bytes`.
+pub fn body_too_large(limit: usize) -> HttpError {
+    HttpError::new(
+        ErrorCode::BodyTooLarge,
+        format!("body: longer than {limit} bytes (limits.max_body_bytes)"),
+    )
+}
+
+/// Rewrites an error response that is not JSON into the JSON error body, keeping its `Allow`
+/// header (405) and its text as the message.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = match http_body_util::Limited::new(body, MAX_REFUSAL_TEXT)
+        .collect()
+        .await
+    {
+        Ok(bytes) => String::from_utf8_lossy(&bytes.to_bytes()).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let code = ErrorCode::for_http_status(status.as_u16());
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_owned()
+    } else {
+        text
+    };
+    let mut out = HttpError::new(code, message).into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        out.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    // The session layer may have dropped a stale cookie on the way out.
+    for value in parts.headers.get_all(header::SET_COOKIE) {
+        out.headers_mut().append(header::SET_COOKIE, value.clone());
+    }
+    out
+}
+
+/// A `WWW-Authenticate` value for a refused bearer token (RFC 6750 §3).
+pub fn www_authenticate(description: &str) -> HeaderValue {
+    let clean: String = description
+        .chars()
+        .filter(|c| c.is_ascii() && !c.is_ascii_control() && *c != '"' && *c != '\\')
+        .collect();
+    HeaderValue::from_str(&format!(
+        "Bearer error=\"invalid_token\", error_description=\"{clean}\""
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, lets every
+/// connection finish the request it is serving and waits for them. WebSocket sessions are no
+/// longer connections of hyper once upgraded: the server drains those itself.
+///
+/// hyper's parser is set up here, with the bounds [`head_bytes`] and [`parser_headers`] and
+/// hyper's 30 s for a request head to arrive (a client that trickles a head is cut off).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: &Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let head = head_bytes(limits);
+    let max_headers = parser_headers(limits);
+    let send_buffer = limits.socket_send_buffer;
+    // Every connection task holds a receiver; `closed()` resolves once all are gone.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "accept failed; pausing");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Small frames, latency matters: no Nagle delay.
+        let _ = tcp.set_nodelay(true);
+        if send_buffer > 0 {
+            let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(send_buffer);
+        }
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+            // Handlers that limit per address (guest sign-ins) read the peer from here.
+            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            let mut app = app.clone();
+            // A Router is always ready: `call` needs no `poll_ready` first.
+            tower_service::Service::call(&mut app, req)
+        });
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .max_buf_size(head)
+                .max_headers(max_headers);
+            let conn = builder
+                .serve_connection(TokioIo::new(tcp), service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::trace!(error = %e, "connection ended with an error");
+                    }
+                }
+                () = crate::state::stopped(&mut stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(stop);
+        });
+    }
+    drop(listener);
+    drop(stop_rx);
+    let _ = stop_tx.send(true);
+    stop_tx.closed().await;
+    Ok(())
+}
+
+/// Errors that concern one connection only (the peer gave up before it was accepted).
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
