@@ -7,6 +7,8 @@
 //!   [`sql::Engine`]: SQLite is the embedded default, PostgreSQL serves distributed mode, and
 //!   both pass one conformance suite (`conformance`, with the `testing` feature: one test per
 //!   case, run against each engine by `tests/sqlite.rs` and `tests/postgres.rs`).
+//! - [`migrations`]: the schema as SQL files (`migrations/V<n>__<name>.sql`), applied at start
+//!   by `refinery` with a checksum per migration, adopting databases of the old runner.
 //! - [`SqliteJournal`]: the durable claim journal behind the in-memory inventory. Claims,
 //!   cancellations and show events are appended in group-committed transactions; a claim is
 //!   acknowledged only once its transaction is on disk, and a restart replays the journal.
@@ -134,7 +136,7 @@ impl Store {
     }
 
     pub async fn with_engine(engine: Arc<dyn Engine>) -> Result<Self, StoreError> {
-        engine.migrate(migrations::MIGRATIONS).await?;
+        engine.migrate().await?;
         Ok(Self { engine })
     }
 
