@@ -3,6 +3,7 @@
 
 mod authz;
 mod bad_input;
+mod csv_exports;
 mod demo;
 mod docs;
 mod faults;

@@ -1,6 +1,10 @@
-//! The inventory conformance suite. Every [`Inventory`] implementation must pass [`run`]
-//! unchanged: the memory one now, the Redis one in distributed mode. Show ids are prefixed so
-//! one backend instance can run the suite repeatedly.
+//! The inventory conformance suite. Every [`Inventory`] implementation must pass every case
+//! unchanged: the memory one and the Redis one. [`inventory_conformance!`](crate::inventory_conformance)
+//! turns each case into a test of its own; [`run`] runs them all on one inventory. Show ids
+//! are prefixed so one backend instance can run the suite repeatedly.
+//!
+//! Compiled only with the `testing` feature (the crate's own tests and the workspace's test
+//! crates turn it on), so release binaries do not carry it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,24 +133,72 @@ async fn open(
     Ok(show)
 }
 
-/// Runs every behaviour; the first disagreement is returned as text.
+/// Runs every case in turn on one inventory; the first disagreement is returned as text. The
+/// per-case tests come from [`inventory_conformance!`](crate::inventory_conformance); this is
+/// for runs that need the whole suite at once (before and after a Redis script flush, across
+/// a Redis Cluster).
 pub async fn run(inv: Arc<dyn Inventory>, prefix: &str) -> R {
-    lifecycle_and_refusals(inv.as_ref(), prefix).await?;
-    flash_rules(inv.as_ref(), prefix).await?;
-    cancel_rules(inv.as_ref(), prefix).await?;
-    concurrent_claims_never_oversell(inv.clone(), prefix).await?;
-    history_and_resume(inv.as_ref(), prefix).await?;
-    claim_log_in_pages(inv.as_ref(), prefix).await?;
-    an_unknown_show(inv.as_ref(), prefix).await?;
-    release_rules(inv.as_ref(), prefix).await?;
-    a_buyers_many_claims(inv.as_ref(), prefix).await?;
-    waitlist_rules(inv.as_ref(), prefix).await?;
-    waitlist_limit_skip(inv.as_ref(), prefix).await?;
-    waitlists_never_oversell(inv.clone(), prefix).await?;
+    crate::inventory_conformance!(@cases run inv prefix);
     Ok(())
 }
 
-async fn lifecycle_and_refusals(inv: &dyn Inventory, prefix: &str) -> R {
+/// One `#[tokio::test]` per conformance case, so a failure names its case. `$make` is an async
+/// function returning `(Arc<dyn Inventory>, keep)`: a fresh inventory for each case, and
+/// whatever must outlive it (a temporary directory); each case is a separate test, so cases
+/// never see each other's shows. Invoke it inside a module of its own:
+///
+/// ```ignore
+/// mod conformance {
+///     nightmarket_inventory::inventory_conformance!(super::fresh_inventory);
+/// }
+/// ```
+///
+/// The list of cases is written once, here: [`run`] expands the same list.
+#[macro_export]
+macro_rules! inventory_conformance {
+    (@cases $mode:ident $($arg:tt)*) => {
+        $crate::inventory_conformance!(@$mode lifecycle_and_refusals ref $($arg)*);
+        $crate::inventory_conformance!(@$mode flash_rules ref $($arg)*);
+        $crate::inventory_conformance!(@$mode cancel_rules ref $($arg)*);
+        $crate::inventory_conformance!(@$mode concurrent_claims_never_oversell arc $($arg)*);
+        $crate::inventory_conformance!(@$mode history_and_resume ref $($arg)*);
+        $crate::inventory_conformance!(@$mode claim_log_in_pages ref $($arg)*);
+        $crate::inventory_conformance!(@$mode an_unknown_show ref $($arg)*);
+        $crate::inventory_conformance!(@$mode release_rules ref $($arg)*);
+        $crate::inventory_conformance!(@$mode a_buyers_many_claims ref $($arg)*);
+        $crate::inventory_conformance!(@$mode waitlist_rules ref $($arg)*);
+        $crate::inventory_conformance!(@$mode waitlist_limit_skip ref $($arg)*);
+        $crate::inventory_conformance!(@$mode waitlists_never_oversell arc $($arg)*);
+    };
+    (@run $case:ident ref $inv:ident $prefix:ident) => {
+        $crate::conformance::$case($inv.as_ref(), $prefix).await?;
+    };
+    (@run $case:ident arc $inv:ident $prefix:ident) => {
+        $crate::conformance::$case($inv.clone(), $prefix).await?;
+    };
+    (@test $case:ident $kind:ident $make:path) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            let (inv, _keep) = $make().await;
+            let inv: ::std::sync::Arc<dyn $crate::Inventory> = inv;
+            let outcome = $crate::inventory_conformance!(@call $case $kind inv);
+            if let Err(e) = outcome {
+                panic!("conformance case {}: {e}", stringify!($case));
+            }
+        }
+    };
+    (@call $case:ident ref $inv:ident) => {
+        $crate::conformance::$case($inv.as_ref(), "conf").await
+    };
+    (@call $case:ident arc $inv:ident) => {
+        $crate::conformance::$case($inv.clone(), "conf").await
+    };
+    ($make:path) => {
+        $crate::inventory_conformance!(@cases test $make);
+    };
+}
+
+pub async fn lifecycle_and_refusals(inv: &dyn Inventory, prefix: &str) -> R {
     let show = open(inv, prefix, "lifecycle", 5, 3).await?;
     // Opening again is a no-op.
     inv.open_show(&show, lineup(5, 3)?).await.map_err(err)?;
@@ -282,7 +334,7 @@ async fn lifecycle_and_refusals(inv: &dyn Inventory, prefix: &str) -> R {
     Ok(())
 }
 
-async fn flash_rules(inv: &dyn Inventory, prefix: &str) -> R {
+pub async fn flash_rules(inv: &dyn Inventory, prefix: &str) -> R {
     let show = open(inv, prefix, "flash", 100, 50).await?;
     inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
     inv.command(&show, Command::Pin(pid("p1")), T0)
@@ -410,7 +462,7 @@ async fn flash_rules(inv: &dyn Inventory, prefix: &str) -> R {
     Ok(())
 }
 
-async fn cancel_rules(inv: &dyn Inventory, prefix: &str) -> R {
+pub async fn cancel_rules(inv: &dyn Inventory, prefix: &str) -> R {
     let show = open(inv, prefix, "cancel", 10, 5).await?;
     inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
     inv.command(&show, Command::Pin(pid("p2")), T0)
@@ -455,7 +507,7 @@ async fn cancel_rules(inv: &dyn Inventory, prefix: &str) -> R {
 
 /// A buyer who claims again and again sees every claim of theirs, oldest first, cancelled ones
 /// marked, and none of anyone else's (the Redis backend keeps them in chunks of 32 ids).
-async fn a_buyers_many_claims(inv: &dyn Inventory, prefix: &str) -> R {
+pub async fn a_buyers_many_claims(inv: &dyn Inventory, prefix: &str) -> R {
     const MANY: usize = 70;
     let show = open(inv, prefix, "mine", 1_000, 1_000).await?;
     inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
@@ -510,7 +562,7 @@ async fn a_buyers_many_claims(inv: &dyn Inventory, prefix: &str) -> R {
     Ok(())
 }
 
-async fn concurrent_claims_never_oversell(inv: Arc<dyn Inventory>, prefix: &str) -> R {
+pub async fn concurrent_claims_never_oversell(inv: Arc<dyn Inventory>, prefix: &str) -> R {
     const STOCK: u32 = 500;
     let show = open(inv.as_ref(), prefix, "race", STOCK, 4).await?;
     inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
@@ -561,7 +613,7 @@ async fn concurrent_claims_never_oversell(inv: Arc<dyn Inventory>, prefix: &str)
     Ok(())
 }
 
-async fn history_and_resume(inv: &dyn Inventory, prefix: &str) -> R {
+pub async fn history_and_resume(inv: &dyn Inventory, prefix: &str) -> R {
     let show = open(inv, prefix, "history", 10, 5).await?;
     inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
     for p in ["p1", "p2", "p1"] {
@@ -663,7 +715,7 @@ async fn read_all(
 /// Claims, a duplicate retry, refusals, a cancellation and an idempotent re-cancellation: the
 /// log holds exactly the accepted decisions, in order, from position 0, whatever the page size;
 /// the close marker follows them only once the show has closed, and nothing follows it.
-async fn claim_log_in_pages(inv: &dyn Inventory, prefix: &str) -> R {
+pub async fn claim_log_in_pages(inv: &dyn Inventory, prefix: &str) -> R {
     let show = open(inv, prefix, "claimlog", 10, 5).await?;
     let start = LogCursor::default();
     let page = inv.claim_log(&show, &start, 10).await.map_err(err)?;
@@ -821,7 +873,7 @@ async fn claim_log_in_pages(inv: &dyn Inventory, prefix: &str) -> R {
 
 /// A show the backend holds nothing for (never opened, or released and gone) is unknown to
 /// every read and command, and none of them creates it.
-async fn an_unknown_show(inv: &dyn Inventory, prefix: &str) -> R {
+pub async fn an_unknown_show(inv: &dyn Inventory, prefix: &str) -> R {
     let show = ShowId::parse(format!("{prefix}-never-opened")).map_err(err)?;
     let unknown = |r: Result<(), InventoryError>, what: &str| {
         ensure(
@@ -850,7 +902,7 @@ async fn an_unknown_show(inv: &dyn Inventory, prefix: &str) -> R {
 
 /// Release comes after the close marker: refused before, idempotent after, and it changes
 /// nothing a reader sees while the keys are kept.
-async fn release_rules(inv: &dyn Inventory, prefix: &str) -> R {
+pub async fn release_rules(inv: &dyn Inventory, prefix: &str) -> R {
     let keep = Duration::from_secs(600);
     let refused_release = |r: Result<(), InventoryError>| {
         matches!(
@@ -1022,7 +1074,7 @@ async fn cancel_of(
 /// Joining (refusals, positions, idempotent rejoin), leaving, a promotion at the current price
 /// that is an ordinary claim (claim log, the buyer's claims, the node notice), a skip for a price
 /// that rose, the bound, and the close clearing every list.
-async fn waitlist_rules(inv: &dyn Inventory, prefix: &str) -> R {
+pub async fn waitlist_rules(inv: &dyn Inventory, prefix: &str) -> R {
     let show = open(inv, prefix, "waitlist", 2, 3).await?;
     ensure(
         join(inv, &show, "w1", "p1", 1, T0).await?
@@ -1260,7 +1312,7 @@ async fn waitlist_rules(inv: &dyn Inventory, prefix: &str) -> R {
 }
 
 /// A waiting buyer whose own claims meanwhile left no room in its limit is skipped.
-async fn waitlist_limit_skip(inv: &dyn Inventory, prefix: &str) -> R {
+pub async fn waitlist_limit_skip(inv: &dyn Inventory, prefix: &str) -> R {
     let show = open(inv, prefix, "waitlimit", 4, 3).await?;
     inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
     inv.command(&show, Command::Pin(pid("p1")), T0)
@@ -1303,7 +1355,7 @@ async fn waitlist_limit_skip(inv: &dyn Inventory, prefix: &str) -> R {
 
 /// Buyers claim, cancel and join the waitlist at once: units held always equal the allotment
 /// less stock left, every promotion is in the claim log, and nobody passes its limit.
-async fn waitlists_never_oversell(inv: Arc<dyn Inventory>, prefix: &str) -> R {
+pub async fn waitlists_never_oversell(inv: Arc<dyn Inventory>, prefix: &str) -> R {
     const STOCK: u32 = 3;
     const LIMIT: u32 = 2;
     let show = open(inv.as_ref(), prefix, "waitrace", STOCK, LIMIT).await?;

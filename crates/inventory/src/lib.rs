@@ -4,13 +4,17 @@
 //! implementation is [`MemoryInventory`]: the [`ShowBook`](nightmarket_domain::ShowBook) of each
 //! show in memory behind a lock, every accepted change journaled to SQLite before it is
 //! acknowledged. The Redis implementation (distributed mode) runs the same rules as Lua scripts.
-//! Both must pass [`conformance`].
+//! Both must pass the conformance suite (`conformance`, built only with the `testing` feature:
+//! one test per case, run against each implementation by `tests/memory.rs` and `tests/redis.rs`).
 //!
 //! Every rule (show live, price current, flash window, buyer limit) is judged at the time the
 //! inventory executes the step ([`DecisionClock::Execution`]): the memory inventory reads the
 //! clock while it holds the show's lock, the Redis scripts read Redis's `TIME`. A timestamp
 //! taken earlier (when the claim was received) never decides, however long the request waited.
 
+/// The shared conformance suite: test code, so only with the `testing` feature (which the
+/// crate's own dev-dependencies turn on), never in a release binary.
+#[cfg(feature = "testing")]
 pub mod conformance;
 mod memory;
 mod redis_backend;

@@ -11,13 +11,18 @@ use nightmarket_domain::{
 use nightmarket_inventory::{Command, DecisionClock, Inventory, MemoryInventory, conformance};
 use nightmarket_store::SqliteJournal;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_inventory_conforms() {
+/// A fresh memory inventory on a journal of its own, for one conformance case; the directory
+/// must outlive it.
+async fn fresh_inventory() -> (Arc<dyn Inventory>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let journal = SqliteJournal::open(&dir.path().join("journal.sqlite"), 4096).unwrap();
-    let inv: Arc<dyn Inventory> =
-        Arc::new(MemoryInventory::new(journal, 1000).with_clock(DecisionClock::Scripted));
-    conformance::run(inv, "mem").await.unwrap();
+    let inv = Arc::new(MemoryInventory::new(journal, 1000).with_clock(DecisionClock::Scripted));
+    (inv, dir)
+}
+
+/// One test per case of the shared suite: `conformance_cases::<case>`.
+mod conformance_cases {
+    nightmarket_inventory::inventory_conformance!(super::fresh_inventory);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,16 +12,19 @@ fn redis_url() -> String {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_inventory_conforms() {
+/// A Redis inventory under a key prefix of its own, for one conformance case.
+async fn fresh_inventory() -> (Arc<dyn Inventory>, ()) {
     let prefix = format!("nmtest:{}:", uuid::Uuid::new_v4());
-    let inv: Arc<dyn Inventory> = Arc::new(
-        RedisInventory::connect(&redis_url(), &prefix, 1000)
-            .await
-            .unwrap()
-            .with_clock(DecisionClock::Scripted),
-    );
-    conformance::run(inv, "redis").await.unwrap();
+    let inv = RedisInventory::connect(&redis_url(), &prefix, 1000)
+        .await
+        .unwrap()
+        .with_clock(DecisionClock::Scripted);
+    (Arc::new(inv), ())
+}
+
+/// One test per case of the shared suite: `conformance_cases::<case>`.
+mod conformance_cases {
+    nightmarket_inventory::inventory_conformance!(super::fresh_inventory);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

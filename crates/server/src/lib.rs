@@ -10,6 +10,7 @@
 //! - [`claims`]: a claim from the moment it is read to its definite answer within the claim
 //!   deadline (`pending` first when its outcome is not known in time).
 //! - [`reports_api`]: show and market-night reports, JSON or CSV.
+//! - [`csv_table`]: the one CSV writer of every export (reports, orders), formula-guarded.
 //! - [`health`]: background probers of every dependency, read by `/readyz`.
 //! - [`state`]: shared state, the per-show command gate, flash timers and the stock ticker.
 //! - [`webhooks`]: the deliverer that POSTs signed webhook events, with retries.
@@ -28,6 +29,7 @@ pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod convert;
+pub mod csv_table;
 pub mod deadline;
 pub mod edge;
 pub mod error;

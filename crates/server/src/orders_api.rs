@@ -33,6 +33,7 @@ use serde::Deserialize;
 use crate::api::{ApiResult, authenticate, require, show_row};
 use crate::auth::{Claims, Role};
 use crate::convert::product_view;
+use crate::csv_table::{Cell, CsvError, CsvTable};
 use crate::error::HttpError;
 use crate::state::AppState;
 
@@ -491,50 +492,31 @@ pub async fn night_orders(
 
 // --- CSV ----------------------------------------------------------------------------------
 
-/// One CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break, with
-/// quotes doubled.
-fn csv_field(out: &mut String, s: &str) {
-    if s.contains([',', '"', '\r', '\n']) {
-        out.push('"');
-        out.push_str(&s.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(s);
-    }
-}
-
-fn csv_row<'a>(out: &mut String, fields: impl IntoIterator<Item = &'a str>) {
-    for (i, f) in fields.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        csv_field(out, f);
-    }
-    out.push_str("\r\n");
-}
-
-/// The CSV rows of `orders`: one per line.
-fn csv_rows(out: &mut String, orders: &[OrderRow], lines: &HashMap<String, Vec<OrderLineDetail>>) {
+/// The CSV rows of `orders`: one per line, through the one CSV writer
+/// ([`crate::csv_table`]), which guards text cells against formula injection.
+fn csv_rows(
+    table: &mut CsvTable,
+    orders: &[OrderRow],
+    lines: &HashMap<String, Vec<OrderLineDetail>>,
+) -> Result<(), CsvError> {
     for o in orders {
         for l in lines.get(&o.id).map_or(&[][..], Vec::as_slice) {
             let v = line_view(l);
-            csv_row(
-                out,
-                [
-                    o.id.as_str(),
-                    o.buyer_id.as_str(),
-                    o.status.as_str(),
-                    v.product_id.as_str(),
-                    v.name.as_str(),
-                    &v.quantity.to_string(),
-                    &v.unit_price.to_string(),
-                    &v.list_price.to_string(),
-                    &v.line_total.to_string(),
-                    o.checkout_id.as_str(),
-                ],
-            );
+            table.row([
+                Cell::Text(&o.id),
+                Cell::Text(o.buyer_id.as_str()),
+                Cell::Text(o.status.as_str()),
+                Cell::Text(&v.product_id),
+                Cell::Text(&v.name),
+                Cell::Int(i128::from(v.quantity)),
+                Cell::Int(i128::from(v.unit_price)),
+                Cell::Int(i128::from(v.list_price)),
+                Cell::Int(i128::from(v.line_total)),
+                Cell::Text(&o.checkout_id),
+            ])?;
         }
     }
+    Ok(())
 }
 
 /// Where a streamed export stands: the last order id written, or done.
@@ -554,14 +536,10 @@ fn csv_export(state: Arc<AppState>, seller: Option<SellerId>, scope: Scope) -> R
     let stream = futures_util::stream::unfold(Cursor::Start, move |cursor| {
         let (state, seller, scope) = (state.clone(), seller.clone(), scope.clone());
         async move {
-            let (mut out, after) = match cursor {
+            let (header, after) = match cursor {
                 Cursor::Done => return None,
-                Cursor::Start => {
-                    let mut header = String::new();
-                    csv_row(&mut header, ORDER_CSV_HEADER);
-                    (header, None)
-                }
-                Cursor::After(id) => (String::new(), Some(id)),
+                Cursor::Start => (CsvTable::with_header(&ORDER_CSV_HEADER), None),
+                Cursor::After(id) => (Ok(CsvTable::new()), Some(id)),
             };
             let page = Page {
                 after: after.as_deref(),
@@ -573,11 +551,12 @@ fn csv_export(state: Arc<AppState>, seller: Option<SellerId>, scope: Scope) -> R
                     .scoped_orders(seller.as_ref(), scope.borrow(), &page)
                     .await?;
                 let lines = lines_of(&state, &orders).await?;
-                Ok::<_, HttpError>((orders, lines))
+                let mut table = header?;
+                csv_rows(&mut table, &orders, &lines)?;
+                Ok::<_, HttpError>((orders, table.finish()?))
             };
             match read.await {
-                Ok((orders, lines)) => {
-                    csv_rows(&mut out, &orders, &lines);
+                Ok((orders, out)) => {
                     let next = match orders.last() {
                         Some(last) if orders.len() == EXPORT_PAGE => Cursor::After(last.id.clone()),
                         _ => Cursor::Done,
@@ -603,22 +582,4 @@ fn csv_export(state: Arc<AppState>, seller: Option<SellerId>, scope: Scope) -> R
         Body::from_stream(stream),
     )
         .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_fields_are_quoted_only_when_needed() {
-        let mut out = String::new();
-        csv_row(
-            &mut out,
-            ["o~s~b", "Mật ong \"Ba Vì\", hoa nhãn", "a\nb", "plain"],
-        );
-        assert_eq!(
-            out,
-            "o~s~b,\"Mật ong \"\"Ba Vì\"\", hoa nhãn\",\"a\nb\",plain\r\n"
-        );
-    }
 }

@@ -11,7 +11,6 @@
 //! pending shows are rows too, with their `settlement` and empty figures, so that a show
 //! missing from the figures is never missing from the file.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::Json;
@@ -32,6 +31,7 @@ use serde::Deserialize;
 
 use crate::api::{ApiResult, authenticate, show_row};
 use crate::auth::Role;
+use crate::csv_table::{Cell, CsvError, CsvTable};
 use crate::error::HttpError;
 use crate::market_api::{calendar, night_of};
 use crate::state::AppState;
@@ -83,11 +83,11 @@ pub async fn show_report(
     Ok(match format {
         Format::Json => Json(report).into_response(),
         Format::Csv => {
-            let mut table = Csv::new();
+            let mut table = Csv::new()?;
             for p in &report.products {
-                table.product(&report.show, p);
+                table.product(&report.show, p)?;
             }
-            csv_response(table, &format!("show-{}-report.csv", row.id))
+            csv_response(table, &format!("show-{}-report.csv", row.id))?
         }
     })
 }
@@ -125,21 +125,21 @@ pub async fn night_report(
     Ok(match format {
         Format::Json => Json(report).into_response(),
         Format::Csv => {
-            let mut table = Csv::new();
+            let mut table = Csv::new()?;
             let mut products = report.products.iter().peekable();
             for show in &report.shows {
                 while let Some(p) = products.next_if(|p| p.show_id == show.show_id) {
-                    table.product(show, p);
+                    table.product(show, p)?;
                 }
             }
             for p in &report.pending {
-                table.pending(&report, p);
+                table.pending(&report, p)?;
             }
             let scope = only.map(|s| format!("-{s}")).unwrap_or_default();
             csv_response(
                 table,
                 &format!("night-{}-{}{scope}-report.csv", cal.row.id, night.date),
-            )
+            )?
         }
     })
 }
@@ -304,33 +304,17 @@ pub const CSV_COLUMNS: [&str; 27] = [
 /// Columns before the product's own: settlement and the show's identity.
 const CSV_SHOW_COLUMNS: usize = 7;
 
-/// One RFC 4180 table: CRLF line ends, fields quoted when they hold a comma, quote or line
-/// break. UTF-8 without a byte order mark (docs/reports.md says how to open it in Excel).
+/// The report's table, written by the one CSV writer ([`crate::csv_table`]), which guards
+/// every text cell against formula injection.
 struct Csv {
-    out: String,
+    table: CsvTable,
 }
 
 impl Csv {
-    fn new() -> Self {
-        let mut t = Self { out: String::new() };
-        t.row(CSV_COLUMNS.iter().map(|c| Cell::Text(c)));
-        t
-    }
-
-    fn row<'a>(&mut self, cells: impl IntoIterator<Item = Cell<'a>>) {
-        for (i, cell) in cells.into_iter().enumerate() {
-            if i > 0 {
-                self.out.push(',');
-            }
-            match cell {
-                Cell::Text(s) => text_cell(&mut self.out, s),
-                Cell::Int(n) => {
-                    let _ = write!(self.out, "{n}");
-                }
-                Cell::Empty => {}
-            }
-        }
-        self.out.push_str("\r\n");
+    fn new() -> Result<Self, CsvError> {
+        Ok(Self {
+            table: CsvTable::with_header(&CSV_COLUMNS)?,
+        })
     }
 
     fn show_cells<'a>(settlement: &'a str, s: &'a ShowSummary) -> [Cell<'a>; CSV_SHOW_COLUMNS] {
@@ -345,7 +329,7 @@ impl Csv {
         ]
     }
 
-    fn product(&mut self, show: &ShowSummary, p: &ProductLine) {
+    fn product(&mut self, show: &ShowSummary, p: &ProductLine) -> Result<(), CsvError> {
         let f = &p.figures;
         let ratio = f.sell_through_bp.map(ratio_4);
         let cells = Self::show_cells("settled", show).into_iter().chain([
@@ -370,11 +354,11 @@ impl Csv {
             Cell::Int(i128::from(p.buyers)),
         ]);
         let ratio = ratio.as_deref().map_or(Cell::Empty, Cell::Text);
-        self.row(cells.chain([ratio]));
+        self.table.row(cells.chain([ratio]))
     }
 
     /// A show of the night not settled: its identity, no figures.
-    fn pending(&mut self, night: &NightReport, p: &PendingShow) {
+    fn pending(&mut self, night: &NightReport, p: &PendingShow) -> Result<(), CsvError> {
         let cells = [
             Cell::Text(&p.settlement),
             Cell::Text(&night.market_id),
@@ -385,37 +369,8 @@ impl Csv {
             Cell::Text(&p.seller_name),
         ];
         let blanks = CSV_COLUMNS.len() - CSV_SHOW_COLUMNS;
-        self.row(cells.into_iter().chain((0..blanks).map(|_| Cell::Empty)));
-    }
-}
-
-enum Cell<'a> {
-    Text(&'a str),
-    Int(i128),
-    Empty,
-}
-
-/// Characters that make a spreadsheet read a cell as a formula. A text cell starting with one
-/// gets a leading `'`, so a product named `=HYPERLINK(…)` stays text (CSV injection).
-const FORMULA_LEADS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
-
-fn text_cell(out: &mut String, s: &str) {
-    let guard = s.starts_with(FORMULA_LEADS);
-    let quote = guard || s.contains([',', '"', '\n', '\r']);
-    if quote {
-        out.push('"');
-    }
-    if guard {
-        out.push('\'');
-    }
-    for c in s.chars() {
-        if c == '"' {
-            out.push('"');
-        }
-        out.push(c);
-    }
-    if quote {
-        out.push('"');
+        self.table
+            .row(cells.into_iter().chain((0..blanks).map(|_| Cell::Empty)))
     }
 }
 
@@ -424,12 +379,13 @@ fn ratio_4(bp: u64) -> String {
     format!("{}.{:04}", bp / BASIS_POINTS, bp % BASIS_POINTS)
 }
 
-fn csv_response(table: Csv, filename: &str) -> Response {
+fn csv_response(table: Csv, filename: &str) -> ApiResult<Response> {
+    let body = table.table.finish()?;
     // Ids use `A–Z a–z 0–9 - _ . :`; `:` is not allowed in file names on Windows.
     let filename = filename.replace(':', "_");
     let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\""))
         .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
-    (
+    Ok((
         [
             (
                 header::CONTENT_TYPE,
@@ -437,9 +393,9 @@ fn csv_response(table: Csv, filename: &str) -> Response {
             ),
             (header::CONTENT_DISPOSITION, disposition),
         ],
-        table.out,
+        body,
     )
-        .into_response()
+        .into_response())
 }
 
 /// How far back `claims_last_minute` looks, in milliseconds.
@@ -532,15 +488,11 @@ mod tests {
 
     #[test]
     fn text_cells_are_quoted_and_guarded() {
-        let mut out = String::new();
-        for s in ["Mật ong", "a,b", "say \"hi\"", "=1+1", "-5", ""] {
-            text_cell(&mut out, s);
-            out.push('|');
-        }
-        assert_eq!(
-            out,
-            "Mật ong|\"a,b\"|\"say \"\"hi\"\"\"|\"'=1+1\"|\"'-5\"||"
-        );
+        let mut t = CsvTable::new();
+        let texts = ["Mật ong", "a,b", "say \"hi\"", "=1+1", "-5", ""];
+        t.row(texts.iter().map(|s| Cell::Text(s))).unwrap();
+        let out = String::from_utf8(t.finish().unwrap()).unwrap();
+        assert_eq!(out, "Mật ong,\"a,b\",\"say \"\"hi\"\"\",'=1+1,'-5,\r\n");
     }
 
     #[test]
@@ -554,7 +506,7 @@ mod tests {
 
     #[test]
     fn every_row_has_every_column() {
-        let mut t = Csv::new();
+        let mut t = Csv::new().unwrap();
         let night = NightReport {
             market_id: "m".into(),
             night_date: "2026-11-27".into(),
@@ -580,8 +532,9 @@ mod tests {
             status: "live".into(),
             settlement: "pending".into(),
         };
-        t.pending(&night, &p);
-        for line in t.out.split_terminator("\r\n") {
+        t.pending(&night, &p).unwrap();
+        let out = String::from_utf8(t.table.finish().unwrap()).unwrap();
+        for line in out.split_terminator("\r\n") {
             assert_eq!(line.split(',').count(), CSV_COLUMNS.len(), "{line}");
         }
     }

@@ -1,5 +1,9 @@
-//! The store conformance suite: every engine must pass it unchanged. Each engine's test calls
-//! [`run`] with a fresh, empty store.
+//! The store conformance suite: every engine must pass it unchanged.
+//! [`store_conformance!`](crate::store_conformance) turns each case into a test of its own,
+//! on a fresh, empty store; [`run`] runs them all on one.
+//!
+//! Compiled only with the `testing` feature (the crate's own tests and the workspace's test
+//! crates turn it on), so release binaries do not carry it.
 
 use std::sync::Arc;
 
@@ -88,22 +92,59 @@ fn scheduled(
     })
 }
 
-/// Runs every store behaviour against `store`; returns the first disagreement.
+/// Runs every case in turn against one `store`; returns the first disagreement. The per-case
+/// tests come from [`store_conformance!`](crate::store_conformance), which expands the same
+/// list of cases.
 pub async fn run(store: &Store) -> Result<(), StoreError> {
-    catalog(store).await?;
-    access(store).await?;
-    markets(store).await?;
-    scheduling(store).await?;
-    webhooks(store).await?;
-    orders(store).await?;
-    show_stats(store).await?;
-    tally(store).await?;
-    append(store).await?;
-    reports(store).await?;
+    crate::store_conformance!(@cases run store);
     store.ping().await
 }
 
-async fn access(c: &Store) -> Result<(), StoreError> {
+/// One `#[tokio::test]` per conformance case, so a failure names its case. `$fresh` is an
+/// async function returning `(Store, keep)`: a fresh, empty store for each case and whatever
+/// must outlive it (a temporary directory). Invoke it inside a module of its own:
+///
+/// ```ignore
+/// mod conformance_cases {
+///     nightmarket_store::store_conformance!(super::fresh_store);
+/// }
+/// ```
+#[macro_export]
+macro_rules! store_conformance {
+    (@cases $mode:ident $($arg:tt)*) => {
+        $crate::store_conformance!(@$mode catalog $($arg)*);
+        $crate::store_conformance!(@$mode access $($arg)*);
+        $crate::store_conformance!(@$mode markets $($arg)*);
+        $crate::store_conformance!(@$mode scheduling $($arg)*);
+        $crate::store_conformance!(@$mode webhooks $($arg)*);
+        $crate::store_conformance!(@$mode orders $($arg)*);
+        $crate::store_conformance!(@$mode show_stats $($arg)*);
+        $crate::store_conformance!(@$mode tally $($arg)*);
+        $crate::store_conformance!(@$mode append $($arg)*);
+        $crate::store_conformance!(@$mode reports $($arg)*);
+    };
+    (@run $case:ident $store:ident) => {
+        $crate::conformance::$case($store).await?;
+    };
+    (@test $case:ident $fresh:path) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            let (store, _keep) = $fresh().await;
+            let store: $crate::Store = store;
+            if let Err(e) = $crate::conformance::$case(&store).await {
+                panic!("conformance case {}: {e}", stringify!($case));
+            }
+            if let Err(e) = store.ping().await {
+                panic!("conformance case {}: the store is unwell after it: {e}", stringify!($case));
+            }
+        }
+    };
+    ($fresh:path) => {
+        $crate::store_conformance!(@cases test $fresh);
+    };
+}
+
+pub async fn access(c: &Store) -> Result<(), StoreError> {
     use crate::{InviteRefusal, InviteRow, SessionRow};
     let invite = |hash: &str, expires_at| InviteRow {
         code_hash: hash.into(),
@@ -186,7 +227,7 @@ async fn access(c: &Store) -> Result<(), StoreError> {
     )
 }
 
-async fn catalog(c: &Store) -> Result<(), StoreError> {
+pub async fn catalog(c: &Store) -> Result<(), StoreError> {
     let s = seller("htx-mat-ong-ba-vi")?;
     c.create_seller(&s).await?;
     ensure(
@@ -279,7 +320,7 @@ fn market_row(n: &str) -> Result<MarketRow, StoreError> {
     })
 }
 
-async fn markets(c: &Store) -> Result<(), StoreError> {
+pub async fn markets(c: &Store) -> Result<(), StoreError> {
     let m = market_row("cho-dem-tren-may")?;
     c.create_market(&m).await?;
     ensure(
@@ -433,7 +474,7 @@ async fn markets(c: &Store) -> Result<(), StoreError> {
     Ok(())
 }
 
-async fn scheduling(c: &Store) -> Result<(), StoreError> {
+pub async fn scheduling(c: &Store) -> Result<(), StoreError> {
     let m = market_row("sched-market")?;
     c.create_market(&m).await?;
     let a = seller("seller-a")?;
@@ -650,7 +691,7 @@ async fn scheduling(c: &Store) -> Result<(), StoreError> {
     Ok(())
 }
 
-async fn webhooks(c: &Store) -> Result<(), StoreError> {
+pub async fn webhooks(c: &Store) -> Result<(), StoreError> {
     let hook = |n: &str, events: &[&str], active: bool| WebhookRow {
         id: n.into(),
         url: format!("http://127.0.0.1:9/{n}"),
@@ -856,7 +897,7 @@ fn refused_with(r: &Result<impl std::fmt::Debug, StoreError>, want: &str) -> boo
     matches!(r, Err(StoreError::Refused { code, .. }) if *code == want)
 }
 
-async fn orders(c: &Store) -> Result<(), StoreError> {
+pub async fn orders(c: &Store) -> Result<(), StoreError> {
     use crate::orders::{DEADLINE_ACTOR, DEADLINE_REASON, refusal};
     use nightmarket_domain::{BuyerId, OrderActor as A, OrderStatus as S};
     const WINDOW: i64 = 24 * HOUR;
@@ -1326,7 +1367,7 @@ async fn orders(c: &Store) -> Result<(), StoreError> {
     Ok(())
 }
 
-async fn show_stats(c: &Store) -> Result<(), StoreError> {
+pub async fn show_stats(c: &Store) -> Result<(), StoreError> {
     let show = id(ShowId::parse("stats-show"))?;
     let other = id(ShowId::parse("stats-other"))?;
     let refused = |show: &ShowId, reason: &str, count: u64| RefusalTotal {
@@ -1480,7 +1521,7 @@ async fn show_stats(c: &Store) -> Result<(), StoreError> {
 // --- reconciliation figures ------------------------------------------------------------------
 
 /// The figures reconciliation checks, from a log holding every kind of disagreement.
-async fn tally(c: &Store) -> Result<(), StoreError> {
+pub async fn tally(c: &Store) -> Result<(), StoreError> {
     let s = seller("tally-seller")?;
     let (honey, jam, tea) = (
         product("tally-honey", &s.id)?,
@@ -1613,7 +1654,7 @@ fn entry(
 /// Bulk appends (binary COPY on PostgreSQL, prepared inserts on SQLite) store exactly the
 /// values given, NULLs and non-ASCII text included, and are all or nothing with the rest of
 /// their transaction.
-async fn append(c: &Store) -> Result<(), StoreError> {
+pub async fn append(c: &Store) -> Result<(), StoreError> {
     use crate::settlement::LOG_COLUMNS;
     use crate::sql::{Append, SqlError, Step, Value};
 
@@ -1778,7 +1819,7 @@ fn sum_of<'a>(rows: impl IntoIterator<Item = &'a SalesFigures>) -> SalesFigures 
 
 /// Two sellers' settled shows on one night, one show not settled and one stopped by a
 /// mismatch: every figure is known, and each report adds up to the orders.
-async fn reports(c: &Store) -> Result<(), StoreError> {
+pub async fn reports(c: &Store) -> Result<(), StoreError> {
     let m = market_row("report-market")?;
     c.create_market(&m).await?;
     let night = date(2026, 11, 27);

@@ -5,7 +5,10 @@
 //!   show transitions, webhooks with their delivery log, and post-show statistics (claims
 //!   refused per reason, peak viewers), and who may sign in (invites, browser sessions). Written once in a portable SQL dialect over an
 //!   [`sql::Engine`]: SQLite is the embedded default, PostgreSQL serves distributed mode, and
-//!   both pass one conformance suite ([`conformance`]).
+//!   both pass one conformance suite (`conformance`, with the `testing` feature: one test per
+//!   case, run against each engine by `tests/sqlite.rs` and `tests/postgres.rs`).
+//! - [`migrations`]: the schema as SQL files (`migrations/V<n>__<name>.sql`), applied at start
+//!   by `refinery` with a checksum per migration, adopting databases of the old runner.
 //! - [`SqliteJournal`]: the durable claim journal behind the in-memory inventory. Claims,
 //!   cancellations and show events are appended in group-committed transactions; a claim is
 //!   acknowledged only once its transaction is on disk, and a restart replays the journal.
@@ -15,6 +18,9 @@
 
 pub mod access;
 pub mod catalog;
+/// The shared conformance suite: test code, so only with the `testing` feature (which the
+/// crate's own dev-dependencies turn on), never in a release binary.
+#[cfg(feature = "testing")]
 pub mod conformance;
 pub mod market;
 pub mod migrations;
@@ -24,6 +30,8 @@ pub mod settlement;
 pub mod sql;
 pub mod sqlite;
 pub mod stats;
+/// Support for tests (a fresh PostgreSQL database, settling fixture claims): `testing` only.
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod webhook;
 
@@ -146,7 +154,7 @@ impl Store {
     }
 
     pub async fn with_engine(engine: Arc<dyn Engine>) -> Result<Self, StoreError> {
-        engine.migrate(migrations::MIGRATIONS).await?;
+        engine.migrate().await?;
         Ok(Self { engine })
     }
 

@@ -4,21 +4,25 @@
 
 use std::time::Duration;
 
-use nightmarket_store::{Store, conformance, testing};
+use nightmarket_store::{Store, testing};
 
 async fn fresh() -> String {
     let url = testing::test_database_url().unwrap();
     testing::fresh_database(&url).await.unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_store_conforms() {
-    let url = fresh().await;
-    let store = Store::postgres(&url, 8, Duration::from_secs(5))
+/// A store on a fresh PostgreSQL database for one conformance case.
+async fn fresh_store() -> (Store, ()) {
+    let store = Store::postgres(&fresh().await, 8, Duration::from_secs(5))
         .await
         .unwrap();
     assert_eq!(store.engine_name(), "postgres");
-    conformance::run(&store).await.unwrap();
+    (store, ())
+}
+
+/// One test per case of the shared suite: `conformance_cases::<case>`.
+mod conformance_cases {
+    nightmarket_store::store_conformance!(super::fresh_store);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,13 +6,24 @@ use nightmarket_domain::{
 };
 use nightmarket_store::{JournalEntry, JournalError, SqliteJournal, Store, conformance};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_store_conforms() {
+/// A fresh SQLite store for one conformance case; the directory must outlive it.
+async fn fresh_store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::sqlite(&dir.path().join("catalog.sqlite"))
         .await
         .unwrap();
-    conformance::run(&store).await.unwrap();
+    (store, dir)
+}
+
+/// One test per case of the shared suite: `conformance_cases::<case>`.
+mod conformance_cases {
+    nightmarket_store::store_conformance!(super::fresh_store);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopening_applies_no_migration_twice_and_keeps_the_data() {
+    let (store, dir) = fresh_store().await;
+    conformance::markets(&store).await.unwrap();
     let markets = store.markets().await.unwrap().len();
     assert!(markets >= 2, "{markets}");
     // Reopening applies no migration twice and keeps the data.

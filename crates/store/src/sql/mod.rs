@@ -268,21 +268,6 @@ pub enum SqlError {
     Corrupt(String),
 }
 
-/// Where each database records the migrations applied to it.
-pub(crate) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS nightmarket_migrations (
-    version BIGINT PRIMARY KEY,
-    name    TEXT NOT NULL
-)";
-
-/// A schema change, applied once per database in version order. The same text runs on both
-/// engines.
-#[derive(Debug, Clone, Copy)]
-pub struct Migration {
-    pub version: i64,
-    pub name: &'static str,
-    pub sql: &'static str,
-}
-
 #[async_trait]
 pub trait Engine: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
@@ -291,8 +276,9 @@ pub trait Engine: Send + Sync + 'static {
     async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, SqlError>;
     /// Runs the steps in one transaction; all or nothing.
     async fn transaction(&self, steps: Vec<Step>) -> Result<Vec<Outcome>, SqlError>;
-    /// Applies the migrations not yet applied, serialised against other nodes doing the same.
-    async fn migrate(&self, migrations: &[Migration]) -> Result<(), SqlError>;
+    /// Brings the schema up to date with [`crate::migrations`] (adopting a database the old
+    /// runner migrated), serialised against other nodes doing the same.
+    async fn migrate(&self) -> Result<(), SqlError>;
 
     /// Runs one statement and returns the rows it affected.
     async fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, SqlError> {

@@ -11,7 +11,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
-use super::{Append, ColumnType, Engine, Migration, Outcome, Row, SqlError, Step, Value, Work};
+use super::{Append, ColumnType, Engine, Outcome, Row, SqlError, Step, Value, Work};
 
 /// Arbitrary constant naming the advisory lock that serialises migrations across nodes.
 const MIGRATION_LOCK: i64 = 0x6e6d_6d69_6772;
@@ -309,44 +309,74 @@ impl Engine for PgEngine {
         .await
     }
 
-    async fn migrate(&self, migrations: &[Migration]) -> Result<(), SqlError> {
+    async fn migrate(&self) -> Result<(), SqlError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(classify)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        // A session lock, held on this connection around the whole run (refinery opens its own
+        // transactions): nodes starting at once migrate one after the other, and the later ones
+        // find nothing to do.
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
             .await
             .map_err(classify)?;
-        tx.batch_execute(super::MIGRATIONS_TABLE)
+        let outcome = migrate_postgres(&mut client).await;
+        let unlocked = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await;
+        // Never hand a connection that may still hold the lock back to the pool: unfinished,
+        // it is closed when dropped (see `Checked`), which releases the lock.
+        client.finished = unlocked.is_ok();
+        outcome
+    }
+}
+
+/// Adopts a database of the old runner, then runs the pending migrations (under the advisory
+/// lock [`PgEngine::migrate`] holds).
+async fn migrate_postgres(client: &mut tokio_postgres::Client) -> Result<(), SqlError> {
+    use crate::migrations::{self, HISTORY_TABLE, LEGACY_TABLE, explain};
+    // to_regclass is NULL for a table missing from the search path.
+    let exists = |table: &str| format!("SELECT to_regclass('{table}') IS NOT NULL");
+    let legacy_exists: bool = client
+        .query_one(&exists(LEGACY_TABLE), &[])
+        .await
+        .map_err(classify)?
+        .get(0);
+    if legacy_exists {
+        let history_exists: bool = client
+            .query_one(&exists(HISTORY_TABLE), &[])
             .await
-            .map_err(classify)?;
-        for m in migrations {
-            let done: i64 = tx
-                .query_one(
-                    "SELECT COUNT(*) FROM nightmarket_migrations WHERE version = $1",
-                    &[&m.version],
+            .map_err(classify)?
+            .get(0);
+        let history_rows = if history_exists {
+            client
+                .query_one(&format!("SELECT COUNT(*) FROM {HISTORY_TABLE}"), &[])
+                .await
+                .map_err(classify)?
+                .get::<_, i64>(0)
+        } else {
+            0
+        };
+        if history_rows == 0 {
+            let legacy: Vec<(i64, String)> = client
+                .query(
+                    &format!("SELECT version, name FROM {LEGACY_TABLE} ORDER BY version"),
+                    &[],
                 )
                 .await
                 .map_err(classify)?
-                .get(0);
-            if done > 0 {
-                continue;
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            if let Some(last) = migrations::adopt(&legacy)? {
+                migrations::runner(refinery::Target::FakeVersion(last))
+                    .run_async(client)
+                    .await
+                    .map_err(|e| explain(&e))?;
             }
-            tx.batch_execute(m.sql).await.map_err(|e| {
-                backend(format!(
-                    "migration {} ({}): {}",
-                    m.version,
-                    m.name,
-                    classify(e)
-                ))
-            })?;
-            tx.execute(
-                "INSERT INTO nightmarket_migrations (version, name) VALUES ($1, $2)",
-                &[&m.version, &m.name],
-            )
-            .await
-            .map_err(classify)?;
         }
-        let committed = tx.commit().await.map_err(classify);
-        client.finished = true;
-        committed
     }
+    migrations::runner(refinery::Target::Latest)
+        .run_async(client)
+        .await
+        .map_err(|e| explain(&e))?;
+    Ok(())
 }

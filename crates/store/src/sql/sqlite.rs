@@ -11,9 +11,7 @@ use async_trait::async_trait;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql};
 
-use super::{
-    Append, Engine, Migration, Outcome, Row, SqlError, Step, Value, Work, sqlite_placeholders,
-};
+use super::{Append, Engine, Outcome, Row, SqlError, Step, Value, Work, sqlite_placeholders};
 
 #[derive(Clone)]
 pub struct SqliteEngine {
@@ -181,35 +179,76 @@ impl Engine for SqliteEngine {
         .await
     }
 
-    async fn migrate(&self, migrations: &[Migration]) -> Result<(), SqlError> {
-        let migrations = migrations.to_vec();
-        self.with(move |c| {
-            in_transaction(c, |tx| {
-                tx.execute_batch(super::MIGRATIONS_TABLE)
-                    .map_err(classify)?;
-                for m in &migrations {
-                    let done: i64 = tx
-                        .query_row(
-                            "SELECT COUNT(*) FROM nightmarket_migrations WHERE version = ?1",
-                            [m.version],
-                            |r| r.get(0),
-                        )
-                        .map_err(classify)?;
-                    if done > 0 {
-                        continue;
-                    }
-                    tx.execute_batch(m.sql).map_err(|e| {
-                        backend(format!("migration {} ({}): {e}", m.version, m.name))
-                    })?;
-                    tx.execute(
-                        "INSERT INTO nightmarket_migrations (version, name) VALUES (?1, ?2)",
-                        rusqlite::params![m.version, m.name],
-                    )
-                    .map_err(classify)?;
-                }
-                Ok(())
-            })
+    async fn migrate(&self) -> Result<(), SqlError> {
+        self.with(|c| {
+            // Every transaction refinery opens takes the writer lock first, so a process
+            // starting on the same file waits for this one's run rather than interleaving.
+            c.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
+            let out = migrate_sqlite(c);
+            c.set_transaction_behavior(rusqlite::TransactionBehavior::Deferred);
+            out
         })
         .await
     }
+}
+
+/// Adopts a database of the old runner, then runs the pending migrations. Refinery reads the
+/// history and applies in two transactions; a process that applied in between makes this
+/// run fail on a table or row that now exists, so a failed run reads the history once more and
+/// succeeds if nothing is left to apply (any other failure repeats and is returned).
+fn migrate_sqlite(c: &mut Connection) -> Result<(), SqlError> {
+    use crate::migrations::{self, LEGACY_TABLE, explain};
+    let once = |c: &mut Connection| -> Result<(), SqlError> {
+        let legacy_exists: bool = c
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [LEGACY_TABLE],
+                |r| r.get(0),
+            )
+            .map_err(classify)?;
+        if legacy_exists && !history_has_rows(c)? {
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT version, name FROM {LEGACY_TABLE} ORDER BY version"
+                ))
+                .map_err(classify)?;
+            let legacy = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .map_err(classify)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(classify)?;
+            drop(stmt);
+            if let Some(last) = migrations::adopt(&legacy)? {
+                migrations::runner(refinery::Target::FakeVersion(last))
+                    .run(c)
+                    .map_err(|e| explain(&e))?;
+            }
+        }
+        migrations::runner(refinery::Target::Latest)
+            .run(c)
+            .map_err(|e| explain(&e))?;
+        Ok(())
+    };
+    match once(c) {
+        Ok(()) => Ok(()),
+        Err(first) => once(c).map_err(|_| first),
+    }
+}
+
+fn history_has_rows(c: &Connection) -> Result<bool, SqlError> {
+    let table = crate::migrations::HISTORY_TABLE;
+    let exists: bool = c
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get(0),
+        )
+        .map_err(classify)?;
+    if !exists {
+        return Ok(false);
+    }
+    c.query_row(&format!("SELECT COUNT(*) > 0 FROM {table}"), [], |r| {
+        r.get(0)
+    })
+    .map_err(classify)
 }
