@@ -45,18 +45,25 @@ pub async fn decide(
     req: ClaimRequest,
     out: mpsc::Sender<ServerMessage>,
 ) {
+    let received = Instant::now();
     let deadline_ms = state.config.limits.claim_deadline_ms;
-    let due = Instant::now() + Duration::from_millis(deadline_ms);
+    let due = received + Duration::from_millis(deadline_ms);
     let deadline = now_ms() + deadline_ms as i64;
     let claim_id = req.claim_id.to_string();
     let send = |r: ClaimResult| {
         let out = out.clone();
         async move { out.send(ServerMessage::ClaimResult(r)).await.is_ok() }
     };
+    // The first answer (definite or `pending`) is what the viewer waits for: its latency is
+    // recorded once per claim; a later answer to a pending claim is not.
+    let first = |r: ClaimResult| {
+        state.metrics.claim_answer.record(received.elapsed());
+        send(r)
+    };
     // A dependency known to be down (the health prober's last word) is not waited for.
     if let Err(e) = state.inventory.health() {
         let r = unavailable(&state, &rt, &claim_id, &e.to_string());
-        send(r).await;
+        first(r).await;
         return;
     }
 
@@ -80,7 +87,7 @@ pub async fn decide(
                 if Instant::now() + pause >= due {
                     if !maybe_sent {
                         let r = unavailable(&state, &rt, &claim_id, &e.to_string());
-                        send(r).await;
+                        first(r).await;
                         return;
                     }
                     break None;
@@ -89,7 +96,7 @@ pub async fn decide(
                 pause = (pause * 2).min(RETRY_MAX);
             }
             other => {
-                send(answer_of(&state, &rt, &claim_id, other, maybe_sent)).await;
+                first(answer_of(&state, &rt, &claim_id, other, maybe_sent)).await;
                 return;
             }
         }
@@ -97,7 +104,7 @@ pub async fn decide(
 
     // The outcome is not known by the deadline: say so, then find out.
     inc(&state.metrics.claims_pending);
-    if !send(convert::claim_pending(&claim_id, deadline_ms)).await {
+    if !first(convert::claim_pending(&claim_id, deadline_ms)).await {
         return;
     }
     if let Some(call) = late {
