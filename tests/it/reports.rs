@@ -460,6 +460,11 @@ async fn night_reports(backends: impl FnOnce(&mut nightmarket_server::config::Co
     }
     wait_settled(addr, &show_a, &op).await;
     wait_settled(addr, &show_b, &op).await;
+    let (_, metrics) = nightmarket_tests::http_text(addr, "/metrics").await;
+    assert!(
+        nightmarket_tests::histogram_count(&metrics, "nightmarket_settlement_seconds") >= 2,
+        "both settlements timed: {metrics}"
+    );
     // The statistics reach the store on the node's next flush.
     let night_path = format!("/api/markets/{market}/nights/{NIGHT}/report");
     let deadline = tokio::time::Instant::now() + WAIT;

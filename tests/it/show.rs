@@ -200,6 +200,16 @@ async fn two_hundred_viewers_claim_more_than_the_stock() {
         metrics.contains("nightmarket_claims_refused_total{reason=\"sold_out\"}"),
         "{metrics}"
     );
+    // Every claim's first answer was timed, and the embedded journal's group commits too.
+    for histogram in [
+        "nightmarket_claim_answer_seconds",
+        "nightmarket_journal_commit_seconds",
+    ] {
+        assert!(
+            nightmarket_tests::histogram_count(&metrics, histogram) >= 1,
+            "{histogram}: {metrics}"
+        );
+    }
     server.shutdown().await;
 }
 

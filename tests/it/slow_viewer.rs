@@ -89,6 +89,12 @@ async fn a_viewer_that_stops_reading_is_cut_off_and_others_are_not() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
     assert!(drops >= 1, "{metrics}");
+    // The fast viewer got every event: its fan-out lag was sampled (one frame in 64).
+    assert!(
+        nightmarket_tests::histogram_count(&metrics, "nightmarket_fanout_lag_seconds")
+            >= (EVENTS / 64) as u64,
+        "{metrics}"
+    );
 
     // It can come back with its last sequence and catch up.
     let last = got.last().copied().unwrap_or(first);

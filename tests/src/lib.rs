@@ -761,3 +761,13 @@ impl Drop for OwnRedis {
         self.stop();
     }
 }
+
+/// The sample count of histogram `name` in a Prometheus text exposition (0 when absent).
+pub fn histogram_count(exposition: &str, name: &str) -> u64 {
+    let prefix = format!("{name}_count ");
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}

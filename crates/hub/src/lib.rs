@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use tokio::sync::{broadcast, watch};
 
@@ -35,6 +36,9 @@ pub struct HubLimits {
 pub struct Sequenced<P> {
     pub seq: u64,
     pub payload: P,
+    /// When the frame was published to the channel (read once per frame, not per connection):
+    /// a writer measures the fan-out lag from it.
+    pub published_at: Instant,
 }
 
 /// What became of a published frame.
@@ -142,6 +146,7 @@ impl<P: Clone + Send + Sync + 'static> ShowChannel<P> {
 
     fn push(&self, o: &mut Ordered<P>, seq: u64, payload: P) -> usize {
         o.last_seq = seq;
+        let published_at = Instant::now();
         if self.limits.history > 0 {
             if o.history.len() >= self.limits.history {
                 o.history.pop_front();
@@ -149,10 +154,17 @@ impl<P: Clone + Send + Sync + 'static> ShowChannel<P> {
             o.history.push_back(Sequenced {
                 seq,
                 payload: payload.clone(),
+                published_at,
             });
         }
         // Sending under the lock keeps broadcast order equal to sequence order.
-        self.events.send(Sequenced { seq, payload }).unwrap_or(0)
+        self.events
+            .send(Sequenced {
+                seq,
+                payload,
+                published_at,
+            })
+            .unwrap_or(0)
     }
 
     /// The newest published sequence number.

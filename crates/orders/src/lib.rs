@@ -122,6 +122,8 @@ pub struct Settler {
     event: Option<SettledEvent>,
     wake: Notify,
     clock: Arc<dyn Fn() -> Millis + Send + Sync>,
+    /// How long each settlement made by [`Settler::round`] takes (a no-op until given one).
+    settle_time: metrics::Histogram,
 }
 
 impl std::fmt::Debug for Settler {
@@ -158,6 +160,7 @@ impl Settler {
             event: None,
             wake: Notify::new(),
             clock: Arc::new(system_now),
+            settle_time: metrics::Histogram::noop(),
         }
     }
 
@@ -176,6 +179,13 @@ impl Settler {
     /// The clock settlement instants and payment deadlines are taken from.
     pub fn with_clock(mut self, clock: Arc<dyn Fn() -> Millis + Send + Sync>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Records the duration of each settlement the service's rounds make in `histogram` (the
+    /// server's `nightmarket_settlement_seconds`).
+    pub fn with_settle_time(mut self, histogram: metrics::Histogram) -> Self {
+        self.settle_time = histogram;
         self
     }
 
@@ -416,13 +426,20 @@ impl Settler {
         let mut settled = 0;
         for show in shows {
             match self.record(&show, self.limits.batches_per_show).await {
-                Ok(Recorded { close: Some(_), .. }) => match self.settle(&show, false).await {
-                    Ok(Standing::Settled { now: true, .. }) => settled += 1,
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(show = %show, code = e.code(), error = %e, "settlement failed; retried next round")
+                Ok(Recorded { close: Some(_), .. }) => {
+                    let started = std::time::Instant::now();
+                    let outcome = self.settle(&show, false).await;
+                    if matches!(outcome, Ok(Standing::Settled { now: true, .. })) {
+                        self.settle_time.record(started.elapsed());
                     }
-                },
+                    match outcome {
+                        Ok(Standing::Settled { now: true, .. }) => settled += 1,
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(show = %show, code = e.code(), error = %e, "settlement failed; retried next round")
+                        }
+                    }
+                }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(show = %show, code = e.code(), error = %e, "recording the claim log failed; retried next round")

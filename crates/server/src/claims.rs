@@ -45,6 +45,7 @@ pub async fn decide(
     req: ClaimRequest,
     out: mpsc::Sender<ServerMessage>,
 ) {
+    let received = Instant::now();
     let deadline_ms = state.config.limits.claim_deadline_ms;
     // The wall-clock deadline (what the inventory enforces) is read first, the instant the
     // task gives up at second: `pending` then goes out only once the deadline has passed, so
@@ -57,10 +58,16 @@ pub async fn decide(
         let out = out.clone();
         async move { out.send(ServerMessage::ClaimResult(r)).await.is_ok() }
     };
+    // The first answer (definite or `pending`) is what the viewer waits for: its latency is
+    // recorded once per claim; a later answer to a pending claim is not.
+    let first = |r: ClaimResult| {
+        state.metrics.claim_answer.record(received.elapsed());
+        send(r)
+    };
     // A dependency known to be down (the health prober's last word) is not waited for.
     if let Err(e) = state.inventory.health() {
         let r = unavailable(&state, &rt, &claim_id, &e.to_string());
-        send(r).await;
+        first(r).await;
         return;
     }
 
@@ -84,7 +91,7 @@ pub async fn decide(
                 if Instant::now() + pause >= due {
                     if !maybe_sent {
                         let r = unavailable(&state, &rt, &claim_id, &e.to_string());
-                        send(r).await;
+                        first(r).await;
                         return;
                     }
                     break None;
@@ -93,7 +100,7 @@ pub async fn decide(
                 pause = (pause * 2).min(RETRY_MAX);
             }
             other => {
-                send(answer_of(&state, &rt, &claim_id, other, maybe_sent)).await;
+                first(answer_of(&state, &rt, &claim_id, other, maybe_sent)).await;
                 return;
             }
         }
@@ -101,7 +108,7 @@ pub async fn decide(
 
     // The outcome is not known by the deadline: say so, then find out.
     inc(&state.metrics.claims_pending);
-    if !send(convert::claim_pending(&claim_id, deadline_ms)).await {
+    if !first(convert::claim_pending(&claim_id, deadline_ms)).await {
         return;
     }
     if let Some(call) = late {

@@ -12,6 +12,9 @@
 //! - [`reports_api`]: show and market-night reports, JSON or CSV.
 //! - [`csv_table`]: the one CSV writer of every export (reports, orders), formula-guarded.
 //! - [`health`]: background probers of every dependency, read by `/readyz`.
+//! - [`metrics`]: the Prometheus metrics (`metrics` + `metrics-exporter-prometheus`, one
+//!   recorder per server) served by `/metrics`: counters, and histograms of claim answer time,
+//!   fan-out lag, journal commits and settlements.
 //! - [`state`]: shared state, the per-show command gate, flash timers and the stock ticker.
 //! - [`webhooks`]: the deliverer that POSTs signed webhook events, with retries.
 //! - [`order_service`]: the order service (crate `nightmarket-orders`) as `serve` runs it.
@@ -119,6 +122,8 @@ pub struct Backends {
     pub feed: Option<(EventFeed, tokio::sync::mpsc::Receiver<FeedItem>)>,
     /// The system clock; tests substitute a manual one.
     pub clock: clock::SharedClock,
+    /// The embedded claim journal (memory inventory), whose group commits the metrics time.
+    pub journal: Option<SqliteJournal>,
 }
 
 /// Opens the store the configuration names: SQLite under `data_dir` (created if missing), or
@@ -196,17 +201,19 @@ pub async fn open_backends(config: &Config) -> Result<Backends, ServerError> {
             inventory: Arc::new(redis),
             feed: Some(feed),
             clock: Arc::new(clock::SystemClock),
+            journal: None,
         });
     }
     let path = config.data_dir.join("journal.sqlite");
     let journal = SqliteJournal::open(&path, config.limits.journal_queue)
         .map_err(|e| dependency("sqlite", path.display().to_string(), e))?;
-    let inventory = MemoryInventory::new(journal, config.limits.event_history);
+    let inventory = MemoryInventory::new(journal.clone(), config.limits.event_history);
     Ok(Backends {
         catalog: Arc::new(catalog),
         inventory: Arc::new(inventory),
         feed: None,
         clock: Arc::new(clock::SystemClock),
+        journal: Some(journal),
     })
 }
 
@@ -373,6 +380,20 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
+/// Folds histogram samples into buckets every [`metrics::UPKEEP_EVERY`] until shutdown, so the
+/// samples held between two scrapes stay bounded when nobody scrapes.
+async fn metrics_upkeep(state: Arc<AppState>) {
+    let mut stop = state.shutdown.clone();
+    let mut every = tokio::time::interval(metrics::UPKEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = state::stopped(&mut stop) => return,
+            _ = every.tick() => state.metrics.upkeep(),
+        }
+    }
+}
+
 async fn ws_upgrade(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -465,6 +486,7 @@ pub async fn serve_with(
         inventory,
         feed,
         clock,
+        journal,
     } = backends;
     let (feed, feed_rx) = feed.unzip();
     let state = Arc::new(AppState::new(
@@ -478,6 +500,10 @@ pub async fn serve_with(
     if let Some(rx) = feed_rx {
         tokio::spawn(state.clone().follow(rx));
     }
+    if let Some(journal) = journal {
+        journal.observe_commits(state.metrics.journal_commit.clone());
+    }
+    tokio::spawn(metrics_upkeep(state.clone()));
     state.health.probe_all().await;
     state.health.spawn(&stop_rx);
 
@@ -518,13 +544,16 @@ pub async fn serve_with(
     let mut deliverer_stop = stop_rx.clone();
     tokio::spawn(deliverer.run(async move { state::stopped(&mut deliverer_stop).await }));
     if state.config.orders.in_serve {
-        let settler = Arc::new(order_service::settler(
-            &state.config,
-            state.catalog.clone(),
-            state.inventory.clone(),
-            state.clock.clone(),
-            "order-service",
-        ));
+        let settler = Arc::new(
+            order_service::settler(
+                &state.config,
+                state.catalog.clone(),
+                state.inventory.clone(),
+                state.clock.clone(),
+                "order-service",
+            )
+            .with_settle_time(state.metrics.settlement.clone()),
+        );
         let _ = state.settler.set(settler.clone());
         tokio::spawn(settler.run(stop_rx.clone()));
     }

@@ -1,60 +1,62 @@
-//! Prometheus metrics, kept as plain atomics and rendered by hand: a handful of counters does
-//! not need a metrics framework on the hot path.
+//! Prometheus metrics through the `metrics` crate and `metrics-exporter-prometheus`, rendered
+//! by the server's own `/metrics` handler (the exporter runs no listener of its own).
+//!
+//! Each server has its own recorder (not the process-wide one), so several servers in one
+//! process (the tests) keep separate figures. Every handle is registered once, when the server
+//! starts, and kept here: the hot paths never look a metric up by name.
+//!
+//! What a record costs on a hot path:
+//! - a counter increment: one relaxed atomic add on the handle's `AtomicU64`;
+//! - a gauge change: one compare-and-swap loop on an `AtomicU64` (connections open only);
+//! - a histogram record: a clock read (`quanta`, the TSC) and a lock-free push of the sample
+//!   into an append-only block list (a 1 KiB block allocated every 64 samples), drained into
+//!   the buckets at each render and by the upkeep task every [`UPKEEP_EVERY`]. The fan-out loop
+//!   records one frame in [`FANOUT_LAG_SAMPLE`] per connection, so it pays a local counter
+//!   increment per frame and a histogram record per 64.
+//!
+//! Labels are bounded: no metric carries a show label (a night has many shows and a node may
+//! serve any of them), only the fixed sets `outcome` (4 values), `reason` (an error code, at
+//! most `ErrorCode::ALL`), `cause` (2) and the webhook `outcome` (3).
 
-use std::fmt::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use nightmarket_wire::ErrorCode;
 
-#[derive(Default)]
-pub struct Metrics {
-    pub connections_open: AtomicU64,
-    pub connections_total: AtomicU64,
-    pub connections_refused: AtomicU64,
-    pub events_published: AtomicU64,
-    /// Sequenced frames handed to connections: one per receiver per event.
-    pub events_fanned_out: AtomicU64,
-    pub conflated_frames_published: AtomicU64,
-    pub frames_sent: AtomicU64,
-    pub claims_accepted: AtomicU64,
-    pub claims_duplicate: AtomicU64,
-    /// Claims answered `pending` (their outcome unknown at the claim deadline); each is
-    /// answered again once it is known.
-    pub claims_pending: AtomicU64,
-    /// Refused claims, indexed like `ErrorCode::ALL`.
-    pub claims_refused: PerCode,
-    pub cancels: AtomicU64,
-    /// Connections closed because they fell behind the event ring (`resync`).
-    pub drops_resync: AtomicU64,
-    /// Connections closed because a write did not complete in time.
-    pub drops_write_timeout: AtomicU64,
-    /// Client messages refused by the per-connection rate limit.
-    pub rate_limited: AtomicU64,
-    /// Error frames sent for bad input.
-    pub bad_input: AtomicU64,
-    /// Webhook delivery attempts, shared with the deliverer.
-    pub webhooks: Arc<WebhookCounters>,
-}
+/// How often the histograms' samples are folded into their buckets when nobody scrapes: bounds
+/// the samples held between two scrapes to what arrives in this time.
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
-/// One counter per error code, indexed like `ErrorCode::ALL` (more codes than `Default`
-/// covers for arrays).
-pub struct PerCode(pub [AtomicU64; ErrorCode::ALL.len()]);
+/// The fan-out lag is recorded for one sequenced frame in this many, per connection.
+pub const FANOUT_LAG_SAMPLE: u32 = 64;
 
-impl Default for PerCode {
-    fn default() -> Self {
-        Self(std::array::from_fn(|_| AtomicU64::new(0)))
-    }
-}
+pub const CLAIM_ANSWER: &str = "nightmarket_claim_answer_seconds";
+pub const FANOUT_LAG: &str = "nightmarket_fanout_lag_seconds";
+pub const JOURNAL_COMMIT: &str = "nightmarket_journal_commit_seconds";
+pub const SETTLEMENT: &str = "nightmarket_settlement_seconds";
 
-impl std::ops::Deref for PerCode {
-    type Target = [AtomicU64; ErrorCode::ALL.len()];
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
+/// Bucket bounds in seconds. Claims are answered within the claim deadline (500 ms by
+/// default); a frame reaches a socket within the write timeout; a group commit is one fsync;
+/// a settlement of a night's show takes seconds.
+const CLAIM_BUCKETS: [f64; 14] = [
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+const FANOUT_BUCKETS: [f64; 13] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+const JOURNAL_BUCKETS: [f64; 12] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+const SETTLEMENT_BUCKETS: [f64; 11] =
+    [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0];
 
-/// Webhook delivery attempts of this node, by outcome.
+/// Webhook delivery attempts of this node, by outcome: the deliverer's own counts (tests read
+/// them), copied into the exported counters at each render.
 #[derive(Debug, Default)]
 pub struct WebhookCounters {
     /// Attempts answered 2xx.
@@ -65,155 +67,310 @@ pub struct WebhookCounters {
     pub failed: AtomicU64,
 }
 
-pub fn inc(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    pub connections_open: Gauge,
+    pub connections_total: Counter,
+    pub connections_refused: Counter,
+    viewers: Gauge,
+    shows_loaded: Gauge,
+    pub events_published: Counter,
+    /// Sequenced frames handed to connections: one per receiver per event.
+    pub events_fanned_out: Counter,
+    pub conflated_frames_published: Counter,
+    pub frames_sent: Counter,
+    pub claims_accepted: Counter,
+    pub claims_duplicate: Counter,
+    /// Claims answered `pending` (their outcome unknown at the claim deadline); each is
+    /// answered again once it is known.
+    pub claims_pending: Counter,
+    claims_refused: Counter,
+    /// Refused claims by reason, indexed like `ErrorCode::ALL`; registered at the first
+    /// refusal of each, so only reasons seen are listed.
+    refused_by_reason: [OnceLock<Counter>; ErrorCode::ALL.len()],
+    pub cancels: Counter,
+    /// Connections closed because they fell behind the event ring (`resync`).
+    pub drops_resync: Counter,
+    /// Connections closed because a write did not complete in time.
+    pub drops_write_timeout: Counter,
+    /// Client messages refused by the per-connection rate limit.
+    pub rate_limited: Counter,
+    /// Error frames sent for bad input.
+    pub bad_input: Counter,
+    /// Webhook delivery attempts, shared with the deliverer.
+    pub webhooks: Arc<WebhookCounters>,
+    webhook_outcomes: [Counter; 3],
+    /// From a claim read off the socket to its first answer handed to the connection's writer.
+    pub claim_answer: Histogram,
+    /// From an event published to this node's show channel to its frame written to a socket
+    /// (sampled, see [`FANOUT_LAG_SAMPLE`]).
+    pub fanout_lag: Histogram,
+    /// One group commit of the embedded claim journal (its transaction and fsync).
+    pub journal_commit: Histogram,
+    /// One settlement of a closed show by this node's order service.
+    pub settlement: Histogram,
 }
 
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn inc(c: &Counter) {
+    c.increment(1);
+}
+
+/// The recorder with our histograms' buckets. Only a bad bucket list fails, and ours are
+/// constants; should it fail anyway, the histograms fall back to summaries.
+fn recorder() -> PrometheusRecorder {
+    let builder = PrometheusBuilder::new();
+    let with_buckets = [
+        (CLAIM_ANSWER, &CLAIM_BUCKETS[..]),
+        (FANOUT_LAG, &FANOUT_BUCKETS[..]),
+        (JOURNAL_COMMIT, &JOURNAL_BUCKETS[..]),
+        (SETTLEMENT, &SETTLEMENT_BUCKETS[..]),
+    ]
+    .into_iter()
+    .try_fold(PrometheusBuilder::new(), |b, (name, buckets)| {
+        b.set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)
+    });
+    with_buckets.unwrap_or(builder).build_recorder()
+}
+
+const META: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, None);
+
 impl Metrics {
-    pub fn refused(&self, code: ErrorCode) {
-        if let Some(i) = ErrorCode::ALL.iter().position(|c| *c == code) {
-            inc(&self.claims_refused[i]);
+    pub fn new() -> Self {
+        let recorder = recorder();
+        let handle = recorder.handle();
+        let r = &recorder;
+        let describe = |name: &'static str, help: &'static str| {
+            let (name, help) = (KeyName::from_const_str(name), SharedString::const_str(help));
+            (name, help)
+        };
+        let counter = |name: &'static str, help: &'static str| {
+            let (key, text) = describe(name, help);
+            r.describe_counter(key, None, text);
+            r.register_counter(&Key::from_static_name(name), &META)
+        };
+        let labelled = |name: &'static str, label: &'static str, value: &'static str| {
+            let key = Key::from_parts(name, vec![Label::from_static_parts(label, value)]);
+            r.register_counter(&key, &META)
+        };
+        let gauge = |name: &'static str, help: &'static str| {
+            let (key, text) = describe(name, help);
+            r.describe_gauge(key, None, text);
+            r.register_gauge(&Key::from_static_name(name), &META)
+        };
+        let histogram = |name: &'static str, help: &'static str| {
+            let (key, text) = describe(name, help);
+            r.describe_histogram(key, Some(metrics::Unit::Seconds), text);
+            r.register_histogram(&Key::from_static_name(name), &META)
+        };
+        for (name, help) in [
+            ("nightmarket_claims_total", "Claims answered, by outcome."),
+            (
+                "nightmarket_claims_refused_total",
+                "Refused claims, by reason.",
+            ),
+            (
+                "nightmarket_queue_drops_total",
+                "Connections dropped for not keeping up, by cause.",
+            ),
+            (
+                "nightmarket_webhook_deliveries_total",
+                "Webhook delivery attempts made by this node, by outcome.",
+            ),
+        ] {
+            let (key, text) = describe(name, help);
+            r.describe_counter(key, None, text);
+        }
+        Self {
+            connections_open: gauge("nightmarket_connections", "WebSocket connections open now."),
+            connections_total: counter(
+                "nightmarket_connections_total",
+                "WebSocket connections accepted.",
+            ),
+            connections_refused: counter(
+                "nightmarket_connections_refused_total",
+                "WebSocket connections refused at max_connections.",
+            ),
+            viewers: gauge(
+                "nightmarket_viewers",
+                "Viewers watching a show on this node.",
+            ),
+            shows_loaded: gauge("nightmarket_shows_loaded", "Shows loaded on this node."),
+            events_published: counter(
+                "nightmarket_events_published_total",
+                "Sequenced show events published.",
+            ),
+            events_fanned_out: counter(
+                "nightmarket_events_fanned_out_total",
+                "Sequenced event frames handed to connections.",
+            ),
+            conflated_frames_published: counter(
+                "nightmarket_conflated_frames_published_total",
+                "Stock, feed and viewer frames published.",
+            ),
+            frames_sent: counter(
+                "nightmarket_frames_sent_total",
+                "Frames written to WebSocket connections.",
+            ),
+            claims_accepted: labelled("nightmarket_claims_total", "outcome", "accepted"),
+            claims_duplicate: labelled("nightmarket_claims_total", "outcome", "duplicate"),
+            claims_pending: labelled("nightmarket_claims_total", "outcome", "pending"),
+            claims_refused: labelled("nightmarket_claims_total", "outcome", "refused"),
+            refused_by_reason: std::array::from_fn(|_| OnceLock::new()),
+            cancels: counter("nightmarket_cancels_total", "Claims cancelled."),
+            drops_resync: labelled("nightmarket_queue_drops_total", "cause", "resync"),
+            drops_write_timeout: labelled(
+                "nightmarket_queue_drops_total",
+                "cause",
+                "write_timeout",
+            ),
+            rate_limited: counter(
+                "nightmarket_rate_limited_total",
+                "Client messages refused by the rate limit.",
+            ),
+            bad_input: counter(
+                "nightmarket_bad_input_total",
+                "Error frames sent for bad client input.",
+            ),
+            webhooks: Arc::default(),
+            webhook_outcomes: ["delivered", "retry", "failed"]
+                .map(|o| labelled("nightmarket_webhook_deliveries_total", "outcome", o)),
+            claim_answer: histogram(
+                CLAIM_ANSWER,
+                "From a claim read off the socket to its first answer (accepted, refused, \
+                 unavailable or pending).",
+            ),
+            fanout_lag: histogram(
+                FANOUT_LAG,
+                "From an event published to this node's show channel to its frame written to \
+                 a connection; one frame in 64 per connection.",
+            ),
+            journal_commit: histogram(
+                JOURNAL_COMMIT,
+                "One group commit of the embedded claim journal, fsync included.",
+            ),
+            settlement: histogram(
+                SETTLEMENT,
+                "One settlement of a closed show by this node's order service.",
+            ),
+            handle,
+            recorder,
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self, shows_loaded: usize, viewers: u64) -> String {
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut out = String::with_capacity(4096);
-        let mut metric = |name: &str, kind: &str, help: &str, lines: &[(String, u64)]| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for (labels, v) in lines {
-                let _ = writeln!(out, "{name}{labels} {v}");
-            }
+    /// Counts a refused claim: in the `refused` outcome and under its reason.
+    pub fn refused(&self, code: ErrorCode) {
+        inc(&self.claims_refused);
+        let Some(i) = ErrorCode::ALL.iter().position(|c| *c == code) else {
+            return;
         };
-        let one = |v: u64| vec![(String::new(), v)];
-        metric(
-            "nightmarket_connections",
-            "gauge",
-            "WebSocket connections open now.",
-            &one(g(&self.connections_open)),
-        );
-        metric(
-            "nightmarket_connections_total",
-            "counter",
-            "WebSocket connections accepted.",
-            &one(g(&self.connections_total)),
-        );
-        metric(
-            "nightmarket_connections_refused_total",
-            "counter",
-            "WebSocket connections refused at max_connections.",
-            &one(g(&self.connections_refused)),
-        );
-        metric(
-            "nightmarket_viewers",
-            "gauge",
-            "Viewers watching a show on this node.",
-            &one(viewers),
-        );
-        metric(
-            "nightmarket_shows_loaded",
-            "gauge",
-            "Shows loaded on this node.",
-            &one(shows_loaded as u64),
-        );
-        metric(
-            "nightmarket_events_published_total",
-            "counter",
-            "Sequenced show events published.",
-            &one(g(&self.events_published)),
-        );
-        metric(
-            "nightmarket_events_fanned_out_total",
-            "counter",
-            "Sequenced event frames handed to connections.",
-            &one(g(&self.events_fanned_out)),
-        );
-        metric(
-            "nightmarket_conflated_frames_published_total",
-            "counter",
-            "Stock, feed and viewer frames published.",
-            &one(g(&self.conflated_frames_published)),
-        );
-        metric(
-            "nightmarket_frames_sent_total",
-            "counter",
-            "Frames written to WebSocket connections.",
-            &one(g(&self.frames_sent)),
-        );
-        let mut claims = vec![
-            (
-                "{outcome=\"accepted\"}".to_string(),
-                g(&self.claims_accepted),
-            ),
-            (
-                "{outcome=\"duplicate\"}".to_string(),
-                g(&self.claims_duplicate),
-            ),
-            ("{outcome=\"pending\"}".to_string(), g(&self.claims_pending)),
-        ];
-        let refused: u64 = self.claims_refused.iter().map(g).sum();
-        claims.push(("{outcome=\"refused\"}".to_string(), refused));
-        metric(
-            "nightmarket_claims_total",
-            "counter",
-            "Claims answered, by outcome.",
-            &claims,
-        );
-        let reasons: Vec<(String, u64)> = ErrorCode::ALL
-            .iter()
-            .zip(self.claims_refused.iter())
-            .filter(|(_, c)| g(c) > 0)
-            .map(|(code, c)| (format!("{{reason=\"{}\"}}", code.as_str()), g(c)))
-            .collect();
-        metric(
-            "nightmarket_claims_refused_total",
-            "counter",
-            "Refused claims, by reason.",
-            &reasons,
-        );
-        metric(
-            "nightmarket_cancels_total",
-            "counter",
-            "Claims cancelled.",
-            &one(g(&self.cancels)),
-        );
-        metric(
-            "nightmarket_queue_drops_total",
-            "counter",
-            "Connections dropped for not keeping up, by cause.",
-            &[
-                ("{cause=\"resync\"}".to_string(), g(&self.drops_resync)),
-                (
-                    "{cause=\"write_timeout\"}".to_string(),
-                    g(&self.drops_write_timeout),
-                ),
-            ],
-        );
-        metric(
-            "nightmarket_rate_limited_total",
-            "counter",
-            "Client messages refused by the rate limit.",
-            &one(g(&self.rate_limited)),
-        );
-        metric(
-            "nightmarket_bad_input_total",
-            "counter",
-            "Error frames sent for bad client input.",
-            &one(g(&self.bad_input)),
-        );
+        let Some(slot) = self.refused_by_reason.get(i) else {
+            return;
+        };
+        let counter = slot.get_or_init(|| {
+            let label = Label::new("reason", code.as_str());
+            let key = Key::from_parts("nightmarket_claims_refused_total", vec![label]);
+            self.recorder.register_counter(&key, &META)
+        });
+        inc(counter);
+    }
+
+    /// Folds the histograms' samples into their buckets (see [`UPKEEP_EVERY`]).
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
+    /// The Prometheus text exposition. `shows_loaded` and `viewers` are read by the caller now.
+    pub fn render(&self, shows_loaded: usize, viewers: u64) -> String {
+        self.shows_loaded.set(shows_loaded as f64);
+        self.viewers.set(viewers as f64);
         let w = &self.webhooks;
-        metric(
-            "nightmarket_webhook_deliveries_total",
-            "counter",
-            "Webhook delivery attempts made by this node, by outcome.",
-            &[
-                ("{outcome=\"delivered\"}".to_string(), g(&w.delivered)),
-                ("{outcome=\"retry\"}".to_string(), g(&w.retry)),
-                ("{outcome=\"failed\"}".to_string(), g(&w.failed)),
-            ],
-        );
-        out
+        for (counter, count) in
+            self.webhook_outcomes
+                .iter()
+                .zip([&w.delivered, &w.retry, &w.failed])
+        {
+            counter.absolute(count.load(Ordering::Relaxed));
+        }
+        self.handle.render()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_rendered_with_its_type() {
+        let m = Metrics::new();
+        inc(&m.claims_accepted);
+        m.refused(ErrorCode::SoldOut);
+        m.connections_open.increment(1.0);
+        m.claim_answer.record(Duration::from_millis(3));
+        m.webhooks.delivered.fetch_add(2, Ordering::Relaxed);
+        let text = m.render(1, 7);
+        for (name, kind) in [
+            ("nightmarket_connections", "gauge"),
+            ("nightmarket_connections_total", "counter"),
+            ("nightmarket_connections_refused_total", "counter"),
+            ("nightmarket_viewers", "gauge"),
+            ("nightmarket_shows_loaded", "gauge"),
+            ("nightmarket_events_published_total", "counter"),
+            ("nightmarket_events_fanned_out_total", "counter"),
+            ("nightmarket_conflated_frames_published_total", "counter"),
+            ("nightmarket_frames_sent_total", "counter"),
+            ("nightmarket_claims_total", "counter"),
+            ("nightmarket_claims_refused_total", "counter"),
+            ("nightmarket_cancels_total", "counter"),
+            ("nightmarket_queue_drops_total", "counter"),
+            ("nightmarket_rate_limited_total", "counter"),
+            ("nightmarket_bad_input_total", "counter"),
+            ("nightmarket_webhook_deliveries_total", "counter"),
+            (CLAIM_ANSWER, "histogram"),
+            (FANOUT_LAG, "histogram"),
+            (JOURNAL_COMMIT, "histogram"),
+            (SETTLEMENT, "histogram"),
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {name} {kind}\n")),
+                "{name} {kind} missing from\n{text}"
+            );
+        }
+        for line in [
+            "nightmarket_claims_total{outcome=\"accepted\"} 1",
+            "nightmarket_claims_total{outcome=\"refused\"} 1",
+            "nightmarket_claims_refused_total{reason=\"sold_out\"} 1",
+            "nightmarket_connections 1",
+            "nightmarket_viewers 7",
+            "nightmarket_shows_loaded 1",
+            "nightmarket_webhook_deliveries_total{outcome=\"delivered\"} 2",
+            "nightmarket_claim_answer_seconds_bucket{le=\"0.005\"} 1",
+            "nightmarket_claim_answer_seconds_count 1",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from\n{text}");
+        }
+        // Only reasons seen are listed.
+        assert!(!text.contains("reason=\"stale_price\""), "{text}");
+    }
+
+    #[test]
+    fn two_servers_keep_their_own_figures() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        inc(&a.cancels);
+        assert!(a.render(0, 0).contains("nightmarket_cancels_total 1"));
+        assert!(b.render(0, 0).contains("nightmarket_cancels_total 0"));
     }
 }

@@ -322,9 +322,7 @@ impl AppState {
         let published = rt.channel.publish(ev.seq, bytes);
         if let Published::Delivered { receivers, .. } = published {
             inc(&self.metrics.events_published);
-            self.metrics
-                .events_fanned_out
-                .fetch_add(receivers as u64, Ordering::Relaxed);
+            self.metrics.events_fanned_out.increment(receivers as u64);
         }
         published
     }

@@ -106,6 +106,8 @@ struct Session {
     write_timeout: Duration,
     /// The newest sequence delivered to this client.
     last: u64,
+    /// Sequenced frames written since the last fan-out lag sample.
+    unsampled: u32,
     bucket: Bucket,
     /// Viewers: private frames from the tick (waitlist news), see [`crate::waitlist`].
     inbox: Option<Arc<crate::waitlist::Inbox>>,
@@ -780,10 +782,7 @@ pub async fn run(
 ) {
     let _session = state.sessions.enter();
     inc(&state.metrics.connections_total);
-    state
-        .metrics
-        .connections_open
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    state.metrics.connections_open.increment(1.0);
     let l = &state.config.limits;
     let buyer = peer.buyer.clone();
     let inbox = buyer.as_ref().map(|b| rt.buyers.enter(b));
@@ -795,6 +794,7 @@ pub async fn run(
         rt: rt.clone(),
         socket,
         last: 0,
+        unsampled: 0,
         peer,
         inbox: inbox.clone(),
     };
@@ -807,10 +807,7 @@ pub async fn run(
     {
         state.leave_waitlists_later(rt.clone(), buyer);
     }
-    state
-        .metrics
-        .connections_open
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    state.metrics.connections_open.decrement(1.0);
 }
 
 /// Brings a new session up to date: the events it missed (resume) or a snapshot. `None` when
@@ -838,6 +835,7 @@ async fn start(
                     .map(|e| nightmarket_hub::Sequenced {
                         seq: e.seq,
                         payload: frame(&ServerMessage::Event(convert::event_frame(e))),
+                        published_at: std::time::Instant::now(),
                     })
                     .collect(),
             );
@@ -850,7 +848,15 @@ async fn start(
             for f in frames {
                 if f.seq == s.last + 1 {
                     s.last = f.seq;
+                    let published_at = f.published_at;
                     s.send_text(f.payload).await.ok()?;
+                    // Sampled: a local count per frame, a histogram record per
+                    // FANOUT_LAG_SAMPLE frames.
+                    s.unsampled += 1;
+                    if s.unsampled >= crate::metrics::FANOUT_LAG_SAMPLE {
+                        s.unsampled = 0;
+                        s.state.metrics.fanout_lag.record(published_at.elapsed());
+                    }
                 }
             }
             // Stock may have moved while away: the latest conflated values follow at once.
@@ -942,7 +948,15 @@ async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCod
                         return Some(CloseCode::Resync);
                     }
                     s.last = f.seq;
+                    let published_at = f.published_at;
                     s.send_text(f.payload).await.ok()?;
+                    // Sampled: a local count per frame, a histogram record per
+                    // FANOUT_LAG_SAMPLE frames.
+                    s.unsampled += 1;
+                    if s.unsampled >= crate::metrics::FANOUT_LAG_SAMPLE {
+                        s.unsampled = 0;
+                        s.state.metrics.fanout_lag.record(published_at.elapsed());
+                    }
                 }
                 Err(RecvError::Lagged(_)) => {
                     inc(&s.state.metrics.drops_resync);

@@ -14,7 +14,7 @@
 //! its own connections: WAL lets it read while the writer commits.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use nightmarket_domain::{
     BuyerId, ClaimId, ClaimRecord, Dong, LogEntry, Millis, ProductId, SequencedEvent, ShowEvent,
@@ -169,6 +169,10 @@ pub struct SqliteJournal {
     next: NextTicket,
     durable: watch::Receiver<Durable>,
     path: Arc<std::path::PathBuf>,
+    /// Where the writer records how long each group commit takes, once the server has given
+    /// it a histogram ([`SqliteJournal::observe_commits`]): one atomic load per commit until
+    /// then.
+    commit_time: Arc<OnceLock<metrics::Histogram>>,
 }
 
 fn storage(e: impl std::fmt::Display) -> JournalError {
@@ -187,16 +191,25 @@ impl SqliteJournal {
             upto: 0,
             failed: None,
         });
+        let commit_time = Arc::new(OnceLock::new());
+        let observed = commit_time.clone();
         std::thread::Builder::new()
             .name("nightmarket-journal".into())
-            .spawn(move || writer(conn, rx, durable_tx))
+            .spawn(move || writer(conn, rx, durable_tx, &observed))
             .map_err(storage)?;
         Ok(Self {
             tx,
             next: Arc::new(Mutex::new(1)),
             durable: durable_rx,
             path: Arc::new(path.to_owned()),
+            commit_time,
         })
+    }
+
+    /// Records the duration of every later group commit (its transaction and fsync) in
+    /// `histogram`. The first histogram given stays.
+    pub fn observe_commits(&self, histogram: metrics::Histogram) {
+        let _ = self.commit_time.set(histogram);
     }
 
     /// Reserves room for one append, or says why there is none.
@@ -559,6 +572,7 @@ fn writer(
     mut conn: Connection,
     mut rx: mpsc::Receiver<(u64, JournalEntry)>,
     durable: watch::Sender<Durable>,
+    commit_time: &OnceLock<metrics::Histogram>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -571,7 +585,12 @@ fn writer(
             }
         }
         let last = batch.last().map_or(0, |(t, _)| *t);
-        match commit(&mut conn, &batch) {
+        let started = std::time::Instant::now();
+        let committed = commit(&mut conn, &batch);
+        if let Some(h) = commit_time.get() {
+            h.record(started.elapsed());
+        }
+        match committed {
             Ok(()) => {
                 durable.send_modify(|d| d.upto = last);
             }
