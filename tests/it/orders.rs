@@ -363,3 +363,50 @@ async fn serve_names_an_unreachable_dependency_before_listening() {
         assert!(!stderr.contains("s3cret"), "{stderr}");
     }
 }
+
+/// Redis without a shared store: the node says at start what is and is not shared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_with_the_embedded_store_says_what_it_shares() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let redis = std::env::var("NIGHTMARKET_TEST_REDIS_URL")
+        .expect("NIGHTMARKET_TEST_REDIS_URL is not set: run the tests with scripts/test");
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(EXE)
+        .arg("serve")
+        .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
+        .env("NIGHTMARKET_DATA_DIR", dir.path())
+        .env("NIGHTMARKET_REDIS_URL", &redis)
+        .env(
+            "NIGHTMARKET_REDIS_PREFIX",
+            format!("nm-{}:", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        )
+        .env("NIGHTMARKET_LOG", "warn")
+        .env_remove("NIGHTMARKET_CONFIG")
+        .env_remove("NIGHTMARKET_DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(nightmarket_tests::WAIT, out.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(line.starts_with("nightmarket listening on"), "{line}");
+    child.kill().await.unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .await
+        .unwrap();
+    assert!(
+        err.contains("distributed mode with the embedded SQLite store")
+            && err.contains("NIGHTMARKET_DATABASE_URL"),
+        "{err}"
+    );
+}

@@ -261,6 +261,17 @@ pub fn main() -> ExitCode {
             "using the development auth secret; set NIGHTMARKET_AUTH_SECRET and dev = false in production"
         );
     }
+    if !config.redis_url.is_empty() && config.database_url.is_empty() {
+        // Redis is shared, the SQLite store is not: say at once what that means, rather than
+        // let a show made on one machine be unknown on another.
+        tracing::warn!(
+            store = %config.data_dir.join("catalog.sqlite").display(),
+            "distributed mode with the embedded SQLite store: shows, claims and events are shared \
+             through Redis, but sellers, products, markets and shows are known only to nodes on \
+             this machine that use this same data_dir; nodes on other machines must set \
+             NIGHTMARKET_DATABASE_URL to one PostgreSQL"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
