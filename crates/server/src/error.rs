@@ -101,7 +101,22 @@ impl From<StoreError> for HttpError {
                 };
                 Self::new(code, message)
             }
-            other => Self::new(ErrorCode::Unavailable, other.to_string()),
+            // What failed inside (a driver's text, a host name, a query) is for the log, not
+            // for whoever sent the request: the answer keeps to the stable code.
+            StoreError::Corrupt(detail) => {
+                tracing::error!(error = %detail, "stored data is corrupt");
+                Self::new(
+                    ErrorCode::Internal,
+                    "the server hit an internal error; it is logged",
+                )
+            }
+            StoreError::Backend(detail) => {
+                tracing::warn!(error = %detail, "store unavailable");
+                Self::new(
+                    ErrorCode::Unavailable,
+                    "the store is unavailable; retry later",
+                )
+            }
         }
     }
 }
@@ -112,10 +127,49 @@ impl From<InventoryError> for HttpError {
             InventoryError::Command(c) => Self::new(command_error_code(&c), c.to_string()),
             InventoryError::UnknownShow(s) => Self::not_found(format!("show {s}")),
             InventoryError::Unavailable(m) | InventoryError::Unknown(m) => {
-                Self::new(ErrorCode::Unavailable, m)
+                tracing::warn!(error = %m, "inventory unavailable");
+                Self::new(
+                    ErrorCode::Unavailable,
+                    "the inventory is unavailable; retry later",
+                )
             }
             InventoryError::DeadlinePassed => Self::new(ErrorCode::Unavailable, e.to_string()),
-            InventoryError::Internal(m) => Self::new(ErrorCode::Internal, m),
+            InventoryError::Internal(m) => {
+                tracing::error!(error = %m, "inventory failure");
+                Self::new(
+                    ErrorCode::Internal,
+                    "the server hit an internal error; it is logged",
+                )
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Backend texts (drivers, hosts, queries) stay in the log; the answer keeps to its code.
+    #[test]
+    fn backend_details_do_not_reach_the_answer() {
+        let secret = "connection to db.internal:5432 as nightmarket failed: password rejected";
+        let e = HttpError::from(StoreError::Backend(secret.into()));
+        assert_eq!(e.code, ErrorCode::Unavailable);
+        assert!(!e.message.contains("db.internal"), "{}", e.message);
+        let e = HttpError::from(StoreError::Corrupt(secret.into()));
+        assert_eq!(e.code, ErrorCode::Internal);
+        assert!(!e.message.contains("db.internal"), "{}", e.message);
+        let e = HttpError::from(InventoryError::Unavailable(secret.into()));
+        assert_eq!(e.code, ErrorCode::Unavailable);
+        assert!(!e.message.contains("db.internal"), "{}", e.message);
+        let e = HttpError::from(InventoryError::Internal(secret.into()));
+        assert_eq!(e.code, ErrorCode::Internal);
+        assert!(!e.message.contains("db.internal"), "{}", e.message);
+        // Rules refused by the store still say which.
+        let e = HttpError::from(StoreError::Conflict("seller s1".into()));
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (ErrorCode::Conflict, "seller s1 already exists")
+        );
     }
 }

@@ -759,17 +759,11 @@ fn waitlist_refused(
     }
 }
 
+/// The code and words an inventory failure is answered with: the HTTP mapping, so backend
+/// details stay in the log on both transports.
 pub(crate) fn inventory_error(e: InventoryError) -> (ErrorCode, String) {
-    match e {
-        InventoryError::Command(c) => (convert::command_error_code(&c), c.to_string()),
-        InventoryError::Unavailable(m) | InventoryError::Unknown(m) => (ErrorCode::Unavailable, m),
-        InventoryError::DeadlinePassed => (ErrorCode::Unavailable, e.to_string()),
-        InventoryError::UnknownShow(s) => (ErrorCode::NotFound, format!("show {s} not found")),
-        InventoryError::Internal(m) => {
-            tracing::error!(error = %m, "inventory failure");
-            (ErrorCode::Internal, "internal error".into())
-        }
-    }
+    let e = crate::error::HttpError::from(e);
+    (e.code, e.message)
 }
 
 /// Runs a session until the client leaves, falls behind, or the server shuts down.
