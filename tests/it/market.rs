@@ -96,6 +96,21 @@ pub(crate) async fn commit(addr: SocketAddr, market: &str, seller: &str, night: 
     assert!(s == 201 || s == 200, "{c}");
 }
 
+/// A seller "HTX A" with one 4-star product, admitted to `market`, and its commitment signed
+/// for Friday 2026-11-27: what a show of that night needs. Returns the seller and product ids.
+pub(crate) async fn ready_seller(
+    addr: SocketAddr,
+    op: &str,
+    market: &str,
+    product_name: &str,
+) -> (String, String) {
+    let seller = create_seller(addr, op, "HTX A").await;
+    let p = product(addr, op, &seller, product_name, 4, docs("2027-12-31")).await;
+    admit(addr, op, market, &p).await;
+    commit(addr, market, &seller, "2026-11-27").await;
+    (seller, p)
+}
+
 pub(crate) async fn schedule(
     addr: SocketAddr,
     op: &str,
@@ -699,10 +714,7 @@ async fn a_show_whose_end_passed_while_down_is_closed_at_start() {
     let addr = server.addr;
     let op = token(Role::Operator, "ops");
     let market = market(addr, &op).await;
-    let a = create_seller(addr, &op, "HTX A").await;
-    let pa = product(addr, &op, &a, "Gạo nếp cái hoa vàng", 4, docs("2027-12-31")).await;
-    admit(addr, &op, &market, &pa).await;
-    commit(addr, &market, &a, "2026-11-27").await;
+    let (a, pa) = ready_seller(addr, &op, &market, "Gạo nếp cái hoa vàng").await;
     let (_, live_one) = schedule(
         addr,
         &op,
@@ -749,10 +761,7 @@ async fn past_nights_are_read_only() {
     let addr = server.addr;
     let op = token(Role::Operator, "ops");
     let market = market(addr, &op).await;
-    let a = create_seller(addr, &op, "HTX A").await;
-    let pa = product(addr, &op, &a, "Chè Tân Cương", 4, docs("2027-12-31")).await;
-    admit(addr, &op, &market, &pa).await;
-    commit(addr, &market, &a, "2026-11-27").await;
+    let (a, pa) = ready_seller(addr, &op, &market, "Chè Tân Cương").await;
 
     let (s, e) = schedule(
         addr,
