@@ -116,6 +116,7 @@ macro_rules! store_conformance {
         $crate::store_conformance!(@$mode access $($arg)*);
         $crate::store_conformance!(@$mode markets $($arg)*);
         $crate::store_conformance!(@$mode scheduling $($arg)*);
+        $crate::store_conformance!(@$mode seller_presence $($arg)*);
         $crate::store_conformance!(@$mode webhooks $($arg)*);
         $crate::store_conformance!(@$mode orders $($arg)*);
         $crate::store_conformance!(@$mode show_stats $($arg)*);
@@ -687,6 +688,93 @@ pub async fn scheduling(c: &Store) -> Result<(), StoreError> {
             Err(StoreError::Refused { .. })
         ),
         "no way back to scheduled",
+    )?;
+    Ok(())
+}
+
+/// A live show's seller presence: it only moves forward, a show whose seller was never seen
+/// counts from going live, and only live shows are ever absent.
+pub async fn seller_presence(c: &Store) -> Result<(), StoreError> {
+    let m = market_row("presence-market")?;
+    c.create_market(&m).await?;
+    let a = seller("presence-seller")?;
+    c.create_seller(&a).await?;
+    let p = product("presence-p", &a.id)?;
+    c.create_product(&p, T0).await?;
+    let night = date(2026, 11, 27);
+    let start = T0 + 10 * HOUR;
+    let mut shows = Vec::new();
+    for (n, slot) in ["presence-1", "presence-2", "presence-3"].iter().zip(0..) {
+        let s = scheduled(
+            n,
+            &a.id,
+            &m.id,
+            night,
+            start + slot * HOUR,
+            start + (slot + 1) * HOUR,
+            vec![lineup_item(&p, 5, 1)],
+        )?;
+        c.schedule_show(&s, None).await?;
+        shows.push(s.id);
+    }
+    let ids = |v: Vec<ShowId>| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+    ensure(
+        ids(c.shows_seller_absent(start + 10 * HOUR).await?).is_empty(),
+        "scheduled shows are never absent",
+    )?;
+    for id in &shows[..2] {
+        c.transition(
+            id,
+            ShowStatus::Scheduled,
+            ShowStatus::Live,
+            start,
+            "t",
+            None,
+        )
+        .await?;
+    }
+    ensure(
+        ids(c.shows_seller_absent(start - 1).await?).is_empty(),
+        "going live counts as seen",
+    )?;
+    ensure(
+        ids(c.shows_seller_absent(start).await?) == ["presence-1", "presence-2"],
+        "never seen since going live",
+    )?;
+    c.seller_seen(&shows[0], start + 100).await?;
+    c.seller_seen(&shows[0], start + 50).await?;
+    c.seller_seen(&shows[2], start + 100).await?;
+    ensure(
+        ids(c.shows_seller_absent(start + 99).await?) == ["presence-2"],
+        "seen later than the cutoff, and never moved back",
+    )?;
+    ensure(
+        ids(c.shows_seller_absent(start + 100).await?) == ["presence-1", "presence-2"],
+        "seen at the cutoff is absent",
+    )?;
+    ensure(
+        c.transition_because(
+            &shows[1],
+            ShowStatus::Live,
+            ShowStatus::Closed,
+            start + 200,
+            "scheduler",
+            Some("seller_absent"),
+            None,
+        )
+        .await?,
+        "closed for absence",
+    )?;
+    let log = c.transitions(&shows[1]).await?;
+    ensure(
+        log.len() == 2
+            && log[0].reason.is_none()
+            && log[1].reason.as_deref() == Some("seller_absent"),
+        "the reason is recorded beside the actor",
+    )?;
+    ensure(
+        ids(c.shows_seller_absent(start + 10 * HOUR).await?) == ["presence-1"],
+        "closed shows are never absent",
     )?;
     Ok(())
 }

@@ -97,6 +97,8 @@ pub struct TransitionRow {
     pub to: ShowStatus,
     pub actor: String,
     pub at: Millis,
+    /// Why, when the actor alone does not say (a stable code such as `seller_absent`).
+    pub reason: Option<String>,
 }
 
 pub fn weekday_name(w: Weekday) -> &'static str {
@@ -569,6 +571,29 @@ impl Store {
         .await
     }
 
+    /// Records that a live show has its seller at `at` (a connection or a command on some
+    /// node). Only moves forward; a show that is not live is left alone.
+    pub async fn seller_seen(&self, id: &ShowId, at: Millis) -> Result<(), StoreError> {
+        self.engine
+            .execute(
+                "UPDATE shows SET seller_seen_at = $2
+                 WHERE id = $1 AND status = 'live' AND (seller_seen_at IS NULL OR seller_seen_at < $2)",
+                params![id.as_str(), at],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Ids of live shows whose seller was last seen (or, never seen, which went live) at or
+    /// before `cutoff`.
+    pub async fn shows_seller_absent(&self, cutoff: Millis) -> Result<Vec<ShowId>, StoreError> {
+        self.ids_where(
+            "status = 'live' AND COALESCE(seller_seen_at, live_at) <= $1",
+            params![cutoff],
+        )
+        .await
+    }
+
     async fn ids_where(
         &self,
         filter: &str,
@@ -598,6 +623,22 @@ impl Store {
         actor: &str,
         event: Option<&WebhookEvent>,
     ) -> Result<bool, StoreError> {
+        self.transition_because(id, from, to, at, actor, None, event)
+            .await
+    }
+
+    /// [`Self::transition`], recording why (`reason`, a stable code) beside who.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn transition_because(
+        &self,
+        id: &ShowId,
+        from: ShowStatus,
+        to: ShowStatus,
+        at: Millis,
+        actor: &str,
+        reason: Option<&str>,
+        event: Option<&WebhookEvent>,
+    ) -> Result<bool, StoreError> {
         let set = match to {
             ShowStatus::Live => {
                 "UPDATE shows SET status = $2, live_at = $4 WHERE id = $1 AND status = $3"
@@ -615,10 +656,10 @@ impl Store {
         let mut steps = vec![
             Step::new(set, params![id.as_str(), to.as_str(), from.as_str(), at]).require("cas"),
             Step::new(
-                "INSERT INTO show_transitions (show_id, to_status, from_status, actor, at)
-                 VALUES ($1, $2, $3, $4, $5)
+                "INSERT INTO show_transitions (show_id, to_status, from_status, actor, at, reason)
+                 VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (show_id, to_status) DO NOTHING",
-                params![id.as_str(), to.as_str(), from.as_str(), actor, at],
+                params![id.as_str(), to.as_str(), from.as_str(), actor, at, reason],
             ),
         ];
         if let Some(ev) = event {
@@ -636,7 +677,7 @@ impl Store {
         let rows = self
             .engine
             .query(
-                "SELECT from_status, to_status, actor, at FROM show_transitions
+                "SELECT from_status, to_status, actor, at, reason FROM show_transitions
                  WHERE show_id = $1 ORDER BY at, to_status",
                 params![id.as_str()],
             )
@@ -649,6 +690,7 @@ impl Store {
                     to: crate::catalog::parse_status(&r.text(1)?)?,
                     actor: r.text(2)?,
                     at: r.int(3)?,
+                    reason: r.opt_text(4)?,
                 })
             })
             .collect()
