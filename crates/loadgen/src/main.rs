@@ -1406,3 +1406,43 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Bench(_) => unreachable!("handled before the target is resolved"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(products: &[&str]) -> PublishPlan {
+        PublishPlan {
+            products: products.iter().map(|p| p.to_string()).collect(),
+            rate: 20.0,
+            duration: 1.0,
+            open_loop: true,
+        }
+    }
+
+    fn pinned_by(msg: &ClientMessage) -> Option<&str> {
+        match msg {
+            ClientMessage::Pin { product_id, .. } => Some(product_id),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn every_command_changes_the_pinned_product() {
+        // Two products, `b` pinned at the start: `a`, `b`, `a`, ... so each pin is an event.
+        let p = plan(&["a", "b"]);
+        let b = "b".to_owned();
+        let pins: Vec<_> = (0..4)
+            .map(|n| pinned_by(&p.command(n, Some(&b)).0).map(str::to_owned))
+            .collect();
+        assert_eq!(pins, ["a", "b", "a", "b"].map(|s| Some(s.to_owned())));
+        // One product, pinned at the start: unpin, pin, unpin, ...
+        let p = plan(&["a"]);
+        let a = "a".to_owned();
+        assert_eq!(pinned_by(&p.command(0, Some(&a)).0), None);
+        assert_eq!(pinned_by(&p.command(1, Some(&a)).0), Some("a"));
+        assert_eq!(pinned_by(&p.command(0, None).0), Some("a"));
+        // Each command has its own request id, which the open-loop reader matches answers by.
+        assert_eq!(p.command(7, None).0.req(), Some("lg-7"));
+    }
+}

@@ -166,6 +166,15 @@ impl Proc {
     pub async fn wait(mut self) -> anyhow::Result<std::process::ExitStatus> {
         Ok(self.child.wait().await?)
     }
+
+    /// Waits for it to exit on its own; its exit status and its whole log.
+    pub async fn finish(mut self) -> (anyhow::Result<std::process::ExitStatus>, String) {
+        let status = self.child.wait().await.map_err(Into::into);
+        (
+            status,
+            std::fs::read_to_string(&self.log).unwrap_or_default(),
+        )
+    }
 }
 
 /// What the benchmark runs with: the binaries, its temporary directory, and the commands run

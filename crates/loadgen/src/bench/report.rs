@@ -357,8 +357,8 @@ fn method(p: &Params) -> Vec<String> {
             p.unsaturated_rate
         ),
         format!(
-            "Overload: the seller sends {} events/s without waiting for answers (open loop), \
-             more than one core delivers to {} viewers. Each viewer's newest state is the highest \
+            "Overload: the seller sends {} events/s to {} viewers without waiting for answers \
+             (open loop), more than one core can deliver. Each viewer's newest state is the highest \
              `seq` it has when the run ends; it has the final pin when that is the last event \
              published, and the time it got there is measured from the moment the last command \
              was sent (bound: {:.0} ms).",
@@ -1182,9 +1182,11 @@ pub fn binary_of(dso: &str) -> String {
 /// A symbol as the page shows it: without Rust's hash suffix, one line, at most `width`
 /// characters.
 pub fn short_symbol(sym: &str, width: usize) -> String {
+    let sym = sym.trim();
     let sym = sym
-        .trim_start_matches("[.] ")
-        .trim_start_matches("[k] ")
+        .strip_prefix("[.] ")
+        .or_else(|| sym.strip_prefix("[k] "))
+        .unwrap_or(sym)
         .trim();
     let sym = match sym.rsplit_once("::h") {
         Some((head, hash)) if hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()) => {
@@ -1837,4 +1839,370 @@ pub fn claims_redis_rows(r: &Results) -> Vec<(String, String)> {
             ),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::summary;
+    use serde_json::json;
+
+    fn fanout(v: serde_json::Value) -> Run<Fanout> {
+        summary::parse(Ok(v))
+    }
+
+    /// A fan-out summary with the figures the page reads.
+    fn run(
+        viewers: u64,
+        events_per_s: f64,
+        load: f64,
+        user: f64,
+        sys: f64,
+        p99: f64,
+    ) -> Run<Fanout> {
+        fanout(json!({
+            "viewers": viewers, "connected": viewers, "deliveries": viewers * 100,
+            "publish": {"events": 100, "events_per_s": events_per_s, "errors": {}},
+            "latency": {"p50_ms": p99 / 2.0, "p90_ms": p99 / 1.5, "p99_ms": p99, "max_ms": p99 * 2.0},
+            "server": {"window_cpu_s": load * 12.0, "window_s": 12.0,
+                       "cpu_s_per_million_deliveries": user + sys,
+                       "user_s_per_million_deliveries": user, "sys_s_per_million_deliveries": sys,
+                       "connect_cpu_s": 1.5, "connect_user_s": 0.7,
+                       "rss_bytes_per_connection": 5478.4},
+        }))
+    }
+
+    fn machine() -> Machine {
+        Machine {
+            date: "2026-12-03 13:19 UTC".into(),
+            cores: 2,
+            cpu: "Intel(R) Xeon(R) Processor".into(),
+            memory: "23.5 GiB".into(),
+            kernel: "6.18".into(),
+            rustc: "rustc 1.95.0".into(),
+            profile: "release".into(),
+        }
+    }
+
+    fn nchan() -> Nchan {
+        Nchan::Ran {
+            nginx: "nginx/1.22.1".into(),
+            nchan: "1:1.3.6+dfsg-2".into(),
+            conf: "worker_processes 1;".into(),
+        }
+    }
+
+    fn results() -> Results {
+        let mut r = Results::default();
+        // 10k: Nightmarket saturated at 20 events/s, so the latency is compared at 5/s.
+        r.fanout
+            .insert(key::nm("10k"), run(10_000, 12.1, 0.82, 3.4, 4.8, 209.5));
+        r.fanout
+            .insert(key::nx("10k"), run(10_000, 14.2, 0.80, 2.0, 4.8, 71.6));
+        r.fanout.insert(
+            key::nm("10k-unsaturated"),
+            run(10_000, 5.0, 0.3, 3.4, 4.8, 20.0),
+        );
+        r.fanout.insert(
+            key::nx("10k-unsaturated"),
+            run(10_000, 5.0, 0.3, 2.0, 4.8, 25.0),
+        );
+        r.fanout
+            .insert(key::nm("2k"), run(2_000, 20.1, 0.28, 3.5, 4.8, 25.7));
+        r.fanout
+            .insert(key::nx("2k"), run(2_000, 20.1, 0.22, 1.8, 4.8, 14.2));
+        r.fanout
+            .insert(key::nm("idle"), run(10_000, 0.0, 0.0, 0.0, 0.0, 0.0));
+        r.fanout
+            .insert(key::nm("join"), run(10_000, 0.0, 0.0, 0.0, 0.0, 0.0));
+        r.fanout
+            .insert(key::nx("join"), run(10_000, 0.0, 0.0, 0.0, 0.0, 0.0));
+        r.fanout.insert(
+            key::OVERLOAD.into(),
+            fanout(json!({
+                "viewers": 10_000, "connected": 10_000, "deliveries": 10,
+                "dropped": {"close 4000": 2850},
+                "latest": {"reached": 7150, "open": 7150, "after_last_publish": {"max_ms": 900.0}},
+            })),
+        );
+        r.claims = Some(Ok(Claims {
+            accepted: 100_000,
+            accepted_per_s: 49_992.0,
+            ack: Latency {
+                p99_ms: Some(13.47),
+                ..Latency::default()
+            },
+            accounting_ok: true,
+            ..Claims::default()
+        }));
+        r
+    }
+
+    fn rows_of(r: &Results) -> Vec<Row> {
+        let (params, m, nx) = (Params::full(), machine(), nchan());
+        let page = Page {
+            params: &params,
+            machine: &m,
+            nchan: &nx,
+            note: "",
+        };
+        goal_rows(&page, r)
+    }
+
+    fn row<'r>(rows: &'r [Row], measure: &str) -> &'r Row {
+        rows.iter().find(|r| r.measure == measure).unwrap()
+    }
+
+    #[test]
+    fn numbers_read_with_separators() {
+        assert_eq!(num(Some(1_210_000.0), 0), "1,210,000");
+        assert_eq!(num(Some(49_992.4), 0), "49,992");
+        assert_eq!(num(Some(1646.567), 2), "1,646.57");
+        assert_eq!(num(Some(0.5), 2), "0.50");
+        assert_eq!(num(Some(-3.0), 1), "-3.0");
+        assert_eq!(num(Some(-0.001), 1), "0.0");
+        assert_eq!(num(None, 2), "–");
+        assert_eq!(num(Some(f64::INFINITY), 2), "–");
+    }
+
+    #[test]
+    fn fan_out_goals_compare_both_sizes_with_nchan() {
+        let rows = rows_of(&results());
+        // User time: 3.4 / 2.0 = 1.70 at 10k, 3.5 / 1.8 = 1.94 at 2k; the worse is judged.
+        let user = row(&rows, measure::USER_CPU);
+        assert!(
+            user.measured.contains("10k: 3.40 vs 2.00 µs = 1.70×"),
+            "{}",
+            user.measured
+        );
+        assert!(
+            user.status.starts_with("**not met**: 3.89× the limit"),
+            "{}",
+            user.status
+        );
+        // The 10k latency comes from the runs below saturation, the 2k one from the main run.
+        let p99 = row(&rows, measure::P99);
+        assert!(
+            p99.measured
+                .contains("10k at 5 events/s: 20.00 vs 25.00 ms = 0.80×"),
+            "{}",
+            p99.measured
+        );
+        assert!(
+            p99.measured
+                .contains("2k at 20 events/s: 25.70 vs 14.20 ms = 1.81×"),
+            "{}",
+            p99.measured
+        );
+        assert!(p99.status.starts_with("**not met**"), "{}", p99.status);
+        let idle = row(&rows, measure::IDLE);
+        assert_eq!(idle.measured, "5.35 KiB per connection");
+        assert_eq!(
+            row(&rows, measure::JOIN).status,
+            "**met**, 33% below the limit"
+        );
+    }
+
+    #[test]
+    fn claims_and_overload_goals() {
+        let rows = rows_of(&results());
+        assert_eq!(
+            row(&rows, measure::EMBEDDED_RATE).status,
+            "**not met**: 50% short; must rise 100%"
+        );
+        assert_eq!(row(&rows, measure::EMBEDDED_ACK).measured, "13.47 ms");
+        assert_eq!(row(&rows, measure::OVERSELL).status, "**met**");
+        let o = row(&rows, measure::OVERLOAD);
+        assert!(
+            o.measured
+                .starts_with("2,850 of 10,000 viewers disconnected"),
+            "{}",
+            o.measured
+        );
+        assert!(o.status.contains("2,850 disconnected"), "{}", o.status);
+        assert!(
+            o.status.contains("not every viewer had the final pin"),
+            "{}",
+            o.status
+        );
+        // Parts that did not run have no row: a partial run leaves theirs alone.
+        assert!(rows.iter().all(|r| r.measure != measure::SETTLEMENT));
+        assert!(rows.iter().all(|r| r.measure != measure::REDIS_CPU));
+    }
+
+    #[test]
+    fn the_overload_goal_is_met_only_without_disconnects_and_in_time() {
+        let p = Params::full();
+        let ok = fanout(json!({
+            "connected": 10, "dropped": {},
+            "latest": {"reached": 10, "open": 10, "after_last_publish": {"max_ms": 400.0}},
+        }))
+        .unwrap();
+        assert!(overload_verdict(&p, &ok).1);
+        let late = fanout(json!({
+            "connected": 10, "dropped": {},
+            "latest": {"reached": 10, "open": 10, "after_last_publish": {"max_ms": 1400.0}},
+        }))
+        .unwrap();
+        assert!(!overload_verdict(&p, &late).1);
+    }
+
+    #[test]
+    fn cross_node_difference_and_cores() {
+        let node = |p99: f64| run(1_000, 20.0, 0.5, 1.0, 1.0, p99);
+        let small = NodesRun {
+            viewers: 1_000,
+            rate: 20.0,
+            layout: "all on CPU 0".into(),
+            loadavg: "0.1 0.1 0.1".into(),
+            runs: vec![node(30.0), node(33.5), node(32.0)],
+        };
+        assert_eq!(nodes_difference(&small), Some(3.5));
+        let large = NodesRun {
+            viewers: 6_000,
+            runs: vec![node(1646.57), node(1769.27), node(1767.11)],
+            ..small.clone()
+        };
+        let r = Results {
+            nodes: vec![small, large],
+            ..Results::default()
+        };
+        let rows = rows_of(&r);
+        assert_eq!(
+            row(&rows, measure::NODES_SMALL).status,
+            "**met**, 30% below the limit"
+        );
+        let large = row(&rows, measure::NODES_LARGE);
+        assert!(
+            large.status.starts_with("not judged: needs 5 cores"),
+            "{}",
+            large.status
+        );
+        assert!(
+            large.measured.starts_with("122.70 ms"),
+            "{}",
+            large.measured
+        );
+    }
+
+    #[test]
+    fn the_whole_page_has_every_section_and_the_commands() {
+        let (params, m, nx) = (Params::full(), machine(), nchan());
+        let page_ctx = Page {
+            params: &params,
+            machine: &m,
+            nchan: &nx,
+            note: "",
+        };
+        let mut r = results();
+        r.commands
+            .insert(part::MAIN.into(), vec!["nightmarket serve".into()]);
+        r.cores = Some(Err(
+            "this machine has 2 cores: one for the server and one for the load generator".into(),
+        ));
+        let text = page(&page_ctx, &r);
+        for heading in [
+            "# Benchmarks",
+            "## Machine",
+            "## Method",
+            "## Fan-out",
+            "### The cost of scale",
+            "### Cores",
+            "### A Friday night",
+            "### Overload",
+            "### Across hub nodes",
+            "## Idle viewers",
+            "### Join storm",
+            "## Claims",
+            "## Goals",
+            "## Commands",
+        ] {
+            assert!(text.lines().any(|l| l == heading), "no {heading:?}");
+        }
+        assert!(text.contains("<!-- claims-redis:begin -->"));
+        assert!(
+            text.contains("| 10,000 | 1.70× | 1.00× | 1.21× |"),
+            "ratio table"
+        );
+        assert!(text.contains("not measured, this machine has 2 cores"));
+        assert!(text.contains("```sh\nnightmarket serve\n```"));
+        assert!(text.contains("```nginx\nworker_processes 1;\n```"));
+        // Every Goals row is a table row of four cells.
+        let goals = text.split("## Goals").nth(1).unwrap();
+        let table: Vec<_> = goals.lines().filter(|l| l.starts_with("| ")).collect();
+        assert!(table.len() > 5);
+    }
+
+    #[test]
+    fn blocks_are_replaced_or_inserted() {
+        let doc = "# B\n\n<!-- nodes:begin -->\nold\n<!-- nodes:end -->\n\n## Idle viewers\n";
+        let block = "<!-- nodes:begin -->\nnew\n<!-- nodes:end -->";
+        let out = splice_block(doc, "nodes", block, "## Idle viewers").unwrap();
+        assert_eq!(
+            out,
+            "# B\n\n<!-- nodes:begin -->\nnew\n<!-- nodes:end -->\n\n## Idle viewers\n"
+        );
+        let bare = "# B\n\n## Idle viewers\n";
+        let out = splice_block(bare, "nodes", block, "## Idle viewers").unwrap();
+        assert_eq!(
+            out,
+            "# B\n\n<!-- nodes:begin -->\nnew\n<!-- nodes:end -->\n\n## Idle viewers\n"
+        );
+        assert!(splice_block("<!-- nodes:begin -->\n", "nodes", block, "x").is_err());
+        assert!(splice_block("# B\n", "nodes", block, "## Idle viewers").is_err());
+    }
+
+    #[test]
+    fn goal_rows_are_replaced_in_place_or_added_to_the_table() {
+        let doc = "## Goals\n\n| measure | target | measured | status |\n|---|---|---|---|\n\
+                   | idle RSS per viewer | ≤ 4 KiB | 5.35 KiB | no |\n\n## Commands\n";
+        let idle = Row::new(measure::IDLE, "≤ 4 KiB", "3.9 KiB".into(), "**met**".into());
+        let join = Row::new(measure::JOIN, "≤ 1.5×", "1.2×".into(), "**met**".into());
+        let out = replace_rows(doc, &[idle.clone(), join.clone()]).unwrap();
+        let lines: Vec<_> = out.lines().collect();
+        assert_eq!(lines[4], idle.line());
+        assert_eq!(lines[5], join.line());
+        assert_eq!(lines[7], "## Commands");
+        let twice = format!("{doc}{}\n", idle.line());
+        assert!(replace_rows(&twice, &[idle]).is_err());
+    }
+
+    #[test]
+    fn a_partial_run_says_so_in_the_opening() {
+        let doc = "Every figure below comes from that one run. Run the script again.";
+        assert!(
+            mark_separate_runs(doc)
+                .contains("except those a section says come from a separate run. Run")
+        );
+        // Marking twice changes nothing more.
+        assert_eq!(
+            mark_separate_runs(&mark_separate_runs(doc)),
+            mark_separate_runs(doc)
+        );
+    }
+
+    #[test]
+    fn perf_symbols_and_system_calls() {
+        assert_eq!(
+            short_symbol("[.] tokio::runtime::task::raw::poll::h0123456789abcdef", 90),
+            "tokio::runtime::task::raw::poll"
+        );
+        assert_eq!(
+            short_symbol("  [.] core::cmp::PartialOrd::le", 90),
+            "core::cmp::PartialOrd::le"
+        );
+        assert_eq!(short_symbol("abcdef", 4), "abc…");
+        assert_eq!(binary_of("[kernel.kallsyms]"), "kernel");
+        assert_eq!(binary_of("redis-check-rdb"), "redis-server");
+        let children = "    58.20%     0.00%  [k] do_syscall_64\n\
+                        \x20   55.40%     0.10%  [k] __x64_sys_sendto\n\
+                        \x20   12.00%     0.00%  [k] do_writev\n\
+                        \x20   10.00%     0.00%  [k] __do_sys_sendto\n";
+        let (all, calls) = syscalls(children);
+        assert_eq!(all, Some(58.2));
+        assert_eq!(
+            calls,
+            vec![(55.4, "sendto".to_owned()), (12.0, "writev".to_owned())]
+        );
+    }
 }

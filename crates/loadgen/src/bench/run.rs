@@ -1068,8 +1068,8 @@ async fn nodes_run(b: &mut Bench, viewers: u64, rate: f64) -> anyhow::Result<Vec
             .await,
     ];
     for l in listeners {
-        let log = l.log_tail();
-        let status = l.wait().await;
+        // The summary is the last line the generator prints, once it has exited.
+        let (status, log) = l.finish().await;
         runs.push(match status {
             Ok(s) if s.success() => summary::parse(procs::last_json(&log)),
             Ok(s) => Err(format!("nightmarket-loadgen exited with {s}")),
