@@ -996,6 +996,24 @@ pub fn nodes_block(p: &Page, nodes: &[NodesRun], commands: &[String], note: &str
             },
             pr.grace
         ));
+        let per_delivery = c
+            .runs
+            .iter()
+            .filter_map(|r| r.as_ref().ok()?.cpu_us_per_delivery().0)
+            .reduce(f64::max);
+        if let Some(per) = per_delivery {
+            // What the asked rate takes at the CPU per delivery measured here.
+            let viewers = pr.nodes as u64 * c.viewers;
+            let cores = per / 1e6 * viewers as f64 * c.rate;
+            w.push(String::new());
+            w.push(format!(
+                "At up to {per:.2} CPU s per million deliveries, {} viewers at {} events/s need \
+                 about {cores:.1} cores of node CPU ({} on the machine).",
+                n(viewers),
+                c.rate,
+                p.machine.cores
+            ));
+        }
         if let Some(d) = nodes_difference(c) {
             w.push(String::new());
             w.push(format!(
