@@ -7,12 +7,12 @@
 //!   measures event delivery: latency, gaps, reordering and dropped connections;
 //! - `claims` runs concurrent buyers claiming one product and checks the stock accounting.
 //!
+//! - `bench` is the benchmark driver (see `nightmarket_loadgen::bench`): it starts the server
+//!   and its peers and runs the commands above against each, then writes docs/benchmarks.md.
+//!
 //! `fanout --nchan` runs the same fan-out measurement against an nginx + nchan server, the peer
 //! the benchmarks compare with: viewers subscribe over WebSocket to `/sub/CHANNEL` and the
 //! publisher POSTs event frames of the same shape to `/pub/CHANNEL`.
-
-mod http;
-mod stats;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -36,7 +36,9 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
 
-use stats::{Latencies, ProcSample};
+use nightmarket_loadgen::bench::{self, BenchArgs};
+use nightmarket_loadgen::stats::{Latencies, ProcSample};
+use nightmarket_loadgen::{http, stats};
 
 type Ws = WebSocketStream<TcpStream>;
 type Counts = BTreeMap<String, u64>;
@@ -86,6 +88,9 @@ enum Cmd {
     /// Close a live show as the operator, so the order service can settle it; print the show
     /// as the server answered.
     Close(CloseArgs),
+    /// Run the benchmarks beside nginx + nchan, raw Redis and PostgreSQL (started here as
+    /// processes) and write docs/benchmarks.md; `scripts/bench` installs the peers first.
+    Bench(BenchArgs),
 }
 
 #[derive(Args)]
@@ -113,9 +118,10 @@ struct SetupArgs {
 
 #[derive(Args)]
 struct ConnectArgs {
-    /// Show id (the second id `setup` prints).
-    #[arg(long)]
-    show: String,
+    /// Show id (the second id `setup` prints). `fanout` takes several, comma-separated: its
+    /// viewers are spread over them and each gets its own seller.
+    #[arg(long = "show", value_delimiter = ',', required = true)]
+    shows: Vec<String>,
     /// Local addresses to bind client sockets to, round-robin (e.g. 127.0.0.2,127.0.0.3):
     /// each source address has its own range of ephemeral ports.
     #[arg(long, value_delimiter = ',')]
@@ -133,12 +139,22 @@ struct ConnectArgs {
     server_pid: Option<u32>,
 }
 
+impl ConnectArgs {
+    /// The one show of a command that takes one.
+    fn show(&self) -> anyhow::Result<&str> {
+        match self.shows.as_slice() {
+            [one] => Ok(one),
+            _ => bail!("give one --show, not {}", self.shows.len()),
+        }
+    }
+}
+
 #[derive(Args)]
 struct FanoutArgs {
     #[command(flatten)]
     conn: ConnectArgs,
-    /// Viewer connections to open. One process stays below its open-file limit; spread large
-    /// runs over several processes with different --sources and one --publish true.
+    /// Viewer connections to open to each show. One process stays below its open-file limit;
+    /// spread large runs over several processes with different --sources and one --publish true.
     #[arg(long, default_value_t = 1000)]
     viewers: usize,
     /// Seller commands (each makes one event) per second. One command is in flight at a time,
@@ -151,6 +167,10 @@ struct FanoutArgs {
     /// Whether this process drives the seller; run one publisher per show.
     #[arg(long, default_value_t = true, action = ArgAction::Set)]
     publish: bool,
+    /// Send the seller's commands at --rate without waiting for each answer, as a seller who
+    /// clicks on whatever the server's pace: a rate above what the server sustains overloads it.
+    #[arg(long)]
+    open_loop: bool,
     /// Products to pin back and forth (default: the first two of the lineup; a single product
     /// is pinned and unpinned in turn).
     #[arg(long, value_delimiter = ',')]
@@ -367,7 +387,7 @@ async fn seller(target: &Target, show: &Show) -> anyhow::Result<(Ws, u64, Option
 /// Many client connections to one show, opened a bounded number at a time.
 struct Swarm {
     target: Target,
-    show: String,
+    shows: Vec<String>,
     sources: Vec<IpAddr>,
     recv_buffer: Option<u32>,
     /// Subscribe to the nchan channel `show` instead (no token, no snapshot).
@@ -388,7 +408,7 @@ impl Swarm {
     fn new(target: Target, conn: &ConnectArgs, recv_buffer: Option<u32>) -> Self {
         Self {
             target,
-            show: conn.show.clone(),
+            shows: conn.shows.clone(),
             sources: conn.sources.clone(),
             recv_buffer,
             nchan: false,
@@ -398,14 +418,20 @@ impl Swarm {
         }
     }
 
+    /// The show client `i` joins (an index into `shows`): clients are spread round-robin.
+    fn show_of(&self, i: usize) -> usize {
+        i % self.shows.len().max(1)
+    }
+
     /// Connects client `i` as `role`/`subject` and reads up to its snapshot (with nchan:
     /// subscribes, and counts events from seq 0).
     async fn open(&self, i: usize, role: Role, subject: &str) -> anyhow::Result<Opened> {
+        let show = &self.shows[self.show_of(i)];
         let opened = async {
             let _permit = self.gate.acquire().await?;
             let source = (!self.sources.is_empty()).then(|| self.sources[i % self.sources.len()]);
             if self.nchan {
-                let path = format!("/sub/{}", self.show);
+                let path = format!("/sub/{show}");
                 let ws = (self.target)
                     .connect_path(&path, source, self.recv_buffer)
                     .await?;
@@ -415,7 +441,7 @@ impl Swarm {
             let token = self.target.token(role, subject);
             let mut ws = self
                 .target
-                .connect(&self.show, &token, source, self.recv_buffer)
+                .connect(show, &token, source, self.recv_buffer)
                 .await?;
             loop {
                 let text = next_text(&mut ws).await?;
@@ -480,11 +506,18 @@ struct ViewerReport {
     deliveries: u64,
     lost: u64,
     out_of_order: u64,
+    /// Frames other than events that moved the viewer to a newer sequence (a catch-up to the
+    /// newest state), and the events they stood in for.
+    caught_up: u64,
+    skipped: u64,
     other_frames: u64,
     first: Option<Instant>,
     last: Option<Instant>,
-    /// One viewer: the newest event applied. Merged: unused.
+    /// One viewer: the show it watches (an index into the run's shows), the newest sequence it
+    /// has applied and when it got there. Merged: unused.
+    show: usize,
     last_seq: u64,
+    reached: Option<Instant>,
     /// How the connection failed before its snapshot, or ended before the run did.
     connect_error: Option<String>,
     dropped: Option<String>,
@@ -496,6 +529,8 @@ impl ViewerReport {
         self.deliveries += r.deliveries;
         self.lost += r.lost;
         self.out_of_order += r.out_of_order;
+        self.caught_up += r.caught_up;
+        self.skipped += r.skipped;
         self.other_frames += r.other_frames;
         self.first = self.first.into_iter().chain(r.first).min();
         self.last = self.last.max(r.last);
@@ -504,7 +539,10 @@ impl ViewerReport {
 
 /// One viewer: connects, then records every event until told to stop.
 async fn viewer(swarm: Arc<Swarm>, i: usize, mut stop: watch::Receiver<bool>) -> ViewerReport {
-    let mut r = ViewerReport::default();
+    let mut r = ViewerReport {
+        show: swarm.show_of(i),
+        ..Default::default()
+    };
     let mut ws = match swarm.open(i, Role::Viewer, &format!("lg-viewer-{i}")).await {
         Ok(o) => {
             r.last_seq = o.seq;
@@ -545,7 +583,17 @@ async fn viewer(swarm: Arc<Swarm>, i: usize, mut stop: watch::Receiver<bool>) ->
                 } else {
                     r.lost += f.seq - r.last_seq - 1;
                     r.last_seq = f.seq;
+                    r.reached = Some(now);
                 }
+            }
+            // A frame that carries a newer sequence without being that event (a snapshot or
+            // catch-up sent in-band to a viewer who fell behind): the viewer has the newest
+            // state up to `seq`, and the events in between are skipped by design, not lost.
+            Ok(f) if f.seq > r.last_seq => {
+                r.caught_up += 1;
+                r.skipped += f.seq - r.last_seq - 1;
+                r.last_seq = f.seq;
+                r.reached = Some(Instant::now());
             }
             _ => r.other_frames += 1,
         }
@@ -563,53 +611,181 @@ struct PublishReport {
     events: u64,
     last_seq: u64,
     acks: Latencies,
+    /// When the last command (or POST) that made an event was sent.
+    last_sent: Option<Instant>,
 }
 
-/// Pins `products` in turn (or pins and unpins a single one) at `rate` for `duration` seconds.
-async fn publish(
-    target: &Target,
-    show: &Show,
-    products: &[String],
+impl PublishReport {
+    fn absorb(&mut self, r: &mut PublishReport) {
+        self.commands += r.commands;
+        r.errors
+            .iter()
+            .for_each(|(k, n)| bump(&mut self.errors, k.clone(), *n));
+        self.events += r.events;
+        self.acks.merge(std::mem::take(&mut r.acks));
+        self.last_sent = self.last_sent.max(r.last_sent);
+    }
+}
+
+/// How a seller publishes: the products to pin in turn, how fast, for how long, and whether
+/// it waits for each command's answer before the next (closed loop) or keeps the rate
+/// whatever the server's pace (open loop, to overload it).
+struct PublishPlan {
+    products: Vec<String>,
     rate: f64,
     duration: f64,
-) -> anyhow::Result<PublishReport> {
-    let (mut ws, first_seq, mut pinned) = seller(target, show).await.context("seller")?;
-    let mut r = PublishReport {
-        last_seq: first_seq,
-        ..Default::default()
-    };
-    // Start with a product that is not pinned yet: pinning the pinned one makes no event.
-    let mut next = products
-        .iter()
-        .position(|p| Some(p) == pinned.as_ref())
-        .map_or(0, |i| i + 1);
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
-    let start = Instant::now();
-    while start.elapsed().as_secs_f64() < duration {
-        tick.tick().await;
-        let req = Some(format!("lg-{}", r.commands));
-        let (msg, after) = match products {
-            [only] if pinned.as_ref() == Some(only) => (ClientMessage::Unpin { req }, None),
-            _ => {
-                let product_id = products[next % products.len()].clone();
-                next += 1;
+    open_loop: bool,
+}
+
+impl PublishPlan {
+    /// The command at tick `n` and the product pinned once it succeeds: pins the products in
+    /// turn, starting after the pinned one (pinning the pinned product makes no event), or
+    /// pins and unpins a single product in turn.
+    fn command(&self, n: u64, first_pinned: Option<&String>) -> (ClientMessage, Option<String>) {
+        let req = Some(format!("lg-{n}"));
+        let start = self
+            .products
+            .iter()
+            .position(|p| Some(p) == first_pinned)
+            .map_or(0, |i| i + 1);
+        match self.products.as_slice() {
+            [only] => {
+                // With one product, the state alternates: pinned at even ticks if it started
+                // unpinned, at odd ones otherwise.
+                let pin_now = n.is_multiple_of(2) != (first_pinned == Some(only));
+                if pin_now {
+                    let product_id = only.clone();
+                    (ClientMessage::Pin { req, product_id }, Some(only.clone()))
+                } else {
+                    (ClientMessage::Unpin { req }, None)
+                }
+            }
+            products => {
+                let product_id = products[(start + n as usize) % products.len()].clone();
                 let after = Some(product_id.clone());
                 (ClientMessage::Pin { req, product_id }, after)
             }
-        };
+        }
+    }
+}
+
+/// Publishes on one show as its seller, following `plan`.
+async fn publish(
+    target: &Target,
+    show: &Show,
+    plan: &PublishPlan,
+) -> anyhow::Result<PublishReport> {
+    let (ws, first_seq, pinned) = seller(target, show).await.context("seller")?;
+    let mut r = if plan.open_loop {
+        publish_open_loop(ws, pinned.as_ref(), plan).await?
+    } else {
+        publish_closed_loop(ws, pinned.as_ref(), plan).await?
+    };
+    r.last_seq = r.last_seq.max(first_seq);
+    r.events = r.last_seq - first_seq;
+    Ok(r)
+}
+
+/// One command in flight at a time: when answers take longer than 1/rate, fewer are sent.
+async fn publish_closed_loop(
+    mut ws: Ws,
+    pinned: Option<&String>,
+    plan: &PublishPlan,
+) -> anyhow::Result<PublishReport> {
+    let mut r = PublishReport::default();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / plan.rate.max(0.001)));
+    let start = Instant::now();
+    // With one product, a refused command leaves the state as it was: the next tick repeats it.
+    let mut n = 0;
+    while start.elapsed().as_secs_f64() < plan.duration {
+        tick.tick().await;
+        let (msg, _) = plan.command(n, pinned);
         let sent = Instant::now();
         r.commands += 1;
         match command(&mut ws, &msg).await? {
             Ok(seq) => {
                 r.acks.push_us(sent.elapsed().as_micros() as i64);
                 r.last_seq = r.last_seq.max(seq);
-                pinned = after;
+                r.last_sent = Some(sent);
+                n += 1;
             }
             Err(code) => bump(&mut r.errors, code, 1),
         }
     }
-    r.events = r.last_seq - first_seq;
     let _ = ws.close(None).await;
+    Ok(r)
+}
+
+/// Sends a command at every tick without waiting for answers; a reader collects them. Each
+/// command assumes the previous ones succeed, as a seller clicking ahead would.
+async fn publish_open_loop(
+    ws: Ws,
+    pinned: Option<&String>,
+    plan: &PublishPlan,
+) -> anyhow::Result<PublishReport> {
+    let (mut sink, mut stream) = ws.split();
+    let sent_at = Arc::new(std::sync::Mutex::new(BTreeMap::<String, Instant>::new()));
+    let (done_tx, mut done_rx) = watch::channel(None::<u64>);
+    let reader = {
+        let sent_at = sent_at.clone();
+        tokio::spawn(async move {
+            let mut r = PublishReport::default();
+            let mut answered = 0u64;
+            loop {
+                let total = *done_rx.borrow();
+                if total.is_some_and(|t| answered >= t) {
+                    break;
+                }
+                let msg = tokio::select! {
+                    m = stream.next() => m,
+                    _ = done_rx.changed() => continue,
+                };
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t,
+                    other => match ending(other) {
+                        Some(how) => bail!("the seller's connection ended: {how}"),
+                        None => continue,
+                    },
+                };
+                let f: Frame = serde_json::from_str(&text)?;
+                let Some(req) = f.req else { continue };
+                let Some(sent) = sent_at.lock().ok().and_then(|mut m| m.remove(req)) else {
+                    continue;
+                };
+                answered += 1;
+                match (f.kind, f.code) {
+                    ("ack", _) => {
+                        r.acks.push_us(sent.elapsed().as_micros() as i64);
+                        if f.seq > r.last_seq {
+                            r.last_seq = f.seq;
+                            r.last_sent = Some(sent);
+                        }
+                    }
+                    (_, code) => bump(&mut r.errors, code.unwrap_or("?"), 1),
+                }
+            }
+            anyhow::Ok(r)
+        })
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / plan.rate.max(0.001)));
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed().as_secs_f64() < plan.duration {
+        tick.tick().await;
+        let (msg, _) = plan.command(n, pinned);
+        if let (Some(req), Ok(mut m)) = (msg.req(), sent_at.lock()) {
+            m.insert(req.to_owned(), Instant::now());
+        }
+        sink.send(Message::text(serde_json::to_string(&msg)?))
+            .await?;
+        n += 1;
+    }
+    let _ = done_tx.send(Some(n));
+    let mut r = tokio::time::timeout(WAIT, reader)
+        .await
+        .context("the seller's commands were not all answered")???;
+    r.commands = n;
+    let _ = sink.close().await;
     Ok(r)
 }
 
@@ -642,6 +818,7 @@ async fn publish_nchan(
         if (200..300).contains(&status) {
             r.acks.push_us(sent.elapsed().as_micros() as i64);
             r.last_seq = seq;
+            r.last_sent = Some(sent);
         } else {
             bump(&mut r.errors, format!("http {status}"), 1);
         }
@@ -650,27 +827,31 @@ async fn publish_nchan(
     Ok(r)
 }
 
-async fn fanout(target: Target, a: FanoutArgs, json_out: bool) -> anyhow::Result<()> {
-    let show = if a.nchan {
-        None
-    } else {
-        Some(target.show(&a.conn.show).await?)
-    };
-    if let Some(show) = show.as_ref().filter(|s| s.status != "live") {
-        eprintln!("warning: show {} is {}, not live", show.id, show.status);
+/// The products a show's seller pins in turn: `--pin-products`, or the first two of its lineup.
+fn products_to_pin(show: &Show, chosen: &[String]) -> Vec<String> {
+    if !chosen.is_empty() {
+        return chosen.to_vec();
     }
-    let products: Vec<String> =
-        if let Some(show) = show.as_ref().filter(|_| a.pin_products.is_empty()) {
-            show.lineup
-                .iter()
-                .take(2)
-                .map(|l| l.product_id.clone())
-                .collect()
-        } else {
-            a.pin_products.clone()
-        };
-    if a.publish && !a.nchan && products.is_empty() {
-        bail!("no products to pin");
+    show.lineup
+        .iter()
+        .take(2)
+        .map(|l| l.product_id.clone())
+        .collect()
+}
+
+async fn fanout(target: Target, a: FanoutArgs, json_out: bool) -> anyhow::Result<()> {
+    let mut shows = Vec::new();
+    if !a.nchan {
+        for id in &a.conn.shows {
+            let show = target.show(id).await?;
+            if show.status != "live" {
+                eprintln!("warning: show {} is {}, not live", show.id, show.status);
+            }
+            if a.publish && products_to_pin(&show, &a.pin_products).is_empty() {
+                bail!("no products to pin in show {id}");
+            }
+            shows.push(show);
+        }
     }
     let pid = a.conn.server_pid;
     let before = sample(pid)?;
@@ -678,10 +859,11 @@ async fn fanout(target: Target, a: FanoutArgs, json_out: bool) -> anyhow::Result
     swarm.nchan = a.nchan;
     let swarm = Arc::new(swarm);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let tasks: Vec<_> = (0..a.viewers)
+    let total = a.viewers * a.conn.shows.len();
+    let tasks: Vec<_> = (0..total)
         .map(|i| tokio::spawn(viewer(swarm.clone(), i, stop_rx.clone())))
         .collect();
-    let (ready, failed, connect_s) = swarm.settle(a.viewers, a.conn.connect_timeout).await;
+    let (ready, failed, connect_s) = swarm.settle(total, a.conn.connect_timeout).await;
     let joined = if a.nchan {
         "are subscribed"
     } else {
@@ -691,12 +873,34 @@ async fn fanout(target: Target, a: FanoutArgs, json_out: bool) -> anyhow::Result
     let connected = sample(pid)?;
     let own = own_cpu();
     let window = Instant::now();
-    let mut published = None;
+    // One publisher per show, all at once; each keeps the rate on its own show.
+    let mut published: Option<Vec<PublishReport>> = None;
     if a.publish {
-        published = Some(match &show {
-            Some(show) => publish(&swarm.target, show, &products, a.rate, a.duration).await?,
-            None => publish_nchan(&swarm.target, &a.conn.show, a.rate, a.duration).await?,
+        let runs = (0..a.conn.shows.len()).map(|k| {
+            let swarm = swarm.clone();
+            let plan = PublishPlan {
+                products: shows
+                    .get(k)
+                    .map(|s| products_to_pin(s, &a.pin_products))
+                    .unwrap_or_default(),
+                rate: a.rate,
+                duration: a.duration,
+                open_loop: a.open_loop,
+            };
+            let show = shows.get(k).cloned();
+            let channel = a.conn.shows[k].clone();
+            tokio::spawn(async move {
+                match show {
+                    Some(show) => publish(&swarm.target, &show, &plan).await,
+                    None => publish_nchan(&swarm.target, &channel, plan.rate, plan.duration).await,
+                }
+            })
         });
+        let mut reports = Vec::new();
+        for run in runs.collect::<Vec<_>>() {
+            reports.push(run.await??);
+        }
+        published = Some(reports);
     } else {
         tokio::time::sleep(Duration::from_secs_f64(a.duration)).await;
     }
@@ -708,7 +912,8 @@ async fn fanout(target: Target, a: FanoutArgs, json_out: bool) -> anyhow::Result
 
     let mut all = ViewerReport::default();
     let (mut drops, mut connect_errors) = (Counts::new(), Counts::new());
-    let mut open_seqs = Vec::new();
+    // Viewers still connected at the end: their show, newest sequence and when they got it.
+    let mut open = Vec::new();
     for t in tasks {
         let mut r = t.await?;
         if let Some(e) = r.connect_error.take() {
@@ -717,39 +922,66 @@ async fn fanout(target: Target, a: FanoutArgs, json_out: bool) -> anyhow::Result
         }
         match r.dropped.take() {
             Some(how) => bump(&mut drops, how, 1),
-            None => open_seqs.push(r.last_seq),
+            None => open.push((r.show, r.last_seq, r.reached)),
         }
         all.absorb(r);
     }
     let (deliveries, lost, ooo) = (all.deliveries, all.lost, all.out_of_order);
-    // Events that a connection still open at the end had not received yet.
-    let newest = open_seqs.iter().copied().max().unwrap_or(0);
-    let final_seq = published
-        .as_ref()
-        .map_or(newest, |p| p.last_seq.max(newest));
-    let behind: u64 = open_seqs.iter().map(|s| final_seq - s).sum();
+    // The newest sequence of each show: what its publisher made, or what some viewer saw.
+    let mut final_seq = vec![0u64; a.conn.shows.len()];
+    for &(show, seq, _) in &open {
+        final_seq[show] = final_seq[show].max(seq);
+    }
+    if let Some(reports) = &published {
+        for (k, p) in reports.iter().enumerate() {
+            final_seq[k] = final_seq[k].max(p.last_seq);
+        }
+    }
+    // Events that a connection still open at the end had not received yet, and how long after
+    // the last publish each viewer had the newest state of its show.
+    let behind: u64 = open.iter().map(|&(k, s, _)| final_seq[k] - s).sum();
+    let mut latest = Latencies::default();
+    if let Some(reports) = &published {
+        for &(k, seq, reached) in &open {
+            let (Some(sent), Some(at)) = (reports[k].last_sent, reached) else {
+                continue;
+            };
+            if seq >= final_seq[k] {
+                latest.push_us(at.saturating_duration_since(sent).as_micros() as i64);
+            }
+        }
+    }
     let span = all
         .first
         .zip(all.last)
         .map_or(0.0, |(f, l)| (l - f).as_secs_f64());
     let per_s = rate(deliveries as f64, span);
+    let mut publish_all = published.map(|mut reports| {
+        let mut sum = PublishReport::default();
+        reports.iter_mut().for_each(|r| sum.absorb(r));
+        sum
+    });
 
     let (mode, what) = if a.nchan {
         ("fanout-nchan", "nchan channel")
     } else {
         ("fanout", "show")
     };
-    eprintln!("{mode} on {what} {}: {} viewers", a.conn.show, a.viewers);
+    let names = a.conn.shows.join(",");
+    eprintln!("{mode} on {what} {names}: {} viewers each", a.viewers);
     eprintln!(
         "  connected {ready} ({failed} failed) in {connect_s:.2} s = {:.0}/s {connect_errors:?}",
         rate(ready as f64, connect_s)
     );
-    if let Some(p) = published.as_mut() {
+    let show_count = a.conn.shows.len() as f64;
+    if let Some(p) = publish_all.as_mut() {
         eprintln!(
-            "  published {} events = {:.1}/s (asked {}/s) with {} commands (errors {:?}); ack {}",
+            "  published {} events = {:.1}/s per show (asked {}/s{}) with {} commands (errors \
+             {:?}); ack {}",
             p.events,
-            p.events as f64 / a.duration,
+            p.events as f64 / a.duration / show_count,
             a.rate,
+            if a.open_loop { ", open loop" } else { "" },
             p.commands,
             p.errors,
             p.acks.human()
@@ -760,7 +992,17 @@ async fn fanout(target: Target, a: FanoutArgs, json_out: bool) -> anyhow::Result
         all.other_frames
     );
     eprintln!("  latency (receive - event at): {}", all.latencies.human());
-    eprintln!("  lost (seq gaps) {lost}, out of order {ooo}, behind at end {behind}");
+    eprintln!(
+        "  lost (seq gaps) {lost}, out of order {ooo}, behind at end {behind}; caught up {} \
+         times, skipping {} events",
+        all.caught_up, all.skipped
+    );
+    eprintln!(
+        "  newest state reached by {} of {} open viewers; after the last publish: {}",
+        latest.len(),
+        open.len(),
+        latest.human()
+    );
     eprintln!("  dropped {}: {drops:?}", drops.values().sum::<u64>());
     eprintln!(
         "  generator CPU {own:.2} s in the {window_s:.1} s window ({:.0}% of a core)",
@@ -768,14 +1010,21 @@ async fn fanout(target: Target, a: FanoutArgs, json_out: bool) -> anyhow::Result
     );
     let mut server = Value::Null;
     if let (Some(b), Some(c), Some(e)) = (before, connected, after) {
-        let cpu = e.cpu_s - c.cpu_s;
-        let per_m = rate(cpu * 1e6, deliveries as f64);
+        let (join_cpu, join_user, join_sys) = stats::cpu_between(&b, &c);
+        let (cpu, user, sys) = stats::cpu_between(&c, &e);
+        let per_m = |s: f64| rate(s * 1e6, deliveries as f64);
+        let per_join_us = |s: f64| rate(s * 1e6, ready as f64);
         let rss_per = (c.rss_kib as f64 - b.rss_kib as f64) * 1024.0 / ready.max(1) as f64;
         eprintln!(
-            "  server CPU: {:.2} s connecting; {cpu:.2} s in the {window_s:.1} s window ({:.0}% \
-             of a core) = {per_m:.2} s per million deliveries",
-            c.cpu_s - b.cpu_s,
-            cpu / window_s * 100.0
+            "  server CPU: {join_cpu:.2} s connecting ({:.1} µs per join, {:.1} in user space); \
+             {cpu:.2} s in the {window_s:.1} s window ({:.0}% of a core) = {:.2} s per million \
+             deliveries ({:.2} user + {:.2} system)",
+            per_join_us(join_cpu),
+            per_join_us(join_user),
+            cpu / window_s * 100.0,
+            per_m(cpu),
+            per_m(user),
+            per_m(sys)
         );
         eprintln!(
             "  server RSS: {} KiB before, {} KiB connected, {} KiB at end = {:.1} KiB/connection",
@@ -785,23 +1034,32 @@ async fn fanout(target: Target, a: FanoutArgs, json_out: bool) -> anyhow::Result
             rss_per / 1024.0
         );
         server = json!({
-            "connect_cpu_s": c.cpu_s - b.cpu_s, "window_cpu_s": cpu, "window_s": window_s,
-            "cpu_s_per_million_deliveries": per_m, "rss_kib_before": b.rss_kib,
-            "rss_kib_connected": c.rss_kib, "rss_kib_end": e.rss_kib,
+            "connect_cpu_s": join_cpu, "connect_user_s": join_user, "connect_sys_s": join_sys,
+            "window_cpu_s": cpu, "window_user_s": user, "window_sys_s": sys, "window_s": window_s,
+            "cpu_s_per_million_deliveries": per_m(cpu),
+            "user_s_per_million_deliveries": per_m(user),
+            "sys_s_per_million_deliveries": per_m(sys),
+            "rss_kib_before": b.rss_kib, "rss_kib_connected": c.rss_kib, "rss_kib_end": e.rss_kib,
             "rss_bytes_per_connection": rss_per,
         });
     }
     if json_out {
-        let publish = published.map(|mut p| {
-            json!({"events": p.events, "events_per_s": p.events as f64 / a.duration, "commands": p.commands, "errors": p.errors, "ack": p.acks.json()})
+        let publish = publish_all.map(|mut p| {
+            json!({
+                "events": p.events, "events_per_s": p.events as f64 / a.duration / show_count,
+                "commands": p.commands, "errors": p.errors, "ack": p.acks.json(),
+                "open_loop": a.open_loop,
+            })
         });
         let summary = json!({
-            "mode": mode, "show": a.conn.show, "viewers": a.viewers, "connected": ready,
-            "failed": failed, "connect_errors": connect_errors, "connect_s": connect_s,
-            "publish": publish, "deliveries": deliveries, "deliveries_per_s": per_s,
-            "delivery_span_s": span, "latency": all.latencies.json(), "lost": lost, "out_of_order": ooo,
-            "behind_at_end": behind, "dropped": drops, "server": server,
-            "generator_window_cpu_s": own,
+            "mode": mode, "show": names, "shows": a.conn.shows.len(), "viewers": a.viewers,
+            "connected": ready, "failed": failed, "connect_errors": connect_errors,
+            "connect_s": connect_s, "publish": publish, "deliveries": deliveries,
+            "deliveries_per_s": per_s, "delivery_span_s": span, "latency": all.latencies.json(),
+            "lost": lost, "out_of_order": ooo, "caught_up": all.caught_up,
+            "skipped": all.skipped, "behind_at_end": behind, "dropped": drops,
+            "latest": {"reached": latest.len(), "open": open.len(), "after_last_publish": latest.json()},
+            "server": server, "generator_window_cpu_s": own,
         });
         println!("{summary}");
     }
@@ -942,7 +1200,8 @@ fn stock_left(show: &Show, product: &str) -> anyhow::Result<u64> {
 }
 
 async fn claims(target: Target, a: ClaimsArgs, json_out: bool) -> anyhow::Result<()> {
-    let show = target.show(&a.conn.show).await?;
+    let show_id = a.conn.show()?.to_owned();
+    let show = target.show(&show_id).await?;
     let allotted = show
         .lineup
         .iter()
@@ -979,7 +1238,7 @@ async fn claims(target: Target, a: ClaimsArgs, json_out: bool) -> anyhow::Result
         .collect();
     let (ready, failed, _) = swarm.settle(a.buyers, a.conn.connect_timeout).await;
     eprintln!("{ready} buyers have their snapshot, {failed} failed; claiming");
-    let left_before = stock_left(&swarm.target.show(&a.conn.show).await?, &a.product)?;
+    let left_before = stock_left(&swarm.target.show(&show_id).await?, &a.product)?;
     let before = sample(pid)?;
     let own = own_cpu();
     let start = Instant::now();
@@ -1001,7 +1260,7 @@ async fn claims(target: Target, a: ClaimsArgs, json_out: bool) -> anyhow::Result
     let elapsed = start.elapsed().as_secs_f64();
     let after = sample(pid)?;
     let own = own_cpu() - own;
-    let left_after = stock_left(&swarm.target.show(&a.conn.show).await?, &a.product)?;
+    let left_after = stock_left(&swarm.target.show(&show_id).await?, &a.product)?;
 
     let answered = acks.len();
     let accepted = outcomes.get("accepted").copied().unwrap_or(0);
@@ -1014,7 +1273,7 @@ async fn claims(target: Target, a: ClaimsArgs, json_out: bool) -> anyhow::Result
     eprintln!(
         "claims on show {} product {}: {} connections x {rounds} buyers in turn x {} claims of {} \
          unit(s)",
-        a.conn.show, a.product, a.buyers, a.claims_per_buyer, a.qty
+        show_id, a.product, a.buyers, a.claims_per_buyer, a.qty
     );
     eprintln!(
         "  answered {answered} in {elapsed:.2} s = {:.0}/s; accepted {accepted} = {:.0}/s",
@@ -1034,18 +1293,18 @@ async fn claims(target: Target, a: ClaimsArgs, json_out: bool) -> anyhow::Result
     );
     let mut server = Value::Null;
     if let (Some(b), Some(e)) = (before, after) {
-        let cpu = e.cpu_s - b.cpu_s;
+        let (cpu, user, sys) = stats::cpu_between(&b, &e);
         eprintln!(
             "  server CPU {cpu:.2} s ({:.0}% of a core) = {:.1} ms per 1000 claims; RSS {} KiB",
             cpu / elapsed * 100.0,
             rate(cpu * 1e6, answered as f64),
             e.rss_kib
         );
-        server = json!({"cpu_s": cpu, "rss_kib": e.rss_kib});
+        server = json!({"cpu_s": cpu, "user_s": user, "sys_s": sys, "rss_kib": e.rss_kib});
     }
     if json_out {
         let summary = json!({
-            "mode": "claims", "show": a.conn.show, "product": a.product, "buyers": a.buyers,
+            "mode": "claims", "show": show_id, "product": a.product, "buyers": a.buyers,
             "rounds": rounds, "distinct_buyers": a.buyers * rounds, "cancel_every": a.cancel_every,
             "connected": ready, "claims_per_buyer": a.claims_per_buyer, "qty": a.qty,
             "elapsed_s": elapsed, "answered": answered, "answered_per_s": rate(answered as f64, elapsed),
@@ -1128,6 +1387,9 @@ async fn close(target: &Target, a: CloseArgs) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Cmd::Bench(a) = cli.cmd {
+        return bench::run::bench(a).await;
+    }
     let addr = (cli.addr.to_socket_addrs())
         .with_context(|| format!("resolving {}", cli.addr))?
         .next()
@@ -1141,5 +1403,46 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Fanout(a) => fanout(target, a, cli.json).await,
         Cmd::Claims(a) => claims(target, a, cli.json).await,
         Cmd::Close(a) => close(&target, a).await,
+        Cmd::Bench(_) => unreachable!("handled before the target is resolved"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(products: &[&str]) -> PublishPlan {
+        PublishPlan {
+            products: products.iter().map(|p| p.to_string()).collect(),
+            rate: 20.0,
+            duration: 1.0,
+            open_loop: true,
+        }
+    }
+
+    fn pinned_by(msg: &ClientMessage) -> Option<&str> {
+        match msg {
+            ClientMessage::Pin { product_id, .. } => Some(product_id),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn every_command_changes_the_pinned_product() {
+        // Two products, `b` pinned at the start: `a`, `b`, `a`, ... so each pin is an event.
+        let p = plan(&["a", "b"]);
+        let b = "b".to_owned();
+        let pins: Vec<_> = (0..4)
+            .map(|n| pinned_by(&p.command(n, Some(&b)).0).map(str::to_owned))
+            .collect();
+        assert_eq!(pins, ["a", "b", "a", "b"].map(|s| Some(s.to_owned())));
+        // One product, pinned at the start: unpin, pin, unpin, ...
+        let p = plan(&["a"]);
+        let a = "a".to_owned();
+        assert_eq!(pinned_by(&p.command(0, Some(&a)).0), None);
+        assert_eq!(pinned_by(&p.command(1, Some(&a)).0), Some("a"));
+        assert_eq!(pinned_by(&p.command(0, None).0), Some("a"));
+        // Each command has its own request id, which the open-loop reader matches answers by.
+        assert_eq!(p.command(7, None).0.req(), Some("lg-7"));
     }
 }

@@ -23,6 +23,10 @@ impl Latencies {
         self.0.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// p50, p90, p99 and max in milliseconds (all 0 without samples).
     pub fn summary(&mut self) -> [f64; 4] {
         self.0.sort_unstable();
@@ -62,36 +66,46 @@ pub fn now_unix_secs() -> i64 {
 }
 
 /// CPU time and resident memory of a process at one instant.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ProcSample {
     /// User plus system CPU seconds since the process started.
     pub cpu_s: f64,
+    /// CPU seconds in the process's own code (and its libraries).
+    pub user_s: f64,
+    /// CPU seconds in the kernel on the process's behalf (system calls, its sockets).
+    pub sys_s: f64,
     pub rss_kib: u64,
 }
 
 /// Linux reports utime and stime in USER_HZ ticks, which is 100 on every mainstream
 /// architecture; reading sysconf(_SC_CLK_TCK) would need libc for one constant.
-const TICKS_PER_SECOND: f64 = 100.0;
+pub const TICKS_PER_SECOND: f64 = 100.0;
+
+/// User and system time of a process, in ticks, from the text of `/proc/PID/stat`.
+pub fn parse_stat(stat: &str) -> Option<(u64, u64)> {
+    // The command name (field 2) is in parentheses and may contain spaces; fields after the
+    // last ')' start at field 3, so utime (14) and stime (15) are at indices 11 and 12.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let user = fields.next()?.parse().ok()?;
+    let sys = fields.next()?.parse().ok()?;
+    Some((user, sys))
+}
+
+/// User and system time of a process, in ticks, read from `/proc/PID/stat`.
+pub fn cpu_ticks(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    parse_stat(&stat).ok_or_else(|| anyhow!("malformed /proc/{pid}/stat"))
+}
 
 /// Reads `/proc/PID/stat` (utime, stime) and `/proc/PID/status` (VmRSS).
 pub fn sample(pid: u32) -> anyhow::Result<ProcSample> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    // The command name (field 2) is in parentheses and may contain spaces; fields after the
-    // last ')' start at field 3, so utime (14) and stime (15) are at indices 11 and 12.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or_else(|| anyhow!("malformed /proc/{pid}/stat"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let tick = |i: usize| -> anyhow::Result<f64> {
-        let v: u64 = fields
-            .get(i)
-            .and_then(|f| f.parse().ok())
-            .ok_or_else(|| anyhow!("malformed /proc/{pid}/stat"))?;
-        Ok(v as f64 / TICKS_PER_SECOND)
-    };
-    let cpu_s = tick(11)? + tick(12)?;
+    let (user, sys) = cpu_ticks(pid)?;
+    let (user_s, sys_s) = (
+        user as f64 / TICKS_PER_SECOND,
+        sys as f64 / TICKS_PER_SECOND,
+    );
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     let rss_kib = status
@@ -100,7 +114,17 @@ pub fn sample(pid: u32) -> anyhow::Result<ProcSample> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| anyhow!("no VmRSS in /proc/{pid}/status"))?;
-    Ok(ProcSample { cpu_s, rss_kib })
+    Ok(ProcSample {
+        cpu_s: user_s + sys_s,
+        user_s,
+        sys_s,
+        rss_kib,
+    })
+}
+
+/// CPU between two samples of one process: total, user and system seconds.
+pub fn cpu_between(a: &ProcSample, b: &ProcSample) -> (f64, f64, f64) {
+    (b.cpu_s - a.cpu_s, b.user_s - a.user_s, b.sys_s - a.sys_s)
 }
 
 #[cfg(test)]
@@ -115,6 +139,15 @@ mod tests {
         }
         assert_eq!(l.summary(), [50.0, 90.0, 99.0, 100.0]);
         assert_eq!(Latencies::default().summary(), [0.0; 4]);
+    }
+
+    #[test]
+    fn user_and_system_ticks_after_a_name_with_spaces() {
+        let stat = "4242 (tokio worker) S 1 4242 4242 0 -1 4194560 900 0 0 0 1234 567 0 0 20 0 \
+                    3 0 100 0 0";
+        assert_eq!(parse_stat(stat), Some((1234, 567)));
+        assert_eq!(parse_stat("4242 (short) S 1"), None);
+        assert_eq!(parse_stat("no parenthesis"), None);
     }
 
     #[test]

@@ -1,14 +1,16 @@
-//! Smoke run of the load generator, as CI does it: tiny numbers against a real server (in this
-//! process, on port 0), checking the JSON summaries for correctness only: every viewer gets
-//! every event in order, every claim is answered and the stock adds up. Throughput and latency
-//! are for `scripts/bench` to measure, never asserted here.
+//! Smoke run of the load generator, as CI does it: tiny numbers against a real server (the
+//! `nightmarket` binary, started as a process the way the benchmark driver starts it),
+//! checking the JSON summaries for correctness only: every viewer gets every event in order,
+//! every claim is answered and the stock adds up. Throughput and latency are for
+//! `scripts/bench` to measure, never asserted here.
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use nightmarket_server::config::Config;
-use nightmarket_tests::{SECRET, TestServer};
+use nightmarket_loadgen::bench::procs::{Proc, Procs, free_port};
 use serde_json::Value;
 
 const LOADGEN: &str = env!("CARGO_BIN_EXE_nightmarket-loadgen");
@@ -21,17 +23,61 @@ const PUBLISH_SECONDS: &str = "1";
 const BUYERS: u64 = 4;
 const CLAIMS_PER_BUYER: u64 = 5;
 
-/// The server's default rate limit (10 messages/s per connection) would refuse a buyer's
-/// claims sent back to back; the benchmarks raise it the same way.
-fn unlimited(c: &mut Config) {
-    c.limits.messages_per_second = 100_000;
-    c.limits.message_burst = 100_000;
+/// The `nightmarket` binary: `NIGHTMARKET_BIN` if set, else the one beside this generator,
+/// built (or found fresh) by cargo once per test process. The generator does not link the
+/// server; it drives the real binary, as the benchmarks do.
+fn server_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(bin) = std::env::var("NIGHTMARKET_BIN") {
+            return PathBuf::from(bin);
+        }
+        let dir = Path::new(LOADGEN).parent().unwrap();
+        let mut build = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"));
+        build
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "nightmarket",
+                "--bin",
+                "nightmarket",
+            ])
+            .arg("--manifest-path")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml"));
+        if dir.file_name().is_some_and(|d| d == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("running cargo build -p nightmarket");
+        assert!(status.success(), "cargo build -p nightmarket failed");
+        dir.join("nightmarket")
+    })
+}
+
+/// A server on a free port of 127.0.0.1 over a fresh data directory, with `env` on top of
+/// the benchmark settings (rate limits raised: the buyers claim back to back).
+async fn start(env: &[(&str, String)]) -> (Proc, SocketAddr, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut procs = Procs::new(
+        dir.path().to_path_buf(),
+        server_bin().to_path_buf(),
+        PathBuf::from(LOADGEN),
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+        .parse()
+        .unwrap();
+    let data = dir.path().join("data");
+    let node = procs
+        .nightmarket("smoke", "nightmarket", addr, &data, env, None)
+        .await
+        .unwrap();
+    (node, addr, dir)
 }
 
 /// Runs the generator with `args` and returns its JSON summary (the last line of stdout).
 async fn loadgen(addr: SocketAddr, args: &[&str]) -> Value {
     let run = tokio::process::Command::new(LOADGEN)
-        .args(["--addr", &addr.to_string(), "--secret", SECRET, "--json"])
+        .args(["--addr", &addr.to_string(), "--json"])
         .args(args)
         .kill_on_drop(true)
         .output();
@@ -52,7 +98,8 @@ async fn loadgen(addr: SocketAddr, args: &[&str]) -> Value {
 }
 
 /// `setup`, then `fanout`, `claims` and `close` against the server at `addr`.
-async fn smoke(addr: SocketAddr) {
+async fn smoke(addr: SocketAddr, pid: u32) {
+    let pid = pid.to_string();
     let show = loadgen(addr, &["setup", "--products", "2", "--stock", "1000"]).await;
     let show_id = show["show_id"].as_str().unwrap();
     let product = show["product_ids"][0].as_str().unwrap();
@@ -84,6 +131,44 @@ async fn smoke(addr: SocketAddr) {
     assert_eq!(f["out_of_order"], 0, "{f}");
     assert_eq!(f["behind_at_end"], 0, "{f}");
     assert_eq!(f["dropped"], serde_json::json!({}), "{f}");
+
+    // Two shows at once, each seller sending in open loop (not waiting for answers): every
+    // viewer still gets every event of its own show, and ends with its show's newest state.
+    let second_show = loadgen(addr, &["setup", "--products", "2", "--stock", "1000"]).await;
+    let both = format!("{show_id},{}", second_show["show_id"].as_str().unwrap());
+    let m = loadgen(
+        addr,
+        &[
+            "fanout",
+            "--show",
+            &both,
+            "--viewers",
+            &viewers,
+            "--rate",
+            RATE,
+            "--duration",
+            PUBLISH_SECONDS,
+            "--grace",
+            "1",
+            "--open-loop",
+            "--server-pid",
+            &pid,
+        ],
+    )
+    .await;
+    assert_eq!(m["shows"], 2, "{m}");
+    assert_eq!(m["connected"], VIEWERS * 2, "{m}");
+    let events = m["publish"]["events"].as_u64().unwrap();
+    assert!(events > 0, "nothing published: {m}");
+    assert_eq!(m["publish"]["errors"], serde_json::json!({}), "{m}");
+    assert_eq!(m["deliveries"], events * VIEWERS, "{m}");
+    assert_eq!(m["lost"], 0, "{m}");
+    assert_eq!(m["behind_at_end"], 0, "{m}");
+    assert_eq!(m["latest"]["reached"], VIEWERS * 2, "{m}");
+    assert!(
+        m["server"]["window_user_s"].is_number(),
+        "no CPU split: {m}"
+    );
 
     let (buyers, per_buyer) = (BUYERS.to_string(), CLAIMS_PER_BUYER.to_string());
     let c = loadgen(
@@ -147,9 +232,9 @@ async fn smoke(addr: SocketAddr) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_and_claims_on_the_embedded_server() {
-    let server = TestServer::start(unlimited).await;
-    smoke(server.addr).await;
-    server.shutdown().await;
+    let (server, addr, _dir) = start(&[]).await;
+    smoke(addr, server.pid).await;
+    server.stop().await;
 }
 
 /// The same on the Redis inventory (distributed mode), on the Redis `scripts/test` provides,
@@ -159,12 +244,11 @@ async fn fanout_and_claims_on_the_redis_inventory() {
     let url = std::env::var("NIGHTMARKET_TEST_REDIS_URL")
         .expect("NIGHTMARKET_TEST_REDIS_URL is not set: run the tests with scripts/test");
     let prefix = format!("lg{}:", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let server = TestServer::start(|c| {
-        unlimited(c);
-        c.redis_url = url;
-        c.redis_prefix = prefix;
-    })
-    .await;
-    smoke(server.addr).await;
-    server.shutdown().await;
+    let env = [
+        ("NIGHTMARKET_REDIS_URL", url),
+        ("NIGHTMARKET_REDIS_PREFIX", prefix),
+    ];
+    let (server, addr, _dir) = start(&env).await;
+    smoke(addr, server.pid).await;
+    server.stop().await;
 }
