@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use nightmarket_server::auth::{Role, TokenKey};
 use nightmarket_server::config::{Config, DEV_SECRET};
-use nightmarket_server::sessions;
+use nightmarket_server::http::sessions;
 
 #[derive(Parser)]
 #[command(

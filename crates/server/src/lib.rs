@@ -24,32 +24,25 @@
 //!   cancelled after their payment deadline.
 //! - [`run`]: serve on a bound listener until a shutdown future resolves, then drain.
 
-pub mod api;
 /// Tokens live in their own crate (`nightmarket-auth`), shared with the command line and the
 /// load generator; re-exported here so the server's modules name them as before.
 pub use nightmarket_auth as auth;
-pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod convert;
-pub mod csv_table;
-pub mod deadline;
-pub mod edge;
-pub mod error;
-pub mod health;
-pub mod lifecycle;
-pub mod market_api;
+pub mod http;
+pub mod jobs;
+pub mod live;
 pub mod metrics;
-pub mod order_service;
-pub mod orders_api;
-pub mod reports_api;
-pub mod sessions;
 pub mod show_stats;
 pub mod state;
-pub mod waitlist;
-pub mod web;
-pub mod webhooks;
 pub mod ws;
+
+use crate::http::{
+    edge, market as market_api, orders as orders_api, reports as reports_api, sessions,
+    shows as api, web,
+};
+use crate::jobs::{deadline, lifecycle, order_service, webhooks};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -74,7 +67,7 @@ use tokio::sync::watch;
 
 use crate::auth::Role;
 use crate::config::Config;
-use crate::error::HttpError;
+use crate::http::error::HttpError;
 use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -332,7 +325,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 const VIEWER_READ_BUFFER: usize = 512;
 
 /// The OpenAPI 3 document of every HTTP endpoint; a test keeps it in step with the router.
-pub const OPENAPI: &str = include_str!("openapi.json");
+pub const OPENAPI: &str = include_str!("http/openapi.json");
 
 async fn openapi() -> Response {
     (

@@ -55,7 +55,7 @@ pub struct ShowRuntime {
     /// This node's figures of the show for post-show reports.
     pub stats: Arc<ShowCounters>,
     /// This node's viewers of the show per buyer, for waitlist news and leaving.
-    pub buyers: crate::waitlist::Buyers,
+    pub buyers: crate::live::inbox::Buyers,
 }
 
 #[derive(Default)]
@@ -141,13 +141,13 @@ pub struct AppState {
     pub connections: Arc<Semaphore>,
     pub sessions: Arc<Sessions>,
     /// Guest sign-ins left per address.
-    pub guests: crate::sessions::GuestLimiter,
+    pub guests: crate::http::sessions::GuestLimiter,
     /// Flips to true once shutdown starts; every session watches it.
     pub shutdown: watch::Receiver<bool>,
     /// The order service when this node runs it: woken as soon as a show closes here.
     pub settler: std::sync::OnceLock<Arc<nightmarket_orders::Settler>>,
     /// What the dependency probers last found, for `/readyz`.
-    pub health: crate::health::Health,
+    pub health: crate::jobs::health::Health,
 }
 
 impl AppState {
@@ -165,8 +165,8 @@ impl AppState {
             history: l.event_history,
             max_pending: l.event_buffer,
         });
-        let guests = crate::sessions::GuestLimiter::new(&config.sessions);
-        use crate::health::{Health, Probe};
+        let guests = crate::http::sessions::GuestLimiter::new(&config.sessions);
+        use crate::jobs::health::{Health, Probe};
         let store = if config.database_url.is_empty() {
             "sqlite"
         } else {
@@ -252,7 +252,7 @@ impl AppState {
                 ..TickState::default()
             }),
             stats: self.show_stats.counters(&row.id),
-            buyers: crate::waitlist::Buyers::default(),
+            buyers: crate::live::inbox::Buyers::default(),
         });
         // Two first loads of one show may race (two viewers arriving at once): the first to
         // register wins, and the other caller gets the winner's runtime, so there is only ever
@@ -428,12 +428,12 @@ impl AppState {
             }
         };
         let now = self.clock.now();
-        let mut body = crate::api::show_body(&row, to);
+        let mut body = crate::http::shows::show_body(&row, to);
         match to {
             ShowStatus::Live => body.live_at = Some(now),
             _ => body.closed_at = Some(now),
         }
-        let event = crate::market_api::show_event(name, &body, now);
+        let event = crate::http::market::show_event(name, &body, now);
         for from in froms {
             match self
                 .catalog

@@ -27,10 +27,10 @@ use nightmarket_wire::ErrorCode;
 use nightmarket_wire::http::{CreateInvite, GuestSignIn, Invite, RedeemInvite, SessionInfo};
 use sha2::{Digest, Sha256};
 
-use crate::api::{ApiResult, authenticate, body, require};
 use crate::auth::{Claims, Role, TokenKey};
 use crate::config::{Config, Sessions};
-use crate::error::HttpError;
+use crate::http::error::HttpError;
+use crate::http::shows::{ApiResult, authenticate, body, require};
 use crate::state::{AppState, now_ms};
 
 /// The session cookie's name.
@@ -462,8 +462,11 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
             match state.catalog.session(sid).await {
                 Ok(Some(s)) if usable(&s, &claims, now) => {}
                 Ok(_) => {
-                    return crate::api::unauthorized("signed_out", "the session was signed out")
-                        .into_response();
+                    return crate::http::shows::unauthorized(
+                        "signed_out",
+                        "the session was signed out",
+                    )
+                    .into_response();
                 }
                 Err(e) => return HttpError::from(e).into_response(),
             }

@@ -109,8 +109,8 @@ struct Session {
     /// Sequenced frames written since the last fan-out lag sample.
     unsampled: u32,
     bucket: Bucket,
-    /// Viewers: private frames from the tick (waitlist news), see [`crate::waitlist`].
-    inbox: Option<Arc<crate::waitlist::Inbox>>,
+    /// Viewers: private frames from the tick (waitlist news), see [`crate::live::inbox`].
+    inbox: Option<Arc<crate::live::inbox::Inbox>>,
     lane: Option<ClaimLane>,
 }
 
@@ -497,7 +497,7 @@ impl Session {
         let Some(out) = self.lane_room() else {
             return self.busy_claim(&claim_id).await;
         };
-        let task = crate::claims::decide(self.state.clone(), self.rt.clone(), req, out);
+        let task = crate::ws::claims::decide(self.state.clone(), self.rt.clone(), req, out);
         self.spawn(task);
         Ok(())
     }
@@ -762,7 +762,7 @@ fn waitlist_refused(
 /// The code and words an inventory failure is answered with: the HTTP mapping, so backend
 /// details stay in the log on both transports.
 pub(crate) fn inventory_error(e: InventoryError) -> (ErrorCode, String) {
-    let e = crate::error::HttpError::from(e);
+    let e = crate::http::error::HttpError::from(e);
     (e.code, e.message)
 }
 
@@ -975,7 +975,7 @@ async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCod
             }
             () = &mut news => {
                 news.set(inbox_ready(inbox.as_deref()));
-                for bytes in inbox.as_deref().map(crate::waitlist::Inbox::take).unwrap_or_default() {
+                for bytes in inbox.as_deref().map(crate::live::inbox::Inbox::take).unwrap_or_default() {
                     s.send_text(bytes).await.ok()?;
                 }
             }
@@ -984,7 +984,7 @@ async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCod
 }
 
 /// Resolves when the session's inbox may hold frames; never for a session without one.
-async fn inbox_ready(inbox: Option<&crate::waitlist::Inbox>) {
+async fn inbox_ready(inbox: Option<&crate::live::inbox::Inbox>) {
     match inbox {
         Some(i) => i.ready().await,
         None => std::future::pending().await,

@@ -30,11 +30,11 @@ use nightmarket_wire::orders::{
 };
 use serde::Deserialize;
 
-use crate::api::{ApiResult, authenticate, require, show_row};
 use crate::auth::{Claims, Role};
 use crate::convert::product_view;
-use crate::csv_table::{Cell, CsvError, CsvTable};
-use crate::error::HttpError;
+use crate::http::csv::{Cell, CsvError, CsvTable};
+use crate::http::error::HttpError;
+use crate::http::shows::{ApiResult, authenticate, require, show_row};
 use crate::state::AppState;
 
 /// Orders or checkouts a listing returns when the request names no limit.
@@ -71,7 +71,10 @@ fn owns(claims: &Claims, order: &OrderRow) -> bool {
 fn buyer(claims: &Claims) -> ApiResult<BuyerId> {
     require(claims, Role::Viewer)?;
     claims.buyer().ok_or_else(|| {
-        crate::api::unauthorized("bad_subject", "the token's subject is not a valid buyer id")
+        crate::http::shows::unauthorized(
+            "bad_subject",
+            "the token's subject is not a valid buyer id",
+        )
     })
 }
 
@@ -328,7 +331,7 @@ pub async fn set_status(
     payload: Result<Json<SetOrderStatus>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<OrderDetail>> {
     let claims = authenticate(&state, &headers, None)?;
-    let req = crate::api::body(payload)?;
+    let req = crate::http::shows::body(payload)?;
     let to = OrderStatus::parse(&req.to).ok_or_else(|| {
         HttpError::bad_request(format!(
             "to: expected paid, shipped, delivered or cancelled, got {:?}",
@@ -481,7 +484,7 @@ pub async fn night_orders(
 ) -> ApiResult<Response> {
     let claims = authenticate(&state, &headers, None)?;
     let seller = fulfilment_seller(&claims, q.seller.as_deref())?;
-    let cal = crate::market_api::calendar(&state, &id).await?;
+    let cal = crate::http::market::calendar(&state, &id).await?;
     let date = parse_date("date", &date).map_err(|e| HttpError::bad_request(e.to_string()))?;
     let scope = Scope::Night {
         market: cal.row.id.to_string(),
@@ -493,7 +496,7 @@ pub async fn night_orders(
 // --- CSV ----------------------------------------------------------------------------------
 
 /// The CSV rows of `orders`: one per line, through the one CSV writer
-/// ([`crate::csv_table`]), which guards text cells against formula injection.
+/// ([`crate::http::csv`]), which guards text cells against formula injection.
 fn csv_rows(
     table: &mut CsvTable,
     orders: &[OrderRow],

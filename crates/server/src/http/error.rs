@@ -56,7 +56,7 @@ impl IntoResponse for HttpError {
             if missing {
                 axum::http::HeaderValue::from_static("Bearer")
             } else {
-                crate::edge::www_authenticate(&self.message)
+                crate::http::edge::www_authenticate(&self.message)
             }
         });
         let body = ApiError {

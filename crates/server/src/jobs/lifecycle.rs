@@ -66,7 +66,7 @@ pub async fn tick(state: &Arc<AppState>, reported: &mut HashSet<ShowId>) {
             Ok(Some(m)) => m.min_stars,
             _ => nightmarket_domain::market::DEFAULT_MIN_STARS,
         };
-        match crate::market_api::admission_issues(state, &row, min_stars).await {
+        match crate::http::market::admission_issues(state, &row, min_stars).await {
             Ok(issues) if issues.is_empty() => apply(state, id, Command::GoLive).await,
             Ok(issues) => {
                 if reported.insert(id.clone()) {

@@ -33,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Limits;
-use crate::error::HttpError;
+use crate::http::error::HttpError;
 use crate::state::AppState;
 
 /// Bytes of a refusal's text the JSON body keeps as its message: axum's refusals are one short

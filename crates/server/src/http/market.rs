@@ -35,12 +35,12 @@ use nightmarket_wire::market::{
 };
 use serde::Deserialize;
 
-use crate::api::{
-    ApiResult, authenticate, body, build_lineup, field, new_id, require, show_json, show_row,
-};
 use crate::auth::{Claims, Role};
 use crate::convert::rfc3339;
-use crate::error::HttpError;
+use crate::http::error::HttpError;
+use crate::http::shows::{
+    ApiResult, authenticate, body, build_lineup, field, new_id, require, show_json, show_row,
+};
 use crate::state::AppState;
 
 /// Longest stream or webhook URL accepted, in bytes.
@@ -853,7 +853,7 @@ pub async fn schedule_show(
     }
     let event = show_event(
         "show.scheduled",
-        &crate::api::show_body(&row, ShowStatus::Scheduled),
+        &crate::http::shows::show_body(&row, ShowStatus::Scheduled),
         now,
     );
     state.catalog.schedule_show(&row, Some(&event)).await?;
@@ -970,7 +970,7 @@ pub async fn create_webhook(
     let req = body(payload)?;
     let url = check_url("url", &req.url, &["http://", "https://"])?;
     if let Some(reason) =
-        crate::webhooks::refuse_target(&url, state.config.webhooks.allow_private_targets)
+        crate::jobs::webhooks::refuse_target(&url, state.config.webhooks.allow_private_targets)
     {
         return Err(HttpError::bad_request(format!("url: {reason}")));
     }

@@ -29,11 +29,11 @@ use nightmarket_wire::reports::{
 };
 use serde::Deserialize;
 
-use crate::api::{ApiResult, authenticate, show_row};
 use crate::auth::Role;
-use crate::csv_table::{Cell, CsvError, CsvTable};
-use crate::error::HttpError;
-use crate::market_api::{calendar, night_of};
+use crate::http::csv::{Cell, CsvError, CsvTable};
+use crate::http::error::HttpError;
+use crate::http::market::{calendar, night_of};
+use crate::http::shows::{ApiResult, authenticate, show_row};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -304,7 +304,7 @@ pub const CSV_COLUMNS: [&str; 27] = [
 /// Columns before the product's own: settlement and the show's identity.
 const CSV_SHOW_COLUMNS: usize = 7;
 
-/// The report's table, written by the one CSV writer ([`crate::csv_table`]), which guards
+/// The report's table, written by the one CSV writer ([`crate::http::csv`]), which guards
 /// every text cell against formula injection.
 struct Csv {
     table: CsvTable,

@@ -22,7 +22,7 @@ use nightmarket_wire::http::{body_field_error, strip_position};
 
 use crate::auth::{Claims, Role};
 use crate::convert;
-use crate::error::HttpError;
+use crate::http::error::HttpError;
 use crate::state::{AppState, now_ms};
 
 pub(crate) type ApiResult<T> = Result<T, HttpError>;
@@ -506,9 +506,9 @@ async fn may_go_live(state: &AppState, claims: &Claims, row: &ShowRow) -> ApiRes
         .map_or(nightmarket_domain::market::DEFAULT_MIN_STARS, |m| {
             m.min_stars
         });
-    let issues = crate::market_api::admission_issues(state, row, min_stars).await?;
+    let issues = crate::http::market::admission_issues(state, row, min_stars).await?;
     if !issues.is_empty() {
-        return Err(crate::market_api::not_admitted(issues));
+        return Err(crate::http::market::not_admitted(issues));
     }
     if claims.role == Role::Seller {
         let timing = nightmarket_domain::ShowTiming {

@@ -1,0 +1,3 @@
+//! Fan-out to the connections of this node.
+
+pub mod inbox;
