@@ -247,8 +247,8 @@ pub fn rfc3339(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
 }
 
-pub fn show_slot(s: &nightmarket_store::ShowSchedule) -> nightmarket_wire::market::ShowSlot {
-    nightmarket_wire::market::ShowSlot {
+pub fn show_slot(s: &nightmarket_store::ShowSchedule) -> nightmarket_wire::http::ShowSlot {
+    nightmarket_wire::http::ShowSlot {
         market_id: s.market_id.to_string(),
         night_date: s.night_date.to_string(),
         slot_start: rfc3339(s.slot_start),
