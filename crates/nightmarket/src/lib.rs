@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use nightmarket_server::auth::Role;
 use nightmarket_server::config::{Config, DEV_SECRET};
-use nightmarket_server::http::sessions;
+use nightmarket_server::services::sessions;
 
 #[derive(Parser)]
 #[command(

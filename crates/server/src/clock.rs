@@ -48,3 +48,8 @@ impl Clock for ManualClock {
 }
 
 pub type SharedClock = Arc<dyn Clock>;
+
+/// The system clock's time, UTC milliseconds.
+pub fn now_ms() -> Millis {
+    SystemClock.now()
+}

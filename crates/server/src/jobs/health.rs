@@ -18,7 +18,8 @@ use nightmarket_wire::http::BackendState;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::state::{now_ms, stopped};
+use crate::clock::now_ms;
+use crate::shutdown::stopped;
 
 /// Pause between two probes of one dependency.
 pub const PROBE_EVERY: Duration = Duration::from_millis(250);

@@ -1,3 +1,402 @@
-//! Fan-out to the connections of this node.
+//! The fan-out of this node: each show's events, published once and read by every connection,
+//! and its conflated values (stock, claim feed, viewers), refreshed on a tick.
+//!
+//! Its interface to the rest of the server is narrow: [`Live::open`] registers a show this node
+//! serves and [`Live::runtime`] finds it; [`Live::command`] runs a command on a show's gate
+//! (inventory, then publish); [`Live::follow`] takes in the events other nodes publish and
+//! [`Live::ticker`] refreshes what connections see; sessions subscribe to a runtime's channel
+//! and its buyers' inboxes. Everything else (gaps repaired from the inventory's history, flashes
+//! ended on time, waitlist news handed to the buyers connected here) happens inside.
 
 pub mod inbox;
+mod runtime;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use nightmarket_domain::{
+    ClaimRecord, EndReason, Millis, SellerId, SequencedEvent, ShowEvent, ShowId,
+};
+use nightmarket_hub::{Hub, HubLimits, Published};
+use nightmarket_inventory::{
+    Command, EventFeed, FeedItem as ShowFeedItem, Inventory, InventoryError,
+};
+use nightmarket_wire::server::{
+    FeedFrame, FeedItem, FlashProgress, ServerMessage, StockFrame, ViewersFrame,
+};
+use tokio::sync::watch;
+
+use crate::clock::{SharedClock, now_ms};
+use crate::config::Limits;
+use crate::convert;
+use crate::live::inbox::Buyers;
+use crate::metrics::{Metrics, inc};
+use crate::show_stats::{ShowStats, minute_of};
+use crate::shutdown::stopped;
+
+pub use runtime::ShowRuntime;
+use runtime::TickState;
+
+/// Serializes a server message once; the bytes are then shared by every connection.
+pub fn frame(msg: &ServerMessage) -> Utf8Bytes {
+    Utf8Bytes::from(serde_json::to_string(msg).unwrap_or_default())
+}
+
+/// Who a show is, as its viewers see it.
+pub struct ShowIdentity {
+    pub id: ShowId,
+    pub seller_id: SellerId,
+    pub seller_name: String,
+    pub title: String,
+}
+
+/// Where a show stands when this node starts serving it.
+pub struct Opening {
+    /// The show's sequence number now.
+    pub seq: u64,
+    /// Its claim log's length now: waitlist news from here on is this node's to tell.
+    pub log_len: u64,
+    /// The flash running now, if any: its id and end time.
+    pub flash: Option<(u64, Millis)>,
+}
+
+/// A command's events, published, with the show's gate still held: what the caller does
+/// before dropping it happens before the show's next command.
+pub struct Commanded<'a> {
+    pub events: Vec<SequencedEvent>,
+    /// The show's sequence number after the command.
+    pub seq: u64,
+    _gate: tokio::sync::MutexGuard<'a, ()>,
+}
+
+/// The fan-out of every show this node serves.
+pub struct Live {
+    inventory: Arc<dyn Inventory>,
+    /// Distributed mode: the subscription to show events published by every node.
+    feed: Option<EventFeed>,
+    hub: Hub<Utf8Bytes>,
+    shows: RwLock<HashMap<ShowId, Arc<ShowRuntime>>>,
+    metrics: Arc<Metrics>,
+    stats: Arc<ShowStats>,
+    clock: SharedClock,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Live {
+    pub fn new(
+        inventory: Arc<dyn Inventory>,
+        feed: Option<EventFeed>,
+        metrics: Arc<Metrics>,
+        stats: Arc<ShowStats>,
+        clock: SharedClock,
+        limits: Limits,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let hub = Hub::new(HubLimits {
+            event_buffer: limits.event_buffer,
+            history: limits.event_history,
+            max_pending: limits.event_buffer,
+        });
+        Self {
+            inventory,
+            feed,
+            hub,
+            shows: RwLock::new(HashMap::new()),
+            metrics,
+            stats,
+            clock,
+            limits,
+            shutdown,
+        }
+    }
+
+    /// The runtime of a show this node serves.
+    pub fn runtime(&self, id: &ShowId) -> Option<Arc<ShowRuntime>> {
+        self.shows.read().ok().and_then(|s| s.get(id).cloned())
+    }
+
+    /// How many shows this node serves.
+    pub fn count(&self) -> usize {
+        self.shows.read().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Viewers connected to this node, over every show.
+    pub fn viewers(&self) -> u64 {
+        self.hub
+            .channels()
+            .iter()
+            .map(|(_, c)| c.viewer_count())
+            .sum()
+    }
+
+    fn all(&self) -> Vec<Arc<ShowRuntime>> {
+        self.shows
+            .read()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Starts serving a show. Two first opens of one show may race (two viewers arriving at
+    /// once): the first to register wins, and the other caller gets the winner's runtime, so
+    /// there is only ever one gate and one flash timer per show. The flag says whether this
+    /// call registered it.
+    pub fn open(self: &Arc<Self>, show: ShowIdentity, at: Opening) -> (Arc<ShowRuntime>, bool) {
+        let rt = Arc::new(ShowRuntime {
+            channel: self.hub.channel(show.id.as_str(), at.seq),
+            gate: tokio::sync::Mutex::new(()),
+            tick: Mutex::new(TickState {
+                notices_from: at.log_len,
+                ..TickState::default()
+            }),
+            stats: self.stats.counters(&show.id),
+            buyers: Buyers::default(),
+            id: show.id,
+            seller_id: show.seller_id,
+            seller_name: show.seller_name,
+            title: show.title,
+        });
+        let winner = match self.shows.write() {
+            Ok(mut shows) => shows
+                .entry(rt.id.clone())
+                .or_insert_with(|| rt.clone())
+                .clone(),
+            Err(_) => rt.clone(),
+        };
+        if !Arc::ptr_eq(&winner, &rt) {
+            return (winner, false);
+        }
+        if let Some((flash_id, ends_at)) = at.flash {
+            self.schedule_flash_end(rt.clone(), flash_id, ends_at);
+        }
+        (rt, true)
+    }
+
+    /// Distributed mode: this node follows the show's events from every other node.
+    pub fn watch(&self, id: &ShowId) {
+        if let Some(feed) = &self.feed {
+            feed.watch(id);
+        }
+    }
+
+    /// Runs a command on a show: inventory, then publish each event once, in order, all behind
+    /// the show's gate.
+    pub async fn command<'a>(
+        self: &Arc<Self>,
+        rt: &'a Arc<ShowRuntime>,
+        cmd: Command,
+    ) -> Result<Commanded<'a>, InventoryError> {
+        let gate = rt.gate.lock().await;
+        let events = self.inventory.command(&rt.id, cmd, now_ms()).await?;
+        for ev in &events {
+            self.deliver(rt, ev).await;
+        }
+        let seq = events
+            .last()
+            .map_or_else(|| rt.channel.last_seq(), |e| e.seq);
+        Ok(Commanded {
+            events,
+            seq,
+            _gate: gate,
+        })
+    }
+
+    fn publish(&self, rt: &ShowRuntime, ev: &SequencedEvent) -> Published {
+        let bytes = frame(&ServerMessage::Event(convert::event_frame(ev)));
+        let published = rt.channel.publish(ev.seq, bytes);
+        if let Published::Delivered { receivers, .. } = published {
+            inc(&self.metrics.events_published);
+            self.metrics.events_fanned_out.increment(receivers as u64);
+        }
+        published
+    }
+
+    /// Hands an event to the show's channel, from this node's command or from another node.
+    /// A gap (pub/sub lost an event, or this node joined late) is repaired from the show's
+    /// event history before anything newer reaches viewers.
+    async fn deliver(self: &Arc<Self>, rt: &Arc<ShowRuntime>, ev: &SequencedEvent) {
+        match self.publish(rt, ev) {
+            Published::Delivered { .. } => self.started(rt, ev),
+            Published::Duplicate => {}
+            Published::Gap { expected } => self.repair(rt, expected.saturating_sub(1)).await,
+        }
+    }
+
+    /// Every node that sees a flash start ends it on time; the flash id makes the later
+    /// timers no-ops.
+    fn started(self: &Arc<Self>, rt: &Arc<ShowRuntime>, ev: &SequencedEvent) {
+        if let ShowEvent::FlashStarted { flash } = &ev.event {
+            self.schedule_flash_end(rt.clone(), flash.id, flash.ends_at);
+        }
+    }
+
+    /// Publishes the kept events after `after`, in order.
+    async fn repair(self: &Arc<Self>, rt: &Arc<ShowRuntime>, after: u64) {
+        let limit = self.limits.event_history;
+        match self.inventory.events_after(&rt.id, after, limit).await {
+            Ok(Some(events)) => {
+                for ev in &events {
+                    if let Published::Delivered { .. } = self.publish(rt, ev) {
+                        self.started(rt, ev);
+                    }
+                }
+            }
+            Ok(None) => {
+                tracing::error!(show = %rt.id, after, "events missed beyond the kept history")
+            }
+            Err(e) => tracing::warn!(show = %rt.id, error = %e, "cannot repair an event gap yet"),
+        }
+    }
+
+    /// Distributed mode: delivers the events other nodes publish, and repairs every followed
+    /// show after the subscription was re-established.
+    pub async fn follow(self: Arc<Self>, mut rx: tokio::sync::mpsc::Receiver<ShowFeedItem>) {
+        while let Some(item) = rx.recv().await {
+            match item {
+                ShowFeedItem::Event(show, ev) => {
+                    if let Some(rt) = self.runtime(&show) {
+                        self.deliver(&rt, &ev).await;
+                    }
+                }
+                ShowFeedItem::Reconnected => {
+                    for rt in self.all() {
+                        self.repair(&rt, rt.channel.last_seq()).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends a flash at its end time. The timer names the flash, so a late timer never ends a
+    /// newer one.
+    fn schedule_flash_end(self: &Arc<Self>, rt: Arc<ShowRuntime>, flash_id: u64, ends_at: Millis) {
+        let live = self.clone();
+        tokio::spawn(async move {
+            let wait = (ends_at - now_ms()).max(0) as u64;
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            live.end_flash(&rt, flash_id, EndReason::Expired).await;
+        });
+    }
+
+    /// Ends a flash whose quantity cap was just reached.
+    pub fn end_capped_flash(self: &Arc<Self>, rt: Arc<ShowRuntime>, flash_id: u64) {
+        let live = self.clone();
+        tokio::spawn(async move {
+            live.end_flash(&rt, flash_id, EndReason::CapReached).await;
+        });
+    }
+
+    async fn end_flash(self: &Arc<Self>, rt: &Arc<ShowRuntime>, flash_id: u64, reason: EndReason) {
+        let cmd = Command::EndFlash {
+            reason,
+            only: Some(flash_id),
+        };
+        if let Err(e) = self.command(rt, cmd).await {
+            tracing::warn!(show = %rt.id, flash_id, error = %e, "could not end the flash ({reason:?})");
+        }
+    }
+
+    /// Refreshes one show's conflated frames if anything changed since the last refresh.
+    pub async fn refresh(self: &Arc<Self>, rt: &Arc<ShowRuntime>) {
+        // Sampled before anything that may fail, so the report's viewers do not depend on the
+        // inventory answering.
+        rt.stats
+            .saw_viewers(minute_of(self.clock.now()), rt.channel.viewer_count());
+        let feed_from = rt.tick.lock().map(|t| t.feed_from).unwrap_or(0);
+        let Ok(stock) = self.inventory.stock(&rt.id, feed_from).await else {
+            return;
+        };
+        // Events this node has not seen (a lost pub/sub message, a late subscription) are
+        // repaired here at the latest, one tick after they happened.
+        if stock.seq > rt.channel.last_seq() {
+            self.repair(rt, rt.channel.last_seq()).await;
+        }
+        let viewers = rt.channel.viewer_count();
+        let Ok(mut tick) = rt.tick.lock() else { return };
+        // First refresh of this show on this node (e.g. after a restart): the feed starts from
+        // now rather than replaying claims viewers already saw.
+        let first = tick.stock_version.is_none();
+        if first {
+            tick.feed_from = stock.log_len;
+        }
+        // Waitlist news for this node's viewers, from the log position the show had when this
+        // node loaded it (not from the first tick, which may come after a promotion), each
+        // notice once: the cursor moves under the lock, so two refreshes cannot both tell it.
+        for notice in stock.waitlist.iter().filter(|n| n.pos >= tick.notices_from) {
+            rt.buyers.tell(&notice.outcome);
+        }
+        tick.notices_from = tick.notices_from.max(stock.log_len);
+        if tick.stock_version != Some(stock.version) {
+            tick.stock_version = Some(stock.version);
+            let msg = ServerMessage::Stock(StockFrame {
+                levels: convert::stock_levels(&stock.levels),
+                flash: stock
+                    .flash_sold
+                    .map(|(flash_id, sold)| FlashProgress { flash_id, sold }),
+            });
+            rt.channel.set_stock(frame(&msg));
+            inc(&self.metrics.conflated_frames_published);
+        }
+        let keep = self.limits.feed_items;
+        let newest = |recent: &[ClaimRecord]| -> Vec<FeedItem> {
+            recent
+                .iter()
+                .skip(recent.len().saturating_sub(keep))
+                .map(|c| FeedItem {
+                    product_id: c.product_id.to_string(),
+                    quantity: c.quantity,
+                    unit_price: c.unit_price.get(),
+                    at: c.at,
+                })
+                .collect()
+        };
+        if first {
+            // The claims before this node's first look are not news for the feed, but they are
+            // what a viewer joining now should see.
+            tick.recent = newest(&stock.recent).into();
+        }
+        if !first && (!stock.recent.is_empty() || tick.feed_from != stock.log_len) {
+            let items = newest(&stock.recent);
+            tick.recent.extend(items.iter().cloned());
+            let excess = tick.recent.len().saturating_sub(keep);
+            tick.recent.drain(..excess);
+            tick.feed_from = stock.log_len;
+            if !items.is_empty() {
+                let msg = ServerMessage::Feed(FeedFrame {
+                    items,
+                    total_claims: stock.accepted_claims,
+                });
+                rt.channel.set_feed(frame(&msg));
+                inc(&self.metrics.conflated_frames_published);
+            }
+        }
+        if tick.viewers != Some(viewers) {
+            tick.viewers = Some(viewers);
+            rt.channel
+                .set_viewers(frame(&ServerMessage::Viewers(ViewersFrame {
+                    count: viewers,
+                })));
+            inc(&self.metrics.conflated_frames_published);
+        }
+    }
+
+    /// Every `stock_tick_ms`, refresh the conflated frames of every show someone watches.
+    pub async fn ticker(self: Arc<Self>) {
+        let mut shutdown = self.shutdown.clone();
+        let mut every = tokio::time::interval(Duration::from_millis(self.limits.stock_tick_ms));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                () = stopped(&mut shutdown) => return,
+            }
+            for rt in self.all() {
+                if rt.channel.connection_count() > 0 {
+                    self.refresh(&rt).await;
+                }
+            }
+        }
+    }
+}
