@@ -1,6 +1,6 @@
 //! The market's rules, as pure functions over plain data: no clock (time is a parameter), no
 //! sockets, no storage. Everything here can be unit- and property-tested in isolation, and both
-//! inventory implementations (memory now, Redis later) must agree with it.
+//! inventory implementations (memory and Redis) must agree with it.
 //!
 //! - [`ids`]: identifiers parsed at the edge ("parse, don't validate").
 //! - [`money`]: đồng amounts and quantities.
