@@ -3,7 +3,8 @@
 //!
 //! Its interface to the rest of the server is narrow: [`Live::open`] registers a show this node
 //! serves and [`Live::runtime`] finds it; [`Live::command`] runs a command on a show's gate
-//! (inventory, then publish); [`Live::follow`] takes in the events other nodes publish and
+//! (inventory, then publish) and [`Live::follow_ups`] hands its events on, in order, for what
+//! happens outside the gate; [`Live::follow`] takes in the events other nodes publish and
 //! [`Live::ticker`] refreshes what connections see; sessions subscribe to a runtime's channel
 //! and its buyers' inboxes. Everything else (gaps repaired from the inventory's history, flashes
 //! ended on time, waitlist news handed to the buyers connected here) happens inside.
@@ -62,13 +63,27 @@ pub struct Opening {
     pub flash: Option<(u64, Millis)>,
 }
 
-/// A command's events, published, with the show's gate still held: what the caller does
-/// before dropping it happens before the show's next command.
-pub struct Commanded<'a> {
+/// A command's events, published.
+pub struct Commanded {
     pub events: Vec<SequencedEvent>,
     /// The show's sequence number after the command.
     pub seq: u64,
-    _gate: tokio::sync::MutexGuard<'a, ()>,
+}
+
+/// The events left to follow up on one show, taken in command order; holding this, no other
+/// caller follows up on the show.
+pub struct FollowUps<'a> {
+    rt: &'a ShowRuntime,
+    _order: tokio::sync::MutexGuard<'a, ()>,
+}
+
+/// The oldest event left to follow up first, each with who commanded it.
+impl Iterator for FollowUps<'_> {
+    type Item = (SequencedEvent, String);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.rt.follow.lock().ok()?.pop_front()
+    }
 }
 
 /// The fan-out of every show this node serves.
@@ -147,6 +162,8 @@ impl Live {
         let rt = Arc::new(ShowRuntime {
             channel: self.hub.channel(show.id.as_str(), at.seq),
             gate: tokio::sync::Mutex::new(()),
+            follow: Mutex::default(),
+            following: tokio::sync::Mutex::new(()),
             tick: Mutex::new(TickState {
                 notices_from: at.log_len,
                 ..TickState::default()
@@ -182,25 +199,38 @@ impl Live {
     }
 
     /// Runs a command on a show: inventory, then publish each event once, in order, all behind
-    /// the show's gate.
-    pub async fn command<'a>(
+    /// the show's gate. With `follow_up_as`, the events are also left for [`Live::follow_ups`],
+    /// in the gate's order, so that what follows a command outside the fan-out (the store's
+    /// record of a transition) happens in command order without holding the gate.
+    pub async fn command(
         self: &Arc<Self>,
-        rt: &'a Arc<ShowRuntime>,
+        rt: &Arc<ShowRuntime>,
         cmd: Command,
-    ) -> Result<Commanded<'a>, InventoryError> {
-        let gate = rt.gate.lock().await;
+        follow_up_as: Option<&str>,
+    ) -> Result<Commanded, InventoryError> {
+        let _gate = rt.gate.lock().await;
         let events = self.inventory.command(&rt.id, cmd, now_ms()).await?;
         for ev in &events {
             self.deliver(rt, ev).await;
         }
+        if let Some(actor) = follow_up_as
+            && let Ok(mut follow) = rt.follow.lock()
+        {
+            follow.extend(events.iter().map(|ev| (ev.clone(), actor.to_owned())));
+        }
         let seq = events
             .last()
             .map_or_else(|| rt.channel.last_seq(), |e| e.seq);
-        Ok(Commanded {
-            events,
-            seq,
-            _gate: gate,
-        })
+        Ok(Commanded { events, seq })
+    }
+
+    /// The events of a show's commands left to follow up, once earlier callers are done with
+    /// theirs.
+    pub async fn follow_ups<'a>(&self, rt: &'a ShowRuntime) -> FollowUps<'a> {
+        FollowUps {
+            _order: rt.following.lock().await,
+            rt,
+        }
     }
 
     fn publish(&self, rt: &ShowRuntime, ev: &SequencedEvent) -> Published {
@@ -293,7 +323,7 @@ impl Live {
             reason,
             only: Some(flash_id),
         };
-        if let Err(e) = self.command(rt, cmd).await {
+        if let Err(e) = self.command(rt, cmd, None).await {
             tracing::warn!(show = %rt.id, flash_id, error = %e, "could not end the flash ({reason:?})");
         }
     }

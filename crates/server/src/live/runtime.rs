@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
-use nightmarket_domain::{SellerId, ShowId};
+use nightmarket_domain::{SellerId, SequencedEvent, ShowId};
 use nightmarket_hub::ShowChannel;
 use nightmarket_wire::server::FeedItem;
 
@@ -23,6 +23,13 @@ pub struct ShowRuntime {
     /// Commands on one show run one at a time from inventory to publish, so events reach the
     /// channel in sequence order.
     pub(super) gate: tokio::sync::Mutex<()>,
+    /// The events of commands whose effects beyond the fan-out (the store's record of a
+    /// transition) are still to happen, in the order the gate let the commands through, each
+    /// with who commanded. At most one entry per event of a command still in flight: every
+    /// caller that adds takes too.
+    pub(super) follow: Mutex<VecDeque<(SequencedEvent, String)>>,
+    /// Held while those effects happen, so that they happen in that order without the gate.
+    pub(super) following: tokio::sync::Mutex<()>,
     pub(super) tick: Mutex<TickState>,
     /// This node's figures of the show for post-show reports.
     pub stats: Arc<ShowCounters>,

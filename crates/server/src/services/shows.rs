@@ -156,19 +156,21 @@ impl Shows {
         }
     }
 
-    /// Runs a command on a show: inventory, then publish each event once, in order; a
-    /// transition is then recorded in the store.
+    /// Runs a command on a show: inventory, then publish each event once, in order, behind the
+    /// show's gate; a transition is then recorded in the store, after the gate, so a slow store
+    /// never holds up the show's next command. Transitions are recorded in the order the gate let
+    /// their commands through, and before this returns.
     pub async fn command(
         &self,
         rt: &Arc<ShowRuntime>,
         cmd: Command,
         actor: &str,
     ) -> Result<(Vec<SequencedEvent>, u64), InventoryError> {
-        let done = self.live.command(rt, cmd).await?;
-        for ev in &done.events {
-            self.after_event(rt, ev, actor).await;
+        let done = self.live.command(rt, cmd, Some(actor)).await?;
+        for (ev, actor) in self.live.follow_ups(rt).await {
+            self.after_event(rt, &ev, &actor).await;
         }
-        Ok((done.events.clone(), done.seq))
+        Ok((done.events, done.seq))
     }
 
     async fn after_event(&self, rt: &Arc<ShowRuntime>, ev: &SequencedEvent, actor: &str) {
@@ -359,6 +361,8 @@ impl Shows {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
     use nightmarket_domain::{Dong, Product, ProductGroup, Stars};
     use nightmarket_inventory::MemoryInventory;
     use nightmarket_store::{LineupRow, SellerRow, SqliteJournal};
@@ -368,9 +372,22 @@ mod tests {
     use crate::metrics::Metrics;
     use crate::show_stats::ShowStats;
 
-    /// Many first loads of one show at once end with one runtime, the one every caller got.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn racing_first_loads_share_one_runtime() {
+    /// How long a test waits for something that should happen at once.
+    const WAIT: Duration = Duration::from_secs(3);
+    /// How often a test looks again while it waits.
+    const POLL: Duration = Duration::from_millis(5);
+
+    /// One stored show of one seller over an embedded store and inventory, and the shows
+    /// service over them.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        store: Arc<Store>,
+        shows: Arc<Shows>,
+        row: ShowRow,
+        _stop: watch::Sender<bool>,
+    }
+
+    async fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::defaults().unwrap();
         config.data_dir = dir.path().to_owned();
@@ -420,7 +437,7 @@ mod tests {
             closed_at: None,
         };
         store.create_show(&row).await.unwrap();
-        let (_stop, shutdown) = watch::channel(false);
+        let (stop, shutdown) = watch::channel(false);
         let clock: SharedClock = Arc::new(SystemClock);
         let live = Arc::new(Live::new(
             inventory.clone(),
@@ -431,7 +448,25 @@ mod tests {
             config.limits.clone(),
             shutdown,
         ));
-        let shows = Arc::new(Shows::new(store, inventory, live, clock, &config));
+        let shows = Arc::new(Shows::new(store.clone(), inventory, live, clock, &config));
+        Fixture {
+            dir,
+            store,
+            shows,
+            row,
+            _stop: stop,
+        }
+    }
+
+    /// Many first loads of one show at once end with one runtime, the one every caller got.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_first_loads_share_one_runtime() {
+        let Fixture {
+            shows,
+            row,
+            dir: _dir,
+            ..
+        } = fixture().await;
         let loads: Vec<_> = (0..16)
             .map(|_| {
                 let (shows, row) = (shows.clone(), row.clone());
@@ -449,6 +484,66 @@ mod tests {
         assert!(
             registered.iter().all(|rt| Arc::ptr_eq(rt, &kept)),
             "every caller holds the registered runtime"
+        );
+    }
+
+    /// A store that cannot be written (another connection holds its write lock) delays the
+    /// record of a transition, not the show: the next command runs and is published meanwhile,
+    /// and once the store is free both transitions are recorded, in command order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_slow_store_does_not_hold_the_show() {
+        let f = fixture().await;
+        let rt = f.shows.load(&f.row).await.unwrap();
+        let blocker = rusqlite::Connection::open(f.dir.path().join("catalog.sqlite")).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+        let live = tokio::spawn({
+            let (shows, rt) = (f.shows.clone(), rt.clone());
+            async move { shows.command(&rt, Command::GoLive, "operator:a").await }
+        });
+        // GoLive is published, and its record waits for the store.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while rt.channel.last_seq() < 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "go-live not published"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        let close = tokio::spawn({
+            let (shows, rt) = (f.shows.clone(), rt.clone());
+            async move { shows.command(&rt, Command::Close, "operator:b").await }
+        });
+        // The close runs and is published while the store is still locked.
+        while rt.channel.last_seq() < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the close waited for the store: the show's gate is held across store I/O"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        assert!(
+            !live.is_finished() && !close.is_finished(),
+            "records wait for the store"
+        );
+
+        blocker.execute_batch("COMMIT").unwrap();
+        live.await.unwrap().unwrap();
+        close.await.unwrap().unwrap();
+        let recorded: Vec<(ShowStatus, ShowStatus, String)> = f
+            .store
+            .transitions(&f.row.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.from, t.to, t.actor))
+            .collect();
+        assert_eq!(
+            recorded,
+            [
+                (ShowStatus::Scheduled, ShowStatus::Live, "operator:a".into()),
+                (ShowStatus::Live, ShowStatus::Closed, "operator:b".into()),
+            ]
         );
     }
 }
