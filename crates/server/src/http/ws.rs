@@ -55,7 +55,7 @@ pub async fn upgrade(
         ));
     };
     // Distributed mode: this node now follows the show's events from every other node.
-    state.live().watch(&rt.id);
+    state.live().watch(&rt);
     let peer = ws::peer_for(claims, &rt);
     let limits = &state.config().limits;
     let upgrade = upgrade

@@ -163,6 +163,7 @@ impl Live {
             channel: self.hub.channel(show.id.as_str(), at.seq),
             gate: tokio::sync::Mutex::new(()),
             follow: Mutex::default(),
+            watched: Default::default(),
             following: tokio::sync::Mutex::new(()),
             tick: Mutex::new(TickState {
                 notices_from: at.log_len,
@@ -191,10 +192,14 @@ impl Live {
         (rt, true)
     }
 
-    /// Distributed mode: this node follows the show's events from every other node.
-    pub fn watch(&self, id: &ShowId) {
-        if let Some(feed) = &self.feed {
-            feed.watch(id);
+    /// Distributed mode: this node follows the show's events from every other node. Only the
+    /// first call for a runtime asks the feed (whose request queue has no bound of its own);
+    /// the feed keeps following the show across reconnections.
+    pub fn watch(&self, rt: &ShowRuntime) {
+        if let Some(feed) = &self.feed
+            && rt.first_watch()
+        {
+            feed.watch(&rt.id);
         }
     }
 
@@ -428,5 +433,56 @@ impl Live {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use nightmarket_inventory::MemoryInventory;
+    use nightmarket_store::SqliteJournal;
+
+    use crate::clock::SystemClock;
+    use crate::config::Config;
+
+    /// However many sessions open on a show at once, the feed is asked to follow it once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_show_is_watched_once_whatever_the_upgrades() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = SqliteJournal::open(&dir.path().join("journal.sqlite"), 64).unwrap();
+        let (_stop, shutdown) = watch::channel(false);
+        let live = Arc::new(Live::new(
+            Arc::new(MemoryInventory::new(journal, 64)),
+            None,
+            Arc::new(Metrics::default()),
+            Arc::new(ShowStats::new("test")),
+            Arc::new(SystemClock),
+            Config::defaults().unwrap().limits,
+            shutdown,
+        ));
+        let show = ShowIdentity {
+            id: ShowId::parse("s1").unwrap(),
+            seller_id: SellerId::parse("seller").unwrap(),
+            seller_name: "HTX".into(),
+            title: "Đêm".into(),
+        };
+        let opening = Opening {
+            seq: 0,
+            log_len: 0,
+            flash: None,
+        };
+        let (rt, _) = live.open(show, opening);
+        let asks: Vec<_> = (0..64)
+            .map(|_| {
+                let rt = rt.clone();
+                tokio::spawn(async move { rt.first_watch() })
+            })
+            .collect();
+        let mut first = 0;
+        for ask in asks {
+            first += usize::from(ask.await.unwrap());
+        }
+        assert_eq!(first, 1, "one request to the feed per show");
     }
 }

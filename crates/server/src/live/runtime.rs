@@ -2,6 +2,7 @@
 //! commands, and what the periodic refresh has seen of it.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
@@ -31,6 +32,9 @@ pub struct ShowRuntime {
     /// Held while those effects happen, so that they happen in that order without the gate.
     pub(super) following: tokio::sync::Mutex<()>,
     pub(super) tick: Mutex<TickState>,
+    /// Whether this node has asked the event feed to follow the show (distributed mode): once
+    /// per runtime, so the feed's requests are bounded by the shows served, not the upgrades.
+    pub(super) watched: AtomicBool,
     /// This node's figures of the show for post-show reports.
     pub stats: Arc<ShowCounters>,
     /// This node's viewers of the show per buyer, for waitlist news and leaving.
@@ -56,6 +60,11 @@ impl ShowRuntime {
             .lock()
             .map(|t| t.recent.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Whether this call is the first to want the show followed across nodes.
+    pub(super) fn first_watch(&self) -> bool {
+        !self.watched.swap(true, Ordering::AcqRel)
     }
 
     /// Whether this node has refreshed the show's conflated values at least once.
