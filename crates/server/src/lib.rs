@@ -42,10 +42,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nightmarket_domain::{CommandError, ShowStatus};
-use nightmarket_inventory::{
-    EventFeed, FeedItem, Inventory, InventoryError, MemoryInventory, RedisInventory,
-};
+use nightmarket_domain::ShowStatus;
+use nightmarket_inventory::{EventFeed, FeedItem, Inventory, MemoryInventory, RedisInventory};
 use nightmarket_store::{SqliteJournal, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -245,23 +243,23 @@ pub async fn serve_with(
     state.health().probe_all().await;
     state.health().spawn(&stop_rx);
 
-    // Load every stored show: replays journals, restores flash timers.
-    let rows = state
+    // Load every show still open: replays journals, restores flash timers, and records what
+    // the inventory decided while no node ran. Closed shows are loaded when someone asks for
+    // one (a viewer, a command), so a start costs the shows of tonight, not of every night.
+    let rows: Vec<_> = state
         .store()
         .shows()
         .await
-        .map_err(|e| ServerError::Storage(e.to_string()))?;
+        .map_err(|e| ServerError::Storage(e.to_string()))?
+        .into_iter()
+        .filter(|row| row.status != ShowStatus::Closed)
+        .collect();
     for row in &rows {
-        match state.shows().load(row).await {
-            Ok(_) => {}
-            // Settled and released: nothing left to serve, and the catalog still lists it.
-            Err(InventoryError::Command(CommandError::NotLive(_)))
-                if row.status == ShowStatus::Closed =>
-            {
-                tracing::debug!(show = %row.id, "closed show released by the inventory; not loaded");
-            }
-            Err(e) => return Err(ServerError::Storage(e.to_string())),
-        }
+        state
+            .shows()
+            .load(row)
+            .await
+            .map_err(|e| ServerError::Storage(e.to_string()))?;
     }
     tracing::info!(
         shows = rows.len(),

@@ -40,6 +40,11 @@ use crate::shutdown::stopped;
 pub use runtime::ShowRuntime;
 use runtime::TickState;
 
+/// How long a closed show stays in this node's memory (its runtime and fan-out channel) once
+/// nobody watches it: long enough for viewers to read the final stock and reconnect, short
+/// enough that a night's shows do not pile up. A later viewer or command loads it again.
+pub const CLOSED_SHOW_KEPT_MS: Millis = 10 * 60_000;
+
 /// Serializes a server message once; the bytes are then shared by every connection.
 pub fn frame(msg: &ServerMessage) -> Utf8Bytes {
     Utf8Bytes::from(serde_json::to_string(msg).unwrap_or_default())
@@ -61,6 +66,8 @@ pub struct Opening {
     pub log_len: u64,
     /// The flash running now, if any: its id and end time.
     pub flash: Option<(u64, Millis)>,
+    /// Whether the show is closed already.
+    pub closed: bool,
 }
 
 /// A command's events, published.
@@ -164,6 +171,7 @@ impl Live {
             gate: tokio::sync::Mutex::new(()),
             follow: Mutex::default(),
             watched: Default::default(),
+            closed_since: Mutex::new(at.closed.then(|| self.clock.now())),
             following: tokio::sync::Mutex::new(()),
             tick: Mutex::new(TickState {
                 notices_from: at.log_len,
@@ -253,18 +261,50 @@ impl Live {
     /// event history before anything newer reaches viewers.
     async fn deliver(self: &Arc<Self>, rt: &Arc<ShowRuntime>, ev: &SequencedEvent) {
         match self.publish(rt, ev) {
-            Published::Delivered { .. } => self.started(rt, ev),
+            Published::Delivered { .. } => self.published(rt, ev),
             Published::Duplicate => {}
             Published::Gap { expected } => self.repair(rt, expected.saturating_sub(1)).await,
         }
     }
 
-    /// Every node that sees a flash start ends it on time; the flash id makes the later
-    /// timers no-ops.
-    fn started(self: &Arc<Self>, rt: &Arc<ShowRuntime>, ev: &SequencedEvent) {
-        if let ShowEvent::FlashStarted { flash } = &ev.event {
-            self.schedule_flash_end(rt.clone(), flash.id, flash.ends_at);
+    /// What an event published on this node starts here: every node that sees a flash start
+    /// ends it on time (the flash id makes the later timers no-ops), and a close starts the time
+    /// the show stays in memory.
+    fn published(self: &Arc<Self>, rt: &Arc<ShowRuntime>, ev: &SequencedEvent) {
+        match &ev.event {
+            ShowEvent::FlashStarted { flash } => {
+                self.schedule_flash_end(rt.clone(), flash.id, flash.ends_at);
+            }
+            ShowEvent::ShowClosed { .. } => {
+                if let Ok(mut since) = rt.closed_since.lock() {
+                    since.get_or_insert(self.clock.now());
+                }
+            }
+            _ => {}
         }
+    }
+
+    /// Lets go of the shows closed for [`CLOSED_SHOW_KEPT_MS`] at `now` that no connection
+    /// watches: their runtimes and channels leave memory. Returns how many went.
+    pub fn evict_closed(&self, now: Millis) -> usize {
+        let Ok(mut shows) = self.shows.write() else {
+            return 0;
+        };
+        let due: Vec<ShowId> = shows
+            .values()
+            .filter(|rt| {
+                let since = rt.closed_since.lock().ok().and_then(|s| *s);
+                since.is_some_and(|t| now.saturating_sub(t) >= CLOSED_SHOW_KEPT_MS)
+                    && rt.channel.connection_count() == 0
+            })
+            .map(|rt| rt.id.clone())
+            .collect();
+        for id in &due {
+            shows.remove(id);
+            self.hub.remove(id.as_str());
+            tracing::debug!(show = %id, "closed show left memory");
+        }
+        due.len()
     }
 
     /// Publishes the kept events after `after`, in order.
@@ -274,7 +314,7 @@ impl Live {
             Ok(Some(events)) => {
                 for ev in &events {
                     if let Published::Delivered { .. } = self.publish(rt, ev) {
-                        self.started(rt, ev);
+                        self.published(rt, ev);
                     }
                 }
             }
@@ -432,6 +472,7 @@ impl Live {
                     self.refresh(&rt).await;
                 }
             }
+            self.evict_closed(self.clock.now());
         }
     }
 }
@@ -443,36 +484,48 @@ mod tests {
     use nightmarket_inventory::MemoryInventory;
     use nightmarket_store::SqliteJournal;
 
-    use crate::clock::SystemClock;
+    use crate::clock::{Clock, ManualClock};
     use crate::config::Config;
 
-    /// However many sessions open on a show at once, the feed is asked to follow it once.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn a_show_is_watched_once_whatever_the_upgrades() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal = SqliteJournal::open(&dir.path().join("journal.sqlite"), 64).unwrap();
-        let (_stop, shutdown) = watch::channel(false);
-        let live = Arc::new(Live::new(
+    /// A node's fan-out over an embedded inventory in `dir`, on `clock`.
+    fn live(dir: &std::path::Path, clock: &ManualClock) -> (Arc<Live>, watch::Sender<bool>) {
+        let journal = SqliteJournal::open(&dir.join("journal.sqlite"), 64).unwrap();
+        let (stop, shutdown) = watch::channel(false);
+        let live = Live::new(
             Arc::new(MemoryInventory::new(journal, 64)),
             None,
             Arc::new(Metrics::default()),
             Arc::new(ShowStats::new("test")),
-            Arc::new(SystemClock),
+            Arc::new(clock.clone()),
             Config::defaults().unwrap().limits,
             shutdown,
-        ));
+        );
+        (Arc::new(live), stop)
+    }
+
+    /// Serves show `id`, closed or not, on `live`.
+    fn open(live: &Arc<Live>, id: &str, closed: bool) -> Arc<ShowRuntime> {
         let show = ShowIdentity {
-            id: ShowId::parse("s1").unwrap(),
+            id: ShowId::parse(id).unwrap(),
             seller_id: SellerId::parse("seller").unwrap(),
             seller_name: "HTX".into(),
             title: "Đêm".into(),
         };
         let opening = Opening {
-            seq: 0,
+            seq: 3,
             log_len: 0,
             flash: None,
+            closed,
         };
-        let (rt, _) = live.open(show, opening);
+        live.open(show, opening).0
+    }
+
+    /// However many sessions open on a show at once, the feed is asked to follow it once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_show_is_watched_once_whatever_the_upgrades() {
+        let dir = tempfile::tempdir().unwrap();
+        let (live, _stop) = live(dir.path(), &ManualClock::new(0));
+        let rt = open(&live, "s1", false);
         let asks: Vec<_> = (0..64)
             .map(|_| {
                 let rt = rt.clone();
@@ -484,5 +537,36 @@ mod tests {
             first += usize::from(ask.await.unwrap());
         }
         assert_eq!(first, 1, "one request to the feed per show");
+    }
+
+    /// A closed show leaves memory once it has been closed for the bound and nobody watches
+    /// it; one still watched, or still open, stays.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closed_shows_leave_memory_after_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(1_000_000);
+        let (live, _stop) = live(dir.path(), &clock);
+        let closed = open(&live, "closed", true);
+        let watched = open(&live, "watched", true);
+        let _viewer = watched.channel.subscribe(None, true);
+        let running = open(&live, "running", false);
+        clock.advance(CLOSED_SHOW_KEPT_MS - 1);
+        assert_eq!(live.evict_closed(clock.now()), 0, "not yet");
+        clock.advance(1);
+        assert_eq!(live.evict_closed(clock.now()), 1);
+        assert!(
+            live.runtime(&closed.id).is_none(),
+            "the idle closed show went"
+        );
+        assert!(live.runtime(&watched.id).is_some(), "a watched one stays");
+        assert!(live.runtime(&running.id).is_some(), "an open one stays");
+        assert_eq!(live.count(), 2);
+        let names: Vec<String> = live.hub.channels().into_iter().map(|(n, _)| n).collect();
+        assert!(
+            !names.contains(&"closed".to_owned()),
+            "its channel went too: {names:?}"
+        );
+        let again = open(&live, "closed", true);
+        assert!(!Arc::ptr_eq(&again, &closed), "opened again, afresh");
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
-use nightmarket_domain::{SellerId, SequencedEvent, ShowId};
+use nightmarket_domain::{Millis, SellerId, SequencedEvent, ShowId};
 use nightmarket_hub::ShowChannel;
 use nightmarket_wire::server::FeedItem;
 
@@ -35,6 +35,9 @@ pub struct ShowRuntime {
     /// Whether this node has asked the event feed to follow the show (distributed mode): once
     /// per runtime, so the feed's requests are bounded by the shows served, not the upgrades.
     pub(super) watched: AtomicBool,
+    /// Since when (the server's clock) the show has been closed, as this node learnt it; a
+    /// closed show nobody watches leaves memory after [`super::CLOSED_SHOW_KEPT_MS`].
+    pub(super) closed_since: Mutex<Option<Millis>>,
     /// This node's figures of the show for post-show reports.
     pub stats: Arc<ShowCounters>,
     /// This node's viewers of the show per buyer, for waitlist news and leaving.

@@ -126,6 +126,7 @@ impl Shows {
             seq: view.seq,
             log_len,
             flash: view.flash.as_ref().map(|f| (f.id, f.ends_at)),
+            closed: view.status == ShowStatus::Closed,
         };
         let (rt, registered) = self.live.open(identity, opening);
         // The store's status follows the book, which the journal (or Redis) made
