@@ -74,10 +74,13 @@ impl AppState {
         } else {
             "postgres"
         };
-        let health = Health::new(vec![
-            (inventory.dependency(), Probe::Inventory(inventory.clone())),
-            (store_name, Probe::Catalog(store.clone())),
-        ]);
+        let health = Health::new(
+            vec![
+                (inventory.dependency(), Probe::Inventory(inventory.clone())),
+                (store_name, Probe::Catalog(store.clone())),
+            ],
+            clock.clone(),
+        );
         let metrics = Arc::new(Metrics::default());
         let show_stats = Arc::new(ShowStats::for_node(
             new_node_id(),

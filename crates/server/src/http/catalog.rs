@@ -18,7 +18,6 @@ use nightmarket_wire::market::{CreateLineupSet, LineupSet, LineupSetItem};
 use nightmarket_wire::server::DocumentBody;
 
 use crate::auth::Role;
-use crate::clock::now_ms;
 use crate::convert;
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, authenticate, body, field, may_act_for, require};
@@ -42,7 +41,7 @@ pub async fn create_seller(
             Some(d) => field("district", text("district", &d))?,
             None => String::new(),
         },
-        created_at: now_ms(),
+        created_at: state.now(),
     };
     state.store().create_seller(&row).await?;
     Ok((StatusCode::CREATED, Json(seller_json(&row))))
@@ -137,7 +136,7 @@ pub async fn create_product(
         quality_label: field("quality_label", text("quality_label", &req.quality_label))?,
         documents: documents(&req.documents)?,
     };
-    let created_at = now_ms();
+    let created_at = state.now();
     state.store().create_product(&product, created_at).await?;
     Ok((
         StatusCode::CREATED,

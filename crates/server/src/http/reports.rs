@@ -31,7 +31,6 @@ use nightmarket_wire::reports::{
 use serde::Deserialize;
 
 use crate::auth::Role;
-use crate::clock::now_ms;
 use crate::http::csv::{Cell, CsvError, CsvTable};
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, authenticate, may_act_for};
@@ -416,7 +415,7 @@ pub async fn live_stats(
             "only an operator or the show's seller sees its live figures",
         ));
     }
-    let stats = reports::live_stats(state.store(), state.shows(), &row, now_ms()).await?;
+    let stats = reports::live_stats(state.store(), state.shows(), &row, state.now()).await?;
     Ok(Json(stats))
 }
 

@@ -286,7 +286,7 @@ impl Shows {
             seller_id,
             title,
             status: ShowStatus::Scheduled,
-            created_at: now_ms(),
+            created_at: self.clock.now(),
             lineup,
             schedule: None,
             live_at: None,
