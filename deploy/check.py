@@ -4,7 +4,7 @@ Run by deploy/check (which first validates the files with docker-compose, kubern
 nginx and systemd-analyze) in a virtual environment that has PyYAML. Each check prints one line;
 the last line says how many passed and failed, and the exit status is 1 if any failed.
 
-The sources of truth are the code and its docs: the router in crates/server/src/lib.rs (which
+The sources of truth are the code and its docs: the router in crates/server/src/http/mod.rs (which
 paths exist), config/default.toml and docs/configuration.md (which NIGHTMARKET_* variables
 exist), and the Dockerfile (which port the image listens on).
 """
@@ -65,8 +65,8 @@ def documented_variables():
 
 
 def router_paths():
-    """The paths of crates/server/src/lib.rs's router, as written there."""
-    src = read("crates", "server", "src", "lib.rs")
+    """The paths of crates/server/src/http/mod.rs's router, as written there."""
+    src = read("crates", "server", "src", "http", "mod.rs")
     return set(re.findall(r'\.route\(\s*"([^"]+)"', src))
 
 

@@ -409,9 +409,15 @@ async fn refused_tokens_say_why() {
         })
     };
     let good = sign(now, now + 600);
-    let mut forged = good.clone();
-    forged.pop();
-    forged.push(if good.ends_with('A') { 'B' } else { 'A' });
+    // One character of the signature changed: its first, whose six bits are all signature
+    // (the last one's low bits are padding, which a decoder refuses as malformed when set).
+    let at = good.rfind('.').unwrap() + 1;
+    let swap = if good[at..].starts_with('A') {
+        "B"
+    } else {
+        "A"
+    };
+    let forged = format!("{}{swap}{}", &good[..at], &good[at + 1..]);
     let cases = [
         (None, "missing"),
         (Some("not-a-token".to_owned()), "malformed"),

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use nightmarket_server::auth::Role;
 use nightmarket_server::clock::ManualClock;
-use nightmarket_server::reports_api::CSV_COLUMNS;
+use nightmarket_server::http::reports::CSV_COLUMNS;
 use nightmarket_tests::{Client, TestServer, WAIT, create_seller, http_raw, token};
 use nightmarket_wire::orders::ORDER_CSV_HEADER;
 use nightmarket_wire::server::ClaimOutcomeKind;

@@ -210,3 +210,35 @@ async fn shutdown_tells_websocket_clients_to_reconnect() {
         assert_eq!(c.drain_to_end().await, Ended::Close(Some(1012)));
     }
 }
+
+/// What the server records is stamped by its own clock, which a test moves: sellers, products
+/// and shows created, and since when each dependency has been in its state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_are_stamped_by_the_servers_clock() {
+    // 2026-01-01T00:00:00Z, far from the wall clock.
+    const AT: i64 = 1_767_225_600_000;
+    let clock = nightmarket_server::clock::ManualClock::new(AT);
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_clocked(dir, clock.clone(), |_| {}).await;
+    let addr = server.addr;
+    let operator = token(Role::Operator, "operator-1");
+
+    let (status, ready) = http(addr, "GET", "/readyz", None, None).await;
+    assert_eq!(status, 200, "{ready}");
+    for b in ready["backends"].as_array().unwrap() {
+        assert_eq!(b["since"], AT, "{b}");
+    }
+    let seller = create_seller(addr, &operator, "HTX Mật ong Ba Vì").await;
+    let (_, body) = http(addr, "GET", &format!("/api/sellers/{seller}"), None, None).await;
+    assert_eq!(body["created_at"], AT, "{body}");
+    clock.advance(60_000);
+    let product = create_product(addr, &operator, &seller, "Mật ong", 250_000).await;
+    let (_, body) = http(addr, "GET", &format!("/api/products/{product}"), None, None).await;
+    assert_eq!(body["created_at"], AT + 60_000, "{body}");
+    let show = json!({"seller_id": seller, "title": "Đêm thứ Sáu",
+        "lineup": [{"product_id": product, "stock": 5, "buyer_limit": 1}]});
+    let (status, body) = http(addr, "POST", "/api/shows", Some(&operator), Some(&show)).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["created_at"], AT + 60_000, "{body}");
+    server.shutdown().await;
+}

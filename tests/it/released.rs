@@ -65,7 +65,7 @@ async fn a_released_show_stays_closed_across_a_restart() {
     assert!(gone().await, "the released keys expire");
 
     let dir = server.stop_keep_dir().await;
-    let clock = ManualClock::new(nightmarket_server::state::now_ms());
+    let clock = ManualClock::new(nightmarket_server::clock::now_ms());
     let server = TestServer::start_clocked(dir, clock, tweak).await;
     let (status, body) = http(
         server.addr,

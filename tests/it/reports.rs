@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use nightmarket_server::auth::Role;
 use nightmarket_server::clock::ManualClock;
-use nightmarket_server::reports_api::CSV_COLUMNS;
+use nightmarket_server::http::reports::CSV_COLUMNS;
 use nightmarket_tests::{Client, TestServer, WAIT, create_seller, http, http_raw, token};
 use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage, ShowEvent};
 use serde_json::{Value, json};

@@ -103,3 +103,56 @@ async fn killed_mid_show_and_restarted_loses_nothing() {
     assert_eq!(r.outcome, ClaimOutcomeKind::Accepted, "{r:?}");
     second.kill().await;
 }
+
+/// `nightmarket_shows_loaded` as `/metrics` reports it.
+async fn shows_loaded(addr: std::net::SocketAddr) -> u64 {
+    let (status, body) = nightmarket_tests::http_raw(addr, "GET", "/metrics", None, None).await;
+    assert_eq!(status, 200);
+    body.lines()
+        .find_map(|l| l.strip_prefix("nightmarket_shows_loaded "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .unwrap_or_else(|| panic!("no nightmarket_shows_loaded in {body}"))
+}
+
+/// A restart loads the shows still open and leaves the closed ones on disk until someone asks
+/// for one: a viewer joining a closed show loads it, with its final stock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_loads_open_shows_and_closed_ones_on_demand() {
+    let server = nightmarket_tests::TestServer::start(|_| {}).await;
+    let open = Market::create(server.addr, &[250_000], 10, 5, true).await;
+    let closed = Market::create(server.addr, &[45_000], 20, 5, true).await;
+    let (status, body) = http(
+        server.addr,
+        "POST",
+        &format!("/api/shows/{}/close", closed.show),
+        Some(&closed.operator),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(shows_loaded(server.addr).await, 2);
+
+    let dir = server.stop_keep_dir().await;
+    let clock = nightmarket_server::clock::ManualClock::new(nightmarket_server::clock::now_ms());
+    let server = nightmarket_tests::TestServer::start_clocked(dir, clock, |_| {}).await;
+    assert_eq!(shows_loaded(server.addr).await, 1, "only the open show");
+    let (status, body) = http(
+        server.addr,
+        "GET",
+        &format!("/api/shows/{}", open.show),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("live")));
+
+    let mut viewer = Client::connect(server.addr, &closed.show, &token(Role::Viewer, "b1"), None)
+        .await
+        .unwrap();
+    let snap = viewer.snapshot().await;
+    assert_eq!(snap.show.status, "closed");
+    assert_eq!(snap.lineup[0].left, 20, "its final stock, from the journal");
+    assert_eq!(shows_loaded(server.addr).await, 2, "loaded when asked for");
+    server.shutdown().await;
+}

@@ -13,7 +13,6 @@ pub mod proxy;
 use anyhow::{Context, anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
 use nightmarket_server::auth::{Role, TokenKey};
-use nightmarket_server::config::Config;
 use nightmarket_wire::server::{ClaimResult, ServerMessage, Snapshot};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -22,6 +21,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+/// The server's configuration, which [`TestServer::start`] lets a test adjust: named from here,
+/// a crate's tests can start a server without depending on the server crate.
+pub use nightmarket_server::config::Config;
 
 /// How long a test waits for any single expected frame or response.
 pub const WAIT: Duration = Duration::from_secs(20);

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::Millis;
 use crate::ids::{BuyerId, ClaimId, ProductId, ShowId};
 use crate::money::{Dong, Quantity};
-use crate::ocop::Product;
+use crate::product::Product;
 
 /// Longest flash sale a seller may run, in seconds (a whole market night).
 pub const MAX_FLASH_SECONDS: i64 = 3 * 60 * 60;
@@ -33,9 +33,8 @@ pub const MAX_WAITLIST_PER_PRODUCT: usize = 200;
 /// How many recent waitlist outcomes (promotions, skips) the book keeps for the nodes' ticks,
 /// which tell the buyers concerned. Older ones are only in the buyers' snapshots (`my_claims`).
 pub const WAITLIST_NOTICES_KEPT: usize = 64;
-/// Claim ids of promotions from a waitlist are this prefix and the entry's number. Client claim
-/// ids may not start with it ([`ClaimId::parse_client`]), so a promotion's id is never taken.
-pub const PROMOTED_CLAIM_PREFIX: &str = "waitlist-";
+/// Claim ids of promotions from a waitlist: an id rule, kept with the ids.
+pub use crate::ids::PROMOTED_CLAIM_PREFIX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -111,17 +111,20 @@ id_type!(
     "claim id"
 );
 
+/// Claim ids of promotions from a waitlist are this prefix and the entry's number. Client claim
+/// ids may not start with it ([`ClaimId::parse_client`]), so a promotion's id is never taken.
+pub const PROMOTED_CLAIM_PREFIX: &str = "waitlist-";
+
 impl ClaimId {
     /// Parses a claim id a client chose: as [`ClaimId::parse`], and not in the range of ids
-    /// the server gives promotions from a waitlist
-    /// ([`PROMOTED_CLAIM_PREFIX`](crate::book::PROMOTED_CLAIM_PREFIX)), so a client can never
-    /// take a promotion's id first.
+    /// the server gives promotions from a waitlist ([`PROMOTED_CLAIM_PREFIX`]), so a client can
+    /// never take a promotion's id first.
     pub fn parse_client(s: impl Into<String>) -> Result<Self, IdError> {
         let id = Self::parse(s)?;
-        if id.0.starts_with(crate::book::PROMOTED_CLAIM_PREFIX) {
+        if id.0.starts_with(PROMOTED_CLAIM_PREFIX) {
             return Err(IdError::Reserved {
                 kind: "claim id",
-                prefix: crate::book::PROMOTED_CLAIM_PREFIX,
+                prefix: PROMOTED_CLAIM_PREFIX,
             });
         }
         Ok(id)

@@ -1,13 +1,14 @@
 //! The market's rules, as pure functions over plain data: no clock (time is a parameter), no
 //! sockets, no storage. Everything here can be unit- and property-tested in isolation, and both
-//! inventory implementations (memory now, Redis later) must agree with it.
+//! inventory implementations (memory and Redis) must agree with it.
 //!
 //! - [`ids`]: identifiers parsed at the edge ("parse, don't validate").
 //! - [`money`]: đồng amounts and quantities.
-//! - [`ocop`]: products with their OCOP proof (stars, group, origin, quality label).
+//! - [`ocop`]: OCOP facts (stars, product group) and the rules for free texts.
+//! - [`product`]: a catalog product with its OCOP proof and documents.
 //! - [`book`]: one show's live state and the claim, cancel, waitlist and seller-command rules.
 //! - [`market`]: recurring market nights, their exceptions, seller slots and show timing.
-//! - [`admission`]: whether a product's OCOP proof admits it to a night.
+//! - [`admission`]: proof documents, and whether a product's proof admits it to a night.
 //! - [`order`]: orders after settlement, their status and who may move it.
 //! - [`settlement`]: the claim log as the order service reads and records it.
 
@@ -18,6 +19,7 @@ pub mod market;
 pub mod money;
 pub mod ocop;
 pub mod order;
+pub mod product;
 pub mod settlement;
 
 pub use admission::{
@@ -36,8 +38,9 @@ pub use market::{
     SlotError, check_slot,
 };
 pub use money::{Dong, MoneyError, Quantity};
-pub use ocop::{OcopError, Product, ProductGroup, Stars};
+pub use ocop::{OcopError, ProductGroup, Stars};
 pub use order::{OrderActor, OrderStatus, OrderTransitionError, check_transition};
+pub use product::Product;
 pub use settlement::{LogCursor, LogEntry, LogPage, RecordedEntry};
 
 /// Milliseconds since the Unix epoch, UTC. Instants are stored and compared in UTC only; local

@@ -1,11 +1,8 @@
-//! OCOP ("One Commune One Product", Mỗi xã một sản phẩm) facts about a product: its star rating,
-//! product group, where and by whom it is made, and the references of the documents that prove
-//! origin and quality. A product is shown on screen with exactly this proof.
+//! OCOP ("One Commune One Product", Mỗi xã một sản phẩm) facts about a product: its star rating
+//! and product group, and the rules for the free texts that describe it (names, places, document
+//! references). The product itself, with its proof documents, is [`crate::product`].
 
 use serde::{Deserialize, Serialize};
-
-use crate::ids::{ProductId, SellerId};
-use crate::money::Dong;
 
 /// Longest free-text field (names, districts, document references), in characters.
 pub const MAX_TEXT_CHARS: usize = 200;
@@ -145,26 +142,6 @@ fn bounded(field: &'static str, s: &str, allowed: fn(char) -> bool) -> Result<St
 fn is_forbidden(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-}
-
-/// A catalog product with its OCOP proof.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Product {
-    pub id: ProductId,
-    pub seller_id: SellerId,
-    pub name: String,
-    pub group: ProductGroup,
-    pub stars: Stars,
-    pub district: String,
-    pub commune: String,
-    pub producer: String,
-    pub list_price: Dong,
-    pub origin_document: String,
-    pub quality_label: String,
-    /// The documents behind the proof (OCOP certificate, origin proof, quality label) with
-    /// their validity; admission to a night needs each valid on the night's date.
-    #[serde(default)]
-    pub documents: Vec<crate::admission::Document>,
 }
 
 #[cfg(test)]

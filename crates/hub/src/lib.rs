@@ -258,6 +258,12 @@ impl<P: Clone + Send + Sync + 'static> Hub<P> {
             .clone()
     }
 
+    /// Forgets a show's channel (a closed show nobody watches any more): its ring, history and
+    /// cells are freed once the last holder lets go, and a later [`Hub::channel`] starts afresh.
+    pub fn remove(&self, show: &str) {
+        lock(&self.shows).remove(show);
+    }
+
     /// Every channel, for periodic work (stock ticks, metrics).
     pub fn channels(&self) -> Vec<(String, Arc<ShowChannel<P>>)> {
         lock(&self.shows)
@@ -351,5 +357,26 @@ mod tests {
         assert!(sub.stock.changed().await.is_ok());
         assert_eq!(sub.stock.borrow_and_update().as_deref(), Some("b"));
         assert!(!sub.stock.has_changed().unwrap_or(true));
+    }
+
+    #[test]
+    fn a_removed_channel_starts_afresh() {
+        let hub: Hub<Arc<str>> = Hub::new(limits());
+        let ch = hub.channel("s", 0);
+        assert_eq!(
+            ch.publish(1, "one".into()),
+            Published::Delivered {
+                receivers: 0,
+                frames: 1
+            }
+        );
+        hub.remove("s");
+        assert!(hub.channels().is_empty());
+        assert_eq!(ch.last_seq(), 1, "a holder keeps its channel");
+        assert_eq!(
+            hub.channel("s", 7).last_seq(),
+            7,
+            "a new channel from the given point"
+        );
     }
 }

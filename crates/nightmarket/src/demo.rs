@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::mint;
+use crate::token::mint;
 
 /// Sellers of the demo: (name, kind, district).
 const SELLERS: [(&str, &str, &str); 3] = [

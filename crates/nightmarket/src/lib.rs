@@ -3,14 +3,15 @@
 
 pub mod demo;
 pub mod orders;
+pub mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use nightmarket_server::auth::{Role, TokenKey};
+use nightmarket_server::auth::Role;
 use nightmarket_server::config::{Config, DEV_SECRET};
-use nightmarket_server::sessions;
+use nightmarket_server::services::sessions;
 
 #[derive(Parser)]
 #[command(
@@ -112,19 +113,6 @@ fn init_tracing() {
     }
 }
 
-/// Unix seconds now.
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// Mints a token with the configured secret.
-pub fn mint(config: &Config, role: Role, subject: &str, ttl_secs: i64) -> String {
-    TokenKey::new(config.auth_secret.expose()).mint(role, subject, now_secs(), ttl_secs)
-}
-
 /// `nightmarket invite`: stores a one-time sign-in link and prints it.
 async fn invite(
     config: Config,
@@ -139,7 +127,7 @@ async fn invite(
             return ExitCode::FAILURE;
         }
     };
-    let now = now_secs() * 1000;
+    let now = token::now_secs() * 1000;
     match sessions::issue_invite(&store, &config.sessions, role, &subject, "cli", now).await {
         Ok((code, row)) => {
             let base = base_url
@@ -228,7 +216,7 @@ pub fn main() -> ExitCode {
         }
         println!(
             "{}",
-            mint(
+            token::mint(
                 &config,
                 (*role).into(),
                 subject,

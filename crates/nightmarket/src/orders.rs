@@ -9,7 +9,8 @@ use std::time::Instant;
 use nightmarket_domain::ShowId;
 use nightmarket_orders::{SettleError, Standing};
 use nightmarket_server::config::Config;
-use nightmarket_server::{open_backends, order_service};
+use nightmarket_server::jobs::order_service;
+use nightmarket_server::open_backends;
 
 /// Exit status when the claim log does not reconcile.
 pub const EXIT_MISMATCH: u8 = 3;

@@ -1,5 +1,6 @@
 //! The server's sense of time. Production reads the system clock; tests drive a manual clock so
-//! that slots open and close, and webhook retries come due, exactly when a test says.
+//! that slots open and close, webhook retries come due and records are stamped exactly when a
+//! test says. [`now_ms`] is the wall clock, for the few instants another clock judges.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -48,3 +49,13 @@ impl Clock for ManualClock {
 }
 
 pub type SharedClock = Arc<dyn Clock>;
+
+/// The wall clock's time, UTC milliseconds: only for instants compared with a clock outside
+/// the server, which a test clock cannot move. Claim deadlines and the inventory's own time
+/// (the memory inventory's system clock, Redis `TIME`), flash end times the inventory set, and
+/// token and sign-in timestamps (the clients' clocks). Every other instant the server keeps
+/// (records it creates, market times, retries, statistics, readiness) is the injected
+/// [`SharedClock`]'s.
+pub fn now_ms() -> Millis {
+    SystemClock.now()
+}

@@ -247,8 +247,8 @@ pub fn rfc3339(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
 }
 
-pub fn show_slot(s: &nightmarket_store::ShowSchedule) -> nightmarket_wire::market::ShowSlot {
-    nightmarket_wire::market::ShowSlot {
+pub fn show_slot(s: &nightmarket_store::ShowSchedule) -> nightmarket_wire::http::ShowSlot {
+    nightmarket_wire::http::ShowSlot {
         market_id: s.market_id.to_string(),
         night_date: s.night_date.to_string(),
         slot_start: rfc3339(s.slot_start),
@@ -256,5 +256,35 @@ pub fn show_slot(s: &nightmarket_store::ShowSchedule) -> nightmarket_wire::marke
         slot_start_ms: s.slot_start,
         slot_end_ms: s.slot_end,
         stream_url: s.stream_url.clone(),
+    }
+}
+
+/// A show's body from its stored row alone (no inventory): webhook payloads, and the base of
+/// every show the API returns.
+pub fn show_body(
+    row: &nightmarket_store::ShowRow,
+    status: nightmarket_domain::ShowStatus,
+) -> nightmarket_wire::http::Show {
+    nightmarket_wire::http::Show {
+        id: row.id.to_string(),
+        seller_id: row.seller_id.to_string(),
+        title: row.title.clone(),
+        status: status.as_str().to_owned(),
+        lineup: row
+            .lineup
+            .iter()
+            .map(|l| nightmarket_wire::http::ShowLineupItem {
+                product_id: l.product.id.to_string(),
+                stock: l.stock,
+                buyer_limit: l.buyer_limit,
+                product: Some(product_view(&l.product)),
+            })
+            .collect(),
+        created_at: row.created_at,
+        stock: None,
+        seq: 0,
+        schedule: row.schedule.as_ref().map(show_slot),
+        live_at: row.live_at,
+        closed_at: row.closed_at,
     }
 }

@@ -1,81 +1,58 @@
-//! The Nightmarket server: HTTP API, WebSocket sessions, auth, configuration and metrics,
-//! wired over the inventory, hub and store crates.
+//! The Nightmarket server: HTTP API, WebSocket sessions, the fan-out of each show, background
+//! jobs, configuration and metrics, wired over the inventory, hub, store and orders crates.
 //!
-//! - [`config`]: layered configuration, validated before anything binds.
-//! - [`auth`]: HS256 tokens carrying role and subject (the `nightmarket-auth` crate);
-//!   [`sessions`]: sign-in for browsers (invites, guests, the session cookie).
-//! - [`web`]: the consoles' pages and assets, compiled in from the repository's `web/`.
-//! - [`edge`]: the accept loop, request bounds, and JSON for every error response.
-//! - [`api`]: HTTP handlers; [`ws`]: one WebSocket session per viewer or seller.
-//! - [`claims`]: a claim from the moment it is read to its definite answer within the claim
-//!   deadline (`pending` first when its outcome is not known in time).
-//! - [`reports_api`]: show and market-night reports, JSON or CSV.
-//! - [`csv_table`]: the one CSV writer of every export (reports, orders), formula-guarded.
-//! - [`health`]: background probers of every dependency, read by `/readyz`.
-//! - [`metrics`]: the Prometheus metrics (`metrics` + `metrics-exporter-prometheus`, one
-//!   recorder per server) served by `/metrics`: counters, and histograms of claim answer time,
-//!   fan-out lag, journal commits and settlements.
-//! - [`state`]: shared state, the per-show command gate, flash timers and the stock ticker.
-//! - [`webhooks`]: the deliverer that POSTs signed webhook events, with retries.
-//! - [`order_service`]: the order service (crate `nightmarket-orders`) as `serve` runs it.
-//! - [`show_stats`]: claims refused and viewers per show, counted here and written to the store
-//!   for post-show reports.
-//! - [`orders_api`]: orders and checkouts after settlement; [`deadline`]: unpaid orders
-//!   cancelled after their payment deadline.
+//! A module's path tells its concern; dependencies point down this list, never up:
+//!
+//! - [`http`]: the router (every route in one place), one module per resource, the accept
+//!   loop and request bounds, errors as JSON. Handlers parse, call a service, format.
+//! - [`ws`]: the WebSocket session of a viewer or seller, its claims within the claim deadline,
+//!   a buyer's waitlist places when it leaves.
+//! - [`state`]: wiring: builds the parts from the configuration and holds them.
+//! - [`jobs`]: background loops: shows opened and closed on their slots, unpaid orders
+//!   cancelled, webhooks delivered, the order service, dependency probers, statistics upkeep.
+//! - [`services`]: the rules the HTTP and WebSocket layers call (catalog, market, shows,
+//!   orders, reports, sign-in, webhooks); plain values in and out, no axum types.
+//! - [`live`]: the fan-out of each show on this node: events published once, gaps repaired,
+//!   conflated stock, feed and viewer frames, flash timers, waitlist news per buyer.
+//! - [`show_stats`]: claims refused and viewers per show, counted for post-show reports.
+//! - [`metrics`]: the Prometheus metrics served by `/metrics`.
+//! - [`convert`]: domain values as wire messages, domain refusals as stable codes.
+//! - [`config`], [`clock`], [`shutdown`]: layered configuration, the server's sense of time,
+//!   the shutdown flag and the count of sessions it drains.
+//! - [`auth`]: HS256 tokens carrying role and subject (the `nightmarket-auth` crate).
 //! - [`run`]: serve on a bound listener until a shutdown future resolves, then drain.
 
-pub mod api;
 /// Tokens live in their own crate (`nightmarket-auth`), shared with the command line and the
 /// load generator; re-exported here so the server's modules name them as before.
 pub use nightmarket_auth as auth;
-pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod convert;
-pub mod csv_table;
-pub mod deadline;
-pub mod edge;
-pub mod error;
-pub mod health;
-pub mod lifecycle;
-pub mod market_api;
+pub mod http;
+pub mod jobs;
+pub mod live;
 pub mod metrics;
-pub mod order_service;
-pub mod orders_api;
-pub mod reports_api;
-pub mod sessions;
+pub mod services;
 pub mod show_stats;
+pub mod shutdown;
 pub mod state;
-pub mod waitlist;
-pub mod web;
-pub mod webhooks;
 pub mod ws;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
-use axum::Router;
-use axum::extract::{Path, Query, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use nightmarket_domain::{BuyerId, CommandError, ShowId, ShowStatus};
-use nightmarket_inventory::{
-    EventFeed, FeedItem, Inventory, InventoryError, MemoryInventory, RedisInventory,
-};
+use nightmarket_domain::ShowStatus;
+use nightmarket_inventory::{EventFeed, FeedItem, Inventory, MemoryInventory, RedisInventory};
 use nightmarket_store::{SqliteJournal, Store};
-use nightmarket_wire::ErrorCode;
-use nightmarket_wire::http::{BackendState, Readiness};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::auth::Role;
 use crate::config::Config;
-use crate::error::HttpError;
-use crate::state::AppState;
+use crate::jobs::lifecycle::Lifecycle;
+use crate::jobs::{deadline, lifecycle, order_service, stats, webhooks};
+use crate::shutdown::stopped;
+use crate::state::{AppState, Parts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -217,249 +194,6 @@ pub async fn open_backends(config: &Config) -> Result<Backends, ServerError> {
     })
 }
 
-/// The HTTP router over the shared state.
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/", get(web::viewer))
-        .route("/seller", get(web::seller))
-        .route("/operator", get(web::operator))
-        .route("/signin", get(web::signin))
-        .route("/web/{*path}", get(web::asset))
-        .route("/api/auth/redeem", post(sessions::redeem))
-        .route("/api/auth/guest", post(sessions::guest))
-        .route("/api/auth/signout", post(sessions::signout))
-        .route("/api/me", get(sessions::me))
-        .route("/api/invites", post(sessions::create_invite))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route(
-            "/api/sellers",
-            post(api::create_seller).get(api::list_sellers),
-        )
-        .route("/api/sellers/{id}", get(api::get_seller))
-        .route(
-            "/api/products",
-            post(api::create_product).get(api::list_products),
-        )
-        .route("/api/products/{id}", get(api::get_product))
-        .route("/api/shows", post(api::create_show).get(api::list_shows))
-        .route("/api/shows/{id}", get(api::get_show))
-        .route("/api/shows/{id}/live", post(api::go_live))
-        .route("/api/shows/{id}/close", post(api::close))
-        .route("/api/shows/{id}/transitions", get(market_api::transitions))
-        .route("/api/shows/{id}/report", get(reports_api::show_report))
-        .route("/api/shows/{id}/live-stats", get(reports_api::live_stats))
-        .route("/api/sellers/{id}/shows", get(market_api::seller_shows))
-        .route(
-            "/api/sellers/{id}/lineup-sets",
-            post(market_api::create_lineup_set).get(market_api::list_lineup_sets),
-        )
-        .route(
-            "/api/markets",
-            post(market_api::create_market).get(market_api::list_markets),
-        )
-        .route("/api/markets/{id}", get(market_api::get_market))
-        .route("/api/markets/{id}/nights", get(market_api::list_nights))
-        .route(
-            "/api/markets/{id}/exceptions",
-            post(market_api::create_exception).get(market_api::list_exceptions),
-        )
-        .route(
-            "/api/markets/{id}/admissions",
-            post(market_api::decide).get(market_api::list_decisions),
-        )
-        .route(
-            "/api/markets/{id}/nights/{date}/commitments",
-            post(market_api::commit).get(market_api::night_commitments),
-        )
-        .route(
-            "/api/markets/{id}/nights/{date}/shows",
-            post(market_api::schedule_show).get(market_api::night_shows),
-        )
-        .route(
-            "/api/markets/{id}/nights/{date}/orders",
-            get(orders_api::night_orders),
-        )
-        .route("/api/shows/{id}/orders", get(orders_api::show_orders))
-        .route("/api/me/orders", get(orders_api::my_orders))
-        .route("/api/me/checkouts", get(orders_api::my_checkouts))
-        .route("/api/checkouts/{id}", get(orders_api::get_checkout))
-        .route("/api/checkouts/{id}/pay", post(orders_api::pay_checkout))
-        .route("/api/orders/{id}", get(orders_api::get_order))
-        .route("/api/orders/{id}/status", post(orders_api::set_status))
-        .route(
-            "/api/markets/{id}/nights/{date}/report",
-            get(reports_api::night_report),
-        )
-        .route("/api/schedule/warnings", get(market_api::warnings))
-        .route(
-            "/api/webhooks",
-            post(market_api::create_webhook).get(market_api::list_webhooks),
-        )
-        .route(
-            "/api/webhooks/{id}",
-            axum::routing::delete(market_api::delete_webhook),
-        )
-        .route(
-            "/api/webhooks/{id}/deliveries",
-            get(market_api::list_deliveries),
-        )
-        .route(
-            "/api/webhooks/{id}/deliveries/{delivery}/redeliver",
-            post(market_api::redeliver),
-        )
-        .route("/api/openapi.json", get(openapi))
-        .route("/ws/shows/{id}", get(ws_upgrade))
-        .fallback(|| async { HttpError::not_found("route") })
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            sessions::layer,
-        ))
-        // The JSON extractor's own bound, equal to the one `edge::limits` puts on every body.
-        .layer(axum::extract::DefaultBodyLimit::max(
-            state.config.limits.max_body_bytes,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            edge::limits,
-        ))
-        .layer(axum::middleware::from_fn(edge::json_errors))
-        .with_state(state)
-}
-
-/// Bytes of WebSocket read buffer a connection starts with (see `ws_upgrade`).
-const VIEWER_READ_BUFFER: usize = 512;
-
-/// The OpenAPI 3 document of every HTTP endpoint; a test keeps it in step with the router.
-pub const OPENAPI: &str = include_str!("openapi.json");
-
-async fn openapi() -> Response {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        OPENAPI,
-    )
-        .into_response()
-}
-
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-/// What the background probers last found (see [`health`]); nothing is probed per request.
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let mut backends = state.health.report();
-    let shutting_down = *state.shutdown.borrow();
-    if shutting_down {
-        backends.push(BackendState {
-            name: "server".into(),
-            state: "failing".into(),
-            detail: Some("shutting down".into()),
-            since: None,
-            last_error: None,
-            last_error_at: None,
-        });
-    }
-    let ready = backends.iter().all(|b| b.state == "ok");
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(Readiness { ready, backends })).into_response()
-}
-
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let viewers: u64 = state
-        .hub
-        .channels()
-        .iter()
-        .map(|(_, c)| c.viewer_count())
-        .sum();
-    let body = state.metrics.render(state.show_count(), viewers);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
-}
-
-/// Folds histogram samples into buckets every [`metrics::UPKEEP_EVERY`] until shutdown, so the
-/// samples held between two scrapes stay bounded when nobody scrapes.
-async fn metrics_upkeep(state: Arc<AppState>) {
-    let mut stop = state.shutdown.clone();
-    let mut every = tokio::time::interval(metrics::UPKEEP_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = state::stopped(&mut stop) => return,
-            _ = every.tick() => state.metrics.upkeep(),
-        }
-    }
-}
-
-async fn ws_upgrade(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
-) -> Result<Response, HttpError> {
-    let claims = api::authenticate(&state, &headers, query.get("token").map(String::as_str))?;
-    if claims.role == Role::Viewer && BuyerId::parse(claims.sub.clone()).is_err() {
-        return Err(api::unauthorized(
-            "bad_subject",
-            "the token's subject is not a valid buyer id",
-        ));
-    }
-    let last_seq = match query.get("last_seq") {
-        None => None,
-        Some(s) => Some(
-            s.parse::<u64>()
-                .map_err(|_| HttpError::bad_request("last_seq: a whole number"))?,
-        ),
-    };
-    let id = ShowId::parse(id).map_err(|_| HttpError::not_found("show"))?;
-    let rt = match state.show(&id) {
-        Some(rt) => rt,
-        None => {
-            let row = state
-                .catalog
-                .show(&id)
-                .await?
-                .ok_or_else(|| HttpError::not_found(format!("show {id}")))?;
-            state.load_show(&row).await?
-        }
-    };
-    if *state.shutdown.borrow() {
-        return Err(HttpError::new(ErrorCode::Unavailable, "shutting down"));
-    }
-    let Ok(permit) = state.connections.clone().try_acquire_owned() else {
-        metrics::inc(&state.metrics.connections_refused);
-        return Err(HttpError::new(
-            ErrorCode::Unavailable,
-            "connection limit reached; retry later",
-        ));
-    };
-    // Distributed mode: this node now follows the show's events from every other node.
-    if let Some(feed) = &state.feed {
-        feed.watch(&rt.id);
-    }
-    let peer = ws::peer_for(claims, &rt);
-    let limits = &state.config.limits;
-    let upgrade = upgrade
-        .max_message_size(limits.hard_frame_bytes)
-        .max_frame_size(limits.hard_frame_bytes)
-        // Tungstenite's default read buffer is 128 KiB per connection, allocated up front.
-        // Client frames (claims, commands) are a few hundred bytes; a longer frame grows the
-        // buffer as it arrives, up to the frame limit. Idle viewers are most connections.
-        .read_buffer_size(VIEWER_READ_BUFFER)
-        .write_buffer_size(0)
-        .max_write_buffer_size(limits.hard_frame_bytes.max(64 * 1024) * 4);
-    Ok(upgrade
-        .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
-        .on_upgrade(move |socket| async move {
-            ws::run(state, rt, peer, socket, last_seq).await;
-            drop(permit);
-        }))
-}
-
 /// Serves on `listener` until `shutdown` resolves; then stops accepting, tells every WebSocket
 /// client to reconnect (close 1012) and waits up to `shutdown_grace_ms` for sessions to end.
 pub async fn run(
@@ -489,91 +223,107 @@ pub async fn serve_with(
         journal,
     } = backends;
     let (feed, feed_rx) = feed.unzip();
-    let state = Arc::new(AppState::new(
-        config,
-        catalog,
+    let parts = Parts {
+        store: catalog,
         inventory,
         feed,
         clock,
-        stop_rx.clone(),
-    ));
+    };
+    let state = Arc::new(AppState::new(config, parts, stop_rx.clone()));
     if let Some(rx) = feed_rx {
-        tokio::spawn(state.clone().follow(rx));
+        tokio::spawn(state.live().clone().follow(rx));
     }
     if let Some(journal) = journal {
-        journal.observe_commits(state.metrics.journal_commit.clone());
+        journal.observe_commits(state.metrics().journal_commit.clone());
     }
-    tokio::spawn(metrics_upkeep(state.clone()));
-    state.health.probe_all().await;
-    state.health.spawn(&stop_rx);
+    tokio::spawn(stats::metrics_upkeep(
+        state.metrics().clone(),
+        stop_rx.clone(),
+    ));
+    state.health().probe_all().await;
+    state.health().spawn(&stop_rx);
 
-    // Load every stored show: replays journals, restores flash timers.
-    let rows = state
-        .catalog
+    // Load every show still open: replays journals, restores flash timers, and records what
+    // the inventory decided while no node ran. Closed shows are loaded when someone asks for
+    // one (a viewer, a command), so a start costs the shows of tonight, not of every night.
+    let rows: Vec<_> = state
+        .store()
         .shows()
         .await
-        .map_err(|e| ServerError::Storage(e.to_string()))?;
+        .map_err(|e| ServerError::Storage(e.to_string()))?
+        .into_iter()
+        .filter(|row| row.status != ShowStatus::Closed)
+        .collect();
     for row in &rows {
-        match state.load_show(row).await {
-            Ok(_) => {}
-            // Settled and released: nothing left to serve, and the catalog still lists it.
-            Err(InventoryError::Command(CommandError::NotLive(_)))
-                if row.status == ShowStatus::Closed =>
-            {
-                tracing::debug!(show = %row.id, "closed show released by the inventory; not loaded");
-            }
-            Err(e) => return Err(ServerError::Storage(e.to_string())),
-        }
+        state
+            .shows()
+            .load(row)
+            .await
+            .map_err(|e| ServerError::Storage(e.to_string()))?;
     }
     tracing::info!(
         shows = rows.len(),
         addr = %listener.local_addr()?,
-        node = state.show_stats.node(),
+        node = state.show_stats().node(),
         "nightmarket serving"
     );
-    tokio::spawn(state.clone().ticker());
-    tokio::spawn(lifecycle::run(state.clone()));
-    tokio::spawn(deadline::run(state.clone()));
+    tokio::spawn(state.live().clone().ticker());
+    let schedule = Lifecycle {
+        shows: state.shows().clone(),
+        store: state.store().clone(),
+        clock: state.clock().clone(),
+        timing: state.config().market.clone(),
+    };
+    tokio::spawn(lifecycle::run(schedule, stop_rx.clone()));
+    {
+        let (state, stop) = (state.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            deadline::run(state.store(), state.clock(), &state.config().orders, stop).await;
+        });
+    }
     let deliverer = webhooks::Deliverer::new(
-        state.catalog.clone(),
-        state.config.webhooks.clone(),
-        state.clock.clone(),
+        state.store().clone(),
+        state.config().webhooks.clone(),
+        state.clock().clone(),
     )
     .map_err(ServerError::Webhooks)?
-    .with_counters(state.metrics.webhooks.clone());
+    .with_counters(state.metrics().webhooks.clone());
     let mut deliverer_stop = stop_rx.clone();
-    tokio::spawn(deliverer.run(async move { state::stopped(&mut deliverer_stop).await }));
-    if state.config.orders.in_serve {
+    tokio::spawn(deliverer.run(async move { stopped(&mut deliverer_stop).await }));
+    if state.config().orders.in_serve {
         let settler = Arc::new(
             order_service::settler(
-                &state.config,
-                state.catalog.clone(),
-                state.inventory.clone(),
-                state.clock.clone(),
+                state.config(),
+                state.store().clone(),
+                state.inventory().clone(),
+                state.clock().clone(),
                 "order-service",
             )
-            .with_settle_time(state.metrics.settlement.clone()),
+            .with_settle_time(state.metrics().settlement.clone()),
         );
-        let _ = state.settler.set(settler.clone());
+        state.shows().wake_on_close(settler.clone());
         tokio::spawn(settler.run(stop_rx.clone()));
     }
     // Its own stop signal, given once sessions have ended: refusals answered while they drain
     // belong in the last flush.
     let (stats_stop, stats_stopped) = tokio::sync::oneshot::channel::<()>();
-    let stats_flusher = tokio::spawn(show_stats::run(
-        state.show_stats.clone(),
-        state.catalog.clone(),
-        state.clock.clone(),
-        Duration::from_millis(state.config.market.stats_flush_ms),
+    let stats_flusher = tokio::spawn(stats::flush_show_stats(
+        state.show_stats().clone(),
+        state.store().clone(),
+        state.clock().clone(),
+        Duration::from_millis(state.config().market.stats_flush_ms),
         stats_stopped,
     ));
 
-    let app = router(state.clone());
+    let app = http::router(state.clone());
     let mut stop = stop_rx.clone();
-    let limits = state.config.limits.clone();
-    let server = edge::serve(listener, app, &limits, async move {
-        state::stopped(&mut stop).await
-    });
+    let limits = state.config().limits.clone();
+    let server = http::edge::serve(
+        listener,
+        app,
+        &limits,
+        async move { stopped(&mut stop).await },
+    );
     let trigger = tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -582,17 +332,17 @@ pub async fn serve_with(
     server.await?;
     let _stop_tx = trigger.await.ok();
     // Sessions saw the shutdown flag and are sending their close frames.
-    if tokio::time::timeout(grace, state.sessions.drained())
+    if tokio::time::timeout(grace, state.sessions().drained())
         .await
         .is_err()
     {
         tracing::warn!(
-            open = state.sessions.open(),
+            open = state.sessions().open(),
             "shutdown grace elapsed with sessions open"
         );
     }
     let _ = stats_stop.send(());
-    if tokio::time::timeout(show_stats::FINAL_FLUSH_TIMEOUT, stats_flusher)
+    if tokio::time::timeout(stats::FINAL_FLUSH_TIMEOUT, stats_flusher)
         .await
         .is_err()
     {

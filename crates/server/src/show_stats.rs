@@ -3,8 +3,8 @@
 //!
 //! Counting is on the claim path, so it takes no lock: each show's runtime holds its
 //! [`ShowCounters`], one atomic per reason. Viewers are sampled by the periodic tick, under a
-//! per-show lock only the tick and the flusher take. [`run`] writes what changed to the store
-//! every `market.stats_flush_ms` and once more at shutdown.
+//! per-show lock only the tick and the flusher take. The flush job (`crate::jobs::stats`) writes
+//! what changed to the store every `market.stats_flush_ms` and once more at shutdown.
 //!
 //! The store keeps one row per node and the larger of the stored and the sent value, and
 //! everything sent only grows (a refusal count is this process's running total, a viewer
@@ -20,16 +20,12 @@
 //! address, which no two running processes share), and the store keeps the larger of the two.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use nightmarket_domain::{Millis, ShowId};
 use nightmarket_store::{RefusalTotal, ShowStatsBatch, Store, StoreError, ViewerSample};
 use nightmarket_wire::ErrorCode;
-
-use crate::clock::SharedClock;
 
 /// Viewer samples are kept per minute.
 pub const MINUTE_MS: Millis = 60_000;
@@ -37,10 +33,6 @@ pub const MINUTE_MS: Millis = 60_000;
 /// Minutes of viewer figures a show keeps while the store cannot be written: a day of them.
 /// Past it the oldest minute is dropped, so an unreachable store costs bounded memory.
 pub const PENDING_MINUTES: usize = 24 * 60;
-
-/// How long shutdown waits for the last flush: the store may be the reason for the shutdown,
-/// and a stuck write must not hold the process.
-pub const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Characters of the random part of a node id: enough that two processes that share a host
 /// name and (in containers) a pid still differ.
@@ -262,30 +254,6 @@ impl ShowStats {
             counters.flushed(&batch, now_minute);
         }
         Ok(())
-    }
-}
-
-/// Flushes every `every` until `shutdown` resolves, then once more. The caller decides when
-/// that is: after the last session ended, so every refusal answered is in the last flush.
-pub async fn run(
-    stats: Arc<ShowStats>,
-    store: Arc<Store>,
-    clock: SharedClock,
-    every: Duration,
-    shutdown: impl Future,
-) {
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            _ = &mut shutdown => break,
-        }
-        if let Err(e) = stats.flush(&store, clock.now()).await {
-            tracing::warn!(error = %e, "show statistics not written; retrying at the next flush");
-        }
-    }
-    if let Err(e) = stats.flush(&store, clock.now()).await {
-        tracing::warn!(error = %e, "show statistics not written at shutdown");
     }
 }
 

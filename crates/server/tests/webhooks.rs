@@ -17,7 +17,7 @@ use axum::routing::post;
 use nightmarket_domain::Millis;
 use nightmarket_server::clock::ManualClock;
 use nightmarket_server::config::{Config, WebhookLimits};
-use nightmarket_server::webhooks::{Deliverer, SignatureError, sign, verify};
+use nightmarket_server::jobs::webhooks::{Deliverer, SignatureError, sign, verify};
 use nightmarket_store::{DeliveryRow, Store, WebhookEvent, WebhookRow, testing};
 use tokio::net::TcpListener;
 

@@ -149,11 +149,23 @@ pub struct Show {
     pub seq: u64,
     /// Where the show sits in a market night; absent for ad-hoc shows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<crate::market::ShowSlot>,
+    pub schedule: Option<ShowSlot>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<i64>,
+}
+
+/// Where a scheduled show sits in a market night (`crate::market`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShowSlot {
+    pub market_id: String,
+    pub night_date: String,
+    pub slot_start: String,
+    pub slot_end: String,
+    pub slot_start_ms: i64,
+    pub slot_end_ms: i64,
+    pub stream_url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -180,18 +180,6 @@ pub struct ScheduleShow {
     pub lineup_set_id: Option<String>,
 }
 
-/// Where a scheduled show sits.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ShowSlot {
-    pub market_id: String,
-    pub night_date: String,
-    pub slot_start: String,
-    pub slot_end: String,
-    pub slot_start_ms: i64,
-    pub slot_end_ms: i64,
-    pub stream_url: String,
-}
-
 /// A scheduled show whose product documents will have expired (or not yet be valid) by its
 /// night.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -22,12 +22,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use hmac::{Hmac, Mac};
 use nightmarket_domain::Millis;
 use nightmarket_store::{DeliveryOutcome, DeliveryRow, Store, StoreError, WebhookRow};
-use reqwest::{Client, StatusCode, Url, header};
+use reqwest::{Client, StatusCode, header};
 use sha2::Sha256;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -35,6 +35,7 @@ use tokio::task::JoinSet;
 use crate::clock::SharedClock;
 use crate::config::WebhookLimits;
 use crate::metrics::WebhookCounters;
+use crate::services::webhooks::{is_public, refuse_target};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -213,72 +214,6 @@ struct Inner {
     clock: SharedClock,
     client: Client,
     counters: Arc<WebhookCounters>,
-}
-
-/// Whether `ip` is an address on the public internet: not private, loopback, link-local,
-/// shared (carrier-grade NAT), unspecified, broadcast, multicast or reserved for documentation
-/// or benchmarks. An IPv4 address mapped into IPv6 is judged as IPv4.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-                || (a == 198 && (b == 18 || b == 19))
-                || a >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8)
-        }
-    }
-}
-
-/// Why a target is refused before any connection: `None` when it may be attempted. Checks the
-/// scheme and, for an address written in the URL, the address; names are checked as they
-/// resolve ([`GuardedResolver`]).
-pub fn refuse_target(url: &str, allow_private: bool) -> Option<String> {
-    let url = match Url::parse(url) {
-        Ok(u) => u,
-        Err(e) => return Some(format!("invalid URL {url:?}: {e}")),
-    };
-    if !matches!(url.scheme(), "http" | "https") {
-        return Some(format!(
-            "unsupported URL scheme {}: expected http:// or https://",
-            url.scheme()
-        ));
-    }
-    if allow_private {
-        return None;
-    }
-    let private = match url.host() {
-        Some(url::Host::Ipv4(ip)) => !is_public(IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => !is_public(IpAddr::V6(ip)),
-        Some(url::Host::Domain(d)) => {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
-            d == "localhost" || d.ends_with(".localhost")
-        }
-        None => return Some("the URL names no host".into()),
-    };
-    private.then(|| {
-        "private, loopback and link-local targets are refused (webhooks.allow_private_targets)"
-            .to_owned()
-    })
 }
 
 /// Resolves names for webhook requests and keeps only public addresses (unless private ones
@@ -769,48 +704,5 @@ mod tests {
             status_error(StatusCode::INTERNAL_SERVER_ERROR, &long).len(),
             "HTTP 500: ".len() + 200
         );
-    }
-
-    #[test]
-    fn private_targets_are_refused() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "255.255.255.255",
-            "224.0.0.1",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::",
-            "::ffff:127.0.0.1",
-            "::ffff:10.0.0.1",
-        ] {
-            let ip: IpAddr = ip.parse().expect("an address");
-            assert!(!is_public(ip), "{ip}");
-        }
-        for ip in ["1.1.1.1", "203.162.4.190", "2606:4700:4700::1111"] {
-            let ip: IpAddr = ip.parse().expect("an address");
-            assert!(is_public(ip), "{ip}");
-        }
-        for url in [
-            "http://127.0.0.1:9000/hooks",
-            "http://[::1]/h",
-            "https://169.254.169.254/latest/meta-data",
-            "http://localhost:8080/x",
-            "http://app.localhost/x",
-            "http://10.0.0.7/x",
-        ] {
-            let why = refuse_target(url, false).expect("refused");
-            assert!(why.contains("allow_private_targets"), "{url}: {why}");
-            assert_eq!(refuse_target(url, true), None, "{url} when allowed");
-        }
-        assert_eq!(refuse_target("https://hooks.example.vn/nm", false), None);
-        assert!(refuse_target("ftp://hooks.example.vn/", true).is_some());
-        assert!(refuse_target("not a url", true).is_some());
     }
 }

@@ -10,17 +10,30 @@ use std::time::Duration;
 
 use nightmarket_domain::ShowId;
 use nightmarket_inventory::{Command, InventoryError};
+use nightmarket_store::Store;
+use tokio::sync::watch;
 
-use crate::state::{AppState, stopped};
+use crate::clock::SharedClock;
+use crate::config::MarketTiming;
+use crate::services::market::{admission_issues, min_stars};
+use crate::services::shows::Shows;
+use crate::shutdown::stopped;
+
+/// What the loop works with.
+pub struct Lifecycle {
+    pub shows: Arc<Shows>,
+    pub store: Arc<Store>,
+    pub clock: SharedClock,
+    pub timing: MarketTiming,
+}
 
 /// The actor recorded for transitions this loop makes.
 fn actor() -> String {
     format!("scheduler@{}", std::process::id())
 }
 
-pub async fn run(state: Arc<AppState>) {
-    let every = Duration::from_millis(state.config.market.tick_ms);
-    let mut stop = state.shutdown.clone();
+pub async fn run(state: Lifecycle, mut stop: watch::Receiver<bool>) {
+    let every = Duration::from_millis(state.timing.tick_ms);
     // Shows already reported as not admitted, so the log says it once, not every tick.
     let mut reported = HashSet::new();
     loop {
@@ -33,14 +46,10 @@ pub async fn run(state: Arc<AppState>) {
 }
 
 /// One pass: close what is due, then open what is due. Errors are logged and retried next tick.
-pub async fn tick(state: &Arc<AppState>, reported: &mut HashSet<ShowId>) {
+pub async fn tick(state: &Lifecycle, reported: &mut HashSet<ShowId>) {
     let now = state.clock.now();
-    let grace = state.config.market.close_grace_ms as i64;
-    let closing = match state
-        .catalog
-        .shows_due_close(now.saturating_sub(grace))
-        .await
-    {
+    let grace = state.timing.close_grace_ms as i64;
+    let closing = match state.store.shows_due_close(now.saturating_sub(grace)).await {
         Ok(ids) => ids,
         Err(e) => {
             tracing::warn!(error = %e, "lifecycle: cannot list shows due to close");
@@ -50,7 +59,7 @@ pub async fn tick(state: &Arc<AppState>, reported: &mut HashSet<ShowId>) {
     for id in &closing {
         apply(state, id, Command::Close).await;
     }
-    let opening = match state.catalog.shows_due_live(now).await {
+    let opening = match state.store.shows_due_live(now).await {
         Ok(ids) => ids,
         Err(e) => {
             tracing::warn!(error = %e, "lifecycle: cannot list shows due to open");
@@ -58,15 +67,14 @@ pub async fn tick(state: &Arc<AppState>, reported: &mut HashSet<ShowId>) {
         }
     };
     for id in opening.iter().filter(|id| !closing.contains(id)) {
-        let Ok(Some(row)) = state.catalog.show(id).await else {
+        let Ok(Some(row)) = state.store.show(id).await else {
             continue;
         };
         let Some(sched) = &row.schedule else { continue };
-        let min_stars = match state.catalog.market(&sched.market_id).await {
-            Ok(Some(m)) => m.min_stars,
-            _ => nightmarket_domain::market::DEFAULT_MIN_STARS,
-        };
-        match crate::market_api::admission_issues(state, &row, min_stars).await {
+        let min_stars = min_stars(&state.store, &sched.market_id)
+            .await
+            .unwrap_or(nightmarket_domain::market::DEFAULT_MIN_STARS);
+        match admission_issues(&state.store, &row, min_stars).await {
             Ok(issues) if issues.is_empty() => apply(state, id, Command::GoLive).await,
             Ok(issues) => {
                 if reported.insert(id.clone()) {
@@ -84,8 +92,8 @@ pub async fn tick(state: &Arc<AppState>, reported: &mut HashSet<ShowId>) {
     }
 }
 
-async fn apply(state: &Arc<AppState>, id: &ShowId, cmd: Command) {
-    let row = match state.catalog.show(id).await {
+async fn apply(state: &Lifecycle, id: &ShowId, cmd: Command) {
+    let row = match state.store.show(id).await {
         Ok(Some(row)) => row,
         Ok(None) => return,
         Err(e) => {
@@ -95,20 +103,23 @@ async fn apply(state: &Arc<AppState>, id: &ShowId, cmd: Command) {
     };
     // Loading syncs the store with the inventory: a transition another node made in the
     // inventory but did not record yet is recorded here.
-    let rt = match state.load_show(&row).await {
+    let rt = match state.shows.load(&row).await {
         Ok(rt) => rt,
         Err(e) => {
             tracing::warn!(show = %id, error = %e, "lifecycle: cannot open show");
             return;
         }
     };
-    match state.command(&rt, cmd, &actor()).await {
+    match state.shows.command(&rt, cmd, &actor()).await {
         Ok(_) => {}
         // Another node (or the seller) got there first: the inventory refused the second
         // transition, and the store follows the inventory.
         Err(InventoryError::Command(_)) => {
-            if let Ok(view) = state.inventory.view(id, None, state.clock.now()).await {
-                state.record_transition(id, view.status, "recovery").await;
+            if let Ok(Some(view)) = state.shows.view(id).await {
+                state
+                    .shows
+                    .record_transition(id, view.status, "recovery")
+                    .await;
             }
         }
         Err(e) => tracing::warn!(show = %id, error = %e, "lifecycle: transition failed"),

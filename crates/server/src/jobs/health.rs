@@ -18,7 +18,8 @@ use nightmarket_wire::http::BackendState;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::state::{now_ms, stopped};
+use crate::clock::SharedClock;
+use crate::shutdown::stopped;
 
 /// Pause between two probes of one dependency.
 pub const PROBE_EVERY: Duration = Duration::from_millis(250);
@@ -64,6 +65,8 @@ struct Dependency {
     /// Every check of this dependency: the embedded store and journal are both `sqlite`.
     probes: Vec<Probe>,
     state: Mutex<DependencyState>,
+    /// The server's clock, for when a state began and when an error was last seen.
+    clock: SharedClock,
 }
 
 /// The dependencies of this node and what their probers last found.
@@ -74,9 +77,9 @@ pub struct Health {
 impl Health {
     /// `probes`: each dependency's name with what checks it; probes sharing a name are one
     /// dependency, failing when any of them fails.
-    pub fn new(probes: Vec<(&'static str, Probe)>) -> Self {
+    pub fn new(probes: Vec<(&'static str, Probe)>, clock: SharedClock) -> Self {
         let mut deps: Vec<Arc<Dependency>> = Vec::new();
-        let started = now_ms();
+        let started = clock.now();
         for (name, probe) in probes {
             match deps.iter_mut().find(|d| d.name == name) {
                 Some(d) => {
@@ -87,6 +90,7 @@ impl Health {
                 None => deps.push(Arc::new(Dependency {
                     name,
                     probes: vec![probe],
+                    clock: clock.clone(),
                     state: Mutex::new(DependencyState {
                         ok: true,
                         since: started,
@@ -175,7 +179,7 @@ impl Dependency {
             Ok(()) => {
                 if !state.ok {
                     state.ok = true;
-                    state.since = now_ms();
+                    state.since = self.clock.now();
                 }
                 if let Some(started) = outage.started.take() {
                     tracing::info!(
@@ -191,9 +195,9 @@ impl Dependency {
             Err(error) => {
                 if state.ok {
                     state.ok = false;
-                    state.since = now_ms();
+                    state.since = self.clock.now();
                 }
-                state.last_error_at = Some(now_ms());
+                state.last_error_at = Some(self.clock.now());
                 outage.failed_probes += 1;
                 match outage.started {
                     None => {

@@ -1,23 +1,25 @@
-//! HTTP errors: one type, one stable code each, rendered as `{"error":{"code","message"}}`.
+//! The one error of the server's services: a stable code (`crates/wire/src/codes.rs`), words
+//! for whoever sent the request, and details where the code needs them. Both transports answer
+//! with it as it is: HTTP picks the status from the code, WebSocket sends it in an error frame.
+//! Backend failures are logged here and answered with their code and plain words only.
 
-use axum::Json;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use nightmarket_inventory::InventoryError;
 use nightmarket_store::StoreError;
 use nightmarket_wire::ErrorCode;
-use nightmarket_wire::http::{ApiError, ApiErrorBody};
 
 use crate::convert::command_error_code;
 
+/// What a service call comes to when it fails.
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
 #[derive(Debug)]
-pub struct HttpError {
+pub struct ServiceError {
     pub code: ErrorCode,
     pub message: String,
     pub details: Option<serde_json::Value>,
 }
 
-impl HttpError {
+impl ServiceError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
@@ -40,42 +42,7 @@ impl HttpError {
     }
 }
 
-impl IntoResponse for HttpError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
-            tracing::error!(code = %self.code, message = %self.message, "request failed");
-        }
-        // RFC 6750 §3: a 401 names the scheme, and why a token was refused when one was sent.
-        let challenge = (self.code == ErrorCode::Unauthorized).then(|| {
-            let missing = self
-                .details
-                .as_ref()
-                .is_some_and(|d| d["reason"] == "missing");
-            if missing {
-                axum::http::HeaderValue::from_static("Bearer")
-            } else {
-                crate::edge::www_authenticate(&self.message)
-            }
-        });
-        let body = ApiError {
-            error: ApiErrorBody {
-                code: self.code,
-                message: self.message,
-                details: self.details,
-            },
-        };
-        let mut resp = (status, Json(body)).into_response();
-        if let Some(v) = challenge {
-            resp.headers_mut()
-                .insert(axum::http::header::WWW_AUTHENTICATE, v);
-        }
-        resp
-    }
-}
-
-impl From<StoreError> for HttpError {
+impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(what) => {
@@ -121,7 +88,7 @@ impl From<StoreError> for HttpError {
     }
 }
 
-impl From<InventoryError> for HttpError {
+impl From<InventoryError> for ServiceError {
     fn from(e: InventoryError) -> Self {
         match e {
             InventoryError::Command(c) => Self::new(command_error_code(&c), c.to_string()),
@@ -153,20 +120,20 @@ mod tests {
     #[test]
     fn backend_details_do_not_reach_the_answer() {
         let secret = "connection to db.internal:5432 as nightmarket failed: password rejected";
-        let e = HttpError::from(StoreError::Backend(secret.into()));
+        let e = ServiceError::from(StoreError::Backend(secret.into()));
         assert_eq!(e.code, ErrorCode::Unavailable);
         assert!(!e.message.contains("db.internal"), "{}", e.message);
-        let e = HttpError::from(StoreError::Corrupt(secret.into()));
+        let e = ServiceError::from(StoreError::Corrupt(secret.into()));
         assert_eq!(e.code, ErrorCode::Internal);
         assert!(!e.message.contains("db.internal"), "{}", e.message);
-        let e = HttpError::from(InventoryError::Unavailable(secret.into()));
+        let e = ServiceError::from(InventoryError::Unavailable(secret.into()));
         assert_eq!(e.code, ErrorCode::Unavailable);
         assert!(!e.message.contains("db.internal"), "{}", e.message);
-        let e = HttpError::from(InventoryError::Internal(secret.into()));
+        let e = ServiceError::from(InventoryError::Internal(secret.into()));
         assert_eq!(e.code, ErrorCode::Internal);
         assert!(!e.message.contains("db.internal"), "{}", e.message);
         // Rules refused by the store still say which.
-        let e = HttpError::from(StoreError::Conflict("seller s1".into()));
+        let e = ServiceError::from(StoreError::Conflict("seller s1".into()));
         assert_eq!(
             (e.code, e.message.as_str()),
             (ErrorCode::Conflict, "seller s1 already exists")

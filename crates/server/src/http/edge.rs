@@ -33,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Limits;
-use crate::error::HttpError;
+use crate::http::error::HttpError;
 use crate::state::AppState;
 
 /// Bytes of a refusal's text the JSON body keeps as its message: axum's refusals are one short
@@ -63,7 +63,7 @@ pub fn parser_headers(l: &Limits) -> usize {
 /// bounds the body of every other one (a body sent without a length is cut at the limit while
 /// it is read, which the JSON extractor answers `body_too_large`).
 pub async fn limits(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let l = &state.config.limits;
+    let l = &state.config().limits;
     let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if target > l.max_uri_bytes {
         return HttpError::new(
@@ -238,7 +238,7 @@ pub async fn serve(
                         tracing::trace!(error = %e, "connection ended with an error");
                     }
                 }
-                () = crate::state::stopped(&mut stop) => {
+                () = crate::shutdown::stopped(&mut stop) => {
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
                 }

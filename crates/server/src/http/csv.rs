@@ -36,7 +36,7 @@ pub fn guarded(s: &str) -> Cow<'_, str> {
 #[error("writing CSV: {0}")]
 pub struct CsvError(#[from] csv::Error);
 
-impl From<CsvError> for crate::error::HttpError {
+impl From<CsvError> for crate::http::error::HttpError {
     fn from(e: CsvError) -> Self {
         Self::new(nightmarket_wire::ErrorCode::Internal, e.to_string())
     }

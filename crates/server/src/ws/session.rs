@@ -29,9 +29,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::auth::{Claims, Role};
+use crate::clock::now_ms;
 use crate::convert;
+use crate::live::{ShowRuntime, frame};
 use crate::metrics::inc;
-use crate::state::{AppState, ShowRuntime, frame, now_ms};
+use crate::state::AppState;
 
 /// Who is connected and what they may do.
 pub struct Peer {
@@ -109,15 +111,15 @@ struct Session {
     /// Sequenced frames written since the last fan-out lag sample.
     unsampled: u32,
     bucket: Bucket,
-    /// Viewers: private frames from the tick (waitlist news), see [`crate::waitlist`].
-    inbox: Option<Arc<crate::waitlist::Inbox>>,
+    /// Viewers: private frames from the tick (waitlist news), see [`crate::live::inbox`].
+    inbox: Option<Arc<crate::live::inbox::Inbox>>,
     lane: Option<ClaimLane>,
 }
 
 impl Session {
     /// A sender for one more task's answers, or `None` while `claims_in_flight` tasks are out.
     fn lane_room(&mut self) -> Option<mpsc::Sender<ServerMessage>> {
-        let limit = self.state.config.limits.claims_in_flight;
+        let limit = self.state.config().limits.claims_in_flight;
         let lane = self.lane.get_or_insert_with(|| {
             // Each task sends at most two answers (`pending`, then the result).
             let (tx, answers) = mpsc::channel(limit * 2);
@@ -154,12 +156,12 @@ impl Session {
         };
         match result {
             Ok(Ok(())) => {
-                inc(&self.state.metrics.frames_sent);
+                inc(&self.state.metrics().frames_sent);
                 Ok(())
             }
             Ok(Err(_)) => Err(()),
             Err(_) => {
-                inc(&self.state.metrics.drops_write_timeout);
+                inc(&self.state.metrics().drops_write_timeout);
                 Err(())
             }
         }
@@ -168,7 +170,7 @@ impl Session {
     /// Counts a claim refused with `code`: in the node's metrics and in the show's statistics
     /// for its post-show report.
     fn refused(&self, code: ErrorCode) {
-        self.state.metrics.refused(code);
+        self.state.metrics().refused(code);
         self.rt.stats.refused(code);
     }
 
@@ -196,7 +198,7 @@ impl Session {
         req: Option<String>,
     ) -> Result<(), ()> {
         if !matches!(code, ErrorCode::Forbidden | ErrorCode::RateLimited) {
-            inc(&self.state.metrics.bad_input);
+            inc(&self.state.metrics().bad_input);
         }
         self.send_msg(&ServerMessage::Error(ErrorFrame {
             code,
@@ -211,11 +213,11 @@ impl Session {
         if !self.rt.refreshed() {
             // The first viewer of this show on this node: read the claim feed now rather
             // than join with an empty one until the next tick.
-            self.state.refresh(&self.rt).await;
+            self.state.live().refresh(&self.rt).await;
         }
         let view = self
             .state
-            .inventory
+            .inventory()
             .view(&self.rt.id, self.peer.buyer.as_ref(), now_ms())
             .await?;
         let snap = Snapshot {
@@ -252,7 +254,7 @@ impl Session {
     }
 
     async fn hello(&mut self, start: &str) -> Result<(), ()> {
-        let l = &self.state.config.limits;
+        let l = &self.state.config().limits;
         let hello = Hello {
             protocol: PROTOCOL_VERSION,
             show_id: self.rt.id.to_string(),
@@ -277,7 +279,7 @@ impl Session {
             Message::Ping(_) | Message::Pong(_) => return Ok(Flow::Continue),
         };
         if !self.bucket.take() {
-            inc(&self.state.metrics.rate_limited);
+            inc(&self.state.metrics().rate_limited);
             // A refused claim still gets its definite answer with its claim id, a command its
             // request id, so a client never waits for an answer that will not come.
             let parsed = text.as_deref().map(serde_json::from_str::<ClientMessage>);
@@ -327,7 +329,7 @@ impl Session {
                 .await?;
             return Ok(Flow::Continue);
         };
-        let limit = self.state.config.limits.max_frame_bytes;
+        let limit = self.state.config().limits.max_frame_bytes;
         if text.len() > limit {
             self.error(
                 ErrorCode::FrameTooLarge,
@@ -453,7 +455,7 @@ impl Session {
                 .await;
         }
         let actor = format!("seller:{}", self.peer.claims.sub);
-        match self.state.command(&self.rt, cmd, &actor).await {
+        match self.state.shows().command(&self.rt, cmd, &actor).await {
             Ok((_, seq)) => self.send_msg(&ServerMessage::Ack(Ack { req, seq })).await,
             Err(e) => {
                 let (code, message) = inventory_error(e);
@@ -474,7 +476,7 @@ impl Session {
             let r = convert::claim_error(&claim_id, ErrorCode::Forbidden, "only viewers claim");
             return self.send_msg(&ServerMessage::ClaimResult(r)).await;
         };
-        let max = self.state.config.limits.max_claim_quantity;
+        let max = self.state.config().limits.max_claim_quantity;
         let parsed = (|| {
             Ok::<_, String>(ClaimRequest {
                 claim_id: ClaimId::parse_client(claim_id.clone())
@@ -488,7 +490,7 @@ impl Session {
         let req = match parsed {
             Ok(r) => r,
             Err(message) => {
-                inc(&self.state.metrics.bad_input);
+                inc(&self.state.metrics().bad_input);
                 self.refused(ErrorCode::BadRequest);
                 let r = convert::claim_error(&claim_id, ErrorCode::BadRequest, message);
                 return self.send_msg(&ServerMessage::ClaimResult(r)).await;
@@ -497,16 +499,16 @@ impl Session {
         let Some(out) = self.lane_room() else {
             return self.busy_claim(&claim_id).await;
         };
-        let task = crate::claims::decide(self.state.clone(), self.rt.clone(), req, out);
+        let task = crate::ws::claims::decide(self.state.clone(), self.rt.clone(), req, out);
         self.spawn(task);
         Ok(())
     }
 
     /// A claim over the connection's `claims_in_flight`: refused at once, retryable.
     async fn busy_claim(&mut self, claim_id: &str) -> Result<(), ()> {
-        inc(&self.state.metrics.rate_limited);
+        inc(&self.state.metrics().rate_limited);
         self.refused(ErrorCode::RateLimited);
-        let limit = self.state.config.limits.claims_in_flight;
+        let limit = self.state.config().limits.claims_in_flight;
         let r = convert::claim_error(
             claim_id,
             ErrorCode::RateLimited,
@@ -533,14 +535,14 @@ impl Session {
         let id = match ClaimId::parse(claim_id.clone()) {
             Ok(id) => id,
             Err(e) => {
-                inc(&self.state.metrics.bad_input);
+                inc(&self.state.metrics().bad_input);
                 let r = refuse(ErrorCode::BadRequest, format!("claim_id: {e}"));
                 return self.send_msg(&ServerMessage::CancelResult(r)).await;
             }
         };
         let Some(out) = self.lane_room() else {
-            let limit = self.state.config.limits.claims_in_flight;
-            inc(&self.state.metrics.rate_limited);
+            let limit = self.state.config().limits.claims_in_flight;
+            inc(&self.state.metrics().rate_limited);
             let r = refuse(
                 ErrorCode::RateLimited,
                 format!("{limit} claims already await their answers; retry once they arrive"),
@@ -573,10 +575,10 @@ async fn cancel(
         stock_left: None,
         message: Some(message),
     };
-    let deadline = Duration::from_millis(state.config.limits.claim_deadline_ms);
+    let deadline = Duration::from_millis(state.config().limits.claim_deadline_ms);
     let decided = match tokio::time::timeout(
         deadline,
-        state.inventory.cancel(&rt.id, buyer, id, now_ms()),
+        state.inventory().cancel(&rt.id, buyer, id, now_ms()),
     )
     .await
     {
@@ -592,7 +594,7 @@ async fn cancel(
             waitlist,
             ..
         }) => {
-            inc(&state.metrics.cancels);
+            inc(&state.metrics().cancels);
             // Promoted buyers hear of it from the tick on whichever node they are; only a
             // flash cap a promotion used up is this node's to end, as for a claim.
             for outcome in &waitlist {
@@ -601,7 +603,7 @@ async fn cancel(
                     ..
                 } = outcome
                 {
-                    state.end_capped_flash(rt.clone(), *flash_id);
+                    state.live().end_capped_flash(rt.clone(), *flash_id);
                 }
             }
             CancelResult {
@@ -640,7 +642,7 @@ impl Session {
             let r = waitlist_refused(&product_id, ErrorCode::Forbidden, "only viewers wait");
             return self.send_msg(&ServerMessage::WaitlistResult(r)).await;
         };
-        let max = self.state.config.limits.max_claim_quantity;
+        let max = self.state.config().limits.max_claim_quantity;
         let parsed = ProductId::parse(product_id.clone())
             .map_err(|e| format!("product_id: {e}"))
             .and_then(|p| {
@@ -651,14 +653,14 @@ impl Session {
         let (product, quantity) = match parsed {
             Ok(v) => v,
             Err(message) => {
-                inc(&self.state.metrics.bad_input);
+                inc(&self.state.metrics().bad_input);
                 let r = waitlist_refused(&product_id, ErrorCode::BadRequest, message);
                 return self.send_msg(&ServerMessage::WaitlistResult(r)).await;
             }
         };
         let decision = self
             .state
-            .inventory
+            .inventory()
             .waitlist_join(&self.rt.id, &buyer, &product, quantity, now_ms())
             .await;
         let result = match decision {
@@ -705,7 +707,7 @@ impl Session {
         let product = match ProductId::parse(product_id.clone()) {
             Ok(p) => p,
             Err(e) => {
-                inc(&self.state.metrics.bad_input);
+                inc(&self.state.metrics().bad_input);
                 let r = waitlist_refused(
                     &product_id,
                     ErrorCode::BadRequest,
@@ -716,7 +718,7 @@ impl Session {
         };
         let result = match self
             .state
-            .inventory
+            .inventory()
             .waitlist_leave(&self.rt.id, &buyer, Some(&product), now_ms())
             .await
         {
@@ -762,7 +764,7 @@ fn waitlist_refused(
 /// The code and words an inventory failure is answered with: the HTTP mapping, so backend
 /// details stay in the log on both transports.
 pub(crate) fn inventory_error(e: InventoryError) -> (ErrorCode, String) {
-    let e = crate::error::HttpError::from(e);
+    let e = crate::services::ServiceError::from(e);
     (e.code, e.message)
 }
 
@@ -774,10 +776,10 @@ pub async fn run(
     socket: WebSocket,
     last_seq: Option<u64>,
 ) {
-    let _session = state.sessions.enter();
-    inc(&state.metrics.connections_total);
-    state.metrics.connections_open.increment(1.0);
-    let l = &state.config.limits;
+    let _session = state.sessions().enter();
+    inc(&state.metrics().connections_total);
+    state.metrics().connections_open.increment(1.0);
+    let l = &state.config().limits;
     let buyer = peer.buyer.clone();
     let inbox = buyer.as_ref().map(|b| rt.buyers.enter(b));
     let mut s = Session {
@@ -799,9 +801,9 @@ pub async fn run(
     if let (Some(buyer), Some(inbox)) = (buyer, inbox)
         && rt.buyers.exit(&buyer, &inbox).may_leave_waitlists
     {
-        state.leave_waitlists_later(rt.clone(), buyer);
+        crate::ws::waitlist::leave_later(&state, rt.clone(), buyer);
     }
-    state.metrics.connections_open.decrement(1.0);
+    state.metrics().connections_open.decrement(1.0);
 }
 
 /// Brings a new session up to date: the events it missed (resume) or a snapshot. `None` when
@@ -819,8 +821,8 @@ async fn start(
         // The node's ring did not reach back; the inventory's history may.
         if let Ok(Some(events)) = s
             .state
-            .inventory
-            .events_after(&s.rt.id, after, s.state.config.limits.event_history)
+            .inventory()
+            .events_after(&s.rt.id, after, s.state.config().limits.event_history)
             .await
         {
             resumed = Some(
@@ -849,7 +851,7 @@ async fn start(
                     s.unsampled += 1;
                     if s.unsampled >= crate::metrics::FANOUT_LAG_SAMPLE {
                         s.unsampled = 0;
-                        s.state.metrics.fanout_lag.record(published_at.elapsed());
+                        s.state.metrics().fanout_lag.record(published_at.elapsed());
                     }
                 }
             }
@@ -879,7 +881,7 @@ async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCod
     // Boxed for the same reason as message handling below: the start runs once.
     Box::pin(start(s, &mut sub, last_seq)).await?;
 
-    let mut shutdown = s.state.shutdown.clone();
+    let mut shutdown = s.state.shutdown();
     // Tokens may be minted far into the future; a year is as long as any session needs to wait.
     let left = s
         .peer
@@ -890,7 +892,7 @@ async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCod
     // Both futures live across iterations: re-creating them per frame would register and
     // cancel a timer for every delivery.
     let expiry = tokio::time::sleep_until(Instant::now() + Duration::from_secs(left as u64));
-    let stop = crate::state::stopped(&mut shutdown);
+    let stop = crate::shutdown::stopped(&mut shutdown);
     let inbox = s.inbox.clone();
     let news = inbox_ready(inbox.as_deref());
     tokio::pin!(expiry, stop, news);
@@ -938,7 +940,7 @@ async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCod
                         continue;
                     }
                     if f.seq != s.last + 1 {
-                        inc(&s.state.metrics.drops_resync);
+                        inc(&s.state.metrics().drops_resync);
                         return Some(CloseCode::Resync);
                     }
                     s.last = f.seq;
@@ -949,11 +951,11 @@ async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCod
                     s.unsampled += 1;
                     if s.unsampled >= crate::metrics::FANOUT_LAG_SAMPLE {
                         s.unsampled = 0;
-                        s.state.metrics.fanout_lag.record(published_at.elapsed());
+                        s.state.metrics().fanout_lag.record(published_at.elapsed());
                     }
                 }
                 Err(RecvError::Lagged(_)) => {
-                    inc(&s.state.metrics.drops_resync);
+                    inc(&s.state.metrics().drops_resync);
                     return Some(CloseCode::Resync);
                 }
                 Err(RecvError::Closed) => return Some(CloseCode::Restart),
@@ -975,7 +977,7 @@ async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCod
             }
             () = &mut news => {
                 news.set(inbox_ready(inbox.as_deref()));
-                for bytes in inbox.as_deref().map(crate::waitlist::Inbox::take).unwrap_or_default() {
+                for bytes in inbox.as_deref().map(crate::live::inbox::Inbox::take).unwrap_or_default() {
                     s.send_text(bytes).await.ok()?;
                 }
             }
@@ -984,7 +986,7 @@ async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCod
 }
 
 /// Resolves when the session's inbox may hold frames; never for a session without one.
-async fn inbox_ready(inbox: Option<&crate::waitlist::Inbox>) {
+async fn inbox_ready(inbox: Option<&crate::live::inbox::Inbox>) {
     match inbox {
         Some(i) => i.ready().await,
         None => std::future::pending().await,

@@ -27,9 +27,11 @@ use nightmarket_wire::server::{ClaimOutcomeKind, ClaimResult, ServerMessage};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::clock::now_ms;
 use crate::convert;
+use crate::live::ShowRuntime;
 use crate::metrics::inc;
-use crate::state::{AppState, ShowRuntime, now_ms};
+use crate::state::AppState;
 
 /// First pause before sending a claim again after a failure; doubles up to
 /// [`RETRY_MAX`].
@@ -46,7 +48,7 @@ pub async fn decide(
     out: mpsc::Sender<ServerMessage>,
 ) {
     let received = Instant::now();
-    let deadline_ms = state.config.limits.claim_deadline_ms;
+    let deadline_ms = state.config().limits.claim_deadline_ms;
     // The wall-clock deadline (what the inventory enforces) is read first, the instant the
     // task gives up at second: `pending` then goes out only once the deadline has passed, so
     // no claim executes after its viewer was told `pending`. Read the other way round, a
@@ -61,11 +63,11 @@ pub async fn decide(
     // The first answer (definite or `pending`) is what the viewer waits for: its latency is
     // recorded once per claim; a later answer to a pending claim is not.
     let first = |r: ClaimResult| {
-        state.metrics.claim_answer.record(received.elapsed());
+        state.metrics().claim_answer.record(received.elapsed());
         send(r)
     };
     // A dependency known to be down (the health prober's last word) is not waited for.
-    if let Err(e) = state.inventory.health() {
+    if let Err(e) = state.inventory().health() {
         let r = unavailable(&state, &rt, &claim_id, &e.to_string());
         first(r).await;
         return;
@@ -75,9 +77,10 @@ pub async fn decide(
     let mut maybe_sent = false;
     let mut pause = RETRY_MIN;
     let late = loop {
-        let mut call = state
-            .inventory
-            .claim_within(&rt.id, req.clone(), now_ms(), Some(deadline));
+        let mut call =
+            state
+                .inventory()
+                .claim_within(&rt.id, req.clone(), now_ms(), Some(deadline));
         let answer = tokio::select! {
             r = &mut call => Some(r),
             () = tokio::time::sleep_until(due) => None,
@@ -107,7 +110,7 @@ pub async fn decide(
     };
 
     // The outcome is not known by the deadline: say so, then find out.
-    inc(&state.metrics.claims_pending);
+    inc(&state.metrics().claims_pending);
     if !first(convert::claim_pending(&claim_id, deadline_ms)).await {
         return;
     }
@@ -125,7 +128,7 @@ pub async fn decide(
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(RETRY_MAX);
         match state
-            .inventory
+            .inventory()
             .claim_within(&rt.id, req.clone(), now_ms(), Some(deadline))
             .await
         {
@@ -150,18 +153,18 @@ fn answer_of(
 ) -> ClaimResult {
     match decided {
         Ok(ClaimDecision::Accepted(a)) => {
-            inc(&state.metrics.claims_accepted);
+            inc(&state.metrics().claims_accepted);
             if let Some(flash_id) = a.flash_exhausted {
-                state.end_capped_flash(rt.clone(), flash_id);
+                state.live().end_capped_flash(rt.clone(), flash_id);
             }
             convert::claim_accepted(&a, ClaimOutcomeKind::Accepted)
         }
         Ok(ClaimDecision::Duplicate(a)) if resolved => {
-            inc(&state.metrics.claims_accepted);
+            inc(&state.metrics().claims_accepted);
             convert::claim_accepted(&a, ClaimOutcomeKind::Accepted)
         }
         Ok(ClaimDecision::Duplicate(a)) => {
-            inc(&state.metrics.claims_duplicate);
+            inc(&state.metrics().claims_duplicate);
             convert::claim_accepted(&a, ClaimOutcomeKind::Duplicate)
         }
         Ok(ClaimDecision::Refused(r)) => {
@@ -174,7 +177,7 @@ fn answer_of(
             claim_id,
             &format!(
                 "not decided within {} ms; it was not taken and never will be",
-                state.config.limits.claim_deadline_ms
+                state.config().limits.claim_deadline_ms
             ),
         ),
         Err(e) => {
@@ -195,6 +198,6 @@ fn unavailable(state: &AppState, rt: &ShowRuntime, claim_id: &str, why: &str) ->
 }
 
 fn refused(state: &AppState, rt: &ShowRuntime, code: ErrorCode) {
-    state.metrics.refused(code);
+    state.metrics().refused(code);
     rt.stats.refused(code);
 }

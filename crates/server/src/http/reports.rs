@@ -23,17 +23,20 @@ use nightmarket_store::{
     GroupSales, NightReport as NightRow, PendingShow as PendingRow, ProductSales, RefusalCount,
     SalesFigures, ShowReport as ShowRow, ShowSales,
 };
+use nightmarket_wire::http::LiveStats;
 use nightmarket_wire::reports::{
     Figures, NightReport, PendingShow, ProductLine, Programme, ProgrammeGroup, Refusals,
     ShowReport, ShowSummary,
 };
 use serde::Deserialize;
 
-use crate::api::{ApiResult, authenticate, show_row};
 use crate::auth::Role;
-use crate::csv_table::{Cell, CsvError, CsvTable};
-use crate::error::HttpError;
-use crate::market_api::{calendar, night_of};
+use crate::http::csv::{Cell, CsvError, CsvTable};
+use crate::http::error::HttpError;
+use crate::http::extract::{ApiResult, authenticate, may_act_for};
+use crate::http::shows::show_row;
+use crate::services::market::{calendar, night_of};
+use crate::services::reports;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -79,7 +82,7 @@ pub async fn show_report(
             "a seller sees the reports of its own shows only",
         ));
     }
-    let report = show_view(state.catalog.show_report(&row.id).await?);
+    let report = show_view(state.store().show_report(&row.id).await?);
     Ok(match format {
         Format::Json => Json(report).into_response(),
         Format::Csv => {
@@ -114,11 +117,11 @@ pub async fn night_report(
             ));
         }
     };
-    let cal = calendar(&state, &id).await?;
+    let cal = calendar(state.store(), &id).await?;
     let night = night_of(&cal, &date)?;
     let report = night_view(
         state
-            .catalog
+            .store()
             .night_report(&cal.row.id, night.date, only.as_ref())
             .await?,
     );
@@ -304,7 +307,7 @@ pub const CSV_COLUMNS: [&str; 27] = [
 /// Columns before the product's own: settlement and the show's identity.
 const CSV_SHOW_COLUMNS: usize = 7;
 
-/// The report's table, written by the one CSV writer ([`crate::csv_table`]), which guards
+/// The report's table, written by the one CSV writer ([`crate::http::csv`]), which guards
 /// every text cell against formula injection.
 struct Csv {
     table: CsvTable,
@@ -398,87 +401,22 @@ fn csv_response(table: Csv, filename: &str) -> ApiResult<Response> {
         .into_response())
 }
 
-/// How far back `claims_last_minute` looks, in milliseconds.
-const CLAIM_RATE_WINDOW_MS: i64 = 60_000;
-
 /// `GET /api/shows/{id}/live-stats`: the live panel of the show's seller and the operator's
-/// board. Stock and units come from the inventory (exact, now); viewers from what every node
-/// reports each minute; values in đồng and the claim rate from the claim log as the order
-/// service has recorded it so far.
+/// board.
 pub async fn live_stats(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> ApiResult<Json<nightmarket_wire::http::LiveStats>> {
-    use nightmarket_wire::http::{LiveStats, ProductLiveStats};
+) -> ApiResult<Json<LiveStats>> {
     let claims = authenticate(&state, &headers, None)?;
     let row = show_row(&state, id).await?;
-    let allowed = match claims.role {
-        Role::Operator => true,
-        Role::Seller => claims.sub == row.seller_id.as_str(),
-        Role::Viewer => false,
-    };
-    if !allowed {
+    if !may_act_for(&claims, &row.seller_id) {
         return Err(HttpError::forbidden(
             "only an operator or the show's seller sees its live figures",
         ));
     }
-    let now = crate::state::now_ms();
-    let (status, lineup, accepted) = match state.show(&row.id) {
-        Some(_) => {
-            let view = state.inventory.view(&row.id, None, now).await?;
-            (view.status, Some(view.lineup), view.accepted_claims)
-        }
-        None => (row.status, None, 0),
-    };
-    let sales = state
-        .catalog
-        .live_sales(&row.id, now - CLAIM_RATE_WINDOW_MS)
-        .await?;
-    let minute = crate::show_stats::minute_of(now);
-    let local = state
-        .show(&row.id)
-        .map_or(0, |rt| rt.channel.viewer_count());
-    let viewers = state
-        .catalog
-        .show_recent_viewers(&row.id, minute - 1)
-        .await?
-        .max(local);
-    let peak = state.catalog.show_peak_viewers(&row.id).await?.max(viewers);
-    let gmv_of = |p: &str| {
-        sales
-            .gmv
-            .iter()
-            .find(|(id, _)| id == p)
-            .map_or(0, |(_, v)| *v)
-    };
-    let products: Vec<ProductLiveStats> = match lineup {
-        Some(entries) => entries
-            .iter()
-            .map(|e| ProductLiveStats {
-                product_id: e.product.id.to_string(),
-                name: e.product.name.clone(),
-                list_price: e.product.list_price.get(),
-                allotted: e.allotted,
-                left: e.left,
-                units_sold: e.allotted.saturating_sub(e.left),
-                gmv: gmv_of(e.product.id.as_str()),
-            })
-            .collect(),
-        None => Vec::new(),
-    };
-    Ok(Json(LiveStats {
-        show_id: row.id.to_string(),
-        status: status.as_str().into(),
-        viewers,
-        peak_viewers: peak,
-        accepted_claims: accepted,
-        claims_last_minute: sales.claims_since,
-        units_sold: products.iter().map(|p| u64::from(p.units_sold)).sum(),
-        gmv: products.iter().map(|p| p.gmv).sum(),
-        recorded_entries: sales.entries,
-        products,
-    }))
+    let stats = reports::live_stats(state.store(), state.shows(), &row, state.now()).await?;
+    Ok(Json(stats))
 }
 
 #[cfg(test)]

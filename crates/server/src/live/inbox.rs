@@ -1,5 +1,5 @@
 //! This node's viewers per buyer, for the waitlist: telling a buyer what became of its place, on
-//! every connection it has here, and taking it off the show's waitlists once it has left.
+//! every connection it has here, and knowing when it has left.
 //!
 //! A promotion happens inside the cancel step of whichever node served the cancel, and the
 //! promoted buyer may be connected to any node. Rather than a message bus of its own, every node
@@ -11,11 +11,9 @@
 //! claim is in its next snapshot's `my_claims` in any case (the notices are bounded:
 //! `WAITLIST_NOTICES_KEPT` per show).
 //!
-//! Leaving the show leaves the waitlist: when a buyer's last connection to a show on this node
-//! closes, and it may be waiting, the node takes it off every waitlist of the show after
-//! `waitlist_leave_grace_ms`, unless it has come back to this node meanwhile (a page reload or a
-//! reconnect must not lose its place). A node shutting down leaves nobody: its viewers reconnect
-//! elsewhere.
+//! Leaving the show leaves the waitlist ([`crate::ws::waitlist`]): [`Buyers::exit`] says when a
+//! buyer's last session here closed while it may be waiting, and [`Buyers::gone`] whether it is
+//! still away after the grace.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -25,7 +23,7 @@ use nightmarket_domain::{BuyerId, WaitlistOutcome};
 use nightmarket_wire::server::{ServerMessage, WaitlistOutcomeKind, WaitlistResult};
 use tokio::sync::Notify;
 
-use crate::state::frame;
+use crate::live::frame;
 
 /// Private frames one session may have waiting; beyond it the oldest goes (the snapshot's
 /// `my_claims` and `my_waitlist` stay the truth).

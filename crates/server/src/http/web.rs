@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
 
-use crate::error::HttpError;
+use crate::http::error::HttpError;
 
 #[derive(RustEmbed)]
 #[folder = "../../web/"]

@@ -17,24 +17,25 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nightmarket_domain::market::parse_date;
 use nightmarket_domain::ocop::text;
-use nightmarket_domain::order::OrderTransitionError;
-use nightmarket_domain::{BuyerId, OrderActor, OrderStatus, SellerId, ShowId, check_transition};
+use nightmarket_domain::{BuyerId, OrderStatus, SellerId, ShowId};
 use nightmarket_store::orders::MAX_ORDERS_PER_QUERY;
 use nightmarket_store::{
     CheckoutRow, OrderLineDetail, OrderRow, OrderScope, Page, StatusChange as StoreChange,
 };
-use nightmarket_wire::ErrorCode;
 use nightmarket_wire::orders::{
     Checkout, ORDER_CSV_HEADER, Order, OrderDetail, OrderLine, PayCheckout, SetOrderStatus,
     StatusChange,
 };
 use serde::Deserialize;
 
-use crate::api::{ApiResult, authenticate, require, show_row};
 use crate::auth::{Claims, Role};
 use crate::convert::product_view;
-use crate::csv_table::{Cell, CsvError, CsvTable};
-use crate::error::HttpError;
+use crate::http::csv::{Cell, CsvError, CsvTable};
+use crate::http::error::HttpError;
+use crate::http::extract::{ApiResult, authenticate, body, require, unauthorized};
+use crate::http::shows::show_row;
+use crate::services::market::calendar;
+use crate::services::orders as rules;
 use crate::state::AppState;
 
 /// Orders or checkouts a listing returns when the request names no limit.
@@ -46,33 +47,12 @@ const EXPORT_PAGE: usize = 500;
 /// Longest request body of `POST /api/checkouts/{id}/pay`, in bytes.
 const MAX_PAY_BODY_BYTES: usize = 1024;
 
-fn actor(claims: &Claims) -> String {
-    format!("{}:{}", claims.role.as_str(), claims.sub)
-}
-
-fn order_actor(role: Role) -> OrderActor {
-    match role {
-        Role::Operator => OrderActor::Operator,
-        Role::Seller => OrderActor::Seller,
-        Role::Viewer => OrderActor::Buyer,
-    }
-}
-
-/// Whether the caller may see (and try to move) `order`.
-fn owns(claims: &Claims, order: &OrderRow) -> bool {
-    match claims.role {
-        Role::Operator => true,
-        Role::Seller => claims.sub == order.seller_id.as_str(),
-        Role::Viewer => claims.sub == order.buyer_id.as_str(),
-    }
-}
-
 /// The caller as a buyer: a viewer token's subject.
 fn buyer(claims: &Claims) -> ApiResult<BuyerId> {
     require(claims, Role::Viewer)?;
-    claims.buyer().ok_or_else(|| {
-        crate::api::unauthorized("bad_subject", "the token's subject is not a valid buyer id")
-    })
+    claims
+        .buyer()
+        .ok_or_else(|| unauthorized("bad_subject", "the token's subject is not a valid buyer id"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,21 +125,8 @@ fn change_view(s: &StoreChange) -> StatusChange {
     }
 }
 
-/// The lines of `orders`, grouped by order id.
-async fn lines_of(
-    state: &AppState,
-    orders: &[OrderRow],
-) -> ApiResult<HashMap<String, Vec<OrderLineDetail>>> {
-    let ids: Vec<String> = orders.iter().map(|o| o.id.clone()).collect();
-    let mut by_order: HashMap<String, Vec<OrderLineDetail>> = HashMap::new();
-    for l in state.catalog.order_lines(&ids).await? {
-        by_order.entry(l.line.order_id.clone()).or_default().push(l);
-    }
-    Ok(by_order)
-}
-
 async fn orders_view(state: &AppState, orders: &[OrderRow]) -> ApiResult<Vec<Order>> {
-    let lines = lines_of(state, orders).await?;
+    let lines = rules::lines_of(state.store(), orders).await?;
     Ok(orders
         .iter()
         .map(|o| {
@@ -171,7 +138,7 @@ async fn orders_view(state: &AppState, orders: &[OrderRow]) -> ApiResult<Vec<Ord
 
 async fn checkouts_view(state: &AppState, rows: &[CheckoutRow]) -> ApiResult<Vec<Checkout>> {
     let all: Vec<OrderRow> = rows.iter().flat_map(|c| c.orders.iter().cloned()).collect();
-    let lines = lines_of(state, &all).await?;
+    let lines = rules::lines_of(state.store(), &all).await?;
     Ok(rows
         .iter()
         .map(|c| Checkout {
@@ -199,7 +166,7 @@ async fn checkouts_view(state: &AppState, rows: &[CheckoutRow]) -> ApiResult<Vec
 
 async fn detail(state: &AppState, id: &str) -> ApiResult<OrderDetail> {
     let d = state
-        .catalog
+        .store()
         .order(id)
         .await?
         .ok_or_else(|| HttpError::not_found(format!("order {id}")))?;
@@ -219,7 +186,7 @@ pub async fn my_orders(
 ) -> ApiResult<Json<Vec<Order>>> {
     let claims = authenticate(&state, &headers, None)?;
     let me = buyer(&claims)?;
-    let rows = state.catalog.buyer_orders(&me, &q.page()?).await?;
+    let rows = state.store().buyer_orders(&me, &q.page()?).await?;
     Ok(Json(orders_view(&state, &rows).await?))
 }
 
@@ -231,23 +198,8 @@ pub async fn my_checkouts(
 ) -> ApiResult<Json<Vec<Checkout>>> {
     let claims = authenticate(&state, &headers, None)?;
     let me = buyer(&claims)?;
-    let rows = state.catalog.buyer_checkouts(&me, &q.page()?).await?;
+    let rows = state.store().buyer_checkouts(&me, &q.page()?).await?;
     Ok(Json(checkouts_view(&state, &rows).await?))
-}
-
-/// A checkout the caller may see: its buyer's, or any for an operator.
-async fn visible_checkout(state: &AppState, claims: &Claims, id: &str) -> ApiResult<CheckoutRow> {
-    if claims.role == Role::Seller {
-        return Err(HttpError::forbidden(
-            "a checkout is its buyer's and the operators'",
-        ));
-    }
-    state
-        .catalog
-        .checkout(id)
-        .await?
-        .filter(|c| claims.role == Role::Operator || c.buyer_id.as_str() == claims.sub)
-        .ok_or_else(|| HttpError::not_found(format!("checkout {id}")))
 }
 
 /// `GET /api/checkouts/{id}`: the buyer's or, for an operator, anyone's.
@@ -257,7 +209,7 @@ pub async fn get_checkout(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Checkout>> {
     let claims = authenticate(&state, &headers, None)?;
-    let row = visible_checkout(&state, &claims, &id).await?;
+    let row = rules::visible_checkout(state.store(), &claims, &id).await?;
     let mut view = checkouts_view(&state, std::slice::from_ref(&row)).await?;
     view.pop()
         .map(Json)
@@ -288,10 +240,10 @@ pub async fn pay_checkout(
         return Err(HttpError::bad_request("amount: a positive number of đồng"));
     }
     state
-        .catalog
-        .pay_checkout(&id, req.amount, &actor(&claims), state.clock.now())
+        .store()
+        .pay_checkout(&id, req.amount, &rules::actor(&claims), state.now())
         .await?;
-    let row = visible_checkout(&state, &claims, &id).await?;
+    let row = rules::visible_checkout(state.store(), &claims, &id).await?;
     let mut view = checkouts_view(&state, std::slice::from_ref(&row)).await?;
     view.pop()
         .map(Json)
@@ -300,15 +252,6 @@ pub async fn pay_checkout(
 
 // --- one order ----------------------------------------------------------------------------
 
-async fn visible_order(state: &AppState, claims: &Claims, id: &str) -> ApiResult<OrderRow> {
-    state
-        .catalog
-        .order_row(id)
-        .await?
-        .filter(|o| owns(claims, o))
-        .ok_or_else(|| HttpError::not_found(format!("order {id}")))
-}
-
 /// `GET /api/orders/{id}`: lines with the admitted proof, and the status history.
 pub async fn get_order(
     State(state): State<Arc<AppState>>,
@@ -316,7 +259,7 @@ pub async fn get_order(
     Path(id): Path<String>,
 ) -> ApiResult<Json<OrderDetail>> {
     let claims = authenticate(&state, &headers, None)?;
-    visible_order(&state, &claims, &id).await?;
+    rules::visible_order(state.store(), &claims, &id).await?;
     Ok(Json(detail(&state, &id).await?))
 }
 
@@ -328,7 +271,7 @@ pub async fn set_status(
     payload: Result<Json<SetOrderStatus>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<OrderDetail>> {
     let claims = authenticate(&state, &headers, None)?;
-    let req = crate::api::body(payload)?;
+    let req = body(payload)?;
     let to = OrderStatus::parse(&req.to).ok_or_else(|| {
         HttpError::bad_request(format!(
             "to: expected paid, shipped, delivered or cancelled, got {:?}",
@@ -341,26 +284,15 @@ pub async fn set_status(
         .map(|r| text("reason", r))
         .transpose()
         .map_err(|e| HttpError::bad_request(e.to_string()))?;
-    let order = visible_order(&state, &claims, &id).await?;
-    let role = order_actor(claims.role);
-    check_transition(order.status, to, role).map_err(|e| match e {
-        OrderTransitionError::NotAllowed { .. } => {
-            HttpError::new(ErrorCode::BadOrderTransition, e.to_string())
-        }
-        OrderTransitionError::Forbidden { .. } => HttpError::forbidden(e.to_string()),
-    })?;
-    state
-        .catalog
-        .set_order_status(
-            &id,
-            order.status,
-            to,
-            &actor(&claims),
-            role,
-            reason.as_deref(),
-            state.clock.now(),
-        )
-        .await?;
+    rules::move_order(
+        state.store(),
+        &claims,
+        &id,
+        to,
+        reason.as_deref(),
+        state.now(),
+    )
+    .await?;
     Ok(Json(detail(&state, &id).await?))
 }
 
@@ -447,7 +379,7 @@ async fn fulfilment(
         limit: q.limit,
     };
     let rows = state
-        .catalog
+        .store()
         .scoped_orders(seller.as_ref(), scope.borrow(), &list.page()?)
         .await?;
     Ok(Json(orders_view(&state, &rows).await?).into_response())
@@ -481,7 +413,7 @@ pub async fn night_orders(
 ) -> ApiResult<Response> {
     let claims = authenticate(&state, &headers, None)?;
     let seller = fulfilment_seller(&claims, q.seller.as_deref())?;
-    let cal = crate::market_api::calendar(&state, &id).await?;
+    let cal = calendar(state.store(), &id).await?;
     let date = parse_date("date", &date).map_err(|e| HttpError::bad_request(e.to_string()))?;
     let scope = Scope::Night {
         market: cal.row.id.to_string(),
@@ -493,7 +425,7 @@ pub async fn night_orders(
 // --- CSV ----------------------------------------------------------------------------------
 
 /// The CSV rows of `orders`: one per line, through the one CSV writer
-/// ([`crate::csv_table`]), which guards text cells against formula injection.
+/// ([`crate::http::csv`]), which guards text cells against formula injection.
 fn csv_rows(
     table: &mut CsvTable,
     orders: &[OrderRow],
@@ -547,10 +479,10 @@ fn csv_export(state: Arc<AppState>, seller: Option<SellerId>, scope: Scope) -> R
             };
             let read = async {
                 let orders = state
-                    .catalog
+                    .store()
                     .scoped_orders(seller.as_ref(), scope.borrow(), &page)
                     .await?;
-                let lines = lines_of(&state, &orders).await?;
+                let lines = rules::lines_of(state.store(), &orders).await?;
                 let mut table = header?;
                 csv_rows(&mut table, &orders, &lines)?;
                 Ok::<_, HttpError>((orders, table.finish()?))

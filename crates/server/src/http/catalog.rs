@@ -1,0 +1,257 @@
+//! Sellers and their products over HTTP: operators create them, a seller reads its own; and a
+//! seller's reusable lineups. A product or seller page is public.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use nightmarket_domain::market::parse_date;
+use nightmarket_domain::ocop::text;
+use nightmarket_domain::{
+    Document, DocumentKind, Dong, Product, ProductGroup, ProductId, SellerId, Stars,
+};
+use nightmarket_store::{LineupSetItem as StoreSetItem, LineupSetRow, SellerRow};
+use nightmarket_wire::http::{CreateProduct, CreateSeller, Product as WireProduct, Seller};
+use nightmarket_wire::market::{CreateLineupSet, LineupSet, LineupSetItem};
+use nightmarket_wire::server::DocumentBody;
+
+use crate::auth::Role;
+use crate::convert;
+use crate::http::error::HttpError;
+use crate::http::extract::{ApiResult, authenticate, body, field, may_act_for, require};
+use crate::services::catalog::{build_lineup, existing_seller, seller_kind};
+use crate::services::new_id;
+use crate::state::AppState;
+
+pub async fn create_seller(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    payload: Result<Json<CreateSeller>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Seller>)> {
+    let claims = authenticate(&state, &headers, None)?;
+    require(&claims, Role::Operator)?;
+    let req = body(payload)?;
+    let row = SellerRow {
+        kind: seller_kind(req.kind)?,
+        id: field("id", SellerId::parse(new_id()))?,
+        name: field("name", text("name", &req.name))?,
+        district: match req.district {
+            Some(d) => field("district", text("district", &d))?,
+            None => String::new(),
+        },
+        created_at: state.now(),
+    };
+    state.store().create_seller(&row).await?;
+    Ok((StatusCode::CREATED, Json(seller_json(&row))))
+}
+
+fn seller_json(row: &SellerRow) -> Seller {
+    Seller {
+        id: row.id.to_string(),
+        name: row.name.clone(),
+        kind: row.kind.clone(),
+        district: row.district.clone(),
+        created_at: row.created_at,
+    }
+}
+
+pub async fn get_seller(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Seller>> {
+    let id = SellerId::parse(id).map_err(|_| HttpError::not_found("seller"))?;
+    let row = state
+        .store()
+        .seller(&id)
+        .await?
+        .ok_or_else(|| HttpError::not_found(format!("seller {id}")))?;
+    Ok(Json(seller_json(&row)))
+}
+
+/// `GET /api/sellers` (operators): every seller, oldest first.
+pub async fn list_sellers(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<Seller>>> {
+    let claims = authenticate(&state, &headers, None)?;
+    require(&claims, Role::Operator)?;
+    let rows = state.store().sellers().await?;
+    Ok(Json(rows.iter().map(seller_json).collect()))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ProductsQuery {
+    seller_id: Option<String>,
+}
+
+/// `GET /api/products?seller_id=`: a seller's products with their proof, for the operator
+/// (any seller) or that seller.
+pub async fn list_products(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<ProductsQuery>,
+) -> ApiResult<Json<Vec<WireProduct>>> {
+    let claims = authenticate(&state, &headers, None)?;
+    let raw = match (q.seller_id, claims.role) {
+        (Some(id), Role::Operator) => id,
+        (Some(id), Role::Seller) if id == claims.sub => id,
+        (None, Role::Seller) => claims.sub.clone(),
+        (None, Role::Operator) => {
+            return Err(HttpError::bad_request("seller_id: required"));
+        }
+        _ => return Err(HttpError::forbidden("a seller sees only its own products")),
+    };
+    let seller_id = existing_seller(state.store(), raw).await?;
+    let rows = state.store().products_of(&seller_id).await?;
+    Ok(Json(
+        rows.iter().map(|(p, at)| product_json(p, *at)).collect(),
+    ))
+}
+
+pub async fn create_product(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    payload: Result<Json<CreateProduct>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<WireProduct>)> {
+    let claims = authenticate(&state, &headers, None)?;
+    require(&claims, Role::Operator)?;
+    let req = body(payload)?;
+    let seller_id = existing_seller(state.store(), req.seller_id).await?;
+    let product = Product {
+        id: field("id", ProductId::parse(new_id()))?,
+        seller_id,
+        name: field("name", text("name", &req.name))?,
+        group: field("group", ProductGroup::parse(&req.group))?,
+        stars: field("stars", Stars::parse(req.stars))?,
+        district: field("district", text("district", &req.district))?,
+        commune: field("commune", text("commune", &req.commune))?,
+        producer: field("producer", text("producer", &req.producer))?,
+        list_price: field("list_price", Dong::parse(req.list_price))?,
+        origin_document: field(
+            "origin_document",
+            text("origin_document", &req.origin_document),
+        )?,
+        quality_label: field("quality_label", text("quality_label", &req.quality_label))?,
+        documents: documents(&req.documents)?,
+    };
+    let created_at = state.now();
+    state.store().create_product(&product, created_at).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(product_json(&product, created_at)),
+    ))
+}
+
+fn product_json(p: &Product, created_at: i64) -> WireProduct {
+    WireProduct {
+        view: convert::product_view(p),
+        seller_id: p.seller_id.to_string(),
+        created_at,
+    }
+}
+
+pub async fn get_product(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<WireProduct>> {
+    let id = ProductId::parse(id).map_err(|_| HttpError::not_found("product"))?;
+    let (p, at) = state
+        .store()
+        .product(&id)
+        .await?
+        .ok_or_else(|| HttpError::not_found(format!("product {id}")))?;
+    Ok(Json(product_json(&p, at)))
+}
+
+/// Parses the proof documents of a product body; the error names the document by index.
+fn documents(bodies: &[DocumentBody]) -> ApiResult<Vec<Document>> {
+    use nightmarket_domain::admission::MAX_DOCUMENTS;
+    if bodies.len() > MAX_DOCUMENTS {
+        return Err(HttpError::bad_request(format!(
+            "documents: at most {MAX_DOCUMENTS} documents"
+        )));
+    }
+    bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let bad =
+                |e: &dyn std::fmt::Display| HttpError::bad_request(format!("documents[{i}]: {e}"));
+            let kind = DocumentKind::parse(&b.kind).map_err(|e| bad(&e))?;
+            let from = parse_date("valid_from", &b.valid_from).map_err(|e| bad(&e))?;
+            let until = parse_date("valid_until", &b.valid_until).map_err(|e| bad(&e))?;
+            Document::new(kind, &b.reference, from, until).map_err(|e| bad(&e))
+        })
+        .collect()
+}
+
+// --- lineup sets --------------------------------------------------------------------------
+
+fn set_view(s: &LineupSetRow) -> LineupSet {
+    LineupSet {
+        id: s.id.clone(),
+        seller_id: s.seller_id.to_string(),
+        name: s.name.clone(),
+        items: s
+            .items
+            .iter()
+            .map(|i| LineupSetItem {
+                product_id: i.product_id.to_string(),
+                stock: i.stock,
+                buyer_limit: i.buyer_limit,
+            })
+            .collect(),
+        created_at: s.created_at,
+    }
+}
+
+pub async fn create_lineup_set(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(seller): Path<String>,
+    payload: Result<Json<CreateLineupSet>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<LineupSet>)> {
+    let claims = authenticate(&state, &headers, None)?;
+    let seller = SellerId::parse(seller).map_err(|_| HttpError::not_found("seller"))?;
+    if !may_act_for(&claims, &seller) {
+        return Err(HttpError::forbidden("only an operator or this seller"));
+    }
+    if state.store().seller(&seller).await?.is_none() {
+        return Err(HttpError::not_found(format!("seller {seller}")));
+    }
+    let req = body(payload)?;
+    let max_lineup = state.config().limits.max_lineup;
+    let lineup = build_lineup(state.store(), max_lineup, &seller, req.items).await?;
+    let row = LineupSetRow {
+        id: new_id(),
+        seller_id: seller,
+        name: field("name", text("name", &req.name))?,
+        items: lineup
+            .iter()
+            .map(|l| StoreSetItem {
+                product_id: l.product.id.clone(),
+                stock: l.stock,
+                buyer_limit: l.buyer_limit,
+            })
+            .collect(),
+        created_at: state.now(),
+    };
+    state.store().create_lineup_set(&row).await?;
+    Ok((StatusCode::CREATED, Json(set_view(&row))))
+}
+
+pub async fn list_lineup_sets(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(seller): Path<String>,
+) -> ApiResult<Json<Vec<LineupSet>>> {
+    let claims = authenticate(&state, &headers, None)?;
+    let seller = SellerId::parse(seller).map_err(|_| HttpError::not_found("seller"))?;
+    if !may_act_for(&claims, &seller) {
+        return Err(HttpError::forbidden("only an operator or this seller"));
+    }
+    let rows = state.store().lineup_sets(&seller).await?;
+    Ok(Json(rows.iter().map(set_view).collect()))
+}

@@ -1,0 +1,510 @@
+//! The market calendar over HTTP: operators define recurring markets and their exceptions,
+//! admit products and schedule sellers' shows into nights; sellers sign their commitment for a
+//! night. The programme (markets, nights, the shows of a night) is public like a show page.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use jiff::tz::TimeZone;
+use nightmarket_domain::market::{
+    self as m, DEFAULT_MIN_STARS, DEFAULT_TIME_ZONE, MAX_NIGHTS_LISTED, parse_date,
+    parse_local_datetime, parse_time, parse_weekday,
+};
+use nightmarket_domain::ocop::text;
+use nightmarket_domain::{
+    Decision as DomainDecision, MarketId, MarketSpec, ProductId, SellerId, Slot, Stars,
+};
+use nightmarket_store::{
+    CommitmentRow, DecisionRow, ExceptionKind, ExceptionRow, MarketRow, ShowRow,
+};
+use nightmarket_wire::ErrorCode;
+use nightmarket_wire::http::Show;
+use nightmarket_wire::market::{
+    Commit, Commitment, CreateException, CreateMarket, Decide, Decision, Exception, ExpiryWarning,
+    Market, Night, ScheduleShow,
+};
+use serde::Deserialize;
+
+use crate::auth::Role;
+use crate::convert::rfc3339;
+use crate::http::error::HttpError;
+use crate::http::extract::{ApiResult, actor, authenticate, body, field, require};
+use crate::http::shows::{show_json, shows_json};
+use crate::services::market::{self, Scheduling, calendar, check_exception, night_of, still_open};
+use crate::services::new_id;
+use crate::services::webhooks::check_url;
+use crate::state::AppState;
+
+// --- markets ------------------------------------------------------------------------------
+
+fn market_view(r: &MarketRow) -> Market {
+    Market {
+        id: r.id.to_string(),
+        name: r.name.clone(),
+        weekdays: r
+            .weekdays
+            .iter()
+            .map(|w| m::weekday_name(*w).to_owned())
+            .collect(),
+        start_time: r.start.strftime("%H:%M").to_string(),
+        duration_minutes: r.duration_minutes,
+        time_zone: r.time_zone.clone(),
+        first_date: r.first_date.to_string(),
+        last_date: r.last_date.map(|d| d.to_string()),
+        min_stars: r.min_stars.get(),
+        created_by: r.created_by.clone(),
+        created_at: r.created_at,
+    }
+}
+
+fn night_view(n: &m::Night, tz: &str) -> Night {
+    let (status, reason, moved_from) = match &n.status {
+        m::NightStatus::Scheduled => ("scheduled", None, None),
+        m::NightStatus::Moved { from } => (
+            "moved",
+            None,
+            Some(from.strftime("%Y-%m-%dT%H:%M").to_string()),
+        ),
+        m::NightStatus::Cancelled { reason } => ("cancelled", Some(reason.clone()), None),
+    };
+    Night {
+        date: n.date.to_string(),
+        status: status.into(),
+        reason,
+        moved_from,
+        time_zone: tz.to_owned(),
+        local_start: n.local_start.strftime("%Y-%m-%dT%H:%M").to_string(),
+        local_end: n.local_end.strftime("%Y-%m-%dT%H:%M").to_string(),
+        starts_at: rfc3339(n.starts_at),
+        ends_at: rfc3339(n.ends_at),
+        starts_at_ms: n.starts_at,
+        ends_at_ms: n.ends_at,
+    }
+}
+
+pub async fn create_market(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    payload: Result<Json<CreateMarket>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Market>)> {
+    let claims = authenticate(&state, &headers, None)?;
+    require(&claims, Role::Operator)?;
+    let req = body(payload)?;
+    let weekdays = req
+        .weekdays
+        .iter()
+        .map(|w| field("weekdays", parse_weekday("weekdays", w)))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let duration = u32::try_from(req.duration_minutes)
+        .map_err(|_| HttpError::bad_request("duration_minutes: 1 to 720"))?;
+    let spec = MarketSpec {
+        name: req.name.clone(),
+        weekdays,
+        start: field("start_time", parse_time("start_time", &req.start_time))?,
+        duration_minutes: duration,
+        time_zone: req
+            .time_zone
+            .clone()
+            .unwrap_or_else(|| DEFAULT_TIME_ZONE.to_owned()),
+        first_date: field("first_date", parse_date("first_date", &req.first_date))?,
+        last_date: req
+            .last_date
+            .as_deref()
+            .map(|d| field("last_date", parse_date("last_date", d)))
+            .transpose()?,
+        min_stars: match req.min_stars {
+            Some(s) => field("min_stars", Stars::parse(s))?,
+            None => DEFAULT_MIN_STARS,
+        },
+    };
+    let market = spec
+        .validate()
+        .map_err(|e| HttpError::bad_request(e.to_string()))?;
+    let s = market.to_spec();
+    let row = MarketRow {
+        id: field("id", MarketId::parse(new_id()))?,
+        name: s.name,
+        weekdays: s.weekdays,
+        start: s.start,
+        duration_minutes: s.duration_minutes,
+        time_zone: s.time_zone,
+        first_date: s.first_date,
+        last_date: s.last_date,
+        min_stars: s.min_stars,
+        created_by: actor(&claims),
+        created_at: state.now(),
+    };
+    state.store().create_market(&row).await?;
+    Ok((StatusCode::CREATED, Json(market_view(&row))))
+}
+
+pub async fn list_markets(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<Market>>> {
+    let rows = state.store().markets().await?;
+    Ok(Json(rows.iter().map(market_view).collect()))
+}
+
+pub async fn get_market(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Market>> {
+    let cal = calendar(state.store(), &id).await?;
+    Ok(Json(market_view(&cal.row)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NightsQuery {
+    /// List nights ending after this instant (ms); default now.
+    after: Option<i64>,
+    /// Or after the start of this local date.
+    from: Option<String>,
+    limit: Option<usize>,
+}
+
+pub async fn list_nights(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Query<NightsQuery>,
+) -> ApiResult<Json<Vec<Night>>> {
+    let cal = calendar(state.store(), &id).await?;
+    let after = match (&q.from, q.after) {
+        (Some(d), _) => {
+            let date = field("from", parse_date("from", d))?;
+            date.to_zoned(cal.market.time_zone().clone())
+                .map_err(|e| HttpError::bad_request(format!("from: {e}")))?
+                .timestamp()
+                .as_millisecond()
+        }
+        (None, Some(ms)) => ms,
+        (None, None) => state.now(),
+    };
+    let limit = q.limit.unwrap_or(state.config().market.nights_listed);
+    if limit == 0 || limit > MAX_NIGHTS_LISTED {
+        return Err(HttpError::bad_request(format!(
+            "limit: 1 to {MAX_NIGHTS_LISTED}"
+        )));
+    }
+    let nights = cal.market.nights(&cal.exceptions, after, limit);
+    let tz = cal.market.time_zone_name().to_owned();
+    Ok(Json(nights.iter().map(|n| night_view(n, &tz)).collect()))
+}
+
+fn exception_view(r: &ExceptionRow) -> Exception {
+    let (kind, moved_to) = match &r.kind {
+        ExceptionKind::Cancelled => ("cancelled", None),
+        ExceptionKind::Moved { to } => ("moved", Some(to.strftime("%Y-%m-%dT%H:%M").to_string())),
+    };
+    Exception {
+        night_date: r.night_date.to_string(),
+        kind: kind.into(),
+        moved_to,
+        reason: r.reason.clone(),
+        created_by: r.created_by.clone(),
+        created_at: r.created_at,
+    }
+}
+
+pub async fn create_exception(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    payload: Result<Json<CreateException>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Exception>)> {
+    let claims = authenticate(&state, &headers, None)?;
+    require(&claims, Role::Operator)?;
+    let req = body(payload)?;
+    let cal = calendar(state.store(), &id).await?;
+    let date = field("night_date", parse_date("night_date", &req.night_date))?;
+    let reason = field("reason", text("reason", &req.reason))?;
+    let kind = match (req.kind.as_str(), &req.moved_to) {
+        ("cancelled", None) => ExceptionKind::Cancelled,
+        ("moved", Some(to)) => ExceptionKind::Moved {
+            to: field("moved_to", parse_local_datetime("moved_to", to))?,
+        },
+        ("cancelled", Some(_)) => {
+            return Err(HttpError::bad_request(
+                "moved_to: only a moved night has one",
+            ));
+        }
+        ("moved", None) => {
+            return Err(HttpError::bad_request(
+                "moved_to: required for a moved night",
+            ));
+        }
+        (other, _) => {
+            return Err(HttpError::bad_request(format!(
+                "kind: expected cancelled or moved, got {other:?}"
+            )));
+        }
+    };
+    let row = ExceptionRow {
+        market_id: cal.row.id.clone(),
+        night_date: date,
+        kind,
+        reason,
+        created_by: actor(&claims),
+        created_at: state.now(),
+    };
+    check_exception(&cal, &row)?;
+    state.store().add_exception(&row).await?;
+    Ok((StatusCode::CREATED, Json(exception_view(&row))))
+}
+
+pub async fn list_exceptions(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<Exception>>> {
+    let cal = calendar(state.store(), &id).await?;
+    let rows = state.store().exceptions(&cal.row.id).await?;
+    Ok(Json(rows.iter().map(exception_view).collect()))
+}
+
+// --- admission ----------------------------------------------------------------------------
+
+fn decision_view(d: &DecisionRow) -> Decision {
+    Decision {
+        id: d.id.clone(),
+        market_id: d.market_id.to_string(),
+        product_id: d.product_id.to_string(),
+        approved: d.approved,
+        reason: d.reason.clone(),
+        decided_by: d.decided_by.clone(),
+        decided_at: d.decided_at,
+    }
+}
+
+pub async fn decide(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    payload: Result<Json<Decide>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Decision>)> {
+    let claims = authenticate(&state, &headers, None)?;
+    require(&claims, Role::Operator)?;
+    let req = body(payload)?;
+    let cal = calendar(state.store(), &id).await?;
+    let pid = field("product_id", ProductId::parse(req.product_id))?;
+    if state.store().product(&pid).await?.is_none() {
+        return Err(HttpError::new(
+            ErrorCode::UnknownProduct,
+            format!("product_id: product {pid} does not exist"),
+        ));
+    }
+    let at = state.now();
+    let decision = DomainDecision::new(req.approved, req.reason.as_deref(), &actor(&claims), at)
+        .map_err(|e| HttpError::bad_request(format!("reason: {e}")))?;
+    let row = DecisionRow {
+        id: new_id(),
+        market_id: cal.row.id.clone(),
+        product_id: pid,
+        approved: decision.approved,
+        reason: decision.reason.clone(),
+        decided_by: decision.decided_by.clone(),
+        decided_at: at,
+    };
+    state.store().record_decision(&row).await?;
+    Ok((StatusCode::CREATED, Json(decision_view(&row))))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DecisionsQuery {
+    product_id: Option<String>,
+}
+
+pub async fn list_decisions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<DecisionsQuery>,
+) -> ApiResult<Json<Vec<Decision>>> {
+    let claims = authenticate(&state, &headers, None)?;
+    let cal = calendar(state.store(), &id).await?;
+    let rows = match q.product_id {
+        Some(p) => {
+            let pid = field("product_id", ProductId::parse(p))?;
+            let owner = state.store().product(&pid).await?.map(|(p, _)| p.seller_id);
+            // A seller may read the decisions on their own products.
+            let allowed = claims.role == Role::Operator
+                || (claims.role == Role::Seller
+                    && owner.as_ref().is_some_and(|o| o.as_str() == claims.sub));
+            if !allowed {
+                return Err(HttpError::forbidden(
+                    "only an operator or the product's seller",
+                ));
+            }
+            state.store().decisions(&cal.row.id, &pid).await?
+        }
+        None => {
+            require(&claims, Role::Operator)?;
+            state.store().market_decisions(&cal.row.id).await?
+        }
+    };
+    Ok(Json(rows.iter().map(decision_view).collect()))
+}
+
+pub async fn commit(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((id, date)): Path<(String, String)>,
+    payload: Result<Json<Commit>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Commitment>)> {
+    let claims = authenticate(&state, &headers, None)?;
+    require(&claims, Role::Seller)?;
+    let req = body(payload)?;
+    let cal = calendar(state.store(), &id).await?;
+    let night = night_of(&cal, &date)?;
+    still_open(&night, state.now())?;
+    let seller = field("sub", SellerId::parse(claims.sub.clone()))?;
+    if state.store().seller(&seller).await?.is_none() {
+        return Err(HttpError::not_found(format!("seller {seller}")));
+    }
+    let row = CommitmentRow {
+        market_id: cal.row.id.clone(),
+        night_date: night.date,
+        seller_id: seller,
+        statement: field(
+            "statement",
+            nightmarket_domain::ocop::paragraph("statement", &req.statement),
+        )?,
+        signed_by: actor(&claims),
+        signed_at: state.now(),
+    };
+    let created = state.store().sign_commitment(&row).await?;
+    let kept = state
+        .store()
+        .commitment(&row.market_id, row.night_date, &row.seller_id)
+        .await?
+        .unwrap_or(row);
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(commitment_view(&kept))))
+}
+
+/// `GET /api/markets/{id}/nights/{date}/commitments`: the quality commitments signed for a
+/// night, for the office to review (operators see all; a seller sees its own).
+pub async fn night_commitments(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((id, date)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<Commitment>>> {
+    let claims = authenticate(&state, &headers, None)?;
+    if claims.role == Role::Viewer {
+        return Err(HttpError::forbidden(
+            "commitments are for the market office and sellers",
+        ));
+    }
+    let cal = calendar(state.store(), &id).await?;
+    let night = night_of(&cal, &date)?;
+    let rows = state
+        .store()
+        .night_commitments(&cal.row.id, night.date)
+        .await?;
+    Ok(Json(
+        rows.iter()
+            .filter(|c| claims.role == Role::Operator || c.seller_id.as_str() == claims.sub)
+            .map(commitment_view)
+            .collect(),
+    ))
+}
+
+fn commitment_view(c: &CommitmentRow) -> Commitment {
+    Commitment {
+        market_id: c.market_id.to_string(),
+        night_date: c.night_date.to_string(),
+        seller_id: c.seller_id.to_string(),
+        statement: c.statement.clone(),
+        signed_by: c.signed_by.clone(),
+        signed_at: c.signed_at,
+    }
+}
+
+// --- scheduling ---------------------------------------------------------------------------
+
+/// A slot bound: an RFC 3339 instant with offset, or a local time in the market's zone.
+fn slot_instant(name: &str, s: &str, tz: &TimeZone) -> ApiResult<i64> {
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t.as_millisecond());
+    }
+    let local = parse_local_datetime("slot", s).map_err(|_| {
+        HttpError::bad_request(format!(
+            "{name}: expected a local time YYYY-MM-DDTHH:MM or an RFC 3339 instant, got {s:?}"
+        ))
+    })?;
+    local
+        .to_zoned(tz.clone())
+        .map(|z| z.timestamp().as_millisecond())
+        .map_err(|e| HttpError::bad_request(format!("{name}: {e}")))
+}
+
+pub async fn schedule_show(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((id, date)): Path<(String, String)>,
+    payload: Result<Json<ScheduleShow>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Show>)> {
+    let claims = authenticate(&state, &headers, None)?;
+    require(&claims, Role::Operator)?;
+    let req = body(payload)?;
+    let cal = calendar(state.store(), &id).await?;
+    let night = night_of(&cal, &date)?;
+    let now = state.now();
+    still_open(&night, now)?;
+    let seller = field("seller_id", SellerId::parse(req.seller_id.clone()))?;
+    if state.store().seller(&seller).await?.is_none() {
+        return Err(HttpError::not_found(format!("seller {seller}")));
+    }
+    let tz = cal.market.time_zone().clone();
+    let scheduling = Scheduling {
+        seller,
+        title: field("title", text("title", &req.title))?,
+        stream_url: check_url("stream_url", &req.stream_url, &["https://"])?,
+        slot: Slot {
+            starts_at: slot_instant("slot_start", &req.slot_start, &tz)?,
+            ends_at: slot_instant("slot_end", &req.slot_end, &tz)?,
+        },
+        lineup: req.lineup,
+        lineup_set_id: req.lineup_set_id,
+    };
+    let max_lineup = state.config().limits.max_lineup;
+    let row = market::schedule(state.store(), &cal, &night, scheduling, max_lineup, now).await?;
+    state.shows().load(&row).await?;
+    Ok((StatusCode::CREATED, Json(show_json(&state, &row).await?)))
+}
+
+pub async fn night_shows(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((id, date)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<Show>>> {
+    let cal = calendar(state.store(), &id).await?;
+    let night = night_of(&cal, &date)?;
+    // The programme is public; a seller signed in sees only their own shows here.
+    let only = match authenticate(&state, &headers, None) {
+        Ok(c) if c.role == Role::Seller => Some(c.sub),
+        _ => None,
+    };
+    let rows: Vec<ShowRow> = state
+        .store()
+        .night_shows(&cal.row.id, night.date)
+        .await?
+        .into_iter()
+        .filter(|r| only.as_deref().is_none_or(|s| r.seller_id.as_str() == s))
+        .collect();
+    Ok(Json(shows_json(&state, &rows).await?))
+}
+
+/// Scheduled shows that could not go live as things stand: documents expiring before the
+/// night, decisions revoked, commitments missing.
+pub async fn warnings(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<ExpiryWarning>>> {
+    let claims = authenticate(&state, &headers, None)?;
+    require(&claims, Role::Operator)?;
+    Ok(Json(market::warnings(state.store()).await?))
+}

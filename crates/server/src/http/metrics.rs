@@ -1,0 +1,16 @@
+//! `/metrics`: this node's Prometheus metrics ([`crate::metrics`]), with the shows it serves and
+//! the viewers connected to it.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use crate::state::AppState;
+
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let live = state.live();
+    let body = state.metrics().render(live.count(), live.viewers());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}

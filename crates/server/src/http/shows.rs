@@ -1,0 +1,143 @@
+//! Shows over HTTP: operators create shows outside a market night; an operator or the show's
+//! seller takes a show live and closes it. Reads are public (a show page is public), except a
+//! seller's own list.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use nightmarket_domain::ocop::text;
+use nightmarket_domain::{SellerId, ShowId};
+use nightmarket_inventory::Command;
+use nightmarket_store::ShowRow;
+use nightmarket_wire::http::{CreateShow, Show};
+use nightmarket_wire::market::Transition;
+
+use crate::auth::Role;
+use crate::convert;
+use crate::http::error::HttpError;
+use crate::http::extract::{ApiResult, authenticate, body, field, may_act_for, require};
+use crate::services::catalog::existing_seller;
+use crate::state::AppState;
+
+pub async fn create_show(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    payload: Result<Json<CreateShow>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Show>)> {
+    let claims = authenticate(&state, &headers, None)?;
+    require(&claims, Role::Operator)?;
+    let req = body(payload)?;
+    let seller_id = existing_seller(state.store(), req.seller_id).await?;
+    let title = field("title", text("title", &req.title))?;
+    let row = state.shows().create(seller_id, title, req.lineup).await?;
+    Ok((StatusCode::CREATED, Json(show_json(&state, &row).await?)))
+}
+
+/// A stored show as the API returns it: its stock and sequence as the inventory has them now,
+/// when this node serves it.
+pub(crate) async fn show_json(state: &AppState, row: &ShowRow) -> ApiResult<Show> {
+    let standing = state.shows().standing(row).await?;
+    Ok(Show {
+        stock: standing.stock.as_ref().map(convert::stock_levels),
+        seq: standing.seq,
+        ..convert::show_body(row, standing.status)
+    })
+}
+
+/// Every row as the API returns it.
+pub(crate) async fn shows_json(state: &AppState, rows: &[ShowRow]) -> ApiResult<Vec<Show>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(show_json(state, row).await?);
+    }
+    Ok(out)
+}
+
+pub async fn list_shows(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<Show>>> {
+    let rows = state.store().shows().await?;
+    Ok(Json(shows_json(&state, &rows).await?))
+}
+
+/// The stored show a path names; 404 when there is none.
+pub(crate) async fn show_row(state: &AppState, id: String) -> ApiResult<ShowRow> {
+    let id = ShowId::parse(id).map_err(|_| HttpError::not_found("show"))?;
+    state
+        .store()
+        .show(&id)
+        .await?
+        .ok_or_else(|| HttpError::not_found(format!("show {id}")))
+}
+
+pub async fn get_show(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Show>> {
+    let row = show_row(&state, id).await?;
+    Ok(Json(show_json(&state, &row).await?))
+}
+
+async fn transition(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    id: String,
+    cmd: Command,
+) -> ApiResult<Json<Show>> {
+    let claims = authenticate(&state, &headers, None)?;
+    let row = show_row(&state, id).await?;
+    state.shows().transition(&claims, &row, cmd).await?;
+    let row = show_row(&state, row.id.to_string()).await?;
+    Ok(Json(show_json(&state, &row).await?))
+}
+
+pub async fn go_live(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Show>> {
+    transition(state, headers, id, Command::GoLive).await
+}
+
+pub async fn close(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Show>> {
+    transition(state, headers, id, Command::Close).await
+}
+
+/// `GET /api/shows/{id}/transitions`: every status the show reached, who moved it and when.
+pub async fn transitions(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<Transition>>> {
+    let row = show_row(&state, id).await?;
+    let rows = state.store().transitions(&row.id).await?;
+    Ok(Json(
+        rows.iter()
+            .map(|t| Transition {
+                from: t.from.as_str().to_owned(),
+                to: t.to.as_str().to_owned(),
+                actor: t.actor.clone(),
+                at: t.at,
+            })
+            .collect(),
+    ))
+}
+
+/// A seller's own shows (scheduled, live and closed), newest first.
+pub async fn seller_shows(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(seller): Path<String>,
+) -> ApiResult<Json<Vec<Show>>> {
+    let claims = authenticate(&state, &headers, None)?;
+    let seller = SellerId::parse(seller).map_err(|_| HttpError::not_found("seller"))?;
+    if !may_act_for(&claims, &seller) {
+        return Err(HttpError::forbidden("only an operator or this seller"));
+    }
+    let rows = state.store().seller_shows(&seller).await?;
+    Ok(Json(shows_json(&state, &rows).await?))
+}

@@ -1,0 +1,77 @@
+//! A show as this node serves it: its identity, its fan-out channel, the gate that orders its
+//! commands, and what the periodic refresh has seen of it.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ws::Utf8Bytes;
+use nightmarket_domain::{Millis, SellerId, SequencedEvent, ShowId};
+use nightmarket_hub::ShowChannel;
+use nightmarket_wire::server::FeedItem;
+
+use crate::live::inbox::Buyers;
+use crate::show_stats::ShowCounters;
+
+/// What a show needs at runtime besides its book: identity, its fan-out channel, and the
+/// gate that orders its commands.
+pub struct ShowRuntime {
+    pub id: ShowId,
+    pub seller_id: SellerId,
+    pub seller_name: String,
+    pub title: String,
+    pub channel: Arc<ShowChannel<Utf8Bytes>>,
+    /// Commands on one show run one at a time from inventory to publish, so events reach the
+    /// channel in sequence order.
+    pub(super) gate: tokio::sync::Mutex<()>,
+    /// The events of commands whose effects beyond the fan-out (the store's record of a
+    /// transition) are still to happen, in the order the gate let the commands through, each
+    /// with who commanded. At most one entry per event of a command still in flight: every
+    /// caller that adds takes too.
+    pub(super) follow: Mutex<VecDeque<(SequencedEvent, String)>>,
+    /// Held while those effects happen, so that they happen in that order without the gate.
+    pub(super) following: tokio::sync::Mutex<()>,
+    pub(super) tick: Mutex<TickState>,
+    /// Whether this node has asked the event feed to follow the show (distributed mode): once
+    /// per runtime, so the feed's requests are bounded by the shows served, not the upgrades.
+    pub(super) watched: AtomicBool,
+    /// Since when (the server's clock) the show has been closed, as this node learnt it; a
+    /// closed show nobody watches leaves memory after [`super::CLOSED_SHOW_KEPT_MS`].
+    pub(super) closed_since: Mutex<Option<Millis>>,
+    /// This node's figures of the show for post-show reports.
+    pub stats: Arc<ShowCounters>,
+    /// This node's viewers of the show per buyer, for waitlist news and leaving.
+    pub buyers: Buyers,
+}
+
+#[derive(Default)]
+pub(super) struct TickState {
+    pub(super) stock_version: Option<u64>,
+    pub(super) feed_from: u64,
+    pub(super) viewers: Option<u64>,
+    /// The newest accepted claims, oldest first, at most `limits.feed_items`: what a joining
+    /// viewer's snapshot shows as the claim feed.
+    pub(super) recent: VecDeque<FeedItem>,
+    /// Waitlist notices at claim-log positions from here on are still to be told.
+    pub(super) notices_from: u64,
+}
+
+impl ShowRuntime {
+    /// The newest accepted claims this node has seen, oldest first (see `TickState::recent`).
+    pub fn recent_claims(&self) -> Vec<FeedItem> {
+        self.tick
+            .lock()
+            .map(|t| t.recent.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether this call is the first to want the show followed across nodes.
+    pub(super) fn first_watch(&self) -> bool {
+        !self.watched.swap(true, Ordering::AcqRel)
+    }
+
+    /// Whether this node has refreshed the show's conflated values at least once.
+    pub fn refreshed(&self) -> bool {
+        self.tick.lock().is_ok_and(|t| t.stock_version.is_some())
+    }
+}

@@ -1,0 +1,342 @@
+//! The market calendar's rules: a stored market and its exceptions as nights, what may still
+//! change on a night, whether a show's lineup is admitted to its night, and what scheduling a
+//! seller's show into a night must satisfy.
+
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use nightmarket_domain::market::{self as m, DEFAULT_MIN_STARS, parse_date};
+use nightmarket_domain::{
+    AdmissionRefusal, Decision, MarketId, MarketSpec, Millis, NightException, ProductId,
+    ProductProof, SellerId, ShowId, ShowStatus, Slot, SlotError, Stars, check_admission,
+    check_slot,
+};
+use nightmarket_store::{
+    ExceptionKind, ExceptionRow, LineupRow, MarketRow, ShowRow, ShowSchedule, Store,
+};
+use nightmarket_wire::ErrorCode;
+use nightmarket_wire::http::CreateLineupItem;
+use nightmarket_wire::market::{AdmissionIssue, ExpiryWarning};
+
+use crate::convert::show_body;
+use crate::services::catalog::build_lineup;
+use crate::services::webhooks::show_event;
+use crate::services::{ServiceError, ServiceResult, field, new_id};
+
+/// A stored market with its exceptions, ready to compute nights.
+pub struct Calendar {
+    pub row: MarketRow,
+    pub market: nightmarket_domain::Market,
+    pub exceptions: Vec<NightException>,
+}
+
+/// A stored market as the domain checks it.
+pub fn spec_of(r: &MarketRow) -> MarketSpec {
+    MarketSpec {
+        name: r.name.clone(),
+        weekdays: r.weekdays.clone(),
+        start: r.start,
+        duration_minutes: r.duration_minutes,
+        time_zone: r.time_zone.clone(),
+        first_date: r.first_date,
+        last_date: r.last_date,
+        min_stars: r.min_stars,
+    }
+}
+
+/// A stored exception as the domain applies it.
+pub fn exception_of(r: &ExceptionRow) -> NightException {
+    match &r.kind {
+        ExceptionKind::Cancelled => NightException::Cancelled {
+            date: r.night_date,
+            reason: r.reason.clone(),
+        },
+        ExceptionKind::Moved { to } => NightException::Moved {
+            date: r.night_date,
+            to: *to,
+            reason: r.reason.clone(),
+        },
+    }
+}
+
+/// The market `id` names, with its exceptions; 404 when there is none.
+pub async fn calendar(store: &Store, id: &str) -> ServiceResult<Calendar> {
+    let mid = MarketId::parse(id).map_err(|_| ServiceError::not_found("market"))?;
+    let row = store
+        .market(&mid)
+        .await?
+        .ok_or_else(|| ServiceError::not_found(format!("market {mid}")))?;
+    let market = spec_of(&row)
+        .validate()
+        .map_err(|e| ServiceError::new(ErrorCode::Internal, format!("stored market {mid}: {e}")))?;
+    let exceptions = store
+        .exceptions(&mid)
+        .await?
+        .iter()
+        .map(exception_of)
+        .collect();
+    Ok(Calendar {
+        row,
+        market,
+        exceptions,
+    })
+}
+
+/// The night of a calendar on the local date `date` (`YYYY-MM-DD`).
+pub fn night_of(cal: &Calendar, date: &str) -> ServiceResult<m::Night> {
+    let date = field("date", parse_date("date", date))?;
+    cal.market
+        .night(&cal.exceptions, date)
+        .map_err(|e| ServiceError::not_found(format!("night: {e}; market night")))
+}
+
+/// Refuses changes to a night that has ended: what happened on it is history (reports and
+/// settlement read it), and a show scheduled into it would close at once.
+pub fn still_open(night: &m::Night, now: Millis) -> ServiceResult<()> {
+    if night.ends_at <= now {
+        return Err(ServiceError::new(
+            ErrorCode::NightOver,
+            format!(
+                "the night of {} ended at {}; past nights are read-only",
+                night.date, night.local_end
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a new exception against its calendar: the night it changes is not over, a night is
+/// not moved into the past, and the exceptions together still make sense.
+pub fn check_exception(cal: &Calendar, row: &ExceptionRow) -> ServiceResult<()> {
+    if let Ok(night) = cal.market.night(&cal.exceptions, row.night_date) {
+        still_open(&night, row.created_at)?;
+    }
+    if let ExceptionKind::Moved { to } = &row.kind
+        && let Ok(at) = to.to_zoned(cal.market.time_zone().clone())
+        && at.timestamp().as_millisecond() <= row.created_at
+    {
+        return Err(ServiceError::bad_request(
+            "moved_to: a night cannot move into the past",
+        ));
+    }
+    let mut all = cal.exceptions.clone();
+    all.push(exception_of(row));
+    cal.market
+        .check_exceptions(&all)
+        .map_err(|e| ServiceError::bad_request(e.to_string()))
+}
+
+/// The least stars a market admits; the default for a market that no longer exists.
+pub async fn min_stars(store: &Store, market: &MarketId) -> ServiceResult<Stars> {
+    Ok(store
+        .market(market)
+        .await?
+        .map_or(DEFAULT_MIN_STARS, |m| m.min_stars))
+}
+
+/// Every reason the lineup of a show may not go on its night, per product.
+pub async fn admission_issues(
+    store: &Store,
+    row: &ShowRow,
+    min_stars: Stars,
+) -> ServiceResult<Vec<AdmissionIssue>> {
+    let Some(sched) = &row.schedule else {
+        return Ok(Vec::new());
+    };
+    let committed = store
+        .commitment(&sched.market_id, sched.night_date, &row.seller_id)
+        .await?
+        .is_some();
+    // Documents must be valid on the local date the night actually starts.
+    let night_day = local_day(store, sched).await?;
+    let mut issues = Vec::new();
+    for item in &row.lineup {
+        let p = &item.product;
+        let decision = store
+            .decisions(&sched.market_id, &p.id)
+            .await?
+            .last()
+            .map(|d| Decision {
+                approved: d.approved,
+                reason: d.reason.clone(),
+                decided_by: d.decided_by.clone(),
+                decided_at: d.decided_at,
+            });
+        let proof = ProductProof {
+            stars: p.stars,
+            documents: p.documents.clone(),
+        };
+        if let Err(refusals) =
+            check_admission(&proof, min_stars, night_day, decision.as_ref(), committed)
+        {
+            issues.extend(refusals.iter().map(|r| issue(&p.id, r)));
+        }
+    }
+    Ok(issues)
+}
+
+async fn local_day(store: &Store, sched: &ShowSchedule) -> ServiceResult<Date> {
+    let tz = match store.market(&sched.market_id).await? {
+        Some(mk) => TimeZone::get(&mk.time_zone).unwrap_or(TimeZone::UTC),
+        None => TimeZone::UTC,
+    };
+    Ok(jiff::Timestamp::from_millisecond(sched.slot_start)
+        .map(|t| t.to_zoned(tz).date())
+        .unwrap_or(sched.night_date))
+}
+
+fn issue(product: &ProductId, r: &AdmissionRefusal) -> AdmissionIssue {
+    AdmissionIssue {
+        product_id: product.to_string(),
+        reason: r.code().to_owned(),
+        message: r.message(),
+    }
+}
+
+/// The refusal of a lineup not admitted, with every issue in its details.
+pub fn not_admitted(issues: Vec<AdmissionIssue>) -> ServiceError {
+    let products: std::collections::BTreeSet<&str> =
+        issues.iter().map(|i| i.product_id.as_str()).collect();
+    let message = format!(
+        "not admitted for this night: {}",
+        products.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    ServiceError::new(ErrorCode::NotAdmitted, message)
+        .with_details(serde_json::to_value(&issues).unwrap_or_default())
+}
+
+/// Scheduled shows that could not go live as things stand: documents expiring before the
+/// night, decisions revoked, commitments missing.
+pub async fn warnings(store: &Store) -> ServiceResult<Vec<ExpiryWarning>> {
+    let mut out = Vec::new();
+    for row in store.upcoming_shows().await? {
+        let Some(sched) = &row.schedule else { continue };
+        let Some(mk) = store.market(&sched.market_id).await? else {
+            continue;
+        };
+        let issues = admission_issues(store, &row, mk.min_stars).await?;
+        if !issues.is_empty() {
+            out.push(ExpiryWarning {
+                show_id: row.id.to_string(),
+                seller_id: row.seller_id.to_string(),
+                market_id: sched.market_id.to_string(),
+                night_date: sched.night_date.to_string(),
+                issues,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The lineup of a show being scheduled: given item by item, or a seller's saved lineup set.
+async fn lineup_items(
+    store: &Store,
+    seller: &SellerId,
+    lineup: Option<Vec<CreateLineupItem>>,
+    lineup_set_id: Option<String>,
+) -> ServiceResult<Vec<CreateLineupItem>> {
+    match (lineup, lineup_set_id) {
+        (Some(items), None) => Ok(items),
+        (None, Some(set)) => {
+            let set = store
+                .lineup_set(&set)
+                .await?
+                .filter(|s| s.seller_id == *seller)
+                .ok_or_else(|| {
+                    ServiceError::not_found(format!("lineup set {set} of seller {seller}"))
+                })?;
+            Ok(set
+                .items
+                .into_iter()
+                .map(|i| CreateLineupItem {
+                    product_id: i.product_id.to_string(),
+                    stock: i64::from(i.stock),
+                    buyer_limit: i64::from(i.buyer_limit),
+                })
+                .collect())
+        }
+        _ => Err(ServiceError::bad_request(
+            "lineup: give either lineup or lineup_set_id",
+        )),
+    }
+}
+
+/// A seller's show to put into a night, its fields parsed.
+pub struct Scheduling {
+    pub seller: SellerId,
+    pub title: String,
+    pub stream_url: String,
+    pub slot: Slot,
+    /// The lineup item by item, or the id of one of the seller's lineup sets.
+    pub lineup: Option<Vec<CreateLineupItem>>,
+    pub lineup_set_id: Option<String>,
+}
+
+/// Schedules a show into a night: the night still open, the slot inside it and clear of the
+/// seller's other shows, the lineup within bounds (at most `max_lineup` products) and every
+/// product admitted. Stores the show with its `show.scheduled` event; the caller loads it.
+pub async fn schedule(
+    store: &Store,
+    cal: &Calendar,
+    night: &m::Night,
+    s: Scheduling,
+    max_lineup: usize,
+    now: Millis,
+) -> ServiceResult<ShowRow> {
+    still_open(night, now)?;
+    let same_seller: Vec<(ShowId, Slot)> = store
+        .seller_shows(&s.seller)
+        .await?
+        .into_iter()
+        .filter_map(|r| {
+            r.schedule.map(|sc| {
+                (
+                    r.id,
+                    Slot {
+                        starts_at: sc.slot_start,
+                        ends_at: sc.slot_end,
+                    },
+                )
+            })
+        })
+        .collect();
+    check_slot(night, s.slot, &same_seller).map_err(|e| match e {
+        SlotError::Empty { .. } => ServiceError::bad_request(format!("slot_end: {e}")),
+        other => ServiceError::new(ErrorCode::SlotUnavailable, other.to_string()),
+    })?;
+    if s.slot.ends_at <= now {
+        return Err(ServiceError::new(
+            ErrorCode::SlotUnavailable,
+            "slot_end: the slot has already ended",
+        ));
+    }
+    let items = lineup_items(store, &s.seller, s.lineup, s.lineup_set_id).await?;
+    let lineup: Vec<LineupRow> = build_lineup(store, max_lineup, &s.seller, items).await?;
+    let row = ShowRow {
+        id: field("id", ShowId::parse(new_id()))?,
+        seller_id: s.seller,
+        title: s.title,
+        status: ShowStatus::Scheduled,
+        created_at: now,
+        lineup,
+        schedule: Some(ShowSchedule {
+            market_id: cal.row.id.clone(),
+            night_date: night.date,
+            slot_start: s.slot.starts_at,
+            slot_end: s.slot.ends_at,
+            stream_url: s.stream_url,
+        }),
+        live_at: None,
+        closed_at: None,
+    };
+    let issues = admission_issues(store, &row, cal.market.min_stars()).await?;
+    if !issues.is_empty() {
+        return Err(not_admitted(issues));
+    }
+    let event = show_event(
+        "show.scheduled",
+        &show_body(&row, ShowStatus::Scheduled),
+        now,
+    );
+    store.schedule_show(&row, Some(&event)).await?;
+    Ok(row)
+}
