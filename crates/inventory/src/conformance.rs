@@ -11,13 +11,17 @@ use std::time::Duration;
 
 use nightmarket_domain::book::{MAX_WAITLIST_PER_PRODUCT, PROMOTED_CLAIM_PREFIX};
 use nightmarket_domain::{
-    BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRecord, ClaimRequest, CommandError, Dong,
-    EndReason, FlashSpec, JoinDecision, LineupEntry, LogCursor, LogEntry, Product, ProductGroup,
-    ProductId, Quantity, RefusalReason, SellerId, ShowEvent, ShowId, ShowStatus, SkipReason, Stars,
-    WaitlistEntry, WaitlistOutcome, WaitlistRefusal,
+    BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRecord, CommandError, Dong, EndReason,
+    FlashSpec, JoinDecision, LogCursor, LogEntry, ProductId, RefusalReason, ShowEvent, ShowId,
+    ShowStatus, SkipReason, WaitlistEntry, WaitlistOutcome, WaitlistRefusal,
 };
 
 use crate::{Command, Inventory, InventoryError};
+
+pub mod fixtures;
+
+use fixtures::{LIST, T0};
+use fixtures::{accepted, buyer, ensure, err, lineup, pid, qty, refused, req};
 
 /// The system clock, UTC milliseconds: what an inventory on the execution clock decides by
 /// (Redis's TIME, on this machine, is the same clock).
@@ -28,78 +32,6 @@ fn wall_ms() -> i64 {
 }
 
 type R = Result<(), String>;
-
-const T0: i64 = 1_763_730_000_000;
-const LIST: i64 = 120_000;
-
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
-fn ensure(cond: bool, what: impl Into<String>) -> R {
-    if cond { Ok(()) } else { Err(what.into()) }
-}
-
-fn product(id: &str) -> Result<Product, String> {
-    Ok(Product {
-        id: ProductId::parse(id).map_err(err)?,
-        seller_id: SellerId::parse("seller-1").map_err(err)?,
-        name: format!("Chè Shan tuyết {id}"),
-        group: ProductGroup::Beverages,
-        stars: Stars::parse(4).map_err(err)?,
-        district: "Ba Vì".into(),
-        commune: "Ba Vì".into(),
-        producer: "HTX Chè Ba Vì".into(),
-        list_price: Dong::parse(LIST).map_err(err)?,
-        origin_document: "NG-01".into(),
-        quality_label: "CL-01".into(),
-        documents: Vec::new(),
-    })
-}
-
-fn lineup(stock: u32, limit: u32) -> Result<Vec<LineupEntry>, String> {
-    Ok(vec![
-        LineupEntry {
-            product: product("p1")?,
-            allotted: stock,
-            buyer_limit: limit,
-            left: stock,
-        },
-        LineupEntry {
-            product: product("p2")?,
-            allotted: stock,
-            buyer_limit: limit,
-            left: stock,
-        },
-    ])
-}
-
-fn pid(s: &str) -> ProductId {
-    ProductId::parse(s).expect("product ids in this suite are valid literals")
-}
-
-fn req(
-    claim: &str,
-    buyer: &str,
-    product: &str,
-    qty: u32,
-    price: i64,
-) -> Result<ClaimRequest, String> {
-    Ok(ClaimRequest {
-        claim_id: ClaimId::parse(claim).map_err(err)?,
-        buyer: BuyerId::parse(buyer).map_err(err)?,
-        product_id: ProductId::parse(product).map_err(err)?,
-        quantity: Quantity::parse(i64::from(qty), 1_000).map_err(err)?,
-        seen_price: Dong::parse(price).map_err(err)?,
-    })
-}
-
-fn refused(d: &ClaimDecision) -> Option<RefusalReason> {
-    match d {
-        ClaimDecision::Refused(r) => Some(r.reason),
-        _ => None,
-    }
-}
 
 /// The shows [`run`] opens, as `<prefix>-<name>`: a Redis Cluster test uses them to check that
 /// the suite's shows spread over several masters.
@@ -652,13 +584,6 @@ pub async fn history_and_resume(inv: &dyn Inventory, prefix: &str) -> R {
     Ok(())
 }
 
-fn accepted(d: ClaimDecision) -> Result<ClaimRecord, String> {
-    match d {
-        ClaimDecision::Accepted(a) => Ok(a.record),
-        other => Err(format!("expected accepted, got {other:?}")),
-    }
-}
-
 /// Reads the claim log from `from` to its current end, `limit` entries a page, checking what
 /// every page promises: no more than `limit` entries, positions without gaps, a cursor past the
 /// page, and the last (empty) page handing the cursor back unchanged.
@@ -1019,14 +944,6 @@ pub async fn claim_log_from_another_instance(
 }
 
 // ----- waitlist ----------------------------------------------------------------------------------
-
-fn buyer(s: &str) -> Result<BuyerId, String> {
-    BuyerId::parse(s).map_err(err)
-}
-
-fn qty(q: u32) -> Result<Quantity, String> {
-    Quantity::parse(i64::from(q), 1_000).map_err(err)
-}
 
 async fn join(
     inv: &dyn Inventory,
