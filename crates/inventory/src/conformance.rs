@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use nightmarket_domain::book::{MAX_WAITLIST_PER_PRODUCT, PROMOTED_CLAIM_PREFIX};
 use nightmarket_domain::{
-    BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRecord, CommandError, Dong, EndReason,
-    FlashSpec, JoinDecision, LogCursor, LogEntry, ProductId, RefusalReason, ShowEvent, ShowId,
-    ShowStatus, SkipReason, WaitlistEntry, WaitlistOutcome, WaitlistRefusal,
+    BuyerId, CancelDecision, ClaimAccepted, ClaimDecision, ClaimId, ClaimRecord, CommandError,
+    Dong, EndReason, FlashSpec, JoinDecision, LogCursor, LogEntry, ProductId, RefusalReason,
+    ShowEvent, ShowId, ShowStatus, SkipReason, WaitlistEntry, WaitlistOutcome, WaitlistRefusal,
 };
 
 use crate::{Command, Inventory, InventoryError};
@@ -35,7 +35,7 @@ type R = Result<(), String>;
 
 /// The shows [`run`] opens, as `<prefix>-<name>`: a Redis Cluster test uses them to check that
 /// the suite's shows spread over several masters.
-pub const SHOWS: [&str; 12] = [
+pub const SHOWS: [&str; 13] = [
     "lifecycle",
     "flash",
     "cancel",
@@ -48,6 +48,7 @@ pub const SHOWS: [&str; 12] = [
     "waitlimit",
     "waitrace",
     "clock",
+    "together",
 ];
 
 async fn open(
@@ -101,6 +102,7 @@ macro_rules! inventory_conformance {
         $crate::inventory_conformance!(@$mode waitlist_rules ref $($arg)*);
         $crate::inventory_conformance!(@$mode waitlist_limit_skip ref $($arg)*);
         $crate::inventory_conformance!(@$mode waitlists_never_oversell arc $($arg)*);
+        $crate::inventory_conformance!(@$mode claims_together_decide_one_after_another arc $($arg)*);
     };
     (@run $case:ident ref $inv:ident $prefix:ident) => {
         $crate::conformance::$case($inv.as_ref(), $prefix).await?;
@@ -1491,6 +1493,188 @@ pub async fn decided_at_execution(inv: &dyn Inventory, prefix: &str) -> R {
     ensure(
         matches!(r, Ok(ClaimDecision::Accepted(_))),
         format!("a claim within its deadline is decided: {r:?}"),
+    )?;
+    Ok(())
+}
+
+/// Claims that arrive together on one show (the Redis inventory decides them in batches, many
+/// to a script call) are decided as if one after another: each answer is true of the moment it
+/// was decided, no unit is sold twice, a claim id sent twice at once or again later counts
+/// once, and a claim past its deadline answers expired without touching the claims decided
+/// with it.
+pub async fn claims_together_decide_one_after_another(inv: Arc<dyn Inventory>, prefix: &str) -> R {
+    const STOCK: u32 = 60;
+    const LIMIT: u32 = 3;
+    const BUYERS: u32 = 40;
+    let show = open(inv.as_ref(), prefix, "together", STOCK, LIMIT).await?;
+    inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
+    inv.command(&show, Command::Pin(pid("p1")), T0)
+        .await
+        .map_err(err)?;
+
+    // Past their deadline and within it, interleaved, at once: only the second kind executes.
+    let early: Vec<(bool, _)> = (0..12u32)
+        .map(|n| {
+            Ok((
+                n % 2 == 0,
+                req(&format!("d{n}"), &format!("d{n}"), "p1", 1, LIST)?,
+            ))
+        })
+        .collect::<Result<_, String>>()?;
+    let with_deadline = |late: bool| Some(if late { T0 - 1 } else { T0 + 60_000 });
+    let answers = futures_util::future::join_all(
+        early
+            .iter()
+            .map(|(late, r)| inv.claim_within(&show, r.clone(), T0, with_deadline(*late))),
+    )
+    .await;
+    for ((late, r), answer) in early.iter().zip(&answers) {
+        let fits = if *late {
+            matches!(answer, Err(InventoryError::DeadlinePassed))
+        } else {
+            matches!(answer, Ok(ClaimDecision::Accepted(_)))
+        };
+        ensure(
+            fits,
+            format!("{} (late: {late}) answered {answer:?}", r.claim_id),
+        )?;
+    }
+    for (late, r) in early.iter().filter(|(late, _)| *late) {
+        let again = inv
+            .claim_within(&show, r.clone(), T0, with_deadline(*late))
+            .await;
+        ensure(
+            matches!(again, Err(InventoryError::DeadlinePassed)),
+            format!("{} sent again is still expired: {again:?}", r.claim_id),
+        )?;
+    }
+    let taken_early = 6;
+
+    // Every buyer claims twice, and every claim is sent twice at once.
+    let mut sent = Vec::new();
+    for b in 0..BUYERS {
+        for n in 0..2 {
+            let r = req(
+                &format!("t{b}-{n}"),
+                &format!("b{b}"),
+                "p1",
+                1 + (b + n) % LIMIT,
+                LIST,
+            )?;
+            sent.push(r.clone());
+            sent.push(r);
+        }
+    }
+    let answers = futures_util::future::join_all(
+        sent.iter()
+            .map(|r| inv.claim_within(&show, r.clone(), T0, Some(T0 + 60_000))),
+    )
+    .await;
+    let mut decided = Vec::new();
+    for (pair, got) in sent.chunks(2).zip(answers.chunks(2)) {
+        let (r, first, second) = (&pair[0], &got[0], &got[1]);
+        let record = match (first, second) {
+            (Ok(ClaimDecision::Accepted(a)), Ok(ClaimDecision::Duplicate(d)))
+            | (Ok(ClaimDecision::Duplicate(d)), Ok(ClaimDecision::Accepted(a)))
+                if a.record == d.record =>
+            {
+                Some(a.clone())
+            }
+            (Ok(ClaimDecision::Refused(_)), Ok(ClaimDecision::Refused(_))) => None,
+            other => {
+                return Err(format!(
+                    "{} sent twice at once: one acceptance and its duplicate, or two refusals; got {other:?}",
+                    r.claim_id
+                ));
+            }
+        };
+        decided.push((r.clone(), record, [first, second]));
+    }
+
+    // The claim log orders the acceptances; each one's stock left is the stock after it and
+    // every claim before it.
+    let (log, _) = read_all(inv.as_ref(), &show, &LogCursor::default(), 50).await?;
+    let mut left = STOCK;
+    let mut held: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    let mut order = Vec::new();
+    for entry in &log {
+        let LogEntry::Claim { record, .. } = entry else {
+            return Err(format!("only claims in the log, got {entry:?}"));
+        };
+        left = left
+            .checked_sub(record.quantity)
+            .ok_or("more units accepted than allotted")?;
+        let h = held.entry(record.buyer.to_string()).or_default();
+        *h += record.quantity;
+        ensure(*h <= LIMIT, format!("{} holds {h} > {LIMIT}", record.buyer))?;
+        order.push((record.claim_id.clone(), left));
+    }
+    let accepted: Vec<&ClaimAccepted> = decided.iter().filter_map(|(_, a, _)| a.as_ref()).collect();
+    ensure(
+        order.len() == taken_early + accepted.len(),
+        format!(
+            "the log holds {} claims, {} were accepted",
+            order.len(),
+            taken_early + accepted.len()
+        ),
+    )?;
+    for a in &accepted {
+        let at = order.iter().find(|(id, _)| *id == a.record.claim_id);
+        ensure(
+            at.is_some_and(|(_, l)| *l == a.stock_left),
+            format!(
+                "{} answered {} left; the log says {at:?}",
+                a.record.claim_id, a.stock_left
+            ),
+        )?;
+    }
+    let stock = inv.stock(&show, 0).await.map_err(err)?;
+    ensure(
+        stock.levels.first() == Some(&(pid("p1"), left)),
+        format!("{left} left by the log, {:?} by the counters", stock.levels),
+    )?;
+    // A refusal is true of its moment: stock and limits only shrink here, so what it offered
+    // is at least what is left now, and too little for what was asked.
+    for (r, _, answers) in &decided {
+        for answer in answers {
+            let Ok(ClaimDecision::Refused(refusal)) = answer else {
+                continue;
+            };
+            let asked = r.quantity.get();
+            let now_left = LIMIT - held.get(r.buyer.as_str()).copied().unwrap_or(0);
+            let true_then = match refusal.reason {
+                RefusalReason::SoldOut => refusal.available.is_some_and(|a| a < asked && a >= left),
+                RefusalReason::LimitExceeded => refusal
+                    .limit_left
+                    .is_some_and(|l| l < asked && l >= now_left),
+                _ => false,
+            };
+            ensure(true_then, format!("{} refused {refusal:?}", r.claim_id))?;
+        }
+    }
+
+    // Sent again later, every claim answers as it was decided.
+    let again = futures_util::future::join_all(
+        decided
+            .iter()
+            .map(|(r, _, _)| inv.claim_within(&show, r.clone(), T0 + 1, Some(T0 + 60_000))),
+    )
+    .await;
+    for ((r, record, _), answer) in decided.iter().zip(&again) {
+        let same = match (record, answer) {
+            (Some(a), Ok(ClaimDecision::Duplicate(d))) => a.record == d.record,
+            (None, Ok(ClaimDecision::Refused(_))) => true,
+            _ => false,
+        };
+        ensure(
+            same,
+            format!("{} sent again answered {answer:?}", r.claim_id),
+        )?;
+    }
+    let stock = inv.stock(&show, 0).await.map_err(err)?;
+    ensure(
+        stock.log_len == order.len() as u64,
+        "resending took nothing more",
     )?;
     Ok(())
 }
