@@ -432,6 +432,16 @@ pub async fn cancel_rules(inv: &dyn Inventory, prefix: &str) -> R {
         matches!(d, ClaimDecision::Accepted(_)),
         "limit freed by cancel",
     )?;
+    // The feed of recent claims shows each as it was accepted, the cancelled one too.
+    let recent = inv.stock(&show, 0).await.map_err(err)?.recent;
+    let ids: Vec<(&str, Option<i64>)> = recent
+        .iter()
+        .map(|c| (c.claim_id.as_str(), c.cancelled_at))
+        .collect();
+    ensure(
+        ids == [("k1", None), ("k2", None)],
+        format!("recent claims as accepted, got {ids:?}"),
+    )?;
     inv.command(&show, Command::Close, T0).await.map_err(err)?;
     let k2 = ClaimId::parse("k2").map_err(err)?;
     let d = inv.cancel(&show, &b1, &k2, T0).await.map_err(err)?;
