@@ -973,3 +973,26 @@ async fn a_claim_whose_caller_left_before_its_batch_went_is_never_sent() {
     );
     assert_eq!(taken(&inv, &show).await, (1, 1));
 }
+
+/// The first claim on an idle show is sent by its own caller's task; if that caller leaves
+/// while the call is out, the claims queued behind it are still sent and decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_queued_behind_a_caller_who_left_are_still_decided() {
+    let (gate, inv, show, first) = a_call_held_out("leader", None).await;
+    let behind = started(inv.claim(&show, claim("behind", "b1", 2), 3)).await;
+    first.abort();
+    assert!(first.await.is_err_and(|e| e.is_cancelled()));
+    gate.release();
+    let behind = behind.await;
+    assert!(
+        matches!(&behind, Ok(ClaimDecision::Accepted(a)) if a.record.claim_id.as_str() == "behind"),
+        "{behind:?}"
+    );
+    // The first claim ran too (its call was out); only its caller did not hear.
+    let again = inv.claim(&show, claim("held-claim", "b0", 1), 4).await;
+    assert!(
+        matches!(again, Ok(ClaimDecision::Duplicate(_))),
+        "{again:?}"
+    );
+    assert_eq!(taken(&inv, &show).await, (3, 2));
+}

@@ -6,7 +6,9 @@
 //! round trip and one script start per batch rather than per claim, and its claims still run
 //! one after another in arrival order, each judged by Redis's `TIME` against its own deadline.
 //! Calls for different shows do not wait for each other: each show has its own queue and its
-//! own call out, and the calls share the connection's pipeline.
+//! own call out, and the calls share the connection's pipeline. A lone claim on an idle show is
+//! sent by its own task at once; only when claims queue behind it does a driver task take over
+//! the show, until its queue is empty.
 //!
 //! A call that fails leaves every claim in it an unknown outcome (`Unknown`), exactly as one
 //! claim alone: the script may have run. The caller sends it again with the same id and
@@ -98,7 +100,8 @@ impl Lanes {
     }
 
     /// Queues a claim on `show` and waits for its answer. The first claim of an idle show
-    /// starts the show's driver; later ones join its queue.
+    /// sends it itself, then hands the show to a driver task if claims queued meanwhile;
+    /// later ones join the queue.
     pub(super) async fn claim(
         self: &Arc<Self>,
         show: &ShowId,
@@ -132,48 +135,25 @@ impl Lanes {
             }
         };
         if start {
-            tokio::spawn(self.clone().drive(show.clone()));
+            // The show was idle: this claim's own task sends the show's first batch (this claim,
+            // and any that queued in the meantime), so a lone claim costs no task to start and
+            // no thread to wake. Claims that queue while it is out go on in a driver task.
+            let mut driver = Driver::new(self.clone(), show.clone(), true);
+            if driver.take() {
+                driver.decide().await;
+            }
+            if driver.owns {
+                driver.inline = false;
+                tokio::spawn(driver.run());
+            }
         }
         told.await.unwrap_or_else(|_| {
-            // The driver ended without answering: only when the runtime shuts down, and its
-            // batch may have been sent.
+            // Its batch ended without answering: the task sending it was dropped (its caller
+            // left, or the runtime is shutting down), and the call may have gone out.
             Err(InventoryError::Unknown(
                 "redis: the claim's batch ended without an answer".into(),
             ))
         })
-    }
-
-    /// Sends the show's queued claims, a batch at a time, until the queue is empty.
-    async fn drive(self: Arc<Self>, show: ShowId) {
-        let mut leaving = Leaving {
-            lanes: &self,
-            show: Some(&show),
-        };
-        let keys = key_names(&self.prefix, &show);
-        let mut batch = Vec::with_capacity(CLAIM_BATCH);
-        let mut cmd = redis::Cmd::new();
-        loop {
-            {
-                let mut queued = self.queued();
-                let Some(queue) = queued.get_mut(&show) else {
-                    break;
-                };
-                while batch.len() < CLAIM_BATCH {
-                    match queue.pop_front() {
-                        // Its caller is gone: never sent.
-                        Some(p) if p.answer.is_closed() => {}
-                        Some(p) => batch.push(p),
-                        None => break,
-                    }
-                }
-                if batch.is_empty() {
-                    queued.remove(&show);
-                    leaving.show = None;
-                    break;
-                }
-            }
-            self.decide(&keys, &mut cmd, &mut batch).await;
-        }
     }
 
     /// One script call for `batch`; answers every claim in it and empties it.
@@ -270,19 +250,89 @@ async fn send(conn: &mut impl ConnectionLike, cmd: &redis::Cmd) -> redis::RedisR
     }
 }
 
-/// Takes the show's queue away if its driver ends before it is empty (the runtime shutting
-/// down): the claims waiting in it then hear `Unknown` rather than waiting for ever, and the
-/// next claim on the show starts a new driver.
-struct Leaving<'a> {
-    lanes: &'a Lanes,
-    show: Option<&'a ShowId>,
+/// Sends a show's queued claims, a batch at a time, until the queue is empty. While the show
+/// is in `queued`, exactly one driver owns it.
+struct Driver {
+    lanes: Arc<Lanes>,
+    show: ShowId,
+    /// The show's key names, built once per driver rather than per call.
+    keys: [String; 13],
+    batch: Vec<Pending>,
+    /// The call, rewritten in place for each batch.
+    cmd: redis::Cmd,
+    /// Whether the show's queue is still this driver's to empty.
+    owns: bool,
+    /// Running in a claim's own task, which its caller may drop (see `Drop`).
+    inline: bool,
 }
 
-impl Drop for Leaving<'_> {
-    fn drop(&mut self) {
-        if let Some(show) = self.show {
-            self.lanes.queued().remove(show);
+impl Driver {
+    fn new(lanes: Arc<Lanes>, show: ShowId, inline: bool) -> Self {
+        let keys = key_names(&lanes.prefix, &show);
+        Self {
+            lanes,
+            show,
+            keys,
+            batch: Vec::with_capacity(CLAIM_BATCH),
+            cmd: redis::Cmd::new(),
+            owns: true,
+            inline,
         }
+    }
+
+    /// Takes the next batch off the queue; with none left, lets the show go idle (false).
+    fn take(&mut self) -> bool {
+        let mut queued = self.lanes.queued();
+        let Some(queue) = queued.get_mut(&self.show) else {
+            self.owns = false;
+            return false;
+        };
+        while self.batch.len() < CLAIM_BATCH {
+            match queue.pop_front() {
+                // Its caller is gone: never sent.
+                Some(p) if p.answer.is_closed() => {}
+                Some(p) => self.batch.push(p),
+                None => break,
+            }
+        }
+        if self.batch.is_empty() {
+            queued.remove(&self.show);
+            self.owns = false;
+            return false;
+        }
+        true
+    }
+
+    async fn decide(&mut self) {
+        self.lanes
+            .decide(&self.keys, &mut self.cmd, &mut self.batch)
+            .await;
+    }
+
+    async fn run(mut self) {
+        while self.take() {
+            self.decide().await;
+        }
+    }
+}
+
+impl Drop for Driver {
+    /// A driver dropped while it still owns the queue: the claims of the batch it was sending
+    /// hear `Unknown` (their senders go with it; the call may have gone out). The claims still
+    /// queued are taken on by a driver task if this one ran in a claim's task whose caller left;
+    /// otherwise (the runtime shutting down) they are let go and hear `Unknown`, and the next
+    /// claim on the show starts afresh.
+    fn drop(&mut self) {
+        if !self.owns {
+            return;
+        }
+        if self.inline
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(Driver::new(self.lanes.clone(), self.show.clone(), false).run());
+            return;
+        }
+        self.lanes.queued().remove(&self.show);
     }
 }
 
