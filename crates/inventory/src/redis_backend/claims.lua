@@ -62,8 +62,17 @@ local function left(p)
   end
   return l
 end
-local log_len = nil
+-- The claim log's next position, as text: read once, then counted up as text (see `succ`).
+local pos_s = nil
 local taken = 0
+
+-- The decimal text of `s + 1` for a whole number `s` given as text, without formatting a
+-- number: the last digit goes up by one; only a carry (one time in ten) formats.
+local function succ(s)
+  local last = string.byte(s, -1)
+  if last < 57 then return string.sub(s, 1, -2) .. string.char(last + 1) end
+  return n(tonumber(s) + 1)
+end
 
 for i = 1, #ARGV, 7 do
   local cid, buyer, p, qty_s, seen_s = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
@@ -114,15 +123,16 @@ for i = 1, #ARGV, 7 do
         end
         redis.call('HSET', K_CLAIMS, cid,
           buyer .. '|' .. p .. '|' .. qty_s .. '|' .. price_s .. '|' .. fid_s .. '|' .. now_s .. '|')
-        local chunk = mine_chunk(buyer, redis.call('HINCRBY', K_MINE, buyer .. '#', 1))
+        local chunk = mine_chunk(buyer, redis.call('HINCRBY', K_MINE, buyer .. '#', '1'))
         local ids = redis.call('HGET', K_MINE, chunk)
         if ids then ids = ids .. ',' .. cid else ids = cid end
         redis.call('HSET', K_MINE, chunk, ids)
-        if not log_len then log_len = tonumber(meta('log_len')) end
-        redis.call('XADD', K_LOG, '*', 'pos', log_len + taken, 'kind', 'claim', 'claim_id', cid,
+        if not pos_s then pos_s = meta('log_len') end
+        redis.call('XADD', K_LOG, '*', 'pos', pos_s, 'kind', 'claim', 'claim_id', cid,
           'buyer', buyer, 'product', p, 'quantity', qty_s, 'unit_price', price_s, 'flash_id', fid_s,
           'at', now_s)
         taken = taken + 1
+        pos_s = succ(pos_s)
         answer(ACCEPTED, price, fid, now, stock_left, exhausted)
       end
     end

@@ -77,10 +77,17 @@ local function left_of(product) return tonumber(redis.call('HGET', K_LEFT, produ
 -- bounds it. ('#' is outside the id alphabet, so these fields never meet a buyer id.)
 local MINE_CHUNK = 32
 
--- The field the buyer's `count`-th claim id goes to. (A small whole number: `tostring` writes
--- it as `n` would, without a format string to parse on every claim.)
+-- The field the buyer's `count`-th claim id goes to. The chunk numbers' texts are kept for the
+-- script's run: most claims of a batch land in chunk 0, and each text is formatted once.
+local CHUNK_TEXT = {}
 local function mine_chunk(buyer, count)
-  return buyer .. '#' .. tostring(math.floor((count - 1) / MINE_CHUNK))
+  local k = math.floor((count - 1) / MINE_CHUNK)
+  local text = CHUNK_TEXT[k]
+  if not text then
+    text = n(k)
+    CHUNK_TEXT[k] = text
+  end
+  return buyer .. '#' .. text
 end
 
 -- The buyer's claim ids, oldest first. Shows opened before the chunks kept one list in the
