@@ -24,7 +24,8 @@
 //! expire; until then no key has a TTL.
 //!
 //! Scripts run with EVALSHA and fall back to EVAL on NOSCRIPT (after a Redis restart), through
-//! the `redis` crate's `Script`.
+//! the `redis` crate's `Script`; claims write their EVALSHA themselves, batched per show, and on
+//! NOSCRIPT load the script and send the call again (see `claims.rs`).
 //!
 //! The same code runs on one Redis ([`RedisInventory::connect`]) and on a Redis Cluster
 //! ([`RedisInventory::connect_cluster`]): every script names all thirteen keys of one show in KEYS,
