@@ -396,14 +396,14 @@ pub struct ShowBook {
     lineup: Vec<LineupEntry>,
     index: HashMap<ProductId, usize>,
     claims: HashMap<ClaimId, ClaimRecord>,
-    by_buyer: HashMap<BuyerId, Vec<ClaimId>>,
-    /// Units each buyer holds per lineup index, net of cancellations.
-    held: HashMap<(BuyerId, usize), u32>,
+    /// Each buyer's claims and held units.
+    buyers: HashMap<BuyerId, BuyerBook>,
     /// Claim-log entries (claims and cancels) so far; the position of the next entry.
     log_len: u64,
     accepted_claims: u64,
-    /// Recent accepted claims for the public feed: (log position, record).
-    recent: VecDeque<(u64, ClaimRecord)>,
+    /// Recent accepted claims for the public feed: (log position, claim id). The records are
+    /// in `claims`; keeping only the id here spares copying a whole record on every claim.
+    recent: VecDeque<(u64, ClaimId)>,
     /// Bumped on every stock change, so the fan-out can skip unchanged stock frames.
     stock_version: u64,
     /// Per lineup index, the buyers waiting for units, oldest first.
@@ -412,6 +412,30 @@ pub struct ShowBook {
     next_wait_number: u64,
     /// Recent waitlist outcomes for the nodes' ticks, at most [`WAITLIST_NOTICES_KEPT`].
     notices: VecDeque<WaitlistNotice>,
+}
+
+/// One buyer's part of a show: its claim ids, oldest first, and the units it holds per lineup
+/// index, net of cancellations. Kept in one map keyed by the buyer alone, so a claim finds its
+/// buyer with one look-up by reference; a map keyed by `(buyer, product)` needed a copy of the
+/// buyer id for every look-up, on the hottest path of the embedded mode.
+#[derive(Debug, Clone, Default)]
+struct BuyerBook {
+    claims: Vec<ClaimId>,
+    /// Indexed by lineup index; shorter when the buyer never held the later products.
+    held: Vec<u32>,
+}
+
+impl BuyerBook {
+    fn held(&self, idx: usize) -> u32 {
+        self.held.get(idx).copied().unwrap_or(0)
+    }
+
+    fn held_mut(&mut self, idx: usize) -> &mut u32 {
+        if self.held.len() <= idx {
+            self.held.resize(idx + 1, 0);
+        }
+        &mut self.held[idx]
+    }
 }
 
 impl ShowBook {
@@ -433,8 +457,7 @@ impl ShowBook {
             lineup,
             index,
             claims: HashMap::new(),
-            by_buyer: HashMap::new(),
-            held: HashMap::new(),
+            buyers: HashMap::new(),
             log_len: 0,
             accepted_claims: 0,
             recent: VecDeque::with_capacity(FEED_RECENT),
@@ -492,10 +515,10 @@ impl ShowBook {
     /// The buyer's claims, oldest first.
     pub fn claims_of(&self, buyer: &BuyerId) -> Vec<ClaimRecord> {
         let mut out: Vec<ClaimRecord> = self
-            .by_buyer
+            .buyers
             .get(buyer)
             .into_iter()
-            .flatten()
+            .flat_map(|b| &b.claims)
             .filter_map(|id| self.claims.get(id).cloned())
             .collect();
         out.sort_by_key(|c| c.at);
@@ -506,17 +529,25 @@ impl ShowBook {
     pub fn held(&self, buyer: &BuyerId, product: &ProductId) -> u32 {
         self.index
             .get(product)
-            .and_then(|&i| self.held.get(&(buyer.clone(), i)))
-            .copied()
-            .unwrap_or(0)
+            .map_or(0, |&i| self.held_at(buyer, i))
+    }
+
+    /// Units the buyer holds of the product at lineup index `idx`.
+    fn held_at(&self, buyer: &BuyerId, idx: usize) -> u32 {
+        self.buyers.get(buyer).map_or(0, |b| b.held(idx))
     }
 
     /// Accepted claims at log positions `>= from`, oldest first, at most [`FEED_RECENT`].
-    pub fn recent_since(&self, from: u64) -> Vec<&ClaimRecord> {
+    pub fn recent_since(&self, from: u64) -> Vec<ClaimRecord> {
         self.recent
             .iter()
             .filter(|(pos, _)| *pos >= from)
-            .map(|(_, r)| r)
+            .filter_map(|(_, id)| self.claims.get(id))
+            // As it was accepted: a later cancellation is an entry of its own.
+            .map(|r| ClaimRecord {
+                cancelled_at: None,
+                ..r.clone()
+            })
             .collect()
     }
 
@@ -583,11 +614,7 @@ impl ShowBook {
         let qty = req.quantity.get();
         let entry = &self.lineup[idx];
         // 5. The buyer's limit for this product.
-        let held = self
-            .held
-            .get(&(req.buyer.clone(), idx))
-            .copied()
-            .unwrap_or(0);
+        let held = self.held_at(&req.buyer, idx);
         let limit_left = entry.buyer_limit.saturating_sub(held);
         if qty > limit_left {
             return ClaimDecision::Refused(Refusal {
@@ -636,21 +663,27 @@ impl ShowBook {
         let entry = &mut self.lineup[idx];
         entry.left = entry.left.saturating_sub(record.quantity);
         let left = entry.left;
-        *self.held.entry((record.buyer.clone(), idx)).or_insert(0) += record.quantity;
+        // Only a buyer's first claim copies its id into the map.
+        if let Some(b) = self.buyers.get_mut(&record.buyer) {
+            *b.held_mut(idx) += record.quantity;
+            b.claims.push(record.claim_id.clone());
+        } else {
+            let mut b = BuyerBook::default();
+            *b.held_mut(idx) += record.quantity;
+            b.claims.push(record.claim_id.clone());
+            self.buyers.insert(record.buyer.clone(), b);
+        }
         if let Some(f) = self.flash.as_mut()
             && Some(f.id) == record.flash_id
         {
             f.sold = f.sold.saturating_add(record.quantity);
         }
         self.claims.insert(record.claim_id.clone(), record.clone());
-        self.by_buyer
-            .entry(record.buyer.clone())
-            .or_default()
-            .push(record.claim_id.clone());
         if self.recent.len() == FEED_RECENT {
             self.recent.pop_front();
         }
-        self.recent.push_back((self.log_len, record.clone()));
+        self.recent
+            .push_back((self.log_len, record.claim_id.clone()));
         self.log_len += 1;
         self.accepted_claims += 1;
         self.stock_version += 1;
@@ -704,7 +737,8 @@ impl ShowBook {
             .saturating_add(record.quantity)
             .min(entry.allotted);
         let left = entry.left;
-        if let Some(h) = self.held.get_mut(&(record.buyer.clone(), idx)) {
+        if let Some(b) = self.buyers.get_mut(&record.buyer) {
+            let h = b.held_mut(idx);
             *h = h.saturating_sub(record.quantity);
         }
         if let Some(f) = self.flash.as_mut()
@@ -750,7 +784,7 @@ impl ShowBook {
         if entry.left > 0 {
             return JoinDecision::Refused(WaitlistRefusal::NotSoldOut);
         }
-        let held = self.held.get(&(buyer.clone(), idx)).copied().unwrap_or(0);
+        let held = self.held_at(buyer, idx);
         if held.saturating_add(quantity.get()) > entry.buyer_limit {
             return JoinDecision::Refused(WaitlistRefusal::LimitExceeded);
         }
@@ -871,11 +905,7 @@ impl ShowBook {
             }
             let limit = entry.buyer_limit;
             let waiting = &self.waitlists[idx][i];
-            let held = self
-                .held
-                .get(&(waiting.buyer.clone(), idx))
-                .copied()
-                .unwrap_or(0);
+            let held = self.held_at(&waiting.buyer, idx);
             let skip = if price > waiting.price {
                 Some(SkipReason::PriceRose)
             } else if held.saturating_add(waiting.quantity) > limit {
@@ -1246,8 +1276,9 @@ impl ShowBook {
                     entry.product.id, entry.allotted, entry.left
                 ));
             }
-            for ((buyer, idx), h) in &self.held {
-                if *idx == i && *h > entry.buyer_limit {
+            for (buyer, b) in &self.buyers {
+                let h = b.held(i);
+                if h > entry.buyer_limit {
                     return Err(format!(
                         "buyer {buyer} holds {h} > limit {}",
                         entry.buyer_limit

@@ -11,13 +11,17 @@ use std::time::Duration;
 
 use nightmarket_domain::book::{MAX_WAITLIST_PER_PRODUCT, PROMOTED_CLAIM_PREFIX};
 use nightmarket_domain::{
-    BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRecord, ClaimRequest, CommandError, Dong,
-    EndReason, FlashSpec, JoinDecision, LineupEntry, LogCursor, LogEntry, Product, ProductGroup,
-    ProductId, Quantity, RefusalReason, SellerId, ShowEvent, ShowId, ShowStatus, SkipReason, Stars,
-    WaitlistEntry, WaitlistOutcome, WaitlistRefusal,
+    BuyerId, CancelDecision, ClaimAccepted, ClaimDecision, ClaimId, ClaimRecord, CommandError,
+    Dong, EndReason, FlashSpec, JoinDecision, LogCursor, LogEntry, ProductId, RefusalReason,
+    ShowEvent, ShowId, ShowStatus, SkipReason, WaitlistEntry, WaitlistOutcome, WaitlistRefusal,
 };
 
 use crate::{Command, Inventory, InventoryError};
+
+pub mod fixtures;
+
+use fixtures::{LIST, T0};
+use fixtures::{accepted, buyer, ensure, err, lineup, pid, qty, refused, req};
 
 /// The system clock, UTC milliseconds: what an inventory on the execution clock decides by
 /// (Redis's TIME, on this machine, is the same clock).
@@ -29,81 +33,9 @@ fn wall_ms() -> i64 {
 
 type R = Result<(), String>;
 
-const T0: i64 = 1_763_730_000_000;
-const LIST: i64 = 120_000;
-
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
-fn ensure(cond: bool, what: impl Into<String>) -> R {
-    if cond { Ok(()) } else { Err(what.into()) }
-}
-
-fn product(id: &str) -> Result<Product, String> {
-    Ok(Product {
-        id: ProductId::parse(id).map_err(err)?,
-        seller_id: SellerId::parse("seller-1").map_err(err)?,
-        name: format!("Chè Shan tuyết {id}"),
-        group: ProductGroup::Beverages,
-        stars: Stars::parse(4).map_err(err)?,
-        district: "Ba Vì".into(),
-        commune: "Ba Vì".into(),
-        producer: "HTX Chè Ba Vì".into(),
-        list_price: Dong::parse(LIST).map_err(err)?,
-        origin_document: "NG-01".into(),
-        quality_label: "CL-01".into(),
-        documents: Vec::new(),
-    })
-}
-
-fn lineup(stock: u32, limit: u32) -> Result<Vec<LineupEntry>, String> {
-    Ok(vec![
-        LineupEntry {
-            product: product("p1")?,
-            allotted: stock,
-            buyer_limit: limit,
-            left: stock,
-        },
-        LineupEntry {
-            product: product("p2")?,
-            allotted: stock,
-            buyer_limit: limit,
-            left: stock,
-        },
-    ])
-}
-
-fn pid(s: &str) -> ProductId {
-    ProductId::parse(s).expect("product ids in this suite are valid literals")
-}
-
-fn req(
-    claim: &str,
-    buyer: &str,
-    product: &str,
-    qty: u32,
-    price: i64,
-) -> Result<ClaimRequest, String> {
-    Ok(ClaimRequest {
-        claim_id: ClaimId::parse(claim).map_err(err)?,
-        buyer: BuyerId::parse(buyer).map_err(err)?,
-        product_id: ProductId::parse(product).map_err(err)?,
-        quantity: Quantity::parse(i64::from(qty), 1_000).map_err(err)?,
-        seen_price: Dong::parse(price).map_err(err)?,
-    })
-}
-
-fn refused(d: &ClaimDecision) -> Option<RefusalReason> {
-    match d {
-        ClaimDecision::Refused(r) => Some(r.reason),
-        _ => None,
-    }
-}
-
 /// The shows [`run`] opens, as `<prefix>-<name>`: a Redis Cluster test uses them to check that
 /// the suite's shows spread over several masters.
-pub const SHOWS: [&str; 12] = [
+pub const SHOWS: [&str; 13] = [
     "lifecycle",
     "flash",
     "cancel",
@@ -116,6 +48,7 @@ pub const SHOWS: [&str; 12] = [
     "waitlimit",
     "waitrace",
     "clock",
+    "together",
 ];
 
 async fn open(
@@ -169,6 +102,7 @@ macro_rules! inventory_conformance {
         $crate::inventory_conformance!(@$mode waitlist_rules ref $($arg)*);
         $crate::inventory_conformance!(@$mode waitlist_limit_skip ref $($arg)*);
         $crate::inventory_conformance!(@$mode waitlists_never_oversell arc $($arg)*);
+        $crate::inventory_conformance!(@$mode claims_together_decide_one_after_another arc $($arg)*);
     };
     (@run $case:ident ref $inv:ident $prefix:ident) => {
         $crate::conformance::$case($inv.as_ref(), $prefix).await?;
@@ -498,6 +432,16 @@ pub async fn cancel_rules(inv: &dyn Inventory, prefix: &str) -> R {
         matches!(d, ClaimDecision::Accepted(_)),
         "limit freed by cancel",
     )?;
+    // The feed of recent claims shows each as it was accepted, the cancelled one too.
+    let recent = inv.stock(&show, 0).await.map_err(err)?.recent;
+    let ids: Vec<(&str, Option<i64>)> = recent
+        .iter()
+        .map(|c| (c.claim_id.as_str(), c.cancelled_at))
+        .collect();
+    ensure(
+        ids == [("k1", None), ("k2", None)],
+        format!("recent claims as accepted, got {ids:?}"),
+    )?;
     inv.command(&show, Command::Close, T0).await.map_err(err)?;
     let k2 = ClaimId::parse("k2").map_err(err)?;
     let d = inv.cancel(&show, &b1, &k2, T0).await.map_err(err)?;
@@ -650,13 +594,6 @@ pub async fn history_and_resume(inv: &dyn Inventory, prefix: &str) -> R {
         "view as of seq 4",
     )?;
     Ok(())
-}
-
-fn accepted(d: ClaimDecision) -> Result<ClaimRecord, String> {
-    match d {
-        ClaimDecision::Accepted(a) => Ok(a.record),
-        other => Err(format!("expected accepted, got {other:?}")),
-    }
 }
 
 /// Reads the claim log from `from` to its current end, `limit` entries a page, checking what
@@ -1019,14 +956,6 @@ pub async fn claim_log_from_another_instance(
 }
 
 // ----- waitlist ----------------------------------------------------------------------------------
-
-fn buyer(s: &str) -> Result<BuyerId, String> {
-    BuyerId::parse(s).map_err(err)
-}
-
-fn qty(q: u32) -> Result<Quantity, String> {
-    Quantity::parse(i64::from(q), 1_000).map_err(err)
-}
 
 async fn join(
     inv: &dyn Inventory,
@@ -1574,6 +1503,188 @@ pub async fn decided_at_execution(inv: &dyn Inventory, prefix: &str) -> R {
     ensure(
         matches!(r, Ok(ClaimDecision::Accepted(_))),
         format!("a claim within its deadline is decided: {r:?}"),
+    )?;
+    Ok(())
+}
+
+/// Claims that arrive together on one show (the Redis inventory decides them in batches, many
+/// to a script call) are decided as if one after another: each answer is true of the moment it
+/// was decided, no unit is sold twice, a claim id sent twice at once or again later counts
+/// once, and a claim past its deadline answers expired without touching the claims decided
+/// with it.
+pub async fn claims_together_decide_one_after_another(inv: Arc<dyn Inventory>, prefix: &str) -> R {
+    const STOCK: u32 = 60;
+    const LIMIT: u32 = 3;
+    const BUYERS: u32 = 40;
+    let show = open(inv.as_ref(), prefix, "together", STOCK, LIMIT).await?;
+    inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
+    inv.command(&show, Command::Pin(pid("p1")), T0)
+        .await
+        .map_err(err)?;
+
+    // Past their deadline and within it, interleaved, at once: only the second kind executes.
+    let early: Vec<(bool, _)> = (0..12u32)
+        .map(|n| {
+            Ok((
+                n % 2 == 0,
+                req(&format!("d{n}"), &format!("d{n}"), "p1", 1, LIST)?,
+            ))
+        })
+        .collect::<Result<_, String>>()?;
+    let with_deadline = |late: bool| Some(if late { T0 - 1 } else { T0 + 60_000 });
+    let answers = futures_util::future::join_all(
+        early
+            .iter()
+            .map(|(late, r)| inv.claim_within(&show, r.clone(), T0, with_deadline(*late))),
+    )
+    .await;
+    for ((late, r), answer) in early.iter().zip(&answers) {
+        let fits = if *late {
+            matches!(answer, Err(InventoryError::DeadlinePassed))
+        } else {
+            matches!(answer, Ok(ClaimDecision::Accepted(_)))
+        };
+        ensure(
+            fits,
+            format!("{} (late: {late}) answered {answer:?}", r.claim_id),
+        )?;
+    }
+    for (late, r) in early.iter().filter(|(late, _)| *late) {
+        let again = inv
+            .claim_within(&show, r.clone(), T0, with_deadline(*late))
+            .await;
+        ensure(
+            matches!(again, Err(InventoryError::DeadlinePassed)),
+            format!("{} sent again is still expired: {again:?}", r.claim_id),
+        )?;
+    }
+    let taken_early = 6;
+
+    // Every buyer claims twice, and every claim is sent twice at once.
+    let mut sent = Vec::new();
+    for b in 0..BUYERS {
+        for n in 0..2 {
+            let r = req(
+                &format!("t{b}-{n}"),
+                &format!("b{b}"),
+                "p1",
+                1 + (b + n) % LIMIT,
+                LIST,
+            )?;
+            sent.push(r.clone());
+            sent.push(r);
+        }
+    }
+    let answers = futures_util::future::join_all(
+        sent.iter()
+            .map(|r| inv.claim_within(&show, r.clone(), T0, Some(T0 + 60_000))),
+    )
+    .await;
+    let mut decided = Vec::new();
+    for (pair, got) in sent.chunks(2).zip(answers.chunks(2)) {
+        let (r, first, second) = (&pair[0], &got[0], &got[1]);
+        let record = match (first, second) {
+            (Ok(ClaimDecision::Accepted(a)), Ok(ClaimDecision::Duplicate(d)))
+            | (Ok(ClaimDecision::Duplicate(d)), Ok(ClaimDecision::Accepted(a)))
+                if a.record == d.record =>
+            {
+                Some(a.clone())
+            }
+            (Ok(ClaimDecision::Refused(_)), Ok(ClaimDecision::Refused(_))) => None,
+            other => {
+                return Err(format!(
+                    "{} sent twice at once: one acceptance and its duplicate, or two refusals; got {other:?}",
+                    r.claim_id
+                ));
+            }
+        };
+        decided.push((r.clone(), record, [first, second]));
+    }
+
+    // The claim log orders the acceptances; each one's stock left is the stock after it and
+    // every claim before it.
+    let (log, _) = read_all(inv.as_ref(), &show, &LogCursor::default(), 50).await?;
+    let mut left = STOCK;
+    let mut held: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    let mut order = Vec::new();
+    for entry in &log {
+        let LogEntry::Claim { record, .. } = entry else {
+            return Err(format!("only claims in the log, got {entry:?}"));
+        };
+        left = left
+            .checked_sub(record.quantity)
+            .ok_or("more units accepted than allotted")?;
+        let h = held.entry(record.buyer.to_string()).or_default();
+        *h += record.quantity;
+        ensure(*h <= LIMIT, format!("{} holds {h} > {LIMIT}", record.buyer))?;
+        order.push((record.claim_id.clone(), left));
+    }
+    let accepted: Vec<&ClaimAccepted> = decided.iter().filter_map(|(_, a, _)| a.as_ref()).collect();
+    ensure(
+        order.len() == taken_early + accepted.len(),
+        format!(
+            "the log holds {} claims, {} were accepted",
+            order.len(),
+            taken_early + accepted.len()
+        ),
+    )?;
+    for a in &accepted {
+        let at = order.iter().find(|(id, _)| *id == a.record.claim_id);
+        ensure(
+            at.is_some_and(|(_, l)| *l == a.stock_left),
+            format!(
+                "{} answered {} left; the log says {at:?}",
+                a.record.claim_id, a.stock_left
+            ),
+        )?;
+    }
+    let stock = inv.stock(&show, 0).await.map_err(err)?;
+    ensure(
+        stock.levels.first() == Some(&(pid("p1"), left)),
+        format!("{left} left by the log, {:?} by the counters", stock.levels),
+    )?;
+    // A refusal is true of its moment: stock and limits only shrink here, so what it offered
+    // is at least what is left now, and too little for what was asked.
+    for (r, _, answers) in &decided {
+        for answer in answers {
+            let Ok(ClaimDecision::Refused(refusal)) = answer else {
+                continue;
+            };
+            let asked = r.quantity.get();
+            let now_left = LIMIT - held.get(r.buyer.as_str()).copied().unwrap_or(0);
+            let true_then = match refusal.reason {
+                RefusalReason::SoldOut => refusal.available.is_some_and(|a| a < asked && a >= left),
+                RefusalReason::LimitExceeded => refusal
+                    .limit_left
+                    .is_some_and(|l| l < asked && l >= now_left),
+                _ => false,
+            };
+            ensure(true_then, format!("{} refused {refusal:?}", r.claim_id))?;
+        }
+    }
+
+    // Sent again later, every claim answers as it was decided.
+    let again = futures_util::future::join_all(
+        decided
+            .iter()
+            .map(|(r, _, _)| inv.claim_within(&show, r.clone(), T0 + 1, Some(T0 + 60_000))),
+    )
+    .await;
+    for ((r, record, _), answer) in decided.iter().zip(&again) {
+        let same = match (record, answer) {
+            (Some(a), Ok(ClaimDecision::Duplicate(d))) => a.record == d.record,
+            (None, Ok(ClaimDecision::Refused(_))) => true,
+            _ => false,
+        };
+        ensure(
+            same,
+            format!("{} sent again answered {answer:?}", r.claim_id),
+        )?;
+    }
+    let stock = inv.stock(&show, 0).await.map_err(err)?;
+    ensure(
+        stock.log_len == order.len() as u64,
+        "resending took nothing more",
     )?;
     Ok(())
 }

@@ -422,7 +422,7 @@ impl Inventory for MemoryInventory {
             log_len: book.log_len(),
             accepted_claims: book.accepted_claims(),
             flash_sold: book.flash().map(|f| (f.id, f.sold)),
-            recent: book.recent_since(feed_from).into_iter().cloned().collect(),
+            recent: book.recent_since(feed_from),
             waitlist: book
                 .waitlist_notices_since(feed_from)
                 .into_iter()

@@ -4,10 +4,8 @@
 
 use std::sync::Arc;
 
-use nightmarket_domain::{
-    BuyerId, ClaimDecision, ClaimId, ClaimRequest, Dong, LineupEntry, Product, ProductGroup,
-    ProductId, Quantity, SellerId, ShowId, Stars,
-};
+use nightmarket_domain::{BuyerId, ClaimDecision, ClaimId, LineupEntry, ShowId};
+use nightmarket_inventory::conformance::fixtures::{self, LIST};
 use nightmarket_inventory::{Command, DecisionClock, Inventory, MemoryInventory, conformance};
 use nightmarket_store::SqliteJournal;
 
@@ -35,27 +33,9 @@ async fn memory_inventory_decides_at_execution() {
         .unwrap();
 }
 
+/// Products `p1` and `p2`, 40 units each, at most 5 a buyer.
 fn lineup() -> Vec<LineupEntry> {
-    let product = Product {
-        id: ProductId::parse("gom-bat-trang").unwrap(),
-        seller_id: SellerId::parse("s1").unwrap(),
-        name: "Bộ ấm chén gốm Bát Tràng".into(),
-        group: ProductGroup::Handicrafts,
-        stars: Stars::parse(5).unwrap(),
-        district: "Gia Lâm".into(),
-        commune: "Bát Tràng".into(),
-        producer: "Công ty Gốm Bát Tràng".into(),
-        list_price: Dong::parse(850_000).unwrap(),
-        origin_document: "XX-1".into(),
-        quality_label: "QL-1".into(),
-        documents: Vec::new(),
-    };
-    vec![LineupEntry {
-        product,
-        allotted: 40,
-        buyer_limit: 5,
-        left: 40,
-    }]
+    fixtures::lineup(40, 5).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,21 +49,12 @@ async fn restart_rebuilds_the_same_state() {
             .with_clock(DecisionClock::Scripted);
         inv.open_show(&show, lineup()).await.unwrap();
         inv.command(&show, Command::GoLive, t0).await.unwrap();
-        inv.command(
-            &show,
-            Command::Pin(ProductId::parse("gom-bat-trang").unwrap()),
-            t0,
-        )
-        .await
-        .unwrap();
+        inv.command(&show, Command::Pin(fixtures::pid("p1")), t0)
+            .await
+            .unwrap();
         for n in 0..30 {
-            let req = ClaimRequest {
-                claim_id: ClaimId::parse(format!("c{n}")).unwrap(),
-                buyer: BuyerId::parse(format!("b{}", n % 9)).unwrap(),
-                product_id: ProductId::parse("gom-bat-trang").unwrap(),
-                quantity: Quantity::parse(1 + n % 3, 10).unwrap(),
-                seen_price: Dong::parse(850_000).unwrap(),
-            };
+            let req = fixtures::claim(&format!("c{n}"), &format!("b{}", n % 9), 1 + (n % 3) as u32)
+                .unwrap();
             inv.claim(&show, req, t0 + n).await.unwrap();
         }
         inv.cancel(
@@ -107,13 +78,7 @@ async fn restart_rebuilds_the_same_state() {
         .unwrap();
     assert_eq!(before, after);
     // Idempotency survives the restart too.
-    let retry = ClaimRequest {
-        claim_id: ClaimId::parse("c5").unwrap(),
-        buyer: BuyerId::parse("b5").unwrap(),
-        product_id: ProductId::parse("gom-bat-trang").unwrap(),
-        quantity: Quantity::parse(3, 10).unwrap(),
-        seen_price: Dong::parse(850_000).unwrap(),
-    };
+    let retry = fixtures::claim("c5", "b5", 3).unwrap();
     assert!(matches!(
         inv.claim(&show, retry, t0).await.unwrap(),
         ClaimDecision::Duplicate(_)
@@ -144,7 +109,7 @@ async fn restart_rebuilds_the_waitlists() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.sqlite");
     let show = ShowId::parse("restart-wait").unwrap();
-    let product = ProductId::parse("gom-bat-trang").unwrap();
+    let product = fixtures::pid("p1");
     let b = |s: &str| BuyerId::parse(s).unwrap();
     let t0 = 1_763_730_000_000;
     let open = || async {
@@ -159,24 +124,12 @@ async fn restart_rebuilds_the_waitlists() {
             .await
             .unwrap();
         for n in 0..8 {
-            let req = ClaimRequest {
-                claim_id: ClaimId::parse(format!("c{n}")).unwrap(),
-                buyer: b(&format!("a{n}")),
-                product_id: product.clone(),
-                quantity: Quantity::parse(5, 10).unwrap(),
-                seen_price: Dong::parse(850_000).unwrap(),
-            };
+            let req = fixtures::req(&format!("c{n}"), &format!("a{n}"), "p1", 5, LIST).unwrap();
             inv.claim(&show, req, t0).await.unwrap();
         }
         for who in ["w1", "w2", "w3"] {
             let d = inv
-                .waitlist_join(
-                    &show,
-                    &b(who),
-                    &product,
-                    Quantity::parse(2, 10).unwrap(),
-                    t0,
-                )
+                .waitlist_join(&show, &b(who), &product, fixtures::qty(2).unwrap(), t0)
                 .await
                 .unwrap();
             assert!(matches!(d, JoinDecision::Joined { .. }), "{d:?}");

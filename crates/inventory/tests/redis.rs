@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use nightmarket_inventory::{DecisionClock, Inventory, RedisInventory, conformance};
+use nightmarket_domain::{ClaimDecision, ShowId};
+use nightmarket_inventory::conformance::fixtures::{self, LIST, claim as try_claim};
+use nightmarket_inventory::{Command, DecisionClock, Inventory, RedisInventory, conformance};
 
 fn redis_url() -> String {
     std::env::var("NIGHTMARKET_TEST_REDIS_URL").unwrap_or_else(|_| {
@@ -62,47 +64,23 @@ async fn scripts_survive_a_script_cache_flush() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_are_published_to_the_show_channel() {
-    use nightmarket_domain::{
-        Dong, LineupEntry, Product, ProductGroup, ProductId, SellerId, ShowEvent, ShowId, Stars,
-    };
-    use nightmarket_inventory::{Command, FeedItem};
+    use nightmarket_domain::ShowEvent;
+    use nightmarket_inventory::FeedItem;
     let prefix = format!("nmtest:{}:", uuid::Uuid::new_v4());
     let inv = RedisInventory::connect(&redis_url(), &prefix, 1000)
         .await
         .unwrap();
     let show = ShowId::parse("feed").unwrap();
-    let product = Product {
-        id: ProductId::parse("p1").unwrap(),
-        seller_id: SellerId::parse("s1").unwrap(),
-        name: "Chè Shan tuyết".into(),
-        group: ProductGroup::Beverages,
-        stars: Stars::parse(4).unwrap(),
-        district: "Ba Vì".into(),
-        commune: "Ba Trại".into(),
-        producer: "HTX Chè Ba Vì".into(),
-        list_price: Dong::parse(180_000).unwrap(),
-        origin_document: "NG-1".into(),
-        quality_label: "CL-1".into(),
-        documents: Vec::new(),
-    };
-    inv.open_show(
-        &show,
-        vec![LineupEntry {
-            product,
-            allotted: 5,
-            buyer_limit: 2,
-            left: 5,
-        }],
-    )
-    .await
-    .unwrap();
+    inv.open_show(&show, fixtures::lineup(5, 2).unwrap())
+        .await
+        .unwrap();
     let (feed, mut rx) = inv.event_feed();
     feed.watch(&show);
     // Subscribing is asynchronous: give it a moment before the first command.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let sent = inv.command(&show, Command::GoLive, 1).await.unwrap();
     let pinned = inv
-        .command(&show, Command::Pin(ProductId::parse("p1").unwrap()), 2)
+        .command(&show, Command::Pin(fixtures::pid("p1")), 2)
         .await
         .unwrap();
     let mut got = Vec::new();
@@ -222,42 +200,16 @@ impl Drop for OwnRedis {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_for_replicas_before_acknowledging() {
-    use nightmarket_domain::{
-        BuyerId, ClaimDecision, ClaimId, ClaimRequest, Dong, LineupEntry, Product, ProductGroup,
-        ProductId, Quantity, SellerId, ShowId, Stars,
-    };
-    use nightmarket_inventory::{Command, InventoryError};
+    use nightmarket_inventory::InventoryError;
     let primary = OwnRedis::start(&[]);
     let inv = RedisInventory::connect(&primary.url(), "w:", 100)
         .await
         .unwrap()
         .with_wait(1, 100);
     let show = ShowId::parse("wait").unwrap();
-    let product = Product {
-        id: ProductId::parse("p1").unwrap(),
-        seller_id: SellerId::parse("s1").unwrap(),
-        name: "Giò chả Ước Lễ".into(),
-        group: ProductGroup::Food,
-        stars: Stars::parse(4).unwrap(),
-        district: "Thanh Oai".into(),
-        commune: "Tân Ước".into(),
-        producer: "HTX Giò chả Ước Lễ".into(),
-        list_price: Dong::parse(280_000).unwrap(),
-        origin_document: "NG-1".into(),
-        quality_label: "CL-1".into(),
-        documents: Vec::new(),
-    };
-    inv.open_show(
-        &show,
-        vec![LineupEntry {
-            product,
-            allotted: 10,
-            buyer_limit: 5,
-            left: 10,
-        }],
-    )
-    .await
-    .unwrap();
+    inv.open_show(&show, fixtures::lineup(10, 5).unwrap())
+        .await
+        .unwrap();
     // No replica: the command applies, but is not acknowledged.
     assert!(matches!(
         inv.command(&show, Command::GoLive, 1).await,
@@ -277,16 +229,10 @@ async fn wait_for_replicas_before_acknowledging() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    inv.command(&show, Command::Pin(ProductId::parse("p1").unwrap()), 2)
+    inv.command(&show, Command::Pin(fixtures::pid("p1")), 2)
         .await
         .unwrap();
-    let req = ClaimRequest {
-        claim_id: ClaimId::parse("c1").unwrap(),
-        buyer: BuyerId::parse("b1").unwrap(),
-        product_id: ProductId::parse("p1").unwrap(),
-        quantity: Quantity::parse(2, 10).unwrap(),
-        seen_price: Dong::parse(280_000).unwrap(),
-    };
+    let req = claim("c1", "b1", 2);
     assert!(matches!(
         inv.claim(&show, req.clone(), 3).await.unwrap(),
         ClaimDecision::Accepted(_)
@@ -305,55 +251,23 @@ async fn wait_for_replicas_before_acknowledging() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_loses_no_claim_and_the_service_recovers() {
-    use nightmarket_domain::{
-        BuyerId, ClaimDecision, ClaimId, ClaimRequest, Dong, LineupEntry, Product, ProductGroup,
-        ProductId, Quantity, SellerId, ShowId, Stars,
-    };
-    use nightmarket_inventory::{Command, FeedItem, InventoryError};
+    use nightmarket_inventory::{FeedItem, InventoryError};
     let aof = ["--appendonly", "yes", "--appendfsync", "always"];
     let redis = OwnRedis::start(&aof);
     let inv = RedisInventory::connect(&redis.url(), "r:", 100)
         .await
         .unwrap();
     let show = ShowId::parse("restart").unwrap();
-    let product = Product {
-        id: ProductId::parse("p1").unwrap(),
-        seller_id: SellerId::parse("s1").unwrap(),
-        name: "Bưởi Diễn".into(),
-        group: ProductGroup::Food,
-        stars: Stars::parse(3).unwrap(),
-        district: "Bắc Từ Liêm".into(),
-        commune: "Phú Diễn".into(),
-        producer: "HTX Bưởi Phú Diễn".into(),
-        list_price: Dong::parse(120_000).unwrap(),
-        origin_document: "NG-1".into(),
-        quality_label: "CL-1".into(),
-        documents: Vec::new(),
-    };
-    inv.open_show(
-        &show,
-        vec![LineupEntry {
-            product,
-            allotted: 50,
-            buyer_limit: 50,
-            left: 50,
-        }],
-    )
-    .await
-    .unwrap();
+    inv.open_show(&show, fixtures::lineup(50, 50).unwrap())
+        .await
+        .unwrap();
     let (feed, mut events) = inv.event_feed();
     feed.watch(&show);
     inv.command(&show, Command::GoLive, 1).await.unwrap();
-    inv.command(&show, Command::Pin(ProductId::parse("p1").unwrap()), 2)
+    inv.command(&show, Command::Pin(fixtures::pid("p1")), 2)
         .await
         .unwrap();
-    let claim = |n: u32| ClaimRequest {
-        claim_id: ClaimId::parse(format!("c{n}")).unwrap(),
-        buyer: BuyerId::parse("b1").unwrap(),
-        product_id: ProductId::parse("p1").unwrap(),
-        quantity: Quantity::parse(1, 10).unwrap(),
-        seen_price: Dong::parse(120_000).unwrap(),
-    };
+    let claim = |n: u32| claim(&format!("c{n}"), "b1", 1);
     for n in 0..10 {
         assert!(matches!(
             inv.claim(&show, claim(n), 3).await.unwrap(),
@@ -407,118 +321,142 @@ async fn a_redis_restart_loses_no_claim_and_the_service_recovers() {
     assert!(reconnected);
 }
 
-/// A TCP proxy in front of Redis that, once, forwards a request containing `marker` and then
-/// drops the connection instead of returning Redis's reply: the script ran, the client never
-/// heard.
-async fn lossy_proxy(upstream: String, marker: &'static [u8]) -> u16 {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let fired = Arc::new(AtomicBool::new(false));
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let upstream = upstream.clone();
-            let fired = fired.clone();
-            tokio::spawn(async move {
-                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+/// A TCP proxy in front of Redis that steps in once, on the first request that contains a
+/// marker: `hold` holds back every reply from then on until [`ReplyGate::release`] (the
+/// request is in Redis, its answer not yet at the node); `drop` forwards the request, then cuts
+/// the connection instead of returning the reply (the script ran, the node never heard).
+struct ReplyGate {
+    port: u16,
+    /// Told once the `hold` marker has gone through to Redis.
+    held: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl ReplyGate {
+    async fn start(hold: Option<&'static [u8]>, drop: Option<&'static [u8]>) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let upstream = redis_url()
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = Arc::new(tokio::sync::Notify::new());
+        let release = Arc::new(tokio::sync::Notify::new());
+        // Once for the whole proxy, whichever connection the marker comes on.
+        let hold_seen = Arc::new(AtomicBool::new(false));
+        let drop_seen = Arc::new(AtomicBool::new(false));
+        let (told, released) = (held.clone(), release.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
                     return;
                 };
                 let (mut cr, mut cw) = client.into_split();
                 let (mut sr, mut sw) = server.into_split();
-                let drop_reply = Arc::new(AtomicBool::new(false));
-                let arm = drop_reply.clone();
+                let holding = Arc::new(AtomicBool::new(false));
+                let dropping = Arc::new(AtomicBool::new(false));
+                let (hold_seen, drop_seen, told) =
+                    (hold_seen.clone(), drop_seen.clone(), told.clone());
+                let (arm_hold, arm_drop) = (holding.clone(), dropping.clone());
                 let up = tokio::spawn(async move {
                     let mut buf = vec![0u8; 64 * 1024];
                     while let Ok(n) = cr.read(&mut buf).await {
                         if n == 0 {
                             break;
                         }
-                        if buf[..n].windows(marker.len()).any(|w| w == marker)
-                            && !fired.swap(true, Ordering::SeqCst)
-                        {
-                            arm.store(true, Ordering::SeqCst);
+                        let has = |m: Option<&[u8]>| {
+                            m.is_some_and(|m| buf[..n].windows(m.len()).any(|w| w == m))
+                        };
+                        let hold_now = has(hold) && !hold_seen.swap(true, Ordering::SeqCst);
+                        if has(drop) && !drop_seen.swap(true, Ordering::SeqCst) {
+                            arm_drop.store(true, Ordering::SeqCst);
+                        }
+                        if hold_now {
+                            arm_hold.store(true, Ordering::SeqCst);
                         }
                         if sw.write_all(&buf[..n]).await.is_err() {
                             break;
                         }
+                        if hold_now {
+                            told.notify_one();
+                        }
                     }
                 });
-                let mut buf = vec![0u8; 64 * 1024];
-                while let Ok(n) = sr.read(&mut buf).await {
-                    if n == 0 {
-                        break;
+                let released = released.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = sr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if holding.swap(false, Ordering::SeqCst) {
+                            released.notified().await;
+                        }
+                        if dropping.load(Ordering::SeqCst) {
+                            // The reply is swallowed and the connection cut.
+                            break;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
                     }
-                    if drop_reply.load(Ordering::SeqCst) {
-                        // The reply is swallowed and the connection cut.
-                        break;
-                    }
-                    if cw.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-                up.abort();
-            });
+                    up.abort();
+                });
+            }
+        });
+        Self {
+            port,
+            held,
+            release,
         }
-    });
-    port
+    }
+
+    /// An inventory that talks to Redis through this proxy, under a key prefix of its own.
+    async fn inventory(&self) -> Arc<RedisInventory> {
+        let prefix = format!("nmtest:{}:", uuid::Uuid::new_v4());
+        let url = format!("redis://127.0.0.1:{}", self.port);
+        Arc::new(RedisInventory::connect(&url, &prefix, 100).await.unwrap())
+    }
+
+    /// Waits until the request with the `hold` marker is in Redis.
+    async fn wait_held(&self) {
+        tokio::time::timeout(std::time::Duration::from_secs(10), self.held.notified())
+            .await
+            .expect("the held request reaches Redis");
+    }
+
+    fn release(&self) {
+        self.release.notify_one();
+    }
+}
+
+/// Polls `fut` once, so that whatever it does before its first wait (a claim joins its show's
+/// queue) is done, and hands it back to be awaited later (or dropped).
+async fn started<F: std::future::Future + Unpin>(mut fut: F) -> F {
+    tokio::select! {
+        biased;
+        _ = &mut fut => panic!("answered before its batch could go"),
+        () = std::future::ready(()) => {}
+    }
+    fut
+}
+
+/// The units taken from `p1` and the claim log's length.
+async fn taken(inv: &RedisInventory, show: &ShowId) -> (u32, u64) {
+    let stock = inv.stock(show, 0).await.unwrap();
+    (100 - stock.levels[0].1, stock.log_len)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_reply_and_a_retry_count_once_and_the_log_matches_the_counters() {
-    use nightmarket_domain::{
-        BuyerId, ClaimDecision, ClaimId, ClaimRequest, Dong, LineupEntry, Product, ProductGroup,
-        ProductId, Quantity, SellerId, ShowId, Stars,
-    };
-    use nightmarket_inventory::Command;
-    let url = redis_url();
-    let upstream = url
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .to_owned();
-    let port = lossy_proxy(upstream, b"lost-reply").await;
-    let prefix = format!("nmtest:{}:", uuid::Uuid::new_v4());
-    let inv = RedisInventory::connect(&format!("redis://127.0.0.1:{port}"), &prefix, 100)
+    let gate = ReplyGate::start(None, Some(b"lost-reply")).await;
+    let inv = gate.inventory().await;
+    let show = fixtures::live_show(inv.as_ref(), "lost", 100, 100, 1)
         .await
         .unwrap();
-    let show = ShowId::parse("lost").unwrap();
-    let product = Product {
-        id: ProductId::parse("p1").unwrap(),
-        seller_id: SellerId::parse("s1").unwrap(),
-        name: "Khay mây tre đan Phú Vinh".into(),
-        group: ProductGroup::Handicrafts,
-        stars: Stars::parse(4).unwrap(),
-        district: "Chương Mỹ".into(),
-        commune: "Phú Nghĩa".into(),
-        producer: "HTX Mây tre Phú Vinh".into(),
-        list_price: Dong::parse(150_000).unwrap(),
-        origin_document: "NG-1".into(),
-        quality_label: "CL-1".into(),
-        documents: Vec::new(),
-    };
-    inv.open_show(
-        &show,
-        vec![LineupEntry {
-            product,
-            allotted: 100,
-            buyer_limit: 100,
-            left: 100,
-        }],
-    )
-    .await
-    .unwrap();
-    inv.command(&show, Command::GoLive, 1).await.unwrap();
-    inv.command(&show, Command::Pin(ProductId::parse("p1").unwrap()), 2)
-        .await
-        .unwrap();
-    let claim = |id: &str, qty: i64| ClaimRequest {
-        claim_id: ClaimId::parse(id).unwrap(),
-        buyer: BuyerId::parse("b1").unwrap(),
-        product_id: ProductId::parse("p1").unwrap(),
-        quantity: Quantity::parse(qty, 10).unwrap(),
-        seen_price: Dong::parse(150_000).unwrap(),
-    };
+    let claim = |id: &str, qty: u32| claim(id, "b1", qty);
     // The script runs but its reply is lost: the caller sees a retryable failure...
     assert!(inv.claim(&show, claim("lost-reply", 3), 3).await.is_err());
     // ...and retries the same claim id until it gets an answer: the original acceptance.
@@ -547,21 +485,19 @@ async fn a_lost_reply_and_a_retry_count_once_and_the_log_matches_the_counters() 
     );
 
     // The claim log holds exactly the accepted claims, and they sum to what the counters took.
-    let client = redis::Client::open(url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let log: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(format!("{prefix}{{lost}}:log"))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
+    let page = inv
+        .claim_log(&show, &nightmarket_domain::LogCursor::default(), 100)
         .await
         .unwrap();
-    let units: u32 = log
-        .ids
+    let units: u32 = page
+        .entries
         .iter()
-        .map(|e| e.get::<String>("quantity").unwrap().parse::<u32>().unwrap())
+        .map(|e| match e {
+            nightmarket_domain::LogEntry::Claim { record, .. } => record.quantity,
+            other => panic!("only claims in this log, got {other:?}"),
+        })
         .sum();
-    assert_eq!(log.ids.len(), 21);
+    assert_eq!(page.entries.len(), 21);
     assert_eq!(units, 100 - stock.levels[0].1);
 }
 
@@ -581,58 +517,19 @@ async fn another_node_reads_the_claim_log_of_a_show_it_never_opened() {
         .unwrap();
 }
 
-/// A show of one product, live with that product pinned, on a prefix of its own.
-async fn live_show(name: &str) -> (RedisInventory, String, nightmarket_domain::ShowId) {
-    use nightmarket_domain::{
-        Dong, LineupEntry, Product, ProductGroup, ProductId, SellerId, ShowId, Stars,
-    };
-    use nightmarket_inventory::Command;
+/// A show live with `p1` pinned (10 units, 5 a buyer), on a prefix of its own.
+async fn live_show(name: &str) -> (RedisInventory, String, ShowId) {
     let prefix = format!("nmtest:{}:", uuid::Uuid::new_v4());
     let inv = RedisInventory::connect(&redis_url(), &prefix, 1000)
         .await
         .unwrap();
-    let show = ShowId::parse(name).unwrap();
-    let product = Product {
-        id: ProductId::parse("p1").unwrap(),
-        seller_id: SellerId::parse("s1").unwrap(),
-        name: "Nón lá Chuông".into(),
-        group: ProductGroup::Handicrafts,
-        stars: Stars::parse(4).unwrap(),
-        district: "Thanh Oai".into(),
-        commune: "Phương Trung".into(),
-        producer: "HTX Nón Chuông".into(),
-        list_price: Dong::parse(90_000).unwrap(),
-        origin_document: "NG-1".into(),
-        quality_label: "CL-1".into(),
-        documents: Vec::new(),
-    };
-    inv.open_show(
-        &show,
-        vec![LineupEntry {
-            product,
-            allotted: 10,
-            buyer_limit: 5,
-            left: 10,
-        }],
-    )
-    .await
-    .unwrap();
-    inv.command(&show, Command::GoLive, 1).await.unwrap();
-    inv.command(&show, Command::Pin(ProductId::parse("p1").unwrap()), 2)
-        .await
-        .unwrap();
+    let show = fixtures::live_show(&inv, name, 10, 5, 1).await.unwrap();
     (inv, prefix, show)
 }
 
-fn claim(id: &str, buyer: &str, qty: i64) -> nightmarket_domain::ClaimRequest {
-    use nightmarket_domain::{BuyerId, ClaimId, ClaimRequest, Dong, ProductId, Quantity};
-    ClaimRequest {
-        claim_id: ClaimId::parse(id).unwrap(),
-        buyer: BuyerId::parse(buyer).unwrap(),
-        product_id: ProductId::parse("p1").unwrap(),
-        quantity: Quantity::parse(qty, 10).unwrap(),
-        seen_price: Dong::parse(90_000).unwrap(),
-    }
+/// `qty` units of `p1` at its list price.
+fn claim(id: &str, buyer: &str, qty: u32) -> nightmarket_domain::ClaimRequest {
+    try_claim(id, buyer, qty).unwrap()
 }
 
 const KEYS: [&str; 10] = [
@@ -723,9 +620,6 @@ async fn release_sets_every_key_of_the_closed_show_to_expire_and_nothing_before(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_show_whose_meta_expired_first_is_not_opened_afresh_over_its_log() {
-    use nightmarket_domain::{
-        Dong, LineupEntry, Product, ProductGroup, ProductId, SellerId, Stars,
-    };
     use nightmarket_inventory::InventoryError;
     let (inv, prefix, show) = live_show("half").await;
     inv.claim(&show, claim("h1", "b1", 2), 3).await.unwrap();
@@ -737,26 +631,7 @@ async fn a_show_whose_meta_expired_first_is_not_opened_afresh_over_its_log() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let product = Product {
-        id: ProductId::parse("p1").unwrap(),
-        seller_id: SellerId::parse("s1").unwrap(),
-        name: "Nón lá Chuông".into(),
-        group: ProductGroup::Handicrafts,
-        stars: Stars::parse(4).unwrap(),
-        district: "Thanh Oai".into(),
-        commune: "Phương Trung".into(),
-        producer: "HTX Nón Chuông".into(),
-        list_price: Dong::parse(90_000).unwrap(),
-        origin_document: "NG-1".into(),
-        quality_label: "CL-1".into(),
-        documents: Vec::new(),
-    };
-    let lineup = vec![LineupEntry {
-        product,
-        allotted: 10,
-        buyer_limit: 5,
-        left: 10,
-    }];
+    let lineup = fixtures::lineup(10, 5).unwrap();
     inv.open_show(&show, lineup).await.unwrap();
     let v = inv.view(&show, None, 4).await;
     assert!(matches!(v, Err(InventoryError::UnknownShow(_))), "{v:?}");
@@ -776,7 +651,7 @@ async fn a_cancellation_logged_without_the_claim_time_takes_it_from_the_claim() 
         .cmd("HSET")
         .arg(key("claims"))
         .arg("g1")
-        .arg("b1|p1|2|90000||3|8")
+        .arg(format!("b1|p1|2|{LIST}||3|8"))
         .ignore()
         .cmd("HINCRBY")
         .arg(key("meta"))
@@ -793,7 +668,7 @@ async fn a_cancellation_logged_without_the_claim_time_takes_it_from_the_claim() 
             ("buyer", "b1"),
             ("product", "p1"),
             ("quantity", "2"),
-            ("unit_price", "90000"),
+            ("unit_price", LIST.to_string().as_str()),
             ("flash_id", ""),
             ("at", "8"),
         ])
@@ -874,55 +749,19 @@ fn wall_ms() -> i64 {
 /// a deadline that passed meanwhile changes nothing at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_queued_behind_a_hung_redis_are_judged_when_they_run() {
-    use nightmarket_domain::{
-        ClaimDecision, Dong, FlashSpec, LineupEntry, Product, ProductGroup, ProductId, SellerId,
-        ShowEvent, ShowId, Stars,
-    };
-    use nightmarket_inventory::{Command, InventoryError};
+    use nightmarket_domain::{Dong, FlashSpec, ShowEvent};
+    use nightmarket_inventory::InventoryError;
     let redis = OwnRedis::start(&[]);
     let inv = std::sync::Arc::new(
         RedisInventory::connect(&redis.url(), "late:", 100)
             .await
             .unwrap(),
     );
-    let show = ShowId::parse("late").unwrap();
-    let product = Product {
-        id: ProductId::parse("p1").unwrap(),
-        seller_id: SellerId::parse("s1").unwrap(),
-        name: "Nón lá Chuông".into(),
-        group: ProductGroup::Handicrafts,
-        stars: Stars::parse(4).unwrap(),
-        district: "Thanh Oai".into(),
-        commune: "Phương Trung".into(),
-        producer: "HTX Nón Chuông".into(),
-        list_price: Dong::parse(90_000).unwrap(),
-        origin_document: "NG-1".into(),
-        quality_label: "CL-1".into(),
-        documents: Vec::new(),
-    };
-    inv.open_show(
-        &show,
-        vec![LineupEntry {
-            product,
-            allotted: 10,
-            buyer_limit: 5,
-            left: 10,
-        }],
-    )
-    .await
-    .unwrap();
-    inv.command(&show, Command::GoLive, wall_ms())
+    let show = fixtures::live_show(inv.as_ref(), "late", 10, 5, wall_ms())
         .await
         .unwrap();
-    inv.command(
-        &show,
-        Command::Pin(ProductId::parse("p1").unwrap()),
-        wall_ms(),
-    )
-    .await
-    .unwrap();
     let spec = FlashSpec {
-        product_id: ProductId::parse("p1").unwrap(),
+        product_id: fixtures::pid("p1"),
         price: Dong::parse(60_000).unwrap(),
         duration_s: 1,
         quantity_cap: None,
@@ -989,4 +828,171 @@ async fn claims_queued_behind_a_hung_redis_are_judged_when_they_run() {
     let stock = inv.stock(&show, 0).await.unwrap();
     assert_eq!(stock.levels[0].1, 10, "no unit taken");
     assert_eq!(stock.log_len, 0, "nothing in the claim log");
+}
+
+/// How many script calls (EVALSHA) a Redis has run.
+async fn script_calls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|v| v.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+type Answer = Result<ClaimDecision, nightmarket_inventory::InventoryError>;
+
+/// A live show (`p1`: 100 units, 100 a buyer) behind a [`ReplyGate`], with a claim's call out
+/// and its reply held: claims made now wait in the show's queue for the next call. Returns the
+/// gate (release it to let the reply through), the inventory, the show, and the held claim.
+async fn a_call_held_out(
+    name: &str,
+    drop: Option<&'static [u8]>,
+) -> (
+    ReplyGate,
+    Arc<RedisInventory>,
+    ShowId,
+    tokio::task::JoinHandle<Answer>,
+) {
+    let gate = ReplyGate::start(Some(b"held-claim"), drop).await;
+    let inv = gate.inventory().await;
+    let show = fixtures::live_show(inv.as_ref(), name, 100, 100, 1)
+        .await
+        .unwrap();
+    let first = tokio::spawn({
+        let (inv, show) = (inv.clone(), show.clone());
+        async move { inv.claim(&show, claim("held-claim", "b0", 1), 2).await }
+    });
+    gate.wait_held().await;
+    (gate, inv, show, first)
+}
+
+/// Claims on one show that arrive together are decided in batches: far fewer script calls
+/// than claims, every claim answered on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_that_arrive_together_share_script_calls() {
+    const CLAIMS: u64 = 200;
+    let redis = OwnRedis::start(&[]);
+    let inv = RedisInventory::connect(&redis.url(), "together:", 100)
+        .await
+        .unwrap();
+    let show = fixtures::live_show(&inv, "together", 1_000, 10, 1)
+        .await
+        .unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let before = script_calls(&mut conn).await;
+    let answers = futures_util::future::join_all((0..CLAIMS).map(|n| {
+        inv.claim(
+            &show,
+            claim(&format!("s{n}"), &format!("b{}", n % 50), 1),
+            2,
+        )
+    }))
+    .await;
+    let calls = script_calls(&mut conn).await - before;
+    for (n, answer) in answers.iter().enumerate() {
+        assert!(
+            matches!(answer, Ok(ClaimDecision::Accepted(a)) if a.record.claim_id.as_str() == format!("s{n}")),
+            "claim s{n}: {answer:?}"
+        );
+    }
+    assert!(
+        calls <= CLAIMS / 4,
+        "{calls} script calls for {CLAIMS} claims sent together"
+    );
+    let stock = inv.stock(&show, 0).await.unwrap();
+    assert_eq!((stock.levels[0].1, stock.log_len), (800, CLAIMS));
+}
+
+/// A batch whose reply is lost leaves each of its claims an unknown outcome (the script ran),
+/// and sending each again finds it executed, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_batch_reply_leaves_each_claim_unknown_and_each_resend_finds_it_once() {
+    use nightmarket_inventory::InventoryError;
+    let (gate, inv, show, first) = a_call_held_out("batch", Some(b"lost-batch")).await;
+    // These wait in the show's queue and go together in the next call, whose reply is lost.
+    let ids: Vec<String> = (1..10)
+        .map(|n| match n {
+            5 => "lost-batch".to_owned(),
+            n => format!("q{n}"),
+        })
+        .collect();
+    let batch = started(Box::pin(futures_util::future::join_all(
+        ids.iter().map(|id| inv.claim(&show, claim(id, "b1", 2), 3)),
+    )))
+    .await;
+    gate.release();
+    let first = first.await.unwrap();
+    assert!(matches!(first, Ok(ClaimDecision::Accepted(_))), "{first:?}");
+    for (id, answer) in ids.iter().zip(batch.await) {
+        assert!(
+            matches!(answer, Err(InventoryError::Unknown(_))),
+            "{id}: {answer:?}"
+        );
+    }
+    for id in &ids {
+        let mut answer = None;
+        for _ in 0..100 {
+            if let Ok(d) = inv.claim(&show, claim(id, "b1", 2), 4).await {
+                answer = Some(d);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(
+            matches!(answer, Some(ClaimDecision::Duplicate(_))),
+            "{id} sent again: {answer:?}"
+        );
+    }
+    assert_eq!(taken(&inv, &show).await, (1 + 9 * 2, 10));
+}
+
+/// A claim whose caller went away (its connection closed) while it waited for its batch is
+/// never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_caller_left_before_its_batch_went_is_never_sent() {
+    use nightmarket_inventory::InventoryError;
+    let (gate, inv, show, first) = a_call_held_out("left", None).await;
+    let gone = started(inv.claim(&show, claim("gone", "b1", 2), 3)).await;
+    drop(gone);
+    gate.release();
+    let first = first.await.unwrap();
+    assert!(matches!(first, Ok(ClaimDecision::Accepted(_))), "{first:?}");
+    // Sent again with a deadline long past, it is expired: it never executed.
+    let again = inv
+        .claim_within(&show, claim("gone", "b1", 2), 4, Some(0))
+        .await;
+    assert!(
+        matches!(again, Err(InventoryError::DeadlinePassed)),
+        "{again:?}"
+    );
+    assert_eq!(taken(&inv, &show).await, (1, 1));
+}
+
+/// The first claim on an idle show is sent by its own caller's task; if that caller leaves
+/// while the call is out, the claims queued behind it are still sent and decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_queued_behind_a_caller_who_left_are_still_decided() {
+    let (gate, inv, show, first) = a_call_held_out("leader", None).await;
+    let behind = started(inv.claim(&show, claim("behind", "b1", 2), 3)).await;
+    first.abort();
+    assert!(first.await.is_err_and(|e| e.is_cancelled()));
+    gate.release();
+    let behind = behind.await;
+    assert!(
+        matches!(&behind, Ok(ClaimDecision::Accepted(a)) if a.record.claim_id.as_str() == "behind"),
+        "{behind:?}"
+    );
+    // The first claim ran too (its call was out); only its caller did not hear.
+    let again = inv.claim(&show, claim("held-claim", "b0", 1), 4).await;
+    assert!(
+        matches!(again, Ok(ClaimDecision::Duplicate(_))),
+        "{again:?}"
+    );
+    assert_eq!(taken(&inv, &show).await, (3, 2));
 }

@@ -9,10 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nightmarket_domain::{
-    Dong, LineupEntry, Product, ProductGroup, ProductId, SellerId, SequencedEvent, ShowEvent,
-    ShowId, Stars,
-};
+use nightmarket_domain::{LineupEntry, ProductId, SequencedEvent, ShowEvent, ShowId};
 use nightmarket_inventory::{Command, FeedItem, Inventory, InventoryError, RedisInventory};
 use nightmarket_inventory::{EventFeed, conformance};
 use tokio::sync::mpsc::Receiver;
@@ -110,27 +107,9 @@ async fn one_show_per_master(base: &str) -> Vec<ShowId> {
     shows
 }
 
+/// Products `p1` and `p2`, `stock` units each, with no buyer limit short of the stock.
 fn lineup(stock: u32) -> Vec<LineupEntry> {
-    let product = Product {
-        id: ProductId::parse("p1").unwrap(),
-        seller_id: SellerId::parse("s1").unwrap(),
-        name: "Miến dong Minh Hồng".into(),
-        group: ProductGroup::Food,
-        stars: Stars::parse(4).unwrap(),
-        district: "Ba Vì".into(),
-        commune: "Minh Quang".into(),
-        producer: "HTX Miến dong Minh Hồng".into(),
-        list_price: Dong::parse(90_000).unwrap(),
-        origin_document: "NG-1".into(),
-        quality_label: "CL-1".into(),
-        documents: Vec::new(),
-    };
-    vec![LineupEntry {
-        product,
-        allotted: stock,
-        buyer_limit: stock,
-        left: stock,
-    }]
+    conformance::fixtures::lineup(stock, stock).unwrap()
 }
 
 /// Events from the feed until it has delivered, for every show, the newest of `sent`; events

@@ -24,7 +24,8 @@
 //! expire; until then no key has a TTL.
 //!
 //! Scripts run with EVALSHA and fall back to EVAL on NOSCRIPT (after a Redis restart), through
-//! the `redis` crate's `Script`.
+//! the `redis` crate's `Script`; claims write their EVALSHA themselves, batched per show, and on
+//! NOSCRIPT load the script and send the call again (see `claims.rs`).
 //!
 //! The same code runs on one Redis ([`RedisInventory::connect`]) and on a Redis Cluster
 //! ([`RedisInventory::connect_cluster`]): every script names all thirteen keys of one show in KEYS,
@@ -37,10 +38,10 @@ use nightmarket_domain::book::{
     MAX_COUNTDOWN_SECONDS, MAX_FLASH_SECONDS, MAX_WAITLIST_PER_PRODUCT,
 };
 use nightmarket_domain::{
-    BuyerId, CancelDecision, ClaimAccepted, ClaimDecision, ClaimId, ClaimRecord, ClaimRequest,
-    CommandError, Dong, Flash, JoinDecision, LineupEntry, LogCursor, LogEntry, LogPage, Millis,
-    Product, ProductId, Quantity, Refusal, RefusalReason, SequencedEvent, ShowId, ShowStatus,
-    SkipReason, WaitlistEntry, WaitlistNotice, WaitlistOutcome, WaitlistRefusal,
+    BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRecord, ClaimRequest, CommandError, Dong,
+    Flash, JoinDecision, LineupEntry, LogCursor, LogEntry, LogPage, Millis, Product, ProductId,
+    Quantity, SequencedEvent, ShowId, ShowStatus, SkipReason, WaitlistEntry, WaitlistNotice,
+    WaitlistOutcome, WaitlistRefusal,
 };
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
@@ -50,10 +51,12 @@ use serde::de::DeserializeOwned;
 
 use crate::{BookView, Command, DecisionClock, Inventory, InventoryError, StockView};
 
+mod claims;
 mod feed;
 pub use feed::{EventFeed, FeedItem};
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 macro_rules! script {
     ($file:literal) => {
@@ -153,26 +156,35 @@ impl redis::aio::ConnectionLike for Conn {
     }
 }
 
-/// See the module documentation.
-pub struct RedisInventory {
+/// The connection to Redis and what the inventory has learned about it: shared by the
+/// inventory and the tasks that send claim batches (see `claims.rs`).
+struct Link {
     server: Server,
-    /// Replaced as a whole when it falls silent (see [`RedisInventory::replace_silent`]).
+    /// Replaced as a whole when it falls silent (see [`Link::replace_silent`]).
     conn: std::sync::RwLock<Conn>,
     /// When `conn` was last replaced.
     replaced: std::sync::Mutex<Option<std::time::Instant>>,
     /// Whether the last round trip succeeded, for readiness.
     healthy: AtomicBool,
+    /// Acknowledge a change only once this many replicas have it (0: do not wait), waiting at
+    /// most `wait_ms`. Set once at start ([`RedisInventory::with_wait`]), read by every task.
+    wait_replicas: AtomicU32,
+    wait_ms: AtomicU64,
+}
+
+/// See the module documentation.
+pub struct RedisInventory {
+    link: Arc<Link>,
+    /// Claims, batched per show.
+    claims: Arc<claims::Lanes>,
     /// TIME in the scripts, or the caller's `now` (tests that script time).
     clock: DecisionClock,
     /// `PUBLISH`, or `SPUBLISH` on a Redis Cluster (sharded pub/sub: the message stays on the
     /// show's shard instead of being broadcast to every node).
     publish: &'static str,
-    /// Acknowledge a change only once this many replicas have it, waiting at most this long.
-    wait: Option<(u32, u64)>,
     prefix: String,
     history: usize,
     open: redis::Script,
-    claim: redis::Script,
     cancel: redis::Script,
     command: redis::Script,
     read: redis::Script,
@@ -208,7 +220,7 @@ fn unavailable(e: impl std::fmt::Display) -> InventoryError {
 /// A failed script call: refused connections never carried the request; anything else (a
 /// timeout, a dropped connection, an error after sending) may have run the script, its reply
 /// lost.
-fn script_failed(e: redis::RedisError) -> InventoryError {
+fn script_failed(e: &redis::RedisError) -> InventoryError {
     if e.is_connection_refusal() {
         unavailable(e)
     } else {
@@ -266,16 +278,11 @@ impl RawRecord {
 }
 
 #[derive(Deserialize)]
-struct ClaimOut {
+struct CancelOut {
     o: String,
-    reason: Option<String>,
     rec: Option<RawRecord>,
     left: Option<u32>,
-    exhausted: Option<u64>,
-    available: Option<u32>,
-    limit_left: Option<u32>,
-    current: Option<i64>,
-    /// Cancel: what the returned units did for the waitlist.
+    /// What the returned units did for the waitlist.
     #[serde(default, deserialize_with = "list")]
     wait: Vec<RawOutcome>,
 }
@@ -534,88 +541,7 @@ impl ReadOut {
     }
 }
 
-impl RedisInventory {
-    /// Connects to the single Redis at `url`; keys are prefixed with `prefix` (one deployment, or
-    /// one test, each). `history` bounds each show's kept events.
-    pub async fn connect(url: &str, prefix: &str, history: usize) -> Result<Self, InventoryError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let conn = client
-            .get_connection_manager_with_config(single_config())
-            .await
-            .map_err(unavailable)?;
-        Self::start(
-            Server::Single(client),
-            Conn::Single(conn),
-            "PUBLISH",
-            prefix,
-            history,
-        )
-        .await
-    }
-
-    /// Connects to the Redis Cluster that `seeds` belong to (one reachable node is enough; the
-    /// others are discovered). Keys and scripts are the same as on one Redis; events use sharded
-    /// pub/sub, so Redis 7 or later is needed.
-    pub async fn connect_cluster(
-        seeds: &[String],
-        prefix: &str,
-        history: usize,
-    ) -> Result<Self, InventoryError> {
-        if seeds.is_empty() {
-            return Err(unavailable("no Redis Cluster node given"));
-        }
-        let client = cluster_builder(seeds).build().map_err(unavailable)?;
-        let conn = client.get_async_connection().await.map_err(unavailable)?;
-        let server = Server::Cluster(seeds.to_vec());
-        Self::start(server, Conn::Cluster(conn), "SPUBLISH", prefix, history).await
-    }
-
-    async fn start(
-        server: Server,
-        conn: Conn,
-        publish: &'static str,
-        prefix: &str,
-        history: usize,
-    ) -> Result<Self, InventoryError> {
-        let inventory = Self {
-            server,
-            conn: std::sync::RwLock::new(conn),
-            replaced: std::sync::Mutex::new(None),
-            healthy: AtomicBool::new(true),
-            clock: DecisionClock::Execution,
-            publish,
-            wait: None,
-            prefix: prefix.to_owned(),
-            history: history.max(1),
-            open: redis::Script::new(script!("open.lua")),
-            claim: redis::Script::new(script!("claim.lua")),
-            cancel: redis::Script::new(script!(waitlist "cancel.lua")),
-            command: redis::Script::new(script!("command.lua")),
-            read: redis::Script::new(script!(waitlist "read.lua")),
-            log: redis::Script::new(script!("log.lua")),
-            release: redis::Script::new(script!("release.lua")),
-            waitlist: redis::Script::new(script!(waitlist "waitlist.lua")),
-        };
-        // Load every script up front: the first claim then runs with one round trip, and a
-        // Redis too old for the scripts fails here, at start, rather than on a viewer's claim.
-        // On a Cluster, SCRIPT LOAD goes to every master; a master that joins later, or a
-        // replica promoted by a failover, loads a script on its first NOSCRIPT.
-        let mut conn = inventory.conn();
-        for script in [
-            &inventory.open,
-            &inventory.claim,
-            &inventory.cancel,
-            &inventory.command,
-            &inventory.read,
-            &inventory.log,
-            &inventory.release,
-            &inventory.waitlist,
-        ] {
-            script.load_async(&mut conn).await.map_err(unavailable)?;
-        }
-        Ok(inventory)
-    }
-
+impl Link {
     /// The connection requests go through now.
     fn conn(&self) -> Conn {
         match self.conn.read() {
@@ -662,37 +588,22 @@ impl RedisInventory {
         }
     }
 
-    /// Decides by `clock` (the default is [`DecisionClock::Execution`]: Redis's `TIME`).
-    pub fn with_clock(mut self, clock: DecisionClock) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// The `now` a script gets: empty for its own clock (TIME), the caller's when scripted.
-    fn at(&self, now: Millis) -> String {
-        match self.clock {
-            DecisionClock::Execution => String::new(),
-            DecisionClock::Scripted => now.to_string(),
+    /// Notes how a round trip went: for readiness, and to replace a connection gone silent.
+    fn observe<T>(&self, reply: &redis::RedisResult<T>) {
+        self.healthy.store(reply.is_ok(), Ordering::Relaxed);
+        if reply.as_ref().is_err_and(redis::RedisError::is_timeout) {
+            self.replace_silent();
         }
     }
 
-    /// Whether this inventory runs on a Redis Cluster.
-    pub fn is_cluster(&self) -> bool {
-        matches!(self.server, Server::Cluster(_))
-    }
-
-    /// Acknowledges claims, cancellations and commands only once `replicas` replicas have
-    /// them (Redis `WAIT`, at most `timeout_ms`). Otherwise the answer is `unavailable`; the
-    /// change stands, and a retry with the same claim id is answered once it has replicated.
-    pub fn with_wait(mut self, replicas: u32, timeout_ms: u64) -> Self {
-        self.wait = (replicas > 0).then_some((replicas, timeout_ms.max(1)));
-        self
-    }
-
-    async fn replicated(&self, show: &ShowId) -> Result<(), InventoryError> {
-        let Some((replicas, timeout_ms)) = self.wait else {
+    /// Waits until the configured replicas have this connection's writes so far (see
+    /// [`RedisInventory::with_wait`]); `meta` is the show's `meta` key, for a Cluster's routing.
+    async fn replicated(&self, meta: &str) -> Result<(), InventoryError> {
+        let replicas = self.wait_replicas.load(Ordering::Relaxed);
+        if replicas == 0 {
             return Ok(());
-        };
+        }
+        let timeout_ms = self.wait_ms.load(Ordering::Relaxed);
         let mut wait = redis::cmd("WAIT");
         wait.arg(replicas).arg(timeout_ms);
         let acked: u32 = match &self.conn() {
@@ -700,7 +611,6 @@ impl RedisInventory {
             // WAIT concerns the writes of this connection to one master: the one that owns the
             // show's slot (the crate would otherwise ask every master and keep the minimum).
             Conn::Cluster(c) => {
-                let [meta, ..] = self.keys(show);
                 let route = Route::with_key(meta, SlotAddr::Master);
                 let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
                 c.clone()
@@ -717,7 +627,142 @@ impl RedisInventory {
         }
         Ok(())
     }
+}
 
+/// The name of each key of a show, in the order every script takes them (`prelude.lua`).
+fn key_names(prefix: &str, show: &ShowId) -> [String; 13] {
+    [
+        "meta", "lineup", "left", "held", "claims", "flash", "log", "events", "mine", "products",
+        "wait", "waitent", "waitnews",
+    ]
+    .map(|k| format!("{prefix}{{{show}}}:{k}"))
+}
+
+/// A show's `meta` key (the first of [`key_names`]).
+fn meta_key(prefix: &str, show: &ShowId) -> String {
+    format!("{prefix}{{{show}}}:meta")
+}
+
+impl RedisInventory {
+    /// Connects to the single Redis at `url`; keys are prefixed with `prefix` (one deployment, or
+    /// one test, each). `history` bounds each show's kept events.
+    pub async fn connect(url: &str, prefix: &str, history: usize) -> Result<Self, InventoryError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let conn = client
+            .get_connection_manager_with_config(single_config())
+            .await
+            .map_err(unavailable)?;
+        Self::start(
+            Server::Single(client),
+            Conn::Single(conn),
+            "PUBLISH",
+            prefix,
+            history,
+        )
+        .await
+    }
+
+    /// Connects to the Redis Cluster that `seeds` belong to (one reachable node is enough; the
+    /// others are discovered). Keys and scripts are the same as on one Redis; events use sharded
+    /// pub/sub, so Redis 7 or later is needed.
+    pub async fn connect_cluster(
+        seeds: &[String],
+        prefix: &str,
+        history: usize,
+    ) -> Result<Self, InventoryError> {
+        if seeds.is_empty() {
+            return Err(unavailable("no Redis Cluster node given"));
+        }
+        let client = cluster_builder(seeds).build().map_err(unavailable)?;
+        let conn = client.get_async_connection().await.map_err(unavailable)?;
+        let server = Server::Cluster(seeds.to_vec());
+        Self::start(server, Conn::Cluster(conn), "SPUBLISH", prefix, history).await
+    }
+
+    async fn start(
+        server: Server,
+        conn: Conn,
+        publish: &'static str,
+        prefix: &str,
+        history: usize,
+    ) -> Result<Self, InventoryError> {
+        let link = Arc::new(Link {
+            server,
+            conn: std::sync::RwLock::new(conn),
+            replaced: std::sync::Mutex::new(None),
+            healthy: AtomicBool::new(true),
+            wait_replicas: AtomicU32::new(0),
+            wait_ms: AtomicU64::new(0),
+        });
+        let claim = redis::Script::new(script!("claims.lua"));
+        let inventory = Self {
+            link: link.clone(),
+            claims: Arc::new(claims::Lanes::new(link, claim.clone(), prefix)),
+            clock: DecisionClock::Execution,
+            publish,
+            prefix: prefix.to_owned(),
+            history: history.max(1),
+            open: redis::Script::new(script!("open.lua")),
+            cancel: redis::Script::new(script!(waitlist "cancel.lua")),
+            command: redis::Script::new(script!("command.lua")),
+            read: redis::Script::new(script!(waitlist "read.lua")),
+            log: redis::Script::new(script!("log.lua")),
+            release: redis::Script::new(script!("release.lua")),
+            waitlist: redis::Script::new(script!(waitlist "waitlist.lua")),
+        };
+        // Load every script up front: the first claim then runs with one round trip, and a
+        // Redis too old for the scripts fails here, at start, rather than on a viewer's claim.
+        // On a Cluster, SCRIPT LOAD goes to every master; a master that joins later, or a
+        // replica promoted by a failover, loads a script on its first NOSCRIPT.
+        let mut conn = inventory.link.conn();
+        for script in [
+            &inventory.open,
+            &claim,
+            &inventory.cancel,
+            &inventory.command,
+            &inventory.read,
+            &inventory.log,
+            &inventory.release,
+            &inventory.waitlist,
+        ] {
+            script.load_async(&mut conn).await.map_err(unavailable)?;
+        }
+        Ok(inventory)
+    }
+
+    /// Decides by `clock` (the default is [`DecisionClock::Execution`]: Redis's `TIME`).
+    pub fn with_clock(mut self, clock: DecisionClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The `now` a script gets: empty for its own clock (TIME), the caller's when scripted.
+    fn at(&self, now: Millis) -> String {
+        match self.clock {
+            DecisionClock::Execution => String::new(),
+            DecisionClock::Scripted => now.to_string(),
+        }
+    }
+
+    /// Whether this inventory runs on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.link.server, Server::Cluster(_))
+    }
+
+    /// Acknowledges claims, cancellations and commands only once `replicas` replicas have
+    /// them (Redis `WAIT`, at most `timeout_ms`). Otherwise the answer is `unavailable`; the
+    /// change stands, and a retry with the same claim id is answered once it has replicated.
+    pub fn with_wait(self, replicas: u32, timeout_ms: u64) -> Self {
+        self.link.wait_replicas.store(replicas, Ordering::Relaxed);
+        self.link
+            .wait_ms
+            .store(timeout_ms.max(1), Ordering::Relaxed);
+        self
+    }
+
+    async fn replicated(&self, show: &ShowId) -> Result<(), InventoryError> {
+        self.link.replicated(&meta_key(&self.prefix, show)).await
+    }
     /// The pub/sub channel of a show's events; it carries the show's hash tag.
     pub fn event_channel(&self, show: &ShowId) -> String {
         format!("{}{{{}}}:ev", self.prefix, show)
@@ -727,19 +772,14 @@ impl RedisInventory {
     pub fn event_feed(&self) -> (EventFeed, tokio::sync::mpsc::Receiver<FeedItem>) {
         let prefix = self.prefix.clone();
         let channel_of = move |show: &ShowId| format!("{prefix}{{{show}}}:ev");
-        match &self.server {
+        match &self.link.server {
             Server::Single(client) => feed::start(client.clone(), channel_of),
             Server::Cluster(seeds) => feed::start_cluster(seeds.clone(), channel_of),
         }
     }
 
     fn keys(&self, show: &ShowId) -> [String; 13] {
-        let base = format!("{}{{{}}}", self.prefix, show);
-        [
-            "meta", "lineup", "left", "held", "claims", "flash", "log", "events", "mine",
-            "products", "wait", "waitent", "waitnews",
-        ]
-        .map(|k| format!("{base}:{k}"))
+        key_names(&self.prefix, show)
     }
 
     async fn run<T: DeserializeOwned>(
@@ -755,13 +795,10 @@ impl RedisInventory {
         for a in args {
             inv.arg(a);
         }
-        let mut conn = self.conn();
+        let mut conn = self.link.conn();
         let reply: Result<String, _> = inv.invoke_async(&mut conn).await;
-        self.healthy.store(reply.is_ok(), Ordering::Relaxed);
-        if reply.as_ref().is_err_and(redis::RedisError::is_timeout) {
-            self.replace_silent();
-        }
-        let text = reply.map_err(script_failed)?;
+        self.link.observe(&reply);
+        let text = reply.map_err(|e| script_failed(&e))?;
         serde_json::from_str(&text).map_err(|e| internal(format!("{e}: {text}")))
     }
 
@@ -785,15 +822,6 @@ impl RedisInventory {
             return Err(InventoryError::UnknownShow(show.clone()));
         }
         Ok(out)
-    }
-}
-
-fn refusal(reason: RefusalReason) -> Refusal {
-    Refusal {
-        reason,
-        available: None,
-        limit_left: None,
-        current_price: None,
     }
 }
 
@@ -934,61 +962,11 @@ impl Inventory for RedisInventory {
         now: Millis,
         deadline: Option<Millis>,
     ) -> Result<ClaimDecision, InventoryError> {
-        let args = [
-            req.claim_id.to_string(),
-            req.buyer.to_string(),
-            req.product_id.to_string(),
-            req.quantity.get().to_string(),
-            req.seen_price.get().to_string(),
-            self.at(now),
-            deadline.map(|d| d.to_string()).unwrap_or_default(),
-        ];
-        let out: ClaimOut = self.run(&self.claim, show, &args).await?;
-        if out.o == "expired" {
-            return Err(InventoryError::DeadlinePassed);
-        }
-        if matches!(out.o.as_str(), "accepted" | "duplicate") {
-            // The claim stands even if the replicas are late: its outcome, as the caller
-            // sees it, is not known until a retry finds it replicated.
-            self.replicated(show).await.map_err(|e| match e {
-                InventoryError::Unavailable(m) => InventoryError::Unknown(m),
-                other => other,
-            })?;
-        }
-        let accepted = |out: ClaimOut| -> Result<ClaimAccepted, InventoryError> {
-            let rec = out
-                .rec
-                .ok_or_else(|| internal("claim result without record"))?
-                .parse()?;
-            Ok(ClaimAccepted {
-                record: rec,
-                stock_left: out.left.unwrap_or(0),
-                flash_exhausted: out.exhausted,
-            })
+        let now = match self.clock {
+            DecisionClock::Execution => None,
+            DecisionClock::Scripted => Some(now),
         };
-        Ok(match out.o.as_str() {
-            "accepted" => ClaimDecision::Accepted(accepted(out)?),
-            "duplicate" => ClaimDecision::Duplicate(accepted(out)?),
-            "refused" => {
-                let reason = match out.reason.as_deref() {
-                    Some("show_not_live") => RefusalReason::ShowNotLive,
-                    Some("unknown_product") => RefusalReason::UnknownProduct,
-                    Some("not_pinned") => RefusalReason::NotPinned,
-                    Some("stale_price") => RefusalReason::StalePrice,
-                    Some("limit_exceeded") => RefusalReason::LimitExceeded,
-                    Some("sold_out") => RefusalReason::SoldOut,
-                    Some("claim_id_taken") => RefusalReason::ClaimIdTaken,
-                    other => return Err(internal(format!("unknown refusal {other:?}"))),
-                };
-                ClaimDecision::Refused(Refusal {
-                    available: out.available,
-                    limit_left: out.limit_left,
-                    current_price: out.current.and_then(|p| Dong::parse(p).ok()),
-                    ..refusal(reason)
-                })
-            }
-            other => return Err(internal(format!("unknown claim outcome {other}"))),
-        })
+        self.claims.claim(show, req, now, deadline).await
     }
 
     async fn cancel(
@@ -999,11 +977,11 @@ impl Inventory for RedisInventory {
         now: Millis,
     ) -> Result<CancelDecision, InventoryError> {
         let args = [claim_id.to_string(), buyer.to_string(), self.at(now)];
-        let mut out: ClaimOut = self.run(&self.cancel, show, &args).await?;
+        let mut out: CancelOut = self.run(&self.cancel, show, &args).await?;
         if matches!(out.o.as_str(), "cancelled" | "already") {
             self.replicated(show).await?;
         }
-        let record = |out: ClaimOut| -> Result<(ClaimRecord, u32), InventoryError> {
+        let record = |out: CancelOut| -> Result<(ClaimRecord, u32), InventoryError> {
             let rec = out
                 .rec
                 .ok_or_else(|| internal("cancel result without record"))?
@@ -1221,7 +1199,7 @@ impl Inventory for RedisInventory {
         limit: usize,
     ) -> Result<Option<Vec<SequencedEvent>>, InventoryError> {
         let [meta, .., events, _, _, _, _, _] = self.keys(show);
-        let mut conn = self.conn();
+        let mut conn = self.link.conn();
         let seq: Option<u64> = redis::cmd("HGET")
             .arg(&meta)
             .arg("seq")
@@ -1349,31 +1327,31 @@ impl Inventory for RedisInventory {
     }
 
     async fn probe(&self) -> Result<(), InventoryError> {
-        let mut conn = self.conn();
+        let mut conn = self.link.conn();
         let cmd = redis::cmd("PING");
         let ping = cmd.query_async::<String>(&mut conn);
         let result = match tokio::time::timeout(PROBE_TIMEOUT, ping).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => {
                 if e.is_timeout() {
-                    self.replace_silent();
+                    self.link.replace_silent();
                 }
                 Err(unavailable(e))
             }
             Err(_) => {
-                self.replace_silent();
+                self.link.replace_silent();
                 Err(unavailable(format!(
                     "no answer to PING within {} ms",
                     PROBE_TIMEOUT.as_millis()
                 )))
             }
         };
-        self.healthy.store(result.is_ok(), Ordering::Relaxed);
+        self.link.healthy.store(result.is_ok(), Ordering::Relaxed);
         result
     }
 
     fn health(&self) -> Result<(), InventoryError> {
-        if self.healthy.load(Ordering::Relaxed) {
+        if self.link.healthy.load(Ordering::Relaxed) {
             Ok(())
         } else {
             Err(InventoryError::Unavailable(

@@ -26,9 +26,10 @@ local function flash_get()
   for i = 1, #raw, 2 do t[raw[i]] = raw[i + 1] end
   local cap = nil
   if t.cap ~= '' then cap = tonumber(t.cap) end
+  -- The id and price also as the texts they are stored as, for records written from them.
   return { id = tonumber(t.id), product = t.product, price = tonumber(t.price),
            list = tonumber(t.list), starts = tonumber(t.starts), ends = tonumber(t.ends),
-           cap = cap, sold = tonumber(t.sold) }
+           cap = cap, sold = tonumber(t.sold), id_s = t.id, price_s = t.price }
 end
 
 local function cap_left(f)
@@ -42,12 +43,12 @@ local function applies(f, now)
   return f.starts <= now and now < f.ends and cap_left(f) ~= 0
 end
 
--- A lineup entry: allotted, per-buyer limit, list price.
+-- A lineup entry: allotted, per-buyer limit, list price (also as its text, `list_s`).
 local function entry(product)
   local raw = redis.call('HGET', K_LINEUP, product)
   if not raw then return nil end
   local a, l, p = string.match(raw, '^(%d+):(%d+):(%d+)$')
-  return { allotted = tonumber(a), limit = tonumber(l), list = tonumber(p) }
+  return { allotted = tonumber(a), limit = tonumber(l), list = tonumber(p), list_s = p }
 end
 
 -- Claim records: buyer|product|quantity|unit_price|flash_id|at|cancelled_at
@@ -76,9 +77,17 @@ local function left_of(product) return tonumber(redis.call('HGET', K_LEFT, produ
 -- bounds it. ('#' is outside the id alphabet, so these fields never meet a buyer id.)
 local MINE_CHUNK = 32
 
--- The field the buyer's `count`-th claim id goes to.
+-- The field the buyer's `count`-th claim id goes to. The chunk numbers' texts are kept for the
+-- script's run: most claims of a batch land in chunk 0, and each text is formatted once.
+local CHUNK_TEXT = {}
 local function mine_chunk(buyer, count)
-  return buyer .. '#' .. n(math.floor((count - 1) / MINE_CHUNK))
+  local k = math.floor((count - 1) / MINE_CHUNK)
+  local text = CHUNK_TEXT[k]
+  if not text then
+    text = n(k)
+    CHUNK_TEXT[k] = text
+  end
+  return buyer .. '#' .. text
 end
 
 -- The buyer's claim ids, oldest first. Shows opened before the chunks kept one list in the
