@@ -42,15 +42,7 @@ fn number(text: &str) -> u64 {
 /// Attaches a server stream and starts it at the channel's newest event with a hello.
 fn attach(ch: &Channel, tcp: tokio::net::TcpStream) -> (Viewer, tokio::net::tcp::OwnedReadHalf) {
     let (read, write) = tcp.into_split();
-    let viewer = ch.attach(write, AttachOptions { counted: true });
-    viewer
-        .start(Start {
-            frames: vec![Frame::text("hello")],
-            from: StartFrom::At { seq: ch.last_seq() },
-            cells: Cells::NONE,
-        })
-        .unwrap();
-    (viewer, read)
+    (support::start_at_newest(ch, write), read)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

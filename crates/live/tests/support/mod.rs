@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use nightmarket_live::{AttachOptions, Cells, Channel, Frame, Start, StartFrom, Viewer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -122,4 +124,17 @@ where
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Attaches a write half and starts it at the channel's newest event, with a `hello` frame.
+pub fn start_at_newest(ch: &Channel, write: OwnedWriteHalf) -> Viewer {
+    let viewer = ch.attach(write, AttachOptions { counted: true });
+    viewer
+        .start(Start {
+            frames: vec![Frame::text("hello")],
+            from: StartFrom::At { seq: ch.last_seq() },
+            cells: Cells::NONE,
+        })
+        .unwrap();
+    viewer
 }
