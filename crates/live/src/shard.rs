@@ -81,6 +81,7 @@ impl Shard {
     pub(crate) async fn run(self: Arc<Self>) {
         let mut lists: HashMap<u64, Vec<Arc<ViewerCell>>> = HashMap::new();
         let mut batch = Vec::new();
+        let mut events: Vec<(u64, Frame)> = Vec::new();
         loop {
             std::mem::swap(&mut *lock(&self.inbox), &mut batch);
             if batch.is_empty() {
@@ -91,9 +92,27 @@ impl Shard {
                 continue;
             }
             let mut tally = Tally::default();
+            // Consecutive events of one show (the shard fell behind, or a relay burst) are
+            // walked once: each viewer gets them in one `writev`.
+            let mut run: Option<u64> = None;
             for work in batch.drain(..) {
-                process(&mut lists, work, &mut tally);
+                if let Work::Event {
+                    channel,
+                    seq,
+                    frame,
+                } = work
+                {
+                    if run.is_some_and(|c| c != channel) {
+                        walk_events(&lists, &mut run, &mut events, &mut tally);
+                    }
+                    run = Some(channel);
+                    events.push((seq, frame));
+                } else {
+                    walk_events(&lists, &mut run, &mut events, &mut tally);
+                    process(&mut lists, work, &mut tally);
+                }
             }
+            walk_events(&lists, &mut run, &mut events, &mut tally);
             self.counters.add(&tally);
             // A long batch (a big show) should not keep the worker from its other tasks.
             tokio::task::yield_now().await;
@@ -101,17 +120,29 @@ impl Shard {
     }
 }
 
+/// Hands a run of one show's consecutive events to each of its viewers in this shard.
+fn walk_events(
+    lists: &HashMap<u64, Vec<Arc<ViewerCell>>>,
+    run: &mut Option<u64>,
+    events: &mut Vec<(u64, Frame)>,
+    tally: &mut Tally,
+) {
+    let Some(channel) = run.take() else {
+        return;
+    };
+    for viewer in lists.get(&channel).into_iter().flatten() {
+        match events.as_slice() {
+            [(seq, frame)] => viewer.deliver_seq(*seq, frame, tally),
+            many => viewer.deliver_seqs(many, tally),
+        }
+    }
+    events.clear();
+}
+
 fn process(lists: &mut HashMap<u64, Vec<Arc<ViewerCell>>>, work: Work, tally: &mut Tally) {
     match work {
-        Work::Event {
-            channel,
-            seq,
-            frame,
-        } => {
-            for viewer in lists.get(&channel).into_iter().flatten() {
-                viewer.deliver_seq(seq, &frame, tally);
-            }
-        }
+        // Runs of events are walked by `walk_events`.
+        Work::Event { .. } => {}
         Work::Cell {
             channel,
             kind,

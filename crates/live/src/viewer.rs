@@ -252,6 +252,37 @@ impl ViewerCell {
         }
     }
 
+    /// Several consecutive events at once: a viewer with nothing queued gets them in one
+    /// `writev`; any other case takes them one by one.
+    pub(crate) fn deliver_seqs(self: &Arc<Self>, events: &[(u64, Frame)], tally: &mut Tally) {
+        let mut st = lock(&self.state);
+        let simple = st.phase == Phase::Live
+            && st.queue.is_none()
+            && events.first().is_some_and(|(seq, _)| *seq <= st.seq + 1);
+        if !simple {
+            drop(st);
+            for (seq, frame) in events {
+                self.deliver_seq(*seq, frame, tally);
+            }
+            return;
+        }
+        let fresh = &events[events.partition_point(|(seq, _)| *seq <= st.seq)..];
+        let Some((last, _)) = fresh.last() else {
+            return;
+        };
+        st.seq = *last;
+        let mut q = Queue::new();
+        for (seq, frame) in fresh {
+            q.push(Entry::Seq(*seq, frame.clone()));
+        }
+        st.queue = Some(q);
+        self.flush_now(&mut st, tally);
+        if let Some(q) = &st.queue {
+            tally.queued += q.entries.len() as u64;
+            tally.high_water = tally.high_water.max(q.bytes as u64);
+        }
+    }
+
     pub(crate) fn deliver_cell(
         self: &Arc<Self>,
         kind: CellKind,
@@ -396,11 +427,15 @@ impl ViewerCell {
                 st.cells_seen[kind.index()] = version;
             }
         }
-        tally.queued += q.entries.len() as u64;
         st.seq = at;
         st.phase = Phase::Live;
         st.queue = Some(q);
         self.flush_now(&mut st, &mut tally);
+        // Counted as queued only if the socket could not take them at once.
+        if let Some(q) = &st.queue {
+            tally.queued += q.entries.len() as u64;
+            tally.high_water = tally.high_water.max(q.bytes as u64);
+        }
         drop(st);
         self.shard.counters.add(&tally);
         Ok(())

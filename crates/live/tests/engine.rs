@@ -101,6 +101,37 @@ async fn relayed_events_wait_for_the_gap_to_be_repaired() {
     }
 }
 
+/// On one thread the shard cannot run while the test publishes, so it finds the whole burst in
+/// its inbox: runs of events go out to each viewer in one `writev`, cut where a conflated value
+/// or a private frame stands between them.
+#[tokio::test]
+async fn a_burst_reaches_each_viewer_in_order() {
+    let engine = Engine::new(config()).unwrap();
+    let ch = engine.channel("show", 0, CatchUpCell::default());
+    let (listener, addr) = support::listener().await;
+    let mut clients = Vec::new();
+    let mut viewers = Vec::new();
+    for _ in 0..6 {
+        let (tcp, client) = support::pair(&listener, addr, None, None).await;
+        viewers.push(attach(&ch, tcp));
+        clients.push(client);
+    }
+    let mut expected = vec!["hello".to_owned()];
+    for seq in 1..=40 {
+        ch.publish(seq, event(seq));
+        expected.push(format!("ev:{seq}"));
+        if seq == 20 {
+            ch.set_stock(Frame::text("stock:20"));
+            expected.push("stock:20".to_owned());
+        }
+    }
+    for client in &mut clients {
+        for want in &expected {
+            assert_eq!(&next_text(client).await, want);
+        }
+    }
+}
+
 /// Reads a viewer's frames up to `last` and `privates` private frames, checking that sequence
 /// numbers only move on by one (an event) or jump forward on a catch-up frame, and that each
 /// private frame `p:K` comes after the viewer reached K. Returns the catch-ups and private
