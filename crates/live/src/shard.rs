@@ -1,0 +1,178 @@
+//! A shard: a share of the node's viewers and the one task that walks them.
+//!
+//! Every channel spreads its viewers over the engine's shards, round-robin. A published frame
+//! becomes one work item per shard that holds viewers of its show, and one wake of that
+//! shard's task if it was idle; the task then writes the frame to each of its viewers' sockets
+//! in turn. So an event costs one task wake per shard, not per viewer, and the shards of one
+//! show run on as many runtime workers as there are. A viewer belongs to one shard, whose inbox
+//! is first in, first out, so its frames keep their order.
+//!
+//! The task owns the lists of its viewers outright (attach and detach are work items too), so
+//! walking them takes no lock but each viewer's own, which nobody else holds for long.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use crate::channel::CellKind;
+use crate::frame::Frame;
+use crate::lock;
+use crate::metrics::{ShardCounters, Tally};
+use crate::viewer::{Entry, ViewerCell};
+
+pub(crate) enum Work {
+    Event {
+        channel: u64,
+        seq: u64,
+        frame: Frame,
+    },
+    Cell {
+        channel: u64,
+        kind: CellKind,
+        version: u32,
+        frame: Frame,
+    },
+    Attach(Arc<ViewerCell>),
+    Detach(Arc<ViewerCell>),
+    /// A private frame (or close) of a viewer that had events still on their way through this
+    /// inbox when it was sent: it goes behind them.
+    Private(Arc<ViewerCell>, Entry),
+}
+
+pub(crate) struct Shard {
+    inbox: Mutex<Vec<Work>>,
+    wake: Notify,
+    stop: AtomicBool,
+    pub(crate) counters: ShardCounters,
+}
+
+impl Shard {
+    pub(crate) fn new() -> Self {
+        Self {
+            inbox: Mutex::new(Vec::new()),
+            wake: Notify::new(),
+            stop: AtomicBool::new(false),
+            counters: ShardCounters::default(),
+        }
+    }
+
+    /// Queues work. Only the push into an empty inbox wakes the task: a non-empty inbox means
+    /// a wake is already on its way, and the task drains the whole inbox at once.
+    pub(crate) fn push(&self, work: Work) {
+        let was_empty = {
+            let mut inbox = lock(&self.inbox);
+            let was_empty = inbox.is_empty();
+            inbox.push(work);
+            was_empty
+        };
+        if was_empty {
+            self.wake.notify_one();
+        }
+    }
+
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Relaxed);
+        self.wake.notify_one();
+    }
+
+    /// The shard's task: drains the inbox and walks viewers until the engine is dropped.
+    pub(crate) async fn run(self: Arc<Self>) {
+        let mut lists: HashMap<u64, Vec<Arc<ViewerCell>>> = HashMap::new();
+        let mut batch = Vec::new();
+        let mut events: Vec<(u64, Frame)> = Vec::new();
+        loop {
+            std::mem::swap(&mut *lock(&self.inbox), &mut batch);
+            if batch.is_empty() {
+                if self.stop.load(Relaxed) {
+                    return;
+                }
+                self.wake.notified().await;
+                continue;
+            }
+            let mut tally = Tally::default();
+            // Consecutive events of one show (the shard fell behind, or a relay burst) are
+            // walked once: each viewer gets them in one `writev`.
+            let mut run: Option<u64> = None;
+            for work in batch.drain(..) {
+                if let Work::Event {
+                    channel,
+                    seq,
+                    frame,
+                } = work
+                {
+                    if run.is_some_and(|c| c != channel) {
+                        walk_events(&lists, &mut run, &mut events, &mut tally);
+                    }
+                    run = Some(channel);
+                    events.push((seq, frame));
+                } else {
+                    walk_events(&lists, &mut run, &mut events, &mut tally);
+                    process(&mut lists, work, &mut tally);
+                }
+            }
+            walk_events(&lists, &mut run, &mut events, &mut tally);
+            self.counters.add(&tally);
+            // A long batch (a big show) should not keep the worker from its other tasks.
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// Hands a run of one show's consecutive events to each of its viewers in this shard.
+fn walk_events(
+    lists: &HashMap<u64, Vec<Arc<ViewerCell>>>,
+    run: &mut Option<u64>,
+    events: &mut Vec<(u64, Frame)>,
+    tally: &mut Tally,
+) {
+    let Some(channel) = run.take() else {
+        return;
+    };
+    for viewer in lists.get(&channel).into_iter().flatten() {
+        match events.as_slice() {
+            [(seq, frame)] => viewer.deliver_seq(*seq, frame, tally),
+            many => viewer.deliver_seqs(many, tally),
+        }
+    }
+    events.clear();
+}
+
+fn process(lists: &mut HashMap<u64, Vec<Arc<ViewerCell>>>, work: Work, tally: &mut Tally) {
+    match work {
+        // Runs of events are walked by `walk_events`.
+        Work::Event { .. } => {}
+        Work::Cell {
+            channel,
+            kind,
+            version,
+            frame,
+        } => {
+            for viewer in lists.get(&channel).into_iter().flatten() {
+                viewer.deliver_cell(kind, version, &frame, tally);
+            }
+        }
+        Work::Attach(viewer) => {
+            let list = lists.entry(viewer.channel_id()).or_default();
+            viewer.set_slot(list.len());
+            list.push(viewer);
+        }
+        Work::Detach(viewer) => {
+            let id = viewer.channel_id();
+            if let Some(list) = lists.get_mut(&id) {
+                let slot = viewer.slot();
+                if slot < list.len() && Arc::ptr_eq(&list[slot], &viewer) {
+                    list.swap_remove(slot);
+                    if let Some(moved) = list.get(slot) {
+                        moved.set_slot(slot);
+                    }
+                }
+                if list.is_empty() {
+                    lists.remove(&id);
+                }
+            }
+        }
+        Work::Private(viewer, entry) => viewer.deliver_private(entry, tally),
+    }
+}
