@@ -851,10 +851,10 @@ pub fn claims_redis_block(p: &Page, r: &Results, note: &str) -> String {
          the order service off (recording the claim log is settlement's work). Then the server \
          is stopped and redis-benchmark sends the claim script itself, {} times from {} \
          connections (one request in flight each, like the buyers), to the same Redis and the \
-         same show: `EVALSHA` of the script the server loaded (prelude and `claim.lua`), the \
+         same show: `EVALSHA` of the script the server loaded (prelude and `claims.lua`), the \
          show's keys, and ARGV claim id, buyer, product, 1, the list price, now. Each request has \
          a new random claim id (so the idempotency check never answers `duplicate`) and a new \
-         buyer (so no buyer limit applies). That favours the peer a little: `claim.lua` appends \
+         buyer (so no buyer limit applies). That favours the peer a little: `claims.lua` appends \
          the claim id to the buyer's current chunk of 32 ids (`mine`), which is longer for \
          Nightmarket's buyers, who claim {} times each, than for the peer's, who claim once. \
          Accepted claims are counted from the show's `accepted` counter and stock before and \

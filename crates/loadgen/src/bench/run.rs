@@ -863,13 +863,13 @@ async fn peer_run(
     product: &str,
 ) -> anyhow::Result<summary::Peer> {
     let p = b.p.clone();
-    // The claim script as the server loads it (prelude, newline, claim.lua); Redis must already
+    // The claim script as the server loads it (prelude, newline, claims.lua); Redis must already
     // hold it under that SHA, or the peer would not run what the server runs.
     let dir = b.root.join(CLAIM_SCRIPT_DIR);
     let script = format!(
         "{}\n{}",
         std::fs::read_to_string(dir.join("prelude.lua"))?,
-        std::fs::read_to_string(dir.join("claim.lua"))?
+        std::fs::read_to_string(dir.join("claims.lua"))?
     );
     let file = b.procs.work.join("claim-script.lua");
     std::fs::write(&file, &script)?;
