@@ -112,9 +112,13 @@ pub async fn open_store(config: &Config) -> Result<Store, ServerError> {
     })?;
     if config.database_url.is_empty() {
         let path = config.data_dir.join("catalog.sqlite");
-        Store::sqlite(&path)
-            .await
-            .map_err(|e| dependency("sqlite", path.display().to_string(), e))
+        Store::sqlite_pooled(
+            &path,
+            config.database_pool_size,
+            std::time::Duration::from_millis(config.database_timeout_ms),
+        )
+        .await
+        .map_err(|e| dependency("sqlite", path.display().to_string(), e))
     } else {
         Store::postgres_bounded(
             &config.database_url,

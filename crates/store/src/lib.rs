@@ -118,9 +118,21 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens the embedded store at `path` (created if missing) and brings its schema up to date.
+    /// Opens the embedded store at `path` (created if missing) and brings its schema up to date,
+    /// with [`sql::sqlite::DEFAULT_READERS`] reader connections.
     pub async fn sqlite(path: &Path) -> Result<Self, StoreError> {
         Self::with_engine(Arc::new(sql::sqlite::SqliteEngine::open(path)?)).await
+    }
+
+    /// [`Store::sqlite`] with at most `readers` reader connections beside its one writer; a
+    /// query waits up to `wait` for a free reader, then fails [`StoreError::Backend`].
+    pub async fn sqlite_pooled(
+        path: &Path,
+        readers: usize,
+        wait: Duration,
+    ) -> Result<Self, StoreError> {
+        let engine = sql::sqlite::SqliteEngine::open_pooled(path, readers, wait)?;
+        Self::with_engine(Arc::new(engine)).await
     }
 
     /// Connects to PostgreSQL and brings its schema up to date; several nodes may do this at

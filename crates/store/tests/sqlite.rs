@@ -4,7 +4,10 @@
 use nightmarket_domain::{
     BuyerId, ClaimId, ClaimRecord, Dong, LogEntry, ProductId, SequencedEvent, ShowEvent, ShowId,
 };
-use nightmarket_store::{JournalEntry, JournalError, SqliteJournal, Store, conformance};
+use nightmarket_store::sql::{Step, sqlite::SqliteEngine};
+use nightmarket_store::{
+    JournalEntry, JournalError, SellerRow, SqliteJournal, Store, conformance, params,
+};
 
 /// A fresh SQLite store for one conformance case; the directory must outlive it.
 async fn fresh_store() -> (Store, tempfile::TempDir) {
@@ -32,6 +35,117 @@ async fn reopening_applies_no_migration_twice_and_keeps_the_data() {
         .await
         .unwrap();
     assert_eq!(store.markets().await.unwrap().len(), markets);
+}
+
+/// Longest a step that should not wait may take before the test calls it stuck.
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn seller(id: &str) -> SellerRow {
+    SellerRow {
+        id: nightmarket_domain::SellerId::parse(id).unwrap(),
+        name: format!("HTX {id}"),
+        kind: "cooperative".into(),
+        district: "Ba Vì".into(),
+        created_at: 1_795_000_000_000,
+    }
+}
+
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within {DEADLINE:?}"))
+}
+
+/// A write transaction held open (as a long settlement holds the writer) delays the other
+/// writes, but not the reads: they answer from the last commit, without its uncommitted rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_proceed_while_a_long_write_transaction_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = std::sync::Arc::new(
+        SqliteEngine::open_pooled(
+            &dir.path().join("catalog.sqlite"),
+            2,
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap(),
+    );
+    let store = Store::with_engine(engine.clone()).await.unwrap();
+    store.create_seller(&seller("before")).await.unwrap();
+
+    let (held_tx, held) = tokio::sync::oneshot::channel();
+    let (release, release_rx) = tokio::sync::oneshot::channel();
+    let insert = Step::new(
+        "INSERT INTO sellers (id, name, kind, district, created_at) VALUES ($1, $2, $3, $4, $5)",
+        params![
+            "during",
+            "HTX during",
+            "cooperative",
+            "Ba Vì",
+            1_795_000_000_001i64
+        ],
+    );
+    let long_write = tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            engine
+                .hold_transaction(vec![insert], held_tx, release_rx)
+                .await
+        }
+    });
+    within("the long write to begin", held).await.unwrap();
+    let other_write = tokio::spawn({
+        let store = store.clone();
+        async move { store.create_seller(&seller("after")).await }
+    });
+
+    // More reads at once than the pool has readers: they take turns, none waits for the write.
+    let reads = (0..8).map(|_| {
+        let store = store.clone();
+        async move { store.sellers().await }
+    });
+    for listed in within("reads during the write", futures_join(reads)).await {
+        let ids: Vec<String> = listed.unwrap().iter().map(|s| s.id.to_string()).collect();
+        assert_eq!(ids, ["before"], "a read sees the last commit only");
+    }
+    let during = nightmarket_domain::SellerId::parse("during").unwrap();
+    assert_eq!(
+        within("a point read", store.seller(&during)).await.unwrap(),
+        None
+    );
+    assert!(!long_write.is_finished(), "the write is still open");
+    assert!(
+        !other_write.is_finished(),
+        "one writer: a second write waits for the open one"
+    );
+
+    release.send(()).unwrap();
+    within("the long write", long_write).await.unwrap().unwrap();
+    within("the queued write", other_write)
+        .await
+        .unwrap()
+        .unwrap();
+    let ids: Vec<String> = store
+        .sellers()
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id.to_string())
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+}
+
+/// Awaits every future, concurrently, in order.
+async fn futures_join<F>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = fs.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
 }
 
 fn record(n: u32) -> ClaimRecord {

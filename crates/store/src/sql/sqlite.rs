@@ -1,21 +1,114 @@
-//! The SQLite engine: the embedded default, one file under the data directory. Store calls are
-//! operator actions, show loads and lifecycle ticks, not the claim path, so one connection
-//! behind a mutex, used from the blocking pool, is enough. Every transaction begins
-//! `IMMEDIATE`: it takes the writer lock first, so the steps that follow see a database no one
-//! else changes until commit.
+//! The SQLite engine: the embedded default, one file under the data directory.
+//!
+//! SQLite admits one writer per file, and in WAL mode readers never wait for it: a reader sees
+//! the last commit before its statement began, however long a write transaction stays open.
+//! So the engine keeps exactly one writer connection, which every transaction (and migration)
+//! queues for in turn, and a bounded pool of reader connections for plain queries. A settlement
+//! that holds the writer for seconds then delays other writes, never the reads of consoles,
+//! show loads and reports. Readers are `query_only`: a write sent down the read path fails
+//! instead of racing the writer.
+//!
+//! Every transaction begins `IMMEDIATE`: it takes the file's writer lock first, so the steps that
+//! follow see a database no one else (another process on the same file) changes until commit.
+//! Connections are used from the blocking pool; waiting for one happens on the async side, so
+//! a queue of callers holds no thread.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{Append, Engine, Outcome, Row, SqlError, Step, Value, Work, sqlite_placeholders};
 
+/// Reader connections of a store opened with [`SqliteEngine::open`] (the server passes its
+/// `database_pool_size` instead).
+pub const DEFAULT_READERS: usize = 4;
+/// How long a query waits for a free reader connection when opened with
+/// [`SqliteEngine::open`] (the server passes its `database_timeout_ms` instead).
+pub const DEFAULT_READER_WAIT: Duration = Duration::from_secs(5);
+
 #[derive(Clone)]
 pub struct SqliteEngine {
-    conn: Arc<Mutex<Connection>>,
+    /// The one connection that writes. A tokio mutex: callers queue for it in order, without
+    /// holding a thread while they wait.
+    writer: Arc<tokio::sync::Mutex<Connection>>,
+    readers: Arc<ReaderPool>,
+}
+
+/// At most `size` reader connections, opened on first need and kept; a query waits up to
+/// `wait` for one to be free, then fails `Backend` (the server answers `unavailable`).
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+    wait: Duration,
+}
+
+/// A reader connection lent to one query; it goes back to the pool when dropped.
+struct Reader {
+    conn: Option<Connection>,
+    pool: Arc<ReaderPool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl ReaderPool {
+    async fn get(self: &Arc<Self>) -> Result<Reader, SqlError> {
+        let permit = tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                backend(format!(
+                    "no reader connection free within {} ms",
+                    self.wait.as_millis()
+                ))
+            })?
+            .map_err(backend)?;
+        let idle = self
+            .idle
+            .lock()
+            .map_err(|_| backend("reader pool poisoned"))?
+            .pop();
+        let conn = match idle {
+            Some(c) => c,
+            // Holding a permit means fewer than `size` connections are lent, so opening one
+            // keeps the pool within its bound.
+            None => open_reader(&self.path)?,
+        };
+        Ok(Reader {
+            conn: Some(conn),
+            pool: self.clone(),
+            _permit: permit,
+        })
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        if let (Some(conn), Ok(mut idle)) = (self.conn.take(), self.pool.idle.lock()) {
+            idle.push(conn);
+        }
+    }
+}
+
+impl std::ops::Deref for Reader {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("taken only on drop"))
+    }
+}
+
+/// A connection for reads only: a write through it fails (`query_only`), so nothing but the
+/// writer ever takes the file's writer lock.
+fn open_reader(path: &Path) -> Result<Connection, SqlError> {
+    let conn = crate::sqlite::open(path).map_err(backend)?;
+    conn.pragma_update(None, "query_only", "ON")
+        .map_err(backend)?;
+    Ok(conn)
 }
 
 impl std::fmt::Debug for SqliteEngine {
@@ -113,29 +206,83 @@ fn run_work(conn: &Connection, work: &Work) -> Result<Outcome, SqlError> {
 
 impl SqliteEngine {
     /// Opens (creating if needed) the database file with the settings every Nightmarket SQLite
-    /// file uses (WAL, `synchronous=FULL`, foreign keys on).
+    /// file uses (WAL, `synchronous=FULL`, foreign keys on), with [`DEFAULT_READERS`] readers.
     pub fn open(path: &Path) -> Result<Self, SqlError> {
-        let conn = crate::sqlite::open(path).map_err(backend)?;
+        Self::open_pooled(path, DEFAULT_READERS, DEFAULT_READER_WAIT)
+    }
+
+    /// [`SqliteEngine::open`] with at most `readers` reader connections (at least one), a
+    /// query waiting up to `wait` for a free one.
+    pub fn open_pooled(path: &Path, readers: usize, wait: Duration) -> Result<Self, SqlError> {
+        let writer = crate::sqlite::open(path).map_err(backend)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            writer: Arc::new(tokio::sync::Mutex::new(writer)),
+            readers: Arc::new(ReaderPool {
+                path: path.to_owned(),
+                idle: Mutex::new(Vec::new()),
+                permits: Arc::new(Semaphore::new(readers.max(1))),
+                wait,
+            }),
         })
     }
 
-    async fn with<T, F>(&self, f: F) -> Result<T, SqlError>
+    /// Runs `f` on the writer once every earlier caller is done with it.
+    async fn write<T, F>(&self, f: F) -> Result<T, SqlError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, SqlError> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| backend("database connection poisoned"))?;
-            f(&mut guard)
+        let mut conn = self.writer.clone().lock_owned().await;
+        tokio::task::spawn_blocking(move || f(&mut conn))
+            .await
+            .map_err(backend)?
+    }
+
+    /// Runs `f` on a reader of the pool.
+    async fn read<T, F>(&self, f: F) -> Result<T, SqlError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, SqlError> + Send + 'static,
+    {
+        let reader = self.readers.get().await?;
+        tokio::task::spawn_blocking(move || f(&reader))
+            .await
+            .map_err(backend)?
+    }
+
+    /// Runs `steps` in a write transaction like [`Engine::transaction`], but once they ran
+    /// says so on `held` and keeps the transaction open, uncommitted, until `release` fires
+    /// (or is dropped): a long write (a settlement) made to last as long as a test needs.
+    #[cfg(feature = "testing")]
+    pub async fn hold_transaction(
+        &self,
+        steps: Vec<Step>,
+        held: tokio::sync::oneshot::Sender<()>,
+        release: tokio::sync::oneshot::Receiver<()>,
+    ) -> Result<Vec<Outcome>, SqlError> {
+        self.write(move |c| {
+            in_transaction(c, |tx| {
+                let out = run_steps(tx, &steps)?;
+                let _ = held.send(());
+                let _ = release.blocking_recv();
+                Ok(out)
+            })
         })
         .await
-        .map_err(backend)?
     }
+}
+
+/// The steps in order, each checked against its requirement.
+fn run_steps(tx: &Connection, steps: &[Step]) -> Result<Vec<Outcome>, SqlError> {
+    let mut out = Vec::with_capacity(steps.len());
+    for step in steps {
+        let o = run_work(tx, &step.work)?;
+        if let Some(tag) = step.broken_by(&o) {
+            return Err(SqlError::Requirement(tag));
+        }
+        out.push(o);
+    }
+    Ok(out)
 }
 
 fn in_transaction<T>(
@@ -158,29 +305,17 @@ impl Engine for SqliteEngine {
 
     async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, SqlError> {
         let sql = sql.to_owned();
-        self.with(move |c| Ok(run_step(c, &sql, &params)?.rows))
+        self.read(move |c| Ok(run_step(c, &sql, &params)?.rows))
             .await
     }
 
     async fn transaction(&self, steps: Vec<Step>) -> Result<Vec<Outcome>, SqlError> {
-        self.with(move |c| {
-            in_transaction(c, |tx| {
-                let mut out = Vec::with_capacity(steps.len());
-                for step in &steps {
-                    let o = run_work(tx, &step.work)?;
-                    if let Some(tag) = step.broken_by(&o) {
-                        return Err(SqlError::Requirement(tag));
-                    }
-                    out.push(o);
-                }
-                Ok(out)
-            })
-        })
-        .await
+        self.write(move |c| in_transaction(c, |tx| run_steps(tx, &steps)))
+            .await
     }
 
     async fn migrate(&self) -> Result<(), SqlError> {
-        self.with(|c| {
+        self.write(|c| {
             // Every transaction refinery opens takes the writer lock first, so a process
             // starting on the same file waits for this one's run rather than interleaving.
             c.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
@@ -251,4 +386,56 @@ fn history_has_rows(c: &Connection) -> Result<bool, SqlError> {
         r.get(0)
     })
     .map_err(classify)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pool lends at most its size; past it a query waits its bound, then fails.
+    #[tokio::test]
+    async fn the_reader_pool_is_bounded_and_waits_its_bound() {
+        let dir = tempfile::tempdir()
+            .map_err(backend)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let wait = Duration::from_millis(100);
+        let engine = SqliteEngine::open_pooled(&dir.path().join("db.sqlite"), 1, wait)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let first = engine.readers.get().await.unwrap_or_else(|e| panic!("{e}"));
+        let started = std::time::Instant::now();
+        match engine.readers.get().await {
+            Err(SqlError::Backend(m)) => assert!(m.contains("no reader connection"), "{m}"),
+            Err(e) => panic!("expected a bounded wait, got {e}"),
+            Ok(_) => panic!("a pool of one lent two readers"),
+        }
+        assert!(started.elapsed() >= wait);
+        drop(first);
+        let again = engine.readers.get().await.unwrap_or_else(|e| panic!("{e}"));
+        drop(again);
+        let idle = engine.readers.idle.lock().map(|i| i.len()).unwrap_or(0);
+        assert_eq!(
+            idle, 1,
+            "the returned connection is kept, not a second one opened"
+        );
+    }
+
+    /// A reader cannot write: only the writer takes the file's writer lock.
+    #[tokio::test]
+    async fn readers_refuse_writes() {
+        let dir = tempfile::tempdir()
+            .map_err(backend)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let engine =
+            SqliteEngine::open(&dir.path().join("db.sqlite")).unwrap_or_else(|e| panic!("{e}"));
+        engine
+            .execute("CREATE TABLE t (x BIGINT)", Vec::new())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let refused = engine
+            .query("INSERT INTO t (x) VALUES (1) RETURNING x", Vec::new())
+            .await;
+        assert!(matches!(refused, Err(SqlError::Backend(_))), "{refused:?}");
+        let rows = engine.query("SELECT COUNT(*) FROM t", Vec::new()).await;
+        assert_eq!(rows.ok(), Some(vec![Row(vec![Value::Int(0)])]));
+    }
 }
