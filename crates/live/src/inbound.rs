@@ -19,8 +19,8 @@ use tokio::net::tcp::OwnedReadHalf;
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 
+use crate::delivery::viewer::Viewer;
 use crate::frame::{Frame, MAX_CONTROL_PAYLOAD};
-use crate::viewer::Viewer;
 
 /// Bytes the reader asks the kernel for at a time. The buffer exists only while a message is
 /// arriving: an idle connection holds none.

@@ -51,25 +51,28 @@
 //! kernel's share (socket buffers, allocated by the kernel as data flows) and tokio's share (one
 //! I/O registration per socket) come on top, as for any server.
 
-pub mod channel;
 pub mod config;
+mod delivery;
 pub mod frame;
 pub mod inbound;
 pub mod metrics;
-mod shard;
-mod viewer;
+mod sync;
+
+pub use delivery::channel;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+use sync::lock;
 
 pub use channel::{AttachOptions, CatchUp, CatchUpCell, CellKind, Channel, Published, Sequenced};
 pub use config::{CloseReason, ConfigError, LiveConfig};
+pub use delivery::viewer::{Cells, Start, StartError, StartFrom, Viewer, ViewerClosed};
 pub use frame::Frame;
 pub use metrics::LiveMetrics;
-pub use viewer::{Cells, Start, StartError, StartFrom, Viewer, ViewerClosed};
 
-use shard::Shard;
+use delivery::shard::Shard;
 
 /// Why an engine could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -163,18 +166,12 @@ impl Engine {
     }
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded data is only ever changed by complete, panic-free steps; a poisoned lock
-    // still holds consistent data.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 #[cfg(test)]
 mod tests {
     /// The figures quoted in docs/architecture.md; a change of layout shows up here first.
     #[test]
     fn idle_viewer_state_stays_small() {
-        let sizes = crate::viewer::idle_sizes();
+        let sizes = crate::delivery::viewer::idle_sizes();
         for (name, size) in sizes {
             println!("{name}: {size} bytes");
         }

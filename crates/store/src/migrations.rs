@@ -1,5 +1,5 @@
 //! The schema: the SQL files in `crates/store/migrations/` (`V<version>__<name>.sql`, in the
-//! portable dialect of [`crate::sql`]), run by `refinery` on SQLite and PostgreSQL alike.
+//! portable dialect of the store's SQL engines), run by `refinery` on SQLite and PostgreSQL alike.
 //!
 //! Append only: a released migration never changes; a new behaviour gets a new file. Refinery
 //! records each applied migration with a checksum of its name, version and text in
@@ -58,12 +58,6 @@ pub enum MigrationError {
     /// The engine failed while migrating.
     #[error("migrating: {0}")]
     Backend(String),
-}
-
-impl From<MigrationError> for crate::sql::SqlError {
-    fn from(e: MigrationError) -> Self {
-        crate::sql::SqlError::Backend(e.to_string())
-    }
 }
 
 /// Every migration of this build, in version order.

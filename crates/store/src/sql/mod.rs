@@ -329,3 +329,10 @@ mod tests {
         );
     }
 }
+
+// A migration failing while the engine opens is the engine failing.
+impl From<crate::migrations::MigrationError> for SqlError {
+    fn from(e: crate::migrations::MigrationError) -> Self {
+        SqlError::Backend(e.to_string())
+    }
+}

@@ -16,11 +16,11 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::channel::CellKind;
+use crate::delivery::channel::CellKind;
+use crate::delivery::viewer::{Entry, ViewerCell};
 use crate::frame::Frame;
-use crate::lock;
 use crate::metrics::{ShardCounters, Tally};
-use crate::viewer::{Entry, ViewerCell};
+use crate::sync::lock;
 
 pub(crate) enum Work {
     Event {

@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex};
 use tokio::net::tcp::OwnedWriteHalf;
 
 use crate::config::LiveConfig;
+use crate::delivery::shard::{Shard, Work};
+use crate::delivery::viewer::{Viewer, ViewerCell};
 use crate::frame::Frame;
-use crate::lock;
-use crate::shard::{Shard, Work};
-use crate::viewer::{Viewer, ViewerCell};
+use crate::sync::lock;
 
 /// A sequenced frame.
 #[derive(Debug, Clone)]

@@ -24,12 +24,12 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::channel::{CellKind, ChannelInner};
 use crate::config::CloseReason;
+use crate::delivery::channel::{CellKind, ChannelInner};
+use crate::delivery::shard::{Shard, Work};
 use crate::frame::Frame;
-use crate::lock;
 use crate::metrics::Tally;
-use crate::shard::{Shard, Work};
+use crate::sync::lock;
 
 /// One thing waiting in a viewer's queue.
 pub(crate) enum Entry {
