@@ -317,6 +317,13 @@ pub(crate) fn sqlite_placeholders(sql: &str) -> String {
     out
 }
 
+// A migration failing while the engine opens is the engine failing.
+impl From<crate::migrations::MigrationError> for SqlError {
+    fn from(e: crate::migrations::MigrationError) -> Self {
+        SqlError::Backend(e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::sqlite_placeholders;
@@ -327,12 +334,5 @@ mod tests {
             sqlite_placeholders("SELECT $1, '$2', \"$3\" WHERE a = $10"),
             "SELECT ?1, '$2', \"$3\" WHERE a = ?10"
         );
-    }
-}
-
-// A migration failing while the engine opens is the engine failing.
-impl From<crate::migrations::MigrationError> for SqlError {
-    fn from(e: crate::migrations::MigrationError) -> Self {
-        SqlError::Backend(e.to_string())
     }
 }
