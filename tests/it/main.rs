@@ -18,6 +18,7 @@ mod released;
 mod reports;
 mod restart;
 mod resume;
+mod seller_absent;
 mod sessions;
 mod show;
 mod show_stats;

@@ -60,6 +60,9 @@ pub struct MarketTiming {
     pub tick_ms: u64,
     pub early_start_ms: u64,
     pub close_grace_ms: u64,
+    /// A live show whose seller has had no session on any node for this long is closed by the
+    /// market, with the reason `seller_absent` beside the transition; 0: never.
+    pub seller_absent_close_ms: u64,
     pub nights_listed: usize,
     pub stats_flush_ms: u64,
 }

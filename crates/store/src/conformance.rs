@@ -753,17 +753,26 @@ pub async fn seller_presence(c: &Store) -> Result<(), StoreError> {
         "seen at the cutoff is absent",
     )?;
     ensure(
-        c.transition_because(
+        c.transition(
             &shows[1],
             ShowStatus::Live,
             ShowStatus::Closed,
             start + 200,
             "scheduler",
-            Some("seller_absent"),
             None,
         )
         .await?,
         "closed for absence",
+    )?;
+    ensure(
+        !c.explain_transition(&shows[1], ShowStatus::Closed, "seller", "seller_absent")
+            .await?,
+        "no reason on someone else's transition",
+    )?;
+    ensure(
+        c.explain_transition(&shows[1], ShowStatus::Closed, "scheduler", "seller_absent")
+            .await?,
+        "the reason goes with the actor's transition",
     )?;
     let log = c.transitions(&shows[1]).await?;
     ensure(

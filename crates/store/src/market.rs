@@ -623,22 +623,6 @@ impl Store {
         actor: &str,
         event: Option<&WebhookEvent>,
     ) -> Result<bool, StoreError> {
-        self.transition_because(id, from, to, at, actor, None, event)
-            .await
-    }
-
-    /// [`Self::transition`], recording why (`reason`, a stable code) beside who.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn transition_because(
-        &self,
-        id: &ShowId,
-        from: ShowStatus,
-        to: ShowStatus,
-        at: Millis,
-        actor: &str,
-        reason: Option<&str>,
-        event: Option<&WebhookEvent>,
-    ) -> Result<bool, StoreError> {
         let set = match to {
             ShowStatus::Live => {
                 "UPDATE shows SET status = $2, live_at = $4 WHERE id = $1 AND status = $3"
@@ -656,10 +640,10 @@ impl Store {
         let mut steps = vec![
             Step::new(set, params![id.as_str(), to.as_str(), from.as_str(), at]).require("cas"),
             Step::new(
-                "INSERT INTO show_transitions (show_id, to_status, from_status, actor, at, reason)
-                 VALUES ($1, $2, $3, $4, $5, $6)
+                "INSERT INTO show_transitions (show_id, to_status, from_status, actor, at)
+                 VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (show_id, to_status) DO NOTHING",
-                params![id.as_str(), to.as_str(), from.as_str(), actor, at, reason],
+                params![id.as_str(), to.as_str(), from.as_str(), actor, at],
             ),
         ];
         if let Some(ev) = event {
@@ -670,6 +654,27 @@ impl Store {
             Err(SqlError::Requirement("cas")) => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Records why `actor` moved the show to `to` (a stable code such as `seller_absent`), once
+    /// its transition is recorded. Returns whether that transition was `actor`'s: if someone
+    /// else moved the show first, their record keeps no reason of ours.
+    pub async fn explain_transition(
+        &self,
+        id: &ShowId,
+        to: ShowStatus,
+        actor: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .engine
+            .execute(
+                "UPDATE show_transitions SET reason = $4
+                 WHERE show_id = $1 AND to_status = $2 AND actor = $3 AND reason IS NULL",
+                params![id.as_str(), to.as_str(), actor, reason],
+            )
+            .await?;
+        Ok(n == 1)
     }
 
     /// The transitions a show went through, in order.

@@ -198,6 +198,10 @@ pub struct Transition {
     pub to: String,
     pub actor: String,
     pub at: i64,
+    /// Why, when the actor alone does not say: `seller_absent` for a show the market closed
+    /// because its seller stayed away. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

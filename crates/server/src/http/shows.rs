@@ -122,6 +122,7 @@ pub async fn transitions(
                 to: t.to.as_str().to_owned(),
                 actor: t.actor.clone(),
                 at: t.at,
+                reason: t.reason.clone(),
             })
             .collect(),
     ))

@@ -3,12 +3,17 @@
 //! store's compare-and-set make each transition happen once, whoever gets there first. The
 //! first pass runs at start, so a show whose end passed while every node was down is closed
 //! then (and one whose start passed is opened, if its slot is still running).
+//!
+//! It also keeps live shows honest about their seller: while the seller has a session on this
+//! node, each pass marks the show's seller as present in the store (shared by every node), and a
+//! live show whose seller nobody has seen for `market.seller_absent_close_ms` is closed, the
+//! transition recording the reason `seller_absent`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nightmarket_domain::ShowId;
+use nightmarket_domain::{ShowId, ShowStatus};
 use nightmarket_inventory::{Command, InventoryError};
 use nightmarket_store::Store;
 use tokio::sync::watch;
@@ -59,6 +64,7 @@ pub async fn tick(state: &Lifecycle, reported: &mut HashSet<ShowId>) {
     for id in &closing {
         apply(state, id, Command::Close).await;
     }
+    sellers(state, now).await;
     let opening = match state.store.shows_due_live(now).await {
         Ok(ids) => ids,
         Err(e) => {
@@ -75,7 +81,9 @@ pub async fn tick(state: &Lifecycle, reported: &mut HashSet<ShowId>) {
             .await
             .unwrap_or(nightmarket_domain::market::DEFAULT_MIN_STARS);
         match admission_issues(&state.store, &row, min_stars).await {
-            Ok(issues) if issues.is_empty() => apply(state, id, Command::GoLive).await,
+            Ok(issues) if issues.is_empty() => {
+                apply(state, id, Command::GoLive).await;
+            }
             Ok(issues) => {
                 if reported.insert(id.clone()) {
                     let reasons: Vec<String> = issues
@@ -92,13 +100,59 @@ pub async fn tick(state: &Lifecycle, reported: &mut HashSet<ShowId>) {
     }
 }
 
-async fn apply(state: &Lifecycle, id: &ShowId, cmd: Command) {
+/// The stable code recorded beside a close for a seller's absence.
+pub const SELLER_ABSENT: &str = "seller_absent";
+
+/// Marks the sellers connected here as present, then closes the live shows whose seller has
+/// been away past the bound.
+async fn sellers(state: &Lifecycle, now: nightmarket_domain::Millis) {
+    for rt in state.shows.served() {
+        if rt.sellers.load(std::sync::atomic::Ordering::Relaxed) > 0
+            && let Err(e) = state.store.seller_seen(&rt.id, now).await
+        {
+            tracing::warn!(show = %rt.id, error = %e, "lifecycle: cannot record the seller's presence");
+        }
+    }
+    let absent_for = state.timing.seller_absent_close_ms;
+    if absent_for == 0 {
+        return;
+    }
+    let cutoff = now.saturating_sub(i64::try_from(absent_for).unwrap_or(i64::MAX));
+    let absent = match state.store.shows_seller_absent(cutoff).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!(error = %e, "lifecycle: cannot list shows without their seller");
+            return;
+        }
+    };
+    let actor = actor();
+    for id in &absent {
+        if !apply(state, id, Command::Close).await {
+            continue;
+        }
+        match state
+            .store
+            .explain_transition(id, ShowStatus::Closed, &actor, SELLER_ABSENT)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(show = %id, absent_ms = absent_for, "lifecycle: show closed, its seller was away")
+            }
+            Err(e) => {
+                tracing::warn!(show = %id, error = %e, "lifecycle: cannot record why the show closed")
+            }
+        }
+    }
+}
+
+/// Runs `cmd` on the show; whether this call made it.
+async fn apply(state: &Lifecycle, id: &ShowId, cmd: Command) -> bool {
     let row = match state.store.show(id).await {
         Ok(Some(row)) => row,
-        Ok(None) => return,
+        Ok(None) => return false,
         Err(e) => {
             tracing::warn!(show = %id, error = %e, "lifecycle: cannot load show");
-            return;
+            return false;
         }
     };
     // Loading syncs the store with the inventory: a transition another node made in the
@@ -107,11 +161,11 @@ async fn apply(state: &Lifecycle, id: &ShowId, cmd: Command) {
         Ok(rt) => rt,
         Err(e) => {
             tracing::warn!(show = %id, error = %e, "lifecycle: cannot open show");
-            return;
+            return false;
         }
     };
     match state.shows.command(&rt, cmd, &actor()).await {
-        Ok(_) => {}
+        Ok(_) => true,
         // Another node (or the seller) got there first: the inventory refused the second
         // transition, and the store follows the inventory.
         Err(InventoryError::Command(_)) => {
@@ -121,7 +175,11 @@ async fn apply(state: &Lifecycle, id: &ShowId, cmd: Command) {
                     .record_transition(id, view.status, "recovery")
                     .await;
             }
+            false
         }
-        Err(e) => tracing::warn!(show = %id, error = %e, "lifecycle: transition failed"),
+        Err(e) => {
+            tracing::warn!(show = %id, error = %e, "lifecycle: transition failed");
+            false
+        }
     }
 }

@@ -154,7 +154,8 @@ impl Live {
             .sum()
     }
 
-    fn all(&self) -> Vec<Arc<ShowRuntime>> {
+    /// Every show this node serves now.
+    pub fn all(&self) -> Vec<Arc<ShowRuntime>> {
         self.shows
             .read()
             .map(|s| s.values().cloned().collect())
@@ -171,6 +172,7 @@ impl Live {
             gate: tokio::sync::Mutex::new(()),
             follow: Mutex::default(),
             watched: Default::default(),
+            sellers: Default::default(),
             closed_since: Mutex::new(at.closed.then(|| self.clock.now())),
             following: tokio::sync::Mutex::new(()),
             tick: Mutex::new(TickState {

@@ -2,7 +2,7 @@
 //! commands, and what the periodic refresh has seen of it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
@@ -35,6 +35,9 @@ pub struct ShowRuntime {
     /// Whether this node has asked the event feed to follow the show (distributed mode): once
     /// per runtime, so the feed's requests are bounded by the shows served, not the upgrades.
     pub(super) watched: AtomicBool,
+    /// The show's seller's sessions open on this node: while one is, the lifecycle loop tells
+    /// the store the seller is present (see `market.seller_absent_close_ms`).
+    pub sellers: AtomicUsize,
     /// Since when (the server's clock) the show has been closed, as this node learnt it; a
     /// closed show nobody watches leaves memory after [`super::CLOSED_SHOW_KEPT_MS`].
     pub(super) closed_since: Mutex<Option<Millis>>,

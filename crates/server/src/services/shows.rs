@@ -157,6 +157,11 @@ impl Shows {
         }
     }
 
+    /// Every show this node serves now.
+    pub fn served(&self) -> Vec<Arc<ShowRuntime>> {
+        self.live.all()
+    }
+
     /// Runs a command on a show: inventory, then publish each event once, in order, behind the
     /// show's gate; a transition is then recorded in the store, after the gate, so a slow store
     /// never holds up the show's next command. Transitions are recorded in the order the gate let

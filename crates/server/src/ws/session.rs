@@ -9,6 +9,7 @@
 //! reading, answering pings and closing while the inventory is slow or unreachable.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -782,6 +783,11 @@ pub async fn run(
     let l = &state.config().limits;
     let buyer = peer.buyer.clone();
     let inbox = buyer.as_ref().map(|b| rt.buyers.enter(b));
+    let seller = peer.commands;
+    if seller {
+        rt.sellers.fetch_add(1, Ordering::Relaxed);
+        seller_seen(&state, &rt).await;
+    }
     let mut s = Session {
         write_timeout: Duration::from_millis(l.write_timeout_ms),
         bucket: Bucket::new(l.messages_per_second, l.message_burst),
@@ -803,7 +809,20 @@ pub async fn run(
     {
         crate::ws::waitlist::leave_later(&state, rt.clone(), buyer);
     }
+    if seller {
+        rt.sellers.fetch_sub(1, Ordering::Relaxed);
+        // The seller's absence counts from when they left, not from the last periodic mark.
+        seller_seen(&state, &rt).await;
+    }
     state.metrics().connections_open.decrement(1.0);
+}
+
+/// Tells the store the show's seller is here now. A failure only delays the mark to the
+/// lifecycle loop's next pass, which repeats it while the seller stays connected.
+async fn seller_seen(state: &AppState, rt: &ShowRuntime) {
+    if let Err(e) = state.store().seller_seen(&rt.id, state.now()).await {
+        tracing::warn!(show = %rt.id, error = %e, "cannot record the seller's presence");
+    }
 }
 
 /// Brings a new session up to date: the events it missed (resume) or a snapshot. `None` when
