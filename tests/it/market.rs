@@ -19,6 +19,9 @@ pub(crate) fn fast(c: &mut nightmarket_server::config::Config) {
     c.market.tick_ms = 20;
     c.market.close_grace_ms = 5 * MINUTE as u64;
     c.market.early_start_ms = 15 * MINUTE as u64;
+    // These tests move the clock through a whole night with no seller connected: their shows
+    // open and close by their slots alone (tests/it/seller_absent.rs covers the absence rule).
+    c.market.seller_absent_close_ms = 0;
 }
 
 pub(crate) async fn postgres_url() -> String {
