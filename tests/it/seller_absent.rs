@@ -3,7 +3,6 @@
 use std::time::{Duration, Instant};
 
 use nightmarket_tests::{Market, TestServer, WAIT, http};
-use serde_json::Value;
 
 /// How long a seller may be away in this test, and how often the market looks.
 const ABSENT_MS: u64 = 600;
@@ -53,20 +52,34 @@ async fn a_show_whose_seller_stays_away_ends_with_the_reason() {
     );
     assert_eq!(status(&m).await, "closed");
 
-    let (code, log) = http(
-        m.addr,
-        "GET",
-        &format!("/api/shows/{}/transitions", m.show),
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(code, 200, "{log}");
-    let close = log
-        .as_array()
-        .and_then(|t| t.iter().find(|t| t["to"] == "closed"))
-        .cloned()
-        .unwrap_or(Value::Null);
+    // The inventory decides the close and the store records it (then its reason) just after:
+    // the log is read until the close is there, with a deadline.
+    let (log, close) = loop {
+        let (code, log) = http(
+            m.addr,
+            "GET",
+            &format!("/api/shows/{}/transitions", m.show),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(code, 200, "{log}");
+        let close = log
+            .as_array()
+            .and_then(|t| {
+                t.iter()
+                    .find(|t| t["to"] == "closed" && !t["reason"].is_null())
+            })
+            .cloned();
+        if let Some(close) = close {
+            break (log, close);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the close was never recorded: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(TICK_MS)).await;
+    };
     assert_eq!(close["reason"], "seller_absent", "{log}");
     assert!(
         close["actor"]
