@@ -22,6 +22,10 @@
 //! - [`auth`]: HS256 tokens carrying role and subject (the `nightmarket-auth` crate).
 //! - [`run`]: serve on a bound listener until a shutdown future resolves, then drain.
 
+// The examples of `#[utoipa::path]` annotations are `json!` values deeper than the default
+// macro recursion limit allows.
+#![recursion_limit = "256"]
+
 /// Tokens live in their own crate (`nightmarket-auth`), shared with the command line and the
 /// load generator; re-exported here so the server's modules name them as before.
 pub use nightmarket_auth as auth;

@@ -2,10 +2,11 @@
 //! published never changes meaning; new situations get new codes.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Every error code that can cross the wire, over HTTP (`{"error":{"code":...}}`) or WebSocket
 /// (`error` frames, claim and cancel refusals).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     // --- claim refusals -------------------------------------------------------------------

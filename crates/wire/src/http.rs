@@ -2,17 +2,18 @@
 //! into domain types and answers `400 bad_request` naming the field that is wrong.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::ErrorCode;
 use crate::server::{ProductView, StockLevel};
 
 /// Every non-2xx response: `{"error":{"code":"...","message":"..."}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ApiError {
     pub error: ApiErrorBody,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ApiErrorBody {
     pub code: ErrorCode,
     pub message: String,
@@ -67,7 +68,7 @@ pub fn strip_position(text: &str) -> &str {
     text.rfind(" at line ").map_or(text, |i| &text[..i])
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CreateSeller {
     pub name: String,
     /// Kind of producer: `cooperative`, `enterprise` or `household`.
@@ -77,7 +78,7 @@ pub struct CreateSeller {
     pub district: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Seller {
     pub id: String,
     pub name: String,
@@ -86,7 +87,7 @@ pub struct Seller {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CreateProduct {
     pub seller_id: String,
     pub name: String,
@@ -109,7 +110,7 @@ pub struct CreateProduct {
     pub documents: Vec<crate::server::DocumentBody>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Product {
     #[serde(flatten)]
     pub view: ProductView,
@@ -117,14 +118,14 @@ pub struct Product {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CreateShow {
     pub seller_id: String,
     pub title: String,
     pub lineup: Vec<CreateLineupItem>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CreateLineupItem {
     pub product_id: String,
     /// Units of this product allotted to the show.
@@ -133,7 +134,7 @@ pub struct CreateLineupItem {
     pub buyer_limit: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Show {
     pub id: String,
     pub seller_id: String,
@@ -157,7 +158,7 @@ pub struct Show {
 }
 
 /// Where a scheduled show sits in a market night (`crate::market`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ShowSlot {
     pub market_id: String,
     pub night_date: String,
@@ -168,7 +169,7 @@ pub struct ShowSlot {
     pub stream_url: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ShowLineupItem {
     pub product_id: String,
     pub stock: u32,
@@ -179,13 +180,13 @@ pub struct ShowLineupItem {
 }
 
 /// `GET /readyz`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Readiness {
     pub ready: bool,
     pub backends: Vec<BackendState>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BackendState {
     /// `redis`, `postgres`, `sqlite`, or `server` (only while shutting down).
     pub name: String,
@@ -205,19 +206,19 @@ pub struct BackendState {
 }
 
 /// `POST /api/auth/redeem`: the code from a one-time sign-in link.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RedeemInvite {
     pub code: String,
 }
 
 /// `POST /api/auth/guest`: a viewer without an account, known by the name they chose.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct GuestSignIn {
     pub display_name: String,
 }
 
 /// Who the request is signed in as (`GET /api/me`, and the answer to a sign-in).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SessionInfo {
     /// `operator`, `seller` or `viewer`.
     pub role: String,
@@ -231,13 +232,13 @@ pub struct SessionInfo {
 
 /// `POST /api/invites`: a one-time sign-in link for a seller (subject: the seller id) or an
 /// operator (subject: a name in the id alphabet).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CreateInvite {
     pub role: String,
     pub subject: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Invite {
     /// The secret code; only its hash is stored, so this answer is the one place it appears.
     pub code: String,
@@ -250,7 +251,7 @@ pub struct Invite {
 }
 
 /// `GET /api/shows/{id}/live-stats`: the seller's live panel and the operator's board.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LiveStats {
     pub show_id: String,
     /// `scheduled`, `live` or `closed`.
@@ -273,7 +274,7 @@ pub struct LiveStats {
     pub products: Vec<ProductLiveStats>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ProductLiveStats {
     pub product_id: String,
     pub name: String,

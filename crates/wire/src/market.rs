@@ -7,10 +7,11 @@
 //! epoch.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::http::CreateLineupItem;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CreateMarket {
     pub name: String,
     /// Lowercase English weekday names: `["friday"]`.
@@ -30,7 +31,7 @@ pub struct CreateMarket {
     pub min_stars: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Market {
     pub id: String,
     pub name: String,
@@ -47,7 +48,7 @@ pub struct Market {
 }
 
 /// One night of a market, in local and UTC time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Night {
     /// The night's identity: its originally scheduled local date.
     pub date: String,
@@ -69,7 +70,7 @@ pub struct Night {
     pub ends_at_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CreateException {
     /// The night's original local date.
     pub night_date: String,
@@ -81,7 +82,7 @@ pub struct CreateException {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Exception {
     pub night_date: String,
     pub kind: String,
@@ -93,7 +94,7 @@ pub struct Exception {
 }
 
 /// An operator's admission decision on a product for a market.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Decide {
     pub product_id: String,
     pub approved: bool,
@@ -102,7 +103,7 @@ pub struct Decide {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Decision {
     pub id: String,
     pub market_id: String,
@@ -115,7 +116,7 @@ pub struct Decision {
 }
 
 /// Why a product may not go on a night's lineup; `reason` is a stable code.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AdmissionIssue {
     pub product_id: String,
     /// `stars_below_minimum`, `document_missing`, `document_not_yet_valid`,
@@ -125,12 +126,12 @@ pub struct AdmissionIssue {
 }
 
 /// A seller's commitment on the quality of what they sell on one night.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Commit {
     pub statement: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Commitment {
     pub market_id: String,
     pub night_date: String,
@@ -140,20 +141,20 @@ pub struct Commitment {
     pub signed_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CreateLineupSet {
     pub name: String,
     pub items: Vec<CreateLineupItem>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LineupSetItem {
     pub product_id: String,
     pub stock: u32,
     pub buyer_limit: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LineupSet {
     pub id: String,
     pub seller_id: String,
@@ -163,7 +164,7 @@ pub struct LineupSet {
 }
 
 /// Schedules a seller's show into a night.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ScheduleShow {
     pub seller_id: String,
     pub title: String,
@@ -182,7 +183,7 @@ pub struct ScheduleShow {
 
 /// A scheduled show whose product documents will have expired (or not yet be valid) by its
 /// night.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ExpiryWarning {
     pub show_id: String,
     pub seller_id: String,
@@ -192,7 +193,7 @@ pub struct ExpiryWarning {
 }
 
 /// One status a show reached.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Transition {
     pub from: String,
     pub to: String,
@@ -204,7 +205,7 @@ pub struct Transition {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CreateWebhook {
     /// `http://` receiver URL.
     pub url: String,
@@ -212,7 +213,7 @@ pub struct CreateWebhook {
     pub events: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Webhook {
     pub id: String,
     pub url: String,
@@ -225,7 +226,7 @@ pub struct Webhook {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Delivery {
     pub id: String,
     pub webhook_id: String,

@@ -3,11 +3,12 @@
 //! are milliseconds since the epoch (UTC).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::server::ProductView;
 
 /// One line of an order: a product at one accepted unit price.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OrderLine {
     pub product_id: String,
     /// The product's name as it was sold.
@@ -27,7 +28,7 @@ pub struct OrderLine {
 }
 
 /// One status an order reached.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StatusChange {
     /// 0 for the first status (settlement), then one per move: the order's version after it.
     pub seq: u64,
@@ -44,7 +45,7 @@ pub struct StatusChange {
 }
 
 /// One buyer's order from one show, with its lines.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Order {
     pub id: String,
     pub show_id: String,
@@ -74,7 +75,7 @@ pub struct Order {
 }
 
 /// An order with every status it reached (`GET /api/orders/{id}`, status moves).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OrderDetail {
     #[serde(flatten)]
     pub order: Order,
@@ -83,7 +84,7 @@ pub struct OrderDetail {
 
 /// A buyer's orders of one market night (or one show outside a market): paid at once, shipped
 /// by each seller. Sums leave cancelled orders out.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Checkout {
     pub id: String,
     pub buyer_id: String,
@@ -105,7 +106,7 @@ pub struct Checkout {
 }
 
 /// `POST /api/orders/{id}/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SetOrderStatus {
     /// `paid`, `shipped`, `delivered` or `cancelled`.
     pub to: String,
@@ -114,7 +115,7 @@ pub struct SetOrderStatus {
 }
 
 /// `POST /api/checkouts/{id}/pay` (the body is optional).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PayCheckout {
     /// The amount received, đồng: when given, it must equal what the checkout's unpaid orders
     /// total, or nothing is paid (`amount_mismatch`).

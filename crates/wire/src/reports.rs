@@ -6,9 +6,10 @@
 //! `revenue` and are reported beside them in `units_cancelled` and `revenue_cancelled`.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// The figures of one product in one show, or of any set of those added up.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Figures {
     /// Units the lineup allotted.
     pub allotted: u64,
@@ -36,7 +37,7 @@ pub struct Figures {
 
 /// One product of one settled show, with the programme's dimensions as the settlement priced
 /// it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProductLine {
     pub show_id: String,
     pub seller_id: String,
@@ -58,14 +59,14 @@ pub struct ProductLine {
 }
 
 /// Claims refused for one reason (a claim refusal code of docs/protocol.md §6).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Refusals {
     pub reason: String,
     pub count: u64,
 }
 
 /// One settled show's totals.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ShowSummary {
     pub show_id: String,
     pub seller_id: String,
@@ -90,7 +91,7 @@ pub struct ShowSummary {
 }
 
 /// `GET /api/shows/{id}/report`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ShowReport {
     #[serde(flatten)]
     pub show: ShowSummary,
@@ -99,7 +100,7 @@ pub struct ShowReport {
 }
 
 /// A show of the night not in the figures yet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PendingShow {
     pub show_id: String,
     pub seller_id: String,
@@ -113,7 +114,7 @@ pub struct PendingShow {
 }
 
 /// One group of a programme view.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProgrammeGroup {
     /// The product group, district, star rating (`"4"`) or seller id.
     pub key: String,
@@ -128,7 +129,7 @@ pub struct ProgrammeGroup {
 }
 
 /// The night by the programme's dimensions; each view adds up to the night's totals.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Programme {
     pub groups: Vec<ProgrammeGroup>,
     pub districts: Vec<ProgrammeGroup>,
@@ -137,7 +138,7 @@ pub struct Programme {
 }
 
 /// `GET /api/markets/{id}/nights/{date}/report`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NightReport {
     pub market_id: String,
     pub night_date: String,

@@ -115,7 +115,7 @@ pub struct LineupView {
 }
 
 /// A product with the OCOP proof shown next to it on screen.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProductView {
     pub id: String,
     pub name: String,
@@ -134,7 +134,7 @@ pub struct ProductView {
 
 /// A proof document: `kind` is `ocop_certificate`, `origin_proof` or `quality_label`; dates are
 /// local `YYYY-MM-DD`, valid from and until inclusive.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DocumentBody {
     pub kind: String,
     pub reference: String,
@@ -202,7 +202,7 @@ pub enum ShowEvent {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StockLevel {
     pub product_id: String,
     pub left: u32,

@@ -21,10 +21,24 @@ use crate::auth::Role;
 use crate::convert;
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, authenticate, body, field, may_act_for, require};
+use crate::http::openapi::refusal;
 use crate::services::catalog::{build_lineup, existing_seller, seller_kind};
 use crate::services::new_id;
 use crate::state::AppState;
 
+#[utoipa::path(
+    post,
+    path = "/api/sellers",
+    tag = "Catalog",
+    summary = "Create a seller",
+    description = "Who: operator.",
+    request_body(content = CreateSeller, example = json!({"name": "HTX Mật ong Ba Vì", "kind": "cooperative", "district": "Ba Vì"})),
+    responses(
+        (status = 201, description = "Success", body = Seller, example = json!({"id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "name": "HTX Mật ong Ba Vì", "kind": "cooperative", "district": "Ba Vì", "created_at": 1795564800000_i64})),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn create_seller(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -57,6 +71,18 @@ fn seller_json(row: &SellerRow) -> Seller {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/sellers/{id}",
+    tag = "Catalog",
+    summary = "A seller",
+    description = "Who: public.",
+    params(("id" = String, Path, description = "Id")),
+    responses(
+        (status = 200, description = "Success", body = Seller, example = json!({"id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "name": "HTX Mật ong Ba Vì", "kind": "cooperative", "district": "Ba Vì", "created_at": 1795564800000_i64})),
+        refusal::BadRequest, refusal::NotFound, refusal::Unavailable,
+    ),
+)]
 pub async fn get_seller(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -71,6 +97,18 @@ pub async fn get_seller(
 }
 
 /// `GET /api/sellers` (operators): every seller, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/sellers",
+    tag = "Catalog",
+    summary = "Every seller, oldest first",
+    description = "Who: operator.",
+    responses(
+        (status = 200, description = "Success", body = Vec<Seller>, example = json!([{"id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "name": "HTX Mật ong Ba Vì", "kind": "cooperative", "district": "Ba Vì", "created_at": 1795564800000_i64}])),
+        refusal::Unauthorized, refusal::Forbidden,
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 pub async fn list_sellers(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -81,13 +119,28 @@ pub async fn list_sellers(
     Ok(Json(rows.iter().map(seller_json).collect()))
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ProductsQuery {
+    /// The seller.
     seller_id: Option<String>,
 }
 
 /// `GET /api/products?seller_id=`: a seller's products with their proof, for the operator
 /// (any seller) or that seller.
+#[utoipa::path(
+    get,
+    path = "/api/products",
+    tag = "Catalog",
+    summary = "A seller's products with their OCOP proof",
+    description = "Who: operator (any seller, `seller_id` required) or the seller (its own; `seller_id` optional).",
+    params(ProductsQuery),
+    responses(
+        (status = 200, description = "Success", body = Vec<WireProduct>, example = json!([{"id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn", "group": "food", "stars": 4, "district": "Ba Vì", "commune": "Tản Lĩnh", "producer": "HTX Mật ong Ba Vì", "list_price": 250000, "origin_document": "TXNG-BV-000123", "quality_label": "TCCS 01:2024/MOBV", "documents": [{"kind": "ocop_certificate", "reference": "OCOP-HN-2024-0412", "valid_from": "2024-01-01", "valid_until": "2027-12-31"}, {"kind": "origin_proof", "reference": "TXNG-BV-000123", "valid_from": "2024-01-01", "valid_until": "2027-12-31"}, {"kind": "quality_label", "reference": "TCCS 01:2024/MOBV", "valid_from": "2024-01-01", "valid_until": "2027-12-31"}], "seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "created_at": 1795564800000_i64}])),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden,
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 pub async fn list_products(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -110,6 +163,19 @@ pub async fn list_products(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/products",
+    tag = "Catalog",
+    summary = "Create a product with its OCOP proof and documents",
+    description = "Who: operator.",
+    request_body(content = CreateProduct, example = json!({"seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn", "group": "food", "stars": 4, "district": "Ba Vì", "commune": "Tản Lĩnh", "producer": "HTX Mật ong Ba Vì", "list_price": 250000, "origin_document": "TXNG-BV-000123", "quality_label": "TCCS 01:2024/MOBV", "documents": [{"kind": "ocop_certificate", "reference": "OCOP-HN-2024-0412", "valid_from": "2024-01-01", "valid_until": "2027-12-31"}, {"kind": "origin_proof", "reference": "TXNG-BV-000123", "valid_from": "2024-01-01", "valid_until": "2027-12-31"}, {"kind": "quality_label", "reference": "TCCS 01:2024/MOBV", "valid_from": "2024-01-01", "valid_until": "2027-12-31"}]})),
+    responses(
+        (status = 201, description = "Success", body = WireProduct, example = json!({"id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn", "group": "food", "stars": 4, "district": "Ba Vì", "commune": "Tản Lĩnh", "producer": "HTX Mật ong Ba Vì", "list_price": 250000, "origin_document": "TXNG-BV-000123", "quality_label": "TCCS 01:2024/MOBV", "documents": [{"kind": "ocop_certificate", "reference": "OCOP-HN-2024-0412", "valid_from": "2024-01-01", "valid_until": "2027-12-31"}, {"kind": "origin_proof", "reference": "TXNG-BV-000123", "valid_from": "2024-01-01", "valid_until": "2027-12-31"}, {"kind": "quality_label", "reference": "TCCS 01:2024/MOBV", "valid_from": "2024-01-01", "valid_until": "2027-12-31"}], "seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "created_at": 1795564800000_i64})),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn create_product(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -152,6 +218,18 @@ fn product_json(p: &Product, created_at: i64) -> WireProduct {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/products/{id}",
+    tag = "Catalog",
+    summary = "A product",
+    description = "Who: public.",
+    params(("id" = String, Path, description = "Id")),
+    responses(
+        (status = 200, description = "Success", body = WireProduct, example = json!({"id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn", "group": "food", "stars": 4, "district": "Ba Vì", "commune": "Tản Lĩnh", "producer": "HTX Mật ong Ba Vì", "list_price": 250000, "origin_document": "TXNG-BV-000123", "quality_label": "TCCS 01:2024/MOBV", "documents": [{"kind": "ocop_certificate", "reference": "OCOP-HN-2024-0412", "valid_from": "2024-01-01", "valid_until": "2027-12-31"}, {"kind": "origin_proof", "reference": "TXNG-BV-000123", "valid_from": "2024-01-01", "valid_until": "2027-12-31"}, {"kind": "quality_label", "reference": "TCCS 01:2024/MOBV", "valid_from": "2024-01-01", "valid_until": "2027-12-31"}], "seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "created_at": 1795564800000_i64})),
+        refusal::BadRequest, refusal::NotFound, refusal::Unavailable,
+    ),
+)]
 pub async fn get_product(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -207,6 +285,20 @@ fn set_view(s: &LineupSetRow) -> LineupSet {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/sellers/{id}/lineup-sets",
+    tag = "Schedule",
+    summary = "Save a reusable lineup",
+    description = "Who: operator or that seller.",
+    params(("id" = String, Path, description = "Id")),
+    request_body(content = CreateLineupSet, example = json!({"name": "Lineup thứ Sáu", "items": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "stock": 150, "buyer_limit": 2}]})),
+    responses(
+        (status = 201, description = "Success", body = LineupSet, example = json!({"id": "0193a1b2-4444-7e5f-8a9b-0c1d2e3f4a5b", "seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "name": "Lineup thứ Sáu", "items": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "stock": 150, "buyer_limit": 2}], "created_at": 1795564800000_i64})),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::NotFound, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn create_lineup_set(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -242,6 +334,19 @@ pub async fn create_lineup_set(
     Ok((StatusCode::CREATED, Json(set_view(&row))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/sellers/{id}/lineup-sets",
+    tag = "Schedule",
+    summary = "A seller's saved lineups",
+    description = "Who: operator or that seller.",
+    params(("id" = String, Path, description = "Id")),
+    responses(
+        (status = 200, description = "Success", body = Vec<LineupSet>, example = json!([{"id": "0193a1b2-4444-7e5f-8a9b-0c1d2e3f4a5b", "seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "name": "Lineup thứ Sáu", "items": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "stock": 150, "buyer_limit": 2}], "created_at": 1795564800000_i64}])),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::NotFound, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn list_lineup_sets(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

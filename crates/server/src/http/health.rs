@@ -1,6 +1,7 @@
 //! `/healthz` (the process answers) and `/readyz` (what the background probers last found;
 //! nothing is probed per request, see [`crate::jobs::health`]).
 
+use nightmarket_wire::http::ApiError;
 use std::sync::Arc;
 
 use axum::Json;
@@ -11,10 +12,31 @@ use nightmarket_wire::http::{BackendState, Readiness};
 
 use crate::state::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "Operations",
+    summary = "Liveness",
+    description = "Who: public.",
+    responses(
+        (status = 200, description = "Success", content((String = "text/plain", example = json!("ok")))),
+    ),
+)]
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "Operations",
+    summary = "Readiness: every backend reachable",
+    description = "Who: public.",
+    responses(
+        (status = 200, description = "Success", body = Readiness, example = json!({"ready": true, "backends": [{"name": "redis", "state": "ok", "since": 1765530120000_i64}, {"name": "postgres", "state": "ok", "since": 1765530000000_i64}]})),
+        (status = 503, description = "A dependency is failing (or the server is shutting down); the same body", body = ApiError),
+    ),
+)]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let mut backends = state.health().report();
     if state.shutting_down() {

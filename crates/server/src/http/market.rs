@@ -2,6 +2,7 @@
 //! admit products and schedule sellers' shows into nights; sellers sign their commitment for a
 //! night. The programme (markets, nights, the shows of a night) is public like a show page.
 
+use nightmarket_wire::http::ApiError;
 use std::sync::Arc;
 
 use axum::Json;
@@ -32,6 +33,7 @@ use crate::auth::Role;
 use crate::convert::rfc3339;
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, actor, authenticate, body, field, require};
+use crate::http::openapi::refusal;
 use crate::http::shows::{show_json, shows_json};
 use crate::services::market::{self, Scheduling, calendar, check_exception, night_of, still_open};
 use crate::services::new_id;
@@ -85,6 +87,19 @@ fn night_view(n: &m::Night, tz: &str) -> Night {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/markets",
+    tag = "Markets",
+    summary = "Define a recurring market",
+    description = "Who: operator.",
+    request_body(content = CreateMarket, example = json!({"name": "Hanoi Night Market in the Clouds", "weekdays": ["friday"], "start_time": "20:30", "duration_minutes": 150, "first_date": "2026-11-27"})),
+    responses(
+        (status = 201, description = "Success", body = Market, example = json!({"id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "name": "Hanoi Night Market in the Clouds", "weekdays": ["friday"], "start_time": "20:30", "duration_minutes": 150, "time_zone": "Asia/Ho_Chi_Minh", "first_date": "2026-11-27", "min_stars": 3, "created_by": "operator:ops-hanoi", "created_at": 1795564800000_i64})),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn create_market(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -141,11 +156,34 @@ pub async fn create_market(
     Ok((StatusCode::CREATED, Json(market_view(&row))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/markets",
+    tag = "Markets",
+    summary = "Every market",
+    description = "Who: public.",
+    responses(
+        (status = 200, description = "Success", body = Vec<Market>, example = json!([{"id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "name": "Hanoi Night Market in the Clouds", "weekdays": ["friday"], "start_time": "20:30", "duration_minutes": 150, "time_zone": "Asia/Ho_Chi_Minh", "first_date": "2026-11-27", "min_stars": 3, "created_by": "operator:ops-hanoi", "created_at": 1795564800000_i64}])),
+        refusal::Unavailable,
+    ),
+)]
 pub async fn list_markets(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<Market>>> {
     let rows = state.store().markets().await?;
     Ok(Json(rows.iter().map(market_view).collect()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/markets/{id}",
+    tag = "Markets",
+    summary = "A market",
+    description = "Who: public.",
+    params(("id" = String, Path, description = "Id")),
+    responses(
+        (status = 200, description = "Success", body = Market, example = json!({"id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "name": "Hanoi Night Market in the Clouds", "weekdays": ["friday"], "start_time": "20:30", "duration_minutes": 150, "time_zone": "Asia/Ho_Chi_Minh", "first_date": "2026-11-27", "min_stars": 3, "created_by": "operator:ops-hanoi", "created_at": 1795564800000_i64})),
+        refusal::BadRequest, refusal::NotFound, refusal::Unavailable,
+    ),
+)]
 pub async fn get_market(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -154,15 +192,29 @@ pub async fn get_market(
     Ok(Json(market_view(&cal.row)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NightsQuery {
-    /// List nights ending after this instant (ms); default now.
+    /// List nights ending after this instant (ms since the epoch); default now.
     after: Option<i64>,
-    /// Or after the start of this local date.
+    /// Or from the start of this local date, YYYY-MM-DD.
     from: Option<String>,
+    /// Nights to list (1–1000; default market.nights_listed).
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/markets/{id}/nights",
+    tag = "Markets",
+    summary = "Upcoming nights in local and UTC time (cancelled ones marked)",
+    description = "Who: public.",
+    params(("id" = String, Path, description = "Id"), NightsQuery),
+    responses(
+        (status = 200, description = "Success", body = Vec<Night>, example = json!([{"date": "2026-11-27", "status": "scheduled", "time_zone": "Asia/Ho_Chi_Minh", "local_start": "2026-11-27T20:30", "local_end": "2026-11-27T23:00", "starts_at": "2026-11-27T13:30:00Z", "ends_at": "2026-11-27T16:00:00Z", "starts_at_ms": 1795786200000_i64, "ends_at_ms": 1795795200000_i64}])),
+        refusal::BadRequest, refusal::NotFound, refusal::Unavailable,
+    ),
+)]
 pub async fn list_nights(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -206,6 +258,20 @@ fn exception_view(r: &ExceptionRow) -> Exception {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/markets/{id}/exceptions",
+    tag = "Markets",
+    summary = "Cancel or move one night",
+    description = "Who: operator.",
+    params(("id" = String, Path, description = "Id")),
+    request_body(content = CreateException, example = json!({"night_date": "2027-02-05", "kind": "cancelled", "reason": "Tết Nguyên Đán"})),
+    responses(
+        (status = 201, description = "Success", body = Exception, example = json!({"night_date": "2027-02-05", "kind": "cancelled", "reason": "Tết Nguyên Đán", "created_by": "operator:ops-hanoi", "created_at": 1795564800000_i64})),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::NotFound, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn create_exception(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -252,6 +318,18 @@ pub async fn create_exception(
     Ok((StatusCode::CREATED, Json(exception_view(&row))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/markets/{id}/exceptions",
+    tag = "Markets",
+    summary = "A market's exceptions",
+    description = "Who: public.",
+    params(("id" = String, Path, description = "Id")),
+    responses(
+        (status = 200, description = "Success", body = Vec<Exception>, example = json!([{"night_date": "2027-02-05", "kind": "cancelled", "reason": "Tết Nguyên Đán", "created_by": "operator:ops-hanoi", "created_at": 1795564800000_i64}])),
+        refusal::BadRequest, refusal::NotFound, refusal::Unavailable,
+    ),
+)]
 pub async fn list_exceptions(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -275,6 +353,20 @@ fn decision_view(d: &DecisionRow) -> Decision {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/markets/{id}/admissions",
+    tag = "Admission",
+    summary = "Approve or reject a product for the market (a rejection needs a reason)",
+    description = "Who: operator.",
+    params(("id" = String, Path, description = "Id")),
+    request_body(content = Decide, example = json!({"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "approved": true})),
+    responses(
+        (status = 201, description = "Success", body = Decision, example = json!({"id": "0193a1b2-3333-7e5f-8a9b-0c1d2e3f4a5b", "market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "approved": true, "decided_by": "operator:ops-hanoi", "decided_at": 1795564800000_i64})),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::NotFound, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn decide(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -308,11 +400,26 @@ pub async fn decide(
     Ok((StatusCode::CREATED, Json(decision_view(&row))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DecisionsQuery {
+    /// Only this product's decisions.
     product_id: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/markets/{id}/admissions",
+    tag = "Admission",
+    summary = "Decision history (of one product with product_id: also its seller)",
+    description = "Who: operator, or the product's seller.",
+    params(("id" = String, Path, description = "Id"), DecisionsQuery),
+    responses(
+        (status = 200, description = "Success", body = Vec<Decision>, example = json!([{"id": "0193a1b2-3333-7e5f-8a9b-0c1d2e3f4a5b", "market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "approved": true, "decided_by": "operator:ops-hanoi", "decided_at": 1795564800000_i64}])),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::NotFound, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn list_decisions(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -344,6 +451,20 @@ pub async fn list_decisions(
     Ok(Json(rows.iter().map(decision_view).collect()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/markets/{id}/nights/{date}/commitments",
+    tag = "Admission",
+    summary = "The seller signs the commitment on quality for one night",
+    description = "Who: seller.",
+    params(("id" = String, Path, description = "Id"), ("date" = String, Path, description = "The night's date, YYYY-MM-DD")),
+    request_body(content = Commit, example = json!({"statement": "Tôi cam kết sản phẩm đúng chất lượng đã công bố"})),
+    responses(
+        (status = 201, description = "Success", body = Commitment, example = json!({"market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "statement": "Tôi cam kết sản phẩm đúng chất lượng đã công bố", "signed_by": "seller:0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "signed_at": 1795564800000_i64})),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::NotFound, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn commit(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -387,6 +508,18 @@ pub async fn commit(
 
 /// `GET /api/markets/{id}/nights/{date}/commitments`: the quality commitments signed for a
 /// night, for the office to review (operators see all; a seller sees its own).
+#[utoipa::path(
+    get,
+    path = "/api/markets/{id}/nights/{date}/commitments",
+    tag = "Admission",
+    summary = "The quality commitments signed for a night",
+    description = "Who: operator (every seller's) or seller (its own).",
+    params(("id" = String, Path, description = "Id"), ("date" = String, Path, description = "The night's date, YYYY-MM-DD")),
+    responses(
+        (status = 200, description = "Success", body = Vec<Commitment>, example = json!([{"market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "statement": "Tôi cam kết sản phẩm đúng chất lượng đã công bố", "signed_by": "seller:0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "signed_at": 1795564800000_i64}])),
+        refusal::BadRequest, refusal::Forbidden, refusal::NotFound,
+    ),
+)]
 pub async fn night_commitments(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -441,6 +574,22 @@ fn slot_instant(name: &str, s: &str, tz: &TimeZone) -> ApiResult<i64> {
         .map_err(|e| HttpError::bad_request(format!("{name}: {e}")))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/markets/{id}/nights/{date}/shows",
+    tag = "Schedule",
+    summary = "Schedule a seller's show into a night: slot inside the night, no overlap with the seller's other shows, every product admitted",
+    description = "Who: operator.",
+    params(("id" = String, Path, description = "Id"), ("date" = String, Path, description = "The night's date, YYYY-MM-DD")),
+    request_body(content = ScheduleShow, example = json!({"seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "title": "Mật ong Ba Vì — Chợ đêm trên mây", "slot_start": "2026-11-27T20:30", "slot_end": "2026-11-27T21:00", "stream_url": "https://www.facebook.com/chodemtrenmay/live", "lineup": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "stock": 150, "buyer_limit": 2}]})),
+    responses(
+        (status = 201, description = "Success", body = Show, example = json!({"id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "title": "Mật ong Ba Vì — Chợ đêm trên mây", "status": "scheduled", "lineup": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "stock": 150, "buyer_limit": 2}], "created_at": 1795564800000_i64, "seq": 0, "schedule": {"market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "slot_start": "2026-11-27T13:30:00Z", "slot_end": "2026-11-27T14:00:00Z", "slot_start_ms": 1795786200000_i64, "slot_end_ms": 1795788000000_i64, "stream_url": "https://www.facebook.com/chodemtrenmay/live"}})),
+        (status = 409, description = "slot_unavailable", body = ApiError),
+        (status = 422, description = "not_admitted", body = ApiError),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::NotFound, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn schedule_show(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -476,6 +625,18 @@ pub async fn schedule_show(
     Ok((StatusCode::CREATED, Json(show_json(&state, &row).await?)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/markets/{id}/nights/{date}/shows",
+    tag = "Schedule",
+    summary = "The shows of a night by slot (a signed-in seller sees their own)",
+    description = "Who: public.",
+    params(("id" = String, Path, description = "Id"), ("date" = String, Path, description = "The night's date, YYYY-MM-DD")),
+    responses(
+        (status = 200, description = "Success", body = Vec<Show>, example = json!([{"id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "title": "Mật ong Ba Vì — Chợ đêm trên mây", "status": "scheduled", "lineup": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "stock": 150, "buyer_limit": 2}], "created_at": 1795564800000_i64, "seq": 0, "schedule": {"market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "slot_start": "2026-11-27T13:30:00Z", "slot_end": "2026-11-27T14:00:00Z", "slot_start_ms": 1795786200000_i64, "slot_end_ms": 1795788000000_i64, "stream_url": "https://www.facebook.com/chodemtrenmay/live"}}])),
+        refusal::BadRequest, refusal::NotFound, refusal::Unavailable,
+    ),
+)]
 pub async fn night_shows(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -500,6 +661,18 @@ pub async fn night_shows(
 
 /// Scheduled shows that could not go live as things stand: documents expiring before the
 /// night, decisions revoked, commitments missing.
+#[utoipa::path(
+    get,
+    path = "/api/schedule/warnings",
+    tag = "Admission",
+    summary = "Scheduled shows that could not go live as things stand (documents expiring by the night, decisions revoked, commitments missing)",
+    description = "Who: operator.",
+    responses(
+        (status = 200, description = "Success", body = Vec<ExpiryWarning>, example = json!([{"show_id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "issues": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "reason": "document_expired", "message": "the quality label was valid until 2026-11-20"}]}])),
+        refusal::Unauthorized, refusal::Forbidden, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn warnings(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

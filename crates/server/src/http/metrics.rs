@@ -9,6 +9,16 @@ use axum::response::{IntoResponse, Response};
 
 use crate::state::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "Operations",
+    summary = "Prometheus metrics",
+    description = "Who: public.",
+    responses(
+        (status = 200, description = "Success", content((String = "text/plain", example = json!("nightmarket_connections 0")))),
+    ),
+)]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let live = state.live();
     let body = state.metrics().render(live.count(), live.viewers());

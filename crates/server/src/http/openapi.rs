@@ -1,11 +1,279 @@
-//! `/api/openapi.json`: the OpenAPI 3 document of every HTTP endpoint.
+//! `/api/openapi.json`: the OpenAPI document of every HTTP endpoint, derived by utoipa from the
+//! wire types (`ToSchema`) and each handler's `#[utoipa::path]`, built once and cached.
+//!
+//! What every operation shares is added here rather than on each handler: the refusals any
+//! request may meet at the edge (the `default` response), an example body for each documented
+//! error status, built from the code the status stands for, and the security schemes.
+
+use std::sync::LazyLock;
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use nightmarket_wire::http::ApiError;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi, ToSchema};
 
-/// The OpenAPI 3 document of every HTTP endpoint; a test keeps it in step with the router.
-pub const OPENAPI: &str = include_str!("openapi.json");
+use crate::http::{
+    catalog, health, market, metrics, orders, reports, sessions, shows, web, webhooks, ws,
+};
 
+/// The name of the session cookie, as the security scheme names it.
+const SESSION_COOKIE: &str = crate::http::sessions::COOKIE_NAME;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Nightmarket",
+        description = "The HTTP API of Nightmarket: livestream market nights. Bodies and error codes are described in docs/protocol.md; instants are milliseconds since the epoch (UTC) or RFC 3339 UTC text, local dates YYYY-MM-DD in the market's time zone, money integer đồng.",
+    ),
+    servers((url = "/")),
+    paths(
+        web::viewer,
+        web::seller,
+        web::operator,
+        web::signin,
+        web::asset,
+        sessions::redeem,
+        sessions::guest,
+        sessions::signout,
+        sessions::me,
+        sessions::create_invite,
+        health::healthz,
+        health::readyz,
+        metrics::metrics,
+        catalog::create_seller,
+        catalog::list_sellers,
+        catalog::get_seller,
+        catalog::create_product,
+        catalog::list_products,
+        catalog::get_product,
+        shows::create_show,
+        shows::list_shows,
+        shows::get_show,
+        shows::go_live,
+        shows::close,
+        shows::transitions,
+        reports::show_report,
+        reports::live_stats,
+        shows::seller_shows,
+        catalog::create_lineup_set,
+        catalog::list_lineup_sets,
+        market::create_market,
+        market::list_markets,
+        market::get_market,
+        market::list_nights,
+        market::create_exception,
+        market::list_exceptions,
+        market::decide,
+        market::list_decisions,
+        market::commit,
+        market::night_commitments,
+        market::schedule_show,
+        market::night_shows,
+        orders::night_orders,
+        orders::show_orders,
+        orders::my_orders,
+        orders::my_checkouts,
+        orders::get_checkout,
+        orders::pay_checkout,
+        orders::get_order,
+        orders::set_status,
+        reports::night_report,
+        market::warnings,
+        webhooks::create_webhook,
+        webhooks::list_webhooks,
+        webhooks::delete_webhook,
+        webhooks::list_deliveries,
+        webhooks::redeliver,
+        openapi,
+        ws::upgrade,
+    ),
+    components(schemas(ApiError)),
+    modifiers(&Shared),
+)]
+struct ApiDoc;
+
+/// What every operation shares (see the module's documentation).
+struct Shared;
+
+/// The refusals any request may meet before or around its handler.
+const EDGE_REFUSALS: &str = "Any other refusal, in the JSON error body with its stable code (docs/protocol.md §6): 405 method_not_allowed, 408 timeout, 413 body_too_large, 414 uri_too_long, 431 headers_too_large, 503 unavailable";
+
+impl Modify for Shared {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearerAuth",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT (HS256)")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "sessionCookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                SESSION_COOKIE,
+                "The HttpOnly session cookie set by /api/auth/redeem and /api/auth/guest. State-changing requests signed by it must come from the server's own origin (403 csrf_rejected otherwise).",
+            ))),
+        );
+        let error_body = || Ref::from_schema_name(ApiError::name());
+        for item in doc.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for (status, response) in op.responses.responses.iter_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    if !status.starts_with(['4', '5']) {
+                        continue;
+                    }
+                    // The description opens with the code (`not_found`, or `a or b`): the
+                    // example shows the first.
+                    let code: String = response
+                        .description
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                        .collect();
+                    if let Some(content) = response.content.get_mut("application/json")
+                        && content.example.is_none()
+                        && !code.is_empty()
+                    {
+                        content.example = Some(error_example(&code));
+                    }
+                }
+                op.responses.responses.insert(
+                    "default".to_owned(),
+                    RefOr::T(
+                        ResponseBuilder::new()
+                            .description(EDGE_REFUSALS)
+                            .content(
+                                "application/json",
+                                ContentBuilder::new().schema(Some(error_body())).build(),
+                            )
+                            .build(),
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// An error body with `code`, as the examples of error responses show it.
+fn error_example(code: &str) -> serde_json::Value {
+    serde_json::json!({
+        "error": { "code": code, "message": format!("{}: what went wrong, in words", code.replace('_', " ")) }
+    })
+}
+
+/// The refusals many operations share, one type per status, listed in `#[utoipa::path]`
+/// `responses(...)` next to an operation's own: each is the error body with its code.
+pub mod refusal {
+    use std::collections::BTreeMap;
+
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+    use utoipa::{IntoResponses, ToSchema};
+
+    use nightmarket_wire::ErrorCode;
+    use nightmarket_wire::http::ApiError;
+
+    /// The response of one refusal: the error body, an example with its code.
+    fn response(code: ErrorCode, description: &str) -> RefOr<Response> {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name(ApiError::name())))
+                        .example(Some(super::error_example(code.as_str())))
+                        .build(),
+                )
+                .build(),
+        )
+    }
+
+    macro_rules! refusal {
+        ($(#[$doc:meta])* $name:ident, $code:ident, $description:literal) => {
+            $(#[$doc])*
+            pub struct $name;
+
+            impl IntoResponses for $name {
+                fn responses() -> BTreeMap<String, RefOr<Response>> {
+                    let code = ErrorCode::$code;
+                    BTreeMap::from([(
+                        code.http_status().to_string(),
+                        response(code, $description),
+                    )])
+                }
+            }
+        };
+    }
+
+    refusal!(
+        /// 400: what the request carries does not parse.
+        BadRequest,
+        BadRequest,
+        "bad_request: a path segment that is not UTF-8 once percent-decoded, a query parameter that does not parse, or a body that does not fit the request (the message names the field)"
+    );
+    refusal!(
+        /// 401: no token, or one that does not verify.
+        Unauthorized,
+        Unauthorized,
+        "unauthorized: no bearer token or session, or one that does not verify (details.reason: missing, malformed, bad_signature, expired, issued_in_future, signed_out, bad_subject)"
+    );
+    refusal!(
+        /// 403: the caller's role or subject may not do this.
+        Forbidden,
+        Forbidden,
+        "forbidden: the caller's role or subject may not do this (details: needed_role, role where one role is needed)"
+    );
+    refusal!(
+        /// 404: what the path names does not exist.
+        NotFound,
+        NotFound,
+        "not_found: what the path names does not exist"
+    );
+    refusal!(
+        /// 503: a backend is failing, or the server is shutting down.
+        Unavailable,
+        Unavailable,
+        "unavailable: a backend is failing, or the server is shutting down"
+    );
+}
+
+/// The document, built on first use: the types and annotations do not change while running.
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    ApiDoc::openapi()
+        .to_json()
+        .unwrap_or_else(|e| format!("{{\"error\":\"the API document failed to serialize: {e}\"}}"))
+});
+
+/// The document as the server serves it (tests compare the two).
+pub fn document() -> &'static str {
+    &DOCUMENT
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    tag = "Operations",
+    summary = "This document",
+    description = "Who: public.",
+    responses(
+        (status = 200, description = "Success", body = serde_json::Value),
+    ),
+)]
 pub async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+    ([(header::CONTENT_TYPE, "application/json")], document()).into_response()
 }

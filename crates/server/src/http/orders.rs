@@ -7,6 +7,7 @@
 //! operator all. An order or checkout that is not the caller's answers 404, exactly like one
 //! that does not exist, so ids cannot be probed.
 
+use nightmarket_wire::http::ApiError;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ use crate::convert::product_view;
 use crate::http::csv::{Cell, CsvError, CsvTable};
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, authenticate, body, require, unauthorized};
+use crate::http::openapi::refusal;
 use crate::http::shows::show_row;
 use crate::services::market::calendar;
 use crate::services::orders as rules;
@@ -55,10 +57,12 @@ fn buyer(claims: &Claims) -> ApiResult<BuyerId> {
         .ok_or_else(|| unauthorized("bad_subject", "the token's subject is not a valid buyer id"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// List what comes after this id (the last one of the previous page).
+    /// List what comes after this id (the last id of the previous page).
     after: Option<String>,
+    /// Items per page, 1–1000; default 100.
     limit: Option<usize>,
 }
 
@@ -179,6 +183,19 @@ async fn detail(state: &AppState, id: &str) -> ApiResult<OrderDetail> {
 // --- buyers -------------------------------------------------------------------------------
 
 /// `GET /api/me/orders`: the caller's orders, by id.
+#[utoipa::path(
+    get,
+    path = "/api/me/orders",
+    tag = "Orders",
+    summary = "The caller's orders with their lines",
+    description = "Who: a buyer (viewer token; the buyer is the token's subject). See docs/orders.md.",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Success", body = Vec<Order>, example = json!([{"id": "o~0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b~b1", "show_id": "0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b", "buyer_id": "b1", "seller_id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "checkout_id": "c~0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b~2026-11-27~b1", "market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "status": "pending_payment", "units": 3, "total": 640000, "list_total": 750000, "discount": 110000, "created_at": 1795795200000_i64, "pay_by": 1795881600000_i64, "updated_at": 1795795200000_i64, "version": 0, "lines": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì", "quantity": 2, "unit_price": 195000, "list_price": 250000, "line_total": 390000, "claims": 1, "flash": true}, {"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì", "quantity": 1, "unit_price": 250000, "list_price": 250000, "line_total": 250000, "claims": 1, "flash": false}]}])),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn my_orders(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -191,6 +208,19 @@ pub async fn my_orders(
 }
 
 /// `GET /api/me/checkouts`: the caller's checkouts with their orders, by id.
+#[utoipa::path(
+    get,
+    path = "/api/me/checkouts",
+    tag = "Orders",
+    summary = "The caller's checkouts: each market night's orders, paid at once",
+    description = "Who: a buyer. Sums leave cancelled orders out; due is what is pending payment.",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Success", body = Vec<Checkout>, example = json!([{"id": "c~0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b~2026-11-27~b1", "buyer_id": "b1", "market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "created_at": 1795795200000_i64, "units": 3, "total": 640000, "list_total": 750000, "due": 640000, "orders": [{"id": "o~0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b~b1", "show_id": "0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b", "buyer_id": "b1", "seller_id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "checkout_id": "c~0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b~2026-11-27~b1", "market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "status": "pending_payment", "units": 3, "total": 640000, "list_total": 750000, "discount": 110000, "created_at": 1795795200000_i64, "pay_by": 1795881600000_i64, "updated_at": 1795795200000_i64, "version": 0, "lines": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì", "quantity": 2, "unit_price": 195000, "list_price": 250000, "line_total": 390000, "claims": 1, "flash": true}, {"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì", "quantity": 1, "unit_price": 250000, "list_price": 250000, "line_total": 250000, "claims": 1, "flash": false}]}]}])),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn my_checkouts(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -203,6 +233,19 @@ pub async fn my_checkouts(
 }
 
 /// `GET /api/checkouts/{id}`: the buyer's or, for an operator, anyone's.
+#[utoipa::path(
+    get,
+    path = "/api/checkouts/{id}",
+    tag = "Orders",
+    summary = "One checkout with its orders",
+    description = "Who: the checkout's buyer, or an operator; anyone else's answers 404.",
+    params(("id" = String, Path, description = "Checkout id, c~<market>~<date>~<buyer> or c~<show>~<buyer>")),
+    responses(
+        (status = 200, description = "Success", body = Checkout, example = json!({"id": "c~0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b~2026-11-27~b1", "buyer_id": "b1", "market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "created_at": 1795795200000_i64, "units": 3, "total": 640000, "list_total": 750000, "due": 640000, "orders": [{"id": "o~0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b~b1", "show_id": "0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b", "buyer_id": "b1", "seller_id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "checkout_id": "c~0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b~2026-11-27~b1", "market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "status": "pending_payment", "units": 3, "total": 640000, "list_total": 750000, "discount": 110000, "created_at": 1795795200000_i64, "pay_by": 1795881600000_i64, "updated_at": 1795795200000_i64, "version": 0, "lines": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì", "quantity": 2, "unit_price": 195000, "list_price": 250000, "line_total": 390000, "claims": 1, "flash": true}, {"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì", "quantity": 1, "unit_price": 250000, "list_price": 250000, "line_total": 250000, "claims": 1, "flash": false}]}]})),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::NotFound, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn get_checkout(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -218,6 +261,21 @@ pub async fn get_checkout(
 
 /// `POST /api/checkouts/{id}/pay`: the payment desk (an operator) confirms the buyer paid the
 /// night; every order of the checkout pending payment becomes paid at once.
+#[utoipa::path(
+    post,
+    path = "/api/checkouts/{id}/pay",
+    tag = "Orders",
+    summary = "Confirm payment of a checkout: every order pending payment becomes paid at once",
+    description = "Who: operator (the payment desk). With amount, it must equal what is due.",
+    params(("id" = String, Path, description = "Checkout id")),
+    request_body(content = Option<PayCheckout>, example = json!({"amount": 640000})),
+    responses(
+        (status = 200, description = "Success", body = Checkout, example = json!({"id": "c~0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b~2026-11-27~b1", "buyer_id": "b1", "market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "created_at": 1795795200000_i64, "units": 3, "total": 640000, "list_total": 750000, "due": 0, "orders": [{"id": "o~0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b~b1", "show_id": "0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b", "buyer_id": "b1", "seller_id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "checkout_id": "c~0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b~2026-11-27~b1", "market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "status": "paid", "units": 3, "total": 640000, "list_total": 750000, "discount": 110000, "created_at": 1795795200000_i64, "pay_by": 1795881600000_i64, "updated_at": 1795802400000_i64, "version": 1, "lines": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì", "quantity": 2, "unit_price": 195000, "list_price": 250000, "line_total": 390000, "claims": 1, "flash": true}, {"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì", "quantity": 1, "unit_price": 250000, "list_price": 250000, "line_total": 250000, "claims": 1, "flash": false}]}]})),
+        (status = 409, description = "bad_order_transition or amount_mismatch or order_moved", body = ApiError),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::NotFound, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn pay_checkout(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -253,6 +311,19 @@ pub async fn pay_checkout(
 // --- one order ----------------------------------------------------------------------------
 
 /// `GET /api/orders/{id}`: lines with the admitted proof, and the status history.
+#[utoipa::path(
+    get,
+    path = "/api/orders/{id}",
+    tag = "Orders",
+    summary = "One order: lines with the admitted OCOP proof, and its status history",
+    description = "Who: the order's buyer or seller, or an operator; anyone else's answers 404.",
+    params(("id" = String, Path, description = "Order id, o~<show>~<buyer>")),
+    responses(
+        (status = 200, description = "Success", body = OrderDetail, example = json!({"id": "o~0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b~b1", "show_id": "0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b", "buyer_id": "b1", "seller_id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "checkout_id": "c~0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b~2026-11-27~b1", "market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "status": "paid", "units": 3, "total": 640000, "list_total": 750000, "discount": 110000, "created_at": 1795795200000_i64, "pay_by": 1795881600000_i64, "updated_at": 1795802400000_i64, "version": 1, "lines": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì", "quantity": 2, "unit_price": 195000, "list_price": 250000, "line_total": 390000, "claims": 1, "flash": true, "proof": {"id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì", "group": "food", "stars": 4, "district": "Ba Vì", "commune": "Tản Lĩnh", "producer": "HTX Mật ong Ba Vì", "list_price": 250000, "origin_document": "TXNG-BV-000123", "quality_label": "TCCS 01:2024/MOBV", "documents": [{"kind": "ocop_certificate", "reference": "OCOP-HN-2024-0412", "valid_from": "2024-01-01", "valid_until": "2027-12-31"}]}}, {"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì", "quantity": 1, "unit_price": 250000, "list_price": 250000, "line_total": 250000, "claims": 1, "flash": false, "proof": {"id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì", "group": "food", "stars": 4, "district": "Ba Vì", "commune": "Tản Lĩnh", "producer": "HTX Mật ong Ba Vì", "list_price": 250000, "origin_document": "TXNG-BV-000123", "quality_label": "TCCS 01:2024/MOBV", "documents": [{"kind": "ocop_certificate", "reference": "OCOP-HN-2024-0412", "valid_from": "2024-01-01", "valid_until": "2027-12-31"}]}}], "history": [{"seq": 0, "to": "pending_payment", "actor": "order-service", "reason": "settled", "at": 1795795200000_i64}, {"seq": 1, "from": "pending_payment", "to": "paid", "actor": "operator:ops-hanoi", "at": 1795802400000_i64}]})),
+        refusal::BadRequest, refusal::Unauthorized, refusal::NotFound, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn get_order(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -264,6 +335,21 @@ pub async fn get_order(
 }
 
 /// `POST /api/orders/{id}/status`: one move along the path, if the caller's role may make it.
+#[utoipa::path(
+    post,
+    path = "/api/orders/{id}/status",
+    tag = "Orders",
+    summary = "Move an order: paid, shipped, delivered or cancelled, as the caller's role allows",
+    description = "Who: the order's buyer (cancel while unpaid), its seller (ship, deliver, cancel while unpaid), an operator (any move on the path). Each move is recorded in the history.",
+    params(("id" = String, Path, description = "Order id")),
+    request_body(content = SetOrderStatus, example = json!({"to": "cancelled", "reason": "Đặt nhầm"})),
+    responses(
+        (status = 200, description = "Success", body = OrderDetail, example = json!({"id": "o~0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b~b1", "show_id": "0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b", "buyer_id": "b1", "seller_id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "checkout_id": "c~0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b~2026-11-27~b1", "market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "status": "paid", "units": 3, "total": 640000, "list_total": 750000, "discount": 110000, "created_at": 1795795200000_i64, "pay_by": 1795881600000_i64, "updated_at": 1795802400000_i64, "version": 1, "lines": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì", "quantity": 2, "unit_price": 195000, "list_price": 250000, "line_total": 390000, "claims": 1, "flash": true}, {"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì", "quantity": 1, "unit_price": 250000, "list_price": 250000, "line_total": 250000, "claims": 1, "flash": false}], "history": [{"seq": 0, "to": "pending_payment", "actor": "order-service", "reason": "settled", "at": 1795795200000_i64}, {"seq": 1, "from": "pending_payment", "to": "paid", "actor": "operator:ops-hanoi", "at": 1795802400000_i64}]})),
+        (status = 409, description = "bad_order_transition or order_moved", body = ApiError),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::NotFound, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn set_status(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -298,13 +384,17 @@ pub async fn set_status(
 
 // --- sellers and operators ----------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FulfilQuery {
+    /// List what comes after this id (the last id of the previous page).
     after: Option<String>,
+    /// Items per page, 1–1000; default 100.
     limit: Option<usize>,
-    /// Operators: only this seller's orders.
+    /// Operators: only this seller's orders (a seller may name only itself).
     seller: Option<String>,
     /// `json` (default) or `csv`; without it, `Accept: text/csv` asks for CSV.
+    #[param(pattern = "^(json|csv)$")]
     format: Option<String>,
 }
 
@@ -386,6 +476,19 @@ async fn fulfilment(
 }
 
 /// `GET /api/shows/{id}/orders`: the show's seller, or an operator.
+#[utoipa::path(
+    get,
+    path = "/api/shows/{id}/orders",
+    tag = "Orders",
+    summary = "The show's orders to fulfil, as JSON or CSV",
+    description = "Who: the show's seller, or an operator.",
+    params(("id" = String, Path, description = "Id"), FulfilQuery),
+    responses(
+        (status = 200, description = "Success: JSON, or CSV with ?format=csv or Accept: text/csv (one row per order line)", content((Vec<Order> = "application/json", example = json!([{"id": "o~0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b~b1", "show_id": "0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b", "buyer_id": "b1", "seller_id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "checkout_id": "c~0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b~2026-11-27~b1", "market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "status": "pending_payment", "units": 3, "total": 640000, "list_total": 750000, "discount": 110000, "created_at": 1795795200000_i64, "pay_by": 1795881600000_i64, "updated_at": 1795795200000_i64, "version": 0, "lines": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì", "quantity": 2, "unit_price": 195000, "list_price": 250000, "line_total": 390000, "claims": 1, "flash": true}, {"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì", "quantity": 1, "unit_price": 250000, "list_price": 250000, "line_total": 250000, "claims": 1, "flash": false}]}])), (String = "text/csv", example = json!("order_id,buyer_id,status,product_id,product,quantity,unit_price,list_price,line_total,checkout_id\r\no~0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b~b1,b1,pending_payment,0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b,Mật ong hoa nhãn Ba Vì,2,195000,250000,390000,c~0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b~2026-11-27~b1\r\n")))),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::NotFound, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn show_orders(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -405,6 +508,19 @@ pub async fn show_orders(
 
 /// `GET /api/markets/{id}/nights/{date}/orders`: a seller's orders of the night, or for an
 /// operator every seller's.
+#[utoipa::path(
+    get,
+    path = "/api/markets/{id}/nights/{date}/orders",
+    tag = "Orders",
+    summary = "A night's orders to fulfil (a seller's own; for operators every seller's), as JSON or CSV",
+    description = "Who: a seller (its own orders), or an operator.",
+    params(("id" = String, Path, description = "Id"), ("date" = String, Path, description = "The night's date, YYYY-MM-DD"), FulfilQuery),
+    responses(
+        (status = 200, description = "Success: JSON, or CSV with ?format=csv or Accept: text/csv (one row per order line)", content((Vec<Order> = "application/json", example = json!([{"id": "o~0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b~b1", "show_id": "0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b", "buyer_id": "b1", "seller_id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "checkout_id": "c~0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b~2026-11-27~b1", "market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "status": "pending_payment", "units": 3, "total": 640000, "list_total": 750000, "discount": 110000, "created_at": 1795795200000_i64, "pay_by": 1795881600000_i64, "updated_at": 1795795200000_i64, "version": 0, "lines": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì", "quantity": 2, "unit_price": 195000, "list_price": 250000, "line_total": 390000, "claims": 1, "flash": true}, {"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì", "quantity": 1, "unit_price": 250000, "list_price": 250000, "line_total": 250000, "claims": 1, "flash": false}]}])), (String = "text/csv", example = json!("order_id,buyer_id,status,product_id,product,quantity,unit_price,list_price,line_total,checkout_id\r\no~0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b~b1,b1,pending_payment,0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b,Mật ong hoa nhãn Ba Vì,2,195000,250000,390000,c~0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b~2026-11-27~b1\r\n")))),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::NotFound, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn night_orders(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

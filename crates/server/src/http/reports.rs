@@ -11,6 +11,7 @@
 //! pending shows are rows too, with their `settlement` and empty figures, so that a show
 //! missing from the figures is never missing from the file.
 
+use nightmarket_wire::http::ApiError;
 use std::sync::Arc;
 
 use axum::Json;
@@ -34,15 +35,19 @@ use crate::auth::Role;
 use crate::http::csv::{Cell, CsvError, CsvTable};
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, authenticate, may_act_for};
+use crate::http::openapi::refusal;
 use crate::http::shows::show_row;
 use crate::services::market::{calendar, night_of};
 use crate::services::reports;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReportQuery {
-    /// `json` (the default) or `csv`.
+    /// `json` (the default) or `csv`: one table, a row per product of a settled show
+    /// (docs/reports.md).
     #[serde(default)]
+    #[param(pattern = "^(json|csv)$")]
     pub format: Option<String>,
 }
 
@@ -63,6 +68,20 @@ fn format_of(q: &ReportQuery) -> ApiResult<Format> {
 }
 
 /// `GET /api/shows/{id}/report`: the operator, or the show's seller.
+#[utoipa::path(
+    get,
+    path = "/api/shows/{id}/report",
+    tag = "Reports",
+    summary = "A settled show's report: per product units, revenue at accepted and list price, discount, flash sales, cancelled orders, sell-through; orders, buyers, claims refused by reason, peak viewers",
+    description = "Who: operator, or the show's seller. JSON, or CSV with ?format=csv (docs/reports.md). A show not settled yet, or stopped by a reconciliation mismatch: 409 not_settled.",
+    params(("id" = String, Path, description = "Id"), ReportQuery),
+    responses(
+        (status = 200, description = "Success", content((ShowReport = "application/json", example = json!({"show_id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "seller_name": "HTX Mật ong Ba Vì", "title": "Mật ong Ba Vì — Chợ đêm trên mây", "market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "settled_at": 1795789800000_i64, "orders": 96, "buyers": 96, "orders_cancelled": 1, "totals": {"allotted": 230, "units": 150, "revenue": 30600000, "list_revenue": 33600000, "discount": 3000000, "flash_units": 40, "flash_revenue": 8000000, "regular_units": 110, "regular_revenue": 22600000, "units_cancelled": 2, "revenue_cancelled": 500000, "sell_through_bp": 6521}, "refused": 57, "refusals": [{"reason": "limit_exceeded", "count": 12}, {"reason": "sold_out", "count": 41}, {"reason": "stale_price", "count": 4}], "peak_viewers": 1840, "products": [{"show_id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "seller_name": "HTX Mật ong Ba Vì", "product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "position": 0, "name": "Mật ong hoa nhãn Ba Vì 500ml", "group": "food", "district": "Ba Vì", "stars": 4, "list_price": 250000, "buyers": 90, "allotted": 150, "units": 120, "revenue": 27000000, "list_revenue": 30000000, "discount": 3000000, "flash_units": 40, "flash_revenue": 8000000, "regular_units": 80, "regular_revenue": 19000000, "units_cancelled": 2, "revenue_cancelled": 500000, "sell_through_bp": 8000}, {"show_id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "seller_name": "HTX Mật ong Ba Vì", "product_id": "0193a1b2-0001-7e5f-8a9b-0c1d2e3f4a5b", "position": 1, "name": "Trà hoa vàng Ba Vì", "group": "beverages", "district": "Ba Vì", "stars": 5, "list_price": 120000, "buyers": 12, "allotted": 80, "units": 30, "revenue": 3600000, "list_revenue": 3600000, "discount": 0, "flash_units": 0, "flash_revenue": 0, "regular_units": 30, "regular_revenue": 3600000, "units_cancelled": 0, "revenue_cancelled": 0, "sell_through_bp": 3750}]})), (String = "text/csv", example = json!("settlement,market_id,night_date,show_id,show_title,seller_id,seller_name,position,product_id,product_name,product_group,district,stars,list_price,allotted,units,revenue,list_revenue,discount,flash_units,flash_revenue,regular_units,regular_revenue,units_cancelled,revenue_cancelled,buyers,sell_through\r\nsettled,0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b,2026-11-27,0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b,Mật ong Ba Vì — Chợ đêm trên mây,0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b,HTX Mật ong Ba Vì,0,0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b,Mật ong hoa nhãn Ba Vì 500ml,food,Ba Vì,4,250000,150,120,27000000,30000000,3000000,40,8000000,80,19000000,2,500000,90,0.8000\r\nsettled,0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b,2026-11-27,0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b,Mật ong Ba Vì — Chợ đêm trên mây,0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b,HTX Mật ong Ba Vì,1,0193a1b2-0001-7e5f-8a9b-0c1d2e3f4a5b,Trà hoa vàng Ba Vì,beverages,Ba Vì,5,120000,80,30,3600000,3600000,0,0,0,30,3600000,0,0,12,0.3750\r\n")))),
+        (status = 409, description = "not_settled", body = ApiError),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::NotFound, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn show_report(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -97,6 +116,19 @@ pub async fn show_report(
 
 /// `GET /api/markets/{id}/nights/{date}/report`: the operator sees the whole night, a seller
 /// its own view of it.
+#[utoipa::path(
+    get,
+    path = "/api/markets/{id}/nights/{date}/report",
+    tag = "Reports",
+    summary = "A market night's report over its settled shows: totals, each show, every product, and the programme by product group, district, OCOP stars and seller; shows not settled listed as pending",
+    description = "Who: operator (the whole night), or a seller (its own shows only; seller_id is set). JSON, or CSV with ?format=csv (docs/reports.md).",
+    params(("id" = String, Path, description = "Id"), ("date" = String, Path, description = "The night's local date, YYYY-MM-DD"), ReportQuery),
+    responses(
+        (status = 200, description = "Success", content((NightReport = "application/json", example = json!({"market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "complete": false, "shows": [{"show_id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "seller_name": "HTX Mật ong Ba Vì", "title": "Mật ong Ba Vì — Chợ đêm trên mây", "market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "settled_at": 1795789800000_i64, "orders": 96, "buyers": 96, "orders_cancelled": 1, "totals": {"allotted": 230, "units": 150, "revenue": 30600000, "list_revenue": 33600000, "discount": 3000000, "flash_units": 40, "flash_revenue": 8000000, "regular_units": 110, "regular_revenue": 22600000, "units_cancelled": 2, "revenue_cancelled": 500000, "sell_through_bp": 6521}, "refused": 57, "refusals": [{"reason": "limit_exceeded", "count": 12}, {"reason": "sold_out", "count": 41}, {"reason": "stale_price", "count": 4}], "peak_viewers": 1840}], "pending": [{"show_id": "0193a1b2-3333-7e5f-8a9b-0c1d2e3f4a5b", "seller_id": "0193a1b2-c3d5-7e5f-8a9b-0c1d2e3f4a5b", "seller_name": "Làng gốm Bát Tràng", "title": "Gốm Bát Tràng", "status": "closed", "settlement": "pending"}], "orders": 96, "buyers": 96, "orders_cancelled": 1, "totals": {"allotted": 230, "units": 150, "revenue": 30600000, "list_revenue": 33600000, "discount": 3000000, "flash_units": 40, "flash_revenue": 8000000, "regular_units": 110, "regular_revenue": 22600000, "units_cancelled": 2, "revenue_cancelled": 500000, "sell_through_bp": 6521}, "refused": 57, "refusals": [{"reason": "limit_exceeded", "count": 12}, {"reason": "sold_out", "count": 41}, {"reason": "stale_price", "count": 4}], "peak_viewers": 1840, "programme": {"groups": [{"key": "beverages", "shows": 1, "products": 1, "allotted": 80, "units": 30, "revenue": 3600000, "list_revenue": 3600000, "discount": 0, "flash_units": 0, "flash_revenue": 0, "regular_units": 30, "regular_revenue": 3600000, "units_cancelled": 0, "revenue_cancelled": 0, "sell_through_bp": 3750}, {"key": "food", "shows": 1, "products": 1, "allotted": 150, "units": 120, "revenue": 27000000, "list_revenue": 30000000, "discount": 3000000, "flash_units": 40, "flash_revenue": 8000000, "regular_units": 80, "regular_revenue": 19000000, "units_cancelled": 2, "revenue_cancelled": 500000, "sell_through_bp": 8000}], "districts": [{"key": "Ba Vì", "shows": 1, "products": 2, "allotted": 230, "units": 150, "revenue": 30600000, "list_revenue": 33600000, "discount": 3000000, "flash_units": 40, "flash_revenue": 8000000, "regular_units": 110, "regular_revenue": 22600000, "units_cancelled": 2, "revenue_cancelled": 500000, "sell_through_bp": 6521}], "stars": [{"key": "4", "shows": 1, "products": 1, "allotted": 150, "units": 120, "revenue": 27000000, "list_revenue": 30000000, "discount": 3000000, "flash_units": 40, "flash_revenue": 8000000, "regular_units": 80, "regular_revenue": 19000000, "units_cancelled": 2, "revenue_cancelled": 500000, "sell_through_bp": 8000}, {"key": "5", "shows": 1, "products": 1, "allotted": 80, "units": 30, "revenue": 3600000, "list_revenue": 3600000, "discount": 0, "flash_units": 0, "flash_revenue": 0, "regular_units": 30, "regular_revenue": 3600000, "units_cancelled": 0, "revenue_cancelled": 0, "sell_through_bp": 3750}], "sellers": [{"key": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "seller_name": "HTX Mật ong Ba Vì", "shows": 1, "products": 2, "allotted": 230, "units": 150, "revenue": 30600000, "list_revenue": 33600000, "discount": 3000000, "flash_units": 40, "flash_revenue": 8000000, "regular_units": 110, "regular_revenue": 22600000, "units_cancelled": 2, "revenue_cancelled": 500000, "sell_through_bp": 6521}]}, "products": [{"show_id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "seller_name": "HTX Mật ong Ba Vì", "product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "position": 0, "name": "Mật ong hoa nhãn Ba Vì 500ml", "group": "food", "district": "Ba Vì", "stars": 4, "list_price": 250000, "buyers": 90, "allotted": 150, "units": 120, "revenue": 27000000, "list_revenue": 30000000, "discount": 3000000, "flash_units": 40, "flash_revenue": 8000000, "regular_units": 80, "regular_revenue": 19000000, "units_cancelled": 2, "revenue_cancelled": 500000, "sell_through_bp": 8000}, {"show_id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "seller_name": "HTX Mật ong Ba Vì", "product_id": "0193a1b2-0001-7e5f-8a9b-0c1d2e3f4a5b", "position": 1, "name": "Trà hoa vàng Ba Vì", "group": "beverages", "district": "Ba Vì", "stars": 5, "list_price": 120000, "buyers": 12, "allotted": 80, "units": 30, "revenue": 3600000, "list_revenue": 3600000, "discount": 0, "flash_units": 0, "flash_revenue": 0, "regular_units": 30, "regular_revenue": 3600000, "units_cancelled": 0, "revenue_cancelled": 0, "sell_through_bp": 3750}]})), (String = "text/csv", example = json!("settlement,market_id,night_date,show_id,show_title,seller_id,seller_name,position,product_id,product_name,product_group,district,stars,list_price,allotted,units,revenue,list_revenue,discount,flash_units,flash_revenue,regular_units,regular_revenue,units_cancelled,revenue_cancelled,buyers,sell_through\r\nsettled,0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b,2026-11-27,0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b,Mật ong Ba Vì — Chợ đêm trên mây,0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b,HTX Mật ong Ba Vì,0,0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b,Mật ong hoa nhãn Ba Vì 500ml,food,Ba Vì,4,250000,150,120,27000000,30000000,3000000,40,8000000,80,19000000,2,500000,90,0.8000\r\nsettled,0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b,2026-11-27,0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b,Mật ong Ba Vì — Chợ đêm trên mây,0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b,HTX Mật ong Ba Vì,1,0193a1b2-0001-7e5f-8a9b-0c1d2e3f4a5b,Trà hoa vàng Ba Vì,beverages,Ba Vì,5,120000,80,30,3600000,3600000,0,0,0,30,3600000,0,0,12,0.3750\r\npending,0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b,2026-11-27,0193a1b2-3333-7e5f-8a9b-0c1d2e3f4a5b,Gốm Bát Tràng,0193a1b2-c3d5-7e5f-8a9b-0c1d2e3f4a5b,Làng gốm Bát Tràng,,,,,,,,,,,,,,,,,,,,\r\n")))),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::NotFound, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn night_report(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -403,6 +435,19 @@ fn csv_response(table: Csv, filename: &str) -> ApiResult<Response> {
 
 /// `GET /api/shows/{id}/live-stats`: the live panel of the show's seller and the operator's
 /// board.
+#[utoipa::path(
+    get,
+    path = "/api/shows/{id}/live-stats",
+    tag = "Shows",
+    summary = "Live figures of a show: viewers now and peak, claims, units and value sold per product, stock",
+    description = "Who: operator, or the show's seller. Units and stock are exact; values in đồng and claims_last_minute come from the claim log as recorded so far (recorded_entries).",
+    params(("id" = String, Path, description = "Id")),
+    responses(
+        (status = 200, description = "Success", body = LiveStats, example = json!({"show_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "status": "live", "viewers": 812, "peak_viewers": 1204, "accepted_claims": 342, "claims_last_minute": 41, "units_sold": 389, "gmv": 81250000, "recorded_entries": 351, "products": [{"product_id": "0193a1b2-aaaa-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì 500ml", "list_price": 250000, "allotted": 150, "left": 23, "units_sold": 127, "gmv": 27900000}]})),
+        refusal::BadRequest, refusal::Forbidden, refusal::NotFound,
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 pub async fn live_stats(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

@@ -7,6 +7,7 @@
 //! authorise cookie and bearer requests by the same rules, and re-signs the token once half its
 //! life has passed so that a console in use stays signed in.
 
+use nightmarket_wire::http::ApiError;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, authenticate, body, require, unauthorized};
+use crate::http::openapi::refusal;
 use crate::services::sessions::{
     self, display_name, invite_url, issue_invite, session_token, usable,
 };
@@ -52,6 +54,19 @@ fn origin(config: &Config, headers: &HeaderMap) -> String {
 }
 
 /// `POST /api/invites` (operators): a sign-in link for a seller or another operator.
+#[utoipa::path(
+    post,
+    path = "/api/invites",
+    tag = "Sign-in",
+    summary = "A one-time sign-in link for a seller or an operator",
+    description = "Who: operator. Only the code's hash is stored: this answer is the one place the code appears.",
+    request_body(content = CreateInvite, example = json!({"role": "seller", "subject": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"})),
+    responses(
+        (status = 201, description = "Success", body = Invite, example = json!({"code": "q3X9…", "url": "http://127.0.0.1:8080/signin#code=q3X9…", "role": "seller", "subject": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "expires_at": 1795824000000_i64})),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden,
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 pub async fn create_invite(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -118,6 +133,19 @@ fn signed_in(state: &AppState, s: &SessionRow, now: Millis) -> ApiResult<Respons
 }
 
 /// `POST /api/auth/redeem`: spends a one-time sign-in link and opens a session.
+#[utoipa::path(
+    post,
+    path = "/api/auth/redeem",
+    tag = "Sign-in",
+    summary = "Sign in with a one-time link's code; sets the HttpOnly session cookie",
+    description = "Who: anyone holding the code. The link is spent by its first use.",
+    request_body(content = RedeemInvite, example = json!({"code": "q3X9…"})),
+    responses(
+        (status = 200, description = "Success", body = SessionInfo, example = json!({"role": "seller", "subject": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "name": "HTX Mật ong Ba Vì", "via": "cookie"})),
+        (status = 401, description = "invite_used", body = ApiError),
+        refusal::BadRequest,
+    ),
+)]
 pub async fn redeem(
     State(state): State<Arc<AppState>>,
     payload: Result<Json<RedeemInvite>, JsonRejection>,
@@ -129,6 +157,19 @@ pub async fn redeem(
 }
 
 /// `POST /api/auth/guest`: a viewer session without an account, limited per address.
+#[utoipa::path(
+    post,
+    path = "/api/auth/guest",
+    tag = "Sign-in",
+    summary = "Join as a guest viewer with a display name; sets the session cookie",
+    description = "Who: anyone; limited per address (sessions.guests_per_minute).",
+    request_body(content = GuestSignIn, example = json!({"display_name": "Lan"})),
+    responses(
+        (status = 200, description = "Success", body = SessionInfo, example = json!({"role": "viewer", "subject": "guest-6f1c0d9a2b3e4f5a8b7c6d5e4f3a2b1c", "name": "Lan", "via": "cookie"})),
+        (status = 429, description = "rate_limited", body = ApiError),
+        refusal::BadRequest,
+    ),
+)]
 pub async fn guest(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -177,6 +218,17 @@ fn client_address(peer: IpAddr, headers: &HeaderMap, hops: u32) -> IpAddr {
 }
 
 /// `POST /api/auth/signout`: revokes the cookie's session and clears the cookie.
+#[utoipa::path(
+    post,
+    path = "/api/auth/signout",
+    tag = "Sign-in",
+    summary = "Sign out: revokes the session and clears the cookie",
+    description = "Who: a signed-in browser (nothing to revoke for bearer tokens).",
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 403, description = "csrf_rejected", body = ApiError),
+    ),
+)]
 pub async fn signout(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -195,6 +247,18 @@ pub async fn signout(
 }
 
 /// `GET /api/me`: who this request is signed in as.
+#[utoipa::path(
+    get,
+    path = "/api/me",
+    tag = "Sign-in",
+    summary = "Who this request is signed in as",
+    description = "Who: any signed-in request (cookie or bearer token).",
+    responses(
+        (status = 200, description = "Success", body = SessionInfo, example = json!({"role": "seller", "subject": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "name": "HTX Mật ong Ba Vì", "via": "cookie"})),
+        refusal::Unauthorized,
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 pub async fn me(
     State(state): State<Arc<AppState>>,
     session: Option<axum::Extension<CookieSession>>,

@@ -2,6 +2,7 @@
 //! seller takes a show live and closes it. Reads are public (a show page is public), except a
 //! seller's own list.
 
+use nightmarket_wire::http::ApiError;
 use std::sync::Arc;
 
 use axum::Json;
@@ -19,9 +20,23 @@ use crate::auth::Role;
 use crate::convert;
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, authenticate, body, field, may_act_for, require};
+use crate::http::openapi::refusal;
 use crate::services::catalog::existing_seller;
 use crate::state::AppState;
 
+#[utoipa::path(
+    post,
+    path = "/api/shows",
+    tag = "Shows",
+    summary = "Create an ad-hoc show (no market, no slot, no admission)",
+    description = "Who: operator.",
+    request_body(content = CreateShow, example = json!({"seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "title": "Thử sóng", "lineup": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "stock": 150, "buyer_limit": 2}]})),
+    responses(
+        (status = 201, description = "Success", body = Show, example = json!({"id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "title": "Mật ong Ba Vì — Chợ đêm trên mây", "status": "scheduled", "lineup": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "stock": 150, "buyer_limit": 2}], "created_at": 1795564800000_i64, "seq": 0, "schedule": null})),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn create_show(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -56,6 +71,17 @@ pub(crate) async fn shows_json(state: &AppState, rows: &[ShowRow]) -> ApiResult<
     Ok(out)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/shows",
+    tag = "Shows",
+    summary = "Every show, newest first",
+    description = "Who: public.",
+    responses(
+        (status = 200, description = "Success", body = Vec<Show>, example = json!([{"id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "title": "Mật ong Ba Vì — Chợ đêm trên mây", "status": "scheduled", "lineup": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "stock": 150, "buyer_limit": 2}], "created_at": 1795564800000_i64, "seq": 0, "schedule": {"market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "slot_start": "2026-11-27T13:30:00Z", "slot_end": "2026-11-27T14:00:00Z", "slot_start_ms": 1795786200000_i64, "slot_end_ms": 1795788000000_i64, "stream_url": "https://www.facebook.com/chodemtrenmay/live"}}])),
+        refusal::Unavailable,
+    ),
+)]
 pub async fn list_shows(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<Show>>> {
     let rows = state.store().shows().await?;
     Ok(Json(shows_json(&state, &rows).await?))
@@ -71,6 +97,18 @@ pub(crate) async fn show_row(state: &AppState, id: String) -> ApiResult<ShowRow>
         .ok_or_else(|| HttpError::not_found(format!("show {id}")))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/shows/{id}",
+    tag = "Shows",
+    summary = "A show with its stock",
+    description = "Who: public.",
+    params(("id" = String, Path, description = "Id")),
+    responses(
+        (status = 200, description = "Success", body = Show, example = json!({"id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "title": "Mật ong Ba Vì — Chợ đêm trên mây", "status": "scheduled", "lineup": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "stock": 150, "buyer_limit": 2}], "created_at": 1795564800000_i64, "seq": 0, "schedule": {"market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "slot_start": "2026-11-27T13:30:00Z", "slot_end": "2026-11-27T14:00:00Z", "slot_start_ms": 1795786200000_i64, "slot_end_ms": 1795788000000_i64, "stream_url": "https://www.facebook.com/chodemtrenmay/live"}})),
+        refusal::BadRequest, refusal::NotFound, refusal::Unavailable,
+    ),
+)]
 pub async fn get_show(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -92,6 +130,21 @@ async fn transition(
     Ok(Json(show_json(&state, &row).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/shows/{id}/live",
+    tag = "Shows",
+    summary = "Take a show live (operator, or its seller within the early-start window); every product must still be admitted",
+    description = "Who: operator or the show's seller.",
+    params(("id" = String, Path, description = "Id")),
+    responses(
+        (status = 200, description = "Success", body = Show, example = json!({"id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "title": "Mật ong Ba Vì — Chợ đêm trên mây", "status": "live", "lineup": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "stock": 150, "buyer_limit": 2}], "created_at": 1795564800000_i64, "seq": 0, "schedule": {"market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "slot_start": "2026-11-27T13:30:00Z", "slot_end": "2026-11-27T14:00:00Z", "slot_start_ms": 1795786200000_i64, "slot_end_ms": 1795788000000_i64, "stream_url": "https://www.facebook.com/chodemtrenmay/live"}})),
+        (status = 422, description = "not_admitted", body = ApiError),
+        (status = 409, description = "invalid_state", body = ApiError),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::NotFound, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn go_live(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -100,6 +153,20 @@ pub async fn go_live(
     transition(state, headers, id, Command::GoLive).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/shows/{id}/close",
+    tag = "Shows",
+    summary = "Close a show",
+    description = "Who: operator or the show's seller.",
+    params(("id" = String, Path, description = "Id")),
+    responses(
+        (status = 200, description = "Success", body = Show, example = json!({"id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "title": "Mật ong Ba Vì — Chợ đêm trên mây", "status": "closed", "lineup": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "stock": 150, "buyer_limit": 2}], "created_at": 1795564800000_i64, "seq": 0, "schedule": {"market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "slot_start": "2026-11-27T13:30:00Z", "slot_end": "2026-11-27T14:00:00Z", "slot_start_ms": 1795786200000_i64, "slot_end_ms": 1795788000000_i64, "stream_url": "https://www.facebook.com/chodemtrenmay/live"}})),
+        (status = 409, description = "invalid_state: the show is closed already", body = ApiError),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::NotFound, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn close(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -109,6 +176,18 @@ pub async fn close(
 }
 
 /// `GET /api/shows/{id}/transitions`: every status the show reached, who moved it and when.
+#[utoipa::path(
+    get,
+    path = "/api/shows/{id}/transitions",
+    tag = "Shows",
+    summary = "The statuses a show went through, with who and when",
+    description = "Who: public.",
+    params(("id" = String, Path, description = "Id")),
+    responses(
+        (status = 200, description = "Success", body = Vec<Transition>, example = json!([{"from": "scheduled", "to": "live", "actor": "scheduler@4242", "at": 1795786200000_i64}])),
+        refusal::BadRequest, refusal::NotFound, refusal::Unavailable,
+    ),
+)]
 pub async fn transitions(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -129,6 +208,19 @@ pub async fn transitions(
 }
 
 /// A seller's own shows (scheduled, live and closed), newest first.
+#[utoipa::path(
+    get,
+    path = "/api/sellers/{id}/shows",
+    tag = "Schedule",
+    summary = "A seller's own shows",
+    description = "Who: operator or that seller.",
+    params(("id" = String, Path, description = "Id")),
+    responses(
+        (status = 200, description = "Success", body = Vec<Show>, example = json!([{"id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "seller_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "title": "Mật ong Ba Vì — Chợ đêm trên mây", "status": "scheduled", "lineup": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "stock": 150, "buyer_limit": 2}], "created_at": 1795564800000_i64, "seq": 0, "schedule": {"market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "slot_start": "2026-11-27T13:30:00Z", "slot_end": "2026-11-27T14:00:00Z", "slot_start_ms": 1795786200000_i64, "slot_end_ms": 1795788000000_i64, "stream_url": "https://www.facebook.com/chodemtrenmay/live"}}])),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::NotFound, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn seller_shows(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

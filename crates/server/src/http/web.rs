@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
 
 use crate::http::error::HttpError;
+use crate::http::openapi::refusal;
 
 #[derive(RustEmbed)]
 #[folder = "../../web/"]
@@ -62,26 +63,78 @@ fn file(path: &str, headers: &HeaderMap) -> Response {
 }
 
 /// `/`: the viewer page (tonight's shows, joining one).
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "Consoles",
+    summary = "Viewer page (HTML): tonight's shows; join one as a guest or with a partner token, watch and claim",
+    description = "Who: public.",
+    responses(
+        (status = 200, description = "Success", content((String = "text/html"))),
+    ),
+)]
 pub async fn viewer(headers: HeaderMap) -> Response {
     file("pages/viewer.html", &headers)
 }
 
 /// `/seller`: the seller's show console.
+#[utoipa::path(
+    get,
+    path = "/seller",
+    tag = "Consoles",
+    summary = "Seller console (HTML): tonight's show in one screen: go live, pin, flash prices, live figures, close, report",
+    description = "Who: public (the page asks for sign-in where it needs one).",
+    responses(
+        (status = 200, description = "Success", content((String = "text/html"))),
+    ),
+)]
 pub async fn seller(headers: HeaderMap) -> Response {
     file("pages/seller.html", &headers)
 }
 
 /// `/operator`: the market office's console.
+#[utoipa::path(
+    get,
+    path = "/operator",
+    tag = "Consoles",
+    summary = "Operator console (HTML): markets, nights, sellers and invites, admissions, live board, reports, webhooks",
+    description = "Who: public (the page asks for sign-in where it needs one).",
+    responses(
+        (status = 200, description = "Success", content((String = "text/html"))),
+    ),
+)]
 pub async fn operator(headers: HeaderMap) -> Response {
     file("pages/operator.html", &headers)
 }
 
 /// `/signin`: spends a one-time sign-in link (`#code=`) and goes on to the console.
+#[utoipa::path(
+    get,
+    path = "/signin",
+    tag = "Consoles",
+    summary = "Sign-in page (HTML): spends the one-time link's #code and opens the console",
+    description = "Who: public (the page asks for sign-in where it needs one).",
+    responses(
+        (status = 200, description = "Success", content((String = "text/html"))),
+    ),
+)]
 pub async fn signin(headers: HeaderMap) -> Response {
     file("pages/signin.html", &headers)
 }
 
 /// `/web/{path}`: scripts, styles, language files and the protocol client.
+#[utoipa::path(
+    get,
+    path = "/web/{path}",
+    tag = "Consoles",
+    summary = "Console assets: scripts, styles, language files and the protocol client module (web/client/nightmarket.js)",
+    description = "Who: public. Files under web/assets/ and web/client/; revalidated with an ETag.",
+    params(("path" = String, Path, description = "assets/... or client/...")),
+    responses(
+        (status = 200, description = "Success", content((String = "text/javascript"))),
+        refusal::BadRequest, refusal::NotFound,
+    ),
+)]
 pub async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     if !(path.starts_with("assets/") || path.starts_with("client/")) || path.contains("..") {
         return HttpError::not_found(format!("/web/{path}")).into_response();

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::auth::Role;
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, actor, authenticate, body, require};
+use crate::http::openapi::refusal;
 use crate::services::new_id;
 use crate::services::webhooks::{check_registration, new_secret};
 use crate::state::AppState;
@@ -49,6 +50,19 @@ fn delivery_view(d: &DeliveryRow) -> Delivery {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/webhooks",
+    tag = "Webhooks",
+    summary = "Register a webhook (https:// or http://); the signing secret is shown once",
+    description = "Who: operator. Private, loopback and link-local targets are refused unless webhooks.allow_private_targets is set.",
+    request_body(content = CreateWebhook, example = json!({"url": "http://10.0.0.5:8081/nightmarket", "events": ["show.live", "show.closed"]})),
+    responses(
+        (status = 201, description = "Success", body = Webhook, example = json!({"id": "0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b", "url": "http://10.0.0.5:8081/nightmarket", "events": ["show.live", "show.closed"], "active": true, "secret": "whsec_…", "created_by": "operator:ops-hanoi", "created_at": 1795564800000_i64})),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn create_webhook(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -72,6 +86,18 @@ pub async fn create_webhook(
     Ok((StatusCode::CREATED, Json(webhook_view(&row, true))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/webhooks",
+    tag = "Webhooks",
+    summary = "Registered webhooks",
+    description = "Who: operator.",
+    responses(
+        (status = 200, description = "Success", body = Vec<Webhook>, example = json!([{"id": "0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b", "url": "http://10.0.0.5:8081/nightmarket", "events": ["show.live", "show.closed"], "active": true, "secret": null, "created_by": "operator:ops-hanoi", "created_at": 1795564800000_i64}])),
+        refusal::Unauthorized, refusal::Forbidden, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn list_webhooks(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -83,6 +109,19 @@ pub async fn list_webhooks(
 }
 
 /// Turns a webhook off; its log stays.
+#[utoipa::path(
+    delete,
+    path = "/api/webhooks/{id}",
+    tag = "Webhooks",
+    summary = "Turn a webhook off (its log stays)",
+    description = "Who: operator.",
+    params(("id" = String, Path, description = "Id")),
+    responses(
+        (status = 204, description = "Success"),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::NotFound, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn delete_webhook(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -96,11 +135,26 @@ pub async fn delete_webhook(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveriesQuery {
+    /// Deliveries to list (1–500, default 100).
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/webhooks/{id}/deliveries",
+    tag = "Webhooks",
+    summary = "Delivery log, newest first",
+    description = "Who: operator.",
+    params(("id" = String, Path, description = "Id"), DeliveriesQuery),
+    responses(
+        (status = 200, description = "Success", body = Vec<Delivery>, example = json!([{"id": "show.live:0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b/0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b", "webhook_id": "0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b", "event_id": "show.live:0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "event": "show.live", "state": "delivered", "attempts": 1, "next_attempt_at": 1795786200000_i64, "last_status": 200, "created_at": 1795786200000_i64, "delivered_at": 1795786200050_i64}])),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::NotFound, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn list_deliveries(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -117,6 +171,19 @@ pub async fn list_deliveries(
     Ok(Json(rows.iter().map(delivery_view).collect()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/{id}/deliveries/{delivery}/redeliver",
+    tag = "Webhooks",
+    summary = "Make a delivery due again now",
+    description = "Who: operator.",
+    params(("id" = String, Path, description = "Id"), ("delivery" = String, Path, description = "Delivery id")),
+    responses(
+        (status = 202, description = "Success"),
+        refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::NotFound, refusal::Unavailable,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn redeliver(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

@@ -14,6 +14,7 @@ use nightmarket_wire::ErrorCode;
 use crate::auth::Role;
 use crate::http::error::HttpError;
 use crate::http::extract::{authenticate, unauthorized};
+use crate::http::openapi::refusal;
 use crate::metrics;
 use crate::state::AppState;
 use crate::ws;
@@ -21,6 +22,19 @@ use crate::ws;
 /// Bytes of WebSocket read buffer a connection starts with (see [`upgrade`]).
 const VIEWER_READ_BUFFER: usize = 512;
 
+#[utoipa::path(
+    get,
+    path = "/ws/shows/{id}",
+    tag = "Shows",
+    summary = "WebSocket: the live show protocol (docs/protocol.md); token as ?token= or Authorization",
+    description = "Who: any role.",
+    params(("id" = String, Path, description = "Id"), ("token" = Option<String>, Query, description = "Bearer token"), ("last_seq" = Option<u64>, Query, description = "Resume after this sequence number")),
+    responses(
+        (status = 101, description = "Success"),
+        refusal::BadRequest, refusal::Unauthorized, refusal::NotFound,
+    ),
+    security(("bearerAuth" = [])),
+)]
 pub async fn upgrade(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
