@@ -10,6 +10,7 @@ mod faults;
 mod http_api;
 mod market;
 mod market_nodes;
+mod middleware;
 mod nodes;
 mod orders;
 mod orders_api;

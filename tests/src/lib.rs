@@ -211,27 +211,50 @@ pub async fn http_full(
     headers: &[(&str, &str)],
     body: Option<&Value>,
 ) -> (u16, Vec<(String, String)>, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut all: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    all.extend_from_slice(headers);
+    let req = request(addr, method, path, &all, body);
+    let (status, headers, payload) = exchange(addr, req.as_bytes()).await;
+    (status, headers, String::from_utf8(payload).unwrap())
+}
+
+/// The text of one HTTP/1.1 request with a JSON body (empty if none) that closes its connection.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> String {
     let body = body.map(Value::to_string).unwrap_or_default();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
     let extra: String = headers
         .iter()
         .map(|(k, v)| format!("{k}: {v}\r\n"))
         .collect();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    );
-    stream.write_all(req.as_bytes()).await.unwrap();
+    )
+}
+
+/// Sends `request` (a whole HTTP/1.1 request that asks to close the connection) and reads the
+/// answer: the status, the response headers (names lowercase) and the body bytes, a chunked
+/// body decoded.
+pub async fn exchange(addr: SocketAddr, request: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
     let mut raw = Vec::new();
     tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
         .await
         .unwrap()
         .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, payload) = text.split_once("\r\n\r\n").unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = std::str::from_utf8(&raw[..split]).unwrap();
+    let payload = &raw[split + 4..];
     let mut lines = head.split("\r\n");
     let status = lines
         .next()
@@ -251,15 +274,15 @@ pub async fn http_full(
     let payload = if chunked {
         dechunk(payload)
     } else {
-        payload.to_owned()
+        payload.to_vec()
     };
     (status, headers, payload)
 }
 
 /// The body of a chunked transfer; panics on a truncated one (no final empty chunk), which is
 /// how a server signals a body that failed mid-way.
-fn dechunk(body: &str) -> String {
-    let mut rest = body.as_bytes();
+fn dechunk(body: &[u8]) -> Vec<u8> {
+    let mut rest = body;
     let mut out = Vec::new();
     loop {
         let eol = rest
@@ -270,7 +293,7 @@ fn dechunk(body: &str) -> String {
         let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap();
         rest = &rest[eol + 2..];
         if size == 0 {
-            return String::from_utf8(out).unwrap();
+            return out;
         }
         out.extend_from_slice(&rest[..size]);
         rest = rest[size..].strip_prefix(b"\r\n").expect("chunk end");

@@ -46,11 +46,29 @@ pub struct Config {
     /// same-origin check use it. Empty: the request's own `Host`.
     pub public_url: String,
     pub limits: Limits,
+    pub http: HttpRules,
     pub sessions: Sessions,
     pub webhooks: WebhookLimits,
     pub market: MarketTiming,
     pub orders: OrderService,
 }
+
+/// The rules every HTTP request meets in the middleware (`http/mod.rs`). See
+/// `config/default.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRules {
+    /// How long a request may take until its response starts, in milliseconds; past it the
+    /// answer is 504 `timeout`.
+    pub request_timeout_ms: u64,
+    /// Origins (`scheme://host[:port]`) whose pages may call the API from a browser,
+    /// comma-separated; empty: no CORS headers at all.
+    pub cors_origins: String,
+}
+
+/// Longest accepted `http.request_timeout_ms`: ten minutes is past any answer worth waiting for
+/// (downloads are not bounded by it once their first byte is sent).
+pub const MAX_REQUEST_TIMEOUT_MS: u64 = 600_000;
 
 /// When scheduled shows open and close, and how often the figures of post-show reports are
 /// written. See `config/default.toml`.
@@ -355,6 +373,27 @@ impl Config {
         if self.database_pool_size == 0 || self.database_pool_size > 1000 {
             return Err(invalid("database_pool_size", "1 to 1000".into()));
         }
+        let h = &self.http;
+        if h.request_timeout_ms == 0 || h.request_timeout_ms > MAX_REQUEST_TIMEOUT_MS {
+            return Err(invalid(
+                "http.request_timeout_ms",
+                format!("1 to {MAX_REQUEST_TIMEOUT_MS}"),
+            ));
+        }
+        for origin in self.cors_origins() {
+            let parsed = url::Url::parse(&origin).ok();
+            let exact = parsed.as_ref().is_some_and(|u| {
+                matches!(u.scheme(), "http" | "https") && u.origin().ascii_serialization() == origin
+            });
+            if !exact {
+                return Err(invalid(
+                    "http.cors_origins",
+                    format!(
+                        "{origin:?} is not an origin: scheme://host[:port], no path or trailing slash"
+                    ),
+                ));
+            }
+        }
         let mk = &self.market;
         if mk.tick_ms == 0 || mk.tick_ms > 60_000 {
             return Err(invalid("market.tick_ms", "1 to 60000".into()));
@@ -610,14 +649,14 @@ impl Config {
         Ok(())
     }
 
+    /// The origins of `http.cors_origins`; empty when CORS is off.
+    pub fn cors_origins(&self) -> Vec<String> {
+        split_list(&self.http.cors_origins)
+    }
+
     /// The URLs in `redis_url`: one Redis, or the seed nodes of a Redis Cluster.
     pub fn redis_seeds(&self) -> Vec<String> {
-        self.redis_url
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect()
+        split_list(&self.redis_url)
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
@@ -626,6 +665,16 @@ impl Config {
             message: format!("{:?} is not host:port ({e})", self.listen),
         })
     }
+}
+
+/// The items of a comma-separated value, trimmed, without empty ones.
+fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn merge(base: &mut toml::Table, overlay: toml::Table) {
@@ -894,6 +943,40 @@ mod tests {
         ] {
             let e = Config::load(None, env(&[(var, bad)])).unwrap_err();
             assert!(e.to_string().contains(key), "{e}");
+        }
+    }
+
+    #[test]
+    fn http_rules_load_and_validate() {
+        let c = Config::load(None, env(&[])).expect("defaults load");
+        assert_eq!(c.http.request_timeout_ms, 30_000);
+        assert!(c.cors_origins().is_empty(), "CORS is off by default");
+        let c = Config::load(
+            None,
+            env(&[
+                ("NIGHTMARKET_HTTP_REQUEST_TIMEOUT_MS", "250"),
+                (
+                    "NIGHTMARKET_HTTP_CORS_ORIGINS",
+                    "https://cho.example.vn, http://localhost:5173",
+                ),
+            ]),
+        )
+        .expect("overrides load");
+        assert_eq!(c.http.request_timeout_ms, 250);
+        assert_eq!(
+            c.cors_origins(),
+            ["https://cho.example.vn", "http://localhost:5173"]
+        );
+        for (var, bad) in [
+            ("NIGHTMARKET_HTTP_REQUEST_TIMEOUT_MS", "0"),
+            ("NIGHTMARKET_HTTP_REQUEST_TIMEOUT_MS", "600001"),
+            ("NIGHTMARKET_HTTP_CORS_ORIGINS", "https://cho.example.vn/"),
+            ("NIGHTMARKET_HTTP_CORS_ORIGINS", "cho.example.vn"),
+            ("NIGHTMARKET_HTTP_CORS_ORIGINS", "*"),
+            ("NIGHTMARKET_HTTP_CORS_ORIGINS", "ftp://cho.example.vn"),
+        ] {
+            let e = Config::load(None, env(&[(var, bad)])).unwrap_err();
+            assert!(e.to_string().contains("http."), "{var}={bad}: {e}");
         }
     }
 

@@ -102,6 +102,9 @@ pub enum ErrorCode {
     HeadersTooLarge,
     /// An unexpected failure inside the server; logged with details.
     Internal,
+    /// The request was not answered within `http.request_timeout_ms`; what it asked for may or
+    /// may not have happened (read it back before retrying a change).
+    Timeout,
 }
 
 impl ErrorCode {
@@ -149,6 +152,7 @@ impl ErrorCode {
             Self::UriTooLong => "uri_too_long",
             Self::HeadersTooLarge => "headers_too_large",
             Self::Internal => "internal",
+            Self::Timeout => "timeout",
         }
     }
 
@@ -194,16 +198,19 @@ impl ErrorCode {
             Self::RateLimited => 429,
             Self::Unavailable => 503,
             Self::Internal => 500,
+            // The server waited too long on what answers it (its store, Redis): 504, which
+            // clients do not resend on their own as some do a 408.
+            Self::Timeout => 504,
         }
     }
 
     /// Whether retrying the same request later may succeed without changing it.
     pub fn retryable(self) -> bool {
-        matches!(self, Self::RateLimited | Self::Unavailable)
+        matches!(self, Self::RateLimited | Self::Unavailable | Self::Timeout)
     }
 
     /// All codes, for documentation tests.
-    pub const ALL: [ErrorCode; 41] = [
+    pub const ALL: [ErrorCode; 42] = [
         Self::Duplicate,
         Self::SoldOut,
         Self::LimitExceeded,
@@ -245,6 +252,7 @@ impl ErrorCode {
         Self::UriTooLong,
         Self::HeadersTooLarge,
         Self::Internal,
+        Self::Timeout,
     ];
 
     /// The code an HTTP error status stands for, for errors the server's own handlers did not
@@ -261,6 +269,7 @@ impl ErrorCode {
             429 => Self::RateLimited,
             431 => Self::HeadersTooLarge,
             503 => Self::Unavailable,
+            504 => Self::Timeout,
             500..=599 => Self::Internal,
             _ => Self::BadRequest,
         }
@@ -319,7 +328,7 @@ mod tests {
 
     #[test]
     fn http_statuses_map_back_to_their_codes() {
-        for status in [401, 403, 404, 405, 413, 414, 429, 431, 503, 500] {
+        for status in [401, 403, 404, 405, 413, 414, 429, 431, 503, 504, 500] {
             assert_eq!(ErrorCode::for_http_status(status).http_status(), status);
         }
         for status in [400, 411, 415, 422, 426] {

@@ -9,11 +9,13 @@
 //!    itself (a head past its buffer, more headers than it holds, a request target past the
 //!    `http` crate's 65534 bytes, bytes that are not HTTP at all) gets hyper's own 400, 414 or
 //!    431 with an empty body, and the connection is closed: no handler ever sees such a request.
-//! 2. [`limits`]: the request target, the headers and the body against `limits.max_*`.
+//! 2. [`limits`]: the request target and the headers against `limits.max_*`; then tower-http's
+//!    body limit (`limits.max_body_bytes`) and request timeout (`http.request_timeout_ms`), set
+//!    up with the rest of the middleware in [`super::router`].
 //! 3. [`json_errors`]: an error response a handler did not write itself (axum's extractor
 //!    refusals: a path that is not UTF-8, a query that does not parse, a request that is not a
-//!    WebSocket upgrade, a method a path does not have) is rewritten into the JSON body with the
-//!    code its status stands for.
+//!    WebSocket upgrade, a method a path does not have; tower-http's 413 and 504) is rewritten
+//!    into the JSON body with the code its status stands for.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,7 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
@@ -59,9 +60,7 @@ pub fn parser_headers(l: &Limits) -> usize {
     l.max_headers.saturating_mul(2)
 }
 
-/// Refuses a request whose target, headers or declared body are past the configured bounds, and
-/// bounds the body of every other one (a body sent without a length is cut at the limit while
-/// it is read, which the JSON extractor answers `body_too_large`).
+/// Refuses a request whose target or headers are past the configured bounds.
 pub async fn limits(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let l = &state.config().limits;
     let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
@@ -101,25 +100,15 @@ pub async fn limits(State(state): State<Arc<AppState>>, req: Request, next: Next
         )
         .into_response();
     }
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > l.max_body_bytes as u64) {
-        return body_too_large(l.max_body_bytes).into_response();
-    }
-    let (parts, body) = req.into_parts();
-    let body = Body::new(http_body_util::Limited::new(body, l.max_body_bytes));
-    next.run(Request::from_parts(parts, body)).await
+    next.run(req).await
 }
 
-/// The refusal of a body longer than `limits.max_body_bytes`.
-pub fn body_too_large(limit: usize) -> HttpError {
-    HttpError::new(
-        ErrorCode::BodyTooLarge,
-        format!("body: longer than {limit} bytes (limits.max_body_bytes)"),
-    )
-}
+/// The message of `body_too_large`, whether the body was refused for its declared length or cut
+/// while it was read.
+pub const BODY_TOO_LARGE: &str = "body: longer than this server accepts (limits.max_body_bytes)";
+
+/// The message of `timeout`.
+const TIMED_OUT: &str = "not answered within http.request_timeout_ms; a change may or may not have been made: read it back before retrying";
 
 /// Rewrites an error response that is not JSON into the JSON error body, keeping its `Allow`
 /// header (405) and its text as the message.
@@ -146,7 +135,11 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         Err(_) => String::new(),
     };
     let code = ErrorCode::for_http_status(status.as_u16());
-    let message = if text.is_empty() {
+    let message = if code == ErrorCode::BodyTooLarge {
+        BODY_TOO_LARGE.to_owned()
+    } else if code == ErrorCode::Timeout {
+        TIMED_OUT.to_owned()
+    } else if text.is_empty() {
         status
             .canonical_reason()
             .unwrap_or("request refused")

@@ -67,10 +67,7 @@ pub(crate) fn body<T>(payload: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
         // The body was cut at `limits.max_body_bytes` while it was read (no Content-Length, or
         // one that lied): the same refusal as a declared length past the limit.
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return HttpError::new(
-                ErrorCode::BodyTooLarge,
-                "body: longer than this server accepts (limits.max_body_bytes)",
-            );
+            return HttpError::new(ErrorCode::BodyTooLarge, crate::http::edge::BODY_TOO_LARGE);
         }
         let message = match &e {
             JsonRejection::JsonDataError(_) => body_field_error(&e.body_text()),

@@ -2,6 +2,7 @@
 //! module, whose handlers parse the request, call a service and format the answer.
 //!
 //! - [`edge`]: the accept loop, the bounds every request meets, JSON for every error response.
+//! - [`middleware`]: the pieces of the tower-http stack [`router`] puts around every route.
 //! - [`extract`]: the caller (bearer token or session cookie), roles, JSON bodies.
 //! - [`error`]: a service's error answered with the status its code stands for.
 //! - [`sessions`]: sign-in (invites, guests, sign-out) and the session-cookie layer.
@@ -21,6 +22,7 @@ pub mod extract;
 pub mod health;
 pub mod market;
 pub mod metrics;
+pub mod middleware;
 pub mod openapi;
 pub mod orders;
 pub mod reports;
@@ -31,16 +33,23 @@ pub mod webhooks;
 pub mod ws;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
+use tower_http::compression::CompressionLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 use crate::http::error::HttpError;
 use crate::state::AppState;
 
 /// Every route of the server, with the layers every request passes through.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/", get(web::viewer))
         .route("/seller", get(web::seller))
         .route("/operator", get(web::operator))
@@ -132,19 +141,57 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/openapi.json", get(openapi::openapi))
         .route("/ws/shows/{id}", get(ws::upgrade))
-        .fallback(|| async { HttpError::not_found("route") })
+        .fallback(|| async { HttpError::not_found("route") });
+    layers(routes, &state).with_state(state)
+}
+
+/// The middleware every request meets, in one place. axum runs the layer added last first, so
+/// they are listed from the handler outwards; each runs after routing, so the route's path
+/// template is known to all of them, the fallback's 404 included.
+fn layers(routes: Router<Arc<AppState>>, state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    let config = state.config();
+    let timeout = Duration::from_millis(config.http.request_timeout_ms);
+    let routes = routes
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             sessions::layer,
         ))
-        // The JSON extractor's own bound, equal to the one `edge::limits` puts on every body.
-        .layer(axum::extract::DefaultBodyLimit::max(
-            state.config().limits.max_body_bytes,
+        // Until the response starts: a WebSocket, once upgraded, and a streamed download's body
+        // are past it. Its empty 504 becomes `timeout` in `json_errors`.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            timeout,
         ))
+        // The one body bound: refused at once when `Content-Length` is past it, else cut while
+        // read (the extractors answer 413); axum's own default bound is off so as not to be a
+        // second one.
+        .layer(RequestBodyLimitLayer::new(config.limits.max_body_bytes))
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             edge::limits,
         ))
         .layer(axum::middleware::from_fn(edge::json_errors))
-        .with_state(state)
+        .layer(CompressionLayer::new().compress_when(middleware::compressible()));
+    let routes = match middleware::cors(&config.cors_origins()) {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    };
+    routes
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(middleware::request_span)
+                .on_request(())
+                .on_response(middleware::record_response)
+                // A failing request is logged once, where its error body is made.
+                .on_failure(()),
+        )
+        .layer(PropagateRequestIdLayer::new(middleware::REQUEST_ID))
+        .layer(SetRequestIdLayer::new(
+            middleware::REQUEST_ID,
+            MakeRequestUuid,
+        ))
+        .layer(axum::middleware::map_request(
+            middleware::drop_insane_request_id,
+        ))
 }
