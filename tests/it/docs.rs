@@ -104,8 +104,12 @@ async fn openapi_document_matches_the_router() {
         // axum's catch-all `{*path}` is the OpenAPI template `{path}`.
         let path = rest[open + 1..close].replace("{*", "{");
         let path = path.as_str();
-        // The handlers of this route: up to the next `.route(` or the end of the chain.
-        let end = rest.find(".route(").unwrap_or(rest.len());
+        // The handlers of this route: up to the next `.route(` or the end of the list.
+        let end = [".route(", ".fallback("]
+            .iter()
+            .filter_map(|m| rest.find(m))
+            .min()
+            .unwrap_or(rest.len());
         let handlers = &rest[close..end];
         for method in ["get", "post", "delete", "put", "patch"] {
             if handlers.contains(&format!("{method}(")) {

@@ -147,8 +147,32 @@ async fn json_is_gzipped_when_asked_and_not_otherwise() {
     assert_eq!(header(&headers, "content-encoding"), None);
     assert!(serde_json::from_slice::<Value>(&body).is_ok());
 
-    // The WebSocket upgrade is not touched by compression: the session runs.
+    // A streamed CSV export is compressed whole, to its last page.
     let market = Market::create(addr, &[250_000], 5, 2, true).await;
+    let auth = format!("Bearer {}", market.operator);
+    let export = format!("/api/shows/{}/orders?format=csv", market.show);
+    let (status, headers, zipped) = exchange(
+        addr,
+        request(
+            addr,
+            "GET",
+            &export,
+            &[("Authorization", &auth), ("Accept-Encoding", "gzip")],
+            None,
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&zipped));
+    assert_eq!(header(&headers, "content-encoding"), Some("gzip"));
+    let mut csv = String::new();
+    flate2::read::GzDecoder::new(zipped.as_slice())
+        .read_to_string(&mut csv)
+        .unwrap();
+    let head = nightmarket_wire::orders::ORDER_CSV_HEADER.join(",");
+    assert!(csv.contains(&head), "{csv}");
+
+    // The WebSocket upgrade is not touched by compression: the session runs.
     let viewer = format!("Bearer {}", token(Role::Viewer, "b1"));
     let mut client = Client::connect_headers(
         addr,

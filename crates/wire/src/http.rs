@@ -15,9 +15,13 @@ pub struct ApiError {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ApiErrorBody {
+    /// The stable error code (docs/protocol.md §6).
     pub code: ErrorCode,
     pub message: String,
-    /// Structured detail for codes that carry it (`not_admitted`: the refusals per product).
+    /// Structured detail for codes that carry it: `not_admitted`: `[{product_id, reason,
+    /// message}]`; `unauthorized`: `{reason}` (`missing`, `malformed`, `bad_signature`,
+    /// `expired`, `issued_in_future`, `signed_out`, `bad_subject`); `forbidden` where one role
+    /// is needed: `{needed_role, role}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,
 }

@@ -578,7 +578,8 @@ enum Cursor {
 /// without holding it in memory. Each page is read when it is sent: an order that moves during
 /// the export shows the status it had then, and every order appears once (pages go by id). A
 /// storage failure mid-way ends the response early, which the client sees as a truncated
-/// chunked body, never as a complete file.
+/// chunked body, never as a complete file. The stream is fused: a body wrapper (gzip) may poll
+/// it once more after its end, which a bare `unfold` does not allow.
 fn csv_export(state: Arc<AppState>, seller: Option<SellerId>, scope: Scope) -> Response {
     let file = scope.file_name();
     let stream = futures_util::stream::unfold(Cursor::Start, move |cursor| {
@@ -627,7 +628,7 @@ fn csv_export(state: Arc<AppState>, seller: Option<SellerId>, scope: Scope) -> R
                 format!("attachment; filename=\"{file}\""),
             ),
         ],
-        Body::from_stream(stream),
+        Body::from_stream(futures_util::StreamExt::fuse(stream)),
     )
         .into_response()
 }
