@@ -172,6 +172,10 @@ async fn openapi_document_matches_the_router() {
             assert!(derived, "{method} {path}: schema {schema}");
         }
         for (status, response) in responses {
+            assert!(
+                response["headers"]["x-request-id"].is_object(),
+                "{method} {path} {status}: x-request-id"
+            );
             if status.starts_with(['4', '5']) || status == "default" {
                 assert_eq!(
                     response["content"]["application/json"]["schema"]["$ref"],

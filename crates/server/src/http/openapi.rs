@@ -10,10 +10,13 @@ use std::sync::LazyLock;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use nightmarket_wire::http::ApiError;
+use utoipa::openapi::header::{Header, HeaderBuilder};
+use utoipa::openapi::schema::{Object, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use crate::http::middleware::REQUEST_ID;
 use crate::http::{
     catalog, health, market, metrics, orders, reports, sessions, shows, web, webhooks, ws,
 };
@@ -98,7 +101,7 @@ struct ApiDoc;
 struct Shared;
 
 /// The refusals any request may meet before or around its handler.
-const EDGE_REFUSALS: &str = "Any other refusal, in the JSON error body with its stable code (docs/protocol.md §6): 405 method_not_allowed, 408 timeout, 413 body_too_large, 414 uri_too_long, 431 headers_too_large, 503 unavailable";
+const EDGE_REFUSALS: &str = "Any other refusal, in the JSON error body with its stable code (docs/protocol.md §6): 405 method_not_allowed, 413 body_too_large, 414 uri_too_long, 431 headers_too_large, 503 unavailable, 504 timeout";
 
 impl Modify for Shared {
     fn modify(&self, doc: &mut Document) {
@@ -131,10 +134,25 @@ impl Modify for Shared {
             .into_iter()
             .flatten()
             {
+                op.responses.responses.insert(
+                    "default".to_owned(),
+                    RefOr::T(
+                        ResponseBuilder::new()
+                            .description(EDGE_REFUSALS)
+                            .content(
+                                "application/json",
+                                ContentBuilder::new().schema(Some(error_body())).build(),
+                            )
+                            .build(),
+                    ),
+                );
                 for (status, response) in op.responses.responses.iter_mut() {
                     let RefOr::T(response) = response else {
                         continue;
                     };
+                    response
+                        .headers
+                        .insert(REQUEST_ID.as_str().to_owned(), request_id_header());
                     if !status.starts_with(['4', '5']) {
                         continue;
                     }
@@ -152,21 +170,19 @@ impl Modify for Shared {
                         content.example = Some(error_example(&code));
                     }
                 }
-                op.responses.responses.insert(
-                    "default".to_owned(),
-                    RefOr::T(
-                        ResponseBuilder::new()
-                            .description(EDGE_REFUSALS)
-                            .content(
-                                "application/json",
-                                ContentBuilder::new().schema(Some(error_body())).build(),
-                            )
-                            .build(),
-                    ),
-                );
             }
         }
     }
+}
+
+/// The `x-request-id` every response carries (see `http::middleware`).
+fn request_id_header() -> Header {
+    HeaderBuilder::new()
+        .schema(Object::with_type(Type::String))
+        .description(Some(
+            "The request's own id when it sent a sane one (1 to 128 letters, digits and -_.:), else one the server made; the server's log lines of the request carry it",
+        ))
+        .build()
 }
 
 /// An error body with `code`, as the examples of error responses show it.
