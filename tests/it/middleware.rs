@@ -5,7 +5,7 @@ use std::io::Read;
 
 use nightmarket_server::auth::Role;
 use nightmarket_tests::{
-    Client, Market, TestServer, create_seller, exchange, http_full, request, token,
+    ChildServer, Client, Market, TestServer, create_seller, exchange, http_full, request, token,
 };
 use serde_json::{Value, json};
 
@@ -274,6 +274,51 @@ async fn cors_is_off_by_default_and_follows_the_configured_origins() {
     .await;
     assert_eq!(header(&headers, "access-control-allow-origin"), None);
     server.shutdown().await;
+}
+
+/// Each request's trace span carries its method, its route's path template (not the raw path),
+/// its request id, and once answered its status and latency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_has_a_span_with_its_route_id_status_and_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut log) = ChildServer::start_logged(
+        env!("CARGO_BIN_EXE_nightmarket-under-test"),
+        dir.path(),
+        "warn,nightmarket_server::http::middleware=debug",
+    )
+    .await
+    .unwrap();
+    let answer = http_full(
+        server.addr,
+        "GET",
+        "/api/sellers/0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+        None,
+        &[("X-Request-Id", "span-probe-1")],
+        None,
+    )
+    .await;
+    assert_eq!(answer.0, 404);
+    let span = tokio::time::timeout(nightmarket_tests::WAIT, async {
+        loop {
+            let line = log.next_line().await.unwrap().expect("the log goes on");
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if entry["fields"]["message"] == "answered"
+                && entry["span"]["request_id"] == "span-probe-1"
+            {
+                return entry["span"].clone();
+            }
+        }
+    })
+    .await
+    .expect("the request's span is logged");
+    assert_eq!(span["name"], "request", "{span}");
+    assert_eq!(span["method"], "GET", "{span}");
+    assert_eq!(span["path"], "/api/sellers/{id}", "{span}");
+    assert_eq!(span["status"], 404, "{span}");
+    assert!(span["latency_ms"].is_u64(), "{span}");
+    server.kill().await;
 }
 
 /// A request that cannot finish (another connection holds the store's write lock until the

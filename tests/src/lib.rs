@@ -150,8 +150,41 @@ impl ChildServer {
         data_dir: &Path,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
-        let exe: PathBuf = exe.into();
+        Self::spawn(exe.into(), data_dir, env, Stdio::inherit()).await
+    }
+
+    /// Like [`ChildServer::start_with`], with the server's log (JSON lines, at the level
+    /// `filter` sets, e.g. `nightmarket_server=debug`) read by the test instead of printed.
+    pub async fn start_logged(
+        exe: impl Into<PathBuf>,
+        data_dir: &Path,
+        filter: &str,
+    ) -> anyhow::Result<(
+        Self,
+        tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    )> {
+        let env = [
+            ("NIGHTMARKET_LOG", filter),
+            ("NIGHTMARKET_LOG_FORMAT", "json"),
+        ];
+        let mut server = Self::spawn(exe.into(), data_dir, &env, Stdio::piped()).await?;
+        let stderr = server
+            .child
+            .stderr
+            .take()
+            .ok_or_else(|| anyhow!("no stderr"))?;
+        Ok((server, BufReader::new(stderr).lines()))
+    }
+
+    async fn spawn(
+        exe: PathBuf,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> anyhow::Result<Self> {
         let mut command = tokio::process::Command::new(exe);
+        // Quiet unless `env` says otherwise.
+        command.env("NIGHTMARKET_LOG", "warn");
         command.envs(env.iter().copied());
         let mut child = command
             .arg("serve")
@@ -160,10 +193,9 @@ impl ChildServer {
             .env("NIGHTMARKET_AUTH_SECRET", SECRET)
             // Test receivers listen on 127.0.0.1.
             .env("NIGHTMARKET_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true")
-            .env("NIGHTMARKET_LOG", "warn")
             .env_remove("NIGHTMARKET_CONFIG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .context("spawning the server binary")?;
