@@ -268,6 +268,22 @@ pub mod refusal {
     );
 }
 
+/// 304: a console file revalidated by its ETag (`If-None-Match`) has not changed.
+pub struct NotModified;
+
+impl utoipa::IntoResponses for NotModified {
+    fn responses() -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        std::collections::BTreeMap::from([(
+            "304".to_owned(),
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description("Not modified: If-None-Match names the file's current ETag")
+                    .build(),
+            ),
+        )])
+    }
+}
+
 /// The document, built on first use: the types and annotations do not change while running.
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
     ApiDoc::openapi()

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
 
 use crate::http::error::HttpError;
-use crate::http::openapi::refusal;
+use crate::http::openapi::{NotModified, refusal};
 
 #[derive(RustEmbed)]
 #[folder = "../../web/"]
@@ -71,6 +71,7 @@ fn file(path: &str, headers: &HeaderMap) -> Response {
     description = "Who: public.",
     responses(
         (status = 200, description = "Success", content((String = "text/html"))),
+        NotModified,
     ),
 )]
 pub async fn viewer(headers: HeaderMap) -> Response {
@@ -86,6 +87,7 @@ pub async fn viewer(headers: HeaderMap) -> Response {
     description = "Who: public (the page asks for sign-in where it needs one).",
     responses(
         (status = 200, description = "Success", content((String = "text/html"))),
+        NotModified,
     ),
 )]
 pub async fn seller(headers: HeaderMap) -> Response {
@@ -101,6 +103,7 @@ pub async fn seller(headers: HeaderMap) -> Response {
     description = "Who: public (the page asks for sign-in where it needs one).",
     responses(
         (status = 200, description = "Success", content((String = "text/html"))),
+        NotModified,
     ),
 )]
 pub async fn operator(headers: HeaderMap) -> Response {
@@ -116,6 +119,7 @@ pub async fn operator(headers: HeaderMap) -> Response {
     description = "Who: public (the page asks for sign-in where it needs one).",
     responses(
         (status = 200, description = "Success", content((String = "text/html"))),
+        NotModified,
     ),
 )]
 pub async fn signin(headers: HeaderMap) -> Response {
@@ -131,7 +135,13 @@ pub async fn signin(headers: HeaderMap) -> Response {
     description = "Who: public. Files under web/assets/ and web/client/; revalidated with an ETag.",
     params(("path" = String, Path, description = "assets/... or client/...")),
     responses(
-        (status = 200, description = "Success", content((String = "text/javascript"))),
+        (status = 200, description = "Success: the file, its type from its extension", content(
+            (String = "text/javascript"),
+            (String = "text/css"),
+            (std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> = "application/json", example = json!({"common": {"brand": "Chợ đêm trên mây", "loading": "Đang tải…"}})),
+            (String = "text/plain"),
+        )),
+        NotModified,
         refusal::BadRequest, refusal::NotFound,
     ),
 )]
