@@ -33,7 +33,7 @@ use crate::auth::Role;
 use crate::convert::rfc3339;
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, actor, authenticate, body, field, require};
-use crate::http::openapi::refusal;
+use crate::http::refusal;
 use crate::http::shows::{show_json, shows_json};
 use crate::services::market::{self, Scheduling, calendar, check_exception, night_of, still_open};
 use crate::services::new_id;

@@ -11,7 +11,8 @@
 //! - [`orders`]: orders and checkouts. [`reports`]: show and night reports, live figures.
 //! - [`webhooks`]: webhook registrations and their deliveries.
 //! - [`ws`]: the WebSocket upgrade. [`web`]: the consoles' pages and assets.
-//! - [`health`], [`metrics`], [`openapi`]: probes, Prometheus, the API description.
+//! - [`health`], [`metrics`], [`openapi`]: probes, Prometheus, the API description;
+//!   [`refusal`]: the error responses many operations document.
 //! - [`csv`]: the one CSV writer of every export, formula-guarded.
 
 pub mod catalog;
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod orders;
+pub mod refusal;
 pub mod reports;
 pub mod sessions;
 pub mod shows;

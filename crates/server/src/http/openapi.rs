@@ -17,6 +17,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseB
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::http::middleware::REQUEST_ID;
+use crate::http::refusal;
 use crate::http::{
     catalog, health, market, metrics, orders, reports, sessions, shows, web, webhooks, ws,
 };
@@ -167,7 +168,7 @@ impl Modify for Shared {
                         && content.example.is_none()
                         && !code.is_empty()
                     {
-                        content.example = Some(error_example(&code));
+                        content.example = Some(refusal::error_example(&code));
                     }
                 }
             }
@@ -183,105 +184,6 @@ fn request_id_header() -> Header {
             "The request's own id when it sent a sane one (1 to 128 letters, digits and -_.:), else one the server made; the server's log lines of the request carry it",
         ))
         .build()
-}
-
-/// An error body with `code`, as the examples of error responses show it.
-fn error_example(code: &str) -> serde_json::Value {
-    serde_json::json!({
-        "error": { "code": code, "message": format!("{}: what went wrong, in words", code.replace('_', " ")) }
-    })
-}
-
-/// The refusals many operations share, one type per status, listed in `#[utoipa::path]`
-/// `responses(...)` next to an operation's own: each is the error body with its code.
-pub mod refusal {
-    use std::collections::BTreeMap;
-
-    use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
-    use utoipa::{IntoResponses, ToSchema};
-
-    use nightmarket_wire::ErrorCode;
-    use nightmarket_wire::http::ApiError;
-
-    /// The response of one refusal: the error body, an example with its code.
-    fn response(code: ErrorCode, description: &str) -> RefOr<Response> {
-        RefOr::T(
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name(ApiError::name())))
-                        .example(Some(super::error_example(code.as_str())))
-                        .build(),
-                )
-                .build(),
-        )
-    }
-
-    macro_rules! refusal {
-        ($(#[$doc:meta])* $name:ident, $code:ident, $description:literal) => {
-            $(#[$doc])*
-            pub struct $name;
-
-            impl IntoResponses for $name {
-                fn responses() -> BTreeMap<String, RefOr<Response>> {
-                    let code = ErrorCode::$code;
-                    BTreeMap::from([(
-                        code.http_status().to_string(),
-                        response(code, $description),
-                    )])
-                }
-            }
-        };
-    }
-
-    refusal!(
-        /// 400: what the request carries does not parse.
-        BadRequest,
-        BadRequest,
-        "bad_request: a path segment that is not UTF-8 once percent-decoded, a query parameter that does not parse, or a body that does not fit the request (the message names the field)"
-    );
-    refusal!(
-        /// 401: no token, or one that does not verify.
-        Unauthorized,
-        Unauthorized,
-        "unauthorized: no bearer token or session, or one that does not verify (details.reason: missing, malformed, bad_signature, expired, issued_in_future, signed_out, bad_subject)"
-    );
-    refusal!(
-        /// 403: the caller's role or subject may not do this.
-        Forbidden,
-        Forbidden,
-        "forbidden: the caller's role or subject may not do this (details: needed_role, role where one role is needed)"
-    );
-    refusal!(
-        /// 404: what the path names does not exist.
-        NotFound,
-        NotFound,
-        "not_found: what the path names does not exist"
-    );
-    refusal!(
-        /// 503: a backend is failing, or the server is shutting down.
-        Unavailable,
-        Unavailable,
-        "unavailable: a backend is failing, or the server is shutting down"
-    );
-}
-
-/// 304: a console file revalidated by its ETag (`If-None-Match`) has not changed.
-pub struct NotModified;
-
-impl utoipa::IntoResponses for NotModified {
-    fn responses() -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
-        std::collections::BTreeMap::from([(
-            "304".to_owned(),
-            RefOr::T(
-                ResponseBuilder::new()
-                    .description("Not modified: If-None-Match names the file's current ETag")
-                    .build(),
-            ),
-        )])
-    }
 }
 
 /// The document, built on first use: the types and annotations do not change while running.

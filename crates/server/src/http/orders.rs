@@ -34,7 +34,7 @@ use crate::convert::product_view;
 use crate::http::csv::{Cell, CsvError, CsvTable};
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, authenticate, body, require, unauthorized};
-use crate::http::openapi::refusal;
+use crate::http::refusal;
 use crate::http::shows::show_row;
 use crate::services::market::calendar;
 use crate::services::orders as rules;

@@ -35,7 +35,7 @@ use crate::auth::Role;
 use crate::http::csv::{Cell, CsvError, CsvTable};
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, authenticate, may_act_for};
-use crate::http::openapi::refusal;
+use crate::http::refusal;
 use crate::http::shows::show_row;
 use crate::services::market::{calendar, night_of};
 use crate::services::reports;

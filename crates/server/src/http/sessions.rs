@@ -28,7 +28,7 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, authenticate, body, require, unauthorized};
-use crate::http::openapi::refusal;
+use crate::http::refusal;
 use crate::services::sessions::{
     self, display_name, invite_url, issue_invite, session_token, usable,
 };

@@ -20,7 +20,7 @@ use crate::auth::Role;
 use crate::convert;
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, authenticate, body, field, may_act_for, require};
-use crate::http::openapi::refusal;
+use crate::http::refusal;
 use crate::services::catalog::existing_seller;
 use crate::state::AppState;
 

@@ -2,14 +2,17 @@
 //! from the repository's `web/` folder (in debug builds read from that folder, so a page can
 //! be edited and reloaded). Tests and Node packages under `web/` are never served.
 
+use std::collections::BTreeMap;
+
 use axum::extract::Path;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
+use utoipa::openapi::{RefOr, ResponseBuilder};
 
 use crate::http::error::HttpError;
-use crate::http::openapi::{NotModified, refusal};
+use crate::http::refusal;
 
 #[derive(RustEmbed)]
 #[folder = "../../web/"]
@@ -60,6 +63,22 @@ fn file(path: &str, headers: &HeaderMap) -> Response {
         h.insert(ETAG, v);
     }
     resp
+}
+
+/// 304: a console file revalidated by its ETag (`If-None-Match`) has not changed.
+pub struct NotModified;
+
+impl utoipa::IntoResponses for NotModified {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        BTreeMap::from([(
+            "304".to_owned(),
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description("Not modified: If-None-Match names the file's current ETag")
+                    .build(),
+            ),
+        )])
+    }
 }
 
 /// `/`: the viewer page (tonight's shows, joining one).

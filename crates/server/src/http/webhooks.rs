@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::auth::Role;
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, actor, authenticate, body, require};
-use crate::http::openapi::refusal;
+use crate::http::refusal;
 use crate::services::new_id;
 use crate::services::webhooks::{check_registration, new_secret};
 use crate::state::AppState;

@@ -14,7 +14,7 @@ use nightmarket_wire::ErrorCode;
 use crate::auth::Role;
 use crate::http::error::HttpError;
 use crate::http::extract::{authenticate, unauthorized};
-use crate::http::openapi::refusal;
+use crate::http::refusal;
 use crate::metrics;
 use crate::state::AppState;
 use crate::ws;
