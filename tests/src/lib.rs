@@ -406,6 +406,20 @@ impl Market {
             .unwrap()
     }
 
+    /// Has the seller pin products 0 and 1 in turn, `n` pins in all (one event each), each
+    /// acknowledged before the next.
+    pub async fn pin_back_and_forth(&self, seller: &mut Client, n: usize) {
+        for i in 0..n {
+            seller
+                .command(
+                    json!({"type": "pin", "product_id": self.product(i % 2)}),
+                    &format!("p{i}"),
+                )
+                .await
+                .unwrap();
+        }
+    }
+
     /// The show's seller, connected, with product `i` pinned.
     pub async fn pinned_seller(&self, i: usize) -> Client {
         let mut seller = self.seller_client().await;
@@ -418,6 +432,16 @@ impl Market {
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+/// Connections the server closed for not keeping up (`nightmarket_queue_drops_total`, every
+/// cause), from a `/metrics` text.
+pub fn queue_drops(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("nightmarket_queue_drops_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
 
 /// How a WebSocket connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -160,7 +160,8 @@ export class ShowConnection {
   on(kind: "claim", fn: (m: ClaimResult) => void): () => void;
   on(kind: "cancel", fn: (m: CancelResult) => void): () => void;
   on(kind: "waitlist", fn: (m: WaitlistResult) => void): () => void;
-  on(kind: "event" | "message" | "error", fn: (m: any) => void): () => void;
+  /** `catch_up`: the connection fell behind and its show state was replaced (see docs/client.md). */
+  on(kind: "event" | "catch_up" | "message" | "error", fn: (m: any) => void): () => void;
   connect(): this;
   close(): void;
   reconnectNow(): void;

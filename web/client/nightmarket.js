@@ -473,6 +473,7 @@ export class ShowConnection {
       case "hello": this.onHello(m); break;
       case "snapshot": this.onSnapshot(m); break;
       case "event": this.onEvent(m); return; // onEvent notifies
+      case "catch_up": this.onCatchUp(m); break;
       case "stock": this.onStock(m); break;
       case "feed": this.onFeed(m); break;
       case "viewers": if (typeof m.count === "number") this.state.viewers = m.count; break;
@@ -569,6 +570,24 @@ export class ShowConnection {
     }
     this.emit("event", m);
     this.changed();
+  }
+
+  /**
+   * The connection fell behind: the show's public state as of `m.seq` stands in for the events
+   * up to it (stock, feed and viewers follow as their own frames).
+   * @param {any} m
+   */
+  onCatchUp(m) {
+    const s = this.state;
+    if (typeof m.seq !== "number") return;
+    if (s.lastSeq != null && m.seq <= s.lastSeq) return; // nothing newer in it
+    s.lastSeq = m.seq;
+    if (s.show && typeof m.status === "string") s.show.status = m.status;
+    s.pinned = m.pinned ?? null;
+    s.flash = m.flash ? { ...m.flash } : null;
+    if (s.show?.status === "closed") s.myWaitlist = [];
+    this.priceOverride = m.price == null ? null : { key: this.priceKey(), price: m.price };
+    this.emit("catch_up", m);
   }
 
   /** @param {any} m */

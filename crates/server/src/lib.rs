@@ -76,6 +76,9 @@ pub enum ServerError {
     Webhooks(String),
     #[error("serving failed: {0}")]
     Serve(#[from] std::io::Error),
+    /// The live engine refused its bounds.
+    #[error(transparent)]
+    Live(#[from] nightmarket_live::LiveError),
 }
 
 /// Binds the configured address with the configured accept backlog.
@@ -233,7 +236,7 @@ pub async fn serve_with(
         feed,
         clock,
     };
-    let state = Arc::new(AppState::new(config, parts, stop_rx.clone()));
+    let state = Arc::new(AppState::new(config, parts, stop_rx.clone())?);
     if let Some(rx) = feed_rx {
         tokio::spawn(state.live().clone().follow(rx));
     }

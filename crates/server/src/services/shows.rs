@@ -127,6 +127,13 @@ impl Shows {
             log_len,
             flash: view.flash.as_ref().map(|f| (f.id, f.ends_at)),
             closed: view.status == ShowStatus::Closed,
+            public: nightmarket_wire::server::CatchUp {
+                seq: view.seq,
+                status: view.status.as_str().to_owned(),
+                pinned: view.pinned.as_ref().map(ToString::to_string),
+                flash: view.flash.as_ref().map(crate::convert::flash_view),
+                price: view.price.map(nightmarket_domain::Dong::get),
+            },
         };
         let (rt, registered) = self.live.open(identity, opening);
         // The store's status follows the book, which the journal (or Redis) made
@@ -445,15 +452,18 @@ mod tests {
         store.create_show(&row).await.unwrap();
         let (stop, shutdown) = watch::channel(false);
         let clock: SharedClock = Arc::new(SystemClock);
-        let live = Arc::new(Live::new(
-            inventory.clone(),
-            None,
-            Arc::new(Metrics::default()),
-            Arc::new(ShowStats::new("test")),
-            clock.clone(),
-            config.limits.clone(),
-            shutdown,
-        ));
+        let live = Arc::new(
+            Live::new(
+                inventory.clone(),
+                None,
+                Arc::new(Metrics::default()),
+                Arc::new(ShowStats::new("test")),
+                clock.clone(),
+                config.limits.clone(),
+                shutdown,
+            )
+            .unwrap(),
+        );
         let shows = Arc::new(Shows::new(store.clone(), inventory, live, clock, &config));
         Fixture {
             dir,
