@@ -54,12 +54,18 @@ pub fn frame(msg: &ServerMessage) -> Frame {
 
 /// The live engine's bounds from the server's limits.
 pub fn engine_config(limits: &Limits) -> LiveConfig {
+    let engine = LiveConfig::default();
     LiveConfig {
+        shards: match limits.live_shards {
+            0 => engine.shards,
+            n => n,
+        },
         history: limits.event_history,
         max_pending: limits.event_buffer,
         queue_frames: limits.event_buffer,
+        queue_bytes: limits.queue_bytes,
         stall_timeout: Duration::from_millis(limits.write_timeout_ms),
-        ..LiveConfig::default()
+        ..engine
     }
 }
 
