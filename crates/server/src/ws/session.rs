@@ -813,6 +813,13 @@ async fn seller_seen(state: &AppState, rt: &ShowRuntime) {
     }
 }
 
+/// The conflated values a resumed connection is sent at once (see docs/protocol.md, "Resume").
+const RESUME_CELLS: Cells = Cells {
+    stock: true,
+    viewers: true,
+    feed: false,
+};
+
 /// How many times a start is tried before the session gives up (each try that fails wrote
 /// nothing; only a burst of events past the whole kept history between a snapshot and its
 /// start makes one fail).
@@ -832,15 +839,12 @@ fn started(viewer: &Viewer, start: Start) -> Result<bool, Ending> {
 /// later event, all written by the engine. `Err` with the close to end with.
 async fn start(s: &mut Session, last_seq: Option<u64>) -> Result<(), Ending> {
     if let Some(after) = last_seq {
-        // Stock may have moved while away: the latest value follows the events at once. The
-        // snapshot-less start carries no viewer count or feed; the next refresh does.
+        // Stock and the viewer count may have moved while away: their latest values follow the
+        // events at once. The feed's missed items are not news any more.
         let resume = Start {
             frames: vec![s.hello("resume")],
             from: StartFrom::Resume { after },
-            cells: Cells {
-                stock: true,
-                ..Cells::NONE
-            },
+            cells: RESUME_CELLS,
         };
         if started(&s.viewer, resume)? {
             return Ok(());
@@ -865,10 +869,7 @@ async fn start(s: &mut Session, last_seq: Option<u64>) -> Result<(), Ending> {
             let from_inventory = Start {
                 frames,
                 from: StartFrom::At { seq: newest },
-                cells: Cells {
-                    stock: true,
-                    ..Cells::NONE
-                },
+                cells: RESUME_CELLS,
             };
             if started(&s.viewer, from_inventory)? {
                 return Ok(());
