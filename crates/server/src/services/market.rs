@@ -284,7 +284,7 @@ pub async fn schedule(
 ) -> ServiceResult<ShowRow> {
     still_open(night, now)?;
     let same_seller: Vec<(ShowId, Slot)> = store
-        .seller_shows(&s.seller)
+        .seller_shows_all(&s.seller)
         .await?
         .into_iter()
         .filter_map(|r| {
