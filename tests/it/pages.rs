@@ -132,8 +132,8 @@ async fn every_list_walks_in_pages() {
         .await;
         assert_eq!(s, 201, "{show}");
     }
-    for n in 0..=SMALL {
-        let item = json!({"product_id": products[n], "stock": 5, "buyer_limit": 1});
+    for (n, p) in products.iter().enumerate() {
+        let item = json!({"product_id": p, "stock": 5, "buyer_limit": 1});
         let (s, set) = post(
             addr,
             &format!("/api/sellers/{a}/lineup-sets"),
