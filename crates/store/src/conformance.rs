@@ -556,6 +556,14 @@ pub async fn markets(c: &Store) -> Result<(), StoreError> {
             == 2,
         "market decisions",
     )?;
+    let undecided = id(ProductId::parse("chua-xet"))?;
+    let latest = c
+        .latest_decisions(&m.id, &[p.id.clone(), undecided.clone()])
+        .await?;
+    ensure(
+        latest.len() == 1 && latest.get(&p.id) == Some(&approve),
+        "the decision in force per product, read for several products at once",
+    )?;
 
     let commit = CommitmentRow {
         market_id: m.id.clone(),

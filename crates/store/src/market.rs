@@ -1,6 +1,8 @@
 //! The store's market calendar: recurring markets and their exceptions, admission decisions,
 //! seller commitments, reusable lineups, scheduled shows and their lifecycle transitions.
 
+use std::collections::HashMap;
+
 use jiff::civil::{Date, DateTime, Time, Weekday};
 use nightmarket_domain::{MarketId, Millis, ProductId, SellerId, ShowId, ShowStatus, Stars};
 use serde::{Deserialize, Serialize};
@@ -10,7 +12,7 @@ use crate::catalog::{
 };
 use crate::page::{KeyPart, Keyset, Kind, Order, Paged};
 use crate::params;
-use crate::sql::{Row, SqlError, Step};
+use crate::sql::{Row, SqlError, Step, Value};
 use crate::webhook::{WebhookEvent, enqueue_step};
 use crate::{Store, StoreError, corrupt};
 
@@ -289,16 +291,7 @@ impl Store {
 
     /// Every exception of a market, by night.
     pub async fn exceptions(&self, market: &MarketId) -> Result<Vec<ExceptionRow>, StoreError> {
-        let mut all = Vec::new();
-        let mut page = Keyset::everything();
-        loop {
-            let got = self.exceptions_page(market, &page).await?;
-            all.extend(got.items);
-            match got.next {
-                Some(next) => page.after = Some(next),
-                None => return Ok(all),
-            }
-        }
+        crate::page::every(|page| async move { self.exceptions_page(market, &page).await }).await
     }
 
     /// A page of a market's exceptions, by night.
@@ -357,6 +350,31 @@ impl Store {
             )
             .await?;
         rows.iter().map(decision_from).collect()
+    }
+
+    /// The decision in force (the last one) on each of `products` in `market` that has one, in
+    /// one query per [`crate::orders::MAX_ORDERS_PER_QUERY`] products.
+    pub async fn latest_decisions(
+        &self,
+        market: &MarketId,
+        products: &[ProductId],
+    ) -> Result<HashMap<ProductId, DecisionRow>, StoreError> {
+        let mut out = HashMap::new();
+        for chunk in products.chunks(crate::orders::MAX_ORDERS_PER_QUERY) {
+            let mut params = params![market.as_str()];
+            params.extend(chunk.iter().map(|p| Value::from(p.as_str())));
+            let sql = format!(
+                "{DECISION_SELECT} WHERE market_id = $1 AND product_id IN ({})
+                 ORDER BY decided_at, id",
+                crate::orders::placeholders(2, chunk.len())
+            );
+            for r in &self.engine.query(&sql, params).await? {
+                let d = decision_from(r)?;
+                // In time order: a later decision replaces the earlier one.
+                out.insert(d.product_id.clone(), d);
+            }
+        }
+        Ok(out)
     }
 
     /// A page of the decisions of a market (on one product, when `product` is given), oldest

@@ -70,6 +70,26 @@ impl<T> Paged<T> {
     }
 }
 
+/// Every row of a listing, read page after page of [`MAX_PAGE_SIZE`] by `read`: for callers
+/// that need a whole listing whose size is bounded elsewhere (a night's commitments, a
+/// market's exceptions).
+pub async fn every<T, F, Fut>(mut read: F) -> Result<Vec<T>, StoreError>
+where
+    F: FnMut(Keyset) -> Fut,
+    Fut: std::future::Future<Output = Result<Paged<T>, StoreError>>,
+{
+    let mut all = Vec::new();
+    let mut page = Keyset::everything();
+    loop {
+        let got = read(page.clone()).await?;
+        all.extend(got.items);
+        match got.next {
+            Some(next) => page.after = Some(next),
+            None => return Ok(all),
+        }
+    }
+}
+
 /// What a key column holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
