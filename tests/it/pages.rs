@@ -193,6 +193,19 @@ async fn every_list_walks_in_pages() {
     ] {
         pages_match_the_whole(addr, &path, op, key).await;
     }
+    // Warnings: rejecting the products after scheduling puts each show on the list.
+    for p in &products {
+        let (s, d) = post(
+            addr,
+            &format!("/api/markets/{m}/admissions"),
+            op.unwrap(),
+            json!({"product_id": p, "approved": false, "reason": "Nhãn không khớp"}),
+        )
+        .await;
+        assert_eq!(s, 201, "{d}");
+    }
+    pages_match_the_whole(addr, "/api/schedule/warnings", op, "show_id").await;
+
     // Transitions (live, closed): one a page, as the whole list has them.
     let path = format!("/api/shows/{}/transitions", adhoc.show);
     let steps = walk(addr, &path, op, 1, usize::MAX, async |_| {}).await;
