@@ -174,7 +174,8 @@ async fn every_list_walks_in_pages() {
     .await;
     assert_eq!(s, 200, "{closed}");
 
-    let op = Some(op.as_str());
+    let operator = op.as_str();
+    let op = Some(operator);
     for (path, key) in [
         ("/api/sellers".to_owned(), "id"),
         (format!("/api/products?seller_id={a}"), "id"),
@@ -198,7 +199,7 @@ async fn every_list_walks_in_pages() {
         let (s, d) = post(
             addr,
             &format!("/api/markets/{m}/admissions"),
-            op.unwrap(),
+            operator,
             json!({"product_id": p, "approved": false, "reason": "Nhãn không khớp"}),
         )
         .await;

@@ -190,9 +190,16 @@ pub async fn list_nights(
         (None, None, Some(ms)) => ms,
         (None, None, None) => state.now(),
     };
-    let nights = cal
-        .market
-        .nights(&cal.exceptions, after, pager.read_limit());
+    let limit = pager.keyset.limit;
+    let mut nights = cal.market.nights(&cal.exceptions, after, limit);
+    // One night past the page says whether another page follows. Asked for apart, since one
+    // call returns at most MAX_NIGHTS_LISTED nights, the size of the largest page.
+    if let Some(last) = nights.last()
+        && nights.len() == limit
+    {
+        let more = cal.market.nights(&cal.exceptions, last.ends_at, 1);
+        nights.extend(more);
+    }
     let tz = cal.market.time_zone_name().to_owned();
     Ok(pager.cut(
         nights,
