@@ -13,6 +13,7 @@ mod market_nodes;
 mod nodes;
 mod orders;
 mod orders_api;
+mod pages;
 mod partition;
 mod released;
 mod reports;

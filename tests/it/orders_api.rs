@@ -215,12 +215,17 @@ async fn orders_of_a_night(database_url: Option<String>) {
     assert_eq!(honey_order["lines"][0]["name"], HONEY);
     assert_eq!(honey_order["lines"][0]["quantity"], 2);
     assert_eq!(honey_order["pay_by"], settled_at + WINDOW_MS);
-    let (s, page) = get(
-        addr,
-        &format!("/api/me/orders?limit=1&after={}", want[0]),
-        &b1,
-    )
-    .await;
+    // Pages of one: the first names the next in `Next-Cursor`.
+    let (s, headers, first) =
+        nightmarket_tests::http_full(addr, "GET", "/api/me/orders?limit=1", Some(&b1), &[], None)
+            .await;
+    assert_eq!(s, 200, "{first}");
+    let next = headers
+        .iter()
+        .find(|(k, _)| k == "next-cursor")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let (s, page) = get(addr, &format!("/api/me/orders?limit=1&cursor={next}"), &b1).await;
     assert_eq!((s, ids(&page)), (200, vec![want[1]]));
     let (s, v) = get(addr, "/api/me/orders?limit=0", &b1).await;
     assert_eq!((s, code(&v)), (400, "bad_request"));

@@ -42,7 +42,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nightmarket_domain::ShowStatus;
 use nightmarket_inventory::{EventFeed, FeedItem, Inventory, MemoryInventory, RedisInventory};
 use nightmarket_store::{SqliteJournal, Store};
 use tokio::net::TcpListener;
@@ -255,12 +254,9 @@ pub async fn serve_with(
     // one (a viewer, a command), so a start costs the shows of tonight, not of every night.
     let rows: Vec<_> = state
         .store()
-        .shows()
+        .open_shows()
         .await
-        .map_err(|e| ServerError::Storage(e.to_string()))?
-        .into_iter()
-        .filter(|row| row.status != ShowStatus::Closed)
-        .collect();
+        .map_err(|e| ServerError::Storage(e.to_string()))?;
     for row in &rows {
         state
             .shows()

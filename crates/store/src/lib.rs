@@ -25,6 +25,7 @@ pub mod conformance;
 pub mod market;
 pub mod migrations;
 pub mod orders;
+pub mod page;
 pub mod reports;
 pub mod settlement;
 pub mod sql;
@@ -49,6 +50,7 @@ pub use orders::{
     CheckoutRow, OrderDetail, OrderLineDetail, OrderLineRow, OrderRow, OrderScope, Page,
     StatusChange,
 };
+pub use page::{Key, KeyPart, Keyset, MAX_PAGE_SIZE, Paged};
 pub use reports::{
     GroupSales, NightReport, PendingReason, PendingShow, ProductSales, Programme, RefusalCount,
     SalesFigures, ShowReport, ShowSales,

@@ -30,6 +30,9 @@ pub enum ErrorCode {
     PriceRose,
     /// The request is malformed or a value is out of range.
     BadRequest,
+    /// A list's `cursor` is not one this list handed out (malformed, cut short, or another
+    /// list's): start again from the first page.
+    BadCursor,
     /// Missing, forged or expired token.
     Unauthorized,
     /// Too many messages from this connection; slow down and retry.
@@ -117,6 +120,7 @@ impl ErrorCode {
             Self::WaitlistFull => "waitlist_full",
             Self::PriceRose => "price_rose",
             Self::BadRequest => "bad_request",
+            Self::BadCursor => "bad_cursor",
             Self::Unauthorized => "unauthorized",
             Self::RateLimited => "rate_limited",
             Self::Forbidden => "forbidden",
@@ -155,6 +159,7 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             Self::BadRequest
+            | Self::BadCursor
             | Self::UnknownType
             | Self::FrameTooLarge
             | Self::BinaryNotSupported
@@ -202,7 +207,7 @@ impl ErrorCode {
     }
 
     /// All codes, for documentation tests.
-    pub const ALL: [ErrorCode; 41] = [
+    pub const ALL: [ErrorCode; 42] = [
         Self::Duplicate,
         Self::SoldOut,
         Self::LimitExceeded,
@@ -213,6 +218,7 @@ impl ErrorCode {
         Self::WaitlistFull,
         Self::PriceRose,
         Self::BadRequest,
+        Self::BadCursor,
         Self::Unauthorized,
         Self::RateLimited,
         Self::Forbidden,

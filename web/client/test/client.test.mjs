@@ -50,6 +50,25 @@ test("HTTP errors carry the server's code and status", async () => {
   assert.ok(shows.some((s) => s.id === showId), "shows are public");
 });
 
+test("lists page with a cursor; all() follows Next-Cursor to the last page", async () => {
+  for (let n = 0; n < 3; n++) await op.createSeller({ name: `HTX trang ${n}`, district: "Ba Vì" });
+  const every = await op.sellers();
+  assert.ok(every.length >= 4, "all() reads every seller");
+  const walked = [];
+  let cursor = null;
+  do {
+    const p = await op.page("/api/sellers", { limit: 2, cursor });
+    assert.ok(p.items.length <= 2, "a page holds at most its limit");
+    walked.push(...p.items);
+    cursor = p.next;
+  } while (cursor);
+  assert.deepEqual(walked.map((s) => s.id), every.map((s) => s.id), "pages in order, each seller once");
+  const last = await op.page("/api/sellers", { limit: 1000 });
+  assert.equal(last.next, null, "the last page has no cursor");
+  await assert.rejects(op.page("/api/sellers", { cursor: "not-a-cursor" }), (e) => e instanceof ApiError && e.status === 400 && e.code === "bad_cursor");
+  await assert.rejects(op.page("/api/sellers", { limit: 0 }), (e) => e instanceof ApiError && e.code === "bad_request");
+});
+
 test("a viewer and the seller follow one show; claims, duplicates, cancels and flash prices", async () => {
   await op.goLive(showId);
   const seller = open(sellerToken);

@@ -3,6 +3,7 @@
 //!
 //! - [`edge`]: the accept loop, the bounds every request meets, JSON for every error response.
 //! - [`extract`]: the caller (bearer token or session cookie), roles, JSON bodies.
+//! - [`page`]: the paging contract of every list endpoint (`limit`, `cursor`, `Next-Cursor`).
 //! - [`error`]: a service's error answered with the status its code stands for.
 //! - [`sessions`]: sign-in (invites, guests, sign-out) and the session-cookie layer.
 //! - [`catalog`]: sellers, products, lineup sets. [`shows`]: shows, going live, closing.
@@ -23,6 +24,7 @@ pub mod market;
 pub mod metrics;
 pub mod openapi;
 pub mod orders;
+pub mod page;
 pub mod reports;
 pub mod sessions;
 pub mod shows;

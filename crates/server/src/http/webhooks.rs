@@ -9,17 +9,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use nightmarket_store::{DeliveryRow, WebhookRow};
 use nightmarket_wire::market::{CreateWebhook, Delivery, Webhook};
-use serde::Deserialize;
 
 use crate::auth::Role;
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, actor, authenticate, body, require};
+use crate::http::page::{Listed, PageQuery};
 use crate::services::new_id;
 use crate::services::webhooks::{check_registration, new_secret};
 use crate::state::AppState;
-
-/// Deliveries listed per request at most.
-const MAX_DELIVERIES_LISTED: u32 = 500;
 
 fn webhook_view(w: &WebhookRow, secret: bool) -> Webhook {
     Webhook {
@@ -75,11 +72,13 @@ pub async fn create_webhook(
 pub async fn list_webhooks(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-) -> ApiResult<Json<Vec<Webhook>>> {
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Listed<Webhook>> {
+    let pager = page.open("webhooks")?;
     let claims = authenticate(&state, &headers, None)?;
     require(&claims, Role::Operator)?;
-    let rows = state.store().webhooks().await?;
-    Ok(Json(rows.iter().map(|w| webhook_view(w, false)).collect()))
+    let rows = state.store().webhooks(&pager.keyset).await?;
+    Ok(pager.view(rows, |w| webhook_view(w, false)))
 }
 
 /// Turns a webhook off; its log stays.
@@ -96,25 +95,20 @@ pub async fn delete_webhook(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
-pub struct DeliveriesQuery {
-    limit: Option<u32>,
-}
-
 pub async fn list_deliveries(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(q): Query<DeliveriesQuery>,
-) -> ApiResult<Json<Vec<Delivery>>> {
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Listed<Delivery>> {
+    let pager = page.open("deliveries")?;
     let claims = authenticate(&state, &headers, None)?;
     require(&claims, Role::Operator)?;
     if state.store().webhook(&id).await?.is_none() {
         return Err(HttpError::not_found(format!("webhook {id}")));
     }
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_DELIVERIES_LISTED);
-    let rows = state.store().deliveries(Some(&id), limit).await?;
-    Ok(Json(rows.iter().map(delivery_view).collect()))
+    let rows = state.store().webhook_deliveries(&id, &pager.keyset).await?;
+    Ok(pager.view(rows, delivery_view))
 }
 
 pub async fn redeliver(
