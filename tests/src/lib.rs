@@ -49,8 +49,17 @@ pub fn now_secs() -> i64 {
         .as_secs() as i64
 }
 
+/// When [`token`]'s tokens are issued (2026-01-01T00:00Z, Unix seconds): before any instant a
+/// test's manual clock is set to, since the server checks tokens on its own clock.
+pub const TOKENS_ISSUED_AT_SECS: i64 = 1_767_225_600;
+
+/// How long [`token`]'s tokens stay valid: ten years, so that both the wall clock and every
+/// manual clock a test sets fall inside.
+pub const TOKENS_VALID_FOR_SECS: i64 = 10 * 365 * 24 * 3600;
+
+/// A token for `sub` with `role`, valid at every instant a test's clock may show.
 pub fn token(role: Role, sub: &str) -> String {
-    TokenKey::new(SECRET).mint(role, sub, now_secs(), 3600)
+    TokenKey::new(SECRET).mint(role, sub, TOKENS_ISSUED_AT_SECS, TOKENS_VALID_FOR_SECS)
 }
 
 /// A server running inside the test process.
@@ -96,8 +105,9 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let mut backends = nightmarket_server::open_backends(&config).await.unwrap();
-        backends.clock = std::sync::Arc::new(clock);
+        let backends = nightmarket_server::open_backends(&config, std::sync::Arc::new(clock))
+            .await
+            .unwrap();
         let task = tokio::spawn(async move {
             nightmarket_server::serve_with(listener, config, backends, async move {
                 let _ = stopped.await;

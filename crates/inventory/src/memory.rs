@@ -10,6 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use async_trait::async_trait;
+use nightmarket_domain::clock::SharedClock;
 use nightmarket_domain::{
     BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRequest, CommandError, JoinDecision,
     LineupEntry, LogCursor, LogPage, Millis, ProductId, Quantity, SequencedEvent, ShowBook, ShowId,
@@ -34,14 +35,9 @@ pub struct MemoryInventory {
     shows: RwLock<HashMap<ShowId, Arc<Slot>>>,
     journal: SqliteJournal,
     history_limit: usize,
-    clock: DecisionClock,
-}
-
-/// The system clock, UTC milliseconds.
-fn system_now() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Millis)
+    deciding_by: DecisionClock,
+    /// The process's one clock, read under a show's lock to decide a step.
+    clock: SharedClock,
 }
 
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, InventoryError> {
@@ -66,12 +62,21 @@ impl MemoryInventory {
             shows: RwLock::new(HashMap::new()),
             journal,
             history_limit: history_limit.max(1),
-            clock: DecisionClock::Execution,
+            deciding_by: DecisionClock::Execution,
+            clock: nightmarket_domain::clock::system(),
         }
     }
 
-    /// Decides by `clock` (the default is [`DecisionClock::Execution`]).
-    pub fn with_clock(mut self, clock: DecisionClock) -> Self {
+    /// Decides by `deciding_by` (the default is [`DecisionClock::Execution`]).
+    pub fn deciding_by(mut self, deciding_by: DecisionClock) -> Self {
+        self.deciding_by = deciding_by;
+        self
+    }
+
+    /// Reads `clock` when it decides a step (the default is the system clock): the one the
+    /// rest of the process reads, so that a test's manual clock ends flashes and passes
+    /// deadlines here too.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
         self
     }
@@ -79,8 +84,8 @@ impl MemoryInventory {
     /// The time a step is decided at: call it while holding the show's lock, so a step that
     /// waited for the lock is judged when it runs, not when it was asked for.
     fn decision_time(&self, caller: Millis) -> Millis {
-        match self.clock {
-            DecisionClock::Execution => system_now(),
+        match self.deciding_by {
+            DecisionClock::Execution => self.clock.now(),
             DecisionClock::Scripted => caller,
         }
     }

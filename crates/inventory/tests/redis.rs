@@ -20,7 +20,7 @@ async fn fresh_inventory() -> (Arc<dyn Inventory>, ()) {
     let inv = RedisInventory::connect(&redis_url(), &prefix, 1000)
         .await
         .unwrap()
-        .with_clock(DecisionClock::Scripted);
+        .deciding_by(DecisionClock::Scripted);
     (Arc::new(inv), ())
 }
 
@@ -48,7 +48,7 @@ async fn scripts_survive_a_script_cache_flush() {
         RedisInventory::connect(&url, &prefix, 1000)
             .await
             .unwrap()
-            .with_clock(DecisionClock::Scripted),
+            .deciding_by(DecisionClock::Scripted),
     );
     conformance::run(inv.clone(), "before").await.unwrap();
     // A Redis restart loses its script cache; EVALSHA then falls back to EVAL.
@@ -507,11 +507,11 @@ async fn another_node_reads_the_claim_log_of_a_show_it_never_opened() {
     let writer = RedisInventory::connect(&redis_url(), &prefix, 1000)
         .await
         .unwrap()
-        .with_clock(DecisionClock::Scripted);
+        .deciding_by(DecisionClock::Scripted);
     let reader = RedisInventory::connect(&redis_url(), &prefix, 1000)
         .await
         .unwrap()
-        .with_clock(DecisionClock::Scripted);
+        .deciding_by(DecisionClock::Scripted);
     conformance::claim_log_from_another_instance(&writer, &reader, "node")
         .await
         .unwrap();

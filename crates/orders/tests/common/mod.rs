@@ -49,7 +49,7 @@ pub async fn env(kind: Kind) -> Env {
                 .unwrap();
             let journal = dir.path().join("journal.sqlite");
             let inv = MemoryInventory::new(SqliteJournal::open(&journal, 65_536).unwrap(), 1000)
-                .with_clock(DecisionClock::Scripted);
+                .deciding_by(DecisionClock::Scripted);
             Env {
                 kind,
                 store: Arc::new(store),
@@ -71,7 +71,7 @@ pub async fn env(kind: Kind) -> Env {
             let inv = RedisInventory::connect(&redis_url(), &prefix, 1000)
                 .await
                 .unwrap()
-                .with_clock(DecisionClock::Scripted);
+                .deciding_by(DecisionClock::Scripted);
             Env {
                 kind,
                 store: Arc::new(store),
