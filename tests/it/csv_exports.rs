@@ -4,13 +4,14 @@
 //! in its own column. (Names refuse line breaks and other control characters; the writer's
 //! quoting of line breaks is unit-tested in `csv_table`.)
 
+use nightmarket_tests::eventually;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use nightmarket_server::auth::Role;
 use nightmarket_server::clock::ManualClock;
 use nightmarket_server::http::reports::CSV_COLUMNS;
-use nightmarket_tests::{Client, TestServer, WAIT, create_seller, http_raw, token};
+use nightmarket_tests::{Client, TestServer, create_seller, http_raw, token};
 use nightmarket_wire::orders::ORDER_CSV_HEADER;
 use nightmarket_wire::server::ClaimOutcomeKind;
 use serde_json::json;
@@ -116,14 +117,11 @@ async fn exports_read_back(name: &str, want: &str) {
 
     // The order service settles the show; its report answers 409 until then.
     let report = format!("/api/shows/{show}/report");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while http_raw(addr, "GET", &report, Some(&op), None).await.0 != 200 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "show {show} never settled"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually(format!("show {show} settled"), || async {
+        let (s, body) = http_raw(addr, "GET", &report, Some(&op), None).await;
+        (s == 200).then_some(()).ok_or(body)
+    })
+    .await;
 
     let (header, rows) = read_csv(addr, &format!("{report}?format=csv"), &seller_tok).await;
     assert_eq!(header, CSV_COLUMNS);

@@ -2,11 +2,12 @@
 //! schedules sellers' shows into a night, and the shows open and close on time by themselves.
 //! Time is a manual clock, so slots start and end exactly when the test says.
 
+use nightmarket_tests::{eventually, quiet_for};
 use std::net::SocketAddr;
 
 use nightmarket_server::auth::Role;
 use nightmarket_server::clock::ManualClock;
-use nightmarket_tests::{TestServer, WAIT, create_seller, http, token};
+use nightmarket_tests::{TestServer, create_seller, http, token};
 use serde_json::{Value, json};
 
 /// 2026-11-25 00:00 UTC, a Wednesday: "next Friday" is 2026-11-27.
@@ -160,17 +161,15 @@ async fn recorded(addr: SocketAddr, show: &str, want: &str) -> bool {
 /// transition first and the store follows at the clock's reading then, so a test that moves the
 /// clock on before the record would see it stamped late.
 pub(crate) async fn wait_status(addr: SocketAddr, show: &str, want: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if status_of(addr, show).await == want && recorded(addr, show, want).await {
-            return;
+    eventually(format!("show {show} becoming {want}"), || async {
+        let now = status_of(addr, show).await;
+        if now == want && recorded(addr, show, want).await {
+            Ok(())
+        } else {
+            Err(now)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "show {show} never became {want}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 }
 
 /// The walkthrough of the README: every Friday 20:30–23:00, five sellers' shows into next
@@ -263,7 +262,8 @@ async fn walkthrough(database_url: Option<String>) {
 
     // Nothing opens before its slot.
     clock.set(FRIDAY_2030 - 1);
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // A window of several lifecycle ticks in which the show would wrongly open.
+    quiet_for(std::time::Duration::from_millis(200)).await;
     assert_eq!(status_of(addr, &shows[0].0).await, "scheduled");
     clock.set(FRIDAY_2030);
     wait_status(addr, &shows[0].0, "live").await;
@@ -680,7 +680,8 @@ async fn slots_admission_and_authz() {
         "{e}"
     );
     clock.set(FRIDAY_2030 + MINUTE);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // A window of several lifecycle ticks in which the show would wrongly open.
+    quiet_for(std::time::Duration::from_millis(300)).await;
     assert_eq!(status_of(addr, show).await, "scheduled");
     // Seller B may start early within the window, not before.
     let bshow = {

@@ -2,12 +2,13 @@
 //! its slot start: exactly one transition is recorded and exactly one signed `show.live`
 //! webhook is delivered. Real time, real processes.
 
+use nightmarket_tests::{eventually, quiet_for};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nightmarket_server::auth::Role;
 use nightmarket_server::jobs::webhooks::{DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, verify};
-use nightmarket_tests::{ChildServer, WAIT, create_seller, http, now_secs, token};
+use nightmarket_tests::{ChildServer, create_seller, http, now_secs, token};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -188,18 +189,11 @@ async fn two_nodes_race_one_transition_and_one_webhook() {
     let show = show["id"].as_str().unwrap().to_owned();
 
     // Both nodes race the slot start.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually("the show live", || async {
         let (_, v) = http(b.addr, "GET", &format!("/api/shows/{show}"), None, None).await;
-        if v["status"] == "live" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never went live: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (v["status"] == "live").then_some(()).ok_or(v.to_string())
+    })
+    .await;
     // The inventory decides the transition before the store records it, so the show can read
     // live a moment before its transition log says so: wait for the record, then give a second
     // (wrong) one time to appear.
@@ -220,33 +214,25 @@ async fn two_nodes_race_one_transition_and_one_webhook() {
             .count();
         (n, log)
     };
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while lives().await.0 == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "live transition never recorded"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("the live transition recorded", || async {
+        let (n, log) = lives().await;
+        (n > 0).then_some(()).ok_or(log.to_string())
+    })
+    .await;
+    // A window in which a second (wrong) transition would appear.
+    quiet_for(Duration::from_millis(300)).await;
     let (n, log) = lives().await;
     assert_eq!(n, 1, "{log}");
 
     // Exactly one signed show.live delivery (and one show.scheduled).
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually("show.live delivered", || async {
         let got = received.lock().unwrap().clone();
-        if got.iter().any(|r| r.event == "show.live") {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no show.live delivered: {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Give a second (wrong) delivery time to show up.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+        let live = got.iter().any(|r| r.event == "show.live");
+        live.then_some(()).ok_or(format!("{got:?}"))
+    })
+    .await;
+    // A window in which a second (wrong) delivery would show up.
+    quiet_for(Duration::from_millis(500)).await;
     let got = received.lock().unwrap().clone();
     for event in ["show.scheduled", "show.live"] {
         let of: Vec<&Received> = got.iter().filter(|r| r.event == event).collect();

@@ -2,18 +2,18 @@
 //! settles it into orders on its own; `nightmarket settle` inspects and settles by hand, with
 //! its exit codes.
 
+use nightmarket_tests::eventually;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use nightmarket_domain::{OrderStatus, ShowId};
 use nightmarket_server::auth::Role;
 use nightmarket_store::{SettlementState, Store};
-use nightmarket_tests::{Client, Market, TestServer, WAIT, http, token};
+use nightmarket_tests::{Client, Market, TestServer, http, token};
 use nightmarket_wire::server::{CancelOutcomeKind, ClaimOutcomeKind, ServerMessage};
 
 const EXE: &str = env!("CARGO_BIN_EXE_nightmarket-under-test");
 const LIST: i64 = 180_000;
-const POLL: Duration = Duration::from_millis(25);
 
 async fn postgres_url() -> String {
     let url = nightmarket_store::testing::test_database_url().unwrap();
@@ -89,24 +89,14 @@ async fn closed_shows_settle_in_serve(database_url: Option<String>) {
     let store = store_of(server.dir.path(), database_url.as_deref()).await;
     let show = ShowId::parse(m.show.clone()).unwrap();
     // Recorded while live, not settled.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while store.log_checkpoint(&show).await.unwrap().cursor.next_pos < 10 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "claim log never recorded"
-        );
-        tokio::time::sleep(POLL).await;
-    }
+    eventually("the claim log recorded", || async {
+        let next = store.log_checkpoint(&show).await.unwrap().cursor.next_pos;
+        (next >= 10).then_some(()).ok_or(format!("up to {next}"))
+    })
+    .await;
     assert!(store.settlement(&show).await.unwrap().is_none());
     close(&m).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let settlement = loop {
-        if let Some(s) = store.settlement(&show).await.unwrap() {
-            break s;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never settled");
-        tokio::time::sleep(POLL).await;
-    };
+    let settlement = settled(&store, &show).await;
     assert_eq!(settlement.state, SettlementState::Settled, "{settlement:?}");
     assert_eq!((settlement.claims, settlement.cancels), (12, 1));
     let orders: BTreeMap<String, u64> = store
@@ -270,14 +260,7 @@ async fn the_order_service_runs_on_its_own_in_distributed_mode() {
     close(&m).await;
     let store = store_of(dir.path(), Some(&db)).await;
     let show = ShowId::parse(m.show.clone()).unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let settlement = loop {
-        if let Some(s) = store.settlement(&show).await.unwrap() {
-            break s;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never settled");
-        tokio::time::sleep(POLL).await;
-    };
+    let settlement = settled(&store, &show).await;
     assert_eq!(settlement.state, SettlementState::Settled, "{settlement:?}");
     assert!(
         settlement.decided_by.starts_with("order-service@"),
@@ -409,4 +392,16 @@ async fn redis_with_the_embedded_store_says_what_it_shares() {
             && err.contains("NIGHTMARKET_DATABASE_URL"),
         "{err}"
     );
+}
+
+/// The show's settlement, once the order service has made one.
+async fn settled(store: &Store, show: &ShowId) -> nightmarket_store::SettlementRow {
+    eventually("the show settled", || async {
+        store
+            .settlement(show)
+            .await
+            .unwrap()
+            .ok_or_else(|| "no settlement yet".to_owned())
+    })
+    .await
 }

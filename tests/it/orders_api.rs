@@ -4,12 +4,13 @@
 //! as far as it may, the payment desk confirms a night's checkout at once, and an order nobody
 //! paid is cancelled when the manual clock passes its deadline.
 
+use nightmarket_tests::eventually;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use nightmarket_server::auth::Role;
 use nightmarket_server::clock::ManualClock;
-use nightmarket_tests::{Client, TestServer, WAIT, create_seller, http, http_full, token};
+use nightmarket_tests::{Client, TestServer, create_seller, http, http_full, token};
 use nightmarket_wire::server::ClaimOutcomeKind;
 use serde_json::{Value, json};
 
@@ -94,24 +95,16 @@ async fn claim(
 }
 
 /// Polls `path` until `done` holds; the last answer.
-async fn eventually(
-    addr: SocketAddr,
-    path: &str,
-    tok: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+async fn get_when(addr: SocketAddr, path: &str, tok: &str, done: impl Fn(&Value) -> bool) -> Value {
+    eventually(path, || async {
         let (s, v) = get(addr, path, tok).await;
         if s == 200 && done(&v) {
-            return v;
+            Ok(v)
+        } else {
+            Err(format!("{s} {v}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{path}: still {s} {v}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 async fn orders_of_a_night(database_url: Option<String>) {
@@ -186,11 +179,11 @@ async fn orders_of_a_night(database_url: Option<String>) {
         token(Role::Viewer, "b3"),
     );
     // The order service the server runs settles both shows.
-    eventually(addr, "/api/me/orders", &b1, |v| {
+    get_when(addr, "/api/me/orders", &b1, |v| {
         v.as_array().is_some_and(|a| a.len() == 2)
     })
     .await;
-    eventually(addr, "/api/me/orders", &b3, |v| {
+    get_when(addr, "/api/me/orders", &b3, |v| {
         v.as_array().is_some_and(|a| a.len() == 1)
     })
     .await;
@@ -463,13 +456,14 @@ async fn orders_of_a_night(database_url: Option<String>) {
 
     // Nobody paid b3's order: cancelled by the system once its deadline passes, not before.
     clock.set(settled_at + WINDOW_MS - 1);
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // A window in which a sweep (every `fast` tick) would wrongly cancel it.
+    nightmarket_tests::quiet_for(std::time::Duration::from_millis(200)).await;
     assert_eq!(
         get(addr, &format!("/api/orders/{tb3}"), &b3).await.1["status"],
         "pending_payment"
     );
     clock.set(settled_at + WINDOW_MS);
-    let d = eventually(addr, &format!("/api/orders/{tb3}"), &b3, |d| {
+    let d = get_when(addr, &format!("/api/orders/{tb3}"), &b3, |d| {
         d["status"] == "cancelled"
     })
     .await;

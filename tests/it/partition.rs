@@ -959,6 +959,7 @@ async fn settlement_rides_out_a_partitioned_database_and_settles_each_claim_once
     };
     let hold = async |steps: &mut Vec<Step>, fault: Fault, ms: u64| {
         let (fault, since, from) = step(fault, recorded().await);
+        // The fault is held for its time: the step under test, not a wait for a condition.
         tokio::time::sleep(Duration::from_millis(ms)).await;
         steps.push(Step {
             fault,

@@ -4,13 +4,14 @@
 //! parses back and its column sums are the JSON totals. Authorisation and the pending show are
 //! checked over HTTP too.
 
+use crate::market::wait_status;
+use nightmarket_tests::eventually;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use nightmarket_server::auth::Role;
 use nightmarket_server::clock::ManualClock;
 use nightmarket_server::http::reports::CSV_COLUMNS;
-use nightmarket_tests::{Client, TestServer, WAIT, create_seller, http, http_raw, token};
+use nightmarket_tests::{Client, TestServer, create_seller, http, http_raw, token};
 use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage, ShowEvent};
 use serde_json::{Value, json};
 
@@ -139,21 +140,6 @@ async fn schedule(
     show["id"].as_str().unwrap().to_owned()
 }
 
-async fn wait_status(addr: SocketAddr, show: &str, want: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (_, v) = get(addr, &format!("/api/shows/{show}"), None).await;
-        if v["status"] == want {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "show {show} never became {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn viewer(addr: SocketAddr, show: &str, buyer: &str) -> Client {
     let mut c = Client::connect(addr, show, &token(Role::Viewer, buyer), None)
         .await
@@ -176,23 +162,19 @@ async fn refused(c: &mut Client, claim: &str, product: &str, qty: i64, price: i6
 /// Waits for the order service inside `serve` to settle `show`: its report stops answering
 /// 409 `not_settled`.
 async fn wait_settled(addr: SocketAddr, show: &str, tok: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually(format!("show {show} settled"), || async {
         let (s, body) = get(addr, &format!("/api/shows/{show}/report"), Some(tok)).await;
         if s == 200 {
-            return;
+            return Ok(());
         }
         assert_eq!(
             (s, body["error"]["code"].as_str()),
             (409, Some("not_settled")),
             "{body}"
         );
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "show {show} was never settled: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        Err(body.to_string())
+    })
+    .await;
 }
 
 /// Waits until the latest `viewers` frame says `count` (it may have come already: the frame
@@ -467,18 +449,14 @@ async fn night_reports(backends: impl FnOnce(&mut nightmarket_server::config::Co
     );
     // The statistics reach the store on the node's next flush.
     let night_path = format!("/api/markets/{market}/nights/{NIGHT}/report");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually("statistics flushed", || async {
         let (_, n) = get(addr, &night_path, Some(&op)).await;
-        if (n["refused"].as_u64(), n["peak_viewers"].as_u64()) == (Some(2), Some(5)) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "statistics never flushed: {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        let figures = (n["refused"].as_u64(), n["peak_viewers"].as_u64());
+        (figures == (Some(2), Some(5)))
+            .then_some(())
+            .ok_or_else(|| n.to_string())
+    })
+    .await;
 
     // --- the show report ---------------------------------------------------------------------
     let (s, r) = get(addr, &report_a, Some(&op)).await;

@@ -134,7 +134,7 @@ async fn a_restart_loads_open_shows_and_closed_ones_on_demand() {
     assert_eq!(shows_loaded(server.addr).await, 2);
 
     let dir = server.stop_keep_dir().await;
-    let clock = nightmarket_server::clock::ManualClock::new(nightmarket_server::clock::now_ms());
+    let clock = nightmarket_server::clock::ManualClock::new(nightmarket_tests::now_secs() * 1000);
     let server = nightmarket_tests::TestServer::start_clocked(dir, clock, |_| {}).await;
     assert_eq!(shows_loaded(server.addr).await, 1, "only the open show");
     let (status, body) = http(

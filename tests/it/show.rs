@@ -229,8 +229,12 @@ async fn joining_viewers_see_the_newest_claims_at_once() {
         let r = v.claim(&format!("feed-{i}"), m.product(0), qty, LIST).await;
         assert_eq!(r.outcome, ClaimOutcomeKind::Accepted);
     }
-    // Twice the stock tick: the node has refreshed since the last claim.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The node has refreshed since the last claim: its stock frame counts all ten units.
+    v.until(|msg| match msg {
+        ServerMessage::Stock(s) if s.levels[0].left == STOCK - 10 => Some(()),
+        _ => None,
+    })
+    .await;
     let late = token(Role::Viewer, "buyer-late");
     let mut joined = Client::connect(m.addr, &m.show, &late, None).await.unwrap();
     let snap = joined.snapshot().await;

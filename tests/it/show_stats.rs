@@ -3,13 +3,14 @@
 //! refused per reason and the show's peak viewers. On SQLite and PostgreSQL, at shutdown, and
 //! across two nodes.
 
+use nightmarket_tests::eventually;
 use std::time::Duration;
 
 use nightmarket_domain::ShowId;
 use nightmarket_server::auth::Role;
 use nightmarket_server::clock::ManualClock;
 use nightmarket_store::Store;
-use nightmarket_tests::{ChildServer, Client, Market, TestServer, WAIT, token};
+use nightmarket_tests::{ChildServer, Client, Market, TestServer, token};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage};
 
@@ -22,8 +23,6 @@ const LIST: i64 = 250_000;
 /// Short enough that a test waits little for the store to catch up.
 const FLUSH_MS: u64 = 50;
 const TICK_MS: u64 = 20;
-/// How often a test looks at the store while waiting for the figures.
-const POLL: Duration = Duration::from_millis(25);
 
 async fn postgres_url() -> String {
     let url = nightmarket_store::testing::test_database_url().unwrap();
@@ -54,21 +53,17 @@ fn totals(v: &[(&str, u64)]) -> Vec<(String, u64)> {
 async fn wait_for_figures(store: &Store, show: &str, refusals: &[(&str, u64)], peak: u64) {
     let show = show_id(show);
     let want = totals(refusals);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    let what = format!("the store reporting refusals {want:?} and peak {peak}");
+    eventually(what, || async {
         let got = (
             store.show_refusals(&show).await.unwrap(),
             store.show_peak_viewers(&show).await.unwrap(),
         );
-        if got == (want.clone(), peak) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "store never reported refusals {want:?} and peak {peak}; last {got:?}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
+        (got == (want.clone(), peak))
+            .then_some(())
+            .ok_or(format!("{got:?}"))
+    })
+    .await;
 }
 
 fn show_id(id: &str) -> ShowId {
@@ -271,8 +266,8 @@ async fn a_restart_within_a_minute_is_not_counted_twice() {
     let _a = viewer(server.addr, &m.show, "buyer-a").await;
     let _b = viewer(server.addr, &m.show, "buyer-b").await;
     wait_for_figures(&store, &m.show, &[], 2).await;
-    // Later flushes of the same minute do not add to it either.
-    tokio::time::sleep(Duration::from_millis(FLUSH_MS * 6)).await;
+    // Later flushes of the same minute do not add to it either: a window of several flushes.
+    nightmarket_tests::quiet_for(Duration::from_millis(FLUSH_MS * 6)).await;
     assert_eq!(store.show_peak_viewers(&show_id(&m.show)).await.unwrap(), 2);
     server.shutdown().await;
 }

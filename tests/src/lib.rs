@@ -26,8 +26,17 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 /// a crate's tests can start a server without depending on the server crate.
 pub use nightmarket_server::config::Config;
 
-/// How long a test waits for any single expected frame or response.
-pub const WAIT: Duration = Duration::from_secs(20);
+/// How long a test waits for any single expected frame or response, and [`eventually`] for
+/// its condition.
+pub use nightmarket_store::testing::{POLL, WAIT, eventually};
+
+/// Lets `window` pass so that a test can check that something did *not* happen meanwhile (a
+/// second transition, a second delivery, a sweep before its time). The one fixed wait a test
+/// may have: no condition marks that an event will never come. Anything that waits for
+/// something to happen uses [`eventually`].
+pub async fn quiet_for(window: Duration) {
+    tokio::time::sleep(window).await;
+}
 
 pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
 

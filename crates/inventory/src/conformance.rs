@@ -1436,8 +1436,14 @@ pub async fn decided_at_execution(inv: &dyn Inventory, prefix: &str) -> R {
     )?;
     // Sent while the flash runs, executed after it ended: the time it was sent decides nothing.
     let sent = wall_ms();
-    let wait = (flash.ends_at - wall_ms() + 50).max(0) as u64;
-    tokio::time::sleep(Duration::from_millis(wait)).await;
+    nightmarket_store::testing::eventually("the flash over on the inventory's clock", || async {
+        let view = inv.view(&show, None, sent).await.map_err(err)?;
+        ensure(
+            view.price.map(Dong::get) == Some(LIST),
+            format!("{:?}", view.price),
+        )
+    })
+    .await;
     let d = inv
         .claim(&show, req("late-flash", "b1", "p1", 1, 99_000)?, sent)
         .await

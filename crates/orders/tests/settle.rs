@@ -323,6 +323,8 @@ async fn claims_racing_the_close(kind: Kind) {
             (BuyerId::parse(format!("rb{w}")).unwrap(), accepted)
         }));
     }
+    // The close lands while the claimers run: when it lands is the race under test, not a
+    // wait for something to happen.
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     close(&env, &show, T0 + 3).await;
     let mut expected = BTreeMap::new();
