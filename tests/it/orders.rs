@@ -9,7 +9,7 @@ use std::time::Duration;
 use nightmarket_domain::{OrderStatus, ShowId};
 use nightmarket_server::auth::Role;
 use nightmarket_store::{SettlementState, Store};
-use nightmarket_tests::{Client, Market, TestServer, http, token};
+use nightmarket_tests::{Client, Market, TestServer, token};
 use nightmarket_wire::server::{CancelOutcomeKind, ClaimOutcomeKind, ServerMessage};
 
 const EXE: &str = env!("CARGO_BIN_EXE_nightmarket-under-test");
@@ -63,18 +63,6 @@ async fn buy(m: &Market) -> BTreeMap<String, u64> {
     held
 }
 
-async fn close(m: &Market) {
-    let (status, body) = http(
-        m.addr,
-        "POST",
-        &format!("/api/shows/{}/close", m.show),
-        Some(&m.operator),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-}
-
 async fn closed_shows_settle_in_serve(database_url: Option<String>) {
     let url = database_url.clone();
     let server = TestServer::start(|c| {
@@ -95,7 +83,7 @@ async fn closed_shows_settle_in_serve(database_url: Option<String>) {
     })
     .await;
     assert!(store.settlement(&show).await.unwrap().is_none());
-    close(&m).await;
+    m.close().await;
     let settlement = settled(&store, &show).await;
     assert_eq!(settlement.state, SettlementState::Settled, "{settlement:?}");
     assert_eq!((settlement.claims, settlement.cancels), (12, 1));
@@ -151,7 +139,7 @@ async fn settle_by_hand_inspects_then_settles_once() {
     let m = Market::create(server.addr, &[LIST], 100, 5, true).await;
     let live = Market::create(server.addr, &[LIST], 10, 1, true).await;
     let held = buy(&m).await;
-    close(&m).await;
+    m.close().await;
     let dir = server.stop_keep_dir().await;
 
     let (code, out) = settle_cli(dir.path(), &[&live.show]).await;
@@ -257,7 +245,7 @@ async fn the_order_service_runs_on_its_own_in_distributed_mode() {
         .unwrap();
     let m = Market::create(node.addr, &[LIST], 100, 5, true).await;
     let held = buy(&m).await;
-    close(&m).await;
+    m.close().await;
     let store = store_of(dir.path(), Some(&db)).await;
     let show = ShowId::parse(m.show.clone()).unwrap();
     let settlement = settled(&store, &show).await;

@@ -25,7 +25,7 @@ use nightmarket_domain::ShowId;
 use nightmarket_server::auth::Role;
 use nightmarket_store::{SettlementState, Store};
 use nightmarket_tests::proxy::{Fault, Proxy};
-use nightmarket_tests::{ChildServer, Client, Market, OwnRedis, WAIT, http, token};
+use nightmarket_tests::{ChildServer, Client, Market, OwnRedis, WAIT, token};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::server::{ClaimOutcomeKind, ClaimResult, ServerMessage, ShowEvent};
 use serde_json::json;
@@ -675,15 +675,7 @@ async fn a_partitioned_node_neither_oversells_nor_loses_nor_decides_late() {
     assert_eq!(flashes.len(), REDIS_PHASES.len(), "one flash per phase");
 
     // Close; the order service (in every serve) settles.
-    let (status, body) = http(
-        addrs[0],
-        "POST",
-        &format!("/api/shows/{}/close", m.show),
-        Some(&m.operator),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    m.close_via(addrs[0]).await;
     let store = Store::postgres(&db, 2, Duration::from_secs(5))
         .await
         .unwrap();
@@ -917,15 +909,7 @@ async fn settlement_rides_out_a_partitioned_database_and_settles_each_claim_once
     for t in tasks {
         t.await.unwrap();
     }
-    let (status, body) = http(
-        node.addr,
-        "POST",
-        &format!("/api/shows/{}/close", m.show),
-        Some(&m.operator),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    m.close_via(node.addr).await;
     let log = redis_show(&redis_url, &prefix, &m.show).await;
     // Claims and cancellations; the close marker follows them and takes no position.
     let total = log.claims.len() as u64 + log.cancels as u64;

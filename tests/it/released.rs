@@ -28,15 +28,7 @@ async fn a_released_show_stays_closed_across_a_restart() {
     };
     let server = TestServer::start(tweak).await;
     let m = Market::create(server.addr, &[100_000], 10, 5, true).await;
-    let (status, body) = http(
-        server.addr,
-        "POST",
-        &format!("/api/shows/{}/close", m.show),
-        Some(&m.operator),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    m.close().await;
 
     // The order service: the log up to the close marker, then release.
     let inv = RedisInventory::connect(&url, &prefix, 100).await.unwrap();

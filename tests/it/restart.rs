@@ -122,15 +122,7 @@ async fn a_restart_loads_open_shows_and_closed_ones_on_demand() {
     let server = nightmarket_tests::TestServer::start(|_| {}).await;
     let open = Market::create(server.addr, &[250_000], 10, 5, true).await;
     let closed = Market::create(server.addr, &[45_000], 20, 5, true).await;
-    let (status, body) = http(
-        server.addr,
-        "POST",
-        &format!("/api/shows/{}/close", closed.show),
-        Some(&closed.operator),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    closed.close().await;
     assert_eq!(shows_loaded(server.addr).await, 2);
 
     let dir = server.stop_keep_dir().await;

@@ -139,15 +139,7 @@ async fn two_hundred_viewers_claim_more_than_the_stock() {
     assert_eq!(sold, Some(STOCK));
 
     // Close; every viewer's feed ends in agreement with the final stock.
-    let (status, show) = nightmarket_tests::http(
-        m.addr,
-        "POST",
-        &format!("/api/shows/{}/close", m.show),
-        Some(&m.operator),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{show}");
+    let show = m.close().await;
     assert_eq!(show["stock"][0]["left"], 0);
     assert_eq!(show["stock"][1]["left"], STOCK);
     for c in &mut clients {

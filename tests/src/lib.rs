@@ -324,6 +324,22 @@ pub struct Market {
     pub show: String,
 }
 
+impl Market {
+    /// Closes the show as its operator through the server at `addr` (this market's, or another
+    /// node's); asserts it closed and returns the closed show.
+    pub async fn close_via(&self, addr: SocketAddr) -> Value {
+        let path = format!("/api/shows/{}/close", self.show);
+        let (status, body) = http(addr, "POST", &path, Some(&self.operator), None).await;
+        assert_eq!(status, 200, "closing {}: {body}", self.show);
+        body
+    }
+
+    /// [`Market::close_via`] this market's server.
+    pub async fn close(&self) -> Value {
+        self.close_via(self.addr).await
+    }
+}
+
 pub async fn create_seller(addr: SocketAddr, operator: &str, name: &str) -> String {
     let (status, s) = http(
         addr,
