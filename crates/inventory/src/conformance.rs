@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use nightmarket_domain::book::{MAX_WAITLIST_PER_PRODUCT, PROMOTED_CLAIM_PREFIX};
 use nightmarket_domain::{
-    BuyerId, CancelDecision, ClaimAccepted, ClaimDecision, ClaimId, ClaimRecord, CommandError,
-    Dong, EndReason, FlashSpec, JoinDecision, LogCursor, LogEntry, ProductId, RefusalReason,
-    ShowEvent, ShowId, ShowStatus, SkipReason, WaitlistEntry, WaitlistOutcome, WaitlistRefusal,
+    BuyerId, CancelDecision, ClaimAccepted, ClaimDecision, ClaimId, ClaimRecord, ClaimRequest,
+    CommandError, Dong, EndReason, FlashSpec, JoinDecision, LogCursor, LogEntry, Millis, ProductId,
+    RefusalReason, ShowEvent, ShowId, ShowStatus, SkipReason, WaitlistEntry, WaitlistOutcome,
+    WaitlistRefusal,
 };
 
 use crate::{Command, Inventory, InventoryError};
@@ -32,6 +33,36 @@ fn wall_ms() -> i64 {
 }
 
 type R = Result<(), String>;
+
+/// Claims with `req` at `now` and expects the refusal `reason`; `what` names the expectation.
+async fn refuse(
+    inv: &dyn Inventory,
+    show: &ShowId,
+    req: ClaimRequest,
+    now: Millis,
+    reason: RefusalReason,
+    what: impl Into<String>,
+) -> R {
+    let d = inv.claim(show, req, now).await.map_err(err)?;
+    let what = what.into();
+    ensure(refused(&d) == Some(reason), format!("{what}: {d:?}"))
+}
+
+/// Claims with `req` at `now` and expects an acceptance; `what` names the expectation.
+async fn accept(
+    inv: &dyn Inventory,
+    show: &ShowId,
+    req: ClaimRequest,
+    now: Millis,
+    what: impl Into<String>,
+) -> R {
+    let d = inv.claim(show, req, now).await.map_err(err)?;
+    let what = what.into();
+    ensure(
+        matches!(d, ClaimDecision::Accepted(_)),
+        format!("{what}: {d:?}"),
+    )
+}
 
 /// The shows [`run`] opens, as `<prefix>-<name>`: a Redis Cluster test uses them to check that
 /// the suite's shows spread over several masters.
@@ -137,14 +168,15 @@ pub async fn lifecycle_and_refusals(inv: &dyn Inventory, prefix: &str) -> R {
     // Opening again is a no-op.
     inv.open_show(&show, lineup(5, 3)?).await.map_err(err)?;
 
-    let d = inv
-        .claim(&show, req("c0", "b1", "p1", 1, LIST)?, T0)
-        .await
-        .map_err(err)?;
-    ensure(
-        refused(&d) == Some(RefusalReason::ShowNotLive),
+    refuse(
+        inv,
+        &show,
+        req("c0", "b1", "p1", 1, LIST)?,
+        T0,
+        RefusalReason::ShowNotLive,
         "claim before live is show_not_live",
-    )?;
+    )
+    .await?;
 
     let evs = inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
     ensure(
@@ -159,34 +191,37 @@ pub async fn lifecycle_and_refusals(inv: &dyn Inventory, prefix: &str) -> R {
         "going live twice is refused",
     )?;
 
-    let d = inv
-        .claim(&show, req("c1", "b1", "p1", 1, LIST)?, T0)
-        .await
-        .map_err(err)?;
-    ensure(
-        refused(&d) == Some(RefusalReason::NotPinned),
+    refuse(
+        inv,
+        &show,
+        req("c1", "b1", "p1", 1, LIST)?,
+        T0,
+        RefusalReason::NotPinned,
         "claim of an unpinned product",
-    )?;
-    let d = inv
-        .claim(&show, req("c1", "b1", "nope", 1, LIST)?, T0)
-        .await
-        .map_err(err)?;
-    ensure(
-        refused(&d) == Some(RefusalReason::UnknownProduct),
+    )
+    .await?;
+    refuse(
+        inv,
+        &show,
+        req("c1", "b1", "nope", 1, LIST)?,
+        T0,
+        RefusalReason::UnknownProduct,
         "claim of a product not in the lineup",
-    )?;
+    )
+    .await?;
 
     inv.command(&show, Command::Pin(pid("p1")), T0)
         .await
         .map_err(err)?;
-    let d = inv
-        .claim(&show, req("c1", "b1", "p1", 1, LIST - 1)?, T0)
-        .await
-        .map_err(err)?;
-    ensure(
-        refused(&d) == Some(RefusalReason::StalePrice),
+    refuse(
+        inv,
+        &show,
+        req("c1", "b1", "p1", 1, LIST - 1)?,
+        T0,
+        RefusalReason::StalePrice,
         "a price the viewer did not see now",
-    )?;
+    )
+    .await?;
 
     let d = inv
         .claim(&show, req("c1", "b1", "p1", 2, LIST)?, T0)
@@ -210,31 +245,33 @@ pub async fn lifecycle_and_refusals(inv: &dyn Inventory, prefix: &str) -> R {
         "retry is a duplicate",
     )?;
     // Another buyer cannot reuse the id.
-    let d = inv
-        .claim(&show, req("c1", "b2", "p1", 1, LIST)?, T0)
-        .await
-        .map_err(err)?;
-    ensure(
-        refused(&d) == Some(RefusalReason::ClaimIdTaken),
+    refuse(
+        inv,
+        &show,
+        req("c1", "b2", "p1", 1, LIST)?,
+        T0,
+        RefusalReason::ClaimIdTaken,
         "claim id of another buyer",
-    )?;
+    )
+    .await?;
 
-    let d = inv
-        .claim(&show, req("c2", "b1", "p1", 2, LIST)?, T0)
-        .await
-        .map_err(err)?;
-    ensure(
-        refused(&d) == Some(RefusalReason::LimitExceeded),
+    refuse(
+        inv,
+        &show,
+        req("c2", "b1", "p1", 2, LIST)?,
+        T0,
+        RefusalReason::LimitExceeded,
         "limit of 3 with 2 held",
-    )?;
-    let d = inv
-        .claim(&show, req("c3", "b2", "p1", 3, LIST)?, T0)
-        .await
-        .map_err(err)?;
-    ensure(
-        matches!(d, ClaimDecision::Accepted(_)),
+    )
+    .await?;
+    accept(
+        inv,
+        &show,
+        req("c3", "b2", "p1", 3, LIST)?,
+        T0,
         "b2 takes the last 3",
-    )?;
+    )
+    .await?;
     let d = inv
         .claim(&show, req("c4", "b3", "p1", 1, LIST)?, T0)
         .await
@@ -249,14 +286,15 @@ pub async fn lifecycle_and_refusals(inv: &dyn Inventory, prefix: &str) -> R {
         matches!(&e.event, ShowEvent::ShowClosed { final_stock } if final_stock.iter().any(|(p, l)| p.as_str() == "p1" && *l == 0))
     });
     ensure(closed, "close carries the final stock")?;
-    let d = inv
-        .claim(&show, req("c5", "b4", "p2", 1, LIST)?, T0)
-        .await
-        .map_err(err)?;
-    ensure(
-        refused(&d) == Some(RefusalReason::ShowNotLive),
+    refuse(
+        inv,
+        &show,
+        req("c5", "b4", "p2", 1, LIST)?,
+        T0,
+        RefusalReason::ShowNotLive,
         "no claim after close",
-    )?;
+    )
+    .await?;
     let view = inv
         .view(&show, Some(&BuyerId::parse("b1").map_err(err)?), T0)
         .await
@@ -295,14 +333,15 @@ pub async fn flash_rules(inv: &dyn Inventory, prefix: &str) -> R {
     inv.command(&show, Command::StartFlash(spec(99_000, Some(5), 10)?), T0)
         .await
         .map_err(err)?;
-    let d = inv
-        .claim(&show, req("f0", "b1", "p1", 1, 99_000)?, T0 + 1_000)
-        .await
-        .map_err(err)?;
-    ensure(
-        refused(&d) == Some(RefusalReason::StalePrice),
+    refuse(
+        inv,
+        &show,
+        req("f0", "b1", "p1", 1, 99_000)?,
+        T0 + 1_000,
+        RefusalReason::StalePrice,
         "flash price before the countdown ends",
-    )?;
+    )
+    .await?;
     let t = T0 + 10_000;
     let d = inv
         .claim(&show, req("f1", "b1", "p1", 3, 99_000)?, t)
@@ -332,22 +371,23 @@ pub async fn flash_rules(inv: &dyn Inventory, prefix: &str) -> R {
         flash_id.is_some(),
         "the claim that reaches the cap reports it",
     )?;
-    let d = inv
-        .claim(&show, req("f4", "b3", "p1", 1, 99_000)?, t)
-        .await
-        .map_err(err)?;
-    ensure(
-        refused(&d) == Some(RefusalReason::StalePrice),
+    refuse(
+        inv,
+        &show,
+        req("f4", "b3", "p1", 1, 99_000)?,
+        t,
+        RefusalReason::StalePrice,
         "cap reached: back to list price",
-    )?;
-    let d = inv
-        .claim(&show, req("f5", "b3", "p1", 1, LIST)?, t)
-        .await
-        .map_err(err)?;
-    ensure(
-        matches!(d, ClaimDecision::Accepted(_)),
+    )
+    .await?;
+    accept(
+        inv,
+        &show,
+        req("f5", "b3", "p1", 1, LIST)?,
+        t,
         "list price after the cap",
-    )?;
+    )
+    .await?;
     let evs = inv
         .command(
             &show,
@@ -380,14 +420,15 @@ pub async fn flash_rules(inv: &dyn Inventory, prefix: &str) -> R {
     inv.command(&show, Command::StartFlash(spec(90_000, None, 0)?), t)
         .await
         .map_err(err)?;
-    let d = inv
-        .claim(&show, req("f6", "b4", "p1", 1, 90_000)?, t + 60_000)
-        .await
-        .map_err(err)?;
-    ensure(
-        refused(&d) == Some(RefusalReason::StalePrice),
+    refuse(
+        inv,
+        &show,
+        req("f6", "b4", "p1", 1, 90_000)?,
+        t + 60_000,
+        RefusalReason::StalePrice,
         "flash over at ends_at",
-    )?;
+    )
+    .await?;
     let view = inv.view(&show, None, t + 1).await.map_err(err)?;
     ensure(
         view.price.map(Dong::get) == Some(90_000),
@@ -424,14 +465,14 @@ pub async fn cancel_rules(inv: &dyn Inventory, prefix: &str) -> R {
         "cancel is idempotent",
     )?;
     // The limit counts held units: after cancelling 4, the buyer may take 5 again.
-    let d = inv
-        .claim(&show, req("k2", "b1", "p2", 5, LIST)?, T0)
-        .await
-        .map_err(err)?;
-    ensure(
-        matches!(d, ClaimDecision::Accepted(_)),
+    accept(
+        inv,
+        &show,
+        req("k2", "b1", "p2", 5, LIST)?,
+        T0,
         "limit freed by cancel",
-    )?;
+    )
+    .await?;
     // The feed of recent claims shows each as it was accepted, the cancelled one too.
     let recent = inv.stock(&show, 0).await.map_err(err)?.recent;
     let ids: Vec<(&str, Option<i64>)> = recent
@@ -463,14 +504,14 @@ pub async fn a_buyers_many_claims(inv: &dyn Inventory, prefix: &str) -> R {
         // b2 claims now and then, between b1's claims.
         let b2_too = (i % 25 == 0).then(|| (format!("o{i}"), "b2", 2));
         for (claim, buyer, qty) in std::iter::once((format!("m{i}"), "b1", 1)).chain(b2_too) {
-            let d = inv
-                .claim(&show, req(&claim, buyer, "p1", qty, LIST)?, at)
-                .await
-                .map_err(err)?;
-            ensure(
-                matches!(d, ClaimDecision::Accepted(_)),
+            accept(
+                inv,
+                &show,
+                req(&claim, buyer, "p1", qty, LIST)?,
+                at,
                 format!("{buyer}'s claim {claim} accepted"),
-            )?;
+            )
+            .await?;
         }
     }
     let b1 = BuyerId::parse("b1").map_err(err)?;
