@@ -45,6 +45,13 @@ fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, InventoryError> {
         .map_err(|_| InventoryError::Internal("show lock poisoned".into()))
 }
 
+/// The next of the places a step reserved in the journal before it changed anything; running
+/// out is a bug in the step's count (`what` says which), never a partial write.
+fn next_room(room: &mut Vec<Reservation>, what: &str) -> Result<Reservation, InventoryError> {
+    room.pop()
+        .ok_or_else(|| InventoryError::Internal(what.to_owned()))
+}
+
 fn journal_err(e: JournalError) -> InventoryError {
     match e {
         JournalError::Full => InventoryError::Unavailable(e.to_string()),
@@ -87,6 +94,23 @@ impl MemoryInventory {
         match self.deciding_by {
             DecisionClock::Execution => self.clock.now(),
             DecisionClock::Scripted => caller,
+        }
+    }
+
+    /// Journal places for `n` entries, reserved before a step changes anything, so a full
+    /// queue refuses the step whole.
+    fn room_for(&self, n: usize) -> Result<Vec<Reservation>, InventoryError> {
+        (0..n)
+            .map(|_| self.journal.reserve())
+            .collect::<Result<_, _>>()
+            .map_err(journal_err)
+    }
+
+    /// Waits, without the show's lock, until what the step appended (`wait`) is durable.
+    async fn durable(&self, wait: Option<Ticket>) -> Result<(), InventoryError> {
+        match wait {
+            Some(t) => self.journal.durable(t).await.map_err(journal_err),
+            None => Ok(()),
         }
     }
 
@@ -179,10 +203,7 @@ impl Inventory for MemoryInventory {
             let mut book = lock(&slot.book)?;
             let now = self.decision_time(now);
             // Room for every event the command may produce, before anything changes.
-            let mut room: Vec<Reservation> = (0..MAX_EVENTS_PER_COMMAND)
-                .map(|_| self.journal.reserve())
-                .collect::<Result<_, _>>()
-                .map_err(journal_err)?;
+            let mut room = self.room_for(MAX_EVENTS_PER_COMMAND)?;
             let events = match cmd {
                 Command::GoLive => book.go_live(now),
                 Command::Close => book.close(now),
@@ -193,11 +214,7 @@ impl Inventory for MemoryInventory {
             }?;
             let mut ticket = None;
             for ev in &events {
-                let Some(r) = room.pop() else {
-                    return Err(InventoryError::Internal(
-                        "command produced too many events".into(),
-                    ));
-                };
+                let r = next_room(&mut room, "command produced too many events")?;
                 ticket = Some(r.append(JournalEntry::Event {
                     show: show.clone(),
                     event: ev.clone(),
@@ -205,9 +222,7 @@ impl Inventory for MemoryInventory {
             }
             (events, ticket)
         };
-        if let Some(t) = ticket {
-            self.journal.durable(t).await.map_err(journal_err)?;
-        }
+        self.durable(ticket).await?;
         self.remember(&slot, &events)?;
         Ok(events)
     }
@@ -243,9 +258,7 @@ impl Inventory for MemoryInventory {
             };
             (decision, wait)
         };
-        if let Some(t) = wait {
-            self.journal.durable(t).await.map_err(journal_err)?;
-        }
+        self.durable(wait).await?;
         Ok(decision)
     }
 
@@ -265,16 +278,11 @@ impl Inventory for MemoryInventory {
             let waiting = book
                 .claim_record(claim_id)
                 .map_or(0, |r| book.waiting_count(&r.product_id));
-            let mut room: Vec<Reservation> = (0..1 + 2 * waiting)
-                .map(|_| self.journal.reserve())
-                .collect::<Result<_, _>>()
-                .map_err(journal_err)?;
+            let mut room = self.room_for(1 + 2 * waiting)?;
             let cancel_pos = book.log_len();
             let decision = book.cancel(buyer, claim_id, now);
             let mut append = |entry: JournalEntry| -> Result<Ticket, InventoryError> {
-                room.pop().map(|r| r.append(entry)).ok_or_else(|| {
-                    InventoryError::Internal("cancel outgrew its journal room".into())
-                })
+                Ok(next_room(&mut room, "cancel outgrew its journal room")?.append(entry))
             };
             let wait = match &decision {
                 CancelDecision::Cancelled {
@@ -309,9 +317,7 @@ impl Inventory for MemoryInventory {
             };
             (decision, wait)
         };
-        if let Some(t) = wait {
-            self.journal.durable(t).await.map_err(journal_err)?;
-        }
+        self.durable(wait).await?;
         Ok(decision)
     }
 
@@ -342,9 +348,7 @@ impl Inventory for MemoryInventory {
             };
             (decision, wait)
         };
-        if let Some(t) = wait {
-            self.journal.durable(t).await.map_err(journal_err)?;
-        }
+        self.durable(wait).await?;
         Ok(decision)
     }
 
@@ -364,10 +368,7 @@ impl Inventory for MemoryInventory {
             } else {
                 book.lineup().len()
             };
-            let mut room: Vec<Reservation> = (0..most)
-                .map(|_| self.journal.reserve())
-                .collect::<Result<_, _>>()
-                .map_err(journal_err)?;
+            let mut room = self.room_for(most)?;
             // The only refusal: a product outside the lineup (leaving every list cannot fail).
             let removed = match (book.waitlist_leave(buyer, product), product) {
                 (Ok(removed), _) => removed,
@@ -376,11 +377,7 @@ impl Inventory for MemoryInventory {
             };
             let mut wait = None;
             for entry in &removed {
-                let Some(r) = room.pop() else {
-                    return Err(InventoryError::Internal(
-                        "leave outgrew its journal room".into(),
-                    ));
-                };
+                let r = next_room(&mut room, "leave outgrew its journal room")?;
                 wait = Some(r.append(JournalEntry::WaitlistLeave {
                     show: show.clone(),
                     entry: entry.clone(),
@@ -389,9 +386,7 @@ impl Inventory for MemoryInventory {
             }
             (removed, wait)
         };
-        if let Some(t) = wait {
-            self.journal.durable(t).await.map_err(journal_err)?;
-        }
+        self.durable(wait).await?;
         Ok(removed)
     }
 
