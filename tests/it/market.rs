@@ -2,6 +2,7 @@
 //! schedules sellers' shows into a night, and the shows open and close on time by themselves.
 //! Time is a manual clock, so slots start and end exactly when the test says.
 
+use nightmarket_tests::assert_error;
 use nightmarket_tests::{eventually, quiet_for};
 use std::net::SocketAddr;
 
@@ -476,11 +477,7 @@ async fn slots_admission_and_authz() {
         "2026-11-27T21:00",
     )
     .await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (409, Some("slot_unavailable")),
-        "{e}"
-    );
+    assert_error(s, &e, 409, "slot_unavailable");
     let (s, first) = schedule(
         addr,
         &op,
@@ -597,11 +594,7 @@ async fn slots_admission_and_authz() {
             let (s, e) = post(addr, &format!("/api/markets/{market}/nights/2026-12-04/shows"), &op, json!({
                 "seller_id": seller, "title": "t", "slot_start": "2026-12-04T21:00", "slot_end": "2026-12-04T21:30",
                 "stream_url": "https://www.tiktok.com/@chodem/live", "lineup": [{"product_id": p, "stock": 5, "buyer_limit": 1}]})).await;
-            assert_eq!(
-                (s, e["error"]["code"].as_str()),
-                (422, Some("not_admitted")),
-                "{e}"
-            );
+            assert_error(s, &e, 422, "not_admitted");
             assert!(
                 e["error"]["details"]
                     .as_array()
@@ -674,11 +667,7 @@ async fn slots_admission_and_authz() {
         json!({}),
     )
     .await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (422, Some("not_admitted")),
-        "{e}"
-    );
+    assert_error(s, &e, 422, "not_admitted");
     clock.set(FRIDAY_2030 + MINUTE);
     // A window of several lifecycle ticks in which the show would wrongly open.
     quiet_for(std::time::Duration::from_millis(300)).await;
@@ -703,11 +692,7 @@ async fn slots_admission_and_authz() {
         json!({}),
     )
     .await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (409, Some("invalid_state")),
-        "{e}"
-    );
+    assert_error(s, &e, 409, "invalid_state");
     server.shutdown().await;
 }
 
@@ -777,11 +762,7 @@ async fn past_nights_are_read_only() {
         "2026-11-27T21:00",
     )
     .await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (409, Some("slot_unavailable")),
-        "{e}"
-    );
+    assert_error(s, &e, 409, "slot_unavailable");
     assert!(
         e["error"]["message"].as_str().unwrap().contains("slot_end"),
         "{e}"
@@ -810,11 +791,7 @@ async fn past_nights_are_read_only() {
         "2026-11-27T22:30",
     )
     .await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (409, Some("night_over")),
-        "{e}"
-    );
+    assert_error(s, &e, 409, "night_over");
     let (s, e) = post(
         addr,
         &format!("/api/markets/{market}/nights/2026-11-27/commitments"),
@@ -822,11 +799,7 @@ async fn past_nights_are_read_only() {
         json!({"statement": "Tôi cam kết sản phẩm đúng chất lượng đã công bố"}),
     )
     .await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (409, Some("night_over")),
-        "{e}"
-    );
+    assert_error(s, &e, 409, "night_over");
     let (s, e) = post(
         addr,
         &format!("/api/markets/{market}/exceptions"),
@@ -834,11 +807,7 @@ async fn past_nights_are_read_only() {
         json!({"night_date": "2026-11-20", "kind": "cancelled", "reason": "mưa bão"}),
     )
     .await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (409, Some("night_over")),
-        "{e}"
-    );
+    assert_error(s, &e, 409, "night_over");
     let (s, e) = post(
         addr,
         &format!("/api/markets/{market}/exceptions"),
@@ -846,11 +815,7 @@ async fn past_nights_are_read_only() {
         json!({"night_date": "2026-12-04", "kind": "moved", "moved_to": "2026-11-26T20:30", "reason": "đổi lịch"}),
     )
     .await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (400, Some("bad_request")),
-        "{e}"
-    );
+    assert_error(s, &e, 400, "bad_request");
     let (s, e) = post(
         addr,
         &format!("/api/markets/{market}/exceptions"),

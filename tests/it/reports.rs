@@ -5,6 +5,7 @@
 //! checked over HTTP too.
 
 use crate::market::wait_status;
+use nightmarket_tests::assert_error;
 use nightmarket_tests::eventually;
 use std::net::SocketAddr;
 
@@ -167,11 +168,7 @@ async fn wait_settled(addr: SocketAddr, show: &str, tok: &str) {
         if s == 200 {
             return Ok(());
         }
-        assert_eq!(
-            (s, body["error"]["code"].as_str()),
-            (409, Some("not_settled")),
-            "{body}"
-        );
+        assert_error(s, &body, 409, "not_settled");
         Err(body.to_string())
     })
     .await;
@@ -424,11 +421,7 @@ async fn night_reports(backends: impl FnOnce(&mut nightmarket_server::config::Co
     // Live: no report yet.
     let report_a = format!("/api/shows/{show_a}/report");
     let (s, e) = get(addr, &report_a, Some(&op)).await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (409, Some("not_settled")),
-        "{e}"
-    );
+    assert_error(s, &e, 409, "not_settled");
     for show in [&show_a, &show_b] {
         let (s, body) = http(
             addr,

@@ -340,6 +340,17 @@ impl Market {
     }
 }
 
+/// Asserts that an HTTP answer (`status`, `body`) is the refusal `want_status` with the error
+/// code `want_code`.
+#[track_caller]
+pub fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (want_status, Some(want_code)),
+        "{body}"
+    );
+}
+
 pub async fn create_seller(addr: SocketAddr, operator: &str, name: &str) -> String {
     let (status, s) = http(
         addr,
