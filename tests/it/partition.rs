@@ -277,6 +277,28 @@ struct LogClaim {
     at: i64,
 }
 
+/// Units and đồng per buyer, as the orders of `claims` must add up.
+fn per_buyer<'a>(claims: impl Iterator<Item = &'a LogClaim>) -> BTreeMap<String, (u64, i64)> {
+    let mut want: BTreeMap<String, (u64, i64)> = BTreeMap::new();
+    for c in claims {
+        let w = want.entry(c.buyer.clone()).or_default();
+        w.0 += c.quantity as u64;
+        w.1 += c.quantity * c.unit_price;
+    }
+    want
+}
+
+/// Units and đồng per buyer in the orders the store holds for `show`.
+async fn orders_per_buyer(store: &Store, show: &ShowId) -> BTreeMap<String, (u64, i64)> {
+    store
+        .show_orders(show)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.buyer_id.to_string(), (o.units, o.total)))
+        .collect()
+}
+
 #[derive(Debug, Default)]
 struct RedisShow {
     claims: Vec<LogClaim>,
@@ -691,19 +713,8 @@ async fn a_partitioned_node_neither_oversells_nor_loses_nor_decides_late() {
     let mut rows = judge(&REDIS_PHASES, &products, &attempts, &log, &flashes);
 
     // The orders against the log, buyer by buyer.
-    let mut want: BTreeMap<String, (u64, i64)> = BTreeMap::new();
-    for c in &log.claims {
-        let w = want.entry(c.buyer.clone()).or_default();
-        w.0 += c.quantity as u64;
-        w.1 += c.quantity * c.unit_price;
-    }
-    let got: BTreeMap<String, (u64, i64)> = store
-        .show_orders(&show)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| (o.buyer_id.to_string(), (o.units, o.total)))
-        .collect();
+    let want = per_buyer(log.claims.iter());
+    let got = orders_per_buyer(&store, &show).await;
     let order_mismatches = want
         .keys()
         .chain(got.keys())
@@ -799,6 +810,21 @@ struct Step {
     recorded_from: u64,
     recorded_to: u64,
     settled: bool,
+}
+
+impl Step {
+    /// The step begun as `begun` (its fault, when, and how far recording was then), ended
+    /// with recording at `recorded_to`.
+    fn ended(begun: (Fault, Instant, u64), recorded_to: u64, settled: bool) -> Self {
+        let (fault, since, recorded_from) = begun;
+        Self {
+            fault,
+            held: since.elapsed(),
+            recorded_from,
+            recorded_to,
+            settled,
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -914,13 +940,7 @@ async fn settlement_rides_out_a_partitioned_database_and_settles_each_claim_once
     // Claims and cancellations; the close marker follows them and takes no position.
     let total = log.claims.len() as u64 + log.cancels as u64;
     let to = recorded().await;
-    steps.push(Step {
-        fault,
-        held: since.elapsed(),
-        recorded_from: from,
-        recorded_to: to,
-        settled: false,
-    });
+    steps.push(Step::ended((fault, since, from), to, false));
 
     // Then, in turn: pass until some batches are in, a black hole, pass, a slow link, a cut.
     let settled = || async { store.settlement(&show).await.unwrap().is_some() };
@@ -933,25 +953,21 @@ async fn settlement_rides_out_a_partitioned_database_and_settles_each_claim_once
             (there || settled().await).then_some(())
         })
         .await;
-        steps.push(Step {
-            fault,
-            held: since.elapsed(),
-            recorded_from: from,
-            recorded_to: recorded().await,
-            settled: settled().await,
-        });
+        steps.push(Step::ended(
+            (fault, since, from),
+            recorded().await,
+            settled().await,
+        ));
     };
     let hold = async |steps: &mut Vec<Step>, fault: Fault, ms: u64| {
         let (fault, since, from) = step(fault, recorded().await);
         // The fault is held for its time: the step under test, not a wait for a condition.
         tokio::time::sleep(Duration::from_millis(ms)).await;
-        steps.push(Step {
-            fault,
-            held: since.elapsed(),
-            recorded_from: from,
-            recorded_to: recorded().await,
-            settled: settled().await,
-        });
+        steps.push(Step::ended(
+            (fault, since, from),
+            recorded().await,
+            settled().await,
+        ));
     };
     let batches = |n: u64| n * BATCH as u64;
     pass_until(&mut steps, recorded().await + batches(3)).await;
@@ -968,13 +984,11 @@ async fn settlement_rides_out_a_partitioned_database_and_settles_each_claim_once
         (recorded().await >= (from + batches(2)).min(total)).then_some(())
     })
     .await;
-    steps.push(Step {
-        fault,
-        held: since.elapsed(),
-        recorded_from: from,
-        recorded_to: recorded().await,
-        settled: settled().await,
-    });
+    steps.push(Step::ended(
+        (fault, since, from),
+        recorded().await,
+        settled().await,
+    ));
     // The close marker is recorded: settlement is next. A black hole, then a cut, there.
     pass_until(&mut steps, total).await;
     hold(&mut steps, Fault::BlackHole, 1000).await;
@@ -984,36 +998,19 @@ async fn settlement_rides_out_a_partitioned_database_and_settles_each_claim_once
         store.settlement(&show).await.unwrap()
     })
     .await;
-    steps.push(Step {
-        fault,
-        held: since.elapsed(),
-        recorded_from: from,
-        recorded_to: recorded().await,
-        settled: true,
-    });
+    steps.push(Step::ended((fault, since, from), recorded().await, true));
     assert_eq!(settlement.state, SettlementState::Settled, "{settlement:?}");
 
     // Each claim exactly once: the orders equal the claim log, buyer by buyer.
     let log = redis_show(&redis_url, &prefix, &m.show).await;
     assert_eq!(recorded().await, total, "every entry recorded");
     let cancelled: HashSet<String> = (0..BUYERS).map(|b| format!("b{b}-0")).collect();
-    let mut want: BTreeMap<String, (u64, i64)> = BTreeMap::new();
-    for c in log
-        .claims
-        .iter()
-        .filter(|c| !cancelled.contains(&c.claim_id))
-    {
-        let w = want.entry(c.buyer.clone()).or_default();
-        w.0 += c.quantity as u64;
-        w.1 += c.quantity * c.unit_price;
-    }
-    let got: BTreeMap<String, (u64, i64)> = store
-        .show_orders(&show)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| (o.buyer_id.to_string(), (o.units, o.total)))
-        .collect();
+    let want = per_buyer(
+        log.claims
+            .iter()
+            .filter(|c| !cancelled.contains(&c.claim_id)),
+    );
+    let got = orders_per_buyer(&store, &show).await;
     println!(
         "\nPostgreSQL partition of the order service (`nightmarket orders`), recording and \
          settling one closed show: {} claim-log entries, batches of {BATCH}\n",

@@ -83,24 +83,7 @@ impl TestServer {
     /// Starts the server on port 0 with a fresh data directory; `tweak` adjusts the config.
     pub async fn start(tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = test_config(dir.path());
-        tweak(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            nightmarket_server::run(listener, config, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        Self {
-            addr,
-            dir,
-            stop: Some(stop),
-            task: Some(task),
-        }
+        Self::start_on(dir, nightmarket_server::clock::system(), tweak).await
     }
 
     /// Starts the server over `dir` with a manual clock (time moves only when the test says).
@@ -109,12 +92,23 @@ impl TestServer {
         clock: nightmarket_server::clock::ManualClock,
         tweak: impl FnOnce(&mut Config),
     ) -> Self {
+        Self::start_on(dir, std::sync::Arc::new(clock), tweak).await
+    }
+
+    /// Starts the server over `dir` on `clock`, as `serve` does: the configuration validated,
+    /// then the backends opened and served.
+    async fn start_on(
+        dir: tempfile::TempDir,
+        clock: nightmarket_server::clock::SharedClock,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = test_config(dir.path());
         tweak(&mut config);
+        config.validate().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let backends = nightmarket_server::open_backends(&config, std::sync::Arc::new(clock))
+        let backends = nightmarket_server::open_backends(&config, clock)
             .await
             .unwrap();
         let task = tokio::spawn(async move {
