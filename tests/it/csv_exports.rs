@@ -11,14 +11,13 @@ use std::net::SocketAddr;
 use nightmarket_server::auth::Role;
 use nightmarket_server::clock::ManualClock;
 use nightmarket_server::http::reports::CSV_COLUMNS;
-use nightmarket_tests::{Client, TestServer, create_seller, http_raw, token};
+use nightmarket_tests::{Client, TestServer, http_raw, token};
 use nightmarket_wire::orders::ORDER_CSV_HEADER;
 use nightmarket_wire::server::ClaimOutcomeKind;
 use serde_json::json;
 
 use crate::market::{
-    FRIDAY_2030, MINUTE, WEDNESDAY, admit, commit, docs, fast, market, post, product, schedule,
-    wait_status,
+    FRIDAY_2030, MINUTE, WEDNESDAY, fast, market, post, scheduled_seller, wait_status,
 };
 
 /// The list price `market::product` gives every product.
@@ -78,22 +77,7 @@ async fn exports_read_back(name: &str, want: &str) {
     let addr = server.addr;
     let op = token(Role::Operator, "ops-hanoi");
     let market = market(addr, &op).await;
-    let seller = create_seller(addr, &op, "HTX Mật ong Ba Vì").await;
-    let p = product(addr, &op, &seller, name, 4, docs("2027-12-31")).await;
-    admit(addr, &op, &market, &p).await;
-    commit(addr, &market, &seller, "2026-11-27").await;
-    let (s, show) = schedule(
-        addr,
-        &op,
-        &market,
-        &seller,
-        &p,
-        "2026-11-27T20:30",
-        "2026-11-27T21:00",
-    )
-    .await;
-    assert_eq!(s, 201, "{show}");
-    let show = show["id"].as_str().unwrap().to_owned();
+    let (seller, p, show) = scheduled_seller(addr, &op, &market, "HTX Mật ong Ba Vì", name).await;
 
     clock.set(FRIDAY_2030);
     wait_status(addr, &show, "live").await;

@@ -136,6 +136,26 @@ pub(crate) async fn schedule(
     .await
 }
 
+/// A seller named `seller_name` with one admitted product `product_name`, committed to the
+/// night of 2026-11-27 and scheduled into it at 20:30–21:00: (seller, product, show) ids.
+pub(crate) async fn scheduled_seller(
+    addr: SocketAddr,
+    op: &str,
+    market: &str,
+    seller_name: &str,
+    product_name: &str,
+) -> (String, String, String) {
+    let seller = create_seller(addr, op, seller_name).await;
+    let p = product(addr, op, &seller, product_name, 4, docs("2027-12-31")).await;
+    admit(addr, op, market, &p).await;
+    commit(addr, market, &seller, "2026-11-27").await;
+    let slot = ("2026-11-27T20:30", "2026-11-27T21:00");
+    let (s, show) = schedule(addr, op, market, &seller, &p, slot.0, slot.1).await;
+    assert_eq!(s, 201, "{show}");
+    let show = show["id"].as_str().unwrap().to_owned();
+    (seller, p, show)
+}
+
 pub(crate) async fn status_of(addr: SocketAddr, show: &str) -> String {
     let (s, v) = http(addr, "GET", &format!("/api/shows/{show}"), None, None).await;
     assert_eq!(s, 200, "{v}");

@@ -10,13 +10,12 @@ use std::net::SocketAddr;
 
 use nightmarket_server::auth::Role;
 use nightmarket_server::clock::ManualClock;
-use nightmarket_tests::{Client, TestServer, create_seller, http, http_full, token};
+use nightmarket_tests::{Client, TestServer, http, http_full, token};
 use nightmarket_wire::server::ClaimOutcomeKind;
 use serde_json::{Value, json};
 
 use crate::market::{
-    FRIDAY_2030, MINUTE, WEDNESDAY, admit, commit, docs, fast, market, post, postgres_url, product,
-    schedule, wait_status,
+    FRIDAY_2030, MINUTE, WEDNESDAY, fast, market, post, postgres_url, scheduled_seller, wait_status,
 };
 
 const PRICE: i64 = 120_000;
@@ -126,23 +125,7 @@ async fn orders_of_a_night(database_url: Option<String>) {
     let mut sellers = Vec::new();
     for (name, product_name) in [("HTX Ba Vì", HONEY), ("HTX Suối Giàng", "Trà shan tuyết")]
     {
-        let seller = create_seller(addr, &op, name).await;
-        let p = product(addr, &op, &seller, product_name, 4, docs("2027-12-31")).await;
-        admit(addr, &op, &market, &p).await;
-        commit(addr, &market, &seller, NIGHT).await;
-        let (s, show) = schedule(
-            addr,
-            &op,
-            &market,
-            &seller,
-            &p,
-            "2026-11-27T20:30",
-            "2026-11-27T21:00",
-        )
-        .await;
-        assert_eq!(s, 201, "{show}");
-        let show = show["id"].as_str().unwrap().to_owned();
-        sellers.push((seller, p, show));
+        sellers.push(scheduled_seller(addr, &op, &market, name, product_name).await);
     }
     let [(seller_a, honey, show_a), (seller_b, tea, show_b)] = <[_; 2]>::try_from(sellers).unwrap();
     let (tok_a, tok_b) = (

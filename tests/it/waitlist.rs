@@ -25,27 +25,23 @@ async fn viewer(addr: std::net::SocketAddr, show: &str, name: &str) -> Client {
 /// Sends a waitlist message and waits for its answer (not news of a promotion or skip).
 async fn ask(c: &mut Client, msg: serde_json::Value) -> WaitlistResult {
     c.send(msg).await;
-    c.until(|m| match m {
-        ServerMessage::WaitlistResult(r)
-            if !matches!(
-                r.outcome,
-                WaitlistOutcomeKind::Promoted | WaitlistOutcomeKind::Skipped
-            ) =>
-        {
-            Some(r.clone())
-        }
-        _ => None,
-    })
-    .await
+    waitlist_result(c, false).await
 }
 
+/// The next news of a promotion or a skip.
 async fn news(c: &mut Client) -> WaitlistResult {
+    waitlist_result(c, true).await
+}
+
+/// The next waitlist result that is news (a promotion or a skip), or that is not.
+async fn waitlist_result(c: &mut Client, news: bool) -> WaitlistResult {
     c.until(|m| match m {
         ServerMessage::WaitlistResult(r)
-            if matches!(
-                r.outcome,
-                WaitlistOutcomeKind::Promoted | WaitlistOutcomeKind::Skipped
-            ) =>
+            if news
+                == matches!(
+                    r.outcome,
+                    WaitlistOutcomeKind::Promoted | WaitlistOutcomeKind::Skipped
+                ) =>
         {
             Some(r.clone())
         }
