@@ -13,18 +13,9 @@ const EXE: &str = env!("CARGO_BIN_EXE_nightmarket-under-test");
 /// Runs the demo until it announces its live show; returns the child, its address and what it
 /// printed up to then.
 async fn demo(dir: &std::path::Path) -> (tokio::process::Child, std::net::SocketAddr, String) {
-    let mut child = tokio::process::Command::new(EXE)
-        .args(["demo", "--buyers", "2"])
-        .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
-        .env("NIGHTMARKET_DATA_DIR", dir)
-        .env("NIGHTMARKET_AUTH_SECRET", nightmarket_tests::SECRET)
-        .env("NIGHTMARKET_LOG", "warn")
-        .env_remove("NIGHTMARKET_CONFIG")
-        .env_remove("NIGHTMARKET_REDIS_URL")
-        .env_remove("NIGHTMARKET_DATABASE_URL")
+    let mut child = nightmarket_tests::command(EXE, dir, &["demo", "--buyers", "2"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -123,18 +114,9 @@ async fn the_readme_narration_is_what_the_demo_prints() {
     assert!(expected.len() >= 5, "{expected:?}");
 
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(EXE)
-        .args(["demo"])
-        .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
-        .env("NIGHTMARKET_DATA_DIR", dir.path())
-        .env("NIGHTMARKET_AUTH_SECRET", nightmarket_tests::SECRET)
-        .env("NIGHTMARKET_LOG", "warn")
-        .env_remove("NIGHTMARKET_CONFIG")
-        .env_remove("NIGHTMARKET_REDIS_URL")
-        .env_remove("NIGHTMARKET_DATABASE_URL")
+    let mut child = nightmarket_tests::command(EXE, dir.path(), &["demo"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

@@ -210,18 +210,12 @@ async fn readyz_and_logs_follow_redis_dying_and_coming_back() {
     let redis = OwnRedis::start();
     let dir = tempfile::tempdir().unwrap();
     let url = redis.url();
-    let mut child = tokio::process::Command::new(EXE)
-        .arg("serve")
-        .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
-        .env("NIGHTMARKET_DATA_DIR", dir.path())
-        .env("NIGHTMARKET_AUTH_SECRET", nightmarket_tests::SECRET)
+    let mut child = nightmarket_tests::command(EXE, dir.path(), &["serve"])
         .env("NIGHTMARKET_REDIS_URL", &url)
         .env("NIGHTMARKET_LOG", "info")
         .env("NIGHTMARKET_LOG_FORMAT", "json")
-        .env_remove("NIGHTMARKET_CONFIG")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
@@ -282,17 +276,10 @@ async fn readyz_and_logs_follow_redis_dying_and_coming_back() {
 async fn text_logs_to_a_pipe_have_no_colour_codes() {
     use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(EXE)
-        .arg("serve")
-        .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
-        .env("NIGHTMARKET_DATA_DIR", dir.path())
-        .env("NIGHTMARKET_AUTH_SECRET", nightmarket_tests::SECRET)
+    let mut child = nightmarket_tests::command(EXE, dir.path(), &["serve"])
         .env("NIGHTMARKET_LOG", "info")
-        .env_remove("NIGHTMARKET_LOG_FORMAT")
-        .env_remove("NIGHTMARKET_CONFIG")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();

@@ -115,15 +115,8 @@ async fn a_closed_show_is_settled_by_serve_on_postgres() {
 
 /// Runs `nightmarket settle` over a data directory; returns the exit code and the JSON printed.
 async fn settle_cli(dir: &std::path::Path, args: &[&str]) -> (i32, serde_json::Value) {
-    let out = tokio::process::Command::new(EXE)
-        .arg("settle")
+    let out = nightmarket_tests::command(EXE, dir, &["settle"])
         .args(args)
-        .env("NIGHTMARKET_DATA_DIR", dir)
-        .env("NIGHTMARKET_AUTH_SECRET", nightmarket_tests::SECRET)
-        .env("NIGHTMARKET_LOG", "warn")
-        .env_remove("NIGHTMARKET_CONFIG")
-        .env_remove("NIGHTMARKET_REDIS_URL")
-        .env_remove("NIGHTMARKET_DATABASE_URL")
         .output()
         .await
         .unwrap();
@@ -200,13 +193,7 @@ async fn settle_by_hand_inspects_then_settles_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_order_service_alone_needs_the_shared_backends() {
     let dir = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(EXE)
-        .arg("orders")
-        .env("NIGHTMARKET_DATA_DIR", dir.path())
-        .env("NIGHTMARKET_AUTH_SECRET", nightmarket_tests::SECRET)
-        .env_remove("NIGHTMARKET_CONFIG")
-        .env_remove("NIGHTMARKET_REDIS_URL")
-        .env_remove("NIGHTMARKET_DATABASE_URL")
+    let out = nightmarket_tests::command(EXE, dir.path(), &["orders"])
         .output()
         .await
         .unwrap();
@@ -233,14 +220,8 @@ async fn the_order_service_runs_on_its_own_in_distributed_mode() {
     let node = nightmarket_tests::ChildServer::start_with(EXE, dir.path(), &env)
         .await
         .unwrap();
-    let mut orders = tokio::process::Command::new(EXE)
-        .arg("orders")
+    let mut orders = nightmarket_tests::command(EXE, dir.path(), &["orders"])
         .envs(env.iter().copied())
-        .env("NIGHTMARKET_DATA_DIR", dir.path())
-        .env("NIGHTMARKET_AUTH_SECRET", nightmarket_tests::SECRET)
-        .env("NIGHTMARKET_LOG", "warn")
-        .env_remove("NIGHTMARKET_CONFIG")
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let m = Market::create(node.addr, &[LIST], 100, 5, true).await;
@@ -276,16 +257,14 @@ async fn the_order_service_runs_on_its_own_in_distributed_mode() {
 async fn settle_refuses_a_data_directory_without_a_store() {
     let parent = tempfile::tempdir().unwrap();
     let missing = parent.path().join("not-here");
-    let out = tokio::process::Command::new(EXE)
-        .args(["settle", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"])
-        .env("NIGHTMARKET_DATA_DIR", &missing)
-        .env("NIGHTMARKET_LOG", "warn")
-        .env_remove("NIGHTMARKET_CONFIG")
-        .env_remove("NIGHTMARKET_REDIS_URL")
-        .env_remove("NIGHTMARKET_DATABASE_URL")
-        .output()
-        .await
-        .unwrap();
+    let out = nightmarket_tests::command(
+        EXE,
+        &missing,
+        &["settle", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"],
+    )
+    .output()
+    .await
+    .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -308,15 +287,9 @@ async fn serve_names_an_unreachable_dependency_before_listening() {
         ),
         ("NIGHTMARKET_REDIS_URL", "redis://127.0.0.1:1", "redis"),
     ] {
-        let out = tokio::process::Command::new(EXE)
-            .arg("serve")
-            .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
-            .env("NIGHTMARKET_DATA_DIR", dir.path())
+        let out = nightmarket_tests::command(EXE, dir.path(), &["serve"])
             .env("NIGHTMARKET_DATABASE_TIMEOUT_MS", "500")
             .env("NIGHTMARKET_LOG", "error")
-            .env_remove("NIGHTMARKET_CONFIG")
-            .env_remove("NIGHTMARKET_REDIS_URL")
-            .env_remove("NIGHTMARKET_DATABASE_URL")
             .env(var, value)
             .output()
             .await
@@ -342,21 +315,14 @@ async fn redis_with_the_embedded_store_says_what_it_shares() {
     let redis = std::env::var("NIGHTMARKET_TEST_REDIS_URL")
         .expect("NIGHTMARKET_TEST_REDIS_URL is not set: run the tests with scripts/test");
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(EXE)
-        .arg("serve")
-        .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
-        .env("NIGHTMARKET_DATA_DIR", dir.path())
+    let mut child = nightmarket_tests::command(EXE, dir.path(), &["serve"])
         .env("NIGHTMARKET_REDIS_URL", &redis)
         .env(
             "NIGHTMARKET_REDIS_PREFIX",
             format!("nm-{}:", &uuid::Uuid::new_v4().simple().to_string()[..12]),
         )
-        .env("NIGHTMARKET_LOG", "warn")
-        .env_remove("NIGHTMARKET_CONFIG")
-        .env_remove("NIGHTMARKET_DATABASE_URL")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();

@@ -856,19 +856,14 @@ async fn settlement_rides_out_a_partitioned_database_and_settles_each_claim_once
     let node = ChildServer::start_with(EXE, dir.path(), &env)
         .await
         .unwrap();
-    let mut orders = tokio::process::Command::new(EXE)
-        .arg("orders")
+    let mut orders = nightmarket_tests::command(EXE, dir.path(), &["orders"])
         .envs(shared.iter().copied())
         .env("NIGHTMARKET_DATABASE_URL", &via)
         // A call on a connection lost for good fails after this, rather than the default
         // minute, so the test sees the order service come back.
         .env("NIGHTMARKET_DATABASE_CALL_TIMEOUT_MS", "2000")
-        .env("NIGHTMARKET_DATA_DIR", dir.path())
-        .env("NIGHTMARKET_AUTH_SECRET", nightmarket_tests::SECRET)
         // Every failed round logs a warning; the table below says what happened.
         .env("NIGHTMARKET_LOG", "error")
-        .env_remove("NIGHTMARKET_CONFIG")
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let store = Store::postgres(&db, 2, Duration::from_secs(5))

@@ -144,6 +144,30 @@ impl TestServer {
     }
 }
 
+/// The binary under test (`exe`) as a child process running `args` over `data_dir`: on port 0,
+/// with the test secret, logging warnings, and without a configuration file or shared
+/// backends, so the test's own environment never leaks in; the caller's `.env` calls come after
+/// these and win. Killed when dropped.
+pub fn command(
+    exe: impl AsRef<std::ffi::OsStr>,
+    data_dir: &Path,
+    args: &[&str],
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(exe);
+    command
+        .args(args)
+        .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
+        .env("NIGHTMARKET_DATA_DIR", data_dir)
+        .env("NIGHTMARKET_AUTH_SECRET", SECRET)
+        .env("NIGHTMARKET_LOG", "warn")
+        .env_remove("NIGHTMARKET_CONFIG")
+        .env_remove("NIGHTMARKET_REDIS_URL")
+        .env_remove("NIGHTMARKET_DATABASE_URL")
+        .env_remove("NIGHTMARKET_LOG_FORMAT")
+        .kill_on_drop(true);
+    command
+}
+
 /// The server binary running as a child process (so it can be killed with SIGKILL).
 pub struct ChildServer {
     pub addr: SocketAddr,
