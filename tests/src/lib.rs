@@ -188,20 +188,12 @@ impl ChildServer {
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
         let exe: PathBuf = exe.into();
-        let mut command = tokio::process::Command::new(exe);
-        command.envs(env.iter().copied());
-        let mut child = command
-            .arg("serve")
-            .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
-            .env("NIGHTMARKET_DATA_DIR", data_dir)
-            .env("NIGHTMARKET_AUTH_SECRET", SECRET)
+        let mut child = command(exe, data_dir, &["serve"])
             // Test receivers listen on 127.0.0.1.
             .env("NIGHTMARKET_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true")
-            .env("NIGHTMARKET_LOG", "warn")
-            .env_remove("NIGHTMARKET_CONFIG")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .kill_on_drop(true)
             .spawn()
             .context("spawning the server binary")?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
