@@ -4,6 +4,7 @@
 //! as far as it may, the payment desk confirms a night's checkout at once, and an order nobody
 //! paid is cancelled when the manual clock passes its deadline.
 
+use crate::csv_exports::parse_csv;
 use nightmarket_tests::eventually;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -42,37 +43,6 @@ fn ids(v: &Value) -> Vec<&str> {
         .iter()
         .map(|o| o["id"].as_str().unwrap())
         .collect()
-}
-
-/// RFC 4180 records: quoted fields may hold commas, doubled quotes and line breaks.
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let (mut row, mut field) = (Vec::new(), String::new());
-    let mut chars = text.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') => quoted = true,
-            (false, ',') => row.push(std::mem::take(&mut field)),
-            (false, '\r') => {}
-            (false, '\n') => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-            }
-            (false, c) => field.push(c),
-        }
-    }
-    assert!(
-        !quoted && field.is_empty() && row.is_empty(),
-        "CSV ends mid-record"
-    );
-    rows
 }
 
 /// Connects as `buyer` to `show` and claims `quantity` of `product` at the list price.

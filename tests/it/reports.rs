@@ -4,6 +4,7 @@
 //! parses back and its column sums are the JSON totals. Authorisation and the pending show are
 //! checked over HTTP too.
 
+use crate::csv_exports::parse_csv;
 use crate::market::wait_status;
 use nightmarket_tests::assert_error;
 use nightmarket_tests::eventually;
@@ -191,39 +192,6 @@ async fn wait_viewers(c: &mut Client, count: u64) {
     .await;
 }
 
-/// RFC 4180: quoted fields with doubled quotes, CRLF line ends.
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') => quoted = true,
-            (false, ',') => row.push(std::mem::take(&mut field)),
-            (false, '\r') => assert_eq!(chars.next(), Some('\n'), "CR without LF"),
-            (false, '\n') => panic!("a bare LF ends a line"),
-            (false, c) => field.push(c),
-        }
-        if !quoted && c == '\r' {
-            row.push(std::mem::take(&mut field));
-            rows.push(std::mem::take(&mut row));
-        }
-    }
-    assert!(
-        field.is_empty() && row.is_empty(),
-        "the last line ends with CRLF"
-    );
-    rows
-}
-
 /// The CSV of `path`: checks the header and returns the rows as column → value maps.
 async fn csv(
     addr: SocketAddr,
@@ -232,6 +200,13 @@ async fn csv(
 ) -> Vec<std::collections::HashMap<String, String>> {
     let (status, text) = http_raw(addr, "GET", path, Some(tok), None).await;
     assert_eq!(status, 200, "{text}");
+    // RFC 4180 line ends: CRLF, the last line too.
+    assert!(text.ends_with("\r\n"), "{text}");
+    assert_eq!(
+        text.matches('\n').count(),
+        text.matches("\r\n").count(),
+        "{text}"
+    );
     let mut rows = parse_csv(&text).into_iter();
     let header = rows.next().unwrap();
     assert_eq!(header, CSV_COLUMNS);
