@@ -116,15 +116,19 @@ pub(crate) async fn ready_seller(
     (seller, p)
 }
 
+/// Schedules `seller` with one `product` into the night of 2026-11-27 at `slot` (local start
+/// and end times, `HH:MM`).
 pub(crate) async fn schedule(
     addr: SocketAddr,
     op: &str,
     market: &str,
-    seller: &str,
-    product: &str,
-    start: &str,
-    end: &str,
+    (seller, product): (&str, &str),
+    slot: (&str, &str),
 ) -> (u16, Value) {
+    let (start, end) = (
+        format!("2026-11-27T{}", slot.0),
+        format!("2026-11-27T{}", slot.1),
+    );
     post(
         addr,
         &format!("/api/markets/{market}/nights/2026-11-27/shows"),
@@ -149,8 +153,7 @@ pub(crate) async fn scheduled_seller(
     let p = product(addr, op, &seller, product_name, 4, docs("2027-12-31")).await;
     admit(addr, op, market, &p).await;
     commit(addr, market, &seller, "2026-11-27").await;
-    let slot = ("2026-11-27T20:30", "2026-11-27T21:00");
-    let (s, show) = schedule(addr, op, market, &seller, &p, slot.0, slot.1).await;
+    let (s, show) = schedule(addr, op, market, (&seller, &p), ("20:30", "21:00")).await;
     assert_eq!(s, 201, "{show}");
     let show = show["id"].as_str().unwrap().to_owned();
     (seller, p, show)
@@ -248,16 +251,7 @@ async fn walkthrough(database_url: Option<String>) {
         .await;
         admit(addr, &op, &market, &p).await;
         commit(addr, &market, &seller, "2026-11-27").await;
-        let (s, show) = schedule(
-            addr,
-            &op,
-            &market,
-            &seller,
-            &p,
-            &format!("2026-11-27T{start}"),
-            &format!("2026-11-27T{end}"),
-        )
-        .await;
+        let (s, show) = schedule(addr, &op, &market, (&seller, &p), (start, end)).await;
         assert_eq!(s, 201, "{show}");
         assert_eq!(show["status"], "scheduled");
         assert_eq!(show["schedule"]["night_date"], "2026-11-27");
@@ -471,54 +465,18 @@ async fn slots_admission_and_authz() {
         )
         .await;
         assert_eq!(s, 403);
-        let (s, _) = schedule(
-            addr,
-            tok,
-            &market,
-            &a,
-            &pa,
-            "2026-11-27T20:30",
-            "2026-11-27T21:00",
-        )
-        .await;
+        let (s, _) = schedule(addr, tok, &market, (&a, &pa), ("20:30", "21:00")).await;
         assert_eq!(s, 403);
     }
     let (s, _) = http(addr, "POST", "/api/markets", None, Some(&json!({}))).await;
     assert_eq!(s, 401);
 
     // Slots: outside the night, inside, same-seller overlap, another seller overlapping.
-    let (s, e) = schedule(
-        addr,
-        &op,
-        &market,
-        &a,
-        &pa,
-        "2026-11-27T20:00",
-        "2026-11-27T21:00",
-    )
-    .await;
+    let (s, e) = schedule(addr, &op, &market, (&a, &pa), ("20:00", "21:00")).await;
     assert_error(s, &e, 409, "slot_unavailable");
-    let (s, first) = schedule(
-        addr,
-        &op,
-        &market,
-        &a,
-        &pa,
-        "2026-11-27T20:30",
-        "2026-11-27T21:30",
-    )
-    .await;
+    let (s, first) = schedule(addr, &op, &market, (&a, &pa), ("20:30", "21:30")).await;
     assert_eq!(s, 201, "{first}");
-    let (s, e) = schedule(
-        addr,
-        &op,
-        &market,
-        &a,
-        &pa,
-        "2026-11-27T21:00",
-        "2026-11-27T22:00",
-    )
-    .await;
+    let (s, e) = schedule(addr, &op, &market, (&a, &pa), ("21:00", "22:00")).await;
     assert_eq!(s, 409, "{e}");
     assert!(
         e["error"]["message"]
@@ -527,38 +485,12 @@ async fn slots_admission_and_authz() {
             .contains(first["id"].as_str().unwrap()),
         "{e}"
     );
-    let (s, e) = schedule(
-        addr,
-        &op,
-        &market,
-        &a,
-        &pa,
-        "2026-11-27T21:30",
-        "2026-11-27T22:00",
-    )
-    .await;
+    let (s, e) = schedule(addr, &op, &market, (&a, &pa), ("21:30", "22:00")).await;
     assert_eq!(s, 201, "touching slots are fine: {e}");
-    let (s, e) = schedule(
-        addr,
-        &op,
-        &market,
-        &b,
-        &pb,
-        "2026-11-27T20:30+07:00",
-        "2026-11-27T21:30+07:00",
-    )
-    .await;
+    let offset = ("20:30+07:00", "21:30+07:00");
+    let (s, e) = schedule(addr, &op, &market, (&b, &pb), offset).await;
     assert_eq!(s, 201, "another seller may overlap: {e}");
-    let (s, e) = schedule(
-        addr,
-        &op,
-        &market,
-        &a,
-        &pa,
-        "2026-11-27T22:00",
-        "2026-11-27T21:45",
-    )
-    .await;
+    let (s, e) = schedule(addr, &op, &market, (&a, &pa), ("22:00", "21:45")).await;
     assert_eq!(s, 400, "{e}");
 
     // Admission refusals, each reason.
@@ -604,11 +536,7 @@ async fn slots_admission_and_authz() {
     for (p, reason) in want {
         // Seller C has not signed for the night; seller A's product is used to test that alone.
         let seller = if p == &pa { &a } else { &c };
-        let night_start = if p == &pa {
-            "2026-11-27T22:30"
-        } else {
-            "2026-11-27T20:30"
-        };
+        let night_start = if p == &pa { "22:30" } else { "20:30" };
         if p == &pa {
             // A fresh night without A's commitment.
             let (s, e) = post(addr, &format!("/api/markets/{market}/nights/2026-12-04/shows"), &op, json!({
@@ -626,16 +554,7 @@ async fn slots_admission_and_authz() {
             continue;
         }
         commit(addr, &market, seller, "2026-11-27").await;
-        let (s, e) = schedule(
-            addr,
-            &op,
-            &market,
-            seller,
-            p,
-            night_start,
-            "2026-11-27T21:00",
-        )
-        .await;
+        let (s, e) = schedule(addr, &op, &market, (seller, p), (night_start, "21:00")).await;
         assert_eq!(
             (s, e["error"]["code"].as_str()),
             (422, Some("not_admitted")),
@@ -724,26 +643,8 @@ async fn a_show_whose_end_passed_while_down_is_closed_at_start() {
     let op = token(Role::Operator, "ops");
     let market = market(addr, &op).await;
     let (a, pa) = ready_seller(addr, &op, &market, "Gạo nếp cái hoa vàng").await;
-    let (_, live_one) = schedule(
-        addr,
-        &op,
-        &market,
-        &a,
-        &pa,
-        "2026-11-27T20:30",
-        "2026-11-27T21:00",
-    )
-    .await;
-    let (_, never) = schedule(
-        addr,
-        &op,
-        &market,
-        &a,
-        &pa,
-        "2026-11-27T21:00",
-        "2026-11-27T21:30",
-    )
-    .await;
+    let (_, live_one) = schedule(addr, &op, &market, (&a, &pa), ("20:30", "21:00")).await;
+    let (_, never) = schedule(addr, &op, &market, (&a, &pa), ("21:00", "21:30")).await;
     let (live_one, never) = (
         live_one["id"].as_str().unwrap().to_owned(),
         never["id"].as_str().unwrap().to_owned(),
@@ -772,45 +673,18 @@ async fn past_nights_are_read_only() {
     let market = market(addr, &op).await;
     let (a, pa) = ready_seller(addr, &op, &market, "Chè Tân Cương").await;
 
-    let (s, e) = schedule(
-        addr,
-        &op,
-        &market,
-        &a,
-        &pa,
-        "2026-11-27T20:30",
-        "2026-11-27T21:00",
-    )
-    .await;
+    let (s, e) = schedule(addr, &op, &market, (&a, &pa), ("20:30", "21:00")).await;
     assert_error(s, &e, 409, "slot_unavailable");
     assert!(
         e["error"]["message"].as_str().unwrap().contains("slot_end"),
         "{e}"
     );
-    let (s, e) = schedule(
-        addr,
-        &op,
-        &market,
-        &a,
-        &pa,
-        "2026-11-27T22:30",
-        "2026-11-27T23:00",
-    )
-    .await;
+    let (s, e) = schedule(addr, &op, &market, (&a, &pa), ("22:30", "23:00")).await;
     assert_eq!(s, 201, "a slot still to come tonight: {e}");
 
     // Past 23:00 the night is over for everything.
     clock.set(FRIDAY_2030 + 151 * MINUTE);
-    let (s, e) = schedule(
-        addr,
-        &op,
-        &market,
-        &a,
-        &pa,
-        "2026-11-27T22:00",
-        "2026-11-27T22:30",
-    )
-    .await;
+    let (s, e) = schedule(addr, &op, &market, (&a, &pa), ("22:00", "22:30")).await;
     assert_error(s, &e, 409, "night_over");
     let (s, e) = post(
         addr,
