@@ -4,21 +4,19 @@
 //! in its own column. (Names refuse line breaks and other control characters; the writer's
 //! quoting of line breaks is unit-tested in `csv_table`.)
 
+use crate::market::market_server;
 use nightmarket_tests::eventually;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use nightmarket_server::auth::Role;
-use nightmarket_server::clock::ManualClock;
 use nightmarket_server::http::reports::CSV_COLUMNS;
-use nightmarket_tests::{Client, TestServer, http_raw, token};
+use nightmarket_tests::{Client, http_raw, token};
 use nightmarket_wire::orders::ORDER_CSV_HEADER;
 use nightmarket_wire::server::ClaimOutcomeKind;
 use serde_json::json;
 
-use crate::market::{
-    FRIDAY_2030, MINUTE, WEDNESDAY, fast, market, post, scheduled_seller, wait_status,
-};
+use crate::market::{FRIDAY_2030, MINUTE, WEDNESDAY, post, scheduled_seller, wait_status};
 
 /// The list price `market::product` gives every product.
 const PRICE: i64 = 120_000;
@@ -65,15 +63,8 @@ fn column(header: &[String], row: &[String], name: &str) -> String {
 /// One show selling a product called `name`, settled; both exports must give `want` as the
 /// product's cell and every other column as the JSON says.
 async fn exports_read_back(name: &str, want: &str) {
-    let clock = ManualClock::new(WEDNESDAY);
-    let server = TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), |c| {
-        fast(c);
-        c.orders.poll_ms = 20;
-    })
-    .await;
-    let addr = server.addr;
-    let op = token(Role::Operator, "ops-hanoi");
-    let market = market(addr, &op).await;
+    let (_server, clock, addr, op, market) =
+        market_server(WEDNESDAY, |c| c.orders.poll_ms = 20).await;
     let (seller, p, show) = scheduled_seller(addr, &op, &market, "HTX Mật ong Ba Vì", name).await;
 
     clock.set(FRIDAY_2030);

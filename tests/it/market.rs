@@ -159,6 +159,36 @@ pub(crate) async fn scheduled_seller(
     (seller, p, show)
 }
 
+/// What the market tests start from: a server on a manual clock at `at` with the market loop
+/// [`fast`] and then `tweak` applied, an operator's token and a market (every Friday at 20:30):
+/// (server, clock, address, operator token, market id).
+pub(crate) async fn market_server(
+    at: i64,
+    tweak: impl FnOnce(&mut nightmarket_tests::Config),
+) -> (TestServer, ManualClock, SocketAddr, String, String) {
+    let clock = ManualClock::new(at);
+    let server = TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), |c| {
+        fast(c);
+        tweak(c);
+    })
+    .await;
+    let addr = server.addr;
+    let op = token(Role::Operator, "ops-hanoi");
+    let market = market(addr, &op).await;
+    (server, clock, addr, op, market)
+}
+
+/// Points the server at `database_url` (PostgreSQL) when there is one.
+pub(crate) fn on_database(
+    database_url: Option<String>,
+) -> impl FnOnce(&mut nightmarket_tests::Config) {
+    move |c| {
+        if let Some(url) = database_url {
+            c.database_url = url;
+        }
+    }
+}
+
 pub(crate) async fn status_of(addr: SocketAddr, show: &str) -> String {
     let (s, v) = http(addr, "GET", &format!("/api/shows/{show}"), None, None).await;
     assert_eq!(s, 200, "{v}");
@@ -199,17 +229,8 @@ pub(crate) async fn wait_status(addr: SocketAddr, show: &str, want: &str) {
 /// The walkthrough of the README: every Friday 20:30–23:00, five sellers' shows into next
 /// Friday, products admitted, shows opening and closing on time.
 async fn walkthrough(database_url: Option<String>) {
-    let clock = ManualClock::new(WEDNESDAY);
-    let server = TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), |c| {
-        fast(c);
-        if let Some(url) = database_url {
-            c.database_url = url;
-        }
-    })
-    .await;
-    let addr = server.addr;
-    let op = token(Role::Operator, "ops-hanoi");
-    let market = market(addr, &op).await;
+    let (server, clock, addr, op, market) =
+        market_server(WEDNESDAY, on_database(database_url)).await;
 
     // Upcoming nights in local and UTC time.
     let (s, nights) = http(
@@ -345,15 +366,7 @@ async fn walkthrough_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recurrence_and_exceptions_through_the_api() {
-    let server = TestServer::start_clocked(
-        tempfile::tempdir().unwrap(),
-        ManualClock::new(WEDNESDAY),
-        fast,
-    )
-    .await;
-    let addr = server.addr;
-    let op = token(Role::Operator, "ops");
-    let market = market(addr, &op).await;
+    let (server, _, addr, op, market) = market_server(WEDNESDAY, |_| {}).await;
     // Across the year end: 2026-12-18, 12-25, 2027-01-01, all at 13:30 UTC.
     let (_, n) = http(
         addr,
@@ -436,11 +449,7 @@ async fn recurrence_and_exceptions_through_the_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slots_admission_and_authz() {
-    let clock = ManualClock::new(WEDNESDAY);
-    let server = TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), fast).await;
-    let addr = server.addr;
-    let op = token(Role::Operator, "ops");
-    let market = market(addr, &op).await;
+    let (server, clock, addr, op, market) = market_server(WEDNESDAY, |_| {}).await;
     let a = create_seller(addr, &op, "HTX A").await;
     let b = create_seller(addr, &op, "HTX B").await;
     let pa = product(addr, &op, &a, "Chè Tân Cương", 4, docs("2027-12-31")).await;
@@ -578,7 +587,7 @@ async fn slots_admission_and_authz() {
     )
     .await;
     assert_eq!(s, 200);
-    assert_eq!(hist[0]["decided_by"], "operator:ops");
+    assert_eq!(hist[0]["decided_by"], "operator:ops-hanoi");
     assert_eq!(hist[0]["reason"], "Nhãn không khớp");
 
     // An admitted show whose product is then rejected cannot go live, by hand or on time, and
@@ -637,11 +646,7 @@ async fn slots_admission_and_authz() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_show_whose_end_passed_while_down_is_closed_at_start() {
-    let clock = ManualClock::new(WEDNESDAY);
-    let server = TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), fast).await;
-    let addr = server.addr;
-    let op = token(Role::Operator, "ops");
-    let market = market(addr, &op).await;
+    let (server, clock, addr, op, market) = market_server(WEDNESDAY, |_| {}).await;
     let (a, pa) = ready_seller(addr, &op, &market, "Gạo nếp cái hoa vàng").await;
     let (_, live_one) = schedule(addr, &op, &market, (&a, &pa), ("20:30", "21:00")).await;
     let (_, never) = schedule(addr, &op, &market, (&a, &pa), ("21:00", "21:30")).await;
@@ -666,11 +671,7 @@ async fn a_show_whose_end_passed_while_down_is_closed_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_nights_are_read_only() {
     // Friday 2026-11-27, 22:00 in Hanoi: the night runs until 23:00.
-    let clock = ManualClock::new(FRIDAY_2030 + 90 * MINUTE);
-    let server = TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), fast).await;
-    let addr = server.addr;
-    let op = token(Role::Operator, "ops");
-    let market = market(addr, &op).await;
+    let (server, clock, addr, op, market) = market_server(FRIDAY_2030 + 90 * MINUTE, |_| {}).await;
     let (a, pa) = ready_seller(addr, &op, &market, "Chè Tân Cương").await;
 
     let (s, e) = schedule(addr, &op, &market, (&a, &pa), ("20:30", "21:00")).await;

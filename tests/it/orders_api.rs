@@ -5,18 +5,18 @@
 //! paid is cancelled when the manual clock passes its deadline.
 
 use crate::csv_exports::parse_csv;
+use crate::market::{market_server, on_database};
 use nightmarket_tests::eventually;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use nightmarket_server::auth::Role;
-use nightmarket_server::clock::ManualClock;
-use nightmarket_tests::{Client, TestServer, http, http_full, token};
+use nightmarket_tests::{Client, http, http_full, token};
 use nightmarket_wire::server::ClaimOutcomeKind;
 use serde_json::{Value, json};
 
 use crate::market::{
-    FRIDAY_2030, MINUTE, WEDNESDAY, fast, market, post, postgres_url, scheduled_seller, wait_status,
+    FRIDAY_2030, MINUTE, WEDNESDAY, post, postgres_url, scheduled_seller, wait_status,
 };
 
 const PRICE: i64 = 120_000;
@@ -77,21 +77,14 @@ async fn get_when(addr: SocketAddr, path: &str, tok: &str, done: impl Fn(&Value)
 }
 
 async fn orders_of_a_night(database_url: Option<String>) {
-    let clock = ManualClock::new(WEDNESDAY);
-    let server = TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), |c| {
-        fast(c);
+    let (server, clock, addr, op, market) = market_server(WEDNESDAY, |c| {
         c.orders.sweep_ms = 20;
         c.orders.payment_window_ms = WINDOW_MS as u64;
-        if let Some(url) = database_url {
-            c.database_url = url;
-        }
+        on_database(database_url)(c);
     })
     .await;
-    let addr = server.addr;
-    let op = token(Role::Operator, "ops-hanoi");
 
     // Two sellers with one admitted product each, scheduled in the same night.
-    let market = market(addr, &op).await;
     let mut sellers = Vec::new();
     for (name, product_name) in [("HTX Ba Vì", HONEY), ("HTX Suối Giàng", "Trà shan tuyết")]
     {
