@@ -42,7 +42,7 @@ pub fn redis_url() -> String {
 
 pub async fn env(kind: Kind) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    match kind {
+    let (store, inv, journal, redis): (Store, Arc<dyn Inventory>, _, _) = match kind {
         Kind::Embedded => {
             let store = Store::sqlite(&dir.path().join("store.sqlite"))
                 .await
@@ -50,14 +50,7 @@ pub async fn env(kind: Kind) -> Env {
             let journal = dir.path().join("journal.sqlite");
             let inv = MemoryInventory::new(SqliteJournal::open(&journal, 65_536).unwrap(), 1000)
                 .deciding_by(DecisionClock::Scripted);
-            Env {
-                kind,
-                store: Arc::new(store),
-                inv: Arc::new(inv),
-                dir,
-                journal: Some(journal),
-                redis: None,
-            }
+            (store, Arc::new(inv), Some(journal), None)
         }
         Kind::Distributed => {
             let url = nightmarket_store::testing::test_database_url().unwrap();
@@ -72,15 +65,16 @@ pub async fn env(kind: Kind) -> Env {
                 .await
                 .unwrap()
                 .deciding_by(DecisionClock::Scripted);
-            Env {
-                kind,
-                store: Arc::new(store),
-                inv: Arc::new(inv),
-                dir,
-                journal: None,
-                redis: Some((redis_url(), prefix)),
-            }
+            (store, Arc::new(inv), None, Some((redis_url(), prefix)))
         }
+    };
+    Env {
+        kind,
+        store: Arc::new(store),
+        inv,
+        dir,
+        journal,
+        redis,
     }
 }
 
@@ -176,12 +170,7 @@ pub async fn live_show(
     env.store.create_show(&row).await.unwrap();
     let entries = lineup
         .iter()
-        .map(|l| LineupEntry {
-            product: l.product.clone(),
-            allotted: l.stock,
-            buyer_limit: l.buyer_limit,
-            left: l.stock,
-        })
+        .map(|l| LineupEntry::opening(l.product.clone(), l.stock, l.buyer_limit))
         .collect();
     env.inv.open_show(&row.id, entries).await.unwrap();
     env.inv.command(&row.id, Command::GoLive, T0).await.unwrap();

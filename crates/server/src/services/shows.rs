@@ -101,12 +101,7 @@ impl Shows {
         let lineup: Vec<LineupEntry> = row
             .lineup
             .iter()
-            .map(|l| LineupEntry {
-                product: l.product.clone(),
-                allotted: l.stock,
-                buyer_limit: l.buyer_limit,
-                left: l.stock,
-            })
+            .map(|l| LineupEntry::opening(l.product.clone(), l.stock, l.buyer_limit))
             .collect();
         self.inventory.open_show(&row.id, lineup).await?;
         let view = self.inventory.view(&row.id, None, self.clock.now()).await?;
