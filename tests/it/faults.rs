@@ -80,10 +80,7 @@ async fn a_claim_on_a_hung_redis_is_pending_then_answered_and_never_taken_late()
     let server = server_on(&redis).await;
     let m = Market::create(server.addr, &[90_000], 10, 5, true).await;
     let _seller = m.pinned_seller(0).await;
-    let mut viewer = Client::connect(server.addr, &m.show, &token(Role::Viewer, "b1"), None)
-        .await
-        .unwrap();
-    viewer.snapshot().await;
+    let mut viewer = Client::viewer(server.addr, &m.show, "b1").await;
     let (ready, _) = readiness(server.addr, true, Duration::ZERO).await;
     let names: Vec<&str> = ready["backends"]
         .as_array()
@@ -161,10 +158,7 @@ async fn closing_with_a_claim_in_flight_is_answered_and_the_claim_never_lands() 
     let server = server_with(&redis, 2).await;
     let m = Market::create(server.addr, &[90_000], 10, 5, true).await;
     let _seller = m.pinned_seller(0).await;
-    let mut viewer = Client::connect(server.addr, &m.show, &token(Role::Viewer, "b1"), None)
-        .await
-        .unwrap();
-    viewer.snapshot().await;
+    let mut viewer = Client::viewer(server.addr, &m.show, "b1").await;
 
     redis.pause();
     viewer.send(claim("gone", m.product(0), 90_000)).await;

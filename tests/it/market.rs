@@ -3,6 +3,7 @@
 //! Time is a manual clock, so slots start and end exactly when the test says.
 
 use nightmarket_tests::assert_error;
+use nightmarket_tests::postgres_url;
 use nightmarket_tests::{eventually, quiet_for};
 use std::net::SocketAddr;
 
@@ -24,13 +25,6 @@ pub(crate) fn fast(c: &mut nightmarket_server::config::Config) {
     // These tests move the clock through a whole night with no seller connected: their shows
     // open and close by their slots alone (tests/it/seller_absent.rs covers the absence rule).
     c.market.seller_absent_close_ms = 0;
-}
-
-pub(crate) async fn postgres_url() -> String {
-    let url = nightmarket_store::testing::test_database_url().unwrap();
-    nightmarket_store::testing::fresh_database(&url)
-        .await
-        .unwrap()
 }
 
 pub(crate) async fn post(addr: SocketAddr, path: &str, tok: &str, body: Value) -> (u16, Value) {

@@ -3,6 +3,7 @@
 //! order, claims from every node never oversell, and a killed node's viewers resume on another.
 //! Then the same in small on the Redis Cluster `scripts/test` starts.
 
+use nightmarket_tests::redis_url;
 use std::collections::HashMap;
 
 use nightmarket_server::auth::Role;
@@ -11,11 +12,6 @@ use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage};
 use serde_json::json;
 
 const EXE: &str = env!("CARGO_BIN_EXE_nightmarket-under-test");
-
-fn redis_url() -> String {
-    std::env::var("NIGHTMARKET_TEST_REDIS_URL")
-        .expect("NIGHTMARKET_TEST_REDIS_URL is not set: run the tests with scripts/test")
-}
 
 fn redis_cluster_urls() -> String {
     std::env::var("NIGHTMARKET_TEST_REDIS_CLUSTER_URLS").expect(
@@ -196,10 +192,7 @@ async fn two_nodes_share_two_shows_on_a_redis_cluster() {
         let mut viewers = Vec::new();
         for v in 0..4usize {
             let who = format!("s{i}b{v}");
-            let mut c = Client::connect(addrs[v % 2], &m.show, &token(Role::Viewer, &who), None)
-                .await
-                .unwrap();
-            c.snapshot().await;
+            let c = Client::viewer(addrs[v % 2], &m.show, &who).await;
             viewers.push(c);
         }
         // The seller drives the show from the other node.

@@ -3,32 +3,16 @@
 //! its exit codes.
 
 use nightmarket_tests::eventually;
+use nightmarket_tests::{postgres_url, store_of};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use nightmarket_domain::{OrderStatus, ShowId};
-use nightmarket_server::auth::Role;
 use nightmarket_store::{SettlementState, Store};
-use nightmarket_tests::{Client, Market, TestServer, token};
+use nightmarket_tests::{Client, Market, TestServer};
 use nightmarket_wire::server::{CancelOutcomeKind, ClaimOutcomeKind, ServerMessage};
 
 const EXE: &str = env!("CARGO_BIN_EXE_nightmarket-under-test");
 const LIST: i64 = 180_000;
-
-async fn postgres_url() -> String {
-    let url = nightmarket_store::testing::test_database_url().unwrap();
-    nightmarket_store::testing::fresh_database(&url)
-        .await
-        .unwrap()
-}
-
-async fn store_of(dir: &std::path::Path, database_url: Option<&str>) -> Store {
-    match database_url {
-        Some(url) => Store::postgres(url, 2, Duration::from_secs(5)).await,
-        None => Store::sqlite(&dir.join("catalog.sqlite")).await,
-    }
-    .unwrap()
-}
 
 /// Buyers claim over WebSocket, one cancels; returns the units each buyer holds.
 async fn buy(m: &Market) -> BTreeMap<String, u64> {
@@ -37,10 +21,7 @@ async fn buy(m: &Market) -> BTreeMap<String, u64> {
     let mut held = BTreeMap::new();
     for b in 0..6 {
         let buyer = format!("buyer-{b}");
-        let mut c = Client::connect(m.addr, &m.show, &token(Role::Viewer, &buyer), None)
-            .await
-            .unwrap();
-        c.snapshot().await;
+        let mut c = Client::viewer(m.addr, &m.show, &buyer).await;
         for k in 0..=b % 3 {
             let r = c.claim(&format!("{buyer}-{k}"), &p, 1, LIST).await;
             assert_eq!(r.outcome, ClaimOutcomeKind::Accepted, "{r:?}");

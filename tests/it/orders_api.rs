@@ -7,6 +7,7 @@
 use crate::csv_exports::parse_csv;
 use crate::market::{market_server, on_database};
 use nightmarket_tests::eventually;
+use nightmarket_tests::postgres_url;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -15,9 +16,7 @@ use nightmarket_tests::{Client, http, http_full, token};
 use nightmarket_wire::server::ClaimOutcomeKind;
 use serde_json::{Value, json};
 
-use crate::market::{
-    FRIDAY_2030, MINUTE, WEDNESDAY, post, postgres_url, scheduled_seller, wait_status,
-};
+use crate::market::{FRIDAY_2030, MINUTE, WEDNESDAY, post, scheduled_seller, wait_status};
 
 const PRICE: i64 = 120_000;
 const WINDOW_MS: i64 = 24 * 3_600_000;

@@ -881,10 +881,7 @@ async fn settlement_rides_out_a_partitioned_database_and_settles_each_claim_once
     let recorded = || async { store.log_checkpoint(&show).await.unwrap().cursor.next_pos };
     // The order service is running (it has recorded the show's first entries) before the cut.
     let _seller = m.pinned_seller(0).await;
-    let mut first = Client::connect(node.addr, &m.show, &token(Role::Viewer, "b-first"), None)
-        .await
-        .unwrap();
-    first.snapshot().await;
+    let mut first = Client::viewer(node.addr, &m.show, "b-first").await;
     let r = first.claim("b-first-1", m.product(0), 1, LIST).await;
     assert_eq!(r.outcome, ClaimOutcomeKind::Accepted, "{r:?}");
     wait_for("the order service records", WAIT, || async {
@@ -905,10 +902,7 @@ async fn settlement_rides_out_a_partitioned_database_and_settles_each_claim_once
         let (addr, show, product) = (node.addr, m.show.clone(), m.product(0).to_owned());
         tasks.push(tokio::spawn(async move {
             let buyer = format!("b{b}");
-            let mut c = Client::connect(addr, &show, &token(Role::Viewer, &buyer), None)
-                .await
-                .unwrap();
-            c.snapshot().await;
+            let mut c = Client::viewer(addr, &show, &buyer).await;
             for k in 0..CLAIMS_PER_BUYER {
                 let r = c.claim(&format!("{buyer}-{k}"), &product, 1, LIST).await;
                 assert!(

@@ -2,6 +2,7 @@
 //! expired, a restarted server lists it as closed and does not open it afresh (scheduled, with
 //! full stock) in the inventory.
 
+use nightmarket_tests::redis_url;
 use std::time::Duration;
 
 use nightmarket_domain::{LogCursor, LogEntry, ShowId};
@@ -9,11 +10,6 @@ use nightmarket_inventory::{Inventory, InventoryError, RedisInventory};
 use nightmarket_server::auth::Role;
 use nightmarket_server::clock::ManualClock;
 use nightmarket_tests::{Client, Market, TestServer, http, token};
-
-fn redis_url() -> String {
-    std::env::var("NIGHTMARKET_TEST_REDIS_URL")
-        .expect("NIGHTMARKET_TEST_REDIS_URL is not set: run the tests with scripts/test")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_released_show_stays_closed_across_a_restart() {

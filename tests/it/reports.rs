@@ -8,6 +8,7 @@ use crate::csv_exports::parse_csv;
 use crate::market::wait_status;
 use nightmarket_tests::assert_error;
 use nightmarket_tests::eventually;
+use nightmarket_tests::{postgres_url, redis_url};
 use std::net::SocketAddr;
 
 use nightmarket_server::auth::Role;
@@ -41,18 +42,6 @@ const SUMMED: [&str; 12] = [
     "revenue_cancelled",
     "buyers",
 ];
-
-fn redis_url() -> String {
-    std::env::var("NIGHTMARKET_TEST_REDIS_URL")
-        .expect("NIGHTMARKET_TEST_REDIS_URL is not set: run the tests with scripts/test")
-}
-
-async fn postgres_url() -> String {
-    let url = nightmarket_store::testing::test_database_url().unwrap();
-    nightmarket_store::testing::fresh_database(&url)
-        .await
-        .unwrap()
-}
 
 /// The embedded default: in-memory inventory journaled to SQLite, SQLite store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,14 +129,6 @@ async fn schedule(
     .await;
     assert_eq!(s, 201, "{show}");
     show["id"].as_str().unwrap().to_owned()
-}
-
-async fn viewer(addr: SocketAddr, show: &str, buyer: &str) -> Client {
-    let mut c = Client::connect(addr, show, &token(Role::Viewer, buyer), None)
-        .await
-        .unwrap();
-    c.snapshot().await;
-    c
 }
 
 async fn accepted(c: &mut Client, claim: &str, product: &str, qty: i64, price: i64) {
@@ -345,7 +326,7 @@ async fn night_reports(backends: impl FnOnce(&mut nightmarket_server::config::Co
     sa.command(json!({"type": "pin", "product_id": honey}), "pin-honey")
         .await
         .unwrap();
-    let mut b1 = viewer(addr, &show_a, "buyer-1").await;
+    let mut b1 = Client::viewer(addr, &show_a, "buyer-1").await;
     accepted(&mut b1, "b1-h1", &honey, 1, HONEY).await;
     sa.command(
         json!({"type": "start_flash", "product_id": honey, "price": HONEY_FLASH, "duration_s": 600}),
@@ -359,9 +340,9 @@ async fn night_reports(backends: impl FnOnce(&mut nightmarket_server::config::Co
     })
     .await;
     accepted(&mut b1, "b1-h2", &honey, 1, HONEY_FLASH).await;
-    let mut b2 = viewer(addr, &show_a, "buyer-2").await;
+    let mut b2 = Client::viewer(addr, &show_a, "buyer-2").await;
     accepted(&mut b2, "b2-h1", &honey, 2, HONEY_FLASH).await;
-    let mut b3 = viewer(addr, &show_a, "buyer-3").await;
+    let mut b3 = Client::viewer(addr, &show_a, "buyer-3").await;
     accepted(&mut b3, "b3-h1", &honey, 1, HONEY_FLASH).await;
     b3.send(json!({"type": "cancel", "claim_id": "b3-h1"}))
         .await;
@@ -383,9 +364,9 @@ async fn night_reports(backends: impl FnOnce(&mut nightmarket_server::config::Co
     sb.command(json!({"type": "pin", "product_id": vase}), "pin-vase")
         .await
         .unwrap();
-    let mut b1v = viewer(addr, &show_b, "buyer-1").await;
+    let mut b1v = Client::viewer(addr, &show_b, "buyer-1").await;
     accepted(&mut b1v, "b1-v1", &vase, 2, VASE).await;
-    let mut b4 = viewer(addr, &show_b, "buyer-4").await;
+    let mut b4 = Client::viewer(addr, &show_b, "buyer-4").await;
     accepted(&mut b4, "b4-v1", &vase, 2, VASE).await;
     refused(&mut b4, "b4-v2", &vase, 1, VASE).await;
     // A `viewers` frame follows the tick that sampled that count for the statistics: both

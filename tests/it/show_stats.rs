@@ -4,13 +4,13 @@
 //! across two nodes.
 
 use nightmarket_tests::eventually;
+use nightmarket_tests::{postgres_url, redis_url, store_of};
 use std::time::Duration;
 
 use nightmarket_domain::ShowId;
-use nightmarket_server::auth::Role;
 use nightmarket_server::clock::ManualClock;
 use nightmarket_store::Store;
-use nightmarket_tests::{ChildServer, Client, Market, TestServer, token};
+use nightmarket_tests::{ChildServer, Client, Market, TestServer};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage};
 
@@ -23,27 +23,6 @@ const LIST: i64 = 250_000;
 /// Short enough that a test waits little for the store to catch up.
 const FLUSH_MS: u64 = 50;
 const TICK_MS: u64 = 20;
-
-async fn postgres_url() -> String {
-    let url = nightmarket_store::testing::test_database_url().unwrap();
-    nightmarket_store::testing::fresh_database(&url)
-        .await
-        .unwrap()
-}
-
-fn redis_url() -> String {
-    std::env::var("NIGHTMARKET_TEST_REDIS_URL")
-        .expect("NIGHTMARKET_TEST_REDIS_URL is not set: run the tests with scripts/test")
-}
-
-/// The store the server writes to, opened beside it.
-async fn store_of(dir: &std::path::Path, database_url: Option<&str>) -> Store {
-    match database_url {
-        Some(url) => Store::postgres(url, 2, Duration::from_secs(5)).await,
-        None => Store::sqlite(&dir.join("catalog.sqlite")).await,
-    }
-    .unwrap()
-}
 
 fn totals(v: &[(&str, u64)]) -> Vec<(String, u64)> {
     v.iter().map(|(r, n)| ((*r).to_owned(), *n)).collect()
@@ -68,14 +47,6 @@ async fn wait_for_figures(store: &Store, show: &str, refusals: &[(&str, u64)], p
 
 fn show_id(id: &str) -> ShowId {
     ShowId::parse(id).unwrap()
-}
-
-async fn viewer(addr: std::net::SocketAddr, show: &str, buyer: &str) -> Client {
-    let mut c = Client::connect(addr, show, &token(Role::Viewer, buyer), None)
-        .await
-        .unwrap();
-    c.snapshot().await;
-    c
 }
 
 async fn refused(c: &mut Client, claim: &str, product: &str, price: i64, want: ErrorCode) {
@@ -109,7 +80,7 @@ async fn refusals_and_peak_viewers(database_url: Option<String>) {
     let p = m.product(0).to_owned();
     let mut viewers = Vec::new();
     for v in 0..4 {
-        viewers.push(viewer(m.addr, &m.show, &format!("buyer-{v}")).await);
+        viewers.push(Client::viewer(m.addr, &m.show, &format!("buyer-{v}")).await);
     }
 
     refused(&mut viewers[0], "early-0", &p, LIST, ErrorCode::NotPinned).await;
@@ -138,7 +109,7 @@ async fn refusals_and_peak_viewers(database_url: Option<String>) {
     wait_for_figures(&store, &m.show, &expected, 4).await;
 
     clock.advance(MINUTE);
-    viewers.push(viewer(m.addr, &m.show, "buyer-4").await);
+    viewers.push(Client::viewer(m.addr, &m.show, "buyer-4").await);
     wait_for_figures(&store, &m.show, &expected, 5).await;
     server.shutdown().await;
 }
@@ -165,8 +136,8 @@ async fn the_figures_are_written_at_shutdown() {
         .await;
     let m = Market::create(server.addr, &[LIST], 10, 1, true).await;
     let p = m.product(0).to_owned();
-    let mut a = viewer(m.addr, &m.show, "buyer-a").await;
-    let mut b = viewer(m.addr, &m.show, "buyer-b").await;
+    let mut a = Client::viewer(m.addr, &m.show, "buyer-a").await;
+    let mut b = Client::viewer(m.addr, &m.show, "buyer-b").await;
     refused(&mut a, "early", &p, LIST, ErrorCode::NotPinned).await;
     let _seller = m.pinned_seller(0).await;
     refused(&mut b, "cheap", &p, LIST - 1, ErrorCode::StalePrice).await;
@@ -222,11 +193,11 @@ async fn two_nodes_add_up() {
 
     let mut on_a = Vec::new();
     for v in 0..3 {
-        on_a.push(viewer(a.addr, &m.show, &format!("a-{v}")).await);
+        on_a.push(Client::viewer(a.addr, &m.show, &format!("a-{v}")).await);
     }
     let mut on_b = Vec::new();
     for v in 0..2 {
-        on_b.push(viewer(b.addr, &m.show, &format!("b-{v}")).await);
+        on_b.push(Client::viewer(b.addr, &m.show, &format!("b-{v}")).await);
     }
     refused(&mut on_a[0], "a-early", &p, LIST, ErrorCode::NotPinned).await;
     refused(&mut on_b[0], "b-early", &p, LIST, ErrorCode::NotPinned).await;
@@ -256,15 +227,15 @@ async fn a_restart_within_a_minute_is_not_counted_twice() {
         TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), tweak).await;
     let m = Market::create(server.addr, &[LIST], 10, 1, true).await;
     let store = store_of(server.dir.path(), None).await;
-    let before = viewer(m.addr, &m.show, "buyer-a").await;
+    let before = Client::viewer(m.addr, &m.show, "buyer-a").await;
     wait_for_figures(&store, &m.show, &[], 1).await;
     before.close().await;
     let dir = server.stop_keep_dir().await;
 
     clock.advance(20_000);
     let server = TestServer::start_clocked(dir, clock.clone(), tweak).await;
-    let _a = viewer(server.addr, &m.show, "buyer-a").await;
-    let _b = viewer(server.addr, &m.show, "buyer-b").await;
+    let _a = Client::viewer(server.addr, &m.show, "buyer-a").await;
+    let _b = Client::viewer(server.addr, &m.show, "buyer-b").await;
     wait_for_figures(&store, &m.show, &[], 2).await;
     // Later flushes of the same minute do not add to it either: a window of several flushes.
     nightmarket_tests::quiet_for(Duration::from_millis(FLUSH_MS * 6)).await;

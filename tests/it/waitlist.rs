@@ -14,14 +14,6 @@ use serde_json::json;
 
 const LIST: i64 = 180_000;
 
-async fn viewer(addr: std::net::SocketAddr, show: &str, name: &str) -> Client {
-    let mut c = Client::connect(addr, show, &token(Role::Viewer, name), None)
-        .await
-        .unwrap();
-    c.snapshot().await;
-    c
-}
-
 /// Sends a waitlist message and waits for its answer (not news of a promotion or skip).
 async fn ask(c: &mut Client, msg: serde_json::Value) -> WaitlistResult {
     c.send(msg).await;
@@ -73,9 +65,9 @@ async fn a_waiting_viewer_is_promoted_when_units_come_back() {
     let p = m.product(0).to_owned();
     let mut seller = m.pinned_seller(0).await;
 
-    let mut a = viewer(m.addr, &m.show, "buyer-a").await;
-    let mut b = viewer(m.addr, &m.show, "buyer-b").await;
-    let mut c = viewer(m.addr, &m.show, "buyer-c").await;
+    let mut a = Client::viewer(m.addr, &m.show, "buyer-a").await;
+    let mut b = Client::viewer(m.addr, &m.show, "buyer-b").await;
+    let mut c = Client::viewer(m.addr, &m.show, "buyer-c").await;
 
     let r = ask(
         &mut b,
@@ -184,7 +176,7 @@ async fn a_waiting_viewer_is_promoted_when_units_come_back() {
     assert_eq!(mine, [(claim_id.as_str(), "accepted", 1)]);
     assert_eq!(snap.lineup[0].left, 0, "both units went to the waitlist");
     // Leaving: explicitly, and by leaving the show.
-    let mut d = viewer(m.addr, &m.show, "buyer-d").await;
+    let mut d = Client::viewer(m.addr, &m.show, "buyer-d").await;
     let r = ask(
         &mut d,
         json!({"type": "waitlist_join", "product_id": p, "quantity": 1}),
@@ -205,7 +197,7 @@ async fn a_waiting_viewer_is_promoted_when_units_come_back() {
     d.close().await;
     // After the grace the node takes D off the list: a buyer joining then comes first (and
     // leaves again, so the list is as before).
-    let e = tokio::sync::Mutex::new(viewer(m.addr, &m.show, "buyer-e").await);
+    let e = tokio::sync::Mutex::new(Client::viewer(m.addr, &m.show, "buyer-e").await);
     nightmarket_tests::eventually("buyer-d off the list", || async {
         let mut e = e.lock().await;
         let joined = json!({"type": "waitlist_join", "product_id": p, "quantity": 1});
@@ -270,8 +262,8 @@ async fn the_promoted_viewer_is_told_on_another_node() {
     let p = m.product(0).to_owned();
     let _seller = m.pinned_seller(0).await;
 
-    let mut a = viewer(n0.addr, &m.show, "buyer-a").await;
-    let mut b = viewer(n1.addr, &m.show, "buyer-b").await;
+    let mut a = Client::viewer(n0.addr, &m.show, "buyer-a").await;
+    let mut b = Client::viewer(n1.addr, &m.show, "buyer-b").await;
     let claim = a.claim("a-1", &p, 2, LIST).await;
     assert_eq!(claim.outcome, ClaimOutcomeKind::Accepted, "{claim:?}");
     let r = ask(

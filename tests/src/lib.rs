@@ -71,6 +71,31 @@ pub fn token(role: Role, sub: &str) -> String {
     TokenKey::new(SECRET).mint(role, sub, TOKENS_ISSUED_AT_SECS, TOKENS_VALID_FOR_SECS)
 }
 
+/// The Redis the test command provides (`NIGHTMARKET_TEST_REDIS_URL`).
+pub fn redis_url() -> String {
+    std::env::var("NIGHTMARKET_TEST_REDIS_URL")
+        .expect("NIGHTMARKET_TEST_REDIS_URL is not set: run the tests with scripts/test")
+}
+
+/// A fresh, empty PostgreSQL database of this test's own, by URL.
+pub async fn postgres_url() -> String {
+    let url = nightmarket_store::testing::test_database_url().unwrap();
+    nightmarket_store::testing::fresh_database(&url)
+        .await
+        .unwrap()
+}
+
+/// The store a server writes to, opened beside it: PostgreSQL at `database_url`, or the
+/// SQLite file in its data directory `dir`.
+pub async fn store_of(dir: &Path, database_url: Option<&str>) -> nightmarket_store::Store {
+    use nightmarket_store::Store;
+    match database_url {
+        Some(url) => Store::postgres(url, 2, Duration::from_secs(5)).await,
+        None => Store::sqlite(&dir.join("catalog.sqlite")).await,
+    }
+    .unwrap()
+}
+
 /// A server running inside the test process.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -565,6 +590,15 @@ impl Client {
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
             Err(e) => panic!("websocket connect failed: {e}"),
         }
+    }
+
+    /// A viewer `buyer` connected to `show`, its snapshot read.
+    pub async fn viewer(addr: SocketAddr, show: &str, buyer: &str) -> Self {
+        let mut c = Self::connect(addr, show, &token(Role::Viewer, buyer), None)
+            .await
+            .unwrap();
+        c.snapshot().await;
+        c
     }
 
     pub async fn send(&mut self, v: Value) {
