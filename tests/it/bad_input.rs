@@ -180,7 +180,7 @@ async fn a_flood_of_claims_is_rate_limited_and_then_served_again() {
     // Once the allowance refills, a claim is served again: sent again with the same id while
     // it is refused `rate_limited` (a refusal that decides nothing).
     let v = tokio::sync::Mutex::new(v);
-    nightmarket_tests::eventually("a claim served after the flood", || async {
+    crate::support::eventually("a claim served after the flood", || async {
         let r = v
             .lock()
             .await

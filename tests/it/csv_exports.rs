@@ -5,7 +5,7 @@
 //! quoting of line breaks is unit-tested in `csv_table`.)
 
 use crate::market::market_server;
-use nightmarket_tests::eventually;
+use crate::support::eventually;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 

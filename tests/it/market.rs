@@ -2,9 +2,9 @@
 //! schedules sellers' shows into a night, and the shows open and close on time by themselves.
 //! Time is a manual clock, so slots start and end exactly when the test says.
 
+use crate::support::{eventually, postgres_url};
 use nightmarket_tests::assert_error;
-use nightmarket_tests::postgres_url;
-use nightmarket_tests::{eventually, quiet_for};
+use nightmarket_tests::quiet_for;
 use std::net::SocketAddr;
 
 use nightmarket_server::auth::Role;

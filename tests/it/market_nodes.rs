@@ -2,7 +2,8 @@
 //! its slot start: exactly one transition is recorded and exactly one signed `show.live`
 //! webhook is delivered. Real time, real processes.
 
-use nightmarket_tests::{eventually, quiet_for};
+use crate::support::eventually;
+use nightmarket_tests::quiet_for;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -2,8 +2,7 @@
 //! settles it into orders on its own; `nightmarket settle` inspects and settles by hand, with
 //! its exit codes.
 
-use nightmarket_tests::eventually;
-use nightmarket_tests::{postgres_url, store_of};
+use crate::support::{eventually, postgres_url, store_of};
 use std::collections::BTreeMap;
 
 use nightmarket_domain::{OrderStatus, ShowId};

@@ -6,8 +6,7 @@
 
 use crate::csv_exports::parse_csv;
 use crate::market::{market_server, on_database};
-use nightmarket_tests::eventually;
-use nightmarket_tests::postgres_url;
+use crate::support::{eventually, postgres_url};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 

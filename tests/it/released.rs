@@ -44,7 +44,7 @@ async fn a_released_show_stays_closed_across_a_restart() {
             Err(InventoryError::UnknownShow(_))
         )
     };
-    nightmarket_tests::eventually("the released keys expiring", || async {
+    crate::support::eventually("the released keys expiring", || async {
         gone()
             .await
             .then_some(())

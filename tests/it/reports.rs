@@ -6,9 +6,9 @@
 
 use crate::csv_exports::parse_csv;
 use crate::market::wait_status;
+use crate::support::{eventually, postgres_url};
 use nightmarket_tests::assert_error;
-use nightmarket_tests::eventually;
-use nightmarket_tests::{postgres_url, redis_url};
+use nightmarket_tests::redis_url;
 use std::net::SocketAddr;
 
 use nightmarket_server::auth::Role;

@@ -3,8 +3,8 @@
 //! refused per reason and the show's peak viewers. On SQLite and PostgreSQL, at shutdown, and
 //! across two nodes.
 
-use nightmarket_tests::eventually;
-use nightmarket_tests::{postgres_url, redis_url, store_of};
+use crate::support::{eventually, postgres_url, store_of};
+use nightmarket_tests::redis_url;
 use std::time::Duration;
 
 use nightmarket_domain::ShowId;

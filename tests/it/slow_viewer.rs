@@ -67,7 +67,7 @@ async fn a_viewer_that_stops_reading_is_cut_off_and_others_are_not() {
     );
 
     // Once the server has given up on the slow one (a drop counted), read what it was sent.
-    nightmarket_tests::eventually("the slow viewer dropped", || async {
+    crate::support::eventually("the slow viewer dropped", || async {
         let (_, metrics) = http_text(m.addr, "/metrics").await;
         (queue_drops(&metrics) >= 1).then_some(()).ok_or(metrics)
     })

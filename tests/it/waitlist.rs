@@ -198,7 +198,7 @@ async fn a_waiting_viewer_is_promoted_when_units_come_back() {
     // After the grace the node takes D off the list: a buyer joining then comes first (and
     // leaves again, so the list is as before).
     let e = tokio::sync::Mutex::new(Client::viewer(m.addr, &m.show, "buyer-e").await);
-    nightmarket_tests::eventually("buyer-d off the list", || async {
+    crate::support::eventually("buyer-d off the list", || async {
         let mut e = e.lock().await;
         let joined = json!({"type": "waitlist_join", "product_id": p, "quantity": 1});
         let r = ask(&mut e, joined).await;

@@ -63,7 +63,7 @@ async fn a_redelivery_belongs_to_its_webhook() {
     nightmarket_tests::Market::create(addr, &[100_000], 5, 1, true).await;
     let deliveries = |id: String| async move {
         let path = format!("/api/webhooks/{id}/deliveries");
-        nightmarket_tests::eventually(format!("a delivery for webhook {id}"), || async {
+        crate::support::eventually(format!("a delivery for webhook {id}"), || async {
             let tok = token(Role::Operator, "office");
             let (_, list) = http(addr, "GET", &path, Some(&tok), None).await;
             let first = list.as_array().and_then(|l| l.first());

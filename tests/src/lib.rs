@@ -26,14 +26,14 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 /// a crate's tests can start a server without depending on the server crate.
 pub use nightmarket_server::config::Config;
 
-/// How long a test waits for any single expected frame or response, and [`eventually`] for
-/// its condition.
-pub use nightmarket_store::testing::{POLL, WAIT, eventually};
+/// How long a test waits for any single expected frame or response (as long as the store's
+/// `testing::eventually`, which the end-to-end tests use to wait on a condition, waits).
+pub const WAIT: Duration = Duration::from_secs(20);
 
 /// Lets `window` pass so that a test can check that something did *not* happen meanwhile (a
 /// second transition, a second delivery, a sweep before its time). The one fixed wait a test
 /// may have: no condition marks that an event will never come. Anything that waits for
-/// something to happen uses [`eventually`].
+/// something to happen waits on it with a deadline instead.
 pub async fn quiet_for(window: Duration) {
     tokio::time::sleep(window).await;
 }
@@ -75,25 +75,6 @@ pub fn token(role: Role, sub: &str) -> String {
 pub fn redis_url() -> String {
     std::env::var("NIGHTMARKET_TEST_REDIS_URL")
         .expect("NIGHTMARKET_TEST_REDIS_URL is not set: run the tests with scripts/test")
-}
-
-/// A fresh, empty PostgreSQL database of this test's own, by URL.
-pub async fn postgres_url() -> String {
-    let url = nightmarket_store::testing::test_database_url().unwrap();
-    nightmarket_store::testing::fresh_database(&url)
-        .await
-        .unwrap()
-}
-
-/// The store a server writes to, opened beside it: PostgreSQL at `database_url`, or the
-/// SQLite file in its data directory `dir`.
-pub async fn store_of(dir: &Path, database_url: Option<&str>) -> nightmarket_store::Store {
-    use nightmarket_store::Store;
-    match database_url {
-        Some(url) => Store::postgres(url, 2, Duration::from_secs(5)).await,
-        None => Store::sqlite(&dir.join("catalog.sqlite")).await,
-    }
-    .unwrap()
 }
 
 /// A server running inside the test process.
