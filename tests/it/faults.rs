@@ -137,12 +137,7 @@ async fn a_claim_on_a_hung_redis_is_pending_then_answered_and_never_taken_late()
     assert!(dependency(&body, "redis")["last_error"].is_string());
 
     // Nothing was taken; the same claim id, retried, is decided now.
-    let mut check = Client::connect(server.addr, &m.show, &token(Role::Viewer, "b1"), None)
-        .await
-        .unwrap();
-    let snap = check.snapshot().await;
-    assert!(snap.my_claims.is_empty(), "{:?}", snap.my_claims);
-    assert_eq!(snap.lineup[0].left, 10);
+    nothing_taken(server.addr, &m).await;
     let again = viewer.claim("c1", m.product(0), 1, 90_000).await;
     assert_eq!(again.outcome, ClaimOutcomeKind::Accepted, "{again:?}");
     assert_eq!(again.stock_left, Some(9));
@@ -186,12 +181,7 @@ async fn closing_with_a_claim_in_flight_is_answered_and_the_claim_never_lands() 
     tokio::time::sleep(Duration::from_millis(DEADLINE_MS + 200)).await;
     redis.resume();
     readiness(server.addr, true, Duration::from_secs(1)).await;
-    let mut check = Client::connect(server.addr, &m.show, &token(Role::Viewer, "b1"), None)
-        .await
-        .unwrap();
-    let snap = check.snapshot().await;
-    assert!(snap.my_claims.is_empty(), "{:?}", snap.my_claims);
-    assert_eq!(snap.lineup[0].left, 10);
+    nothing_taken(server.addr, &m).await;
     server.shutdown().await;
 }
 
@@ -290,4 +280,14 @@ async fn text_logs_to_a_pipe_have_no_colour_codes() {
     .expect("the serving line");
     assert!(serving.contains("INFO"), "{serving}");
     let _ = child.kill().await;
+}
+
+/// Nothing was taken while Redis hung: buyer `b1` holds no claim and all ten units are left.
+async fn nothing_taken(addr: std::net::SocketAddr, m: &Market) {
+    let mut check = Client::connect(addr, &m.show, &token(Role::Viewer, "b1"), None)
+        .await
+        .unwrap();
+    let snap = check.snapshot().await;
+    assert!(snap.my_claims.is_empty(), "{:?}", snap.my_claims);
+    assert_eq!(snap.lineup[0].left, 10);
 }

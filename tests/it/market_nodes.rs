@@ -101,13 +101,7 @@ async fn two_nodes_race_one_transition_and_one_webhook() {
         ("NIGHTMARKET_MARKET_TICK_MS", "25"),
         ("NIGHTMARKET_WEBHOOKS_POLL_MS", "50"),
     ];
-    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = ChildServer::start_with(EXE, a_dir.path(), &env)
-        .await
-        .unwrap();
-    let b = ChildServer::start_with(EXE, b_dir.path(), &env)
-        .await
-        .unwrap();
+    let [(a, _a_dir), (b, _b_dir)] = ChildServer::two(EXE, &env).await;
     let op = token(Role::Operator, "ops");
     let post = |addr, path: String, body: Value| {
         let op = op.clone();

@@ -180,13 +180,7 @@ async fn two_nodes_add_up() {
         ("NIGHTMARKET_MARKET_STATS_FLUSH_MS", flush.as_str()),
         ("NIGHTMARKET_LIMITS_STOCK_TICK_MS", tick.as_str()),
     ];
-    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = ChildServer::start_with(EXE, a_dir.path(), &env)
-        .await
-        .unwrap();
-    let b = ChildServer::start_with(EXE, b_dir.path(), &env)
-        .await
-        .unwrap();
+    let [(a, a_dir), (b, _b_dir)] = ChildServer::two(EXE, &env).await;
     let store = store_of(a_dir.path(), Some(&db)).await;
     let m = Market::create(a.addr, &[LIST], 10, 1, true).await;
     let p = m.product(0).to_owned();

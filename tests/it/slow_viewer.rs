@@ -5,7 +5,6 @@ use std::time::Duration;
 use nightmarket_server::auth::Role;
 use nightmarket_tests::{Client, Ended, Market, TestServer, assert_contiguous, http_text, token};
 use nightmarket_wire::server::ServerMessage;
-use serde_json::json;
 
 const EVENTS: usize = 1500;
 
@@ -45,16 +44,7 @@ async fn a_viewer_that_stops_reading_is_cut_off_and_others_are_not() {
     });
 
     // The slow viewer reads nothing while the seller pins back and forth.
-    let mut seller = m.seller_client().await;
-    for i in 0..EVENTS {
-        seller
-            .command(
-                json!({"type": "pin", "product_id": m.product(i % 2)}),
-                &format!("p{i}"),
-            )
-            .await
-            .unwrap();
-    }
+    m.pin_back_and_forth(EVENTS).await;
     let fine = tokio::time::timeout(Duration::from_secs(60), reader)
         .await
         .unwrap()

@@ -217,6 +217,15 @@ impl ChildServer {
         Ok(Self { addr, child })
     }
 
+    /// Two nodes sharing `env` (the same Redis and PostgreSQL), each over a data directory of
+    /// its own, returned beside it.
+    pub async fn two(exe: &str, env: &[(&str, &str)]) -> [(Self, tempfile::TempDir); 2] {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = Self::start_with(exe, a_dir.path(), env).await.unwrap();
+        let b = Self::start_with(exe, b_dir.path(), env).await.unwrap();
+        [(a, a_dir), (b, b_dir)]
+    }
+
     /// SIGKILL: no shutdown code runs, exactly like a crash.
     pub async fn kill(mut self) {
         let _ = self.child.kill().await;
@@ -348,6 +357,16 @@ impl Market {
         let (status, body) = http(addr, "POST", &path, Some(&self.operator), None).await;
         assert_eq!(status, 200, "closing {}: {body}", self.show);
         body
+    }
+
+    /// The seller pins the first and second products in turn, `times` commands in all: a
+    /// stream of events to fan out.
+    pub async fn pin_back_and_forth(&self, times: usize) {
+        let mut seller = self.seller_client().await;
+        for i in 0..times {
+            let pin = json!({"type": "pin", "product_id": self.product(i % 2)});
+            seller.command(pin, &format!("p{i}")).await.unwrap();
+        }
     }
 
     /// [`Market::close_via`] this market's server.
