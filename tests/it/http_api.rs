@@ -37,8 +37,7 @@ async fn validation_health_and_metrics() {
     ] {
         assert_eq!(http_text(addr, path).await.0, 404, "{path}");
     }
-    let (status, ready) = http(addr, "GET", "/readyz", None, None).await;
-    assert_eq!(status, 200);
+    let ready = nightmarket_tests::get_ok(addr, "/readyz").await;
     assert_eq!(ready["ready"], true);
     assert!(
         ready["backends"]
@@ -223,8 +222,7 @@ async fn records_are_stamped_by_the_servers_clock() {
     let addr = server.addr;
     let operator = token(Role::Operator, "operator-1");
 
-    let (status, ready) = http(addr, "GET", "/readyz", None, None).await;
-    assert_eq!(status, 200, "{ready}");
+    let ready = nightmarket_tests::get_ok(addr, "/readyz").await;
     for b in ready["backends"].as_array().unwrap() {
         assert_eq!(b["since"], AT, "{b}");
     }

@@ -184,8 +184,7 @@ pub(crate) fn on_database(
 }
 
 pub(crate) async fn status_of(addr: SocketAddr, show: &str) -> String {
-    let (s, v) = http(addr, "GET", &format!("/api/shows/{show}"), None, None).await;
-    assert_eq!(s, 200, "{v}");
+    let v = nightmarket_tests::get_ok(addr, &format!("/api/shows/{show}")).await;
     v["status"].as_str().unwrap().to_owned()
 }
 
@@ -227,15 +226,8 @@ async fn walkthrough(database_url: Option<String>) {
         market_server(WEDNESDAY, on_database(database_url)).await;
 
     // Upcoming nights in local and UTC time.
-    let (s, nights) = http(
-        addr,
-        "GET",
-        &format!("/api/markets/{market}/nights?limit=3"),
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(s, 200, "{nights}");
+    let nights =
+        nightmarket_tests::get_ok(addr, &format!("/api/markets/{market}/nights?limit=3")).await;
     assert_eq!(nights[0]["date"], "2026-11-27");
     assert_eq!(nights[0]["local_start"], "2026-11-27T20:30");
     assert_eq!(nights[0]["local_end"], "2026-11-27T23:00");

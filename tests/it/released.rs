@@ -9,7 +9,7 @@ use nightmarket_domain::{LogCursor, LogEntry, ShowId};
 use nightmarket_inventory::{Inventory, InventoryError, RedisInventory};
 use nightmarket_server::auth::Role;
 use nightmarket_server::clock::ManualClock;
-use nightmarket_tests::{Client, Market, TestServer, http, token};
+use nightmarket_tests::{Client, Market, TestServer, get_ok, token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_released_show_stays_closed_across_a_restart() {
@@ -55,18 +55,9 @@ async fn a_released_show_stays_closed_across_a_restart() {
     let dir = server.stop_keep_dir().await;
     let clock = ManualClock::new(nightmarket_tests::now_secs() * 1000);
     let server = TestServer::start_clocked(dir, clock, tweak).await;
-    let (status, body) = http(
-        server.addr,
-        "GET",
-        &format!("/api/shows/{}", m.show),
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    let body = get_ok(server.addr, &format!("/api/shows/{}", m.show)).await;
     assert_eq!(body["status"], "closed", "{body}");
-    let (status, _) = http(server.addr, "GET", "/api/shows", None, None).await;
-    assert_eq!(status, 200);
+    let _ = get_ok(server.addr, "/api/shows").await;
     // Watching it is refused rather than opening it again.
     let watch = Client::connect(server.addr, &m.show, &token(Role::Viewer, "b1"), None).await;
     assert!(watch.is_err(), "a released show is not served");

@@ -60,15 +60,8 @@ async fn killed_mid_show_and_restarted_loses_nothing() {
     let second = ChildServer::start(env!("CARGO_BIN_EXE_nightmarket-under-test"), dir.path())
         .await
         .unwrap();
-    let (status, show_after) = http(
-        second.addr,
-        "GET",
-        &format!("/api/shows/{}", m.show),
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
+    let show_after =
+        nightmarket_tests::get_ok(second.addr, &format!("/api/shows/{}", m.show)).await;
     assert_eq!(show_after["stock"], show_before["stock"]);
     assert_eq!(show_after["status"], "live");
     assert_eq!(show_after["seq"], show_before["seq"]);

@@ -321,6 +321,13 @@ fn dechunk(body: &str) -> String {
     }
 }
 
+/// `GET path` with no token, answered 200: the JSON body.
+pub async fn get_ok(addr: SocketAddr, path: &str) -> Value {
+    let (status, body) = http(addr, "GET", path, None, None).await;
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
+}
+
 /// One HTTP/1.1 request; returns the status and the JSON body (Null if none).
 pub async fn http(
     addr: SocketAddr,
