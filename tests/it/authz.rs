@@ -2,7 +2,9 @@
 //! only its own shows; only operators create things.
 
 use nightmarket_server::auth::{Role, TokenKey};
-use nightmarket_tests::{Client, Market, SECRET, TestServer, create_seller, http, now_secs, token};
+use nightmarket_tests::{
+    Client, Market, SECRET, TestServer, create_seller, get, http, now_secs, token,
+};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage};
 use serde_json::json;
@@ -259,7 +261,7 @@ async fn a_token_expires_when_the_servers_clock_passes_its_expiry() {
     let key = TokenKey::new(SECRET);
     let operator = key.mint(Role::Operator, "dieu-hanh", AT_SECS, TTL_SECS);
     let addr = server.addr;
-    let me = |t: String| async move { http(addr, "GET", "/api/me", Some(&t), None).await };
+    let me = |t: String| async move { get(addr, "/api/me", Some(&t)).await };
 
     assert_eq!(me(operator.clone()).await.0, 200, "good at issue");
     clock.advance((TTL_SECS - 1) * 1000);

@@ -2,7 +2,7 @@
 //! is safe.
 
 use nightmarket_server::auth::Role;
-use nightmarket_tests::{Client, Ended, Market, TestServer, token};
+use nightmarket_tests::{Client, Ended, Market, TestServer, get, token};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage};
 use serde_json::json;
@@ -465,24 +465,15 @@ async fn refused_tokens_say_why() {
         assert!(challenge.starts_with("Bearer"), "{reason}: {challenge}");
     }
     // Within the clock skew a token from a slightly fast clock is honoured.
-    let (status, _) = nightmarket_tests::http(
+    let (status, _) = get(
         addr,
-        "GET",
         "/api/sellers",
         Some(&sign(now + MAX_CLOCK_SKEW_SECS / 2, now + 600)),
-        None,
     )
     .await;
     assert_eq!(status, 200);
 
-    let (status, v) = nightmarket_tests::http(
-        addr,
-        "GET",
-        "/api/sellers",
-        Some(&token(Role::Viewer, "lan")),
-        None,
-    )
-    .await;
+    let (status, v) = get(addr, "/api/sellers", Some(&token(Role::Viewer, "lan"))).await;
     assert_eq!(
         (status, v["error"]["code"].as_str()),
         (403, Some("forbidden"))

@@ -11,12 +11,12 @@ use std::net::SocketAddr;
 
 use nightmarket_server::auth::Role;
 use nightmarket_server::http::reports::CSV_COLUMNS;
-use nightmarket_tests::{Client, http_raw, token};
+use nightmarket_tests::{Client, http_raw, post, token};
 use nightmarket_wire::orders::ORDER_CSV_HEADER;
 use nightmarket_wire::server::ClaimOutcomeKind;
 use serde_json::json;
 
-use crate::market::{FRIDAY_2030, MINUTE, WEDNESDAY, post, scheduled_seller, wait_status};
+use crate::market::{FRIDAY_2030, MINUTE, WEDNESDAY, scheduled_seller, wait_status};
 
 /// The list price `market::product` gives every product.
 const PRICE: i64 = 120_000;

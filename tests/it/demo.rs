@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use nightmarket_server::auth::Role;
-use nightmarket_tests::{WAIT, http, token};
+use nightmarket_tests::{WAIT, get, token};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const EXE: &str = env!("CARGO_BIN_EXE_nightmarket-under-test");
@@ -51,9 +51,9 @@ async fn a_second_demo_run_reuses_and_closes_what_the_first_left() {
     let (mut second, addr, printed) = demo(dir.path()).await;
     assert!(printed.contains("Closed the demo show"), "{printed}");
     let op = token(Role::Operator, "office");
-    let (_, sellers) = http(addr, "GET", "/api/sellers", Some(&op), None).await;
+    let (_, sellers) = get(addr, "/api/sellers", Some(&op)).await;
     assert_eq!(sellers.as_array().unwrap().len(), 3, "{sellers}");
-    let (_, shows) = http(addr, "GET", "/api/shows", None, None).await;
+    let (_, shows) = get(addr, "/api/shows", None).await;
     let statuses: Vec<&str> = shows
         .as_array()
         .unwrap()

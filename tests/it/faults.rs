@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use nightmarket_server::auth::Role;
-use nightmarket_tests::{Client, Ended, Market, OwnRedis, TestServer, http, token};
+use nightmarket_tests::{Client, Ended, Market, OwnRedis, TestServer, get, token};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::server::{ClaimOutcomeKind, ClaimResult, ServerMessage};
 use serde_json::{Value, json};
@@ -35,7 +35,7 @@ async fn server_with(redis: &OwnRedis, in_flight: usize) -> TestServer {
 async fn readiness(addr: std::net::SocketAddr, ready: bool, within: Duration) -> (Value, Duration) {
     let start = Instant::now();
     loop {
-        let (status, body) = http(addr, "GET", "/readyz", None, None).await;
+        let (status, body) = get(addr, "/readyz", None).await;
         assert_eq!(status == 200, body["ready"] == true, "{status} {body}");
         if body["ready"] == ready {
             return (body, start.elapsed());

@@ -3,8 +3,7 @@
 //! Time is a manual clock, so slots start and end exactly when the test says.
 
 use crate::support::{eventually, postgres_url};
-use nightmarket_tests::assert_error;
-use nightmarket_tests::quiet_for;
+use nightmarket_tests::{assert_error, get, post, quiet_for};
 use std::net::SocketAddr;
 
 use nightmarket_server::auth::Role;
@@ -25,10 +24,6 @@ pub(crate) fn fast(c: &mut nightmarket_server::config::Config) {
     // These tests move the clock through a whole night with no seller connected: their shows
     // open and close by their slots alone (tests/it/seller_absent.rs covers the absence rule).
     c.market.seller_absent_close_ms = 0;
-}
-
-pub(crate) async fn post(addr: SocketAddr, path: &str, tok: &str, body: Value) -> (u16, Value) {
-    http(addr, "POST", path, Some(tok), Some(&body)).await
 }
 
 pub(crate) fn docs(until: &str) -> Value {
@@ -192,14 +187,7 @@ async fn recorded(addr: SocketAddr, show: &str, want: &str) -> bool {
     if want == "scheduled" {
         return true;
     }
-    let (_, log) = http(
-        addr,
-        "GET",
-        &format!("/api/shows/{show}/transitions"),
-        None,
-        None,
-    )
-    .await;
+    let (_, log) = get(addr, &format!("/api/shows/{show}/transitions"), None).await;
     log.as_array()
         .is_some_and(|l| l.iter().any(|t| t["to"] == want))
 }
@@ -272,11 +260,9 @@ async fn walkthrough(database_url: Option<String>) {
         );
         shows.push((show["id"].as_str().unwrap().to_owned(), seller));
     }
-    let (_, listed) = http(
+    let (_, listed) = get(
         addr,
-        "GET",
         &format!("/api/markets/{market}/nights/2026-11-27/shows"),
-        None,
         None,
     )
     .await;
@@ -302,11 +288,9 @@ async fn walkthrough(database_url: Option<String>) {
     for (show, _) in &shows {
         wait_status(addr, show, "closed").await;
     }
-    let (_, log) = http(
+    let (_, log) = get(
         addr,
-        "GET",
         &format!("/api/shows/{}/transitions", shows[0].0),
-        None,
         None,
     )
     .await;
@@ -318,22 +302,18 @@ async fn walkthrough(database_url: Option<String>) {
     assert_eq!(log[1]["to"], "closed");
 
     // A seller sees only their own shows.
-    let (s, own) = http(
+    let (s, own) = get(
         addr,
-        "GET",
         &format!("/api/sellers/{}/shows", shows[0].1),
         Some(&token(Role::Seller, &shows[0].1)),
-        None,
     )
     .await;
     assert_eq!(s, 200);
     assert_eq!(own.as_array().unwrap().len(), 1);
-    let (s, _) = http(
+    let (s, _) = get(
         addr,
-        "GET",
         &format!("/api/sellers/{}/shows", shows[1].1),
         Some(&token(Role::Seller, &shows[0].1)),
-        None,
     )
     .await;
     assert_eq!(s, 403);
@@ -354,11 +334,9 @@ async fn walkthrough_on_postgres() {
 async fn recurrence_and_exceptions_through_the_api() {
     let (server, _, addr, op, market) = market_server(WEDNESDAY, |_| {}).await;
     // Across the year end: 2026-12-18, 12-25, 2027-01-01, all at 13:30 UTC.
-    let (_, n) = http(
+    let (_, n) = get(
         addr,
-        "GET",
         &format!("/api/markets/{market}/nights?from=2026-12-18&limit=3"),
-        None,
         None,
     )
     .await;
@@ -408,11 +386,9 @@ async fn recurrence_and_exceptions_through_the_api() {
         let (s, e) = post(addr, &path, &op, body).await;
         assert!(s == 400 || s == 409, "{why}: {s} {e}");
     }
-    let (_, n) = http(
+    let (_, n) = get(
         addr,
-        "GET",
         &format!("/api/markets/{market}/nights?from=2026-12-01&limit=2"),
-        None,
         None,
     )
     .await;
@@ -420,11 +396,9 @@ async fn recurrence_and_exceptions_through_the_api() {
     assert_eq!(n[0]["status"], "moved");
     assert_eq!(n[0]["local_start"], "2026-12-05T19:00");
     assert_eq!(n[0]["moved_from"], "2026-12-04T20:30");
-    let (_, n) = http(
+    let (_, n) = get(
         addr,
-        "GET",
         &format!("/api/markets/{market}/nights?from=2027-02-05&limit=1"),
-        None,
         None,
     )
     .await;
@@ -564,12 +538,10 @@ async fn slots_admission_and_authz() {
         assert!(reasons.contains(&reason), "{reason}: {reasons:?}");
     }
     // The decision history keeps who and when.
-    let (s, hist) = http(
+    let (s, hist) = get(
         addr,
-        "GET",
         &format!("/api/markets/{market}/admissions?product_id={rejected}"),
         Some(&op),
-        None,
     )
     .await;
     assert_eq!(s, 200);
@@ -587,7 +559,7 @@ async fn slots_admission_and_authz() {
     )
     .await;
     assert_eq!(s, 201);
-    let (s, w) = http(addr, "GET", "/api/schedule/warnings", Some(&op), None).await;
+    let (s, w) = get(addr, "/api/schedule/warnings", Some(&op)).await;
     assert_eq!(s, 200);
     assert!(
         w.as_array().unwrap().iter().any(|x| x["show_id"] == show),
@@ -608,12 +580,10 @@ async fn slots_admission_and_authz() {
     assert_eq!(status_of(addr, show).await, "scheduled");
     // Seller B may start early within the window, not before.
     let bshow = {
-        let (_, l) = http(
+        let (_, l) = get(
             addr,
-            "GET",
             &format!("/api/sellers/{b}/shows"),
             Some(&token(Role::Seller, &b)),
-            None,
         )
         .await;
         l[0]["id"].as_str().unwrap().to_owned()

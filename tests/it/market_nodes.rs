@@ -3,13 +3,12 @@
 //! webhook is delivered. Real time, real processes.
 
 use crate::support::eventually;
-use nightmarket_tests::quiet_for;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nightmarket_server::auth::Role;
 use nightmarket_server::jobs::webhooks::{DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, verify};
-use nightmarket_tests::{ChildServer, create_seller, http, now_secs, token};
+use nightmarket_tests::{ChildServer, create_seller, get, http, now_secs, quiet_for, token};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -135,11 +134,9 @@ async fn two_nodes_race_one_transition_and_one_webhook() {
     .await;
     assert_eq!(s, 201, "{market}");
     let market = market["id"].as_str().unwrap().to_owned();
-    let (_, nights) = http(
+    let (_, nights) = get(
         a.addr,
-        "GET",
         &format!("/api/markets/{market}/nights?after={now_ms}&limit=1"),
-        None,
         None,
     )
     .await;
@@ -185,7 +182,7 @@ async fn two_nodes_race_one_transition_and_one_webhook() {
 
     // Both nodes race the slot start.
     eventually("the show live", || async {
-        let (_, v) = http(b.addr, "GET", &format!("/api/shows/{show}"), None, None).await;
+        let (_, v) = get(b.addr, &format!("/api/shows/{show}"), None).await;
         (v["status"] == "live").then_some(()).ok_or(v.to_string())
     })
     .await;
@@ -193,14 +190,7 @@ async fn two_nodes_race_one_transition_and_one_webhook() {
     // live a moment before its transition log says so: wait for the record, then give a second
     // (wrong) one time to appear.
     let lives = || async {
-        let (_, log) = http(
-            a.addr,
-            "GET",
-            &format!("/api/shows/{show}/transitions"),
-            None,
-            None,
-        )
-        .await;
+        let (_, log) = get(a.addr, &format!("/api/shows/{show}/transitions"), None).await;
         let n = log
             .as_array()
             .unwrap()

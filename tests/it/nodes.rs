@@ -3,11 +3,10 @@
 //! order, claims from every node never oversell, and a killed node's viewers resume on another.
 //! Then the same in small on the Redis Cluster `scripts/test` starts.
 
-use nightmarket_tests::redis_url;
 use std::collections::HashMap;
 
 use nightmarket_server::auth::Role;
-use nightmarket_tests::{ChildServer, Client, Market, assert_contiguous, http, token};
+use nightmarket_tests::{ChildServer, Client, Market, assert_contiguous, get, redis_url, token};
 use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage};
 use serde_json::json;
 
@@ -121,7 +120,7 @@ async fn three_nodes_share_one_show() {
         "1,200 claims (each sent twice) for 1,000 units: exactly the stock is accepted"
     );
     for addr in &addrs {
-        let (_, show) = http(*addr, "GET", &format!("/api/shows/{}", m.show), None, None).await;
+        let (_, show) = get(*addr, &format!("/api/shows/{}", m.show), None).await;
         assert_eq!(
             show["stock"][0]["left"], 0,
             "every node reads the same counters"
@@ -249,7 +248,7 @@ async fn two_nodes_share_two_shows_on_a_redis_cluster() {
         }
         assert_eq!(total, STOCK, "12 claims for {STOCK} units");
         for addr in &addrs {
-            let (_, show) = http(*addr, "GET", &format!("/api/shows/{}", m.show), None, None).await;
+            let (_, show) = get(*addr, &format!("/api/shows/{}", m.show), None).await;
             assert_eq!(
                 show["stock"][0]["left"], 0,
                 "both nodes read the same counters"

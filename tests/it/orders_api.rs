@@ -11,11 +11,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use nightmarket_server::auth::Role;
-use nightmarket_tests::{Client, http, http_full, token};
+use nightmarket_tests::{Client, http, http_full, post, token};
 use nightmarket_wire::server::ClaimOutcomeKind;
 use serde_json::{Value, json};
 
-use crate::market::{FRIDAY_2030, MINUTE, WEDNESDAY, post, scheduled_seller, wait_status};
+use crate::market::{FRIDAY_2030, MINUTE, WEDNESDAY, scheduled_seller, wait_status};
 
 const PRICE: i64 = 120_000;
 const WINDOW_MS: i64 = 24 * 3_600_000;

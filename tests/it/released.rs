@@ -2,14 +2,13 @@
 //! expired, a restarted server lists it as closed and does not open it afresh (scheduled, with
 //! full stock) in the inventory.
 
-use nightmarket_tests::redis_url;
 use std::time::Duration;
 
 use nightmarket_domain::{LogCursor, LogEntry, ShowId};
 use nightmarket_inventory::{Inventory, InventoryError, RedisInventory};
 use nightmarket_server::auth::Role;
 use nightmarket_server::clock::ManualClock;
-use nightmarket_tests::{Client, Market, TestServer, get_ok, token};
+use nightmarket_tests::{Client, Market, TestServer, get_ok, redis_url, token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_released_show_stays_closed_across_a_restart() {

@@ -7,8 +7,7 @@
 use crate::csv_exports::parse_csv;
 use crate::market::wait_status;
 use crate::support::{eventually, postgres_url};
-use nightmarket_tests::assert_error;
-use nightmarket_tests::redis_url;
+use nightmarket_tests::{assert_error, get, post, redis_url};
 use std::net::SocketAddr;
 
 use nightmarket_server::auth::Role;
@@ -61,14 +60,6 @@ async fn a_settled_night_reports_the_same_on_redis_and_postgres() {
         c.database_url = database;
     })
     .await;
-}
-
-async fn post(addr: SocketAddr, path: &str, tok: &str, body: Value) -> (u16, Value) {
-    http(addr, "POST", path, Some(tok), Some(&body)).await
-}
-
-async fn get(addr: SocketAddr, path: &str, tok: Option<&str>) -> (u16, Value) {
-    http(addr, "GET", path, tok, None).await
 }
 
 /// An OCOP product with valid documents, admitted to the market.

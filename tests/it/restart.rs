@@ -2,7 +2,7 @@
 //! claims, sequence and idempotency are exactly as before.
 
 use nightmarket_server::auth::Role;
-use nightmarket_tests::{ChildServer, Client, Market, http, token};
+use nightmarket_tests::{ChildServer, Client, Market, get, token};
 use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage};
 use serde_json::json;
 
@@ -53,7 +53,7 @@ async fn killed_mid_show_and_restarted_loses_nothing() {
         .await
         .unwrap();
     let before = b1.snapshot().await;
-    let (_, show_before) = http(m.addr, "GET", &format!("/api/shows/{}", m.show), None, None).await;
+    let (_, show_before) = get(m.addr, &format!("/api/shows/{}", m.show), None).await;
 
     first.kill().await;
 
@@ -122,14 +122,7 @@ async fn a_restart_loads_open_shows_and_closed_ones_on_demand() {
     let clock = nightmarket_server::clock::ManualClock::new(nightmarket_tests::now_secs() * 1000);
     let server = nightmarket_tests::TestServer::start_clocked(dir, clock, |_| {}).await;
     assert_eq!(shows_loaded(server.addr).await, 1, "only the open show");
-    let (status, body) = http(
-        server.addr,
-        "GET",
-        &format!("/api/shows/{}", open.show),
-        None,
-        None,
-    )
-    .await;
+    let (status, body) = get(server.addr, &format!("/api/shows/{}", open.show), None).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("live")));
 
     let mut viewer = Client::connect(server.addr, &closed.show, &token(Role::Viewer, "b1"), None)

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use nightmarket_server::auth::Role;
-use nightmarket_tests::{Client, Market, TestServer, http, http_full, token};
+use nightmarket_tests::{Client, Market, TestServer, get, http, http_full, token};
 use nightmarket_wire::server::ServerMessage;
 use serde_json::{Value, json};
 
@@ -132,7 +132,7 @@ async fn invites_open_one_session_each_and_sign_out_revokes_it() {
     assert_eq!(live["status"], "live");
     assert_eq!(live["products"][0]["allotted"], 10);
     let viewer = token(Role::Viewer, "buyer-1");
-    assert_eq!(http(addr, "GET", &stats, Some(&viewer), None).await.0, 403);
+    assert_eq!(get(addr, &stats, Some(&viewer)).await.0, 403);
 
     // The WebSocket takes the cookie in place of a token, from this origin only.
     let origin = format!("http://{addr}");
@@ -170,7 +170,7 @@ async fn invites_open_one_session_each_and_sign_out_revokes_it() {
     assert_eq!(cookie_value(&set), "", "the cookie is cleared");
     let (status, _, _) = with_cookie(addr, "GET", "/api/me", &seller, &[], None).await;
     assert_eq!(status, 401);
-    let (status, body) = http(addr, "GET", "/api/me", Some(&seller), None).await;
+    let (status, body) = get(addr, "/api/me", Some(&seller)).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(
         Client::connect_headers(addr, &m.show, &[("Cookie", &cookie)])

@@ -4,13 +4,12 @@
 //! across two nodes.
 
 use crate::support::{eventually, postgres_url, store_of};
-use nightmarket_tests::redis_url;
 use std::time::Duration;
 
 use nightmarket_domain::ShowId;
 use nightmarket_server::clock::ManualClock;
 use nightmarket_store::Store;
-use nightmarket_tests::{ChildServer, Client, Market, TestServer};
+use nightmarket_tests::{ChildServer, Client, Market, TestServer, redis_url};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage};
 

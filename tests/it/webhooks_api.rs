@@ -2,7 +2,7 @@
 //! redelivery names the webhook its delivery belongs to.
 
 use nightmarket_server::auth::Role;
-use nightmarket_tests::{TestServer, http, token};
+use nightmarket_tests::{TestServer, get, http, token};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,7 +65,7 @@ async fn a_redelivery_belongs_to_its_webhook() {
         let path = format!("/api/webhooks/{id}/deliveries");
         crate::support::eventually(format!("a delivery for webhook {id}"), || async {
             let tok = token(Role::Operator, "office");
-            let (_, list) = http(addr, "GET", &path, Some(&tok), None).await;
+            let (_, list) = get(addr, &path, Some(&tok)).await;
             let first = list.as_array().and_then(|l| l.first());
             first
                 .map(|d| d["id"].as_str().unwrap().to_owned())

@@ -321,9 +321,19 @@ fn dechunk(body: &str) -> String {
     }
 }
 
+/// `GET path`, with `tok` as the bearer token if any: the status and the JSON body.
+pub async fn get(addr: SocketAddr, path: &str, tok: Option<&str>) -> (u16, Value) {
+    http(addr, "GET", path, tok, None).await
+}
+
+/// `POST path` with `body`, as `tok`: the status and the JSON body.
+pub async fn post(addr: SocketAddr, path: &str, tok: &str, body: Value) -> (u16, Value) {
+    http(addr, "POST", path, Some(tok), Some(&body)).await
+}
+
 /// `GET path` with no token, answered 200: the JSON body.
 pub async fn get_ok(addr: SocketAddr, path: &str) -> Value {
-    let (status, body) = http(addr, "GET", path, None, None).await;
+    let (status, body) = get(addr, path, None).await;
     assert_eq!(status, 200, "GET {path}: {body}");
     body
 }
