@@ -177,6 +177,8 @@ async fn crash_and_restart(kind: Kind) {
     for _ in 0..25 {
         let settler = Arc::new(env.settler(limits.clone()));
         let task = tokio::spawn(async move { settler.round().await });
+        // A crash at a random point of the round: where it lands is the test, not a wait for
+        // something to happen.
         tokio::time::sleep(std::time::Duration::from_micros(200 + rng.next(20_000))).await;
         task.abort();
         let _ = task.await;
