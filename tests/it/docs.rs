@@ -1,5 +1,6 @@
 //! The documentation names every code and key the software has.
 
+use nightmarket_tests::get;
 use nightmarket_wire::ErrorCode;
 
 fn read(path: &str) -> String {
@@ -126,8 +127,7 @@ async fn openapi_document_matches_the_router() {
     );
 
     let server = nightmarket_tests::TestServer::start(|_| {}).await;
-    let (status, served) =
-        nightmarket_tests::http(server.addr, "GET", "/api/openapi.json", None, None).await;
+    let (status, served) = get(server.addr, "/api/openapi.json", None).await;
     assert_eq!(status, 200);
     assert_eq!(served, doc);
     server.shutdown().await;

@@ -24,5 +24,6 @@ mod sessions;
 mod show;
 mod show_stats;
 mod slow_viewer;
+mod support;
 mod waitlist;
 mod webhooks_api;

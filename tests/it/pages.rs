@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use nightmarket_server::auth::Role;
 use nightmarket_server::clock::ManualClock;
 use nightmarket_server::http::page::MAX_PAGE_SIZE;
-use nightmarket_tests::{Market, TestServer, create_seller, http_full, token};
+use nightmarket_tests::{Market, TestServer, create_seller, http_full, post, token};
 use serde_json::{Value, json};
 
-use crate::market::{WEDNESDAY, admit, commit, docs, fast, market, post, product, schedule};
+use crate::market::{WEDNESDAY, admit, commit, docs, fast, market, product, schedule};
 
 /// Items per page while walking: small, so every list below spans several pages.
 const SMALL: usize = 2;
@@ -120,16 +120,7 @@ async fn every_list_walks_in_pages() {
         .into_iter()
         .enumerate()
     {
-        let (s, show) = schedule(
-            addr,
-            &op,
-            &m,
-            a,
-            &products[n],
-            &format!("2026-11-27T{start}"),
-            &format!("2026-11-27T{end}"),
-        )
-        .await;
+        let (s, show) = schedule(addr, &op, &m, (a, &products[n]), (start, end)).await;
         assert_eq!(s, 201, "{show}");
     }
     for (n, p) in products.iter().enumerate() {

@@ -68,8 +68,12 @@ async fn a_viewer_that_stops_reading_is_cut_off_and_others_are_not() {
         "the reading viewer got every event"
     );
 
-    // Give the server time to notice, then read what the slow one was sent.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Once the server has given up on the slow one (a drop counted), read what it was sent.
+    crate::support::eventually("the slow viewer dropped", || async {
+        let (_, metrics) = http_text(m.addr, "/metrics").await;
+        (queue_drops(&metrics) >= 1).then_some(()).ok_or(metrics)
+    })
+    .await;
     let ended = slow.drain_to_end().await;
     let got = slow.event_seqs();
     assert!(

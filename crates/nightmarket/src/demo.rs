@@ -440,11 +440,10 @@ async fn buyer(addr: SocketAddr, show: String, token: String, seed: u64) -> anyh
     }
 }
 
+/// The demo is a client on this machine: the system clock, as the server it drives.
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    use nightmarket_server::clock::Clock;
+    nightmarket_server::clock::SystemClock.now()
 }
 
 fn dong(v: i64) -> String {

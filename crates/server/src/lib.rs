@@ -99,7 +99,8 @@ pub struct Backends {
     pub catalog: Arc<Store>,
     pub inventory: Arc<dyn Inventory>,
     pub feed: Option<(EventFeed, tokio::sync::mpsc::Receiver<FeedItem>)>,
-    /// The system clock; tests substitute a manual one.
+    /// The one clock the store, the inventory and the server read: the system clock when
+    /// serving, a manual one in tests (see [`open_backends`]).
     pub clock: clock::SharedClock,
     /// The embedded claim journal (memory inventory), whose group commits the metrics time.
     pub journal: Option<SqliteJournal>,
@@ -158,9 +159,15 @@ fn redact(url: &str) -> String {
 /// Opens the backends the configuration names: the embedded inventory (memory, journaled to
 /// SQLite) or, with `redis_url`, the Redis inventory shared by every node, on one Redis or
 /// (`redis_cluster`) on a Redis Cluster. The store is the SQLite file under `data_dir`, or
-/// PostgreSQL with `database_url`.
-pub async fn open_backends(config: &Config) -> Result<Backends, ServerError> {
-    let catalog = open_store(config).await?;
+/// PostgreSQL with `database_url`. The store stamps on `clock`, and so does every part the state
+/// builds from [`Backends::clock`]. The Redis inventory decides by Redis's `TIME`, the one clock
+/// every node shares (see `nightmarket_inventory`); the memory inventory, for now, by the
+/// system clock (see below).
+pub async fn open_backends(
+    config: &Config,
+    clock: clock::SharedClock,
+) -> Result<Backends, ServerError> {
+    let catalog = open_store(config).await?.with_clock(clock.clone());
     if !config.redis_url.is_empty() {
         let (prefix, history) = (&config.redis_prefix, config.limits.event_history);
         let redis = if config.redis_cluster {
@@ -183,19 +190,25 @@ pub async fn open_backends(config: &Config) -> Result<Backends, ServerError> {
             catalog: Arc::new(catalog),
             inventory: Arc::new(redis),
             feed: Some(feed),
-            clock: Arc::new(clock::SystemClock),
+            clock,
             journal: None,
         });
     }
     let path = config.data_dir.join("journal.sqlite");
     let journal = SqliteJournal::open(&path, config.limits.journal_queue)
         .map_err(|e| dependency("sqlite", path.display().to_string(), e))?;
-    let inventory = MemoryInventory::new(journal.clone(), config.limits.event_history);
+    // Decides on the system clock, not `clock`, until the WebSocket session and the live
+    // fan-out read `clock` too: they still compute claim deadlines (`ws::claims`) and flash-end
+    // timers (`live::schedule_flash_end`) on the wall clock, and an inventory on a test's
+    // manual clock would then end every flash at once and judge deadlines against another
+    // clock. Serving passes the system clock, so today both are the same clock there.
+    let inventory = MemoryInventory::new(journal.clone(), config.limits.event_history)
+        .with_clock(clock::system());
     Ok(Backends {
         catalog: Arc::new(catalog),
         inventory: Arc::new(inventory),
         feed: None,
-        clock: Arc::new(clock::SystemClock),
+        clock,
         journal: Some(journal),
     })
 }
@@ -208,7 +221,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     config.validate()?;
-    let backends = open_backends(&config).await?;
+    let backends = open_backends(&config, clock::system()).await?;
     serve_with(listener, config, backends, shutdown).await
 }
 

@@ -314,7 +314,7 @@ impl Store {
         from: ShowStatus,
         to: ShowStatus,
     ) -> Result<bool, StoreError> {
-        self.transition(id, from, to, crate::now_ms(), "system", None)
+        self.transition(id, from, to, self.clock.now(), "system", None)
             .await
     }
 

@@ -433,11 +433,15 @@ pub async fn catalog(c: &Store) -> Result<(), StoreError> {
         "one show listed",
     )?;
 
-    // Compare-and-set: exactly one of two identical transitions wins.
-    let first = c
+    // Compare-and-set: exactly one of two identical transitions wins. The store stamps the
+    // move with the clock it was given, so a test decides when it happened.
+    let clock = nightmarket_domain::ManualClock::new(T0 + 7_000);
+    let clocked = c.clone().with_clock(std::sync::Arc::new(clock.clone()));
+    let first = clocked
         .set_show_status(&show.id, ShowStatus::Scheduled, ShowStatus::Live)
         .await?;
-    let second = c
+    clock.advance(1_000);
+    let second = clocked
         .set_show_status(&show.id, ShowStatus::Scheduled, ShowStatus::Live)
         .await?;
     ensure(first && !second, "status compare-and-set has one winner")?;
@@ -446,8 +450,8 @@ pub async fn catalog(c: &Store) -> Result<(), StoreError> {
         .await?
         .ok_or_else(|| fail("show vanished"))?;
     ensure(
-        live.status == ShowStatus::Live && live.live_at.is_some(),
-        "status and live_at persisted",
+        live.status == ShowStatus::Live && live.live_at == Some(T0 + 7_000),
+        "status and live_at persisted, live_at on the store's clock",
     )?;
     Ok(())
 }

@@ -15,7 +15,7 @@ use nightmarket_store::{ShowRow, Store};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::http::CreateLineupItem;
 
-use crate::clock::{SharedClock, now_ms};
+use crate::clock::SharedClock;
 use crate::config::{Config, MarketTiming};
 use crate::convert::{rfc3339, show_body};
 use crate::live::{Live, Opening, ShowIdentity, ShowRuntime};
@@ -101,15 +101,10 @@ impl Shows {
         let lineup: Vec<LineupEntry> = row
             .lineup
             .iter()
-            .map(|l| LineupEntry {
-                product: l.product.clone(),
-                allotted: l.stock,
-                buyer_limit: l.buyer_limit,
-                left: l.stock,
-            })
+            .map(|l| LineupEntry::opening(l.product.clone(), l.stock, l.buyer_limit))
             .collect();
         self.inventory.open_show(&row.id, lineup).await?;
-        let view = self.inventory.view(&row.id, None, now_ms()).await?;
+        let view = self.inventory.view(&row.id, None, self.clock.now()).await?;
         // Where this node starts telling waitlist news: what happened before, it did not see.
         let log_len = self.inventory.stock(&row.id, u64::MAX).await?.log_len;
         let seller_name = match self.store.seller(&row.seller_id).await {
@@ -257,7 +252,7 @@ impl Shows {
         if self.runtime(id).is_none() {
             return Ok(None);
         }
-        Ok(Some(self.inventory.view(id, None, now_ms()).await?))
+        Ok(Some(self.inventory.view(id, None, self.clock.now()).await?))
     }
 
     /// Where a stored show stands: the inventory's word when this node serves it, else the
