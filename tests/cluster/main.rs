@@ -205,15 +205,7 @@ async fn claims_across_two_hubs_become_orders_through_the_balancer() {
             .await;
     }
 
-    let (status, body) = http(
-        balancer,
-        "POST",
-        &format!("/api/shows/{}/close", market.show),
-        Some(&market.operator),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "close: {body}");
+    market.close_via(balancer).await;
     seller.close().await;
     for (_, viewer) in viewers {
         viewer.close().await;

@@ -2,7 +2,9 @@
 //! only its own shows; only operators create things.
 
 use nightmarket_server::auth::{Role, TokenKey};
-use nightmarket_tests::{Client, Market, SECRET, TestServer, create_seller, http, now_secs, token};
+use nightmarket_tests::{
+    Client, Market, SECRET, TestServer, create_seller, get, http, now_secs, token,
+};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage};
 use serde_json::json;
@@ -244,5 +246,48 @@ async fn authorization_matrix() {
         .0,
         200
     );
+    server.shutdown().await;
+}
+
+/// The server checks tokens on its one clock: a token stays good until that clock passes its
+/// expiry, and one issued ahead of it is refused, whatever the wall clock says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_expires_when_the_servers_clock_passes_its_expiry() {
+    const AT_SECS: i64 = 1_795_786_200; // a Friday evening in 2026
+    const TTL_SECS: i64 = 600;
+    let clock = nightmarket_server::clock::ManualClock::new(AT_SECS * 1000);
+    let server =
+        TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), |_| {}).await;
+    let key = TokenKey::new(SECRET);
+    let operator = key.mint(Role::Operator, "dieu-hanh", AT_SECS, TTL_SECS);
+    let addr = server.addr;
+    let me = |t: String| async move { get(addr, "/api/me", Some(&t)).await };
+
+    assert_eq!(me(operator.clone()).await.0, 200, "good at issue");
+    clock.advance((TTL_SECS - 1) * 1000);
+    assert_eq!(me(operator.clone()).await.0, 200, "good a second before");
+    clock.advance(1000);
+    let (status, body) = me(operator.clone()).await;
+    assert_eq!(
+        (status, body["error"]["details"]["reason"].as_str()),
+        (401, Some("expired")),
+        "{body}"
+    );
+
+    // Issued an hour after the server's clock: refused until the clock gets there.
+    let later = key.mint(
+        Role::Operator,
+        "dieu-hanh",
+        AT_SECS + 2 * TTL_SECS + 3600,
+        TTL_SECS,
+    );
+    let (status, body) = me(later.clone()).await;
+    assert_eq!(
+        (status, body["error"]["details"]["reason"].as_str()),
+        (401, Some("issued_in_future")),
+        "{body}"
+    );
+    clock.set((AT_SECS + 2 * TTL_SECS + 3600) * 1000);
+    assert_eq!(me(later).await.0, 200, "good once the clock is there");
     server.shutdown().await;
 }

@@ -4,21 +4,19 @@
 //! in its own column. (Names refuse line breaks and other control characters; the writer's
 //! quoting of line breaks is unit-tested in `csv_table`.)
 
+use crate::market::market_server;
+use crate::support::eventually;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use nightmarket_server::auth::Role;
-use nightmarket_server::clock::ManualClock;
 use nightmarket_server::http::reports::CSV_COLUMNS;
-use nightmarket_tests::{Client, TestServer, WAIT, create_seller, http_raw, token};
+use nightmarket_tests::{Client, http_raw, post, token};
 use nightmarket_wire::orders::ORDER_CSV_HEADER;
 use nightmarket_wire::server::ClaimOutcomeKind;
 use serde_json::json;
 
-use crate::market::{
-    FRIDAY_2030, MINUTE, WEDNESDAY, admit, commit, docs, fast, market, post, product, schedule,
-    wait_status,
-};
+use crate::market::{FRIDAY_2030, MINUTE, WEDNESDAY, scheduled_seller, wait_status};
 
 /// The list price `market::product` gives every product.
 const PRICE: i64 = 120_000;
@@ -37,26 +35,23 @@ async fn a_name_with_quotes_commas_and_diacritics_reads_back_intact() {
     exports_read_back(name, name).await;
 }
 
-/// The CSV at `path`, parsed by the `csv` crate into its header and rows.
+/// Every record of a CSV text (the header first), parsed by the `csv` crate (RFC 4180: quoted
+/// fields may hold commas, doubled quotes and line breaks); every record as wide as the first.
+pub(crate) fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect()
+}
+
+/// The CSV at `path`: its header and rows.
 async fn read_csv(addr: SocketAddr, path: &str, tok: &str) -> (Vec<String>, Vec<Vec<String>>) {
     let (s, text) = http_raw(addr, "GET", path, Some(tok), None).await;
     assert_eq!(s, 200, "{text}");
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_reader(text.as_bytes());
-    let header: Vec<String> = reader
-        .headers()
-        .unwrap()
-        .iter()
-        .map(str::to_owned)
-        .collect();
-    let rows: Vec<Vec<String>> = reader
-        .records()
-        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
-        .collect();
-    for r in &rows {
-        assert_eq!(r.len(), header.len(), "{text}");
-    }
+    let mut rows = parse_csv(&text);
+    let header = rows.remove(0);
     (header, rows)
 }
 
@@ -68,31 +63,9 @@ fn column(header: &[String], row: &[String], name: &str) -> String {
 /// One show selling a product called `name`, settled; both exports must give `want` as the
 /// product's cell and every other column as the JSON says.
 async fn exports_read_back(name: &str, want: &str) {
-    let clock = ManualClock::new(WEDNESDAY);
-    let server = TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), |c| {
-        fast(c);
-        c.orders.poll_ms = 20;
-    })
-    .await;
-    let addr = server.addr;
-    let op = token(Role::Operator, "ops-hanoi");
-    let market = market(addr, &op).await;
-    let seller = create_seller(addr, &op, "HTX Mật ong Ba Vì").await;
-    let p = product(addr, &op, &seller, name, 4, docs("2027-12-31")).await;
-    admit(addr, &op, &market, &p).await;
-    commit(addr, &market, &seller, "2026-11-27").await;
-    let (s, show) = schedule(
-        addr,
-        &op,
-        &market,
-        &seller,
-        &p,
-        "2026-11-27T20:30",
-        "2026-11-27T21:00",
-    )
-    .await;
-    assert_eq!(s, 201, "{show}");
-    let show = show["id"].as_str().unwrap().to_owned();
+    let (_server, clock, addr, op, market) =
+        market_server(WEDNESDAY, |c| c.orders.poll_ms = 20).await;
+    let (seller, p, show) = scheduled_seller(addr, &op, &market, "HTX Mật ong Ba Vì", name).await;
 
     clock.set(FRIDAY_2030);
     wait_status(addr, &show, "live").await;
@@ -116,14 +89,11 @@ async fn exports_read_back(name: &str, want: &str) {
 
     // The order service settles the show; its report answers 409 until then.
     let report = format!("/api/shows/{show}/report");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while http_raw(addr, "GET", &report, Some(&op), None).await.0 != 200 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "show {show} never settled"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually(format!("show {show} settled"), || async {
+        let (s, body) = http_raw(addr, "GET", &report, Some(&op), None).await;
+        (s == 200).then_some(()).ok_or(body)
+    })
+    .await;
 
     let (header, rows) = read_csv(addr, &format!("{report}?format=csv"), &seller_tok).await;
     assert_eq!(header, CSV_COLUMNS);

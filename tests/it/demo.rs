@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use nightmarket_server::auth::Role;
-use nightmarket_tests::{WAIT, http, token};
+use nightmarket_tests::{WAIT, get, token};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const EXE: &str = env!("CARGO_BIN_EXE_nightmarket-under-test");
@@ -13,18 +13,9 @@ const EXE: &str = env!("CARGO_BIN_EXE_nightmarket-under-test");
 /// Runs the demo until it announces its live show; returns the child, its address and what it
 /// printed up to then.
 async fn demo(dir: &std::path::Path) -> (tokio::process::Child, std::net::SocketAddr, String) {
-    let mut child = tokio::process::Command::new(EXE)
-        .args(["demo", "--buyers", "2"])
-        .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
-        .env("NIGHTMARKET_DATA_DIR", dir)
-        .env("NIGHTMARKET_AUTH_SECRET", nightmarket_tests::SECRET)
-        .env("NIGHTMARKET_LOG", "warn")
-        .env_remove("NIGHTMARKET_CONFIG")
-        .env_remove("NIGHTMARKET_REDIS_URL")
-        .env_remove("NIGHTMARKET_DATABASE_URL")
+    let mut child = nightmarket_tests::command(EXE, dir, &["demo", "--buyers", "2"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -60,9 +51,9 @@ async fn a_second_demo_run_reuses_and_closes_what_the_first_left() {
     let (mut second, addr, printed) = demo(dir.path()).await;
     assert!(printed.contains("Closed the demo show"), "{printed}");
     let op = token(Role::Operator, "office");
-    let (_, sellers) = http(addr, "GET", "/api/sellers", Some(&op), None).await;
+    let (_, sellers) = get(addr, "/api/sellers", Some(&op)).await;
     assert_eq!(sellers.as_array().unwrap().len(), 3, "{sellers}");
-    let (_, shows) = http(addr, "GET", "/api/shows", None, None).await;
+    let (_, shows) = get(addr, "/api/shows", None).await;
     let statuses: Vec<&str> = shows
         .as_array()
         .unwrap()
@@ -123,18 +114,9 @@ async fn the_readme_narration_is_what_the_demo_prints() {
     assert!(expected.len() >= 5, "{expected:?}");
 
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(EXE)
-        .args(["demo"])
-        .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
-        .env("NIGHTMARKET_DATA_DIR", dir.path())
-        .env("NIGHTMARKET_AUTH_SECRET", nightmarket_tests::SECRET)
-        .env("NIGHTMARKET_LOG", "warn")
-        .env_remove("NIGHTMARKET_CONFIG")
-        .env_remove("NIGHTMARKET_REDIS_URL")
-        .env_remove("NIGHTMARKET_DATABASE_URL")
+    let mut child = nightmarket_tests::command(EXE, dir.path(), &["demo"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

@@ -187,6 +187,22 @@ async fn openapi_document_matches_the_router() {
                     "{method} {path} {status}"
                 );
             }
+            // A list endpoint documents the paging contract (docs/protocol.md §9).
+            let is_list = ok.1["content"]["application/json"]["schema"]["type"] == "array";
+            if method == "get" && is_list {
+                let params = op["parameters"].as_array().cloned().unwrap_or_default();
+                for name in ["limit", "cursor"] {
+                    let named = params.iter().any(|p| {
+                        p["name"] == name
+                            || p["$ref"] == format!("#/components/parameters/{name}").as_str()
+                    });
+                    assert!(named, "{method} {path}: the {name} parameter");
+                }
+                assert!(
+                    ok.1["headers"].get("Next-Cursor").is_some(),
+                    "{method} {path}: the Next-Cursor header"
+                );
+            }
         }
     }
     // The error body names its code from the closed list of codes.

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use nightmarket_server::auth::Role;
-use nightmarket_tests::{Client, Ended, Market, OwnRedis, TestServer, http, token};
+use nightmarket_tests::{Client, Ended, Market, OwnRedis, TestServer, get, token};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::server::{ClaimOutcomeKind, ClaimResult, ServerMessage};
 use serde_json::{Value, json};
@@ -35,7 +35,7 @@ async fn server_with(redis: &OwnRedis, in_flight: usize) -> TestServer {
 async fn readiness(addr: std::net::SocketAddr, ready: bool, within: Duration) -> (Value, Duration) {
     let start = Instant::now();
     loop {
-        let (status, body) = http(addr, "GET", "/readyz", None, None).await;
+        let (status, body) = get(addr, "/readyz", None).await;
         assert_eq!(status == 200, body["ready"] == true, "{status} {body}");
         if body["ready"] == ready {
             return (body, start.elapsed());
@@ -80,10 +80,7 @@ async fn a_claim_on_a_hung_redis_is_pending_then_answered_and_never_taken_late()
     let server = server_on(&redis).await;
     let m = Market::create(server.addr, &[90_000], 10, 5, true).await;
     let _seller = m.pinned_seller(0).await;
-    let mut viewer = Client::connect(server.addr, &m.show, &token(Role::Viewer, "b1"), None)
-        .await
-        .unwrap();
-    viewer.snapshot().await;
+    let mut viewer = Client::viewer(server.addr, &m.show, "b1").await;
     let (ready, _) = readiness(server.addr, true, Duration::ZERO).await;
     let names: Vec<&str> = ready["backends"]
         .as_array()
@@ -128,7 +125,8 @@ async fn a_claim_on_a_hung_redis_is_pending_then_answered_and_never_taken_late()
         sent.elapsed()
     );
 
-    // Hung for well past the deadline, then resumed: what queued runs now, and is refused.
+    // Hung for well past the deadline, then resumed: what queued runs now, and is refused. The
+    // hang's length is what the test is about, not a wait for something to happen.
     tokio::time::sleep(Duration::from_millis(700)).await;
     redis.resume();
     let real = claim_result(&mut viewer, "c1").await;
@@ -139,12 +137,7 @@ async fn a_claim_on_a_hung_redis_is_pending_then_answered_and_never_taken_late()
     assert!(dependency(&body, "redis")["last_error"].is_string());
 
     // Nothing was taken; the same claim id, retried, is decided now.
-    let mut check = Client::connect(server.addr, &m.show, &token(Role::Viewer, "b1"), None)
-        .await
-        .unwrap();
-    let snap = check.snapshot().await;
-    assert!(snap.my_claims.is_empty(), "{:?}", snap.my_claims);
-    assert_eq!(snap.lineup[0].left, 10);
+    nothing_taken(server.addr, &m).await;
     let again = viewer.claim("c1", m.product(0), 1, 90_000).await;
     assert_eq!(again.outcome, ClaimOutcomeKind::Accepted, "{again:?}");
     assert_eq!(again.stock_left, Some(9));
@@ -160,10 +153,7 @@ async fn closing_with_a_claim_in_flight_is_answered_and_the_claim_never_lands() 
     let server = server_with(&redis, 2).await;
     let m = Market::create(server.addr, &[90_000], 10, 5, true).await;
     let _seller = m.pinned_seller(0).await;
-    let mut viewer = Client::connect(server.addr, &m.show, &token(Role::Viewer, "b1"), None)
-        .await
-        .unwrap();
-    viewer.snapshot().await;
+    let mut viewer = Client::viewer(server.addr, &m.show, "b1").await;
 
     redis.pause();
     viewer.send(claim("gone", m.product(0), 90_000)).await;
@@ -187,15 +177,11 @@ async fn closing_with_a_claim_in_flight_is_answered_and_the_claim_never_lands() 
         closing.elapsed()
     );
 
+    // Redis stays hung past the deadline: the fault's length, not a wait for something.
     tokio::time::sleep(Duration::from_millis(DEADLINE_MS + 200)).await;
     redis.resume();
     readiness(server.addr, true, Duration::from_secs(1)).await;
-    let mut check = Client::connect(server.addr, &m.show, &token(Role::Viewer, "b1"), None)
-        .await
-        .unwrap();
-    let snap = check.snapshot().await;
-    assert!(snap.my_claims.is_empty(), "{:?}", snap.my_claims);
-    assert_eq!(snap.lineup[0].left, 10);
+    nothing_taken(server.addr, &m).await;
     server.shutdown().await;
 }
 
@@ -208,18 +194,12 @@ async fn readyz_and_logs_follow_redis_dying_and_coming_back() {
     let redis = OwnRedis::start();
     let dir = tempfile::tempdir().unwrap();
     let url = redis.url();
-    let mut child = tokio::process::Command::new(EXE)
-        .arg("serve")
-        .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
-        .env("NIGHTMARKET_DATA_DIR", dir.path())
-        .env("NIGHTMARKET_AUTH_SECRET", nightmarket_tests::SECRET)
+    let mut child = nightmarket_tests::command(EXE, dir.path(), &["serve"])
         .env("NIGHTMARKET_REDIS_URL", &url)
         .env("NIGHTMARKET_LOG", "info")
         .env("NIGHTMARKET_LOG_FORMAT", "json")
-        .env_remove("NIGHTMARKET_CONFIG")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
@@ -242,17 +222,22 @@ async fn readyz_and_logs_follow_redis_dying_and_coming_back() {
     let (body, took) = readiness(addr, false, Duration::from_secs(1)).await;
     assert!(took < Duration::from_secs(1), "failing after {took:?}");
     assert_eq!(dependency(&body, "redis")["state"], "failing");
-    // An outage of some 3.5 s.
+    // An outage of some 3.5 s: its length is the fault under test.
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let _redis = OwnRedis::start_at(port);
     let (body, took) = readiness(addr, true, Duration::from_secs(1)).await;
     assert!(took < Duration::from_secs(1), "ready after {took:?}");
     assert!(dependency(&body, "redis")["last_error"].is_string());
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
+    // Every line up to the one that says Redis is back.
     let mut warnings = 0;
     let mut back = false;
-    while let Ok(line) = logs.try_recv() {
+    while !back {
+        let line = tokio::time::timeout(nightmarket_tests::WAIT, logs.recv())
+            .await
+            .ok()
+            .flatten()
+            .expect("the log says when redis is back");
         assert!(
             !line.contains('\u{1b}'),
             "colour codes in a log file: {line}"
@@ -267,7 +252,6 @@ async fn readyz_and_logs_follow_redis_dying_and_coming_back() {
     }
     // One per probe (250 ms) would be 14 from the prober alone, and as many from the feed.
     assert!(warnings <= 8, "{warnings} warnings in a 3.5 s outage");
-    assert!(back, "the log says when redis is back");
     let _ = child.kill().await;
 }
 
@@ -276,17 +260,10 @@ async fn readyz_and_logs_follow_redis_dying_and_coming_back() {
 async fn text_logs_to_a_pipe_have_no_colour_codes() {
     use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(EXE)
-        .arg("serve")
-        .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
-        .env("NIGHTMARKET_DATA_DIR", dir.path())
-        .env("NIGHTMARKET_AUTH_SECRET", nightmarket_tests::SECRET)
+    let mut child = nightmarket_tests::command(EXE, dir.path(), &["serve"])
         .env("NIGHTMARKET_LOG", "info")
-        .env_remove("NIGHTMARKET_LOG_FORMAT")
-        .env_remove("NIGHTMARKET_CONFIG")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
@@ -303,4 +280,14 @@ async fn text_logs_to_a_pipe_have_no_colour_codes() {
     .expect("the serving line");
     assert!(serving.contains("INFO"), "{serving}");
     let _ = child.kill().await;
+}
+
+/// Nothing was taken while Redis hung: buyer `b1` holds no claim and all ten units are left.
+async fn nothing_taken(addr: std::net::SocketAddr, m: &Market) {
+    let mut check = Client::connect(addr, &m.show, &token(Role::Viewer, "b1"), None)
+        .await
+        .unwrap();
+    let snap = check.snapshot().await;
+    assert!(snap.my_claims.is_empty(), "{:?}", snap.my_claims);
+    assert_eq!(snap.lineup[0].left, 10);
 }

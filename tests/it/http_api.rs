@@ -2,7 +2,7 @@
 
 use nightmarket_server::auth::Role;
 use nightmarket_tests::{
-    Client, Ended, Market, TestServer, create_product, create_seller, http, http_text, token,
+    Client, Ended, Market, TestServer, create_product, create_seller, get, http, http_text, token,
 };
 use nightmarket_wire::server::ServerMessage;
 use serde_json::json;
@@ -37,8 +37,7 @@ async fn validation_health_and_metrics() {
     ] {
         assert_eq!(http_text(addr, path).await.0, 404, "{path}");
     }
-    let (status, ready) = http(addr, "GET", "/readyz", None, None).await;
-    assert_eq!(status, 200);
+    let ready = nightmarket_tests::get_ok(addr, "/readyz").await;
     assert_eq!(ready["ready"], true);
     assert!(
         ready["backends"]
@@ -49,7 +48,7 @@ async fn validation_health_and_metrics() {
     );
 
     let seller = create_seller(addr, &op, "HTX Mật ong Ba Vì").await;
-    let (status, s) = http(addr, "GET", &format!("/api/sellers/{seller}"), None, None).await;
+    let (status, s) = get(addr, &format!("/api/sellers/{seller}"), None).await;
     assert_eq!(
         (status, s["name"].as_str()),
         (200, Some("HTX Mật ong Ba Vì"))
@@ -155,15 +154,9 @@ async fn validation_health_and_metrics() {
             "{lineup}: {err}"
         );
     }
-    assert_eq!(
-        http(addr, "GET", "/api/shows/nope", None, None).await.0,
-        404
-    );
-    assert_eq!(
-        http(addr, "GET", "/api/nothing-here", None, None).await.0,
-        404
-    );
-    let (status, list) = http(addr, "GET", "/api/shows", None, None).await;
+    assert_eq!(get(addr, "/api/shows/nope", None).await.0, 404);
+    assert_eq!(get(addr, "/api/nothing-here", None).await.0, 404);
+    let (status, list) = get(addr, "/api/shows", None).await;
     assert_eq!((status, list.as_array().map(Vec::len)), (200, Some(0)));
 
     let (status, metrics) = http_text(addr, "/metrics").await;
@@ -223,17 +216,16 @@ async fn records_are_stamped_by_the_servers_clock() {
     let addr = server.addr;
     let operator = token(Role::Operator, "operator-1");
 
-    let (status, ready) = http(addr, "GET", "/readyz", None, None).await;
-    assert_eq!(status, 200, "{ready}");
+    let ready = nightmarket_tests::get_ok(addr, "/readyz").await;
     for b in ready["backends"].as_array().unwrap() {
         assert_eq!(b["since"], AT, "{b}");
     }
     let seller = create_seller(addr, &operator, "HTX Mật ong Ba Vì").await;
-    let (_, body) = http(addr, "GET", &format!("/api/sellers/{seller}"), None, None).await;
+    let (_, body) = get(addr, &format!("/api/sellers/{seller}"), None).await;
     assert_eq!(body["created_at"], AT, "{body}");
     clock.advance(60_000);
     let product = create_product(addr, &operator, &seller, "Mật ong", 250_000).await;
-    let (_, body) = http(addr, "GET", &format!("/api/products/{product}"), None, None).await;
+    let (_, body) = get(addr, &format!("/api/products/{product}"), None).await;
     assert_eq!(body["created_at"], AT + 60_000, "{body}");
     let show = json!({"seller_id": seller, "title": "Đêm thứ Sáu",
         "lineup": [{"product_id": product, "stock": 5, "buyer_limit": 1}]});

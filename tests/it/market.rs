@@ -2,11 +2,13 @@
 //! schedules sellers' shows into a night, and the shows open and close on time by themselves.
 //! Time is a manual clock, so slots start and end exactly when the test says.
 
+use crate::support::{eventually, postgres_url};
+use nightmarket_tests::{assert_error, get, post, quiet_for};
 use std::net::SocketAddr;
 
 use nightmarket_server::auth::Role;
 use nightmarket_server::clock::ManualClock;
-use nightmarket_tests::{TestServer, WAIT, create_seller, http, token};
+use nightmarket_tests::{TestServer, create_seller, http, token};
 use serde_json::{Value, json};
 
 /// 2026-11-25 00:00 UTC, a Wednesday: "next Friday" is 2026-11-27.
@@ -22,17 +24,6 @@ pub(crate) fn fast(c: &mut nightmarket_server::config::Config) {
     // These tests move the clock through a whole night with no seller connected: their shows
     // open and close by their slots alone (tests/it/seller_absent.rs covers the absence rule).
     c.market.seller_absent_close_ms = 0;
-}
-
-pub(crate) async fn postgres_url() -> String {
-    let url = nightmarket_store::testing::test_database_url().unwrap();
-    nightmarket_store::testing::fresh_database(&url)
-        .await
-        .unwrap()
-}
-
-pub(crate) async fn post(addr: SocketAddr, path: &str, tok: &str, body: Value) -> (u16, Value) {
-    http(addr, "POST", path, Some(tok), Some(&body)).await
 }
 
 pub(crate) fn docs(until: &str) -> Value {
@@ -114,15 +105,19 @@ pub(crate) async fn ready_seller(
     (seller, p)
 }
 
+/// Schedules `seller` with one `product` into the night of 2026-11-27 at `slot` (local start
+/// and end times, `HH:MM`).
 pub(crate) async fn schedule(
     addr: SocketAddr,
     op: &str,
     market: &str,
-    seller: &str,
-    product: &str,
-    start: &str,
-    end: &str,
+    (seller, product): (&str, &str),
+    slot: (&str, &str),
 ) -> (u16, Value) {
+    let (start, end) = (
+        format!("2026-11-27T{}", slot.0),
+        format!("2026-11-27T{}", slot.1),
+    );
     post(
         addr,
         &format!("/api/markets/{market}/nights/2026-11-27/shows"),
@@ -134,9 +129,57 @@ pub(crate) async fn schedule(
     .await
 }
 
+/// A seller named `seller_name` with one admitted product `product_name`, committed to the
+/// night of 2026-11-27 and scheduled into it at 20:30–21:00: (seller, product, show) ids.
+pub(crate) async fn scheduled_seller(
+    addr: SocketAddr,
+    op: &str,
+    market: &str,
+    seller_name: &str,
+    product_name: &str,
+) -> (String, String, String) {
+    let seller = create_seller(addr, op, seller_name).await;
+    let p = product(addr, op, &seller, product_name, 4, docs("2027-12-31")).await;
+    admit(addr, op, market, &p).await;
+    commit(addr, market, &seller, "2026-11-27").await;
+    let (s, show) = schedule(addr, op, market, (&seller, &p), ("20:30", "21:00")).await;
+    assert_eq!(s, 201, "{show}");
+    let show = show["id"].as_str().unwrap().to_owned();
+    (seller, p, show)
+}
+
+/// What the market tests start from: a server on a manual clock at `at` with the market loop
+/// [`fast`] and then `tweak` applied, an operator's token and a market (every Friday at 20:30):
+/// (server, clock, address, operator token, market id).
+pub(crate) async fn market_server(
+    at: i64,
+    tweak: impl FnOnce(&mut nightmarket_tests::Config),
+) -> (TestServer, ManualClock, SocketAddr, String, String) {
+    let clock = ManualClock::new(at);
+    let server = TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), |c| {
+        fast(c);
+        tweak(c);
+    })
+    .await;
+    let addr = server.addr;
+    let op = token(Role::Operator, "ops-hanoi");
+    let market = market(addr, &op).await;
+    (server, clock, addr, op, market)
+}
+
+/// Points the server at `database_url` (PostgreSQL) when there is one.
+pub(crate) fn on_database(
+    database_url: Option<String>,
+) -> impl FnOnce(&mut nightmarket_tests::Config) {
+    move |c| {
+        if let Some(url) = database_url {
+            c.database_url = url;
+        }
+    }
+}
+
 pub(crate) async fn status_of(addr: SocketAddr, show: &str) -> String {
-    let (s, v) = http(addr, "GET", &format!("/api/shows/{show}"), None, None).await;
-    assert_eq!(s, 200, "{v}");
+    let v = nightmarket_tests::get_ok(addr, &format!("/api/shows/{show}")).await;
     v["status"].as_str().unwrap().to_owned()
 }
 
@@ -144,14 +187,7 @@ async fn recorded(addr: SocketAddr, show: &str, want: &str) -> bool {
     if want == "scheduled" {
         return true;
     }
-    let (_, log) = http(
-        addr,
-        "GET",
-        &format!("/api/shows/{show}/transitions"),
-        None,
-        None,
-    )
-    .await;
+    let (_, log) = get(addr, &format!("/api/shows/{show}/transitions"), None).await;
     log.as_array()
         .is_some_and(|l| l.iter().any(|t| t["to"] == want))
 }
@@ -160,44 +196,26 @@ async fn recorded(addr: SocketAddr, show: &str, want: &str) -> bool {
 /// transition first and the store follows at the clock's reading then, so a test that moves the
 /// clock on before the record would see it stamped late.
 pub(crate) async fn wait_status(addr: SocketAddr, show: &str, want: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if status_of(addr, show).await == want && recorded(addr, show, want).await {
-            return;
+    eventually(format!("show {show} becoming {want}"), || async {
+        let now = status_of(addr, show).await;
+        if now == want && recorded(addr, show, want).await {
+            Ok(())
+        } else {
+            Err(now)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "show {show} never became {want}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 }
 
 /// The walkthrough of the README: every Friday 20:30–23:00, five sellers' shows into next
 /// Friday, products admitted, shows opening and closing on time.
 async fn walkthrough(database_url: Option<String>) {
-    let clock = ManualClock::new(WEDNESDAY);
-    let server = TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), |c| {
-        fast(c);
-        if let Some(url) = database_url {
-            c.database_url = url;
-        }
-    })
-    .await;
-    let addr = server.addr;
-    let op = token(Role::Operator, "ops-hanoi");
-    let market = market(addr, &op).await;
+    let (server, clock, addr, op, market) =
+        market_server(WEDNESDAY, on_database(database_url)).await;
 
     // Upcoming nights in local and UTC time.
-    let (s, nights) = http(
-        addr,
-        "GET",
-        &format!("/api/markets/{market}/nights?limit=3"),
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(s, 200, "{nights}");
+    let nights =
+        nightmarket_tests::get_ok(addr, &format!("/api/markets/{market}/nights?limit=3")).await;
     assert_eq!(nights[0]["date"], "2026-11-27");
     assert_eq!(nights[0]["local_start"], "2026-11-27T20:30");
     assert_eq!(nights[0]["local_end"], "2026-11-27T23:00");
@@ -228,16 +246,7 @@ async fn walkthrough(database_url: Option<String>) {
         .await;
         admit(addr, &op, &market, &p).await;
         commit(addr, &market, &seller, "2026-11-27").await;
-        let (s, show) = schedule(
-            addr,
-            &op,
-            &market,
-            &seller,
-            &p,
-            &format!("2026-11-27T{start}"),
-            &format!("2026-11-27T{end}"),
-        )
-        .await;
+        let (s, show) = schedule(addr, &op, &market, (&seller, &p), (start, end)).await;
         assert_eq!(s, 201, "{show}");
         assert_eq!(show["status"], "scheduled");
         assert_eq!(show["schedule"]["night_date"], "2026-11-27");
@@ -251,11 +260,9 @@ async fn walkthrough(database_url: Option<String>) {
         );
         shows.push((show["id"].as_str().unwrap().to_owned(), seller));
     }
-    let (_, listed) = http(
+    let (_, listed) = get(
         addr,
-        "GET",
         &format!("/api/markets/{market}/nights/2026-11-27/shows"),
-        None,
         None,
     )
     .await;
@@ -263,7 +270,8 @@ async fn walkthrough(database_url: Option<String>) {
 
     // Nothing opens before its slot.
     clock.set(FRIDAY_2030 - 1);
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // A window of several lifecycle ticks in which the show would wrongly open.
+    quiet_for(std::time::Duration::from_millis(200)).await;
     assert_eq!(status_of(addr, &shows[0].0).await, "scheduled");
     clock.set(FRIDAY_2030);
     wait_status(addr, &shows[0].0, "live").await;
@@ -280,11 +288,9 @@ async fn walkthrough(database_url: Option<String>) {
     for (show, _) in &shows {
         wait_status(addr, show, "closed").await;
     }
-    let (_, log) = http(
+    let (_, log) = get(
         addr,
-        "GET",
         &format!("/api/shows/{}/transitions", shows[0].0),
-        None,
         None,
     )
     .await;
@@ -296,22 +302,18 @@ async fn walkthrough(database_url: Option<String>) {
     assert_eq!(log[1]["to"], "closed");
 
     // A seller sees only their own shows.
-    let (s, own) = http(
+    let (s, own) = get(
         addr,
-        "GET",
         &format!("/api/sellers/{}/shows", shows[0].1),
         Some(&token(Role::Seller, &shows[0].1)),
-        None,
     )
     .await;
     assert_eq!(s, 200);
     assert_eq!(own.as_array().unwrap().len(), 1);
-    let (s, _) = http(
+    let (s, _) = get(
         addr,
-        "GET",
         &format!("/api/sellers/{}/shows", shows[1].1),
         Some(&token(Role::Seller, &shows[0].1)),
-        None,
     )
     .await;
     assert_eq!(s, 403);
@@ -330,21 +332,11 @@ async fn walkthrough_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recurrence_and_exceptions_through_the_api() {
-    let server = TestServer::start_clocked(
-        tempfile::tempdir().unwrap(),
-        ManualClock::new(WEDNESDAY),
-        fast,
-    )
-    .await;
-    let addr = server.addr;
-    let op = token(Role::Operator, "ops");
-    let market = market(addr, &op).await;
+    let (server, _, addr, op, market) = market_server(WEDNESDAY, |_| {}).await;
     // Across the year end: 2026-12-18, 12-25, 2027-01-01, all at 13:30 UTC.
-    let (_, n) = http(
+    let (_, n) = get(
         addr,
-        "GET",
         &format!("/api/markets/{market}/nights?from=2026-12-18&limit=3"),
-        None,
         None,
     )
     .await;
@@ -394,11 +386,9 @@ async fn recurrence_and_exceptions_through_the_api() {
         let (s, e) = post(addr, &path, &op, body).await;
         assert!(s == 400 || s == 409, "{why}: {s} {e}");
     }
-    let (_, n) = http(
+    let (_, n) = get(
         addr,
-        "GET",
         &format!("/api/markets/{market}/nights?from=2026-12-01&limit=2"),
-        None,
         None,
     )
     .await;
@@ -406,11 +396,9 @@ async fn recurrence_and_exceptions_through_the_api() {
     assert_eq!(n[0]["status"], "moved");
     assert_eq!(n[0]["local_start"], "2026-12-05T19:00");
     assert_eq!(n[0]["moved_from"], "2026-12-04T20:30");
-    let (_, n) = http(
+    let (_, n) = get(
         addr,
-        "GET",
         &format!("/api/markets/{market}/nights?from=2027-02-05&limit=1"),
-        None,
         None,
     )
     .await;
@@ -421,11 +409,7 @@ async fn recurrence_and_exceptions_through_the_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slots_admission_and_authz() {
-    let clock = ManualClock::new(WEDNESDAY);
-    let server = TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), fast).await;
-    let addr = server.addr;
-    let op = token(Role::Operator, "ops");
-    let market = market(addr, &op).await;
+    let (server, clock, addr, op, market) = market_server(WEDNESDAY, |_| {}).await;
     let a = create_seller(addr, &op, "HTX A").await;
     let b = create_seller(addr, &op, "HTX B").await;
     let pa = product(addr, &op, &a, "Chè Tân Cương", 4, docs("2027-12-31")).await;
@@ -450,58 +434,18 @@ async fn slots_admission_and_authz() {
         )
         .await;
         assert_eq!(s, 403);
-        let (s, _) = schedule(
-            addr,
-            tok,
-            &market,
-            &a,
-            &pa,
-            "2026-11-27T20:30",
-            "2026-11-27T21:00",
-        )
-        .await;
+        let (s, _) = schedule(addr, tok, &market, (&a, &pa), ("20:30", "21:00")).await;
         assert_eq!(s, 403);
     }
     let (s, _) = http(addr, "POST", "/api/markets", None, Some(&json!({}))).await;
     assert_eq!(s, 401);
 
     // Slots: outside the night, inside, same-seller overlap, another seller overlapping.
-    let (s, e) = schedule(
-        addr,
-        &op,
-        &market,
-        &a,
-        &pa,
-        "2026-11-27T20:00",
-        "2026-11-27T21:00",
-    )
-    .await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (409, Some("slot_unavailable")),
-        "{e}"
-    );
-    let (s, first) = schedule(
-        addr,
-        &op,
-        &market,
-        &a,
-        &pa,
-        "2026-11-27T20:30",
-        "2026-11-27T21:30",
-    )
-    .await;
+    let (s, e) = schedule(addr, &op, &market, (&a, &pa), ("20:00", "21:00")).await;
+    assert_error(s, &e, 409, "slot_unavailable");
+    let (s, first) = schedule(addr, &op, &market, (&a, &pa), ("20:30", "21:30")).await;
     assert_eq!(s, 201, "{first}");
-    let (s, e) = schedule(
-        addr,
-        &op,
-        &market,
-        &a,
-        &pa,
-        "2026-11-27T21:00",
-        "2026-11-27T22:00",
-    )
-    .await;
+    let (s, e) = schedule(addr, &op, &market, (&a, &pa), ("21:00", "22:00")).await;
     assert_eq!(s, 409, "{e}");
     assert!(
         e["error"]["message"]
@@ -510,38 +454,12 @@ async fn slots_admission_and_authz() {
             .contains(first["id"].as_str().unwrap()),
         "{e}"
     );
-    let (s, e) = schedule(
-        addr,
-        &op,
-        &market,
-        &a,
-        &pa,
-        "2026-11-27T21:30",
-        "2026-11-27T22:00",
-    )
-    .await;
+    let (s, e) = schedule(addr, &op, &market, (&a, &pa), ("21:30", "22:00")).await;
     assert_eq!(s, 201, "touching slots are fine: {e}");
-    let (s, e) = schedule(
-        addr,
-        &op,
-        &market,
-        &b,
-        &pb,
-        "2026-11-27T20:30+07:00",
-        "2026-11-27T21:30+07:00",
-    )
-    .await;
+    let offset = ("20:30+07:00", "21:30+07:00");
+    let (s, e) = schedule(addr, &op, &market, (&b, &pb), offset).await;
     assert_eq!(s, 201, "another seller may overlap: {e}");
-    let (s, e) = schedule(
-        addr,
-        &op,
-        &market,
-        &a,
-        &pa,
-        "2026-11-27T22:00",
-        "2026-11-27T21:45",
-    )
-    .await;
+    let (s, e) = schedule(addr, &op, &market, (&a, &pa), ("22:00", "21:45")).await;
     assert_eq!(s, 400, "{e}");
 
     // Admission refusals, each reason.
@@ -587,21 +505,13 @@ async fn slots_admission_and_authz() {
     for (p, reason) in want {
         // Seller C has not signed for the night; seller A's product is used to test that alone.
         let seller = if p == &pa { &a } else { &c };
-        let night_start = if p == &pa {
-            "2026-11-27T22:30"
-        } else {
-            "2026-11-27T20:30"
-        };
+        let night_start = if p == &pa { "22:30" } else { "20:30" };
         if p == &pa {
             // A fresh night without A's commitment.
             let (s, e) = post(addr, &format!("/api/markets/{market}/nights/2026-12-04/shows"), &op, json!({
                 "seller_id": seller, "title": "t", "slot_start": "2026-12-04T21:00", "slot_end": "2026-12-04T21:30",
                 "stream_url": "https://www.tiktok.com/@chodem/live", "lineup": [{"product_id": p, "stock": 5, "buyer_limit": 1}]})).await;
-            assert_eq!(
-                (s, e["error"]["code"].as_str()),
-                (422, Some("not_admitted")),
-                "{e}"
-            );
+            assert_error(s, &e, 422, "not_admitted");
             assert!(
                 e["error"]["details"]
                     .as_array()
@@ -613,16 +523,7 @@ async fn slots_admission_and_authz() {
             continue;
         }
         commit(addr, &market, seller, "2026-11-27").await;
-        let (s, e) = schedule(
-            addr,
-            &op,
-            &market,
-            seller,
-            p,
-            night_start,
-            "2026-11-27T21:00",
-        )
-        .await;
+        let (s, e) = schedule(addr, &op, &market, (seller, p), (night_start, "21:00")).await;
         assert_eq!(
             (s, e["error"]["code"].as_str()),
             (422, Some("not_admitted")),
@@ -637,16 +538,14 @@ async fn slots_admission_and_authz() {
         assert!(reasons.contains(&reason), "{reason}: {reasons:?}");
     }
     // The decision history keeps who and when.
-    let (s, hist) = http(
+    let (s, hist) = get(
         addr,
-        "GET",
         &format!("/api/markets/{market}/admissions?product_id={rejected}"),
         Some(&op),
-        None,
     )
     .await;
     assert_eq!(s, 200);
-    assert_eq!(hist[0]["decided_by"], "operator:ops");
+    assert_eq!(hist[0]["decided_by"], "operator:ops-hanoi");
     assert_eq!(hist[0]["reason"], "Nhãn không khớp");
 
     // An admitted show whose product is then rejected cannot go live, by hand or on time, and
@@ -660,7 +559,7 @@ async fn slots_admission_and_authz() {
     )
     .await;
     assert_eq!(s, 201);
-    let (s, w) = http(addr, "GET", "/api/schedule/warnings", Some(&op), None).await;
+    let (s, w) = get(addr, "/api/schedule/warnings", Some(&op)).await;
     assert_eq!(s, 200);
     assert!(
         w.as_array().unwrap().iter().any(|x| x["show_id"] == show),
@@ -674,22 +573,17 @@ async fn slots_admission_and_authz() {
         json!({}),
     )
     .await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (422, Some("not_admitted")),
-        "{e}"
-    );
+    assert_error(s, &e, 422, "not_admitted");
     clock.set(FRIDAY_2030 + MINUTE);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // A window of several lifecycle ticks in which the show would wrongly open.
+    quiet_for(std::time::Duration::from_millis(300)).await;
     assert_eq!(status_of(addr, show).await, "scheduled");
     // Seller B may start early within the window, not before.
     let bshow = {
-        let (_, l) = http(
+        let (_, l) = get(
             addr,
-            "GET",
             &format!("/api/sellers/{b}/shows"),
             Some(&token(Role::Seller, &b)),
-            None,
         )
         .await;
         l[0]["id"].as_str().unwrap().to_owned()
@@ -702,42 +596,16 @@ async fn slots_admission_and_authz() {
         json!({}),
     )
     .await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (409, Some("invalid_state")),
-        "{e}"
-    );
+    assert_error(s, &e, 409, "invalid_state");
     server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_show_whose_end_passed_while_down_is_closed_at_start() {
-    let clock = ManualClock::new(WEDNESDAY);
-    let server = TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), fast).await;
-    let addr = server.addr;
-    let op = token(Role::Operator, "ops");
-    let market = market(addr, &op).await;
+    let (server, clock, addr, op, market) = market_server(WEDNESDAY, |_| {}).await;
     let (a, pa) = ready_seller(addr, &op, &market, "Gạo nếp cái hoa vàng").await;
-    let (_, live_one) = schedule(
-        addr,
-        &op,
-        &market,
-        &a,
-        &pa,
-        "2026-11-27T20:30",
-        "2026-11-27T21:00",
-    )
-    .await;
-    let (_, never) = schedule(
-        addr,
-        &op,
-        &market,
-        &a,
-        &pa,
-        "2026-11-27T21:00",
-        "2026-11-27T21:30",
-    )
-    .await;
+    let (_, live_one) = schedule(addr, &op, &market, (&a, &pa), ("20:30", "21:00")).await;
+    let (_, never) = schedule(addr, &op, &market, (&a, &pa), ("21:00", "21:30")).await;
     let (live_one, never) = (
         live_one["id"].as_str().unwrap().to_owned(),
         never["id"].as_str().unwrap().to_owned(),
@@ -759,61 +627,22 @@ async fn a_show_whose_end_passed_while_down_is_closed_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_nights_are_read_only() {
     // Friday 2026-11-27, 22:00 in Hanoi: the night runs until 23:00.
-    let clock = ManualClock::new(FRIDAY_2030 + 90 * MINUTE);
-    let server = TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), fast).await;
-    let addr = server.addr;
-    let op = token(Role::Operator, "ops");
-    let market = market(addr, &op).await;
+    let (server, clock, addr, op, market) = market_server(FRIDAY_2030 + 90 * MINUTE, |_| {}).await;
     let (a, pa) = ready_seller(addr, &op, &market, "Chè Tân Cương").await;
 
-    let (s, e) = schedule(
-        addr,
-        &op,
-        &market,
-        &a,
-        &pa,
-        "2026-11-27T20:30",
-        "2026-11-27T21:00",
-    )
-    .await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (409, Some("slot_unavailable")),
-        "{e}"
-    );
+    let (s, e) = schedule(addr, &op, &market, (&a, &pa), ("20:30", "21:00")).await;
+    assert_error(s, &e, 409, "slot_unavailable");
     assert!(
         e["error"]["message"].as_str().unwrap().contains("slot_end"),
         "{e}"
     );
-    let (s, e) = schedule(
-        addr,
-        &op,
-        &market,
-        &a,
-        &pa,
-        "2026-11-27T22:30",
-        "2026-11-27T23:00",
-    )
-    .await;
+    let (s, e) = schedule(addr, &op, &market, (&a, &pa), ("22:30", "23:00")).await;
     assert_eq!(s, 201, "a slot still to come tonight: {e}");
 
     // Past 23:00 the night is over for everything.
     clock.set(FRIDAY_2030 + 151 * MINUTE);
-    let (s, e) = schedule(
-        addr,
-        &op,
-        &market,
-        &a,
-        &pa,
-        "2026-11-27T22:00",
-        "2026-11-27T22:30",
-    )
-    .await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (409, Some("night_over")),
-        "{e}"
-    );
+    let (s, e) = schedule(addr, &op, &market, (&a, &pa), ("22:00", "22:30")).await;
+    assert_error(s, &e, 409, "night_over");
     let (s, e) = post(
         addr,
         &format!("/api/markets/{market}/nights/2026-11-27/commitments"),
@@ -821,11 +650,7 @@ async fn past_nights_are_read_only() {
         json!({"statement": "Tôi cam kết sản phẩm đúng chất lượng đã công bố"}),
     )
     .await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (409, Some("night_over")),
-        "{e}"
-    );
+    assert_error(s, &e, 409, "night_over");
     let (s, e) = post(
         addr,
         &format!("/api/markets/{market}/exceptions"),
@@ -833,11 +658,7 @@ async fn past_nights_are_read_only() {
         json!({"night_date": "2026-11-20", "kind": "cancelled", "reason": "mưa bão"}),
     )
     .await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (409, Some("night_over")),
-        "{e}"
-    );
+    assert_error(s, &e, 409, "night_over");
     let (s, e) = post(
         addr,
         &format!("/api/markets/{market}/exceptions"),
@@ -845,11 +666,7 @@ async fn past_nights_are_read_only() {
         json!({"night_date": "2026-12-04", "kind": "moved", "moved_to": "2026-11-26T20:30", "reason": "đổi lịch"}),
     )
     .await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (400, Some("bad_request")),
-        "{e}"
-    );
+    assert_error(s, &e, 400, "bad_request");
     let (s, e) = post(
         addr,
         &format!("/api/markets/{market}/exceptions"),

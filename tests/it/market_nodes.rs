@@ -2,12 +2,13 @@
 //! its slot start: exactly one transition is recorded and exactly one signed `show.live`
 //! webhook is delivered. Real time, real processes.
 
+use crate::support::eventually;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nightmarket_server::auth::Role;
 use nightmarket_server::jobs::webhooks::{DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, verify};
-use nightmarket_tests::{ChildServer, WAIT, create_seller, http, now_secs, token};
+use nightmarket_tests::{ChildServer, create_seller, get, http, now_secs, quiet_for, token};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -99,13 +100,7 @@ async fn two_nodes_race_one_transition_and_one_webhook() {
         ("NIGHTMARKET_MARKET_TICK_MS", "25"),
         ("NIGHTMARKET_WEBHOOKS_POLL_MS", "50"),
     ];
-    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = ChildServer::start_with(EXE, a_dir.path(), &env)
-        .await
-        .unwrap();
-    let b = ChildServer::start_with(EXE, b_dir.path(), &env)
-        .await
-        .unwrap();
+    let [(a, _a_dir), (b, _b_dir)] = ChildServer::two(EXE, &env).await;
     let op = token(Role::Operator, "ops");
     let post = |addr, path: String, body: Value| {
         let op = op.clone();
@@ -139,11 +134,9 @@ async fn two_nodes_race_one_transition_and_one_webhook() {
     .await;
     assert_eq!(s, 201, "{market}");
     let market = market["id"].as_str().unwrap().to_owned();
-    let (_, nights) = http(
+    let (_, nights) = get(
         a.addr,
-        "GET",
         &format!("/api/markets/{market}/nights?after={now_ms}&limit=1"),
-        None,
         None,
     )
     .await;
@@ -188,30 +181,16 @@ async fn two_nodes_race_one_transition_and_one_webhook() {
     let show = show["id"].as_str().unwrap().to_owned();
 
     // Both nodes race the slot start.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (_, v) = http(b.addr, "GET", &format!("/api/shows/{show}"), None, None).await;
-        if v["status"] == "live" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never went live: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the show live", || async {
+        let (_, v) = get(b.addr, &format!("/api/shows/{show}"), None).await;
+        (v["status"] == "live").then_some(()).ok_or(v.to_string())
+    })
+    .await;
     // The inventory decides the transition before the store records it, so the show can read
     // live a moment before its transition log says so: wait for the record, then give a second
     // (wrong) one time to appear.
     let lives = || async {
-        let (_, log) = http(
-            a.addr,
-            "GET",
-            &format!("/api/shows/{show}/transitions"),
-            None,
-            None,
-        )
-        .await;
+        let (_, log) = get(a.addr, &format!("/api/shows/{show}/transitions"), None).await;
         let n = log
             .as_array()
             .unwrap()
@@ -220,33 +199,25 @@ async fn two_nodes_race_one_transition_and_one_webhook() {
             .count();
         (n, log)
     };
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while lives().await.0 == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "live transition never recorded"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("the live transition recorded", || async {
+        let (n, log) = lives().await;
+        (n > 0).then_some(()).ok_or(log.to_string())
+    })
+    .await;
+    // A window in which a second (wrong) transition would appear.
+    quiet_for(Duration::from_millis(300)).await;
     let (n, log) = lives().await;
     assert_eq!(n, 1, "{log}");
 
     // Exactly one signed show.live delivery (and one show.scheduled).
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually("show.live delivered", || async {
         let got = received.lock().unwrap().clone();
-        if got.iter().any(|r| r.event == "show.live") {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no show.live delivered: {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Give a second (wrong) delivery time to show up.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+        let live = got.iter().any(|r| r.event == "show.live");
+        live.then_some(()).ok_or(format!("{got:?}"))
+    })
+    .await;
+    // A window in which a second (wrong) delivery would show up.
+    quiet_for(Duration::from_millis(500)).await;
     let got = received.lock().unwrap().clone();
     for event in ["show.scheduled", "show.live"] {
         let of: Vec<&Received> = got.iter().filter(|r| r.event == event).collect();

@@ -6,16 +6,11 @@
 use std::collections::HashMap;
 
 use nightmarket_server::auth::Role;
-use nightmarket_tests::{ChildServer, Client, Market, assert_contiguous, http, token};
+use nightmarket_tests::{ChildServer, Client, Market, assert_contiguous, get, redis_url, token};
 use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage};
 use serde_json::json;
 
 const EXE: &str = env!("CARGO_BIN_EXE_nightmarket-under-test");
-
-fn redis_url() -> String {
-    std::env::var("NIGHTMARKET_TEST_REDIS_URL")
-        .expect("NIGHTMARKET_TEST_REDIS_URL is not set: run the tests with scripts/test")
-}
 
 fn redis_cluster_urls() -> String {
     std::env::var("NIGHTMARKET_TEST_REDIS_CLUSTER_URLS").expect(
@@ -125,7 +120,7 @@ async fn three_nodes_share_one_show() {
         "1,200 claims (each sent twice) for 1,000 units: exactly the stock is accepted"
     );
     for addr in &addrs {
-        let (_, show) = http(*addr, "GET", &format!("/api/shows/{}", m.show), None, None).await;
+        let (_, show) = get(*addr, &format!("/api/shows/{}", m.show), None).await;
         assert_eq!(
             show["stock"][0]["left"], 0,
             "every node reads the same counters"
@@ -196,10 +191,7 @@ async fn two_nodes_share_two_shows_on_a_redis_cluster() {
         let mut viewers = Vec::new();
         for v in 0..4usize {
             let who = format!("s{i}b{v}");
-            let mut c = Client::connect(addrs[v % 2], &m.show, &token(Role::Viewer, &who), None)
-                .await
-                .unwrap();
-            c.snapshot().await;
+            let c = Client::viewer(addrs[v % 2], &m.show, &who).await;
             viewers.push(c);
         }
         // The seller drives the show from the other node.
@@ -256,7 +248,7 @@ async fn two_nodes_share_two_shows_on_a_redis_cluster() {
         }
         assert_eq!(total, STOCK, "12 claims for {STOCK} units");
         for addr in &addrs {
-            let (_, show) = http(*addr, "GET", &format!("/api/shows/{}", m.show), None, None).await;
+            let (_, show) = get(*addr, &format!("/api/shows/{}", m.show), None).await;
             assert_eq!(
                 show["stock"][0]["left"], 0,
                 "both nodes read the same counters"

@@ -2,33 +2,16 @@
 //! settles it into orders on its own; `nightmarket settle` inspects and settles by hand, with
 //! its exit codes.
 
+use crate::support::{eventually, postgres_url, store_of};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use nightmarket_domain::{OrderStatus, ShowId};
-use nightmarket_server::auth::Role;
 use nightmarket_store::{SettlementState, Store};
-use nightmarket_tests::{Client, Market, TestServer, WAIT, http, token};
+use nightmarket_tests::{Client, Market, TestServer};
 use nightmarket_wire::server::{CancelOutcomeKind, ClaimOutcomeKind, ServerMessage};
 
 const EXE: &str = env!("CARGO_BIN_EXE_nightmarket-under-test");
 const LIST: i64 = 180_000;
-const POLL: Duration = Duration::from_millis(25);
-
-async fn postgres_url() -> String {
-    let url = nightmarket_store::testing::test_database_url().unwrap();
-    nightmarket_store::testing::fresh_database(&url)
-        .await
-        .unwrap()
-}
-
-async fn store_of(dir: &std::path::Path, database_url: Option<&str>) -> Store {
-    match database_url {
-        Some(url) => Store::postgres(url, 2, Duration::from_secs(5)).await,
-        None => Store::sqlite(&dir.join("catalog.sqlite")).await,
-    }
-    .unwrap()
-}
 
 /// Buyers claim over WebSocket, one cancels; returns the units each buyer holds.
 async fn buy(m: &Market) -> BTreeMap<String, u64> {
@@ -37,10 +20,7 @@ async fn buy(m: &Market) -> BTreeMap<String, u64> {
     let mut held = BTreeMap::new();
     for b in 0..6 {
         let buyer = format!("buyer-{b}");
-        let mut c = Client::connect(m.addr, &m.show, &token(Role::Viewer, &buyer), None)
-            .await
-            .unwrap();
-        c.snapshot().await;
+        let mut c = Client::viewer(m.addr, &m.show, &buyer).await;
         for k in 0..=b % 3 {
             let r = c.claim(&format!("{buyer}-{k}"), &p, 1, LIST).await;
             assert_eq!(r.outcome, ClaimOutcomeKind::Accepted, "{r:?}");
@@ -63,18 +43,6 @@ async fn buy(m: &Market) -> BTreeMap<String, u64> {
     held
 }
 
-async fn close(m: &Market) {
-    let (status, body) = http(
-        m.addr,
-        "POST",
-        &format!("/api/shows/{}/close", m.show),
-        Some(&m.operator),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-}
-
 async fn closed_shows_settle_in_serve(database_url: Option<String>) {
     let url = database_url.clone();
     let server = TestServer::start(|c| {
@@ -89,24 +57,14 @@ async fn closed_shows_settle_in_serve(database_url: Option<String>) {
     let store = store_of(server.dir.path(), database_url.as_deref()).await;
     let show = ShowId::parse(m.show.clone()).unwrap();
     // Recorded while live, not settled.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while store.log_checkpoint(&show).await.unwrap().cursor.next_pos < 10 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "claim log never recorded"
-        );
-        tokio::time::sleep(POLL).await;
-    }
+    eventually("the claim log recorded", || async {
+        let next = store.log_checkpoint(&show).await.unwrap().cursor.next_pos;
+        (next >= 10).then_some(()).ok_or(format!("up to {next}"))
+    })
+    .await;
     assert!(store.settlement(&show).await.unwrap().is_none());
-    close(&m).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let settlement = loop {
-        if let Some(s) = store.settlement(&show).await.unwrap() {
-            break s;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never settled");
-        tokio::time::sleep(POLL).await;
-    };
+    m.close().await;
+    let settlement = settled(&store, &show).await;
     assert_eq!(settlement.state, SettlementState::Settled, "{settlement:?}");
     assert_eq!((settlement.claims, settlement.cancels), (12, 1));
     let orders: BTreeMap<String, u64> = store
@@ -137,15 +95,8 @@ async fn a_closed_show_is_settled_by_serve_on_postgres() {
 
 /// Runs `nightmarket settle` over a data directory; returns the exit code and the JSON printed.
 async fn settle_cli(dir: &std::path::Path, args: &[&str]) -> (i32, serde_json::Value) {
-    let out = tokio::process::Command::new(EXE)
-        .arg("settle")
+    let out = nightmarket_tests::command(EXE, dir, &["settle"])
         .args(args)
-        .env("NIGHTMARKET_DATA_DIR", dir)
-        .env("NIGHTMARKET_AUTH_SECRET", nightmarket_tests::SECRET)
-        .env("NIGHTMARKET_LOG", "warn")
-        .env_remove("NIGHTMARKET_CONFIG")
-        .env_remove("NIGHTMARKET_REDIS_URL")
-        .env_remove("NIGHTMARKET_DATABASE_URL")
         .output()
         .await
         .unwrap();
@@ -161,7 +112,7 @@ async fn settle_by_hand_inspects_then_settles_once() {
     let m = Market::create(server.addr, &[LIST], 100, 5, true).await;
     let live = Market::create(server.addr, &[LIST], 10, 1, true).await;
     let held = buy(&m).await;
-    close(&m).await;
+    m.close().await;
     let dir = server.stop_keep_dir().await;
 
     let (code, out) = settle_cli(dir.path(), &[&live.show]).await;
@@ -222,13 +173,7 @@ async fn settle_by_hand_inspects_then_settles_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_order_service_alone_needs_the_shared_backends() {
     let dir = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(EXE)
-        .arg("orders")
-        .env("NIGHTMARKET_DATA_DIR", dir.path())
-        .env("NIGHTMARKET_AUTH_SECRET", nightmarket_tests::SECRET)
-        .env_remove("NIGHTMARKET_CONFIG")
-        .env_remove("NIGHTMARKET_REDIS_URL")
-        .env_remove("NIGHTMARKET_DATABASE_URL")
+    let out = nightmarket_tests::command(EXE, dir.path(), &["orders"])
         .output()
         .await
         .unwrap();
@@ -255,29 +200,16 @@ async fn the_order_service_runs_on_its_own_in_distributed_mode() {
     let node = nightmarket_tests::ChildServer::start_with(EXE, dir.path(), &env)
         .await
         .unwrap();
-    let mut orders = tokio::process::Command::new(EXE)
-        .arg("orders")
+    let mut orders = nightmarket_tests::command(EXE, dir.path(), &["orders"])
         .envs(env.iter().copied())
-        .env("NIGHTMARKET_DATA_DIR", dir.path())
-        .env("NIGHTMARKET_AUTH_SECRET", nightmarket_tests::SECRET)
-        .env("NIGHTMARKET_LOG", "warn")
-        .env_remove("NIGHTMARKET_CONFIG")
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let m = Market::create(node.addr, &[LIST], 100, 5, true).await;
     let held = buy(&m).await;
-    close(&m).await;
+    m.close().await;
     let store = store_of(dir.path(), Some(&db)).await;
     let show = ShowId::parse(m.show.clone()).unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let settlement = loop {
-        if let Some(s) = store.settlement(&show).await.unwrap() {
-            break s;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never settled");
-        tokio::time::sleep(POLL).await;
-    };
+    let settlement = settled(&store, &show).await;
     assert_eq!(settlement.state, SettlementState::Settled, "{settlement:?}");
     assert!(
         settlement.decided_by.starts_with("order-service@"),
@@ -305,16 +237,14 @@ async fn the_order_service_runs_on_its_own_in_distributed_mode() {
 async fn settle_refuses_a_data_directory_without_a_store() {
     let parent = tempfile::tempdir().unwrap();
     let missing = parent.path().join("not-here");
-    let out = tokio::process::Command::new(EXE)
-        .args(["settle", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"])
-        .env("NIGHTMARKET_DATA_DIR", &missing)
-        .env("NIGHTMARKET_LOG", "warn")
-        .env_remove("NIGHTMARKET_CONFIG")
-        .env_remove("NIGHTMARKET_REDIS_URL")
-        .env_remove("NIGHTMARKET_DATABASE_URL")
-        .output()
-        .await
-        .unwrap();
+    let out = nightmarket_tests::command(
+        EXE,
+        &missing,
+        &["settle", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"],
+    )
+    .output()
+    .await
+    .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -337,15 +267,9 @@ async fn serve_names_an_unreachable_dependency_before_listening() {
         ),
         ("NIGHTMARKET_REDIS_URL", "redis://127.0.0.1:1", "redis"),
     ] {
-        let out = tokio::process::Command::new(EXE)
-            .arg("serve")
-            .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
-            .env("NIGHTMARKET_DATA_DIR", dir.path())
+        let out = nightmarket_tests::command(EXE, dir.path(), &["serve"])
             .env("NIGHTMARKET_DATABASE_TIMEOUT_MS", "500")
             .env("NIGHTMARKET_LOG", "error")
-            .env_remove("NIGHTMARKET_CONFIG")
-            .env_remove("NIGHTMARKET_REDIS_URL")
-            .env_remove("NIGHTMARKET_DATABASE_URL")
             .env(var, value)
             .output()
             .await
@@ -371,21 +295,14 @@ async fn redis_with_the_embedded_store_says_what_it_shares() {
     let redis = std::env::var("NIGHTMARKET_TEST_REDIS_URL")
         .expect("NIGHTMARKET_TEST_REDIS_URL is not set: run the tests with scripts/test");
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(EXE)
-        .arg("serve")
-        .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
-        .env("NIGHTMARKET_DATA_DIR", dir.path())
+    let mut child = nightmarket_tests::command(EXE, dir.path(), &["serve"])
         .env("NIGHTMARKET_REDIS_URL", &redis)
         .env(
             "NIGHTMARKET_REDIS_PREFIX",
             format!("nm-{}:", &uuid::Uuid::new_v4().simple().to_string()[..12]),
         )
-        .env("NIGHTMARKET_LOG", "warn")
-        .env_remove("NIGHTMARKET_CONFIG")
-        .env_remove("NIGHTMARKET_DATABASE_URL")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -409,4 +326,16 @@ async fn redis_with_the_embedded_store_says_what_it_shares() {
             && err.contains("NIGHTMARKET_DATABASE_URL"),
         "{err}"
     );
+}
+
+/// The show's settlement, once the order service has made one.
+async fn settled(store: &Store, show: &ShowId) -> nightmarket_store::SettlementRow {
+    eventually("the show settled", || async {
+        store
+            .settlement(show)
+            .await
+            .unwrap()
+            .ok_or_else(|| "no settlement yet".to_owned())
+    })
+    .await
 }

@@ -4,19 +4,18 @@
 //! as far as it may, the payment desk confirms a night's checkout at once, and an order nobody
 //! paid is cancelled when the manual clock passes its deadline.
 
+use crate::csv_exports::parse_csv;
+use crate::market::{market_server, on_database};
+use crate::support::{eventually, postgres_url};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use nightmarket_server::auth::Role;
-use nightmarket_server::clock::ManualClock;
-use nightmarket_tests::{Client, TestServer, WAIT, create_seller, http, http_full, token};
+use nightmarket_tests::{Client, http, http_full, post, token};
 use nightmarket_wire::server::ClaimOutcomeKind;
 use serde_json::{Value, json};
 
-use crate::market::{
-    FRIDAY_2030, MINUTE, WEDNESDAY, admit, commit, docs, fast, market, post, postgres_url, product,
-    schedule, wait_status,
-};
+use crate::market::{FRIDAY_2030, MINUTE, WEDNESDAY, scheduled_seller, wait_status};
 
 const PRICE: i64 = 120_000;
 const WINDOW_MS: i64 = 24 * 3_600_000;
@@ -44,37 +43,6 @@ fn ids(v: &Value) -> Vec<&str> {
         .collect()
 }
 
-/// RFC 4180 records: quoted fields may hold commas, doubled quotes and line breaks.
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let (mut row, mut field) = (Vec::new(), String::new());
-    let mut chars = text.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') => quoted = true,
-            (false, ',') => row.push(std::mem::take(&mut field)),
-            (false, '\r') => {}
-            (false, '\n') => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-            }
-            (false, c) => field.push(c),
-        }
-    }
-    assert!(
-        !quoted && field.is_empty() && row.is_empty(),
-        "CSV ends mid-record"
-    );
-    rows
-}
-
 /// Connects as `buyer` to `show` and claims `quantity` of `product` at the list price.
 async fn claim(
     addr: SocketAddr,
@@ -94,62 +62,31 @@ async fn claim(
 }
 
 /// Polls `path` until `done` holds; the last answer.
-async fn eventually(
-    addr: SocketAddr,
-    path: &str,
-    tok: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+async fn get_when(addr: SocketAddr, path: &str, tok: &str, done: impl Fn(&Value) -> bool) -> Value {
+    eventually(path, || async {
         let (s, v) = get(addr, path, tok).await;
         if s == 200 && done(&v) {
-            return v;
+            Ok(v)
+        } else {
+            Err(format!("{s} {v}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{path}: still {s} {v}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 async fn orders_of_a_night(database_url: Option<String>) {
-    let clock = ManualClock::new(WEDNESDAY);
-    let server = TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), |c| {
-        fast(c);
+    let (server, clock, addr, op, market) = market_server(WEDNESDAY, |c| {
         c.orders.sweep_ms = 20;
         c.orders.payment_window_ms = WINDOW_MS as u64;
-        if let Some(url) = database_url {
-            c.database_url = url;
-        }
+        on_database(database_url)(c);
     })
     .await;
-    let addr = server.addr;
-    let op = token(Role::Operator, "ops-hanoi");
 
     // Two sellers with one admitted product each, scheduled in the same night.
-    let market = market(addr, &op).await;
     let mut sellers = Vec::new();
     for (name, product_name) in [("HTX Ba Vì", HONEY), ("HTX Suối Giàng", "Trà shan tuyết")]
     {
-        let seller = create_seller(addr, &op, name).await;
-        let p = product(addr, &op, &seller, product_name, 4, docs("2027-12-31")).await;
-        admit(addr, &op, &market, &p).await;
-        commit(addr, &market, &seller, NIGHT).await;
-        let (s, show) = schedule(
-            addr,
-            &op,
-            &market,
-            &seller,
-            &p,
-            "2026-11-27T20:30",
-            "2026-11-27T21:00",
-        )
-        .await;
-        assert_eq!(s, 201, "{show}");
-        let show = show["id"].as_str().unwrap().to_owned();
-        sellers.push((seller, p, show));
+        sellers.push(scheduled_seller(addr, &op, &market, name, product_name).await);
     }
     let [(seller_a, honey, show_a), (seller_b, tea, show_b)] = <[_; 2]>::try_from(sellers).unwrap();
     let (tok_a, tok_b) = (
@@ -186,11 +123,11 @@ async fn orders_of_a_night(database_url: Option<String>) {
         token(Role::Viewer, "b3"),
     );
     // The order service the server runs settles both shows.
-    eventually(addr, "/api/me/orders", &b1, |v| {
+    get_when(addr, "/api/me/orders", &b1, |v| {
         v.as_array().is_some_and(|a| a.len() == 2)
     })
     .await;
-    eventually(addr, "/api/me/orders", &b3, |v| {
+    get_when(addr, "/api/me/orders", &b3, |v| {
         v.as_array().is_some_and(|a| a.len() == 1)
     })
     .await;
@@ -215,12 +152,17 @@ async fn orders_of_a_night(database_url: Option<String>) {
     assert_eq!(honey_order["lines"][0]["name"], HONEY);
     assert_eq!(honey_order["lines"][0]["quantity"], 2);
     assert_eq!(honey_order["pay_by"], settled_at + WINDOW_MS);
-    let (s, page) = get(
-        addr,
-        &format!("/api/me/orders?limit=1&after={}", want[0]),
-        &b1,
-    )
-    .await;
+    // Pages of one: the first names the next in `Next-Cursor`.
+    let (s, headers, first) =
+        nightmarket_tests::http_full(addr, "GET", "/api/me/orders?limit=1", Some(&b1), &[], None)
+            .await;
+    assert_eq!(s, 200, "{first}");
+    let next = headers
+        .iter()
+        .find(|(k, _)| k == "next-cursor")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let (s, page) = get(addr, &format!("/api/me/orders?limit=1&cursor={next}"), &b1).await;
     assert_eq!((s, ids(&page)), (200, vec![want[1]]));
     let (s, v) = get(addr, "/api/me/orders?limit=0", &b1).await;
     assert_eq!((s, code(&v)), (400, "bad_request"));
@@ -463,13 +405,14 @@ async fn orders_of_a_night(database_url: Option<String>) {
 
     // Nobody paid b3's order: cancelled by the system once its deadline passes, not before.
     clock.set(settled_at + WINDOW_MS - 1);
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // A window in which a sweep (every `fast` tick) would wrongly cancel it.
+    nightmarket_tests::quiet_for(std::time::Duration::from_millis(200)).await;
     assert_eq!(
         get(addr, &format!("/api/orders/{tb3}"), &b3).await.1["status"],
         "pending_payment"
     );
     clock.set(settled_at + WINDOW_MS);
-    let d = eventually(addr, &format!("/api/orders/{tb3}"), &b3, |d| {
+    let d = get_when(addr, &format!("/api/orders/{tb3}"), &b3, |d| {
         d["status"] == "cancelled"
     })
     .await;

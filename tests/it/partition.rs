@@ -25,7 +25,7 @@ use nightmarket_domain::ShowId;
 use nightmarket_server::auth::Role;
 use nightmarket_store::{SettlementState, Store};
 use nightmarket_tests::proxy::{Fault, Proxy};
-use nightmarket_tests::{ChildServer, Client, Market, OwnRedis, WAIT, http, token};
+use nightmarket_tests::{ChildServer, Client, Market, OwnRedis, WAIT, token};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::server::{ClaimOutcomeKind, ClaimResult, ServerMessage, ShowEvent};
 use serde_json::json;
@@ -275,6 +275,28 @@ struct LogClaim {
     flash_id: Option<u64>,
     /// Decision time: Redis's `TIME` as the script ran.
     at: i64,
+}
+
+/// Units and đồng per buyer, as the orders of `claims` must add up.
+fn per_buyer<'a>(claims: impl Iterator<Item = &'a LogClaim>) -> BTreeMap<String, (u64, i64)> {
+    let mut want: BTreeMap<String, (u64, i64)> = BTreeMap::new();
+    for c in claims {
+        let w = want.entry(c.buyer.clone()).or_default();
+        w.0 += c.quantity as u64;
+        w.1 += c.quantity * c.unit_price;
+    }
+    want
+}
+
+/// Units and đồng per buyer in the orders the store holds for `show`.
+async fn orders_per_buyer(store: &Store, show: &ShowId) -> BTreeMap<String, (u64, i64)> {
+    store
+        .show_orders(show)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.buyer_id.to_string(), (o.units, o.total)))
+        .collect()
 }
 
 #[derive(Debug, Default)]
@@ -633,17 +655,18 @@ async fn a_partitioned_node_neither_oversells_nor_loses_nor_decides_late() {
     }
     let answered = race.elapsed();
 
-    // The flashes as the seller saw them start (the last one's event may follow its ack).
+    // The flashes as the seller saw them start (the last one's event came before its ack, and
+    // was read while waiting for it, unless it follows).
     let last = products[REDIS_PHASES.len() - 1].clone();
-    seller
-        .until(|msg| match msg {
-            ServerMessage::Event(e) => match &e.event {
-                ShowEvent::FlashStarted(f) if f.product_id == last => Some(()),
-                _ => None,
-            },
-            _ => None,
-        })
-        .await;
+    let last_started = |msg: &ServerMessage| match msg {
+        ServerMessage::Event(e) => {
+            matches!(&e.event, ShowEvent::FlashStarted(f) if f.product_id == last)
+        }
+        _ => false,
+    };
+    if !seller.seen.iter().any(last_started) {
+        seller.until(|msg| last_started(msg).then_some(())).await;
+    }
     let mut flashes: HashMap<u64, FlashWindow> = HashMap::new();
     for msg in &seller.seen {
         let ServerMessage::Event(e) = msg else {
@@ -675,15 +698,7 @@ async fn a_partitioned_node_neither_oversells_nor_loses_nor_decides_late() {
     assert_eq!(flashes.len(), REDIS_PHASES.len(), "one flash per phase");
 
     // Close; the order service (in every serve) settles.
-    let (status, body) = http(
-        addrs[0],
-        "POST",
-        &format!("/api/shows/{}/close", m.show),
-        Some(&m.operator),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    m.close_via(addrs[0]).await;
     let store = Store::postgres(&db, 2, Duration::from_secs(5))
         .await
         .unwrap();
@@ -699,19 +714,8 @@ async fn a_partitioned_node_neither_oversells_nor_loses_nor_decides_late() {
     let mut rows = judge(&REDIS_PHASES, &products, &attempts, &log, &flashes);
 
     // The orders against the log, buyer by buyer.
-    let mut want: BTreeMap<String, (u64, i64)> = BTreeMap::new();
-    for c in &log.claims {
-        let w = want.entry(c.buyer.clone()).or_default();
-        w.0 += c.quantity as u64;
-        w.1 += c.quantity * c.unit_price;
-    }
-    let got: BTreeMap<String, (u64, i64)> = store
-        .show_orders(&show)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| (o.buyer_id.to_string(), (o.units, o.total)))
-        .collect();
+    let want = per_buyer(log.claims.iter());
+    let got = orders_per_buyer(&store, &show).await;
     let order_mismatches = want
         .keys()
         .chain(got.keys())
@@ -809,6 +813,21 @@ struct Step {
     settled: bool,
 }
 
+impl Step {
+    /// The step begun as `begun` (its fault, when, and how far recording was then), ended
+    /// with recording at `recorded_to`.
+    fn ended(begun: (Fault, Instant, u64), recorded_to: u64, settled: bool) -> Self {
+        let (fault, since, recorded_from) = begun;
+        Self {
+            fault,
+            held: since.elapsed(),
+            recorded_from,
+            recorded_to,
+            settled,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settlement_rides_out_a_partitioned_database_and_settles_each_claim_once() {
     let redis_url = std::env::var("NIGHTMARKET_TEST_REDIS_URL")
@@ -838,19 +857,14 @@ async fn settlement_rides_out_a_partitioned_database_and_settles_each_claim_once
     let node = ChildServer::start_with(EXE, dir.path(), &env)
         .await
         .unwrap();
-    let mut orders = tokio::process::Command::new(EXE)
-        .arg("orders")
+    let mut orders = nightmarket_tests::command(EXE, dir.path(), &["orders"])
         .envs(shared.iter().copied())
         .env("NIGHTMARKET_DATABASE_URL", &via)
         // A call on a connection lost for good fails after this, rather than the default
         // minute, so the test sees the order service come back.
         .env("NIGHTMARKET_DATABASE_CALL_TIMEOUT_MS", "2000")
-        .env("NIGHTMARKET_DATA_DIR", dir.path())
-        .env("NIGHTMARKET_AUTH_SECRET", nightmarket_tests::SECRET)
         // Every failed round logs a warning; the table below says what happened.
         .env("NIGHTMARKET_LOG", "error")
-        .env_remove("NIGHTMARKET_CONFIG")
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let store = Store::postgres(&db, 2, Duration::from_secs(5))
@@ -868,10 +882,7 @@ async fn settlement_rides_out_a_partitioned_database_and_settles_each_claim_once
     let recorded = || async { store.log_checkpoint(&show).await.unwrap().cursor.next_pos };
     // The order service is running (it has recorded the show's first entries) before the cut.
     let _seller = m.pinned_seller(0).await;
-    let mut first = Client::connect(node.addr, &m.show, &token(Role::Viewer, "b-first"), None)
-        .await
-        .unwrap();
-    first.snapshot().await;
+    let mut first = Client::viewer(node.addr, &m.show, "b-first").await;
     let r = first.claim("b-first-1", m.product(0), 1, LIST).await;
     assert_eq!(r.outcome, ClaimOutcomeKind::Accepted, "{r:?}");
     wait_for("the order service records", WAIT, || async {
@@ -892,10 +903,7 @@ async fn settlement_rides_out_a_partitioned_database_and_settles_each_claim_once
         let (addr, show, product) = (node.addr, m.show.clone(), m.product(0).to_owned());
         tasks.push(tokio::spawn(async move {
             let buyer = format!("b{b}");
-            let mut c = Client::connect(addr, &show, &token(Role::Viewer, &buyer), None)
-                .await
-                .unwrap();
-            c.snapshot().await;
+            let mut c = Client::viewer(addr, &show, &buyer).await;
             for k in 0..CLAIMS_PER_BUYER {
                 let r = c.claim(&format!("{buyer}-{k}"), &product, 1, LIST).await;
                 assert!(
@@ -917,26 +925,12 @@ async fn settlement_rides_out_a_partitioned_database_and_settles_each_claim_once
     for t in tasks {
         t.await.unwrap();
     }
-    let (status, body) = http(
-        node.addr,
-        "POST",
-        &format!("/api/shows/{}/close", m.show),
-        Some(&m.operator),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    m.close_via(node.addr).await;
     let log = redis_show(&redis_url, &prefix, &m.show).await;
     // Claims and cancellations; the close marker follows them and takes no position.
     let total = log.claims.len() as u64 + log.cancels as u64;
     let to = recorded().await;
-    steps.push(Step {
-        fault,
-        held: since.elapsed(),
-        recorded_from: from,
-        recorded_to: to,
-        settled: false,
-    });
+    steps.push(Step::ended((fault, since, from), to, false));
 
     // Then, in turn: pass until some batches are in, a black hole, pass, a slow link, a cut.
     let settled = || async { store.settlement(&show).await.unwrap().is_some() };
@@ -949,24 +943,21 @@ async fn settlement_rides_out_a_partitioned_database_and_settles_each_claim_once
             (there || settled().await).then_some(())
         })
         .await;
-        steps.push(Step {
-            fault,
-            held: since.elapsed(),
-            recorded_from: from,
-            recorded_to: recorded().await,
-            settled: settled().await,
-        });
+        steps.push(Step::ended(
+            (fault, since, from),
+            recorded().await,
+            settled().await,
+        ));
     };
     let hold = async |steps: &mut Vec<Step>, fault: Fault, ms: u64| {
         let (fault, since, from) = step(fault, recorded().await);
+        // The fault is held for its time: the step under test, not a wait for a condition.
         tokio::time::sleep(Duration::from_millis(ms)).await;
-        steps.push(Step {
-            fault,
-            held: since.elapsed(),
-            recorded_from: from,
-            recorded_to: recorded().await,
-            settled: settled().await,
-        });
+        steps.push(Step::ended(
+            (fault, since, from),
+            recorded().await,
+            settled().await,
+        ));
     };
     let batches = |n: u64| n * BATCH as u64;
     pass_until(&mut steps, recorded().await + batches(3)).await;
@@ -983,13 +974,11 @@ async fn settlement_rides_out_a_partitioned_database_and_settles_each_claim_once
         (recorded().await >= (from + batches(2)).min(total)).then_some(())
     })
     .await;
-    steps.push(Step {
-        fault,
-        held: since.elapsed(),
-        recorded_from: from,
-        recorded_to: recorded().await,
-        settled: settled().await,
-    });
+    steps.push(Step::ended(
+        (fault, since, from),
+        recorded().await,
+        settled().await,
+    ));
     // The close marker is recorded: settlement is next. A black hole, then a cut, there.
     pass_until(&mut steps, total).await;
     hold(&mut steps, Fault::BlackHole, 1000).await;
@@ -999,36 +988,19 @@ async fn settlement_rides_out_a_partitioned_database_and_settles_each_claim_once
         store.settlement(&show).await.unwrap()
     })
     .await;
-    steps.push(Step {
-        fault,
-        held: since.elapsed(),
-        recorded_from: from,
-        recorded_to: recorded().await,
-        settled: true,
-    });
+    steps.push(Step::ended((fault, since, from), recorded().await, true));
     assert_eq!(settlement.state, SettlementState::Settled, "{settlement:?}");
 
     // Each claim exactly once: the orders equal the claim log, buyer by buyer.
     let log = redis_show(&redis_url, &prefix, &m.show).await;
     assert_eq!(recorded().await, total, "every entry recorded");
     let cancelled: HashSet<String> = (0..BUYERS).map(|b| format!("b{b}-0")).collect();
-    let mut want: BTreeMap<String, (u64, i64)> = BTreeMap::new();
-    for c in log
-        .claims
-        .iter()
-        .filter(|c| !cancelled.contains(&c.claim_id))
-    {
-        let w = want.entry(c.buyer.clone()).or_default();
-        w.0 += c.quantity as u64;
-        w.1 += c.quantity * c.unit_price;
-    }
-    let got: BTreeMap<String, (u64, i64)> = store
-        .show_orders(&show)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| (o.buyer_id.to_string(), (o.units, o.total)))
-        .collect();
+    let want = per_buyer(
+        log.claims
+            .iter()
+            .filter(|c| !cancelled.contains(&c.claim_id)),
+    );
+    let got = orders_per_buyer(&store, &show).await;
     println!(
         "\nPostgreSQL partition of the order service (`nightmarket orders`), recording and \
          settling one closed show: {} claim-log entries, batches of {BATCH}\n",

@@ -8,12 +8,7 @@ use nightmarket_domain::{LogCursor, LogEntry, ShowId};
 use nightmarket_inventory::{Inventory, InventoryError, RedisInventory};
 use nightmarket_server::auth::Role;
 use nightmarket_server::clock::ManualClock;
-use nightmarket_tests::{Client, Market, TestServer, http, token};
-
-fn redis_url() -> String {
-    std::env::var("NIGHTMARKET_TEST_REDIS_URL")
-        .expect("NIGHTMARKET_TEST_REDIS_URL is not set: run the tests with scripts/test")
-}
+use nightmarket_tests::{Client, Market, TestServer, get_ok, redis_url, token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_released_show_stays_closed_across_a_restart() {
@@ -28,15 +23,7 @@ async fn a_released_show_stays_closed_across_a_restart() {
     };
     let server = TestServer::start(tweak).await;
     let m = Market::create(server.addr, &[100_000], 10, 5, true).await;
-    let (status, body) = http(
-        server.addr,
-        "POST",
-        &format!("/api/shows/{}/close", m.show),
-        Some(&m.operator),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    m.close().await;
 
     // The order service: the log up to the close marker, then release.
     let inv = RedisInventory::connect(&url, &prefix, 100).await.unwrap();
@@ -56,29 +43,20 @@ async fn a_released_show_stays_closed_across_a_restart() {
             Err(InventoryError::UnknownShow(_))
         )
     };
-    for _ in 0..100 {
-        if gone().await {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(gone().await, "the released keys expire");
+    crate::support::eventually("the released keys expiring", || async {
+        gone()
+            .await
+            .then_some(())
+            .ok_or_else(|| "still there".to_owned())
+    })
+    .await;
 
     let dir = server.stop_keep_dir().await;
-    let clock = ManualClock::new(nightmarket_server::clock::now_ms());
+    let clock = ManualClock::new(nightmarket_tests::now_secs() * 1000);
     let server = TestServer::start_clocked(dir, clock, tweak).await;
-    let (status, body) = http(
-        server.addr,
-        "GET",
-        &format!("/api/shows/{}", m.show),
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    let body = get_ok(server.addr, &format!("/api/shows/{}", m.show)).await;
     assert_eq!(body["status"], "closed", "{body}");
-    let (status, _) = http(server.addr, "GET", "/api/shows", None, None).await;
-    assert_eq!(status, 200);
+    let _ = get_ok(server.addr, "/api/shows").await;
     // Watching it is refused rather than opening it again.
     let watch = Client::connect(server.addr, &m.show, &token(Role::Viewer, "b1"), None).await;
     assert!(watch.is_err(), "a released show is not served");

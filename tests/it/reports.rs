@@ -4,13 +4,16 @@
 //! parses back and its column sums are the JSON totals. Authorisation and the pending show are
 //! checked over HTTP too.
 
+use crate::csv_exports::parse_csv;
+use crate::market::wait_status;
+use crate::support::{eventually, postgres_url};
+use nightmarket_tests::{assert_error, get, post, redis_url};
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use nightmarket_server::auth::Role;
 use nightmarket_server::clock::ManualClock;
 use nightmarket_server::http::reports::CSV_COLUMNS;
-use nightmarket_tests::{Client, TestServer, WAIT, create_seller, http, http_raw, token};
+use nightmarket_tests::{Client, TestServer, create_seller, http, http_raw, token};
 use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage, ShowEvent};
 use serde_json::{Value, json};
 
@@ -39,18 +42,6 @@ const SUMMED: [&str; 12] = [
     "buyers",
 ];
 
-fn redis_url() -> String {
-    std::env::var("NIGHTMARKET_TEST_REDIS_URL")
-        .expect("NIGHTMARKET_TEST_REDIS_URL is not set: run the tests with scripts/test")
-}
-
-async fn postgres_url() -> String {
-    let url = nightmarket_store::testing::test_database_url().unwrap();
-    nightmarket_store::testing::fresh_database(&url)
-        .await
-        .unwrap()
-}
-
 /// The embedded default: in-memory inventory journaled to SQLite, SQLite store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settled_night_reports_json_and_csv_that_add_up() {
@@ -69,14 +60,6 @@ async fn a_settled_night_reports_the_same_on_redis_and_postgres() {
         c.database_url = database;
     })
     .await;
-}
-
-async fn post(addr: SocketAddr, path: &str, tok: &str, body: Value) -> (u16, Value) {
-    http(addr, "POST", path, Some(tok), Some(&body)).await
-}
-
-async fn get(addr: SocketAddr, path: &str, tok: Option<&str>) -> (u16, Value) {
-    http(addr, "GET", path, tok, None).await
 }
 
 /// An OCOP product with valid documents, admitted to the market.
@@ -139,29 +122,6 @@ async fn schedule(
     show["id"].as_str().unwrap().to_owned()
 }
 
-async fn wait_status(addr: SocketAddr, show: &str, want: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (_, v) = get(addr, &format!("/api/shows/{show}"), None).await;
-        if v["status"] == want {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "show {show} never became {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn viewer(addr: SocketAddr, show: &str, buyer: &str) -> Client {
-    let mut c = Client::connect(addr, show, &token(Role::Viewer, buyer), None)
-        .await
-        .unwrap();
-    c.snapshot().await;
-    c
-}
-
 async fn accepted(c: &mut Client, claim: &str, product: &str, qty: i64, price: i64) {
     let r = c.claim(claim, product, qty, price).await;
     assert_eq!(r.outcome, ClaimOutcomeKind::Accepted, "{r:?}");
@@ -176,23 +136,15 @@ async fn refused(c: &mut Client, claim: &str, product: &str, qty: i64, price: i6
 /// Waits for the order service inside `serve` to settle `show`: its report stops answering
 /// 409 `not_settled`.
 async fn wait_settled(addr: SocketAddr, show: &str, tok: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually(format!("show {show} settled"), || async {
         let (s, body) = get(addr, &format!("/api/shows/{show}/report"), Some(tok)).await;
         if s == 200 {
-            return;
+            return Ok(());
         }
-        assert_eq!(
-            (s, body["error"]["code"].as_str()),
-            (409, Some("not_settled")),
-            "{body}"
-        );
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "show {show} was never settled: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        assert_error(s, &body, 409, "not_settled");
+        Err(body.to_string())
+    })
+    .await;
 }
 
 /// Waits until the latest `viewers` frame says `count` (it may have come already: the frame
@@ -212,39 +164,6 @@ async fn wait_viewers(c: &mut Client, count: u64) {
     .await;
 }
 
-/// RFC 4180: quoted fields with doubled quotes, CRLF line ends.
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') => quoted = true,
-            (false, ',') => row.push(std::mem::take(&mut field)),
-            (false, '\r') => assert_eq!(chars.next(), Some('\n'), "CR without LF"),
-            (false, '\n') => panic!("a bare LF ends a line"),
-            (false, c) => field.push(c),
-        }
-        if !quoted && c == '\r' {
-            row.push(std::mem::take(&mut field));
-            rows.push(std::mem::take(&mut row));
-        }
-    }
-    assert!(
-        field.is_empty() && row.is_empty(),
-        "the last line ends with CRLF"
-    );
-    rows
-}
-
 /// The CSV of `path`: checks the header and returns the rows as column → value maps.
 async fn csv(
     addr: SocketAddr,
@@ -253,6 +172,13 @@ async fn csv(
 ) -> Vec<std::collections::HashMap<String, String>> {
     let (status, text) = http_raw(addr, "GET", path, Some(tok), None).await;
     assert_eq!(status, 200, "{text}");
+    // RFC 4180 line ends: CRLF, the last line too.
+    assert!(text.ends_with("\r\n"), "{text}");
+    assert_eq!(
+        text.matches('\n').count(),
+        text.matches("\r\n").count(),
+        "{text}"
+    );
     let mut rows = parse_csv(&text).into_iter();
     let header = rows.next().unwrap();
     assert_eq!(header, CSV_COLUMNS);
@@ -391,7 +317,7 @@ async fn night_reports(backends: impl FnOnce(&mut nightmarket_server::config::Co
     sa.command(json!({"type": "pin", "product_id": honey}), "pin-honey")
         .await
         .unwrap();
-    let mut b1 = viewer(addr, &show_a, "buyer-1").await;
+    let mut b1 = Client::viewer(addr, &show_a, "buyer-1").await;
     accepted(&mut b1, "b1-h1", &honey, 1, HONEY).await;
     sa.command(
         json!({"type": "start_flash", "product_id": honey, "price": HONEY_FLASH, "duration_s": 600}),
@@ -405,9 +331,9 @@ async fn night_reports(backends: impl FnOnce(&mut nightmarket_server::config::Co
     })
     .await;
     accepted(&mut b1, "b1-h2", &honey, 1, HONEY_FLASH).await;
-    let mut b2 = viewer(addr, &show_a, "buyer-2").await;
+    let mut b2 = Client::viewer(addr, &show_a, "buyer-2").await;
     accepted(&mut b2, "b2-h1", &honey, 2, HONEY_FLASH).await;
-    let mut b3 = viewer(addr, &show_a, "buyer-3").await;
+    let mut b3 = Client::viewer(addr, &show_a, "buyer-3").await;
     accepted(&mut b3, "b3-h1", &honey, 1, HONEY_FLASH).await;
     b3.send(json!({"type": "cancel", "claim_id": "b3-h1"}))
         .await;
@@ -429,9 +355,9 @@ async fn night_reports(backends: impl FnOnce(&mut nightmarket_server::config::Co
     sb.command(json!({"type": "pin", "product_id": vase}), "pin-vase")
         .await
         .unwrap();
-    let mut b1v = viewer(addr, &show_b, "buyer-1").await;
+    let mut b1v = Client::viewer(addr, &show_b, "buyer-1").await;
     accepted(&mut b1v, "b1-v1", &vase, 2, VASE).await;
-    let mut b4 = viewer(addr, &show_b, "buyer-4").await;
+    let mut b4 = Client::viewer(addr, &show_b, "buyer-4").await;
     accepted(&mut b4, "b4-v1", &vase, 2, VASE).await;
     refused(&mut b4, "b4-v2", &vase, 1, VASE).await;
     // A `viewers` frame follows the tick that sampled that count for the statistics: both
@@ -442,11 +368,7 @@ async fn night_reports(backends: impl FnOnce(&mut nightmarket_server::config::Co
     // Live: no report yet.
     let report_a = format!("/api/shows/{show_a}/report");
     let (s, e) = get(addr, &report_a, Some(&op)).await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (409, Some("not_settled")),
-        "{e}"
-    );
+    assert_error(s, &e, 409, "not_settled");
     for show in [&show_a, &show_b] {
         let (s, body) = http(
             addr,
@@ -467,18 +389,14 @@ async fn night_reports(backends: impl FnOnce(&mut nightmarket_server::config::Co
     );
     // The statistics reach the store on the node's next flush.
     let night_path = format!("/api/markets/{market}/nights/{NIGHT}/report");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually("statistics flushed", || async {
         let (_, n) = get(addr, &night_path, Some(&op)).await;
-        if (n["refused"].as_u64(), n["peak_viewers"].as_u64()) == (Some(2), Some(5)) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "statistics never flushed: {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        let figures = (n["refused"].as_u64(), n["peak_viewers"].as_u64());
+        (figures == (Some(2), Some(5)))
+            .then_some(())
+            .ok_or_else(|| n.to_string())
+    })
+    .await;
 
     // --- the show report ---------------------------------------------------------------------
     let (s, r) = get(addr, &report_a, Some(&op)).await;

@@ -2,7 +2,7 @@
 //! claims, sequence and idempotency are exactly as before.
 
 use nightmarket_server::auth::Role;
-use nightmarket_tests::{ChildServer, Client, Market, http, token};
+use nightmarket_tests::{ChildServer, Client, Market, get, token};
 use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage};
 use serde_json::json;
 
@@ -53,22 +53,15 @@ async fn killed_mid_show_and_restarted_loses_nothing() {
         .await
         .unwrap();
     let before = b1.snapshot().await;
-    let (_, show_before) = http(m.addr, "GET", &format!("/api/shows/{}", m.show), None, None).await;
+    let (_, show_before) = get(m.addr, &format!("/api/shows/{}", m.show), None).await;
 
     first.kill().await;
 
     let second = ChildServer::start(env!("CARGO_BIN_EXE_nightmarket-under-test"), dir.path())
         .await
         .unwrap();
-    let (status, show_after) = http(
-        second.addr,
-        "GET",
-        &format!("/api/shows/{}", m.show),
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
+    let show_after =
+        nightmarket_tests::get_ok(second.addr, &format!("/api/shows/{}", m.show)).await;
     assert_eq!(show_after["stock"], show_before["stock"]);
     assert_eq!(show_after["status"], "live");
     assert_eq!(show_after["seq"], show_before["seq"]);
@@ -122,29 +115,14 @@ async fn a_restart_loads_open_shows_and_closed_ones_on_demand() {
     let server = nightmarket_tests::TestServer::start(|_| {}).await;
     let open = Market::create(server.addr, &[250_000], 10, 5, true).await;
     let closed = Market::create(server.addr, &[45_000], 20, 5, true).await;
-    let (status, body) = http(
-        server.addr,
-        "POST",
-        &format!("/api/shows/{}/close", closed.show),
-        Some(&closed.operator),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    closed.close().await;
     assert_eq!(shows_loaded(server.addr).await, 2);
 
     let dir = server.stop_keep_dir().await;
-    let clock = nightmarket_server::clock::ManualClock::new(nightmarket_server::clock::now_ms());
+    let clock = nightmarket_server::clock::ManualClock::new(nightmarket_tests::now_secs() * 1000);
     let server = nightmarket_tests::TestServer::start_clocked(dir, clock, |_| {}).await;
     assert_eq!(shows_loaded(server.addr).await, 1, "only the open show");
-    let (status, body) = http(
-        server.addr,
-        "GET",
-        &format!("/api/shows/{}", open.show),
-        None,
-        None,
-    )
-    .await;
+    let (status, body) = get(server.addr, &format!("/api/shows/{}", open.show), None).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("live")));
 
     let mut viewer = Client::connect(server.addr, &closed.show, &token(Role::Viewer, "b1"), None)

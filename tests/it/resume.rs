@@ -117,15 +117,7 @@ async fn history_that_no_longer_reaches_back_gives_a_snapshot() {
     let server = TestServer::start(|c| c.limits.event_history = 3).await;
     let m = Market::create(server.addr, &[120_000, 80_000], 10, 2, true).await;
     let mut seller = m.seller_client().await;
-    for i in 0..6 {
-        seller
-            .command(
-                json!({"type": "pin", "product_id": m.product(i % 2)}),
-                &format!("p{i}"),
-            )
-            .await
-            .unwrap();
-    }
+    m.pin_back_and_forth(&mut seller, 6).await;
     let mut viewer = Client::connect(m.addr, &m.show, &token(Role::Viewer, "khach-2"), Some(1))
         .await
         .unwrap();

@@ -2,15 +2,14 @@
 
 use std::time::{Duration, Instant};
 
-use nightmarket_tests::{Market, TestServer, WAIT, http};
+use nightmarket_tests::{Market, TestServer, WAIT, get_ok};
 
 /// How long a seller may be away in this test, and how often the market looks.
 const ABSENT_MS: u64 = 600;
 const TICK_MS: u64 = 50;
 
 async fn status(m: &Market) -> String {
-    let (code, show) = http(m.addr, "GET", &format!("/api/shows/{}", m.show), None, None).await;
-    assert_eq!(code, 200, "{show}");
+    let show = get_ok(m.addr, &format!("/api/shows/{}", m.show)).await;
     show["status"].as_str().unwrap_or_default().to_owned()
 }
 
@@ -55,15 +54,7 @@ async fn a_show_whose_seller_stays_away_ends_with_the_reason() {
     // The inventory decides the close and the store records it (then its reason) just after:
     // the log is read until the close is there, with a deadline.
     let (log, close) = loop {
-        let (code, log) = http(
-            m.addr,
-            "GET",
-            &format!("/api/shows/{}/transitions", m.show),
-            None,
-            None,
-        )
-        .await;
-        assert_eq!(code, 200, "{log}");
+        let log = get_ok(m.addr, &format!("/api/shows/{}/transitions", m.show)).await;
         let close = log
             .as_array()
             .and_then(|t| {

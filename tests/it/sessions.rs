@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use nightmarket_server::auth::Role;
-use nightmarket_tests::{Client, Market, TestServer, http, http_full, token};
+use nightmarket_tests::{Client, Market, TestServer, get, http, http_full, token};
 use nightmarket_wire::server::ServerMessage;
 use serde_json::{Value, json};
 
@@ -132,7 +132,7 @@ async fn invites_open_one_session_each_and_sign_out_revokes_it() {
     assert_eq!(live["status"], "live");
     assert_eq!(live["products"][0]["allotted"], 10);
     let viewer = token(Role::Viewer, "buyer-1");
-    assert_eq!(http(addr, "GET", &stats, Some(&viewer), None).await.0, 403);
+    assert_eq!(get(addr, &stats, Some(&viewer)).await.0, 403);
 
     // The WebSocket takes the cookie in place of a token, from this origin only.
     let origin = format!("http://{addr}");
@@ -170,7 +170,7 @@ async fn invites_open_one_session_each_and_sign_out_revokes_it() {
     assert_eq!(cookie_value(&set), "", "the cookie is cleared");
     let (status, _, _) = with_cookie(addr, "GET", "/api/me", &seller, &[], None).await;
     assert_eq!(status, 401);
-    let (status, body) = http(addr, "GET", "/api/me", Some(&seller), None).await;
+    let (status, body) = get(addr, "/api/me", Some(&seller)).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(
         Client::connect_headers(addr, &m.show, &[("Cookie", &cookie)])
@@ -242,7 +242,9 @@ async fn cookie_changes_need_the_same_origin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_refresh_while_used_and_links_expire() {
-    let server = TestServer::start(|c| {
+    // Sessions and links live on the server's clock: the test moves it instead of waiting.
+    let clock = nightmarket_server::clock::ManualClock::new(1_795_786_200_000);
+    let server = TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), |c| {
         c.sessions.token_ttl_ms = 4_000;
         c.sessions.invite_ttl_ms = 1_500;
     })
@@ -256,12 +258,12 @@ async fn sessions_refresh_while_used_and_links_expire() {
     // Within the first half of its life the token is kept; past it a fresh one comes back.
     let (_, set, _) = with_cookie(addr, "GET", "/api/me", &first, &[], None).await;
     assert!(set.is_empty(), "{set:?}");
-    tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
+    clock.advance(2_200);
     let (status, set, _) = with_cookie(addr, "GET", "/api/me", &first, &[], None).await;
     assert_eq!(status, 200);
     let fresh = cookie_value(&set);
     assert_ne!(fresh, first);
-    tokio::time::sleep(std::time::Duration::from_millis(3_000)).await;
+    clock.advance(3_000);
     let (status, _, _) = with_cookie(addr, "GET", "/api/me", &first, &[], None).await;
     assert_eq!(status, 401, "the old token expired");
     let (status, _, _) = with_cookie(addr, "GET", "/api/me", &fresh, &[], None).await;

@@ -139,15 +139,7 @@ async fn two_hundred_viewers_claim_more_than_the_stock() {
     assert_eq!(sold, Some(STOCK));
 
     // Close; every viewer's feed ends in agreement with the final stock.
-    let (status, show) = nightmarket_tests::http(
-        m.addr,
-        "POST",
-        &format!("/api/shows/{}/close", m.show),
-        Some(&m.operator),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{show}");
+    let show = m.close().await;
     assert_eq!(show["stock"][0]["left"], 0);
     assert_eq!(show["stock"][1]["left"], STOCK);
     for c in &mut clients {
@@ -229,8 +221,12 @@ async fn joining_viewers_see_the_newest_claims_at_once() {
         let r = v.claim(&format!("feed-{i}"), m.product(0), qty, LIST).await;
         assert_eq!(r.outcome, ClaimOutcomeKind::Accepted);
     }
-    // Twice the stock tick: the node has refreshed since the last claim.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The node has refreshed since the last claim: its stock frame counts all ten units.
+    v.until(|msg| match msg {
+        ServerMessage::Stock(s) if s.levels[0].left == STOCK - 10 => Some(()),
+        _ => None,
+    })
+    .await;
     let late = token(Role::Viewer, "buyer-late");
     let mut joined = Client::connect(m.addr, &m.show, &late, None).await.unwrap();
     let snap = joined.snapshot().await;

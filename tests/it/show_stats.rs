@@ -3,13 +3,13 @@
 //! refused per reason and the show's peak viewers. On SQLite and PostgreSQL, at shutdown, and
 //! across two nodes.
 
+use crate::support::{eventually, postgres_url, store_of};
 use std::time::Duration;
 
 use nightmarket_domain::ShowId;
-use nightmarket_server::auth::Role;
 use nightmarket_server::clock::ManualClock;
 use nightmarket_store::Store;
-use nightmarket_tests::{ChildServer, Client, Market, TestServer, WAIT, token};
+use nightmarket_tests::{ChildServer, Client, Market, TestServer, redis_url};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage};
 
@@ -22,29 +22,6 @@ const LIST: i64 = 250_000;
 /// Short enough that a test waits little for the store to catch up.
 const FLUSH_MS: u64 = 50;
 const TICK_MS: u64 = 20;
-/// How often a test looks at the store while waiting for the figures.
-const POLL: Duration = Duration::from_millis(25);
-
-async fn postgres_url() -> String {
-    let url = nightmarket_store::testing::test_database_url().unwrap();
-    nightmarket_store::testing::fresh_database(&url)
-        .await
-        .unwrap()
-}
-
-fn redis_url() -> String {
-    std::env::var("NIGHTMARKET_TEST_REDIS_URL")
-        .expect("NIGHTMARKET_TEST_REDIS_URL is not set: run the tests with scripts/test")
-}
-
-/// The store the server writes to, opened beside it.
-async fn store_of(dir: &std::path::Path, database_url: Option<&str>) -> Store {
-    match database_url {
-        Some(url) => Store::postgres(url, 2, Duration::from_secs(5)).await,
-        None => Store::sqlite(&dir.join("catalog.sqlite")).await,
-    }
-    .unwrap()
-}
 
 fn totals(v: &[(&str, u64)]) -> Vec<(String, u64)> {
     v.iter().map(|(r, n)| ((*r).to_owned(), *n)).collect()
@@ -54,33 +31,21 @@ fn totals(v: &[(&str, u64)]) -> Vec<(String, u64)> {
 async fn wait_for_figures(store: &Store, show: &str, refusals: &[(&str, u64)], peak: u64) {
     let show = show_id(show);
     let want = totals(refusals);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    let what = format!("the store reporting refusals {want:?} and peak {peak}");
+    eventually(what, || async {
         let got = (
             store.show_refusals(&show).await.unwrap(),
             store.show_peak_viewers(&show).await.unwrap(),
         );
-        if got == (want.clone(), peak) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "store never reported refusals {want:?} and peak {peak}; last {got:?}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
+        (got == (want.clone(), peak))
+            .then_some(())
+            .ok_or(format!("{got:?}"))
+    })
+    .await;
 }
 
 fn show_id(id: &str) -> ShowId {
     ShowId::parse(id).unwrap()
-}
-
-async fn viewer(addr: std::net::SocketAddr, show: &str, buyer: &str) -> Client {
-    let mut c = Client::connect(addr, show, &token(Role::Viewer, buyer), None)
-        .await
-        .unwrap();
-    c.snapshot().await;
-    c
 }
 
 async fn refused(c: &mut Client, claim: &str, product: &str, price: i64, want: ErrorCode) {
@@ -114,7 +79,7 @@ async fn refusals_and_peak_viewers(database_url: Option<String>) {
     let p = m.product(0).to_owned();
     let mut viewers = Vec::new();
     for v in 0..4 {
-        viewers.push(viewer(m.addr, &m.show, &format!("buyer-{v}")).await);
+        viewers.push(Client::viewer(m.addr, &m.show, &format!("buyer-{v}")).await);
     }
 
     refused(&mut viewers[0], "early-0", &p, LIST, ErrorCode::NotPinned).await;
@@ -143,7 +108,7 @@ async fn refusals_and_peak_viewers(database_url: Option<String>) {
     wait_for_figures(&store, &m.show, &expected, 4).await;
 
     clock.advance(MINUTE);
-    viewers.push(viewer(m.addr, &m.show, "buyer-4").await);
+    viewers.push(Client::viewer(m.addr, &m.show, "buyer-4").await);
     wait_for_figures(&store, &m.show, &expected, 5).await;
     server.shutdown().await;
 }
@@ -170,8 +135,8 @@ async fn the_figures_are_written_at_shutdown() {
         .await;
     let m = Market::create(server.addr, &[LIST], 10, 1, true).await;
     let p = m.product(0).to_owned();
-    let mut a = viewer(m.addr, &m.show, "buyer-a").await;
-    let mut b = viewer(m.addr, &m.show, "buyer-b").await;
+    let mut a = Client::viewer(m.addr, &m.show, "buyer-a").await;
+    let mut b = Client::viewer(m.addr, &m.show, "buyer-b").await;
     refused(&mut a, "early", &p, LIST, ErrorCode::NotPinned).await;
     let _seller = m.pinned_seller(0).await;
     refused(&mut b, "cheap", &p, LIST - 1, ErrorCode::StalePrice).await;
@@ -214,24 +179,18 @@ async fn two_nodes_add_up() {
         ("NIGHTMARKET_MARKET_STATS_FLUSH_MS", flush.as_str()),
         ("NIGHTMARKET_LIMITS_STOCK_TICK_MS", tick.as_str()),
     ];
-    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = ChildServer::start_with(EXE, a_dir.path(), &env)
-        .await
-        .unwrap();
-    let b = ChildServer::start_with(EXE, b_dir.path(), &env)
-        .await
-        .unwrap();
+    let [(a, a_dir), (b, _b_dir)] = ChildServer::two(EXE, &env).await;
     let store = store_of(a_dir.path(), Some(&db)).await;
     let m = Market::create(a.addr, &[LIST], 10, 1, true).await;
     let p = m.product(0).to_owned();
 
     let mut on_a = Vec::new();
     for v in 0..3 {
-        on_a.push(viewer(a.addr, &m.show, &format!("a-{v}")).await);
+        on_a.push(Client::viewer(a.addr, &m.show, &format!("a-{v}")).await);
     }
     let mut on_b = Vec::new();
     for v in 0..2 {
-        on_b.push(viewer(b.addr, &m.show, &format!("b-{v}")).await);
+        on_b.push(Client::viewer(b.addr, &m.show, &format!("b-{v}")).await);
     }
     refused(&mut on_a[0], "a-early", &p, LIST, ErrorCode::NotPinned).await;
     refused(&mut on_b[0], "b-early", &p, LIST, ErrorCode::NotPinned).await;
@@ -261,18 +220,18 @@ async fn a_restart_within_a_minute_is_not_counted_twice() {
         TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), tweak).await;
     let m = Market::create(server.addr, &[LIST], 10, 1, true).await;
     let store = store_of(server.dir.path(), None).await;
-    let before = viewer(m.addr, &m.show, "buyer-a").await;
+    let before = Client::viewer(m.addr, &m.show, "buyer-a").await;
     wait_for_figures(&store, &m.show, &[], 1).await;
     before.close().await;
     let dir = server.stop_keep_dir().await;
 
     clock.advance(20_000);
     let server = TestServer::start_clocked(dir, clock.clone(), tweak).await;
-    let _a = viewer(server.addr, &m.show, "buyer-a").await;
-    let _b = viewer(server.addr, &m.show, "buyer-b").await;
+    let _a = Client::viewer(server.addr, &m.show, "buyer-a").await;
+    let _b = Client::viewer(server.addr, &m.show, "buyer-b").await;
     wait_for_figures(&store, &m.show, &[], 2).await;
-    // Later flushes of the same minute do not add to it either.
-    tokio::time::sleep(Duration::from_millis(FLUSH_MS * 6)).await;
+    // Later flushes of the same minute do not add to it either: a window of several flushes.
+    nightmarket_tests::quiet_for(Duration::from_millis(FLUSH_MS * 6)).await;
     assert_eq!(store.show_peak_viewers(&show_id(&m.show)).await.unwrap(), 2);
     server.shutdown().await;
 }

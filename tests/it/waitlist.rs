@@ -14,38 +14,26 @@ use serde_json::json;
 
 const LIST: i64 = 180_000;
 
-async fn viewer(addr: std::net::SocketAddr, show: &str, name: &str) -> Client {
-    let mut c = Client::connect(addr, show, &token(Role::Viewer, name), None)
-        .await
-        .unwrap();
-    c.snapshot().await;
-    c
-}
-
 /// Sends a waitlist message and waits for its answer (not news of a promotion or skip).
 async fn ask(c: &mut Client, msg: serde_json::Value) -> WaitlistResult {
     c.send(msg).await;
-    c.until(|m| match m {
-        ServerMessage::WaitlistResult(r)
-            if !matches!(
-                r.outcome,
-                WaitlistOutcomeKind::Promoted | WaitlistOutcomeKind::Skipped
-            ) =>
-        {
-            Some(r.clone())
-        }
-        _ => None,
-    })
-    .await
+    waitlist_result(c, false).await
 }
 
+/// The next news of a promotion or a skip.
 async fn news(c: &mut Client) -> WaitlistResult {
+    waitlist_result(c, true).await
+}
+
+/// The next waitlist result that is news (a promotion or a skip), or that is not.
+async fn waitlist_result(c: &mut Client, news: bool) -> WaitlistResult {
     c.until(|m| match m {
         ServerMessage::WaitlistResult(r)
-            if matches!(
-                r.outcome,
-                WaitlistOutcomeKind::Promoted | WaitlistOutcomeKind::Skipped
-            ) =>
+            if news
+                == matches!(
+                    r.outcome,
+                    WaitlistOutcomeKind::Promoted | WaitlistOutcomeKind::Skipped
+                ) =>
         {
             Some(r.clone())
         }
@@ -77,9 +65,9 @@ async fn a_waiting_viewer_is_promoted_when_units_come_back() {
     let p = m.product(0).to_owned();
     let mut seller = m.pinned_seller(0).await;
 
-    let mut a = viewer(m.addr, &m.show, "buyer-a").await;
-    let mut b = viewer(m.addr, &m.show, "buyer-b").await;
-    let mut c = viewer(m.addr, &m.show, "buyer-c").await;
+    let mut a = Client::viewer(m.addr, &m.show, "buyer-a").await;
+    let mut b = Client::viewer(m.addr, &m.show, "buyer-b").await;
+    let mut c = Client::viewer(m.addr, &m.show, "buyer-c").await;
 
     let r = ask(
         &mut b,
@@ -188,7 +176,7 @@ async fn a_waiting_viewer_is_promoted_when_units_come_back() {
     assert_eq!(mine, [(claim_id.as_str(), "accepted", 1)]);
     assert_eq!(snap.lineup[0].left, 0, "both units went to the waitlist");
     // Leaving: explicitly, and by leaving the show.
-    let mut d = viewer(m.addr, &m.show, "buyer-d").await;
+    let mut d = Client::viewer(m.addr, &m.show, "buyer-d").await;
     let r = ask(
         &mut d,
         json!({"type": "waitlist_join", "product_id": p, "quantity": 1}),
@@ -207,7 +195,20 @@ async fn a_waiting_viewer_is_promoted_when_units_come_back() {
     .await;
     assert_eq!(r.position, Some(1));
     d.close().await;
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    // After the grace the node takes D off the list: a buyer joining then comes first (and
+    // leaves again, so the list is as before).
+    let e = tokio::sync::Mutex::new(Client::viewer(m.addr, &m.show, "buyer-e").await);
+    crate::support::eventually("buyer-d off the list", || async {
+        let mut e = e.lock().await;
+        let joined = json!({"type": "waitlist_join", "product_id": p, "quantity": 1});
+        let r = ask(&mut e, joined).await;
+        let left = ask(&mut e, json!({"type": "waitlist_leave", "product_id": p})).await;
+        assert_eq!(left.outcome, WaitlistOutcomeKind::Left, "{left:?}");
+        (r.position == Some(1))
+            .then_some(())
+            .ok_or(format!("{r:?}"))
+    })
+    .await;
     let mut d = Client::connect(m.addr, &m.show, &token(Role::Viewer, "buyer-d"), None)
         .await
         .unwrap();
@@ -261,8 +262,8 @@ async fn the_promoted_viewer_is_told_on_another_node() {
     let p = m.product(0).to_owned();
     let _seller = m.pinned_seller(0).await;
 
-    let mut a = viewer(n0.addr, &m.show, "buyer-a").await;
-    let mut b = viewer(n1.addr, &m.show, "buyer-b").await;
+    let mut a = Client::viewer(n0.addr, &m.show, "buyer-a").await;
+    let mut b = Client::viewer(n1.addr, &m.show, "buyer-b").await;
     let claim = a.claim("a-1", &p, 2, LIST).await;
     assert_eq!(claim.outcome, ClaimOutcomeKind::Accepted, "{claim:?}");
     let r = ask(

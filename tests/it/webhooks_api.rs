@@ -2,7 +2,7 @@
 //! redelivery names the webhook its delivery belongs to.
 
 use nightmarket_server::auth::Role;
-use nightmarket_tests::{TestServer, http, token};
+use nightmarket_tests::{TestServer, get, http, token};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,21 +62,16 @@ async fn a_redelivery_belongs_to_its_webhook() {
     // An event for both: create a show and take it live.
     nightmarket_tests::Market::create(addr, &[100_000], 5, 1, true).await;
     let deliveries = |id: String| async move {
-        for _ in 0..200 {
-            let (_, list) = http(
-                addr,
-                "GET",
-                &format!("/api/webhooks/{id}/deliveries"),
-                Some(&token(Role::Operator, "office")),
-                None,
-            )
-            .await;
-            if let Some(first) = list.as_array().and_then(|l| l.first()) {
-                return first["id"].as_str().unwrap().to_owned();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
-        panic!("no delivery for webhook {id}");
+        let path = format!("/api/webhooks/{id}/deliveries");
+        crate::support::eventually(format!("a delivery for webhook {id}"), || async {
+            let tok = token(Role::Operator, "office");
+            let (_, list) = get(addr, &path, Some(&tok)).await;
+            let first = list.as_array().and_then(|l| l.first());
+            first
+                .map(|d| d["id"].as_str().unwrap().to_owned())
+                .ok_or(list.to_string())
+        })
+        .await
     };
     // Delivery ids are `<event id>/<webhook id>`: a path segment carries them encoded.
     let of_first = deliveries(ids[0].clone()).await.replace('/', "%2F");

@@ -26,8 +26,17 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 /// a crate's tests can start a server without depending on the server crate.
 pub use nightmarket_server::config::Config;
 
-/// How long a test waits for any single expected frame or response.
+/// How long a test waits for any single expected frame or response (as long as the store's
+/// `testing::eventually`, which the end-to-end tests use to wait on a condition, waits).
 pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Lets `window` pass so that a test can check that something did *not* happen meanwhile (a
+/// second transition, a second delivery, a sweep before its time). The one fixed wait a test
+/// may have: no condition marks that an event will never come. Anything that waits for
+/// something to happen waits on it with a deadline instead.
+pub async fn quiet_for(window: Duration) {
+    tokio::time::sleep(window).await;
+}
 
 pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
 
@@ -49,8 +58,23 @@ pub fn now_secs() -> i64 {
         .as_secs() as i64
 }
 
+/// When [`token`]'s tokens are issued (2026-01-01T00:00Z, Unix seconds): before any instant a
+/// test's manual clock is set to, since the server checks tokens on its own clock.
+pub const TOKENS_ISSUED_AT_SECS: i64 = 1_767_225_600;
+
+/// How long [`token`]'s tokens stay valid: ten years, so that both the wall clock and every
+/// manual clock a test sets fall inside.
+pub const TOKENS_VALID_FOR_SECS: i64 = 10 * 365 * 24 * 3600;
+
+/// A token for `sub` with `role`, valid at every instant a test's clock may show.
 pub fn token(role: Role, sub: &str) -> String {
-    TokenKey::new(SECRET).mint(role, sub, now_secs(), 3600)
+    TokenKey::new(SECRET).mint(role, sub, TOKENS_ISSUED_AT_SECS, TOKENS_VALID_FOR_SECS)
+}
+
+/// The Redis the test command provides (`NIGHTMARKET_TEST_REDIS_URL`).
+pub fn redis_url() -> String {
+    std::env::var("NIGHTMARKET_TEST_REDIS_URL")
+        .expect("NIGHTMARKET_TEST_REDIS_URL is not set: run the tests with scripts/test")
 }
 
 /// A server running inside the test process.
@@ -65,24 +89,7 @@ impl TestServer {
     /// Starts the server on port 0 with a fresh data directory; `tweak` adjusts the config.
     pub async fn start(tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = test_config(dir.path());
-        tweak(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            nightmarket_server::run(listener, config, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        Self {
-            addr,
-            dir,
-            stop: Some(stop),
-            task: Some(task),
-        }
+        Self::start_on(dir, nightmarket_server::clock::system(), tweak).await
     }
 
     /// Starts the server over `dir` with a manual clock (time moves only when the test says).
@@ -91,13 +98,25 @@ impl TestServer {
         clock: nightmarket_server::clock::ManualClock,
         tweak: impl FnOnce(&mut Config),
     ) -> Self {
+        Self::start_on(dir, std::sync::Arc::new(clock), tweak).await
+    }
+
+    /// Starts the server over `dir` on `clock`, as `serve` does: the configuration validated,
+    /// then the backends opened and served.
+    async fn start_on(
+        dir: tempfile::TempDir,
+        clock: nightmarket_server::clock::SharedClock,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = test_config(dir.path());
         tweak(&mut config);
+        config.validate().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let mut backends = nightmarket_server::open_backends(&config).await.unwrap();
-        backends.clock = std::sync::Arc::new(clock);
+        let backends = nightmarket_server::open_backends(&config, clock)
+            .await
+            .unwrap();
         let task = tokio::spawn(async move {
             nightmarket_server::serve_with(listener, config, backends, async move {
                 let _ = stopped.await;
@@ -129,6 +148,30 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         std::mem::replace(&mut self.dir, dir)
     }
+}
+
+/// The binary under test (`exe`) as a child process running `args` over `data_dir`: on port 0,
+/// with the test secret, logging warnings, and without a configuration file or shared
+/// backends, so the test's own environment never leaks in; the caller's `.env` calls come after
+/// these and win. Killed when dropped.
+pub fn command(
+    exe: impl AsRef<std::ffi::OsStr>,
+    data_dir: &Path,
+    args: &[&str],
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(exe);
+    command
+        .args(args)
+        .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
+        .env("NIGHTMARKET_DATA_DIR", data_dir)
+        .env("NIGHTMARKET_AUTH_SECRET", SECRET)
+        .env("NIGHTMARKET_LOG", "warn")
+        .env_remove("NIGHTMARKET_CONFIG")
+        .env_remove("NIGHTMARKET_REDIS_URL")
+        .env_remove("NIGHTMARKET_DATABASE_URL")
+        .env_remove("NIGHTMARKET_LOG_FORMAT")
+        .kill_on_drop(true);
+    command
 }
 
 /// The server binary running as a child process (so it can be killed with SIGKILL).
@@ -182,21 +225,12 @@ impl ChildServer {
         env: &[(&str, &str)],
         stderr: Stdio,
     ) -> anyhow::Result<Self> {
-        let mut command = tokio::process::Command::new(exe);
-        // Quiet unless `env` says otherwise.
-        command.env("NIGHTMARKET_LOG", "warn");
-        command.envs(env.iter().copied());
-        let mut child = command
-            .arg("serve")
-            .env("NIGHTMARKET_LISTEN", "127.0.0.1:0")
-            .env("NIGHTMARKET_DATA_DIR", data_dir)
-            .env("NIGHTMARKET_AUTH_SECRET", SECRET)
+        let mut child = command(exe, data_dir, &["serve"])
             // Test receivers listen on 127.0.0.1.
             .env("NIGHTMARKET_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true")
-            .env_remove("NIGHTMARKET_CONFIG")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
-            .kill_on_drop(true)
             .spawn()
             .context("spawning the server binary")?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
@@ -212,6 +246,15 @@ impl ChildServer {
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Self { addr, child })
+    }
+
+    /// Two nodes sharing `env` (the same Redis and PostgreSQL), each over a data directory of
+    /// its own, returned beside it.
+    pub async fn two(exe: &str, env: &[(&str, &str)]) -> [(Self, tempfile::TempDir); 2] {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = Self::start_with(exe, a_dir.path(), env).await.unwrap();
+        let b = Self::start_with(exe, b_dir.path(), env).await.unwrap();
+        [(a, a_dir), (b, b_dir)]
     }
 
     /// SIGKILL: no shutdown code runs, exactly like a crash.
@@ -332,6 +375,23 @@ fn dechunk(body: &[u8]) -> Vec<u8> {
     }
 }
 
+/// `GET path`, with `tok` as the bearer token if any: the status and the JSON body.
+pub async fn get(addr: SocketAddr, path: &str, tok: Option<&str>) -> (u16, Value) {
+    http(addr, "GET", path, tok, None).await
+}
+
+/// `POST path` with `body`, as `tok`: the status and the JSON body.
+pub async fn post(addr: SocketAddr, path: &str, tok: &str, body: Value) -> (u16, Value) {
+    http(addr, "POST", path, Some(tok), Some(&body)).await
+}
+
+/// `GET path` with no token, answered 200: the JSON body.
+pub async fn get_ok(addr: SocketAddr, path: &str) -> Value {
+    let (status, body) = get(addr, path, None).await;
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
+}
+
 /// One HTTP/1.1 request; returns the status and the JSON body (Null if none).
 pub async fn http(
     addr: SocketAddr,
@@ -358,6 +418,33 @@ pub struct Market {
     pub seller: String,
     pub products: Vec<(String, i64)>,
     pub show: String,
+}
+
+impl Market {
+    /// Closes the show as its operator through the server at `addr` (this market's, or another
+    /// node's); asserts it closed and returns the closed show.
+    pub async fn close_via(&self, addr: SocketAddr) -> Value {
+        let path = format!("/api/shows/{}/close", self.show);
+        let (status, body) = http(addr, "POST", &path, Some(&self.operator), None).await;
+        assert_eq!(status, 200, "closing {}: {body}", self.show);
+        body
+    }
+
+    /// [`Market::close_via`] this market's server.
+    pub async fn close(&self) -> Value {
+        self.close_via(self.addr).await
+    }
+}
+
+/// Asserts that an HTTP answer (`status`, `body`) is the refusal `want_status` with the error
+/// code `want_code`.
+#[track_caller]
+pub fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (want_status, Some(want_code)),
+        "{body}"
+    );
 }
 
 pub async fn create_seller(addr: SocketAddr, operator: &str, name: &str) -> String {
@@ -461,6 +548,20 @@ impl Market {
             .unwrap()
     }
 
+    /// Has the seller pin products 0 and 1 in turn, `n` pins in all (one event each), each
+    /// acknowledged before the next.
+    pub async fn pin_back_and_forth(&self, seller: &mut Client, n: usize) {
+        for i in 0..n {
+            seller
+                .command(
+                    json!({"type": "pin", "product_id": self.product(i % 2)}),
+                    &format!("p{i}"),
+                )
+                .await
+                .unwrap();
+        }
+    }
+
     /// The show's seller, connected, with product `i` pinned.
     pub async fn pinned_seller(&self, i: usize) -> Client {
         let mut seller = self.seller_client().await;
@@ -473,6 +574,16 @@ impl Market {
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+/// Connections the server closed for not keeping up (`nightmarket_queue_drops_total`, every
+/// cause), from a `/metrics` text.
+pub fn queue_drops(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("nightmarket_queue_drops_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
 
 /// How a WebSocket connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -564,6 +675,15 @@ impl Client {
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
             Err(e) => panic!("websocket connect failed: {e}"),
         }
+    }
+
+    /// A viewer `buyer` connected to `show`, its snapshot read.
+    pub async fn viewer(addr: SocketAddr, show: &str, buyer: &str) -> Self {
+        let mut c = Self::connect(addr, show, &token(Role::Viewer, buyer), None)
+            .await
+            .unwrap();
+        c.snapshot().await;
+        c
     }
 
     pub async fn send(&mut self, v: Value) {

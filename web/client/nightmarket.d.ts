@@ -25,13 +25,20 @@ export interface ApiOptions {
 export interface Me { role: "operator" | "seller" | "viewer"; subject: string; name: string; via: "cookie" | "bearer"; }
 export interface Invite { code: string; url: string; role: string; subject: string; expires_at: number; }
 
+/** Most items a list endpoint returns in one page (the server's `MAX_PAGE_SIZE`). */
+export const MAX_PAGE_SIZE: number;
+
 export class Api {
   constructor(options?: ApiOptions);
   baseUrl: string;
   token: string | null;
-  request(method: string, path: string, opts?: { body?: unknown; query?: Record<string, string | number | boolean | null | undefined>; text?: boolean }): Promise<any>;
+  request(method: string, path: string, opts?: { body?: unknown; query?: Record<string, string | number | boolean | null | undefined>; text?: boolean; page?: boolean }): Promise<any>;
   get(path: string, query?: Record<string, unknown>): Promise<any>;
   post(path: string, body?: unknown): Promise<any>;
+  /** One page of a list endpoint; `next` is the cursor of the next page, null on the last. */
+  page(path: string, q?: { limit?: number; cursor?: string | null; query?: Record<string, string | number | boolean | null | undefined> }): Promise<{ items: any[]; next: string | null }>;
+  /** Every item of a list endpoint, following `Next-Cursor` (not for a market's nights). */
+  all(path: string, query?: Record<string, string | number | boolean | null | undefined>): Promise<any[]>;
   me(): Promise<Me>;
   redeem(code: string): Promise<{ role: string; subject: string; name: string }>;
   guest(displayName: string): Promise<{ role: "viewer"; subject: string; name: string }>;
@@ -160,7 +167,8 @@ export class ShowConnection {
   on(kind: "claim", fn: (m: ClaimResult) => void): () => void;
   on(kind: "cancel", fn: (m: CancelResult) => void): () => void;
   on(kind: "waitlist", fn: (m: WaitlistResult) => void): () => void;
-  on(kind: "event" | "message" | "error", fn: (m: any) => void): () => void;
+  /** `catch_up`: the connection fell behind and its show state was replaced (see docs/client.md). */
+  on(kind: "event" | "catch_up" | "message" | "error", fn: (m: any) => void): () => void;
   connect(): this;
   close(): void;
   reconnectNow(): void;

@@ -86,6 +86,9 @@ function defaultBase() {
  * @property {typeof fetch} [fetch] a fetch implementation (default the global one)
  */
 
+/** Most items a list endpoint returns in one page (the server's `MAX_PAGE_SIZE`). */
+export const MAX_PAGE_SIZE = 1000;
+
 /** The HTTP API. Methods resolve with the parsed JSON body and reject with `ApiError`. */
 export class Api {
   /** @param {ApiOptions} [options] */
@@ -99,8 +102,9 @@ export class Api {
    * One request. `body` is sent as JSON; `query` values that are null/undefined are left out.
    * @param {string} method
    * @param {string} path
-   * @param {{body?: unknown, query?: Record<string, string|number|boolean|null|undefined>, text?: boolean}} [opts]
-   * @returns {Promise<any>} the JSON body (null for 202/204), or the text with `text: true`
+   * @param {{body?: unknown, query?: Record<string, string|number|boolean|null|undefined>, text?: boolean, page?: boolean}} [opts]
+   * @returns {Promise<any>} the JSON body (null for 202/204), or the text with `text: true`, or
+   *   with `page: true` `{items, next}`: the body and the `Next-Cursor` header (null on the last page)
    */
   async request(method, path, opts = {}) {
     let url = this.baseUrl + path;
@@ -138,7 +142,39 @@ export class Api {
     if (opts.text) return res.text();
     if (res.status === 204 || res.status === 202) return null;
     const text = await res.text();
-    return text ? JSON.parse(text) : null;
+    const body = text ? JSON.parse(text) : null;
+    if (opts.page) return { items: body ?? [], next: res.headers.get("Next-Cursor") };
+    return body;
+  }
+
+  /**
+   * One page of a list endpoint (docs/protocol.md §9, "Lists: pages"). `cursor` is the `next`
+   * of the page before, passed back untouched; `next` is null on the last page.
+   * @param {string} path
+   * @param {{limit?: number, cursor?: string|null, query?: Record<string, string|number|boolean|null|undefined>}} [q]
+   * @returns {Promise<{items: any[], next: string|null}>}
+   */
+  page(path, q = {}) {
+    const query = { ...(q.query ?? {}), limit: q.limit, cursor: q.cursor ?? undefined };
+    return this.request("GET", path, { query, page: true });
+  }
+
+  /**
+   * Every item of a list endpoint: its pages of `MAX_PAGE_SIZE` items, following `Next-Cursor`
+   * to the last. Not for a market's nights, whose calendar may never end.
+   * @param {string} path
+   * @param {Record<string, string|number|boolean|null|undefined>} [query]
+   * @returns {Promise<any[]>}
+   */
+  async all(path, query) {
+    const items = [];
+    let cursor = null;
+    do {
+      const p = await this.page(path, { limit: MAX_PAGE_SIZE, cursor, query });
+      items.push(...p.items);
+      cursor = p.next;
+    } while (cursor);
+    return items;
   }
 
   /** @param {string} path @param {any} [query] */ get(path, query) { return this.request("GET", path, { query }); }
@@ -153,42 +189,43 @@ export class Api {
   createInvite(role, subject) { return this.post("/api/invites", { role, subject }); }
 
   // --- catalog ---
-  sellers() { return this.get("/api/sellers"); }
+  sellers() { return this.all("/api/sellers"); }
   /** @param {string} id */ seller(id) { return this.get(`/api/sellers/${enc(id)}`); }
   /** @param {{name: string, kind?: string, district?: string}} body */ createSeller(body) { return this.post("/api/sellers", body); }
-  /** @param {string} sellerId */ products(sellerId) { return this.get("/api/products", { seller_id: sellerId }); }
+  /** @param {string} sellerId */ products(sellerId) { return this.all("/api/products", { seller_id: sellerId }); }
   /** @param {string} id */ product(id) { return this.get(`/api/products/${enc(id)}`); }
   /** @param {object} body */ createProduct(body) { return this.post("/api/products", body); }
 
   // --- shows ---
-  shows() { return this.get("/api/shows"); }
+  shows() { return this.all("/api/shows"); }
   /** @param {string} id */ show(id) { return this.get(`/api/shows/${enc(id)}`); }
   /** @param {object} body */ createShow(body) { return this.post("/api/shows", body); }
   /** @param {string} id */ goLive(id) { return this.post(`/api/shows/${enc(id)}/live`); }
   /** @param {string} id */ closeShow(id) { return this.post(`/api/shows/${enc(id)}/close`); }
   /** @param {string} id */ liveStats(id) { return this.get(`/api/shows/${enc(id)}/live-stats`); }
-  /** @param {string} id */ transitions(id) { return this.get(`/api/shows/${enc(id)}/transitions`); }
-  /** @param {string} sellerId */ sellerShows(sellerId) { return this.get(`/api/sellers/${enc(sellerId)}/shows`); }
+  /** @param {string} id */ transitions(id) { return this.all(`/api/shows/${enc(id)}/transitions`); }
+  /** @param {string} sellerId */ sellerShows(sellerId) { return this.all(`/api/sellers/${enc(sellerId)}/shows`); }
   /** @param {string} id */ showReport(id) { return this.get(`/api/shows/${enc(id)}/report`); }
   /** @param {string} id @returns {Promise<string>} */
   showReportCsv(id) { return this.request("GET", `/api/shows/${enc(id)}/report`, { query: { format: "csv" }, text: true }); }
 
   // --- markets and nights ---
-  markets() { return this.get("/api/markets"); }
+  markets() { return this.all("/api/markets"); }
   /** @param {string} id */ market(id) { return this.get(`/api/markets/${enc(id)}`); }
   /** @param {object} body */ createMarket(body) { return this.post("/api/markets", body); }
-  /** @param {string} id @param {{from?: string, after?: number, limit?: number}} [q] */
+  /** One page of nights: the calendar may never end, so page with `page()` to read on.
+   * @param {string} id @param {{from?: string, after?: number, limit?: number}} [q] */
   nights(id, q) { return this.get(`/api/markets/${enc(id)}/nights`, q); }
-  /** @param {string} id */ exceptions(id) { return this.get(`/api/markets/${enc(id)}/exceptions`); }
+  /** @param {string} id */ exceptions(id) { return this.all(`/api/markets/${enc(id)}/exceptions`); }
   /** @param {string} id @param {object} body */ createException(id, body) { return this.post(`/api/markets/${enc(id)}/exceptions`, body); }
   /** @param {string} id @param {{product_id: string, approved: boolean, reason?: string}} body */
   decide(id, body) { return this.post(`/api/markets/${enc(id)}/admissions`, body); }
   /** @param {string} id @param {string} [productId] */
-  decisions(id, productId) { return this.get(`/api/markets/${enc(id)}/admissions`, { product_id: productId }); }
+  decisions(id, productId) { return this.all(`/api/markets/${enc(id)}/admissions`, { product_id: productId }); }
   /** @param {string} id @param {string} date @param {string} statement */
   commit(id, date, statement) { return this.post(`/api/markets/${enc(id)}/nights/${enc(date)}/commitments`, { statement }); }
-  /** @param {string} id @param {string} date */ nightShows(id, date) { return this.get(`/api/markets/${enc(id)}/nights/${enc(date)}/shows`); }
-  /** @param {string} id @param {string} date */ nightCommitments(id, date) { return this.get(`/api/markets/${enc(id)}/nights/${enc(date)}/commitments`); }
+  /** @param {string} id @param {string} date */ nightShows(id, date) { return this.all(`/api/markets/${enc(id)}/nights/${enc(date)}/shows`); }
+  /** @param {string} id @param {string} date */ nightCommitments(id, date) { return this.all(`/api/markets/${enc(id)}/nights/${enc(date)}/commitments`); }
   /** @param {string} id @param {string} date @param {object} body */
   scheduleShow(id, date, body) { return this.post(`/api/markets/${enc(id)}/nights/${enc(date)}/shows`, body); }
   /** @param {string} id @param {string} date */ nightReport(id, date) { return this.get(`/api/markets/${enc(id)}/nights/${enc(date)}/report`); }
@@ -196,17 +233,18 @@ export class Api {
   nightReportCsv(id, date) {
     return this.request("GET", `/api/markets/${enc(id)}/nights/${enc(date)}/report`, { query: { format: "csv" }, text: true });
   }
-  warnings() { return this.get("/api/schedule/warnings"); }
+  warnings() { return this.all("/api/schedule/warnings"); }
 
   // --- orders ---
-  myOrders() { return this.get("/api/me/orders"); }
-  myCheckouts() { return this.get("/api/me/checkouts"); }
+  myOrders() { return this.all("/api/me/orders"); }
+  myCheckouts() { return this.all("/api/me/checkouts"); }
 
   // --- webhooks ---
-  webhooks() { return this.get("/api/webhooks"); }
+  webhooks() { return this.all("/api/webhooks"); }
   /** @param {{url: string, events: string[]}} body */ createWebhook(body) { return this.post("/api/webhooks", body); }
   /** @param {string} id */ deleteWebhook(id) { return this.request("DELETE", `/api/webhooks/${enc(id)}`); }
-  /** @param {string} id */ deliveries(id) { return this.get(`/api/webhooks/${enc(id)}/deliveries`); }
+  /** The newest page of a webhook's deliveries (`page()` reads on). @param {string} id */
+  deliveries(id) { return this.get(`/api/webhooks/${enc(id)}/deliveries`); }
   /** @param {string} id @param {string} delivery */
   redeliver(id, delivery) { return this.post(`/api/webhooks/${enc(id)}/deliveries/${enc(delivery)}/redeliver`); }
 }
@@ -473,6 +511,7 @@ export class ShowConnection {
       case "hello": this.onHello(m); break;
       case "snapshot": this.onSnapshot(m); break;
       case "event": this.onEvent(m); return; // onEvent notifies
+      case "catch_up": this.onCatchUp(m); break;
       case "stock": this.onStock(m); break;
       case "feed": this.onFeed(m); break;
       case "viewers": if (typeof m.count === "number") this.state.viewers = m.count; break;
@@ -569,6 +608,24 @@ export class ShowConnection {
     }
     this.emit("event", m);
     this.changed();
+  }
+
+  /**
+   * The connection fell behind: the show's public state as of `m.seq` stands in for the events
+   * up to it (stock, feed and viewers follow as their own frames).
+   * @param {any} m
+   */
+  onCatchUp(m) {
+    const s = this.state;
+    if (typeof m.seq !== "number") return;
+    if (s.lastSeq != null && m.seq <= s.lastSeq) return; // nothing newer in it
+    s.lastSeq = m.seq;
+    if (s.show && typeof m.status === "string") s.show.status = m.status;
+    s.pinned = m.pinned ?? null;
+    s.flash = m.flash ? { ...m.flash } : null;
+    if (s.show?.status === "closed") s.myWaitlist = [];
+    this.priceOverride = m.price == null ? null : { key: this.priceKey(), price: m.price };
+    this.emit("catch_up", m);
   }
 
   /** @param {any} m */

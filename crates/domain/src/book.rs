@@ -63,6 +63,18 @@ pub struct LineupEntry {
     pub left: u32,
 }
 
+impl LineupEntry {
+    /// `product` as a show opens with it: `allotted` units, every one of them left.
+    pub fn opening(product: Product, allotted: u32, buyer_limit: u32) -> Self {
+        Self {
+            product,
+            allotted,
+            buyer_limit,
+            left: allotted,
+        }
+    }
+}
+
 /// A flash price on one product.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Flash {

@@ -1,5 +1,5 @@
-//! The market's rules, as pure functions over plain data: no clock (time is a parameter), no
-//! sockets, no storage. Everything here can be unit- and property-tested in isolation, and both
+//! The market's rules, as pure functions over plain data: no clock read (time is a parameter),
+//! no sockets, no storage. Everything here can be unit- and property-tested in isolation, and both
 //! inventory implementations (memory and Redis) must agree with it.
 //!
 //! - [`ids`]: identifiers parsed at the edge ("parse, don't validate").
@@ -11,9 +11,11 @@
 //! - [`admission`]: proof documents, and whether a product's proof admits it to a night.
 //! - [`order`]: orders after settlement, their status and who may move it.
 //! - [`settlement`]: the claim log as the order service reads and records it.
+//! - [`clock`]: the one clock the layers above are given (system, or manual in tests).
 
 pub mod admission;
 pub mod book;
+pub mod clock;
 pub mod ids;
 pub mod market;
 pub mod money;
@@ -32,6 +34,7 @@ pub use book::{
     ShowBook, ShowEvent, ShowStatus, SkipReason, WaitlistEntry, WaitlistNotice, WaitlistOutcome,
     WaitlistRefusal,
 };
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use ids::{BuyerId, ClaimId, IdError, MarketId, ProductId, SellerId, ShowId};
 pub use market::{
     Market, MarketError, MarketSpec, Night, NightException, NightStatus, ShowTiming, Slot,

@@ -44,9 +44,11 @@ fn without(kind: DocumentKind) -> ProductProof {
     p
 }
 
-fn with_only(kind: DocumentKind, docs: Vec<Document>) -> ProductProof {
+/// The full proof, but its documents of `kind` are one per validity window (from, until).
+fn with_only(kind: DocumentKind, windows: &[(Date, Date)]) -> ProductProof {
     let mut p = without(kind);
-    p.documents.extend(docs);
+    p.documents
+        .extend(windows.iter().map(|&(from, until)| doc(kind, from, until)));
     p
 }
 
@@ -99,11 +101,7 @@ fn each_missing_document_kind() {
 fn document_not_yet_valid() {
     let p = with_only(
         DocumentKind::OriginProof,
-        vec![doc(
-            DocumentKind::OriginProof,
-            date(2027, 1, 2),
-            date(2030, 1, 1),
-        )],
+        &[(date(2027, 1, 2), date(2030, 1, 1))],
     );
     assert_eq!(
         check(&p),
@@ -118,11 +116,7 @@ fn document_not_yet_valid() {
 fn document_expired() {
     let p = with_only(
         DocumentKind::QualityLabel,
-        vec![doc(
-            DocumentKind::QualityLabel,
-            date(2024, 1, 1),
-            date(2026, 12, 31),
-        )],
+        &[(date(2024, 1, 1), date(2026, 12, 31))],
     );
     assert_eq!(
         check(&p),
@@ -140,10 +134,7 @@ fn validity_boundaries_are_inclusive() {
         (NIGHT, date(2027, 6, 1)),
         (date(2026, 1, 1), NIGHT),
     ] {
-        let p = with_only(
-            DocumentKind::OcopCertificate,
-            vec![doc(DocumentKind::OcopCertificate, from, until)],
-        );
+        let p = with_only(DocumentKind::OcopCertificate, &[(from, until)]);
         assert_eq!(check(&p), Ok(()), "{from}..={until}");
     }
 }
@@ -152,22 +143,10 @@ fn validity_boundaries_are_inclusive() {
 fn any_valid_document_of_a_kind_is_enough() {
     let p = with_only(
         DocumentKind::OcopCertificate,
-        vec![
-            doc(
-                DocumentKind::OcopCertificate,
-                date(2020, 1, 1),
-                date(2023, 1, 1),
-            ),
-            doc(
-                DocumentKind::OcopCertificate,
-                date(2023, 1, 2),
-                date(2027, 1, 1),
-            ),
-            doc(
-                DocumentKind::OcopCertificate,
-                date(2027, 1, 2),
-                date(2030, 1, 1),
-            ),
+        &[
+            (date(2020, 1, 1), date(2023, 1, 1)),
+            (date(2023, 1, 2), date(2027, 1, 1)),
+            (date(2027, 1, 2), date(2030, 1, 1)),
         ],
     );
     assert_eq!(check(&p), Ok(()));
@@ -179,27 +158,11 @@ fn the_most_actionable_lapsed_document_is_reported() {
     // is what the seller needs to hear about.
     let p = with_only(
         DocumentKind::OcopCertificate,
-        vec![
-            doc(
-                DocumentKind::OcopCertificate,
-                date(2020, 1, 1),
-                date(2023, 1, 1),
-            ),
-            doc(
-                DocumentKind::OcopCertificate,
-                date(2023, 1, 2),
-                date(2026, 6, 30),
-            ),
-            doc(
-                DocumentKind::OcopCertificate,
-                date(2027, 3, 1),
-                date(2030, 1, 1),
-            ),
-            doc(
-                DocumentKind::OcopCertificate,
-                date(2027, 2, 1),
-                date(2030, 1, 1),
-            ),
+        &[
+            (date(2020, 1, 1), date(2023, 1, 1)),
+            (date(2023, 1, 2), date(2026, 6, 30)),
+            (date(2027, 3, 1), date(2030, 1, 1)),
+            (date(2027, 2, 1), date(2030, 1, 1)),
         ],
     );
     assert_eq!(
@@ -212,17 +175,9 @@ fn the_most_actionable_lapsed_document_is_reported() {
     // Only expired ones: the latest to end.
     let p = with_only(
         DocumentKind::OcopCertificate,
-        vec![
-            doc(
-                DocumentKind::OcopCertificate,
-                date(2023, 1, 2),
-                date(2026, 6, 30),
-            ),
-            doc(
-                DocumentKind::OcopCertificate,
-                date(2020, 1, 1),
-                date(2023, 1, 1),
-            ),
+        &[
+            (date(2023, 1, 2), date(2026, 6, 30)),
+            (date(2020, 1, 1), date(2023, 1, 1)),
         ],
     );
     assert_eq!(
@@ -323,11 +278,7 @@ fn expiry_warnings_look_at_the_night_not_today() {
     // Valid today (2026-12-01, say) but expired by a night in February.
     let p = with_only(
         DocumentKind::QualityLabel,
-        vec![doc(
-            DocumentKind::QualityLabel,
-            date(2025, 1, 1),
-            date(2027, 1, 31),
-        )],
+        &[(date(2025, 1, 1), date(2027, 1, 31))],
     );
     assert!(expiry_warnings(&p, date(2026, 12, 1)).is_empty());
     assert_eq!(

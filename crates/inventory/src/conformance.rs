@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use nightmarket_domain::book::{MAX_WAITLIST_PER_PRODUCT, PROMOTED_CLAIM_PREFIX};
 use nightmarket_domain::{
-    BuyerId, CancelDecision, ClaimAccepted, ClaimDecision, ClaimId, ClaimRecord, CommandError,
-    Dong, EndReason, FlashSpec, JoinDecision, LogCursor, LogEntry, ProductId, RefusalReason,
-    ShowEvent, ShowId, ShowStatus, SkipReason, WaitlistEntry, WaitlistOutcome, WaitlistRefusal,
+    BuyerId, CancelDecision, ClaimAccepted, ClaimDecision, ClaimId, ClaimRecord, ClaimRequest,
+    CommandError, Dong, EndReason, FlashSpec, JoinDecision, LogCursor, LogEntry, Millis, ProductId,
+    RefusalReason, ShowEvent, ShowId, ShowStatus, SkipReason, WaitlistEntry, WaitlistOutcome,
+    WaitlistRefusal,
 };
 
 use crate::{Command, Inventory, InventoryError};
@@ -22,6 +23,8 @@ pub mod fixtures;
 
 use fixtures::{LIST, T0};
 use fixtures::{accepted, buyer, ensure, err, lineup, pid, qty, refused, req};
+/// Why a claim is refused, as the cases below expect it.
+use nightmarket_domain::RefusalReason as Why;
 
 /// The system clock, UTC milliseconds: what an inventory on the execution clock decides by
 /// (Redis's TIME, on this machine, is the same clock).
@@ -32,6 +35,37 @@ fn wall_ms() -> i64 {
 }
 
 type R = Result<(), String>;
+
+/// One show's claims, expected refused or accepted.
+struct On<'a> {
+    inv: &'a dyn Inventory,
+    show: &'a ShowId,
+}
+
+impl On<'_> {
+    /// Claims with `req` at `now` and expects the refusal `reason`.
+    async fn refuse(&self, req: ClaimRequest, now: Millis, reason: Why) -> R {
+        let what = format!(
+            "claim {} by {}: expected {reason:?}",
+            req.claim_id, req.buyer
+        );
+        let d = self.inv.claim(self.show, req, now).await.map_err(err)?;
+        ensure(refused(&d) == Some(reason), format!("{what}, got {d:?}"))
+    }
+
+    /// Claims with `req` at `now` and expects an acceptance.
+    async fn accept(&self, req: ClaimRequest, now: Millis) -> R {
+        let what = format!(
+            "claim {} by {}: expected an acceptance",
+            req.claim_id, req.buyer
+        );
+        let d = self.inv.claim(self.show, req, now).await.map_err(err)?;
+        ensure(
+            matches!(d, ClaimDecision::Accepted(_)),
+            format!("{what}, got {d:?}"),
+        )
+    }
+}
 
 /// The shows [`run`] opens, as `<prefix>-<name>`: a Redis Cluster test uses them to check that
 /// the suite's shows spread over several masters.
@@ -134,17 +168,13 @@ macro_rules! inventory_conformance {
 
 pub async fn lifecycle_and_refusals(inv: &dyn Inventory, prefix: &str) -> R {
     let show = open(inv, prefix, "lifecycle", 5, 3).await?;
+    let on = On { inv, show: &show };
     // Opening again is a no-op.
     inv.open_show(&show, lineup(5, 3)?).await.map_err(err)?;
 
-    let d = inv
-        .claim(&show, req("c0", "b1", "p1", 1, LIST)?, T0)
-        .await
-        .map_err(err)?;
-    ensure(
-        refused(&d) == Some(RefusalReason::ShowNotLive),
-        "claim before live is show_not_live",
-    )?;
+    // claim before live is show_not_live
+    on.refuse(req("c0", "b1", "p1", 1, LIST)?, T0, Why::ShowNotLive)
+        .await?;
 
     let evs = inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
     ensure(
@@ -159,34 +189,19 @@ pub async fn lifecycle_and_refusals(inv: &dyn Inventory, prefix: &str) -> R {
         "going live twice is refused",
     )?;
 
-    let d = inv
-        .claim(&show, req("c1", "b1", "p1", 1, LIST)?, T0)
-        .await
-        .map_err(err)?;
-    ensure(
-        refused(&d) == Some(RefusalReason::NotPinned),
-        "claim of an unpinned product",
-    )?;
-    let d = inv
-        .claim(&show, req("c1", "b1", "nope", 1, LIST)?, T0)
-        .await
-        .map_err(err)?;
-    ensure(
-        refused(&d) == Some(RefusalReason::UnknownProduct),
-        "claim of a product not in the lineup",
-    )?;
+    // claim of an unpinned product
+    on.refuse(req("c1", "b1", "p1", 1, LIST)?, T0, Why::NotPinned)
+        .await?;
+    // claim of a product not in the lineup
+    on.refuse(req("c1", "b1", "nope", 1, LIST)?, T0, Why::UnknownProduct)
+        .await?;
 
     inv.command(&show, Command::Pin(pid("p1")), T0)
         .await
         .map_err(err)?;
-    let d = inv
-        .claim(&show, req("c1", "b1", "p1", 1, LIST - 1)?, T0)
-        .await
-        .map_err(err)?;
-    ensure(
-        refused(&d) == Some(RefusalReason::StalePrice),
-        "a price the viewer did not see now",
-    )?;
+    // a price the viewer did not see now
+    on.refuse(req("c1", "b1", "p1", 1, LIST - 1)?, T0, Why::StalePrice)
+        .await?;
 
     let d = inv
         .claim(&show, req("c1", "b1", "p1", 2, LIST)?, T0)
@@ -210,31 +225,14 @@ pub async fn lifecycle_and_refusals(inv: &dyn Inventory, prefix: &str) -> R {
         "retry is a duplicate",
     )?;
     // Another buyer cannot reuse the id.
-    let d = inv
-        .claim(&show, req("c1", "b2", "p1", 1, LIST)?, T0)
-        .await
-        .map_err(err)?;
-    ensure(
-        refused(&d) == Some(RefusalReason::ClaimIdTaken),
-        "claim id of another buyer",
-    )?;
+    on.refuse(req("c1", "b2", "p1", 1, LIST)?, T0, Why::ClaimIdTaken)
+        .await?;
 
-    let d = inv
-        .claim(&show, req("c2", "b1", "p1", 2, LIST)?, T0)
-        .await
-        .map_err(err)?;
-    ensure(
-        refused(&d) == Some(RefusalReason::LimitExceeded),
-        "limit of 3 with 2 held",
-    )?;
-    let d = inv
-        .claim(&show, req("c3", "b2", "p1", 3, LIST)?, T0)
-        .await
-        .map_err(err)?;
-    ensure(
-        matches!(d, ClaimDecision::Accepted(_)),
-        "b2 takes the last 3",
-    )?;
+    // limit of 3 with 2 held
+    on.refuse(req("c2", "b1", "p1", 2, LIST)?, T0, Why::LimitExceeded)
+        .await?;
+    // b2 takes the last 3
+    on.accept(req("c3", "b2", "p1", 3, LIST)?, T0).await?;
     let d = inv
         .claim(&show, req("c4", "b3", "p1", 1, LIST)?, T0)
         .await
@@ -249,14 +247,9 @@ pub async fn lifecycle_and_refusals(inv: &dyn Inventory, prefix: &str) -> R {
         matches!(&e.event, ShowEvent::ShowClosed { final_stock } if final_stock.iter().any(|(p, l)| p.as_str() == "p1" && *l == 0))
     });
     ensure(closed, "close carries the final stock")?;
-    let d = inv
-        .claim(&show, req("c5", "b4", "p2", 1, LIST)?, T0)
-        .await
-        .map_err(err)?;
-    ensure(
-        refused(&d) == Some(RefusalReason::ShowNotLive),
-        "no claim after close",
-    )?;
+    // no claim after close
+    on.refuse(req("c5", "b4", "p2", 1, LIST)?, T0, Why::ShowNotLive)
+        .await?;
     let view = inv
         .view(&show, Some(&BuyerId::parse("b1").map_err(err)?), T0)
         .await
@@ -270,6 +263,7 @@ pub async fn lifecycle_and_refusals(inv: &dyn Inventory, prefix: &str) -> R {
 
 pub async fn flash_rules(inv: &dyn Inventory, prefix: &str) -> R {
     let show = open(inv, prefix, "flash", 100, 50).await?;
+    let on = On { inv, show: &show };
     inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
     inv.command(&show, Command::Pin(pid("p1")), T0)
         .await
@@ -295,14 +289,13 @@ pub async fn flash_rules(inv: &dyn Inventory, prefix: &str) -> R {
     inv.command(&show, Command::StartFlash(spec(99_000, Some(5), 10)?), T0)
         .await
         .map_err(err)?;
-    let d = inv
-        .claim(&show, req("f0", "b1", "p1", 1, 99_000)?, T0 + 1_000)
-        .await
-        .map_err(err)?;
-    ensure(
-        refused(&d) == Some(RefusalReason::StalePrice),
-        "flash price before the countdown ends",
-    )?;
+    // flash price before the countdown ends
+    on.refuse(
+        req("f0", "b1", "p1", 1, 99_000)?,
+        T0 + 1_000,
+        Why::StalePrice,
+    )
+    .await?;
     let t = T0 + 10_000;
     let d = inv
         .claim(&show, req("f1", "b1", "p1", 3, 99_000)?, t)
@@ -332,22 +325,11 @@ pub async fn flash_rules(inv: &dyn Inventory, prefix: &str) -> R {
         flash_id.is_some(),
         "the claim that reaches the cap reports it",
     )?;
-    let d = inv
-        .claim(&show, req("f4", "b3", "p1", 1, 99_000)?, t)
-        .await
-        .map_err(err)?;
-    ensure(
-        refused(&d) == Some(RefusalReason::StalePrice),
-        "cap reached: back to list price",
-    )?;
-    let d = inv
-        .claim(&show, req("f5", "b3", "p1", 1, LIST)?, t)
-        .await
-        .map_err(err)?;
-    ensure(
-        matches!(d, ClaimDecision::Accepted(_)),
-        "list price after the cap",
-    )?;
+    // cap reached: back to list price
+    on.refuse(req("f4", "b3", "p1", 1, 99_000)?, t, Why::StalePrice)
+        .await?;
+    // list price after the cap
+    on.accept(req("f5", "b3", "p1", 1, LIST)?, t).await?;
     let evs = inv
         .command(
             &show,
@@ -380,14 +362,13 @@ pub async fn flash_rules(inv: &dyn Inventory, prefix: &str) -> R {
     inv.command(&show, Command::StartFlash(spec(90_000, None, 0)?), t)
         .await
         .map_err(err)?;
-    let d = inv
-        .claim(&show, req("f6", "b4", "p1", 1, 90_000)?, t + 60_000)
-        .await
-        .map_err(err)?;
-    ensure(
-        refused(&d) == Some(RefusalReason::StalePrice),
-        "flash over at ends_at",
-    )?;
+    // flash over at ends_at
+    on.refuse(
+        req("f6", "b4", "p1", 1, 90_000)?,
+        t + 60_000,
+        Why::StalePrice,
+    )
+    .await?;
     let view = inv.view(&show, None, t + 1).await.map_err(err)?;
     ensure(
         view.price.map(Dong::get) == Some(90_000),
@@ -398,6 +379,7 @@ pub async fn flash_rules(inv: &dyn Inventory, prefix: &str) -> R {
 
 pub async fn cancel_rules(inv: &dyn Inventory, prefix: &str) -> R {
     let show = open(inv, prefix, "cancel", 10, 5).await?;
+    let on = On { inv, show: &show };
     inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
     inv.command(&show, Command::Pin(pid("p2")), T0)
         .await
@@ -424,14 +406,8 @@ pub async fn cancel_rules(inv: &dyn Inventory, prefix: &str) -> R {
         "cancel is idempotent",
     )?;
     // The limit counts held units: after cancelling 4, the buyer may take 5 again.
-    let d = inv
-        .claim(&show, req("k2", "b1", "p2", 5, LIST)?, T0)
-        .await
-        .map_err(err)?;
-    ensure(
-        matches!(d, ClaimDecision::Accepted(_)),
-        "limit freed by cancel",
-    )?;
+    // limit freed by cancel
+    on.accept(req("k2", "b1", "p2", 5, LIST)?, T0).await?;
     // The feed of recent claims shows each as it was accepted, the cancelled one too.
     let recent = inv.stock(&show, 0).await.map_err(err)?.recent;
     let ids: Vec<(&str, Option<i64>)> = recent
@@ -454,6 +430,7 @@ pub async fn cancel_rules(inv: &dyn Inventory, prefix: &str) -> R {
 pub async fn a_buyers_many_claims(inv: &dyn Inventory, prefix: &str) -> R {
     const MANY: usize = 70;
     let show = open(inv, prefix, "mine", 1_000, 1_000).await?;
+    let on = On { inv, show: &show };
     inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
     inv.command(&show, Command::Pin(pid("p1")), T0)
         .await
@@ -463,14 +440,7 @@ pub async fn a_buyers_many_claims(inv: &dyn Inventory, prefix: &str) -> R {
         // b2 claims now and then, between b1's claims.
         let b2_too = (i % 25 == 0).then(|| (format!("o{i}"), "b2", 2));
         for (claim, buyer, qty) in std::iter::once((format!("m{i}"), "b1", 1)).chain(b2_too) {
-            let d = inv
-                .claim(&show, req(&claim, buyer, "p1", qty, LIST)?, at)
-                .await
-                .map_err(err)?;
-            ensure(
-                matches!(d, ClaimDecision::Accepted(_)),
-                format!("{buyer}'s claim {claim} accepted"),
-            )?;
+            on.accept(req(&claim, buyer, "p1", qty, LIST)?, at).await?;
         }
     }
     let b1 = BuyerId::parse("b1").map_err(err)?;
@@ -1436,8 +1406,14 @@ pub async fn decided_at_execution(inv: &dyn Inventory, prefix: &str) -> R {
     )?;
     // Sent while the flash runs, executed after it ended: the time it was sent decides nothing.
     let sent = wall_ms();
-    let wait = (flash.ends_at - wall_ms() + 50).max(0) as u64;
-    tokio::time::sleep(Duration::from_millis(wait)).await;
+    nightmarket_store::testing::eventually("the flash over on the inventory's clock", || async {
+        let view = inv.view(&show, None, sent).await.map_err(err)?;
+        ensure(
+            view.price.map(Dong::get) == Some(LIST),
+            format!("{:?}", view.price),
+        )
+    })
+    .await;
     let d = inv
         .claim(&show, req("late-flash", "b1", "p1", 1, 99_000)?, sent)
         .await

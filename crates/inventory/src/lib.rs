@@ -9,8 +9,16 @@
 //!
 //! Every rule (show live, price current, flash window, buyer limit) is judged at the time the
 //! inventory executes the step ([`DecisionClock::Execution`]): the memory inventory reads the
-//! clock while it holds the show's lock, the Redis scripts read Redis's `TIME`. A timestamp
-//! taken earlier (when the claim was received) never decides, however long the request waited.
+//! process's one injected clock ([`nightmarket_domain::clock`]) while it holds the show's lock,
+//! the Redis scripts read Redis's `TIME`. A timestamp taken earlier (when the claim was
+//! received) never decides, however long the request waited.
+//!
+//! Why Redis decides by its own `TIME` rather than the process's clock: in distributed mode a
+//! show's claims, commands and flash ends come from every hub node at once, and each node's
+//! clock is its own. One clock that every node's step reads, inside the atomic script, is the
+//! only way two nodes agree on whether a flash has ended or a deadline has passed; a node's
+//! clock passed in would let a node whose clock runs behind sell at a flash price another node
+//! already saw end. Tests that script time use [`DecisionClock::Scripted`] there.
 
 /// The shared conformance suite: test code, so only with the `testing` feature (which the
 /// crate's own dev-dependencies turn on), never in a release binary.
@@ -32,9 +40,10 @@ pub use redis_backend::{EventFeed, FeedItem, RedisInventory};
 /// Which clock decides a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DecisionClock {
-    /// The inventory's own clock at the moment it executes the step: the system clock read
-    /// under the show's lock (memory), Redis's `TIME` inside the script (Redis). What serving
-    /// uses; the `now` a caller passes is ignored.
+    /// The inventory's own clock at the moment it executes the step: the injected clock
+    /// (system, or a test's manual clock; see `MemoryInventory::with_clock`) read under the
+    /// show's lock (memory), Redis's `TIME` inside the script (Redis, for cross-node agreement).
+    /// What serving uses; the `now` a caller passes is ignored.
     #[default]
     Execution,
     /// The `now` the caller passes: for tests that script time (a flash that ends an hour

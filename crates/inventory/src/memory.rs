@@ -10,6 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use async_trait::async_trait;
+use nightmarket_domain::clock::SharedClock;
 use nightmarket_domain::{
     BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRequest, CommandError, JoinDecision,
     LineupEntry, LogCursor, LogPage, Millis, ProductId, Quantity, SequencedEvent, ShowBook, ShowId,
@@ -34,19 +35,21 @@ pub struct MemoryInventory {
     shows: RwLock<HashMap<ShowId, Arc<Slot>>>,
     journal: SqliteJournal,
     history_limit: usize,
-    clock: DecisionClock,
-}
-
-/// The system clock, UTC milliseconds.
-fn system_now() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Millis)
+    deciding_by: DecisionClock,
+    /// The process's one clock, read under a show's lock to decide a step.
+    clock: SharedClock,
 }
 
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, InventoryError> {
     m.lock()
         .map_err(|_| InventoryError::Internal("show lock poisoned".into()))
+}
+
+/// The next of the places a step reserved in the journal before it changed anything; running
+/// out is a bug in the step's count (`what` says which), never a partial write.
+fn next_room(room: &mut Vec<Reservation>, what: &str) -> Result<Reservation, InventoryError> {
+    room.pop()
+        .ok_or_else(|| InventoryError::Internal(what.to_owned()))
 }
 
 fn journal_err(e: JournalError) -> InventoryError {
@@ -66,12 +69,21 @@ impl MemoryInventory {
             shows: RwLock::new(HashMap::new()),
             journal,
             history_limit: history_limit.max(1),
-            clock: DecisionClock::Execution,
+            deciding_by: DecisionClock::Execution,
+            clock: nightmarket_domain::clock::system(),
         }
     }
 
-    /// Decides by `clock` (the default is [`DecisionClock::Execution`]).
-    pub fn with_clock(mut self, clock: DecisionClock) -> Self {
+    /// Decides by `deciding_by` (the default is [`DecisionClock::Execution`]).
+    pub fn deciding_by(mut self, deciding_by: DecisionClock) -> Self {
+        self.deciding_by = deciding_by;
+        self
+    }
+
+    /// Reads `clock` when it decides a step (the default is the system clock): the one the
+    /// rest of the process reads, so that a test's manual clock ends flashes and passes
+    /// deadlines here too.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
         self
     }
@@ -79,9 +91,26 @@ impl MemoryInventory {
     /// The time a step is decided at: call it while holding the show's lock, so a step that
     /// waited for the lock is judged when it runs, not when it was asked for.
     fn decision_time(&self, caller: Millis) -> Millis {
-        match self.clock {
-            DecisionClock::Execution => system_now(),
+        match self.deciding_by {
+            DecisionClock::Execution => self.clock.now(),
             DecisionClock::Scripted => caller,
+        }
+    }
+
+    /// Journal places for `n` entries, reserved before a step changes anything, so a full
+    /// queue refuses the step whole.
+    fn room_for(&self, n: usize) -> Result<Vec<Reservation>, InventoryError> {
+        (0..n)
+            .map(|_| self.journal.reserve())
+            .collect::<Result<_, _>>()
+            .map_err(journal_err)
+    }
+
+    /// Waits, without the show's lock, until what the step appended (`wait`) is durable.
+    async fn durable(&self, wait: Option<Ticket>) -> Result<(), InventoryError> {
+        match wait {
+            Some(t) => self.journal.durable(t).await.map_err(journal_err),
+            None => Ok(()),
         }
     }
 
@@ -174,10 +203,7 @@ impl Inventory for MemoryInventory {
             let mut book = lock(&slot.book)?;
             let now = self.decision_time(now);
             // Room for every event the command may produce, before anything changes.
-            let mut room: Vec<Reservation> = (0..MAX_EVENTS_PER_COMMAND)
-                .map(|_| self.journal.reserve())
-                .collect::<Result<_, _>>()
-                .map_err(journal_err)?;
+            let mut room = self.room_for(MAX_EVENTS_PER_COMMAND)?;
             let events = match cmd {
                 Command::GoLive => book.go_live(now),
                 Command::Close => book.close(now),
@@ -188,11 +214,7 @@ impl Inventory for MemoryInventory {
             }?;
             let mut ticket = None;
             for ev in &events {
-                let Some(r) = room.pop() else {
-                    return Err(InventoryError::Internal(
-                        "command produced too many events".into(),
-                    ));
-                };
+                let r = next_room(&mut room, "command produced too many events")?;
                 ticket = Some(r.append(JournalEntry::Event {
                     show: show.clone(),
                     event: ev.clone(),
@@ -200,9 +222,7 @@ impl Inventory for MemoryInventory {
             }
             (events, ticket)
         };
-        if let Some(t) = ticket {
-            self.journal.durable(t).await.map_err(journal_err)?;
-        }
+        self.durable(ticket).await?;
         self.remember(&slot, &events)?;
         Ok(events)
     }
@@ -238,9 +258,7 @@ impl Inventory for MemoryInventory {
             };
             (decision, wait)
         };
-        if let Some(t) = wait {
-            self.journal.durable(t).await.map_err(journal_err)?;
-        }
+        self.durable(wait).await?;
         Ok(decision)
     }
 
@@ -260,16 +278,11 @@ impl Inventory for MemoryInventory {
             let waiting = book
                 .claim_record(claim_id)
                 .map_or(0, |r| book.waiting_count(&r.product_id));
-            let mut room: Vec<Reservation> = (0..1 + 2 * waiting)
-                .map(|_| self.journal.reserve())
-                .collect::<Result<_, _>>()
-                .map_err(journal_err)?;
+            let mut room = self.room_for(1 + 2 * waiting)?;
             let cancel_pos = book.log_len();
             let decision = book.cancel(buyer, claim_id, now);
             let mut append = |entry: JournalEntry| -> Result<Ticket, InventoryError> {
-                room.pop().map(|r| r.append(entry)).ok_or_else(|| {
-                    InventoryError::Internal("cancel outgrew its journal room".into())
-                })
+                Ok(next_room(&mut room, "cancel outgrew its journal room")?.append(entry))
             };
             let wait = match &decision {
                 CancelDecision::Cancelled {
@@ -304,9 +317,7 @@ impl Inventory for MemoryInventory {
             };
             (decision, wait)
         };
-        if let Some(t) = wait {
-            self.journal.durable(t).await.map_err(journal_err)?;
-        }
+        self.durable(wait).await?;
         Ok(decision)
     }
 
@@ -337,9 +348,7 @@ impl Inventory for MemoryInventory {
             };
             (decision, wait)
         };
-        if let Some(t) = wait {
-            self.journal.durable(t).await.map_err(journal_err)?;
-        }
+        self.durable(wait).await?;
         Ok(decision)
     }
 
@@ -359,10 +368,7 @@ impl Inventory for MemoryInventory {
             } else {
                 book.lineup().len()
             };
-            let mut room: Vec<Reservation> = (0..most)
-                .map(|_| self.journal.reserve())
-                .collect::<Result<_, _>>()
-                .map_err(journal_err)?;
+            let mut room = self.room_for(most)?;
             // The only refusal: a product outside the lineup (leaving every list cannot fail).
             let removed = match (book.waitlist_leave(buyer, product), product) {
                 (Ok(removed), _) => removed,
@@ -371,11 +377,7 @@ impl Inventory for MemoryInventory {
             };
             let mut wait = None;
             for entry in &removed {
-                let Some(r) = room.pop() else {
-                    return Err(InventoryError::Internal(
-                        "leave outgrew its journal room".into(),
-                    ));
-                };
+                let r = next_room(&mut room, "leave outgrew its journal room")?;
                 wait = Some(r.append(JournalEntry::WaitlistLeave {
                     show: show.clone(),
                     entry: entry.clone(),
@@ -384,9 +386,7 @@ impl Inventory for MemoryInventory {
             }
             (removed, wait)
         };
-        if let Some(t) = wait {
-            self.journal.durable(t).await.map_err(journal_err)?;
-        }
+        self.durable(wait).await?;
         Ok(removed)
     }
 

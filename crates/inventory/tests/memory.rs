@@ -14,7 +14,7 @@ use nightmarket_store::SqliteJournal;
 async fn fresh_inventory() -> (Arc<dyn Inventory>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let journal = SqliteJournal::open(&dir.path().join("journal.sqlite"), 4096).unwrap();
-    let inv = Arc::new(MemoryInventory::new(journal, 1000).with_clock(DecisionClock::Scripted));
+    let inv = Arc::new(MemoryInventory::new(journal, 1000).deciding_by(DecisionClock::Scripted));
     (inv, dir)
 }
 
@@ -33,6 +33,82 @@ async fn memory_inventory_decides_at_execution() {
         .unwrap();
 }
 
+/// On the process's clock (here a manual one), a flash price holds until that clock passes
+/// the flash's end and not a moment longer, and a deadline passes when that clock passes it:
+/// the `now` a caller passes (the wall clock's, 1970 here) decides nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flash_ends_and_a_deadline_passes_when_the_injected_clock_says() {
+    use nightmarket_domain::{Clock, Dong, FlashSpec, ManualClock, RefusalReason};
+    use nightmarket_inventory::conformance::fixtures::{T0, accepted, live_show, refused, req};
+
+    let dir = tempfile::tempdir().unwrap();
+    let journal = SqliteJournal::open(&dir.path().join("journal.sqlite"), 4096).unwrap();
+    let clock = ManualClock::new(T0);
+    let inv = MemoryInventory::new(journal, 1000).with_clock(Arc::new(clock.clone()));
+    let show = live_show(&inv, "clocked", 40, 5, 0).await.unwrap();
+    const FLASH: i64 = 99_000;
+    let spec = FlashSpec {
+        product_id: fixtures::pid("p1"),
+        price: Dong::parse(FLASH).unwrap(),
+        duration_s: 600,
+        quantity_cap: None,
+        countdown_s: 0,
+    };
+    inv.command(&show, Command::StartFlash(spec), 0)
+        .await
+        .unwrap();
+    let flash = inv.view(&show, None, 0).await.unwrap().flash.unwrap();
+    assert_eq!((flash.starts_at, flash.ends_at), (T0, T0 + 600_000));
+
+    clock.set(flash.ends_at - 1);
+    let d = inv.claim(&show, req("in-flash", "b1", "p1", 1, FLASH).unwrap(), 0);
+    let record = accepted(d.await.unwrap()).unwrap();
+    assert_eq!(
+        record.at,
+        flash.ends_at - 1,
+        "stamped on the injected clock"
+    );
+    assert_eq!(
+        inv.view(&show, None, 0).await.unwrap().price.map(Dong::get),
+        Some(FLASH)
+    );
+
+    clock.set(flash.ends_at);
+    let d = inv.claim(&show, req("after", "b1", "p1", 1, FLASH).unwrap(), 0);
+    assert_eq!(refused(&d.await.unwrap()), Some(RefusalReason::StalePrice));
+    assert_eq!(
+        inv.view(&show, None, 0).await.unwrap().price.map(Dong::get),
+        Some(LIST),
+        "the list price is back once the clock reaches the flash's end"
+    );
+
+    // A deadline is judged on the same clock.
+    let deadline = clock.now() + 1;
+    let d = inv.claim_within(
+        &show,
+        req("on-time", "b2", "p1", 1, LIST).unwrap(),
+        0,
+        Some(deadline),
+    );
+    accepted(d.await.unwrap()).unwrap();
+    clock.advance(2);
+    let r = inv
+        .claim_within(
+            &show,
+            req("late", "b2", "p1", 1, LIST).unwrap(),
+            0,
+            Some(deadline),
+        )
+        .await;
+    assert!(
+        matches!(
+            r,
+            Err(nightmarket_inventory::InventoryError::DeadlinePassed)
+        ),
+        "{r:?}"
+    );
+}
+
 /// Products `p1` and `p2`, 40 units each, at most 5 a buyer.
 fn lineup() -> Vec<LineupEntry> {
     fixtures::lineup(40, 5).unwrap()
@@ -46,7 +122,7 @@ async fn restart_rebuilds_the_same_state() {
     let t0 = 1_763_730_000_000;
     let before = {
         let inv = MemoryInventory::new(SqliteJournal::open(&path, 4096).unwrap(), 1000)
-            .with_clock(DecisionClock::Scripted);
+            .deciding_by(DecisionClock::Scripted);
         inv.open_show(&show, lineup()).await.unwrap();
         inv.command(&show, Command::GoLive, t0).await.unwrap();
         inv.command(&show, Command::Pin(fixtures::pid("p1")), t0)
@@ -70,7 +146,7 @@ async fn restart_rebuilds_the_same_state() {
             .unwrap()
     };
     let inv = MemoryInventory::new(SqliteJournal::open(&path, 4096).unwrap(), 1000)
-        .with_clock(DecisionClock::Scripted);
+        .deciding_by(DecisionClock::Scripted);
     inv.open_show(&show, lineup()).await.unwrap();
     let after = inv
         .view(&show, Some(&BuyerId::parse("b1").unwrap()), t0)
@@ -92,10 +168,10 @@ async fn the_claim_log_reads_from_the_journal_without_opening_the_show() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.sqlite");
     let writer = MemoryInventory::new(SqliteJournal::open(&path, 4096).unwrap(), 1000)
-        .with_clock(DecisionClock::Scripted);
+        .deciding_by(DecisionClock::Scripted);
     // The order service's instance: the same journal file, opened on its own.
     let reader = MemoryInventory::new(SqliteJournal::open(&path, 4096).unwrap(), 1000)
-        .with_clock(DecisionClock::Scripted);
+        .deciding_by(DecisionClock::Scripted);
     conformance::claim_log_from_another_instance(&writer, &reader, "mem")
         .await
         .unwrap();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use nightmarket_domain::{ClaimDecision, ShowId};
 use nightmarket_inventory::conformance::fixtures::{self, LIST, claim as try_claim};
 use nightmarket_inventory::{Command, DecisionClock, Inventory, RedisInventory, conformance};
+use nightmarket_store::testing::eventually;
 
 fn redis_url() -> String {
     std::env::var("NIGHTMARKET_TEST_REDIS_URL").unwrap_or_else(|_| {
@@ -20,7 +21,7 @@ async fn fresh_inventory() -> (Arc<dyn Inventory>, ()) {
     let inv = RedisInventory::connect(&redis_url(), &prefix, 1000)
         .await
         .unwrap()
-        .with_clock(DecisionClock::Scripted);
+        .deciding_by(DecisionClock::Scripted);
     (Arc::new(inv), ())
 }
 
@@ -48,7 +49,7 @@ async fn scripts_survive_a_script_cache_flush() {
         RedisInventory::connect(&url, &prefix, 1000)
             .await
             .unwrap()
-            .with_clock(DecisionClock::Scripted),
+            .deciding_by(DecisionClock::Scripted),
     );
     conformance::run(inv.clone(), "before").await.unwrap();
     // A Redis restart loses its script cache; EVALSHA then falls back to EVAL.
@@ -76,8 +77,25 @@ async fn commands_are_published_to_the_show_channel() {
         .unwrap();
     let (feed, mut rx) = inv.event_feed();
     feed.watch(&show);
-    // Subscribing is asynchronous: give it a moment before the first command.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Subscribing is asynchronous: wait until Redis counts the subscriber.
+    let channel = format!("{prefix}{{{show}}}:ev");
+    let conn = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    eventually("the feed subscribed", || async {
+        let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channel)
+            .query_async(&mut conn.clone())
+            .await
+            .unwrap();
+        (counts.first().map(|c| c.1) == Some(1))
+            .then_some(())
+            .ok_or(format!("{counts:?}"))
+    })
+    .await;
     let sent = inv.command(&show, Command::GoLive, 1).await.unwrap();
     let pinned = inv
         .command(&show, Command::Pin(fixtures::pid("p1")), 2)
@@ -507,11 +525,11 @@ async fn another_node_reads_the_claim_log_of_a_show_it_never_opened() {
     let writer = RedisInventory::connect(&redis_url(), &prefix, 1000)
         .await
         .unwrap()
-        .with_clock(DecisionClock::Scripted);
+        .deciding_by(DecisionClock::Scripted);
     let reader = RedisInventory::connect(&redis_url(), &prefix, 1000)
         .await
         .unwrap()
-        .with_clock(DecisionClock::Scripted);
+        .deciding_by(DecisionClock::Scripted);
     conformance::claim_log_from_another_instance(&writer, &reader, "node")
         .await
         .unwrap();
@@ -599,13 +617,14 @@ async fn release_sets_every_key_of_the_closed_show_to_expire_and_nothing_before(
     inv.release(&show, std::time::Duration::from_millis(50))
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(
-        pttls(&mut conn, &prefix, "ttl")
-            .await
-            .iter()
+    eventually("the released keys expired", || async {
+        let ttls = pttls(&mut conn.clone(), &prefix, "ttl").await;
+        ttls.iter()
             .all(|t| *t == -2)
-    );
+            .then_some(())
+            .ok_or(format!("{ttls:?}"))
+    })
+    .await;
     assert!(matches!(
         inv.claim_log(&show, &LogCursor::default(), 100).await,
         Err(InventoryError::UnknownShow(_))
@@ -798,7 +817,8 @@ async fn claims_queued_behind_a_hung_redis_are_judged_when_they_run() {
             (first, second)
         })
     };
-    // Hung past the flash's end, then resumed: what queued runs now.
+    // Hung past the flash's end, then resumed: what queued runs now. The hang's length is the
+    // fault under test, not a wait for something to happen.
     let wait = (flash.ends_at - wall_ms() + 300).max(0) as u64;
     tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
     redis.resume();

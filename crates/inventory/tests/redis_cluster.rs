@@ -33,7 +33,7 @@ async fn connect(prefix: &str) -> RedisInventory {
     RedisInventory::connect_cluster(&cluster_urls(), prefix, 1000)
         .await
         .unwrap()
-        .with_clock(nightmarket_inventory::DecisionClock::Scripted)
+        .deciding_by(nightmarket_inventory::DecisionClock::Scripted)
 }
 
 /// A plain cluster connection for looking at the cluster itself.

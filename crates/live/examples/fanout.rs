@@ -1,6 +1,6 @@
 //! Fan-out micro-benchmark: N loopback viewers, M events, the server's CPU per delivery (user and
-//! system time from `/proc/self/stat`) for the live engine and for the pattern the server uses
-//! today with `crates/hub` (a broadcast ring, one task per viewer writing through tungstenite).
+//! system time from `/proc/self/stat`) for the live engine and for the pattern the server used
+//! before it (the "hub": a broadcast ring, one task per viewer writing through tungstenite).
 //!
 //! ```sh
 //! cargo run --release -p nightmarket-live --example fanout -- --viewers 2000 --events 200
@@ -23,7 +23,6 @@ use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
-use nightmarket_hub::{Hub, HubLimits};
 use nightmarket_live::inbound::Reader;
 use nightmarket_live::{CatchUpCell, Engine, Frame, LiveConfig};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -277,12 +276,8 @@ async fn engine_run(a: &Args) -> Outcome {
 }
 
 async fn hub_run(a: &Args) -> Outcome {
-    let hub: Hub<Utf8Bytes> = Hub::new(HubLimits {
-        event_buffer: 512,
-        history: 4096,
-        max_pending: 512,
-    });
-    let ch = hub.channel("bench", 0);
+    // The hub's event ring: a broadcast channel of `event_buffer` (512) shared frames.
+    let (ring, _) = tokio::sync::broadcast::channel::<Utf8Bytes>(512);
     let (listener, addr) = support::listener().await;
     let (_child, mut lines) = spawn_clients(addr, a);
     let rss0 = rss_kib();
@@ -290,18 +285,18 @@ async fn hub_run(a: &Args) -> Outcome {
         let (tcp, _) = support::accept(&listener, None).await;
         let mut ws =
             WebSocketStream::from_raw_socket(tcp, Role::Server, Some(session_config())).await;
-        let mut sub = ch.subscribe(None, true);
-        // The session loop of crates/server/src/ws.rs, reduced to its fan-out path: one task
-        // per viewer selecting over the socket and the show's ring.
+        let mut events = ring.subscribe();
+        // The former session loop, reduced to its fan-out path: one task per viewer selecting
+        // over the socket and the show's ring.
         tokio::spawn(async move {
             if ws.send(Message::text("hello")).await.is_err() {
                 return;
             }
             loop {
                 tokio::select! {
-                    ev = sub.events.recv() => match ev {
+                    ev = events.recv() => match ev {
                         Ok(f) => {
-                            if ws.send(Message::Text(f.payload)).await.is_err() {
+                            if ws.send(Message::Text(f)).await.is_err() {
                                 return;
                             }
                         }
@@ -314,14 +309,14 @@ async fn hub_run(a: &Args) -> Outcome {
     }
     let rss = rss_kib() - rss0;
     let mut outcome = measure(a, &mut lines, |seq| {
-        ch.publish(seq, Utf8Bytes::from(payload(seq)));
+        let _ = ring.send(Utf8Bytes::from(payload(seq)));
     })
     .await;
     outcome.rss_per_viewer = rss / a.viewers as f64;
     outcome
 }
 
-/// The WebSocket settings the server's sessions use (`crates/server/src/lib.rs`): a 512-byte
+/// The WebSocket settings the server's sessions used with the hub: a 512-byte
 /// read buffer, no write buffering.
 fn session_config() -> WebSocketConfig {
     WebSocketConfig::default()

@@ -147,6 +147,12 @@ impl Engine {
         ch
     }
 
+    /// Forgets a show's channel (a closed show nobody watches any more). Viewers still attached
+    /// keep their channel until they leave; a later [`Engine::channel`] makes a new one.
+    pub fn remove(&self, show: &str) -> Option<Channel> {
+        lock(&self.0.channels).remove(show)
+    }
+
     /// Every channel, for periodic work (stock ticks).
     pub fn channels(&self) -> Vec<(String, Channel)> {
         lock(&self.0.channels)
@@ -158,6 +164,13 @@ impl Engine {
     /// The counters of every shard, summed.
     pub fn metrics(&self) -> LiveMetrics {
         metrics::sum(self.0.shards.iter().map(|s| &s.counters))
+    }
+
+    /// The fan-out lag samples taken since the last call, over every shard: from a frame's
+    /// publication to the end of its shard's walk over the show's viewers, one sample per walk
+    /// (at most `LAG_SAMPLES_KEPT` per shard between two calls).
+    pub fn take_lag_samples(&self) -> Vec<std::time::Duration> {
+        self.0.shards.iter().flat_map(|s| s.take_lags()).collect()
     }
 
     /// The bounds the engine runs with.

@@ -158,6 +158,40 @@ async fn http(
     token: &str,
     body: &Value,
 ) -> anyhow::Result<Value> {
+    Ok(exchange(addr, method, path, token, body).await?.0)
+}
+
+/// Every item of a list endpoint: its pages of [`PAGE_SIZE`], following `Next-Cursor` to the
+/// last one (docs/protocol.md §9).
+async fn http_all(addr: SocketAddr, path: &str, token: &str) -> anyhow::Result<Value> {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = match &cursor {
+            None => format!("{path}{sep}limit={PAGE_SIZE}"),
+            Some(c) => format!("{path}{sep}limit={PAGE_SIZE}&cursor={c}"),
+        };
+        let (body, next) = exchange(addr, "GET", &page, token, &Value::Null).await?;
+        items.extend(body.as_array().cloned().unwrap_or_default());
+        match next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(Value::Array(items)),
+        }
+    }
+}
+
+/// Items per page the demo reads: the most a page holds.
+const PAGE_SIZE: usize = 1000;
+
+/// One request: the JSON body of a 2xx answer and its `Next-Cursor` header, if any.
+async fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &Value,
+) -> anyhow::Result<(Value, Option<String>)> {
     let mut stream = TcpStream::connect(addr).await?;
     // `null` stands for "no body" (reads).
     let body = if body.is_null() {
@@ -180,7 +214,12 @@ async fn http(
     if !status.starts_with('2') {
         bail!("{method} {path}: {status} {payload}");
     }
-    Ok(serde_json::from_str(payload)?)
+    let next = head.split("\r\n").find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("next-cursor")
+            .then(|| value.trim().to_owned())
+    });
+    Ok((serde_json::from_str(payload)?, next))
 }
 
 struct DemoShow {
@@ -204,7 +243,7 @@ fn find_id(list: &Value, key: &str, value: &str) -> Option<String> {
 /// Seeds the demo market, reusing the sellers and products an earlier run over the same data
 /// made, and closing the demo shows it left live or scheduled, so runs do not pile up shows.
 async fn seed(addr: SocketAddr, operator: &str) -> anyhow::Result<DemoShow> {
-    let known = http(addr, "GET", "/api/sellers", operator, &Value::Null).await?;
+    let known = http_all(addr, "/api/sellers", operator).await?;
     let mut sellers = Vec::new();
     for (name, kind, district) in SELLERS {
         if let Some(id) = find_id(&known, "name", name) {
@@ -221,7 +260,7 @@ async fn seed(addr: SocketAddr, operator: &str) -> anyhow::Result<DemoShow> {
         .await?;
         sellers.push(s["id"].as_str().unwrap_or_default().to_owned());
     }
-    let shows = http(addr, "GET", "/api/shows", operator, &Value::Null).await?;
+    let shows = http_all(addr, "/api/shows", operator).await?;
     for show in shows.as_array().into_iter().flatten() {
         let open = matches!(show["status"].as_str(), Some("live" | "scheduled"));
         if open
@@ -245,7 +284,7 @@ async fn seed(addr: SocketAddr, operator: &str) -> anyhow::Result<DemoShow> {
     let mut theirs: Vec<Value> = Vec::new();
     for id in &sellers {
         let path = format!("/api/products?seller_id={id}");
-        theirs.push(http(addr, "GET", &path, operator, &Value::Null).await?);
+        theirs.push(http_all(addr, &path, operator).await?);
     }
     for (seller, name, group, stars, district, commune, producer, price) in PRODUCTS {
         if let Some(id) = find_id(&theirs[seller], "name", name) {
@@ -401,11 +440,10 @@ async fn buyer(addr: SocketAddr, show: String, token: String, seed: u64) -> anyh
     }
 }
 
+/// The demo is a client on this machine: the system clock, as the server it drives.
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    use nightmarket_server::clock::Clock;
+    nightmarket_server::clock::SystemClock.now()
 }
 
 fn dong(v: i64) -> String {

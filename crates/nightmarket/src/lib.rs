@@ -276,7 +276,8 @@ pub fn main() -> ExitCode {
         let local = listener.local_addr()?;
         // Every dependency is reached before the server says it listens: a store or Redis it
         // cannot use ends the start here, named.
-        let backends = nightmarket_server::open_backends(&config).await?;
+        let backends =
+            nightmarket_server::open_backends(&config, nightmarket_server::clock::system()).await?;
         // One line on stdout that scripts and tests wait for.
         println!("nightmarket listening on {local}");
         match cli.command {

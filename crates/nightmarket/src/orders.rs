@@ -33,7 +33,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         );
         return ExitCode::from(2);
     }
-    let backends = match open_backends(&config).await {
+    let backends = match open_backends(&config, nightmarket_server::clock::system()).await {
         Ok(b) => b,
         Err(e) => {
             eprintln!("nightmarket orders: {e}");
@@ -77,7 +77,7 @@ pub async fn settle(config: Config, show: String, dry_run: bool) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let backends = match open_backends(&config).await {
+    let backends = match open_backends(&config, nightmarket_server::clock::system()).await {
         Ok(b) => b,
         Err(e) => {
             eprintln!("nightmarket settle: {e}");

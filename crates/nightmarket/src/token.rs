@@ -2,14 +2,12 @@
 //! secret.
 
 use nightmarket_server::auth::{Role, TokenKey};
+use nightmarket_server::clock::{Clock, SystemClock};
 use nightmarket_server::config::Config;
 
-/// Unix seconds now.
+/// Unix seconds now: the command line runs on the system clock, as `serve` does.
 pub fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    SystemClock.now().div_euclid(1000)
 }
 
 /// Mints a token with the configured secret.

@@ -19,6 +19,7 @@ pub mod reconcile;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nightmarket_domain::clock::SharedClock;
 use nightmarket_domain::{LogCursor, LogEntry, LogPage, Millis, RecordedEntry, ShowId};
 use nightmarket_inventory::{Inventory, InventoryError};
 use nightmarket_store::{
@@ -121,7 +122,7 @@ pub struct Settler {
     actor: String,
     event: Option<SettledEvent>,
     wake: Notify,
-    clock: Arc<dyn Fn() -> Millis + Send + Sync>,
+    clock: SharedClock,
     /// How long each settlement made by [`Settler::round`] takes (a no-op until given one).
     settle_time: metrics::Histogram,
 }
@@ -133,12 +134,6 @@ impl std::fmt::Debug for Settler {
             .field("actor", &self.actor)
             .finish_non_exhaustive()
     }
-}
-
-fn system_now() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Millis)
 }
 
 fn millis(d: Duration) -> i64 {
@@ -159,7 +154,7 @@ impl Settler {
             actor: "order-service".into(),
             event: None,
             wake: Notify::new(),
-            clock: Arc::new(system_now),
+            clock: nightmarket_domain::clock::system(),
             settle_time: metrics::Histogram::noop(),
         }
     }
@@ -177,7 +172,7 @@ impl Settler {
     }
 
     /// The clock settlement instants and payment deadlines are taken from.
-    pub fn with_clock(mut self, clock: Arc<dyn Fn() -> Millis + Send + Sync>) -> Self {
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
         self
     }
@@ -260,7 +255,7 @@ impl Settler {
                 next_pos: expected_next,
                 token: page.next.token.clone(),
             };
-            let now = (self.clock)();
+            let now = self.clock.now();
             let write =
                 self.store
                     .record_claim_log(show, &cp.cursor, &entries, &next, close.as_ref(), now);
@@ -336,7 +331,7 @@ impl Settler {
             .collect();
         let tally = self.store.log_tally(show, &limits).await?;
         let report = reconcile(&row, &close, &tally);
-        let now = (self.clock)();
+        let now = self.clock.now();
         let json = serde_json::to_string(&report)
             .map_err(|e| SettleError::Store(StoreError::Corrupt(e.to_string())))?;
         if dry_run {

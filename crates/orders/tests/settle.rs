@@ -177,6 +177,8 @@ async fn crash_and_restart(kind: Kind) {
     for _ in 0..25 {
         let settler = Arc::new(env.settler(limits.clone()));
         let task = tokio::spawn(async move { settler.round().await });
+        // A crash at a random point of the round: where it lands is the test, not a wait for
+        // something to happen.
         tokio::time::sleep(std::time::Duration::from_micros(200 + rng.next(20_000))).await;
         task.abort();
         let _ = task.await;
@@ -323,6 +325,8 @@ async fn claims_racing_the_close(kind: Kind) {
             (BuyerId::parse(format!("rb{w}")).unwrap(), accepted)
         }));
     }
+    // The close lands while the claimers run: when it lands is the race under test, not a
+    // wait for something to happen.
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     close(&env, &show, T0 + 3).await;
     let mut expected = BTreeMap::new();

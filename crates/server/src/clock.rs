@@ -1,61 +1,17 @@
-//! The server's sense of time. Production reads the system clock; tests drive a manual clock so
-//! that slots open and close, webhook retries come due and records are stamped exactly when a
-//! test says. [`now_ms`] is the wall clock, for the few instants another clock judges.
+//! The server's sense of time: the domain's one clock ([`nightmarket_domain::clock`]), which
+//! [`crate::open_backends`] hands to the store and the inventory and the state hands to every
+//! job and service. Production reads the system clock; tests drive a manual clock so that slots
+//! open and close, flashes end, tokens expire, webhook retries come due and records are stamped
+//! exactly when a test says.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+pub use nightmarket_domain::clock::{Clock, ManualClock, SharedClock, SystemClock, system};
 
 use nightmarket_domain::Millis;
 
-pub trait Clock: Send + Sync + 'static {
-    /// Milliseconds since the Unix epoch, UTC.
-    fn now(&self) -> Millis;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Millis {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as Millis)
-    }
-}
-
-/// A clock that moves only when told to.
-#[derive(Debug, Clone, Default)]
-pub struct ManualClock(Arc<AtomicI64>);
-
-impl ManualClock {
-    pub fn new(at: Millis) -> Self {
-        Self(Arc::new(AtomicI64::new(at)))
-    }
-
-    pub fn set(&self, at: Millis) {
-        self.0.store(at, Ordering::SeqCst);
-    }
-
-    pub fn advance(&self, ms: Millis) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Millis {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-pub type SharedClock = Arc<dyn Clock>;
-
-/// The wall clock's time, UTC milliseconds: only for instants compared with a clock outside
-/// the server, which a test clock cannot move. Claim deadlines and the inventory's own time
-/// (the memory inventory's system clock, Redis `TIME`), flash end times the inventory set, and
-/// token and sign-in timestamps (the clients' clocks). Every other instant the server keeps
-/// (records it creates, market times, retries, statistics, readiness) is the injected
-/// [`SharedClock`]'s.
+/// The wall clock's time, UTC milliseconds. Left only for the WebSocket session (`ws`) and the
+/// live fan-out (`live`), which have not been given the injected clock yet: claim deadlines,
+/// flash-end timers, snapshot times and a session's token expiry there. Everything else reads
+/// the injected [`SharedClock`].
 pub fn now_ms() -> Millis {
     SystemClock.now()
 }

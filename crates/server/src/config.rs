@@ -90,6 +90,9 @@ pub struct MarketTiming {
 /// any useful setting.
 pub const MAX_STATS_FLUSH_MS: u64 = 600_000;
 
+/// Most live-engine shards (`limits.live_shards`): the engine's own ceiling.
+pub const MAX_LIVE_SHARDS: usize = 1024;
+
 /// Every bound of the server, named. See `config/default.toml` for what each means.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,6 +104,8 @@ pub struct Limits {
     pub event_buffer: usize,
     pub event_history: usize,
     pub write_timeout_ms: u64,
+    pub live_shards: usize,
+    pub queue_bytes: usize,
     pub stock_tick_ms: u64,
     pub feed_items: usize,
     pub messages_per_second: u32,
@@ -421,13 +426,14 @@ impl Config {
             ));
         }
         let l = &self.limits;
-        let positive: [(&'static str, u64); 14] = [
+        let positive: [(&'static str, u64); 15] = [
             ("limits.listen_backlog", u64::from(l.listen_backlog)),
             ("limits.max_connections", l.max_connections as u64),
             ("limits.max_frame_bytes", l.max_frame_bytes as u64),
             ("limits.event_buffer", l.event_buffer as u64),
             ("limits.event_history", l.event_history as u64),
             ("limits.write_timeout_ms", l.write_timeout_ms),
+            ("limits.queue_bytes", l.queue_bytes as u64),
             ("limits.stock_tick_ms", l.stock_tick_ms),
             ("limits.feed_items", l.feed_items as u64),
             (
@@ -483,6 +489,12 @@ impl Config {
         }
         if l.event_history > 1 << 20 {
             return Err(invalid("limits.event_history", "at most 1048576".into()));
+        }
+        if l.live_shards > MAX_LIVE_SHARDS {
+            return Err(invalid(
+                "limits.live_shards",
+                format!("0 (one per CPU) to {MAX_LIVE_SHARDS}"),
+            ));
         }
         if !(1..=MAX_CLAIM_DEADLINE_MS).contains(&l.claim_deadline_ms) {
             return Err(invalid(
@@ -741,6 +753,21 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    /// The live engine's bounds default to the engine's own defaults.
+    #[test]
+    fn live_engine_defaults_are_the_engines() {
+        let l = Config::defaults().unwrap().limits;
+        let engine = nightmarket_live::LiveConfig::default();
+        assert_eq!(l.live_shards, 0, "one shard per CPU, as the engine");
+        assert_eq!(l.event_buffer, engine.queue_frames);
+        assert_eq!(l.event_history, engine.history);
+        assert_eq!(l.queue_bytes, engine.queue_bytes);
+        assert_eq!(
+            std::time::Duration::from_millis(l.write_timeout_ms),
+            engine.stall_timeout
+        );
     }
 
     #[test]

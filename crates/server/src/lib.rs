@@ -46,7 +46,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nightmarket_domain::ShowStatus;
 use nightmarket_inventory::{EventFeed, FeedItem, Inventory, MemoryInventory, RedisInventory};
 use nightmarket_store::{SqliteJournal, Store};
 use tokio::net::TcpListener;
@@ -80,6 +79,9 @@ pub enum ServerError {
     Webhooks(String),
     #[error("serving failed: {0}")]
     Serve(#[from] std::io::Error),
+    /// The live engine refused its bounds.
+    #[error(transparent)]
+    Live(#[from] nightmarket_live::LiveError),
 }
 
 /// Binds the configured address with the configured accept backlog.
@@ -101,7 +103,8 @@ pub struct Backends {
     pub catalog: Arc<Store>,
     pub inventory: Arc<dyn Inventory>,
     pub feed: Option<(EventFeed, tokio::sync::mpsc::Receiver<FeedItem>)>,
-    /// The system clock; tests substitute a manual one.
+    /// The one clock the store, the inventory and the server read: the system clock when
+    /// serving, a manual one in tests (see [`open_backends`]).
     pub clock: clock::SharedClock,
     /// The embedded claim journal (memory inventory), whose group commits the metrics time.
     pub journal: Option<SqliteJournal>,
@@ -160,9 +163,15 @@ fn redact(url: &str) -> String {
 /// Opens the backends the configuration names: the embedded inventory (memory, journaled to
 /// SQLite) or, with `redis_url`, the Redis inventory shared by every node, on one Redis or
 /// (`redis_cluster`) on a Redis Cluster. The store is the SQLite file under `data_dir`, or
-/// PostgreSQL with `database_url`.
-pub async fn open_backends(config: &Config) -> Result<Backends, ServerError> {
-    let catalog = open_store(config).await?;
+/// PostgreSQL with `database_url`. The store stamps on `clock`, and so does every part the state
+/// builds from [`Backends::clock`]. The Redis inventory decides by Redis's `TIME`, the one clock
+/// every node shares (see `nightmarket_inventory`); the memory inventory, for now, by the
+/// system clock (see below).
+pub async fn open_backends(
+    config: &Config,
+    clock: clock::SharedClock,
+) -> Result<Backends, ServerError> {
+    let catalog = open_store(config).await?.with_clock(clock.clone());
     if !config.redis_url.is_empty() {
         let (prefix, history) = (&config.redis_prefix, config.limits.event_history);
         let redis = if config.redis_cluster {
@@ -185,19 +194,25 @@ pub async fn open_backends(config: &Config) -> Result<Backends, ServerError> {
             catalog: Arc::new(catalog),
             inventory: Arc::new(redis),
             feed: Some(feed),
-            clock: Arc::new(clock::SystemClock),
+            clock,
             journal: None,
         });
     }
     let path = config.data_dir.join("journal.sqlite");
     let journal = SqliteJournal::open(&path, config.limits.journal_queue)
         .map_err(|e| dependency("sqlite", path.display().to_string(), e))?;
-    let inventory = MemoryInventory::new(journal.clone(), config.limits.event_history);
+    // Decides on the system clock, not `clock`, until the WebSocket session and the live
+    // fan-out read `clock` too: they still compute claim deadlines (`ws::claims`) and flash-end
+    // timers (`live::schedule_flash_end`) on the wall clock, and an inventory on a test's
+    // manual clock would then end every flash at once and judge deadlines against another
+    // clock. Serving passes the system clock, so today both are the same clock there.
+    let inventory = MemoryInventory::new(journal.clone(), config.limits.event_history)
+        .with_clock(clock::system());
     Ok(Backends {
         catalog: Arc::new(catalog),
         inventory: Arc::new(inventory),
         feed: None,
-        clock: Arc::new(clock::SystemClock),
+        clock,
         journal: Some(journal),
     })
 }
@@ -210,7 +225,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     config.validate()?;
-    let backends = open_backends(&config).await?;
+    let backends = open_backends(&config, clock::system()).await?;
     serve_with(listener, config, backends, shutdown).await
 }
 
@@ -237,7 +252,7 @@ pub async fn serve_with(
         feed,
         clock,
     };
-    let state = Arc::new(AppState::new(config, parts, stop_rx.clone()));
+    let state = Arc::new(AppState::new(config, parts, stop_rx.clone())?);
     if let Some(rx) = feed_rx {
         tokio::spawn(state.live().clone().follow(rx));
     }
@@ -256,12 +271,9 @@ pub async fn serve_with(
     // one (a viewer, a command), so a start costs the shows of tonight, not of every night.
     let rows: Vec<_> = state
         .store()
-        .shows()
+        .open_shows()
         .await
-        .map_err(|e| ServerError::Storage(e.to_string()))?
-        .into_iter()
-        .filter(|row| row.status != ShowStatus::Closed)
-        .collect();
+        .map_err(|e| ServerError::Storage(e.to_string()))?;
     for row in &rows {
         state
             .shows()

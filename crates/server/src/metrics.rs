@@ -10,9 +10,9 @@
 //! - a gauge change: one compare-and-swap loop on an `AtomicU64` (connections open only);
 //! - a histogram record: a clock read (`quanta`, the TSC) and a lock-free push of the sample
 //!   into an append-only block list (a 1 KiB block allocated every 64 samples), drained into
-//!   the buckets at each render and by the upkeep task every [`UPKEEP_EVERY`]. The fan-out loop
-//!   records one frame in [`FANOUT_LAG_SAMPLE`] per connection, so it pays a local counter
-//!   increment per frame and a histogram record per 64.
+//!   the buckets at each render and by the upkeep task every [`UPKEEP_EVERY`]. The fan-out
+//!   itself records nothing here: the live engine counts per shard, and its counters and lag
+//!   samples (one per shard walk) are copied in at each render (`Live::observe`).
 //!
 //! Labels are bounded: no metric carries a show label (a night has many shows and a node may
 //! serve any of them), only the fixed sets `outcome` (4 values), `reason` (an error code, at
@@ -31,9 +31,6 @@ use nightmarket_wire::ErrorCode;
 /// How often the histograms' samples are folded into their buckets when nobody scrapes: bounds
 /// the samples held between two scrapes to what arrives in this time.
 pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
-
-/// The fan-out lag is recorded for one sequenced frame in this many, per connection.
-pub const FANOUT_LAG_SAMPLE: u32 = 64;
 
 pub const CLAIM_ANSWER: &str = "nightmarket_claim_answer_seconds";
 pub const FANOUT_LAG: &str = "nightmarket_fanout_lag_seconds";
@@ -90,9 +87,10 @@ pub struct Metrics {
     /// refusal of each, so only reasons seen are listed.
     refused_by_reason: [OnceLock<Counter>; ErrorCode::ALL.len()],
     pub cancels: Counter,
-    /// Connections closed because they fell behind the event ring (`resync`).
+    /// Connections closed because no catch-up bridged what they missed (`resync`): the live
+    /// engine's count, copied at each render.
     pub drops_resync: Counter,
-    /// Connections closed because a write did not complete in time.
+    /// Connections closed because they stopped reading (`write_timeout`): the engine's count.
     pub drops_write_timeout: Counter,
     /// Client messages refused by the per-connection rate limit.
     pub rate_limited: Counter,
@@ -104,7 +102,7 @@ pub struct Metrics {
     /// From a claim read off the socket to its first answer handed to the connection's writer.
     pub claim_answer: Histogram,
     /// From an event published to this node's show channel to its frame written to a socket
-    /// (sampled, see [`FANOUT_LAG_SAMPLE`]).
+    /// (one sample per walk of a shard over a show's viewers).
     pub fanout_lag: Histogram,
     /// One group commit of the embedded claim journal (its transaction and fsync).
     pub journal_commit: Histogram,
@@ -255,7 +253,7 @@ impl Metrics {
             fanout_lag: histogram(
                 FANOUT_LAG,
                 "From an event published to this node's show channel to its frame written to \
-                 a connection; one frame in 64 per connection.",
+                 every connection of one shard; one sample per shard walk.",
             ),
             journal_commit: histogram(
                 JOURNAL_COMMIT,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use nightmarket_auth::TokenKey;
 use nightmarket_domain::Millis;
 use nightmarket_inventory::{EventFeed, Inventory};
+use nightmarket_live::LiveError;
 use nightmarket_store::Store;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
@@ -62,7 +63,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, parts: Parts, shutdown: watch::Receiver<bool>) -> Self {
+    /// Builds the parts; fails only if the live engine refuses its bounds.
+    pub fn new(
+        config: Config,
+        parts: Parts,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Self, LiveError> {
         let Parts {
             store,
             inventory,
@@ -94,7 +100,7 @@ impl AppState {
             clock.clone(),
             config.limits.clone(),
             shutdown.clone(),
-        ));
+        )?);
         let shows = Arc::new(Shows::new(
             store.clone(),
             inventory.clone(),
@@ -102,7 +108,7 @@ impl AppState {
             clock.clone(),
             &config,
         ));
-        Self {
+        Ok(Self {
             key: TokenKey::new(config.auth_secret.expose()),
             guests: GuestLimiter::new(&config.sessions),
             lifetime: Lifetime {
@@ -121,7 +127,7 @@ impl AppState {
             clock,
             live,
             shows,
-        }
+        })
     }
 
     pub fn config(&self) -> &Config {

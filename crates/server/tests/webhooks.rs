@@ -169,6 +169,7 @@ async fn receive(
             .pop_front()
             .unwrap_or(r.0.otherwise);
     if a.delay_ms > 0 {
+        // A slow receiver, as scripted: the delay is the behaviour under test.
         tokio::time::sleep(Duration::from_millis(a.delay_ms)).await;
     }
     (StatusCode::from_u16(a.status).unwrap(), a.body.to_owned())
@@ -532,7 +533,8 @@ async fn run_picks_up_retries(db: Db) {
         only_delivery(&store).await.last_status == Some(503)
     })
     .await;
-    // Several polls go by with the clock still: no second attempt.
+    // Several polls go by with the clock still: no second attempt. (A window in which nothing
+    // may happen, not a wait for something.)
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(receiver.count(), 1);
 

@@ -5,6 +5,10 @@ use nightmarket_domain::{
     Dong, MarketId, Millis, Product, ProductGroup, ProductId, SellerId, ShowId, ShowStatus, Stars,
 };
 
+use std::collections::HashMap;
+
+use crate::orders::{MAX_ORDERS_PER_QUERY, placeholders};
+use crate::page::{Key, KeyPart, Keyset, Kind, Order, Paged};
 use crate::params;
 use crate::sql::{Row, SqlError, Step};
 use crate::{Store, StoreError, corrupt};
@@ -124,17 +128,16 @@ impl Store {
             .transpose()
     }
 
-    /// Every seller, oldest first (the operator console's list; a market has hundreds).
-    pub async fn sellers(&self) -> Result<Vec<SellerRow>, StoreError> {
-        let rows = self
-            .engine
-            .query(
-                "SELECT id, name, kind, district, created_at FROM sellers ORDER BY created_at, id",
-                params![],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
+    /// A page of the sellers, oldest first (the operator console's list; a market has
+    /// hundreds).
+    pub async fn sellers(&self, page: &Keyset) -> Result<Paged<SellerRow>, StoreError> {
+        self.query_page(
+            "SELECT id, name, kind, district, created_at FROM sellers",
+            None,
+            params![],
+            CREATED_ORDER,
+            page,
+            |r| {
                 Ok(SellerRow {
                     id: SellerId::parse(r.text(0)?).map_err(corrupt)?,
                     name: r.text(1)?,
@@ -142,8 +145,10 @@ impl Store {
                     district: r.text(3)?,
                     created_at: r.int(4)?,
                 })
-            })
-            .collect()
+            },
+            |s| created_key(s.created_at, s.id.as_str()),
+        )
+        .await
     }
 
     pub async fn create_product(&self, p: &Product, created_at: Millis) -> Result<(), StoreError> {
@@ -184,19 +189,22 @@ impl Store {
         rows.first().map(product_from).transpose()
     }
 
-    /// A seller's products, in id order.
+    /// A page of a seller's products, in id order.
     pub async fn products_of(
         &self,
         seller: &SellerId,
-    ) -> Result<Vec<(Product, Millis)>, StoreError> {
-        let rows = self
-            .engine
-            .query(
-                &format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE seller_id = $1 ORDER BY id"),
-                params![seller.as_str()],
-            )
-            .await?;
-        rows.iter().map(product_from).collect()
+        page: &Keyset,
+    ) -> Result<Paged<(Product, Millis)>, StoreError> {
+        self.query_page(
+            &format!("SELECT {PRODUCT_COLUMNS} FROM products"),
+            Some("seller_id = $1"),
+            params![seller.as_str()],
+            ID_ORDER,
+            page,
+            product_from,
+            |(p, _)| vec![KeyPart::Text(p.id.to_string())],
+        )
+        .await
     }
 
     /// Creates an ad-hoc show (no market, no slot) with its lineup, in one transaction.
@@ -217,16 +225,38 @@ impl Store {
                 params![id.as_str()],
             )
             .await?;
-        match rows.first() {
-            Some(r) => Ok(Some(self.show_from(r).await?)),
-            None => Ok(None),
-        }
+        Ok(self.with_lineups(rows).await?.pop())
     }
 
-    /// Every show, newest first.
-    pub async fn shows(&self) -> Result<Vec<ShowRow>, StoreError> {
-        self.shows_where("TRUE", params![], "created_at DESC, id")
-            .await
+    /// A page of every show, newest first.
+    pub async fn shows(&self, page: &Keyset) -> Result<Paged<ShowRow>, StoreError> {
+        self.shows_page(None, params![], NEWEST_ORDER, page).await
+    }
+
+    /// A page of the shows matching `filter` in `order`, with their lineups (read for the whole
+    /// page at once).
+    pub(crate) async fn shows_page(
+        &self,
+        filter: Option<&str>,
+        params: Vec<crate::sql::Value>,
+        order: Order,
+        page: &Keyset,
+    ) -> Result<Paged<ShowRow>, StoreError> {
+        let page = self
+            .query_page(
+                &format!("SELECT {SHOW_COLUMNS} FROM shows"),
+                filter,
+                params,
+                order,
+                page,
+                |r| Ok(r.clone()),
+                |r| show_key(order, r),
+            )
+            .await?;
+        Ok(Paged {
+            items: self.with_lineups(page.items).await?,
+            next: page.next,
+        })
     }
 
     pub(crate) async fn shows_where(
@@ -242,51 +272,37 @@ impl Store {
                 params,
             )
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            out.push(self.show_from(r).await?);
-        }
-        Ok(out)
+        self.with_lineups(rows).await
     }
 
-    async fn show_from(&self, r: &Row) -> Result<ShowRow, StoreError> {
-        let id = r.text(0)?;
-        let lineup_rows = self
-            .engine
-            .query(
-                "SELECT proof, stock, buyer_limit FROM show_lineup WHERE show_id = $1 ORDER BY position",
-                params![id.as_str()],
-            )
-            .await?;
-        let mut lineup = Vec::with_capacity(lineup_rows.len());
-        for l in &lineup_rows {
-            lineup.push(LineupRow {
-                product: serde_json::from_str(&l.text(0)?).map_err(corrupt)?,
-                stock: l.u32(1)?,
-                buyer_limit: l.u32(2)?,
-            });
+    /// Shows read with [`SHOW_COLUMNS`], with their lineups: one query per
+    /// [`MAX_ORDERS_PER_QUERY`] shows, not one per show.
+    async fn with_lineups(&self, rows: Vec<Row>) -> Result<Vec<ShowRow>, StoreError> {
+        let mut shows = rows.iter().map(show_from).collect::<Result<Vec<_>, _>>()?;
+        let ids: Vec<String> = shows.iter().map(|s| s.id.to_string()).collect();
+        let mut lineups: HashMap<String, Vec<LineupRow>> = HashMap::new();
+        for chunk in ids.chunks(MAX_ORDERS_PER_QUERY) {
+            let sql = format!(
+                "SELECT show_id, proof, stock, buyer_limit FROM show_lineup
+                 WHERE show_id IN ({}) ORDER BY show_id, position",
+                placeholders(1, chunk.len())
+            );
+            let rows = self
+                .engine
+                .query(&sql, chunk.iter().map(crate::sql::Value::from).collect())
+                .await?;
+            for l in &rows {
+                lineups.entry(l.text(0)?).or_default().push(LineupRow {
+                    product: serde_json::from_str(&l.text(1)?).map_err(corrupt)?,
+                    stock: l.u32(2)?,
+                    buyer_limit: l.u32(3)?,
+                });
+            }
         }
-        let schedule = match r.opt_text(5)? {
-            Some(market) => Some(ShowSchedule {
-                market_id: MarketId::parse(market).map_err(corrupt)?,
-                night_date: parse_date(&r.text(6)?)?,
-                slot_start: r.int(7)?,
-                slot_end: r.int(8)?,
-                stream_url: r.text(9)?,
-            }),
-            None => None,
-        };
-        Ok(ShowRow {
-            id: ShowId::parse(id).map_err(corrupt)?,
-            seller_id: SellerId::parse(r.text(1)?).map_err(corrupt)?,
-            title: r.text(2)?,
-            status: parse_status(&r.text(3)?)?,
-            created_at: r.int(4)?,
-            lineup,
-            schedule,
-            live_at: r.opt_int(10)?,
-            closed_at: r.opt_int(11)?,
-        })
+        for show in &mut shows {
+            show.lineup = lineups.remove(show.id.as_str()).unwrap_or_default();
+        }
+        Ok(shows)
     }
 
     /// Compare-and-set of a show's status, recording who moved it and when: changes it only if
@@ -298,7 +314,7 @@ impl Store {
         from: ShowStatus,
         to: ShowStatus,
     ) -> Result<bool, StoreError> {
-        self.transition(id, from, to, crate::now_ms(), "system", None)
+        self.transition(id, from, to, self.clock.now(), "system", None)
             .await
     }
 
@@ -307,6 +323,66 @@ impl Store {
         self.engine.query("SELECT 1", params![]).await?;
         Ok(())
     }
+}
+
+/// A show row read with [`SHOW_COLUMNS`], its lineup still empty (see `with_lineups`).
+fn show_from(r: &Row) -> Result<ShowRow, StoreError> {
+    let id = r.text(0)?;
+    let schedule = match r.opt_text(5)? {
+        Some(market) => Some(ShowSchedule {
+            market_id: MarketId::parse(market).map_err(corrupt)?,
+            night_date: parse_date(&r.text(6)?)?,
+            slot_start: r.int(7)?,
+            slot_end: r.int(8)?,
+            stream_url: r.text(9)?,
+        }),
+        None => None,
+    };
+    Ok(ShowRow {
+        id: ShowId::parse(id).map_err(corrupt)?,
+        seller_id: SellerId::parse(r.text(1)?).map_err(corrupt)?,
+        title: r.text(2)?,
+        status: parse_status(&r.text(3)?)?,
+        created_at: r.int(4)?,
+        lineup: Vec::new(),
+        schedule,
+        live_at: r.opt_int(10)?,
+        closed_at: r.opt_int(11)?,
+    })
+}
+
+/// The position of a show row (read with [`SHOW_COLUMNS`]) in a listing ordered by `order`.
+fn show_key(order: Order, r: &Row) -> Key {
+    let columns: Vec<&str> = SHOW_COLUMNS.split(',').map(str::trim).collect();
+    order
+        .columns
+        .iter()
+        .map(|(name, _)| {
+            match columns
+                .iter()
+                .position(|c| c == name)
+                .and_then(|i| r.0.get(i))
+            {
+                Some(crate::sql::Value::Int(v)) => KeyPart::Int(*v),
+                Some(crate::sql::Value::Text(v)) => KeyPart::Text(v.clone()),
+                _ => KeyPart::Int(0),
+            }
+        })
+        .collect()
+}
+
+/// Listings by creation time, oldest first (the id breaks ties).
+pub(crate) const CREATED_ORDER: Order =
+    Order::asc(&[("created_at", Kind::Int), ("id", Kind::Text)]);
+/// Listings by creation time, newest first.
+pub(crate) const NEWEST_ORDER: Order =
+    Order::desc(&[("created_at", Kind::Int), ("id", Kind::Text)]);
+/// Listings by id.
+pub(crate) const ID_ORDER: Order = Order::asc(&[("id", Kind::Text)]);
+
+/// The key of a row in a [`CREATED_ORDER`] or [`NEWEST_ORDER`] listing.
+pub(crate) fn created_key(created_at: Millis, id: &str) -> Key {
+    vec![KeyPart::Int(created_at), KeyPart::Text(id.to_owned())]
 }
 
 /// The statements that insert a show and its lineup.

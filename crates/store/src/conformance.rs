@@ -13,6 +13,7 @@ use nightmarket_domain::{
     SellerId, ShowId, ShowStatus, Stars,
 };
 
+use crate::page::{KeyPart, Keyset};
 use crate::reports::{GroupSales, PendingReason, Programme, RefusalCount, SalesFigures};
 use crate::testing::{FixtureClaim, settle_claims};
 use crate::{
@@ -123,6 +124,7 @@ macro_rules! store_conformance {
         $crate::store_conformance!(@$mode tally $($arg)*);
         $crate::store_conformance!(@$mode append $($arg)*);
         $crate::store_conformance!(@$mode reports $($arg)*);
+        $crate::store_conformance!(@$mode paging $($arg)*);
     };
     (@run $case:ident $store:ident) => {
         $crate::conformance::$case($store).await?;
@@ -228,6 +230,141 @@ pub async fn access(c: &Store) -> Result<(), StoreError> {
     )
 }
 
+/// Every page of a listing from the start, `limit` rows a page; `between` runs after each page
+/// but the last (to write rows between two page reads).
+async fn walk<T, F>(
+    limit: usize,
+    mut read: impl FnMut(Keyset) -> F,
+    mut between: impl AsyncFnMut(usize) -> Result<(), StoreError>,
+) -> Result<Vec<T>, StoreError>
+where
+    F: std::future::Future<Output = Result<crate::Paged<T>, StoreError>>,
+{
+    let mut out = Vec::new();
+    let mut page = Keyset::first(limit);
+    for n in 0.. {
+        let got = read(page.clone()).await?;
+        ensure(got.items.len() <= limit, "a page holds at most its limit")?;
+        ensure(
+            got.next.is_none() || got.items.len() == limit,
+            "only the last page is short",
+        )?;
+        out.extend(got.items);
+        match got.next {
+            Some(next) => page.after = Some(next),
+            None => break,
+        }
+        between(n).await?;
+    }
+    Ok(out)
+}
+
+/// Keyset paging: pages in the listing's order, each row once, rows written between two page
+/// reads neither skip nor repeat the others, the last page says so, and a position of another
+/// shape is refused `bad_cursor`. Shows come with their lineups, read for a page at once.
+pub async fn paging(c: &Store) -> Result<(), StoreError> {
+    // Ties on created_at, so the id decides.
+    let mut sellers = Vec::new();
+    for n in 0..7 {
+        let mut s = seller(&format!("s-{n}"))?;
+        s.created_at = T0 + (n / 2);
+        c.create_seller(&s).await?;
+        sellers.push(s);
+    }
+    let names = |v: &[SellerRow]| v.iter().map(|s| s.id.to_string()).collect::<Vec<_>>();
+    let all = walk(3, |p| async move { c.sellers(&p).await }, async |_| Ok(())).await?;
+    ensure(
+        names(&all) == names(&sellers),
+        "every seller once, oldest first",
+    )?;
+    let exact = walk(7, |p| async move { c.sellers(&p).await }, async |_| Ok(())).await?;
+    ensure(
+        exact.len() == 7,
+        "a page as long as the list is the last one",
+    )?;
+
+    // Rows written between the pages: one before the cursor, one after it.
+    let walked = walk(
+        2,
+        |p| async move { c.sellers(&p).await },
+        async |n| {
+            if n == 0 {
+                let mut early = seller("a-early")?;
+                early.created_at = T0 - 1;
+                c.create_seller(&early).await?;
+                let mut late = seller("z-late")?;
+                late.created_at = T0 + 100;
+                c.create_seller(&late).await?;
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    let mut expected = names(&sellers);
+    expected.push("z-late".into());
+    ensure(
+        names(&walked) == expected,
+        "inserts between pages skip and repeat nothing",
+    )?;
+
+    // Newest first, with lineups.
+    let owner = &sellers[0].id;
+    let p = product("p-paged", owner)?;
+    c.create_product(&p, T0).await?;
+    for n in 0..5 {
+        let mut show = scheduled(
+            &format!("show-{n}"),
+            owner,
+            &id(MarketId::parse("m-none"))?,
+            date(2026, 12, 5),
+            0,
+            0,
+            vec![LineupRow {
+                product: p.clone(),
+                stock: n + 1,
+                buyer_limit: 1,
+            }],
+        )?;
+        show.schedule = None;
+        show.created_at = T0 + i64::from(n);
+        c.create_show(&show).await?;
+    }
+    let shows = walk(
+        2,
+        |p| async move { c.seller_shows(owner, &p).await },
+        async |_| Ok(()),
+    )
+    .await?;
+    let stocks: Vec<u32> = shows.iter().map(|s| s.lineup[0].stock).collect();
+    ensure(
+        stocks == [5, 4, 3, 2, 1],
+        "a seller's shows newest first, each with its lineup",
+    )?;
+
+    // Positions of another shape.
+    for after in [
+        vec![KeyPart::Text("s-1".into())],
+        vec![KeyPart::Text("x".into()), KeyPart::Text("s-1".into())],
+        vec![KeyPart::Int(T0), KeyPart::Int(1)],
+    ] {
+        let page = Keyset {
+            after: Some(after),
+            limit: 2,
+        };
+        ensure(
+            matches!(
+                c.sellers(&page).await,
+                Err(StoreError::Refused {
+                    code: crate::page::BAD_CURSOR,
+                    ..
+                })
+            ),
+            "a position of another shape is bad_cursor",
+        )?;
+    }
+    Ok(())
+}
+
 pub async fn catalog(c: &Store) -> Result<(), StoreError> {
     let s = seller("htx-mat-ong-ba-vi")?;
     c.create_seller(&s).await?;
@@ -235,7 +372,10 @@ pub async fn catalog(c: &Store) -> Result<(), StoreError> {
         c.seller(&s.id).await? == Some(s.clone()),
         "seller round trip",
     )?;
-    ensure(c.sellers().await?.contains(&s), "the seller is listed")?;
+    ensure(
+        c.sellers(&Keyset::everything()).await?.items.contains(&s),
+        "the seller is listed",
+    )?;
     ensure(
         matches!(c.create_seller(&s).await, Err(StoreError::Conflict(_))),
         "duplicate seller is a conflict",
@@ -256,7 +396,11 @@ pub async fn catalog(c: &Store) -> Result<(), StoreError> {
         "duplicate product is a conflict",
     )?;
     ensure(
-        c.products_of(&s.id).await?.len() == 1,
+        c.products_of(&s.id, &Keyset::everything())
+            .await?
+            .items
+            .len()
+            == 1,
         "products of a seller",
     )?;
 
@@ -284,13 +428,20 @@ pub async fn catalog(c: &Store) -> Result<(), StoreError> {
         matches!(c.create_show(&show).await, Err(StoreError::Conflict(_))),
         "duplicate show is a conflict",
     )?;
-    ensure(c.shows().await?.len() == 1, "one show listed")?;
+    ensure(
+        c.shows(&Keyset::everything()).await?.items.len() == 1,
+        "one show listed",
+    )?;
 
-    // Compare-and-set: exactly one of two identical transitions wins.
-    let first = c
+    // Compare-and-set: exactly one of two identical transitions wins. The store stamps the
+    // move with the clock it was given, so a test decides when it happened.
+    let clock = nightmarket_domain::ManualClock::new(T0 + 7_000);
+    let clocked = c.clone().with_clock(std::sync::Arc::new(clock.clone()));
+    let first = clocked
         .set_show_status(&show.id, ShowStatus::Scheduled, ShowStatus::Live)
         .await?;
-    let second = c
+    clock.advance(1_000);
+    let second = clocked
         .set_show_status(&show.id, ShowStatus::Scheduled, ShowStatus::Live)
         .await?;
     ensure(first && !second, "status compare-and-set has one winner")?;
@@ -299,8 +450,8 @@ pub async fn catalog(c: &Store) -> Result<(), StoreError> {
         .await?
         .ok_or_else(|| fail("show vanished"))?;
     ensure(
-        live.status == ShowStatus::Live && live.live_at.is_some(),
-        "status and live_at persisted",
+        live.status == ShowStatus::Live && live.live_at == Some(T0 + 7_000),
+        "status and live_at persisted, live_at on the store's clock",
     )?;
     Ok(())
 }
@@ -336,7 +487,10 @@ pub async fn markets(c: &Store) -> Result<(), StoreError> {
     open_ended.last_date = None;
     open_ended.weekdays = vec![Weekday::Sunday];
     c.create_market(&open_ended).await?;
-    ensure(c.markets().await?.len() == 2, "markets listed")?;
+    ensure(
+        c.markets(&Keyset::everything()).await?.items.len() == 2,
+        "markets listed",
+    )?;
     ensure(
         c.market(&open_ended.id).await? == Some(open_ended),
         "open-ended market",
@@ -399,8 +553,20 @@ pub async fn markets(c: &Store) -> Result<(), StoreError> {
         "decisions kept in order with who and when",
     )?;
     ensure(
-        c.market_decisions(&m.id).await?.len() == 2,
+        c.market_decisions(&m.id, None, &Keyset::everything())
+            .await?
+            .items
+            .len()
+            == 2,
         "market decisions",
+    )?;
+    let undecided = id(ProductId::parse("chua-xet"))?;
+    let latest = c
+        .latest_decisions(&m.id, &[p.id.clone(), undecided.clone()])
+        .await?;
+    ensure(
+        latest.len() == 1 && latest.get(&p.id) == Some(&approve),
+        "the decision in force per product, read for several products at once",
     )?;
 
     let commit = CommitmentRow {
@@ -434,9 +600,13 @@ pub async fn markets(c: &Store) -> Result<(), StoreError> {
         "commitment is per night",
     )?;
     ensure(
-        c.night_commitments(&m.id, commit.night_date).await? == vec![commit.clone()]
-            && c.night_commitments(&m.id, date(2026, 12, 4))
+        c.night_commitments(&m.id, commit.night_date, None, &Keyset::everything())
+            .await?
+            .items
+            == vec![commit.clone()]
+            && c.night_commitments(&m.id, date(2026, 12, 4), None, &Keyset::everything())
                 .await?
+                .items
                 .is_empty(),
         "a night's commitments are listed",
     )?;
@@ -469,7 +639,7 @@ pub async fn markets(c: &Store) -> Result<(), StoreError> {
         "lineup set names are unique per seller",
     )?;
     ensure(
-        c.lineup_sets(&s.id).await? == vec![set],
+        c.lineup_sets(&s.id, &Keyset::everything()).await?.items == vec![set],
         "lineup sets of a seller",
     )?;
     Ok(())
@@ -561,10 +731,29 @@ pub async fn scheduling(c: &Store) -> Result<(), StoreError> {
 
     let ids = |v: Vec<ShowRow>| v.into_iter().map(|s| s.id.to_string()).collect::<Vec<_>>();
     ensure(
-        ids(c.night_shows(&m.id, night).await?) == ["a-1", "b-1", "a-3"],
+        ids(c
+            .night_shows(&m.id, night, None, &Keyset::everything())
+            .await?
+            .items)
+            == ["a-1", "b-1", "a-3"],
         "night shows by slot start",
     )?;
-    ensure(c.seller_shows(&a.id).await?.len() == 2, "seller shows")?;
+    ensure(
+        ids(c
+            .night_shows(&m.id, night, Some(&a.id), &Keyset::everything())
+            .await?
+            .items)
+            == ["a-1", "a-3"],
+        "one seller's shows of a night",
+    )?;
+    ensure(
+        c.seller_shows(&a.id, &Keyset::everything())
+            .await?
+            .items
+            .len()
+            == 2,
+        "seller shows",
+    )?;
     ensure(
         c.upcoming_shows().await?.len() == 3,
         "upcoming scheduled shows",
@@ -809,7 +998,10 @@ pub async fn webhooks(c: &Store) -> Result<(), StoreError> {
         c.webhook("w-live").await? == Some(live_only.clone()),
         "webhook round trip",
     )?;
-    ensure(c.webhooks().await?.len() == 4, "webhooks listed")?;
+    ensure(
+        c.webhooks(&Keyset::everything()).await?.items.len() == 4,
+        "webhooks listed",
+    )?;
 
     let m = market_row("hook-market")?;
     c.create_market(&m).await?;

@@ -25,6 +25,7 @@ pub mod conformance;
 pub mod market;
 pub mod migrations;
 pub mod orders;
+pub mod page;
 pub mod reports;
 pub mod settlement;
 pub mod sql;
@@ -49,6 +50,7 @@ pub use orders::{
     CheckoutRow, OrderDetail, OrderLineDetail, OrderLineRow, OrderRow, OrderScope, Page,
     StatusChange,
 };
+pub use page::{Key, KeyPart, Keyset, MAX_PAGE_SIZE, Paged};
 pub use reports::{
     GroupSales, NightReport, PendingReason, PendingShow, ProductSales, Programme, RefusalCount,
     SalesFigures, ShowReport, ShowSales,
@@ -62,7 +64,7 @@ pub use sqlite::{JournalEntry, JournalError, Reservation, ShowJournal, SqliteJou
 pub use stats::{LiveSales, RefusalTotal, ShowStatsBatch, ViewerSample};
 pub use webhook::{DeliveryOutcome, DeliveryRow, WebhookEvent, WebhookRow};
 
-use nightmarket_domain::Millis;
+use nightmarket_domain::clock::SharedClock;
 use sql::{Engine, SqlError};
 
 #[derive(Debug, thiserror::Error)]
@@ -99,16 +101,13 @@ pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-pub(crate) fn now_ms() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Millis)
-}
-
 /// The store: every behaviour over one engine.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) engine: Arc<dyn Engine>,
+    /// What the store stamps on its own (a system status move); the system clock unless
+    /// [`Store::with_clock`] gives the one the rest of the process reads.
+    pub(crate) clock: SharedClock,
 }
 
 impl std::fmt::Debug for Store {
@@ -167,7 +166,16 @@ impl Store {
 
     pub async fn with_engine(engine: Arc<dyn Engine>) -> Result<Self, StoreError> {
         engine.migrate().await?;
-        Ok(Self { engine })
+        Ok(Self {
+            engine,
+            clock: nightmarket_domain::clock::system(),
+        })
+    }
+
+    /// The same store on `clock`: instants the store takes itself come from it.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// `sqlite` or `postgres`.

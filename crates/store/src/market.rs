@@ -1,13 +1,18 @@
 //! The store's market calendar: recurring markets and their exceptions, admission decisions,
 //! seller commitments, reusable lineups, scheduled shows and their lifecycle transitions.
 
+use std::collections::HashMap;
+
 use jiff::civil::{Date, DateTime, Time, Weekday};
 use nightmarket_domain::{MarketId, Millis, ProductId, SellerId, ShowId, ShowStatus, Stars};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{ShowRow, conflict, parse_date, show_insert_steps};
+use crate::catalog::{
+    CREATED_ORDER, NEWEST_ORDER, ShowRow, conflict, created_key, parse_date, show_insert_steps,
+};
+use crate::page::{KeyPart, Keyset, Kind, Order, Paged};
 use crate::params;
-use crate::sql::{Row, SqlError, Step};
+use crate::sql::{Row, SqlError, Step, Value};
 use crate::webhook::{WebhookEvent, enqueue_step};
 use crate::{Store, StoreError, corrupt};
 
@@ -176,6 +181,9 @@ fn exception_from(r: &Row) -> Result<ExceptionRow, StoreError> {
     })
 }
 
+const DECISION_SELECT: &str = "SELECT id, market_id, product_id, approved, reason, decided_by, \
+     decided_at FROM admission_decisions";
+
 fn decision_from(r: &Row) -> Result<DecisionRow, StoreError> {
     Ok(DecisionRow {
         id: r.text(0)?,
@@ -240,15 +248,18 @@ impl Store {
         rows.first().map(market_from).transpose()
     }
 
-    pub async fn markets(&self) -> Result<Vec<MarketRow>, StoreError> {
-        let rows = self
-            .engine
-            .query(
-                &format!("SELECT {MARKET_COLUMNS} FROM markets ORDER BY created_at, id"),
-                params![],
-            )
-            .await?;
-        rows.iter().map(market_from).collect()
+    /// A page of the markets, oldest first.
+    pub async fn markets(&self, page: &Keyset) -> Result<Paged<MarketRow>, StoreError> {
+        self.query_page(
+            &format!("SELECT {MARKET_COLUMNS} FROM markets"),
+            None,
+            params![],
+            CREATED_ORDER,
+            page,
+            market_from,
+            |m| created_key(m.created_at, m.id.as_str()),
+        )
+        .await
     }
 
     /// Records a cancelled or moved night; one exception per night.
@@ -278,16 +289,28 @@ impl Store {
         Ok(())
     }
 
+    /// Every exception of a market, by night.
     pub async fn exceptions(&self, market: &MarketId) -> Result<Vec<ExceptionRow>, StoreError> {
-        let rows = self
-            .engine
-            .query(
-                "SELECT market_id, night_date, kind, moved_to, reason, created_by, created_at
-                 FROM night_exceptions WHERE market_id = $1 ORDER BY night_date",
-                params![market.as_str()],
-            )
-            .await?;
-        rows.iter().map(exception_from).collect()
+        crate::page::every(|page| async move { self.exceptions_page(market, &page).await }).await
+    }
+
+    /// A page of a market's exceptions, by night.
+    pub async fn exceptions_page(
+        &self,
+        market: &MarketId,
+        page: &Keyset,
+    ) -> Result<Paged<ExceptionRow>, StoreError> {
+        self.query_page(
+            "SELECT market_id, night_date, kind, moved_to, reason, created_by, created_at
+             FROM night_exceptions",
+            Some("market_id = $1"),
+            params![market.as_str()],
+            Order::asc(&[("night_date", Kind::Text)]),
+            page,
+            exception_from,
+            |e| vec![KeyPart::Text(e.night_date.to_string())],
+        )
+        .await
     }
 
     pub async fn record_decision(&self, d: &DecisionRow) -> Result<(), StoreError> {
@@ -319,29 +342,66 @@ impl Store {
         let rows = self
             .engine
             .query(
-                "SELECT id, market_id, product_id, approved, reason, decided_by, decided_at
-                 FROM admission_decisions WHERE market_id = $1 AND product_id = $2
-                 ORDER BY decided_at, id",
+                &format!(
+                    "{DECISION_SELECT} WHERE market_id = $1 AND product_id = $2
+                     ORDER BY decided_at, id"
+                ),
                 params![market.as_str(), product.as_str()],
             )
             .await?;
         rows.iter().map(decision_from).collect()
     }
 
-    /// Every decision of a market, oldest first.
+    /// The decision in force (the last one) on each of `products` in `market` that has one, in
+    /// one query per [`crate::orders::MAX_ORDERS_PER_QUERY`] products.
+    pub async fn latest_decisions(
+        &self,
+        market: &MarketId,
+        products: &[ProductId],
+    ) -> Result<HashMap<ProductId, DecisionRow>, StoreError> {
+        let mut out = HashMap::new();
+        for chunk in products.chunks(crate::orders::MAX_ORDERS_PER_QUERY) {
+            let mut params = params![market.as_str()];
+            params.extend(chunk.iter().map(|p| Value::from(p.as_str())));
+            let sql = format!(
+                "{DECISION_SELECT} WHERE market_id = $1 AND product_id IN ({})
+                 ORDER BY decided_at, id",
+                crate::orders::placeholders(2, chunk.len())
+            );
+            for r in &self.engine.query(&sql, params).await? {
+                let d = decision_from(r)?;
+                // In time order: a later decision replaces the earlier one.
+                out.insert(d.product_id.clone(), d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A page of the decisions of a market (on one product, when `product` is given), oldest
+    /// first.
     pub async fn market_decisions(
         &self,
         market: &MarketId,
-    ) -> Result<Vec<DecisionRow>, StoreError> {
-        let rows = self
-            .engine
-            .query(
-                "SELECT id, market_id, product_id, approved, reason, decided_by, decided_at
-                 FROM admission_decisions WHERE market_id = $1 ORDER BY decided_at, id",
-                params![market.as_str()],
-            )
-            .await?;
-        rows.iter().map(decision_from).collect()
+        product: Option<&ProductId>,
+        page: &Keyset,
+    ) -> Result<Paged<DecisionRow>, StoreError> {
+        let (filter, params) = match product {
+            Some(p) => (
+                "market_id = $1 AND product_id = $2",
+                params![market.as_str(), p.as_str()],
+            ),
+            None => ("market_id = $1", params![market.as_str()]),
+        };
+        self.query_page(
+            DECISION_SELECT,
+            Some(filter),
+            params,
+            Order::asc(&[("decided_at", Kind::Int), ("id", Kind::Text)]),
+            page,
+            decision_from,
+            |d| vec![KeyPart::Int(d.decided_at), KeyPart::Text(d.id.clone())],
+        )
+        .await
     }
 
     /// Signs a commitment; signing again keeps the first signature (returns false).
@@ -393,22 +453,26 @@ impl Store {
             .transpose()
     }
 
-    /// Every commitment signed for one night, oldest first (the office reviews them).
+    /// A page of the commitments signed for one night (of one seller's, when `seller` is
+    /// given), oldest first (the office reviews them).
     pub async fn night_commitments(
         &self,
         market: &MarketId,
         night: Date,
-    ) -> Result<Vec<CommitmentRow>, StoreError> {
-        let rows = self
-            .engine
-            .query(
-                "SELECT seller_id, statement, signed_by, signed_at FROM commitments
-                 WHERE market_id = $1 AND night_date = $2 ORDER BY signed_at, seller_id",
-                params![market.as_str(), night.to_string()],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
+        seller: Option<&SellerId>,
+        page: &Keyset,
+    ) -> Result<Paged<CommitmentRow>, StoreError> {
+        self.query_page(
+            "SELECT seller_id, statement, signed_by, signed_at FROM commitments",
+            Some("market_id = $1 AND night_date = $2 AND (CAST($3 AS TEXT) IS NULL OR seller_id = $3)"),
+            params![
+                market.as_str(),
+                night.to_string(),
+                seller.map(SellerId::as_str)
+            ],
+            Order::asc(&[("signed_at", Kind::Int), ("seller_id", Kind::Text)]),
+            page,
+            |r| {
                 Ok(CommitmentRow {
                     market_id: market.clone(),
                     night_date: night,
@@ -417,8 +481,15 @@ impl Store {
                     signed_by: r.text(2)?,
                     signed_at: r.int(3)?,
                 })
-            })
-            .collect()
+            },
+            |c| {
+                vec![
+                    KeyPart::Int(c.signed_at),
+                    KeyPart::Text(c.seller_id.to_string()),
+                ]
+            },
+        )
+        .await
     }
 
     pub async fn create_lineup_set(&self, s: &LineupSetRow) -> Result<(), StoreError> {
@@ -444,16 +515,22 @@ impl Store {
         rows.first().map(lineup_set_from).transpose()
     }
 
-    pub async fn lineup_sets(&self, seller: &SellerId) -> Result<Vec<LineupSetRow>, StoreError> {
-        let rows = self
-            .engine
-            .query(
-                "SELECT id, seller_id, name, items, created_at FROM lineup_sets
-                 WHERE seller_id = $1 ORDER BY name",
-                params![seller.as_str()],
-            )
-            .await?;
-        rows.iter().map(lineup_set_from).collect()
+    /// A page of a seller's lineup sets, by name.
+    pub async fn lineup_sets(
+        &self,
+        seller: &SellerId,
+        page: &Keyset,
+    ) -> Result<Paged<LineupSetRow>, StoreError> {
+        self.query_page(
+            "SELECT id, seller_id, name, items, created_at FROM lineup_sets",
+            Some("seller_id = $1"),
+            params![seller.as_str()],
+            Order::asc(&[("name", Kind::Text)]),
+            page,
+            lineup_set_from,
+            |l| vec![KeyPart::Text(l.name.clone())],
+        )
+        .await
     }
 
     /// Schedules a show into a market night. In one transaction: locks the seller's row (so two
@@ -517,28 +594,57 @@ impl Store {
         }
     }
 
-    /// Shows of one market night, by slot start.
+    /// A page of the shows of one market night (of one seller's, when `seller` is given), by
+    /// slot start.
     pub async fn night_shows(
         &self,
         market: &MarketId,
         night: Date,
-    ) -> Result<Vec<ShowRow>, StoreError> {
-        self.shows_where(
-            "market_id = $1 AND night_date = $2",
-            params![market.as_str(), night.to_string()],
-            "slot_start, id",
+        seller: Option<&SellerId>,
+        page: &Keyset,
+    ) -> Result<Paged<ShowRow>, StoreError> {
+        self.shows_page(
+            Some("market_id = $1 AND night_date = $2 AND (CAST($3 AS TEXT) IS NULL OR seller_id = $3)"),
+            params![
+                market.as_str(),
+                night.to_string(),
+                seller.map(SellerId::as_str)
+            ],
+            Order::asc(&[("slot_start", Kind::Int), ("id", Kind::Text)]),
+            page,
         )
         .await
     }
 
-    /// A seller's shows, newest first.
-    pub async fn seller_shows(&self, seller: &SellerId) -> Result<Vec<ShowRow>, StoreError> {
+    /// A page of a seller's shows, newest first.
+    pub async fn seller_shows(
+        &self,
+        seller: &SellerId,
+        page: &Keyset,
+    ) -> Result<Paged<ShowRow>, StoreError> {
+        self.shows_page(
+            Some("seller_id = $1"),
+            params![seller.as_str()],
+            NEWEST_ORDER,
+            page,
+        )
+        .await
+    }
+
+    /// Every show of a seller, newest first (the scheduling rules compare their slots).
+    pub async fn seller_shows_all(&self, seller: &SellerId) -> Result<Vec<ShowRow>, StoreError> {
         self.shows_where(
             "seller_id = $1",
             params![seller.as_str()],
-            "created_at DESC, id",
+            "created_at DESC, id DESC",
         )
         .await
+    }
+
+    /// Every show not closed yet (what a starting node loads), oldest first.
+    pub async fn open_shows(&self) -> Result<Vec<ShowRow>, StoreError> {
+        self.shows_where("status <> 'closed'", params![], "created_at, id")
+            .await
     }
 
     /// Scheduled shows with a slot not yet closed, by slot start (for the document-expiry
@@ -679,16 +785,26 @@ impl Store {
 
     /// The transitions a show went through, in order.
     pub async fn transitions(&self, id: &ShowId) -> Result<Vec<TransitionRow>, StoreError> {
-        let rows = self
-            .engine
-            .query(
-                "SELECT from_status, to_status, actor, at, reason FROM show_transitions
-                 WHERE show_id = $1 ORDER BY at, to_status",
-                params![id.as_str()],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
+        // A show reaches each status at most once: three rows at most, one page.
+        Ok(self
+            .transitions_page(id, &Keyset::everything())
+            .await?
+            .items)
+    }
+
+    /// A page of the transitions a show went through, in order.
+    pub async fn transitions_page(
+        &self,
+        id: &ShowId,
+        page: &Keyset,
+    ) -> Result<Paged<TransitionRow>, StoreError> {
+        self.query_page(
+            "SELECT from_status, to_status, actor, at, reason FROM show_transitions",
+            Some("show_id = $1"),
+            params![id.as_str()],
+            Order::asc(&[("at", Kind::Int), ("to_status", Kind::Text)]),
+            page,
+            |r| {
                 Ok(TransitionRow {
                     show_id: id.clone(),
                     from: crate::catalog::parse_status(&r.text(0)?)?,
@@ -697,7 +813,9 @@ impl Store {
                     at: r.int(3)?,
                     reason: r.opt_text(4)?,
                 })
-            })
-            .collect()
+            },
+            |t| vec![KeyPart::Int(t.at), KeyPart::Text(t.to.as_str().to_owned())],
+        )
+        .await
     }
 }

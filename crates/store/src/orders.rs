@@ -213,8 +213,9 @@ pub struct Page<'a> {
 }
 
 impl Page<'_> {
+    /// A listing may ask for one row past its largest page, to learn whether another follows.
     fn limit(&self) -> i64 {
-        self.limit.clamp(1, MAX_ORDERS_PER_QUERY) as i64
+        self.limit.clamp(1, MAX_ORDERS_PER_QUERY + 1) as i64
     }
 }
 
@@ -251,7 +252,7 @@ impl Filter {
 }
 
 /// `$from, .., $to` placeholders for an `IN (..)` list.
-fn placeholders(first: usize, n: usize) -> String {
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()

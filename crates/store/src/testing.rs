@@ -1,6 +1,37 @@
-//! Support for tests that need a PostgreSQL database of their own.
+//! Support for tests: a PostgreSQL database of their own, and waiting on a condition with a
+//! deadline instead of for a fixed time.
+
+use std::time::Duration;
 
 use crate::StoreError;
+
+/// How long a test waits for any single thing it expects.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// How often [`eventually`] looks again.
+pub const POLL: Duration = Duration::from_millis(20);
+
+/// Waits for a condition instead of for a fixed time: runs `check` every [`POLL`] until it
+/// answers `Ok`, and returns that; panics with `what` and the last `Err` (what it saw
+/// instead) once [`WAIT`] has passed.
+pub async fn eventually<T, F, Fut>(what: impl std::fmt::Display, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let last = match check().await {
+            Ok(v) => return v,
+            Err(last) => last,
+        };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {WAIT:?}; last: {last}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
 
 /// The PostgreSQL server the test command provides (`NIGHTMARKET_TEST_DATABASE_URL`).
 pub fn test_database_url() -> Result<String, StoreError> {

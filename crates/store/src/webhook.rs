@@ -6,7 +6,8 @@
 
 use nightmarket_domain::Millis;
 
-use crate::catalog::conflict;
+use crate::catalog::{CREATED_ORDER, NEWEST_ORDER, conflict, created_key};
+use crate::page::{Keyset, Paged};
 use crate::params;
 use crate::sql::{Row, Step};
 use crate::{Store, StoreError, corrupt};
@@ -149,16 +150,18 @@ impl Store {
         Ok(())
     }
 
-    pub async fn webhooks(&self) -> Result<Vec<WebhookRow>, StoreError> {
-        let rows = self
-            .engine
-            .query(
-                "SELECT id, url, secret, events, active, created_by, created_at FROM webhooks
-                 ORDER BY created_at, id",
-                params![],
-            )
-            .await?;
-        rows.iter().map(webhook_from).collect()
+    /// A page of the webhooks, oldest first.
+    pub async fn webhooks(&self, page: &Keyset) -> Result<Paged<WebhookRow>, StoreError> {
+        self.query_page(
+            "SELECT id, url, secret, events, active, created_by, created_at FROM webhooks",
+            None,
+            params![],
+            CREATED_ORDER,
+            page,
+            webhook_from,
+            |w| created_key(w.created_at, &w.id),
+        )
+        .await
     }
 
     pub async fn webhook(&self, id: &str) -> Result<Option<WebhookRow>, StoreError> {
@@ -303,5 +306,23 @@ impl Store {
             }
         };
         rows.iter().map(delivery_from).collect()
+    }
+
+    /// A page of one webhook's delivery log, newest first.
+    pub async fn webhook_deliveries(
+        &self,
+        webhook: &str,
+        page: &Keyset,
+    ) -> Result<Paged<DeliveryRow>, StoreError> {
+        self.query_page(
+            &format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries"),
+            Some("webhook_id = $1"),
+            params![webhook],
+            NEWEST_ORDER,
+            page,
+            delivery_from,
+            |d| created_key(d.created_at, &d.id),
+        )
+        .await
     }
 }

@@ -38,7 +38,14 @@ async fn nodes_migrating_at_once_agree() {
     let store = Store::postgres(&url, 2, Duration::from_secs(5))
         .await
         .unwrap();
-    assert!(store.markets().await.unwrap().is_empty());
+    assert!(
+        store
+            .markets(&nightmarket_store::Keyset::everything())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,14 +27,27 @@ mod conformance_cases {
 async fn reopening_applies_no_migration_twice_and_keeps_the_data() {
     let (store, dir) = fresh_store().await;
     conformance::markets(&store).await.unwrap();
-    let markets = store.markets().await.unwrap().len();
+    let markets = store
+        .markets(&nightmarket_store::Keyset::everything())
+        .await
+        .unwrap()
+        .items
+        .len();
     assert!(markets >= 2, "{markets}");
     // Reopening applies no migration twice and keeps the data.
     drop(store);
     let store = Store::sqlite(&dir.path().join("catalog.sqlite"))
         .await
         .unwrap();
-    assert_eq!(store.markets().await.unwrap().len(), markets);
+    assert_eq!(
+        store
+            .markets(&nightmarket_store::Keyset::everything())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        markets
+    );
 }
 
 /// Longest a step that should not wait may take before the test calls it stuck.
@@ -101,7 +114,12 @@ async fn reads_proceed_while_a_long_write_transaction_is_open() {
     // More reads at once than the pool has readers: they take turns, none waits for the write.
     let reads = (0..8).map(|_| {
         let store = store.clone();
-        async move { store.sellers().await }
+        async move {
+            store
+                .sellers(&nightmarket_store::Keyset::everything())
+                .await
+                .map(|p| p.items)
+        }
     });
     for listed in within("reads during the write", futures_join(reads)).await {
         let ids: Vec<String> = listed.unwrap().iter().map(|s| s.id.to_string()).collect();
@@ -125,9 +143,10 @@ async fn reads_proceed_while_a_long_write_transaction_is_open() {
         .unwrap()
         .unwrap();
     let ids: Vec<String> = store
-        .sellers()
+        .sellers(&nightmarket_store::Keyset::everything())
         .await
         .unwrap()
+        .items
         .iter()
         .map(|s| s.id.to_string())
         .collect();

@@ -31,6 +31,9 @@ pub enum ErrorCode {
     PriceRose,
     /// The request is malformed or a value is out of range.
     BadRequest,
+    /// A list's `cursor` is not one this list handed out (malformed, cut short, or another
+    /// list's): start again from the first page.
+    BadCursor,
     /// Missing, forged or expired token.
     Unauthorized,
     /// Too many messages from this connection; slow down and retry.
@@ -121,6 +124,7 @@ impl ErrorCode {
             Self::WaitlistFull => "waitlist_full",
             Self::PriceRose => "price_rose",
             Self::BadRequest => "bad_request",
+            Self::BadCursor => "bad_cursor",
             Self::Unauthorized => "unauthorized",
             Self::RateLimited => "rate_limited",
             Self::Forbidden => "forbidden",
@@ -160,6 +164,7 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             Self::BadRequest
+            | Self::BadCursor
             | Self::UnknownType
             | Self::FrameTooLarge
             | Self::BinaryNotSupported
@@ -221,6 +226,7 @@ impl ErrorCode {
         Self::WaitlistFull,
         Self::PriceRose,
         Self::BadRequest,
+        Self::BadCursor,
         Self::Unauthorized,
         Self::RateLimited,
         Self::Forbidden,

@@ -11,7 +11,7 @@
 //!   webhooks) and the embedded claim journal.
 //! - `crates/inventory`: the atomic per-show claim engine behind one interface (memory journaled
 //!   to SQLite, or Redis).
-//! - `crates/hub`: per-show fan-out (sequenced history, conflated values).
+//! - `crates/live`: the live engine: per-show fan-out of encoded frames to viewers' sockets.
 //! - `crates/orders`: the order service: claim logs recorded, closed shows settled into orders.
 //! - `crates/server`: HTTP and WebSocket edges, the services they call, each show's fan-out,
 //!   background jobs, configuration, metrics.

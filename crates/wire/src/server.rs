@@ -20,6 +20,9 @@ pub enum ServerMessage {
     Snapshot(Box<Snapshot>),
     /// A sequenced show event.
     Event(EventFrame),
+    /// The viewer fell behind: the show's public state as of sequence `seq`, in place of the
+    /// events up to it; every later `event` has a greater `seq`.
+    CatchUp(CatchUp),
     /// Conflated: stock left per lineup product.
     Stock(StockFrame),
     /// Conflated: recent accepted claims, without buyer identity.
@@ -37,6 +40,19 @@ pub enum ServerMessage {
     Ack(Ack),
     /// A request could not be handled; the connection stays usable.
     Error(ErrorFrame),
+}
+
+/// The show's public state (what every viewer sees alike) as of sequence `seq`: sent to a
+/// viewer that fell too far behind to be sent every event, instead of closing it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatchUp {
+    pub seq: u64,
+    /// `scheduled`, `live` or `closed`.
+    pub status: String,
+    pub pinned: Option<String>,
+    pub flash: Option<FlashView>,
+    /// The price a claim on the pinned product must carry as of `seq`.
+    pub price: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

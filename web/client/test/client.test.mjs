@@ -50,6 +50,25 @@ test("HTTP errors carry the server's code and status", async () => {
   assert.ok(shows.some((s) => s.id === showId), "shows are public");
 });
 
+test("lists page with a cursor; all() follows Next-Cursor to the last page", async () => {
+  for (let n = 0; n < 3; n++) await op.createSeller({ name: `HTX trang ${n}`, district: "Ba Vì" });
+  const every = await op.sellers();
+  assert.ok(every.length >= 4, "all() reads every seller");
+  const walked = [];
+  let cursor = null;
+  do {
+    const p = await op.page("/api/sellers", { limit: 2, cursor });
+    assert.ok(p.items.length <= 2, "a page holds at most its limit");
+    walked.push(...p.items);
+    cursor = p.next;
+  } while (cursor);
+  assert.deepEqual(walked.map((s) => s.id), every.map((s) => s.id), "pages in order, each seller once");
+  const last = await op.page("/api/sellers", { limit: 1000 });
+  assert.equal(last.next, null, "the last page has no cursor");
+  await assert.rejects(op.page("/api/sellers", { cursor: "not-a-cursor" }), (e) => e instanceof ApiError && e.status === 400 && e.code === "bad_cursor");
+  await assert.rejects(op.page("/api/sellers", { limit: 0 }), (e) => e instanceof ApiError && e.code === "bad_request");
+});
+
 test("a viewer and the seller follow one show; claims, duplicates, cancels and flash prices", async () => {
   await op.goLive(showId);
   const seller = open(sellerToken);
@@ -264,6 +283,68 @@ test("close 4000 reconnects at once with last_seq; 41xx is final", async () => {
     assert.match(urls[1], /last_seq=7/, "resync resumes from the snapshot's seq");
     assert.match(urls[2], /last_seq=8/, "an unknown event kind still advances the sequence; the gap is not applied");
     assert.equal(conn.state.lastSeq, 8);
+  } finally {
+    conn.close();
+  }
+});
+
+/** A WebSocket stand-in that delivers `frames` once opened. @param {object[]} frames */
+function scriptedSocket(frames) {
+  return class {
+    constructor(url) { this.url = url; this.readyState = 1; queueMicrotask(() => { for (const m of frames) this.deliver(m); }); }
+    deliver(m) { this.onmessage?.({ data: JSON.stringify(m) }); }
+    end(code) { this.readyState = 3; this.onclose?.({ code }); }
+    send() {}
+    close() { this.end(1000); }
+  };
+}
+
+const SCRIPTED_HELLO = { type: "hello", protocol: 1, show_id: "s", role: "viewer", subject: "b", start: "snapshot", limits: null };
+
+/** @param {object} state */
+function scriptedSnapshot(state) {
+  return { type: "snapshot", seq: 7, server_time: Date.now(), show: { id: "s", title: "t", seller_id: "x", seller_name: "y", status: "live" },
+    pinned: null, flash: null, price: null, lineup: [], my_claims: [], viewers: 3, ...state };
+}
+
+/** @param {object[]} frames */
+function scriptedConnection(frames) {
+  return new ShowConnection({ showId: "s", baseUrl: "http://127.0.0.1:1", token: "t", WebSocket: /** @type {any} */ (scriptedSocket(frames)), minBackoffMs: 5 });
+}
+
+test("a catch_up replaces the show state and the sequence; later events follow it", async () => {
+  const conn = scriptedConnection([
+    SCRIPTED_HELLO,
+    scriptedSnapshot({ pinned: "p1", price: 100 }),
+    { type: "event", seq: 8, at: Date.now(), event: { kind: "unpinned", product_id: "p1" } },
+    // Fell behind: events 9..40 are replaced by the state as of 40.
+    { type: "catch_up", seq: 40, status: "live", pinned: "p2", flash: null, price: 250 },
+    { type: "event", seq: 41, at: Date.now(), event: { kind: "show_closed", final_stock: [] } },
+  ]);
+  const caught = [];
+  conn.on("catch_up", (m) => caught.push(m.seq));
+  conn.connect();
+  try {
+    await waitState(conn, (s) => s.lastSeq === 41, "the event after the catch-up applied");
+    assert.deepEqual(caught, [40]);
+    assert.equal(conn.state.show.status, "closed");
+    assert.equal(conn.state.reconnects, 0, "no reconnect: the catch-up bridged the gap");
+  } finally {
+    conn.close();
+  }
+});
+
+test("a catch_up's pin and price stand until the next event", async () => {
+  const conn = scriptedConnection([
+    SCRIPTED_HELLO,
+    scriptedSnapshot({}),
+    { type: "catch_up", seq: 12, status: "live", pinned: "p2", flash: null, price: 250 },
+  ]);
+  conn.connect();
+  try {
+    await waitState(conn, (s) => s.lastSeq === 12, "caught up");
+    assert.equal(conn.state.pinned, "p2");
+    assert.equal(conn.price(), 250);
   } finally {
     conn.close();
   }

@@ -49,14 +49,7 @@ pub fn product(id: &str) -> Result<Product, String> {
 pub fn lineup(stock: u32, limit: u32) -> Result<Vec<LineupEntry>, String> {
     ["p1", "p2"]
         .into_iter()
-        .map(|id| {
-            Ok(LineupEntry {
-                product: product(id)?,
-                allotted: stock,
-                buyer_limit: limit,
-                left: stock,
-            })
-        })
+        .map(|id| Ok(LineupEntry::opening(product(id)?, stock, limit)))
         .collect()
 }
 

@@ -731,7 +731,7 @@ impl RedisInventory {
     }
 
     /// Decides by `clock` (the default is [`DecisionClock::Execution`]: Redis's `TIME`).
-    pub fn with_clock(mut self, clock: DecisionClock) -> Self {
+    pub fn deciding_by(mut self, clock: DecisionClock) -> Self {
         self.clock = clock;
         self
     }

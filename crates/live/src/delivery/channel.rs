@@ -294,11 +294,13 @@ impl ChannelInner {
         }
         // Under the channel's lock, so every shard's inbox holds the show's frames in sequence
         // order.
+        let published_at = std::time::Instant::now();
         self.each_shard(|shard| {
             shard.push(Work::Event {
                 channel: self.id,
                 seq,
                 frame: frame.clone(),
+                published_at,
             })
         });
         self.published.store(seq, Relaxed);

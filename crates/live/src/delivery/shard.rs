@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -27,6 +28,8 @@ pub(crate) enum Work {
         channel: u64,
         seq: u64,
         frame: Frame,
+        /// When the channel handed the frame over: the fan-out lag is measured from here.
+        published_at: Instant,
     },
     Cell {
         channel: u64,
@@ -46,7 +49,14 @@ pub(crate) struct Shard {
     wake: Notify,
     stop: AtomicBool,
     pub(crate) counters: ShardCounters,
+    /// Fan-out lag samples not yet taken by [`crate::Engine::take_lag_samples`], at most
+    /// [`LAG_SAMPLES_KEPT`]: one per walk of a show's events, not one per viewer.
+    lags: Mutex<Vec<Duration>>,
 }
+
+/// Lag samples a shard keeps between two reads; later ones are dropped until the next read
+/// (a scrape every few seconds takes far fewer).
+pub(crate) const LAG_SAMPLES_KEPT: usize = 1024;
 
 impl Shard {
     pub(crate) fn new() -> Self {
@@ -55,6 +65,7 @@ impl Shard {
             wake: Notify::new(),
             stop: AtomicBool::new(false),
             counters: ShardCounters::default(),
+            lags: Mutex::new(Vec::new()),
         }
     }
 
@@ -69,6 +80,18 @@ impl Shard {
         };
         if was_empty {
             self.wake.notify_one();
+        }
+    }
+
+    /// The lag samples kept since the last call.
+    pub(crate) fn take_lags(&self) -> Vec<Duration> {
+        std::mem::take(&mut *lock(&self.lags))
+    }
+
+    fn sample_lag(&self, lag: Duration) {
+        let mut lags = lock(&self.lags);
+        if lags.len() < LAG_SAMPLES_KEPT {
+            lags.push(lag);
         }
     }
 
@@ -94,25 +117,27 @@ impl Shard {
             let mut tally = Tally::default();
             // Consecutive events of one show (the shard fell behind, or a relay burst) are
             // walked once: each viewer gets them in one `writev`.
-            let mut run: Option<u64> = None;
+            // The show of the run and when its oldest event was published.
+            let mut run: Option<(u64, Instant)> = None;
             for work in batch.drain(..) {
                 if let Work::Event {
                     channel,
                     seq,
                     frame,
+                    published_at,
                 } = work
                 {
-                    if run.is_some_and(|c| c != channel) {
-                        walk_events(&lists, &mut run, &mut events, &mut tally);
+                    if run.is_some_and(|(c, _)| c != channel) {
+                        self.walk_events(&lists, &mut run, &mut events, &mut tally);
                     }
-                    run = Some(channel);
+                    run.get_or_insert((channel, published_at));
                     events.push((seq, frame));
                 } else {
-                    walk_events(&lists, &mut run, &mut events, &mut tally);
+                    self.walk_events(&lists, &mut run, &mut events, &mut tally);
                     process(&mut lists, work, &mut tally);
                 }
             }
-            walk_events(&lists, &mut run, &mut events, &mut tally);
+            self.walk_events(&lists, &mut run, &mut events, &mut tally);
             self.counters.add(&tally);
             // A long batch (a big show) should not keep the worker from its other tasks.
             tokio::task::yield_now().await;
@@ -120,23 +145,32 @@ impl Shard {
     }
 }
 
-/// Hands a run of one show's consecutive events to each of its viewers in this shard.
-fn walk_events(
-    lists: &HashMap<u64, Vec<Arc<ViewerCell>>>,
-    run: &mut Option<u64>,
-    events: &mut Vec<(u64, Frame)>,
-    tally: &mut Tally,
-) {
-    let Some(channel) = run.take() else {
-        return;
-    };
-    for viewer in lists.get(&channel).into_iter().flatten() {
-        match events.as_slice() {
-            [(seq, frame)] => viewer.deliver_seq(*seq, frame, tally),
-            many => viewer.deliver_seqs(many, tally),
+impl Shard {
+    /// Hands a run of one show's consecutive events to each of its viewers in this shard, then
+    /// samples the lag of the run's oldest event once.
+    fn walk_events(
+        &self,
+        lists: &HashMap<u64, Vec<Arc<ViewerCell>>>,
+        run: &mut Option<(u64, Instant)>,
+        events: &mut Vec<(u64, Frame)>,
+        tally: &mut Tally,
+    ) {
+        let Some((channel, published_at)) = run.take() else {
+            return;
+        };
+        let mut walked = false;
+        for viewer in lists.get(&channel).into_iter().flatten() {
+            walked = true;
+            match events.as_slice() {
+                [(seq, frame)] => viewer.deliver_seq(*seq, frame, tally),
+                many => viewer.deliver_seqs(many, tally),
+            }
         }
+        if walked {
+            self.sample_lag(published_at.elapsed());
+        }
+        events.clear();
     }
-    events.clear();
 }
 
 fn process(lists: &mut HashMap<u64, Vec<Arc<ViewerCell>>>, work: Work, tally: &mut Tally) {

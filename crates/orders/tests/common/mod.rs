@@ -42,22 +42,15 @@ pub fn redis_url() -> String {
 
 pub async fn env(kind: Kind) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    match kind {
+    let (store, inv, journal, redis): (Store, Arc<dyn Inventory>, _, _) = match kind {
         Kind::Embedded => {
             let store = Store::sqlite(&dir.path().join("store.sqlite"))
                 .await
                 .unwrap();
             let journal = dir.path().join("journal.sqlite");
             let inv = MemoryInventory::new(SqliteJournal::open(&journal, 65_536).unwrap(), 1000)
-                .with_clock(DecisionClock::Scripted);
-            Env {
-                kind,
-                store: Arc::new(store),
-                inv: Arc::new(inv),
-                dir,
-                journal: Some(journal),
-                redis: None,
-            }
+                .deciding_by(DecisionClock::Scripted);
+            (store, Arc::new(inv), Some(journal), None)
         }
         Kind::Distributed => {
             let url = nightmarket_store::testing::test_database_url().unwrap();
@@ -71,16 +64,17 @@ pub async fn env(kind: Kind) -> Env {
             let inv = RedisInventory::connect(&redis_url(), &prefix, 1000)
                 .await
                 .unwrap()
-                .with_clock(DecisionClock::Scripted);
-            Env {
-                kind,
-                store: Arc::new(store),
-                inv: Arc::new(inv),
-                dir,
-                journal: None,
-                redis: Some((redis_url(), prefix)),
-            }
+                .deciding_by(DecisionClock::Scripted);
+            (store, Arc::new(inv), None, Some((redis_url(), prefix)))
         }
+    };
+    Env {
+        kind,
+        store: Arc::new(store),
+        inv,
+        dir,
+        journal,
+        redis,
     }
 }
 
@@ -176,12 +170,7 @@ pub async fn live_show(
     env.store.create_show(&row).await.unwrap();
     let entries = lineup
         .iter()
-        .map(|l| LineupEntry {
-            product: l.product.clone(),
-            allotted: l.stock,
-            buyer_limit: l.buyer_limit,
-            left: l.stock,
-        })
+        .map(|l| LineupEntry::opening(l.product.clone(), l.stock, l.buyer_limit))
         .collect();
     env.inv.open_show(&row.id, entries).await.unwrap();
     env.inv.command(&row.id, Command::GoLive, T0).await.unwrap();

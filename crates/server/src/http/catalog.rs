@@ -22,6 +22,7 @@ use crate::convert;
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, authenticate, body, field, may_act_for, require};
 use crate::http::refusal;
+use crate::http::page::{Listed, PageQuery};
 use crate::services::catalog::{build_lineup, existing_seller, seller_kind};
 use crate::services::new_id;
 use crate::state::AppState;
@@ -112,11 +113,13 @@ pub async fn get_seller(
 pub async fn list_sellers(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-) -> ApiResult<Json<Vec<Seller>>> {
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Listed<Seller>> {
     let claims = authenticate(&state, &headers, None)?;
     require(&claims, Role::Operator)?;
-    let rows = state.store().sellers().await?;
-    Ok(Json(rows.iter().map(seller_json).collect()))
+    let pager = page.open("sellers")?;
+    let rows = state.store().sellers(&pager.keyset).await?;
+    Ok(pager.view(rows, seller_json))
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -145,7 +148,9 @@ pub async fn list_products(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(q): Query<ProductsQuery>,
-) -> ApiResult<Json<Vec<WireProduct>>> {
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Listed<WireProduct>> {
+    let pager = page.open("products")?;
     let claims = authenticate(&state, &headers, None)?;
     let raw = match (q.seller_id, claims.role) {
         (Some(id), Role::Operator) => id,
@@ -157,10 +162,8 @@ pub async fn list_products(
         _ => return Err(HttpError::forbidden("a seller sees only its own products")),
     };
     let seller_id = existing_seller(state.store(), raw).await?;
-    let rows = state.store().products_of(&seller_id).await?;
-    Ok(Json(
-        rows.iter().map(|(p, at)| product_json(p, *at)).collect(),
-    ))
+    let rows = state.store().products_of(&seller_id, &pager.keyset).await?;
+    Ok(pager.view(rows, |(p, at)| product_json(p, *at)))
 }
 
 #[utoipa::path(
@@ -351,12 +354,14 @@ pub async fn list_lineup_sets(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(seller): Path<String>,
-) -> ApiResult<Json<Vec<LineupSet>>> {
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Listed<LineupSet>> {
+    let pager = page.open("lineup_sets")?;
     let claims = authenticate(&state, &headers, None)?;
     let seller = SellerId::parse(seller).map_err(|_| HttpError::not_found("seller"))?;
     if !may_act_for(&claims, &seller) {
         return Err(HttpError::forbidden("only an operator or this seller"));
     }
-    let rows = state.store().lineup_sets(&seller).await?;
-    Ok(Json(rows.iter().map(set_view).collect()))
+    let rows = state.store().lineup_sets(&seller, &pager.keyset).await?;
+    Ok(pager.view(rows, set_view))
 }

@@ -9,7 +9,6 @@ use nightmarket_wire::ErrorCode;
 use nightmarket_wire::http::{body_field_error, strip_position};
 
 use crate::auth::{Claims, Role};
-use crate::clock::now_ms;
 use crate::http::error::HttpError;
 use crate::state::AppState;
 
@@ -30,7 +29,7 @@ pub fn authenticate(
     let token = header.or(query_token).unwrap_or("");
     state
         .key()
-        .verify(token.trim(), now_ms() / 1000)
+        .verify(token.trim(), state.now().div_euclid(1000))
         .map_err(|e| unauthorized(e.reason(), e.to_string()))
 }
 

@@ -11,15 +11,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use jiff::tz::TimeZone;
 use nightmarket_domain::market::{
-    self as m, DEFAULT_MIN_STARS, DEFAULT_TIME_ZONE, MAX_NIGHTS_LISTED, parse_date,
-    parse_local_datetime, parse_time, parse_weekday,
+    self as m, DEFAULT_MIN_STARS, DEFAULT_TIME_ZONE, parse_date, parse_local_datetime, parse_time,
+    parse_weekday,
 };
 use nightmarket_domain::ocop::text;
 use nightmarket_domain::{
     Decision as DomainDecision, MarketId, MarketSpec, ProductId, SellerId, Slot, Stars,
 };
 use nightmarket_store::{
-    CommitmentRow, DecisionRow, ExceptionKind, ExceptionRow, MarketRow, ShowRow,
+    CommitmentRow, DecisionRow, ExceptionKind, ExceptionRow, KeyPart, MarketRow,
 };
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::http::Show;
@@ -34,6 +34,7 @@ use crate::convert::rfc3339;
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, actor, authenticate, body, field, require};
 use crate::http::refusal;
+use crate::http::page::{Listed, PageQuery, bad_cursor};
 use crate::http::shows::{show_json, shows_json};
 use crate::services::market::{self, Scheduling, calendar, check_exception, night_of, still_open};
 use crate::services::new_id;
@@ -167,9 +168,13 @@ pub async fn create_market(
         refusal::Unavailable,
     ),
 )]
-pub async fn list_markets(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<Market>>> {
-    let rows = state.store().markets().await?;
-    Ok(Json(rows.iter().map(market_view).collect()))
+pub async fn list_markets(
+    State(state): State<Arc<AppState>>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Listed<Market>> {
+    let pager = page.open("markets")?;
+    let rows = state.store().markets(&pager.keyset).await?;
+    Ok(pager.view(rows, market_view))
 }
 
 #[utoipa::path(
@@ -199,8 +204,6 @@ pub struct NightsQuery {
     after: Option<i64>,
     /// Or from the start of this local date, YYYY-MM-DD.
     from: Option<String>,
-    /// Nights to list (1–1000; default market.nights_listed).
-    limit: Option<usize>,
 }
 
 #[utoipa::path(
@@ -219,28 +222,41 @@ pub async fn list_nights(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     Query(q): Query<NightsQuery>,
-) -> ApiResult<Json<Vec<Night>>> {
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Listed<Night>> {
+    let pager = page.open_or("nights", state.config().market.nights_listed)?;
     let cal = calendar(state.store(), &id).await?;
-    let after = match (&q.from, q.after) {
-        (Some(d), _) => {
+    // The calendar is computed, not stored: a page goes on from the end of the last night of
+    // the page before, which no exception written in between can move.
+    let after = match (pager.after_one()?, &q.from, q.after) {
+        (Some(KeyPart::Int(end)), _, _) => *end,
+        (Some(KeyPart::Text(_)), _, _) => return Err(bad_cursor()),
+        (None, Some(d), _) => {
             let date = field("from", parse_date("from", d))?;
             date.to_zoned(cal.market.time_zone().clone())
                 .map_err(|e| HttpError::bad_request(format!("from: {e}")))?
                 .timestamp()
                 .as_millisecond()
         }
-        (None, Some(ms)) => ms,
-        (None, None) => state.now(),
+        (None, None, Some(ms)) => ms,
+        (None, None, None) => state.now(),
     };
-    let limit = q.limit.unwrap_or(state.config().market.nights_listed);
-    if limit == 0 || limit > MAX_NIGHTS_LISTED {
-        return Err(HttpError::bad_request(format!(
-            "limit: 1 to {MAX_NIGHTS_LISTED}"
-        )));
+    let limit = pager.keyset.limit;
+    let mut nights = cal.market.nights(&cal.exceptions, after, limit);
+    // One night past the page says whether another page follows. Asked for apart, since one
+    // call returns at most MAX_NIGHTS_LISTED nights, the size of the largest page.
+    if let Some(last) = nights.last()
+        && nights.len() == limit
+    {
+        let more = cal.market.nights(&cal.exceptions, last.ends_at, 1);
+        nights.extend(more);
     }
-    let nights = cal.market.nights(&cal.exceptions, after, limit);
     let tz = cal.market.time_zone_name().to_owned();
-    Ok(Json(nights.iter().map(|n| night_view(n, &tz)).collect()))
+    Ok(pager.cut(
+        nights,
+        |n| vec![KeyPart::Int(n.ends_at)],
+        |n| night_view(n, &tz),
+    ))
 }
 
 fn exception_view(r: &ExceptionRow) -> Exception {
@@ -333,10 +349,15 @@ pub async fn create_exception(
 pub async fn list_exceptions(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Vec<Exception>>> {
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Listed<Exception>> {
+    let pager = page.open("exceptions")?;
     let cal = calendar(state.store(), &id).await?;
-    let rows = state.store().exceptions(&cal.row.id).await?;
-    Ok(Json(rows.iter().map(exception_view).collect()))
+    let rows = state
+        .store()
+        .exceptions_page(&cal.row.id, &pager.keyset)
+        .await?;
+    Ok(pager.view(rows, exception_view))
 }
 
 // --- admission ----------------------------------------------------------------------------
@@ -425,10 +446,12 @@ pub async fn list_decisions(
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<DecisionsQuery>,
-) -> ApiResult<Json<Vec<Decision>>> {
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Listed<Decision>> {
+    let pager = page.open("decisions")?;
     let claims = authenticate(&state, &headers, None)?;
     let cal = calendar(state.store(), &id).await?;
-    let rows = match q.product_id {
+    let product = match q.product_id {
         Some(p) => {
             let pid = field("product_id", ProductId::parse(p))?;
             let owner = state.store().product(&pid).await?.map(|(p, _)| p.seller_id);
@@ -441,14 +464,18 @@ pub async fn list_decisions(
                     "only an operator or the product's seller",
                 ));
             }
-            state.store().decisions(&cal.row.id, &pid).await?
+            Some(pid)
         }
         None => {
             require(&claims, Role::Operator)?;
-            state.store().market_decisions(&cal.row.id).await?
+            None
         }
     };
-    Ok(Json(rows.iter().map(decision_view).collect()))
+    let rows = state
+        .store()
+        .market_decisions(&cal.row.id, product.as_ref(), &pager.keyset)
+        .await?;
+    Ok(pager.view(rows, decision_view))
 }
 
 #[utoipa::path(
@@ -524,7 +551,9 @@ pub async fn night_commitments(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path((id, date)): Path<(String, String)>,
-) -> ApiResult<Json<Vec<Commitment>>> {
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Listed<Commitment>> {
+    let pager = page.open("commitments")?;
     let claims = authenticate(&state, &headers, None)?;
     if claims.role == Role::Viewer {
         return Err(HttpError::forbidden(
@@ -533,16 +562,16 @@ pub async fn night_commitments(
     }
     let cal = calendar(state.store(), &id).await?;
     let night = night_of(&cal, &date)?;
+    // A seller sees only its own.
+    let seller = match claims.role {
+        Role::Operator => None,
+        _ => Some(field("token subject", SellerId::parse(claims.sub.clone()))?),
+    };
     let rows = state
         .store()
-        .night_commitments(&cal.row.id, night.date)
+        .night_commitments(&cal.row.id, night.date, seller.as_ref(), &pager.keyset)
         .await?;
-    Ok(Json(
-        rows.iter()
-            .filter(|c| claims.role == Role::Operator || c.seller_id.as_str() == claims.sub)
-            .map(commitment_view)
-            .collect(),
-    ))
+    Ok(pager.view(rows, commitment_view))
 }
 
 fn commitment_view(c: &CommitmentRow) -> Commitment {
@@ -641,22 +670,21 @@ pub async fn night_shows(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path((id, date)): Path<(String, String)>,
-) -> ApiResult<Json<Vec<Show>>> {
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Listed<Show>> {
+    let pager = page.open("night_shows")?;
     let cal = calendar(state.store(), &id).await?;
     let night = night_of(&cal, &date)?;
     // The programme is public; a seller signed in sees only their own shows here.
     let only = match authenticate(&state, &headers, None) {
-        Ok(c) if c.role == Role::Seller => Some(c.sub),
+        Ok(c) if c.role == Role::Seller => Some(field("token subject", SellerId::parse(c.sub))?),
         _ => None,
     };
-    let rows: Vec<ShowRow> = state
+    let rows = state
         .store()
-        .night_shows(&cal.row.id, night.date)
-        .await?
-        .into_iter()
-        .filter(|r| only.as_deref().is_none_or(|s| r.seller_id.as_str() == s))
-        .collect();
-    Ok(Json(shows_json(&state, &rows).await?))
+        .night_shows(&cal.row.id, night.date, only.as_ref(), &pager.keyset)
+        .await?;
+    Ok(pager.respond(shows_json(&state, &rows.items).await?, rows.next))
 }
 
 /// Scheduled shows that could not go live as things stand: documents expiring before the
@@ -676,8 +704,27 @@ pub async fn night_shows(
 pub async fn warnings(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-) -> ApiResult<Json<Vec<ExpiryWarning>>> {
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Listed<ExpiryWarning>> {
+    let pager = page.open("warnings")?;
     let claims = authenticate(&state, &headers, None)?;
     require(&claims, Role::Operator)?;
-    Ok(Json(market::warnings(state.store()).await?))
+    // Computed from the upcoming shows, not stored: paged by show id over what they are now.
+    let after = match pager.after_one()? {
+        None => None,
+        Some(KeyPart::Text(id)) => Some(id.clone()),
+        Some(KeyPart::Int(_)) => return Err(bad_cursor()),
+    };
+    let mut all: Vec<ExpiryWarning> = market::warnings(state.store())
+        .await?
+        .into_iter()
+        .filter(|w| after.as_ref().is_none_or(|a| w.show_id > *a))
+        .collect();
+    all.sort_by(|a, b| a.show_id.cmp(&b.show_id));
+    all.truncate(pager.read_limit());
+    Ok(pager.cut(
+        all,
+        |w| vec![KeyPart::Text(w.show_id.clone())],
+        ExpiryWarning::clone,
+    ))
 }

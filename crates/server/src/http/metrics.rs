@@ -21,6 +21,7 @@ use crate::state::AppState;
 )]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let live = state.live();
+    live.observe();
     let body = state.metrics().render(live.count(), live.viewers());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

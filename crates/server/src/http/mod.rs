@@ -4,6 +4,7 @@
 //! - [`edge`]: the accept loop, the bounds every request meets, JSON for every error response.
 //! - [`middleware`]: the pieces of the tower-http stack [`router`] puts around every route.
 //! - [`extract`]: the caller (bearer token or session cookie), roles, JSON bodies.
+//! - [`page`]: the paging contract of every list endpoint (`limit`, `cursor`, `Next-Cursor`).
 //! - [`error`]: a service's error answered with the status its code stands for.
 //! - [`sessions`]: sign-in (invites, guests, sign-out) and the session-cookie layer.
 //! - [`catalog`]: sellers, products, lineup sets. [`shows`]: shows, going live, closing.
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod orders;
+pub mod page;
 pub mod refusal;
 pub mod reports;
 pub mod sessions;

@@ -11,12 +11,16 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use nightmarket_wire::http::ApiError;
 use utoipa::openapi::header::{Header, HeaderBuilder};
-use utoipa::openapi::schema::{Object, Type};
+use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
+use utoipa::openapi::{
+    ContentBuilder, OpenApi as Document, Ref, RefOr, Required, ResponseBuilder,
+};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::http::middleware::REQUEST_ID;
+use crate::http::page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::http::refusal;
 use crate::http::{
     catalog, health, market, metrics, orders, reports, sessions, shows, web, webhooks, ws,
@@ -123,6 +127,7 @@ impl Modify for Shared {
                 "The HttpOnly session cookie set by /api/auth/redeem and /api/auth/guest. State-changing requests signed by it must come from the server's own origin (403 csrf_rejected otherwise).",
             ))),
         );
+        paging(doc);
         let error_body = || Ref::from_schema_name(ApiError::name());
         for item in doc.paths.paths.values_mut() {
             for op in [
@@ -173,6 +178,66 @@ impl Modify for Shared {
                 }
             }
         }
+    }
+}
+
+/// Every list endpoint pages the same way (`http::page`): a GET whose success body is a JSON
+/// array is documented with `limit`, `cursor` and the `Next-Cursor` header here, in one place,
+/// as one extractor implements them for every such handler.
+fn paging(doc: &mut Document) {
+    for item in doc.paths.paths.values_mut() {
+        let Some(op) = item.get.as_mut() else {
+            continue;
+        };
+        let Some(RefOr::T(ok)) = op.responses.responses.get_mut("200") else {
+            continue;
+        };
+        let is_list = ok
+            .content
+            .get("application/json")
+            .and_then(|c| c.schema.as_ref())
+            .is_some_and(|s| matches!(s, RefOr::T(Schema::Array(_))));
+        if !is_list {
+            continue;
+        }
+        ok.headers.insert(
+            "Next-Cursor".to_owned(),
+            HeaderBuilder::new()
+                .schema(Object::with_type(Type::String))
+                .description(Some(
+                    "The cursor of the next page, sent only when another page follows",
+                ))
+                .build(),
+        );
+        let params = op.parameters.get_or_insert_with(Vec::new);
+        params.retain(|p| p.name != "limit" && p.name != "cursor");
+        params.push(
+            ParameterBuilder::new()
+                .name("limit")
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(format!(
+                    "Items per page, 1 to {MAX_PAGE_SIZE}; default {DEFAULT_PAGE_SIZE} (nights: market.nights_listed). Out of range: 400 bad_request"
+                )))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(1))
+                        .maximum(Some(MAX_PAGE_SIZE as f64)),
+                ))
+                .build(),
+        );
+        params.push(
+            ParameterBuilder::new()
+                .name("cursor")
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(
+                    "The previous page's Next-Cursor, passed back untouched; another list's or a malformed one: 400 bad_cursor",
+                ))
+                .schema(Some(Object::with_type(Type::String)))
+                .build(),
+        );
     }
 }
 

@@ -19,9 +19,9 @@ use axum::response::{IntoResponse, Response};
 use nightmarket_domain::market::parse_date;
 use nightmarket_domain::ocop::text;
 use nightmarket_domain::{BuyerId, OrderStatus, SellerId, ShowId};
-use nightmarket_store::orders::MAX_ORDERS_PER_QUERY;
 use nightmarket_store::{
-    CheckoutRow, OrderLineDetail, OrderRow, OrderScope, Page, StatusChange as StoreChange,
+    CheckoutRow, Key, KeyPart, OrderLineDetail, OrderRow, OrderScope, Page,
+    StatusChange as StoreChange,
 };
 use nightmarket_wire::orders::{
     Checkout, ORDER_CSV_HEADER, Order, OrderDetail, OrderLine, PayCheckout, SetOrderStatus,
@@ -35,15 +35,12 @@ use crate::http::csv::{Cell, CsvError, CsvTable};
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, authenticate, body, require, unauthorized};
 use crate::http::refusal;
+use crate::http::page::{Listed, PageQuery, Pager, bad_cursor};
 use crate::http::shows::show_row;
 use crate::services::market::calendar;
 use crate::services::orders as rules;
 use crate::state::AppState;
 
-/// Orders or checkouts a listing returns when the request names no limit.
-pub const DEFAULT_LISTED: usize = 100;
-/// Most a listing returns per request; page on with `after`.
-pub const MAX_LISTED: usize = MAX_ORDERS_PER_QUERY;
 /// Orders read from the store per page of a CSV export, which streams page after page.
 const EXPORT_PAGE: usize = 500;
 /// Longest request body of `POST /api/checkouts/{id}/pay`, in bytes.
@@ -57,26 +54,23 @@ fn buyer(claims: &Claims) -> ApiResult<BuyerId> {
         .ok_or_else(|| unauthorized("bad_subject", "the token's subject is not a valid buyer id"))
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    /// List what comes after this id (the last id of the previous page).
-    after: Option<String>,
-    /// Items per page, 1–1000; default 100.
-    limit: Option<usize>,
+/// The store's page of an id-ordered listing (orders, checkouts) that `pager` asks for: one
+/// row more than it holds, so [`Pager::cut`] learns whether another follows.
+fn id_page(pager: &Pager) -> ApiResult<Page<'_>> {
+    let after = match pager.after_one()? {
+        None => None,
+        Some(KeyPart::Text(id)) => Some(id.as_str()),
+        Some(KeyPart::Int(_)) => return Err(bad_cursor()),
+    };
+    Ok(Page {
+        after,
+        limit: pager.read_limit(),
+    })
 }
 
-impl ListQuery {
-    fn page(&self) -> ApiResult<Page<'_>> {
-        let limit = self.limit.unwrap_or(DEFAULT_LISTED);
-        if limit == 0 || limit > MAX_LISTED {
-            return Err(HttpError::bad_request(format!("limit: 1 to {MAX_LISTED}")));
-        }
-        Ok(Page {
-            after: self.after.as_deref(),
-            limit,
-        })
-    }
+/// The position of an order or checkout in an id-ordered listing.
+fn id_key(id: &str) -> Key {
+    vec![KeyPart::Text(id.to_owned())]
 }
 
 // --- views --------------------------------------------------------------------------------
@@ -140,6 +134,17 @@ async fn orders_view(state: &AppState, orders: &[OrderRow]) -> ApiResult<Vec<Ord
         .collect())
 }
 
+/// A page of orders read with [`id_page`], with their lines, as the answer.
+async fn orders_page(
+    state: &AppState,
+    pager: &Pager,
+    rows: Vec<OrderRow>,
+) -> ApiResult<Listed<Order>> {
+    let page = nightmarket_store::page::paged(rows, &pager.keyset, |o| id_key(&o.id));
+    let items = orders_view(state, &page.items).await?;
+    Ok(pager.respond(items, page.next))
+}
+
 async fn checkouts_view(state: &AppState, rows: &[CheckoutRow]) -> ApiResult<Vec<Checkout>> {
     let all: Vec<OrderRow> = rows.iter().flat_map(|c| c.orders.iter().cloned()).collect();
     let lines = rules::lines_of(state.store(), &all).await?;
@@ -189,7 +194,6 @@ async fn detail(state: &AppState, id: &str) -> ApiResult<OrderDetail> {
     tag = "Orders",
     summary = "The caller's orders with their lines",
     description = "Who: a buyer (viewer token; the buyer is the token's subject). See docs/orders.md.",
-    params(ListQuery),
     responses(
         (status = 200, description = "Success", body = Vec<Order>, example = json!([{"id": "o~0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b~b1", "show_id": "0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b", "buyer_id": "b1", "seller_id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "checkout_id": "c~0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b~2026-11-27~b1", "market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "status": "pending_payment", "units": 3, "total": 640000, "list_total": 750000, "discount": 110000, "created_at": 1795795200000_i64, "pay_by": 1795881600000_i64, "updated_at": 1795795200000_i64, "version": 0, "lines": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì", "quantity": 2, "unit_price": 195000, "list_price": 250000, "line_total": 390000, "claims": 1, "flash": true}, {"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì", "quantity": 1, "unit_price": 250000, "list_price": 250000, "line_total": 250000, "claims": 1, "flash": false}]}])),
         refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::Unavailable,
@@ -199,12 +203,13 @@ async fn detail(state: &AppState, id: &str) -> ApiResult<OrderDetail> {
 pub async fn my_orders(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Vec<Order>>> {
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Listed<Order>> {
+    let pager = page.open("my_orders")?;
     let claims = authenticate(&state, &headers, None)?;
     let me = buyer(&claims)?;
-    let rows = state.store().buyer_orders(&me, &q.page()?).await?;
-    Ok(Json(orders_view(&state, &rows).await?))
+    let rows = state.store().buyer_orders(&me, &id_page(&pager)?).await?;
+    orders_page(&state, &pager, rows).await
 }
 
 /// `GET /api/me/checkouts`: the caller's checkouts with their orders, by id.
@@ -214,7 +219,6 @@ pub async fn my_orders(
     tag = "Orders",
     summary = "The caller's checkouts: each market night's orders, paid at once",
     description = "Who: a buyer. Sums leave cancelled orders out; due is what is pending payment.",
-    params(ListQuery),
     responses(
         (status = 200, description = "Success", body = Vec<Checkout>, example = json!([{"id": "c~0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b~2026-11-27~b1", "buyer_id": "b1", "market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "created_at": 1795795200000_i64, "units": 3, "total": 640000, "list_total": 750000, "due": 640000, "orders": [{"id": "o~0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b~b1", "show_id": "0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b", "buyer_id": "b1", "seller_id": "0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "checkout_id": "c~0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b~2026-11-27~b1", "market_id": "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b", "night_date": "2026-11-27", "status": "pending_payment", "units": 3, "total": 640000, "list_total": 750000, "discount": 110000, "created_at": 1795795200000_i64, "pay_by": 1795881600000_i64, "updated_at": 1795795200000_i64, "version": 0, "lines": [{"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì", "quantity": 2, "unit_price": 195000, "list_price": 250000, "line_total": 390000, "claims": 1, "flash": true}, {"product_id": "0193a1b2-0000-7e5f-8a9b-0c1d2e3f4a5b", "name": "Mật ong hoa nhãn Ba Vì", "quantity": 1, "unit_price": 250000, "list_price": 250000, "line_total": 250000, "claims": 1, "flash": false}]}]}])),
         refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::Unavailable,
@@ -224,12 +228,18 @@ pub async fn my_orders(
 pub async fn my_checkouts(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Vec<Checkout>>> {
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Listed<Checkout>> {
+    let pager = page.open("my_checkouts")?;
     let claims = authenticate(&state, &headers, None)?;
     let me = buyer(&claims)?;
-    let rows = state.store().buyer_checkouts(&me, &q.page()?).await?;
-    Ok(Json(checkouts_view(&state, &rows).await?))
+    let rows = state
+        .store()
+        .buyer_checkouts(&me, &id_page(&pager)?)
+        .await?;
+    let page = nightmarket_store::page::paged(rows, &pager.keyset, |c| id_key(&c.id));
+    let items = checkouts_view(&state, &page.items).await?;
+    Ok(pager.respond(items, page.next))
 }
 
 /// `GET /api/checkouts/{id}`: the buyer's or, for an operator, anyone's.
@@ -387,11 +397,7 @@ pub async fn set_status(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct FulfilQuery {
-    /// List what comes after this id (the last id of the previous page).
-    after: Option<String>,
-    /// Items per page, 1–1000; default 100.
-    limit: Option<usize>,
-    /// Operators: only this seller's orders (a seller may name only itself).
+    /// Operators: only this seller's orders.
     seller: Option<String>,
     /// `json` (default) or `csv`; without it, `Accept: text/csv` asks for CSV.
     #[param(pattern = "^(json|csv)$")]
@@ -458,21 +464,22 @@ async fn fulfilment(
     state: Arc<AppState>,
     headers: &HeaderMap,
     q: FulfilQuery,
+    page: PageQuery,
     seller: Option<SellerId>,
     scope: Scope,
 ) -> ApiResult<Response> {
     if wants_csv(q.format.as_deref(), headers)? {
         return Ok(csv_export(state, seller, scope));
     }
-    let list = ListQuery {
-        after: q.after,
-        limit: q.limit,
-    };
+    let pager = page.open(match scope {
+        Scope::Show(_) => "show_orders",
+        Scope::Night { .. } => "night_orders",
+    })?;
     let rows = state
         .store()
-        .scoped_orders(seller.as_ref(), scope.borrow(), &list.page()?)
+        .scoped_orders(seller.as_ref(), scope.borrow(), &id_page(&pager)?)
         .await?;
-    Ok(Json(orders_view(&state, &rows).await?).into_response())
+    Ok(orders_page(&state, &pager, rows).await?.into_response())
 }
 
 /// `GET /api/shows/{id}/orders`: the show's seller, or an operator.
@@ -494,6 +501,7 @@ pub async fn show_orders(
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<FulfilQuery>,
+    Query(page): Query<PageQuery>,
 ) -> ApiResult<Response> {
     let claims = authenticate(&state, &headers, None)?;
     let seller = fulfilment_seller(&claims, q.seller.as_deref())?;
@@ -503,7 +511,7 @@ pub async fn show_orders(
             "only this show's seller or an operator",
         ));
     }
-    fulfilment(state, &headers, q, seller, Scope::Show(show.id)).await
+    fulfilment(state, &headers, q, page, seller, Scope::Show(show.id)).await
 }
 
 /// `GET /api/markets/{id}/nights/{date}/orders`: a seller's orders of the night, or for an
@@ -526,6 +534,7 @@ pub async fn night_orders(
     headers: HeaderMap,
     Path((id, date)): Path<(String, String)>,
     Query(q): Query<FulfilQuery>,
+    Query(page): Query<PageQuery>,
 ) -> ApiResult<Response> {
     let claims = authenticate(&state, &headers, None)?;
     let seller = fulfilment_seller(&claims, q.seller.as_deref())?;
@@ -535,7 +544,7 @@ pub async fn night_orders(
         market: cal.row.id.to_string(),
         date: date.to_string(),
     };
-    fulfilment(state, &headers, q, seller, scope).await
+    fulfilment(state, &headers, q, page, seller, scope).await
 }
 
 // --- CSV ----------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ use nightmarket_wire::ErrorCode;
 use nightmarket_wire::http::{CreateInvite, GuestSignIn, Invite, RedeemInvite, SessionInfo};
 
 use crate::auth::Role;
-use crate::clock::now_ms;
 use crate::config::Config;
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, authenticate, body, require, unauthorized};
@@ -81,7 +80,7 @@ pub async fn create_invite(
         &req.role,
         &req.subject,
         &claims.sub,
-        now_ms(),
+        state.now(),
     )
     .await?;
     let url = invite_url(&origin(state.config(), &headers), &code);
@@ -151,7 +150,7 @@ pub async fn redeem(
     payload: Result<Json<RedeemInvite>, JsonRejection>,
 ) -> ApiResult<Response> {
     let req = body(payload)?;
-    let now = now_ms();
+    let now = state.now();
     let session = sessions::redeem(state.store(), &state.config().sessions, &req.code, now).await?;
     signed_in(&state, &session, now)
 }
@@ -189,7 +188,7 @@ pub async fn guest(
             "too many guest sign-ins from this address; wait a minute",
         ));
     }
-    let now = now_ms();
+    let now = state.now();
     let session = sessions::guest(state.store(), &state.config().sessions, &name, now).await?;
     signed_in(&state, &session, now)
 }
@@ -238,7 +237,7 @@ pub async fn signout(
     if let Ok(claims) = authenticate(&state, &headers, None)
         && let Some(sid) = &claims.sid
     {
-        state.store().revoke_session(sid, now_ms()).await?;
+        state.store().revoke_session(sid, state.now()).await?;
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
     resp.headers_mut()
@@ -355,10 +354,10 @@ fn refusal(code: ErrorCode, message: &str, config: &Config) -> Response {
 
 /// The session middleware; see the module documentation.
 pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
-    let now = now_ms();
+    let now = state.now();
     if let Some(token) = sent_token(&req) {
         // A session token copied out of a cookie is held to the same revocation as the cookie.
-        if let Ok(claims) = state.key().verify(&token, now / 1000)
+        if let Ok(claims) = state.key().verify(&token, now.div_euclid(1000))
             && let Some(sid) = &claims.sid
         {
             match state.store().session(sid).await {
@@ -375,7 +374,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
     let Some(token) = cookie_token(req.headers()) else {
         return next.run(req).await;
     };
-    let claims = match state.key().verify(&token, now / 1000) {
+    let claims = match state.key().verify(&token, now.div_euclid(1000)) {
         Ok(c) if c.sid.is_some() => c,
         // An expired or foreign cookie: carry on signed out, and drop the cookie.
         _ => {

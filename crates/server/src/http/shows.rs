@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use nightmarket_domain::ocop::text;
 use nightmarket_domain::{SellerId, ShowId};
@@ -21,6 +21,7 @@ use crate::convert;
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, authenticate, body, field, may_act_for, require};
 use crate::http::refusal;
+use crate::http::page::{Listed, PageQuery};
 use crate::services::catalog::existing_seller;
 use crate::state::AppState;
 
@@ -82,9 +83,13 @@ pub(crate) async fn shows_json(state: &AppState, rows: &[ShowRow]) -> ApiResult<
         refusal::Unavailable,
     ),
 )]
-pub async fn list_shows(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<Show>>> {
-    let rows = state.store().shows().await?;
-    Ok(Json(shows_json(&state, &rows).await?))
+pub async fn list_shows(
+    State(state): State<Arc<AppState>>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Listed<Show>> {
+    let pager = page.open("shows")?;
+    let rows = state.store().shows(&pager.keyset).await?;
+    Ok(pager.respond(shows_json(&state, &rows.items).await?, rows.next))
 }
 
 /// The stored show a path names; 404 when there is none.
@@ -191,20 +196,21 @@ pub async fn close(
 pub async fn transitions(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Vec<Transition>>> {
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Listed<Transition>> {
+    let pager = page.open("transitions")?;
     let row = show_row(&state, id).await?;
-    let rows = state.store().transitions(&row.id).await?;
-    Ok(Json(
-        rows.iter()
-            .map(|t| Transition {
-                from: t.from.as_str().to_owned(),
-                to: t.to.as_str().to_owned(),
-                actor: t.actor.clone(),
-                at: t.at,
-                reason: t.reason.clone(),
-            })
-            .collect(),
-    ))
+    let rows = state
+        .store()
+        .transitions_page(&row.id, &pager.keyset)
+        .await?;
+    Ok(pager.view(rows, |t| Transition {
+        from: t.from.as_str().to_owned(),
+        to: t.to.as_str().to_owned(),
+        actor: t.actor.clone(),
+        at: t.at,
+        reason: t.reason.clone(),
+    }))
 }
 
 /// A seller's own shows (scheduled, live and closed), newest first.
@@ -225,12 +231,14 @@ pub async fn seller_shows(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(seller): Path<String>,
-) -> ApiResult<Json<Vec<Show>>> {
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Listed<Show>> {
+    let pager = page.open("seller_shows")?;
     let claims = authenticate(&state, &headers, None)?;
     let seller = SellerId::parse(seller).map_err(|_| HttpError::not_found("seller"))?;
     if !may_act_for(&claims, &seller) {
         return Err(HttpError::forbidden("only an operator or this seller"));
     }
-    let rows = state.store().seller_shows(&seller).await?;
-    Ok(Json(shows_json(&state, &rows).await?))
+    let rows = state.store().seller_shows(&seller, &pager.keyset).await?;
+    Ok(pager.respond(shows_json(&state, &rows.items).await?, rows.next))
 }

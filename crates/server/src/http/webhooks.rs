@@ -9,18 +9,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use nightmarket_store::{DeliveryRow, WebhookRow};
 use nightmarket_wire::market::{CreateWebhook, Delivery, Webhook};
-use serde::Deserialize;
 
 use crate::auth::Role;
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, actor, authenticate, body, require};
 use crate::http::refusal;
+use crate::http::page::{Listed, PageQuery};
 use crate::services::new_id;
 use crate::services::webhooks::{check_registration, new_secret};
 use crate::state::AppState;
-
-/// Deliveries listed per request at most.
-const MAX_DELIVERIES_LISTED: u32 = 500;
 
 fn webhook_view(w: &WebhookRow, secret: bool) -> Webhook {
     Webhook {
@@ -101,11 +98,13 @@ pub async fn create_webhook(
 pub async fn list_webhooks(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-) -> ApiResult<Json<Vec<Webhook>>> {
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Listed<Webhook>> {
+    let pager = page.open("webhooks")?;
     let claims = authenticate(&state, &headers, None)?;
     require(&claims, Role::Operator)?;
-    let rows = state.store().webhooks().await?;
-    Ok(Json(rows.iter().map(|w| webhook_view(w, false)).collect()))
+    let rows = state.store().webhooks(&pager.keyset).await?;
+    Ok(pager.view(rows, |w| webhook_view(w, false)))
 }
 
 /// Turns a webhook off; its log stays.
@@ -135,20 +134,13 @@ pub async fn delete_webhook(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct DeliveriesQuery {
-    /// Deliveries to list (1–500, default 100).
-    limit: Option<u32>,
-}
-
 #[utoipa::path(
     get,
     path = "/api/webhooks/{id}/deliveries",
     tag = "Webhooks",
     summary = "Delivery log, newest first",
     description = "Who: operator.",
-    params(("id" = String, Path, description = "Id"), DeliveriesQuery),
+    params(("id" = String, Path, description = "Id")),
     responses(
         (status = 200, description = "Success", body = Vec<Delivery>, example = json!([{"id": "show.live:0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b/0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b", "webhook_id": "0193a1b2-5555-7e5f-8a9b-0c1d2e3f4a5b", "event_id": "show.live:0193a1b2-2222-7e5f-8a9b-0c1d2e3f4a5b", "event": "show.live", "state": "delivered", "attempts": 1, "next_attempt_at": 1795786200000_i64, "last_status": 200, "created_at": 1795786200000_i64, "delivered_at": 1795786200050_i64}])),
         refusal::BadRequest, refusal::Unauthorized, refusal::Forbidden, refusal::NotFound, refusal::Unavailable,
@@ -159,16 +151,16 @@ pub async fn list_deliveries(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(q): Query<DeliveriesQuery>,
-) -> ApiResult<Json<Vec<Delivery>>> {
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Listed<Delivery>> {
+    let pager = page.open("deliveries")?;
     let claims = authenticate(&state, &headers, None)?;
     require(&claims, Role::Operator)?;
     if state.store().webhook(&id).await?.is_none() {
         return Err(HttpError::not_found(format!("webhook {id}")));
     }
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_DELIVERIES_LISTED);
-    let rows = state.store().deliveries(Some(&id), limit).await?;
-    Ok(Json(rows.iter().map(delivery_view).collect()))
+    let rows = state.store().webhook_deliveries(&id, &pager.keyset).await?;
+    Ok(pager.view(rows, delivery_view))
 }
 
 #[utoipa::path(

@@ -1,15 +1,23 @@
-//! `GET /ws/shows/{id}`: the WebSocket upgrade. It authenticates the caller, finds (or loads)
-//! the show, takes one of `limits.max_connections` places and hands the socket to a session
-//! ([`crate::ws`]).
+//! `GET /ws/shows/{id}`: the WebSocket upgrade. It checks the handshake, authenticates the
+//! caller, finds (or loads) the show, takes one of `limits.max_connections` places, answers
+//! `101` and hands the socket itself to a session ([`crate::ws`]), which gives its write half to
+//! the live engine.
+//!
+//! The upgrade goes through `hyper::upgrade::on` rather than axum's `WebSocketUpgrade`, which
+//! keeps the upgraded connection to itself: the engine writes to the `TcpStream` directly. The
+//! accept loop ([`crate::http::edge`]) serves every connection as `TokioIo<TcpStream>`, so the
+//! upgraded connection downcasts back to it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State, WebSocketUpgrade};
-use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
 use nightmarket_domain::{BuyerId, ShowId};
 use nightmarket_wire::ErrorCode;
+use tokio::net::TcpStream;
 
 use crate::auth::Role;
 use crate::http::error::HttpError;
@@ -19,8 +27,44 @@ use crate::metrics;
 use crate::state::AppState;
 use crate::ws;
 
-/// Bytes of WebSocket read buffer a connection starts with (see [`upgrade`]).
-const VIEWER_READ_BUFFER: usize = 512;
+/// The one WebSocket version (RFC 6455).
+const WEBSOCKET_VERSION: &str = "13";
+
+/// Whether a comma-separated header holds `token` (case-insensitive).
+fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// The client's `Sec-WebSocket-Key`, once the request is a WebSocket handshake (RFC 6455 §4.2.1).
+fn handshake_key(headers: &HeaderMap) -> Result<HeaderValue, HttpError> {
+    if !header_has(headers, header::CONNECTION, "upgrade") {
+        return Err(HttpError::bad_request(
+            "not a WebSocket upgrade: `Connection: upgrade` is missing",
+        ));
+    }
+    if !header_has(headers, header::UPGRADE, "websocket") {
+        return Err(HttpError::bad_request(
+            "not a WebSocket upgrade: `Upgrade: websocket` is missing",
+        ));
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != WEBSOCKET_VERSION.as_bytes())
+    {
+        return Err(HttpError::bad_request(
+            "WebSocket upgrade: `Sec-WebSocket-Version: 13` is required",
+        ));
+    }
+    headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .cloned()
+        .ok_or_else(|| HttpError::bad_request("WebSocket upgrade: `Sec-WebSocket-Key` is missing"))
+}
 
 #[utoipa::path(
     get,
@@ -39,10 +83,11 @@ pub async fn upgrade(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    mut request: Request,
 ) -> Result<Response, HttpError> {
-    let claims = authenticate(&state, &headers, query.get("token").map(String::as_str))?;
+    let headers = request.headers();
+    let key = handshake_key(headers)?;
+    let claims = authenticate(&state, headers, query.get("token").map(String::as_str))?;
     if claims.role == Role::Viewer && BuyerId::parse(claims.sub.clone()).is_err() {
         return Err(unauthorized(
             "bad_subject",
@@ -71,20 +116,38 @@ pub async fn upgrade(
     // Distributed mode: this node now follows the show's events from every other node.
     state.live().watch(&rt);
     let peer = ws::peer_for(claims, &rt);
-    let limits = &state.config().limits;
-    let upgrade = upgrade
-        .max_message_size(limits.hard_frame_bytes)
-        .max_frame_size(limits.hard_frame_bytes)
-        // Tungstenite's default read buffer is 128 KiB per connection, allocated up front.
-        // Client frames (claims, commands) are a few hundred bytes; a longer frame grows the
-        // buffer as it arrives, up to the frame limit. Idle viewers are most connections.
-        .read_buffer_size(VIEWER_READ_BUFFER)
-        .write_buffer_size(0)
-        .max_write_buffer_size(limits.hard_frame_bytes.max(64 * 1024) * 4);
-    Ok(upgrade
-        .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
-        .on_upgrade(move |socket| async move {
-            ws::run(state, rt, peer, socket, last_seq).await;
-            drop(permit);
-        }))
+    let upgraded = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let upgraded = match upgraded.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket upgrade failed");
+                return;
+            }
+        };
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let tcp = parts.io.into_inner();
+                ws::run(state, rt, peer, tcp, &parts.read_buf, last_seq).await;
+            }
+            // Not the accept loop's TCP connection: the engine cannot write to it, so the
+            // connection ends at once with 1011 (a server of this crate never gets here).
+            Err(other) => {
+                tracing::error!("websocket upgrade over a transport other than TCP");
+                let close = nightmarket_live::Frame::close(1011, "internal_error");
+                let mut io = TokioIo::new(other);
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut io, close.bytes()).await;
+            }
+        }
+        drop(permit);
+    });
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let mut resp = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    Ok(resp)
 }

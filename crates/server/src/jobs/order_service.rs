@@ -60,5 +60,5 @@ pub fn settler(
     Settler::new(store, inventory, limits)
         .with_actor(actor)
         .with_event(Arc::new(settled_event))
-        .with_clock(Arc::new(move || clock.now()))
+        .with_clock(clock)
 }

@@ -18,8 +18,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::ws::Utf8Bytes;
 use nightmarket_domain::{BuyerId, WaitlistOutcome};
+use nightmarket_live::Frame;
 use nightmarket_wire::server::{ServerMessage, WaitlistOutcomeKind, WaitlistResult};
 use tokio::sync::Notify;
 
@@ -33,11 +33,11 @@ pub const INBOX_BOUND: usize = 16;
 #[derive(Default)]
 pub struct Inbox {
     notify: Notify,
-    queue: Mutex<VecDeque<Utf8Bytes>>,
+    queue: Mutex<VecDeque<Frame>>,
 }
 
 impl Inbox {
-    fn push(&self, bytes: Utf8Bytes) {
+    fn push(&self, bytes: Frame) {
         if let Ok(mut q) = self.queue.lock() {
             if q.len() == INBOX_BOUND {
                 q.pop_front();
@@ -54,7 +54,7 @@ impl Inbox {
     }
 
     /// Everything waiting, oldest first.
-    pub fn take(&self) -> Vec<Utf8Bytes> {
+    pub fn take(&self) -> Vec<Frame> {
         self.queue
             .lock()
             .map(|mut q| q.drain(..).collect())

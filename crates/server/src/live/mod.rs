@@ -10,22 +10,22 @@
 //! ended on time, waitlist news handed to the buyers connected here) happens inside.
 
 pub mod inbox;
+mod public;
 mod runtime;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use nightmarket_domain::{
     ClaimRecord, EndReason, Millis, SellerId, SequencedEvent, ShowEvent, ShowId,
 };
-use nightmarket_hub::{Hub, HubLimits, Published};
 use nightmarket_inventory::{
     Command, EventFeed, FeedItem as ShowFeedItem, Inventory, InventoryError,
 };
+use nightmarket_live::{CatchUpCell, Engine, Frame, LiveConfig, LiveError, Published};
 use nightmarket_wire::server::{
-    FeedFrame, FeedItem, FlashProgress, ServerMessage, StockFrame, ViewersFrame,
+    CatchUp, FeedFrame, FeedItem, FlashProgress, ServerMessage, StockFrame, ViewersFrame,
 };
 use tokio::sync::watch;
 
@@ -37,6 +37,7 @@ use crate::metrics::{Metrics, inc};
 use crate::show_stats::{ShowStats, minute_of};
 use crate::shutdown::stopped;
 
+use public::PublicState;
 pub use runtime::ShowRuntime;
 use runtime::TickState;
 
@@ -45,9 +46,27 @@ use runtime::TickState;
 /// enough that a night's shows do not pile up. A later viewer or command loads it again.
 pub const CLOSED_SHOW_KEPT_MS: Millis = 10 * 60_000;
 
-/// Serializes a server message once; the bytes are then shared by every connection.
-pub fn frame(msg: &ServerMessage) -> Utf8Bytes {
-    Utf8Bytes::from(serde_json::to_string(msg).unwrap_or_default())
+/// Encodes a server message once as a complete WebSocket text frame; the bytes are then
+/// shared by every connection.
+pub fn frame(msg: &ServerMessage) -> Frame {
+    Frame::text(&serde_json::to_string(msg).unwrap_or_default())
+}
+
+/// The live engine's bounds from the server's limits.
+pub fn engine_config(limits: &Limits) -> LiveConfig {
+    let engine = LiveConfig::default();
+    LiveConfig {
+        shards: match limits.live_shards {
+            0 => engine.shards,
+            n => n,
+        },
+        history: limits.event_history,
+        max_pending: limits.event_buffer,
+        queue_frames: limits.event_buffer,
+        queue_bytes: limits.queue_bytes,
+        stall_timeout: Duration::from_millis(limits.write_timeout_ms),
+        ..engine
+    }
 }
 
 /// Who a show is, as its viewers see it.
@@ -68,6 +87,9 @@ pub struct Opening {
     pub flash: Option<(u64, Millis)>,
     /// Whether the show is closed already.
     pub closed: bool,
+    /// Its public state now (status, pin, flash, price), stamped with `seq`: where catching
+    /// up starts from.
+    pub public: CatchUp,
 }
 
 /// A command's events, published.
@@ -98,7 +120,7 @@ pub struct Live {
     inventory: Arc<dyn Inventory>,
     /// Distributed mode: the subscription to show events published by every node.
     feed: Option<EventFeed>,
-    hub: Hub<Utf8Bytes>,
+    engine: Engine,
     shows: RwLock<HashMap<ShowId, Arc<ShowRuntime>>>,
     metrics: Arc<Metrics>,
     stats: Arc<ShowStats>,
@@ -116,23 +138,41 @@ impl Live {
         clock: SharedClock,
         limits: Limits,
         shutdown: watch::Receiver<bool>,
-    ) -> Self {
-        let hub = Hub::new(HubLimits {
-            event_buffer: limits.event_buffer,
-            history: limits.event_history,
-            max_pending: limits.event_buffer,
-        });
-        Self {
+    ) -> Result<Self, LiveError> {
+        let engine = Engine::new(engine_config(&limits))?;
+        Ok(Self {
             inventory,
             feed,
-            hub,
+            engine,
             shows: RwLock::new(HashMap::new()),
             metrics,
             stats,
             clock,
             limits,
             shutdown,
+        })
+    }
+
+    /// The node's live engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Copies the engine's counters into the node's metrics and records the fan-out lag samples
+    /// its shards took: once per scrape, so delivery itself touches no shared metric.
+    pub fn observe(&self) {
+        let m = self.engine.metrics();
+        self.metrics.frames_sent.absolute(m.frames_delivered);
+        self.metrics.drops_resync.absolute(m.closed_resync);
+        self.metrics.drops_write_timeout.absolute(m.closed_slow);
+        for lag in self.engine.take_lag_samples() {
+            self.metrics.fanout_lag.record(lag);
         }
+    }
+
+    /// The bytes of a client message the engine's reader accepts at most.
+    pub fn max_message(&self) -> usize {
+        self.limits.hard_frame_bytes
     }
 
     /// The runtime of a show this node serves.
@@ -147,7 +187,7 @@ impl Live {
 
     /// Viewers connected to this node, over every show.
     pub fn viewers(&self) -> u64 {
-        self.hub
+        self.engine
             .channels()
             .iter()
             .map(|(_, c)| c.viewer_count())
@@ -167,8 +207,16 @@ impl Live {
     /// there is only ever one gate and one flash timer per show. The flag says whether this
     /// call registered it.
     pub fn open(self: &Arc<Self>, show: ShowIdentity, at: Opening) -> (Arc<ShowRuntime>, bool) {
+        let public = PublicState::new(at.public);
+        let catch_up = Arc::new(CatchUpCell::default());
+        let (seq, msg) = public.message();
+        catch_up.set(seq, frame(&msg));
         let rt = Arc::new(ShowRuntime {
-            channel: self.hub.channel(show.id.as_str(), at.seq),
+            channel: self
+                .engine
+                .channel(show.id.as_str(), at.seq, catch_up.clone()),
+            public: Mutex::new(public),
+            catch_up,
             gate: tokio::sync::Mutex::new(()),
             follow: Mutex::default(),
             watched: Default::default(),
@@ -249,11 +297,23 @@ impl Live {
     }
 
     fn publish(&self, rt: &ShowRuntime, ev: &SequencedEvent) -> Published {
-        let bytes = frame(&ServerMessage::Event(convert::event_frame(ev)));
+        let event = convert::event_frame(ev);
+        let bytes = frame(&ServerMessage::Event(event.clone()));
         let published = rt.channel.publish(ev.seq, bytes);
-        if let Published::Delivered { receivers, .. } = published {
-            inc(&self.metrics.events_published);
-            self.metrics.events_fanned_out.increment(receivers as u64);
+        // The show's public state follows every event, in order, so a viewer that falls
+        // behind is caught up to it rather than closed.
+        if published != Published::Duplicate
+            && let Ok(mut public) = rt.public.lock()
+            && public.fold(&event, self.limits.event_buffer)
+        {
+            let (seq, msg) = public.message();
+            rt.catch_up.set(seq, frame(&msg));
+        }
+        if let Published::Delivered { frames } = published {
+            self.metrics.events_published.increment(frames as u64);
+            self.metrics
+                .events_fanned_out
+                .increment((frames * rt.channel.connection_count()) as u64);
         }
         published
     }
@@ -303,7 +363,7 @@ impl Live {
             .collect();
         for id in &due {
             shows.remove(id);
-            self.hub.remove(id.as_str());
+            self.engine.remove(id.as_str());
             tracing::debug!(show = %id, "closed show left memory");
         }
         due.len()
@@ -501,7 +561,8 @@ mod tests {
             Arc::new(clock.clone()),
             Config::defaults().unwrap().limits,
             shutdown,
-        );
+        )
+        .unwrap();
         (Arc::new(live), stop)
     }
 
@@ -518,6 +579,13 @@ mod tests {
             log_len: 0,
             flash: None,
             closed,
+            public: CatchUp {
+                seq: 3,
+                status: "live".into(),
+                pinned: None,
+                flash: None,
+                price: None,
+            },
         };
         live.open(show, opening).0
     }
@@ -550,7 +618,15 @@ mod tests {
         let (live, _stop) = live(dir.path(), &clock);
         let closed = open(&live, "closed", true);
         let watched = open(&live, "watched", true);
-        let _viewer = watched.channel.subscribe(None, true);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (socket, _) = listener.accept().await.unwrap();
+        let (_read, write) = socket.into_split();
+        let _viewer = watched
+            .channel
+            .attach(write, nightmarket_live::AttachOptions { counted: true });
         let running = open(&live, "running", false);
         clock.advance(CLOSED_SHOW_KEPT_MS - 1);
         assert_eq!(live.evict_closed(clock.now()), 0, "not yet");
@@ -563,7 +639,7 @@ mod tests {
         assert!(live.runtime(&watched.id).is_some(), "a watched one stays");
         assert!(live.runtime(&running.id).is_some(), "an open one stays");
         assert_eq!(live.count(), 2);
-        let names: Vec<String> = live.hub.channels().into_iter().map(|(n, _)| n).collect();
+        let names: Vec<String> = live.engine.channels().into_iter().map(|(n, _)| n).collect();
         assert!(
             !names.contains(&"closed".to_owned()),
             "its channel went too: {names:?}"

@@ -5,12 +5,12 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::ws::Utf8Bytes;
 use nightmarket_domain::{Millis, SellerId, SequencedEvent, ShowId};
-use nightmarket_hub::ShowChannel;
+use nightmarket_live::{CatchUpCell, Channel};
 use nightmarket_wire::server::FeedItem;
 
 use crate::live::inbox::Buyers;
+use crate::live::public::PublicState;
 use crate::show_stats::ShowCounters;
 
 /// What a show needs at runtime besides its book: identity, its fan-out channel, and the
@@ -20,7 +20,13 @@ pub struct ShowRuntime {
     pub seller_id: SellerId,
     pub seller_name: String,
     pub title: String,
-    pub channel: Arc<ShowChannel<Utf8Bytes>>,
+    /// The show's channel in the live engine.
+    pub channel: Channel,
+    /// The show's public state, folded from its events, for the catch-up below.
+    pub(super) public: Mutex<PublicState>,
+    /// The newest `catch_up` frame, which the engine sends a viewer that fell behind.
+    pub(super) catch_up: Arc<CatchUpCell>,
+
     /// Commands on one show run one at a time from inventory to publish, so events reach the
     /// channel in sequence order.
     pub(super) gate: tokio::sync::Mutex<()>,

@@ -64,6 +64,7 @@ impl From<StoreError> for ServiceError {
                     refusal::FORBIDDEN => ErrorCode::Forbidden,
                     refusal::MOVED => ErrorCode::OrderMoved,
                     refusal::AMOUNT_MISMATCH => ErrorCode::AmountMismatch,
+                    nightmarket_store::page::BAD_CURSOR => ErrorCode::BadCursor,
                     _ => ErrorCode::Conflict,
                 };
                 Self::new(code, message)

@@ -2,6 +2,8 @@
 //! change on a night, whether a show's lineup is admitted to its night, and what scheduling a
 //! seller's show into a night must satisfy.
 
+use std::collections::{HashMap, HashSet};
+
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use nightmarket_domain::market::{self as m, DEFAULT_MIN_STARS, parse_date};
@@ -11,7 +13,7 @@ use nightmarket_domain::{
     check_slot,
 };
 use nightmarket_store::{
-    ExceptionKind, ExceptionRow, LineupRow, MarketRow, ShowRow, ShowSchedule, Store,
+    DecisionRow, ExceptionKind, ExceptionRow, LineupRow, MarketRow, ShowRow, ShowSchedule, Store,
 };
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::http::CreateLineupItem;
@@ -146,21 +148,45 @@ pub async fn admission_issues(
         .commitment(&sched.market_id, sched.night_date, &row.seller_id)
         .await?
         .is_some();
+    let market = store.market(&sched.market_id).await?;
+    let decisions = store
+        .latest_decisions(&sched.market_id, &lineup_ids(row))
+        .await?;
+    Ok(issues_of(
+        row,
+        sched,
+        market.as_ref(),
+        min_stars,
+        committed,
+        &decisions,
+    ))
+}
+
+fn lineup_ids(row: &ShowRow) -> Vec<ProductId> {
+    row.lineup.iter().map(|i| i.product.id.clone()).collect()
+}
+
+/// The admission rules over what the store said: the show's market, whether its seller signed
+/// the night's commitment, the decision in force per product.
+fn issues_of(
+    row: &ShowRow,
+    sched: &ShowSchedule,
+    market: Option<&MarketRow>,
+    min_stars: Stars,
+    committed: bool,
+    decisions: &HashMap<ProductId, DecisionRow>,
+) -> Vec<AdmissionIssue> {
     // Documents must be valid on the local date the night actually starts.
-    let night_day = local_day(store, sched).await?;
+    let night_day = local_day(market, sched);
     let mut issues = Vec::new();
     for item in &row.lineup {
         let p = &item.product;
-        let decision = store
-            .decisions(&sched.market_id, &p.id)
-            .await?
-            .last()
-            .map(|d| Decision {
-                approved: d.approved,
-                reason: d.reason.clone(),
-                decided_by: d.decided_by.clone(),
-                decided_at: d.decided_at,
-            });
+        let decision = decisions.get(&p.id).map(|d| Decision {
+            approved: d.approved,
+            reason: d.reason.clone(),
+            decided_by: d.decided_by.clone(),
+            decided_at: d.decided_at,
+        });
         let proof = ProductProof {
             stars: p.stars,
             documents: p.documents.clone(),
@@ -171,17 +197,16 @@ pub async fn admission_issues(
             issues.extend(refusals.iter().map(|r| issue(&p.id, r)));
         }
     }
-    Ok(issues)
+    issues
 }
 
-async fn local_day(store: &Store, sched: &ShowSchedule) -> ServiceResult<Date> {
-    let tz = match store.market(&sched.market_id).await? {
-        Some(mk) => TimeZone::get(&mk.time_zone).unwrap_or(TimeZone::UTC),
-        None => TimeZone::UTC,
-    };
-    Ok(jiff::Timestamp::from_millisecond(sched.slot_start)
+fn local_day(market: Option<&MarketRow>, sched: &ShowSchedule) -> Date {
+    let tz = market
+        .and_then(|mk| TimeZone::get(&mk.time_zone).ok())
+        .unwrap_or(TimeZone::UTC);
+    jiff::Timestamp::from_millisecond(sched.slot_start)
         .map(|t| t.to_zoned(tz).date())
-        .unwrap_or(sched.night_date))
+        .unwrap_or(sched.night_date)
 }
 
 fn issue(product: &ProductId, r: &AdmissionRefusal) -> AdmissionIssue {
@@ -207,13 +232,46 @@ pub fn not_admitted(issues: Vec<AdmissionIssue>) -> ServiceError {
 /// Scheduled shows that could not go live as things stand: documents expiring before the
 /// night, decisions revoked, commitments missing.
 pub async fn warnings(store: &Store) -> ServiceResult<Vec<ExpiryWarning>> {
+    let shows = store.upcoming_shows().await?;
+    // What the rules read, fetched once per market and per night rather than per show and
+    // product: the markets, the decisions in force on every product of their shows, and the
+    // sellers committed to each night.
+    let mut products: HashMap<&MarketId, Vec<ProductId>> = HashMap::new();
+    let mut nights: HashSet<(&MarketId, Date)> = HashSet::new();
+    for row in &shows {
+        if let Some(sched) = &row.schedule {
+            products
+                .entry(&sched.market_id)
+                .or_default()
+                .extend(lineup_ids(row));
+            nights.insert((&sched.market_id, sched.night_date));
+        }
+    }
+    let mut markets = HashMap::new();
+    let mut decisions = HashMap::new();
+    for (market, ids) in &products {
+        markets.insert(*market, store.market(market).await?);
+        decisions.insert(*market, store.latest_decisions(market, ids).await?);
+    }
+    let mut committed: HashSet<(&MarketId, Date, SellerId)> = HashSet::new();
+    for (market, night) in nights {
+        let signed = nightmarket_store::page::every(|page| async move {
+            store.night_commitments(market, night, None, &page).await
+        })
+        .await?;
+        committed.extend(signed.into_iter().map(|c| (market, night, c.seller_id)));
+    }
     let mut out = Vec::new();
-    for row in store.upcoming_shows().await? {
+    for row in &shows {
         let Some(sched) = &row.schedule else { continue };
-        let Some(mk) = store.market(&sched.market_id).await? else {
+        let Some(Some(mk)) = markets.get(&sched.market_id) else {
             continue;
         };
-        let issues = admission_issues(store, &row, mk.min_stars).await?;
+        let signed =
+            committed.contains(&(&sched.market_id, sched.night_date, row.seller_id.clone()));
+        let none = HashMap::new();
+        let decided = decisions.get(&sched.market_id).unwrap_or(&none);
+        let issues = issues_of(row, sched, Some(mk), mk.min_stars, signed, decided);
         if !issues.is_empty() {
             out.push(ExpiryWarning {
                 show_id: row.id.to_string(),
@@ -284,7 +342,7 @@ pub async fn schedule(
 ) -> ServiceResult<ShowRow> {
     still_open(night, now)?;
     let same_seller: Vec<(ShowId, Slot)> = store
-        .seller_shows(&s.seller)
+        .seller_shows_all(&s.seller)
         .await?
         .into_iter()
         .filter_map(|r| {

@@ -15,7 +15,7 @@ use nightmarket_store::{ShowRow, Store};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::http::CreateLineupItem;
 
-use crate::clock::{SharedClock, now_ms};
+use crate::clock::SharedClock;
 use crate::config::{Config, MarketTiming};
 use crate::convert::{rfc3339, show_body};
 use crate::live::{Live, Opening, ShowIdentity, ShowRuntime};
@@ -101,15 +101,10 @@ impl Shows {
         let lineup: Vec<LineupEntry> = row
             .lineup
             .iter()
-            .map(|l| LineupEntry {
-                product: l.product.clone(),
-                allotted: l.stock,
-                buyer_limit: l.buyer_limit,
-                left: l.stock,
-            })
+            .map(|l| LineupEntry::opening(l.product.clone(), l.stock, l.buyer_limit))
             .collect();
         self.inventory.open_show(&row.id, lineup).await?;
-        let view = self.inventory.view(&row.id, None, now_ms()).await?;
+        let view = self.inventory.view(&row.id, None, self.clock.now()).await?;
         // Where this node starts telling waitlist news: what happened before, it did not see.
         let log_len = self.inventory.stock(&row.id, u64::MAX).await?.log_len;
         let seller_name = match self.store.seller(&row.seller_id).await {
@@ -127,6 +122,13 @@ impl Shows {
             log_len,
             flash: view.flash.as_ref().map(|f| (f.id, f.ends_at)),
             closed: view.status == ShowStatus::Closed,
+            public: nightmarket_wire::server::CatchUp {
+                seq: view.seq,
+                status: view.status.as_str().to_owned(),
+                pinned: view.pinned.as_ref().map(ToString::to_string),
+                flash: view.flash.as_ref().map(crate::convert::flash_view),
+                price: view.price.map(nightmarket_domain::Dong::get),
+            },
         };
         let (rt, registered) = self.live.open(identity, opening);
         // The store's status follows the book, which the journal (or Redis) made
@@ -250,7 +252,7 @@ impl Shows {
         if self.runtime(id).is_none() {
             return Ok(None);
         }
-        Ok(Some(self.inventory.view(id, None, now_ms()).await?))
+        Ok(Some(self.inventory.view(id, None, self.clock.now()).await?))
     }
 
     /// Where a stored show stands: the inventory's word when this node serves it, else the
@@ -445,15 +447,18 @@ mod tests {
         store.create_show(&row).await.unwrap();
         let (stop, shutdown) = watch::channel(false);
         let clock: SharedClock = Arc::new(SystemClock);
-        let live = Arc::new(Live::new(
-            inventory.clone(),
-            None,
-            Arc::new(Metrics::default()),
-            Arc::new(ShowStats::new("test")),
-            clock.clone(),
-            config.limits.clone(),
-            shutdown,
-        ));
+        let live = Arc::new(
+            Live::new(
+                inventory.clone(),
+                None,
+                Arc::new(Metrics::default()),
+                Arc::new(ShowStats::new("test")),
+                clock.clone(),
+                config.limits.clone(),
+                shutdown,
+            )
+            .unwrap(),
+        );
         let shows = Arc::new(Shows::new(store.clone(), inventory, live, clock, &config));
         Fixture {
             dir,

@@ -1,9 +1,13 @@
 //! One WebSocket session: a viewer or seller watching one show.
 //!
-//! One task per connection, a `select!` over the socket and the show's channel. The socket is
-//! read only between writes, so a client that floods us without reading its answers is slowed
-//! by TCP itself. Writes have a deadline (`write_timeout_ms`); a connection that falls behind
-//! the show's event ring is closed with `resync` (4000) and resumes with its last sequence.
+//! One task per connection, a `select!` over the client's messages (read with the live
+//! engine's `inbound::Reader`), the claim lane's answers, the buyer's inbox, the token's expiry
+//! and the shutdown flag. The socket's write half belongs to the live engine
+//! ([`nightmarket_live`]): the show's events and conflated values reach the socket without this
+//! task, and the session's own frames (answers, errors, notices) go through `Viewer::send`, in
+//! order with them. A viewer that stops reading is closed by the engine (`write_timeout`, 4001);
+//! one that falls behind what can be bridged, with `resync` (4000), and resumes with its last
+//! sequence.
 //!
 //! Claims and cancellations run off the read loop (see [`ClaimLane`]), so a connection keeps
 //! reading, answering pings and closing while the inventory is slow or unreachable.
@@ -12,19 +16,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use nightmarket_domain::{
     BuyerId, CancelDecision, ClaimId, ClaimRequest, Dong, FlashSpec, JoinDecision, ProductId,
     Quantity, WaitlistOutcome,
 };
 use nightmarket_inventory::{Command, InventoryError};
+use nightmarket_live::inbound::{Message, ReadError, Reader};
+use nightmarket_live::{AttachOptions, Cells, Frame, Start, StartError, StartFrom, Viewer};
 use nightmarket_wire::client::{ClientMessage, classify_parse_error};
 use nightmarket_wire::server::{
     Ack, CancelOutcomeKind, CancelResult, ConnectionLimits, ErrorFrame, Hello, ServerMessage,
     ShowView, Snapshot, WaitlistOutcomeKind, WaitlistResult,
 };
 use nightmarket_wire::{CloseCode, ErrorCode, PROTOCOL_VERSION};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -79,7 +84,18 @@ impl Bucket {
 
 enum Flow {
     Continue,
-    Close(Option<CloseCode>),
+    /// The client closed with this code (none given: 1000); the close is answered with it.
+    ClientClosed(u16),
+}
+
+/// How a session ends: the close frame it sends, if any (code and reason).
+type Ending = Option<(u16, &'static str)>;
+
+/// The close code answering a client's close frame that carried none (RFC 6455 §7.4.1).
+const NORMAL_CLOSE: u16 = 1000;
+
+fn closing(code: CloseCode) -> Ending {
+    Some((code.code(), code.reason()))
 }
 
 /// The claims and cancellations of one connection awaiting their answers, each a task of its
@@ -105,12 +121,8 @@ struct Session {
     state: Arc<AppState>,
     rt: Arc<ShowRuntime>,
     peer: Peer,
-    socket: WebSocket,
-    write_timeout: Duration,
-    /// The newest sequence delivered to this client.
-    last: u64,
-    /// Sequenced frames written since the last fan-out lag sample.
-    unsampled: u32,
+    /// The socket's write half, in the show's channel of the live engine.
+    viewer: Viewer,
     bucket: Bucket,
     /// Viewers: private frames from the tick (waitlist news), see [`crate::live::inbox`].
     inbox: Option<Arc<crate::live::inbox::Inbox>>,
@@ -140,32 +152,10 @@ impl Session {
         }
     }
 
-    /// Writes one frame within the write deadline. `Err` means the connection is done.
-    async fn send(&mut self, msg: Message) -> Result<(), ()> {
-        let write = self.socket.send(msg);
-        tokio::pin!(write);
-        // Nearly every write completes at once (the kernel buffer has room). Only a write that
-        // has to wait arms the deadline, so the fan-out path registers no timer per frame.
-        let done = tokio::select! {
-            biased;
-            r = &mut write => Ok(r),
-            () = std::future::ready(()) => Err(()),
-        };
-        let result = match done {
-            Ok(r) => Ok(r),
-            Err(()) => tokio::time::timeout(self.write_timeout, write).await,
-        };
-        match result {
-            Ok(Ok(())) => {
-                inc(&self.state.metrics().frames_sent);
-                Ok(())
-            }
-            Ok(Err(_)) => Err(()),
-            Err(_) => {
-                inc(&self.state.metrics().drops_write_timeout);
-                Err(())
-            }
-        }
+    /// Sends one frame of the session's own, behind everything sent before it. `Err` means the
+    /// viewer is closing: the connection is done.
+    fn send(&self, frame: Frame) -> Result<(), ()> {
+        self.viewer.send(frame).map_err(|_| ())
     }
 
     /// Counts a claim refused with `code`: in the node's metrics and in the show's statistics
@@ -175,21 +165,9 @@ impl Session {
         self.rt.stats.refused(code);
     }
 
+    // Kept `async` so the handlers read the same whichever way a frame leaves.
     async fn send_msg(&mut self, msg: &ServerMessage) -> Result<(), ()> {
-        self.send(Message::Text(frame(msg))).await
-    }
-
-    async fn send_text(&mut self, bytes: Utf8Bytes) -> Result<(), ()> {
-        self.send(Message::Text(bytes)).await
-    }
-
-    async fn close(&mut self, code: CloseCode) {
-        let close = Message::Close(Some(CloseFrame {
-            code: code.code(),
-            reason: code.reason().into(),
-        }));
-        // Best effort with a short deadline: a stuck peer must not hold shutdown.
-        let _ = tokio::time::timeout(Duration::from_millis(500), self.socket.send(close)).await;
+        self.send(frame(msg))
     }
 
     async fn error(
@@ -209,8 +187,8 @@ impl Session {
         .await
     }
 
-    /// The snapshot of the show as of its current sequence.
-    async fn snapshot(&mut self) -> Result<u64, InventoryError> {
+    /// The snapshot of the show as of its current sequence, and that sequence.
+    async fn snapshot(&mut self) -> Result<(u64, Frame), InventoryError> {
         if !self.rt.refreshed() {
             // The first viewer of this show on this node: read the claim feed now rather
             // than join with an empty one until the next tick.
@@ -248,13 +226,10 @@ impl Session {
             self.rt.buyers.may_wait(buyer);
         }
         let seq = snap.seq;
-        self.send_msg(&ServerMessage::Snapshot(Box::new(snap)))
-            .await
-            .map_err(|()| InventoryError::Unavailable("connection closed".into()))?;
-        Ok(seq)
+        Ok((seq, frame(&ServerMessage::Snapshot(Box::new(snap)))))
     }
 
-    async fn hello(&mut self, start: &str) -> Result<(), ()> {
+    fn hello(&self, start: &str) -> Frame {
         let l = &self.state.config().limits;
         let hello = Hello {
             protocol: PROTOCOL_VERSION,
@@ -269,14 +244,17 @@ impl Session {
                 max_claim_quantity: l.max_claim_quantity,
             },
         };
-        self.send_msg(&ServerMessage::Hello(hello)).await
+        frame(&ServerMessage::Hello(hello))
     }
 
     async fn incoming(&mut self, msg: Message) -> Result<Flow, ()> {
         let text = match msg {
             Message::Text(t) => Some(t),
             Message::Binary(_) => None,
-            Message::Close(_) => return Ok(Flow::Close(None)),
+            Message::Close(c) => {
+                return Ok(Flow::ClientClosed(c.map_or(NORMAL_CLOSE, |c| c.code)));
+            }
+            // Pings are answered by the reader already.
             Message::Ping(_) | Message::Pong(_) => return Ok(Flow::Continue),
         };
         if !self.bucket.take() {
@@ -769,12 +747,14 @@ pub(crate) fn inventory_error(e: InventoryError) -> (ErrorCode, String) {
     (e.code, e.message)
 }
 
-/// Runs a session until the client leaves, falls behind, or the server shuts down.
+/// Runs a session until the client leaves, falls behind, or the server shuts down. `tcp` is the
+/// upgraded connection; `already_read` the bytes hyper read past the upgrade request.
 pub async fn run(
     state: Arc<AppState>,
     rt: Arc<ShowRuntime>,
     peer: Peer,
-    socket: WebSocket,
+    tcp: TcpStream,
+    already_read: &[u8],
     last_seq: Option<u64>,
 ) {
     let _session = state.sessions().enter();
@@ -788,22 +768,30 @@ pub async fn run(
         rt.sellers.fetch_add(1, Ordering::Relaxed);
         seller_seen(&state, &rt).await;
     }
+    // Attached before anything is read, so no event slips between the attachment and the
+    // start (snapshot or resume): from here on every event is kept for this viewer.
+    let (read, write) = tcp.into_split();
+    let viewer = rt.channel.attach(
+        write,
+        AttachOptions {
+            counted: buyer.is_some(),
+        },
+    );
+    let mut reader = Reader::new(read, already_read, state.live().max_message());
     let mut s = Session {
-        write_timeout: Duration::from_millis(l.write_timeout_ms),
         bucket: Bucket::new(l.messages_per_second, l.message_burst),
         lane: None,
         state: state.clone(),
         rt: rt.clone(),
-        socket,
-        last: 0,
-        unsampled: 0,
+        viewer,
         peer,
         inbox: inbox.clone(),
     };
-    let close = session_loop(&mut s, last_seq).await;
-    if let Some(code) = close {
-        s.close(code).await;
+    if let Some((code, reason)) = session_loop(&mut s, &mut reader, last_seq).await {
+        // Bounded by the engine's close grace: a stuck peer does not hold shutdown.
+        s.viewer.close(code, reason).await;
     }
+    drop(s);
     if let (Some(buyer), Some(inbox)) = (buyer, inbox)
         && rt.buyers.exit(&buyer, &inbox).may_leave_waitlists
     {
@@ -825,80 +813,94 @@ async fn seller_seen(state: &AppState, rt: &ShowRuntime) {
     }
 }
 
-/// Brings a new session up to date: the events it missed (resume) or a snapshot. `None` when
-/// the connection is done.
-async fn start(
-    s: &mut Session,
-    sub: &mut nightmarket_hub::Subscription<Utf8Bytes>,
-    last_seq: Option<u64>,
-) -> Option<()> {
-    // Start: the missed events (resume) or a snapshot.
-    let mut resumed = sub.backlog.take();
-    if resumed.is_none()
-        && let Some(after) = last_seq
-    {
-        // The node's ring did not reach back; the inventory's history may.
+/// The conflated values a resumed connection is sent at once (see docs/protocol.md, "Resume").
+const RESUME_CELLS: Cells = Cells {
+    stock: true,
+    viewers: true,
+    feed: false,
+};
+
+/// How many times a start is tried before the session gives up (each try that fails wrote
+/// nothing; only a burst of events past the whole kept history between a snapshot and its
+/// start makes one fail).
+const START_TRIES: usize = 3;
+
+/// Starts the viewer: `Ok(false)` if the engine's history cannot serve this start (nothing was
+/// written; try another), `Err` if the viewer is gone.
+fn started(viewer: &Viewer, start: Start) -> Result<bool, Ending> {
+    match viewer.start(start) {
+        Ok(()) => Ok(true),
+        Err(StartError::Gap { .. } | StartError::Ahead { .. }) => Ok(false),
+        Err(_) => Err(None),
+    }
+}
+
+/// Brings a new session up to date: the events it missed (resume) or a snapshot, then every
+/// later event, all written by the engine. `Err` with the close to end with.
+async fn start(s: &mut Session, last_seq: Option<u64>) -> Result<(), Ending> {
+    if let Some(after) = last_seq {
+        // Stock and the viewer count may have moved while away: their latest values follow the
+        // events at once. The feed's missed items are not news any more.
+        let resume = Start {
+            frames: vec![s.hello("resume")],
+            from: StartFrom::Resume { after },
+            cells: RESUME_CELLS,
+        };
+        if started(&s.viewer, resume)? {
+            return Ok(());
+        }
+        // The node's history did not reach back (or the show is not that far on this node
+        // yet); the inventory's history may.
+        let limit = s.state.config().limits.event_history;
         if let Ok(Some(events)) = s
             .state
             .inventory()
-            .events_after(&s.rt.id, after, s.state.config().limits.event_history)
+            .events_after(&s.rt.id, after, limit)
             .await
+            && let Some(newest) = events.last().map(|e| e.seq)
+            && events.first().is_some_and(|e| e.seq == after + 1)
         {
-            resumed = Some(
+            let mut frames = vec![s.hello("resume")];
+            frames.extend(
                 events
                     .iter()
-                    .map(|e| nightmarket_hub::Sequenced {
-                        seq: e.seq,
-                        payload: frame(&ServerMessage::Event(convert::event_frame(e))),
-                        published_at: std::time::Instant::now(),
-                    })
-                    .collect(),
+                    .map(|e| frame(&ServerMessage::Event(convert::event_frame(e)))),
             );
-        }
-    }
-    match resumed {
-        Some(frames) => {
-            s.hello("resume").await.ok()?;
-            s.last = last_seq.unwrap_or(0);
-            for f in frames {
-                if f.seq == s.last + 1 {
-                    s.last = f.seq;
-                    let published_at = f.published_at;
-                    s.send_text(f.payload).await.ok()?;
-                    // Sampled: a local count per frame, a histogram record per
-                    // FANOUT_LAG_SAMPLE frames.
-                    s.unsampled += 1;
-                    if s.unsampled >= crate::metrics::FANOUT_LAG_SAMPLE {
-                        s.unsampled = 0;
-                        s.state.metrics().fanout_lag.record(published_at.elapsed());
-                    }
-                }
+            let from_inventory = Start {
+                frames,
+                from: StartFrom::At { seq: newest },
+                cells: RESUME_CELLS,
+            };
+            if started(&s.viewer, from_inventory)? {
+                return Ok(());
             }
-            // Stock may have moved while away: the latest conflated values follow at once.
-            sub.stock.mark_changed();
-            sub.feed.mark_unchanged();
-        }
-        None => {
-            s.hello("snapshot").await.ok()?;
-            s.last = s.snapshot().await.ok()?;
-            // The snapshot holds the stock; older conflated frames would only go backwards.
-            sub.stock.mark_unchanged();
-            sub.feed.mark_unchanged();
         }
     }
-    // The snapshot (or the next refresh) carries the viewer count; an older cell value would
-    // make the count jump backwards.
-    sub.viewers.mark_unchanged();
-    Some(())
+    for _ in 0..START_TRIES {
+        let Ok((seq, snapshot)) = s.snapshot().await else {
+            return Err(None);
+        };
+        // The snapshot holds the stock, the feed and the viewer count; older cell values would
+        // only go backwards.
+        let fresh = Start {
+            frames: vec![s.hello("snapshot"), snapshot],
+            from: StartFrom::At { seq },
+            cells: Cells::NONE,
+        };
+        if started(&s.viewer, fresh)? {
+            return Ok(());
+        }
+    }
+    Err(closing(CloseCode::Resync))
 }
 
-async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCode> {
-    let is_viewer = s.peer.buyer.is_some();
+async fn session_loop(s: &mut Session, reader: &mut Reader, last_seq: Option<u64>) -> Ending {
     // `last_seq=0` means the client has seen nothing: it needs a snapshot, not a replay.
     let last_seq = last_seq.filter(|&seq| seq > 0);
-    let mut sub = s.rt.channel.subscribe(last_seq, is_viewer);
     // Boxed for the same reason as message handling below: the start runs once.
-    Box::pin(start(s, &mut sub, last_seq)).await?;
+    if let Err(ending) = Box::pin(start(s, last_seq)).await {
+        return ending;
+    }
 
     let mut shutdown = s.state.shutdown();
     // Tokens may be minted far into the future; a year is as long as any session needs to wait.
@@ -908,8 +910,6 @@ async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCod
         .exp
         .saturating_sub(now_ms() / 1000)
         .clamp(0, 365 * 24 * 3600);
-    // Both futures live across iterations: re-creating them per frame would register and
-    // cancel a timer for every delivery.
     let expiry = tokio::time::sleep_until(Instant::now() + Duration::from_secs(left as u64));
     let stop = crate::shutdown::stopped(&mut shutdown);
     let inbox = s.inbox.clone();
@@ -918,86 +918,39 @@ async fn session_loop(s: &mut Session, last_seq: Option<u64>) -> Option<CloseCod
     loop {
         tokio::select! {
             biased;
-            () = &mut stop => return Some(CloseCode::Restart),
-            () = &mut expiry => return Some(CloseCode::TokenExpired),
+            () = &mut stop => return closing(CloseCode::Restart),
+            () = &mut expiry => return closing(CloseCode::TokenExpired),
+            // The engine closed the viewer (it stopped reading, could not be caught up, or the
+            // peer went away): its close frame is on its way already.
+            () = s.viewer.closing() => return None,
             Some(answer) = next_answer(&mut s.lane) => {
-                s.send_msg(&answer).await.ok()?;
+                if s.send_msg(&answer).await.is_err() {
+                    return None;
+                }
             }
-            incoming = s.socket.recv() => {
+            incoming = reader.next(&s.viewer) => {
                 let msg = match incoming {
-                    Some(Ok(m)) => m,
+                    Ok(Some(m)) => m,
                     // Over the hard frame limit, or a protocol violation: the stream cannot
                     // continue.
-                    Some(Err(e)) => {
-                        let too_big = e.to_string().to_ascii_lowercase().contains("too long")
-                            || e.to_string().to_ascii_lowercase().contains("too big");
-                        return too_big.then_some(CloseCode::MessageTooBig);
-                    }
-                    None => return None,
+                    Err(ReadError::Decode(e)) => return Some((e.close_code(), e.reason())),
+                    Err(ReadError::Io(_)) | Ok(None) => return None,
                 };
                 // Boxed: handling a message (a claim, a seller command) needs far more state
                 // than waiting does, and an unboxed future would make every idle viewer's task
                 // as large as the largest handler.
                 match Box::pin(s.incoming(msg)).await {
                     Ok(Flow::Continue) => {}
-                    Ok(Flow::Close(None)) => {
-                        // The client closed: send the reply tungstenite queued, then end.
-                        let _ = tokio::time::timeout(
-                            Duration::from_millis(500),
-                            futures_util::SinkExt::flush(&mut s.socket),
-                        )
-                        .await;
-                        return None;
-                    }
-                    Ok(Flow::Close(code)) => return code,
+                    Ok(Flow::ClientClosed(code)) => return Some((code, "")),
                     Err(()) => return None,
                 }
             }
-            ev = sub.events.recv() => match ev {
-                Ok(f) => {
-                    if f.seq <= s.last {
-                        continue;
-                    }
-                    if f.seq != s.last + 1 {
-                        inc(&s.state.metrics().drops_resync);
-                        return Some(CloseCode::Resync);
-                    }
-                    s.last = f.seq;
-                    let published_at = f.published_at;
-                    s.send_text(f.payload).await.ok()?;
-                    // Sampled: a local count per frame, a histogram record per
-                    // FANOUT_LAG_SAMPLE frames.
-                    s.unsampled += 1;
-                    if s.unsampled >= crate::metrics::FANOUT_LAG_SAMPLE {
-                        s.unsampled = 0;
-                        s.state.metrics().fanout_lag.record(published_at.elapsed());
-                    }
-                }
-                Err(RecvError::Lagged(_)) => {
-                    inc(&s.state.metrics().drops_resync);
-                    return Some(CloseCode::Resync);
-                }
-                Err(RecvError::Closed) => return Some(CloseCode::Restart),
-            },
-            changed = sub.stock.changed() => {
-                if changed.is_err() { return Some(CloseCode::Restart); }
-                let latest = sub.stock.borrow_and_update().clone();
-                if let Some(bytes) = latest { s.send_text(bytes).await.ok()?; }
-            }
-            changed = sub.feed.changed() => {
-                if changed.is_err() { return Some(CloseCode::Restart); }
-                let latest = sub.feed.borrow_and_update().clone();
-                if let Some(bytes) = latest { s.send_text(bytes).await.ok()?; }
-            }
-            changed = sub.viewers.changed() => {
-                if changed.is_err() { return Some(CloseCode::Restart); }
-                let latest = sub.viewers.borrow_and_update().clone();
-                if let Some(bytes) = latest { s.send_text(bytes).await.ok()?; }
-            }
             () = &mut news => {
                 news.set(inbox_ready(inbox.as_deref()));
-                for bytes in inbox.as_deref().map(crate::live::inbox::Inbox::take).unwrap_or_default() {
-                    s.send_text(bytes).await.ok()?;
+                for f in inbox.as_deref().map(crate::live::inbox::Inbox::take).unwrap_or_default() {
+                    if s.send(f).is_err() {
+                        return None;
+                    }
                 }
             }
         }
