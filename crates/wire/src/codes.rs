@@ -215,7 +215,7 @@ impl ErrorCode {
     }
 
     /// All codes, for documentation tests.
-    pub const ALL: [ErrorCode; 42] = [
+    pub const ALL: [ErrorCode; 43] = [
         Self::Duplicate,
         Self::SoldOut,
         Self::LimitExceeded,

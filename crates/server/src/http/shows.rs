@@ -20,8 +20,8 @@ use crate::auth::Role;
 use crate::convert;
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, authenticate, body, field, may_act_for, require};
-use crate::http::refusal;
 use crate::http::page::{Listed, PageQuery};
+use crate::http::refusal;
 use crate::services::catalog::existing_seller;
 use crate::state::AppState;
 
