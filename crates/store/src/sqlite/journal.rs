@@ -283,42 +283,11 @@ impl SqliteJournal {
                 serde_json::from_str(&text).map_err(|e| JournalError::Corrupt(e.to_string()))?;
             out.events.push(ev);
         }
-        let mut stmt = conn
-            .prepare(
-                "SELECT kind, claim_id, buyer_id, product_id, quantity, unit_price, flash_id, at
-                 FROM claim_log WHERE show_id = ?1 ORDER BY pos",
-            )
-            .map_err(storage)?;
-        let rows = stmt
-            .query_map(params![show.as_str()], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, u32>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, Option<u64>>(6)?,
-                    r.get::<_, i64>(7)?,
-                ))
-            })
-            .map_err(storage)?;
-        let corrupt = |e: &dyn std::fmt::Display| JournalError::Corrupt(e.to_string());
-        for row in rows {
-            let (kind, claim_id, buyer, product, quantity, price, flash_id, at) =
-                row.map_err(storage)?;
-            let cancelled = kind == "cancel";
-            let record = ClaimRecord {
-                claim_id: ClaimId::parse(claim_id).map_err(|e| corrupt(&e))?,
-                buyer: BuyerId::parse(buyer).map_err(|e| corrupt(&e))?,
-                product_id: ProductId::parse(product).map_err(|e| corrupt(&e))?,
-                quantity,
-                unit_price: Dong::parse(price).map_err(|e| corrupt(&e))?,
-                flash_id,
-                at,
-                cancelled_at: None,
-            };
-            out.log.push((record, cancelled.then_some(at)));
+        // Replay wants each entry as it was journaled: a cancellation at its own instant.
+        for row in log_rows(&conn, show, 0, i64::MAX)? {
+            let cancelled = row.cancel()?;
+            let at = row.at;
+            out.log.push((row.record(at)?, cancelled.then_some(at)));
         }
         let mut stmt = conn
             .prepare(
@@ -385,41 +354,15 @@ impl SqliteJournal {
         let from_i = i64::try_from(from).unwrap_or(i64::MAX);
         let limit_i = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut out = Vec::with_capacity(limit.min(4096));
-        {
-            let mut stmt = tx
-                .prepare(
-                    "SELECT pos, kind, claim_id, buyer_id, product_id, quantity, unit_price,
-                            flash_id, at, claimed_at
-                     FROM claim_log WHERE show_id = ?1 AND pos >= ?2 ORDER BY pos LIMIT ?3",
-                )
-                .map_err(storage)?;
-            let rows = stmt
-                .query_map(params![id, from_i, limit_i], |r| {
-                    Ok(LogRow {
-                        pos: r.get(0)?,
-                        kind: r.get(1)?,
-                        claim_id: r.get(2)?,
-                        buyer: r.get(3)?,
-                        product: r.get(4)?,
-                        quantity: r.get(5)?,
-                        unit_price: r.get(6)?,
-                        flash_id: r.get(7)?,
-                        at: r.get(8)?,
-                        claimed_at: r.get(9)?,
-                    })
-                })
-                .map_err(storage)?;
-            for row in rows {
-                let row = row.map_err(storage)?;
-                let expected = from.saturating_add(out.len() as u64);
-                if row.pos != expected {
-                    return Err(JournalError::Corrupt(format!(
-                        "claim log of show {show}: position {expected} is missing (next is {})",
-                        row.pos
-                    )));
-                }
-                out.push(row.entry(&tx, show)?);
+        for row in log_rows(&tx, show, from_i, limit_i)? {
+            let expected = from.saturating_add(out.len() as u64);
+            if row.pos != expected {
+                return Err(JournalError::Corrupt(format!(
+                    "claim log of show {show}: position {expected} is missing (next is {})",
+                    row.pos
+                )));
             }
+            out.push(row.entry(&tx, show)?);
         }
         if out.len() >= limit {
             return Ok(Some(out));
@@ -494,29 +437,76 @@ struct LogRow {
     claimed_at: Option<Millis>,
 }
 
+/// The `claim_log` rows of `show` at positions `from..`, in position order, at most `limit`.
+fn log_rows(
+    conn: &Connection,
+    show: &ShowId,
+    from: i64,
+    limit: i64,
+) -> Result<Vec<LogRow>, JournalError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT pos, kind, claim_id, buyer_id, product_id, quantity, unit_price,
+                    flash_id, at, claimed_at
+             FROM claim_log WHERE show_id = ?1 AND pos >= ?2 ORDER BY pos LIMIT ?3",
+        )
+        .map_err(storage)?;
+    let rows = stmt
+        .query_map(params![show.as_str(), from, limit], |r| {
+            Ok(LogRow {
+                pos: r.get(0)?,
+                kind: r.get(1)?,
+                claim_id: r.get(2)?,
+                buyer: r.get(3)?,
+                product: r.get(4)?,
+                quantity: r.get(5)?,
+                unit_price: r.get(6)?,
+                flash_id: r.get(7)?,
+                at: r.get(8)?,
+                claimed_at: r.get(9)?,
+            })
+        })
+        .map_err(storage)?;
+    rows.collect::<Result<_, _>>().map_err(storage)
+}
+
+fn corrupt(e: &dyn std::fmt::Display) -> JournalError {
+    JournalError::Corrupt(e.to_string())
+}
+
 impl LogRow {
+    /// `true` for a cancellation, `false` for a claim.
+    fn cancel(&self) -> Result<bool, JournalError> {
+        match self.kind.as_str() {
+            "claim" => Ok(false),
+            "cancel" => Ok(true),
+            other => Err(corrupt(&format!("claim log kind {other:?}"))),
+        }
+    }
+
+    /// The claim the row records (or cancels), stamped `at`.
+    fn record(&self, at: Millis) -> Result<ClaimRecord, JournalError> {
+        Ok(ClaimRecord {
+            claim_id: ClaimId::parse(self.claim_id.as_str()).map_err(|e| corrupt(&e))?,
+            buyer: BuyerId::parse(self.buyer.as_str()).map_err(|e| corrupt(&e))?,
+            product_id: ProductId::parse(self.product.as_str()).map_err(|e| corrupt(&e))?,
+            quantity: self.quantity,
+            unit_price: Dong::parse(self.unit_price).map_err(|e| corrupt(&e))?,
+            flash_id: self.flash_id,
+            at,
+            cancelled_at: None,
+        })
+    }
+
+    /// The row as the order service reads it: a cancellation carries the claim as made.
     fn entry(self, conn: &Connection, show: &ShowId) -> Result<LogEntry, JournalError> {
-        let corrupt = |e: &dyn std::fmt::Display| JournalError::Corrupt(e.to_string());
-        let cancel = match self.kind.as_str() {
-            "claim" => false,
-            "cancel" => true,
-            other => return Err(corrupt(&format!("claim log kind {other:?}"))),
-        };
+        let cancel = self.cancel()?;
         let claimed_at = match (cancel, self.claimed_at) {
             (false, _) => self.at,
             (true, Some(at)) => at,
             (true, None) => claimed_at(conn, show, &self.claim_id)?,
         };
-        let mut record = ClaimRecord {
-            claim_id: ClaimId::parse(self.claim_id).map_err(|e| corrupt(&e))?,
-            buyer: BuyerId::parse(self.buyer).map_err(|e| corrupt(&e))?,
-            product_id: ProductId::parse(self.product).map_err(|e| corrupt(&e))?,
-            quantity: self.quantity,
-            unit_price: Dong::parse(self.unit_price).map_err(|e| corrupt(&e))?,
-            flash_id: self.flash_id,
-            at: claimed_at,
-            cancelled_at: None,
-        };
+        let mut record = self.record(claimed_at)?;
         Ok(if cancel {
             // As the cancellation answered it: the claim, cancelled at `at`.
             record.cancelled_at = Some(self.at);
@@ -628,66 +618,80 @@ fn commit(conn: &mut Connection, batch: &[(u64, JournalEntry)]) -> rusqlite::Res
                     ev_stmt.execute(params![show.as_str(), event.seq, event.at, text])?;
                 }
                 JournalEntry::Claim { show, pos, record } => {
-                    log_stmt.execute(params![
-                        show.as_str(),
-                        pos,
-                        "claim",
-                        record.claim_id.as_str(),
-                        record.buyer.as_str(),
-                        record.product_id.as_str(),
-                        record.quantity,
-                        record.unit_price.get(),
-                        record.flash_id,
-                        record.at,
-                        None::<Millis>
-                    ])?;
+                    insert_log(&mut log_stmt, show, *pos, "claim", record, record.at, None)?;
                 }
+                // A cancel row carries the claim's own instant too (see `claimed_at`).
                 JournalEntry::Cancel {
                     show,
                     pos,
                     record,
                     at,
                 } => {
-                    log_stmt.execute(params![
-                        show.as_str(),
-                        pos,
+                    insert_log(
+                        &mut log_stmt,
+                        show,
+                        *pos,
                         "cancel",
-                        record.claim_id.as_str(),
-                        record.buyer.as_str(),
-                        record.product_id.as_str(),
-                        record.quantity,
-                        record.unit_price.get(),
-                        record.flash_id,
-                        at,
-                        record.at
-                    ])?;
+                        record,
+                        *at,
+                        Some(record.at),
+                    )?;
                 }
                 JournalEntry::WaitlistJoin { show, entry } => {
-                    wait_stmt.execute(params![
-                        show.as_str(),
-                        "join",
-                        entry.number,
-                        entry.buyer.as_str(),
-                        entry.product_id.as_str(),
-                        entry.quantity,
-                        entry.price.get(),
-                        entry.at
-                    ])?;
+                    insert_waitlist(&mut wait_stmt, show, "join", entry, entry.at)?;
                 }
                 JournalEntry::WaitlistLeave { show, entry, at } => {
-                    wait_stmt.execute(params![
-                        show.as_str(),
-                        "leave",
-                        entry.number,
-                        entry.buyer.as_str(),
-                        entry.product_id.as_str(),
-                        entry.quantity,
-                        entry.price.get(),
-                        at
-                    ])?;
+                    insert_waitlist(&mut wait_stmt, show, "leave", entry, *at)?;
                 }
             }
         }
     }
     tx.commit()
+}
+
+/// One `claim_log` row: the claim `record` as a `kind` entry at `pos`, stamped `at`.
+fn insert_log(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    show: &ShowId,
+    pos: u64,
+    kind: &str,
+    record: &ClaimRecord,
+    at: Millis,
+    claimed_at: Option<Millis>,
+) -> rusqlite::Result<()> {
+    stmt.execute(params![
+        show.as_str(),
+        pos,
+        kind,
+        record.claim_id.as_str(),
+        record.buyer.as_str(),
+        record.product_id.as_str(),
+        record.quantity,
+        record.unit_price.get(),
+        record.flash_id,
+        at,
+        claimed_at
+    ])?;
+    Ok(())
+}
+
+/// One `waitlist_log` row: `entry` joining or leaving (`kind`) at `at`.
+fn insert_waitlist(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    show: &ShowId,
+    kind: &str,
+    entry: &WaitlistEntry,
+    at: Millis,
+) -> rusqlite::Result<()> {
+    stmt.execute(params![
+        show.as_str(),
+        kind,
+        entry.number,
+        entry.buyer.as_str(),
+        entry.product_id.as_str(),
+        entry.quantity,
+        entry.price.get(),
+        at
+    ])?;
+    Ok(())
 }
