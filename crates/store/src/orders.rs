@@ -294,7 +294,86 @@ fn transition_refused(e: OrderTransitionError) -> StoreError {
     }
 }
 
+/// The refusal of a move that lost to another: the order is no longer where the caller saw it.
+fn moved(message: String) -> StoreError {
+    StoreError::Refused {
+        code: refusal::MOVED,
+        message,
+    }
+}
+
+/// A status move: from where to where, by whom, why and when.
+struct Move<'a> {
+    from: &'a str,
+    to: &'a str,
+    actor: &'a str,
+    reason: Option<&'a str>,
+    at: Millis,
+}
+
+/// Moves the orders `o` that `filter` selects (its parameters in `params`) to `move_.to`,
+/// bumping their version and returning them. `filter` names its own status condition, so the
+/// move is a compare-and-set on it.
+fn move_orders(filter: &str, mut params: Vec<Value>, move_: &Move<'_>) -> Step {
+    let n = params.len();
+    params.extend(crate::params![move_.to, move_.at]);
+    Step::new(
+        format!(
+            "UPDATE orders AS o SET status = ${}, version = version + 1, updated_at = ${}
+             WHERE {filter}
+             RETURNING {ORDER_COLUMNS}",
+            n + 1,
+            n + 2
+        ),
+        params,
+    )
+}
+
+/// Writes the history row of every order `filter` selects that moved in this transaction:
+/// the row of the version [`move_orders`] produced.
+fn record_moves(filter: &str, mut params: Vec<Value>, move_: &Move<'_>) -> Step {
+    let n = params.len();
+    params.extend(crate::params![
+        move_.from,
+        move_.to,
+        move_.actor,
+        move_.reason,
+        move_.at
+    ]);
+    Step::new(
+        format!(
+            "INSERT INTO order_status_history (order_id, seq, from_status, to_status, actor,
+                 reason, at)
+             SELECT o.id, o.version, CAST(${} AS TEXT), CAST(${} AS TEXT), CAST(${} AS TEXT),
+                 CAST(${} AS TEXT), CAST(${} AS BIGINT)
+             FROM orders o WHERE {filter} AND {UNRECORDED}",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4,
+            n + 5
+        ),
+        params,
+    )
+}
+
 impl Store {
+    /// Rows of `select` (a query over an `IN` list of `ids`, given the list's placeholders),
+    /// asked in chunks of [`MAX_ORDERS_PER_QUERY`] ids, in chunk order.
+    async fn query_ids(
+        &self,
+        ids: &[String],
+        select: impl Fn(&str) -> String,
+    ) -> Result<Vec<Row>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(MAX_ORDERS_PER_QUERY) {
+            let sql = select(&placeholders(1, chunk.len()));
+            let params = chunk.iter().map(Value::from).collect();
+            out.extend(self.engine.query(&sql, params).await?);
+        }
+        Ok(out)
+    }
+
     /// One order without its lines, or none.
     pub async fn order_row(&self, id: &str) -> Result<Option<OrderRow>, StoreError> {
         let rows = self
@@ -375,31 +454,28 @@ impl Store {
     /// The lines of the given orders with their products' names (no proof), by order, then
     /// lineup position and price.
     pub async fn order_lines(&self, ids: &[String]) -> Result<Vec<OrderLineDetail>, StoreError> {
-        let mut out = Vec::new();
-        for chunk in ids.chunks(MAX_ORDERS_PER_QUERY) {
-            let sql = format!(
-                "SELECT l.order_id, l.product_id, l.unit_price, l.list_price, l.quantity,
-                     l.claims, l.flash, p.name
-                 FROM order_lines l
-                 JOIN settlement_products p
-                     ON p.show_id = l.show_id AND p.product_id = l.product_id
-                 WHERE l.order_id IN ({})
-                 ORDER BY l.order_id, p.position, l.unit_price",
-                placeholders(1, chunk.len())
-            );
-            let rows = self
-                .engine
-                .query(&sql, chunk.iter().map(Value::from).collect())
-                .await?;
-            for r in &rows {
-                out.push(OrderLineDetail {
+        let rows = self
+            .query_ids(ids, |list| {
+                format!(
+                    "SELECT l.order_id, l.product_id, l.unit_price, l.list_price, l.quantity,
+                         l.claims, l.flash, p.name
+                     FROM order_lines l
+                     JOIN settlement_products p
+                         ON p.show_id = l.show_id AND p.product_id = l.product_id
+                     WHERE l.order_id IN ({list})
+                     ORDER BY l.order_id, p.position, l.unit_price"
+                )
+            })
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OrderLineDetail {
                     line: line_from(r)?,
                     name: r.text(7)?,
                     proof: None,
-                });
-            }
-        }
-        Ok(out)
+                })
+            })
+            .collect()
     }
 
     async fn orders_where(
@@ -493,21 +569,18 @@ impl Store {
             });
         }
         let ids: Vec<String> = out.iter().map(|c| c.id.clone()).collect();
-        for chunk in ids.chunks(MAX_ORDERS_PER_QUERY) {
-            let sql = format!(
-                "SELECT {ORDER_COLUMNS} FROM orders WHERE checkout_id IN ({})
-                 ORDER BY checkout_id, id",
-                placeholders(1, chunk.len())
-            );
-            let rows = self
-                .engine
-                .query(&sql, chunk.iter().map(Value::from).collect())
-                .await?;
-            for r in &rows {
-                let o = order_from(r)?;
-                if let Some(c) = out.iter_mut().find(|c| c.id == o.checkout_id) {
-                    c.orders.push(o);
-                }
+        let rows = self
+            .query_ids(&ids, |list| {
+                format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE checkout_id IN ({list})
+                     ORDER BY checkout_id, id"
+                )
+            })
+            .await?;
+        for r in &rows {
+            let o = order_from(r)?;
+            if let Some(c) = out.iter_mut().find(|c| c.id == o.checkout_id) {
+                c.orders.push(o);
             }
         }
         Ok(out)
@@ -551,27 +624,22 @@ impl Store {
         at: Millis,
     ) -> Result<OrderRow, StoreError> {
         check_transition(from, to, role).map_err(transition_refused)?;
+        let move_ = Move {
+            from: from.as_str(),
+            to: to.as_str(),
+            actor,
+            reason,
+            at,
+        };
+        let filter = "o.id = $1";
         let steps = vec![
-            Step::new(
-                format!(
-                    "UPDATE orders SET status = $3, version = version + 1, updated_at = $4
-                     WHERE id = $1 AND status = $2
-                     RETURNING {ORDER_COLUMNS}"
-                ),
-                params![id, from.as_str(), to.as_str(), at],
+            move_orders(
+                &format!("{filter} AND o.status = $2"),
+                params![id, from.as_str()],
+                &move_,
             )
             .require(refusal::MOVED),
-            Step::new(
-                format!(
-                    "INSERT INTO order_status_history (order_id, seq, from_status, to_status,
-                         actor, reason, at)
-                     SELECT o.id, o.version, CAST($2 AS TEXT), CAST($3 AS TEXT),
-                         CAST($4 AS TEXT), CAST($5 AS TEXT), CAST($6 AS BIGINT)
-                     FROM orders o WHERE o.id = $1 AND {UNRECORDED}"
-                ),
-                params![id, from.as_str(), to.as_str(), actor, reason, at],
-            )
-            .require(refusal::MOVED),
+            record_moves(filter, params![id], &move_).require(refusal::MOVED),
         ];
         match self.engine.transaction(steps).await {
             Ok(out) => match out.first().and_then(|o| o.rows.first()) {
@@ -582,19 +650,15 @@ impl Store {
             },
             Err(SqlError::Requirement(refusal::MOVED)) => match self.order_row(id).await? {
                 None => Err(StoreError::NotFound(format!("order {id}"))),
-                Some(now) => Err(StoreError::Refused {
-                    code: refusal::MOVED,
-                    message: format!(
-                        "order {id} is {} now, not {from}; read it again",
-                        now.status
-                    ),
-                }),
+                Some(now) => Err(moved(format!(
+                    "order {id} is {} now, not {from}; read it again",
+                    now.status
+                ))),
             },
             // Two writers of the same move: the history key refused the second.
-            Err(SqlError::Unique(_)) => Err(StoreError::Refused {
-                code: refusal::MOVED,
-                message: format!("order {id} moved meanwhile; read it again"),
-            }),
+            Err(SqlError::Unique(_)) => {
+                Err(moved(format!("order {id} moved meanwhile; read it again")))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -611,43 +675,35 @@ impl Store {
         at: Millis,
     ) -> Result<Vec<OrderRow>, StoreError> {
         const NOTHING_DUE: &str = "nothing_due";
-        let paid = OrderStatus::Paid.as_str();
-        let pending = OrderStatus::PendingPayment.as_str();
+        let move_ = Move {
+            from: OrderStatus::PendingPayment.as_str(),
+            to: OrderStatus::Paid.as_str(),
+            actor,
+            reason: None,
+            at,
+        };
         // The update comes first: on PostgreSQL it locks the orders it moves until commit, so
         // the sum and the history below see exactly them.
+        let of_checkout = "o.checkout_id = $1 AND o.status = $2";
         let mut steps = vec![
-            Step::new(
-                format!(
-                    "UPDATE orders SET status = $3, version = version + 1, updated_at = $4
-                     WHERE checkout_id = $1 AND status = $2
-                     RETURNING {ORDER_COLUMNS}"
-                ),
-                params![checkout, pending, paid, at],
-            )
-            .require(NOTHING_DUE),
+            move_orders(of_checkout, params![checkout, move_.from], &move_).require(NOTHING_DUE),
         ];
         if let Some(amount) = amount {
             steps.push(
                 Step::new(
                     format!(
                         "SELECT 1 WHERE (SELECT CAST(COALESCE(SUM(o.total), 0) AS BIGINT)
-                             FROM orders o
-                             WHERE o.checkout_id = $1 AND o.status = $2 AND {UNRECORDED}) = $3"
+                             FROM orders o WHERE {of_checkout} AND {UNRECORDED}) = $3"
                     ),
-                    params![checkout, paid, amount],
+                    params![checkout, move_.to, amount],
                 )
                 .require(refusal::AMOUNT_MISMATCH),
             );
         }
-        steps.push(Step::new(
-            format!(
-                "INSERT INTO order_status_history (order_id, seq, from_status, to_status, actor,
-                     reason, at)
-                 SELECT o.id, o.version, CAST($3 AS TEXT), CAST($2 AS TEXT), CAST($4 AS TEXT),
-                     NULL, CAST($5 AS BIGINT)
-                 FROM orders o WHERE o.checkout_id = $1 AND o.status = $2 AND {UNRECORDED}"
-            ),
-            params![checkout, paid, pending, actor, at],
+        steps.push(record_moves(
+            of_checkout,
+            params![checkout, move_.to],
+            &move_,
         ));
         match self.engine.transaction(steps).await {
             Ok(out) => out
@@ -674,10 +730,9 @@ impl Store {
                     }
                 })
             }
-            Err(SqlError::Unique(_)) => Err(StoreError::Refused {
-                code: refusal::MOVED,
-                message: format!("an order of checkout {checkout} moved meanwhile; try again"),
-            }),
+            Err(SqlError::Unique(_)) => Err(moved(format!(
+                "an order of checkout {checkout} moved meanwhile; try again"
+            ))),
             Err(e) => Err(e.into()),
         }
     }
@@ -711,32 +766,27 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut update = params![pending, cancelled, now];
-        update.extend(ids.iter().map(Value::from));
-        let mut record = params![cancelled, pending, DEADLINE_ACTOR, DEADLINE_REASON, now];
-        record.extend(ids.iter().map(Value::from));
+        let move_ = Move {
+            from: pending,
+            to: cancelled,
+            actor: DEADLINE_ACTOR,
+            reason: Some(DEADLINE_REASON),
+            at: now,
+        };
+        let listed = |status: &str| {
+            let mut params = params![status];
+            params.extend(ids.iter().map(Value::from));
+            let filter = format!("o.status = $1 AND o.id IN ({})", placeholders(2, ids.len()));
+            (filter, params)
+        };
+        // The update checks status and deadline again: an order paid meanwhile is left alone.
+        let (filter, mut update) = listed(pending);
+        update.push(Value::Int(now));
+        let update_filter = format!("{filter} AND o.pay_by <= ${}", update.len());
+        let (cancelled_here, record) = listed(cancelled);
         let steps = vec![
-            Step::new(
-                format!(
-                    "UPDATE orders SET status = $2, version = version + 1, updated_at = $3
-                     WHERE status = $1 AND pay_by <= $3 AND id IN ({})
-                     RETURNING {ORDER_COLUMNS}",
-                    placeholders(4, ids.len())
-                ),
-                update,
-            ),
-            Step::new(
-                format!(
-                    "INSERT INTO order_status_history (order_id, seq, from_status, to_status,
-                         actor, reason, at)
-                     SELECT o.id, o.version, CAST($2 AS TEXT), CAST($1 AS TEXT),
-                         CAST($3 AS TEXT), CAST($4 AS TEXT), CAST($5 AS BIGINT)
-                     FROM orders o
-                     WHERE o.status = $1 AND o.id IN ({}) AND {UNRECORDED}",
-                    placeholders(6, ids.len())
-                ),
-                record,
-            ),
+            move_orders(&update_filter, update, &move_),
+            record_moves(&cancelled_here, record, &move_),
         ];
         let out = self.engine.transaction(steps).await?;
         out.first()
