@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use jiff::civil::{Date, DateTime, Time, Weekday};
+use nightmarket_domain::market::{parse_weekday, weekday_name};
 use nightmarket_domain::{MarketId, Millis, ProductId, SellerId, ShowId, ShowStatus, Stars};
 use serde::{Deserialize, Serialize};
 
@@ -106,31 +107,6 @@ pub struct TransitionRow {
     pub reason: Option<String>,
 }
 
-pub fn weekday_name(w: Weekday) -> &'static str {
-    match w {
-        Weekday::Monday => "monday",
-        Weekday::Tuesday => "tuesday",
-        Weekday::Wednesday => "wednesday",
-        Weekday::Thursday => "thursday",
-        Weekday::Friday => "friday",
-        Weekday::Saturday => "saturday",
-        Weekday::Sunday => "sunday",
-    }
-}
-
-fn parse_weekday(s: &str) -> Result<Weekday, StoreError> {
-    Ok(match s {
-        "monday" => Weekday::Monday,
-        "tuesday" => Weekday::Tuesday,
-        "wednesday" => Weekday::Wednesday,
-        "thursday" => Weekday::Thursday,
-        "friday" => Weekday::Friday,
-        "saturday" => Weekday::Saturday,
-        "sunday" => Weekday::Sunday,
-        other => return Err(corrupt(format!("weekday {other:?}"))),
-    })
-}
-
 const MARKET_COLUMNS: &str = "id, name, weekdays, start_time, duration_minutes, time_zone, \
      first_date, last_date, min_stars, created_by, created_at";
 
@@ -138,7 +114,7 @@ fn market_from(r: &Row) -> Result<MarketRow, StoreError> {
     let weekdays = r
         .text(2)?
         .split(',')
-        .map(parse_weekday)
+        .map(|w| parse_weekday("weekdays", w).map_err(corrupt))
         .collect::<Result<Vec<_>, _>>()?;
     let start = r.text(3)?;
     Ok(MarketRow {
