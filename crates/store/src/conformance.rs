@@ -31,6 +31,29 @@ fn ensure(cond: bool, msg: &str) -> Result<(), StoreError> {
     if cond { Ok(()) } else { Err(fail(msg)) }
 }
 
+/// `got` is `want`, or the case fails showing both.
+fn same<T: PartialEq + std::fmt::Debug>(got: T, want: T, what: &str) -> Result<(), StoreError> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(fail(format!("{what}: got {got:?}, expected {want:?}")))
+    }
+}
+
+/// What was created reads back exactly as it was given.
+fn reads_back<T: PartialEq + std::fmt::Debug>(
+    got: Option<T>,
+    given: &T,
+    what: &str,
+) -> Result<(), StoreError> {
+    same(got.as_ref(), Some(given), what)
+}
+
+/// Creating what already exists is refused as a conflict.
+fn conflict<T>(r: Result<T, StoreError>, what: &str) -> Result<(), StoreError> {
+    ensure(matches!(r, Err(StoreError::Conflict(_))), what)
+}
+
 fn id<T>(r: Result<T, nightmarket_domain::IdError>) -> Result<T, StoreError> {
     r.map_err(|e| fail(e.to_string()))
 }
@@ -46,6 +69,13 @@ fn seller(n: &str) -> Result<SellerRow, StoreError> {
         district: "Ba Vì".into(),
         created_at: T0,
     })
+}
+
+/// Seller `n`, stored.
+async fn stored_seller(c: &Store, n: &str) -> Result<SellerRow, StoreError> {
+    let s = seller(n)?;
+    c.create_seller(&s).await?;
+    Ok(s)
 }
 
 fn product(n: &str, seller: &SellerId) -> Result<Product, StoreError> {
@@ -93,6 +123,18 @@ fn scheduled(
     })
 }
 
+/// Moves `show` from `from` to `to` at `at`, by a test actor and without an event; `false` when
+/// the show was not at `from`.
+async fn transit(
+    c: &Store,
+    show: &ShowId,
+    from: ShowStatus,
+    to: ShowStatus,
+    at: i64,
+) -> Result<bool, StoreError> {
+    c.transition(show, from, to, at, "t", None).await
+}
+
 /// Runs every case in turn against one `store`; returns the first disagreement. The per-case
 /// tests come from [`store_conformance!`](crate::store_conformance), which expands the same
 /// list of cases.
@@ -112,19 +154,14 @@ pub async fn run(store: &Store) -> Result<(), StoreError> {
 /// ```
 #[macro_export]
 macro_rules! store_conformance {
-    (@cases $mode:ident $($arg:tt)*) => {
-        $crate::store_conformance!(@$mode catalog $($arg)*);
-        $crate::store_conformance!(@$mode access $($arg)*);
-        $crate::store_conformance!(@$mode markets $($arg)*);
-        $crate::store_conformance!(@$mode scheduling $($arg)*);
-        $crate::store_conformance!(@$mode seller_presence $($arg)*);
-        $crate::store_conformance!(@$mode webhooks $($arg)*);
-        $crate::store_conformance!(@$mode orders $($arg)*);
-        $crate::store_conformance!(@$mode show_stats $($arg)*);
-        $crate::store_conformance!(@$mode tally $($arg)*);
-        $crate::store_conformance!(@$mode append $($arg)*);
-        $crate::store_conformance!(@$mode reports $($arg)*);
-        $crate::store_conformance!(@$mode paging $($arg)*);
+    // The cases, in the order `run` takes them.
+    (@cases $mode:ident $arg:tt) => {
+        $crate::store_conformance!(@each $mode $arg
+            catalog access markets scheduling seller_presence webhooks orders show_stats tally
+            append reports paging);
+    };
+    (@each $mode:ident $arg:tt $($case:ident)*) => {
+        $($crate::store_conformance!(@$mode $case $arg);)*
     };
     (@run $case:ident $store:ident) => {
         $crate::conformance::$case($store).await?;
@@ -160,11 +197,8 @@ pub async fn access(c: &Store) -> Result<(), StoreError> {
     };
     c.create_invite(&invite("h-live", T0 + 1000)).await?;
     c.create_invite(&invite("h-old", T0 + 10)).await?;
-    ensure(
-        matches!(
-            c.create_invite(&invite("h-live", T0)).await,
-            Err(StoreError::Conflict(_))
-        ),
+    conflict(
+        c.create_invite(&invite("h-live", T0)).await,
         "one invite per code",
     )?;
     let s = c
@@ -179,28 +213,36 @@ pub async fn access(c: &Store) -> Result<(), StoreError> {
         s.id == "sess-1" && s.expires_at == T0 + 100_000 && s.revoked_at.is_none(),
         "session id and end",
     )?;
-    ensure(
-        c.redeem_invite("h-live", "sess-2", T0 + 6, T0 + 100_000)
-            .await?
-            == Err(InviteRefusal::Used),
-        "an invite is spent by its first use",
-    )?;
-    ensure(
-        c.session("sess-2").await?.is_none(),
-        "a refused redeem opens no session",
-    )?;
-    ensure(
-        c.redeem_invite("h-old", "sess-3", T0 + 10, T0 + 100_000)
-            .await?
-            == Err(InviteRefusal::Expired),
-        "an invite expires at its instant",
-    )?;
-    ensure(
-        c.redeem_invite("h-none", "sess-4", T0, T0 + 100_000)
-            .await?
-            == Err(InviteRefusal::Unknown),
-        "unknown invite",
-    )?;
+    for (hash, session, at, refusal, why) in [
+        (
+            "h-live",
+            "sess-2",
+            T0 + 6,
+            InviteRefusal::Used,
+            "an invite is spent by its first use",
+        ),
+        (
+            "h-old",
+            "sess-3",
+            T0 + 10,
+            InviteRefusal::Expired,
+            "an invite expires at its instant",
+        ),
+        (
+            "h-none",
+            "sess-4",
+            T0,
+            InviteRefusal::Unknown,
+            "unknown invite",
+        ),
+    ] {
+        let redeemed = c.redeem_invite(hash, session, at, T0 + 100_000).await?;
+        same(redeemed, Err(refusal), why)?;
+        ensure(
+            c.session(session).await?.is_none(),
+            "a refused redeem opens no session",
+        )?;
+    }
     let guest = SessionRow {
         id: "sess-guest".into(),
         role: "viewer".into(),
@@ -211,8 +253,9 @@ pub async fn access(c: &Store) -> Result<(), StoreError> {
         revoked_at: None,
     };
     c.create_session(&guest).await?;
-    ensure(
-        c.session("sess-guest").await? == Some(guest.clone()),
+    reads_back(
+        c.session("sess-guest").await?,
+        &guest,
         "guest session round trip",
     )?;
     ensure(c.revoke_session("sess-guest", T0 + 7).await?, "revoke")?;
@@ -366,20 +409,13 @@ pub async fn paging(c: &Store) -> Result<(), StoreError> {
 }
 
 pub async fn catalog(c: &Store) -> Result<(), StoreError> {
-    let s = seller("htx-mat-ong-ba-vi")?;
-    c.create_seller(&s).await?;
-    ensure(
-        c.seller(&s.id).await? == Some(s.clone()),
-        "seller round trip",
-    )?;
+    let s = stored_seller(c, "htx-mat-ong-ba-vi").await?;
+    reads_back(c.seller(&s.id).await?, &s, "seller round trip")?;
     ensure(
         c.sellers(&Keyset::everything()).await?.items.contains(&s),
         "the seller is listed",
     )?;
-    ensure(
-        matches!(c.create_seller(&s).await, Err(StoreError::Conflict(_))),
-        "duplicate seller is a conflict",
-    )?;
+    conflict(c.create_seller(&s).await, "duplicate seller is a conflict")?;
     ensure(
         c.seller(&id(SellerId::parse("nobody"))?).await?.is_none(),
         "missing seller is None",
@@ -387,12 +423,13 @@ pub async fn catalog(c: &Store) -> Result<(), StoreError> {
 
     let p = product("mat-ong-hoa-nhan", &s.id)?;
     c.create_product(&p, T0 + 1).await?;
-    ensure(
-        c.product(&p.id).await? == Some((p.clone(), T0 + 1)),
+    same(
+        c.product(&p.id).await?,
+        Some((p.clone(), T0 + 1)),
         "product round trip keeps Vietnamese text and every OCOP field",
     )?;
-    ensure(
-        matches!(c.create_product(&p, 0).await, Err(StoreError::Conflict(_))),
+    conflict(
+        c.create_product(&p, 0).await,
         "duplicate product is a conflict",
     )?;
     ensure(
@@ -420,14 +457,12 @@ pub async fn catalog(c: &Store) -> Result<(), StoreError> {
         closed_at: None,
     };
     c.create_show(&show).await?;
-    ensure(
-        c.show(&show.id).await? == Some(show.clone()),
+    reads_back(
+        c.show(&show.id).await?,
+        &show,
         "show round trip with lineup",
     )?;
-    ensure(
-        matches!(c.create_show(&show).await, Err(StoreError::Conflict(_))),
-        "duplicate show is a conflict",
-    )?;
+    conflict(c.create_show(&show).await, "duplicate show is a conflict")?;
     ensure(
         c.shows(&Keyset::everything()).await?.items.len() == 1,
         "one show listed",
@@ -472,17 +507,17 @@ fn market_row(n: &str) -> Result<MarketRow, StoreError> {
     })
 }
 
-pub async fn markets(c: &Store) -> Result<(), StoreError> {
-    let m = market_row("cho-dem-tren-may")?;
+/// Market `n`, stored.
+async fn stored_market(c: &Store, n: &str) -> Result<MarketRow, StoreError> {
+    let m = market_row(n)?;
     c.create_market(&m).await?;
-    ensure(
-        c.market(&m.id).await? == Some(m.clone()),
-        "market round trip",
-    )?;
-    ensure(
-        matches!(c.create_market(&m).await, Err(StoreError::Conflict(_))),
-        "duplicate market is a conflict",
-    )?;
+    Ok(m)
+}
+
+pub async fn markets(c: &Store) -> Result<(), StoreError> {
+    let m = stored_market(c, "cho-dem-tren-may").await?;
+    reads_back(c.market(&m.id).await?, &m, "market round trip")?;
+    conflict(c.create_market(&m).await, "duplicate market is a conflict")?;
     let mut open_ended = market_row("cho-cuoi-tuan")?;
     open_ended.last_date = None;
     open_ended.weekdays = vec![Weekday::Sunday];
@@ -491,8 +526,9 @@ pub async fn markets(c: &Store) -> Result<(), StoreError> {
         c.markets(&Keyset::everything()).await?.items.len() == 2,
         "markets listed",
     )?;
-    ensure(
-        c.market(&open_ended.id).await? == Some(open_ended),
+    same(
+        c.market(&open_ended.id).await?,
+        Some(open_ended),
         "open-ended market",
     )?;
 
@@ -516,17 +552,13 @@ pub async fn markets(c: &Store) -> Result<(), StoreError> {
     };
     c.add_exception(&tet).await?;
     c.add_exception(&moved).await?;
-    ensure(
-        matches!(c.add_exception(&tet).await, Err(StoreError::Conflict(_))),
-        "one exception per night",
-    )?;
+    conflict(c.add_exception(&tet).await, "one exception per night")?;
     ensure(
         c.exceptions(&m.id).await? == vec![moved, tet],
         "exceptions by night date",
     )?;
 
-    let s = seller("htx-che-tan-cuong")?;
-    c.create_seller(&s).await?;
+    let s = stored_seller(c, "htx-che-tan-cuong").await?;
     let p = product("che-tan-cuong", &s.id)?;
     c.create_product(&p, T0).await?;
     let reject = DecisionRow {
@@ -589,8 +621,9 @@ pub async fn markets(c: &Store) -> Result<(), StoreError> {
         !c.sign_commitment(&again).await?,
         "second signature keeps the first",
     )?;
-    ensure(
-        c.commitment(&m.id, commit.night_date, &s.id).await? == Some(commit.clone()),
+    reads_back(
+        c.commitment(&m.id, commit.night_date, &s.id).await?,
+        &commit,
         "commitment round trip",
     )?;
     ensure(
@@ -623,19 +656,13 @@ pub async fn markets(c: &Store) -> Result<(), StoreError> {
         created_at: T0,
     };
     c.create_lineup_set(&set).await?;
-    ensure(
-        c.lineup_set("set-1").await? == Some(set.clone()),
-        "lineup set round trip",
-    )?;
+    reads_back(c.lineup_set("set-1").await?, &set, "lineup set round trip")?;
     let same_name = LineupSetRow {
         id: "set-2".into(),
         ..set.clone()
     };
-    ensure(
-        matches!(
-            c.create_lineup_set(&same_name).await,
-            Err(StoreError::Conflict(_))
-        ),
+    conflict(
+        c.create_lineup_set(&same_name).await,
         "lineup set names are unique per seller",
     )?;
     ensure(
@@ -646,12 +673,9 @@ pub async fn markets(c: &Store) -> Result<(), StoreError> {
 }
 
 pub async fn scheduling(c: &Store) -> Result<(), StoreError> {
-    let m = market_row("sched-market")?;
-    c.create_market(&m).await?;
-    let a = seller("seller-a")?;
-    let b = seller("seller-b")?;
-    c.create_seller(&a).await?;
-    c.create_seller(&b).await?;
+    let m = stored_market(c, "sched-market").await?;
+    let a = stored_seller(c, "seller-a").await?;
+    let b = stored_seller(c, "seller-b").await?;
     let pa = product("pa", &a.id)?;
     c.create_product(&pa, T0).await?;
     let night = date(2026, 11, 27);
@@ -672,8 +696,9 @@ pub async fn scheduling(c: &Store) -> Result<(), StoreError> {
         lineup.clone(),
     )?;
     c.schedule_show(&s1, None).await?;
-    ensure(
-        c.show(&s1.id).await? == Some(s1.clone()),
+    reads_back(
+        c.show(&s1.id).await?,
+        &s1,
         "scheduled show round trip with its slot",
     )?;
 
@@ -884,10 +909,8 @@ pub async fn scheduling(c: &Store) -> Result<(), StoreError> {
 /// A live show's seller presence: it only moves forward, a show whose seller was never seen
 /// counts from going live, and only live shows are ever absent.
 pub async fn seller_presence(c: &Store) -> Result<(), StoreError> {
-    let m = market_row("presence-market")?;
-    c.create_market(&m).await?;
-    let a = seller("presence-seller")?;
-    c.create_seller(&a).await?;
+    let m = stored_market(c, "presence-market").await?;
+    let a = stored_seller(c, "presence-seller").await?;
     let p = product("presence-p", &a.id)?;
     c.create_product(&p, T0).await?;
     let night = date(2026, 11, 27);
@@ -912,15 +935,7 @@ pub async fn seller_presence(c: &Store) -> Result<(), StoreError> {
         "scheduled shows are never absent",
     )?;
     for id in &shows[..2] {
-        c.transition(
-            id,
-            ShowStatus::Scheduled,
-            ShowStatus::Live,
-            start,
-            "t",
-            None,
-        )
-        .await?;
+        transit(c, id, ShowStatus::Scheduled, ShowStatus::Live, start).await?;
     }
     ensure(
         ids(c.shows_seller_absent(start - 1).await?).is_empty(),
@@ -994,19 +1009,14 @@ pub async fn webhooks(c: &Store) -> Result<(), StoreError> {
     for w in [&live_only, &all, &closed_only, &off] {
         c.create_webhook(w).await?;
     }
-    ensure(
-        c.webhook("w-live").await? == Some(live_only.clone()),
-        "webhook round trip",
-    )?;
+    reads_back(c.webhook("w-live").await?, &live_only, "webhook round trip")?;
     ensure(
         c.webhooks(&Keyset::everything()).await?.items.len() == 4,
         "webhooks listed",
     )?;
 
-    let m = market_row("hook-market")?;
-    c.create_market(&m).await?;
-    let s = seller("hook-seller")?;
-    c.create_seller(&s).await?;
+    let m = stored_market(c, "hook-market").await?;
+    let s = stored_seller(c, "hook-seller").await?;
     let show = scheduled(
         "hook-show",
         &s.id,
@@ -1192,8 +1202,7 @@ pub async fn orders(c: &Store) -> Result<(), StoreError> {
     const WINDOW: i64 = 24 * HOUR;
     let at = T0 + 100 * HOUR;
 
-    let m = market_row("ord-market")?;
-    c.create_market(&m).await?;
+    let m = stored_market(c, "ord-market").await?;
     let (a, b) = (seller("ord-seller-a")?, seller("ord-seller-b")?);
     c.create_seller(&a).await?;
     c.create_seller(&b).await?;
@@ -2109,8 +2118,7 @@ fn sum_of<'a>(rows: impl IntoIterator<Item = &'a SalesFigures>) -> SalesFigures 
 /// Two sellers' settled shows on one night, one show not settled and one stopped by a
 /// mismatch: every figure is known, and each report adds up to the orders.
 pub async fn reports(c: &Store) -> Result<(), StoreError> {
-    let m = market_row("report-market")?;
-    c.create_market(&m).await?;
+    let m = stored_market(c, "report-market").await?;
     let night = date(2026, 11, 27);
     let start = T0 + 20 * HOUR;
     let a = SellerRow {
@@ -2194,24 +2202,8 @@ pub async fn reports(c: &Store) -> Result<(), StoreError> {
         c.schedule_show(s, None).await?;
     }
     for s in [&show_a, &show_b, &stopped] {
-        c.transition(
-            &s.id,
-            ShowStatus::Scheduled,
-            ShowStatus::Live,
-            start,
-            "t",
-            None,
-        )
-        .await?;
-        c.transition(
-            &s.id,
-            ShowStatus::Live,
-            ShowStatus::Closed,
-            start + HOUR,
-            "t",
-            None,
-        )
-        .await?;
+        transit(c, &s.id, ShowStatus::Scheduled, ShowStatus::Live, start).await?;
+        transit(c, &s.id, ShowStatus::Live, ShowStatus::Closed, start + HOUR).await?;
     }
 
     // Show A: honey at flash 200,000 and list 250,000 (one buyer at both), tea at list and at a
