@@ -1196,6 +1196,19 @@ fn refused_with(r: &Result<impl std::fmt::Debug, StoreError>, want: &str) -> boo
     matches!(r, Err(StoreError::Refused { code, .. }) if *code == want)
 }
 
+/// `r` is the refusal `want`, or the case fails showing what it was instead.
+fn refused(
+    r: &Result<impl std::fmt::Debug, StoreError>,
+    want: &str,
+    what: &str,
+) -> Result<(), StoreError> {
+    if refused_with(r, want) {
+        Ok(())
+    } else {
+        Err(fail(format!("{what}: got {r:?}, expected refusal {want}")))
+    }
+}
+
 pub async fn orders(c: &Store) -> Result<(), StoreError> {
     use crate::orders::{DEADLINE_ACTOR, DEADLINE_REASON, refusal};
     use nightmarket_domain::{BuyerId, OrderActor as A, OrderStatus as S};
@@ -1394,43 +1407,15 @@ pub async fn orders(c: &Store) -> Result<(), StoreError> {
     )?;
 
     // The status path: role guards, compare-and-set, history.
-    let r = c
-        .set_order_status(
-            oa1,
-            S::PendingPayment,
-            S::Paid,
-            "viewer:b1",
-            A::Buyer,
-            None,
-            at,
-        )
-        .await;
-    ensure(
-        refused_with(&r, refusal::FORBIDDEN),
-        "a buyer cannot mark paid",
-    )?;
-    let r = c
-        .set_order_status(
-            oa1,
-            S::PendingPayment,
-            S::Shipped,
-            "seller:a",
-            A::Seller,
-            None,
-            at,
-        )
-        .await;
-    ensure(
-        refused_with(&r, refusal::BAD_TRANSITION),
-        "no shipping before payment",
-    )?;
-    let r = c
-        .set_order_status(oa1, S::Paid, S::Shipped, "seller:a", A::Seller, None, at)
-        .await;
-    ensure(
-        refused_with(&r, refusal::MOVED),
-        "from a status it is not at",
-    )?;
+    let move_oa1 = |from, to, actor: &'static str, role| {
+        c.set_order_status(oa1, from, to, actor, role, None, at)
+    };
+    let r = move_oa1(S::PendingPayment, S::Paid, "viewer:b1", A::Buyer).await;
+    refused(&r, refusal::FORBIDDEN, "a buyer cannot mark paid")?;
+    let r = move_oa1(S::PendingPayment, S::Shipped, "seller:a", A::Seller).await;
+    refused(&r, refusal::BAD_TRANSITION, "no shipping before payment")?;
+    let r = move_oa1(S::Paid, S::Shipped, "seller:a", A::Seller).await;
+    refused(&r, refusal::MOVED, "from a status it is not at")?;
     let r = c
         .set_order_status(
             "o~nope~b1",
@@ -1448,7 +1433,7 @@ pub async fn orders(c: &Store) -> Result<(), StoreError> {
     let r = c
         .pay_checkout(checkout1, Some(1), "operator:desk", at + 1)
         .await;
-    ensure(refused_with(&r, refusal::AMOUNT_MISMATCH), "amount checked")?;
+    refused(&r, refusal::AMOUNT_MISMATCH, "amount checked")?;
     ensure(
         c.order_row(oa1)
             .await?
@@ -1678,13 +1663,13 @@ pub async fn show_stats(c: &Store) -> Result<(), StoreError> {
         minute,
         viewers,
     };
-    let refusals = |v: Vec<RefusalTotal>| ShowStatsBatch {
-        refusals: v,
+    let refusals = |v: &[(&ShowId, &str, u64)]| ShowStatsBatch {
+        refusals: v.iter().map(|(s, r, n)| refused(s, r, *n)).collect(),
         viewers: Vec::new(),
     };
-    let viewers = |v: Vec<ViewerSample>| ShowStatsBatch {
+    let viewers = |v: &[(&ShowId, i64, u64)]| ShowStatsBatch {
         refusals: Vec::new(),
-        viewers: v,
+        viewers: v.iter().map(|(s, m, n)| seen(s, *m, *n)).collect(),
     };
     let totals = |v: &[(&str, u64)]| {
         v.iter()
@@ -1699,91 +1684,94 @@ pub async fn show_stats(c: &Store) -> Result<(), StoreError> {
     c.record_show_stats("node-a", &ShowStatsBatch::default())
         .await?;
 
-    // Two nodes' running totals add up, per reason, ordered by reason.
-    c.record_show_stats(
-        "node-a",
-        &refusals(vec![
-            refused(&show, "stale_price", 1),
-            refused(&show, "sold_out", 3),
-            refused(&other, "sold_out", 50),
-        ]),
-    )
-    .await?;
-    c.record_show_stats(
-        "node-b",
-        &refusals(vec![
-            refused(&show, "sold_out", 2),
-            refused(&show, "limit_exceeded", 4),
-        ]),
-    )
-    .await?;
-    ensure(
-        c.show_refusals(&show).await?
-            == totals(&[("limit_exceeded", 4), ("sold_out", 5), ("stale_price", 1)]),
-        "refusals summed over nodes, ordered by reason, other shows apart",
-    )?;
-
-    // A re-sent batch, and an older total arriving late, change nothing; a larger one counts.
-    c.record_show_stats("node-a", &refusals(vec![refused(&show, "sold_out", 3)]))
-        .await?;
-    c.record_show_stats(
-        "node-b",
-        &refusals(vec![
-            refused(&show, "sold_out", 1),
-            refused(&show, "limit_exceeded", 4),
-        ]),
-    )
-    .await?;
-    ensure(
-        c.show_refusals(&show).await?
-            == totals(&[("limit_exceeded", 4), ("sold_out", 5), ("stale_price", 1)]),
-        "re-sent and late totals keep the larger value",
-    )?;
-    c.record_show_stats("node-a", &refusals(vec![refused(&show, "sold_out", 7)]))
-        .await?;
-    ensure(
-        c.show_refusals(&show).await?
-            == totals(&[("limit_exceeded", 4), ("sold_out", 9), ("stale_price", 1)]),
-        "a grown total replaces the node's earlier one",
-    )?;
-    ensure(
-        c.show_refusals(&other).await? == totals(&[("sold_out", 50)]),
+    // Nodes report running totals; after each round, the show's refusals.
+    let rounds = [
+        // Two nodes' totals add up, per reason, ordered by reason.
+        (
+            vec![
+                (
+                    "node-a",
+                    refusals(&[
+                        (&show, "stale_price", 1),
+                        (&show, "sold_out", 3),
+                        (&other, "sold_out", 50),
+                    ]),
+                ),
+                (
+                    "node-b",
+                    refusals(&[(&show, "sold_out", 2), (&show, "limit_exceeded", 4)]),
+                ),
+            ],
+            [("limit_exceeded", 4), ("sold_out", 5), ("stale_price", 1)],
+            "refusals summed over nodes, ordered by reason, other shows apart",
+        ),
+        // A re-sent batch, and an older total arriving late, change nothing.
+        (
+            vec![
+                ("node-a", refusals(&[(&show, "sold_out", 3)])),
+                (
+                    "node-b",
+                    refusals(&[(&show, "sold_out", 1), (&show, "limit_exceeded", 4)]),
+                ),
+            ],
+            [("limit_exceeded", 4), ("sold_out", 5), ("stale_price", 1)],
+            "re-sent and late totals keep the larger value",
+        ),
+        // A larger one counts.
+        (
+            vec![("node-a", refusals(&[(&show, "sold_out", 7)]))],
+            [("limit_exceeded", 4), ("sold_out", 9), ("stale_price", 1)],
+            "a grown total replaces the node's earlier one",
+        ),
+    ];
+    for (reports, want, why) in rounds {
+        record_all(c, reports).await?;
+        same(c.show_refusals(&show).await?, totals(&want), why)?;
+    }
+    same(
+        c.show_refusals(&other).await?,
+        totals(&[("sold_out", 50)]),
         "the other show's refusals",
     )?;
 
-    // Viewers: nodes add up within a minute; different minutes do not add.
+    // Viewers: nodes add up within a minute; different minutes do not add. After each round,
+    // the show's peak.
     const MINUTE: i64 = 29_916_666;
-    c.record_show_stats(
-        "node-a",
-        &viewers(vec![seen(&show, MINUTE, 10), seen(&show, MINUTE + 1, 4)]),
-    )
-    .await?;
-    c.record_show_stats("node-b", &viewers(vec![seen(&show, MINUTE + 2, 12)]))
-        .await?;
-    ensure(
-        c.show_peak_viewers(&show).await? == 12,
-        "peaks of different minutes do not add up",
-    )?;
-    c.record_show_stats(
-        "node-b",
-        &viewers(vec![seen(&show, MINUTE, 7), seen(&other, MINUTE, 1_000)]),
-    )
-    .await?;
-    ensure(
-        c.show_peak_viewers(&show).await? == 17,
-        "nodes' viewers in the same minute add up",
-    )?;
-    // Lower figures for a minute already recorded (a re-send, or an earlier sample of the
-    // minute arriving late) keep the most seen.
-    c.record_show_stats(
-        "node-a",
-        &viewers(vec![seen(&show, MINUTE, 3), seen(&show, MINUTE, 10)]),
-    )
-    .await?;
-    ensure(
-        c.show_peak_viewers(&show).await? == 17,
-        "a lower figure for a recorded minute changes nothing",
-    )?;
+    let rounds = [
+        (
+            vec![
+                (
+                    "node-a",
+                    viewers(&[(&show, MINUTE, 10), (&show, MINUTE + 1, 4)]),
+                ),
+                ("node-b", viewers(&[(&show, MINUTE + 2, 12)])),
+            ],
+            12,
+            "peaks of different minutes do not add up",
+        ),
+        (
+            vec![(
+                "node-b",
+                viewers(&[(&show, MINUTE, 7), (&other, MINUTE, 1_000)]),
+            )],
+            17,
+            "nodes' viewers in the same minute add up",
+        ),
+        // Lower figures for a minute already recorded (a re-send, or an earlier sample of the
+        // minute arriving late) keep the most seen.
+        (
+            vec![(
+                "node-a",
+                viewers(&[(&show, MINUTE, 3), (&show, MINUTE, 10)]),
+            )],
+            17,
+            "a lower figure for a recorded minute changes nothing",
+        ),
+    ];
+    for (reports, want, why) in rounds {
+        record_all(c, reports).await?;
+        same(c.show_peak_viewers(&show).await?, want, why)?;
+    }
     c.record_show_stats(
         "node-a",
         &ShowStatsBatch {
@@ -1813,6 +1801,14 @@ pub async fn show_stats(c: &Store) -> Result<(), StoreError> {
             && c.show_recent_viewers(&other, MINUTE).await? == 1_000,
         "viewers now: the newest minute reported, over nodes; none once nobody reports",
     )?;
+    Ok(())
+}
+
+/// Records each node's batch, in turn.
+async fn record_all(c: &Store, reports: Vec<(&str, ShowStatsBatch)>) -> Result<(), StoreError> {
+    for (node, batch) in reports {
+        c.record_show_stats(node, &batch).await?;
+    }
     Ok(())
 }
 
