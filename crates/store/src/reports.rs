@@ -582,15 +582,24 @@ impl Store {
         Ok(report)
     }
 
+    /// The rows of the statement `sql` builds around a filter restricting `col` (a show id
+    /// column) to the scope's shows.
+    async fn query_scope(
+        &self,
+        scope: &Scope<'_>,
+        col: &str,
+        sql: impl FnOnce(&str) -> String,
+    ) -> Result<Vec<Row>, StoreError> {
+        let (filter, params) = scope.filter(col);
+        Ok(self.engine.query(&sql(&filter), params).await?)
+    }
+
     async fn product_sales(&self, scope: &Scope<'_>) -> Result<Vec<ProductSales>, StoreError> {
-        let (filter, params) = scope.filter("p.show_id");
         let rows = self
-            .engine
-            .query(
-                &format!("{PRODUCT_SALES} ORDER BY p.show_id, p.position")
-                    .replace("{filter}", &filter),
-                params,
-            )
+            .query_scope(scope, "p.show_id", |filter| {
+                format!("{PRODUCT_SALES} ORDER BY p.show_id, p.position")
+                    .replace("{filter}", filter)
+            })
             .await?;
         rows.iter().map(product_from).collect()
     }
@@ -638,36 +647,23 @@ impl Store {
         &self,
         scope: &Scope<'_>,
     ) -> Result<HashMap<ShowId, OrderCounts>, StoreError> {
-        let (filter, params) = scope.filter("o.show_id");
         let rows = self
-            .engine
-            .query(
-                &format!(
+            .query_scope(scope, "o.show_id", |filter| {
+                format!(
                     "SELECT o.show_id, {ORDER_COUNTS} FROM orders o WHERE {filter}
                      GROUP BY o.show_id"
-                ),
-                params,
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    ShowId::parse(r.text(0)?).map_err(corrupt)?,
-                    counts_from(r, 1)?,
-                ))
+                )
             })
-            .collect()
+            .await?;
+        per_show(&rows, |r| counts_from(r, 1))
     }
 
     /// Over the whole scope, so a buyer of two shows counts once.
     async fn night_order_counts(&self, scope: &Scope<'_>) -> Result<OrderCounts, StoreError> {
-        let (filter, params) = scope.filter("o.show_id");
         let rows = self
-            .engine
-            .query(
-                &format!("SELECT {ORDER_COUNTS} FROM orders o WHERE {filter}"),
-                params,
-            )
+            .query_scope(scope, "o.show_id", |filter| {
+                format!("SELECT {ORDER_COUNTS} FROM orders o WHERE {filter}")
+            })
             .await?;
         match rows.first() {
             Some(r) => counts_from(r, 0),
@@ -680,20 +676,17 @@ impl Store {
         &self,
         scope: &Scope<'_>,
     ) -> Result<HashMap<ShowId, BTreeMap<String, u64>>, StoreError> {
-        let (filter, params) = scope.filter("r.show_id");
         let rows = self
-            .engine
-            .query(
-                &format!(
+            .query_scope(scope, "r.show_id", |filter| {
+                format!(
                     "SELECT r.show_id, r.reason, CAST(SUM(r.count) AS BIGINT)
                      FROM show_refusals r WHERE {filter} GROUP BY r.show_id, r.reason"
-                ),
-                params,
-            )
+                )
+            })
             .await?;
         let mut out: HashMap<ShowId, BTreeMap<String, u64>> = HashMap::new();
         for r in &rows {
-            out.entry(ShowId::parse(r.text(0)?).map_err(corrupt)?)
+            out.entry(show_of(r)?)
                 .or_default()
                 .insert(r.text(1)?, count(r.int(2)?)?);
         }
@@ -705,47 +698,47 @@ impl Store {
         &self,
         scope: &Scope<'_>,
     ) -> Result<HashMap<ShowId, u64>, StoreError> {
-        let (filter, params) = scope.filter("v.show_id");
         let rows = self
-            .engine
-            .query(
-                &format!(
+            .query_scope(scope, "v.show_id", |filter| {
+                format!(
                     "SELECT m.show_id, CAST(MAX(m.total) AS BIGINT) FROM (
                          SELECT v.show_id, SUM(v.viewers) AS total FROM show_viewers v
                          WHERE {filter} GROUP BY v.show_id, v.minute) m
                      GROUP BY m.show_id"
-                ),
-                params,
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    ShowId::parse(r.text(0)?).map_err(corrupt)?,
-                    count(r.int(1)?)?,
-                ))
+                )
             })
-            .collect()
+            .await?;
+        per_show(&rows, |r| count(r.int(1)?))
     }
 
     /// The night's peak: per minute every show and node add up, so overlapping shows count as
     /// the audience the market had at once.
     async fn night_peak_viewers(&self, scope: &Scope<'_>) -> Result<u64, StoreError> {
-        let (filter, params) = scope.filter("v.show_id");
         let rows = self
-            .engine
-            .query(
-                &format!(
+            .query_scope(scope, "v.show_id", |filter| {
+                format!(
                     "SELECT CAST(COALESCE(MAX(m.total), 0) AS BIGINT) FROM (
                          SELECT SUM(v.viewers) AS total FROM show_viewers v
                          WHERE {filter} GROUP BY v.minute) m"
-                ),
-                params,
-            )
+                )
+            })
             .await?;
         match rows.first() {
             Some(r) => count(r.int(0)?),
             None => Ok(0),
         }
     }
+}
+
+/// The show a per-show row is about: its first column.
+fn show_of(r: &Row) -> Result<ShowId, StoreError> {
+    ShowId::parse(r.text(0)?).map_err(corrupt)
+}
+
+/// One value per show from per-show rows.
+fn per_show<T>(
+    rows: &[Row],
+    value: impl Fn(&Row) -> Result<T, StoreError>,
+) -> Result<HashMap<ShowId, T>, StoreError> {
+    rows.iter().map(|r| Ok((show_of(r)?, value(r)?))).collect()
 }
