@@ -651,26 +651,16 @@ async fn past_nights_are_read_only() {
     )
     .await;
     assert_error(s, &e, 409, "night_over");
-    let (s, e) = post(
-        addr,
-        &format!("/api/markets/{market}/exceptions"),
-        &op,
-        json!({"night_date": "2026-11-20", "kind": "cancelled", "reason": "mưa bão"}),
-    )
-    .await;
+    let path = format!("/api/markets/{market}/exceptions");
+    let exception = async |body: serde_json::Value| post(addr, &path, &op, body).await;
+    let (s, e) =
+        exception(json!({"night_date": "2026-11-20", "kind": "cancelled", "reason": "mưa bão"}))
+            .await;
     assert_error(s, &e, 409, "night_over");
-    let (s, e) = post(
-        addr,
-        &format!("/api/markets/{market}/exceptions"),
-        &op,
-        json!({"night_date": "2026-12-04", "kind": "moved", "moved_to": "2026-11-26T20:30", "reason": "đổi lịch"}),
-    )
+    let (s, e) = exception(json!({"night_date": "2026-12-04", "kind": "moved", "moved_to": "2026-11-26T20:30", "reason": "đổi lịch"}))
     .await;
     assert_error(s, &e, 400, "bad_request");
-    let (s, e) = post(
-        addr,
-        &format!("/api/markets/{market}/exceptions"),
-        &op,
+    let (s, e) = exception(
         json!({"night_date": "2027-02-05", "kind": "cancelled", "reason": "Tết Nguyên Đán"}),
     )
     .await;

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 
 use nightmarket_server::auth::Role;
 use nightmarket_tests::{Client, http, http_full, post, token};
+use nightmarket_wire::orders::ORDER_CSV_HEADER;
 use nightmarket_wire::server::ClaimOutcomeKind;
 use serde_json::{Value, json};
 
@@ -266,21 +267,7 @@ async fn orders_of_a_night(database_url: Option<String>) {
             .any(|(k, v)| k == "content-type" && v.starts_with("text/csv"))
     );
     let rows = parse_csv(&csv);
-    assert_eq!(
-        rows[0],
-        [
-            "order_id",
-            "buyer_id",
-            "status",
-            "product_id",
-            "product",
-            "quantity",
-            "unit_price",
-            "list_price",
-            "line_total",
-            "checkout_id"
-        ]
-    );
+    assert_eq!(rows[0], ORDER_CSV_HEADER);
     assert_eq!(rows.len(), 5, "{csv}");
     let mut sums: HashMap<String, i64> = HashMap::new();
     for r in &rows[1..] {

@@ -20,6 +20,33 @@ async fn ask(c: &mut Client, msg: serde_json::Value) -> WaitlistResult {
     waitlist_result(c, false).await
 }
 
+/// Joins `product`'s waitlist for `quantity` units and waits for the answer.
+async fn join(c: &mut Client, product: &str, quantity: u32) -> WaitlistResult {
+    ask(
+        c,
+        json!({"type": "waitlist_join", "product_id": product, "quantity": quantity}),
+    )
+    .await
+}
+
+/// `canceller` cancels `claim_id`; the units go to `waiting`, which is told it was promoted.
+async fn cancel_promotes(
+    canceller: &mut Client,
+    claim_id: &str,
+    waiting: &mut Client,
+) -> WaitlistResult {
+    canceller
+        .send(json!({"type": "cancel", "claim_id": claim_id}))
+        .await;
+    let promoted = news(waiting).await;
+    assert_eq!(
+        promoted.outcome,
+        WaitlistOutcomeKind::Promoted,
+        "{promoted:?}"
+    );
+    promoted
+}
+
 /// The next news of a promotion or a skip.
 async fn news(c: &mut Client) -> WaitlistResult {
     waitlist_result(c, true).await
@@ -69,11 +96,7 @@ async fn a_waiting_viewer_is_promoted_when_units_come_back() {
     let mut b = Client::viewer(m.addr, &m.show, "buyer-b").await;
     let mut c = Client::viewer(m.addr, &m.show, "buyer-c").await;
 
-    let r = ask(
-        &mut b,
-        json!({"type": "waitlist_join", "product_id": p, "quantity": 1}),
-    )
-    .await;
+    let r = join(&mut b, &p, 1).await;
     assert_eq!(r.outcome, WaitlistOutcomeKind::Refused);
     assert_eq!(r.reason, Some(ErrorCode::NotSoldOut), "{r:?}");
 
@@ -83,30 +106,18 @@ async fn a_waiting_viewer_is_promoted_when_units_come_back() {
     assert_eq!(claim.stock_left, Some(0));
 
     // B and C join and see their places; B again: the same place.
-    let r = ask(
-        &mut b,
-        json!({"type": "waitlist_join", "product_id": p, "quantity": 1}),
-    )
-    .await;
+    let r = join(&mut b, &p, 1).await;
     assert_eq!(
         (r.outcome, r.position, r.quantity, r.unit_price),
         (WaitlistOutcomeKind::Joined, Some(1), Some(1), Some(LIST)),
         "{r:?}"
     );
-    let r = ask(
-        &mut c,
-        json!({"type": "waitlist_join", "product_id": p, "quantity": 1}),
-    )
-    .await;
+    let r = join(&mut c, &p, 1).await;
     assert_eq!(
         (r.outcome, r.position),
         (WaitlistOutcomeKind::Joined, Some(2))
     );
-    let r = ask(
-        &mut b,
-        json!({"type": "waitlist_join", "product_id": p, "quantity": 2}),
-    )
-    .await;
+    let r = join(&mut b, &p, 2).await;
     assert_eq!(
         (r.outcome, r.position, r.quantity),
         (WaitlistOutcomeKind::Joined, Some(1), Some(1))
@@ -126,29 +137,15 @@ async fn a_waiting_viewer_is_promoted_when_units_come_back() {
     );
 
     // Bad input and the wrong role get clear answers.
-    let r = ask(
-        &mut b,
-        json!({"type": "waitlist_join", "product_id": p, "quantity": 0}),
-    )
-    .await;
+    let r = join(&mut b, &p, 0).await;
     assert_eq!(r.reason, Some(ErrorCode::BadRequest), "{r:?}");
-    let r = ask(
-        &mut seller,
-        json!({"type": "waitlist_join", "product_id": p, "quantity": 1}),
-    )
-    .await;
+    let r = join(&mut seller, &p, 1).await;
     assert_eq!(r.reason, Some(ErrorCode::Forbidden), "{r:?}");
     let reserved = b.claim("waitlist-9", &p, 1, LIST).await;
     assert_eq!(reserved.reason, Some(ErrorCode::BadRequest), "{reserved:?}");
 
     // A cancels: both units go to the waitlist, B first; each is told on its connections.
-    a.send(json!({"type": "cancel", "claim_id": "a-1"})).await;
-    let promoted = news(&mut b).await;
-    assert_eq!(
-        promoted.outcome,
-        WaitlistOutcomeKind::Promoted,
-        "{promoted:?}"
-    );
+    let promoted = cancel_promotes(&mut a, "a-1", &mut b).await;
     assert_eq!(promoted.product_id, p);
     assert_eq!(promoted.quantity, Some(1));
     assert_eq!(promoted.unit_price, Some(LIST));
@@ -177,22 +174,14 @@ async fn a_waiting_viewer_is_promoted_when_units_come_back() {
     assert_eq!(snap.lineup[0].left, 0, "both units went to the waitlist");
     // Leaving: explicitly, and by leaving the show.
     let mut d = Client::viewer(m.addr, &m.show, "buyer-d").await;
-    let r = ask(
-        &mut d,
-        json!({"type": "waitlist_join", "product_id": p, "quantity": 1}),
-    )
-    .await;
+    let r = join(&mut d, &p, 1).await;
     assert_eq!(
         (r.outcome, r.position),
         (WaitlistOutcomeKind::Joined, Some(1))
     );
     let r = ask(&mut d, json!({"type": "waitlist_leave", "product_id": p})).await;
     assert_eq!(r.outcome, WaitlistOutcomeKind::Left, "{r:?}");
-    let r = ask(
-        &mut d,
-        json!({"type": "waitlist_join", "product_id": p, "quantity": 1}),
-    )
-    .await;
+    let r = join(&mut d, &p, 1).await;
     assert_eq!(r.position, Some(1));
     d.close().await;
     // After the grace the node takes D off the list: a buyer joining then comes first (and
@@ -266,24 +255,14 @@ async fn the_promoted_viewer_is_told_on_another_node() {
     let mut b = Client::viewer(n1.addr, &m.show, "buyer-b").await;
     let claim = a.claim("a-1", &p, 2, LIST).await;
     assert_eq!(claim.outcome, ClaimOutcomeKind::Accepted, "{claim:?}");
-    let r = ask(
-        &mut b,
-        json!({"type": "waitlist_join", "product_id": p, "quantity": 2}),
-    )
-    .await;
+    let r = join(&mut b, &p, 2).await;
     assert_eq!(
         (r.outcome, r.position),
         (WaitlistOutcomeKind::Joined, Some(1)),
         "{r:?}"
     );
 
-    a.send(json!({"type": "cancel", "claim_id": "a-1"})).await;
-    let promoted = news(&mut b).await;
-    assert_eq!(
-        promoted.outcome,
-        WaitlistOutcomeKind::Promoted,
-        "{promoted:?}"
-    );
+    let promoted = cancel_promotes(&mut a, "a-1", &mut b).await;
     assert_eq!(promoted.quantity, Some(2));
     let claim_id = promoted.claim_id.unwrap();
 

@@ -993,24 +993,12 @@ impl ShowBook {
 
     /// Ends a flash that has run past its end (or its cap), so a new command starts clean.
     fn end_lapsed_flash(&mut self, now: Millis, out: &mut Vec<SequencedEvent>) {
-        if let Some(f) = &self.flash {
-            let reason = if now >= f.ends_at {
-                Some(EndReason::Expired)
-            } else if f.cap_left() == Some(0) {
-                Some(EndReason::CapReached)
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                let ev = ShowEvent::FlashEnded {
-                    flash_id: f.id,
-                    product_id: f.product_id.clone(),
-                    reason,
-                    list_price: f.list_price,
-                };
-                out.push(self.emit(now, ev));
-            }
-        }
+        let reason = match &self.flash {
+            Some(f) if now >= f.ends_at => EndReason::Expired,
+            Some(f) if f.cap_left() == Some(0) => EndReason::CapReached,
+            _ => return,
+        };
+        self.end_flash_event(now, reason, out);
     }
 
     fn end_flash_event(&mut self, now: Millis, reason: EndReason, out: &mut Vec<SequencedEvent>) {

@@ -13,6 +13,31 @@
 //! - [`settlement`]: the claim log as the order service reads and records it.
 //! - [`clock`]: the one clock the layers above are given (system, or manual in tests).
 
+/// The conversions of a checked number (`Dong`, `Stars`): read back as `$inner`, and parsed from
+/// the `i64` a JSON number or a database column gives (serde's `try_from`/`into` use these).
+macro_rules! checked_number {
+    ($name:ident, $inner:ty, $error:ty) => {
+        impl $name {
+            pub fn get(self) -> $inner {
+                self.0
+            }
+        }
+
+        impl TryFrom<i64> for $name {
+            type Error = $error;
+            fn try_from(n: i64) -> Result<Self, $error> {
+                Self::parse(n)
+            }
+        }
+
+        impl From<$name> for $inner {
+            fn from(n: $name) -> $inner {
+                n.0
+            }
+        }
+    };
+}
+
 pub mod admission;
 pub mod book;
 pub mod clock;

@@ -33,24 +33,9 @@ impl Dong {
         }
         Ok(Self(amount))
     }
-
-    pub fn get(self) -> i64 {
-        self.0
-    }
 }
 
-impl TryFrom<i64> for Dong {
-    type Error = MoneyError;
-    fn try_from(v: i64) -> Result<Self, MoneyError> {
-        Self::parse(v)
-    }
-}
-
-impl From<Dong> for i64 {
-    fn from(d: Dong) -> i64 {
-        d.0
-    }
-}
+checked_number!(Dong, i64, MoneyError);
 
 impl std::fmt::Display for Dong {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -39,24 +39,9 @@ impl Stars {
             _ => Err(OcopError::Stars(n)),
         }
     }
-
-    pub fn get(self) -> u8 {
-        self.0
-    }
 }
 
-impl TryFrom<i64> for Stars {
-    type Error = OcopError;
-    fn try_from(n: i64) -> Result<Self, OcopError> {
-        Self::parse(n)
-    }
-}
-
-impl From<Stars> for u8 {
-    fn from(s: Stars) -> u8 {
-        s.0
-    }
-}
+checked_number!(Stars, u8, OcopError);
 
 /// The six OCOP product groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

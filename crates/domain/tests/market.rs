@@ -147,15 +147,8 @@ fn wire_forms_parse_and_name_the_field() {
         let e = market::parse_weekday("weekdays", bad).unwrap_err();
         assert!(e.to_string().starts_with("weekdays: "), "{e}");
     }
-    for w in [
-        Weekday::Monday,
-        Weekday::Tuesday,
-        Weekday::Wednesday,
-        Weekday::Thursday,
-        Weekday::Friday,
-        Weekday::Saturday,
-        Weekday::Sunday,
-    ] {
+    // Every day of the week, Monday to Sunday.
+    for w in Weekday::Monday.cycle_forward().take(7) {
         assert_eq!(
             market::parse_weekday("w", market::weekday_name(w)).unwrap(),
             w

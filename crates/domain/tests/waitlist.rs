@@ -98,6 +98,21 @@ fn join(book: &mut ShowBook, who: &str, q: u32) -> JoinDecision {
     book.waitlist_join(&buyer(who), &pid(0), qty(q), T0)
 }
 
+/// Starts a ten-minute flash of product 0 at `price`, at once (no countdown), at `T0`.
+fn flash(book: &mut ShowBook, price: i64) {
+    book.start_flash(
+        &FlashSpec {
+            product_id: pid(0),
+            price: Dong::parse(price).unwrap(),
+            duration_s: 600,
+            quantity_cap: None,
+            countdown_s: 0,
+        },
+        T0,
+    )
+    .unwrap();
+}
+
 fn joined_at(d: &JoinDecision) -> u32 {
     match d {
         JoinDecision::Joined { position, .. } => *position,
@@ -200,17 +215,7 @@ fn a_cancel_promotes_the_head_at_the_current_price() {
     joined_at(&join(&mut book, "b1", 2));
     joined_at(&join(&mut book, "b2", 1));
     // The price drops meanwhile: the promotion takes the lower, current price.
-    book.start_flash(
-        &FlashSpec {
-            product_id: pid(0),
-            price: Dong::parse(90_000).unwrap(),
-            duration_s: 600,
-            quantity_cap: None,
-            countdown_s: 0,
-        },
-        T0,
-    )
-    .unwrap();
+    flash(&mut book, 90_000);
     let out = cancel(&mut book, "c1", "a", T0 + 10);
     assert_eq!(out.len(), 1, "{out:?}");
     let WaitlistOutcome::Promoted { entry, record, .. } = &out[0] else {
@@ -246,17 +251,7 @@ fn a_cancel_promotes_the_head_at_the_current_price() {
 #[test]
 fn a_buyer_is_skipped_when_the_price_rose() {
     let mut book = live(&[(2, 2)]);
-    book.start_flash(
-        &FlashSpec {
-            product_id: pid(0),
-            price: Dong::parse(90_000).unwrap(),
-            duration_s: 600,
-            quantity_cap: None,
-            countdown_s: 0,
-        },
-        T0,
-    )
-    .unwrap();
+    flash(&mut book, 90_000);
     claim(&mut book, "c1", "a", 2, 90_000, T0);
     match join(&mut book, "b1", 1) {
         JoinDecision::Joined { entry, .. } => assert_eq!(entry.price.get(), 90_000),

@@ -234,20 +234,16 @@ impl Target {
             .mint(role, subject, stats::now_unix_secs(), 24 * 3600)
     }
 
-    async fn call<T: serde::de::DeserializeOwned>(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<String>,
-        want: u16,
-    ) -> anyhow::Result<T> {
-        http::call(self.addr, method, path, token, body, want).await
-    }
-
     async fn show(&self, id: &str) -> anyhow::Result<Show> {
-        self.call("GET", &format!("/api/shows/{id}"), None, None, 200)
-            .await
+        http::call(
+            self.addr,
+            "GET",
+            &format!("/api/shows/{id}"),
+            None,
+            None,
+            200,
+        )
+        .await
     }
 
     /// Opens a WebSocket to a show from `source`.
@@ -686,6 +682,32 @@ async fn publish(
     Ok(r)
 }
 
+/// A publisher's clock: `rate` ticks a second for `duration` seconds.
+struct Pace {
+    interval: tokio::time::Interval,
+    start: Instant,
+    duration: f64,
+}
+
+impl Pace {
+    fn new(rate: f64, duration: f64) -> Self {
+        Self {
+            interval: tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001))),
+            start: Instant::now(),
+            duration,
+        }
+    }
+
+    /// Waits for the next tick; false once the duration has passed.
+    async fn tick(&mut self) -> bool {
+        if self.start.elapsed().as_secs_f64() >= self.duration {
+            return false;
+        }
+        self.interval.tick().await;
+        true
+    }
+}
+
 /// One command in flight at a time: when answers take longer than 1/rate, fewer are sent.
 async fn publish_closed_loop(
     mut ws: Ws,
@@ -693,12 +715,10 @@ async fn publish_closed_loop(
     plan: &PublishPlan,
 ) -> anyhow::Result<PublishReport> {
     let mut r = PublishReport::default();
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / plan.rate.max(0.001)));
-    let start = Instant::now();
+    let mut pace = Pace::new(plan.rate, plan.duration);
     // With one product, a refused command leaves the state as it was: the next tick repeats it.
     let mut n = 0;
-    while start.elapsed().as_secs_f64() < plan.duration {
-        tick.tick().await;
+    while pace.tick().await {
         let (msg, _) = plan.command(n, pinned);
         let sent = Instant::now();
         r.commands += 1;
@@ -767,11 +787,9 @@ async fn publish_open_loop(
             anyhow::Ok(r)
         })
     };
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / plan.rate.max(0.001)));
-    let start = Instant::now();
+    let mut pace = Pace::new(plan.rate, plan.duration);
     let mut n = 0;
-    while start.elapsed().as_secs_f64() < plan.duration {
-        tick.tick().await;
+    while pace.tick().await {
         let (msg, _) = plan.command(n, pinned);
         if let (Some(req), Ok(mut m)) = (msg.req(), sent_at.lock()) {
             m.insert(req.to_owned(), Instant::now());
@@ -802,10 +820,8 @@ async fn publish_nchan(
 ) -> anyhow::Result<PublishReport> {
     let mut r = PublishReport::default();
     let path = format!("/pub/{channel}");
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
-    let start = Instant::now();
-    while start.elapsed().as_secs_f64() < duration {
-        tick.tick().await;
+    let mut pace = Pace::new(rate, duration);
+    while pace.tick().await {
         let seq = r.last_seq + 1;
         let price = if seq % 2 == 0 { 250_000 } else { 200_000 };
         let frame = json!({
@@ -1327,9 +1343,8 @@ async fn setup(target: &Target, a: SetupArgs, json_out: bool) -> anyhow::Result<
         kind: Some("cooperative".into()),
         district: Some("Ba Vì".into()),
     };
-    let seller: Seller = target
-        .call("POST", "/api/sellers", op, body(&seller)?, 201)
-        .await?;
+    let seller: Seller =
+        http::call(target.addr, "POST", "/api/sellers", op, body(&seller)?, 201).await?;
     let mut ids = Vec::with_capacity(a.products);
     for i in 0..a.products {
         let p = CreateProduct {
@@ -1345,9 +1360,8 @@ async fn setup(target: &Target, a: SetupArgs, json_out: bool) -> anyhow::Result<
             quality_label: "TCCS 01:2024/MOBV".into(),
             documents: Vec::new(),
         };
-        let p: Product = target
-            .call("POST", "/api/products", op, body(&p)?, 201)
-            .await?;
+        let p: Product =
+            http::call(target.addr, "POST", "/api/products", op, body(&p)?, 201).await?;
         ids.push(p.view.id);
     }
     let lineup = ids.iter().map(|id| CreateLineupItem {
@@ -1360,11 +1374,9 @@ async fn setup(target: &Target, a: SetupArgs, json_out: bool) -> anyhow::Result<
         title: "Chợ đêm trên mây (load test)".into(),
         lineup: lineup.collect(),
     };
-    let show: Show = target
-        .call("POST", "/api/shows", op, body(&show)?, 201)
-        .await?;
+    let show: Show = http::call(target.addr, "POST", "/api/shows", op, body(&show)?, 201).await?;
     let live = format!("/api/shows/{}/live", show.id);
-    let _: Show = target.call("POST", &live, op, None, 200).await?;
+    let _: Show = http::call(target.addr, "POST", &live, op, None, 200).await?;
     if json_out {
         println!(
             "{}",
@@ -1379,7 +1391,7 @@ async fn setup(target: &Target, a: SetupArgs, json_out: bool) -> anyhow::Result<
 async fn close(target: &Target, a: CloseArgs) -> anyhow::Result<()> {
     let op = target.token(Role::Operator, "loadgen");
     let path = format!("/api/shows/{}/close", a.show);
-    let show: Value = target.call("POST", &path, Some(&op), None, 200).await?;
+    let show: Value = http::call(target.addr, "POST", &path, Some(&op), None, 200).await?;
     println!("{show}");
     Ok(())
 }

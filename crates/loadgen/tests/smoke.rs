@@ -97,6 +97,38 @@ async fn loadgen(addr: SocketAddr, args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("no JSON summary ({e}) in {stdout:?}; stderr:\n{stderr}"))
 }
 
+/// `fanout` of `shows` (comma-separated) to [`VIEWERS`] viewers a show, the seller publishing
+/// at [`RATE`] for [`PUBLISH_SECONDS`], with `extra` arguments.
+async fn fanout(addr: SocketAddr, shows: &str, extra: &[&str]) -> Value {
+    let viewers = VIEWERS.to_string();
+    let mut args = vec![
+        "fanout",
+        "--show",
+        shows,
+        "--viewers",
+        &viewers,
+        "--rate",
+        RATE,
+        "--duration",
+        PUBLISH_SECONDS,
+        "--grace",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    loadgen(addr, &args).await
+}
+
+/// A fanout summary in which something was published without error and every event reached
+/// every viewer of its show, none lost or left behind at the end.
+fn every_event_reached_every_viewer(f: &Value) {
+    let events = f["publish"]["events"].as_u64().unwrap();
+    assert!(events > 0, "nothing published: {f}");
+    assert_eq!(f["publish"]["errors"], serde_json::json!({}), "{f}");
+    assert_eq!(f["deliveries"], events * VIEWERS, "{f}");
+    assert_eq!(f["lost"], 0, "{f}");
+    assert_eq!(f["behind_at_end"], 0, "{f}");
+}
+
 /// `setup`, then `fanout`, `claims` and `close` against the server at `addr`.
 async fn smoke(addr: SocketAddr, pid: u32) {
     let pid = pid.to_string();
@@ -104,66 +136,20 @@ async fn smoke(addr: SocketAddr, pid: u32) {
     let show_id = show["show_id"].as_str().unwrap();
     let product = show["product_ids"][0].as_str().unwrap();
 
-    let viewers = VIEWERS.to_string();
-    let f = loadgen(
-        addr,
-        &[
-            "fanout",
-            "--show",
-            show_id,
-            "--viewers",
-            &viewers,
-            "--rate",
-            RATE,
-            "--duration",
-            PUBLISH_SECONDS,
-            "--grace",
-            "1",
-        ],
-    )
-    .await;
+    let f = fanout(addr, show_id, &[]).await;
     assert_eq!(f["connected"], VIEWERS, "{f}");
-    let events = f["publish"]["events"].as_u64().unwrap();
-    assert!(events > 0, "nothing published: {f}");
-    assert_eq!(f["publish"]["errors"], serde_json::json!({}), "{f}");
-    assert_eq!(f["deliveries"], events * VIEWERS, "{f}");
-    assert_eq!(f["lost"], 0, "{f}");
+    every_event_reached_every_viewer(&f);
     assert_eq!(f["out_of_order"], 0, "{f}");
-    assert_eq!(f["behind_at_end"], 0, "{f}");
     assert_eq!(f["dropped"], serde_json::json!({}), "{f}");
 
     // Two shows at once, each seller sending in open loop (not waiting for answers): every
     // viewer still gets every event of its own show, and ends with its show's newest state.
     let second_show = loadgen(addr, &["setup", "--products", "2", "--stock", "1000"]).await;
     let both = format!("{show_id},{}", second_show["show_id"].as_str().unwrap());
-    let m = loadgen(
-        addr,
-        &[
-            "fanout",
-            "--show",
-            &both,
-            "--viewers",
-            &viewers,
-            "--rate",
-            RATE,
-            "--duration",
-            PUBLISH_SECONDS,
-            "--grace",
-            "1",
-            "--open-loop",
-            "--server-pid",
-            &pid,
-        ],
-    )
-    .await;
+    let m = fanout(addr, &both, &["--open-loop", "--server-pid", &pid]).await;
     assert_eq!(m["shows"], 2, "{m}");
     assert_eq!(m["connected"], VIEWERS * 2, "{m}");
-    let events = m["publish"]["events"].as_u64().unwrap();
-    assert!(events > 0, "nothing published: {m}");
-    assert_eq!(m["publish"]["errors"], serde_json::json!({}), "{m}");
-    assert_eq!(m["deliveries"], events * VIEWERS, "{m}");
-    assert_eq!(m["lost"], 0, "{m}");
-    assert_eq!(m["behind_at_end"], 0, "{m}");
+    every_event_reached_every_viewer(&m);
     assert_eq!(m["latest"]["reached"], VIEWERS * 2, "{m}");
     assert!(
         m["server"]["window_user_s"].is_number(),

@@ -324,12 +324,7 @@ impl Settler {
                 recorded_to: cp.cursor.next_pos,
             });
         };
-        let limits: Vec<_> = row
-            .lineup
-            .iter()
-            .map(|l| (l.product.id.clone(), l.buyer_limit))
-            .collect();
-        let tally = self.store.log_tally(show, &limits).await?;
+        let tally = self.tally(&row, show).await?;
         let report = reconcile(&row, &close, &tally);
         let now = self.clock.now();
         let json = serde_json::to_string(&report)
@@ -370,6 +365,20 @@ impl Settler {
         Ok(Standing::Settled { row, report, now })
     }
 
+    /// What the show's recorded log adds up to, each product held to its buyer limit.
+    async fn tally(
+        &self,
+        row: &nightmarket_store::ShowRow,
+        show: &ShowId,
+    ) -> Result<nightmarket_store::LogTally, SettleError> {
+        let limits: Vec<_> = row
+            .lineup
+            .iter()
+            .map(|l| (l.product.id.clone(), l.buyer_limit))
+            .collect();
+        Ok(self.store.log_tally(show, &limits).await?)
+    }
+
     /// The report kept with a settlement. A settled show's log never changes, so the stored
     /// report stands; it is recomputed only when it cannot be read back (a settlement written
     /// by a version that kept another shape).
@@ -392,12 +401,7 @@ impl Settler {
                 at: 0,
                 final_stock: Vec::new(),
             });
-        let limits: Vec<_> = row
-            .lineup
-            .iter()
-            .map(|l| (l.product.id.clone(), l.buyer_limit))
-            .collect();
-        let tally = self.store.log_tally(show, &limits).await?;
+        let tally = self.tally(row, show).await?;
         Ok(reconcile(row, &close, &tally))
     }
 

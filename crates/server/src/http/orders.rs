@@ -262,8 +262,13 @@ pub async fn get_checkout(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Checkout>> {
     let claims = authenticate(&state, &headers, None)?;
-    let row = rules::visible_checkout(state.store(), &claims, &id).await?;
-    let mut view = checkouts_view(&state, std::slice::from_ref(&row)).await?;
+    checkout(&state, &claims, &id).await
+}
+
+/// The checkout `id` with its orders, as `claims` may see it (404 when it may not).
+async fn checkout(state: &AppState, claims: &Claims, id: &str) -> ApiResult<Json<Checkout>> {
+    let row = rules::visible_checkout(state.store(), claims, id).await?;
+    let mut view = checkouts_view(state, std::slice::from_ref(&row)).await?;
     view.pop()
         .map(Json)
         .ok_or_else(|| HttpError::not_found(format!("checkout {id}")))
@@ -311,11 +316,7 @@ pub async fn pay_checkout(
         .store()
         .pay_checkout(&id, req.amount, &rules::actor(&claims), state.now())
         .await?;
-    let row = rules::visible_checkout(state.store(), &claims, &id).await?;
-    let mut view = checkouts_view(&state, std::slice::from_ref(&row)).await?;
-    view.pop()
-        .map(Json)
-        .ok_or_else(|| HttpError::not_found(format!("checkout {id}")))
+    checkout(&state, &claims, &id).await
 }
 
 // --- one order ----------------------------------------------------------------------------

@@ -41,10 +41,21 @@ fn file(path: &str, headers: &HeaderMap) -> Response {
     let Some(f) = Web::get(path) else {
         return HttpError::not_found(format!("/{path}")).into_response();
     };
-    let tag: String = f.metadata.sha256_hash()[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let tag = hex(&f.metadata.sha256_hash()[..12]);
+    revalidated(f.data.into_owned(), &tag, content_type(path), headers)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `body` with the ETag `tag`, or 304 when the request's `If-None-Match` names it already.
+fn revalidated(
+    body: Vec<u8>,
+    tag: &str,
+    content_type: &'static str,
+    headers: &HeaderMap,
+) -> Response {
     let etag = format!("\"{tag}\"");
     let fresh = headers
         .get(IF_NONE_MATCH)
@@ -53,16 +64,34 @@ fn file(path: &str, headers: &HeaderMap) -> Response {
     let mut resp = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        f.data.into_owned().into_response()
+        body.into_response()
     };
     let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     // no-cache: always revalidate (cheap with the ETag), so a new release shows at once.
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(ETAG, v);
     }
     resp
+}
+
+/// The template every console page is made from.
+const CONSOLE: &str = "pages/console.html";
+
+/// A console page: the pages share their head and frame, so they are one template
+/// (`web/pages/console.html`) with the page's name filled in where it picks the script
+/// (`/web/assets/{page}.js`) and the body's `data-page`, and the main column's class.
+fn console(page: &str, main_class: &str, headers: &HeaderMap) -> Response {
+    let Some(f) = Web::get(CONSOLE) else {
+        return HttpError::not_found(format!("/{CONSOLE}")).into_response();
+    };
+    let html = String::from_utf8_lossy(&f.data)
+        .replace("{{page}}", page)
+        .replace("{{main_class}}", main_class);
+    // The template's hash and the page's name: a new template, a new tag on every page.
+    let tag = format!("{}-{page}", hex(&f.metadata.sha256_hash()[..12]));
+    revalidated(html.into_bytes(), &tag, content_type(CONSOLE), headers)
 }
 
 /// 304: a console file revalidated by its ETag (`If-None-Match`) has not changed.
@@ -81,69 +110,51 @@ impl utoipa::IntoResponses for NotModified {
     }
 }
 
-/// `/`: the viewer page (tonight's shows, joining one).
-#[utoipa::path(
-    get,
-    path = "/",
-    tag = "Consoles",
-    summary = "Viewer page (HTML): tonight's shows; join one as a guest or with a partner token, watch and claim",
-    description = "Who: public.",
-    responses(
-        (status = 200, description = "Success", content((String = "text/html"))),
-        NotModified,
-    ),
-)]
-pub async fn viewer(headers: HeaderMap) -> Response {
-    file("pages/viewer.html", &headers)
+/// One console page's handler and its OpenAPI operation, which differ only in these words.
+macro_rules! console_page {
+    ($(#[doc = $doc:tt])* $name:ident, $path:tt, $main_class:tt, $summary:tt, $who:tt) => {
+        $(#[doc = $doc])*
+        #[utoipa::path(
+            get,
+            path = $path,
+            tag = "Consoles",
+            summary = $summary,
+            description = $who,
+            responses(
+                (status = 200, description = "Success", content((String = "text/html"))),
+                NotModified,
+            ),
+        )]
+        pub async fn $name(headers: HeaderMap) -> Response {
+            console(stringify!($name), $main_class, &headers)
+        }
+    };
 }
 
-/// `/seller`: the seller's show console.
-#[utoipa::path(
-    get,
-    path = "/seller",
-    tag = "Consoles",
-    summary = "Seller console (HTML): tonight's show in one screen: go live, pin, flash prices, live figures, close, report",
-    description = "Who: public (the page asks for sign-in where it needs one).",
-    responses(
-        (status = 200, description = "Success", content((String = "text/html"))),
-        NotModified,
-    ),
-)]
-pub async fn seller(headers: HeaderMap) -> Response {
-    file("pages/seller.html", &headers)
-}
-
-/// `/operator`: the market office's console.
-#[utoipa::path(
-    get,
-    path = "/operator",
-    tag = "Consoles",
-    summary = "Operator console (HTML): markets, nights, sellers and invites, admissions, live board, reports, webhooks",
-    description = "Who: public (the page asks for sign-in where it needs one).",
-    responses(
-        (status = 200, description = "Success", content((String = "text/html"))),
-        NotModified,
-    ),
-)]
-pub async fn operator(headers: HeaderMap) -> Response {
-    file("pages/operator.html", &headers)
-}
-
-/// `/signin`: spends a one-time sign-in link (`#code=`) and goes on to the console.
-#[utoipa::path(
-    get,
-    path = "/signin",
-    tag = "Consoles",
-    summary = "Sign-in page (HTML): spends the one-time link's #code and opens the console",
-    description = "Who: public (the page asks for sign-in where it needs one).",
-    responses(
-        (status = 200, description = "Success", content((String = "text/html"))),
-        NotModified,
-    ),
-)]
-pub async fn signin(headers: HeaderMap) -> Response {
-    file("pages/signin.html", &headers)
-}
+console_page!(
+    /// `/`: the viewer page (tonight's shows, joining one).
+    viewer, "/", "",
+    "Viewer page (HTML): tonight's shows; join one as a guest or with a partner token, watch and claim",
+    "Who: public."
+);
+console_page!(
+    /// `/seller`: the seller's show console.
+    seller, "/seller", "",
+    "Seller console (HTML): tonight's show in one screen: go live, pin, flash prices, live figures, close, report",
+    "Who: public (the page asks for sign-in where it needs one)."
+);
+console_page!(
+    /// `/operator`: the market office's console, the only one with a wide main column.
+    operator, "/operator", "wide",
+    "Operator console (HTML): markets, nights, sellers and invites, admissions, live board, reports, webhooks",
+    "Who: public (the page asks for sign-in where it needs one)."
+);
+console_page!(
+    /// `/signin`: spends a one-time sign-in link (`#code=`) and goes on to the console.
+    signin, "/signin", "",
+    "Sign-in page (HTML): spends the one-time link's #code and opens the console",
+    "Who: public (the page asks for sign-in where it needs one)."
+);
 
 /// `/web/{path}`: scripts, styles, language files and the protocol client.
 #[utoipa::path(

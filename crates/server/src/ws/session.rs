@@ -497,13 +497,7 @@ impl Session {
     }
 
     async fn cancel(&mut self, claim_id: String) -> Result<(), ()> {
-        let refuse = |code: ErrorCode, message: String| CancelResult {
-            claim_id: claim_id.clone(),
-            outcome: CancelOutcomeKind::Refused,
-            reason: Some(code),
-            stock_left: None,
-            message: Some(message),
-        };
+        let refuse = |code, message| cancel_refused(&claim_id, code, message);
         let Some(buyer) = self.peer.buyer.clone() else {
             let r = refuse(
                 ErrorCode::Forbidden,
@@ -537,6 +531,17 @@ impl Session {
     }
 }
 
+/// The answer to a cancellation refused with `code`.
+fn cancel_refused(claim_id: &str, code: ErrorCode, message: String) -> CancelResult {
+    CancelResult {
+        claim_id: claim_id.to_owned(),
+        outcome: CancelOutcomeKind::Refused,
+        reason: Some(code),
+        stock_left: None,
+        message: Some(message),
+    }
+}
+
 /// Runs a cancellation, bounded like a claim by `claim_deadline_ms`. A cancellation has no
 /// deadline inside the inventory: one answered `unavailable` may still take effect, and a retry
 /// says so (`cancelled`, "already cancelled"); giving back units twice is impossible.
@@ -547,13 +552,7 @@ async fn cancel(
     id: &ClaimId,
     claim_id: String,
 ) -> CancelResult {
-    let refuse = |code: ErrorCode, message: String| CancelResult {
-        claim_id: claim_id.clone(),
-        outcome: CancelOutcomeKind::Refused,
-        reason: Some(code),
-        stock_left: None,
-        message: Some(message),
-    };
+    let refuse = |code, message| cancel_refused(&claim_id, code, message);
     let deadline = Duration::from_millis(state.config().limits.claim_deadline_ms);
     let decided = match tokio::time::timeout(
         deadline,
