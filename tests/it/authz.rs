@@ -249,15 +249,24 @@ async fn authorization_matrix() {
     server.shutdown().await;
 }
 
+/// Where the clock tests below start the server's manual clock: a Friday evening in 2026.
+const AT_SECS: i64 = 1_795_786_200;
+/// How long their tokens are valid.
+const TTL_SECS: i64 = 600;
+
+/// A server on a manual clock at [`AT_SECS`], and that clock.
+async fn clocked_server() -> (TestServer, nightmarket_server::clock::ManualClock) {
+    let clock = nightmarket_server::clock::ManualClock::new(AT_SECS * 1000);
+    let server =
+        TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), |_| {}).await;
+    (server, clock)
+}
+
 /// The server checks tokens on its one clock: a token stays good until that clock passes its
 /// expiry, and one issued ahead of it is refused, whatever the wall clock says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_expires_when_the_servers_clock_passes_its_expiry() {
-    const AT_SECS: i64 = 1_795_786_200; // a Friday evening in 2026
-    const TTL_SECS: i64 = 600;
-    let clock = nightmarket_server::clock::ManualClock::new(AT_SECS * 1000);
-    let server =
-        TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), |_| {}).await;
+    let (server, clock) = clocked_server().await;
     let key = TokenKey::new(SECRET);
     let operator = key.mint(Role::Operator, "dieu-hanh", AT_SECS, TTL_SECS);
     let addr = server.addr;
@@ -289,5 +298,30 @@ async fn a_token_expires_when_the_servers_clock_passes_its_expiry() {
     );
     clock.set((AT_SECS + 2 * TTL_SECS + 3600) * 1000);
     assert_eq!(me(later).await.0, 200, "good once the clock is there");
+    server.shutdown().await;
+}
+
+/// An open socket lives on the server's clock too: its session closes `token_expired` (4100)
+/// when that clock passes the token's expiry, not before, whatever the wall clock says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_closes_when_the_servers_clock_passes_its_tokens_expiry() {
+    let (server, clock) = clocked_server().await;
+    let m = Market::create(server.addr, &[100_000], 10, 2, true).await;
+    let viewer = TokenKey::new(SECRET).mint(Role::Viewer, "khach-1", AT_SECS, TTL_SECS);
+    let mut c = Client::connect(m.addr, &m.show, &viewer, None)
+        .await
+        .unwrap();
+    c.snapshot().await;
+
+    clock.advance(TTL_SECS * 1000 - 1);
+    nightmarket_tests::quiet_for(std::time::Duration::from_millis(300)).await;
+    c.ping().await;
+    assert_eq!(c.ended, None, "open a millisecond before the expiry");
+
+    clock.advance(1);
+    assert_eq!(
+        c.drain_to_end().await,
+        nightmarket_tests::Ended::Close(Some(4100))
+    );
     server.shutdown().await;
 }

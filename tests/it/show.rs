@@ -252,3 +252,84 @@ async fn joining_viewers_see_the_newest_claims_at_once() {
     assert_eq!(quantities, [2, 3, 4]);
     server.shutdown().await;
 }
+
+/// A flash ends on the server's clock, the one the embedded inventory decides by: a millisecond
+/// before its end a claim still gets the flash price and nobody is told it ended; the moment a
+/// test's manual clock passes the end, every viewer gets `flash_ended`, stamped at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flash_ends_when_the_servers_clock_passes_its_end() {
+    const AT: i64 = 1_795_786_200_000; // a Friday evening in 2026
+    let clock = nightmarket_server::clock::ManualClock::new(AT);
+    let server =
+        TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), |_| {}).await;
+    let m = Market::create(server.addr, &[LIST], STOCK, LIMIT, true).await;
+    let p1 = m.product(0).to_owned();
+    let mut viewers = [
+        Client::viewer(m.addr, &m.show, "b0").await,
+        Client::viewer(m.addr, &m.show, "b1").await,
+    ];
+    for c in &viewers {
+        let told = c.seen.iter().find_map(|msg| match msg {
+            ServerMessage::Snapshot(s) => Some(s.server_time),
+            _ => None,
+        });
+        assert_eq!(told, Some(AT), "snapshots tell the server's time");
+    }
+    let mut seller = m.pinned_seller(0).await;
+    seller
+        .command(
+            json!({"type": "start_flash", "product_id": p1, "price": FLASH, "duration_s": 60}),
+            "flash",
+        )
+        .await
+        .unwrap();
+    let flash = viewers[0]
+        .until(|msg| match msg {
+            ServerMessage::Event(e) => match &e.event {
+                ShowEvent::FlashStarted(f) => Some(f.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .await;
+    assert_eq!((flash.starts_at, flash.ends_at), (AT, AT + 60_000));
+
+    clock.set(flash.ends_at - 1);
+    let r = viewers[0].claim("c-last-ms", &p1, 1, FLASH).await;
+    assert_eq!(
+        (r.outcome, r.unit_price),
+        (ClaimOutcomeKind::Accepted, Some(FLASH)),
+        "{r:?}"
+    );
+    nightmarket_tests::quiet_for(std::time::Duration::from_millis(300)).await;
+    viewers[1].ping().await;
+    let ended = |c: &Client| {
+        c.seen.iter().any(|msg| {
+            matches!(msg, ServerMessage::Event(e) if matches!(e.event, ShowEvent::FlashEnded { .. }))
+        })
+    };
+    assert!(!viewers.iter().any(ended), "ended before its time");
+
+    clock.advance(1);
+    for c in &mut viewers {
+        let (at, reason) = c
+            .until(|msg| match msg {
+                ServerMessage::Event(e) => match &e.event {
+                    ShowEvent::FlashEnded {
+                        flash_id, reason, ..
+                    } if *flash_id == flash.flash_id => Some((e.at, reason.clone())),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .await;
+        assert_eq!((at, reason.as_str()), (flash.ends_at, "expired"));
+    }
+    let r = viewers[1].claim("c-after", &p1, 1, LIST).await;
+    assert_eq!(
+        (r.outcome, r.unit_price),
+        (ClaimOutcomeKind::Accepted, Some(LIST)),
+        "{r:?}"
+    );
+    server.shutdown().await;
+}

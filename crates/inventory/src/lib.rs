@@ -28,6 +28,7 @@ mod memory;
 mod redis_backend;
 
 use async_trait::async_trait;
+use nightmarket_domain::clock::SharedClock;
 use nightmarket_domain::{
     BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRecord, CommandError, Dong, EndReason,
     Flash, FlashSpec, JoinDecision, LineupEntry, LogCursor, LogPage, Millis, ProductId, Quantity,
@@ -131,6 +132,12 @@ pub struct StockView {
 /// inventory on [`DecisionClock::Scripted`] decides by it.
 #[async_trait]
 pub trait Inventory: Send + Sync + 'static {
+    /// The clock this inventory decides by, as the process can read it: the times a caller
+    /// compares with the inventory's (a claim's deadline, a flash's end, a snapshot's time) are
+    /// read from it. The memory inventory's injected clock; for Redis, the system clock, which
+    /// stands for Redis's `TIME` (assumed to agree within NTP's tens of milliseconds).
+    fn clock(&self) -> &SharedClock;
+
     /// Makes a show known to the inventory with its lineup. If the show has journaled history
     /// (a restart), its state is rebuilt from it; opening an open show is a no-op.
     async fn open_show(

@@ -139,6 +139,10 @@ impl MemoryInventory {
 
 #[async_trait]
 impl Inventory for MemoryInventory {
+    fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
     async fn open_show(
         &self,
         show: &ShowId,

@@ -164,9 +164,12 @@ fn redact(url: &str) -> String {
 /// SQLite) or, with `redis_url`, the Redis inventory shared by every node, on one Redis or
 /// (`redis_cluster`) on a Redis Cluster. The store is the SQLite file under `data_dir`, or
 /// PostgreSQL with `database_url`. The store stamps on `clock`, and so does every part the state
-/// builds from [`Backends::clock`]. The Redis inventory decides by Redis's `TIME`, the one clock
-/// every node shares (see `nightmarket_inventory`); the memory inventory, for now, by the
-/// system clock (see below).
+/// builds from [`Backends::clock`], and so does the memory inventory: a test's manual clock
+/// ends flashes, passes claim deadlines and expires tokens everywhere at once. The Redis
+/// inventory decides by Redis's `TIME`, the one clock every node shares (see
+/// `nightmarket_inventory`): a show's own times (flash ends, claim deadlines, snapshot times)
+/// are then on the system clock standing for it ([`Inventory::clock`]), whatever `clock` is;
+/// market times, records and tokens stay on `clock`.
 pub async fn open_backends(
     config: &Config,
     clock: clock::SharedClock,
@@ -201,13 +204,8 @@ pub async fn open_backends(
     let path = config.data_dir.join("journal.sqlite");
     let journal = SqliteJournal::open(&path, config.limits.journal_queue)
         .map_err(|e| dependency("sqlite", path.display().to_string(), e))?;
-    // Decides on the system clock, not `clock`, until the WebSocket session and the live
-    // fan-out read `clock` too: they still compute claim deadlines (`ws::claims`) and flash-end
-    // timers (`live::schedule_flash_end`) on the wall clock, and an inventory on a test's
-    // manual clock would then end every flash at once and judge deadlines against another
-    // clock. Serving passes the system clock, so today both are the same clock there.
     let inventory = MemoryInventory::new(journal.clone(), config.limits.event_history)
-        .with_clock(clock::system());
+        .with_clock(clock.clone());
     Ok(Backends {
         catalog: Arc::new(catalog),
         inventory: Arc::new(inventory),

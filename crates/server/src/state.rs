@@ -156,6 +156,13 @@ impl AppState {
         self.clock.now()
     }
 
+    /// The time on the clock the inventory decides by, which a show's times (flash windows,
+    /// claim deadlines, a snapshot's `server_time`) are on: the server's clock with the
+    /// embedded inventory, the system clock standing for Redis's `TIME` with Redis.
+    pub fn inventory_now(&self) -> Millis {
+        self.inventory.clock().now()
+    }
+
     pub fn live(&self) -> &Arc<Live> {
         &self.live
     }

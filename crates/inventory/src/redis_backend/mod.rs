@@ -37,6 +37,7 @@ use async_trait::async_trait;
 use nightmarket_domain::book::{
     MAX_COUNTDOWN_SECONDS, MAX_FLASH_SECONDS, MAX_WAITLIST_PER_PRODUCT,
 };
+use nightmarket_domain::clock::SharedClock;
 use nightmarket_domain::{
     BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRecord, ClaimRequest, CommandError, Dong,
     Flash, JoinDecision, LineupEntry, LogCursor, LogEntry, LogPage, Millis, Product, ProductId,
@@ -858,8 +859,16 @@ fn command_error(code: &str, detail: String) -> InventoryError {
     })
 }
 
+/// What the process reads for Redis's `TIME` (see [`Inventory::clock`]).
+static REDIS_TIME: std::sync::LazyLock<SharedClock> =
+    std::sync::LazyLock::new(nightmarket_domain::clock::system);
+
 #[async_trait]
 impl Inventory for RedisInventory {
+    fn clock(&self) -> &SharedClock {
+        &REDIS_TIME
+    }
+
     async fn open_show(
         &self,
         show: &ShowId,

@@ -29,7 +29,7 @@ use nightmarket_wire::server::{
 };
 use tokio::sync::watch;
 
-use crate::clock::{SharedClock, now_ms};
+use crate::clock::{SharedClock, sleep_until};
 use crate::config::Limits;
 use crate::convert;
 use crate::live::inbox::Buyers;
@@ -272,7 +272,10 @@ impl Live {
         follow_up_as: Option<&str>,
     ) -> Result<Commanded, InventoryError> {
         let _gate = rt.gate.lock().await;
-        let events = self.inventory.command(&rt.id, cmd, now_ms()).await?;
+        let events = self
+            .inventory
+            .command(&rt.id, cmd, self.inventory.clock().now())
+            .await?;
         for ev in &events {
             self.deliver(rt, ev).await;
         }
@@ -406,13 +409,13 @@ impl Live {
         }
     }
 
-    /// Ends a flash at its end time. The timer names the flash, so a late timer never ends a
-    /// newer one.
+    /// Ends a flash at its end time on the clock the inventory decides by (the server's clock
+    /// with the embedded inventory: on a test's manual clock, when the test moves it there).
+    /// The timer names the flash, so a late timer never ends a newer one.
     fn schedule_flash_end(self: &Arc<Self>, rt: Arc<ShowRuntime>, flash_id: u64, ends_at: Millis) {
         let live = self.clone();
         tokio::spawn(async move {
-            let wait = (ends_at - now_ms()).max(0) as u64;
-            tokio::time::sleep(Duration::from_millis(wait)).await;
+            sleep_until(live.inventory.clock().clone(), ends_at).await;
             live.end_flash(&rt, flash_id, EndReason::Expired).await;
         });
     }

@@ -13,9 +13,14 @@
 //!   refusal that it never will (answered `unavailable`). That real answer goes to the same
 //!   connection; had the viewer left, the next snapshot's `my_claims` shows it.
 //!
-//! Node and Redis clocks are assumed to agree within NTP's tens of milliseconds: a skew shifts
-//! the deadline the script enforces by as much, and a claim resent after the deadline is
-//! simply decided again under it (the answer is still the truth).
+//! The deadline is on the clock the inventory decides by ([`Inventory::clock`]): the server's
+//! clock with the embedded inventory, so a test's manual clock passes it exactly when the test
+//! moves the clock; the system clock with Redis. Node and Redis clocks are assumed to agree
+//! within NTP's tens of milliseconds: a skew shifts the deadline the script enforces by as
+//! much, and a claim resent after the deadline is simply decided again under it (the answer is
+//! still the truth).
+//!
+//! [`Inventory::clock`]: nightmarket_inventory::Inventory::clock
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +32,7 @@ use nightmarket_wire::server::{ClaimOutcomeKind, ClaimResult, ServerMessage};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::clock::now_ms;
+use crate::clock::sleep_until;
 use crate::convert;
 use crate::live::ShowRuntime;
 use crate::metrics::inc;
@@ -49,12 +54,12 @@ pub async fn decide(
 ) {
     let received = Instant::now();
     let deadline_ms = state.config().limits.claim_deadline_ms;
-    // The wall-clock deadline (what the inventory enforces) is read first, the instant the
-    // task gives up at second: `pending` then goes out only once the deadline has passed, so
-    // no claim executes after its viewer was told `pending`. Read the other way round, a
-    // thread preempted between the two lines sent `pending` early by the preemption.
-    let deadline = now_ms() + deadline_ms as i64;
-    let due = Instant::now() + Duration::from_millis(deadline_ms);
+    // The inventory refuses a claim it executes after `deadline`; the task gives up once the
+    // same clock reads past it, so `pending` goes out only when no attempt can execute any
+    // more: no claim executes after its viewer was told `pending`.
+    let clock = state.inventory().clock().clone();
+    let deadline = clock.now().saturating_add_unsigned(deadline_ms);
+    let passed = || sleep_until(clock.clone(), deadline.saturating_add(1));
     let claim_id = req.claim_id.to_string();
     let send = |r: ClaimResult| {
         let out = out.clone();
@@ -80,10 +85,10 @@ pub async fn decide(
         let mut call =
             state
                 .inventory()
-                .claim_within(&rt.id, req.clone(), now_ms(), Some(deadline));
+                .claim_within(&rt.id, req.clone(), clock.now(), Some(deadline));
         let answer = tokio::select! {
             r = &mut call => Some(r),
-            () = tokio::time::sleep_until(due) => None,
+            () = passed() => None,
         };
         let Some(answer) = answer else {
             break Some(call);
@@ -91,7 +96,11 @@ pub async fn decide(
         match answer {
             Err(e @ (InventoryError::Unavailable(_) | InventoryError::Unknown(_))) => {
                 maybe_sent |= matches!(e, InventoryError::Unknown(_));
-                if Instant::now() + pause >= due {
+                if clock
+                    .now()
+                    .saturating_add_unsigned(pause.as_millis() as u64)
+                    > deadline
+                {
                     if !maybe_sent {
                         let r = unavailable(&state, &rt, &claim_id, &e.to_string());
                         first(r).await;
@@ -129,7 +138,7 @@ pub async fn decide(
         pause = (pause * 2).min(RETRY_MAX);
         match state
             .inventory()
-            .claim_within(&rt.id, req.clone(), now_ms(), Some(deadline))
+            .claim_within(&rt.id, req.clone(), clock.now(), Some(deadline))
             .await
         {
             Err(InventoryError::Unavailable(_) | InventoryError::Unknown(_)) => {}

@@ -35,7 +35,6 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::auth::{Claims, Role};
-use crate::clock::now_ms;
 use crate::convert;
 use crate::live::{ShowRuntime, frame};
 use crate::metrics::inc;
@@ -197,11 +196,15 @@ impl Session {
         let view = self
             .state
             .inventory()
-            .view(&self.rt.id, self.peer.buyer.as_ref(), now_ms())
+            .view(
+                &self.rt.id,
+                self.peer.buyer.as_ref(),
+                self.state.inventory_now(),
+            )
             .await?;
         let snap = Snapshot {
             seq: view.seq,
-            server_time: now_ms(),
+            server_time: self.state.inventory_now(),
             show: ShowView {
                 id: self.rt.id.to_string(),
                 title: self.rt.title.clone(),
@@ -556,7 +559,9 @@ async fn cancel(
     let deadline = Duration::from_millis(state.config().limits.claim_deadline_ms);
     let decided = match tokio::time::timeout(
         deadline,
-        state.inventory().cancel(&rt.id, buyer, id, now_ms()),
+        state
+            .inventory()
+            .cancel(&rt.id, buyer, id, state.inventory_now()),
     )
     .await
     {
@@ -639,7 +644,13 @@ impl Session {
         let decision = self
             .state
             .inventory()
-            .waitlist_join(&self.rt.id, &buyer, &product, quantity, now_ms())
+            .waitlist_join(
+                &self.rt.id,
+                &buyer,
+                &product,
+                quantity,
+                self.state.inventory_now(),
+            )
             .await;
         let result = match decision {
             Ok(JoinDecision::Joined { entry, position })
@@ -697,7 +708,12 @@ impl Session {
         let result = match self
             .state
             .inventory()
-            .waitlist_leave(&self.rt.id, &buyer, Some(&product), now_ms())
+            .waitlist_leave(
+                &self.rt.id,
+                &buyer,
+                Some(&product),
+                self.state.inventory_now(),
+            )
             .await
         {
             Ok(gone) => WaitlistResult {
@@ -893,6 +909,9 @@ async fn start(s: &mut Session, last_seq: Option<u64>) -> Result<(), Ending> {
     Err(closing(CloseCode::Resync))
 }
 
+/// The longest a session lasts, whatever its token's `exp` says: a year.
+const SESSION_LONGEST_MS: i64 = 365 * 24 * 3600 * 1000;
+
 async fn session_loop(s: &mut Session, reader: &mut Reader, last_seq: Option<u64>) -> Ending {
     // `last_seq=0` means the client has seen nothing: it needs a snapshot, not a replay.
     let last_seq = last_seq.filter(|&seq| seq > 0);
@@ -902,14 +921,16 @@ async fn session_loop(s: &mut Session, reader: &mut Reader, last_seq: Option<u64
     }
 
     let mut shutdown = s.state.shutdown();
-    // Tokens may be minted far into the future; a year is as long as any session needs to wait.
-    let left = s
+    // On the server's clock, the one every token check reads: a test's manual clock expires
+    // the session exactly when it passes the token's expiry. Tokens may be minted far into the
+    // future; a year is as long as any session lasts (the protocol says so).
+    let expires_at = s
         .peer
         .claims
         .exp
-        .saturating_sub(now_ms() / 1000)
-        .clamp(0, 365 * 24 * 3600);
-    let expiry = tokio::time::sleep_until(Instant::now() + Duration::from_secs(left as u64));
+        .saturating_mul(1000)
+        .min(s.state.now().saturating_add(SESSION_LONGEST_MS));
+    let expiry = crate::clock::sleep_until(s.state.clock().clone(), expires_at);
     let stop = crate::shutdown::stopped(&mut shutdown);
     let inbox = s.inbox.clone();
     let news = inbox_ready(inbox.as_deref());

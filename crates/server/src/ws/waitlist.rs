@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use nightmarket_domain::BuyerId;
 
-use crate::clock::now_ms;
 use crate::live::ShowRuntime;
 use crate::shutdown::stopped;
 use crate::state::AppState;
@@ -36,7 +35,7 @@ pub fn leave_later(state: &Arc<AppState>, rt: Arc<ShowRuntime>, buyer: BuyerId) 
         }
         match state
             .inventory()
-            .waitlist_leave(&rt.id, &buyer, None, now_ms())
+            .waitlist_leave(&rt.id, &buyer, None, state.inventory_now())
             .await
         {
             Ok(gone) if !gone.is_empty() => {
