@@ -279,16 +279,16 @@ impl Reader {
             if !self.buf.is_empty()
                 && let Some(msg) = self.decoder.decode(&mut self.buf)?
             {
+                // Let go at once, not at the next call: the session may take a while over
+                // the message, and most connections then wait long for the next one.
+                self.release();
                 if let Message::Ping(payload) = &msg {
                     // A viewer already closing needs no pong.
                     let _ = viewer.send(Frame::pong(payload));
                 }
                 return Ok(Some(msg));
             }
-            if self.buf.is_empty() {
-                // Let go of the allocation: an idle connection keeps no buffer.
-                self.buf = BytesMut::new();
-            }
+            self.release();
             self.half.readable().await?;
             self.buf.reserve(READ_CHUNK);
             match self.half.try_read_buf(&mut self.buf) {
@@ -298,6 +298,21 @@ impl Reader {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Frees the read buffer once everything in it is decoded: an idle connection keeps no
+    /// buffer. (An emptied `BytesMut` still holds its allocation, shared with the frames split
+    /// off it.)
+    fn release(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+    }
+
+    /// Bytes the read buffer holds allocated now: 0 between messages. For tests and the
+    /// documentation's idle figures.
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
     }
 }
 

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Tally {
     pub frames: u64,
+    pub events: u64,
     pub bytes: u64,
     pub queued: u64,
     pub catch_ups: u64,
@@ -25,6 +26,7 @@ pub(crate) struct Tally {
 #[repr(align(128))]
 pub(crate) struct ShardCounters {
     frames: AtomicU64,
+    events: AtomicU64,
     bytes: AtomicU64,
     queued: AtomicU64,
     catch_ups: AtomicU64,
@@ -38,6 +40,7 @@ impl ShardCounters {
     pub(crate) fn add(&self, t: &Tally) {
         for (counter, n) in [
             (&self.frames, t.frames),
+            (&self.events, t.events),
             (&self.bytes, t.bytes),
             (&self.queued, t.queued),
             (&self.catch_ups, t.catch_ups),
@@ -57,6 +60,7 @@ impl ShardCounters {
     fn read(&self) -> LiveMetrics {
         LiveMetrics {
             frames_delivered: self.frames.load(Relaxed),
+            events_delivered: self.events.load(Relaxed),
             bytes_written: self.bytes.load(Relaxed),
             frames_queued: self.queued.load(Relaxed),
             catch_ups: self.catch_ups.load(Relaxed),
@@ -73,6 +77,12 @@ impl ShardCounters {
 pub struct LiveMetrics {
     /// Frames written whole to viewers' sockets: events, conflated values, private frames.
     pub frames_delivered: u64,
+    /// Event frames written whole to viewers' sockets: one per viewer per event, counted when
+    /// its last byte is handed to the kernel, whether straight from the shard's walk, from the
+    /// viewer's queue, or from the history at its start. An event skipped by a catch-up, or
+    /// dropped with a closing viewer's queue, is not counted (nor is the catch-up frame itself,
+    /// nor events the session sends as start frames of its own).
+    pub events_delivered: u64,
     /// Bytes written to viewers' sockets.
     pub bytes_written: u64,
     /// Frames that waited in a viewer's queue because its socket was full.
@@ -94,6 +104,7 @@ pub(crate) fn sum<'a>(shards: impl Iterator<Item = &'a ShardCounters>) -> LiveMe
         .map(ShardCounters::read)
         .fold(LiveMetrics::default(), |a, b| LiveMetrics {
             frames_delivered: a.frames_delivered + b.frames_delivered,
+            events_delivered: a.events_delivered + b.events_delivered,
             bytes_written: a.bytes_written + b.bytes_written,
             frames_queued: a.frames_queued + b.frames_queued,
             catch_ups: a.catch_ups + b.catch_ups,

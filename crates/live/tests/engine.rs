@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use futures_util::SinkExt;
+use nightmarket_live::inbound::{Message as In, Reader};
 use nightmarket_live::{
     AttachOptions, CatchUpCell, Cells, Channel, CloseReason, Engine, Frame, LiveConfig, Published,
     Start, StartError, StartFrom, Viewer,
@@ -77,11 +79,70 @@ async fn every_viewer_sees_every_event_in_order_across_shards() {
     for r in readers {
         r.await.unwrap();
     }
+    // Each shard adds its count after its walk, so the last few may land just after the
+    // clients read them; then the sum is exact: one per viewer per event, one more per viewer
+    // for its hello.
+    let deliveries = VIEWERS as u64 * EVENTS;
+    until("every delivery counted", || async {
+        engine.metrics().events_delivered >= deliveries
+    })
+    .await;
     let m = engine.metrics();
-    assert!(m.frames_delivered >= VIEWERS as u64 * (EVENTS + 1), "{m:?}");
+    assert_eq!(m.events_delivered, deliveries, "{m:?}");
+    assert_eq!(m.frames_delivered, deliveries + VIEWERS as u64, "{m:?}");
     assert_eq!(m.catch_ups, 0);
     drop(viewers);
     until("viewers detached", || async { ch.viewer_count() == 0 }).await;
+}
+
+/// An idle viewer holds no buffer: the queue a burst builds while its socket is full goes once
+/// the socket drains, and the reader's buffer goes as soon as a message is decoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_lets_go_of_its_buffers_after_a_burst() {
+    const EVENTS: u64 = 64;
+    let engine = Engine::new(LiveConfig {
+        shards: 2,
+        stall_timeout: Duration::from_secs(60),
+        ..LiveConfig::default()
+    })
+    .unwrap();
+    let ch = engine.channel("show", 0, CatchUpCell::default());
+    let (listener, addr) = support::listener().await;
+    let (tcp, mut client) = support::pair(&listener, addr, Some(4096), Some(4096)).await;
+    let (viewer, read) = attach(&ch, tcp);
+    let mut reader = Reader::new(read, &[], 1 << 16);
+    assert_eq!(viewer.queue_capacity(), 0, "the hello went out at once");
+    assert_eq!(reader.buffer_capacity(), 0);
+
+    // About 64 KiB while the client reads nothing: far more than both socket buffers hold.
+    for seq in 1..=EVENTS {
+        ch.publish(seq, big_event(seq));
+    }
+    until("a queue for the full socket", || async {
+        viewer.queue_capacity() > 0
+    })
+    .await;
+    assert_eq!(next_text(&mut client).await, "hello");
+    for seq in 1..=EVENTS {
+        assert_eq!(number(&next_text(&mut client).await), seq);
+    }
+    until("the queue freed", || async { viewer.queue_capacity() == 0 }).await;
+    until("every delivery counted", || async {
+        engine.metrics().events_delivered >= EVENTS
+    })
+    .await;
+    let m = engine.metrics();
+    assert_eq!(m.events_delivered, EVENTS, "{m:?}");
+    assert!(m.frames_queued > 0, "{m:?}");
+
+    // A client message of several kilobytes: read, then the buffer is gone.
+    let text = "y".repeat(3000);
+    client.send(Message::text(text.clone())).await.unwrap();
+    match reader.next(&viewer).await.unwrap() {
+        Some(In::Text(t)) => assert_eq!(t, text),
+        other => panic!("expected the text message, got {other:?}"),
+    }
+    assert_eq!(reader.buffer_capacity(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,7 +73,8 @@ pub struct Metrics {
     viewers: Gauge,
     shows_loaded: Gauge,
     pub events_published: Counter,
-    /// Sequenced frames handed to connections: one per receiver per event.
+    /// Event frames written whole to connections, one per connection per event: the live
+    /// engine's per-shard count, copied at each render (`Live::observe`).
     pub events_fanned_out: Counter,
     pub conflated_frames_published: Counter,
     pub frames_sent: Counter,
@@ -212,7 +213,8 @@ impl Metrics {
             ),
             events_fanned_out: counter(
                 "nightmarket_events_fanned_out_total",
-                "Sequenced event frames handed to connections.",
+                "Event frames written whole to WebSocket connections: one per connection per \
+                 event (an event a slow connection skipped through a catch-up is not counted).",
             ),
             conflated_frames_published: counter(
                 "nightmarket_conflated_frames_published_total",

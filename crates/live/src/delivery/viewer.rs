@@ -33,9 +33,11 @@ use crate::sync::lock;
 
 /// One thing waiting in a viewer's queue.
 pub(crate) enum Entry {
-    /// A sequenced event, or a catch-up frame standing for every event up to its number. May be
-    /// replaced by a catch-up.
+    /// A sequenced event. May be replaced by a catch-up.
     Seq(u64, Frame),
+    /// A catch-up frame standing for every event up to its number. May be replaced by a newer
+    /// one; unlike an event, it is not counted as one delivered.
+    CatchUp(u64, Frame),
     /// A frame of the session's own (start frames, answers, pongs): never dropped.
     Private(Frame),
     /// The newest value of a conflated cell, read when it is about to be written.
@@ -47,15 +49,26 @@ pub(crate) enum Entry {
 impl Entry {
     fn bytes(&self) -> &[u8] {
         match self {
-            Self::Seq(_, f) | Self::Private(f) | Self::Close(f) | Self::Cell(_, Some(f)) => {
-                f.bytes()
-            }
+            Self::Seq(_, f)
+            | Self::CatchUp(_, f)
+            | Self::Private(f)
+            | Self::Close(f)
+            | Self::Cell(_, Some(f)) => f.bytes(),
             Self::Cell(_, None) => &[],
         }
     }
 
     fn len(&self) -> usize {
         self.bytes().len()
+    }
+
+    /// The sequence number of an event or a catch-up frame: what the `queue_frames` bound
+    /// counts and a catch-up replaces.
+    fn seq(&self) -> Option<u64> {
+        match self {
+            Self::Seq(s, _) | Self::CatchUp(s, _) => Some(*s),
+            _ => None,
+        }
     }
 }
 
@@ -98,7 +111,7 @@ impl Queue {
     fn push(&mut self, e: Entry) {
         self.bytes += e.len();
         match &e {
-            Entry::Seq(..) => self.seq_entries += 1,
+            Entry::Seq(..) | Entry::CatchUp(..) => self.seq_entries += 1,
             Entry::Cell(kind, None) => self.dirty |= kind.bit(),
             _ => {}
         }
@@ -107,11 +120,7 @@ impl Queue {
 
     fn recount(&mut self) {
         self.bytes = self.entries.iter().map(Entry::len).sum();
-        self.seq_entries = self
-            .entries
-            .iter()
-            .filter(|e| matches!(e, Entry::Seq(..)))
-            .count();
+        self.seq_entries = self.entries.iter().filter(|e| e.seq().is_some()).count();
         self.dirty = self
             .entries
             .iter()
@@ -146,11 +155,14 @@ impl Queue {
             n -= left;
             self.offset = 0;
             self.bytes -= len;
-            if matches!(front, Entry::Seq(..)) {
+            if front.seq().is_some() {
                 self.seq_entries -= 1;
             }
             if len > 0 {
                 tally.frames += 1;
+            }
+            if matches!(front, Entry::Seq(..)) {
+                tally.events += 1;
             }
             self.entries.pop_front();
         }
@@ -487,6 +499,7 @@ impl ViewerCell {
         let written = match self.socket.try_write(entry.bytes()) {
             Ok(n) if n == entry.len() => {
                 tally.frames += 1;
+                tally.events += u64::from(matches!(entry, Entry::Seq(..)));
                 tally.bytes += n as u64;
                 return;
             }
@@ -557,10 +570,7 @@ impl ViewerCell {
             .iter()
             .enumerate()
             .skip(skip)
-            .find_map(|(i, e)| match e {
-                Entry::Seq(s, _) => Some((i, *s)),
-                _ => None,
-            });
+            .find_map(|(i, e)| e.seq().map(|s| (i, s)));
         let Some((first, first_seq)) = first else {
             return;
         };
@@ -593,7 +603,7 @@ impl ViewerCell {
                 later.push(e);
             }
         }
-        q.entries.push_back(Entry::Seq(c, frame));
+        q.entries.push_back(Entry::CatchUp(c, frame));
         q.entries
             .extend(tail.into_iter().map(|s| Entry::Seq(s.seq, s.frame)));
         q.entries.extend(later);
@@ -960,6 +970,15 @@ impl Viewer {
     /// The newest sequence number this viewer was handed.
     pub fn seq(&self) -> u64 {
         lock(&self.cell.state).seq
+    }
+
+    /// Bytes this viewer's queue holds allocated now (its own state and its slots; the frames
+    /// are shared): 0 while its socket keeps up. For tests and the documentation's idle
+    /// figures.
+    pub fn queue_capacity(&self) -> usize {
+        lock(&self.cell.state).queue.as_ref().map_or(0, |q| {
+            std::mem::size_of::<Queue>() + q.entries.capacity() * std::mem::size_of::<Entry>()
+        })
     }
 }
 

@@ -128,7 +128,12 @@ pub async fn upgrade(
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
                 let tcp = parts.io.into_inner();
-                ws::run(state, rt, peer, tcp, &parts.read_buf, last_seq).await;
+                // `read_buf` shares hyper's whole read buffer (8 KiB): the bytes past the
+                // request are copied out and the buffer goes now, rather than stay with every
+                // connection for its life.
+                let already_read = parts.read_buf.to_vec();
+                drop(parts.read_buf);
+                ws::run(state, rt, peer, tcp, already_read, last_seq).await;
             }
             // Not the accept loop's TCP connection: the engine cannot write to it, so the
             // connection ends at once with 1011 (a server of this crate never gets here).

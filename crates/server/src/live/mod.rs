@@ -163,6 +163,7 @@ impl Live {
     pub fn observe(&self) {
         let m = self.engine.metrics();
         self.metrics.frames_sent.absolute(m.frames_delivered);
+        self.metrics.events_fanned_out.absolute(m.events_delivered);
         self.metrics.drops_resync.absolute(m.closed_resync);
         self.metrics.drops_write_timeout.absolute(m.closed_slow);
         for lag in self.engine.take_lag_samples() {
@@ -314,9 +315,6 @@ impl Live {
         }
         if let Published::Delivered { frames } = published {
             self.metrics.events_published.increment(frames as u64);
-            self.metrics
-                .events_fanned_out
-                .increment((frames * rt.channel.connection_count()) as u64);
         }
         published
     }

@@ -763,13 +763,14 @@ pub(crate) fn inventory_error(e: InventoryError) -> (ErrorCode, String) {
 }
 
 /// Runs a session until the client leaves, falls behind, or the server shuts down. `tcp` is the
-/// upgraded connection; `already_read` the bytes hyper read past the upgrade request.
+/// upgraded connection; `already_read` the bytes hyper read past the upgrade request, handed to
+/// the reader and then let go.
 pub async fn run(
     state: Arc<AppState>,
     rt: Arc<ShowRuntime>,
     peer: Peer,
     tcp: TcpStream,
-    already_read: &[u8],
+    already_read: Vec<u8>,
     last_seq: Option<u64>,
 ) {
     let _session = state.sessions().enter();
@@ -792,7 +793,8 @@ pub async fn run(
             counted: buyer.is_some(),
         },
     );
-    let mut reader = Reader::new(read, already_read, state.live().max_message());
+    let mut reader = Reader::new(read, &already_read, state.live().max_message());
+    drop(already_read);
     let mut s = Session {
         bucket: Bucket::new(l.messages_per_second, l.message_burst),
         lane: None,
