@@ -17,7 +17,7 @@ use nightmarket_domain::{
     WaitlistRefusal,
 };
 
-use crate::{Command, Inventory, InventoryError};
+use crate::{BookView, Command, Inventory, InventoryError};
 
 pub mod fixtures;
 
@@ -69,7 +69,7 @@ impl On<'_> {
 
 /// The shows [`run`] opens, as `<prefix>-<name>`: a Redis Cluster test uses them to check that
 /// the suite's shows spread over several masters.
-pub const SHOWS: [&str; 13] = [
+pub const SHOWS: [&str; 15] = [
     "lifecycle",
     "flash",
     "cancel",
@@ -83,6 +83,8 @@ pub const SHOWS: [&str; 13] = [
     "waitrace",
     "clock",
     "together",
+    "standing-live",
+    "standing-new",
 ];
 
 async fn open(
@@ -98,6 +100,42 @@ async fn open(
         .await
         .map_err(err)?;
     Ok(show)
+}
+
+/// Opens a show, takes it live and pins `product`: where most cases start.
+async fn open_live(
+    inv: &dyn Inventory,
+    prefix: &str,
+    name: &str,
+    stock: u32,
+    limit: u32,
+    product: &str,
+) -> Result<ShowId, String> {
+    let show = open(inv, prefix, name, stock, limit).await?;
+    for cmd in [Command::GoLive, Command::Pin(pid(product))] {
+        inv.command(&show, cmd, T0).await.map_err(err)?;
+    }
+    Ok(show)
+}
+
+/// Claims with `req` at `now`; the decision, whatever it is.
+async fn claim(
+    inv: &dyn Inventory,
+    show: &ShowId,
+    req: ClaimRequest,
+    now: Millis,
+) -> Result<ClaimDecision, String> {
+    inv.claim(show, req, now).await.map_err(err)
+}
+
+/// The show as buyer `who` sees it at `now`.
+async fn view_of(
+    inv: &dyn Inventory,
+    show: &ShowId,
+    who: &str,
+    now: Millis,
+) -> Result<BookView, String> {
+    inv.view(show, Some(&buyer(who)?), now).await.map_err(err)
 }
 
 /// Runs every case in turn on one inventory; the first disagreement is returned as text. The
@@ -137,6 +175,7 @@ macro_rules! inventory_conformance {
         $crate::inventory_conformance!(@$mode waitlist_limit_skip ref $($arg)*);
         $crate::inventory_conformance!(@$mode waitlists_never_oversell arc $($arg)*);
         $crate::inventory_conformance!(@$mode claims_together_decide_one_after_another arc $($arg)*);
+        $crate::inventory_conformance!(@$mode standings_of_many_shows ref $($arg)*);
     };
     (@run $case:ident ref $inv:ident $prefix:ident) => {
         $crate::conformance::$case($inv.as_ref(), $prefix).await?;
@@ -203,10 +242,7 @@ pub async fn lifecycle_and_refusals(inv: &dyn Inventory, prefix: &str) -> R {
     on.refuse(req("c1", "b1", "p1", 1, LIST - 1)?, T0, Why::StalePrice)
         .await?;
 
-    let d = inv
-        .claim(&show, req("c1", "b1", "p1", 2, LIST)?, T0)
-        .await
-        .map_err(err)?;
+    let d = claim(inv, &show, req("c1", "b1", "p1", 2, LIST)?, T0).await?;
     let ClaimDecision::Accepted(a) = d else {
         return Err(format!("expected accepted, got {d:?}"));
     };
@@ -216,10 +252,7 @@ pub async fn lifecycle_and_refusals(inv: &dyn Inventory, prefix: &str) -> R {
     )?;
 
     // Idempotent: the same id answers the same, without taking stock again.
-    let d = inv
-        .claim(&show, req("c1", "b1", "p1", 2, LIST)?, T0 + 5)
-        .await
-        .map_err(err)?;
+    let d = claim(inv, &show, req("c1", "b1", "p1", 2, LIST)?, T0 + 5).await?;
     ensure(
         matches!(&d, ClaimDecision::Duplicate(x) if x.record == a.record),
         "retry is a duplicate",
@@ -233,10 +266,7 @@ pub async fn lifecycle_and_refusals(inv: &dyn Inventory, prefix: &str) -> R {
         .await?;
     // b2 takes the last 3
     on.accept(req("c3", "b2", "p1", 3, LIST)?, T0).await?;
-    let d = inv
-        .claim(&show, req("c4", "b3", "p1", 1, LIST)?, T0)
-        .await
-        .map_err(err)?;
+    let d = claim(inv, &show, req("c4", "b3", "p1", 1, LIST)?, T0).await?;
     ensure(
         matches!(&d, ClaimDecision::Refused(r) if r.reason == RefusalReason::SoldOut && r.available == Some(0)),
         "sold out",
@@ -262,12 +292,8 @@ pub async fn lifecycle_and_refusals(inv: &dyn Inventory, prefix: &str) -> R {
 }
 
 pub async fn flash_rules(inv: &dyn Inventory, prefix: &str) -> R {
-    let show = open(inv, prefix, "flash", 100, 50).await?;
+    let show = open_live(inv, prefix, "flash", 100, 50, "p1").await?;
     let on = On { inv, show: &show };
-    inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
-    inv.command(&show, Command::Pin(pid("p1")), T0)
-        .await
-        .map_err(err)?;
     let spec = |price: i64, cap: Option<u32>, countdown: i64| -> Result<FlashSpec, String> {
         Ok(FlashSpec {
             product_id: pid("p1"),
@@ -297,26 +323,17 @@ pub async fn flash_rules(inv: &dyn Inventory, prefix: &str) -> R {
     )
     .await?;
     let t = T0 + 10_000;
-    let d = inv
-        .claim(&show, req("f1", "b1", "p1", 3, 99_000)?, t)
-        .await
-        .map_err(err)?;
+    let d = claim(inv, &show, req("f1", "b1", "p1", 3, 99_000)?, t).await?;
     ensure(
         matches!(&d, ClaimDecision::Accepted(a) if a.record.flash_id.is_some() && a.flash_exhausted.is_none()),
         "flash claim",
     )?;
-    let d = inv
-        .claim(&show, req("f2", "b2", "p1", 3, 99_000)?, t)
-        .await
-        .map_err(err)?;
+    let d = claim(inv, &show, req("f2", "b2", "p1", 3, 99_000)?, t).await?;
     ensure(
         matches!(&d, ClaimDecision::Refused(r) if r.reason == RefusalReason::SoldOut && r.available == Some(2)),
         "cap leaves 2 at the flash price; no partial fill",
     )?;
-    let d = inv
-        .claim(&show, req("f3", "b2", "p1", 2, 99_000)?, t)
-        .await
-        .map_err(err)?;
+    let d = claim(inv, &show, req("f3", "b2", "p1", 2, 99_000)?, t).await?;
     let flash_id = match &d {
         ClaimDecision::Accepted(a) => a.flash_exhausted,
         _ => None,
@@ -378,15 +395,9 @@ pub async fn flash_rules(inv: &dyn Inventory, prefix: &str) -> R {
 }
 
 pub async fn cancel_rules(inv: &dyn Inventory, prefix: &str) -> R {
-    let show = open(inv, prefix, "cancel", 10, 5).await?;
+    let show = open_live(inv, prefix, "cancel", 10, 5, "p2").await?;
     let on = On { inv, show: &show };
-    inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
-    inv.command(&show, Command::Pin(pid("p2")), T0)
-        .await
-        .map_err(err)?;
-    inv.claim(&show, req("k1", "b1", "p2", 4, LIST)?, T0)
-        .await
-        .map_err(err)?;
+    claim(inv, &show, req("k1", "b1", "p2", 4, LIST)?, T0).await?;
     let b1 = BuyerId::parse("b1").map_err(err)?;
     let b2 = BuyerId::parse("b2").map_err(err)?;
     let k1 = ClaimId::parse("k1").map_err(err)?;
@@ -429,12 +440,8 @@ pub async fn cancel_rules(inv: &dyn Inventory, prefix: &str) -> R {
 /// marked, and none of anyone else's (the Redis backend keeps them in chunks of 32 ids).
 pub async fn a_buyers_many_claims(inv: &dyn Inventory, prefix: &str) -> R {
     const MANY: usize = 70;
-    let show = open(inv, prefix, "mine", 1_000, 1_000).await?;
+    let show = open_live(inv, prefix, "mine", 1_000, 1_000, "p1").await?;
     let on = On { inv, show: &show };
-    inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
-    inv.command(&show, Command::Pin(pid("p1")), T0)
-        .await
-        .map_err(err)?;
     for i in 0..MANY {
         let at = T0 + i as i64;
         // b2 claims now and then, between b1's claims.
@@ -478,11 +485,7 @@ pub async fn a_buyers_many_claims(inv: &dyn Inventory, prefix: &str) -> R {
 
 pub async fn concurrent_claims_never_oversell(inv: Arc<dyn Inventory>, prefix: &str) -> R {
     const STOCK: u32 = 500;
-    let show = open(inv.as_ref(), prefix, "race", STOCK, 4).await?;
-    inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
-    inv.command(&show, Command::Pin(pid("p1")), T0)
-        .await
-        .map_err(err)?;
+    let show = open_live(inv.as_ref(), prefix, "race", STOCK, 4, "p1").await?;
     let mut tasks = Vec::new();
     for buyer in 0..200u32 {
         let inv = inv.clone();
@@ -634,15 +637,8 @@ pub async fn claim_log_in_pages(inv: &dyn Inventory, prefix: &str) -> R {
     inv.command(&show, Command::Pin(pid("p1")), T0)
         .await
         .map_err(err)?;
-    let a1 = accepted(
-        inv.claim(&show, req("l1", "b1", "p1", 2, LIST)?, T0 + 1)
-            .await
-            .map_err(err)?,
-    )?;
-    let d = inv
-        .claim(&show, req("l1", "b1", "p1", 2, LIST)?, T0 + 2)
-        .await
-        .map_err(err)?;
+    let a1 = accepted(claim(inv, &show, req("l1", "b1", "p1", 2, LIST)?, T0 + 1).await?)?;
+    let d = claim(inv, &show, req("l1", "b1", "p1", 2, LIST)?, T0 + 2).await?;
     ensure(
         matches!(d, ClaimDecision::Duplicate(_)),
         "the retry is a duplicate",
@@ -665,11 +661,7 @@ pub async fn claim_log_in_pages(inv: &dyn Inventory, prefix: &str) -> R {
             format!("{why:?} expected, got {d:?}"),
         )?;
     }
-    let a2 = accepted(
-        inv.claim(&show, req("l4", "b2", "p1", 3, LIST)?, T0 + 3)
-            .await
-            .map_err(err)?,
-    )?;
+    let a2 = accepted(claim(inv, &show, req("l4", "b2", "p1", 3, LIST)?, T0 + 3).await?)?;
     let b1 = BuyerId::parse("b1").map_err(err)?;
     let b2 = BuyerId::parse("b2").map_err(err)?;
     let l1 = ClaimId::parse("l1").map_err(err)?;
@@ -691,11 +683,7 @@ pub async fn claim_log_in_pages(inv: &dyn Inventory, prefix: &str) -> R {
     inv.command(&show, Command::Pin(pid("p2")), T0 + 6)
         .await
         .map_err(err)?;
-    let a3 = accepted(
-        inv.claim(&show, req("l5", "b1", "p2", 1, LIST)?, T0 + 7)
-            .await
-            .map_err(err)?,
-    )?;
+    let a3 = accepted(claim(inv, &show, req("l5", "b1", "p2", 1, LIST)?, T0 + 7).await?)?;
     // The cancellation carries the claim's own terms and time, and when it was cancelled.
     ensure(
         ClaimRecord {
@@ -807,6 +795,55 @@ pub async fn an_unknown_show(inv: &dyn Inventory, prefix: &str) -> R {
     Ok(())
 }
 
+/// Many shows' standings in one read: in the order asked, each as its view has it, `None` for
+/// a show the backend never held.
+pub async fn standings_of_many_shows(inv: &dyn Inventory, prefix: &str) -> R {
+    let live = open(inv, prefix, "standing-live", 5, 3).await?;
+    let new = open(inv, prefix, "standing-new", 4, 3).await?;
+    let never = ShowId::parse(format!("{prefix}-standing-never")).map_err(err)?;
+    for cmd in [Command::GoLive, Command::Pin(pid("p2"))] {
+        inv.command(&live, cmd, T0).await.map_err(err)?;
+    }
+    On { inv, show: &live }
+        .accept(req("s1", "b1", "p2", 2, LIST)?, T0)
+        .await?;
+    ensure(
+        inv.standings(&[]).await.map_err(err)?.is_empty(),
+        "no shows asked, none answered",
+    )?;
+    let got = inv
+        .standings(&[new.clone(), never.clone(), live.clone()])
+        .await
+        .map_err(err)?;
+    let [Some(new_s), None, Some(live_s)] = got.as_slice() else {
+        return Err(format!("standings of new, never opened, live: {got:?}"));
+    };
+    for (show, s) in [(&new, new_s), (&live, live_s)] {
+        let view = inv.view(show, None, T0).await.map_err(err)?;
+        let stock: Vec<_> = view
+            .lineup
+            .iter()
+            .map(|e| (e.product.id.clone(), e.left))
+            .collect();
+        ensure(
+            s.status == view.status && s.seq == view.seq && s.stock == stock,
+            format!("standing of {show} agrees with its view: {s:?} vs {view:?}"),
+        )?;
+    }
+    ensure(
+        live_s.status == ShowStatus::Live
+            && live_s.seq == 2
+            && live_s.stock == [(pid("p1"), 5), (pid("p2"), 3)],
+        format!("the live show: {live_s:?}"),
+    )?;
+    ensure(
+        new_s.status == ShowStatus::Scheduled
+            && new_s.seq == 0
+            && new_s.stock == [(pid("p1"), 4), (pid("p2"), 4)],
+        format!("the scheduled show: {new_s:?}"),
+    )
+}
+
 /// Release comes after the close marker: refused before, idempotent after, and it changes
 /// nothing a reader sees while the keys are kept.
 pub async fn release_rules(inv: &dyn Inventory, prefix: &str) -> R {
@@ -826,11 +863,7 @@ pub async fn release_rules(inv: &dyn Inventory, prefix: &str) -> R {
     inv.command(&show, Command::Pin(pid("p1")), T0)
         .await
         .map_err(err)?;
-    accepted(
-        inv.claim(&show, req("z1", "b1", "p1", 1, LIST)?, T0)
-            .await
-            .map_err(err)?,
-    )?;
+    accepted(claim(inv, &show, req("z1", "b1", "p1", 1, LIST)?, T0).await?)?;
     ensure(
         refused_release(inv.release(&show, keep).await),
         "a live show is not released",
@@ -994,16 +1027,8 @@ pub async fn waitlist_rules(inv: &dyn Inventory, prefix: &str) -> R {
             == JoinDecision::Refused(WaitlistRefusal::UnknownProduct),
         "a product outside the lineup",
     )?;
-    accepted(
-        inv.claim(&show, req("a1", "a", "p1", 1, LIST)?, T0)
-            .await
-            .map_err(err)?,
-    )?;
-    accepted(
-        inv.claim(&show, req("a2", "a", "p1", 1, LIST)?, T0)
-            .await
-            .map_err(err)?,
-    )?;
+    accepted(claim(inv, &show, req("a1", "a", "p1", 1, LIST)?, T0).await?)?;
+    accepted(claim(inv, &show, req("a2", "a", "p1", 1, LIST)?, T0).await?)?;
 
     let w1 = joined(&join(inv, &show, "w1", "p1", 1, T0 + 1).await?, 1, "w1")?;
     ensure(w1.price.get() == LIST && w1.quantity == 1, "w1's entry")?;
@@ -1022,10 +1047,7 @@ pub async fn waitlist_rules(inv: &dyn Inventory, prefix: &str) -> R {
             == JoinDecision::Refused(WaitlistRefusal::LimitExceeded),
         "holding 2 of 3, waiting for 2 more is over the limit",
     )?;
-    let view = inv
-        .view(&show, Some(&buyer("w3")?), T0)
-        .await
-        .map_err(err)?;
+    let view = view_of(inv, &show, "w3", T0).await?;
     ensure(
         view.my_waitlist.len() == 1 && view.my_waitlist[0].1 == 3,
         format!("w3 sees its place, got {:?}", view.my_waitlist),
@@ -1048,10 +1070,7 @@ pub async fn waitlist_rules(inv: &dyn Inventory, prefix: &str) -> R {
         ),
         "leaving a product outside the lineup",
     )?;
-    let view = inv
-        .view(&show, Some(&buyer("w3")?), T0)
-        .await
-        .map_err(err)?;
+    let view = view_of(inv, &show, "w3", T0).await?;
     ensure(view.my_waitlist.is_empty(), "w3 waits no more")?;
 
     // The price drops; one unit comes back: w1 gets it at the flash price, w2 (2 units) waits.
@@ -1081,18 +1100,12 @@ pub async fn waitlist_rules(inv: &dyn Inventory, prefix: &str) -> R {
             && promoted.at == T0 + 20,
         format!("the promotion is a claim at the current price: {promoted:?}"),
     )?;
-    let view = inv
-        .view(&show, Some(&buyer("w1")?), T0 + 20)
-        .await
-        .map_err(err)?;
+    let view = view_of(inv, &show, "w1", T0 + 20).await?;
     ensure(
         view.my_claims == vec![promoted.clone()] && view.my_waitlist.is_empty(),
         format!("w1 holds the claim and waits no more: {view:?}"),
     )?;
-    let view = inv
-        .view(&show, Some(&buyer("w2")?), T0 + 20)
-        .await
-        .map_err(err)?;
+    let view = view_of(inv, &show, "w2", T0 + 20).await?;
     ensure(
         view.my_waitlist.len() == 1 && view.my_waitlist[0].1 == 1,
         "w2 moved up to the head",
@@ -1155,21 +1168,14 @@ pub async fn waitlist_rules(inv: &dyn Inventory, prefix: &str) -> R {
         format!("w4 skipped for the price, got {out:?}"),
     )?;
     ensure(left == 1, "the unit nobody could take stays in stock")?;
-    let view = inv
-        .view(&show, Some(&buyer("w2")?), T0 + 50)
-        .await
-        .map_err(err)?;
+    let view = view_of(inv, &show, "w2", T0 + 50).await?;
     ensure(view.my_waitlist.len() == 1, "w2 keeps its place")?;
 
     // The bound, on the other product.
     inv.command(&show, Command::Pin(pid("p2")), T0 + 60)
         .await
         .map_err(err)?;
-    accepted(
-        inv.claim(&show, req("x1", "x", "p2", 2, LIST)?, T0 + 60)
-            .await
-            .map_err(err)?,
-    )?;
+    accepted(claim(inv, &show, req("x1", "x", "p2", 2, LIST)?, T0 + 60).await?)?;
     for n in 0..MAX_WAITLIST_PER_PRODUCT {
         joined(
             &join(inv, &show, &format!("q{n}"), "p2", 1, T0 + 61).await?,
@@ -1212,37 +1218,17 @@ pub async fn waitlist_rules(inv: &dyn Inventory, prefix: &str) -> R {
 
 /// A waiting buyer whose own claims meanwhile left no room in its limit is skipped.
 pub async fn waitlist_limit_skip(inv: &dyn Inventory, prefix: &str) -> R {
-    let show = open(inv, prefix, "waitlimit", 4, 3).await?;
-    inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
-    inv.command(&show, Command::Pin(pid("p1")), T0)
-        .await
-        .map_err(err)?;
-    accepted(
-        inv.claim(&show, req("b1", "b", "p1", 1, LIST)?, T0)
-            .await
-            .map_err(err)?,
-    )?;
-    accepted(
-        inv.claim(&show, req("a1", "a", "p1", 1, LIST)?, T0)
-            .await
-            .map_err(err)?,
-    )?;
-    accepted(
-        inv.claim(&show, req("a2", "a", "p1", 2, LIST)?, T0)
-            .await
-            .map_err(err)?,
-    )?;
+    let show = open_live(inv, prefix, "waitlimit", 4, 3, "p1").await?;
+    accepted(claim(inv, &show, req("b1", "b", "p1", 1, LIST)?, T0).await?)?;
+    accepted(claim(inv, &show, req("a1", "a", "p1", 1, LIST)?, T0).await?)?;
+    accepted(claim(inv, &show, req("a2", "a", "p1", 2, LIST)?, T0).await?)?;
     let b = joined(&join(inv, &show, "b", "p1", 2, T0).await?, 1, "b")?;
     let (left, out) = cancel_of(inv, &show, "a", "a1", T0 + 1).await?;
     ensure(
         out.is_empty() && left == 1,
         format!("one unit back does not fit b's two: {out:?}, {left} left"),
     )?;
-    accepted(
-        inv.claim(&show, req("b2", "b", "p1", 1, LIST)?, T0 + 2)
-            .await
-            .map_err(err)?,
-    )?;
+    accepted(claim(inv, &show, req("b2", "b", "p1", 1, LIST)?, T0 + 2).await?)?;
     let (left, out) = cancel_of(inv, &show, "a", "a2", T0 + 3).await?;
     ensure(
         matches!(out.as_slice(), [WaitlistOutcome::Skipped { entry, reason: SkipReason::LimitExceeded }] if entry == &b),
@@ -1257,11 +1243,7 @@ pub async fn waitlist_limit_skip(inv: &dyn Inventory, prefix: &str) -> R {
 pub async fn waitlists_never_oversell(inv: Arc<dyn Inventory>, prefix: &str) -> R {
     const STOCK: u32 = 3;
     const LIMIT: u32 = 2;
-    let show = open(inv.as_ref(), prefix, "waitrace", STOCK, LIMIT).await?;
-    inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
-    inv.command(&show, Command::Pin(pid("p1")), T0)
-        .await
-        .map_err(err)?;
+    let show = open_live(inv.as_ref(), prefix, "waitrace", STOCK, LIMIT, "p1").await?;
     let mut tasks = Vec::new();
     for b in 0..12u32 {
         let inv = inv.clone();
@@ -1414,10 +1396,7 @@ pub async fn decided_at_execution(inv: &dyn Inventory, prefix: &str) -> R {
         )
     })
     .await;
-    let d = inv
-        .claim(&show, req("late-flash", "b1", "p1", 1, 99_000)?, sent)
-        .await
-        .map_err(err)?;
+    let d = claim(inv, &show, req("late-flash", "b1", "p1", 1, 99_000)?, sent).await?;
     ensure(
         matches!(&d, ClaimDecision::Refused(r) if r.reason == RefusalReason::StalePrice
             && r.current_price.map(Dong::get) == Some(LIST)),
@@ -1428,10 +1407,7 @@ pub async fn decided_at_execution(inv: &dyn Inventory, prefix: &str) -> R {
         view.price.map(Dong::get) == Some(LIST),
         "the view's price is judged on the execution clock",
     )?;
-    let d = inv
-        .claim(&show, req("late-list", "b1", "p1", 1, LIST)?, sent)
-        .await
-        .map_err(err)?;
+    let d = claim(inv, &show, req("late-list", "b1", "p1", 1, LIST)?, sent).await?;
     ensure(
         matches!(&d, ClaimDecision::Accepted(a) if a.record.flash_id.is_none()
             && a.record.at >= flash.ends_at),
@@ -1492,11 +1468,7 @@ pub async fn claims_together_decide_one_after_another(inv: Arc<dyn Inventory>, p
     const STOCK: u32 = 60;
     const LIMIT: u32 = 3;
     const BUYERS: u32 = 40;
-    let show = open(inv.as_ref(), prefix, "together", STOCK, LIMIT).await?;
-    inv.command(&show, Command::GoLive, T0).await.map_err(err)?;
-    inv.command(&show, Command::Pin(pid("p1")), T0)
-        .await
-        .map_err(err)?;
+    let show = open_live(inv.as_ref(), prefix, "together", STOCK, LIMIT, "p1").await?;
 
     // Past their deadline and within it, interleaved, at once: only the second kind executes.
     let early: Vec<(bool, _)> = (0..12u32)

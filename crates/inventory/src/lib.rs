@@ -106,6 +106,17 @@ pub struct BookView {
     pub accepted_claims: u64,
 }
 
+/// Where a show stands, as a list of shows gives it: what [`Inventory::standings`] reads of each
+/// show, and nothing more (no lineup details, no buyer's claims).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShowStanding {
+    pub status: ShowStatus,
+    /// The show's newest event sequence number.
+    pub seq: u64,
+    /// Units left per product, in lineup order.
+    pub stock: Vec<(ProductId, u32)>,
+}
+
 /// Conflated values for the fan-out's periodic stock and feed frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StockView {
@@ -221,6 +232,14 @@ pub trait Inventory: Send + Sync + 'static {
         buyer: Option<&BuyerId>,
         now: Millis,
     ) -> Result<BookView, InventoryError>;
+
+    /// Status, sequence and stock of each show in `shows`, in the order given; `None` for a show
+    /// the inventory does not hold. One round trip for the whole list on Redis (one pipeline;
+    /// on a Cluster one per show, sent together), so a page of shows costs what one show does.
+    async fn standings(
+        &self,
+        shows: &[ShowId],
+    ) -> Result<Vec<Option<ShowStanding>>, InventoryError>;
 
     /// Stock levels and claims since `feed_from` for the conflated frames.
     async fn stock(&self, show: &ShowId, feed_from: u64) -> Result<StockView, InventoryError>;

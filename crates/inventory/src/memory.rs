@@ -18,7 +18,7 @@ use nightmarket_domain::{
 };
 use nightmarket_store::{JournalEntry, JournalError, Reservation, SqliteJournal, Ticket};
 
-use crate::{BookView, Command, DecisionClock, Inventory, InventoryError, StockView};
+use crate::{BookView, Command, DecisionClock, Inventory, InventoryError, ShowStanding, StockView};
 
 /// Most events a seller command can produce (end flash, unpin/pin, close).
 const MAX_EVENTS_PER_COMMAND: usize = 3;
@@ -414,6 +414,28 @@ impl Inventory for MemoryInventory {
             my_waitlist: buyer.map(|b| book.waitlist_of(b)).unwrap_or_default(),
             accepted_claims: book.accepted_claims(),
         })
+    }
+
+    async fn standings(
+        &self,
+        shows: &[ShowId],
+    ) -> Result<Vec<Option<ShowStanding>>, InventoryError> {
+        shows
+            .iter()
+            .map(|show| {
+                let slot = match self.slot(show) {
+                    Ok(slot) => slot,
+                    Err(InventoryError::UnknownShow(_)) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                let book = lock(&slot.book)?;
+                Ok(Some(ShowStanding {
+                    status: book.status(),
+                    seq: book.seq(),
+                    stock: book.stock(),
+                }))
+            })
+            .collect()
     }
 
     async fn stock(&self, show: &ShowId, feed_from: u64) -> Result<StockView, InventoryError> {

@@ -50,7 +50,7 @@ use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::{BookView, Command, DecisionClock, Inventory, InventoryError, StockView};
+use crate::{BookView, Command, DecisionClock, Inventory, InventoryError, ShowStanding, StockView};
 
 mod claims;
 mod feed;
@@ -534,11 +534,26 @@ impl ReadOut {
     }
 
     fn order(&self) -> Result<Vec<ProductId>, InventoryError> {
-        self.order
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|s| ProductId::parse(s).map_err(internal))
-            .collect()
+        lineup_order(&self.order)
+    }
+}
+
+/// The products of `meta`'s `order` field (comma-separated), in lineup order.
+fn lineup_order(order: &str) -> Result<Vec<ProductId>, InventoryError> {
+    order
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| ProductId::parse(s).map_err(internal))
+        .collect()
+}
+
+/// A show's status as `meta` holds it.
+fn show_status(status: &str) -> Result<ShowStatus, InventoryError> {
+    match status {
+        "scheduled" => Ok(ShowStatus::Scheduled),
+        "live" => Ok(ShowStatus::Live),
+        "closed" => Ok(ShowStatus::Closed),
+        other => Err(internal(format!("unknown status {other}"))),
     }
 }
 
@@ -801,6 +816,54 @@ impl RedisInventory {
         self.link.observe(&reply);
         let text = reply.map_err(|e| script_failed(&e))?;
         serde_json::from_str(&text).map_err(|e| internal(format!("{e}: {text}")))
+    }
+
+    /// The standings of `shows` in one atomic pipeline (MULTI/EXEC, so each show's status,
+    /// sequence and stock agree): `meta`'s status, seq and order, and the `left` hash, per show.
+    /// No script: a script names the keys of one show only, and this reads many.
+    async fn standings_at_once(
+        &self,
+        shows: &[ShowId],
+    ) -> Result<Vec<Option<ShowStanding>>, InventoryError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for show in shows {
+            let [meta, _, left, ..] = self.keys(show);
+            pipe.cmd("HMGET").arg(meta).arg(&["status", "seq", "order"]);
+            pipe.cmd("HGETALL").arg(left);
+        }
+        let mut conn = self.link.conn();
+        let reply: redis::RedisResult<Vec<redis::Value>> = pipe.query_async(&mut conn).await;
+        self.link.observe(&reply);
+        let mut replies = reply.map_err(unavailable)?.into_iter();
+        let mut out = Vec::with_capacity(shows.len());
+        for _ in shows {
+            let (Some(meta), Some(left)) = (replies.next(), replies.next()) else {
+                return Err(internal("standings: the pipeline answered too few replies"));
+            };
+            let (status, seq, order): (Option<String>, Option<String>, Option<String>) =
+                redis::from_redis_value(meta).map_err(internal)?;
+            let left: std::collections::HashMap<String, u32> =
+                redis::from_redis_value(left).map_err(internal)?;
+            // No `meta`: never opened, or released and expired.
+            let Some(status) = status else {
+                out.push(None);
+                continue;
+            };
+            let stock = lineup_order(order.as_deref().unwrap_or(""))?
+                .into_iter()
+                .map(|p| {
+                    let units = left.get(p.as_str()).copied().unwrap_or(0);
+                    (p, units)
+                })
+                .collect();
+            out.push(Some(ShowStanding {
+                status: show_status(&status)?,
+                seq: num(seq.as_deref().unwrap_or("0"))?,
+                stock,
+            }));
+        }
+        Ok(out)
     }
 
     async fn read(
@@ -1103,12 +1166,7 @@ impl Inventory for RedisInventory {
         now: Millis,
     ) -> Result<BookView, InventoryError> {
         let out = self.read(show, buyer, -1).await?;
-        let status = match out.status.as_str() {
-            "scheduled" => ShowStatus::Scheduled,
-            "live" => ShowStatus::Live,
-            "closed" => ShowStatus::Closed,
-            other => return Err(internal(format!("unknown status {other}"))),
-        };
+        let status = show_status(&out.status)?;
         let mut lineup = Vec::with_capacity(out.lineup.len());
         for ((raw, json), left) in out.lineup.iter().zip(&out.products).zip(&out.left) {
             let mut parts = raw.split(':');
@@ -1164,6 +1222,30 @@ impl Inventory for RedisInventory {
             my_waitlist,
             accepted_claims: num(&out.accepted)?,
         })
+    }
+
+    async fn standings(
+        &self,
+        shows: &[ShowId],
+    ) -> Result<Vec<Option<ShowStanding>>, InventoryError> {
+        if shows.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.link.server {
+            Server::Single(_) => self.standings_at_once(shows).await,
+            // A Cluster refuses a pipeline across slots, and every show has a slot of its own:
+            // one pipeline per show, all sent together (one round trip's wait in all).
+            Server::Cluster(_) => {
+                let each = shows
+                    .iter()
+                    .map(|show| self.standings_at_once(std::slice::from_ref(show)));
+                Ok(futures_util::future::try_join_all(each)
+                    .await?
+                    .into_iter()
+                    .flatten()
+                    .collect())
+            }
+        }
     }
 
     async fn stock(&self, show: &ShowId, feed_from: u64) -> Result<StockView, InventoryError> {

@@ -23,6 +23,7 @@ use crate::http::extract::{ApiResult, authenticate, body, field, may_act_for, re
 use crate::http::page::{Listed, PageQuery};
 use crate::http::refusal;
 use crate::services::catalog::existing_seller;
+use crate::services::shows::Standing;
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -55,21 +56,25 @@ pub async fn create_show(
 /// A stored show as the API returns it: its stock and sequence as the inventory has them now,
 /// when this node serves it.
 pub(crate) async fn show_json(state: &AppState, row: &ShowRow) -> ApiResult<Show> {
-    let standing = state.shows().standing(row).await?;
-    Ok(Show {
+    Ok(show_with(row, state.shows().standing(row).await?))
+}
+
+/// Every row as the API returns it, with one inventory read for all of them.
+pub(crate) async fn shows_json(state: &AppState, rows: &[ShowRow]) -> ApiResult<Vec<Show>> {
+    let standings = state.shows().standings(rows).await?;
+    Ok(rows
+        .iter()
+        .zip(standings)
+        .map(|(row, standing)| show_with(row, standing))
+        .collect())
+}
+
+fn show_with(row: &ShowRow, standing: Standing) -> Show {
+    Show {
         stock: standing.stock.as_ref().map(convert::stock_levels),
         seq: standing.seq,
         ..convert::show_body(row, standing.status)
-    })
-}
-
-/// Every row as the API returns it.
-pub(crate) async fn shows_json(state: &AppState, rows: &[ShowRow]) -> ApiResult<Vec<Show>> {
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        out.push(show_json(state, row).await?);
     }
-    Ok(out)
 }
 
 #[utoipa::path(
