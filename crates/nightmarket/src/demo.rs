@@ -464,8 +464,10 @@ async fn narrator(
     show: String,
     token: String,
     names: Vec<(String, String, i64)>,
+    ready: tokio::sync::oneshot::Sender<()>,
 ) -> anyhow::Result<()> {
     let mut ws = connect(addr, &show, &token).await?;
+    let mut ready = Some(ready);
     let name = |id: &str| {
         names
             .iter()
@@ -479,13 +481,29 @@ async fn narrator(
             continue;
         };
         match msg {
-            ServerMessage::Snapshot(s) => println!(
-                "  [#{}] {} — {} ({} products)",
-                s.seq,
-                s.show.title,
-                s.show.status,
-                s.lineup.len()
-            ),
+            ServerMessage::Snapshot(s) => {
+                println!(
+                    "  [#{}] {} — {} ({} products)",
+                    s.seq,
+                    s.show.title,
+                    s.show.status,
+                    s.lineup.len()
+                );
+                // A narrator that joins late still says what is on screen.
+                if let (Some(product_id), Some(price)) = (&s.pinned, s.price) {
+                    println!(
+                        "  [#{}] on screen: {} at {}",
+                        s.seq,
+                        name(product_id),
+                        dong(price)
+                    );
+                }
+                // The seller starts once the narrator has its snapshot, so the narration
+                // begins with the first pin.
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(());
+                }
+            }
             ServerMessage::Event(e) => match e.event {
                 ShowEvent::Pinned { product_id, price } => println!(
                     "  [#{}] on screen: {} at {}",
@@ -616,8 +634,9 @@ pub async fn run(
     println!();
     let names = show.products.clone();
     let show_id = show.id.clone();
+    let (ready, narrating) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        if let Err(e) = narrator(addr, show_id, viewer, names).await {
+        if let Err(e) = narrator(addr, show_id, viewer, names, ready).await {
             tracing::warn!(error = %e, "demo narrator stopped");
         }
     });
@@ -631,6 +650,8 @@ pub async fn run(
         });
     }
     tokio::spawn(async move {
+        // A narrator that failed to join drops its sender: the seller goes on without it.
+        let _ = narrating.await;
         if let Err(e) = seller(addr, show, seller_token).await {
             tracing::warn!(error = %e, "demo seller stopped");
         }
