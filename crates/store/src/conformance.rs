@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use jiff::civil::{Date, Time, Weekday, date};
 use nightmarket_domain::{
-    BuyerId, ClaimId, Dong, LogCursor, MarketId, Product, ProductGroup, ProductId, RecordedEntry,
-    SellerId, ShowId, ShowStatus, Stars,
+    BuyerId, ClaimId, Dong, LogCursor, MarketId, MarketSpec, Product, ProductGroup, ProductId,
+    RecordedEntry, SellerId, ShowId, ShowStatus, Stars,
 };
 
 use crate::page::{KeyPart, Keyset};
@@ -494,14 +494,16 @@ pub async fn catalog(c: &Store) -> Result<(), StoreError> {
 fn market_row(n: &str) -> Result<MarketRow, StoreError> {
     Ok(MarketRow {
         id: id(MarketId::parse(n))?,
-        name: "Chợ phiên trên mây".into(),
-        weekdays: vec![Weekday::Friday, Weekday::Saturday],
-        start: Time::constant(20, 30, 0, 0),
-        duration_minutes: 150,
-        time_zone: "Asia/Ho_Chi_Minh".into(),
-        first_date: date(2026, 11, 27),
-        last_date: Some(date(2027, 6, 25)),
-        min_stars: Stars::parse(3).map_err(|e| fail(e.to_string()))?,
+        spec: MarketSpec {
+            name: "Chợ phiên trên mây".into(),
+            weekdays: vec![Weekday::Friday, Weekday::Saturday],
+            start: Time::constant(20, 30, 0, 0),
+            duration_minutes: 150,
+            time_zone: "Asia/Ho_Chi_Minh".into(),
+            first_date: date(2026, 11, 27),
+            last_date: Some(date(2027, 6, 25)),
+            min_stars: Stars::parse(3).map_err(|e| fail(e.to_string()))?,
+        },
         created_by: "operator-1".into(),
         created_at: T0,
     })
@@ -519,8 +521,8 @@ pub async fn markets(c: &Store) -> Result<(), StoreError> {
     reads_back(c.market(&m.id).await?, &m, "market round trip")?;
     conflict(c.create_market(&m).await, "duplicate market is a conflict")?;
     let mut open_ended = market_row("cho-cuoi-tuan")?;
-    open_ended.last_date = None;
-    open_ended.weekdays = vec![Weekday::Sunday];
+    open_ended.spec.last_date = None;
+    open_ended.spec.weekdays = vec![Weekday::Sunday];
     c.create_market(&open_ended).await?;
     ensure(
         c.markets(&Keyset::everything()).await?.items.len() == 2,
