@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use jiff::civil::{Date, Time, Weekday, date};
 use nightmarket_domain::{
-    BuyerId, ClaimId, Dong, LogCursor, MarketId, MarketSpec, Product, ProductGroup, ProductId,
-    RecordedEntry, SellerId, ShowId, ShowStatus, Stars,
+    BuyerId, ClaimId, ClaimRecord, Dong, LogCursor, MarketId, MarketSpec, Product, ProductGroup,
+    ProductId, RecordedEntry, SellerId, ShowId, ShowStatus, Stars,
 };
 
 use crate::page::{KeyPart, Keyset};
@@ -1934,16 +1934,22 @@ fn entry(
     price: i64,
     flash: Option<u64>,
 ) -> Result<RecordedEntry, StoreError> {
+    // The store records the entry's instant only, not the claim's own.
+    let at = T0 + pos as i64;
     Ok(RecordedEntry {
         pos,
         cancel,
-        claim_id: id(ClaimId::parse(claim))?,
-        buyer: id(BuyerId::parse(buyer))?,
-        product_id: product.id.clone(),
-        quantity,
-        unit_price: Dong::parse(price).map_err(|e| fail(e.to_string()))?,
-        flash_id: flash,
-        at: T0 + pos as i64,
+        at,
+        record: ClaimRecord {
+            claim_id: id(ClaimId::parse(claim))?,
+            buyer: id(BuyerId::parse(buyer))?,
+            product_id: product.id.clone(),
+            quantity,
+            unit_price: Dong::parse(price).map_err(|e| fail(e.to_string()))?,
+            flash_id: flash,
+            at,
+            cancelled_at: None,
+        },
     })
 }
 
