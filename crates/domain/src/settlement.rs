@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{BuyerId, ClaimId, ClaimRecord, Dong, Millis, ProductId};
+use crate::{ClaimRecord, Millis, ProductId};
 
 /// One claim-log entry. `pos` numbers claims and cancellations from 0 without gaps; the close
 /// marker's `pos` is the count of entries before it.
@@ -65,18 +65,16 @@ impl LogPage {
     }
 }
 
-/// A claim or cancellation as the store records it (the close marker is kept apart).
+/// A claim or cancellation as the store records it (the close marker is kept apart): a
+/// [`LogEntry::Claim`] or [`LogEntry::Cancel`] in one shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedEntry {
     pub pos: u64,
     pub cancel: bool,
-    pub claim_id: ClaimId,
-    pub buyer: BuyerId,
-    pub product_id: ProductId,
-    pub quantity: u32,
-    pub unit_price: Dong,
-    pub flash_id: Option<u64>,
+    /// When the entry was decided: the claim's own instant, or its cancellation's.
     pub at: Millis,
+    /// The claim; for a cancellation, the claim it cancels, whose terms it records.
+    pub record: ClaimRecord,
 }
 
 impl RecordedEntry {
@@ -90,13 +88,8 @@ impl RecordedEntry {
         Some(Self {
             pos,
             cancel,
-            claim_id: record.claim_id.clone(),
-            buyer: record.buyer.clone(),
-            product_id: record.product_id.clone(),
-            quantity: record.quantity,
-            unit_price: record.unit_price,
-            flash_id: record.flash_id,
             at,
+            record: record.clone(),
         })
     }
 }

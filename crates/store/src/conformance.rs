@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use jiff::civil::{Date, Time, Weekday, date};
 use nightmarket_domain::{
-    BuyerId, ClaimId, Dong, LogCursor, MarketId, Product, ProductGroup, ProductId, RecordedEntry,
-    SellerId, ShowId, ShowStatus, Stars,
+    BuyerId, ClaimId, ClaimRecord, Dong, LogCursor, MarketId, MarketSpec, Product, ProductGroup,
+    ProductId, RecordedEntry, SellerId, ShowId, ShowStatus, Stars,
 };
 
 use crate::page::{KeyPart, Keyset};
@@ -494,14 +494,16 @@ pub async fn catalog(c: &Store) -> Result<(), StoreError> {
 fn market_row(n: &str) -> Result<MarketRow, StoreError> {
     Ok(MarketRow {
         id: id(MarketId::parse(n))?,
-        name: "Chợ phiên trên mây".into(),
-        weekdays: vec![Weekday::Friday, Weekday::Saturday],
-        start: Time::constant(20, 30, 0, 0),
-        duration_minutes: 150,
-        time_zone: "Asia/Ho_Chi_Minh".into(),
-        first_date: date(2026, 11, 27),
-        last_date: Some(date(2027, 6, 25)),
-        min_stars: Stars::parse(3).map_err(|e| fail(e.to_string()))?,
+        spec: MarketSpec {
+            name: "Chợ phiên trên mây".into(),
+            weekdays: vec![Weekday::Friday, Weekday::Saturday],
+            start: Time::constant(20, 30, 0, 0),
+            duration_minutes: 150,
+            time_zone: "Asia/Ho_Chi_Minh".into(),
+            first_date: date(2026, 11, 27),
+            last_date: Some(date(2027, 6, 25)),
+            min_stars: Stars::parse(3).map_err(|e| fail(e.to_string()))?,
+        },
         created_by: "operator-1".into(),
         created_at: T0,
     })
@@ -519,8 +521,8 @@ pub async fn markets(c: &Store) -> Result<(), StoreError> {
     reads_back(c.market(&m.id).await?, &m, "market round trip")?;
     conflict(c.create_market(&m).await, "duplicate market is a conflict")?;
     let mut open_ended = market_row("cho-cuoi-tuan")?;
-    open_ended.last_date = None;
-    open_ended.weekdays = vec![Weekday::Sunday];
+    open_ended.spec.last_date = None;
+    open_ended.spec.weekdays = vec![Weekday::Sunday];
     c.create_market(&open_ended).await?;
     ensure(
         c.markets(&Keyset::everything()).await?.items.len() == 2,
@@ -1932,16 +1934,22 @@ fn entry(
     price: i64,
     flash: Option<u64>,
 ) -> Result<RecordedEntry, StoreError> {
+    // The store records the entry's instant only, not the claim's own.
+    let at = T0 + pos as i64;
     Ok(RecordedEntry {
         pos,
         cancel,
-        claim_id: id(ClaimId::parse(claim))?,
-        buyer: id(BuyerId::parse(buyer))?,
-        product_id: product.id.clone(),
-        quantity,
-        unit_price: Dong::parse(price).map_err(|e| fail(e.to_string()))?,
-        flash_id: flash,
-        at: T0 + pos as i64,
+        at,
+        record: ClaimRecord {
+            claim_id: id(ClaimId::parse(claim))?,
+            buyer: id(BuyerId::parse(buyer))?,
+            product_id: product.id.clone(),
+            quantity,
+            unit_price: Dong::parse(price).map_err(|e| fail(e.to_string()))?,
+            flash_id: flash,
+            at,
+            cancelled_at: None,
+        },
     })
 }
 
@@ -2330,15 +2338,15 @@ pub async fn reports(c: &Store) -> Result<(), StoreError> {
     )?;
     let totals_a = figures(35, 9, 1_460_000, 1_600_000, (4, 600_000), (1, 250_000));
     ensure(
-        r.show.totals == totals_a && r.show.totals.discount() == 140_000,
-        &format!("show totals: {:?}", r.show.totals),
+        r.show.tally.totals == totals_a && r.show.tally.totals.discount() == 140_000,
+        &format!("show totals: {:?}", r.show.tally.totals),
     )?;
     ensure(
-        r.show.orders == 3 && r.show.buyers == 3 && r.show.orders_cancelled == 1,
+        r.show.tally.orders == 3 && r.show.tally.buyers == 3 && r.show.tally.orders_cancelled == 1,
         "orders, buyers, cancelled orders",
     )?;
     ensure(
-        r.show.refusals
+        r.show.tally.refusals
             == vec![
                 RefusalCount {
                     reason: "sold_out".into(),
@@ -2349,20 +2357,21 @@ pub async fn reports(c: &Store) -> Result<(), StoreError> {
                     count: 1,
                 },
             ],
-        &format!("refusals summed over nodes: {:?}", r.show.refusals),
+        &format!("refusals summed over nodes: {:?}", r.show.tally.refusals),
     )?;
     ensure(
-        r.show.peak_viewers == 80,
+        r.show.tally.peak_viewers == 80,
         "peak viewers: the largest minute summed over nodes",
     )?;
     ensure(
         r.show
+            .tally
             .refusals
             .iter()
             .map(|x| (x.reason.clone(), x.count))
             .collect::<Vec<_>>()
             == c.show_refusals(&show_a.id).await?
-            && r.show.peak_viewers == c.show_peak_viewers(&show_a.id).await?,
+            && r.show.tally.peak_viewers == c.show_peak_viewers(&show_a.id).await?,
         "the report's refusals and peak agree with the show statistics",
     )?;
     ensure(
@@ -2380,7 +2389,7 @@ pub async fn reports(c: &Store) -> Result<(), StoreError> {
     ] {
         let orders = c.show_orders(show).await?;
         let lines = c.show_order_lines(show).await?;
-        let t = &report.show.totals;
+        let t = &report.show.tally.totals;
         let cancelled = orders
             .iter()
             .filter(|o| o.status == nightmarket_domain::OrderStatus::Cancelled);
@@ -2390,8 +2399,8 @@ pub async fn reports(c: &Store) -> Result<(), StoreError> {
                 && t.list_revenue == orders.iter().map(|o| o.list_total).sum::<i64>()
                 && t.units_cancelled == cancelled.clone().map(|o| o.units).sum::<u64>()
                 && t.revenue_cancelled == cancelled.clone().map(|o| o.total).sum::<i64>()
-                && report.show.orders == orders.len() as u64
-                && report.show.orders_cancelled == cancelled.count() as u64,
+                && report.show.tally.orders == orders.len() as u64
+                && report.show.tally.orders_cancelled == cancelled.count() as u64,
             &format!("{show}: the report adds up to the orders"),
         )?;
         ensure(
@@ -2449,52 +2458,57 @@ pub async fn reports(c: &Store) -> Result<(), StoreError> {
     )?;
     let totals_b = figures(4, 4, 1_500_000, 1_600_000, (2, 700_000), (0, 0));
     ensure(
-        n.shows[0].totals == totals_a
-            && n.shows[1].totals == totals_b
-            && n.shows[1].totals.sell_through_bp() == Some(10_000),
+        n.shows[0].tally.totals == totals_a
+            && n.shows[1].tally.totals == totals_b
+            && n.shows[1].tally.totals.sell_through_bp() == Some(10_000),
         "each show's totals in the night",
     )?;
     let night_totals = sum_of([&totals_a, &totals_b]);
     ensure(
-        n.totals == night_totals
-            && n.totals == figures(39, 13, 2_960_000, 3_200_000, (6, 1_300_000), (1, 250_000)),
-        &format!("night totals sum two shows of two sellers: {:?}", n.totals),
+        n.tally.totals == night_totals
+            && n.tally.totals
+                == figures(39, 13, 2_960_000, 3_200_000, (6, 1_300_000), (1, 250_000)),
+        &format!(
+            "night totals sum two shows of two sellers: {:?}",
+            n.tally.totals
+        ),
     )?;
     ensure(
-        n.orders == 5 && n.buyers == 4 && n.orders_cancelled == 1,
+        n.tally.orders == 5 && n.tally.buyers == 4 && n.tally.orders_cancelled == 1,
         &format!(
             "night orders {}, distinct buyers {}, cancelled {}",
-            n.orders, n.buyers, n.orders_cancelled
+            n.tally.orders, n.tally.buyers, n.tally.orders_cancelled
         ),
     )?;
     let mut every_order = c.show_orders(&show_a.id).await?;
     every_order.extend(c.show_orders(&show_b.id).await?);
     ensure(
-        n.totals.units == every_order.iter().map(|o| o.units).sum::<u64>()
-            && n.totals.revenue == every_order.iter().map(|o| o.total).sum::<i64>()
-            && n.totals.list_revenue == every_order.iter().map(|o| o.list_total).sum::<i64>(),
+        n.tally.totals.units == every_order.iter().map(|o| o.units).sum::<u64>()
+            && n.tally.totals.revenue == every_order.iter().map(|o| o.total).sum::<i64>()
+            && n.tally.totals.list_revenue == every_order.iter().map(|o| o.list_total).sum::<i64>(),
         "the night adds up to its orders",
     )?;
     ensure(
-        n.refusals
+        n.tally
+            .refusals
             .iter()
             .map(|r| (r.reason.as_str(), r.count))
             .collect::<Vec<_>>()
             == [("limit_exceeded", 4), ("sold_out", 5), ("stale_price", 1)],
-        &format!("night refusals over settled shows: {:?}", n.refusals),
+        &format!("night refusals over settled shows: {:?}", n.tally.refusals),
     )?;
     ensure(
-        n.peak_viewers == 120 && n.shows[1].peak_viewers == 90,
+        n.tally.peak_viewers == 120 && n.shows[1].tally.peak_viewers == 90,
         &format!(
             "night peak: shows at once ({}), show B's own ({})",
-            n.peak_viewers, n.shows[1].peak_viewers
+            n.tally.peak_viewers, n.shows[1].tally.peak_viewers
         ),
     )?;
     ensure(
         n.products.len() == 4
             && n.products[3].product_id == vase.id
             && n.products[3].seller_id == b.id
-            && sum_of(n.products.iter().map(|p| &p.figures)) == n.totals,
+            && sum_of(n.products.iter().map(|p| &p.figures)) == n.tally.totals,
         "the night's product rows, by show and position, add up to its totals",
     )?;
     // Every programme view partitions the night.
@@ -2506,7 +2520,7 @@ pub async fn reports(c: &Store) -> Result<(), StoreError> {
         ("sellers", &p.sellers),
     ] {
         ensure(
-            sum_of(view.iter().map(|g| &g.figures)) == n.totals,
+            sum_of(view.iter().map(|g| &g.figures)) == n.tally.totals,
             &format!("programme view {name} adds up to the night: {view:?}"),
         )?;
     }
@@ -2544,12 +2558,12 @@ pub async fn reports(c: &Store) -> Result<(), StoreError> {
     ensure(
         own.seller_id.as_ref() == Some(&a.id)
             && own.shows.len() == 1
-            && own.totals == totals_a
-            && own.buyers == 3
+            && own.tally.totals == totals_a
+            && own.tally.buyers == 3
             && own.pending.len() == 1
             && own.pending[0].show_id == unsettled.id
             && own.programme.sellers.len() == 1
-            && own.peak_viewers == 80,
+            && own.tally.peak_viewers == 80,
         "a seller's night view covers its own shows",
     )?;
     // A night with nothing scheduled is an empty report, not an error.
@@ -2557,7 +2571,7 @@ pub async fn reports(c: &Store) -> Result<(), StoreError> {
     ensure(
         empty.shows.is_empty()
             && empty.pending.is_empty()
-            && empty.totals == SalesFigures::default()
+            && empty.tally.totals == SalesFigures::default()
             && empty.programme == Programme::default(),
         "an empty night",
     )?;

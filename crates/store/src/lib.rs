@@ -53,7 +53,7 @@ pub use orders::{
 pub use page::{Key, KeyPart, Keyset, MAX_PAGE_SIZE, Paged};
 pub use reports::{
     GroupSales, NightReport, PendingReason, PendingShow, ProductSales, Programme, RefusalCount,
-    SalesFigures, ShowReport, ShowSales,
+    ReportTally, SalesFigures, ShowReport, ShowSales,
 };
 pub use settlement::{
     CloseMarker, LogCheckpoint, LogTally, ProductTally, SettleOutcome, SettlePlan, SettlementRow,

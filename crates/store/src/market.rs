@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 
-use jiff::civil::{Date, DateTime, Time, Weekday};
+use jiff::civil::{Date, DateTime, Time};
 use nightmarket_domain::market::{parse_weekday, weekday_name};
-use nightmarket_domain::{MarketId, Millis, ProductId, SellerId, ShowId, ShowStatus, Stars};
+use nightmarket_domain::{
+    MarketId, MarketSpec, Millis, ProductId, SellerId, ShowId, ShowStatus, Stars,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{
@@ -17,20 +19,12 @@ use crate::sql::{Row, SqlError, Step, Value};
 use crate::webhook::{WebhookEvent, enqueue_step};
 use crate::{Store, StoreError, corrupt};
 
+/// A stored market: the operator's definition as given, and who defined it when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MarketRow {
     pub id: MarketId,
-    pub name: String,
-    pub weekdays: Vec<Weekday>,
-    /// Local start time of each night.
-    pub start: Time,
-    pub duration_minutes: u32,
-    /// IANA zone name, e.g. `Asia/Ho_Chi_Minh`.
-    pub time_zone: String,
-    pub first_date: Date,
-    pub last_date: Option<Date>,
-    /// Lowest OCOP rating admitted to the market.
-    pub min_stars: Stars,
+    /// The definition as the operator gave it; `MarketSpec::validate` computes the nights.
+    pub spec: MarketSpec,
     pub created_by: String,
     pub created_at: Millis,
 }
@@ -119,16 +113,18 @@ fn market_from(r: &Row) -> Result<MarketRow, StoreError> {
     let start = r.text(3)?;
     Ok(MarketRow {
         id: MarketId::parse(r.text(0)?).map_err(corrupt)?,
-        name: r.text(1)?,
-        weekdays,
-        start: start
-            .parse::<Time>()
-            .map_err(|e| corrupt(format!("time {start:?}: {e}")))?,
-        duration_minutes: r.u32(4)?,
-        time_zone: r.text(5)?,
-        first_date: parse_date(&r.text(6)?)?,
-        last_date: r.opt_text(7)?.as_deref().map(parse_date).transpose()?,
-        min_stars: Stars::parse(r.int(8)?).map_err(corrupt)?,
+        spec: MarketSpec {
+            name: r.text(1)?,
+            weekdays,
+            start: start
+                .parse::<Time>()
+                .map_err(|e| corrupt(format!("time {start:?}: {e}")))?,
+            duration_minutes: r.u32(4)?,
+            time_zone: r.text(5)?,
+            first_date: parse_date(&r.text(6)?)?,
+            last_date: r.opt_text(7)?.as_deref().map(parse_date).transpose()?,
+            min_stars: Stars::parse(r.int(8)?).map_err(corrupt)?,
+        },
         created_by: r.text(9)?,
         created_at: r.int(10)?,
     })
@@ -187,7 +183,8 @@ const SELLER_OVERLAP: &str = "SELECT id FROM shows WHERE seller_id = $1 AND slot
      AND slot_start < $3 AND slot_end > $2 ORDER BY slot_start";
 
 impl Store {
-    pub async fn create_market(&self, m: &MarketRow) -> Result<(), StoreError> {
+    pub async fn create_market(&self, row: &MarketRow) -> Result<(), StoreError> {
+        let m = &row.spec;
         let weekdays: Vec<&str> = m.weekdays.iter().map(|w| weekday_name(*w)).collect();
         self.engine
             .execute(
@@ -195,7 +192,7 @@ impl Store {
                     "INSERT INTO markets ({MARKET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
                 ),
                 params![
-                    m.id.as_str(),
+                    row.id.as_str(),
                     &m.name,
                     weekdays.join(","),
                     m.start.strftime("%H:%M").to_string(),
@@ -204,12 +201,12 @@ impl Store {
                     m.first_date.to_string(),
                     m.last_date.map(|d| d.to_string()),
                     i64::from(m.min_stars.get()),
-                    &m.created_by,
-                    m.created_at,
+                    &row.created_by,
+                    row.created_at,
                 ],
             )
             .await
-            .map_err(|e| conflict(e, format!("market {}", m.id)))?;
+            .map_err(|e| conflict(e, format!("market {}", row.id)))?;
         Ok(())
     }
 

@@ -117,6 +117,30 @@ pub struct RefusalCount {
     pub count: u64,
 }
 
+/// What a report counts over its settled shows, one show's or a night's: the same figures at
+/// both levels, each computed over the whole set (so a night's buyers and peak are not the sums
+/// of its shows').
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportTally {
+    pub orders: u64,
+    /// Distinct buyers over the shows (one buyer of two shows counts once).
+    pub buyers: u64,
+    pub orders_cancelled: u64,
+    /// The sum of the shows' product rows.
+    pub totals: SalesFigures,
+    /// By reason, summed over every node; ordered by reason.
+    pub refusals: Vec<RefusalCount>,
+    /// The most viewers at once: per minute every node (and show) adds up, the largest minute
+    /// wins, so overlapping shows count as the audience they had together.
+    pub peak_viewers: u64,
+}
+
+impl ReportTally {
+    fn set_counts(&mut self, c: OrderCounts) {
+        (self.orders, self.buyers, self.orders_cancelled) = (c.orders, c.buyers, c.cancelled);
+    }
+}
+
 /// One settled show's totals.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShowSales {
@@ -127,15 +151,7 @@ pub struct ShowSales {
     pub market_id: Option<MarketId>,
     pub night_date: Option<Date>,
     pub settled_at: Millis,
-    pub orders: u64,
-    pub buyers: u64,
-    pub orders_cancelled: u64,
-    /// The sum of the show's product rows.
-    pub totals: SalesFigures,
-    /// By reason, summed over every node; ordered by reason.
-    pub refusals: Vec<RefusalCount>,
-    /// The most viewers at once: per minute the nodes' figures add up, the largest minute wins.
-    pub peak_viewers: u64,
+    pub tally: ReportTally,
 }
 
 /// A show's report: its totals and one row per lineup product.
@@ -208,14 +224,8 @@ pub struct NightReport {
     pub shows: Vec<ShowSales>,
     /// Shows of the night not settled yet, by slot; not in any figure.
     pub pending: Vec<PendingShow>,
-    pub orders: u64,
-    /// Distinct buyers over the night's settled shows (one buyer of two shows counts once).
-    pub buyers: u64,
-    pub orders_cancelled: u64,
-    pub totals: SalesFigures,
-    pub refusals: Vec<RefusalCount>,
-    /// The most viewers watching the night's settled shows at once, over every node.
-    pub peak_viewers: u64,
+    /// Over the settled shows together.
+    pub tally: ReportTally,
     pub programme: Programme,
     /// Every product row of the settled shows, by show then lineup position.
     pub products: Vec<ProductSales>,
@@ -379,12 +389,7 @@ impl ShowHead {
             market_id: self.market_id.clone(),
             night_date: self.night_date,
             settled_at,
-            orders: 0,
-            buyers: 0,
-            orders_cancelled: 0,
-            totals: SalesFigures::default(),
-            refusals: Vec::new(),
-            peak_viewers: 0,
+            tally: ReportTally::default(),
         }
     }
 }
@@ -445,17 +450,17 @@ impl Store {
         let scope = Scope(&shows);
         let products = self.product_sales(&scope).await?;
         let mut sales = head.sales(settled_at);
+        let tally = &mut sales.tally;
         for p in &products {
-            sales.totals.add(&p.figures);
+            tally.totals.add(&p.figures);
         }
         let counts = self.order_counts_by_show(&scope).await?;
         if let Some(c) = counts.get(show) {
-            (sales.orders, sales.buyers, sales.orders_cancelled) =
-                (c.orders, c.buyers, c.cancelled);
+            tally.set_counts(*c);
         }
         let mut refusals = self.refusals_by_show(&scope).await?;
-        sales.refusals = refusal_list(refusals.remove(show).unwrap_or_default());
-        sales.peak_viewers = self
+        tally.refusals = refusal_list(refusals.remove(show).unwrap_or_default());
+        tally.peak_viewers = self
             .peak_viewers_by_show(&scope)
             .await?
             .get(show)
@@ -510,12 +515,7 @@ impl Store {
             seller_id: seller.cloned(),
             shows: Vec::new(),
             pending: Vec::new(),
-            orders: 0,
-            buyers: 0,
-            orders_cancelled: 0,
-            totals: SalesFigures::default(),
-            refusals: Vec::new(),
-            peak_viewers: 0,
+            tally: ReportTally::default(),
             programme: Programme::default(),
             products: Vec::new(),
         };
@@ -549,20 +549,19 @@ impl Store {
                 continue;
             };
             let mut sales = h.sales(settled_at);
+            let tally = &mut sales.tally;
             for p in products.iter().filter(|p| p.show_id == h.id) {
-                sales.totals.add(&p.figures);
+                tally.totals.add(&p.figures);
             }
-            report.totals.add(&sales.totals);
-            let c = counts.get(&h.id).copied().unwrap_or_default();
-            (sales.orders, sales.buyers, sales.orders_cancelled) =
-                (c.orders, c.buyers, c.cancelled);
+            report.tally.totals.add(&tally.totals);
+            tally.set_counts(counts.get(&h.id).copied().unwrap_or_default());
             let reasons = refusals.remove(&h.id).unwrap_or_default();
             for (reason, n) in &reasons {
                 let slot = night_refusals.entry(reason.clone()).or_insert(0);
                 *slot = slot.saturating_add(*n);
             }
-            sales.refusals = refusal_list(reasons);
-            sales.peak_viewers = peaks.get(&h.id).copied().unwrap_or(0);
+            tally.refusals = refusal_list(reasons);
+            tally.peak_viewers = peaks.get(&h.id).copied().unwrap_or(0);
             report.shows.push(sales);
         }
         let order: HashMap<&ShowId, usize> = report
@@ -573,11 +572,10 @@ impl Store {
             .collect();
         products.sort_by_key(|p| (order.get(&p.show_id).copied(), p.position));
         report.products = products;
-        let night = self.night_order_counts(&scope).await?;
-        (report.orders, report.buyers, report.orders_cancelled) =
-            (night.orders, night.buyers, night.cancelled);
-        report.refusals = refusal_list(night_refusals);
-        report.peak_viewers = self.night_peak_viewers(&scope).await?;
+        let tally = &mut report.tally;
+        tally.set_counts(self.night_order_counts(&scope).await?);
+        tally.refusals = refusal_list(night_refusals);
+        tally.peak_viewers = self.night_peak_viewers(&scope).await?;
         report.programme = self.programme(&scope).await?;
         Ok(report)
     }

@@ -250,16 +250,17 @@ impl Store {
         let rows = entries
             .iter()
             .map(|e| {
+                let r = &e.record;
                 params![
                     show.as_str(),
                     e.pos as i64,
                     if e.cancel { "cancel" } else { "claim" },
-                    e.claim_id.as_str(),
-                    e.buyer.as_str(),
-                    e.product_id.as_str(),
-                    e.quantity,
-                    e.unit_price.get(),
-                    e.flash_id.map(|f| f as i64),
+                    r.claim_id.as_str(),
+                    r.buyer.as_str(),
+                    r.product_id.as_str(),
+                    r.quantity,
+                    r.unit_price.get(),
+                    r.flash_id.map(|f| f as i64),
                     e.at
                 ]
             })

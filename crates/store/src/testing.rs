@@ -99,20 +99,26 @@ pub async fn settle_claims(
     by: &str,
     at: nightmarket_domain::Millis,
 ) -> Result<crate::SettleOutcome, StoreError> {
-    use nightmarket_domain::{BuyerId, ClaimId, Dong, LogCursor, ProductId, RecordedEntry};
+    use nightmarket_domain::{
+        BuyerId, ClaimId, ClaimRecord, Dong, LogCursor, ProductId, RecordedEntry,
+    };
     let invalid = |e: &dyn std::fmt::Display| StoreError::Backend(format!("fixture: {e}"));
     let mut entries = Vec::with_capacity(claims.len() * 2);
     for c in claims {
         let entry = RecordedEntry {
             pos: 0,
             cancel: false,
-            claim_id: ClaimId::parse(c.claim_id.as_str()).map_err(|e| invalid(&e))?,
-            buyer: BuyerId::parse(c.buyer.as_str()).map_err(|e| invalid(&e))?,
-            product_id: ProductId::parse(c.product.as_str()).map_err(|e| invalid(&e))?,
-            quantity: c.quantity,
-            unit_price: Dong::parse(c.unit_price).map_err(|e| invalid(&e))?,
-            flash_id: c.flash.then_some(1),
             at,
+            record: ClaimRecord {
+                claim_id: ClaimId::parse(c.claim_id.as_str()).map_err(|e| invalid(&e))?,
+                buyer: BuyerId::parse(c.buyer.as_str()).map_err(|e| invalid(&e))?,
+                product_id: ProductId::parse(c.product.as_str()).map_err(|e| invalid(&e))?,
+                quantity: c.quantity,
+                unit_price: Dong::parse(c.unit_price).map_err(|e| invalid(&e))?,
+                flash_id: c.flash.then_some(1),
+                at,
+                cancelled_at: None,
+            },
         };
         if c.cancelled {
             entries.push(entry.clone());

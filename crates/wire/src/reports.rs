@@ -65,6 +65,23 @@ pub struct Refusals {
     pub count: u64,
 }
 
+/// What a report counts over its settled shows, a show's or a night's, each figure over the
+/// whole set; its fields stand directly in both reports' bodies.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReportTally {
+    pub orders: u64,
+    /// Distinct buyers (over a night, a buyer of two shows counts once).
+    pub buyers: u64,
+    pub orders_cancelled: u64,
+    /// The sum of the product lines.
+    pub totals: Figures,
+    /// Claims refused, summed over every node; `refused` is their sum.
+    pub refused: u64,
+    pub refusals: Vec<Refusals>,
+    /// The most viewers at once (per minute, summed over nodes and, for a night, its shows).
+    pub peak_viewers: u64,
+}
+
 /// One settled show's totals.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ShowSummary {
@@ -78,16 +95,8 @@ pub struct ShowSummary {
     pub night_date: Option<String>,
     /// When the order service settled it, ms since the epoch.
     pub settled_at: i64,
-    pub orders: u64,
-    pub buyers: u64,
-    pub orders_cancelled: u64,
-    /// The sum of the show's product lines.
-    pub totals: Figures,
-    /// Claims refused, summed over every node; `refused` is their sum.
-    pub refused: u64,
-    pub refusals: Vec<Refusals>,
-    /// The most viewers at once (per minute, summed over nodes).
-    pub peak_viewers: u64,
+    #[serde(flatten)]
+    pub tally: ReportTally,
 }
 
 /// `GET /api/shows/{id}/report`.
@@ -151,15 +160,9 @@ pub struct NightReport {
     pub shows: Vec<ShowSummary>,
     /// Shows not settled yet, by slot; not in any figure.
     pub pending: Vec<PendingShow>,
-    pub orders: u64,
-    /// Distinct buyers over the night (a buyer of two shows counts once).
-    pub buyers: u64,
-    pub orders_cancelled: u64,
-    pub totals: Figures,
-    pub refused: u64,
-    pub refusals: Vec<Refusals>,
-    /// The most viewers watching the night's settled shows at once.
-    pub peak_viewers: u64,
+    /// Over the settled shows together.
+    #[serde(flatten)]
+    pub tally: ReportTally,
     pub programme: Programme,
     /// Every product line of the settled shows, by show then lineup position.
     pub products: Vec<ProductLine>,
@@ -221,16 +224,18 @@ mod tests {
                 market_id: None,
                 night_date: None,
                 settled_at: 1,
-                orders: 3,
-                buyers: 3,
-                orders_cancelled: 1,
-                totals: line().figures,
-                refused: 5,
-                refusals: vec![Refusals {
-                    reason: "sold_out".into(),
-                    count: 5,
-                }],
-                peak_viewers: 80,
+                tally: ReportTally {
+                    orders: 3,
+                    buyers: 3,
+                    orders_cancelled: 1,
+                    totals: line().figures,
+                    refused: 5,
+                    refusals: vec![Refusals {
+                        reason: "sold_out".into(),
+                        count: 5,
+                    }],
+                    peak_viewers: 80,
+                },
             },
             products: vec![line()],
         };
@@ -238,6 +243,8 @@ mod tests {
         assert_eq!(json["show_id"], "s1");
         assert!(json.get("market_id").is_none());
         assert_eq!(json["products"][0]["units"], 4);
+        assert_eq!(json["orders_cancelled"], 1);
+        assert_eq!(json["totals"]["units"], 4);
         let back: ShowReport = serde_json::from_value(json).unwrap();
         assert_eq!(back, report);
     }

@@ -44,20 +44,21 @@ use crate::state::AppState;
 // --- markets ------------------------------------------------------------------------------
 
 fn market_view(r: &MarketRow) -> Market {
+    let s = &r.spec;
     Market {
         id: r.id.to_string(),
-        name: r.name.clone(),
-        weekdays: r
+        name: s.name.clone(),
+        weekdays: s
             .weekdays
             .iter()
             .map(|w| m::weekday_name(*w).to_owned())
             .collect(),
-        start_time: r.start.strftime("%H:%M").to_string(),
-        duration_minutes: r.duration_minutes,
-        time_zone: r.time_zone.clone(),
-        first_date: r.first_date.to_string(),
-        last_date: r.last_date.map(|d| d.to_string()),
-        min_stars: r.min_stars.get(),
+        start_time: s.start.strftime("%H:%M").to_string(),
+        duration_minutes: s.duration_minutes,
+        time_zone: s.time_zone.clone(),
+        first_date: s.first_date.to_string(),
+        last_date: s.last_date.map(|d| d.to_string()),
+        min_stars: s.min_stars.get(),
         created_by: r.created_by.clone(),
         created_at: r.created_at,
     }
@@ -139,17 +140,10 @@ pub async fn create_market(
     let market = spec
         .validate()
         .map_err(|e| HttpError::bad_request(e.to_string()))?;
-    let s = market.to_spec();
     let row = MarketRow {
         id: field("id", MarketId::parse(new_id()))?,
-        name: s.name,
-        weekdays: s.weekdays,
-        start: s.start,
-        duration_minutes: s.duration_minutes,
-        time_zone: s.time_zone,
-        first_date: s.first_date,
-        last_date: s.last_date,
-        min_stars: s.min_stars,
+        // As validated: weekdays in order, the zone under its canonical name.
+        spec: market.to_spec(),
         created_by: actor(&claims),
         created_at: state.now(),
     };

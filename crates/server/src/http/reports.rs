@@ -21,13 +21,13 @@ use axum::response::{IntoResponse, Response};
 use nightmarket_domain::SellerId;
 use nightmarket_store::reports::BASIS_POINTS;
 use nightmarket_store::{
-    GroupSales, NightReport as NightRow, PendingShow as PendingRow, ProductSales, RefusalCount,
-    SalesFigures, ShowReport as ShowRow, ShowSales,
+    GroupSales, NightReport as NightRow, PendingShow as PendingRow, ProductSales,
+    ReportTally as TallyRow, SalesFigures, ShowReport as ShowRow, ShowSales,
 };
 use nightmarket_wire::http::LiveStats;
 use nightmarket_wire::reports::{
     Figures, NightReport, PendingShow, ProductLine, Programme, ProgrammeGroup, Refusals,
-    ShowReport, ShowSummary,
+    ReportTally, ShowReport, ShowSummary,
 };
 use serde::Deserialize;
 
@@ -215,20 +215,27 @@ fn line(p: &ProductSales) -> ProductLine {
     }
 }
 
-fn refusals(r: &[RefusalCount]) -> (u64, Vec<Refusals>) {
-    let total = r.iter().fold(0u64, |n, r| n.saturating_add(r.count));
-    let list = r
+fn tally(t: &TallyRow) -> ReportTally {
+    let refusals: Vec<Refusals> = t
+        .refusals
         .iter()
         .map(|r| Refusals {
             reason: r.reason.clone(),
             count: r.count,
         })
         .collect();
-    (total, list)
+    ReportTally {
+        orders: t.orders,
+        buyers: t.buyers,
+        orders_cancelled: t.orders_cancelled,
+        totals: figures(&t.totals),
+        refused: refusals.iter().fold(0u64, |n, r| n.saturating_add(r.count)),
+        refusals,
+        peak_viewers: t.peak_viewers,
+    }
 }
 
 fn summary(s: &ShowSales) -> ShowSummary {
-    let (refused, list) = refusals(&s.refusals);
     ShowSummary {
         show_id: s.show_id.to_string(),
         seller_id: s.seller_id.to_string(),
@@ -237,13 +244,7 @@ fn summary(s: &ShowSales) -> ShowSummary {
         market_id: s.market_id.as_ref().map(ToString::to_string),
         night_date: s.night_date.map(|d| d.to_string()),
         settled_at: s.settled_at,
-        orders: s.orders,
-        buyers: s.buyers,
-        orders_cancelled: s.orders_cancelled,
-        totals: figures(&s.totals),
-        refused,
-        refusals: list,
-        peak_viewers: s.peak_viewers,
+        tally: tally(&s.tally),
     }
 }
 
@@ -278,7 +279,6 @@ fn groups(v: &[GroupSales], named: bool) -> Vec<ProgrammeGroup> {
 }
 
 fn night_view(r: NightRow) -> NightReport {
-    let (refused, list) = refusals(&r.refusals);
     NightReport {
         market_id: r.market_id.to_string(),
         night_date: r.night_date.to_string(),
@@ -286,13 +286,7 @@ fn night_view(r: NightRow) -> NightReport {
         complete: r.pending.is_empty(),
         shows: r.shows.iter().map(summary).collect(),
         pending: r.pending.iter().map(pending).collect(),
-        orders: r.orders,
-        buyers: r.buyers,
-        orders_cancelled: r.orders_cancelled,
-        totals: figures(&r.totals),
-        refused,
-        refusals: list,
-        peak_viewers: r.peak_viewers,
+        tally: tally(&r.tally),
         programme: Programme {
             groups: groups(&r.programme.groups, false),
             districts: groups(&r.programme.districts, false),
@@ -497,13 +491,7 @@ mod tests {
             complete: false,
             shows: vec![],
             pending: vec![],
-            orders: 0,
-            buyers: 0,
-            orders_cancelled: 0,
-            totals: Figures::default(),
-            refused: 0,
-            refusals: vec![],
-            peak_viewers: 0,
+            tally: ReportTally::default(),
             programme: Programme::default(),
             products: vec![],
         };

@@ -8,9 +8,8 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use nightmarket_domain::market::{self as m, DEFAULT_MIN_STARS, parse_date};
 use nightmarket_domain::{
-    AdmissionRefusal, Decision, MarketId, MarketSpec, Millis, NightException, ProductId,
-    ProductProof, SellerId, ShowId, ShowStatus, Slot, SlotError, Stars, check_admission,
-    check_slot,
+    AdmissionRefusal, Decision, MarketId, Millis, NightException, ProductId, ProductProof,
+    SellerId, ShowId, ShowStatus, Slot, SlotError, Stars, check_admission, check_slot,
 };
 use nightmarket_store::{
     DecisionRow, ExceptionKind, ExceptionRow, LineupRow, MarketRow, ShowRow, ShowSchedule, Store,
@@ -29,20 +28,6 @@ pub struct Calendar {
     pub row: MarketRow,
     pub market: nightmarket_domain::Market,
     pub exceptions: Vec<NightException>,
-}
-
-/// A stored market as the domain checks it.
-pub fn spec_of(r: &MarketRow) -> MarketSpec {
-    MarketSpec {
-        name: r.name.clone(),
-        weekdays: r.weekdays.clone(),
-        start: r.start,
-        duration_minutes: r.duration_minutes,
-        time_zone: r.time_zone.clone(),
-        first_date: r.first_date,
-        last_date: r.last_date,
-        min_stars: r.min_stars,
-    }
 }
 
 /// A stored exception as the domain applies it.
@@ -67,9 +52,10 @@ pub async fn calendar(store: &Store, id: &str) -> ServiceResult<Calendar> {
         .market(&mid)
         .await?
         .ok_or_else(|| ServiceError::not_found(format!("market {mid}")))?;
-    let market = spec_of(&row)
-        .validate()
-        .map_err(|e| ServiceError::new(ErrorCode::Internal, format!("stored market {mid}: {e}")))?;
+    let market =
+        row.spec.clone().validate().map_err(|e| {
+            ServiceError::new(ErrorCode::Internal, format!("stored market {mid}: {e}"))
+        })?;
     let exceptions = store
         .exceptions(&mid)
         .await?
@@ -132,7 +118,7 @@ pub async fn min_stars(store: &Store, market: &MarketId) -> ServiceResult<Stars>
     Ok(store
         .market(market)
         .await?
-        .map_or(DEFAULT_MIN_STARS, |m| m.min_stars))
+        .map_or(DEFAULT_MIN_STARS, |m| m.spec.min_stars))
 }
 
 /// Every reason the lineup of a show may not go on its night, per product.
@@ -202,7 +188,7 @@ fn issues_of(
 
 fn local_day(market: Option<&MarketRow>, sched: &ShowSchedule) -> Date {
     let tz = market
-        .and_then(|mk| TimeZone::get(&mk.time_zone).ok())
+        .and_then(|mk| TimeZone::get(&mk.spec.time_zone).ok())
         .unwrap_or(TimeZone::UTC);
     jiff::Timestamp::from_millisecond(sched.slot_start)
         .map(|t| t.to_zoned(tz).date())
@@ -271,7 +257,7 @@ pub async fn warnings(store: &Store) -> ServiceResult<Vec<ExpiryWarning>> {
             committed.contains(&(&sched.market_id, sched.night_date, row.seller_id.clone()));
         let none = HashMap::new();
         let decided = decisions.get(&sched.market_id).unwrap_or(&none);
-        let issues = issues_of(row, sched, Some(mk), mk.min_stars, signed, decided);
+        let issues = issues_of(row, sched, Some(mk), mk.spec.min_stars, signed, decided);
         if !issues.is_empty() {
             out.push(ExpiryWarning {
                 show_id: row.id.to_string(),
