@@ -99,13 +99,7 @@ async fn killed_mid_show_and_restarted_loses_nothing() {
 
 /// `nightmarket_shows_loaded` as `/metrics` reports it.
 async fn shows_loaded(addr: std::net::SocketAddr) -> u64 {
-    let (status, body) = nightmarket_tests::http_raw(addr, "GET", "/metrics", None, None).await;
-    assert_eq!(status, 200);
-    body.lines()
-        .find_map(|l| l.strip_prefix("nightmarket_shows_loaded "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-        .unwrap_or_else(|| panic!("no nightmarket_shows_loaded in {body}"))
+    nightmarket_tests::gauge(addr, "nightmarket_shows_loaded").await
 }
 
 /// A restart loads the shows still open and leaves the closed ones on disk until someone asks

@@ -123,6 +123,77 @@ async fn refusals_and_peak_viewers_on_postgres() {
     refusals_and_peak_viewers(Some(postgres_url().await)).await;
 }
 
+/// `nightmarket_show_stats_held` of the server at `addr`.
+async fn stats_held(addr: std::net::SocketAddr) -> u64 {
+    nightmarket_tests::gauge(addr, "nightmarket_show_stats_held").await
+}
+
+/// A closed show's counters leave the node's memory once the show has left it and the store has
+/// their figures; a viewer who loads the show again and is refused counts on top of the stored
+/// totals, not from zero below them.
+async fn counters_of_a_closed_show_leave_and_counting_again_adds_up(database_url: Option<String>) {
+    let clock = ManualClock::new(T0);
+    let url = database_url.clone();
+    let server = TestServer::start_clocked(tempfile::tempdir().unwrap(), clock.clone(), |c| {
+        c.market.stats_flush_ms = FLUSH_MS;
+        c.limits.stock_tick_ms = TICK_MS;
+        // No settlement: it would release the closed show, which could then not be loaded again.
+        c.orders.in_serve = false;
+        if let Some(url) = url {
+            c.database_url = url;
+        }
+    })
+    .await;
+    let store = store_of(server.dir.path(), database_url.as_deref()).await;
+    let m = Market::create(server.addr, &[LIST], 10, 1, true).await;
+    let p = m.product(0).to_owned();
+    let mut a = Client::viewer(m.addr, &m.show, "buyer-a").await;
+    refused(&mut a, "early", &p, LIST, ErrorCode::NotPinned).await;
+    m.close().await;
+    refused(&mut a, "late", &p, LIST, ErrorCode::ShowNotLive).await;
+    let first = [("not_pinned", 1), ("show_not_live", 1)];
+    wait_for_figures(&store, &m.show, &first, 1).await;
+    assert_eq!(
+        stats_held(m.addr).await,
+        1,
+        "a show served keeps its counters"
+    );
+
+    // Nobody watches the closed show: it leaves memory once kept for the bound, and its
+    // counters at the next flush.
+    a.close().await;
+    clock.advance(nightmarket_server::live::CLOSED_SHOW_KEPT_MS);
+    eventually("the closed show's counters leaving memory", || async {
+        let held = stats_held(m.addr).await;
+        (held == 0).then_some(()).ok_or(format!("{held} held"))
+    })
+    .await;
+
+    // Loaded again by a viewer, and refused twice more: 3 in all.
+    let mut b = Client::viewer(m.addr, &m.show, "buyer-b").await;
+    refused(&mut b, "again-1", &p, LIST, ErrorCode::ShowNotLive).await;
+    refused(&mut b, "again-2", &p, LIST, ErrorCode::ShowNotLive).await;
+    wait_for_figures(
+        &store,
+        &m.show,
+        &[("not_pinned", 1), ("show_not_live", 3)],
+        1,
+    )
+    .await;
+    assert_eq!(stats_held(m.addr).await, 1, "served again");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_of_a_closed_show_leave_and_counting_again_adds_up_on_sqlite() {
+    counters_of_a_closed_show_leave_and_counting_again_adds_up(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_of_a_closed_show_leave_and_counting_again_adds_up_on_postgres() {
+    counters_of_a_closed_show_leave_and_counting_again_adds_up(Some(postgres_url().await)).await;
+}
+
 /// With a flush interval far longer than the test, the figures reach the store only through
 /// the last flush at shutdown, after the sessions ended.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

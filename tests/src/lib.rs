@@ -585,6 +585,18 @@ pub fn queue_drops(metrics: &str) -> u64 {
         .sum()
 }
 
+/// The gauge `name` (unlabelled) as the server at `addr` reports it on `/metrics` now.
+pub async fn gauge(addr: SocketAddr, name: &str) -> u64 {
+    let (status, body) = http_raw(addr, "GET", "/metrics", None, None).await;
+    assert_eq!(status, 200);
+    let prefix = format!("{name} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .unwrap_or_else(|| panic!("no {name} in {body}"))
+}
+
 /// How a WebSocket connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ended {

@@ -72,6 +72,7 @@ pub struct Metrics {
     pub connections_refused: Counter,
     viewers: Gauge,
     shows_loaded: Gauge,
+    show_stats_held: Gauge,
     pub events_published: Counter,
     /// Event frames written whole to connections, one per connection per event: the live
     /// engine's per-shard count, copied at each render (`Live::observe`).
@@ -207,6 +208,11 @@ impl Metrics {
                 "Viewers watching a show on this node.",
             ),
             shows_loaded: gauge("nightmarket_shows_loaded", "Shows loaded on this node."),
+            show_stats_held: gauge(
+                "nightmarket_show_stats_held",
+                "Shows whose report statistics this node holds: those it serves, and those \
+                 whose last figures the store does not have yet.",
+            ),
             events_published: counter(
                 "nightmarket_events_published_total",
                 "Sequenced show events published.",
@@ -292,9 +298,11 @@ impl Metrics {
         self.handle.run_upkeep();
     }
 
-    /// The Prometheus text exposition. `shows_loaded` and `viewers` are read by the caller now.
-    pub fn render(&self, shows_loaded: usize, viewers: u64) -> String {
+    /// The Prometheus text exposition. `shows_loaded`, `viewers` and `show_stats_held` are read
+    /// by the caller now.
+    pub fn render(&self, shows_loaded: usize, viewers: u64, show_stats_held: usize) -> String {
         self.shows_loaded.set(shows_loaded as f64);
+        self.show_stats_held.set(show_stats_held as f64);
         self.viewers.set(viewers as f64);
         let w = &self.webhooks;
         for (counter, count) in
@@ -321,13 +329,14 @@ mod tests {
         m.connections_open.increment(1.0);
         m.claim_answer.record(Duration::from_millis(3));
         m.webhooks.delivered.fetch_add(2, Ordering::Relaxed);
-        let text = m.render(1, 7);
+        let text = m.render(1, 7, 2);
         for (name, kind) in [
             ("nightmarket_connections", "gauge"),
             ("nightmarket_connections_total", "counter"),
             ("nightmarket_connections_refused_total", "counter"),
             ("nightmarket_viewers", "gauge"),
             ("nightmarket_shows_loaded", "gauge"),
+            ("nightmarket_show_stats_held", "gauge"),
             ("nightmarket_events_published_total", "counter"),
             ("nightmarket_events_fanned_out_total", "counter"),
             ("nightmarket_conflated_frames_published_total", "counter"),
@@ -356,6 +365,7 @@ mod tests {
             "nightmarket_connections 1",
             "nightmarket_viewers 7",
             "nightmarket_shows_loaded 1",
+            "nightmarket_show_stats_held 2",
             "nightmarket_webhook_deliveries_total{outcome=\"delivered\"} 2",
             "nightmarket_claim_answer_seconds_bucket{le=\"0.005\"} 1",
             "nightmarket_claim_answer_seconds_count 1",
@@ -370,7 +380,7 @@ mod tests {
     fn two_servers_keep_their_own_figures() {
         let (a, b) = (Metrics::new(), Metrics::new());
         inc(&a.cancels);
-        assert!(a.render(0, 0).contains("nightmarket_cancels_total 1"));
-        assert!(b.render(0, 0).contains("nightmarket_cancels_total 0"));
+        assert!(a.render(0, 0, 0).contains("nightmarket_cancels_total 1"));
+        assert!(b.render(0, 0, 0).contains("nightmarket_cancels_total 0"));
     }
 }

@@ -6,12 +6,26 @@
 //! per-show lock only the tick and the flusher take. The flush job (`crate::jobs::stats`) writes
 //! what changed to the store every `market.stats_flush_ms` and once more at shutdown.
 //!
-//! The store keeps one row per node and the larger of the stored and the sent value, and
-//! everything sent only grows (a refusal count is this process's running total, a viewer
-//! figure the most seen in that minute so far). So a flush that fails is simply retried by the
-//! next one, and a flush that succeeded but looked failed does no harm when repeated. That is
-//! also why refusals are written under an id new in every process: a restarted node starts
-//! counting from zero, and under its old id the larger, older total would hide the new one.
+//! The store keeps one row per writer id and the larger of the stored and the sent value, and
+//! everything sent only grows (a refusal count is a running total, a viewer figure the most
+//! seen in that minute so far). So a flush that fails is simply retried by the next one, and a
+//! flush that succeeded but looked failed does no harm when repeated. That is also why refusals
+//! are written under an id new for every set of counters, `<process>/<n>` (the process's id, new
+//! in every process, and a number new for each show's counters made in it): counters made
+//! afresh start from zero, and under an id that already has a larger, older total the new one
+//! would be hidden. The store sums a show's refusals over ids, so the old total and the new add
+//! up.
+//!
+//! A show's counters leave memory once nothing can count into them and the store has
+//! everything they counted: the first flush after the show's runtime let go of them (a closed
+//! show leaves memory once nobody watches it, after `live::CLOSED_SHOW_KEPT_MS`) drops them,
+//! having written their last changes. Not at the close itself: a closed show still served here
+//! still counts (a late claim is refused as `show_not_live`), into the counters its runtime
+//! holds. So the counters held are the shows this node serves plus those whose last figures
+//! wait for the store (no more than were served when the store stopped answering: loading a
+//! show reads the store), which needs no bound of its own. If the show counts again later (a
+//! viewer loads it again), its new counters write under a new id, as above: nothing about the
+//! shows that left has to be kept, nor read back from the store.
 //!
 //! Viewers are the other way round. The figures of nodes running side by side add up, but a
 //! node that restarts within a minute sees the same viewers reconnect: under a new id its
@@ -89,6 +103,9 @@ struct Minute {
 /// One show's counters on this node.
 #[derive(Debug)]
 pub struct ShowCounters {
+    /// The id the store keeps these running totals under: new for every set of counters, so
+    /// that no older, larger total of the show hides them (see the module doc).
+    refusals_by: String,
     /// Running totals of refused claims, indexed like `ErrorCode::ALL`.
     refused: [AtomicU64; REASONS],
     /// The totals the store has been sent; only flushes touch them.
@@ -97,17 +114,16 @@ pub struct ShowCounters {
     viewers: Mutex<BTreeMap<i64, Minute>>,
 }
 
-impl Default for ShowCounters {
-    fn default() -> Self {
+impl ShowCounters {
+    fn new(refusals_by: String) -> Self {
         Self {
+            refusals_by,
             refused: std::array::from_fn(|_| AtomicU64::new(0)),
             sent: std::array::from_fn(|_| AtomicU64::new(0)),
             viewers: Mutex::new(BTreeMap::new()),
         }
     }
-}
 
-impl ShowCounters {
     /// Counts one claim refused with `code`. One atomic add: this is the claim path.
     pub fn refused(&self, code: ErrorCode) {
         if let Some(i) = ErrorCode::ALL.iter().position(|c| *c == code) {
@@ -155,6 +171,16 @@ impl ShowCounters {
         ShowStatsBatch { refusals, viewers }
     }
 
+    /// Whether the store has every figure counted here (a current minute it has may still grow,
+    /// but only while someone counts).
+    fn all_sent(&self) -> bool {
+        let refusals =
+            self.refused.iter().zip(&self.sent).all(|(counted, sent)| {
+                counted.load(Ordering::Relaxed) <= sent.load(Ordering::Relaxed)
+            });
+        refusals && lock(&self.viewers).values().all(|m| m.most <= m.sent)
+    }
+
     /// Notes that the store has `batch`; past minutes it has in full are forgotten.
     fn flushed(&self, batch: &ShowStatsBatch, now_minute: i64) {
         for r in &batch.refusals {
@@ -173,14 +199,17 @@ impl ShowCounters {
     }
 }
 
-/// This node's collector: its ids and every show's counters.
+/// This node's collector: its ids and the counters of every show that may still count or has
+/// figures the store lacks.
 #[derive(Debug)]
 pub struct ShowStats {
-    /// This process: refusal totals are written under it.
+    /// This process: refusal totals are written under ids made from it.
     process: String,
     /// This node across restarts: viewer figures are written under it.
     node: String,
     shows: Mutex<HashMap<ShowId, Arc<ShowCounters>>>,
+    /// Sets of counters made so far: numbers the next one's refusal id.
+    made: AtomicU64,
 }
 
 impl ShowStats {
@@ -191,6 +220,7 @@ impl ShowStats {
             node: process.clone(),
             process,
             shows: Mutex::new(HashMap::new()),
+            made: AtomicU64::new(0),
         }
     }
 
@@ -208,7 +238,7 @@ impl ShowStats {
         &self.node
     }
 
-    /// The id this process's refusal rows carry in the store.
+    /// The id this process's refusal rows start with in the store (`<process>/<n>`).
     pub fn process(&self) -> &str {
         &self.process
     }
@@ -216,13 +246,26 @@ impl ShowStats {
     /// The counters of `show`, created on first use; a show's runtime keeps them, so counting
     /// never looks them up.
     pub fn counters(&self, show: &ShowId) -> Arc<ShowCounters> {
-        lock(&self.shows).entry(show.clone()).or_default().clone()
+        lock(&self.shows)
+            .entry(show.clone())
+            .or_insert_with(|| {
+                let n = self.made.fetch_add(1, Ordering::Relaxed) + 1;
+                Arc::new(ShowCounters::new(format!("{}/{n}", self.process)))
+            })
+            .clone()
     }
 
-    /// Writes what changed since the last flush, one transaction per show. On the first
-    /// failure it stops: nothing in these rows can conflict, so a failure means the store is
-    /// failing, and trying every other show would make one flush wait out the store's timeout
-    /// once per show. Shows not written keep their changes for the next flush.
+    /// How many shows' counters this node holds: the shows it serves, and those whose last
+    /// figures the store does not have yet.
+    pub fn shows_held(&self) -> usize {
+        lock(&self.shows).len()
+    }
+
+    /// Writes what changed since the last flush, then lets go of the counters nothing can count
+    /// into any more whose figures the store now has in full. On the first failure it stops:
+    /// nothing in these rows can conflict, so a failure means the store is failing, and trying
+    /// every other show would make one flush wait out the store's timeout once per show. Shows
+    /// not written keep their changes (and their counters) for the next flush.
     pub async fn flush(&self, store: &Store, now: Millis) -> Result<(), StoreError> {
         let shows: Vec<(ShowId, Arc<ShowCounters>)> = lock(&self.shows)
             .iter()
@@ -235,25 +278,33 @@ impl ShowStats {
                 continue;
             }
             let ShowStatsBatch { refusals, viewers } = batch.clone();
-            if self.node == self.process {
-                store.record_show_stats(&self.process, &batch).await?;
-            } else {
-                // Two transactions: each row is kept as the larger of the stored and the sent
-                // value, so if only the first lands the next flush simply sends both again.
-                let refusals = ShowStatsBatch {
-                    refusals,
-                    viewers: Vec::new(),
-                };
-                let viewers = ShowStatsBatch {
-                    refusals: Vec::new(),
-                    viewers,
-                };
-                store.record_show_stats(&self.process, &refusals).await?;
-                store.record_show_stats(&self.node, &viewers).await?;
-            }
+            // Two transactions, as refusals and viewers go under ids of their own: each row is
+            // kept as the larger of the stored and the sent value, so if only the first lands
+            // the next flush simply sends both again.
+            let refusals = ShowStatsBatch {
+                refusals,
+                viewers: Vec::new(),
+            };
+            let viewers = ShowStatsBatch {
+                refusals: Vec::new(),
+                viewers,
+            };
+            store
+                .record_show_stats(&counters.refusals_by, &refusals)
+                .await?;
+            store.record_show_stats(&self.node, &viewers).await?;
             counters.flushed(&batch, now_minute);
         }
+        self.let_go();
         Ok(())
+    }
+
+    /// Drops the counters no runtime holds any more (so nothing counts into them) whose figures
+    /// the store has in full. Under the lock [`Self::counters`] hands them out with, so none is
+    /// handed out while it goes.
+    fn let_go(&self) {
+        lock(&self.shows)
+            .retain(|_, counters| Arc::strong_count(counters) > 1 || !counters.all_sent());
     }
 }
 
@@ -267,7 +318,7 @@ mod tests {
 
     #[test]
     fn only_changes_are_sent_and_past_minutes_once_sent_are_forgotten() {
-        let c = ShowCounters::default();
+        let c = ShowCounters::new("p/1".into());
         c.refused(ErrorCode::SoldOut);
         c.refused(ErrorCode::SoldOut);
         c.refused(ErrorCode::StalePrice);
@@ -309,11 +360,78 @@ mod tests {
 
     #[test]
     fn pending_minutes_are_bounded() {
-        let c = ShowCounters::default();
+        let c = ShowCounters::new("p/1".into());
         for minute in 0..(PENDING_MINUTES as i64 + 10) {
             c.saw_viewers(minute, 1);
         }
         assert_eq!(lock(&c.viewers).len(), PENDING_MINUTES);
+    }
+
+    /// Counters nothing holds but the collector stay while the store lacks some of their
+    /// figures, and go once it has them all.
+    #[test]
+    fn unheld_counters_stay_until_everything_is_sent() {
+        let stats = ShowStats::new("p");
+        let c = stats.counters(&show());
+        c.refused(ErrorCode::SoldOut);
+        c.saw_viewers(10, 2);
+        let b = c.changes(&show());
+        drop(c);
+        stats.let_go();
+        assert_eq!(stats.shows_held(), 1, "its figures are not written yet");
+        let c = stats.counters(&show());
+        c.flushed(&b, 10);
+        stats.let_go();
+        assert_eq!(stats.shows_held(), 1, "still held by `c`");
+        drop(c);
+        stats.let_go();
+        assert_eq!(stats.shows_held(), 0);
+    }
+
+    /// Over a real store: counters a runtime let go of leave at the flush that writes their last
+    /// figures, and a show that counts again after that adds to its stored totals (a new set of
+    /// counters starts from zero, under an id of its own) rather than hiding under them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn counters_leave_once_written_and_counting_again_adds_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::sqlite(&dir.path().join("catalog.sqlite"))
+            .await
+            .unwrap();
+        let stats = ShowStats::new("p");
+        let (served, left) = (show(), ShowId::parse("s2").unwrap());
+        let held = stats.counters(&served);
+        let runtime = stats.counters(&left);
+        for _ in 0..3 {
+            held.refused(ErrorCode::SoldOut);
+            runtime.refused(ErrorCode::SoldOut);
+        }
+        runtime.saw_viewers(10, 4);
+        drop(runtime);
+        let now = 10 * MINUTE_MS;
+        stats.flush(&store, now).await.unwrap();
+        assert_eq!(
+            stats.shows_held(),
+            1,
+            "only the counters a runtime holds stay"
+        );
+        let sold_out = |n| ("sold_out".to_owned(), n);
+        assert_eq!(store.show_refusals(&left).await.unwrap(), [sold_out(3)]);
+
+        let again = stats.counters(&left);
+        again.refused(ErrorCode::SoldOut);
+        again.refused(ErrorCode::StalePrice);
+        again.saw_viewers(10, 2);
+        stats.flush(&store, now).await.unwrap();
+        assert_eq!(
+            store.show_refusals(&left).await.unwrap(),
+            [sold_out(4), ("stale_price".to_owned(), 1)]
+        );
+        assert_eq!(store.show_peak_viewers(&left).await.unwrap(), 4);
+        assert_eq!(store.show_refusals(&served).await.unwrap(), [sold_out(3)]);
+        assert_eq!(stats.shows_held(), 2);
+        drop((again, held));
+        stats.flush(&store, now).await.unwrap();
+        assert_eq!(stats.shows_held(), 0);
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub use access::{InviteRefusal, InviteRow, SessionRow};
 pub use catalog::{LineupRow, SellerRow, ShowRow, ShowSchedule};
 pub use market::{
     CommitmentRow, DecisionRow, ExceptionKind, ExceptionRow, LineupSetItem, LineupSetRow,
-    MarketRow, TransitionRow,
+    MarketRow, TransitionBy, TransitionRow,
 };
 pub use orders::{
     CheckoutRow, OrderDetail, OrderLineDetail, OrderLineRow, OrderRow, OrderScope, Page,

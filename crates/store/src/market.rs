@@ -691,17 +691,19 @@ impl Store {
     }
 
     /// Moves a show from `from` to `to` if it is `from` now (compare-and-set), records the
-    /// transition with its actor, and enqueues `event` for every subscribed webhook, all in one
-    /// transaction. Returns whether this caller won; a loser changes nothing.
-    pub async fn transition(
+    /// transition with its actor and reason, and enqueues `event` for every subscribed webhook,
+    /// all in one transaction: the log never shows a move without its reason. Returns whether
+    /// this caller won; a loser changes nothing, so a reason is only ever beside its own move.
+    pub async fn transition<'a>(
         &self,
         id: &ShowId,
         from: ShowStatus,
         to: ShowStatus,
         at: Millis,
-        actor: &str,
+        by: impl Into<TransitionBy<'a>>,
         event: Option<&WebhookEvent>,
     ) -> Result<bool, StoreError> {
+        let by = by.into();
         let set = match to {
             ShowStatus::Live => {
                 "UPDATE shows SET status = $2, live_at = $4 WHERE id = $1 AND status = $3"
@@ -716,13 +718,14 @@ impl Store {
                 });
             }
         };
-        let mut steps = vec![
+        let mut steps =
+            vec![
             Step::new(set, params![id.as_str(), to.as_str(), from.as_str(), at]).require("cas"),
             Step::new(
-                "INSERT INTO show_transitions (show_id, to_status, from_status, actor, at)
-                 VALUES ($1, $2, $3, $4, $5)
+                "INSERT INTO show_transitions (show_id, to_status, from_status, actor, at, reason)
+                 VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (show_id, to_status) DO NOTHING",
-                params![id.as_str(), to.as_str(), from.as_str(), actor, at],
+                params![id.as_str(), to.as_str(), from.as_str(), by.actor, at, by.reason],
             ),
         ];
         if let Some(ev) = event {
@@ -733,27 +736,6 @@ impl Store {
             Err(SqlError::Requirement("cas")) => Ok(false),
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// Records why `actor` moved the show to `to` (a stable code such as `seller_absent`), once
-    /// its transition is recorded. Returns whether that transition was `actor`'s: if someone
-    /// else moved the show first, their record keeps no reason of ours.
-    pub async fn explain_transition(
-        &self,
-        id: &ShowId,
-        to: ShowStatus,
-        actor: &str,
-        reason: &str,
-    ) -> Result<bool, StoreError> {
-        let n = self
-            .engine
-            .execute(
-                "UPDATE show_transitions SET reason = $4
-                 WHERE show_id = $1 AND to_status = $2 AND actor = $3 AND reason IS NULL",
-                params![id.as_str(), to.as_str(), actor, reason],
-            )
-            .await?;
-        Ok(n == 1)
     }
 
     /// The transitions a show went through, in order.
@@ -790,5 +772,23 @@ impl Store {
             |t| vec![KeyPart::Int(t.at), KeyPart::Text(t.to.as_str().to_owned())],
         )
         .await
+    }
+}
+
+/// Who moves a show to a new status, and why when the actor alone does not say (a stable code
+/// such as `seller_absent`): both go into the transition's row, in the write that moves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransitionBy<'a> {
+    pub actor: &'a str,
+    pub reason: Option<&'a str>,
+}
+
+/// An actor alone: the move needs no reason beyond who made it.
+impl<'a> From<&'a str> for TransitionBy<'a> {
+    fn from(actor: &'a str) -> Self {
+        Self {
+            actor,
+            reason: None,
+        }
     }
 }

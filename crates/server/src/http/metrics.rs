@@ -1,5 +1,5 @@
-//! `/metrics`: this node's Prometheus metrics ([`crate::metrics`]), with the shows it serves and
-//! the viewers connected to it.
+//! `/metrics`: this node's Prometheus metrics ([`crate::metrics`]), with the shows it serves, the
+//! viewers connected to it and the shows whose report statistics it holds.
 
 use std::sync::Arc;
 
@@ -22,6 +22,10 @@ use crate::state::AppState;
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let live = state.live();
     live.observe();
-    let body = state.metrics().render(live.count(), live.viewers());
+    let body = state.metrics().render(
+        live.count(),
+        live.viewers(),
+        state.show_stats().shows_held(),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

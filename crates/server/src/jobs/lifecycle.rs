@@ -7,19 +7,20 @@
 //! It also keeps live shows honest about their seller: while the seller has a session on this
 //! node, each pass marks the show's seller as present in the store (shared by every node), and a
 //! live show whose seller nobody has seen for `market.seller_absent_close_ms` is closed, the
-//! transition recording the reason `seller_absent`.
+//! transition recording the reason `seller_absent` in the same store write as the close.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nightmarket_domain::{ShowId, ShowStatus};
+use nightmarket_domain::ShowId;
 use nightmarket_inventory::{Command, InventoryError};
 use nightmarket_store::Store;
 use tokio::sync::watch;
 
 use crate::clock::SharedClock;
 use crate::config::MarketTiming;
+use crate::live::Commander;
 use crate::services::market::{admission_issues, min_stars};
 use crate::services::shows::Shows;
 use crate::shutdown::stopped;
@@ -62,7 +63,7 @@ pub async fn tick(state: &Lifecycle, reported: &mut HashSet<ShowId>) {
         }
     };
     for id in &closing {
-        apply(state, id, Command::Close).await;
+        apply(state, id, Command::Close, None).await;
     }
     sellers(state, now).await;
     let opening = match state.store.shows_due_live(now).await {
@@ -82,7 +83,7 @@ pub async fn tick(state: &Lifecycle, reported: &mut HashSet<ShowId>) {
             .unwrap_or(nightmarket_domain::market::DEFAULT_MIN_STARS);
         match admission_issues(&state.store, &row, min_stars).await {
             Ok(issues) if issues.is_empty() => {
-                apply(state, id, Command::GoLive).await;
+                apply(state, id, Command::GoLive, None).await;
             }
             Ok(issues) => {
                 if reported.insert(id.clone()) {
@@ -125,28 +126,16 @@ async fn sellers(state: &Lifecycle, now: nightmarket_domain::Millis) {
             return;
         }
     };
-    let actor = actor();
     for id in &absent {
-        if !apply(state, id, Command::Close).await {
-            continue;
-        }
-        match state
-            .store
-            .explain_transition(id, ShowStatus::Closed, &actor, SELLER_ABSENT)
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(show = %id, absent_ms = absent_for, "lifecycle: show closed, its seller was away")
-            }
-            Err(e) => {
-                tracing::warn!(show = %id, error = %e, "lifecycle: cannot record why the show closed")
-            }
+        if apply(state, id, Command::Close, Some(SELLER_ABSENT)).await {
+            tracing::info!(show = %id, absent_ms = absent_for, "lifecycle: show closed, its seller was away");
         }
     }
 }
 
-/// Runs `cmd` on the show; whether this call made it.
-async fn apply(state: &Lifecycle, id: &ShowId, cmd: Command) -> bool {
+/// Runs `cmd` on the show, recording `reason` (if any) with the transition it makes, in the
+/// same store write; whether this call made it.
+async fn apply(state: &Lifecycle, id: &ShowId, cmd: Command, reason: Option<&'static str>) -> bool {
     let row = match state.store.show(id).await {
         Ok(Some(row)) => row,
         Ok(None) => return false,
@@ -164,7 +153,11 @@ async fn apply(state: &Lifecycle, id: &ShowId, cmd: Command) -> bool {
             return false;
         }
     };
-    match state.shows.command(&rt, cmd, &actor()).await {
+    let by = Commander {
+        actor: actor(),
+        reason,
+    };
+    match state.shows.command_as(&rt, cmd, &by).await {
         Ok(_) => true,
         // Another node (or the seller) got there first: the inventory refused the second
         // transition, and the store follows the inventory.

@@ -99,6 +99,24 @@ pub struct Commanded {
     pub seq: u64,
 }
 
+/// Who runs a command on a show, and why when that alone does not say (a stable code such as
+/// `seller_absent`): what the store records beside a transition the command makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commander {
+    pub actor: String,
+    pub reason: Option<&'static str>,
+}
+
+impl Commander {
+    /// An actor whose name says enough.
+    pub fn new(actor: impl Into<String>) -> Self {
+        Self {
+            actor: actor.into(),
+            reason: None,
+        }
+    }
+}
+
 /// The events left to follow up on one show, taken in command order; holding this, no other
 /// caller follows up on the show.
 pub struct FollowUps<'a> {
@@ -108,7 +126,7 @@ pub struct FollowUps<'a> {
 
 /// The oldest event left to follow up first, each with who commanded it.
 impl Iterator for FollowUps<'_> {
-    type Item = (SequencedEvent, String);
+    type Item = (SequencedEvent, Commander);
 
     fn next(&mut self) -> Option<Self::Item> {
         self.rt.follow.lock().ok()?.pop_front()
@@ -270,7 +288,7 @@ impl Live {
         self: &Arc<Self>,
         rt: &Arc<ShowRuntime>,
         cmd: Command,
-        follow_up_as: Option<&str>,
+        follow_up_as: Option<&Commander>,
     ) -> Result<Commanded, InventoryError> {
         let _gate = rt.gate.lock().await;
         let events = self
@@ -283,7 +301,7 @@ impl Live {
         if let Some(actor) = follow_up_as
             && let Ok(mut follow) = rt.follow.lock()
         {
-            follow.extend(events.iter().map(|ev| (ev.clone(), actor.to_owned())));
+            follow.extend(events.iter().map(|ev| (ev.clone(), actor.clone())));
         }
         let seq = events
             .last()

@@ -9,6 +9,7 @@ use nightmarket_domain::{Millis, SellerId, SequencedEvent, ShowId};
 use nightmarket_live::{CatchUpCell, Channel};
 use nightmarket_wire::server::FeedItem;
 
+use crate::live::Commander;
 use crate::live::inbox::Buyers;
 use crate::live::public::PublicState;
 use crate::show_stats::ShowCounters;
@@ -32,9 +33,9 @@ pub struct ShowRuntime {
     pub(super) gate: tokio::sync::Mutex<()>,
     /// The events of commands whose effects beyond the fan-out (the store's record of a
     /// transition) are still to happen, in the order the gate let the commands through, each
-    /// with who commanded. At most one entry per event of a command still in flight: every
+    /// with who commanded and why. At most one entry per event of a command still in flight: every
     /// caller that adds takes too.
-    pub(super) follow: Mutex<VecDeque<(SequencedEvent, String)>>,
+    pub(super) follow: Mutex<VecDeque<(SequencedEvent, Commander)>>,
     /// Held while those effects happen, so that they happen in that order without the gate.
     pub(super) following: tokio::sync::Mutex<()>,
     pub(super) tick: Mutex<TickState>,

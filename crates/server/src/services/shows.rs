@@ -11,14 +11,14 @@ use nightmarket_domain::{
 };
 use nightmarket_inventory::{BookView, Command, Inventory, InventoryError};
 use nightmarket_orders::Settler;
-use nightmarket_store::{ShowRow, Store};
+use nightmarket_store::{ShowRow, Store, TransitionBy};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::http::CreateLineupItem;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, MarketTiming};
 use crate::convert::{rfc3339, show_body};
-use crate::live::{Live, Opening, ShowIdentity, ShowRuntime};
+use crate::live::{Commander, Live, Opening, ShowIdentity, ShowRuntime};
 use crate::services::catalog::build_lineup;
 use crate::services::market::{admission_issues, min_stars, not_admitted};
 use crate::services::webhooks::show_event;
@@ -185,22 +185,35 @@ impl Shows {
         cmd: Command,
         actor: &str,
     ) -> Result<(Vec<SequencedEvent>, u64), InventoryError> {
-        let done = self.live.command(rt, cmd, Some(actor)).await?;
-        for (ev, actor) in self.live.follow_ups(rt).await {
-            self.after_event(rt, &ev, &actor).await;
+        self.command_as(rt, cmd, &Commander::new(actor)).await
+    }
+
+    /// [`Shows::command`] by `by`, whose reason (if any) is recorded with the transition the
+    /// command makes, in the same store write.
+    pub async fn command_as(
+        &self,
+        rt: &Arc<ShowRuntime>,
+        cmd: Command,
+        by: &Commander,
+    ) -> Result<(Vec<SequencedEvent>, u64), InventoryError> {
+        let done = self.live.command(rt, cmd, Some(by)).await?;
+        for (ev, by) in self.live.follow_ups(rt).await {
+            self.after_event(rt, &ev, &by).await;
         }
         Ok((done.events, done.seq))
     }
 
-    async fn after_event(&self, rt: &Arc<ShowRuntime>, ev: &SequencedEvent, actor: &str) {
+    async fn after_event(&self, rt: &Arc<ShowRuntime>, ev: &SequencedEvent, by: &Commander) {
+        let by = TransitionBy {
+            actor: &by.actor,
+            reason: by.reason,
+        };
         match &ev.event {
             ShowEvent::ShowLive => {
-                self.record_transition(&rt.id, ShowStatus::Live, actor)
-                    .await;
+                self.record_transition(&rt.id, ShowStatus::Live, by).await;
             }
             ShowEvent::ShowClosed { .. } => {
-                self.record_transition(&rt.id, ShowStatus::Closed, actor)
-                    .await;
+                self.record_transition(&rt.id, ShowStatus::Closed, by).await;
                 // Final stock goes out at once rather than at the next tick.
                 self.live.refresh(rt).await;
             }
@@ -209,10 +222,16 @@ impl Shows {
     }
 
     /// Makes the store's status follow a transition the inventory made: a compare-and-set from
-    /// each status the show may have come from, recording `actor` and enqueueing the webhook
-    /// event in the same transaction. Of several nodes (or a node and its own recovery) exactly
-    /// one records it.
-    pub async fn record_transition(&self, id: &ShowId, to: ShowStatus, actor: &str) {
+    /// each status the show may have come from, recording the actor and reason of `by` and
+    /// enqueueing the webhook event in the same transaction. Of several nodes (or a node and its
+    /// own recovery) exactly one records it.
+    pub async fn record_transition<'a>(
+        &self,
+        id: &ShowId,
+        to: ShowStatus,
+        by: impl Into<TransitionBy<'a>>,
+    ) {
+        let by = by.into();
         let (froms, name): (&[ShowStatus], &str) = match to {
             ShowStatus::Live => (&[ShowStatus::Scheduled], "show.live"),
             ShowStatus::Closed => (&[ShowStatus::Live, ShowStatus::Scheduled], "show.closed"),
@@ -236,11 +255,11 @@ impl Shows {
         for from in froms {
             match self
                 .store
-                .transition(id, *from, to, now, actor, Some(&event))
+                .transition(id, *from, to, now, by, Some(&event))
                 .await
             {
                 Ok(true) => {
-                    tracing::info!(show = %id, from = from.as_str(), to = to.as_str(), actor, "show transition");
+                    tracing::info!(show = %id, from = from.as_str(), to = to.as_str(), actor = by.actor, reason = by.reason, "show transition");
                     if to == ShowStatus::Closed
                         && let Some(settler) = self.settler.get()
                     {
