@@ -106,6 +106,21 @@ pub struct BookView {
     pub accepted_claims: u64,
 }
 
+/// A buyer's own part of a snapshot (what [`BookView`] holds for it alone), with the show's
+/// sequence number and stock version as of the same read: what a node that keeps the public
+/// part of the show itself must still ask for, and how it tells whether its copy is current.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuyerView {
+    /// The show's newest event sequence number.
+    pub seq: u64,
+    /// The show's stock version, as [`StockView::version`].
+    pub stock_version: u64,
+    /// As [`BookView::my_claims`].
+    pub my_claims: Vec<ClaimRecord>,
+    /// As [`BookView::my_waitlist`].
+    pub my_waitlist: Vec<(WaitlistEntry, u32)>,
+}
+
 /// Where a show stands, as a list of shows gives it: what [`Inventory::standings`] reads of each
 /// show, and nothing more (no lineup details, no buyer's claims).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,6 +247,12 @@ pub trait Inventory: Send + Sync + 'static {
         buyer: Option<&BuyerId>,
         now: Millis,
     ) -> Result<BookView, InventoryError>;
+
+    /// A buyer's claims and waitlist places as [`Inventory::view`] gives them, and the show's
+    /// sequence and stock version, in one consistent read that touches nothing else (on Redis
+    /// one small script: no lineup, no products).
+    async fn buyer_view(&self, show: &ShowId, buyer: &BuyerId)
+    -> Result<BuyerView, InventoryError>;
 
     /// Status, sequence and stock of each show in `shows`, in the order given; `None` for a show
     /// the inventory does not hold. One round trip for the whole list on Redis (one pipeline;

@@ -18,7 +18,9 @@ use nightmarket_domain::{
 };
 use nightmarket_store::{JournalEntry, JournalError, Reservation, SqliteJournal, Ticket};
 
-use crate::{BookView, Command, DecisionClock, Inventory, InventoryError, ShowStanding, StockView};
+use crate::{
+    BookView, BuyerView, Command, DecisionClock, Inventory, InventoryError, ShowStanding, StockView,
+};
 
 /// Most events a seller command can produce (end flash, unpin/pin, close).
 const MAX_EVENTS_PER_COMMAND: usize = 3;
@@ -413,6 +415,21 @@ impl Inventory for MemoryInventory {
             my_claims: buyer.map(|b| book.claims_of(b)).unwrap_or_default(),
             my_waitlist: buyer.map(|b| book.waitlist_of(b)).unwrap_or_default(),
             accepted_claims: book.accepted_claims(),
+        })
+    }
+
+    async fn buyer_view(
+        &self,
+        show: &ShowId,
+        buyer: &BuyerId,
+    ) -> Result<BuyerView, InventoryError> {
+        let slot = self.slot(show)?;
+        let book = lock(&slot.book)?;
+        Ok(BuyerView {
+            seq: book.seq(),
+            stock_version: book.stock_version(),
+            my_claims: book.claims_of(buyer),
+            my_waitlist: book.waitlist_of(buyer),
         })
     }
 

@@ -13,7 +13,8 @@
 //! - [`services`]: the rules the HTTP and WebSocket layers call (catalog, market, shows,
 //!   orders, reports, sign-in, webhooks); plain values in and out, no axum types.
 //! - [`live`]: the fan-out of each show on this node: events published once, gaps repaired,
-//!   conflated stock, feed and viewer frames, flash timers, waitlist news per buyer.
+//!   conflated stock, feed and viewer frames, flash timers, waitlist news per buyer, and the
+//!   snapshots of joining viewers built from that state.
 //! - [`show_stats`]: claims refused and viewers per show, counted for post-show reports.
 //! - [`metrics`]: the Prometheus metrics served by `/metrics`.
 //! - [`convert`]: domain values as wire messages, domain refusals as stable codes.

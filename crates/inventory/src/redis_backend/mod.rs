@@ -50,7 +50,9 @@ use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::{BookView, Command, DecisionClock, Inventory, InventoryError, ShowStanding, StockView};
+use crate::{
+    BookView, BuyerView, Command, DecisionClock, Inventory, InventoryError, ShowStanding, StockView,
+};
 
 mod claims;
 mod feed;
@@ -189,6 +191,7 @@ pub struct RedisInventory {
     cancel: redis::Script,
     command: redis::Script,
     read: redis::Script,
+    mine: redis::Script,
     log: redis::Script,
     release: redis::Script,
     waitlist: redis::Script,
@@ -416,6 +419,25 @@ struct ReadOut {
     /// Redis's TIME as the read ran, in milliseconds.
     now: i64,
 }
+
+impl ReadOut {
+    /// The requesting buyer's claims (oldest first) and waitlist places, taken out of the read.
+    fn buyer_part(&mut self) -> Result<BuyerPart, InventoryError> {
+        let mut my_claims = std::mem::take(&mut self.mine)
+            .into_iter()
+            .map(RawRecord::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        my_claims.sort_by_key(|c| c.at);
+        let my_waitlist = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .map(|p| Ok((p.entry.parse()?, p.position)))
+            .collect::<Result<Vec<_>, InventoryError>>()?;
+        Ok((my_claims, my_waitlist))
+    }
+}
+
+/// A buyer's claims and waitlist places, as a view holds them.
+type BuyerPart = (Vec<ClaimRecord>, Vec<(WaitlistEntry, u32)>);
 
 #[derive(Deserialize)]
 struct LogOut {
@@ -722,6 +744,7 @@ impl RedisInventory {
             cancel: redis::Script::new(script!(waitlist "cancel.lua")),
             command: redis::Script::new(script!("command.lua")),
             read: redis::Script::new(script!(waitlist "read.lua")),
+            mine: redis::Script::new(script!(waitlist "mine.lua")),
             log: redis::Script::new(script!("log.lua")),
             release: redis::Script::new(script!("release.lua")),
             waitlist: redis::Script::new(script!(waitlist "waitlist.lua")),
@@ -737,6 +760,7 @@ impl RedisInventory {
             &inventory.cancel,
             &inventory.command,
             &inventory.read,
+            &inventory.mine,
             &inventory.log,
             &inventory.release,
             &inventory.waitlist,
@@ -872,16 +896,21 @@ impl RedisInventory {
         buyer: Option<&BuyerId>,
         feed_from: i64,
     ) -> Result<ReadOut, InventoryError> {
-        let out: ReadOut = self
-            .run(
-                &self.read,
-                show,
-                &[
-                    buyer.map(ToString::to_string).unwrap_or_default(),
-                    feed_from.to_string(),
-                ],
-            )
-            .await?;
+        let args = [
+            buyer.map(ToString::to_string).unwrap_or_default(),
+            feed_from.to_string(),
+        ];
+        self.read_with(&self.read, show, &args).await
+    }
+
+    /// Runs `read.lua` or `mine.lua`, which answer a show without keys with `{}`.
+    async fn read_with(
+        &self,
+        script: &redis::Script,
+        show: &ShowId,
+        args: &[String],
+    ) -> Result<ReadOut, InventoryError> {
+        let out: ReadOut = self.run(script, show, args).await?;
         if out.order.is_empty() && out.status.is_empty() {
             return Err(InventoryError::UnknownShow(show.clone()));
         }
@@ -1165,7 +1194,7 @@ impl Inventory for RedisInventory {
         buyer: Option<&BuyerId>,
         now: Millis,
     ) -> Result<BookView, InventoryError> {
-        let out = self.read(show, buyer, -1).await?;
+        let mut out = self.read(show, buyer, -1).await?;
         let status = show_status(&out.status)?;
         let mut lineup = Vec::with_capacity(out.lineup.len());
         for ((raw, json), left) in out.lineup.iter().zip(&out.products).zip(&out.left) {
@@ -1200,17 +1229,7 @@ impl Inventory for RedisInventory {
                 _ => list,
             })
         });
-        let mut my_claims = out
-            .mine
-            .into_iter()
-            .map(RawRecord::parse)
-            .collect::<Result<Vec<_>, _>>()?;
-        my_claims.sort_by_key(|c| c.at);
-        let my_waitlist = out
-            .waiting
-            .into_iter()
-            .map(|p| Ok((p.entry.parse()?, p.position)))
-            .collect::<Result<Vec<_>, InventoryError>>()?;
+        let (my_claims, my_waitlist) = out.buyer_part()?;
         Ok(BookView {
             status,
             seq: num(&out.seq)?,
@@ -1221,6 +1240,23 @@ impl Inventory for RedisInventory {
             my_claims,
             my_waitlist,
             accepted_claims: num(&out.accepted)?,
+        })
+    }
+
+    async fn buyer_view(
+        &self,
+        show: &ShowId,
+        buyer: &BuyerId,
+    ) -> Result<BuyerView, InventoryError> {
+        let mut out = self
+            .read_with(&self.mine, show, &[buyer.to_string()])
+            .await?;
+        let (my_claims, my_waitlist) = out.buyer_part()?;
+        Ok(BuyerView {
+            seq: num(&out.seq)?,
+            stock_version: num(&out.version)?,
+            my_claims,
+            my_waitlist,
         })
     }
 

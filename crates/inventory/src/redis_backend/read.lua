@@ -14,21 +14,7 @@ end
 out.left, out.lineup, out.products = left, lineup, products
 local f = flash_get()
 if f then out.flash = f end
-local mine = {}
-if buyer ~= '' then
-  for _, cid in ipairs(mine_ids(buyer)) do
-    mine[#mine + 1] = rec_parse(cid, redis.call('HGET', K_CLAIMS, cid))
-  end
-end
-out.mine = mine
-local waiting = {}
-if buyer ~= '' then
-  for product in string.gmatch(out.order, '[^,]+') do
-    local w = wait_get(product, buyer)
-    if w then waiting[#waiting + 1] = { entry = w, position = wait_position(w) } end
-  end
-end
-out.waiting = waiting
+out.mine, out.waiting = buyer_part(buyer, out.order)
 local recent = {}
 if feed_from >= 0 then
   local entries = redis.call('XREVRANGE', K_LOG, '+', '-', 'COUNT', 64)

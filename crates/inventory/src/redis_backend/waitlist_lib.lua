@@ -33,3 +33,18 @@ local function wait_remove(w)
   redis.call('ZREM', K_WAIT, wait_member(w.product_id, w.number, w.buyer))
   redis.call('HDEL', K_WAITENT, w.product_id .. '|' .. w.buyer)
 end
+
+-- A buyer's own part of a view (read.lua, mine.lua): its claim records and its places on the
+-- waitlists of `order` (the lineup's products, comma-separated), in lineup order.
+local function buyer_part(buyer, order)
+  local mine, waiting = {}, {}
+  if buyer == '' then return mine, waiting end
+  for _, cid in ipairs(mine_ids(buyer)) do
+    mine[#mine + 1] = rec_parse(cid, redis.call('HGET', K_CLAIMS, cid))
+  end
+  for product in string.gmatch(order, '[^,]+') do
+    local w = wait_get(product, buyer)
+    if w then waiting[#waiting + 1] = { entry = w, position = wait_position(w) } end
+  end
+  return mine, waiting
+end

@@ -6,22 +6,25 @@
 //! (inventory, then publish) and [`Live::follow_ups`] hands its events on, in order, for what
 //! happens outside the gate; [`Live::follow`] takes in the events other nodes publish and
 //! [`Live::ticker`] refreshes what connections see; sessions subscribe to a runtime's channel
-//! and its buyers' inboxes. Everything else (gaps repaired from the inventory's history, flashes
+//! and its buyers' inboxes, and start from a snapshot the runtime builds out of what it keeps
+//! ([`snapshot`]). Everything else (gaps repaired from the inventory's history, flashes
 //! ended on time, waitlist news handed to the buyers connected here) happens inside.
 
 pub mod inbox;
 mod public;
 mod runtime;
+pub mod snapshot;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use nightmarket_domain::{
-    ClaimRecord, EndReason, Millis, SellerId, SequencedEvent, ShowEvent, ShowId,
+    ClaimRecord, Dong, EndReason, LineupEntry, Millis, SellerId, SequencedEvent, ShowEvent, ShowId,
+    ShowStatus,
 };
 use nightmarket_inventory::{
-    Command, EventFeed, FeedItem as ShowFeedItem, Inventory, InventoryError,
+    BookView, Command, EventFeed, FeedItem as ShowFeedItem, Inventory, InventoryError,
 };
 use nightmarket_live::{CatchUpCell, Engine, Frame, LiveConfig, LiveError, Published};
 use nightmarket_wire::server::{
@@ -90,6 +93,29 @@ pub struct Opening {
     /// Its public state now (status, pin, flash, price), stamped with `seq`: where catching
     /// up starts from.
     pub public: CatchUp,
+    /// Its lineup (what is left in it is the refresh's to tell).
+    pub lineup: Vec<LineupEntry>,
+}
+
+impl Opening {
+    /// Where a show stands by the inventory's `view` of it (read without a buyer), with its claim
+    /// log's length `log_len`.
+    pub fn from_view(view: &BookView, log_len: u64) -> Self {
+        Self {
+            seq: view.seq,
+            log_len,
+            flash: view.flash.as_ref().map(|f| (f.id, f.ends_at)),
+            closed: view.status == ShowStatus::Closed,
+            public: CatchUp {
+                seq: view.seq,
+                status: view.status.as_str().to_owned(),
+                pinned: view.pinned.as_ref().map(ToString::to_string),
+                flash: view.flash.as_ref().map(convert::flash_view),
+                price: view.price.map(Dong::get),
+            },
+            lineup: view.lineup.clone(),
+        }
+    }
 }
 
 /// A command's events, published.
@@ -235,6 +261,7 @@ impl Live {
                 .engine
                 .channel(show.id.as_str(), at.seq, catch_up.clone()),
             public: Mutex::new(public),
+            lineup: at.lineup,
             catch_up,
             gate: tokio::sync::Mutex::new(()),
             follow: Mutex::default(),
@@ -242,6 +269,7 @@ impl Live {
             sellers: Default::default(),
             closed_since: Mutex::new(at.closed.then(|| self.clock.now())),
             following: tokio::sync::Mutex::new(()),
+            refreshing: tokio::sync::Mutex::new(()),
             tick: Mutex::new(TickState {
                 notices_from: at.log_len,
                 ..TickState::default()
@@ -456,6 +484,24 @@ impl Live {
 
     /// Refreshes one show's conflated frames if anything changed since the last refresh.
     pub async fn refresh(self: &Arc<Self>, rt: &Arc<ShowRuntime>) {
+        let _one = rt.refreshing.lock().await;
+        self.refresh_now(rt).await;
+    }
+
+    /// Refreshes a show unless a refresh has brought it to stock `version` meanwhile (with
+    /// `None`: unless it has been refreshed at all). Joiners that find the node behind call
+    /// this together, and the first read serves them all.
+    pub async fn refresh_to(self: &Arc<Self>, rt: &Arc<ShowRuntime>, version: Option<u64>) {
+        let _one = rt.refreshing.lock().await;
+        let have = rt.tick.lock().ok().and_then(|t| t.stock_version);
+        if have.is_some_and(|have| version.is_none_or(|wanted| have >= wanted)) {
+            return;
+        }
+        self.refresh_now(rt).await;
+    }
+
+    /// The refresh itself, under `rt.refreshing`.
+    async fn refresh_now(self: &Arc<Self>, rt: &Arc<ShowRuntime>) {
         // Sampled before anything that may fail, so the report's viewers do not depend on the
         // inventory answering.
         rt.stats
@@ -486,6 +532,9 @@ impl Live {
         tick.notices_from = tick.notices_from.max(stock.log_len);
         if tick.stock_version != Some(stock.version) {
             tick.stock_version = Some(stock.version);
+            tick.levels.clone_from(&stock.levels);
+            tick.flash_sold = stock.flash_sold;
+            tick.generation += 1;
             let msg = ServerMessage::Stock(StockFrame {
                 levels: convert::stock_levels(&stock.levels),
                 flash: stock
@@ -512,6 +561,7 @@ impl Live {
             // The claims before this node's first look are not news for the feed, but they are
             // what a viewer joining now should see.
             tick.recent = newest(&stock.recent).into();
+            tick.generation += 1;
         }
         if !first && (!stock.recent.is_empty() || tick.feed_from != stock.log_len) {
             let items = newest(&stock.recent);
@@ -520,6 +570,7 @@ impl Live {
             tick.recent.drain(..excess);
             tick.feed_from = stock.log_len;
             if !items.is_empty() {
+                tick.generation += 1;
                 let msg = ServerMessage::Feed(FeedFrame {
                     items,
                     total_claims: stock.accepted_claims,
@@ -568,12 +619,15 @@ mod tests {
     use crate::clock::{Clock, ManualClock};
     use crate::config::Config;
 
-    /// A node's fan-out over an embedded inventory in `dir`, on `clock`.
-    fn live(dir: &std::path::Path, clock: &ManualClock) -> (Arc<Live>, watch::Sender<bool>) {
+    /// A node's fan-out over an embedded inventory in `dir`, both on `clock`.
+    pub(super) fn live(
+        dir: &std::path::Path,
+        clock: &ManualClock,
+    ) -> (Arc<Live>, watch::Sender<bool>) {
         let journal = SqliteJournal::open(&dir.join("journal.sqlite"), 64).unwrap();
         let (stop, shutdown) = watch::channel(false);
         let live = Live::new(
-            Arc::new(MemoryInventory::new(journal, 64)),
+            Arc::new(MemoryInventory::new(journal, 64).with_clock(Arc::new(clock.clone()))),
             None,
             Arc::new(Metrics::default()),
             Arc::new(ShowStats::new("test")),
@@ -605,6 +659,7 @@ mod tests {
                 flash: None,
                 price: None,
             },
+            lineup: Vec::new(),
         };
         live.open(show, opening).0
     }

@@ -47,6 +47,11 @@ impl PublicState {
         true
     }
 
+    /// The state as of the newest folded event.
+    pub fn current(&self) -> &CatchUp {
+        &self.now
+    }
+
     /// The catch-up message as of the newest folded event.
     pub fn message(&self) -> (u64, ServerMessage) {
         (self.now.seq, ServerMessage::CatchUp(self.now.clone()))

@@ -5,13 +5,14 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use nightmarket_domain::{Millis, SellerId, SequencedEvent, ShowId};
+use nightmarket_domain::{LineupEntry, Millis, ProductId, SellerId, SequencedEvent, ShowId};
 use nightmarket_live::{CatchUpCell, Channel};
 use nightmarket_wire::server::FeedItem;
 
 use crate::live::Commander;
 use crate::live::inbox::Buyers;
 use crate::live::public::PublicState;
+use crate::live::snapshot::PublicPart;
 use crate::show_stats::ShowCounters;
 
 /// What a show needs at runtime besides its book: identity, its fan-out channel, and the
@@ -23,6 +24,10 @@ pub struct ShowRuntime {
     pub title: String,
     /// The show's channel in the live engine.
     pub channel: Channel,
+    /// The lineup as the show was opened (products, allotments, limits): a lineup never changes
+    /// once the show exists, so snapshots built here take it from this copy and the stock left
+    /// from the refresh.
+    pub(super) lineup: Vec<LineupEntry>,
     /// The show's public state, folded from its events, for the catch-up below.
     pub(super) public: Mutex<PublicState>,
     /// The newest `catch_up` frame, which the engine sends a viewer that fell behind.
@@ -39,6 +44,10 @@ pub struct ShowRuntime {
     /// Held while those effects happen, so that they happen in that order without the gate.
     pub(super) following: tokio::sync::Mutex<()>,
     pub(super) tick: Mutex<TickState>,
+    /// Held while the conflated values are refreshed from the inventory: refreshes of one show
+    /// never overlap (an older read cannot land after a newer one), and joiners that find the
+    /// node behind wait for one read instead of each making their own.
+    pub(super) refreshing: tokio::sync::Mutex<()>,
     /// Whether this node has asked the event feed to follow the show (distributed mode): once
     /// per runtime, so the feed's requests are bounded by the shows served, not the upgrades.
     pub(super) watched: AtomicBool,
@@ -64,6 +73,16 @@ pub(super) struct TickState {
     pub(super) recent: VecDeque<FeedItem>,
     /// Waitlist notices at claim-log positions from here on are still to be told.
     pub(super) notices_from: u64,
+    /// Stock left per lineup product, in lineup order, as of `stock_version`.
+    pub(super) levels: Vec<(ProductId, u32)>,
+    /// The running flash's id and units sold at its price, as of `stock_version`.
+    pub(super) flash_sold: Option<(u64, u32)>,
+    /// Bumped whenever `levels`, `flash_sold` or `recent` change: part of the point a kept
+    /// snapshot was built at.
+    pub(super) generation: u64,
+    /// The public part of the newest snapshot built here, reused by every viewer joining at
+    /// the same point (see [`crate::live::snapshot`]).
+    pub(super) snapshot: Option<PublicPart>,
 }
 
 impl ShowRuntime {

@@ -128,19 +128,7 @@ impl Shows {
             seller_name,
             title: row.title.clone(),
         };
-        let opening = Opening {
-            seq: view.seq,
-            log_len,
-            flash: view.flash.as_ref().map(|f| (f.id, f.ends_at)),
-            closed: view.status == ShowStatus::Closed,
-            public: nightmarket_wire::server::CatchUp {
-                seq: view.seq,
-                status: view.status.as_str().to_owned(),
-                pinned: view.pinned.as_ref().map(ToString::to_string),
-                flash: view.flash.as_ref().map(crate::convert::flash_view),
-                price: view.price.map(nightmarket_domain::Dong::get),
-            },
-        };
+        let opening = Opening::from_view(&view, log_len);
         let (rt, registered) = self.live.open(identity, opening);
         // The store's status follows the book, which the journal (or Redis) made
         // authoritative: a node that stopped between the two catches up here.

@@ -26,7 +26,7 @@ use nightmarket_live::{AttachOptions, Cells, Frame, Start, StartError, StartFrom
 use nightmarket_wire::client::{ClientMessage, classify_parse_error};
 use nightmarket_wire::server::{
     Ack, CancelOutcomeKind, CancelResult, ConnectionLimits, ErrorFrame, Hello, ServerMessage,
-    ShowView, Snapshot, WaitlistOutcomeKind, WaitlistResult,
+    WaitlistOutcomeKind, WaitlistResult,
 };
 use nightmarket_wire::{CloseCode, ErrorCode, PROTOCOL_VERSION};
 use tokio::net::TcpStream;
@@ -36,6 +36,7 @@ use tokio::time::Instant;
 
 use crate::auth::{Claims, Role};
 use crate::convert;
+use crate::live::snapshot::{Behind, OwnPart};
 use crate::live::{ShowRuntime, frame};
 use crate::metrics::inc;
 use crate::state::AppState;
@@ -186,14 +187,58 @@ impl Session {
         .await
     }
 
-    /// The snapshot of the show as of its current sequence, and that sequence.
-    async fn snapshot(&mut self) -> Result<(u64, Frame), InventoryError> {
+    /// Starts the viewer with a snapshot of the show as of its current sequence: built from this
+    /// node's own state when that can answer (see [`crate::live::snapshot`]), with only the
+    /// viewer's own claims and places read from the inventory; from the inventory's whole view
+    /// otherwise. `Ok(false)`: the engine's history could not serve the start (nothing was
+    /// written; try again).
+    async fn start_with_snapshot(&self) -> Result<bool, Ending> {
+        let live = self.state.live();
         if !self.rt.refreshed() {
-            // The first viewer of this show on this node: read the claim feed now rather
-            // than join with an empty one until the next tick.
-            self.state.live().refresh(&self.rt).await;
+            // The first viewers of this show on this node: read the stock and the claim feed
+            // now (one read for all who arrive together) rather than join with an empty feed
+            // until the next tick.
+            live.refresh_to(&self.rt, None).await;
         }
-        let view = self
+        let own = match &self.peer.buyer {
+            None => OwnPart::nobody(),
+            Some(buyer) => {
+                let Ok(view) = self.state.inventory().buyer_view(&self.rt.id, buyer).await else {
+                    return Err(None);
+                };
+                if !view.my_waitlist.is_empty() {
+                    self.rt.buyers.may_wait(buyer);
+                }
+                OwnPart::of(&view)
+            }
+        };
+        let hello = self.hello("snapshot");
+        // The snapshot holds the stock, the feed and the viewer count; older cell values would
+        // only go backwards.
+        let start = |seq, snapshot| {
+            started(
+                &self.viewer,
+                Start {
+                    frames: vec![hello.clone(), snapshot],
+                    from: StartFrom::At { seq },
+                    cells: Cells::NONE,
+                },
+            )
+        };
+        let mut refreshed = false;
+        loop {
+            match self.rt.join_here(self.state.inventory_now(), &own, start) {
+                Ok(result) => return result,
+                // Stock moved since the last tick: one refresh, shared with whoever else joins
+                // now, brings the node up to what the viewer's own part was read at.
+                Err(Behind::Stock(version)) if !refreshed => {
+                    live.refresh_to(&self.rt, Some(version)).await;
+                    refreshed = true;
+                }
+                Err(_) => break,
+            }
+        }
+        let Ok(view) = self
             .state
             .inventory()
             .view(
@@ -201,35 +246,15 @@ impl Session {
                 self.peer.buyer.as_ref(),
                 self.state.inventory_now(),
             )
-            .await?;
-        let snap = Snapshot {
-            seq: view.seq,
-            server_time: self.state.inventory_now(),
-            show: ShowView {
-                id: self.rt.id.to_string(),
-                title: self.rt.title.clone(),
-                seller_id: self.rt.seller_id.to_string(),
-                seller_name: self.rt.seller_name.clone(),
-                status: view.status.as_str().to_owned(),
-            },
-            pinned: view.pinned.as_ref().map(ToString::to_string),
-            flash: view.flash.as_ref().map(convert::flash_view),
-            price: view.price.map(Dong::get),
-            lineup: view.lineup.iter().map(convert::lineup_view).collect(),
-            my_claims: view.my_claims.iter().map(convert::my_claim).collect(),
-            my_waitlist: view
-                .my_waitlist
-                .iter()
-                .map(|(e, position)| convert::my_waitlist_entry(e, *position))
-                .collect(),
-            viewers: self.rt.channel.viewer_count(),
-            recent_claims: self.rt.recent_claims(),
+            .await
+        else {
+            return Err(None);
         };
+        let snap = self.rt.whole_snapshot(&view, self.state.inventory_now());
         if let (Some(buyer), false) = (&self.peer.buyer, view.my_waitlist.is_empty()) {
             self.rt.buyers.may_wait(buyer);
         }
-        let seq = snap.seq;
-        Ok((seq, frame(&ServerMessage::Snapshot(Box::new(snap)))))
+        start(view.seq, frame(&ServerMessage::Snapshot(Box::new(snap))))
     }
 
     fn hello(&self, start: &str) -> Frame {
@@ -894,17 +919,7 @@ async fn start(s: &mut Session, last_seq: Option<u64>) -> Result<(), Ending> {
         }
     }
     for _ in 0..START_TRIES {
-        let Ok((seq, snapshot)) = s.snapshot().await else {
-            return Err(None);
-        };
-        // The snapshot holds the stock, the feed and the viewer count; older cell values would
-        // only go backwards.
-        let fresh = Start {
-            frames: vec![s.hello("snapshot"), snapshot],
-            from: StartFrom::At { seq },
-            cells: Cells::NONE,
-        };
-        if started(&s.viewer, fresh)? {
+        if s.start_with_snapshot().await? {
             return Ok(());
         }
     }
