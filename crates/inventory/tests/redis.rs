@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use nightmarket_domain::{ClaimDecision, ShowId};
 use nightmarket_inventory::conformance::fixtures::{self, LIST, claim as try_claim};
-use nightmarket_inventory::{Command, DecisionClock, Inventory, RedisInventory, conformance};
+use nightmarket_inventory::{
+    Cancel, Claim, Command, DecisionClock, Inventory, RedisInventory, conformance,
+};
 use nightmarket_store::testing::eventually;
 
 fn redis_url() -> String {
@@ -577,9 +579,11 @@ async fn release_sets_every_key_of_the_closed_show_to_expire_and_nothing_before(
     inv.claim(&show, claim("t2", "b2", 1), 4).await.unwrap();
     inv.cancel(
         &show,
-        &BuyerId::parse("b2").unwrap(),
-        &ClaimId::parse("t2").unwrap(),
-        5,
+        Cancel {
+            buyer: BuyerId::parse("b2").unwrap(),
+            claim_id: ClaimId::parse("t2").unwrap(),
+            now: 5,
+        },
     )
     .await
     .unwrap();
@@ -812,7 +816,14 @@ async fn claims_queued_behind_a_hung_redis_are_judged_when_they_run() {
         tokio::spawn(async move {
             let (first, second) = tokio::join!(
                 inv.claim(&show, a, sent),
-                inv.claim_within(&show, b, sent, Some(deadline)),
+                inv.claim_within(
+                    &show,
+                    Claim {
+                        req: b,
+                        now: sent,
+                        deadline: Some(deadline)
+                    }
+                ),
             );
             (first, second)
         })
@@ -839,7 +850,14 @@ async fn claims_queued_behind_a_hung_redis_are_judged_when_they_run() {
         "the flash-price claim was never accepted: {again:?}"
     );
     let again = inv
-        .claim_within(&show, deadline_claim, wall_ms(), Some(deadline))
+        .claim_within(
+            &show,
+            Claim {
+                req: deadline_claim,
+                now: wall_ms(),
+                deadline: Some(deadline),
+            },
+        )
         .await;
     assert!(
         matches!(again, Err(InventoryError::DeadlinePassed)),
@@ -985,7 +1003,14 @@ async fn a_claim_whose_caller_left_before_its_batch_went_is_never_sent() {
     assert!(matches!(first, Ok(ClaimDecision::Accepted(_))), "{first:?}");
     // Sent again with a deadline long past, it is expired: it never executed.
     let again = inv
-        .claim_within(&show, claim("gone", "b1", 2), 4, Some(0))
+        .claim_within(
+            &show,
+            Claim {
+                req: claim("gone", "b1", 2),
+                now: 4,
+                deadline: Some(0),
+            },
+        )
         .await;
     assert!(
         matches!(again, Err(InventoryError::DeadlinePassed)),
