@@ -26,6 +26,10 @@
 pub mod conformance;
 mod memory;
 mod redis_backend;
+/// Redis test support (the test Redis's address, a redis-server of a test's own): test code as
+/// well, only with the `testing` feature.
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use async_trait::async_trait;
 use nightmarket_domain::clock::SharedClock;
