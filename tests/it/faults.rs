@@ -4,8 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+use nightmarket_inventory::testing::OwnRedis;
 use nightmarket_server::auth::Role;
-use nightmarket_tests::{Client, Ended, Market, OwnRedis, TestServer, get, token};
+use nightmarket_tests::{Client, Ended, Market, TestServer, get, token};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::server::{ClaimOutcomeKind, ClaimResult, ServerMessage};
 use serde_json::{Value, json};
@@ -76,7 +77,7 @@ fn claim(id: &str, product: &str, price: i64) -> Value {
 /// nothing (`unavailable`), and retrying it with the same id is accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_on_a_hung_redis_is_pending_then_answered_and_never_taken_late() {
-    let redis = OwnRedis::start();
+    let redis = OwnRedis::start(&[]);
     let server = server_on(&redis).await;
     let m = Market::create(server.addr, &[90_000], 10, 5, true).await;
     let _seller = m.pinned_seller(0).await;
@@ -149,7 +150,7 @@ async fn a_claim_on_a_hung_redis_is_pending_then_answered_and_never_taken_late()
 /// refused `rate_limited` at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_with_a_claim_in_flight_is_answered_and_the_claim_never_lands() {
-    let redis = OwnRedis::start();
+    let redis = OwnRedis::start(&[]);
     let server = server_with(&redis, 2).await;
     let m = Market::create(server.addr, &[90_000], 10, 5, true).await;
     let _seller = m.pinned_seller(0).await;
@@ -191,7 +192,7 @@ async fn closing_with_a_claim_in_flight_is_answered_and_the_claim_never_lands() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_and_logs_follow_redis_dying_and_coming_back() {
     use tokio::io::AsyncBufReadExt;
-    let redis = OwnRedis::start();
+    let redis = OwnRedis::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let url = redis.url();
     let mut child = nightmarket_tests::command(EXE, dir.path(), &["serve"])
@@ -218,13 +219,13 @@ async fn readyz_and_logs_follow_redis_dying_and_coming_back() {
     });
     readiness(addr, true, Duration::ZERO).await;
 
-    let port = redis.kill();
+    let (port, dir) = redis.kill();
     let (body, took) = readiness(addr, false, Duration::from_secs(1)).await;
     assert!(took < Duration::from_secs(1), "failing after {took:?}");
     assert_eq!(dependency(&body, "redis")["state"], "failing");
     // An outage of some 3.5 s: its length is the fault under test.
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    let _redis = OwnRedis::start_at(port);
+    let _redis = OwnRedis::start_at(port, dir, &[]);
     let (body, took) = readiness(addr, true, Duration::from_secs(1)).await;
     assert!(took < Duration::from_secs(1), "ready after {took:?}");
     assert!(dependency(&body, "redis")["last_error"].is_string());

@@ -22,10 +22,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use nightmarket_domain::ShowId;
+use nightmarket_inventory::testing::OwnRedis;
 use nightmarket_server::auth::Role;
 use nightmarket_store::{SettlementState, Store};
 use nightmarket_tests::proxy::{Fault, Proxy};
-use nightmarket_tests::{ChildServer, Client, Market, OwnRedis, WAIT, token};
+use nightmarket_tests::{ChildServer, Client, Market, WAIT, token};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::server::{ClaimOutcomeKind, ClaimResult, ServerMessage, ShowEvent};
 use serde_json::json;
@@ -566,7 +567,7 @@ const VIEWERS_PER_NODE: usize = 3;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_node_neither_oversells_nor_loses_nor_decides_late() {
-    let redis = OwnRedis::start();
+    let redis = OwnRedis::start(&[]);
     let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], redis.port))).await;
     let db = fresh_database().await;
     let dir = tempfile::tempdir().unwrap();

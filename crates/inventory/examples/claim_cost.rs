@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use nightmarket_domain::ClaimDecision;
 use nightmarket_inventory::conformance::fixtures;
-use nightmarket_inventory::{Inventory, MemoryInventory, RedisInventory};
+use nightmarket_inventory::{Claim, Inventory, MemoryInventory, RedisInventory};
 use nightmarket_store::SqliteJournal;
 
 /// This process's user and system CPU time so far.
@@ -126,7 +126,14 @@ async fn main() -> Result<(), String> {
                 let req = fixtures::claim(&format!("k{n}"), &format!("b{}", n % 10_000), 1)?;
                 let asked = Instant::now();
                 let d = inv
-                    .claim_within(&show, req, 0, Some(wall_ms() + 5_000))
+                    .claim_within(
+                        &show,
+                        Claim {
+                            req,
+                            now: 0,
+                            deadline: Some(wall_ms() + 5_000),
+                        },
+                    )
                     .await
                     .map_err(|e| e.to_string())?;
                 mine.push(asked.elapsed());

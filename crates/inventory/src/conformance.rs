@@ -17,7 +17,9 @@ use nightmarket_domain::{
     WaitlistRefusal,
 };
 
-use crate::{BookView, Command, Inventory, InventoryError};
+use crate::{
+    BookView, Cancel, Claim, Command, Inventory, InventoryError, WaitlistJoin, WaitlistLeave,
+};
 
 pub mod fixtures;
 
@@ -126,6 +128,39 @@ async fn claim(
     now: Millis,
 ) -> Result<ClaimDecision, String> {
     inv.claim(show, req, now).await.map_err(err)
+}
+
+/// `who` cancels `claim` at `now`; the decision, whatever it is.
+async fn cancel(
+    inv: &dyn Inventory,
+    show: &ShowId,
+    who: &BuyerId,
+    claim: &ClaimId,
+    now: Millis,
+) -> Result<CancelDecision, String> {
+    let cancel = Cancel {
+        buyer: who.clone(),
+        claim_id: claim.clone(),
+        now,
+    };
+    inv.cancel(show, cancel).await.map_err(err)
+}
+
+/// `who` leaves the waitlist of `product`, or every waitlist of the show (`None`), at `now`.
+async fn leave(
+    inv: &dyn Inventory,
+    show: &ShowId,
+    who: &BuyerId,
+    product: Option<&ProductId>,
+    now: Millis,
+) -> Result<Vec<WaitlistEntry>, String> {
+    let (buyer, product) = (who.clone(), product.cloned());
+    let leave = WaitlistLeave {
+        buyer,
+        product,
+        now,
+    };
+    inv.waitlist_leave(show, leave).await.map_err(err)
 }
 
 /// The show as buyer `who` sees it at `now`. Its narrow read ([`Inventory::buyer_view`]) is
@@ -414,17 +449,17 @@ pub async fn cancel_rules(inv: &dyn Inventory, prefix: &str) -> R {
     let b1 = BuyerId::parse("b1").map_err(err)?;
     let b2 = BuyerId::parse("b2").map_err(err)?;
     let k1 = ClaimId::parse("k1").map_err(err)?;
-    let d = inv.cancel(&show, &b2, &k1, T0).await.map_err(err)?;
+    let d = cancel(inv, &show, &b2, &k1, T0).await?;
     ensure(
         d == CancelDecision::UnknownClaim,
         "another buyer cannot cancel",
     )?;
-    let d = inv.cancel(&show, &b1, &k1, T0).await.map_err(err)?;
+    let d = cancel(inv, &show, &b1, &k1, T0).await?;
     ensure(
         matches!(d, CancelDecision::Cancelled { stock_left: 10, .. }),
         "stock returns on cancel",
     )?;
-    let d = inv.cancel(&show, &b1, &k1, T0).await.map_err(err)?;
+    let d = cancel(inv, &show, &b1, &k1, T0).await?;
     ensure(
         matches!(d, CancelDecision::AlreadyCancelled { stock_left: 10, .. }),
         "cancel is idempotent",
@@ -444,7 +479,7 @@ pub async fn cancel_rules(inv: &dyn Inventory, prefix: &str) -> R {
     )?;
     inv.command(&show, Command::Close, T0).await.map_err(err)?;
     let k2 = ClaimId::parse("k2").map_err(err)?;
-    let d = inv.cancel(&show, &b1, &k2, T0).await.map_err(err)?;
+    let d = cancel(inv, &show, &b1, &k2, T0).await?;
     ensure(d == CancelDecision::ShowNotLive, "no cancel after close")?;
     Ok(())
 }
@@ -465,10 +500,7 @@ pub async fn a_buyers_many_claims(inv: &dyn Inventory, prefix: &str) -> R {
     }
     let b1 = BuyerId::parse("b1").map_err(err)?;
     let cancelled = ClaimId::parse("m40").map_err(err)?;
-    let d = inv
-        .cancel(&show, &b1, &cancelled, T0 + 1_000)
-        .await
-        .map_err(err)?;
+    let d = cancel(inv, &show, &b1, &cancelled, T0 + 1_000).await?;
     ensure(
         matches!(d, CancelDecision::Cancelled { .. }),
         "b1 cancels one",
@@ -677,19 +709,19 @@ pub async fn claim_log_in_pages(inv: &dyn Inventory, prefix: &str) -> R {
     let b1 = BuyerId::parse("b1").map_err(err)?;
     let b2 = BuyerId::parse("b2").map_err(err)?;
     let l1 = ClaimId::parse("l1").map_err(err)?;
-    let cancelled = match inv.cancel(&show, &b1, &l1, T0 + 4).await.map_err(err)? {
+    let cancelled = match cancel(inv, &show, &b1, &l1, T0 + 4).await? {
         CancelDecision::Cancelled { record, .. } => record,
         other => return Err(format!("expected cancelled, got {other:?}")),
     };
     ensure(
         matches!(
-            inv.cancel(&show, &b1, &l1, T0 + 5).await.map_err(err)?,
+            cancel(inv, &show, &b1, &l1, T0 + 5).await?,
             CancelDecision::AlreadyCancelled { .. }
         ),
         "cancelling again changes nothing",
     )?;
     ensure(
-        inv.cancel(&show, &b2, &l1, T0 + 5).await.map_err(err)? == CancelDecision::UnknownClaim,
+        cancel(inv, &show, &b2, &l1, T0 + 5).await? == CancelDecision::UnknownClaim,
         "another buyer's cancel changes nothing",
     )?;
     inv.command(&show, Command::Pin(pid("p2")), T0 + 6)
@@ -941,7 +973,7 @@ pub async fn claim_log_from_another_instance(
     }
     let b2 = BuyerId::parse("b2").map_err(err)?;
     let e1 = ClaimId::parse("e1").map_err(err)?;
-    writer.cancel(&show, &b2, &e1, T0 + 9).await.map_err(err)?;
+    cancel(writer, &show, &b2, &e1, T0 + 9).await?;
     let start = LogCursor::default();
     let (live, _) = read_all(reader, &show, &start, 2).await?;
     let (served, _) = read_all(writer, &show, &start, 1000).await?;
@@ -985,9 +1017,17 @@ async fn join(
     q: u32,
     at: i64,
 ) -> Result<JoinDecision, String> {
-    inv.waitlist_join(show, &buyer(who)?, &pid(product), qty(q)?, at)
-        .await
-        .map_err(err)
+    inv.waitlist_join(
+        show,
+        WaitlistJoin {
+            buyer: buyer(who)?,
+            product: pid(product),
+            quantity: qty(q)?,
+            now: at,
+        },
+    )
+    .await
+    .map_err(err)
 }
 
 fn joined(d: &JoinDecision, position: u32, what: &str) -> Result<WaitlistEntry, String> {
@@ -1006,10 +1046,14 @@ async fn cancel_of(
     claim: &str,
     at: i64,
 ) -> Result<(u32, Vec<WaitlistOutcome>), String> {
-    let d = inv
-        .cancel(show, &buyer(who)?, &ClaimId::parse(claim).map_err(err)?, at)
-        .await
-        .map_err(err)?;
+    let d = cancel(
+        inv,
+        show,
+        &buyer(who)?,
+        &ClaimId::parse(claim).map_err(err)?,
+        at,
+    )
+    .await?;
     match d {
         CancelDecision::Cancelled {
             stock_left,
@@ -1069,20 +1113,21 @@ pub async fn waitlist_rules(inv: &dyn Inventory, prefix: &str) -> R {
         view.my_waitlist.len() == 1 && view.my_waitlist[0].1 == 3,
         format!("w3 sees its place, got {:?}", view.my_waitlist),
     )?;
-    let gone = inv
-        .waitlist_leave(&show, &buyer("w3")?, Some(&pid("p1")), T0)
-        .await
-        .map_err(err)?;
+    let gone = leave(inv, &show, &buyer("w3")?, Some(&pid("p1")), T0).await?;
     ensure(gone.len() == 1, "w3 leaves")?;
-    let gone = inv
-        .waitlist_leave(&show, &buyer("w3")?, Some(&pid("p1")), T0)
-        .await
-        .map_err(err)?;
+    let gone = leave(inv, &show, &buyer("w3")?, Some(&pid("p1")), T0).await?;
     ensure(gone.is_empty(), "leaving again is fine")?;
     ensure(
         matches!(
-            inv.waitlist_leave(&show, &buyer("w3")?, Some(&pid("nope")), T0)
-                .await,
+            inv.waitlist_leave(
+                &show,
+                WaitlistLeave {
+                    buyer: buyer("w3")?,
+                    product: Some(pid("nope")),
+                    now: T0
+                }
+            )
+            .await,
             Err(InventoryError::Command(CommandError::UnknownProduct(_)))
         ),
         "leaving a product outside the lineup",
@@ -1148,15 +1193,14 @@ pub async fn waitlist_rules(inv: &dyn Inventory, prefix: &str) -> R {
         later.waitlist.is_empty(),
         "a notice is seen once from its position",
     )?;
-    let d = inv
-        .cancel(
-            &show,
-            &buyer("a")?,
-            &ClaimId::parse("a1").map_err(err)?,
-            T0 + 21,
-        )
-        .await
-        .map_err(err)?;
+    let d = cancel(
+        inv,
+        &show,
+        &buyer("a")?,
+        &ClaimId::parse("a1").map_err(err)?,
+        T0 + 21,
+    )
+    .await?;
     ensure(
         matches!(d, CancelDecision::AlreadyCancelled { .. }),
         "cancelling again promotes nobody",
@@ -1206,10 +1250,7 @@ pub async fn waitlist_rules(inv: &dyn Inventory, prefix: &str) -> R {
         "the list is bounded",
     )?;
     // Leaving the show leaves every list.
-    let gone = inv
-        .waitlist_leave(&show, &buyer("q1")?, None, T0 + 64)
-        .await
-        .map_err(err)?;
+    let gone = leave(inv, &show, &buyer("q1")?, None, T0 + 64).await?;
     ensure(gone.len() == 1, "q1 leaves the show's lists")?;
 
     inv.command(&show, Command::Close, T0 + 70)
@@ -1279,22 +1320,26 @@ pub async fn waitlists_never_oversell(inv: Arc<dyn Inventory>, prefix: &str) -> 
                     .map_err(err)?;
                 match d {
                     ClaimDecision::Accepted(a) if n % 2 == 0 => {
-                        inv.cancel(&show, &who, &a.record.claim_id, at)
-                            .await
-                            .map_err(err)?;
+                        cancel(&*inv, &show, &who, &a.record.claim_id, at).await?;
                     }
                     ClaimDecision::Refused(_) => {
-                        inv.waitlist_join(&show, &who, &pid("p1"), qty(1)?, at)
-                            .await
-                            .map_err(err)?;
+                        inv.waitlist_join(
+                            &show,
+                            WaitlistJoin {
+                                buyer: who.clone(),
+                                product: pid("p1"),
+                                quantity: qty(1)?,
+                                now: at,
+                            },
+                        )
+                        .await
+                        .map_err(err)?;
                     }
                     _ => {}
                 }
                 // Some of the time, give up waiting.
                 if n % 3 == 2 {
-                    inv.waitlist_leave(&show, &who, None, at)
-                        .await
-                        .map_err(err)?;
+                    leave(&*inv, &show, &who, None, at).await?;
                 }
             }
             // Let go of everything held, so units move through the waitlist to the end.
@@ -1305,9 +1350,7 @@ pub async fn waitlists_never_oversell(inv: Arc<dyn Inventory>, prefix: &str) -> 
                 .my_claims
             {
                 if c.cancelled_at.is_none() && b % 2 == 0 {
-                    inv.cancel(&show, &who, &c.claim_id, T0 + 9)
-                        .await
-                        .map_err(err)?;
+                    cancel(&*inv, &show, &who, &c.claim_id, T0 + 9).await?;
                 }
             }
             Ok::<(), String>(())
@@ -1433,16 +1476,17 @@ pub async fn decided_at_execution(inv: &dyn Inventory, prefix: &str) -> R {
 
     // Past its deadline: refused before anything changes, and it stays that way.
     let past = wall_ms() - 1_000;
-    let r = inv
-        .claim_within(&show, req("too-late", "b2", "p1", 1, LIST)?, 0, Some(past))
-        .await;
+    let too_late = Claim {
+        req: req("too-late", "b2", "p1", 1, LIST)?,
+        now: 0,
+        deadline: Some(past),
+    };
+    let r = inv.claim_within(&show, too_late.clone()).await;
     ensure(
         matches!(r, Err(InventoryError::DeadlinePassed)),
         format!("a claim past its deadline is refused: {r:?}"),
     )?;
-    let r = inv
-        .claim_within(&show, req("too-late", "b2", "p1", 1, LIST)?, 0, Some(past))
-        .await;
+    let r = inv.claim_within(&show, too_late).await;
     ensure(
         matches!(r, Err(InventoryError::DeadlinePassed)),
         format!("and again, with the same deadline: {r:?}"),
@@ -1455,7 +1499,14 @@ pub async fn decided_at_execution(inv: &dyn Inventory, prefix: &str) -> R {
     // A claim that did execute answers with its original acceptance, deadline or not: sending
     // it again is how a caller learns what became of it.
     let r = inv
-        .claim_within(&show, req("late-list", "b1", "p1", 1, LIST)?, 0, Some(past))
+        .claim_within(
+            &show,
+            Claim {
+                req: req("late-list", "b1", "p1", 1, LIST)?,
+                now: 0,
+                deadline: Some(past),
+            },
+        )
         .await;
     ensure(
         matches!(r, Ok(ClaimDecision::Duplicate(_))),
@@ -1464,9 +1515,11 @@ pub async fn decided_at_execution(inv: &dyn Inventory, prefix: &str) -> R {
     let r = inv
         .claim_within(
             &show,
-            req("in-time", "b2", "p1", 1, LIST)?,
-            0,
-            Some(wall_ms() + 60_000),
+            Claim {
+                req: req("in-time", "b2", "p1", 1, LIST)?,
+                now: 0,
+                deadline: Some(wall_ms() + 60_000),
+            },
         )
         .await;
     ensure(
@@ -1496,11 +1549,15 @@ pub async fn claims_together_decide_one_after_another(inv: Arc<dyn Inventory>, p
             ))
         })
         .collect::<Result<_, String>>()?;
-    let with_deadline = |late: bool| Some(if late { T0 - 1 } else { T0 + 60_000 });
+    let sent = |late: bool, req: &ClaimRequest| Claim {
+        req: req.clone(),
+        now: T0,
+        deadline: Some(if late { T0 - 1 } else { T0 + 60_000 }),
+    };
     let answers = futures_util::future::join_all(
         early
             .iter()
-            .map(|(late, r)| inv.claim_within(&show, r.clone(), T0, with_deadline(*late))),
+            .map(|(late, r)| inv.claim_within(&show, sent(*late, r))),
     )
     .await;
     for ((late, r), answer) in early.iter().zip(&answers) {
@@ -1515,9 +1572,7 @@ pub async fn claims_together_decide_one_after_another(inv: Arc<dyn Inventory>, p
         )?;
     }
     for (late, r) in early.iter().filter(|(late, _)| *late) {
-        let again = inv
-            .claim_within(&show, r.clone(), T0, with_deadline(*late))
-            .await;
+        let again = inv.claim_within(&show, sent(*late, r)).await;
         ensure(
             matches!(again, Err(InventoryError::DeadlinePassed)),
             format!("{} sent again is still expired: {again:?}", r.claim_id),
@@ -1540,10 +1595,16 @@ pub async fn claims_together_decide_one_after_another(inv: Arc<dyn Inventory>, p
             sent.push(r);
         }
     }
-    let answers = futures_util::future::join_all(
-        sent.iter()
-            .map(|r| inv.claim_within(&show, r.clone(), T0, Some(T0 + 60_000))),
-    )
+    let answers = futures_util::future::join_all(sent.iter().map(|r| {
+        inv.claim_within(
+            &show,
+            Claim {
+                req: r.clone(),
+                now: T0,
+                deadline: Some(T0 + 60_000),
+            },
+        )
+    }))
     .await;
     let mut decided = Vec::new();
     for (pair, got) in sent.chunks(2).zip(answers.chunks(2)) {
@@ -1629,11 +1690,16 @@ pub async fn claims_together_decide_one_after_another(inv: Arc<dyn Inventory>, p
     }
 
     // Sent again later, every claim answers as it was decided.
-    let again = futures_util::future::join_all(
-        decided
-            .iter()
-            .map(|(r, _, _)| inv.claim_within(&show, r.clone(), T0 + 1, Some(T0 + 60_000))),
-    )
+    let again = futures_util::future::join_all(decided.iter().map(|(r, _, _)| {
+        inv.claim_within(
+            &show,
+            Claim {
+                req: r.clone(),
+                now: T0 + 1,
+                deadline: Some(T0 + 60_000),
+            },
+        )
+    }))
     .await;
     for ((r, record, _), answer) in decided.iter().zip(&again) {
         let same = match (record, answer) {

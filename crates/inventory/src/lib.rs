@@ -26,13 +26,17 @@
 pub mod conformance;
 mod memory;
 mod redis_backend;
+/// Redis test support (the test Redis's address, a redis-server of a test's own): test code as
+/// well, only with the `testing` feature.
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use async_trait::async_trait;
 use nightmarket_domain::clock::SharedClock;
 use nightmarket_domain::{
-    BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRecord, CommandError, Dong, EndReason,
-    Flash, FlashSpec, JoinDecision, LineupEntry, LogCursor, LogPage, Millis, ProductId, Quantity,
-    SequencedEvent, ShowId, ShowStatus, WaitlistEntry, WaitlistNotice,
+    BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRecord, ClaimRequest, CommandError, Dong,
+    EndReason, Flash, FlashSpec, JoinDecision, LineupEntry, LogCursor, LogPage, Millis, ProductId,
+    Quantity, SequencedEvent, ShowId, ShowStatus, WaitlistEntry, WaitlistNotice,
 };
 
 pub use memory::MemoryInventory;
@@ -50,6 +54,60 @@ pub enum DecisionClock {
     /// The `now` the caller passes: for tests that script time (a flash that ends an hour
     /// later without waiting an hour). Never used by `nightmarket serve`.
     Scripted,
+}
+
+impl DecisionClock {
+    /// The caller's `now` when it decides (scripted), `None` when the inventory's own clock
+    /// does: each backend reads that clock where its step executes.
+    pub fn scripted(self, now: Millis) -> Option<Millis> {
+        match self {
+            DecisionClock::Execution => None,
+            DecisionClock::Scripted => Some(now),
+        }
+    }
+}
+
+/// What every inventory step answers.
+pub type Result<T, E = InventoryError> = std::result::Result<T, E>;
+
+/// The events of one step or of a read of the history, in sequence order.
+pub type Events = Vec<SequencedEvent>;
+
+/// A claim to decide ([`Inventory::claim_within`]). `now` is the caller's clock (it decides only
+/// on [`DecisionClock::Scripted`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub req: ClaimRequest,
+    pub now: Millis,
+    /// UTC milliseconds: executed after it, the claim changes nothing and answers
+    /// [`InventoryError::DeadlinePassed`]. `None`: no deadline.
+    pub deadline: Option<Millis>,
+}
+
+/// A buyer cancelling its own claim ([`Inventory::cancel`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancel {
+    pub buyer: BuyerId,
+    pub claim_id: ClaimId,
+    pub now: Millis,
+}
+
+/// A buyer asking to wait for units of a sold-out product ([`Inventory::waitlist_join`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitlistJoin {
+    pub buyer: BuyerId,
+    pub product: ProductId,
+    pub quantity: Quantity,
+    pub now: Millis,
+}
+
+/// A buyer leaving one product's waitlist, or every waitlist of the show (`product: None`)
+/// ([`Inventory::waitlist_leave`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitlistLeave {
+    pub buyer: BuyerId,
+    pub product: Option<ProductId>,
+    pub now: Millis,
 }
 
 /// A seller or operator command on one show.
@@ -87,6 +145,23 @@ pub enum InventoryError {
     DeadlinePassed,
     #[error("inventory failure: {0}")]
     Internal(String),
+}
+
+impl InventoryError {
+    /// [`Inventory::release`] on a show that has not closed (`from` is its status): its claim
+    /// log is not complete yet.
+    fn not_releasable(from: &'static str) -> Self {
+        CommandError::BadTransition {
+            from,
+            to: "released",
+        }
+        .into()
+    }
+
+    /// [`Inventory::waitlist_leave`] naming a product outside the lineup.
+    fn unknown_product(product: &ProductId) -> Self {
+        CommandError::UnknownProduct(product.clone()).into()
+    }
 }
 
 /// A show as a viewer sees it on joining, consistent as of `seq`.
@@ -166,30 +241,21 @@ pub trait Inventory: Send + Sync + 'static {
 
     /// Makes a show known to the inventory with its lineup. If the show has journaled history
     /// (a restart), its state is rebuilt from it; opening an open show is a no-op.
-    async fn open_show(
-        &self,
-        show: &ShowId,
-        lineup: Vec<LineupEntry>,
-    ) -> Result<(), InventoryError>;
+    async fn open_show(&self, show: &ShowId, lineup: Vec<LineupEntry>) -> Result<()>;
 
     /// Applies a command; returns the events it produced (empty: nothing changed), each already
     /// durable and numbered in the show's sequence.
-    async fn command(
-        &self,
-        show: &ShowId,
-        cmd: Command,
-        now: Millis,
-    ) -> Result<Vec<SequencedEvent>, InventoryError>;
+    async fn command(&self, show: &ShowId, cmd: Command, now: Millis) -> Result<Events>;
 
     /// Decides a claim in one atomic step; an acceptance is durable when this returns. Without
     /// a deadline: see [`Inventory::claim_within`].
-    async fn claim(
-        &self,
-        show: &ShowId,
-        req: nightmarket_domain::ClaimRequest,
-        now: Millis,
-    ) -> Result<ClaimDecision, InventoryError> {
-        self.claim_within(show, req, now, None).await
+    async fn claim(&self, show: &ShowId, req: ClaimRequest, now: Millis) -> Result<ClaimDecision> {
+        let claim = Claim {
+            req,
+            now,
+            deadline: None,
+        };
+        self.claim_within(show, claim).await
     }
 
     /// Decides a claim in one atomic step, judged at the time the step executes. With a
@@ -198,36 +264,17 @@ pub trait Inventory: Send + Sync + 'static {
     /// which answers as always (`Duplicate`, or refused `ClaimIdTaken`). So once the
     /// deadline has passed on the inventory's clock, a claim that has not executed never
     /// will, and sending it again with the same deadline tells which of the two it was.
-    async fn claim_within(
-        &self,
-        show: &ShowId,
-        req: nightmarket_domain::ClaimRequest,
-        now: Millis,
-        deadline: Option<Millis>,
-    ) -> Result<ClaimDecision, InventoryError>;
+    async fn claim_within(&self, show: &ShowId, claim: Claim) -> Result<ClaimDecision>;
 
     /// Cancels a buyer's own claim in one atomic step; durable when this returns. The units it
     /// returns go to the product's waitlist first, in the same step: the promoted claims are in
     /// the claim log right after the cancellation.
-    async fn cancel(
-        &self,
-        show: &ShowId,
-        buyer: &BuyerId,
-        claim_id: &ClaimId,
-        now: Millis,
-    ) -> Result<CancelDecision, InventoryError>;
+    async fn cancel(&self, show: &ShowId, cancel: Cancel) -> Result<CancelDecision>;
 
     /// Puts a buyer on a sold-out product's waitlist in one atomic step (the rules of
     /// [`ShowBook::waitlist_join`](nightmarket_domain::ShowBook::waitlist_join)); durable when
     /// this returns.
-    async fn waitlist_join(
-        &self,
-        show: &ShowId,
-        buyer: &BuyerId,
-        product: &ProductId,
-        quantity: Quantity,
-        now: Millis,
-    ) -> Result<JoinDecision, InventoryError>;
+    async fn waitlist_join(&self, show: &ShowId, join: WaitlistJoin) -> Result<JoinDecision>;
 
     /// Takes a buyer off one product's waitlist, or off every waitlist of the show (`None`), in
     /// one atomic step; returns the entries removed (none is fine). A product outside the
@@ -235,18 +282,11 @@ pub trait Inventory: Send + Sync + 'static {
     async fn waitlist_leave(
         &self,
         show: &ShowId,
-        buyer: &BuyerId,
-        product: Option<&ProductId>,
-        now: Millis,
-    ) -> Result<Vec<WaitlistEntry>, InventoryError>;
+        leave: WaitlistLeave,
+    ) -> Result<Vec<WaitlistEntry>>;
 
     /// The show's state for a snapshot.
-    async fn view(
-        &self,
-        show: &ShowId,
-        buyer: Option<&BuyerId>,
-        now: Millis,
-    ) -> Result<BookView, InventoryError>;
+    async fn view(&self, show: &ShowId, buyer: Option<&BuyerId>, now: Millis) -> Result<BookView>;
 
     /// A buyer's claims and waitlist places as [`Inventory::view`] gives them, and the show's
     /// sequence and stock version, in one consistent read that touches nothing else (on Redis
@@ -257,51 +297,34 @@ pub trait Inventory: Send + Sync + 'static {
     /// Status, sequence and stock of each show in `shows`, in the order given; `None` for a show
     /// the inventory does not hold. One round trip for the whole list on Redis (one pipeline;
     /// on a Cluster one per show, sent together), so a page of shows costs what one show does.
-    async fn standings(
-        &self,
-        shows: &[ShowId],
-    ) -> Result<Vec<Option<ShowStanding>>, InventoryError>;
+    async fn standings(&self, shows: &[ShowId]) -> Result<Vec<Option<ShowStanding>>>;
 
     /// Stock levels and claims since `feed_from` for the conflated frames.
-    async fn stock(&self, show: &ShowId, feed_from: u64) -> Result<StockView, InventoryError>;
+    async fn stock(&self, show: &ShowId, feed_from: u64) -> Result<StockView>;
 
-    /// Events with `seq > after`, oldest first, at most `limit`; `None` when the kept history
+    /// Events with `seq > after`, oldest first, at most `most`; `None` when the kept history
     /// no longer reaches back to `after + 1` (the client needs a snapshot).
-    async fn events_after(
-        &self,
-        show: &ShowId,
-        after: u64,
-        limit: usize,
-    ) -> Result<Option<Vec<SequencedEvent>>, InventoryError>;
+    async fn events_after(&self, show: &ShowId, after: u64, most: usize) -> Result<Option<Events>>;
 
     /// One page of the show's claim log after `from`: claims and cancellations in decision
     /// order, then, once the show has closed, the close marker (nothing follows it). At most
     /// `limit` entries. Works whether or not the show is opened on this node (the order service
     /// reads shows it never served). `UnknownShow` when the backend holds nothing for the show.
-    async fn claim_log(
-        &self,
-        show: &ShowId,
-        from: &LogCursor,
-        limit: usize,
-    ) -> Result<LogPage, InventoryError>;
+    async fn claim_log(&self, show: &ShowId, from: &LogCursor, limit: usize) -> Result<LogPage>;
 
     /// Settlement has recorded the show: its keys may go after `keep_for` (Redis: EXPIRE on
     /// every key of the show, never before this call). The embedded backend keeps its journal
     /// and does nothing here. Refused (`BadTransition`) while the show is not closed: its claim
     /// log is not complete yet. Releasing again, or a show the backend no longer holds, is `Ok`.
-    async fn release(
-        &self,
-        show: &ShowId,
-        keep_for: std::time::Duration,
-    ) -> Result<(), InventoryError>;
+    async fn release(&self, show: &ShowId, keep_for: std::time::Duration) -> Result<()>;
 
     /// `Err` while claims cannot be accepted: the last word of [`Inventory::probe`] or of the
     /// last round trip, without waiting (claims fail fast on it).
-    fn health(&self) -> Result<(), InventoryError>;
+    fn health(&self) -> Result<()>;
 
     /// Checks the backend now (a round trip to Redis, bounded in time) and updates
     /// [`Inventory::health`]. Readiness runs it in the background, never per request.
-    async fn probe(&self) -> Result<(), InventoryError> {
+    async fn probe(&self) -> Result<()> {
         self.health()
     }
 

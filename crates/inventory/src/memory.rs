@@ -12,14 +12,14 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use async_trait::async_trait;
 use nightmarket_domain::clock::SharedClock;
 use nightmarket_domain::{
-    BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRequest, CommandError, JoinDecision,
-    LineupEntry, LogCursor, LogPage, Millis, ProductId, Quantity, SequencedEvent, ShowBook, ShowId,
-    ShowStatus, WaitlistEntry, WaitlistOutcome,
+    BuyerId, CancelDecision, ClaimDecision, JoinDecision, LineupEntry, LogCursor, LogPage, Millis,
+    SequencedEvent, ShowBook, ShowId, ShowStatus, WaitlistEntry, WaitlistOutcome,
 };
 use nightmarket_store::{JournalEntry, JournalError, Reservation, SqliteJournal, Ticket};
 
 use crate::{
-    BookView, BuyerView, Command, DecisionClock, Inventory, InventoryError, ShowStanding, StockView,
+    BookView, BuyerView, Cancel, Claim, Command, DecisionClock, Events, Inventory, InventoryError,
+    Result, ShowStanding, StockView, WaitlistJoin, WaitlistLeave,
 };
 
 /// Most events a seller command can produce (end flash, unpin/pin, close).
@@ -42,14 +42,14 @@ pub struct MemoryInventory {
     clock: SharedClock,
 }
 
-fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, InventoryError> {
+fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
     m.lock()
         .map_err(|_| InventoryError::Internal("show lock poisoned".into()))
 }
 
 /// The next of the places a step reserved in the journal before it changed anything; running
 /// out is a bug in the step's count (`what` says which), never a partial write.
-fn next_room(room: &mut Vec<Reservation>, what: &str) -> Result<Reservation, InventoryError> {
+fn next_room(room: &mut Vec<Reservation>, what: &str) -> Result<Reservation> {
     room.pop()
         .ok_or_else(|| InventoryError::Internal(what.to_owned()))
 }
@@ -93,15 +93,14 @@ impl MemoryInventory {
     /// The time a step is decided at: call it while holding the show's lock, so a step that
     /// waited for the lock is judged when it runs, not when it was asked for.
     fn decision_time(&self, caller: Millis) -> Millis {
-        match self.deciding_by {
-            DecisionClock::Execution => self.clock.now(),
-            DecisionClock::Scripted => caller,
-        }
+        self.deciding_by
+            .scripted(caller)
+            .unwrap_or_else(|| self.clock.now())
     }
 
     /// Journal places for `n` entries, reserved before a step changes anything, so a full
     /// queue refuses the step whole.
-    fn room_for(&self, n: usize) -> Result<Vec<Reservation>, InventoryError> {
+    fn room_for(&self, n: usize) -> Result<Vec<Reservation>> {
         (0..n)
             .map(|_| self.journal.reserve())
             .collect::<Result<_, _>>()
@@ -109,14 +108,14 @@ impl MemoryInventory {
     }
 
     /// Waits, without the show's lock, until what the step appended (`wait`) is durable.
-    async fn durable(&self, wait: Option<Ticket>) -> Result<(), InventoryError> {
+    async fn durable(&self, wait: Option<Ticket>) -> Result<()> {
         match wait {
             Some(t) => self.journal.durable(t).await.map_err(journal_err),
             None => Ok(()),
         }
     }
 
-    fn slot(&self, show: &ShowId) -> Result<Arc<Slot>, InventoryError> {
+    fn slot(&self, show: &ShowId) -> Result<Arc<Slot>> {
         let shows = self
             .shows
             .read()
@@ -127,7 +126,7 @@ impl MemoryInventory {
             .ok_or_else(|| InventoryError::UnknownShow(show.clone()))
     }
 
-    fn remember(&self, slot: &Slot, events: &[SequencedEvent]) -> Result<(), InventoryError> {
+    fn remember(&self, slot: &Slot, events: &[SequencedEvent]) -> Result<()> {
         let mut h = lock(&slot.history)?;
         for ev in events {
             if h.len() == self.history_limit {
@@ -145,11 +144,7 @@ impl Inventory for MemoryInventory {
         &self.clock
     }
 
-    async fn open_show(
-        &self,
-        show: &ShowId,
-        lineup: Vec<LineupEntry>,
-    ) -> Result<(), InventoryError> {
+    async fn open_show(&self, show: &ShowId, lineup: Vec<LineupEntry>) -> Result<()> {
         if self.slot(show).is_ok() {
             return Ok(());
         }
@@ -157,7 +152,7 @@ impl Inventory for MemoryInventory {
         let id = show.clone();
         let history_limit = self.history_limit;
         // Replay reads the disk: keep it off the async workers.
-        let slot = tokio::task::spawn_blocking(move || -> Result<Slot, InventoryError> {
+        let slot = tokio::task::spawn_blocking(move || -> Result<Slot> {
             let saved = journal.load_show(&id).map_err(journal_err)?;
             let mut book = ShowBook::new(id.clone(), lineup);
             for ev in &saved.events {
@@ -198,12 +193,7 @@ impl Inventory for MemoryInventory {
         Ok(())
     }
 
-    async fn command(
-        &self,
-        show: &ShowId,
-        cmd: Command,
-        now: Millis,
-    ) -> Result<Vec<SequencedEvent>, InventoryError> {
+    async fn command(&self, show: &ShowId, cmd: Command, now: Millis) -> Result<Events> {
         let slot = self.slot(show)?;
         let (events, ticket) = {
             let mut book = lock(&slot.book)?;
@@ -233,13 +223,8 @@ impl Inventory for MemoryInventory {
         Ok(events)
     }
 
-    async fn claim_within(
-        &self,
-        show: &ShowId,
-        req: ClaimRequest,
-        now: Millis,
-        deadline: Option<Millis>,
-    ) -> Result<ClaimDecision, InventoryError> {
+    async fn claim_within(&self, show: &ShowId, claim: Claim) -> Result<ClaimDecision> {
+        let Claim { req, now, deadline } = claim;
         let slot = self.slot(show)?;
         let (decision, wait): (ClaimDecision, Option<Ticket>) = {
             let mut book = lock(&slot.book)?;
@@ -268,13 +253,12 @@ impl Inventory for MemoryInventory {
         Ok(decision)
     }
 
-    async fn cancel(
-        &self,
-        show: &ShowId,
-        buyer: &BuyerId,
-        claim_id: &ClaimId,
-        now: Millis,
-    ) -> Result<CancelDecision, InventoryError> {
+    async fn cancel(&self, show: &ShowId, cancel: Cancel) -> Result<CancelDecision> {
+        let Cancel {
+            ref buyer,
+            ref claim_id,
+            now,
+        } = cancel;
         let slot = self.slot(show)?;
         let (decision, wait) = {
             let mut book = lock(&slot.book)?;
@@ -287,7 +271,7 @@ impl Inventory for MemoryInventory {
             let mut room = self.room_for(1 + 2 * waiting)?;
             let cancel_pos = book.log_len();
             let decision = book.cancel(buyer, claim_id, now);
-            let mut append = |entry: JournalEntry| -> Result<Ticket, InventoryError> {
+            let mut append = |entry: JournalEntry| -> Result<Ticket> {
                 Ok(next_room(&mut room, "cancel outgrew its journal room")?.append(entry))
             };
             let wait = match &decision {
@@ -327,14 +311,13 @@ impl Inventory for MemoryInventory {
         Ok(decision)
     }
 
-    async fn waitlist_join(
-        &self,
-        show: &ShowId,
-        buyer: &BuyerId,
-        product: &ProductId,
-        quantity: Quantity,
-        now: Millis,
-    ) -> Result<JoinDecision, InventoryError> {
+    async fn waitlist_join(&self, show: &ShowId, join: WaitlistJoin) -> Result<JoinDecision> {
+        let WaitlistJoin {
+            ref buyer,
+            ref product,
+            quantity,
+            now,
+        } = join;
         let slot = self.slot(show)?;
         let (decision, wait) = {
             let mut book = lock(&slot.book)?;
@@ -361,10 +344,9 @@ impl Inventory for MemoryInventory {
     async fn waitlist_leave(
         &self,
         show: &ShowId,
-        buyer: &BuyerId,
-        product: Option<&ProductId>,
-        now: Millis,
-    ) -> Result<Vec<WaitlistEntry>, InventoryError> {
+        leave: WaitlistLeave,
+    ) -> Result<Vec<WaitlistEntry>> {
+        let (buyer, product, now) = (&leave.buyer, leave.product.as_ref(), leave.now);
         let slot = self.slot(show)?;
         let (removed, wait) = {
             let mut book = lock(&slot.book)?;
@@ -378,7 +360,7 @@ impl Inventory for MemoryInventory {
             // The only refusal: a product outside the lineup (leaving every list cannot fail).
             let removed = match (book.waitlist_leave(buyer, product), product) {
                 (Ok(removed), _) => removed,
-                (Err(_), Some(p)) => return Err(CommandError::UnknownProduct(p.clone()).into()),
+                (Err(_), Some(p)) => return Err(InventoryError::unknown_product(p)),
                 (Err(e), None) => return Err(InventoryError::Internal(format!("{e:?}"))),
             };
             let mut wait = None;
@@ -396,12 +378,7 @@ impl Inventory for MemoryInventory {
         Ok(removed)
     }
 
-    async fn view(
-        &self,
-        show: &ShowId,
-        buyer: Option<&BuyerId>,
-        now: Millis,
-    ) -> Result<BookView, InventoryError> {
+    async fn view(&self, show: &ShowId, buyer: Option<&BuyerId>, now: Millis) -> Result<BookView> {
         let slot = self.slot(show)?;
         let book = lock(&slot.book)?;
         let now = self.decision_time(now);
@@ -455,7 +432,7 @@ impl Inventory for MemoryInventory {
             .collect()
     }
 
-    async fn stock(&self, show: &ShowId, feed_from: u64) -> Result<StockView, InventoryError> {
+    async fn stock(&self, show: &ShowId, feed_from: u64) -> Result<StockView> {
         let slot = self.slot(show)?;
         let book = lock(&slot.book)?;
         Ok(StockView {
@@ -474,12 +451,7 @@ impl Inventory for MemoryInventory {
         })
     }
 
-    async fn events_after(
-        &self,
-        show: &ShowId,
-        after: u64,
-        limit: usize,
-    ) -> Result<Option<Vec<SequencedEvent>>, InventoryError> {
+    async fn events_after(&self, show: &ShowId, after: u64, most: usize) -> Result<Option<Events>> {
         let slot = self.slot(show)?;
         let history = lock(&slot.history)?;
         let newest = history.back().map_or(0, |e| e.seq);
@@ -498,18 +470,13 @@ impl Inventory for MemoryInventory {
             history
                 .iter()
                 .filter(|e| e.seq > after)
-                .take(limit)
+                .take(most)
                 .cloned()
                 .collect(),
         ))
     }
 
-    async fn claim_log(
-        &self,
-        show: &ShowId,
-        from: &LogCursor,
-        limit: usize,
-    ) -> Result<LogPage, InventoryError> {
+    async fn claim_log(&self, show: &ShowId, from: &LogCursor, limit: usize) -> Result<LogPage> {
         // The journal is the log: every acknowledged claim is on disk there, and it holds the
         // shows this node never opened too. The embedded journal pages by position alone.
         let journal = self.journal.clone();
@@ -535,11 +502,7 @@ impl Inventory for MemoryInventory {
         Ok(LogPage { entries, next })
     }
 
-    async fn release(
-        &self,
-        show: &ShowId,
-        _keep_for: std::time::Duration,
-    ) -> Result<(), InventoryError> {
+    async fn release(&self, show: &ShowId, _keep_for: std::time::Duration) -> Result<()> {
         // Nothing to let go of: the journal keeps every show, and replaying a closed show gives
         // a closed book. Only the order of things is checked, as on Redis.
         let status = match self.slot(show) {
@@ -563,11 +526,7 @@ impl Inventory for MemoryInventory {
             }
         };
         match status {
-            Some(s) if s != ShowStatus::Closed => Err(CommandError::BadTransition {
-                from: s.as_str(),
-                to: "released",
-            }
-            .into()),
+            Some(s) if s != ShowStatus::Closed => Err(InventoryError::not_releasable(s.as_str())),
             _ => Ok(()),
         }
     }
@@ -576,7 +535,7 @@ impl Inventory for MemoryInventory {
         "sqlite"
     }
 
-    fn health(&self) -> Result<(), InventoryError> {
+    fn health(&self) -> Result<()> {
         self.journal.health().map_err(journal_err)
     }
 }

@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use nightmarket_domain::{BuyerId, ClaimDecision, ClaimId, LineupEntry, ShowId};
 use nightmarket_inventory::conformance::fixtures::{self, LIST};
-use nightmarket_inventory::{Command, DecisionClock, Inventory, MemoryInventory, conformance};
+use nightmarket_inventory::{
+    Cancel, Claim, Command, DecisionClock, Inventory, MemoryInventory, WaitlistJoin, WaitlistLeave,
+    conformance,
+};
 use nightmarket_store::SqliteJournal;
 
 /// A fresh memory inventory on a journal of its own, for one conformance case; the directory
@@ -86,18 +89,22 @@ async fn a_flash_ends_and_a_deadline_passes_when_the_injected_clock_says() {
     let deadline = clock.now() + 1;
     let d = inv.claim_within(
         &show,
-        req("on-time", "b2", "p1", 1, LIST).unwrap(),
-        0,
-        Some(deadline),
+        Claim {
+            req: req("on-time", "b2", "p1", 1, LIST).unwrap(),
+            now: 0,
+            deadline: Some(deadline),
+        },
     );
     accepted(d.await.unwrap()).unwrap();
     clock.advance(2);
     let r = inv
         .claim_within(
             &show,
-            req("late", "b2", "p1", 1, LIST).unwrap(),
-            0,
-            Some(deadline),
+            Claim {
+                req: req("late", "b2", "p1", 1, LIST).unwrap(),
+                now: 0,
+                deadline: Some(deadline),
+            },
         )
         .await;
     assert!(
@@ -135,9 +142,11 @@ async fn restart_rebuilds_the_same_state() {
         }
         inv.cancel(
             &show,
-            &BuyerId::parse("b0").unwrap(),
-            &ClaimId::parse("c0").unwrap(),
-            t0 + 99,
+            Cancel {
+                buyer: BuyerId::parse("b0").unwrap(),
+                claim_id: ClaimId::parse("c0").unwrap(),
+                now: t0 + 99,
+            },
         )
         .await
         .unwrap();
@@ -205,19 +214,43 @@ async fn restart_rebuilds_the_waitlists() {
         }
         for who in ["w1", "w2", "w3"] {
             let d = inv
-                .waitlist_join(&show, &b(who), &product, fixtures::qty(2).unwrap(), t0)
+                .waitlist_join(
+                    &show,
+                    WaitlistJoin {
+                        buyer: b(who),
+                        product: product.clone(),
+                        quantity: fixtures::qty(2).unwrap(),
+                        now: t0,
+                    },
+                )
                 .await
                 .unwrap();
             assert!(matches!(d, JoinDecision::Joined { .. }), "{d:?}");
         }
-        inv.waitlist_leave(&show, &b("w2"), None, t0).await.unwrap();
+        inv.waitlist_leave(
+            &show,
+            WaitlistLeave {
+                buyer: b("w2"),
+                product: None,
+                now: t0,
+            },
+        )
+        .await
+        .unwrap();
     }
     let inv = open().await;
     let view = inv.view(&show, Some(&b("w3")), t0).await.unwrap();
     assert_eq!(view.my_waitlist.len(), 1);
     assert_eq!(view.my_waitlist[0].1, 2, "w2 left: w3 is second");
     let d = inv
-        .cancel(&show, &b("a0"), &ClaimId::parse("c0").unwrap(), t0 + 5)
+        .cancel(
+            &show,
+            Cancel {
+                buyer: b("a0"),
+                claim_id: ClaimId::parse("c0").unwrap(),
+                now: t0 + 5,
+            },
+        )
         .await
         .unwrap();
     let CancelDecision::Cancelled { waitlist, .. } = d else {

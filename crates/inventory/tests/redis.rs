@@ -6,14 +6,11 @@ use std::sync::Arc;
 
 use nightmarket_domain::{ClaimDecision, ShowId};
 use nightmarket_inventory::conformance::fixtures::{self, LIST, claim as try_claim};
-use nightmarket_inventory::{Command, DecisionClock, Inventory, RedisInventory, conformance};
+use nightmarket_inventory::testing::{OwnRedis, redis_url, run_across_a_script_flush};
+use nightmarket_inventory::{
+    Cancel, Claim, Command, DecisionClock, Inventory, RedisInventory, conformance,
+};
 use nightmarket_store::testing::eventually;
-
-fn redis_url() -> String {
-    std::env::var("NIGHTMARKET_TEST_REDIS_URL").unwrap_or_else(|_| {
-        panic!("NIGHTMARKET_TEST_REDIS_URL is not set: run the tests with scripts/test, which starts a Redis")
-    })
-}
 
 /// A Redis inventory under a key prefix of its own, for one conformance case.
 async fn fresh_inventory() -> (Arc<dyn Inventory>, ()) {
@@ -51,16 +48,10 @@ async fn scripts_survive_a_script_cache_flush() {
             .unwrap()
             .deciding_by(DecisionClock::Scripted),
     );
-    conformance::run(inv.clone(), "before").await.unwrap();
     // A Redis restart loses its script cache; EVALSHA then falls back to EVAL.
     let client = redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("SCRIPT")
-        .arg("FLUSH")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    conformance::run(inv, "after").await.unwrap();
+    run_across_a_script_flush(inv, &mut conn).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,103 +108,6 @@ async fn commands_are_published_to_the_show_channel() {
     }
     assert_eq!(got, [sent, pinned].concat());
     assert!(matches!(got[1].event, ShowEvent::Pinned { .. }));
-}
-
-/// A redis-server of the test's own (so it can be given a replica, or stopped), on a free port.
-struct OwnRedis {
-    port: u16,
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl OwnRedis {
-    fn start(extra: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self::start_at(port, tempfile::tempdir().unwrap(), extra)
-    }
-
-    /// Starts (or restarts) a server on `port` whose files live in `dir`.
-    fn start_at(port: u16, dir: tempfile::TempDir, extra: &[&str]) -> Self {
-        let bin = std::env::var("NIGHTMARKET_TEST_REDIS_SERVER")
-            .unwrap_or_else(|_| "redis-server".into());
-        let child = std::process::Command::new(bin)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--dir",
-            ])
-            .arg(dir.path())
-            .args(extra)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/test says how)");
-        let me = Self {
-            port,
-            child,
-            _dir: dir,
-        };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return me;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        panic!("redis-server on {port} did not start");
-    }
-
-    /// SIGKILL, keeping the data directory for a restart.
-    fn kill(mut self) -> (u16, tempfile::TempDir) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let port = self.port;
-        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
-        (port, dir)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// SIGSTOP: the server hangs with its sockets open, as under a stall or a partition that
-    /// drops nothing; requests queue in its socket buffers.
-    fn pause(&self) {
-        self.signal("-STOP");
-    }
-
-    /// SIGCONT: the server runs what queued meanwhile.
-    fn resume(&self) {
-        self.signal("-CONT");
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = std::process::Command::new("kill")
-            .arg(sig)
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig} of our own redis-server");
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        // A paused server must run again to die of SIGKILL promptly and release its port.
-        let _ = std::process::Command::new("kill")
-            .arg("-CONT")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -577,9 +471,11 @@ async fn release_sets_every_key_of_the_closed_show_to_expire_and_nothing_before(
     inv.claim(&show, claim("t2", "b2", 1), 4).await.unwrap();
     inv.cancel(
         &show,
-        &BuyerId::parse("b2").unwrap(),
-        &ClaimId::parse("t2").unwrap(),
-        5,
+        Cancel {
+            buyer: BuyerId::parse("b2").unwrap(),
+            claim_id: ClaimId::parse("t2").unwrap(),
+            now: 5,
+        },
     )
     .await
     .unwrap();
@@ -812,7 +708,14 @@ async fn claims_queued_behind_a_hung_redis_are_judged_when_they_run() {
         tokio::spawn(async move {
             let (first, second) = tokio::join!(
                 inv.claim(&show, a, sent),
-                inv.claim_within(&show, b, sent, Some(deadline)),
+                inv.claim_within(
+                    &show,
+                    Claim {
+                        req: b,
+                        now: sent,
+                        deadline: Some(deadline)
+                    }
+                ),
             );
             (first, second)
         })
@@ -839,7 +742,14 @@ async fn claims_queued_behind_a_hung_redis_are_judged_when_they_run() {
         "the flash-price claim was never accepted: {again:?}"
     );
     let again = inv
-        .claim_within(&show, deadline_claim, wall_ms(), Some(deadline))
+        .claim_within(
+            &show,
+            Claim {
+                req: deadline_claim,
+                now: wall_ms(),
+                deadline: Some(deadline),
+            },
+        )
         .await;
     assert!(
         matches!(again, Err(InventoryError::DeadlinePassed)),
@@ -985,7 +895,14 @@ async fn a_claim_whose_caller_left_before_its_batch_went_is_never_sent() {
     assert!(matches!(first, Ok(ClaimDecision::Accepted(_))), "{first:?}");
     // Sent again with a deadline long past, it is expired: it never executed.
     let again = inv
-        .claim_within(&show, claim("gone", "b1", 2), 4, Some(0))
+        .claim_within(
+            &show,
+            Claim {
+                req: claim("gone", "b1", 2),
+                now: 4,
+                deadline: Some(0),
+            },
+        )
         .await;
     assert!(
         matches!(again, Err(InventoryError::DeadlinePassed)),

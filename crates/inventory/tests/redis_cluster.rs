@@ -10,16 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nightmarket_domain::{LineupEntry, ProductId, SequencedEvent, ShowEvent, ShowId};
+use nightmarket_inventory::testing::{cluster_urls, run_across_a_script_flush};
 use nightmarket_inventory::{Command, FeedItem, Inventory, InventoryError, RedisInventory};
 use nightmarket_inventory::{EventFeed, conformance};
 use tokio::sync::mpsc::Receiver;
-
-fn cluster_urls() -> Vec<String> {
-    let urls = std::env::var("NIGHTMARKET_TEST_REDIS_CLUSTER_URLS").unwrap_or_else(|_| {
-        panic!("NIGHTMARKET_TEST_REDIS_CLUSTER_URLS is not set: run the tests with scripts/test, which starts a Redis Cluster")
-    });
-    urls.split(',').map(|u| u.trim().to_owned()).collect()
-}
 
 /// Tests run in parallel and share the cluster: the one that drops every subscriber holds this
 /// exclusively, the others that follow the feed share it.
@@ -41,6 +35,16 @@ async fn admin() -> redis::cluster_async::ClusterConnection {
     redis::cluster::ClusterClient::new(cluster_urls())
         .unwrap()
         .get_async_connection()
+        .await
+        .unwrap()
+}
+
+/// The slot of a show's keys: that of its hash tag.
+async fn keyslot(conn: &mut redis::cluster_async::ClusterConnection, show: &str) -> u16 {
+    redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(format!("{{{show}}}"))
+        .query_async(conn)
         .await
         .unwrap()
 }
@@ -73,12 +77,7 @@ async fn owners(shows: &[String]) -> HashMap<String, String> {
     }
     let mut out = HashMap::new();
     for show in shows {
-        let slot: u16 = redis::cmd("CLUSTER")
-            .arg("KEYSLOT")
-            .arg(format!("{{{show}}}"))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let slot = keyslot(&mut conn, show).await;
         let (_, _, addr) = ranges
             .iter()
             .find(|(lo, hi, _)| (*lo..=*hi).contains(&slot))
@@ -105,6 +104,15 @@ async fn one_show_per_master(base: &str) -> Vec<ShowId> {
         shows.len()
     );
     shows
+}
+
+/// Shows `<base>-<n>` on every master (see [`one_show_per_master`]) and an inventory under a
+/// key prefix of its own, which comes first: a second "node" connects under it too.
+async fn on_every_master(base: &str) -> (String, Vec<ShowId>, RedisInventory) {
+    let prefix = prefix();
+    let shows = one_show_per_master(base).await;
+    let inv = connect(&prefix).await;
+    (prefix, shows, inv)
 }
 
 /// Products `p1` and `p2`, `stock` units each, with no buyer limit short of the stock.
@@ -182,6 +190,22 @@ async fn watch_until_live(
     panic!("the feed never delivered events of {pending:?}");
 }
 
+/// Opens `shows` on `writer` and has `reader` follow them until its feed delivers their events
+/// (see [`watch_until_live`], whose count of reconnections comes last). Keep the feed: dropping
+/// it ends the subscriber.
+async fn following(
+    writer: &RedisInventory,
+    reader: &RedisInventory,
+    shows: &[ShowId],
+) -> (EventFeed, Receiver<FeedItem>, usize) {
+    for show in shows {
+        writer.open_show(show, lineup(10)).await.unwrap();
+    }
+    let (feed, mut rx) = reader.event_feed();
+    let reconnects = watch_until_live(writer, &feed, &mut rx, shows).await;
+    (feed, rx, reconnects)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_inventory_conforms_with_shows_on_several_masters() {
     // With the even slot split of `redis-cli --cluster create`, the shows `shard-*` land on all
@@ -212,32 +236,20 @@ async fn another_node_reads_the_claim_log_of_a_show_it_never_opened() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_survive_a_script_cache_flush_on_every_master() {
     let inv: Arc<dyn Inventory> = Arc::new(connect(&prefix()).await);
-    conformance::run(inv.clone(), "before").await.unwrap();
     // SCRIPT FLUSH goes to every master: EVALSHA then meets NOSCRIPT on each, and the script
     // is loaded again on the master that owns the show.
     let mut conn = admin().await;
-    let _: () = redis::cmd("SCRIPT")
-        .arg("FLUSH")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    conformance::run(inv, "after").await.unwrap();
+    run_across_a_script_flush(inv, &mut conn).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_another_node_for_shows_on_every_master() {
     let _shared = SUBSCRIBERS.read().await;
-    let prefix = prefix();
-    let shows = one_show_per_master("feed").await;
     // Two "nodes": one runs the commands, the other only follows the feed.
-    let writer = connect(&prefix).await;
+    let (prefix, shows, writer) = on_every_master("feed").await;
     let reader = connect(&prefix).await;
     assert!(writer.is_cluster());
-    for show in &shows {
-        writer.open_show(show, lineup(10)).await.unwrap();
-    }
-    let (feed, mut rx) = reader.event_feed();
-    let mut reconnects = watch_until_live(&writer, &feed, &mut rx, &shows).await;
+    let (_feed, mut rx, mut reconnects) = following(&writer, &reader, &shows).await;
     // Every later event arrives, per show in order.
     let mut sent: HashMap<ShowId, Vec<SequencedEvent>> = HashMap::new();
     for round in 0..3 {
@@ -274,14 +286,8 @@ async fn events_reach_another_node_for_shows_on_every_master() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_feed_reports_a_dropped_subscription_and_follows_again() {
     let _alone = SUBSCRIBERS.write().await;
-    let prefix = prefix();
-    let shows = one_show_per_master("drop").await;
-    let inv = connect(&prefix).await;
-    for show in &shows {
-        inv.open_show(show, lineup(10)).await.unwrap();
-    }
-    let (feed, mut rx) = inv.event_feed();
-    watch_until_live(&inv, &feed, &mut rx, &shows).await;
+    let (_, shows, inv) = on_every_master("drop").await;
+    let (_feed, mut rx, _) = following(&inv, &inv, &shows).await;
     while rx.try_recv().is_ok() {}
 
     // Every master drops its subscribers, as a restart or a network cut would.
@@ -424,23 +430,13 @@ async fn move_slot(slot: u16, from: &str, to: &str) {
 async fn a_show_moved_to_another_master_keeps_its_state_and_its_feed() {
     // Resharding changes the cluster under every test that follows events.
     let _alone = SUBSCRIBERS.write().await;
-    let prefix = prefix();
-    let shows = one_show_per_master("move").await;
+    let (_, shows, inv) = on_every_master("move").await;
     let (show, other) = (&shows[0], &shows[1]);
     let owner = owners(&[show.to_string(), other.to_string()]).await;
-    let inv = connect(&prefix).await;
-    inv.open_show(show, lineup(10)).await.unwrap();
-    let (feed, mut rx) = inv.event_feed();
-    watch_until_live(&inv, &feed, &mut rx, std::slice::from_ref(show)).await;
+    let (_feed, mut rx, _) = following(&inv, &inv, std::slice::from_ref(show)).await;
     let before = inv.stock(show, 0).await.unwrap();
 
-    let mut conn = admin().await;
-    let slot: u16 = redis::cmd("CLUSTER")
-        .arg("KEYSLOT")
-        .arg(format!("{{{show}}}"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let slot = keyslot(&mut admin().await, show.as_str()).await;
     move_slot(slot, &owner[&show.to_string()], &owner[&other.to_string()]).await;
     assert_eq!(
         owners(&[show.to_string()]).await[&show.to_string()],

@@ -33,7 +33,7 @@ use redis::aio::ConnectionLike;
 use tokio::sync::oneshot;
 
 use super::{Link, internal, key_names, script_failed};
-use crate::InventoryError;
+use crate::{InventoryError, Result};
 
 /// Most claims one script call decides. Redis runs nothing else while a script runs, so a
 /// batch is bounded in time too: at some 10 µs of Redis per claim, 64 claims hold it under a
@@ -63,7 +63,7 @@ const REASONS: [RefusalReason; 7] = [
     RefusalReason::ClaimIdTaken,
 ];
 
-type Answer = Result<ClaimDecision, InventoryError>;
+type Answer = Result<ClaimDecision>;
 
 /// A claim waiting for its batch.
 struct Pending {
@@ -361,7 +361,7 @@ fn same(e: &InventoryError) -> InventoryError {
     }
 }
 
-fn int(slot: &[Value], i: usize) -> Result<i64, InventoryError> {
+fn int(slot: &[Value], i: usize) -> Result<i64> {
     match slot.get(i) {
         Some(Value::Int(n)) => Ok(*n),
         other => Err(internal(format!(
@@ -370,13 +370,13 @@ fn int(slot: &[Value], i: usize) -> Result<i64, InventoryError> {
     }
 }
 
-fn count(slot: &[Value], i: usize) -> Result<u32, InventoryError> {
+fn count(slot: &[Value], i: usize) -> Result<u32> {
     let n = int(slot, i)?;
     u32::try_from(n).map_err(|_| internal(format!("claims reply: {n} is not a count")))
 }
 
 /// 0 stands for none: flash ids start at 1.
-fn flash(slot: &[Value], i: usize) -> Result<Option<u64>, InventoryError> {
+fn flash(slot: &[Value], i: usize) -> Result<Option<u64>> {
     Ok(u64::try_from(int(slot, i)?).ok().filter(|&id| id > 0))
 }
 
@@ -432,7 +432,7 @@ fn decode(req: ClaimRequest, slot: &[Value]) -> Answer {
 }
 
 /// A claim record as `claims` keeps it: `buyer|product|quantity|unit_price|flash_id|at|cancelled_at`.
-fn record(claim_id: ClaimId, text: &[u8]) -> Result<ClaimRecord, InventoryError> {
+fn record(claim_id: ClaimId, text: &[u8]) -> Result<ClaimRecord> {
     let bad = || internal(format!("claim record {:?}", String::from_utf8_lossy(text)));
     let text = std::str::from_utf8(text).map_err(|_| bad())?;
     let mut fields = text.split('|');

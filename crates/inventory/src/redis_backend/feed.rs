@@ -18,6 +18,7 @@
 //! sequence with Redis on every stock tick and repairs from history: a lost event then costs
 //! at most one tick.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -135,24 +136,18 @@ pub(super) fn start(
                 tokio::select! {
                     show = watch_rx.recv() => {
                         let Some(show) = show else { return };
-                        let channel = channel_of(&show);
-                        if let std::collections::hash_map::Entry::Vacant(slot) =
-                            channels.entry(channel.clone())
-                        {
-                            slot.insert(show);
+                        if let Some(channel) = newly_watched(&mut channels, show, &channel_of) {
                             ok = sink.subscribe(&channel).await.is_ok();
                         }
                     }
                     msg = stream.next() => {
                         let Some(msg) = msg else { break };
-                        let Some(show) = channels.get(msg.get_channel_name()) else { continue };
-                        match serde_json::from_slice::<SequencedEvent>(msg.get_payload_bytes()) {
-                            Ok(ev) => {
-                                if out.send(FeedItem::Event(show.clone(), ev)).await.is_err() {
-                                    return;
-                                }
-                            }
-                            Err(e) => tracing::error!(error = %e, "event feed: unreadable event"),
+                        let channel = msg.get_channel_name();
+                        let Some(item) = event(&channels, channel, msg.get_payload_bytes()) else {
+                            continue;
+                        };
+                        if out.send(item).await.is_err() {
+                            return;
                         }
                     }
                 }
@@ -241,11 +236,7 @@ pub(super) fn start_cluster(
                 }
                 show = watch_rx.recv() => {
                     let Some(show) = show else { return };
-                    let channel = channel_of(&show);
-                    if let std::collections::hash_map::Entry::Vacant(slot) =
-                        channels.entry(channel.clone())
-                    {
-                        slot.insert(show);
+                    if let Some(channel) = newly_watched(&mut channels, show, &channel_of) {
                         fresh.insert(channel.clone());
                         subscribe(channel);
                     }
@@ -254,7 +245,7 @@ pub(super) fn start_cluster(
                 push = pushes.recv() => {
                     let Some(push) = push else { return };
                     match push.kind {
-                        PushKind::SMessage => event(&channels, push.data),
+                        PushKind::SMessage => smessage(&channels, push.data),
                         PushKind::Disconnection => {
                             tracing::warn!("event feed: a cluster node connection dropped");
                             None
@@ -303,13 +294,35 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
+/// Follows `show` from now on: its channel, to subscribe to, unless it was followed already.
+fn newly_watched(
+    channels: &mut HashMap<String, ShowId>,
+    show: ShowId,
+    channel_of: &impl Fn(&ShowId) -> String,
+) -> Option<String> {
+    let channel = channel_of(&show);
+    match channels.entry(channel.clone()) {
+        Entry::Vacant(slot) => {
+            slot.insert(show);
+            Some(channel)
+        }
+        Entry::Occupied(_) => None,
+    }
+}
+
 /// An `smessage` push: `[channel, payload]`.
-fn event(channels: &HashMap<String, ShowId>, data: Vec<Value>) -> Option<FeedItem> {
+fn smessage(channels: &HashMap<String, ShowId>, data: Vec<Value>) -> Option<FeedItem> {
     let [channel, Value::BulkString(payload)] = <[Value; 2]>::try_from(data).ok()? else {
         return None;
     };
-    let show = channels.get(&text(&channel)?)?;
-    match serde_json::from_slice::<SequencedEvent>(&payload) {
+    event(channels, &text(&channel)?, &payload)
+}
+
+/// The event a message on `channel` carries, if that is a followed show's channel; an unreadable
+/// one is logged and passed over (the receiver repairs from history).
+fn event(channels: &HashMap<String, ShowId>, channel: &str, payload: &[u8]) -> Option<FeedItem> {
+    let show = channels.get(channel)?;
+    match serde_json::from_slice::<SequencedEvent>(payload) {
         Ok(ev) => Some(FeedItem::Event(show.clone(), ev)),
         Err(e) => {
             tracing::error!(error = %e, "event feed: unreadable event");

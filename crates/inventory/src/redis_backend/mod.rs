@@ -39,10 +39,10 @@ use nightmarket_domain::book::{
 };
 use nightmarket_domain::clock::SharedClock;
 use nightmarket_domain::{
-    BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRecord, ClaimRequest, CommandError, Dong,
-    Flash, JoinDecision, LineupEntry, LogCursor, LogEntry, LogPage, Millis, Product, ProductId,
-    Quantity, SequencedEvent, ShowId, ShowStatus, SkipReason, WaitlistEntry, WaitlistNotice,
-    WaitlistOutcome, WaitlistRefusal,
+    BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRecord, CommandError, Dong, Flash,
+    JoinDecision, LineupEntry, LogCursor, LogEntry, LogPage, Millis, Product, ProductId,
+    SequencedEvent, ShowId, ShowStatus, SkipReason, WaitlistEntry, WaitlistNotice, WaitlistOutcome,
+    WaitlistRefusal,
 };
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
@@ -51,7 +51,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    BookView, BuyerView, Command, DecisionClock, Inventory, InventoryError, ShowStanding, StockView,
+    BookView, BuyerView, Cancel, Claim, Command, DecisionClock, Events, Inventory, InventoryError,
+    Result, ShowStanding, StockView, WaitlistJoin, WaitlistLeave,
 };
 
 mod claims;
@@ -267,7 +268,7 @@ struct RawRecord {
 }
 
 impl RawRecord {
-    fn parse(self) -> Result<ClaimRecord, InventoryError> {
+    fn parse(self) -> Result<ClaimRecord> {
         Ok(ClaimRecord {
             claim_id: ClaimId::parse(self.claim_id).map_err(internal)?,
             buyer: BuyerId::parse(self.buyer).map_err(internal)?,
@@ -303,7 +304,7 @@ struct RawWaitEntry {
 }
 
 impl RawWaitEntry {
-    fn parse(self) -> Result<WaitlistEntry, InventoryError> {
+    fn parse(self) -> Result<WaitlistEntry> {
         Ok(WaitlistEntry {
             number: self.number,
             buyer: BuyerId::parse(self.buyer).map_err(internal)?,
@@ -325,7 +326,7 @@ struct RawOutcome {
 }
 
 impl RawOutcome {
-    fn parse(self) -> Result<WaitlistOutcome, InventoryError> {
+    fn parse(self) -> Result<WaitlistOutcome> {
         let entry = self.entry.parse()?;
         match (self.outcome.as_str(), self.record, self.reason.as_deref()) {
             ("promoted", Some(record), _) => Ok(WaitlistOutcome::Promoted {
@@ -465,7 +466,7 @@ struct RawLogEntry {
 }
 
 impl RawLogEntry {
-    fn parse(self) -> Result<LogEntry, InventoryError> {
+    fn parse(self) -> Result<LogEntry> {
         let pos = num(&self.pos)?;
         let at = num(&self.at)?;
         let field = |name: &str, v: Option<String>| {
@@ -520,7 +521,7 @@ impl RawLogEntry {
 
 /// The stream id right after `id`: where a read that has seen `id` goes on. (XRANGE's exclusive
 /// `(id` needs Redis 6.2.)
-fn after_id(id: &str) -> Result<String, InventoryError> {
+fn after_id(id: &str) -> Result<String> {
     let bad = || internal(format!("claim log cursor {id:?} is not a stream id"));
     let (ms, seq) = id.split_once('-').ok_or_else(bad)?;
     let ms: u64 = ms.parse().map_err(|_| bad())?;
@@ -531,13 +532,13 @@ fn after_id(id: &str) -> Result<String, InventoryError> {
     })
 }
 
-fn num<T: std::str::FromStr>(s: &str) -> Result<T, InventoryError> {
+fn num<T: std::str::FromStr>(s: &str) -> Result<T> {
     s.parse()
         .map_err(|_| internal(format!("not a number: {s:?}")))
 }
 
 impl ReadOut {
-    fn flash(&self) -> Result<Option<Flash>, InventoryError> {
+    fn flash(&self) -> Result<Option<Flash>> {
         self.flash
             .as_ref()
             .map(|f| {
@@ -555,13 +556,13 @@ impl ReadOut {
             .transpose()
     }
 
-    fn order(&self) -> Result<Vec<ProductId>, InventoryError> {
+    fn order(&self) -> Result<Vec<ProductId>> {
         lineup_order(&self.order)
     }
 }
 
 /// The products of `meta`'s `order` field (comma-separated), in lineup order.
-fn lineup_order(order: &str) -> Result<Vec<ProductId>, InventoryError> {
+fn lineup_order(order: &str) -> Result<Vec<ProductId>> {
     order
         .split(',')
         .filter(|s| !s.is_empty())
@@ -570,7 +571,7 @@ fn lineup_order(order: &str) -> Result<Vec<ProductId>, InventoryError> {
 }
 
 /// A show's status as `meta` holds it.
-fn show_status(status: &str) -> Result<ShowStatus, InventoryError> {
+fn show_status(status: &str) -> Result<ShowStatus> {
     match status {
         "scheduled" => Ok(ShowStatus::Scheduled),
         "live" => Ok(ShowStatus::Live),
@@ -636,7 +637,7 @@ impl Link {
 
     /// Waits until the configured replicas have this connection's writes so far (see
     /// [`RedisInventory::with_wait`]); `meta` is the show's `meta` key, for a Cluster's routing.
-    async fn replicated(&self, meta: &str) -> Result<(), InventoryError> {
+    async fn replicated(&self, meta: &str) -> Result<()> {
         let replicas = self.wait_replicas.load(Ordering::Relaxed);
         if replicas == 0 {
             return Ok(());
@@ -684,7 +685,7 @@ fn meta_key(prefix: &str, show: &ShowId) -> String {
 impl RedisInventory {
     /// Connects to the single Redis at `url`; keys are prefixed with `prefix` (one deployment, or
     /// one test, each). `history` bounds each show's kept events.
-    pub async fn connect(url: &str, prefix: &str, history: usize) -> Result<Self, InventoryError> {
+    pub async fn connect(url: &str, prefix: &str, history: usize) -> Result<Self> {
         let client = redis::Client::open(url).map_err(unavailable)?;
         let conn = client
             .get_connection_manager_with_config(single_config())
@@ -703,11 +704,7 @@ impl RedisInventory {
     /// Connects to the Redis Cluster that `seeds` belong to (one reachable node is enough; the
     /// others are discovered). Keys and scripts are the same as on one Redis; events use sharded
     /// pub/sub, so Redis 7 or later is needed.
-    pub async fn connect_cluster(
-        seeds: &[String],
-        prefix: &str,
-        history: usize,
-    ) -> Result<Self, InventoryError> {
+    pub async fn connect_cluster(seeds: &[String], prefix: &str, history: usize) -> Result<Self> {
         if seeds.is_empty() {
             return Err(unavailable("no Redis Cluster node given"));
         }
@@ -723,7 +720,7 @@ impl RedisInventory {
         publish: &'static str,
         prefix: &str,
         history: usize,
-    ) -> Result<Self, InventoryError> {
+    ) -> Result<Self> {
         let link = Arc::new(Link {
             server,
             conn: std::sync::RwLock::new(conn),
@@ -778,10 +775,10 @@ impl RedisInventory {
 
     /// The `now` a script gets: empty for its own clock (TIME), the caller's when scripted.
     fn at(&self, now: Millis) -> String {
-        match self.clock {
-            DecisionClock::Execution => String::new(),
-            DecisionClock::Scripted => now.to_string(),
-        }
+        self.clock
+            .scripted(now)
+            .map(|t| t.to_string())
+            .unwrap_or_default()
     }
 
     /// Whether this inventory runs on a Redis Cluster.
@@ -800,7 +797,7 @@ impl RedisInventory {
         self
     }
 
-    async fn replicated(&self, show: &ShowId) -> Result<(), InventoryError> {
+    async fn replicated(&self, show: &ShowId) -> Result<()> {
         self.link.replicated(&meta_key(&self.prefix, show)).await
     }
     /// The pub/sub channel of a show's events; it carries the show's hash tag.
@@ -827,7 +824,7 @@ impl RedisInventory {
         script: &redis::Script,
         show: &ShowId,
         args: &[String],
-    ) -> Result<T, InventoryError> {
+    ) -> Result<T> {
         let mut inv = script.prepare_invoke();
         for k in self.keys(show) {
             inv.key(k);
@@ -845,10 +842,7 @@ impl RedisInventory {
     /// The standings of `shows` in one atomic pipeline (MULTI/EXEC, so each show's status,
     /// sequence and stock agree): `meta`'s status, seq and order, and the `left` hash, per show.
     /// No script: a script names the keys of one show only, and this reads many.
-    async fn standings_at_once(
-        &self,
-        shows: &[ShowId],
-    ) -> Result<Vec<Option<ShowStanding>>, InventoryError> {
+    async fn standings_at_once(&self, shows: &[ShowId]) -> Result<Vec<Option<ShowStanding>>> {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for show in shows {
@@ -961,11 +955,7 @@ impl Inventory for RedisInventory {
         &REDIS_TIME
     }
 
-    async fn open_show(
-        &self,
-        show: &ShowId,
-        lineup: Vec<LineupEntry>,
-    ) -> Result<(), InventoryError> {
+    async fn open_show(&self, show: &ShowId, lineup: Vec<LineupEntry>) -> Result<()> {
         let order: Vec<&str> = lineup.iter().map(|e| e.product.id.as_str()).collect();
         let mut args = vec![order.join(",")];
         for e in &lineup {
@@ -979,12 +969,7 @@ impl Inventory for RedisInventory {
         Ok(())
     }
 
-    async fn command(
-        &self,
-        show: &ShowId,
-        cmd: Command,
-        now: Millis,
-    ) -> Result<Vec<SequencedEvent>, InventoryError> {
+    async fn command(&self, show: &ShowId, cmd: Command, now: Millis) -> Result<Events> {
         let mut args = vec![
             String::new(),
             self.at(now),
@@ -1056,33 +1041,24 @@ impl Inventory for RedisInventory {
         Ok(out.events)
     }
 
-    async fn claim_within(
-        &self,
-        show: &ShowId,
-        req: ClaimRequest,
-        now: Millis,
-        deadline: Option<Millis>,
-    ) -> Result<ClaimDecision, InventoryError> {
-        let now = match self.clock {
-            DecisionClock::Execution => None,
-            DecisionClock::Scripted => Some(now),
-        };
-        self.claims.claim(show, req, now, deadline).await
+    async fn claim_within(&self, show: &ShowId, claim: Claim) -> Result<ClaimDecision> {
+        let now = self.clock.scripted(claim.now);
+        self.claims
+            .claim(show, claim.req, now, claim.deadline)
+            .await
     }
 
-    async fn cancel(
-        &self,
-        show: &ShowId,
-        buyer: &BuyerId,
-        claim_id: &ClaimId,
-        now: Millis,
-    ) -> Result<CancelDecision, InventoryError> {
-        let args = [claim_id.to_string(), buyer.to_string(), self.at(now)];
+    async fn cancel(&self, show: &ShowId, cancel: Cancel) -> Result<CancelDecision> {
+        let args = [
+            cancel.claim_id.to_string(),
+            cancel.buyer.to_string(),
+            self.at(cancel.now),
+        ];
         let mut out: CancelOut = self.run(&self.cancel, show, &args).await?;
         if matches!(out.o.as_str(), "cancelled" | "already") {
             self.replicated(show).await?;
         }
-        let record = |out: CancelOut| -> Result<(ClaimRecord, u32), InventoryError> {
+        let record = |out: CancelOut| -> Result<(ClaimRecord, u32)> {
             let rec = out
                 .rec
                 .ok_or_else(|| internal("cancel result without record"))?
@@ -1112,27 +1088,20 @@ impl Inventory for RedisInventory {
         })
     }
 
-    async fn waitlist_join(
-        &self,
-        show: &ShowId,
-        buyer: &BuyerId,
-        product: &ProductId,
-        quantity: Quantity,
-        now: Millis,
-    ) -> Result<JoinDecision, InventoryError> {
+    async fn waitlist_join(&self, show: &ShowId, join: WaitlistJoin) -> Result<JoinDecision> {
         let args = [
             "join".to_owned(),
-            buyer.to_string(),
-            product.to_string(),
-            quantity.get().to_string(),
-            self.at(now),
+            join.buyer.to_string(),
+            join.product.to_string(),
+            join.quantity.get().to_string(),
+            self.at(join.now),
             MAX_WAITLIST_PER_PRODUCT.to_string(),
         ];
         let out: WaitlistOut = self.run(&self.waitlist, show, &args).await?;
         if matches!(out.o.as_str(), "joined" | "already") {
             self.replicated(show).await?;
         }
-        let place = |out: WaitlistOut| -> Result<(WaitlistEntry, u32), InventoryError> {
+        let place = |out: WaitlistOut| -> Result<(WaitlistEntry, u32)> {
             let entry = out
                 .entry
                 .ok_or_else(|| internal("waitlist join without entry"))?
@@ -1163,16 +1132,15 @@ impl Inventory for RedisInventory {
     async fn waitlist_leave(
         &self,
         show: &ShowId,
-        buyer: &BuyerId,
-        product: Option<&ProductId>,
-        now: Millis,
-    ) -> Result<Vec<WaitlistEntry>, InventoryError> {
+        leave: WaitlistLeave,
+    ) -> Result<Vec<WaitlistEntry>> {
+        let product = leave.product.as_ref();
         let args = [
             "leave".to_owned(),
-            buyer.to_string(),
+            leave.buyer.to_string(),
             product.map(ToString::to_string).unwrap_or_default(),
             "0".to_owned(),
-            self.at(now),
+            self.at(leave.now),
             MAX_WAITLIST_PER_PRODUCT.to_string(),
         ];
         let out: WaitlistOut = self.run(&self.waitlist, show, &args).await?;
@@ -1183,7 +1151,7 @@ impl Inventory for RedisInventory {
                 }
                 out.gone.into_iter().map(RawWaitEntry::parse).collect()
             }
-            ("unknown_product", Some(p)) => Err(CommandError::UnknownProduct(p.clone()).into()),
+            ("unknown_product", Some(p)) => Err(InventoryError::unknown_product(p)),
             (other, _) => Err(internal(format!("unknown waitlist leave outcome {other}"))),
         }
     }
@@ -1210,10 +1178,7 @@ impl Inventory for RedisInventory {
             });
         }
         let flash = out.flash()?;
-        let now = match self.clock {
-            DecisionClock::Execution => out.now,
-            DecisionClock::Scripted => now,
-        };
+        let now = self.clock.scripted(now).unwrap_or(out.now);
         let pinned = (!out.pinned.is_empty())
             .then(|| ProductId::parse(out.pinned.clone()))
             .transpose()
@@ -1284,7 +1249,7 @@ impl Inventory for RedisInventory {
         }
     }
 
-    async fn stock(&self, show: &ShowId, feed_from: u64) -> Result<StockView, InventoryError> {
+    async fn stock(&self, show: &ShowId, feed_from: u64) -> Result<StockView> {
         let out = self
             .read(show, None, i64::try_from(feed_from).unwrap_or(i64::MAX))
             .await?;
@@ -1315,16 +1280,11 @@ impl Inventory for RedisInventory {
                         outcome: n.outcome.parse()?,
                     })
                 })
-                .collect::<Result<_, InventoryError>>()?,
+                .collect::<Result<_>>()?,
         })
     }
 
-    async fn events_after(
-        &self,
-        show: &ShowId,
-        after: u64,
-        limit: usize,
-    ) -> Result<Option<Vec<SequencedEvent>>, InventoryError> {
+    async fn events_after(&self, show: &ShowId, after: u64, most: usize) -> Result<Option<Events>> {
         let [meta, .., events, _, _, _, _, _] = self.keys(show);
         let mut conn = self.link.conn();
         let seq: Option<u64> = redis::cmd("HGET")
@@ -1360,7 +1320,7 @@ impl Inventory for RedisInventory {
             .arg(format!("{}-0", after + 1))
             .arg("+")
             .arg("COUNT")
-            .arg(limit)
+            .arg(most)
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -1374,12 +1334,7 @@ impl Inventory for RedisInventory {
         Ok(Some(out))
     }
 
-    async fn claim_log(
-        &self,
-        show: &ShowId,
-        from: &LogCursor,
-        limit: usize,
-    ) -> Result<LogPage, InventoryError> {
+    async fn claim_log(&self, show: &ShowId, from: &LogCursor, limit: usize) -> Result<LogPage> {
         let mut next = from.clone();
         let mut start = match from.token.as_str() {
             "" => "-".to_owned(),
@@ -1423,11 +1378,7 @@ impl Inventory for RedisInventory {
         Ok(LogPage { entries, next })
     }
 
-    async fn release(
-        &self,
-        show: &ShowId,
-        keep_for: std::time::Duration,
-    ) -> Result<(), InventoryError> {
+    async fn release(&self, show: &ShowId, keep_for: std::time::Duration) -> Result<()> {
         let keep_ms = u64::try_from(keep_for.as_millis())
             .unwrap_or(u64::MAX)
             .min(MAX_KEEP_MS);
@@ -1439,11 +1390,7 @@ impl Inventory for RedisInventory {
                 "scheduled" => "scheduled",
                 _ => "live",
             };
-            return Err(CommandError::BadTransition {
-                from,
-                to: "released",
-            }
-            .into());
+            return Err(InventoryError::not_releasable(from));
         }
         self.replicated(show).await?;
         Ok(())
@@ -1453,7 +1400,7 @@ impl Inventory for RedisInventory {
         "redis"
     }
 
-    async fn probe(&self) -> Result<(), InventoryError> {
+    async fn probe(&self) -> Result<()> {
         let mut conn = self.link.conn();
         let cmd = redis::cmd("PING");
         let ping = cmd.query_async::<String>(&mut conn);
@@ -1477,7 +1424,7 @@ impl Inventory for RedisInventory {
         result
     }
 
-    fn health(&self) -> Result<(), InventoryError> {
+    fn health(&self) -> Result<()> {
         if self.link.healthy.load(Ordering::Relaxed) {
             Ok(())
         } else {

@@ -11,7 +11,9 @@ use nightmarket_domain::{
     BuyerId, CancelDecision, ClaimDecision, ClaimId, ClaimRequest, Dong, FlashSpec, LineupEntry,
     MarketId, Product, ProductGroup, ProductId, Quantity, SellerId, ShowId, ShowStatus, Stars,
 };
-use nightmarket_inventory::{Command, DecisionClock, Inventory, MemoryInventory, RedisInventory};
+use nightmarket_inventory::{
+    Cancel, Command, DecisionClock, Inventory, MemoryInventory, RedisInventory,
+};
 use nightmarket_orders::{Settler, SettlerLimits};
 use nightmarket_store::{LineupRow, SellerRow, ShowRow, ShowSchedule, SqliteJournal, Store};
 
@@ -315,7 +317,18 @@ pub async fn trade(env: &Env, show: &ShowRow, buyers: u32, seed: u64) -> Model {
             if rng.next(7) == 0 && !accepted.is_empty() {
                 let k = rng.next(accepted.len() as u64) as usize;
                 let (cid, buyer, product, price, qty) = accepted.swap_remove(k);
-                let c = env.inv.cancel(&show.id, &buyer, &cid, t).await.unwrap();
+                let c = env
+                    .inv
+                    .cancel(
+                        &show.id,
+                        Cancel {
+                            buyer: buyer.clone(),
+                            claim_id: cid.clone(),
+                            now: t,
+                        },
+                    )
+                    .await
+                    .unwrap();
                 assert!(matches!(c, CancelDecision::Cancelled { .. }), "{c:?}");
                 model.cancels += 1;
                 let units = model

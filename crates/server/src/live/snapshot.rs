@@ -340,7 +340,15 @@ mod tests {
             node.claim("c2", "b2", 2).await;
             let joined = node
                 .inv
-                .waitlist_join(&node.rt.id, &buyer("b1"), &pid("p1"), qty(1).unwrap(), T0)
+                .waitlist_join(
+                    &node.rt.id,
+                    nightmarket_inventory::WaitlistJoin {
+                        buyer: buyer("b1"),
+                        product: pid("p1"),
+                        quantity: qty(1).unwrap(),
+                        now: T0,
+                    },
+                )
                 .await
                 .unwrap();
             assert!(matches!(joined, JoinDecision::Joined { .. }), "{joined:?}");
@@ -427,9 +435,11 @@ mod tests {
             .inv
             .cancel(
                 &node.rt.id,
-                &buyer("b2"),
-                &ClaimId::parse("c2").unwrap(),
-                T0,
+                nightmarket_inventory::Cancel {
+                    buyer: buyer("b2"),
+                    claim_id: ClaimId::parse("c2").unwrap(),
+                    now: T0,
+                },
             )
             .await
             .unwrap();

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nightmarket_domain::{ClaimDecision, ClaimRequest};
-use nightmarket_inventory::InventoryError;
+use nightmarket_inventory::{Claim, InventoryError};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::server::{ClaimOutcomeKind, ClaimResult, ServerMessage};
 use tokio::sync::mpsc;
@@ -82,10 +82,14 @@ pub async fn decide(
     let mut maybe_sent = false;
     let mut pause = RETRY_MIN;
     let late = loop {
-        let mut call =
-            state
-                .inventory()
-                .claim_within(&rt.id, req.clone(), clock.now(), Some(deadline));
+        let mut call = state.inventory().claim_within(
+            &rt.id,
+            Claim {
+                req: req.clone(),
+                now: clock.now(),
+                deadline: Some(deadline),
+            },
+        );
         let answer = tokio::select! {
             r = &mut call => Some(r),
             () = passed() => None,
@@ -138,7 +142,14 @@ pub async fn decide(
         pause = (pause * 2).min(RETRY_MAX);
         match state
             .inventory()
-            .claim_within(&rt.id, req.clone(), clock.now(), Some(deadline))
+            .claim_within(
+                &rt.id,
+                Claim {
+                    req: req.clone(),
+                    now: clock.now(),
+                    deadline: Some(deadline),
+                },
+            )
             .await
         {
             Err(InventoryError::Unavailable(_) | InventoryError::Unknown(_)) => {}

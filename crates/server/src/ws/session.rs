@@ -20,7 +20,7 @@ use nightmarket_domain::{
     BuyerId, CancelDecision, ClaimId, ClaimRequest, Dong, FlashSpec, JoinDecision, ProductId,
     Quantity, WaitlistOutcome,
 };
-use nightmarket_inventory::{Command, InventoryError};
+use nightmarket_inventory::{Cancel, Command, InventoryError, WaitlistJoin, WaitlistLeave};
 use nightmarket_live::inbound::{Message, ReadError, Reader};
 use nightmarket_live::{AttachOptions, Cells, Frame, Start, StartError, StartFrom, Viewer};
 use nightmarket_wire::client::{ClientMessage, classify_parse_error};
@@ -584,9 +584,14 @@ async fn cancel(
     let deadline = Duration::from_millis(state.config().limits.claim_deadline_ms);
     let decided = match tokio::time::timeout(
         deadline,
-        state
-            .inventory()
-            .cancel(&rt.id, buyer, id, state.inventory_now()),
+        state.inventory().cancel(
+            &rt.id,
+            Cancel {
+                buyer: buyer.clone(),
+                claim_id: id.clone(),
+                now: state.inventory_now(),
+            },
+        ),
     )
     .await
     {
@@ -671,10 +676,12 @@ impl Session {
             .inventory()
             .waitlist_join(
                 &self.rt.id,
-                &buyer,
-                &product,
-                quantity,
-                self.state.inventory_now(),
+                WaitlistJoin {
+                    buyer: buyer.clone(),
+                    product: product.clone(),
+                    quantity,
+                    now: self.state.inventory_now(),
+                },
             )
             .await;
         let result = match decision {
@@ -735,9 +742,11 @@ impl Session {
             .inventory()
             .waitlist_leave(
                 &self.rt.id,
-                &buyer,
-                Some(&product),
-                self.state.inventory_now(),
+                WaitlistLeave {
+                    buyer: buyer.clone(),
+                    product: Some(product.clone()),
+                    now: self.state.inventory_now(),
+                },
             )
             .await
         {

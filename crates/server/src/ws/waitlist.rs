@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nightmarket_domain::BuyerId;
+use nightmarket_inventory::WaitlistLeave;
 
 use crate::live::ShowRuntime;
 use crate::shutdown::stopped;
@@ -35,7 +36,14 @@ pub fn leave_later(state: &Arc<AppState>, rt: Arc<ShowRuntime>, buyer: BuyerId) 
         }
         match state
             .inventory()
-            .waitlist_leave(&rt.id, &buyer, None, state.inventory_now())
+            .waitlist_leave(
+                &rt.id,
+                WaitlistLeave {
+                    buyer: buyer.clone(),
+                    product: None,
+                    now: state.inventory_now(),
+                },
+            )
             .await
         {
             Ok(gone) if !gone.is_empty() => {
