@@ -352,10 +352,12 @@ async fn night_reports(backends: impl FnOnce(&mut nightmarket_server::config::Co
     let mut b4 = Client::viewer(addr, &show_b, "buyer-4").await;
     accepted(&mut b4, "b4-v1", &vase, 2, VASE).await;
     refused(&mut b4, "b4-v2", &vase, 1, VASE).await;
-    // A `viewers` frame follows the tick that sampled that count for the statistics: both
-    // audiences are on record before the shows close.
-    wait_viewers(&mut b3, 3).await;
-    wait_viewers(&mut b4, 2).await;
+    // A `viewers` frame follows the refresh that sampled that count for the statistics: both
+    // audiences are on record before the shows close. Watched from a viewer that was there
+    // first: the last to join may have had the count in its snapshot instead, when its join's
+    // own refresh sampled it.
+    wait_viewers(&mut b1, 3).await;
+    wait_viewers(&mut b1v, 2).await;
 
     // Live: no report yet.
     let report_a = format!("/api/shows/{show_a}/report");
