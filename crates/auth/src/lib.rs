@@ -116,19 +116,21 @@ const HEADER_JSON: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
 /// Signs and verifies tokens with one secret.
 #[derive(Clone)]
 pub struct TokenKey {
-    secret: Vec<u8>,
+    /// HMAC keyed with the secret once: keying hashes the padded key twice, which every join
+    /// would otherwise repeat; each signature starts from a copy of this state.
+    keyed: HmacSha256,
 }
 
 impl TokenKey {
     pub fn new(secret: &str) -> Self {
         Self {
-            secret: secret.as_bytes().to_vec(),
+            // HMAC accepts keys of any length; this cannot fail.
+            keyed: HmacSha256::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!()),
         }
     }
 
     fn mac(&self) -> HmacSha256 {
-        // HMAC accepts keys of any length; this cannot fail.
-        HmacSha256::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!())
+        self.keyed.clone()
     }
 
     /// Mints a token for `sub` with `role`, valid for `ttl_secs` from `now_secs`.
