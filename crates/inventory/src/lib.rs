@@ -314,7 +314,8 @@ pub trait Inventory: Send + Sync + 'static {
 
     /// Settlement has recorded the show: its keys may go after `keep_for` (Redis: EXPIRE on
     /// every key of the show, never before this call). The embedded backend keeps its journal
-    /// and does nothing here. Refused (`BadTransition`) while the show is not closed: its claim
+    /// and lets the book leave memory after `keep_for`; its claim log still reads from the
+    /// journal, and [`Inventory::open_show`] replays it again. Refused (`BadTransition`) while the show is not closed: its claim
     /// log is not complete yet. Releasing again, or a show the backend no longer holds, is `Ok`.
     async fn release(&self, show: &ShowId, keep_for: std::time::Duration) -> Result<()>;
 

@@ -5,9 +5,14 @@
 //! journal enqueue (microseconds), then waits for the group commit without it, so claims on one
 //! show are decided one at a time but their fsyncs are shared. The decision's time is read
 //! while the lock is held (see [`DecisionClock`]).
+//!
+//! A released show's book leaves memory `keep_for` after the release (as a Redis show's keys
+//! expire): the journal keeps it, so its claim log still reads from disk and opening it again
+//! replays it. Memory holds the shows being served, not every show the node ever served.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use nightmarket_domain::clock::SharedClock;
@@ -35,6 +40,11 @@ struct Slot {
 /// See the module documentation.
 pub struct MemoryInventory {
     shows: RwLock<HashMap<ShowId, Arc<Slot>>>,
+    /// Released shows still in memory, and when their books leave it.
+    leaving: Mutex<HashMap<ShowId, Millis>>,
+    /// The `keep_for` of the latest release: a settled show opened again (a late viewer)
+    /// leaves memory as long after as a release would have let it.
+    kept_after_release: Mutex<Option<Duration>>,
     journal: SqliteJournal,
     history_limit: usize,
     deciding_by: DecisionClock,
@@ -69,6 +79,8 @@ impl MemoryInventory {
     pub fn new(journal: SqliteJournal, history_limit: usize) -> Self {
         Self {
             shows: RwLock::new(HashMap::new()),
+            leaving: Mutex::new(HashMap::new()),
+            kept_after_release: Mutex::new(None),
             journal,
             history_limit: history_limit.max(1),
             deciding_by: DecisionClock::Execution,
@@ -126,6 +138,51 @@ impl MemoryInventory {
             .ok_or_else(|| InventoryError::UnknownShow(show.clone()))
     }
 
+    /// Books in memory now.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn books_in_memory(&self) -> usize {
+        self.shows.read().map_or(0, |s| s.len())
+    }
+
+    /// Lets `show`'s book leave memory `keep_for` from now (at once for zero), then lets go of
+    /// every book whose time has come.
+    fn leave_after(&self, show: &ShowId, keep_for: Duration) -> Result<()> {
+        let at = self
+            .clock
+            .now()
+            .saturating_add_unsigned(u64::try_from(keep_for.as_millis()).unwrap_or(u64::MAX));
+        lock(&self.leaving)?.entry(show.clone()).or_insert(at);
+        self.let_go()
+    }
+
+    /// Drops the books of released shows whose time in memory is over. Run when a show is
+    /// opened or released, so the books kept follow the shows the node takes on.
+    fn let_go(&self) -> Result<()> {
+        let now = self.clock.now();
+        let due: Vec<ShowId> = {
+            let mut leaving = lock(&self.leaving)?;
+            let due = leaving
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(show, _)| show.clone())
+                .collect();
+            leaving.retain(|_, at| *at > now);
+            due
+        };
+        if due.is_empty() {
+            return Ok(());
+        }
+        let mut shows = self
+            .shows
+            .write()
+            .map_err(|_| InventoryError::Internal("poisoned".into()))?;
+        for show in &due {
+            shows.remove(show);
+            tracing::debug!(show = %show, "released show's book left memory");
+        }
+        Ok(())
+    }
+
     fn remember(&self, slot: &Slot, events: &[SequencedEvent]) -> Result<()> {
         let mut h = lock(&slot.history)?;
         for ev in events {
@@ -145,6 +202,7 @@ impl Inventory for MemoryInventory {
     }
 
     async fn open_show(&self, show: &ShowId, lineup: Vec<LineupEntry>) -> Result<()> {
+        self.let_go()?;
         if self.slot(show).is_ok() {
             return Ok(());
         }
@@ -185,12 +243,19 @@ impl Inventory for MemoryInventory {
         })
         .await
         .map_err(|e| InventoryError::Internal(e.to_string()))??;
-        let mut shows = self
-            .shows
+        let closed = lock(&slot.book)?.status() == ShowStatus::Closed;
+        self.shows
             .write()
-            .map_err(|_| InventoryError::Internal("poisoned".into()))?;
-        shows.entry(show.clone()).or_insert_with(|| Arc::new(slot));
-        Ok(())
+            .map_err(|_| InventoryError::Internal("poisoned".into()))?
+            .entry(show.clone())
+            .or_insert_with(|| Arc::new(slot));
+        // A closed show opened again after a release (a late viewer) goes as it did then; one
+        // never released yet goes when settlement releases it.
+        let kept = *lock(&self.kept_after_release)?;
+        match kept {
+            Some(keep_for) if closed => self.leave_after(show, keep_for),
+            _ => Ok(()),
+        }
     }
 
     async fn command(&self, show: &ShowId, cmd: Command, now: Millis) -> Result<Events> {
@@ -502,12 +567,16 @@ impl Inventory for MemoryInventory {
         Ok(LogPage { entries, next })
     }
 
-    async fn release(&self, show: &ShowId, _keep_for: std::time::Duration) -> Result<()> {
-        // Nothing to let go of: the journal keeps every show, and replaying a closed show gives
-        // a closed book. Only the order of things is checked, as on Redis.
-        let status = match self.slot(show) {
+    async fn release(&self, show: &ShowId, keep_for: Duration) -> Result<()> {
+        // The journal keeps every show, and replaying a closed show gives a closed book: only
+        // the book in memory goes, `keep_for` from now.
+        let in_memory = match self.slot(show) {
             Ok(slot) => Some(lock(&slot.book)?.status()),
-            Err(_) => {
+            Err(_) => None,
+        };
+        let status = match in_memory {
+            Some(s) => Some(s),
+            None => {
                 let journal = self.journal.clone();
                 let id = show.clone();
                 tokio::task::spawn_blocking(move || journal.show_closed(&id))
@@ -527,7 +596,14 @@ impl Inventory for MemoryInventory {
         };
         match status {
             Some(s) if s != ShowStatus::Closed => Err(InventoryError::not_releasable(s.as_str())),
-            _ => Ok(()),
+            Some(_) => {
+                *lock(&self.kept_after_release)? = Some(keep_for);
+                match in_memory {
+                    Some(_) => self.leave_after(show, keep_for),
+                    None => Ok(()),
+                }
+            }
+            None => Ok(()),
         }
     }
 

@@ -271,3 +271,59 @@ async fn restart_rebuilds_the_waitlists() {
     assert_eq!(after.my_claims.len(), 1);
     assert_eq!(after.lineup[0].left, 1);
 }
+
+/// A released show's book stays in memory for `keep_for`, then leaves it; the journal keeps the
+/// show, so its claim log still reads and opening it again gives back the same book, which a
+/// later release lets go of again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_show_leaves_memory_and_opens_again_from_the_journal() {
+    use nightmarket_domain::{LogCursor, ManualClock};
+    use nightmarket_inventory::conformance::fixtures::{T0, live_show};
+
+    let dir = tempfile::tempdir().unwrap();
+    let journal = SqliteJournal::open(&dir.path().join("journal.sqlite"), 4096).unwrap();
+    let clock = ManualClock::new(T0);
+    let inv = MemoryInventory::new(journal, 1000).with_clock(Arc::new(clock.clone()));
+    let show = live_show(&inv, "released", 40, 5, T0).await.unwrap();
+    inv.command(&show, Command::Pin(fixtures::pid("p1")), T0)
+        .await
+        .unwrap();
+    for n in 0..6 {
+        let req = fixtures::claim(&format!("c{n}"), &format!("b{n}"), 2).unwrap();
+        inv.claim(&show, req, T0).await.unwrap();
+    }
+    inv.command(&show, Command::Close, T0).await.unwrap();
+    let buyer = BuyerId::parse("b1").unwrap();
+    let before = inv.view(&show, Some(&buyer), T0).await.unwrap();
+    let log = inv
+        .claim_log(&show, &LogCursor::default(), 100)
+        .await
+        .unwrap();
+
+    let keep_for = std::time::Duration::from_secs(60);
+    inv.release(&show, keep_for).await.unwrap();
+    assert_eq!(inv.books_in_memory(), 1, "kept for keep_for");
+    assert_eq!(inv.view(&show, Some(&buyer), T0).await.unwrap(), before);
+
+    clock.advance(60_000);
+    // Another show opened: the released one's time is over.
+    live_show(&inv, "next", 10, 5, T0).await.unwrap();
+    assert_eq!(inv.books_in_memory(), 1, "only the new show's book");
+    assert!(inv.view(&show, None, T0).await.is_err(), "its book is gone");
+    let read = inv
+        .claim_log(&show, &LogCursor::default(), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        read.entries, log.entries,
+        "the claim log reads from the journal"
+    );
+
+    // A late viewer opens it again: the same book, replayed.
+    inv.open_show(&show, lineup()).await.unwrap();
+    assert_eq!(inv.books_in_memory(), 2);
+    assert_eq!(inv.view(&show, Some(&buyer), T0).await.unwrap(), before);
+    clock.advance(60_000);
+    inv.release(&show, keep_for).await.unwrap();
+    assert_eq!(inv.books_in_memory(), 1, "gone again once its time is over");
+}

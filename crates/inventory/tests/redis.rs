@@ -54,8 +54,24 @@ async fn scripts_survive_a_script_cache_flush() {
     run_across_a_script_flush(inv, &mut conn).await.unwrap();
 }
 
+/// Waits until Redis counts `n` subscribers of `channel` (subscribing is asynchronous).
+async fn subscribers(conn: &redis::aio::MultiplexedConnection, channel: &str, n: u64) {
+    eventually(&format!("{n} subscribers of {channel}"), || async {
+        let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(channel)
+            .query_async(&mut conn.clone())
+            .await
+            .unwrap();
+        (counts.first().map(|c| c.1) == Some(n))
+            .then_some(())
+            .ok_or(format!("{counts:?}"))
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn commands_are_published_to_the_show_channel() {
+async fn commands_are_published_to_the_show_channel_until_it_is_unwatched() {
     use nightmarket_domain::ShowEvent;
     use nightmarket_inventory::FeedItem;
     let prefix = format!("nmtest:{}:", uuid::Uuid::new_v4());
@@ -68,25 +84,13 @@ async fn commands_are_published_to_the_show_channel() {
         .unwrap();
     let (feed, mut rx) = inv.event_feed();
     feed.watch(&show);
-    // Subscribing is asynchronous: wait until Redis counts the subscriber.
     let channel = format!("{prefix}{{{show}}}:ev");
     let conn = redis::Client::open(redis_url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    eventually("the feed subscribed", || async {
-        let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(&channel)
-            .query_async(&mut conn.clone())
-            .await
-            .unwrap();
-        (counts.first().map(|c| c.1) == Some(1))
-            .then_some(())
-            .ok_or(format!("{counts:?}"))
-    })
-    .await;
+    subscribers(&conn, &channel, 1).await;
     let sent = inv.command(&show, Command::GoLive, 1).await.unwrap();
     let pinned = inv
         .command(&show, Command::Pin(fixtures::pid("p1")), 2)
@@ -108,6 +112,10 @@ async fn commands_are_published_to_the_show_channel() {
     }
     assert_eq!(got, [sent, pinned].concat());
     assert!(matches!(got[1].event, ShowEvent::Pinned { .. }));
+
+    // Let go of, the show is no longer followed: Redis counts no subscriber on its channel.
+    feed.unwatch(&show);
+    subscribers(&conn, &channel, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

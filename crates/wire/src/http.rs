@@ -196,13 +196,15 @@ pub struct BackendState {
     pub name: String,
     /// `ok` or `failing`.
     pub state: String,
-    /// Why it is failing now; absent when `ok`.
+    /// Why it is failing now, in fixed words (the driver's own are only logged); absent when
+    /// `ok`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// Since when (UTC ms) the state has been what it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<i64>,
-    /// The most recent failure, kept after recovery.
+    /// The code of the most recent failure, kept after recovery: `timeout` (no answer in
+    /// time) or `error` (the check failed; the server log has the cause).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

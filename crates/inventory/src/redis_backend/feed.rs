@@ -1,5 +1,6 @@
 //! The show event feed across nodes: every event a command script appends is also published on
-//! the show's channel; each node subscribes to the channels of the shows its viewers watch.
+//! the show's channel; each node subscribes to the channels of the shows its viewers watch, and
+//! unsubscribes when it lets a show go.
 //!
 //! Pub/sub may lose messages (a dropped connection, a Redis restart). The feed therefore
 //! reports every reconnection, and the receiver repairs any gap from the show's event history
@@ -86,16 +87,28 @@ pub enum FeedItem {
     Reconnected,
 }
 
-/// Asks the subscriber to follow more shows.
+/// What the subscriber is asked to change, in the order asked.
+enum Request {
+    Watch(ShowId),
+    Unwatch(ShowId),
+}
+
+/// Asks the subscriber to follow more shows, or fewer.
 #[derive(Clone)]
 pub struct EventFeed {
-    watch: mpsc::UnboundedSender<ShowId>,
+    requests: mpsc::UnboundedSender<Request>,
 }
 
 impl EventFeed {
     /// Follows a show's channel from now on (idempotent).
     pub fn watch(&self, show: &ShowId) {
-        let _ = self.watch.send(show.clone());
+        let _ = self.requests.send(Request::Watch(show.clone()));
+    }
+
+    /// Stops following a show's channel (idempotent): the subscription and its entry go, so a
+    /// node that serves shows one after another holds only the ones it serves now.
+    pub fn unwatch(&self, show: &ShowId) {
+        let _ = self.requests.send(Request::Unwatch(show.clone()));
     }
 }
 
@@ -103,7 +116,7 @@ pub(super) fn start(
     client: redis::Client,
     channel_of: impl Fn(&ShowId) -> String + Send + 'static,
 ) -> (EventFeed, mpsc::Receiver<FeedItem>) {
-    let (watch_tx, mut watch_rx) = mpsc::unbounded_channel::<ShowId>();
+    let (requests, mut watch_rx) = mpsc::unbounded_channel::<Request>();
     let (out, rx) = mpsc::channel(FEED_QUEUE);
     tokio::spawn(async move {
         let mut channels: HashMap<String, ShowId> = HashMap::new();
@@ -134,11 +147,15 @@ pub(super) fn start(
             first = false;
             while ok {
                 tokio::select! {
-                    show = watch_rx.recv() => {
-                        let Some(show) = show else { return };
-                        if let Some(channel) = newly_watched(&mut channels, show, &channel_of) {
-                            ok = sink.subscribe(&channel).await.is_ok();
-                        }
+                    request = watch_rx.recv() => {
+                        let Some(request) = request else { return };
+                        ok = match change(&mut channels, request, &channel_of) {
+                            Some(Change::Subscribe(channel)) => sink.subscribe(&channel).await.is_ok(),
+                            Some(Change::Unsubscribe(channel)) => {
+                                sink.unsubscribe(&channel).await.is_ok()
+                            }
+                            None => true,
+                        };
                     }
                     msg = stream.next() => {
                         let Some(msg) = msg else { break };
@@ -157,7 +174,7 @@ pub(super) fn start(
                 .await;
         }
     });
-    (EventFeed { watch: watch_tx }, rx)
+    (EventFeed { requests }, rx)
 }
 
 /// The sharded pub/sub feed of a Redis Cluster (see the module documentation).
@@ -165,7 +182,7 @@ pub(super) fn start_cluster(
     seeds: Vec<String>,
     channel_of: impl Fn(&ShowId) -> String + Send + 'static,
 ) -> (EventFeed, mpsc::Receiver<FeedItem>) {
-    let (watch_tx, mut watch_rx) = mpsc::unbounded_channel::<ShowId>();
+    let (requests, mut watch_rx) = mpsc::unbounded_channel::<Request>();
     let (out, rx) = mpsc::channel(FEED_QUEUE);
     // The crate hands pushes over synchronously and must not block: beyond FEED_QUEUE they are
     // dropped, and the drop is reported as a reconnection so the receiver repairs from history.
@@ -216,6 +233,16 @@ pub(super) fn start_cluster(
                 retry.succeeded();
             });
         };
+        // Best effort: should it fail, the channel is no longer followed here anyway (its
+        // messages are passed over), and the connection forgets it when it reconnects.
+        let unsubscribe = |channel: String| {
+            let mut conn = conn.clone();
+            tokio::spawn(async move {
+                if let Err(e) = conn.sunsubscribe(&channel).await {
+                    tracing::debug!(error = %e, "event feed: cannot unsubscribe");
+                }
+            });
+        };
         let mut channels: HashMap<String, ShowId> = HashMap::new();
         // Channels newly watched whose first confirmation is still to come: that confirmation
         // is not a resubscription.
@@ -234,11 +261,18 @@ pub(super) fn start_cluster(
                     report_at = None;
                     Some(FeedItem::Reconnected)
                 }
-                show = watch_rx.recv() => {
-                    let Some(show) = show else { return };
-                    if let Some(channel) = newly_watched(&mut channels, show, &channel_of) {
-                        fresh.insert(channel.clone());
-                        subscribe(channel);
+                request = watch_rx.recv() => {
+                    let Some(request) = request else { return };
+                    match change(&mut channels, request, &channel_of) {
+                        Some(Change::Subscribe(channel)) => {
+                            fresh.insert(channel.clone());
+                            subscribe(channel);
+                        }
+                        Some(Change::Unsubscribe(channel)) => {
+                            fresh.remove(&channel);
+                            unsubscribe(channel);
+                        }
+                        None => {}
                     }
                     None
                 }
@@ -283,7 +317,7 @@ pub(super) fn start_cluster(
             }
         }
     });
-    (EventFeed { watch: watch_tx }, rx)
+    (EventFeed { requests }, rx)
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -294,19 +328,36 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
-/// Follows `show` from now on: its channel, to subscribe to, unless it was followed already.
-fn newly_watched(
+/// What a request changes on the connection.
+enum Change {
+    Subscribe(String),
+    Unsubscribe(String),
+}
+
+/// Follows a show from now on, or no longer: the channel to subscribe to (unless it was
+/// followed already) or to unsubscribe from (unless it was not followed).
+fn change(
     channels: &mut HashMap<String, ShowId>,
-    show: ShowId,
+    request: Request,
     channel_of: &impl Fn(&ShowId) -> String,
-) -> Option<String> {
-    let channel = channel_of(&show);
-    match channels.entry(channel.clone()) {
-        Entry::Vacant(slot) => {
-            slot.insert(show);
-            Some(channel)
+) -> Option<Change> {
+    match request {
+        Request::Watch(show) => {
+            let channel = channel_of(&show);
+            match channels.entry(channel.clone()) {
+                Entry::Vacant(slot) => {
+                    slot.insert(show);
+                    Some(Change::Subscribe(channel))
+                }
+                Entry::Occupied(_) => None,
+            }
         }
-        Entry::Occupied(_) => None,
+        Request::Unwatch(show) => {
+            let channel = channel_of(&show);
+            channels
+                .remove(&channel)
+                .map(|_| Change::Unsubscribe(channel))
+        }
     }
 }
 

@@ -38,7 +38,12 @@ pub struct CsvError(#[from] csv::Error);
 
 impl From<CsvError> for crate::http::error::HttpError {
     fn from(e: CsvError) -> Self {
-        Self::new(nightmarket_wire::ErrorCode::Internal, e.to_string())
+        // The writer's words are for the log; the client gets the code.
+        tracing::error!(error = %e, "CSV export failed");
+        Self::new(
+            nightmarket_wire::ErrorCode::Internal,
+            "the server hit an internal error; it is logged",
+        )
     }
 }
 

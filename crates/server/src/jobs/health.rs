@@ -36,8 +36,29 @@ pub enum Probe {
     Catalog(Arc<Store>),
 }
 
+/// A failed probe: a stable code for `/readyz` (`timeout` or `error`) and the driver's words,
+/// which only the log gets (they name hosts, ports and OS errors).
+struct Failure {
+    code: &'static str,
+    text: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// The fixed words `/readyz` gives for a failure code.
+fn described(code: &str) -> String {
+    match code {
+        "timeout" => format!("no answer within {} ms", PROBE_TIMEOUT.as_millis()),
+        _ => "the check failed; the server log has the cause".into(),
+    }
+}
+
 impl Probe {
-    async fn run(&self) -> Result<(), String> {
+    async fn run(&self) -> Result<(), Failure> {
         let check = async {
             match self {
                 Probe::Inventory(inv) => inv.probe().await.map_err(|e| e.to_string()),
@@ -45,8 +66,14 @@ impl Probe {
             }
         };
         match tokio::time::timeout(PROBE_TIMEOUT, check).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("no answer within {} ms", PROBE_TIMEOUT.as_millis())),
+            Ok(r) => r.map_err(|text| Failure {
+                code: "error",
+                text,
+            }),
+            Err(_) => Err(Failure {
+                code: "timeout",
+                text: described("timeout"),
+            }),
         }
     }
 }
@@ -56,7 +83,8 @@ struct DependencyState {
     ok: bool,
     /// When `ok` last changed (or the server started).
     since: Millis,
-    last_error: Option<String>,
+    /// The code of the most recent failure (`timeout`, `error`).
+    last_error: Option<&'static str>,
     last_error_at: Option<Millis>,
 }
 
@@ -143,9 +171,9 @@ impl Health {
                 BackendState {
                     name: d.name.into(),
                     state: if s.ok { "ok" } else { "failing" }.into(),
-                    detail: if s.ok { None } else { s.last_error.clone() },
+                    detail: s.last_error.filter(|_| !s.ok).map(described),
                     since: Some(s.since),
-                    last_error: s.last_error,
+                    last_error: s.last_error.map(String::from),
                     last_error_at: s.last_error_at,
                 }
             })
@@ -163,14 +191,14 @@ struct Outage {
 }
 
 impl Dependency {
-    async fn check(&self) -> Result<(), String> {
+    async fn check(&self) -> Result<(), Failure> {
         for probe in &self.probes {
             probe.run().await?;
         }
         Ok(())
     }
 
-    fn record(&self, result: Result<(), String>, outage: &mut Outage) {
+    fn record(&self, result: Result<(), Failure>, outage: &mut Outage) {
         let now = Instant::now();
         let Ok(mut state) = self.state.lock() else {
             return;
@@ -222,7 +250,7 @@ impl Dependency {
                         tracing::debug!(dependency = self.name, %error, "probe failed");
                     }
                 }
-                state.last_error = Some(error);
+                state.last_error = Some(error.code);
             }
         }
     }

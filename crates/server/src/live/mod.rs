@@ -394,7 +394,8 @@ impl Live {
     }
 
     /// Lets go of the shows closed for [`CLOSED_SHOW_KEPT_MS`] at `now` that no connection
-    /// watches: their runtimes and channels leave memory. Returns how many went.
+    /// watches: their runtimes and channels leave memory, and this node stops following their
+    /// events. Returns how many went.
     pub fn evict_closed(&self, now: Millis) -> usize {
         let Ok(mut shows) = self.shows.write() else {
             return 0;
@@ -411,6 +412,10 @@ impl Live {
         for id in &due {
             shows.remove(id);
             self.engine.remove(id.as_str());
+            // Its channel goes with it; a viewer coming back watches it afresh.
+            if let Some(feed) = &self.feed {
+                feed.unwatch(id);
+            }
             tracing::debug!(show = %id, "closed show left memory");
         }
         due.len()

@@ -52,10 +52,14 @@ pub async fn calendar(store: &Store, id: &str) -> ServiceResult<Calendar> {
         .market(&mid)
         .await?
         .ok_or_else(|| ServiceError::not_found(format!("market {mid}")))?;
-    let market =
-        row.spec.clone().validate().map_err(|e| {
-            ServiceError::new(ErrorCode::Internal, format!("stored market {mid}: {e}"))
-        })?;
+    let market = row.spec.clone().validate().map_err(|e| {
+        // What is wrong with the stored row is for the log; the client gets the code.
+        tracing::error!(market = %mid, error = %e, "stored market does not validate");
+        ServiceError::new(
+            ErrorCode::Internal,
+            "the server hit an internal error; it is logged",
+        )
+    })?;
     let exceptions = store
         .exceptions(&mid)
         .await?

@@ -73,7 +73,7 @@ pub async fn decide(
     };
     // A dependency known to be down (the health prober's last word) is not waited for.
     if let Err(e) = state.inventory().health() {
-        let r = unavailable(&state, &rt, &claim_id, &e.to_string());
+        let r = unavailable(&state, &rt, &claim_id, &e);
         first(r).await;
         return;
     }
@@ -106,7 +106,7 @@ pub async fn decide(
                     > deadline
                 {
                     if !maybe_sent {
-                        let r = unavailable(&state, &rt, &claim_id, &e.to_string());
+                        let r = unavailable(&state, &rt, &claim_id, &e);
                         first(r).await;
                         return;
                     }
@@ -191,15 +191,18 @@ fn answer_of(
             refused(state, rt, convert::refusal_code(r.reason));
             convert::claim_refused(claim_id, &r)
         }
-        Err(InventoryError::DeadlinePassed) => unavailable(
-            state,
-            rt,
-            claim_id,
-            &format!(
-                "not decided within {} ms; it was not taken and never will be",
-                state.config().limits.claim_deadline_ms
-            ),
-        ),
+        Err(InventoryError::DeadlinePassed) => {
+            refused(state, rt, ErrorCode::Unavailable);
+            convert::claim_error(
+                claim_id,
+                ErrorCode::Unavailable,
+                format!(
+                    "not decided within {} ms; it was not taken and never will be; retry with \
+                     the same claim_id",
+                    state.config().limits.claim_deadline_ms
+                ),
+            )
+        }
         Err(e) => {
             let (code, message) = crate::ws::inventory_error(e);
             refused(state, rt, code);
@@ -208,12 +211,20 @@ fn answer_of(
     }
 }
 
-fn unavailable(state: &AppState, rt: &ShowRuntime, claim_id: &str, why: &str) -> ClaimResult {
+/// The answer to a claim the inventory could not take: the driver's words (hosts, ports, OS
+/// errors) go to the log, the viewer gets the code and a fixed sentence.
+fn unavailable(
+    state: &AppState,
+    rt: &ShowRuntime,
+    claim_id: &str,
+    why: &InventoryError,
+) -> ClaimResult {
+    tracing::warn!(show = %rt.id, claim_id, error = %why, "claim refused: inventory unavailable");
     refused(state, rt, ErrorCode::Unavailable);
     convert::claim_error(
         claim_id,
         ErrorCode::Unavailable,
-        format!("{why}; retry with the same claim_id"),
+        "the inventory is unavailable; retry with the same claim_id",
     )
 }
 
