@@ -1,5 +1,6 @@
 //! The Nightmarket server: HTTP API, WebSocket sessions, the fan-out of each show, background
-//! jobs, configuration and metrics, wired over the inventory, hub, store and orders crates.
+//! jobs, configuration and metrics, wired over the wire, auth, domain, inventory, live, store
+//! and orders crates.
 //!
 //! A module's path tells its concern; dependencies point down this list, never up:
 //!
