@@ -1,15 +1,47 @@
-//! A minimal HTTP/1.1 client for the few JSON calls the load generator makes (create the
-//! market, read a show's stock). One request per connection, `Connection: close`.
+//! The load generator's HTTP client for its few JSON calls (create the market, read a show's
+//! stock, publish to nchan, probe for readiness): one pooled `reqwest` client for the process,
+//! so the nchan publisher reuses its connection the way a seller keeps its WebSocket, and the
+//! fan-out figures measure the server, not a TCP handshake per event. Plain HTTP: every target
+//! is a socket address.
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+use reqwest::{Client, Method};
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+/// Longest one request may take, answer included.
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// A readiness probe polls a port nothing may listen on yet; a refused or silent connect
+/// should fail fast so the probe tries again.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The process's client, built on first use. Its pool outlives any one runtime; a pooled
+/// connection whose runtime is gone is dropped by the pool and the request retried on a new one.
+fn client() -> anyhow::Result<&'static Client> {
+    static CLIENT: OnceLock<Result<Client, String>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            // reqwest is built without a crypto provider of its own; rustls needs one installed
+            // for the process (installing it twice is harmless), the same one the server uses.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            Client::builder()
+                .timeout(TIMEOUT)
+                .connect_timeout(CONNECT_TIMEOUT)
+                // A redirect would send the operator token elsewhere; the API never redirects.
+                .redirect(reqwest::redirect::Policy::none())
+                // Targets are on this machine or the benchmark network, never behind a proxy.
+                .no_proxy()
+                .tcp_nodelay(true)
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| anyhow!("building the HTTP client: {e}"))
+}
 
 /// Sends one request and returns the status and body text.
 pub async fn raw(
@@ -19,40 +51,25 @@ pub async fn raw(
     token: Option<&str>,
     body: Option<String>,
 ) -> anyhow::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    let body = body.unwrap_or_default();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(req.as_bytes()).await?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut buf))
-        .await
-        .with_context(|| format!("{method} {path}: no response within {TIMEOUT:?}"))??;
-    let text = String::from_utf8(buf).context("response is not UTF-8")?;
-    let (head, payload) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow!("{method} {path}: malformed response"))?;
-    // The server answers JSON with a Content-Length; a chunked body would need decoding.
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        bail!("{method} {path}: chunked responses are not supported");
+    let verb = Method::from_bytes(method.as_bytes())
+        .with_context(|| format!("{method:?} is not an HTTP method"))?;
+    let mut req = client()?.request(verb, format!("http://{addr}{path}"));
+    if let Some(token) = token {
+        req = req.header(AUTHORIZATION, format!("Bearer {token}"));
     }
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow!("{method} {path}: no status in {head:?}"))?;
-    Ok((status, payload.to_owned()))
+    if let Some(body) = body {
+        req = req.header(CONTENT_TYPE, "application/json").body(body);
+    }
+    let response = req
+        .send()
+        .await
+        .with_context(|| format!("{method} {path} on {addr}"))?;
+    let status = response.status().as_u16();
+    let text = response
+        .text()
+        .await
+        .with_context(|| format!("{method} {path}: reading the answer"))?;
+    Ok((status, text))
 }
 
 /// Sends one request, requires status `want` and parses the JSON body.

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
@@ -13,7 +14,6 @@ use nightmarket_server::auth::Role;
 use nightmarket_server::config::Config;
 use nightmarket_wire::server::{ClaimOutcomeKind, ServerMessage, ShowEvent};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -150,7 +150,7 @@ impl Rng {
     }
 }
 
-/// A minimal HTTP/1.1 request over loopback, enough for the demo to use the public API.
+/// One request to the demo's own server: the JSON body of a 2xx answer.
 async fn http(
     addr: SocketAddr,
     method: &str,
@@ -184,6 +184,27 @@ async fn http_all(addr: SocketAddr, path: &str, token: &str) -> anyhow::Result<V
 /// Items per page the demo reads: the most a page holds.
 const PAGE_SIZE: usize = 1000;
 
+/// The demo's HTTP client, built on first use: one pool for every call of the run, a timeout
+/// so a stuck server fails the demo instead of hanging it, and no redirects (the API never
+/// redirects, and a redirect would carry the operator token elsewhere).
+fn client() -> anyhow::Result<&'static reqwest::Client> {
+    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+    let built = CLIENT.get_or_init(|| {
+        // reqwest comes without a crypto provider; rustls uses the one the server installs.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            // The server is this process's own, on loopback: no proxy from the environment.
+            .no_proxy()
+            .build()
+            .map_err(|e| e.to_string())
+    });
+    built
+        .as_ref()
+        .map_err(|e| anyhow!("the demo's HTTP client: {e}"))
+}
+
 /// One request: the JSON body of a 2xx answer and its `Next-Cursor` header, if any.
 async fn exchange(
     addr: SocketAddr,
@@ -192,34 +213,31 @@ async fn exchange(
     token: &str,
     body: &Value,
 ) -> anyhow::Result<(Value, Option<String>)> {
-    let mut stream = TcpStream::connect(addr).await?;
+    let verb = reqwest::Method::from_bytes(method.as_bytes())?;
+    let mut req = client()?
+        .request(verb, format!("http://{addr}{path}"))
+        .bearer_auth(token);
     // `null` stands for "no body" (reads).
-    let body = if body.is_null() {
-        String::new()
-    } else {
-        body.to_string()
-    };
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(req.as_bytes()).await?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, payload) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow!("malformed HTTP response"))?;
-    let status = head.split_whitespace().nth(1).unwrap_or("");
-    if !status.starts_with('2') {
+    if !body.is_null() {
+        req = req
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+    }
+    let response = req
+        .send()
+        .await
+        .with_context(|| format!("{method} {path}"))?;
+    let status = response.status();
+    let next = response
+        .headers()
+        .get("next-cursor")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let payload = response.text().await?;
+    if !status.is_success() {
         bail!("{method} {path}: {status} {payload}");
     }
-    let next = head.split("\r\n").find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.eq_ignore_ascii_case("next-cursor")
-            .then(|| value.trim().to_owned())
-    });
-    Ok((serde_json::from_str(payload)?, next))
+    Ok((serde_json::from_str(&payload)?, next))
 }
 
 struct DemoShow {
