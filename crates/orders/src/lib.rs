@@ -125,7 +125,16 @@ pub struct Settler {
     clock: SharedClock,
     /// How long each settlement made by [`Settler::round`] takes (a no-op until given one).
     settle_time: metrics::Histogram,
+    /// Shows whose settling failed in a round, the outcome unknown: the store may have
+    /// committed a settlement whose answer was lost. Such a show is no longer among the shows
+    /// to settle, so the next round asks about it here and releases its inventory keys if it
+    /// did settle. At most [`UNSURE_SHOWS`] are kept.
+    unsure: std::sync::Mutex<std::collections::BTreeSet<ShowId>>,
 }
+
+/// Most shows kept to be asked about again after a settlement with an unknown outcome. Past
+/// it, a show's keys are released at the latest when an operator settles it again.
+pub const UNSURE_SHOWS: usize = 1_000;
 
 impl std::fmt::Debug for Settler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -156,6 +165,7 @@ impl Settler {
             wake: Notify::new(),
             clock: nightmarket_domain::clock::system(),
             settle_time: metrics::Histogram::noop(),
+            unsure: std::sync::Mutex::default(),
         }
     }
 
@@ -422,6 +432,20 @@ impl Settler {
             .store
             .shows_to_settle(self.limits.shows_per_round)
             .await?;
+        // Settlements that may have committed unseen: once settled, settling again only
+        // releases the show's keys.
+        let unsure: Vec<ShowId> = self
+            .unsure
+            .lock()
+            .map(|u| u.iter().cloned().collect())
+            .unwrap_or_default();
+        for show in unsure {
+            if self.settle(&show, false).await.is_ok()
+                && let Ok(mut u) = self.unsure.lock()
+            {
+                u.remove(&show);
+            }
+        }
         let mut settled = 0;
         for show in shows {
             match self.record(&show, self.limits.batches_per_show).await {
@@ -435,7 +459,12 @@ impl Settler {
                         Ok(Standing::Settled { now: true, .. }) => settled += 1,
                         Ok(_) => {}
                         Err(e) => {
-                            tracing::warn!(show = %show, code = e.code(), error = %e, "settlement failed; retried next round")
+                            tracing::warn!(show = %show, code = e.code(), error = %e, "settlement failed; retried next round");
+                            if let Ok(mut u) = self.unsure.lock()
+                                && u.len() < UNSURE_SHOWS
+                            {
+                                u.insert(show.clone());
+                            }
                         }
                     }
                 }
