@@ -87,28 +87,66 @@ pub enum FeedItem {
     Reconnected,
 }
 
-/// What the subscriber is asked to change, in the order asked.
-enum Request {
-    Watch(ShowId),
-    Unwatch(ShowId),
+/// What the subscriber is asked to do about one show.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Want {
+    Watch,
+    Unwatch,
+}
+
+/// The changes asked and not yet applied: one per show, the latest ask winning (both asks are
+/// idempotent, so only the last one matters). However fast shows are watched and let go, or
+/// however slowly Redis answers, this holds at most one entry per show the node knows of; a
+/// queue of asks would grow without bound while a subscription call hangs.
+#[derive(Default)]
+struct Asked {
+    changes: std::sync::Mutex<HashMap<ShowId, Want>>,
+    /// Wakes the subscriber; a wake given while it is busy is kept for its next wait.
+    wake: tokio::sync::Notify,
+}
+
+impl Asked {
+    fn ask(&self, show: &ShowId, want: Want) {
+        self.changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(show.clone(), want);
+        self.wake.notify_one();
+    }
+
+    /// Every change asked since the last call, waiting for one if there is none.
+    async fn take(&self) -> HashMap<ShowId, Want> {
+        loop {
+            let changes = std::mem::take(
+                &mut *self
+                    .changes
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            if !changes.is_empty() {
+                return changes;
+            }
+            self.wake.notified().await;
+        }
+    }
 }
 
 /// Asks the subscriber to follow more shows, or fewer.
 #[derive(Clone)]
 pub struct EventFeed {
-    requests: mpsc::UnboundedSender<Request>,
+    asked: Arc<Asked>,
 }
 
 impl EventFeed {
     /// Follows a show's channel from now on (idempotent).
     pub fn watch(&self, show: &ShowId) {
-        let _ = self.requests.send(Request::Watch(show.clone()));
+        self.asked.ask(show, Want::Watch);
     }
 
     /// Stops following a show's channel (idempotent): the subscription and its entry go, so a
     /// node that serves shows one after another holds only the ones it serves now.
     pub fn unwatch(&self, show: &ShowId) {
-        let _ = self.requests.send(Request::Unwatch(show.clone()));
+        self.asked.ask(show, Want::Unwatch);
     }
 }
 
@@ -116,13 +154,15 @@ pub(super) fn start(
     client: redis::Client,
     channel_of: impl Fn(&ShowId) -> String + Send + 'static,
 ) -> (EventFeed, mpsc::Receiver<FeedItem>) {
-    let (requests, mut watch_rx) = mpsc::unbounded_channel::<Request>();
+    let asked = Arc::new(Asked::default());
+    let requests = asked.clone();
     let (out, rx) = mpsc::channel(FEED_QUEUE);
     tokio::spawn(async move {
         let mut channels: HashMap<String, ShowId> = HashMap::new();
         let mut first = true;
         let mut retry = Retry::default();
-        loop {
+        // The feed lives as long as someone reads it.
+        while !out.is_closed() {
             let pubsub = match client.get_async_pubsub().await {
                 Ok(p) => p,
                 Err(e) => {
@@ -147,15 +187,24 @@ pub(super) fn start(
             first = false;
             while ok {
                 tokio::select! {
-                    request = watch_rx.recv() => {
-                        let Some(request) = request else { return };
-                        ok = match change(&mut channels, request, &channel_of) {
-                            Some(Change::Subscribe(channel)) => sink.subscribe(&channel).await.is_ok(),
-                            Some(Change::Unsubscribe(channel)) => {
-                                sink.unsubscribe(&channel).await.is_ok()
+                    () = out.closed() => return,
+                    changes = asked.take() => {
+                        // After a failed call the rest only update the map: the connection
+                        // is made again and subscribes to every channel in it.
+                        for (show, want) in changes {
+                            let change = change(&mut channels, &show, want, &channel_of);
+                            if ok {
+                                ok = match change {
+                                    Some(Change::Subscribe(channel)) => {
+                                        sink.subscribe(&channel).await.is_ok()
+                                    }
+                                    Some(Change::Unsubscribe(channel)) => {
+                                        sink.unsubscribe(&channel).await.is_ok()
+                                    }
+                                    None => true,
+                                };
                             }
-                            None => true,
-                        };
+                        }
                     }
                     msg = stream.next() => {
                         let Some(msg) = msg else { break };
@@ -174,7 +223,7 @@ pub(super) fn start(
                 .await;
         }
     });
-    (EventFeed { requests }, rx)
+    (EventFeed { asked: requests }, rx)
 }
 
 /// The sharded pub/sub feed of a Redis Cluster (see the module documentation).
@@ -182,7 +231,8 @@ pub(super) fn start_cluster(
     seeds: Vec<String>,
     channel_of: impl Fn(&ShowId) -> String + Send + 'static,
 ) -> (EventFeed, mpsc::Receiver<FeedItem>) {
-    let (requests, mut watch_rx) = mpsc::unbounded_channel::<Request>();
+    let asked = Arc::new(Asked::default());
+    let requests = asked.clone();
     let (out, rx) = mpsc::channel(FEED_QUEUE);
     // The crate hands pushes over synchronously and must not block: beyond FEED_QUEUE they are
     // dropped, and the drop is reported as a reconnection so the receiver repairs from history.
@@ -261,18 +311,20 @@ pub(super) fn start_cluster(
                     report_at = None;
                     Some(FeedItem::Reconnected)
                 }
-                request = watch_rx.recv() => {
-                    let Some(request) = request else { return };
-                    match change(&mut channels, request, &channel_of) {
-                        Some(Change::Subscribe(channel)) => {
-                            fresh.insert(channel.clone());
-                            subscribe(channel);
+                () = out.closed() => return,
+                changes = asked.take() => {
+                    for (show, want) in changes {
+                        match change(&mut channels, &show, want, &channel_of) {
+                            Some(Change::Subscribe(channel)) => {
+                                fresh.insert(channel.clone());
+                                subscribe(channel);
+                            }
+                            Some(Change::Unsubscribe(channel)) => {
+                                fresh.remove(&channel);
+                                unsubscribe(channel);
+                            }
+                            None => {}
                         }
-                        Some(Change::Unsubscribe(channel)) => {
-                            fresh.remove(&channel);
-                            unsubscribe(channel);
-                        }
-                        None => {}
                     }
                     None
                 }
@@ -317,7 +369,7 @@ pub(super) fn start_cluster(
             }
         }
     });
-    (EventFeed { requests }, rx)
+    (EventFeed { asked: requests }, rx)
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -338,22 +390,23 @@ enum Change {
 /// followed already) or to unsubscribe from (unless it was not followed).
 fn change(
     channels: &mut HashMap<String, ShowId>,
-    request: Request,
+    show: &ShowId,
+    want: Want,
     channel_of: &impl Fn(&ShowId) -> String,
 ) -> Option<Change> {
-    match request {
-        Request::Watch(show) => {
-            let channel = channel_of(&show);
+    match want {
+        Want::Watch => {
+            let channel = channel_of(show);
             match channels.entry(channel.clone()) {
                 Entry::Vacant(slot) => {
-                    slot.insert(show);
+                    slot.insert(show.clone());
                     Some(Change::Subscribe(channel))
                 }
                 Entry::Occupied(_) => None,
             }
         }
-        Request::Unwatch(show) => {
-            let channel = channel_of(&show);
+        Want::Unwatch => {
+            let channel = channel_of(show);
             channels
                 .remove(&channel)
                 .map(|_| Change::Unsubscribe(channel))
@@ -379,5 +432,39 @@ fn event(channels: &HashMap<String, ShowId>, channel: &str, payload: &[u8]) -> O
             tracing::error!(error = %e, "event feed: unreadable event");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn show(n: usize) -> ShowId {
+        ShowId::parse(format!("s{n}")).unwrap()
+    }
+
+    /// Asks pile up while the subscriber is busy (a hung Redis): they hold one entry per show,
+    /// the last ask of each, however many there were.
+    #[tokio::test]
+    async fn asks_coalesce_per_show_while_the_subscriber_is_busy() {
+        let asked = Asked::default();
+        for round in 0..10_000 {
+            for n in 0..3 {
+                asked.ask(&show(n), Want::Watch);
+                if round % 2 == 0 || n == 1 {
+                    asked.ask(&show(n), Want::Unwatch);
+                }
+            }
+        }
+        assert_eq!(asked.changes.lock().unwrap().len(), 3);
+        let taken = asked.take().await;
+        assert_eq!(taken.len(), 3);
+        assert_eq!(taken[&show(0)], Want::Watch);
+        assert_eq!(taken[&show(1)], Want::Unwatch);
+        assert_eq!(taken[&show(2)], Want::Watch);
+        // Nothing left; a later ask wakes the next wait.
+        assert!(asked.changes.lock().unwrap().is_empty());
+        asked.ask(&show(7), Want::Watch);
+        assert_eq!(asked.take().await.len(), 1);
     }
 }
