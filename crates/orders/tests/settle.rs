@@ -12,6 +12,7 @@ use nightmarket_domain::{BuyerId, OrderStatus, ShowId};
 use nightmarket_domain::{ClaimDecision, ClaimId, ClaimRequest, Dong, LogCursor, Quantity};
 use nightmarket_inventory::Command;
 use nightmarket_orders::{SettlerLimits, Standing};
+use nightmarket_store::testing::eventually;
 use nightmarket_store::{SettlementState, ShowRow};
 
 fn items() -> Vec<Item> {
@@ -293,8 +294,11 @@ async fn claims_racing_the_close(kind: Kind) {
         .command(&show.id, Command::Pin(pid.clone()), T0 + 1)
         .await
         .unwrap();
+    // Claims accepted so far across the claimers: the close lands once the race is under way.
+    let under_way = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = Vec::new();
     for w in 0..8 {
+        let under_way = under_way.clone();
         let inv = env.inv.clone();
         let show_id = show.id.clone();
         let pid = pid.clone();
@@ -316,6 +320,7 @@ async fn claims_racing_the_close(kind: Kind) {
                             "accepted after a refusal for the close"
                         );
                         accepted += 1;
+                        under_way.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     ClaimDecision::Refused(_) => refused_after_close = true,
                     ClaimDecision::Duplicate(_) => unreachable!(),
@@ -325,9 +330,18 @@ async fn claims_racing_the_close(kind: Kind) {
             (BuyerId::parse(format!("rb{w}")).unwrap(), accepted)
         }));
     }
-    // The close lands while the claimers run: when it lands is the race under test, not a
-    // wait for something to happen.
-    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    // The close lands while the claimers run: after some claims were accepted, and (8 × 400
+    // claims being far more than that) before they are done.
+    const UNDER_WAY: u64 = 50;
+    eventually("the claimers under way", || async {
+        let n = under_way.load(std::sync::atomic::Ordering::Relaxed);
+        if n >= UNDER_WAY {
+            Ok(())
+        } else {
+            Err(format!("{n} accepted"))
+        }
+    })
+    .await;
     close(&env, &show, T0 + 3).await;
     let mut expected = BTreeMap::new();
     for t in tasks {

@@ -533,9 +533,8 @@ async fn run_picks_up_retries(db: Db) {
         only_delivery(&store).await.last_status == Some(503)
     })
     .await;
-    // Several polls go by with the clock still: no second attempt. (A window in which nothing
-    // may happen, not a wait for something.)
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Several polls go by with the clock still: no second attempt.
+    testing::quiet_for(Duration::from_millis(100)).await;
     assert_eq!(receiver.count(), 1);
 
     clock.set(only_delivery(&store).await.next_attempt_at);

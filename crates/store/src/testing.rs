@@ -33,6 +33,14 @@ where
     }
 }
 
+/// Lets `window` pass so that a test can check that something did *not* happen meanwhile (a
+/// second transition, a second delivery, a sweep before its time). The one fixed wait a test
+/// may have: no condition marks that an event will never come. Anything that waits for
+/// something to happen waits on it with a deadline instead.
+pub async fn quiet_for(window: Duration) {
+    tokio::time::sleep(window).await;
+}
+
 /// The PostgreSQL server the test command provides (`NIGHTMARKET_TEST_DATABASE_URL`).
 pub fn test_database_url() -> Result<String, StoreError> {
     std::env::var("NIGHTMARKET_TEST_DATABASE_URL").map_err(|_| {
