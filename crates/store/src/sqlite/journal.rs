@@ -168,7 +168,7 @@ pub struct SqliteJournal {
     tx: mpsc::Sender<(u64, JournalEntry)>,
     next: NextTicket,
     durable: watch::Receiver<Durable>,
-    path: Arc<std::path::PathBuf>,
+    readers: Arc<Readers>,
     /// Where the writer records how long each group commit takes, once the server has given
     /// it a histogram ([`SqliteJournal::observe_commits`]): one atomic load per commit until
     /// then.
@@ -177,6 +177,48 @@ pub struct SqliteJournal {
 
 fn storage(e: impl std::fmt::Display) -> JournalError {
     JournalError::Storage(e.to_string())
+}
+
+/// Read connections kept open between reads. The order service reads every live show's log
+/// each round; a connection opened per read parsed the schema and opened the WAL every time,
+/// which on a night of 50 shows cost more than the reads. Reads running at once beyond this
+/// open a connection of their own, closed after use.
+const IDLE_READERS: usize = 4;
+
+/// The journal's read connections, each with its own cache of prepared statements.
+struct Readers {
+    path: std::path::PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    /// Runs `read` on an idle connection, or a new one when none is idle; the connection is
+    /// kept for the next read unless the read failed (it may be what failed).
+    fn with<T>(
+        &self,
+        read: impl FnOnce(&mut Connection) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => super::open(&self.path).map_err(storage)?,
+        };
+        let out = read(&mut conn);
+        if out.is_ok() {
+            let mut idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+        out
+    }
 }
 
 impl SqliteJournal {
@@ -201,7 +243,10 @@ impl SqliteJournal {
             tx,
             next: Arc::new(Mutex::new(1)),
             durable: durable_rx,
-            path: Arc::new(path.to_owned()),
+            readers: Arc::new(Readers {
+                path: path.to_owned(),
+                idle: Mutex::new(Vec::new()),
+            }),
             commit_time,
         })
     }
@@ -269,7 +314,7 @@ impl SqliteJournal {
     /// Everything journaled for one show, for replay after a restart. Blocking: call it from
     /// the blocking pool or before serving.
     pub fn load_show(&self, show: &ShowId) -> Result<ShowJournal, JournalError> {
-        let conn = super::open(&self.path).map_err(storage)?;
+        let conn = super::open(&self.readers.path).map_err(storage)?;
         let mut out = ShowJournal::default();
         let mut stmt = conn
             .prepare("SELECT event FROM show_events WHERE show_id = ?1 ORDER BY seq")
@@ -334,93 +379,119 @@ impl SqliteJournal {
         from: u64,
         limit: usize,
     ) -> Result<Option<Vec<LogEntry>>, JournalError> {
-        let mut conn = super::open(&self.path).map_err(storage)?;
-        // One snapshot for the rows and the close: read apart, a claim and the close committed
-        // between the two reads would put the marker before a claim the page never saw.
-        let tx = conn.transaction().map_err(storage)?;
-        let id = show.as_str();
-        let known: bool = tx
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM show_events WHERE show_id = ?1)
-                     OR EXISTS (SELECT 1 FROM claim_log WHERE show_id = ?1)",
-                params![id],
-                |r| r.get(0),
-            )
-            .map_err(storage)?;
-        if !known {
-            return Ok(None);
-        }
-        // Positions past what SQLite can hold are past the end of any log.
-        let from_i = i64::try_from(from).unwrap_or(i64::MAX);
-        let limit_i = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut out = Vec::with_capacity(limit.min(4096));
-        for row in log_rows(&tx, show, from_i, limit_i)? {
-            let expected = from.saturating_add(out.len() as u64);
-            if row.pos != expected {
-                return Err(JournalError::Corrupt(format!(
-                    "claim log of show {show}: position {expected} is missing (next is {})",
-                    row.pos
-                )));
-            }
-            out.push(row.entry(&tx, show)?);
-        }
-        if out.len() >= limit {
-            return Ok(Some(out));
-        }
-        // Every claim before the close was durable before the close event (commit order), so a
-        // journaled close means the rows above reached the end of the log.
-        let close: Option<String> = tx
-            .query_row(
-                "SELECT event FROM show_events
-                 WHERE show_id = ?1 AND json_extract(event, '$.event.kind') = 'show_closed'
-                 ORDER BY seq LIMIT 1",
-                params![id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(storage)?;
-        let Some(text) = close else {
-            return Ok(Some(out));
-        };
-        let ev: SequencedEvent =
-            serde_json::from_str(&text).map_err(|e| JournalError::Corrupt(e.to_string()))?;
-        let ShowEvent::ShowClosed { final_stock } = ev.event else {
-            return Err(JournalError::Corrupt(format!(
-                "show {show}: event {} is not the close it was selected as",
-                ev.seq
-            )));
-        };
-        let len: u64 = tx
-            .query_row(
-                "SELECT COALESCE(MAX(pos) + 1, 0) FROM claim_log WHERE show_id = ?1",
-                params![id],
-                |r| r.get(0),
-            )
-            .map_err(storage)?;
-        // The marker sits at `len`: a page that ends there gets it, a reader past it does not.
-        if from.saturating_add(out.len() as u64) == len {
-            out.push(LogEntry::Close {
-                pos: len,
-                at: ev.at,
-                final_stock,
-            });
-        }
-        Ok(Some(out))
+        self.readers.with(|conn| read_log(conn, show, from, limit))
     }
 
     /// Whether the show has closed: `None` when the journal holds nothing for it. Blocking.
     pub fn show_closed(&self, show: &ShowId) -> Result<Option<bool>, JournalError> {
-        let conn = super::open(&self.path).map_err(storage)?;
-        conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM show_events WHERE show_id = ?1)
-                 OR EXISTS (SELECT 1 FROM claim_log WHERE show_id = ?1),
-                    EXISTS (SELECT 1 FROM show_events WHERE show_id = ?1
-                            AND json_extract(event, '$.event.kind') = 'show_closed')",
-            params![show.as_str()],
-            |r| Ok(r.get::<_, bool>(0)?.then_some(r.get::<_, bool>(1)?)),
-        )
-        .map_err(storage)
+        self.readers.with(|conn| show_closed(conn, show))
     }
+}
+
+/// See [`SqliteJournal::show_closed`].
+fn show_closed(conn: &mut Connection, show: &ShowId) -> Result<Option<bool>, JournalError> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM show_events WHERE show_id = ?1)
+             OR EXISTS (SELECT 1 FROM claim_log WHERE show_id = ?1),
+                EXISTS (SELECT 1 FROM show_events WHERE show_id = ?1
+                        AND json_extract(event, '$.event.kind') = 'show_closed')",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_row(params![show.as_str()], |r| {
+            Ok(r.get::<_, bool>(0)?.then_some(r.get::<_, bool>(1)?))
+        })
+    })
+    .map_err(storage)
+}
+
+/// One row of a cached statement whose one parameter is the show's id.
+fn row_of<T>(
+    conn: &Connection,
+    sql: &str,
+    show: &ShowId,
+    row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?
+        .query_row(params![show.as_str()], row)
+}
+
+/// See [`SqliteJournal::read_log`].
+fn read_log(
+    conn: &mut Connection,
+    show: &ShowId,
+    from: u64,
+    limit: usize,
+) -> Result<Option<Vec<LogEntry>>, JournalError> {
+    // One snapshot for the rows and the close: read apart, a claim and the close committed
+    // between the two reads would put the marker before a claim the page never saw.
+    let tx = conn.transaction().map_err(storage)?;
+    let known: bool = row_of(
+        &tx,
+        "SELECT EXISTS (SELECT 1 FROM show_events WHERE show_id = ?1)
+                 OR EXISTS (SELECT 1 FROM claim_log WHERE show_id = ?1)",
+        show,
+        |r| r.get(0),
+    )
+    .map_err(storage)?;
+    if !known {
+        return Ok(None);
+    }
+    // Positions past what SQLite can hold are past the end of any log.
+    let from_i = i64::try_from(from).unwrap_or(i64::MAX);
+    let limit_i = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut out = Vec::with_capacity(limit.min(4096));
+    for row in log_rows(&tx, show, from_i, limit_i)? {
+        let expected = from.saturating_add(out.len() as u64);
+        if row.pos != expected {
+            return Err(JournalError::Corrupt(format!(
+                "claim log of show {show}: position {expected} is missing (next is {})",
+                row.pos
+            )));
+        }
+        out.push(row.entry(&tx, show)?);
+    }
+    if out.len() >= limit {
+        return Ok(Some(out));
+    }
+    // Every claim before the close was durable before the close event (commit order), so a
+    // journaled close means the rows above reached the end of the log.
+    let close: Option<String> = row_of(
+        &tx,
+        "SELECT event FROM show_events
+             WHERE show_id = ?1 AND json_extract(event, '$.event.kind') = 'show_closed'
+             ORDER BY seq LIMIT 1",
+        show,
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(storage)?;
+    let Some(text) = close else {
+        return Ok(Some(out));
+    };
+    let ev: SequencedEvent =
+        serde_json::from_str(&text).map_err(|e| JournalError::Corrupt(e.to_string()))?;
+    let ShowEvent::ShowClosed { final_stock } = ev.event else {
+        return Err(JournalError::Corrupt(format!(
+            "show {show}: event {} is not the close it was selected as",
+            ev.seq
+        )));
+    };
+    let len: u64 = row_of(
+        &tx,
+        "SELECT COALESCE(MAX(pos) + 1, 0) FROM claim_log WHERE show_id = ?1",
+        show,
+        |r| r.get(0),
+    )
+    .map_err(storage)?;
+    // The marker sits at `len`: a page that ends there gets it, a reader past it does not.
+    if from.saturating_add(out.len() as u64) == len {
+        out.push(LogEntry::Close {
+            pos: len,
+            at: ev.at,
+            final_stock,
+        });
+    }
+    Ok(Some(out))
 }
 
 /// A `claim_log` row as read back for the order service.
@@ -445,7 +516,7 @@ fn log_rows(
     limit: i64,
 ) -> Result<Vec<LogRow>, JournalError> {
     let mut stmt = conn
-        .prepare(
+        .prepare_cached(
             "SELECT pos, kind, claim_id, buyer_id, product_id, quantity, unit_price,
                     flash_id, at, claimed_at
              FROM claim_log WHERE show_id = ?1 AND pos >= ?2 ORDER BY pos LIMIT ?3",
