@@ -432,12 +432,46 @@ pub async fn catalog(c: &Store) -> Result<(), StoreError> {
         c.create_product(&p, 0).await,
         "duplicate product is a conflict",
     )?;
+    let other = product("che-shan-tuyet", &s.id)?;
+    c.create_product(&other, T0 + 3).await?;
+    let missing = id(ProductId::parse("no-such-product"))?;
+    let found = c
+        .products(&[
+            p.id.clone(),
+            missing.clone(),
+            other.id.clone(),
+            p.id.clone(),
+        ])
+        .await?;
+    same(
+        found.len(),
+        2,
+        "products by id: one entry per existing product",
+    )?;
+    same(
+        found.get(&p.id),
+        Some(&(p.clone(), T0 + 1)),
+        "products by id read each product as product() does",
+    )?;
+    same(
+        found.get(&other.id),
+        Some(&(other.clone(), T0 + 3)),
+        "products by id read every product asked for",
+    )?;
+    ensure(
+        !found.contains_key(&missing),
+        "products by id leave out ids that name no product",
+    )?;
+    ensure(
+        c.products(&[]).await?.is_empty(),
+        "products by id of no ids is empty",
+    )?;
     ensure(
         c.products_of(&s.id, &Keyset::everything())
             .await?
             .items
             .len()
-            == 1,
+            == 2,
         "products of a seller",
     )?;
 
