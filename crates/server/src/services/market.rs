@@ -6,13 +6,16 @@ use std::collections::{HashMap, HashSet};
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
+use nightmarket_auth::{Claims, Role};
 use nightmarket_domain::market::{self as m, DEFAULT_MIN_STARS, parse_date};
 use nightmarket_domain::{
-    AdmissionRefusal, Decision, MarketId, Millis, NightException, ProductId, ProductProof,
-    SellerId, ShowId, ShowStatus, Slot, SlotError, Stars, check_admission, check_slot,
+    AdmissionRefusal, Decision, MarketId, MarketSpec, Millis, NightException, ProductId,
+    ProductProof, SellerId, ShowId, ShowStatus, Slot, SlotError, Stars, check_admission,
+    check_slot,
 };
 use nightmarket_store::{
-    DecisionRow, ExceptionKind, ExceptionRow, LineupRow, MarketRow, ShowRow, ShowSchedule, Store,
+    CommitmentRow, DecisionRow, ExceptionKind, ExceptionRow, Keyset, LineupRow, MarketRow, Paged,
+    ShowRow, ShowSchedule, Store,
 };
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::http::CreateLineupItem;
@@ -28,6 +31,172 @@ pub struct Calendar {
     pub row: MarketRow,
     pub market: nightmarket_domain::Market,
     pub exceptions: Vec<NightException>,
+}
+
+/// A new market from its parsed spec: validated (weekdays in order, the zone under its
+/// canonical name) and stored under a new id.
+pub async fn create_market(
+    store: &Store,
+    spec: MarketSpec,
+    created_by: String,
+    now: Millis,
+) -> ServiceResult<MarketRow> {
+    let market = spec
+        .validate()
+        .map_err(|e| ServiceError::bad_request(e.to_string()))?;
+    let row = MarketRow {
+        id: field("id", MarketId::parse(new_id()))?,
+        spec: market.to_spec(),
+        created_by,
+        created_at: now,
+    };
+    store.create_market(&row).await?;
+    Ok(row)
+}
+
+/// A page of every market.
+pub async fn markets(store: &Store, page: &Keyset) -> ServiceResult<Paged<MarketRow>> {
+    Ok(store.markets(page).await?)
+}
+
+/// Adds an exception (a night cancelled or moved) to a calendar, once [`check_exception`]
+/// accepts it.
+pub async fn add_exception(
+    store: &Store,
+    cal: &Calendar,
+    row: ExceptionRow,
+) -> ServiceResult<ExceptionRow> {
+    check_exception(cal, &row)?;
+    store.add_exception(&row).await?;
+    Ok(row)
+}
+
+/// A page of the exceptions of the market `id` names.
+pub async fn exceptions(
+    store: &Store,
+    id: &str,
+    page: &Keyset,
+) -> ServiceResult<Paged<ExceptionRow>> {
+    let cal = calendar(store, id).await?;
+    Ok(store.exceptions_page(&cal.row.id, page).await?)
+}
+
+/// Records an operator's decision on a product for a market: the product must exist, and a
+/// rejection needs a reason.
+pub async fn decide(
+    store: &Store,
+    cal: &Calendar,
+    product: ProductId,
+    approved: bool,
+    reason: Option<&str>,
+    decided_by: &str,
+    now: Millis,
+) -> ServiceResult<DecisionRow> {
+    if store.product(&product).await?.is_none() {
+        return Err(ServiceError::new(
+            ErrorCode::UnknownProduct,
+            format!("product_id: product {product} does not exist"),
+        ));
+    }
+    let decision = Decision::new(approved, reason, decided_by, now)
+        .map_err(|e| ServiceError::bad_request(format!("reason: {e}")))?;
+    let row = DecisionRow {
+        id: new_id(),
+        market_id: cal.row.id.clone(),
+        product_id: product,
+        approved: decision.approved,
+        reason: decision.reason,
+        decided_by: decision.decided_by,
+        decided_at: now,
+    };
+    store.record_decision(&row).await?;
+    Ok(row)
+}
+
+/// A page of a market's decisions: of one product for an operator or that product's seller,
+/// of every product for an operator.
+pub async fn decisions(
+    store: &Store,
+    claims: &Claims,
+    cal: &Calendar,
+    product: Option<ProductId>,
+    page: &Keyset,
+) -> ServiceResult<Paged<DecisionRow>> {
+    if let Some(pid) = &product {
+        let owner = store.product(pid).await?.map(|(p, _)| p.seller_id);
+        // A seller may read the decisions on their own products.
+        let allowed = claims.role == Role::Operator
+            || (claims.role == Role::Seller
+                && owner.as_ref().is_some_and(|o| o.as_str() == claims.sub));
+        if !allowed {
+            return Err(ServiceError::forbidden(
+                "only an operator or the product's seller",
+            ));
+        }
+    }
+    Ok(store
+        .market_decisions(&cal.row.id, product.as_ref(), page)
+        .await?)
+}
+
+/// A seller (the token subject `seller`) signs the commitment on quality for a night that is
+/// not over. Signing again keeps
+/// the first signature: the answer is the commitment in force, and whether this call made it.
+pub async fn commit(
+    store: &Store,
+    cal: &Calendar,
+    night: &m::Night,
+    seller: &str,
+    statement: &str,
+    signed_by: String,
+    now: Millis,
+) -> ServiceResult<(bool, CommitmentRow)> {
+    still_open(night, now)?;
+    let seller = field("sub", SellerId::parse(seller))?;
+    if store.seller(&seller).await?.is_none() {
+        return Err(ServiceError::not_found(format!("seller {seller}")));
+    }
+    let row = CommitmentRow {
+        market_id: cal.row.id.clone(),
+        night_date: night.date,
+        seller_id: seller,
+        statement: field(
+            "statement",
+            nightmarket_domain::ocop::paragraph("statement", statement),
+        )?,
+        signed_by,
+        signed_at: now,
+    };
+    let created = store.sign_commitment(&row).await?;
+    let kept = store
+        .commitment(&row.market_id, row.night_date, &row.seller_id)
+        .await?
+        .unwrap_or(row);
+    Ok((created, kept))
+}
+
+/// A page of the commitments signed for a night (of one seller, when `seller` is given).
+pub async fn night_commitments(
+    store: &Store,
+    cal: &Calendar,
+    night: Date,
+    seller: Option<&SellerId>,
+    page: &Keyset,
+) -> ServiceResult<Paged<CommitmentRow>> {
+    Ok(store
+        .night_commitments(&cal.row.id, night, seller, page)
+        .await?)
+}
+
+/// A page of the shows of a night by slot (of one seller, when `only` is given).
+pub async fn night_shows(
+    store: &Store,
+    cal: &Calendar,
+    night: Date,
+    only: Option<&SellerId>,
+    page: &Keyset,
+) -> ServiceResult<Paged<ShowRow>> {
+    Ok(store.night_shows(&cal.row.id, night, only, page).await?)
 }
 
 /// A stored exception as the domain applies it.
