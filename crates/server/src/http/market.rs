@@ -661,13 +661,13 @@ pub async fn warnings(
         Some(KeyPart::Text(id)) => Some(id.clone()),
         Some(KeyPart::Int(_)) => return Err(bad_cursor()),
     };
-    let mut all: Vec<ExpiryWarning> = market::warnings(state.store())
-        .await?
-        .into_iter()
-        .filter(|w| after.as_ref().is_none_or(|a| w.show_id > *a))
-        .collect();
-    all.sort_by(|a, b| a.show_id.cmp(&b.show_id));
-    all.truncate(pager.read_limit());
+    let all = market::warnings(
+        state.store(),
+        state.now(),
+        after.as_deref(),
+        pager.read_limit(),
+    )
+    .await?;
     Ok(pager.cut(
         all,
         |w| vec![KeyPart::Text(w.show_id.clone())],

@@ -388,22 +388,36 @@ pub fn not_admitted(issues: Vec<AdmissionIssue>) -> ServiceError {
         .with_details(serde_json::to_value(&issues).unwrap_or_default())
 }
 
-/// Scheduled shows that could not go live as things stand: documents expiring before the
-/// night, decisions revoked, commitments missing.
-pub async fn warnings(store: &Store) -> ServiceResult<Vec<ExpiryWarning>> {
-    let shows = store.upcoming_shows().await?;
-    // What the rules read, fetched once per market and per night rather than per show and
-    // product: the markets, the decisions in force on every product of their shows, and the
-    // sellers committed to each night.
+/// How far ahead the schedule's warnings look, in ms: 31 days, the month of nights the market
+/// office plans. A show further out still has time to renew its documents or sign, and the
+/// bound keeps each request to a month of shows however far ahead the calendar is filled.
+pub const WARNINGS_HORIZON_MS: Millis = 31 * 24 * 60 * 60 * 1000;
+
+/// Scheduled shows that could not go live as things stand (documents expiring before the
+/// night, decisions revoked, commitments missing), among those whose slot has not ended by
+/// `now` and starts within [`WARNINGS_HORIZON_MS`]: the `limit` first by show id after `after`.
+pub async fn warnings(
+    store: &Store,
+    now: Millis,
+    after: Option<&str>,
+    limit: usize,
+) -> ServiceResult<Vec<ExpiryWarning>> {
+    let shows = store
+        .upcoming_shows(now, now.saturating_add(WARNINGS_HORIZON_MS))
+        .await?;
+    // What the rules read, fetched for all the shows at once rather than per show and product:
+    // the markets and the decisions in force on every product of their shows (one read per
+    // market), and the commitments signed for every night the shows are on (one read).
     let mut products: HashMap<&MarketId, Vec<ProductId>> = HashMap::new();
-    let mut nights: HashSet<(&MarketId, Date)> = HashSet::new();
+    let mut span: Option<(Date, Date)> = None;
     for row in &shows {
         if let Some(sched) = &row.schedule {
             products
                 .entry(&sched.market_id)
                 .or_default()
                 .extend(lineup_ids(row));
-            nights.insert((&sched.market_id, sched.night_date));
+            let d = sched.night_date;
+            span = Some(span.map_or((d, d), |(lo, hi)| (lo.min(d), hi.max(d))));
         }
     }
     let mut markets = HashMap::new();
@@ -412,22 +426,24 @@ pub async fn warnings(store: &Store) -> ServiceResult<Vec<ExpiryWarning>> {
         markets.insert(*market, store.market(market).await?);
         decisions.insert(*market, store.latest_decisions(market, ids).await?);
     }
-    let mut committed: HashSet<(&MarketId, Date, SellerId)> = HashSet::new();
-    for (market, night) in nights {
-        let signed = nightmarket_store::page::every(|page| async move {
-            store.night_commitments(market, night, None, &page).await
-        })
-        .await?;
-        committed.extend(signed.into_iter().map(|c| (market, night, c.seller_id)));
-    }
+    let signed = match span {
+        Some((first, last)) => store.commitments_between(first, last).await?,
+        None => Vec::new(),
+    };
+    let committed: HashSet<(&MarketId, Date, &SellerId)> = signed
+        .iter()
+        .map(|c| (&c.market_id, c.night_date, &c.seller_id))
+        .collect();
     let mut out = Vec::new();
     for row in &shows {
         let Some(sched) = &row.schedule else { continue };
+        if after.is_some_and(|a| row.id.as_str() <= a) {
+            continue;
+        }
         let Some(Some(mk)) = markets.get(&sched.market_id) else {
             continue;
         };
-        let signed =
-            committed.contains(&(&sched.market_id, sched.night_date, row.seller_id.clone()));
+        let signed = committed.contains(&(&sched.market_id, sched.night_date, &row.seller_id));
         let none = HashMap::new();
         let decided = decisions.get(&sched.market_id).unwrap_or(&none);
         let issues = issues_of(row, sched, Some(mk), mk.spec.min_stars, signed, decided);
@@ -441,6 +457,8 @@ pub async fn warnings(store: &Store) -> ServiceResult<Vec<ExpiryWarning>> {
             });
         }
     }
+    out.sort_by(|a, b| a.show_id.cmp(&b.show_id));
+    out.truncate(limit);
     Ok(out)
 }
 
