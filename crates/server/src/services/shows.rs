@@ -11,7 +11,7 @@ use nightmarket_domain::{
 };
 use nightmarket_inventory::{BookView, Command, Inventory, InventoryError};
 use nightmarket_orders::Settler;
-use nightmarket_store::{ShowRow, Store, TransitionBy};
+use nightmarket_store::{Keyset, Paged, ShowRow, Store, TransitionBy, TransitionRow};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::http::CreateLineupItem;
 
@@ -402,6 +402,38 @@ impl Shows {
         }
         Ok(())
     }
+}
+
+/// The stored show `id` names; not found when there is none.
+pub async fn stored(store: &Store, id: String) -> ServiceResult<ShowRow> {
+    let id = ShowId::parse(id).map_err(|_| ServiceError::not_found("show"))?;
+    store
+        .show(&id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found(format!("show {id}")))
+}
+
+/// A page of every show, newest first.
+pub async fn shows(store: &Store, page: &Keyset) -> ServiceResult<Paged<ShowRow>> {
+    Ok(store.shows(page).await?)
+}
+
+/// A page of one seller's shows.
+pub async fn seller_shows(
+    store: &Store,
+    seller: &SellerId,
+    page: &Keyset,
+) -> ServiceResult<Paged<ShowRow>> {
+    Ok(store.seller_shows(seller, page).await?)
+}
+
+/// A page of a show's status moves, oldest first.
+pub async fn transitions(
+    store: &Store,
+    show: &ShowId,
+    page: &Keyset,
+) -> ServiceResult<Paged<TransitionRow>> {
+    Ok(store.transitions_page(show, page).await?)
 }
 
 #[cfg(test)]
