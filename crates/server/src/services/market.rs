@@ -575,3 +575,152 @@ pub async fn schedule(
     store.schedule_show(&row, Some(&event)).await?;
     Ok(row)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use jiff::civil::{Time, date};
+    use nightmarket_domain::Product;
+
+    const DAY: Millis = 24 * 60 * 60 * 1000;
+    /// 2026-11-20T00:00Z: "now" in these tests.
+    const NOW: Millis = 1_795_132_800_000;
+
+    /// A scheduled show of `seller` on `night` in `market`, its slot from `start` for an hour,
+    /// with `product` (no documents, no decision: never admitted as things stand).
+    fn show(
+        id: &str,
+        seller: &SellerId,
+        market: &MarketId,
+        night: Date,
+        start: Millis,
+        product: &Product,
+    ) -> ShowRow {
+        ShowRow {
+            id: ShowId::parse(id).unwrap(),
+            seller_id: seller.clone(),
+            title: format!("Show {id}"),
+            status: ShowStatus::Scheduled,
+            created_at: 0,
+            lineup: vec![LineupRow {
+                product: product.clone(),
+                stock: 5,
+                buyer_limit: 1,
+            }],
+            schedule: Some(ShowSchedule {
+                market_id: market.clone(),
+                night_date: night,
+                slot_start: start,
+                slot_end: start + DAY / 24,
+                stream_url: "https://www.facebook.com/chodemtrenmay/live".into(),
+            }),
+            live_at: None,
+            closed_at: None,
+        }
+    }
+
+    /// Warnings cover the shows not ended by now and starting within the horizon, and page by
+    /// show id.
+    #[tokio::test]
+    async fn warnings_look_a_bounded_way_ahead_and_page_by_show_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::sqlite(&dir.path().join("catalog.sqlite"))
+            .await
+            .unwrap();
+        let market = MarketRow {
+            id: MarketId::parse("m-hanoi").unwrap(),
+            spec: MarketSpec {
+                name: "Chợ đêm trên mây".into(),
+                weekdays: vec![jiff::civil::Weekday::Friday],
+                start: Time::constant(20, 30, 0, 0),
+                duration_minutes: 150,
+                time_zone: "Asia/Ho_Chi_Minh".into(),
+                first_date: date(2026, 11, 1),
+                last_date: None,
+                min_stars: DEFAULT_MIN_STARS,
+            },
+            created_by: "operator:ops".into(),
+            created_at: 0,
+        };
+        store.create_market(&market).await.unwrap();
+        let (seller, product) = crate::services::testing::seller_with_product(&store).await;
+        let (s, m) = (&seller.id, &market.id);
+        for row in [
+            // Ended before now, though not closed yet.
+            show("s-ended", s, m, date(2026, 11, 19), NOW - 2 * DAY, &product),
+            show(
+                "s-near-b",
+                s,
+                m,
+                date(2026, 11, 27),
+                NOW + 7 * DAY,
+                &product,
+            ),
+            show(
+                "s-near-a",
+                s,
+                m,
+                date(2026, 12, 4),
+                NOW + 14 * DAY,
+                &product,
+            ),
+            // Past the horizon: not warned about yet.
+            show(
+                "s-far",
+                s,
+                m,
+                date(2027, 1, 1),
+                NOW + WARNINGS_HORIZON_MS + DAY,
+                &product,
+            ),
+        ] {
+            store.schedule_show(&row, None).await.unwrap();
+        }
+        let ids = |w: Vec<ExpiryWarning>| w.into_iter().map(|w| w.show_id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(warnings(&store, NOW, None, 10).await.unwrap()),
+            ["s-near-a", "s-near-b"]
+        );
+        assert_eq!(
+            ids(warnings(&store, NOW, None, 1).await.unwrap()),
+            ["s-near-a"]
+        );
+        assert_eq!(
+            ids(warnings(&store, NOW, Some("s-near-a"), 10).await.unwrap()),
+            ["s-near-b"]
+        );
+        // A commitment signed for one night is read with the others: its show still lacks
+        // documents and a decision, but no longer the commitment.
+        store
+            .sign_commitment(&CommitmentRow {
+                market_id: m.clone(),
+                night_date: date(2026, 11, 27),
+                seller_id: s.clone(),
+                statement: "Cam kết chất lượng".into(),
+                signed_by: "seller:htx-ba-vi".into(),
+                signed_at: NOW,
+            })
+            .await
+            .unwrap();
+        let all = warnings(&store, NOW, None, 10).await.unwrap();
+        let reasons = |show: &str| -> Vec<String> {
+            all.iter()
+                .filter(|w| w.show_id == show)
+                .flat_map(|w| w.issues.iter().map(|i| i.reason.clone()))
+                .collect()
+        };
+        assert!(
+            !reasons("s-near-b").contains(&"commitment_missing".to_owned()),
+            "{all:?}"
+        );
+        assert!(
+            reasons("s-near-a").contains(&"commitment_missing".to_owned()),
+            "{all:?}"
+        );
+        assert!(
+            reasons("s-near-b").contains(&"not_approved".to_owned()),
+            "{all:?}"
+        );
+    }
+}

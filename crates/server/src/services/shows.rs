@@ -441,9 +441,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    use nightmarket_domain::{Dong, Product, ProductGroup, Stars};
     use nightmarket_inventory::MemoryInventory;
-    use nightmarket_store::{LineupRow, SellerRow, SqliteJournal};
+    use nightmarket_store::{LineupRow, SqliteJournal};
     use tokio::sync::watch;
 
     use crate::clock::SystemClock;
@@ -476,29 +475,7 @@ mod tests {
         );
         let journal = SqliteJournal::open(&dir.path().join("journal.sqlite"), 64).unwrap();
         let inventory: Arc<dyn Inventory> = Arc::new(MemoryInventory::new(journal, 64));
-        let seller = SellerRow {
-            id: SellerId::parse("htx-ba-vi").unwrap(),
-            name: "HTX Mật ong Ba Vì".into(),
-            kind: "cooperative".into(),
-            district: "Ba Vì".into(),
-            created_at: 0,
-        };
-        store.create_seller(&seller).await.unwrap();
-        let product = Product {
-            id: ProductId::parse("mat-ong").unwrap(),
-            seller_id: seller.id.clone(),
-            name: "Mật ong hoa nhãn".into(),
-            group: ProductGroup::Food,
-            stars: Stars::parse(4).unwrap(),
-            district: "Ba Vì".into(),
-            commune: "Tản Lĩnh".into(),
-            producer: "HTX Mật ong Ba Vì".into(),
-            list_price: Dong::parse(250_000).unwrap(),
-            origin_document: "GCN-1".into(),
-            quality_label: "TCCS-1".into(),
-            documents: Vec::new(),
-        };
-        store.create_product(&product, 0).await.unwrap();
+        let (seller, product) = crate::services::testing::seller_with_product(&store).await;
         let row = ShowRow {
             id: ShowId::parse("show-race").unwrap(),
             seller_id: seller.id.clone(),
