@@ -189,6 +189,28 @@ impl Store {
         rows.first().map(product_from).transpose()
     }
 
+    /// The products of `ids` that exist, by id, with their creation instants: one query per
+    /// [`MAX_ORDERS_PER_QUERY`] ids, so a lineup is checked in one round trip, not one per
+    /// product. Ids that name no product are absent from the answer.
+    pub async fn products(
+        &self,
+        ids: &[ProductId],
+    ) -> Result<HashMap<ProductId, (Product, Millis)>, StoreError> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(MAX_ORDERS_PER_QUERY) {
+            let sql = format!(
+                "SELECT {PRODUCT_COLUMNS} FROM products WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let params = chunk.iter().map(|p| crate::sql::Value::from(p.as_str()));
+            for r in &self.engine.query(&sql, params.collect()).await? {
+                let (product, at) = product_from(r)?;
+                out.insert(product.id.clone(), (product, at));
+            }
+        }
+        Ok(out)
+    }
+
     /// A page of a seller's products, in id order.
     pub async fn products_of(
         &self,

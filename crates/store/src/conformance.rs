@@ -432,12 +432,46 @@ pub async fn catalog(c: &Store) -> Result<(), StoreError> {
         c.create_product(&p, 0).await,
         "duplicate product is a conflict",
     )?;
+    let other = product("che-shan-tuyet", &s.id)?;
+    c.create_product(&other, T0 + 3).await?;
+    let missing = id(ProductId::parse("no-such-product"))?;
+    let found = c
+        .products(&[
+            p.id.clone(),
+            missing.clone(),
+            other.id.clone(),
+            p.id.clone(),
+        ])
+        .await?;
+    same(
+        found.len(),
+        2,
+        "products by id: one entry per existing product",
+    )?;
+    same(
+        found.get(&p.id),
+        Some(&(p.clone(), T0 + 1)),
+        "products by id read each product as product() does",
+    )?;
+    same(
+        found.get(&other.id),
+        Some(&(other.clone(), T0 + 3)),
+        "products by id read every product asked for",
+    )?;
+    ensure(
+        !found.contains_key(&missing),
+        "products by id leave out ids that name no product",
+    )?;
+    ensure(
+        c.products(&[]).await?.is_empty(),
+        "products by id of no ids is empty",
+    )?;
     ensure(
         c.products_of(&s.id, &Keyset::everything())
             .await?
             .items
             .len()
-            == 1,
+            == 2,
         "products of a seller",
     )?;
 
@@ -645,6 +679,24 @@ pub async fn markets(c: &Store) -> Result<(), StoreError> {
                 .is_empty(),
         "a night's commitments are listed",
     )?;
+    let later = CommitmentRow {
+        night_date: date(2026, 12, 4),
+        signed_at: T0 + 7,
+        ..commit.clone()
+    };
+    c.sign_commitment(&later).await?;
+    same(
+        c.commitments_between(date(2026, 11, 27), date(2026, 12, 4))
+            .await?,
+        vec![commit.clone(), later.clone()],
+        "commitments of a range of nights, both ends included",
+    )?;
+    same(
+        c.commitments_between(date(2026, 11, 28), date(2026, 12, 31))
+            .await?,
+        vec![later],
+        "commitments of nights outside the range are left out",
+    )?;
 
     let set = LineupSetRow {
         id: "set-1".into(),
@@ -782,8 +834,18 @@ pub async fn scheduling(c: &Store) -> Result<(), StoreError> {
         "seller shows",
     )?;
     ensure(
-        c.upcoming_shows().await?.len() == 3,
+        c.upcoming_shows(0, i64::MAX).await?.len() == 3,
         "upcoming scheduled shows",
+    )?;
+    same(
+        ids(c.upcoming_shows(start + HOUR, start + HOUR + 1).await?),
+        vec!["b-1".to_owned(), "a-3".to_owned()],
+        "upcoming shows leave out slots ended by now, by slot start",
+    )?;
+    same(
+        ids(c.upcoming_shows(start - 1, start + 1).await?),
+        vec!["a-1".to_owned(), "b-1".to_owned()],
+        "upcoming shows leave out slots starting at or after the bound",
     )?;
 
     // Two nodes scheduling overlapping shows of one seller at once: exactly one succeeds.

@@ -426,6 +426,36 @@ impl Store {
             .transpose()
     }
 
+    /// Every commitment signed for a night from `first` to `last` (both included), of every
+    /// market, in one query: what the schedule's warnings read for all the nights they cover.
+    pub async fn commitments_between(
+        &self,
+        first: Date,
+        last: Date,
+    ) -> Result<Vec<CommitmentRow>, StoreError> {
+        let rows = self
+            .engine
+            .query(
+                "SELECT market_id, night_date, seller_id, statement, signed_by, signed_at
+                 FROM commitments WHERE night_date >= $1 AND night_date <= $2
+                 ORDER BY market_id, night_date, signed_at, seller_id",
+                params![first.to_string(), last.to_string()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CommitmentRow {
+                    market_id: MarketId::parse(r.text(0)?).map_err(corrupt)?,
+                    night_date: parse_date(&r.text(1)?)?,
+                    seller_id: SellerId::parse(r.text(2)?).map_err(corrupt)?,
+                    statement: r.text(3)?,
+                    signed_by: r.text(4)?,
+                    signed_at: r.int(5)?,
+                })
+            })
+            .collect()
+    }
+
     /// A page of the commitments signed for one night (of one seller's, when `seller` is
     /// given), oldest first (the office reviews them).
     pub async fn night_commitments(
@@ -620,12 +650,16 @@ impl Store {
             .await
     }
 
-    /// Scheduled shows with a slot not yet closed, by slot start (for the document-expiry
-    /// warnings and the lifecycle).
-    pub async fn upcoming_shows(&self) -> Result<Vec<ShowRow>, StoreError> {
+    /// Scheduled shows whose slot has not ended by `now` and starts before `until`, by slot
+    /// start, with their lineups (for the schedule's warnings, which look a bounded way ahead).
+    pub async fn upcoming_shows(
+        &self,
+        now: Millis,
+        until: Millis,
+    ) -> Result<Vec<ShowRow>, StoreError> {
         self.shows_where(
-            "status = 'scheduled' AND slot_start IS NOT NULL",
-            params![],
+            "status = 'scheduled' AND slot_start IS NOT NULL AND slot_end > $1 AND slot_start < $2",
+            params![now, until],
             "slot_start, id",
         )
         .await

@@ -7,15 +7,11 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use nightmarket_domain::market::parse_date;
 use nightmarket_domain::ocop::text;
-use nightmarket_domain::{
-    Document, DocumentKind, Dong, Product, ProductGroup, ProductId, SellerId, Stars,
-};
-use nightmarket_store::{LineupSetItem as StoreSetItem, LineupSetRow, SellerRow};
+use nightmarket_domain::{Product, SellerId};
+use nightmarket_store::{LineupSetRow, SellerRow};
 use nightmarket_wire::http::{CreateProduct, CreateSeller, Product as WireProduct, Seller};
 use nightmarket_wire::market::{CreateLineupSet, LineupSet, LineupSetItem};
-use nightmarket_wire::server::DocumentBody;
 
 use crate::auth::Role;
 use crate::convert;
@@ -23,8 +19,7 @@ use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, authenticate, body, field, may_act_for, require};
 use crate::http::page::{Listed, PageQuery};
 use crate::http::refusal;
-use crate::services::catalog::{build_lineup, existing_seller, seller_kind};
-use crate::services::new_id;
+use crate::services::catalog::{self, seller_kind};
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -48,17 +43,13 @@ pub async fn create_seller(
     let claims = authenticate(&state, &headers, None)?;
     require(&claims, Role::Operator)?;
     let req = body(payload)?;
-    let row = SellerRow {
-        kind: seller_kind(req.kind)?,
-        id: field("id", SellerId::parse(new_id()))?,
-        name: field("name", text("name", &req.name))?,
-        district: match req.district {
-            Some(d) => field("district", text("district", &d))?,
-            None => String::new(),
-        },
-        created_at: state.now(),
+    let kind = seller_kind(req.kind)?;
+    let name = field("name", text("name", &req.name))?;
+    let district = match req.district {
+        Some(d) => field("district", text("district", &d))?,
+        None => String::new(),
     };
-    state.store().create_seller(&row).await?;
+    let row = catalog::create_seller(state.store(), name, kind, district, state.now()).await?;
     Ok((StatusCode::CREATED, Json(seller_json(&row))))
 }
 
@@ -88,12 +79,7 @@ pub async fn get_seller(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Seller>> {
-    let id = SellerId::parse(id).map_err(|_| HttpError::not_found("seller"))?;
-    let row = state
-        .store()
-        .seller(&id)
-        .await?
-        .ok_or_else(|| HttpError::not_found(format!("seller {id}")))?;
+    let row = catalog::seller(state.store(), id).await?;
     Ok(Json(seller_json(&row)))
 }
 
@@ -118,7 +104,7 @@ pub async fn list_sellers(
     let claims = authenticate(&state, &headers, None)?;
     require(&claims, Role::Operator)?;
     let pager = page.open("sellers")?;
-    let rows = state.store().sellers(&pager.keyset).await?;
+    let rows = catalog::sellers(state.store(), &pager.keyset).await?;
     Ok(pager.view(rows, seller_json))
 }
 
@@ -161,8 +147,7 @@ pub async fn list_products(
         }
         _ => return Err(HttpError::forbidden("a seller sees only its own products")),
     };
-    let seller_id = existing_seller(state.store(), raw).await?;
-    let rows = state.store().products_of(&seller_id, &pager.keyset).await?;
+    let rows = catalog::products_of(state.store(), raw, &pager.keyset).await?;
     Ok(pager.view(rows, |(p, at)| product_json(p, *at)))
 }
 
@@ -187,26 +172,8 @@ pub async fn create_product(
     let claims = authenticate(&state, &headers, None)?;
     require(&claims, Role::Operator)?;
     let req = body(payload)?;
-    let seller_id = existing_seller(state.store(), req.seller_id).await?;
-    let product = Product {
-        id: field("id", ProductId::parse(new_id()))?,
-        seller_id,
-        name: field("name", text("name", &req.name))?,
-        group: field("group", ProductGroup::parse(&req.group))?,
-        stars: field("stars", Stars::parse(req.stars))?,
-        district: field("district", text("district", &req.district))?,
-        commune: field("commune", text("commune", &req.commune))?,
-        producer: field("producer", text("producer", &req.producer))?,
-        list_price: field("list_price", Dong::parse(req.list_price))?,
-        origin_document: field(
-            "origin_document",
-            text("origin_document", &req.origin_document),
-        )?,
-        quality_label: field("quality_label", text("quality_label", &req.quality_label))?,
-        documents: documents(&req.documents)?,
-    };
     let created_at = state.now();
-    state.store().create_product(&product, created_at).await?;
+    let product = catalog::create_product(state.store(), req, created_at).await?;
     Ok((
         StatusCode::CREATED,
         Json(product_json(&product, created_at)),
@@ -237,35 +204,8 @@ pub async fn get_product(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<WireProduct>> {
-    let id = ProductId::parse(id).map_err(|_| HttpError::not_found("product"))?;
-    let (p, at) = state
-        .store()
-        .product(&id)
-        .await?
-        .ok_or_else(|| HttpError::not_found(format!("product {id}")))?;
+    let (p, at) = catalog::product(state.store(), id).await?;
     Ok(Json(product_json(&p, at)))
-}
-
-/// Parses the proof documents of a product body; the error names the document by index.
-fn documents(bodies: &[DocumentBody]) -> ApiResult<Vec<Document>> {
-    use nightmarket_domain::admission::MAX_DOCUMENTS;
-    if bodies.len() > MAX_DOCUMENTS {
-        return Err(HttpError::bad_request(format!(
-            "documents: at most {MAX_DOCUMENTS} documents"
-        )));
-    }
-    bodies
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let bad =
-                |e: &dyn std::fmt::Display| HttpError::bad_request(format!("documents[{i}]: {e}"));
-            let kind = DocumentKind::parse(&b.kind).map_err(|e| bad(&e))?;
-            let from = parse_date("valid_from", &b.valid_from).map_err(|e| bad(&e))?;
-            let until = parse_date("valid_until", &b.valid_until).map_err(|e| bad(&e))?;
-            Document::new(kind, &b.reference, from, until).map_err(|e| bad(&e))
-        })
-        .collect()
 }
 
 // --- lineup sets --------------------------------------------------------------------------
@@ -313,27 +253,18 @@ pub async fn create_lineup_set(
     if !may_act_for(&claims, &seller) {
         return Err(HttpError::forbidden("only an operator or this seller"));
     }
-    if state.store().seller(&seller).await?.is_none() {
-        return Err(HttpError::not_found(format!("seller {seller}")));
-    }
+    catalog::known_seller(state.store(), &seller).await?;
     let req = body(payload)?;
     let max_lineup = state.config().limits.max_lineup;
-    let lineup = build_lineup(state.store(), max_lineup, &seller, req.items).await?;
-    let row = LineupSetRow {
-        id: new_id(),
-        seller_id: seller,
-        name: field("name", text("name", &req.name))?,
-        items: lineup
-            .iter()
-            .map(|l| StoreSetItem {
-                product_id: l.product.id.clone(),
-                stock: l.stock,
-                buyer_limit: l.buyer_limit,
-            })
-            .collect(),
-        created_at: state.now(),
-    };
-    state.store().create_lineup_set(&row).await?;
+    let row = catalog::create_lineup_set(
+        state.store(),
+        seller,
+        req.items,
+        &req.name,
+        max_lineup,
+        state.now(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(set_view(&row))))
 }
 
@@ -362,6 +293,6 @@ pub async fn list_lineup_sets(
     if !may_act_for(&claims, &seller) {
         return Err(HttpError::forbidden("only an operator or this seller"));
     }
-    let rows = state.store().lineup_sets(&seller, &pager.keyset).await?;
+    let rows = catalog::lineup_sets(state.store(), &seller, &pager.keyset).await?;
     Ok(pager.view(rows, set_view))
 }

@@ -15,13 +15,10 @@ use nightmarket_domain::market::{
     parse_weekday,
 };
 use nightmarket_domain::ocop::text;
-use nightmarket_domain::{
-    Decision as DomainDecision, MarketId, MarketSpec, ProductId, SellerId, Slot, Stars,
-};
+use nightmarket_domain::{MarketSpec, ProductId, SellerId, Slot, Stars};
 use nightmarket_store::{
     CommitmentRow, DecisionRow, ExceptionKind, ExceptionRow, KeyPart, MarketRow,
 };
-use nightmarket_wire::ErrorCode;
 use nightmarket_wire::http::Show;
 use nightmarket_wire::market::{
     Commit, Commitment, CreateException, CreateMarket, Decide, Decision, Exception, ExpiryWarning,
@@ -36,8 +33,8 @@ use crate::http::extract::{ApiResult, actor, authenticate, body, field, require}
 use crate::http::page::{Listed, PageQuery, bad_cursor};
 use crate::http::refusal;
 use crate::http::shows::{show_json, shows_json};
-use crate::services::market::{self, Scheduling, calendar, check_exception, night_of, still_open};
-use crate::services::new_id;
+use crate::services::catalog::known_seller;
+use crate::services::market::{self, Scheduling, calendar, night_of, still_open};
 use crate::services::webhooks::check_url;
 use crate::state::AppState;
 
@@ -137,17 +134,7 @@ pub async fn create_market(
             None => DEFAULT_MIN_STARS,
         },
     };
-    let market = spec
-        .validate()
-        .map_err(|e| HttpError::bad_request(e.to_string()))?;
-    let row = MarketRow {
-        id: field("id", MarketId::parse(new_id()))?,
-        // As validated: weekdays in order, the zone under its canonical name.
-        spec: market.to_spec(),
-        created_by: actor(&claims),
-        created_at: state.now(),
-    };
-    state.store().create_market(&row).await?;
+    let row = market::create_market(state.store(), spec, actor(&claims), state.now()).await?;
     Ok((StatusCode::CREATED, Json(market_view(&row))))
 }
 
@@ -167,7 +154,7 @@ pub async fn list_markets(
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Listed<Market>> {
     let pager = page.open("markets")?;
-    let rows = state.store().markets(&pager.keyset).await?;
+    let rows = market::markets(state.store(), &pager.keyset).await?;
     Ok(pager.view(rows, market_view))
 }
 
@@ -323,8 +310,7 @@ pub async fn create_exception(
         created_by: actor(&claims),
         created_at: state.now(),
     };
-    check_exception(&cal, &row)?;
-    state.store().add_exception(&row).await?;
+    let row = market::add_exception(state.store(), &cal, row).await?;
     Ok((StatusCode::CREATED, Json(exception_view(&row))))
 }
 
@@ -346,11 +332,7 @@ pub async fn list_exceptions(
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Listed<Exception>> {
     let pager = page.open("exceptions")?;
-    let cal = calendar(state.store(), &id).await?;
-    let rows = state
-        .store()
-        .exceptions_page(&cal.row.id, &pager.keyset)
-        .await?;
+    let rows = market::exceptions(state.store(), &id, &pager.keyset).await?;
     Ok(pager.view(rows, exception_view))
 }
 
@@ -393,25 +375,16 @@ pub async fn decide(
     let req = body(payload)?;
     let cal = calendar(state.store(), &id).await?;
     let pid = field("product_id", ProductId::parse(req.product_id))?;
-    if state.store().product(&pid).await?.is_none() {
-        return Err(HttpError::new(
-            ErrorCode::UnknownProduct,
-            format!("product_id: product {pid} does not exist"),
-        ));
-    }
-    let at = state.now();
-    let decision = DomainDecision::new(req.approved, req.reason.as_deref(), &actor(&claims), at)
-        .map_err(|e| HttpError::bad_request(format!("reason: {e}")))?;
-    let row = DecisionRow {
-        id: new_id(),
-        market_id: cal.row.id.clone(),
-        product_id: pid,
-        approved: decision.approved,
-        reason: decision.reason.clone(),
-        decided_by: decision.decided_by.clone(),
-        decided_at: at,
-    };
-    state.store().record_decision(&row).await?;
+    let row = market::decide(
+        state.store(),
+        &cal,
+        pid,
+        req.approved,
+        req.reason.as_deref(),
+        &actor(&claims),
+        state.now(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(decision_view(&row))))
 }
 
@@ -445,30 +418,15 @@ pub async fn list_decisions(
     let pager = page.open("decisions")?;
     let claims = authenticate(&state, &headers, None)?;
     let cal = calendar(state.store(), &id).await?;
+    // One product's decisions are also its seller's to read, which the service checks.
     let product = match q.product_id {
-        Some(p) => {
-            let pid = field("product_id", ProductId::parse(p))?;
-            let owner = state.store().product(&pid).await?.map(|(p, _)| p.seller_id);
-            // A seller may read the decisions on their own products.
-            let allowed = claims.role == Role::Operator
-                || (claims.role == Role::Seller
-                    && owner.as_ref().is_some_and(|o| o.as_str() == claims.sub));
-            if !allowed {
-                return Err(HttpError::forbidden(
-                    "only an operator or the product's seller",
-                ));
-            }
-            Some(pid)
-        }
+        Some(p) => Some(field("product_id", ProductId::parse(p))?),
         None => {
             require(&claims, Role::Operator)?;
             None
         }
     };
-    let rows = state
-        .store()
-        .market_decisions(&cal.row.id, product.as_ref(), &pager.keyset)
-        .await?;
+    let rows = market::decisions(state.store(), &claims, &cal, product, &pager.keyset).await?;
     Ok(pager.view(rows, decision_view))
 }
 
@@ -497,28 +455,16 @@ pub async fn commit(
     let req = body(payload)?;
     let cal = calendar(state.store(), &id).await?;
     let night = night_of(&cal, &date)?;
-    still_open(&night, state.now())?;
-    let seller = field("sub", SellerId::parse(claims.sub.clone()))?;
-    if state.store().seller(&seller).await?.is_none() {
-        return Err(HttpError::not_found(format!("seller {seller}")));
-    }
-    let row = CommitmentRow {
-        market_id: cal.row.id.clone(),
-        night_date: night.date,
-        seller_id: seller,
-        statement: field(
-            "statement",
-            nightmarket_domain::ocop::paragraph("statement", &req.statement),
-        )?,
-        signed_by: actor(&claims),
-        signed_at: state.now(),
-    };
-    let created = state.store().sign_commitment(&row).await?;
-    let kept = state
-        .store()
-        .commitment(&row.market_id, row.night_date, &row.seller_id)
-        .await?
-        .unwrap_or(row);
+    let (created, kept) = market::commit(
+        state.store(),
+        &cal,
+        &night,
+        &claims.sub,
+        &req.statement,
+        actor(&claims),
+        state.now(),
+    )
+    .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -561,10 +507,14 @@ pub async fn night_commitments(
         Role::Operator => None,
         _ => Some(field("token subject", SellerId::parse(claims.sub.clone()))?),
     };
-    let rows = state
-        .store()
-        .night_commitments(&cal.row.id, night.date, seller.as_ref(), &pager.keyset)
-        .await?;
+    let rows = market::night_commitments(
+        state.store(),
+        &cal,
+        night.date,
+        seller.as_ref(),
+        &pager.keyset,
+    )
+    .await?;
     Ok(pager.view(rows, commitment_view))
 }
 
@@ -627,9 +577,7 @@ pub async fn schedule_show(
     let now = state.now();
     still_open(&night, now)?;
     let seller = field("seller_id", SellerId::parse(req.seller_id.clone()))?;
-    if state.store().seller(&seller).await?.is_none() {
-        return Err(HttpError::not_found(format!("seller {seller}")));
-    }
+    known_seller(state.store(), &seller).await?;
     let tz = cal.market.time_zone().clone();
     let scheduling = Scheduling {
         seller,
@@ -674,10 +622,14 @@ pub async fn night_shows(
         Ok(c) if c.role == Role::Seller => Some(field("token subject", SellerId::parse(c.sub))?),
         _ => None,
     };
-    let rows = state
-        .store()
-        .night_shows(&cal.row.id, night.date, only.as_ref(), &pager.keyset)
-        .await?;
+    let rows = market::night_shows(
+        state.store(),
+        &cal,
+        night.date,
+        only.as_ref(),
+        &pager.keyset,
+    )
+    .await?;
     Ok(pager.respond(shows_json(&state, &rows.items).await?, rows.next))
 }
 
@@ -709,13 +661,13 @@ pub async fn warnings(
         Some(KeyPart::Text(id)) => Some(id.clone()),
         Some(KeyPart::Int(_)) => return Err(bad_cursor()),
     };
-    let mut all: Vec<ExpiryWarning> = market::warnings(state.store())
-        .await?
-        .into_iter()
-        .filter(|w| after.as_ref().is_none_or(|a| w.show_id > *a))
-        .collect();
-    all.sort_by(|a, b| a.show_id.cmp(&b.show_id));
-    all.truncate(pager.read_limit());
+    let all = market::warnings(
+        state.store(),
+        state.now(),
+        after.as_deref(),
+        pager.read_limit(),
+    )
+    .await?;
     Ok(pager.cut(
         all,
         |w| vec![KeyPart::Text(w.show_id.clone())],

@@ -174,11 +174,7 @@ async fn checkouts_view(state: &AppState, rows: &[CheckoutRow]) -> ApiResult<Vec
 }
 
 async fn detail(state: &AppState, id: &str) -> ApiResult<OrderDetail> {
-    let d = state
-        .store()
-        .order(id)
-        .await?
-        .ok_or_else(|| HttpError::not_found(format!("order {id}")))?;
+    let d = rules::detail(state.store(), id).await?;
     Ok(OrderDetail {
         order: order_view(&d.order, d.lines.iter().map(line_view).collect()),
         history: d.history.iter().map(change_view).collect(),
@@ -208,7 +204,7 @@ pub async fn my_orders(
     let pager = page.open("my_orders")?;
     let claims = authenticate(&state, &headers, None)?;
     let me = buyer(&claims)?;
-    let rows = state.store().buyer_orders(&me, &id_page(&pager)?).await?;
+    let rows = rules::buyer_orders(state.store(), &me, &id_page(&pager)?).await?;
     orders_page(&state, &pager, rows).await
 }
 
@@ -233,10 +229,7 @@ pub async fn my_checkouts(
     let pager = page.open("my_checkouts")?;
     let claims = authenticate(&state, &headers, None)?;
     let me = buyer(&claims)?;
-    let rows = state
-        .store()
-        .buyer_checkouts(&me, &id_page(&pager)?)
-        .await?;
+    let rows = rules::buyer_checkouts(state.store(), &me, &id_page(&pager)?).await?;
     let page = nightmarket_store::page::paged(rows, &pager.keyset, |c| id_key(&c.id));
     let items = checkouts_view(&state, &page.items).await?;
     Ok(pager.respond(items, page.next))
@@ -312,10 +305,7 @@ pub async fn pay_checkout(
     if req.amount.is_some_and(|a| a <= 0) {
         return Err(HttpError::bad_request("amount: a positive number of đồng"));
     }
-    state
-        .store()
-        .pay_checkout(&id, req.amount, &rules::actor(&claims), state.now())
-        .await?;
+    rules::pay_checkout(state.store(), &claims, &id, req.amount, state.now()).await?;
     checkout(&state, &claims, &id).await
 }
 
@@ -476,10 +466,13 @@ async fn fulfilment(
         Scope::Show(_) => "show_orders",
         Scope::Night { .. } => "night_orders",
     })?;
-    let rows = state
-        .store()
-        .scoped_orders(seller.as_ref(), scope.borrow(), &id_page(&pager)?)
-        .await?;
+    let rows = rules::scoped_orders(
+        state.store(),
+        seller.as_ref(),
+        scope.borrow(),
+        &id_page(&pager)?,
+    )
+    .await?;
     Ok(orders_page(&state, &pager, rows).await?.into_response())
 }
 
@@ -605,10 +598,9 @@ fn csv_export(state: Arc<AppState>, seller: Option<SellerId>, scope: Scope) -> R
                 limit: EXPORT_PAGE,
             };
             let read = async {
-                let orders = state
-                    .store()
-                    .scoped_orders(seller.as_ref(), scope.borrow(), &page)
-                    .await?;
+                let orders =
+                    rules::scoped_orders(state.store(), seller.as_ref(), scope.borrow(), &page)
+                        .await?;
                 let lines = rules::lines_of(state.store(), &orders).await?;
                 let mut table = header?;
                 csv_rows(&mut table, &orders, &lines)?;

@@ -101,7 +101,7 @@ pub async fn show_report(
             "a seller sees the reports of its own shows only",
         ));
     }
-    let report = show_view(state.store().show_report(&row.id).await?);
+    let report = show_view(reports::show_report(state.store(), &row.id).await?);
     Ok(match format {
         Format::Json => Json(report).into_response(),
         Format::Csv => {
@@ -151,12 +151,8 @@ pub async fn night_report(
     };
     let cal = calendar(state.store(), &id).await?;
     let night = night_of(&cal, &date)?;
-    let report = night_view(
-        state
-            .store()
-            .night_report(&cal.row.id, night.date, only.as_ref())
-            .await?,
-    );
+    let report =
+        night_view(reports::night_report(state.store(), &cal, night.date, only.as_ref()).await?);
     Ok(match format {
         Format::Json => Json(report).into_response(),
         Format::Csv => {

@@ -18,7 +18,7 @@ use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use nightmarket_domain::{Millis, SellerId};
+use nightmarket_domain::Millis;
 use nightmarket_store::SessionRow;
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::http::{CreateInvite, GuestSignIn, Invite, RedeemInvite, SessionInfo};
@@ -28,9 +28,7 @@ use crate::config::Config;
 use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, authenticate, body, require, unauthorized};
 use crate::http::refusal;
-use crate::services::sessions::{
-    self, display_name, invite_url, issue_invite, session_token, usable,
-};
+use crate::services::sessions::{self, display_name, invite_url, issue_invite, session_token};
 use crate::state::AppState;
 
 /// The session cookie's name.
@@ -237,7 +235,7 @@ pub async fn signout(
     if let Ok(claims) = authenticate(&state, &headers, None)
         && let Some(sid) = &claims.sid
     {
-        state.store().revoke_session(sid, state.now()).await?;
+        sessions::sign_out(state.store(), sid, state.now()).await?;
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
     resp.headers_mut()
@@ -272,17 +270,7 @@ pub async fn me(
             via: "cookie".into(),
         }));
     }
-    let name = match claims.role {
-        Role::Seller => match SellerId::parse(claims.sub.clone()) {
-            Ok(id) => state
-                .store()
-                .seller(&id)
-                .await?
-                .map_or_else(|| claims.sub.clone(), |s| s.name),
-            Err(_) => claims.sub.clone(),
-        },
-        Role::Operator | Role::Viewer => claims.sub.clone(),
-    };
+    let name = sessions::name_of(state.store(), &claims).await?;
     Ok(Json(SessionInfo {
         role: claims.role.as_str().into(),
         subject: claims.sub,
@@ -360,13 +348,13 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
         if let Ok(claims) = state.key().verify(&token, now.div_euclid(1000))
             && let Some(sid) = &claims.sid
         {
-            match state.store().session(sid).await {
-                Ok(Some(s)) if usable(&s, &claims, now) => {}
-                Ok(_) => {
+            match sessions::live_session(state.store(), sid, &claims, now).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
                     return unauthorized("signed_out", "the session was signed out")
                         .into_response();
                 }
-                Err(e) => return HttpError::from(e).into_response(),
+                Err(e) => return e.into_response(),
             }
         }
         return next.run(req).await;
@@ -385,15 +373,15 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut req: Request, next: N
         }
     };
     let sid = claims.sid.clone().unwrap_or_default();
-    let session = match state.store().session(&sid).await {
-        Ok(Some(s)) if usable(&s, &claims, now) => s,
-        Ok(_) => {
+    let session = match sessions::live_session(state.store(), &sid, &claims, now).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
             let mut resp = next.run(req).await;
             resp.headers_mut()
                 .append(SET_COOKIE, clear_cookie(state.config()));
             return resp;
         }
-        Err(e) => return HttpError::from(e).into_response(),
+        Err(e) => return e.into_response(),
     };
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let upgrade = req.headers().contains_key(axum::http::header::UPGRADE);

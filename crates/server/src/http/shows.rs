@@ -9,8 +9,8 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use nightmarket_domain::SellerId;
 use nightmarket_domain::ocop::text;
-use nightmarket_domain::{SellerId, ShowId};
 use nightmarket_inventory::Command;
 use nightmarket_store::ShowRow;
 use nightmarket_wire::http::{CreateShow, Show};
@@ -23,7 +23,7 @@ use crate::http::extract::{ApiResult, authenticate, body, field, may_act_for, re
 use crate::http::page::{Listed, PageQuery};
 use crate::http::refusal;
 use crate::services::catalog::existing_seller;
-use crate::services::shows::Standing;
+use crate::services::shows::{self, Standing};
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -93,18 +93,13 @@ pub async fn list_shows(
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Listed<Show>> {
     let pager = page.open("shows")?;
-    let rows = state.store().shows(&pager.keyset).await?;
+    let rows = shows::shows(state.store(), &pager.keyset).await?;
     Ok(pager.respond(shows_json(&state, &rows.items).await?, rows.next))
 }
 
 /// The stored show a path names; 404 when there is none.
 pub(crate) async fn show_row(state: &AppState, id: String) -> ApiResult<ShowRow> {
-    let id = ShowId::parse(id).map_err(|_| HttpError::not_found("show"))?;
-    state
-        .store()
-        .show(&id)
-        .await?
-        .ok_or_else(|| HttpError::not_found(format!("show {id}")))
+    shows::stored(state.store(), id).await
 }
 
 #[utoipa::path(
@@ -205,10 +200,7 @@ pub async fn transitions(
 ) -> ApiResult<Listed<Transition>> {
     let pager = page.open("transitions")?;
     let row = show_row(&state, id).await?;
-    let rows = state
-        .store()
-        .transitions_page(&row.id, &pager.keyset)
-        .await?;
+    let rows = shows::transitions(state.store(), &row.id, &pager.keyset).await?;
     Ok(pager.view(rows, |t| Transition {
         from: t.from.as_str().to_owned(),
         to: t.to.as_str().to_owned(),
@@ -244,6 +236,6 @@ pub async fn seller_shows(
     if !may_act_for(&claims, &seller) {
         return Err(HttpError::forbidden("only an operator or this seller"));
     }
-    let rows = state.store().seller_shows(&seller, &pager.keyset).await?;
+    let rows = shows::seller_shows(state.store(), &seller, &pager.keyset).await?;
     Ok(pager.respond(shows_json(&state, &rows.items).await?, rows.next))
 }

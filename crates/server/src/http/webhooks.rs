@@ -11,12 +11,10 @@ use nightmarket_store::{DeliveryRow, WebhookRow};
 use nightmarket_wire::market::{CreateWebhook, Delivery, Webhook};
 
 use crate::auth::Role;
-use crate::http::error::HttpError;
 use crate::http::extract::{ApiResult, actor, authenticate, body, require};
 use crate::http::page::{Listed, PageQuery};
 use crate::http::refusal;
-use crate::services::new_id;
-use crate::services::webhooks::{check_registration, new_secret};
+use crate::services::webhooks;
 use crate::state::AppState;
 
 fn webhook_view(w: &WebhookRow, secret: bool) -> Webhook {
@@ -69,17 +67,15 @@ pub async fn create_webhook(
     require(&claims, Role::Operator)?;
     let req = body(payload)?;
     let allow_private = state.config().webhooks.allow_private_targets;
-    let url = check_registration(&req.url, &req.events, allow_private)?;
-    let row = WebhookRow {
-        id: new_id(),
-        url,
-        secret: new_secret(),
-        events: req.events,
-        active: true,
-        created_by: actor(&claims),
-        created_at: state.now(),
-    };
-    state.store().create_webhook(&row).await?;
+    let row = webhooks::register(
+        state.store(),
+        &req.url,
+        req.events,
+        allow_private,
+        actor(&claims),
+        state.now(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(webhook_view(&row, true))))
 }
 
@@ -103,7 +99,7 @@ pub async fn list_webhooks(
     let pager = page.open("webhooks")?;
     let claims = authenticate(&state, &headers, None)?;
     require(&claims, Role::Operator)?;
-    let rows = state.store().webhooks(&pager.keyset).await?;
+    let rows = webhooks::webhooks(state.store(), &pager.keyset).await?;
     Ok(pager.view(rows, |w| webhook_view(w, false)))
 }
 
@@ -128,9 +124,7 @@ pub async fn delete_webhook(
 ) -> ApiResult<StatusCode> {
     let claims = authenticate(&state, &headers, None)?;
     require(&claims, Role::Operator)?;
-    if !state.store().set_webhook_active(&id, false).await? {
-        return Err(HttpError::not_found(format!("webhook {id}")));
-    }
+    webhooks::deactivate(state.store(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -156,10 +150,7 @@ pub async fn list_deliveries(
     let pager = page.open("deliveries")?;
     let claims = authenticate(&state, &headers, None)?;
     require(&claims, Role::Operator)?;
-    if state.store().webhook(&id).await?.is_none() {
-        return Err(HttpError::not_found(format!("webhook {id}")));
-    }
-    let rows = state.store().webhook_deliveries(&id, &pager.keyset).await?;
+    let rows = webhooks::deliveries(state.store(), &id, &pager.keyset).await?;
     Ok(pager.view(rows, delivery_view))
 }
 
@@ -183,14 +174,6 @@ pub async fn redeliver(
 ) -> ApiResult<StatusCode> {
     let claims = authenticate(&state, &headers, None)?;
     require(&claims, Role::Operator)?;
-    if !state
-        .store()
-        .redeliver(&webhook, &delivery, state.now())
-        .await?
-    {
-        return Err(HttpError::not_found(format!(
-            "delivery {delivery} of webhook {webhook}"
-        )));
-    }
+    webhooks::redeliver(state.store(), &webhook, &delivery, state.now()).await?;
     Ok(StatusCode::ACCEPTED)
 }

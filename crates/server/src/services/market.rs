@@ -6,13 +6,16 @@ use std::collections::{HashMap, HashSet};
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
+use nightmarket_auth::{Claims, Role};
 use nightmarket_domain::market::{self as m, DEFAULT_MIN_STARS, parse_date};
 use nightmarket_domain::{
-    AdmissionRefusal, Decision, MarketId, Millis, NightException, ProductId, ProductProof,
-    SellerId, ShowId, ShowStatus, Slot, SlotError, Stars, check_admission, check_slot,
+    AdmissionRefusal, Decision, MarketId, MarketSpec, Millis, NightException, ProductId,
+    ProductProof, SellerId, ShowId, ShowStatus, Slot, SlotError, Stars, check_admission,
+    check_slot,
 };
 use nightmarket_store::{
-    DecisionRow, ExceptionKind, ExceptionRow, LineupRow, MarketRow, ShowRow, ShowSchedule, Store,
+    CommitmentRow, DecisionRow, ExceptionKind, ExceptionRow, Keyset, LineupRow, MarketRow, Paged,
+    ShowRow, ShowSchedule, Store,
 };
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::http::CreateLineupItem;
@@ -28,6 +31,172 @@ pub struct Calendar {
     pub row: MarketRow,
     pub market: nightmarket_domain::Market,
     pub exceptions: Vec<NightException>,
+}
+
+/// A new market from its parsed spec: validated (weekdays in order, the zone under its
+/// canonical name) and stored under a new id.
+pub async fn create_market(
+    store: &Store,
+    spec: MarketSpec,
+    created_by: String,
+    now: Millis,
+) -> ServiceResult<MarketRow> {
+    let market = spec
+        .validate()
+        .map_err(|e| ServiceError::bad_request(e.to_string()))?;
+    let row = MarketRow {
+        id: field("id", MarketId::parse(new_id()))?,
+        spec: market.to_spec(),
+        created_by,
+        created_at: now,
+    };
+    store.create_market(&row).await?;
+    Ok(row)
+}
+
+/// A page of every market.
+pub async fn markets(store: &Store, page: &Keyset) -> ServiceResult<Paged<MarketRow>> {
+    Ok(store.markets(page).await?)
+}
+
+/// Adds an exception (a night cancelled or moved) to a calendar, once [`check_exception`]
+/// accepts it.
+pub async fn add_exception(
+    store: &Store,
+    cal: &Calendar,
+    row: ExceptionRow,
+) -> ServiceResult<ExceptionRow> {
+    check_exception(cal, &row)?;
+    store.add_exception(&row).await?;
+    Ok(row)
+}
+
+/// A page of the exceptions of the market `id` names.
+pub async fn exceptions(
+    store: &Store,
+    id: &str,
+    page: &Keyset,
+) -> ServiceResult<Paged<ExceptionRow>> {
+    let cal = calendar(store, id).await?;
+    Ok(store.exceptions_page(&cal.row.id, page).await?)
+}
+
+/// Records an operator's decision on a product for a market: the product must exist, and a
+/// rejection needs a reason.
+pub async fn decide(
+    store: &Store,
+    cal: &Calendar,
+    product: ProductId,
+    approved: bool,
+    reason: Option<&str>,
+    decided_by: &str,
+    now: Millis,
+) -> ServiceResult<DecisionRow> {
+    if store.product(&product).await?.is_none() {
+        return Err(ServiceError::new(
+            ErrorCode::UnknownProduct,
+            format!("product_id: product {product} does not exist"),
+        ));
+    }
+    let decision = Decision::new(approved, reason, decided_by, now)
+        .map_err(|e| ServiceError::bad_request(format!("reason: {e}")))?;
+    let row = DecisionRow {
+        id: new_id(),
+        market_id: cal.row.id.clone(),
+        product_id: product,
+        approved: decision.approved,
+        reason: decision.reason,
+        decided_by: decision.decided_by,
+        decided_at: now,
+    };
+    store.record_decision(&row).await?;
+    Ok(row)
+}
+
+/// A page of a market's decisions: of one product for an operator or that product's seller,
+/// of every product for an operator.
+pub async fn decisions(
+    store: &Store,
+    claims: &Claims,
+    cal: &Calendar,
+    product: Option<ProductId>,
+    page: &Keyset,
+) -> ServiceResult<Paged<DecisionRow>> {
+    if let Some(pid) = &product {
+        let owner = store.product(pid).await?.map(|(p, _)| p.seller_id);
+        // A seller may read the decisions on their own products.
+        let allowed = claims.role == Role::Operator
+            || (claims.role == Role::Seller
+                && owner.as_ref().is_some_and(|o| o.as_str() == claims.sub));
+        if !allowed {
+            return Err(ServiceError::forbidden(
+                "only an operator or the product's seller",
+            ));
+        }
+    }
+    Ok(store
+        .market_decisions(&cal.row.id, product.as_ref(), page)
+        .await?)
+}
+
+/// A seller (the token subject `seller`) signs the commitment on quality for a night that is
+/// not over. Signing again keeps
+/// the first signature: the answer is the commitment in force, and whether this call made it.
+pub async fn commit(
+    store: &Store,
+    cal: &Calendar,
+    night: &m::Night,
+    seller: &str,
+    statement: &str,
+    signed_by: String,
+    now: Millis,
+) -> ServiceResult<(bool, CommitmentRow)> {
+    still_open(night, now)?;
+    let seller = field("sub", SellerId::parse(seller))?;
+    if store.seller(&seller).await?.is_none() {
+        return Err(ServiceError::not_found(format!("seller {seller}")));
+    }
+    let row = CommitmentRow {
+        market_id: cal.row.id.clone(),
+        night_date: night.date,
+        seller_id: seller,
+        statement: field(
+            "statement",
+            nightmarket_domain::ocop::paragraph("statement", statement),
+        )?,
+        signed_by,
+        signed_at: now,
+    };
+    let created = store.sign_commitment(&row).await?;
+    let kept = store
+        .commitment(&row.market_id, row.night_date, &row.seller_id)
+        .await?
+        .unwrap_or(row);
+    Ok((created, kept))
+}
+
+/// A page of the commitments signed for a night (of one seller, when `seller` is given).
+pub async fn night_commitments(
+    store: &Store,
+    cal: &Calendar,
+    night: Date,
+    seller: Option<&SellerId>,
+    page: &Keyset,
+) -> ServiceResult<Paged<CommitmentRow>> {
+    Ok(store
+        .night_commitments(&cal.row.id, night, seller, page)
+        .await?)
+}
+
+/// A page of the shows of a night by slot (of one seller, when `only` is given).
+pub async fn night_shows(
+    store: &Store,
+    cal: &Calendar,
+    night: Date,
+    only: Option<&SellerId>,
+    page: &Keyset,
+) -> ServiceResult<Paged<ShowRow>> {
+    Ok(store.night_shows(&cal.row.id, night, only, page).await?)
 }
 
 /// A stored exception as the domain applies it.
@@ -219,22 +388,36 @@ pub fn not_admitted(issues: Vec<AdmissionIssue>) -> ServiceError {
         .with_details(serde_json::to_value(&issues).unwrap_or_default())
 }
 
-/// Scheduled shows that could not go live as things stand: documents expiring before the
-/// night, decisions revoked, commitments missing.
-pub async fn warnings(store: &Store) -> ServiceResult<Vec<ExpiryWarning>> {
-    let shows = store.upcoming_shows().await?;
-    // What the rules read, fetched once per market and per night rather than per show and
-    // product: the markets, the decisions in force on every product of their shows, and the
-    // sellers committed to each night.
+/// How far ahead the schedule's warnings look, in ms: 31 days, the month of nights the market
+/// office plans. A show further out still has time to renew its documents or sign, and the
+/// bound keeps each request to a month of shows however far ahead the calendar is filled.
+pub const WARNINGS_HORIZON_MS: Millis = 31 * 24 * 60 * 60 * 1000;
+
+/// Scheduled shows that could not go live as things stand (documents expiring before the
+/// night, decisions revoked, commitments missing), among those whose slot has not ended by
+/// `now` and starts within [`WARNINGS_HORIZON_MS`]: the `limit` first by show id after `after`.
+pub async fn warnings(
+    store: &Store,
+    now: Millis,
+    after: Option<&str>,
+    limit: usize,
+) -> ServiceResult<Vec<ExpiryWarning>> {
+    let shows = store
+        .upcoming_shows(now, now.saturating_add(WARNINGS_HORIZON_MS))
+        .await?;
+    // What the rules read, fetched for all the shows at once rather than per show and product:
+    // the markets and the decisions in force on every product of their shows (one read per
+    // market), and the commitments signed for every night the shows are on (one read).
     let mut products: HashMap<&MarketId, Vec<ProductId>> = HashMap::new();
-    let mut nights: HashSet<(&MarketId, Date)> = HashSet::new();
+    let mut span: Option<(Date, Date)> = None;
     for row in &shows {
         if let Some(sched) = &row.schedule {
             products
                 .entry(&sched.market_id)
                 .or_default()
                 .extend(lineup_ids(row));
-            nights.insert((&sched.market_id, sched.night_date));
+            let d = sched.night_date;
+            span = Some(span.map_or((d, d), |(lo, hi)| (lo.min(d), hi.max(d))));
         }
     }
     let mut markets = HashMap::new();
@@ -243,22 +426,24 @@ pub async fn warnings(store: &Store) -> ServiceResult<Vec<ExpiryWarning>> {
         markets.insert(*market, store.market(market).await?);
         decisions.insert(*market, store.latest_decisions(market, ids).await?);
     }
-    let mut committed: HashSet<(&MarketId, Date, SellerId)> = HashSet::new();
-    for (market, night) in nights {
-        let signed = nightmarket_store::page::every(|page| async move {
-            store.night_commitments(market, night, None, &page).await
-        })
-        .await?;
-        committed.extend(signed.into_iter().map(|c| (market, night, c.seller_id)));
-    }
+    let signed = match span {
+        Some((first, last)) => store.commitments_between(first, last).await?,
+        None => Vec::new(),
+    };
+    let committed: HashSet<(&MarketId, Date, &SellerId)> = signed
+        .iter()
+        .map(|c| (&c.market_id, c.night_date, &c.seller_id))
+        .collect();
     let mut out = Vec::new();
     for row in &shows {
         let Some(sched) = &row.schedule else { continue };
+        if after.is_some_and(|a| row.id.as_str() <= a) {
+            continue;
+        }
         let Some(Some(mk)) = markets.get(&sched.market_id) else {
             continue;
         };
-        let signed =
-            committed.contains(&(&sched.market_id, sched.night_date, row.seller_id.clone()));
+        let signed = committed.contains(&(&sched.market_id, sched.night_date, &row.seller_id));
         let none = HashMap::new();
         let decided = decisions.get(&sched.market_id).unwrap_or(&none);
         let issues = issues_of(row, sched, Some(mk), mk.spec.min_stars, signed, decided);
@@ -272,6 +457,8 @@ pub async fn warnings(store: &Store) -> ServiceResult<Vec<ExpiryWarning>> {
             });
         }
     }
+    out.sort_by(|a, b| a.show_id.cmp(&b.show_id));
+    out.truncate(limit);
     Ok(out)
 }
 
@@ -387,4 +574,153 @@ pub async fn schedule(
     );
     store.schedule_show(&row, Some(&event)).await?;
     Ok(row)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use jiff::civil::{Time, date};
+    use nightmarket_domain::Product;
+
+    const DAY: Millis = 24 * 60 * 60 * 1000;
+    /// 2026-11-20T00:00Z: "now" in these tests.
+    const NOW: Millis = 1_795_132_800_000;
+
+    /// A scheduled show of `seller` on `night` in `market`, its slot from `start` for an hour,
+    /// with `product` (no documents, no decision: never admitted as things stand).
+    fn show(
+        id: &str,
+        seller: &SellerId,
+        market: &MarketId,
+        night: Date,
+        start: Millis,
+        product: &Product,
+    ) -> ShowRow {
+        ShowRow {
+            id: ShowId::parse(id).unwrap(),
+            seller_id: seller.clone(),
+            title: format!("Show {id}"),
+            status: ShowStatus::Scheduled,
+            created_at: 0,
+            lineup: vec![LineupRow {
+                product: product.clone(),
+                stock: 5,
+                buyer_limit: 1,
+            }],
+            schedule: Some(ShowSchedule {
+                market_id: market.clone(),
+                night_date: night,
+                slot_start: start,
+                slot_end: start + DAY / 24,
+                stream_url: "https://www.facebook.com/chodemtrenmay/live".into(),
+            }),
+            live_at: None,
+            closed_at: None,
+        }
+    }
+
+    /// Warnings cover the shows not ended by now and starting within the horizon, and page by
+    /// show id.
+    #[tokio::test]
+    async fn warnings_look_a_bounded_way_ahead_and_page_by_show_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::sqlite(&dir.path().join("catalog.sqlite"))
+            .await
+            .unwrap();
+        let market = MarketRow {
+            id: MarketId::parse("m-hanoi").unwrap(),
+            spec: MarketSpec {
+                name: "Chợ đêm trên mây".into(),
+                weekdays: vec![jiff::civil::Weekday::Friday],
+                start: Time::constant(20, 30, 0, 0),
+                duration_minutes: 150,
+                time_zone: "Asia/Ho_Chi_Minh".into(),
+                first_date: date(2026, 11, 1),
+                last_date: None,
+                min_stars: DEFAULT_MIN_STARS,
+            },
+            created_by: "operator:ops".into(),
+            created_at: 0,
+        };
+        store.create_market(&market).await.unwrap();
+        let (seller, product) = crate::services::testing::seller_with_product(&store).await;
+        let (s, m) = (&seller.id, &market.id);
+        for row in [
+            // Ended before now, though not closed yet.
+            show("s-ended", s, m, date(2026, 11, 19), NOW - 2 * DAY, &product),
+            show(
+                "s-near-b",
+                s,
+                m,
+                date(2026, 11, 27),
+                NOW + 7 * DAY,
+                &product,
+            ),
+            show(
+                "s-near-a",
+                s,
+                m,
+                date(2026, 12, 4),
+                NOW + 14 * DAY,
+                &product,
+            ),
+            // Past the horizon: not warned about yet.
+            show(
+                "s-far",
+                s,
+                m,
+                date(2027, 1, 1),
+                NOW + WARNINGS_HORIZON_MS + DAY,
+                &product,
+            ),
+        ] {
+            store.schedule_show(&row, None).await.unwrap();
+        }
+        let ids = |w: Vec<ExpiryWarning>| w.into_iter().map(|w| w.show_id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(warnings(&store, NOW, None, 10).await.unwrap()),
+            ["s-near-a", "s-near-b"]
+        );
+        assert_eq!(
+            ids(warnings(&store, NOW, None, 1).await.unwrap()),
+            ["s-near-a"]
+        );
+        assert_eq!(
+            ids(warnings(&store, NOW, Some("s-near-a"), 10).await.unwrap()),
+            ["s-near-b"]
+        );
+        // A commitment signed for one night is read with the others: its show still lacks
+        // documents and a decision, but no longer the commitment.
+        store
+            .sign_commitment(&CommitmentRow {
+                market_id: m.clone(),
+                night_date: date(2026, 11, 27),
+                seller_id: s.clone(),
+                statement: "Cam kết chất lượng".into(),
+                signed_by: "seller:htx-ba-vi".into(),
+                signed_at: NOW,
+            })
+            .await
+            .unwrap();
+        let all = warnings(&store, NOW, None, 10).await.unwrap();
+        let reasons = |show: &str| -> Vec<String> {
+            all.iter()
+                .filter(|w| w.show_id == show)
+                .flat_map(|w| w.issues.iter().map(|i| i.reason.clone()))
+                .collect()
+        };
+        assert!(
+            !reasons("s-near-b").contains(&"commitment_missing".to_owned()),
+            "{all:?}"
+        );
+        assert!(
+            reasons("s-near-a").contains(&"commitment_missing".to_owned()),
+            "{all:?}"
+        );
+        assert!(
+            reasons("s-near-b").contains(&"not_approved".to_owned()),
+            "{all:?}"
+        );
+    }
 }

@@ -10,6 +10,8 @@ pub mod orders;
 pub mod reports;
 pub mod sessions;
 pub mod shows;
+#[cfg(test)]
+mod testing;
 pub mod webhooks;
 
 pub use error::{ServiceError, ServiceResult};

@@ -9,8 +9,10 @@ use std::collections::HashMap;
 
 use nightmarket_auth::{Claims, Role};
 use nightmarket_domain::order::OrderTransitionError;
-use nightmarket_domain::{Millis, OrderActor, OrderStatus, check_transition};
-use nightmarket_store::{CheckoutRow, OrderLineDetail, OrderRow, Store};
+use nightmarket_domain::{BuyerId, Millis, OrderActor, OrderStatus, SellerId, check_transition};
+use nightmarket_store::{
+    CheckoutRow, OrderDetail, OrderLineDetail, OrderRow, OrderScope, Page, Store,
+};
 use nightmarket_wire::ErrorCode;
 
 use crate::services::{ServiceError, ServiceResult};
@@ -97,5 +99,55 @@ pub async fn move_order(
     store
         .set_order_status(id, order.status, to, &actor(claims), role, reason, now)
         .await?;
+    Ok(())
+}
+
+/// A page of a buyer's orders, by id.
+pub async fn buyer_orders(
+    store: &Store,
+    buyer: &BuyerId,
+    page: &Page<'_>,
+) -> ServiceResult<Vec<OrderRow>> {
+    Ok(store.buyer_orders(buyer, page).await?)
+}
+
+/// A page of a buyer's checkouts with their orders, by id.
+pub async fn buyer_checkouts(
+    store: &Store,
+    buyer: &BuyerId,
+    page: &Page<'_>,
+) -> ServiceResult<Vec<CheckoutRow>> {
+    Ok(store.buyer_checkouts(buyer, page).await?)
+}
+
+/// A page of the orders of a show or a market night (of one seller, when `seller` is given),
+/// by id.
+pub async fn scoped_orders(
+    store: &Store,
+    seller: Option<&SellerId>,
+    scope: OrderScope<'_>,
+    page: &Page<'_>,
+) -> ServiceResult<Vec<OrderRow>> {
+    Ok(store.scoped_orders(seller, scope, page).await?)
+}
+
+/// An order with its lines and status history; not found when there is none.
+pub async fn detail(store: &Store, id: &str) -> ServiceResult<OrderDetail> {
+    store
+        .order(id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found(format!("order {id}")))
+}
+
+/// The payment desk confirms a buyer paid the night (`amount` đồng, when given, must be what
+/// is due): every order of the checkout pending payment becomes paid at once.
+pub async fn pay_checkout(
+    store: &Store,
+    claims: &Claims,
+    id: &str,
+    amount: Option<i64>,
+    now: Millis,
+) -> ServiceResult<()> {
+    store.pay_checkout(id, amount, &actor(claims), now).await?;
     Ok(())
 }

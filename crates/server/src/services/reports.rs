@@ -1,12 +1,30 @@
-//! Reports' figures that are computed rather than read: the live panel of a show.
+//! Reports: a settled show's and a market night's, as the store adds them up, and the figures
+//! computed rather than read: the live panel of a show.
 
-use nightmarket_domain::Millis;
-use nightmarket_store::{ShowRow, Store};
+use jiff::civil::Date;
+use nightmarket_domain::{Millis, SellerId, ShowId};
+use nightmarket_store::{NightReport, ShowReport, ShowRow, Store};
 use nightmarket_wire::http::{LiveStats, ProductLiveStats};
 
 use crate::services::ServiceResult;
+use crate::services::market::Calendar;
 use crate::services::shows::Shows;
 use crate::show_stats::minute_of;
+
+/// A settled show's report; refused `not_settled` while it is not.
+pub async fn show_report(store: &Store, show: &ShowId) -> ServiceResult<ShowReport> {
+    Ok(store.show_report(show).await?)
+}
+
+/// A market night's report over its settled shows (of one seller, when `only` is given).
+pub async fn night_report(
+    store: &Store,
+    cal: &Calendar,
+    night: Date,
+    only: Option<&SellerId>,
+) -> ServiceResult<NightReport> {
+    Ok(store.night_report(&cal.row.id, night, only).await?)
+}
 
 /// How far back `claims_last_minute` looks, in milliseconds.
 const CLAIM_RATE_WINDOW_MS: i64 = 60_000;

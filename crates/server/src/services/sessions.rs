@@ -206,6 +206,36 @@ pub fn usable(s: &SessionRow, claims: &Claims, now: Millis) -> bool {
         && s.role == claims.role.as_str()
 }
 
+/// The session `sid` when a token claiming `claims` may still use it at `now`; `None` when it
+/// is unknown, signed out, expired or another caller's.
+pub async fn live_session(
+    store: &Store,
+    sid: &str,
+    claims: &Claims,
+    now: Millis,
+) -> ServiceResult<Option<SessionRow>> {
+    Ok(store.session(sid).await?.filter(|s| usable(s, claims, now)))
+}
+
+/// Signs a session out; its tokens and cookie are refused from then on.
+pub async fn sign_out(store: &Store, sid: &str, now: Millis) -> ServiceResult<()> {
+    store.revoke_session(sid, now).await?;
+    Ok(())
+}
+
+/// The name a bearer token's caller goes by: a seller's name in the catalog, else its subject.
+pub async fn name_of(store: &Store, claims: &Claims) -> ServiceResult<String> {
+    let seller = match claims.role {
+        Role::Seller => SellerId::parse(claims.sub.clone()).ok(),
+        Role::Operator | Role::Viewer => None,
+    };
+    let name = match seller {
+        Some(id) => store.seller(&id).await?.map(|s| s.name),
+        None => None,
+    };
+    Ok(name.unwrap_or_else(|| claims.sub.clone()))
+}
+
 /// Guest sign-ins per address: a token bucket each, in a map of bounded size.
 pub struct GuestLimiter {
     buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,

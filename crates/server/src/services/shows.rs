@@ -11,7 +11,7 @@ use nightmarket_domain::{
 };
 use nightmarket_inventory::{BookView, Command, Inventory, InventoryError};
 use nightmarket_orders::Settler;
-use nightmarket_store::{ShowRow, Store, TransitionBy};
+use nightmarket_store::{Keyset, Paged, ShowRow, Store, TransitionBy, TransitionRow};
 use nightmarket_wire::ErrorCode;
 use nightmarket_wire::http::CreateLineupItem;
 
@@ -404,14 +404,45 @@ impl Shows {
     }
 }
 
+/// The stored show `id` names; not found when there is none.
+pub async fn stored(store: &Store, id: String) -> ServiceResult<ShowRow> {
+    let id = ShowId::parse(id).map_err(|_| ServiceError::not_found("show"))?;
+    store
+        .show(&id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found(format!("show {id}")))
+}
+
+/// A page of every show, newest first.
+pub async fn shows(store: &Store, page: &Keyset) -> ServiceResult<Paged<ShowRow>> {
+    Ok(store.shows(page).await?)
+}
+
+/// A page of one seller's shows.
+pub async fn seller_shows(
+    store: &Store,
+    seller: &SellerId,
+    page: &Keyset,
+) -> ServiceResult<Paged<ShowRow>> {
+    Ok(store.seller_shows(seller, page).await?)
+}
+
+/// A page of a show's status moves, oldest first.
+pub async fn transitions(
+    store: &Store,
+    show: &ShowId,
+    page: &Keyset,
+) -> ServiceResult<Paged<TransitionRow>> {
+    Ok(store.transitions_page(show, page).await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
 
-    use nightmarket_domain::{Dong, Product, ProductGroup, Stars};
     use nightmarket_inventory::MemoryInventory;
-    use nightmarket_store::{LineupRow, SellerRow, SqliteJournal};
+    use nightmarket_store::{LineupRow, SqliteJournal};
     use tokio::sync::watch;
 
     use crate::clock::SystemClock;
@@ -444,29 +475,7 @@ mod tests {
         );
         let journal = SqliteJournal::open(&dir.path().join("journal.sqlite"), 64).unwrap();
         let inventory: Arc<dyn Inventory> = Arc::new(MemoryInventory::new(journal, 64));
-        let seller = SellerRow {
-            id: SellerId::parse("htx-ba-vi").unwrap(),
-            name: "HTX Mật ong Ba Vì".into(),
-            kind: "cooperative".into(),
-            district: "Ba Vì".into(),
-            created_at: 0,
-        };
-        store.create_seller(&seller).await.unwrap();
-        let product = Product {
-            id: ProductId::parse("mat-ong").unwrap(),
-            seller_id: seller.id.clone(),
-            name: "Mật ong hoa nhãn".into(),
-            group: ProductGroup::Food,
-            stars: Stars::parse(4).unwrap(),
-            district: "Ba Vì".into(),
-            commune: "Tản Lĩnh".into(),
-            producer: "HTX Mật ong Ba Vì".into(),
-            list_price: Dong::parse(250_000).unwrap(),
-            origin_document: "GCN-1".into(),
-            quality_label: "TCCS-1".into(),
-            documents: Vec::new(),
-        };
-        store.create_product(&product, 0).await.unwrap();
+        let (seller, product) = crate::services::testing::seller_with_product(&store).await;
         let row = ShowRow {
             id: ShowId::parse("show-race").unwrap(),
             seller_id: seller.id.clone(),

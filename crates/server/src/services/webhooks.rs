@@ -3,11 +3,12 @@
 
 use std::net::IpAddr;
 
-use nightmarket_store::WebhookEvent;
+use nightmarket_domain::Millis;
+use nightmarket_store::{DeliveryRow, Keyset, Paged, Store, WebhookEvent, WebhookRow};
 use nightmarket_wire::http::Show;
 use reqwest::Url;
 
-use crate::services::{ServiceError, ServiceResult};
+use crate::services::{ServiceError, ServiceResult, new_id};
 
 /// Longest stream or webhook URL accepted, in bytes.
 const MAX_URL_BYTES: usize = 500;
@@ -154,6 +155,70 @@ pub fn show_event(name: &str, show: &Show, at: i64) -> WebhookEvent {
         payload: payload.to_string(),
         at,
     }
+}
+
+/// Registers a webhook: its target and events checked ([`check_registration`]), a new signing
+/// secret, active from now.
+pub async fn register(
+    store: &Store,
+    url: &str,
+    events: Vec<String>,
+    allow_private: bool,
+    created_by: String,
+    now: Millis,
+) -> ServiceResult<WebhookRow> {
+    let url = check_registration(url, &events, allow_private)?;
+    let row = WebhookRow {
+        id: new_id(),
+        url,
+        secret: new_secret(),
+        events,
+        active: true,
+        created_by,
+        created_at: now,
+    };
+    store.create_webhook(&row).await?;
+    Ok(row)
+}
+
+/// A page of every webhook.
+pub async fn webhooks(store: &Store, page: &Keyset) -> ServiceResult<Paged<WebhookRow>> {
+    Ok(store.webhooks(page).await?)
+}
+
+/// Turns a webhook off; its log stays. Not found when there is none.
+pub async fn deactivate(store: &Store, id: &str) -> ServiceResult<()> {
+    if !store.set_webhook_active(id, false).await? {
+        return Err(ServiceError::not_found(format!("webhook {id}")));
+    }
+    Ok(())
+}
+
+/// A page of a webhook's deliveries; not found when there is no such webhook.
+pub async fn deliveries(
+    store: &Store,
+    id: &str,
+    page: &Keyset,
+) -> ServiceResult<Paged<DeliveryRow>> {
+    if store.webhook(id).await?.is_none() {
+        return Err(ServiceError::not_found(format!("webhook {id}")));
+    }
+    Ok(store.webhook_deliveries(id, page).await?)
+}
+
+/// Sends one delivery of a webhook again; not found when the webhook has no such delivery.
+pub async fn redeliver(
+    store: &Store,
+    webhook: &str,
+    delivery: &str,
+    now: Millis,
+) -> ServiceResult<()> {
+    if !store.redeliver(webhook, delivery, now).await? {
+        return Err(ServiceError::not_found(format!(
+            "delivery {delivery} of webhook {webhook}"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
