@@ -4,13 +4,22 @@
 //! A cycle between two modules means neither can be read, tested or replaced without the other;
 //! the rule (docs/architecture.md) is that the shared part moves down a layer instead. The check
 //! reads every crate's sources from its roots (`src/lib.rs`, its binaries) along its `mod`
-//! declarations, collects the paths that name another module (`crate::…`, `$crate::…`, `super::…`
-//! and, in the crate root, a declared module's name) and builds the graph of top-level modules,
-//! a top-level module being the first segment of a module's path (`http::shows` is `http`). The
-//! crate root is a node of its own; its `pub use` re-exports are the crate's public face, not a
-//! dependency, and a path through one (`crate::ShowId`) counts as a path to the module that
-//! defines the item. Paths inside macro invocations count (`tokio::select!` bodies are code);
-//! comments, doc links and strings do not.
+//! declarations (and `#[path]`), collects the paths that name a module of the crate (`crate::…`,
+//! `$crate::…`, `super::…`, `self::…`, and a name in scope: a child module, or what a `use`
+//! brought in) and resolves each to the module that defines what it names, following `use`
+//! declarations (`crate::ShowId`, re-exported by the root, is a path to the module defining it).
+//!
+//! The graph is built at every depth. For every module M, its nodes are M's children and M's own
+//! items (the crate root's node is `(crate root)`, `http`'s is `http (own items)`); a path
+//! written anywhere inside child A to anything inside child B is an edge A → B (`http::shows::x`
+//! naming `http::error::y` is `http::shows → http::error`), each path counting at the one level
+//! where the two modules part. A child naming its parent's own items (`super::limit`) is an edge
+//! to the parent's node. A module naming its own descendants (its `mod` declarations, its
+//! re-exports, the code that assembles its children) is no edge: a parent is made of its
+//! children, and a descendant is no peer. So a cycle is always among siblings, the parent's own
+//! items included, and the crate root is the first level like any other. Test modules count like
+//! any other. Paths inside macro invocations count (`tokio::select!` bodies are code); comments,
+//! doc links and strings do not.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -29,9 +38,18 @@ const SERVER_DEPENDENTS: [&str; 2] = ["nightmarket", "nightmarket-tests"];
 /// Known exceptions, each named with its dependency table: (crate, table). None today.
 const SERVER_DEPENDENT_EXCEPTIONS: [(&str, &str); 0] = [];
 
-/// Edges left out of the graph, each a known cycle's one link to undo: (crate, from, to). None
-/// today; an entry here is a debt with its reason beside it.
-const KNOWN_EDGES: [(&str, &str, &str); 0] = [];
+/// Edges left out of the graph, each a known cycle's one link to undo: (crate, from, to), with
+/// its reason beside it.
+const KNOWN_EDGES: [(&str, &str, &str); 2] = [
+    // A viewer reads back from its channel (history, cells, the published sequence number) and
+    // the channel attaches viewers. To undo: what a viewer reads of its channel moves into a
+    // part below both (the channel's state without its shards).
+    ("nightmarket-live", "delivery::viewer", "delivery::channel"),
+    // A viewer queues its private frames and its detach on its shard, whose task walks the
+    // viewers. To undo: the shard's inbox (queue, wake-up, counters) moves below the viewer,
+    // generic over what it carries, and the shard keeps only its task.
+    ("nightmarket-live", "delivery::viewer", "delivery::shard"),
+];
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -96,29 +114,124 @@ fn crate_roots(dir: &Path, manifest: &toml::Table) -> Vec<PathBuf> {
     roots
 }
 
-/// One path from a module to another crate-level name, with where it was written.
+/// How a path starts: `crate::` (or `$crate::`), `super::` (n times), `self::`, or a name in
+/// scope at the place it is written (a child module, or a name a `use` brought in).
+#[derive(Clone, Debug)]
+enum Start {
+    Crate,
+    Super(usize),
+    SelfModule,
+    Name,
+}
+
+/// A path as written: the module it is written in ([] = the crate root), how it starts and
+/// its segments after the start.
+#[derive(Clone, Debug)]
+struct Written {
+    module: Vec<String>,
+    start: Start,
+    segments: Vec<String>,
+}
+
+/// One path to a name of the crate, with where it was written.
 struct Reference {
-    /// The module the path is written in (empty: the crate root).
-    from: Vec<String>,
-    /// What the path resolves to before re-exports: a module path ([] = root) and the name
-    /// after it, if the path continues.
-    base: Vec<String>,
-    next: Option<String>,
-    /// Written inside a `pub use` of the crate root: a re-export.
-    reexport: bool,
+    path: Written,
     at: String,
 }
 
 /// A crate's sources read from one root.
 #[derive(Default)]
 struct Parsed {
-    /// Top-level modules declared by the root.
-    top: BTreeSet<String>,
-    /// Names the root re-exports, each with the top-level module it comes from (`None`: from
-    /// another crate).
-    reexports: BTreeMap<String, Option<String>>,
+    /// Every module, by its path from the crate root (the root is []).
+    modules: BTreeSet<Vec<String>>,
+    /// The names a module's `use` declarations bring in: (module, name) → the path.
+    uses: BTreeMap<(Vec<String>, String), Written>,
+    /// A module's glob imports (`use x::*`).
+    globs: BTreeMap<Vec<String>, Vec<Written>>,
     references: Vec<Reference>,
     files: usize,
+}
+
+/// How many `use` declarations a path is followed through before the checker gives up on it:
+/// far more than any real chain of re-exports, and a bound on an alias that names itself.
+const MAX_ALIAS_DEPTH: usize = 16;
+
+impl Parsed {
+    /// The path from the crate root that `w` names, if it names something of this crate.
+    fn absolute(&self, w: &Written, depth: usize) -> Option<Vec<String>> {
+        if depth > MAX_ALIAS_DEPTH {
+            return None;
+        }
+        let base = match w.start {
+            Start::Crate => Vec::new(),
+            Start::SelfModule => w.module.clone(),
+            Start::Super(n) => w.module[..w.module.len().saturating_sub(n)].to_vec(),
+            Start::Name => {
+                let (first, rest) = w.segments.split_first()?;
+                let mut child = w.module.clone();
+                child.push(first.clone());
+                let mut abs = if self.modules.contains(&child) {
+                    child
+                } else {
+                    let imported = self.imported(&w.module, first, depth)?;
+                    self.absolute(&imported, depth + 1)?
+                };
+                abs.extend(rest.iter().cloned());
+                return Some(abs);
+            }
+        };
+        Some(base.into_iter().chain(w.segments.iter().cloned()).collect())
+    }
+
+    /// What `name` stands for in `module` through its `use` declarations: a named import
+    /// first, else a child or a named import of a module it glob-imports.
+    fn imported(&self, module: &[String], name: &str, depth: usize) -> Option<Written> {
+        if let Some(w) = self.uses.get(&(module.to_vec(), name.to_owned())) {
+            return Some(w.clone());
+        }
+        for glob in self.globs.get(module).into_iter().flatten() {
+            let Some(from) = self.absolute(glob, depth + 1) else {
+                continue;
+            };
+            let mut child = from.clone();
+            child.push(name.to_owned());
+            if self.modules.contains(&child) {
+                return Some(Written {
+                    module: Vec::new(),
+                    start: Start::Crate,
+                    segments: child,
+                });
+            }
+            if let Some(w) = self.uses.get(&(from, name.to_owned())) {
+                return Some(w.clone());
+            }
+        }
+        None
+    }
+
+    /// The module that defines what the path `abs` (from the crate root) names, through
+    /// re-exports: the deepest module on the path, or where a `use` on the way leads.
+    fn defining_module(&self, abs: &[String], depth: usize) -> Option<Vec<String>> {
+        if depth > MAX_ALIAS_DEPTH {
+            return None;
+        }
+        let mut module = Vec::new();
+        for (k, segment) in abs.iter().enumerate() {
+            let mut child = module.clone();
+            child.push(segment.clone());
+            if self.modules.contains(&child) {
+                module = child;
+                continue;
+            }
+            if let Some(w) = self.uses.get(&(module.clone(), segment.clone())) {
+                let mut next = self.absolute(w, depth + 1)?;
+                next.extend(abs[k + 1..].iter().cloned());
+                return self.defining_module(&next, depth + 1);
+            }
+            break;
+        }
+        Some(module)
+    }
 }
 
 fn is_punct(t: Option<&TokenTree>, c: char) -> bool {
@@ -135,62 +248,112 @@ fn is_path_sep(tokens: &[TokenTree], i: usize) -> bool {
         && is_punct(tokens.get(i + 1), ':')
 }
 
-/// The first identifier of each comma-separated item of a `{…}` use group.
-fn group_heads(stream: TokenStream) -> Vec<String> {
-    let tokens: Vec<TokenTree> = stream.into_iter().collect();
-    let mut heads = Vec::new();
-    let mut start = true;
-    for t in &tokens {
-        match t {
-            TokenTree::Punct(p) if p.as_char() == ',' => start = true,
-            TokenTree::Ident(i) if start => {
-                heads.push(i.to_string());
-                start = false;
-            }
-            _ => start = false,
+/// `as name` after `tokens[i]`.
+fn alias_after(tokens: &[TokenTree], i: usize) -> Option<String> {
+    match (tokens.get(i + 1), tokens.get(i + 2)) {
+        (Some(TokenTree::Ident(a)), Some(TokenTree::Ident(name))) if a == "as" => {
+            Some(name.to_string())
         }
+        _ => None,
     }
-    heads
 }
 
-/// The names a `use` tree (the tokens after `use`, up to `;`) brings in, with the first segment
-/// of each path: `a::{B, c::D as E}` → (B, a), (E, a).
-fn use_names(tokens: &[TokenTree], head: Option<&str>, out: &mut Vec<(String, Option<String>)>) {
+/// One name a `use` declaration brings in (`None`: a glob), the path, and its line.
+struct Leaf {
+    name: Option<String>,
+    path: Written,
+    line: usize,
+}
+
+/// The leaves of a `use` tree (the tokens after `use`, up to `;`), each path continuing
+/// `path`: `a::{B, c::D as E, self}` → (B, a::B), (E, a::c::D), (a, a).
+fn use_tree(tokens: &[TokenTree], mut path: Written, out: &mut Vec<Leaf>) {
     let mut i = 0;
-    let mut head = head.map(str::to_owned);
     while i < tokens.len() {
+        let fresh = path.segments.is_empty() && matches!(path.start, Start::Name);
         match &tokens[i] {
-            TokenTree::Ident(id) if id == "crate" || id == "self" => i += 1,
-            TokenTree::Ident(id) => {
-                let name = id.to_string();
-                if head.is_none() {
-                    head = Some(name.clone());
-                }
-                if is_path_sep(tokens, i + 1) {
-                    i += 3;
-                    continue;
-                }
-                let alias = if is_ident(tokens.get(i + 1), "as") {
-                    match tokens.get(i + 2) {
-                        Some(TokenTree::Ident(a)) => a.to_string(),
-                        _ => name.clone(),
-                    }
-                } else {
-                    name.clone()
+            TokenTree::Ident(id) if id == "crate" && fresh => path.start = Start::Crate,
+            TokenTree::Ident(id) if id == "self" && fresh => path.start = Start::SelfModule,
+            TokenTree::Ident(id) if id == "super" && path.segments.is_empty() => {
+                path.start = match path.start {
+                    Start::Super(n) => Start::Super(n + 1),
+                    _ => Start::Super(1),
                 };
-                out.push((alias, head.clone()));
+            }
+            TokenTree::Ident(id) if id == "self" => {
+                // `a::{self, …}`: the module `a` itself.
+                if let Some(name) = alias_after(tokens, i).or_else(|| path.segments.last().cloned())
+                {
+                    out.push(Leaf {
+                        name: Some(name),
+                        path,
+                        line: id.span().start().line,
+                    });
+                }
+                return;
+            }
+            TokenTree::Ident(id) => {
+                path.segments.push(id.to_string());
+                if !is_path_sep(tokens, i + 1) {
+                    out.push(Leaf {
+                        name: Some(alias_after(tokens, i).unwrap_or_else(|| id.to_string())),
+                        path,
+                        line: id.span().start().line,
+                    });
+                    return;
+                }
+                i += 2;
+            }
+            TokenTree::Punct(p) if p.as_char() == '*' => {
+                out.push(Leaf {
+                    name: None,
+                    path,
+                    line: p.span().start().line,
+                });
                 return;
             }
             TokenTree::Group(g) if g.delimiter() == Delimiter::Brace => {
                 let inner: Vec<TokenTree> = g.stream().into_iter().collect();
                 for item in inner.split(|t| is_punct(Some(t), ',')) {
-                    use_names(item, head.as_deref(), out);
+                    use_tree(item, path.clone(), out);
                 }
                 return;
             }
-            _ => i += 1,
+            _ => {}
         }
+        i += 1;
     }
+}
+
+/// The file a `#[path = "…"]` attribute on the `mod` at `tokens[i]` names, if it has one.
+fn path_attribute(tokens: &[TokenTree], i: usize) -> Option<String> {
+    let mut k = i;
+    if k >= 2
+        && matches!(&tokens[k - 1], TokenTree::Group(g) if g.delimiter() == Delimiter::Parenthesis)
+        && is_ident(tokens.get(k - 2), "pub")
+    {
+        k -= 2;
+    } else if k >= 1 && is_ident(tokens.get(k - 1), "pub") {
+        k -= 1;
+    }
+    while k >= 2 && is_punct(tokens.get(k - 2), '#') {
+        let TokenTree::Group(g) = &tokens[k - 1] else {
+            break;
+        };
+        let attr: Vec<TokenTree> = g.stream().into_iter().collect();
+        if let [
+            TokenTree::Ident(name),
+            TokenTree::Punct(eq),
+            TokenTree::Literal(lit),
+        ] = &attr[..]
+            && name == "path"
+            && eq.as_char() == '='
+        {
+            return Some(lit.to_string().trim_matches('"').to_owned());
+        }
+        k -= 2;
+    }
+    None
 }
 
 struct Reader<'a> {
@@ -206,20 +369,18 @@ impl Reader<'_> {
         let stream = TokenStream::from_str(&text)
             .unwrap_or_else(|e| panic!("{} ({}): {e:?}", file.display(), self.krate));
         self.parsed.files += 1;
+        self.parsed.modules.insert(module.to_vec());
         let tokens: Vec<TokenTree> = stream.into_iter().collect();
         self.tokens(&tokens, file, module, dir);
     }
 
     fn tokens(&mut self, tokens: &[TokenTree], file: &Path, module: &[String], dir: &Path) {
-        let at = |t: &TokenTree| {
-            format!(
-                "{}:{}",
-                file.strip_prefix(workspace_root())
-                    .unwrap_or(file)
-                    .display(),
-                t.span().start().line
-            )
-        };
+        let shown = file
+            .strip_prefix(workspace_root())
+            .unwrap_or(file)
+            .display()
+            .to_string();
+        let at = |line: usize| format!("{shown}:{line}");
         let mut i = 0;
         while i < tokens.len() {
             let t = &tokens[i];
@@ -230,9 +391,7 @@ impl Reader<'_> {
                 let name = name.to_string();
                 let mut child = module.to_vec();
                 child.push(name.clone());
-                if module.is_empty() {
-                    self.parsed.top.insert(name.clone());
-                }
+                self.parsed.modules.insert(child.clone());
                 match tokens.get(i + 2) {
                     Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Brace => {
                         let inner: Vec<TokenTree> = g.stream().into_iter().collect();
@@ -241,41 +400,66 @@ impl Reader<'_> {
                         continue;
                     }
                     _ => {
-                        let flat = dir.join(format!("{name}.rs"));
-                        let nested = dir.join(&name).join("mod.rs");
-                        let found = if flat.is_file() { flat } else { nested };
+                        // A file named by `#[path]` is read as a `mod.rs`: its children
+                        // beside it.
+                        let (found, children) = match path_attribute(tokens, i) {
+                            Some(p) => {
+                                let found = file.parent().unwrap().join(p);
+                                let children = found.parent().unwrap().to_owned();
+                                (found, children)
+                            }
+                            None => {
+                                let flat = dir.join(format!("{name}.rs"));
+                                let nested = dir.join(&name).join("mod.rs");
+                                let found = if flat.is_file() { flat } else { nested };
+                                (found, dir.join(&name))
+                            }
+                        };
                         assert!(
                             found.is_file(),
                             "{}: mod {name} has no file",
                             file.display()
                         );
-                        self.file(&found, &child, &dir.join(&name));
+                        self.file(&found, &child, &children);
                         i += 2;
                         continue;
                     }
                 }
             }
-            // `pub use …;` in the crate root: re-exports.
-            if module.is_empty() && is_ident(Some(t), "pub") {
-                let mut j = i + 1;
-                if matches!(tokens.get(j), Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Parenthesis)
-                {
-                    j += 1;
-                }
-                if is_ident(tokens.get(j), "use") {
-                    let end = (j..tokens.len())
-                        .find(|&k| is_punct(tokens.get(k), ';'))
-                        .unwrap_or(tokens.len());
-                    let mut names = Vec::new();
-                    use_names(&tokens[j + 1..end], None, &mut names);
-                    for (name, head) in names {
-                        self.parsed.reexports.insert(name, head);
+            // `use …;`: names for the module, and paths.
+            if is_ident(Some(t), "use") {
+                let end = (i..tokens.len())
+                    .find(|&k| is_punct(tokens.get(k), ';'))
+                    .unwrap_or(tokens.len());
+                let mut leaves = Vec::new();
+                let start = Written {
+                    module: module.to_vec(),
+                    start: Start::Name,
+                    segments: Vec::new(),
+                };
+                use_tree(&tokens[i + 1..end], start, &mut leaves);
+                for leaf in leaves {
+                    match &leaf.name {
+                        Some(name) if name != "_" => {
+                            self.parsed
+                                .uses
+                                .insert((module.to_vec(), name.clone()), leaf.path.clone());
+                        }
+                        Some(_) => {}
+                        None => self
+                            .parsed
+                            .globs
+                            .entry(module.to_vec())
+                            .or_default()
+                            .push(leaf.path.clone()),
                     }
-                    // The paths themselves are still read, as re-exports.
-                    self.paths(&tokens[j + 1..end], module, true, &at);
-                    i = end + 1;
-                    continue;
+                    self.parsed.references.push(Reference {
+                        path: leaf.path,
+                        at: at(leaf.line),
+                    });
                 }
+                i = end + 1;
+                continue;
             }
             match t {
                 TokenTree::Group(g) => {
@@ -283,29 +467,7 @@ impl Reader<'_> {
                     self.tokens(&inner, file, module, dir);
                     i += 1;
                 }
-                _ => {
-                    i += self.path_at(tokens, i, module, false, &at);
-                }
-            }
-        }
-    }
-
-    /// Reads every path in `tokens` (a `pub use` tree).
-    fn paths(
-        &mut self,
-        tokens: &[TokenTree],
-        module: &[String],
-        reexport: bool,
-        at: &dyn Fn(&TokenTree) -> String,
-    ) {
-        let mut i = 0;
-        while i < tokens.len() {
-            if let TokenTree::Group(g) = &tokens[i] {
-                let inner: Vec<TokenTree> = g.stream().into_iter().collect();
-                self.paths(&inner, module, reexport, at);
-                i += 1;
-            } else {
-                i += self.path_at(tokens, i, module, reexport, at);
+                _ => i += self.path_at(tokens, i, module, &at),
             }
         }
     }
@@ -316,75 +478,90 @@ impl Reader<'_> {
         tokens: &[TokenTree],
         i: usize,
         module: &[String],
-        reexport: bool,
-        at: &dyn Fn(&TokenTree) -> String,
+        at: &dyn Fn(usize) -> String,
     ) -> usize {
-        let t = &tokens[i];
-        let TokenTree::Ident(id) = t else { return 1 };
-        // A segment in the middle of a path (`x::crate` cannot happen; `foo::super` neither).
+        let TokenTree::Ident(id) = &tokens[i] else {
+            return 1;
+        };
+        // A segment in the middle of a path, a method (`x.f::<T>()`), or a macro's variable.
         let after_sep =
             i >= 2 && is_punct(tokens.get(i - 1), ':') && is_punct(tokens.get(i - 2), ':');
-        if after_sep {
+        let after_dot = i >= 1 && is_punct(tokens.get(i - 1), '.');
+        let dollar = i >= 1 && is_punct(tokens.get(i - 1), '$');
+        let word = id.to_string();
+        if after_sep || after_dot || (dollar && word != "crate") {
             return 1;
         }
-        let word = id.to_string();
-        let dollar = i >= 1 && is_punct(tokens.get(i - 1), '$');
-        let (base, mut j) = match word.as_str() {
-            "crate" => (Vec::new(), i + 1),
-            "self" if module.is_empty() => (Vec::new(), i + 1),
+        let mut path = Written {
+            module: module.to_vec(),
+            start: Start::Name,
+            segments: Vec::new(),
+        };
+        let mut j = i;
+        match word.as_str() {
+            "crate" => {
+                path.start = Start::Crate;
+                j += 1;
+            }
+            "self" => {
+                path.start = Start::SelfModule;
+                j += 1;
+            }
             "super" => {
-                let mut base = module.to_vec();
-                let mut j = i;
+                let mut n = 0;
                 while is_ident(tokens.get(j), "super") {
-                    base.pop();
+                    n += 1;
                     j += 1;
                     if is_path_sep(tokens, j) && is_ident(tokens.get(j + 2), "super") {
                         j += 2;
                     }
                 }
-                (base, j)
+                path.start = Start::Super(n);
             }
-            // In the crate root, a declared module's name starts a path of its own.
-            name if module.is_empty() && !dollar && self.parsed.top.contains(name) => {
-                if is_path_sep(tokens, i + 1) {
-                    self.parsed.references.push(Reference {
-                        from: Vec::new(),
-                        base: vec![name.to_owned()],
-                        next: None,
-                        reexport,
-                        at: at(t),
-                    });
-                }
-                return 1;
+            // A name starts a path only when one follows it (`shows::routes`).
+            _ => {
+                path.segments.push(word);
+                j += 1;
             }
-            _ => return 1,
-        };
-        if !is_path_sep(tokens, j) {
-            return j - i;
         }
-        j += 2;
-        let nexts = match tokens.get(j) {
-            Some(TokenTree::Ident(n)) => vec![n.to_string()],
-            Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Brace => {
-                group_heads(g.stream())
+        while is_path_sep(tokens, j) {
+            match tokens.get(j + 2) {
+                Some(TokenTree::Ident(n)) => {
+                    path.segments.push(n.to_string());
+                    j += 3;
+                }
+                _ => break,
             }
-            _ => Vec::new(),
+        }
+        let long_enough = match path.start {
+            Start::Name => path.segments.len() >= 2,
+            _ => !path.segments.is_empty(),
         };
-        for next in nexts {
+        if long_enough {
             self.parsed.references.push(Reference {
-                from: module.to_vec(),
-                base: base.clone(),
-                next: Some(next),
-                reexport,
-                at: at(t),
+                path,
+                at: at(id.span().start().line),
             });
         }
         j - i
     }
 }
 
-/// The graph of one crate root: top-level module → module it names → where, first time.
+/// The graph of one crate root: node → node it names → where, first time. A node is a module
+/// of a level (its path, `http::edge`) or a level's own items (`http (own items)`, the crate
+/// root's `(crate root)`); an edge joins two nodes of one level.
 type Graph = BTreeMap<String, BTreeMap<String, String>>;
+
+/// `path`'s node at the level of the module `path[..level]`.
+fn node(path: &[String], level: usize) -> String {
+    if path.len() > level {
+        path[..=level].join("::")
+    } else if level == 0 {
+        ROOT.to_owned()
+    } else {
+        format!("{} (own items)", path.join("::"))
+    }
+}
 
 fn graph(root: &Path, krate: &str) -> (Graph, usize) {
     let mut reader = Reader {
@@ -394,33 +571,23 @@ fn graph(root: &Path, krate: &str) -> (Graph, usize) {
     let dir = root.parent().unwrap().to_owned();
     reader.file(root, &[], &dir);
     let parsed = reader.parsed;
-    let node = |path: &[String]| path.first().cloned().unwrap_or_else(|| ROOT.to_owned());
     let mut g: Graph = BTreeMap::new();
     for r in &parsed.references {
-        if r.reexport {
+        let Some(to) = parsed
+            .absolute(&r.path, 0)
+            .and_then(|abs| parsed.defining_module(&abs, 0))
+        else {
+            continue;
+        };
+        let from = &r.path.module;
+        // A module naming its own descendants (declaring, re-exporting, assembling them) is
+        // no edge between peers.
+        if to.starts_with(from) {
             continue;
         }
-        let to = if !r.base.is_empty() {
-            Some(r.base[0].clone())
-        } else {
-            match r.next.as_deref() {
-                None => None,
-                Some(n) if parsed.top.contains(n) => Some(n.to_owned()),
-                Some(n) => match parsed.reexports.get(n) {
-                    // From another crate: not a module of this one.
-                    Some(None) => None,
-                    Some(Some(m)) if parsed.top.contains(m) => Some(m.clone()),
-                    Some(Some(_)) => None,
-                    // Defined in the root itself.
-                    None => Some(ROOT.to_owned()),
-                },
-            }
-        };
-        let from = node(&r.from);
-        if let Some(to) = to
-            && to != from
-            && !KNOWN_EDGES.contains(&(krate, from.as_str(), to.as_str()))
-        {
+        let level = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+        let (from, to) = (node(from, level), node(&to, level));
+        if from != to && !KNOWN_EDGES.contains(&(krate, from.as_str(), to.as_str())) {
             g.entry(from)
                 .or_default()
                 .entry(to)
@@ -503,42 +670,50 @@ fn no_module_cycles_in_any_crate() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// The graph of a sample crate written to a temporary directory: (file under `src/`, text).
+fn sample(files: &[(&str, &str)]) -> (Graph, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    graph(&dir.path().join("lib.rs"), "sample")
+}
+
+/// The nodes `from` has an edge to, in order.
+fn edges_of<'g>(g: &'g Graph, from: &str) -> Vec<&'g str> {
+    g.get(from)
+        .map(|e| e.keys().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
 /// The checker itself: it finds a cycle where there is one, through `crate::`, `super::`, use
 /// groups, macro bodies and re-exports, and not through comments, strings or `pub use`.
 #[test]
 fn the_checker_sees_cycles_and_only_cycles() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path();
-    let write = |name: &str, text: &str| {
-        let path = src.join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    };
-    write(
-        "lib.rs",
-        "//! crate::c::Z in a comment\n\
-         mod a;\nmod b;\nmod c;\nmod d;\npub use d::Item;\npub type Millis = i64;\n",
-    );
-    write(
-        "a.rs",
-        "use crate::{b::X, Millis};\nmod inner { use super::super::c::Y; }\n",
-    );
-    write(
-        "b.rs",
-        "fn f() { tokio::select! { _ = crate::a::g() => {} } }\n",
-    );
-    write(
-        "c.rs",
-        "/// [`Z`](crate::a::Z)\nconst S: &str = \"crate::a::Z\";\nfn f() { crate::Item::new(); }\n",
-    );
-    write("d.rs", "pub struct Item; fn f() -> crate::Millis { 0 }\n");
-    let (g, files) = graph(&src.join("lib.rs"), "sample");
+    let (g, files) = sample(&[
+        (
+            "lib.rs",
+            "//! crate::c::Z in a comment\n\
+             mod a;\nmod b;\nmod c;\nmod d;\npub use d::Item;\npub type Millis = i64;\n",
+        ),
+        (
+            "a.rs",
+            "use crate::{b::X, Millis};\nmod inner { use super::super::c::Y; }\n",
+        ),
+        (
+            "b.rs",
+            "fn f() { tokio::select! { _ = crate::a::g() => {} } }\n",
+        ),
+        (
+            "c.rs",
+            "/// [`Z`](crate::a::Z)\nconst S: &str = \"crate::a::Z\";\nfn f() { crate::Item::new(); }\n",
+        ),
+        ("d.rs", "pub struct Item; fn f() -> crate::Millis { 0 }\n"),
+    ]);
     assert_eq!(files, 5);
-    let edges = |from: &str| -> Vec<&str> {
-        g.get(from)
-            .map(|e| e.keys().map(String::as_str).collect())
-            .unwrap_or_default()
-    };
+    let edges = |from: &str| edges_of(&g, from);
     assert_eq!(edges("a"), ["(crate root)", "b", "c"]);
     assert_eq!(edges("b"), ["a"]);
     assert_eq!(
@@ -552,6 +727,44 @@ fn the_checker_sees_cycles_and_only_cycles() {
         "re-exports and mod declarations are no dependency"
     );
     assert_eq!(cycles(&g), [vec!["a", "b", "a"]]);
+}
+
+/// The checker at every depth: a cycle between two children of a nested module, through
+/// `super::`, a parent's re-export and a grandchild, named with its nodes' paths; a child naming
+/// its parent's own items is an edge to the parent's node; a parent naming its children is none.
+#[test]
+fn the_checker_sees_nested_cycles() {
+    let (g, files) = sample(&[
+        ("lib.rs", "mod net;\nmod util;\n"),
+        (
+            "net/mod.rs",
+            "mod edge;\nmod error;\npub use error::Error;\n\
+             pub(crate) fn limit() -> usize { 1 }\nfn serve() { edge::serve(); }\n",
+        ),
+        (
+            "net/edge.rs",
+            "pub fn serve() -> usize { super::limit() }\nfn f() -> crate::net::Error { todo!() }\n",
+        ),
+        (
+            "net/error.rs",
+            "pub struct Error;\nmod inner { fn g() { super::super::edge::serve(); } }\n",
+        ),
+        ("util.rs", "use crate::net::Error;\n"),
+    ]);
+    assert_eq!(files, 5);
+    let edges = |from: &str| edges_of(&g, from);
+    assert_eq!(
+        edges("net::edge"),
+        ["net (own items)", "net::error"],
+        "through the parent's re-export to where the item is defined"
+    );
+    assert_eq!(edges("net::error"), ["net::edge"], "from a grandchild");
+    assert!(
+        edges("net (own items)").is_empty(),
+        "a parent naming its children is no edge"
+    );
+    assert_eq!(edges("util"), ["net"]);
+    assert_eq!(cycles(&g), [vec!["net::edge", "net::error", "net::edge"]]);
 }
 
 #[test]

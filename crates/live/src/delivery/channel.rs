@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use tokio::net::tcp::OwnedWriteHalf;
 
 use crate::config::LiveConfig;
+pub use crate::delivery::cell::CellKind;
 use crate::delivery::shard::{Shard, Work};
 use crate::delivery::viewer::{Viewer, ViewerCell};
 use crate::frame::Frame;
@@ -35,26 +36,6 @@ pub enum Published {
     Duplicate,
     /// Held: frames `expected..seq` are missing. The caller should fetch and publish them.
     Gap { expected: u64 },
-}
-
-/// A value that only matters as "latest": a viewer is sent the newest one, never a backlog.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CellKind {
-    Stock,
-    Feed,
-    Viewers,
-}
-
-impl CellKind {
-    pub(crate) const ALL: [CellKind; 3] = [CellKind::Stock, CellKind::Feed, CellKind::Viewers];
-
-    pub(crate) fn index(self) -> usize {
-        self as usize
-    }
-
-    pub(crate) fn bit(self) -> u8 {
-        1 << self.index()
-    }
 }
 
 /// Where a slow viewer's catch-up frame comes from: the caller's compact encoding of the show's

@@ -4,6 +4,7 @@
 //! rest of the crate (frames, inbound reading, config, metrics) depends on it, never the
 //! other way round.
 
+pub(crate) mod cell;
 pub mod channel;
 pub(crate) mod shard;
 pub(crate) mod viewer;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::delivery::channel::CellKind;
+use crate::delivery::cell::CellKind;
 use crate::delivery::viewer::{Entry, ViewerCell};
 use crate::frame::Frame;
 use crate::metrics::{ShardCounters, Tally};

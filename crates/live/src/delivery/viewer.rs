@@ -25,7 +25,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::config::CloseReason;
-use crate::delivery::channel::{CellKind, ChannelInner};
+use crate::delivery::cell::CellKind;
+use crate::delivery::channel::ChannelInner;
 use crate::delivery::shard::{Shard, Work};
 use crate::frame::Frame;
 use crate::metrics::Tally;
