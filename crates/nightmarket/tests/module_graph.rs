@@ -39,18 +39,9 @@ const SERVER_DEPENDENTS: [&str; 1] = ["nightmarket"];
 /// Known exceptions, each named with its dependency table: (crate, table). None today.
 const SERVER_DEPENDENT_EXCEPTIONS: [(&str, &str); 0] = [];
 
-/// Edges left out of the graph, each a known cycle's one link to undo: (crate, from, to), with
-/// its reason beside it.
-const KNOWN_EDGES: [(&str, &str, &str); 2] = [
-    // A viewer reads back from its channel (history, cells, the published sequence number) and
-    // the channel attaches viewers. To undo: what a viewer reads of its channel moves into a
-    // part below both (the channel's state without its shards).
-    ("nightmarket-live", "delivery::viewer", "delivery::channel"),
-    // A viewer queues its private frames and its detach on its shard, whose task walks the
-    // viewers. To undo: the shard's inbox (queue, wake-up, counters) moves below the viewer,
-    // generic over what it carries, and the shard keeps only its task.
-    ("nightmarket-live", "delivery::viewer", "delivery::shard"),
-];
+/// Edges left out of the graph, each a known cycle's one link to undo: (crate, from, to). None
+/// today; an entry here is a debt with its reason beside it.
+const KNOWN_EDGES: [(&str, &str, &str); 0] = [];
 
 fn workspace_root() -> PathBuf {
     // This file is a test of crates/nightmarket.

@@ -1,5 +1,8 @@
-//! The kinds of a channel's cells: values that only matter as "latest" (the stock, the claim
-//! feed, the viewer count). Below the channel, its shards and its viewers, which all name them.
+//! What a channel, its shards and its viewers all name, below the three: the kinds of a
+//! channel's cells (values that only matter as "latest": the stock, the claim feed, the viewer
+//! count) and a sequenced frame.
+
+use crate::frame::Frame;
 
 /// A value that only matters as "latest": a viewer is sent the newest one, never a backlog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,4 +22,11 @@ impl CellKind {
     pub(crate) fn bit(self) -> u8 {
         1 << self.index()
     }
+}
+
+/// A sequenced frame.
+#[derive(Debug, Clone)]
+pub struct Sequenced {
+    pub seq: u64,
+    pub frame: Frame,
 }
