@@ -876,6 +876,8 @@ pub fn histogram_count(exposition: &str, name: &str) -> u64 {
 // The store's test support (the `testing` feature, a dev-dependency only, so that building the
 // binary builds the store exactly as it runs).
 
+// A re-export each test target may leave unused, as it may any helper here.
+#[allow(unused_imports)]
 pub(crate) use nightmarket_store::testing::eventually;
 
 /// A fresh, empty PostgreSQL database of this test's own, by URL.
