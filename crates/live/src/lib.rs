@@ -21,7 +21,8 @@
 //!   per event; every socket is written the same buffer.
 //! - [`channel`]: per-show channels with sequence numbers, history, conflated cells (stock,
 //!   claim feed, viewer count) and the catch-up source.
-//! - `shard` and `viewer`: delivery without a task wake per viewer per event.
+//! - `shard` and `viewer`: delivery without a task wake per viewer per event; below them
+//!   `inbox` (a shard's queue of work) and `cell` (cell kinds, sequenced frames).
 //! - [`inbound`]: the client's frames, decoded by a pure function over a byte buffer.
 //! - [`metrics`]: counters per shard, summed when read.
 //!

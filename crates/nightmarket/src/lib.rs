@@ -1,5 +1,5 @@
-//! The `nightmarket` command line: `serve`, `demo`, `orders`, `settle`, `invite` and `token`. `main.rs` only calls [`main`],
-//! so tests can start the real binary's code path as a child process.
+//! The `nightmarket` command line: `serve`, `demo`, `orders`, `settle`, `invite` and `token`. `main.rs` only calls [`main`];
+//! the end-to-end tests start that binary as a child process.
 
 pub mod demo;
 pub mod orders;

@@ -1,5 +1,5 @@
-//! `nightmarket`: see `nightmarket --help`. Everything lives in the library so the test suite
-//! can run the very same entry point as a separate process.
+//! `nightmarket`: see `nightmarket --help`. The subcommands live in the library; the end-to-end
+//! tests run this very binary as a child process (`CARGO_BIN_EXE_nightmarket`).
 
 fn main() -> std::process::ExitCode {
     nightmarket::main()

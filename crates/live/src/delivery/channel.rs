@@ -14,17 +14,11 @@ use std::sync::{Arc, Mutex};
 use tokio::net::tcp::OwnedWriteHalf;
 
 use crate::config::LiveConfig;
+pub use crate::delivery::cell::{CellKind, Sequenced};
 use crate::delivery::shard::{Shard, Work};
-use crate::delivery::viewer::{Viewer, ViewerCell};
+use crate::delivery::viewer::{Source, Viewer, ViewerCell};
 use crate::frame::Frame;
 use crate::sync::lock;
-
-/// A sequenced frame.
-#[derive(Debug, Clone)]
-pub struct Sequenced {
-    pub seq: u64,
-    pub frame: Frame,
-}
 
 /// What became of a published frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,26 +29,6 @@ pub enum Published {
     Duplicate,
     /// Held: frames `expected..seq` are missing. The caller should fetch and publish them.
     Gap { expected: u64 },
-}
-
-/// A value that only matters as "latest": a viewer is sent the newest one, never a backlog.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CellKind {
-    Stock,
-    Feed,
-    Viewers,
-}
-
-impl CellKind {
-    pub(crate) const ALL: [CellKind; 3] = [CellKind::Stock, CellKind::Feed, CellKind::Viewers];
-
-    pub(crate) fn index(self) -> usize {
-        self as usize
-    }
-
-    pub(crate) fn bit(self) -> u8 {
-        1 << self.index()
-    }
 }
 
 /// Where a slow viewer's catch-up frame comes from: the caller's compact encoding of the show's
@@ -313,23 +287,34 @@ impl ChannelInner {
             }
         }
     }
+}
 
-    pub(crate) fn published(&self) -> u64 {
+/// What a viewer reads back from its channel.
+impl Source for ChannelInner {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn config(&self) -> &LiveConfig {
+        &self.config
+    }
+
+    fn catch_up(&self, seq: u64) -> Option<(u64, Frame)> {
+        self.catch_up.catch_up(seq)
+    }
+
+    fn published(&self) -> u64 {
         self.published.load(Relaxed)
     }
 
     /// The newest value of a cell and its version.
-    pub(crate) fn cell(&self, kind: CellKind) -> Option<(u32, Frame)> {
+    fn cell(&self, kind: CellKind) -> Option<(u32, Frame)> {
         lock(&self.cells[kind.index()]).clone()
-    }
-
-    pub(crate) fn catch_up(&self, seq: u64) -> Option<(u64, Frame)> {
-        self.catch_up.catch_up(seq)
     }
 
     /// The kept frames after `after`, the newest sequence number, and whether the history
     /// reaches back to `after + 1` (or nothing was published after it).
-    pub(crate) fn history_after(&self, after: u64) -> (Vec<Sequenced>, u64, bool) {
+    fn history_after(&self, after: u64) -> (Vec<Sequenced>, u64, bool) {
         let o = lock(&self.ordered);
         let reaches = after >= o.last_seq || o.history.front().is_some_and(|f| f.seq <= after + 1);
         let frames = o
@@ -342,7 +327,7 @@ impl ChannelInner {
     }
 
     /// The kept frames in `(after, upto]`, if the history still holds every one of them.
-    pub(crate) fn history_between(&self, after: u64, upto: u64) -> Option<Vec<Sequenced>> {
+    fn history_between(&self, after: u64, upto: u64) -> Option<Vec<Sequenced>> {
         let o = lock(&self.ordered);
         let frames: Vec<Sequenced> = o
             .history
@@ -354,7 +339,7 @@ impl ChannelInner {
         whole.then_some(frames)
     }
 
-    pub(crate) fn detached(&self, shard: usize, counted: bool) {
+    fn detached(&self, shard: usize, counted: bool) {
         self.per_shard[shard].fetch_sub(1, Relaxed);
         self.connections.fetch_sub(1, Relaxed);
         if counted {

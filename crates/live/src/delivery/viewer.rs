@@ -25,11 +25,37 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::config::CloseReason;
-use crate::delivery::channel::{CellKind, ChannelInner};
-use crate::delivery::shard::{Shard, Work};
+use crate::config::LiveConfig;
+use crate::delivery::cell::{CellKind, Sequenced};
+use crate::delivery::inbox::Inbox;
 use crate::frame::Frame;
 use crate::metrics::Tally;
 use crate::sync::lock;
+
+/// What a viewer reads back from its channel (the channel implements it): the viewer names
+/// no channel, so the channel, which attaches viewers, stays above it.
+pub(crate) trait Source: Send + Sync {
+    fn id(&self) -> u64;
+    fn config(&self) -> &LiveConfig;
+    /// The catch-up frame for a viewer behind `seq` (see [`crate::CatchUp`]).
+    fn catch_up(&self, seq: u64) -> Option<(u64, Frame)>;
+    /// The newest sequence number handed to the shards.
+    fn published(&self) -> u64;
+    /// The newest value of a cell and its version.
+    fn cell(&self, kind: CellKind) -> Option<(u32, Frame)>;
+    /// The kept frames after `after`, the newest sequence number, and whether the history
+    /// reaches back to `after + 1` (or nothing was published after it).
+    fn history_after(&self, after: u64) -> (Vec<Sequenced>, u64, bool);
+    /// The kept frames in `(after, upto]`, if the history still holds every one of them.
+    fn history_between(&self, after: u64, upto: u64) -> Option<Vec<Sequenced>>;
+    /// A viewer of shard `shard` left (`counted`: it was counted among the viewers).
+    fn detached(&self, shard: usize, counted: bool);
+}
+
+/// The shard a viewer belongs to, as the viewer sees it: the inbox of the shard's task.
+pub(crate) type Shard = Inbox<Arc<ViewerCell>, Entry>;
+/// What a shard's task is handed.
+pub(crate) type Work = crate::delivery::inbox::Work<Arc<ViewerCell>, Entry>;
 
 /// One thing waiting in a viewer's queue.
 pub(crate) enum Entry {
@@ -132,7 +158,7 @@ impl Queue {
     }
 
     /// Queues the newest value of every cell that has one and is not queued yet.
-    fn add_cells(&mut self, channel: &ChannelInner, wanted: impl Fn(CellKind) -> bool) {
+    fn add_cells(&mut self, channel: &dyn Source, wanted: impl Fn(CellKind) -> bool) {
         for kind in CellKind::ALL {
             if wanted(kind) && self.dirty & kind.bit() == 0 && channel.cell(kind).is_some() {
                 self.push(Entry::Cell(kind, None));
@@ -184,7 +210,7 @@ struct State {
 
 pub(crate) struct ViewerCell {
     socket: OwnedWriteHalf,
-    channel: Arc<ChannelInner>,
+    channel: Arc<dyn Source>,
     shard: Arc<Shard>,
     shard_index: usize,
     /// Index in its shard's list of the channel's viewers (the shard's task alone moves it).
@@ -204,7 +230,7 @@ enum Wake {
 impl ViewerCell {
     pub(crate) fn new(
         socket: OwnedWriteHalf,
-        channel: Arc<ChannelInner>,
+        channel: Arc<dyn Source>,
         shard: Arc<Shard>,
         shard_index: usize,
     ) -> Self {
@@ -227,7 +253,7 @@ impl ViewerCell {
     }
 
     pub(crate) fn channel_id(&self) -> u64 {
-        self.channel.id
+        self.channel.id()
     }
 
     pub(crate) fn slot(&self) -> usize {
@@ -431,7 +457,7 @@ impl ViewerCell {
                 }
             }
         }
-        q.add_cells(&self.channel, |kind| start.cells.contains(kind));
+        q.add_cells(&*self.channel, |kind| start.cells.contains(kind));
         for kind in CellKind::ALL {
             if !start.cells.contains(kind)
                 && let Some((version, _)) = self.channel.cell(kind)
@@ -536,7 +562,7 @@ impl ViewerCell {
         let over = st
             .queue
             .as_ref()
-            .is_some_and(|q| q.seq_entries > self.channel.config.queue_frames);
+            .is_some_and(|q| q.seq_entries > self.channel.config().queue_frames);
         if over {
             self.catch_up(st, tally);
         }
@@ -547,10 +573,10 @@ impl ViewerCell {
         let over = st
             .queue
             .as_ref()
-            .is_some_and(|q| q.bytes > self.channel.config.queue_bytes);
+            .is_some_and(|q| q.bytes > self.channel.config().queue_bytes);
         if over && st.phase < Phase::Closing {
             tally.closed_slow += 1;
-            let slow = self.channel.config.slow_close;
+            let slow = self.channel.config().slow_close;
             self.begin_close(st, close_frame(slow), false, tally);
         }
     }
@@ -590,7 +616,7 @@ impl ViewerCell {
             });
         let Some((c, frame, tail)) = bridge else {
             tally.closed_resync += 1;
-            let resync = self.channel.config.resync_close;
+            let resync = self.channel.config().resync_close;
             self.begin_close(st, close_frame(resync), false, tally);
             return;
         };
@@ -608,7 +634,7 @@ impl ViewerCell {
             .extend(tail.into_iter().map(|s| Entry::Seq(s.seq, s.frame)));
         q.entries.extend(later);
         q.recount();
-        q.add_cells(&self.channel, |_| true);
+        q.add_cells(&*self.channel, |_| true);
         st.seq = target.max(c);
         tally.catch_ups += 1;
     }
@@ -636,7 +662,7 @@ impl ViewerCell {
         }
         q.entries.push_back(Entry::Close(frame));
         q.recount();
-        q.close_by = Some(Instant::now() + self.channel.config.close_grace);
+        q.close_by = Some(Instant::now() + self.channel.config().close_grace);
         self.changed.notify_waiters();
         self.flush_now(st, tally);
     }
@@ -669,7 +695,7 @@ impl ViewerCell {
     /// Writes queued frames, up to `max_batch` per system call, until the socket is full or
     /// the queue is empty (`Ok(true)`).
     fn write_queue(&self, st: &mut State, tally: &mut Tally) -> io::Result<bool> {
-        let max_batch = self.channel.config.max_batch;
+        let max_batch = self.channel.config().max_batch;
         let State {
             queue, cells_seen, ..
         } = st;
@@ -788,7 +814,7 @@ impl ViewerCell {
             }
         }
         let now = Instant::now();
-        let stall = self.channel.config.stall_timeout;
+        let stall = self.channel.config().stall_timeout;
         let (close_by, progress_at) = match st.queue.as_ref() {
             Some(q) => (q.close_by, q.progress_at),
             None => (None, now),
@@ -802,7 +828,7 @@ impl ViewerCell {
             Some(_) => {}
             None if now >= progress_at + stall => {
                 tally.closed_slow += 1;
-                let slow = self.channel.config.slow_close;
+                let slow = self.channel.config().slow_close;
                 self.begin_close(st, close_frame(slow), false, tally);
             }
             None => {}
@@ -826,7 +852,7 @@ async fn writer(cell: Arc<ViewerCell>) {
             match st.queue.as_ref() {
                 Some(q) => q
                     .close_by
-                    .unwrap_or(q.progress_at + cell.channel.config.stall_timeout),
+                    .unwrap_or(q.progress_at + cell.channel.config().stall_timeout),
                 None => Instant::now(),
             }
         };

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
@@ -156,18 +156,6 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         out.headers_mut().append(header::SET_COOKIE, value.clone());
     }
     out
-}
-
-/// A `WWW-Authenticate` value for a refused bearer token (RFC 6750 §3).
-pub fn www_authenticate(description: &str) -> HeaderValue {
-    let clean: String = description
-        .chars()
-        .filter(|c| c.is_ascii() && !c.is_ascii_control() && *c != '"' && *c != '\\')
-        .collect();
-    HeaderValue::from_str(&format!(
-        "Bearer error=\"invalid_token\", error_description=\"{clean}\""
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, lets every

@@ -26,7 +26,7 @@ impl IntoResponse for HttpError {
             if missing {
                 axum::http::HeaderValue::from_static("Bearer")
             } else {
-                crate::http::edge::www_authenticate(&self.message)
+                www_authenticate(&self.message)
             }
         });
         let body = ApiError {
@@ -43,4 +43,16 @@ impl IntoResponse for HttpError {
         }
         resp
     }
+}
+
+/// A `WWW-Authenticate` value for a refused bearer token (RFC 6750 §3).
+fn www_authenticate(description: &str) -> axum::http::HeaderValue {
+    let clean: String = description
+        .chars()
+        .filter(|c| c.is_ascii() && !c.is_ascii_control() && *c != '"' && *c != '\\')
+        .collect();
+    axum::http::HeaderValue::from_str(&format!(
+        "Bearer error=\"invalid_token\", error_description=\"{clean}\""
+    ))
+    .unwrap_or_else(|_| axum::http::HeaderValue::from_static("Bearer"))
 }

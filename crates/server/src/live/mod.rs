@@ -42,7 +42,7 @@ use crate::shutdown::stopped;
 
 use public::PublicState;
 pub use runtime::ShowRuntime;
-use runtime::TickState;
+use snapshot::TickState;
 
 /// How long a closed show stays in this node's memory (its runtime and fan-out channel) once
 /// nobody watches it: long enough for viewers to read the final stock and reconnect, short

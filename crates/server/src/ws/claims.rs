@@ -204,7 +204,7 @@ fn answer_of(
             )
         }
         Err(e) => {
-            let (code, message) = crate::ws::inventory_error(e);
+            let (code, message) = inventory_error(e);
             refused(state, rt, code);
             convert::claim_error(claim_id, code, message)
         }
@@ -231,4 +231,11 @@ fn unavailable(
 fn refused(state: &AppState, rt: &ShowRuntime, code: ErrorCode) {
     state.metrics().refused(code);
     rt.stats.refused(code);
+}
+
+/// The code and words an inventory failure is answered with: the HTTP mapping, so backend
+/// details stay in the log on both transports.
+pub(crate) fn inventory_error(e: InventoryError) -> (ErrorCode, String) {
+    let e = crate::services::ServiceError::from(e);
+    (e.code, e.message)
 }

@@ -8,5 +8,4 @@ pub mod claims;
 mod session;
 pub mod waitlist;
 
-pub(crate) use session::inventory_error;
 pub use session::{Peer, peer_for, run};

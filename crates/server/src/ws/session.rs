@@ -40,6 +40,7 @@ use crate::live::snapshot::{Behind, OwnPart};
 use crate::live::{ShowRuntime, frame};
 use crate::metrics::inc;
 use crate::state::AppState;
+use crate::ws::claims::inventory_error;
 
 /// Who is connected and what they may do.
 pub struct Peer {
@@ -787,13 +788,6 @@ fn waitlist_refused(
         reason: Some(code),
         message: Some(message.into()),
     }
-}
-
-/// The code and words an inventory failure is answered with: the HTTP mapping, so backend
-/// details stay in the log on both transports.
-pub(crate) fn inventory_error(e: InventoryError) -> (ErrorCode, String) {
-    let e = crate::services::ServiceError::from(e);
-    (e.code, e.message)
 }
 
 /// Runs a session until the client leaves, falls behind, or the server shuts down. `tcp` is the
