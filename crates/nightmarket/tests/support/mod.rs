@@ -34,13 +34,8 @@ pub use nightmarket_server::config::Config;
 /// `testing::eventually`, which the end-to-end tests use to wait on a condition, waits).
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// Lets `window` pass so that a test can check that something did *not* happen meanwhile (a
-/// second transition, a second delivery, a sweep before its time). The one fixed wait a test
-/// may have: no condition marks that an event will never come. Anything that waits for
-/// something to happen waits on it with a deadline instead.
-pub async fn quiet_for(window: Duration) {
-    tokio::time::sleep(window).await;
-}
+/// A window in which nothing may happen: the store's, shared by every crate's tests.
+pub use nightmarket_store::testing::quiet_for;
 
 pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
 
