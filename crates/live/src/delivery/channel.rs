@@ -105,6 +105,14 @@ impl<T: CatchUp> CatchUp for Arc<T> {
     }
 }
 
+/// A catch-up frame standing for every event up to `seq`, and the events after it up to the
+/// point the viewer is brought to.
+pub(crate) struct Bridge {
+    pub(crate) seq: u64,
+    pub(crate) frame: Frame,
+    pub(crate) tail: Vec<Sequenced>,
+}
+
 struct Ordered {
     last_seq: u64,
     history: VecDeque<Sequenced>,
@@ -339,6 +347,20 @@ impl ChannelInner {
             .cloned()
             .collect();
         (frames, o.last_seq, reaches)
+    }
+
+    /// What brings a viewer that has every event up to `floor` to `target` at least: the
+    /// source's catch-up frame, if it is no older than `floor`, and the kept events between it
+    /// and `target`. `None` if the source has none that new or the history no longer holds
+    /// the events after it.
+    pub(crate) fn bridge(&self, floor: u64, target: u64) -> Option<Bridge> {
+        let (seq, frame) = self.catch_up(target).filter(|(c, _)| *c >= floor)?;
+        let tail = if seq < target {
+            self.history_between(seq, target)?
+        } else {
+            Vec::new()
+        };
+        Some(Bridge { seq, frame, tail })
     }
 
     /// The kept frames in `(after, upto]`, if the history still holds every one of them.

@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::config::CloseReason;
-use crate::delivery::channel::{CellKind, ChannelInner};
+use crate::delivery::channel::{Bridge, CellKind, ChannelInner};
 use crate::delivery::shard::{Shard, Work};
 use crate::frame::Frame;
 use crate::metrics::Tally;
@@ -116,6 +116,15 @@ impl Queue {
             _ => {}
         }
         self.entries.push_back(e);
+    }
+
+    /// Queues a catch-up frame and the events after it; the sequence number they reach.
+    fn push_bridge(&mut self, bridge: &Bridge) -> u64 {
+        self.push(Entry::CatchUp(bridge.seq, bridge.frame.clone()));
+        for s in &bridge.tail {
+            self.push(Entry::Seq(s.seq, s.frame.clone()));
+        }
+        bridge.tail.last().map_or(bridge.seq, |s| s.seq)
     }
 
     fn recount(&mut self) {
@@ -230,6 +239,10 @@ impl ViewerCell {
         self.channel.id
     }
 
+    pub(crate) fn channel(&self) -> &ChannelInner {
+        &self.channel
+    }
+
     pub(crate) fn slot(&self) -> usize {
         self.slot.load(Relaxed)
     }
@@ -264,9 +277,29 @@ impl ViewerCell {
         }
     }
 
+    /// Consecutive events, however many (none included).
+    pub(crate) fn deliver_run(
+        self: &Arc<Self>,
+        events: &[(u64, Frame)],
+        skip: Option<&Bridge>,
+        tally: &mut Tally,
+    ) {
+        match events {
+            [] => {}
+            [(seq, frame)] => self.deliver_seq(*seq, frame, tally),
+            many => self.deliver_seqs(many, skip, tally),
+        }
+    }
+
     /// Several consecutive events at once: a viewer with nothing queued gets them in one
-    /// `writev`; any other case takes them one by one.
-    pub(crate) fn deliver_seqs(self: &Arc<Self>, events: &[(u64, Frame)], tally: &mut Tally) {
+    /// `writev`, or, given `skip` (the shard fell behind), the catch-up frame that stands for
+    /// them if it is no older than what the viewer has; any other case takes them one by one.
+    fn deliver_seqs(
+        self: &Arc<Self>,
+        events: &[(u64, Frame)],
+        skip: Option<&Bridge>,
+        tally: &mut Tally,
+    ) {
         let mut st = lock(&self.state);
         let simple = st.phase == Phase::Live
             && st.queue.is_none()
@@ -282,10 +315,19 @@ impl ViewerCell {
         let Some((last, _)) = fresh.last() else {
             return;
         };
-        st.seq = *last;
         let mut q = Queue::new();
-        for (seq, frame) in fresh {
-            q.push(Entry::Seq(*seq, frame.clone()));
+        match skip.filter(|b| b.seq >= st.seq) {
+            Some(b) => {
+                let reached = q.push_bridge(b);
+                st.seq = reached.max(*last);
+                tally.catch_ups += 1;
+            }
+            None => {
+                for (seq, frame) in fresh {
+                    q.push(Entry::Seq(*seq, frame.clone()));
+                }
+                st.seq = *last;
+            }
         }
         st.queue = Some(q);
         self.flush_now(&mut st, tally);
@@ -575,20 +617,7 @@ impl ViewerCell {
             return;
         };
         // Everything up to `floor` has been written (or is ahead of `first` in the queue).
-        let floor = first_seq - 1;
-        let bridge = self
-            .channel
-            .catch_up(target)
-            .filter(|(c, _)| *c >= floor)
-            .and_then(|(c, frame)| {
-                let tail = if c < target {
-                    self.channel.history_between(c, target)?
-                } else {
-                    Vec::new()
-                };
-                Some((c, frame, tail))
-            });
-        let Some((c, frame, tail)) = bridge else {
+        let Some(bridge) = self.channel.bridge(first_seq - 1, target) else {
             tally.closed_resync += 1;
             let resync = self.channel.config.resync_close;
             self.begin_close(st, close_frame(resync), false, tally);
@@ -603,13 +632,11 @@ impl ViewerCell {
                 later.push(e);
             }
         }
-        q.entries.push_back(Entry::CatchUp(c, frame));
-        q.entries
-            .extend(tail.into_iter().map(|s| Entry::Seq(s.seq, s.frame)));
+        let reached = q.push_bridge(&bridge);
         q.entries.extend(later);
         q.recount();
         q.add_cells(&self.channel, |_| true);
-        st.seq = target.max(c);
+        st.seq = target.max(reached);
         tally.catch_ups += 1;
     }
 
