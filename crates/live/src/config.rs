@@ -24,6 +24,13 @@ pub struct LiveConfig {
     /// they are replaced by one catch-up frame: the viewer skips to the newest state and stays
     /// connected.
     pub queue_frames: usize,
+    /// Events of one show that a shard finds waiting together in its inbox, at or past which
+    /// the shard (the node's core) has fallen behind the show as a whole: a viewer with nothing
+    /// queued is then sent one catch-up frame (and the kept events after it) in place of the
+    /// run, so a walk costs the same however far behind it is and the newest state arrives
+    /// after one walk rather than after the whole backlog. Smaller runs (a command's few
+    /// events, a relay burst) go out event by event. 0: never.
+    pub skip_run: usize,
     /// Bytes a viewer may have waiting in its queue, whatever they are. Past this the viewer is
     /// closed with [`LiveConfig::slow_close`]. With catch-up in place this is reached only by a
     /// viewer whose own private frames pile up.
@@ -53,6 +60,8 @@ impl Default for LiveConfig {
             history: 4096,
             max_pending: 512,
             queue_frames: 512,
+            // At 20 events/s, four waiting events mean the shard is 150 ms or more behind.
+            skip_run: 4,
             queue_bytes: 1 << 20,
             stall_timeout: Duration::from_secs(10),
             close_grace: Duration::from_millis(500),

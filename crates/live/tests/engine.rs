@@ -193,6 +193,61 @@ async fn a_burst_reaches_each_viewer_in_order() {
     }
 }
 
+/// A shard that finds a long run of one show's events waiting (the node fell behind the show as
+/// a whole) sends each viewer the show's catch-up frame in its place, so a lagging viewer ends
+/// with the newest state after one frame rather than after the backlog; a viewer with a frame of
+/// its own among those events gets every event around it, in order. On one thread the shard
+/// cannot run while the test publishes, so it finds the whole burst at once.
+#[tokio::test]
+async fn a_shard_behind_its_show_skips_to_the_newest_state() {
+    const BURST: u64 = 40;
+    const ANSWERED_AT: u64 = 10;
+    let catch_up = Arc::new(CatchUpCell::default());
+    let engine = Engine::new(LiveConfig {
+        shards: 1,
+        ..config()
+    })
+    .unwrap();
+    let ch = engine.channel("show", 0, catch_up.clone());
+    let (listener, addr) = support::listener().await;
+    let (tcp, mut lagging) = support::pair(&listener, addr, None, None).await;
+    let (_lagging_viewer, _read) = attach(&ch, tcp);
+    let (tcp, mut seller) = support::pair(&listener, addr, None, None).await;
+    let (seller_viewer, _seller_read) = attach(&ch, tcp);
+    for seq in 1..=BURST {
+        ch.publish(seq, event(seq));
+        catch_up.set(seq, Frame::text(&format!("cu:{seq}")));
+        if seq == ANSWERED_AT {
+            seller_viewer
+                .send(Frame::text(&format!("p:{seq}")))
+                .unwrap();
+        }
+    }
+    assert_eq!(next_text(&mut lagging).await, "hello");
+    assert_eq!(
+        next_text(&mut lagging).await,
+        format!("cu:{BURST}"),
+        "one catch-up to the newest state instead of the {BURST} events"
+    );
+    let mut expected = vec!["hello".to_owned()];
+    for seq in 1..=BURST {
+        expected.push(format!("ev:{seq}"));
+        if seq == ANSWERED_AT {
+            expected.push(format!("p:{seq}"));
+        }
+    }
+    for want in expected {
+        assert_eq!(next_text(&mut seller).await, want);
+    }
+    // Once caught up, the lagging viewer goes on event by event from there.
+    ch.publish(BURST + 1, event(BURST + 1));
+    assert_eq!(next_text(&mut lagging).await, format!("ev:{}", BURST + 1));
+    assert_eq!(next_text(&mut seller).await, format!("ev:{}", BURST + 1));
+    let m = engine.metrics();
+    assert_eq!(m.catch_ups, 1, "{m:?}");
+    assert_eq!(m.closed_slow + m.closed_resync, 0, "{m:?}");
+}
+
 /// Reads a viewer's frames up to `last` and `privates` private frames, checking that sequence
 /// numbers only move on by one (an event) or jump forward on a catch-up frame, and that each
 /// private frame `p:K` comes after the viewer reached K. Returns the catch-ups and private
@@ -239,6 +294,8 @@ async fn a_slow_viewer_is_caught_up_and_stays_while_others_get_everything() {
         shards: 2,
         history: 1024,
         queue_frames: 8,
+        // The fast viewers get every event even when their shard finds a burst waiting.
+        skip_run: 0,
         stall_timeout: Duration::from_secs(60),
         ..LiveConfig::default()
     })

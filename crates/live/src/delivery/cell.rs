@@ -1,6 +1,6 @@
 //! What a channel, its shards and its viewers all name, below the three: the kinds of a
 //! channel's cells (values that only matter as "latest": the stock, the claim feed, the viewer
-//! count) and a sequenced frame.
+//! count), a sequenced frame, and the bridge that brings a lagging viewer to the newest state.
 
 use crate::frame::Frame;
 
@@ -29,4 +29,12 @@ impl CellKind {
 pub struct Sequenced {
     pub seq: u64,
     pub frame: Frame,
+}
+
+/// A catch-up frame standing for every event up to `seq`, and the events after it up to the
+/// point the viewer is brought to.
+pub(crate) struct Bridge {
+    pub(crate) seq: u64,
+    pub(crate) frame: Frame,
+    pub(crate) tail: Vec<Sequenced>,
 }

@@ -15,18 +15,26 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use crate::delivery::viewer::ViewerCell;
+use crate::delivery::viewer::{Entry, ViewerCell};
 pub(crate) use crate::delivery::viewer::{Shard, Work};
 use crate::frame::Frame;
 use crate::metrics::Tally;
 use crate::sync::lock;
+
+/// Viewers written in one go before a walk lets the worker's other tasks run. A write to a
+/// socket costs a few microseconds, so a walk over a show of 10,000 viewers takes tens of
+/// milliseconds; without a pause the seller's next command (and every join and claim on the
+/// same worker) waits behind whole walks, and under overload the commands fall seconds behind.
+/// 256 writes keep that wait around a millisecond while a pause (one trip through the
+/// scheduler) stays rare next to the writes.
+pub(crate) const WALK_CHUNK: usize = 256;
 
 impl Shard {
     /// The shard's task: drains the inbox and walks viewers until the engine is dropped.
     pub(crate) async fn run(self: Arc<Self>) {
         let mut lists: HashMap<u64, Vec<Arc<ViewerCell>>> = HashMap::new();
         let mut batch = Vec::new();
-        let mut events: Vec<(u64, Frame)> = Vec::new();
+        let mut run = Run::default();
         loop {
             std::mem::swap(&mut *lock(&self.inbox), &mut batch);
             if batch.is_empty() {
@@ -38,28 +46,35 @@ impl Shard {
             }
             let mut tally = Tally::default();
             // Consecutive events of one show (the shard fell behind, or a relay burst) are
-            // walked once: each viewer gets them in one `writev`.
-            // The show of the run and when its oldest event was published.
-            let mut run: Option<(u64, Instant)> = None;
+            // walked once: each viewer gets them in one `writev`. A private frame of one of the
+            // show's viewers joins the run at its place, so an answer to each command of a
+            // seller (or to each claim) does not cut it into walks of one event.
             for work in batch.drain(..) {
-                if let Work::Event {
-                    channel,
-                    seq,
-                    frame,
-                    published_at,
-                } = work
-                {
-                    if run.is_some_and(|(c, _)| c != channel) {
-                        self.walk_events(&lists, &mut run, &mut events, &mut tally);
+                match work {
+                    Work::Event {
+                        channel,
+                        seq,
+                        frame,
+                        published_at,
+                    } => {
+                        if run.show.is_some_and(|(c, _)| c != channel) {
+                            self.walk_run(&lists, &mut run, &mut tally).await;
+                        }
+                        run.show.get_or_insert((channel, published_at));
+                        run.events.push((seq, frame));
                     }
-                    run.get_or_insert((channel, published_at));
-                    events.push((seq, frame));
-                } else {
-                    self.walk_events(&lists, &mut run, &mut events, &mut tally);
-                    process(&mut lists, work, &mut tally);
+                    Work::Private(viewer, entry)
+                        if run.show.is_some_and(|(c, _)| c == viewer.channel_id()) =>
+                    {
+                        run.privates.push((run.events.len(), viewer, Some(entry)));
+                    }
+                    work => {
+                        self.walk_run(&lists, &mut run, &mut tally).await;
+                        process(&mut lists, work, &mut tally).await;
+                    }
                 }
             }
-            self.walk_events(&lists, &mut run, &mut events, &mut tally);
+            self.walk_run(&lists, &mut run, &mut tally).await;
             self.counters.add(&tally);
             // A long batch (a big show) should not keep the worker from its other tasks.
             tokio::task::yield_now().await;
@@ -67,37 +82,89 @@ impl Shard {
     }
 }
 
+/// Consecutive events of one show taken from a shard's inbox, and the private frames of its
+/// viewers that stood among them.
+#[derive(Default)]
+struct Run {
+    /// The show, and when the run's oldest event was published.
+    show: Option<(u64, Instant)>,
+    events: Vec<(u64, Frame)>,
+    /// Each private frame with the number of the run's events that precede it.
+    privates: Vec<(usize, Arc<ViewerCell>, Option<Entry>)>,
+}
+
 impl Shard {
     /// Hands a run of one show's consecutive events to each of its viewers in this shard, then
     /// samples the lag of the run's oldest event once.
-    fn walk_events(
+    async fn walk_run(
         &self,
         lists: &HashMap<u64, Vec<Arc<ViewerCell>>>,
-        run: &mut Option<(u64, Instant)>,
-        events: &mut Vec<(u64, Frame)>,
+        run: &mut Run,
         tally: &mut Tally,
     ) {
-        let Some((channel, published_at)) = run.take() else {
+        let Some((channel, published_at)) = run.show.take() else {
             return;
         };
-        let mut walked = false;
-        for viewer in lists.get(&channel).into_iter().flatten() {
-            walked = true;
-            match events.as_slice() {
-                [(seq, frame)] => viewer.deliver_seq(*seq, frame, tally),
-                many => viewer.deliver_seqs(many, tally),
+        let Run {
+            events, privates, ..
+        } = run;
+        let list = lists.get(&channel).map_or(&[][..], Vec::as_slice);
+        // A long run means this shard fell behind the show: one catch-up, looked up once for
+        // the whole walk, stands for it.
+        let skip = match (list.first(), events.first(), events.last()) {
+            (Some(viewer), Some((first, _)), Some((last, _))) => {
+                let skip_run = viewer.channel().config().skip_run;
+                (skip_run > 0 && events.len() >= skip_run)
+                    .then(|| viewer.channel().bridge(first - 1, *last))
+                    .flatten()
+            }
+            _ => None,
+        };
+        walk(list, |viewer| {
+            let mut from = 0;
+            for (at, _, entry) in privates
+                .iter_mut()
+                .filter(|(_, v, _)| Arc::ptr_eq(v, viewer))
+            {
+                // A viewer with frames of its own in the run gets every event around them.
+                viewer.deliver_run(&events[from..*at], None, tally);
+                if let Some(entry) = entry.take() {
+                    viewer.deliver_private(entry, tally);
+                }
+                from = *at;
+            }
+            let rest = &events[from..];
+            let skip = if from == 0 { skip.as_ref() } else { None };
+            viewer.deliver_run(rest, skip, tally);
+        })
+        .await;
+        // A viewer that left the list meanwhile still has its private frames counted.
+        for (_, viewer, entry) in privates.drain(..) {
+            if let Some(entry) = entry {
+                viewer.deliver_private(entry, tally);
             }
         }
-        if walked {
+        if !list.is_empty() {
             self.sample_lag(published_at.elapsed());
         }
         events.clear();
     }
 }
 
-fn process(lists: &mut HashMap<u64, Vec<Arc<ViewerCell>>>, work: Work, tally: &mut Tally) {
+/// Hands something to every viewer of a list, pausing every [`WALK_CHUNK`] viewers. The list
+/// cannot change meanwhile: only this shard's task, which is the one walking, changes it.
+async fn walk(list: &[Arc<ViewerCell>], mut each: impl FnMut(&Arc<ViewerCell>)) {
+    for (i, chunk) in list.chunks(WALK_CHUNK).enumerate() {
+        if i > 0 {
+            tokio::task::yield_now().await;
+        }
+        chunk.iter().for_each(&mut each);
+    }
+}
+
+async fn process(lists: &mut HashMap<u64, Vec<Arc<ViewerCell>>>, work: Work, tally: &mut Tally) {
     match work {
-        // Runs of events are walked by `walk_events`.
+        // Runs of events are walked by `walk_run`.
         Work::Event { .. } => {}
         Work::Cell {
             channel,
@@ -105,9 +172,11 @@ fn process(lists: &mut HashMap<u64, Vec<Arc<ViewerCell>>>, work: Work, tally: &m
             version,
             frame,
         } => {
-            for viewer in lists.get(&channel).into_iter().flatten() {
-                viewer.deliver_cell(kind, version, &frame, tally);
-            }
+            let list = lists.get(&channel).map_or(&[][..], Vec::as_slice);
+            walk(list, |viewer| {
+                viewer.deliver_cell(kind, version, &frame, tally)
+            })
+            .await;
         }
         Work::Attach(viewer) => {
             let list = lists.entry(viewer.channel_id()).or_default();

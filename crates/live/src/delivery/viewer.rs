@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use crate::config::CloseReason;
 use crate::config::LiveConfig;
-use crate::delivery::cell::{CellKind, Sequenced};
+use crate::delivery::cell::{Bridge, CellKind, Sequenced};
 use crate::delivery::inbox::Inbox;
 use crate::frame::Frame;
 use crate::metrics::Tally;
@@ -50,6 +50,20 @@ pub(crate) trait Source: Send + Sync {
     fn history_between(&self, after: u64, upto: u64) -> Option<Vec<Sequenced>>;
     /// A viewer of shard `shard` left (`counted`: it was counted among the viewers).
     fn detached(&self, shard: usize, counted: bool);
+
+    /// What brings a viewer that has every event up to `floor` to `target` at least: the
+    /// catch-up frame, if it is no older than `floor`, and the kept events between it and
+    /// `target`. `None` if there is none that new or the history no longer holds the events
+    /// after it.
+    fn bridge(&self, floor: u64, target: u64) -> Option<Bridge> {
+        let (seq, frame) = self.catch_up(target).filter(|(c, _)| *c >= floor)?;
+        let tail = if seq < target {
+            self.history_between(seq, target)?
+        } else {
+            Vec::new()
+        };
+        Some(Bridge { seq, frame, tail })
+    }
 }
 
 /// The shard a viewer belongs to, as the viewer sees it: the inbox of the shard's task.
@@ -142,6 +156,15 @@ impl Queue {
             _ => {}
         }
         self.entries.push_back(e);
+    }
+
+    /// Queues a catch-up frame and the events after it; the sequence number they reach.
+    fn push_bridge(&mut self, bridge: &Bridge) -> u64 {
+        self.push(Entry::CatchUp(bridge.seq, bridge.frame.clone()));
+        for s in &bridge.tail {
+            self.push(Entry::Seq(s.seq, s.frame.clone()));
+        }
+        bridge.tail.last().map_or(bridge.seq, |s| s.seq)
     }
 
     fn recount(&mut self) {
@@ -256,6 +279,10 @@ impl ViewerCell {
         self.channel.id()
     }
 
+    pub(crate) fn channel(&self) -> &dyn Source {
+        &*self.channel
+    }
+
     pub(crate) fn slot(&self) -> usize {
         self.slot.load(Relaxed)
     }
@@ -290,9 +317,29 @@ impl ViewerCell {
         }
     }
 
+    /// Consecutive events, however many (none included).
+    pub(crate) fn deliver_run(
+        self: &Arc<Self>,
+        events: &[(u64, Frame)],
+        skip: Option<&Bridge>,
+        tally: &mut Tally,
+    ) {
+        match events {
+            [] => {}
+            [(seq, frame)] => self.deliver_seq(*seq, frame, tally),
+            many => self.deliver_seqs(many, skip, tally),
+        }
+    }
+
     /// Several consecutive events at once: a viewer with nothing queued gets them in one
-    /// `writev`; any other case takes them one by one.
-    pub(crate) fn deliver_seqs(self: &Arc<Self>, events: &[(u64, Frame)], tally: &mut Tally) {
+    /// `writev`, or, given `skip` (the shard fell behind), the catch-up frame that stands for
+    /// them if it is no older than what the viewer has; any other case takes them one by one.
+    fn deliver_seqs(
+        self: &Arc<Self>,
+        events: &[(u64, Frame)],
+        skip: Option<&Bridge>,
+        tally: &mut Tally,
+    ) {
         let mut st = lock(&self.state);
         let simple = st.phase == Phase::Live
             && st.queue.is_none()
@@ -308,10 +355,19 @@ impl ViewerCell {
         let Some((last, _)) = fresh.last() else {
             return;
         };
-        st.seq = *last;
         let mut q = Queue::new();
-        for (seq, frame) in fresh {
-            q.push(Entry::Seq(*seq, frame.clone()));
+        match skip.filter(|b| b.seq >= st.seq) {
+            Some(b) => {
+                let reached = q.push_bridge(b);
+                st.seq = reached.max(*last);
+                tally.catch_ups += 1;
+            }
+            None => {
+                for (seq, frame) in fresh {
+                    q.push(Entry::Seq(*seq, frame.clone()));
+                }
+                st.seq = *last;
+            }
         }
         st.queue = Some(q);
         self.flush_now(&mut st, tally);
@@ -601,20 +657,7 @@ impl ViewerCell {
             return;
         };
         // Everything up to `floor` has been written (or is ahead of `first` in the queue).
-        let floor = first_seq - 1;
-        let bridge = self
-            .channel
-            .catch_up(target)
-            .filter(|(c, _)| *c >= floor)
-            .and_then(|(c, frame)| {
-                let tail = if c < target {
-                    self.channel.history_between(c, target)?
-                } else {
-                    Vec::new()
-                };
-                Some((c, frame, tail))
-            });
-        let Some((c, frame, tail)) = bridge else {
+        let Some(bridge) = self.channel.bridge(first_seq - 1, target) else {
             tally.closed_resync += 1;
             let resync = self.channel.config().resync_close;
             self.begin_close(st, close_frame(resync), false, tally);
@@ -629,13 +672,11 @@ impl ViewerCell {
                 later.push(e);
             }
         }
-        q.entries.push_back(Entry::CatchUp(c, frame));
-        q.entries
-            .extend(tail.into_iter().map(|s| Entry::Seq(s.seq, s.frame)));
+        let reached = q.push_bridge(&bridge);
         q.entries.extend(later);
         q.recount();
         q.add_cells(&*self.channel, |_| true);
-        st.seq = target.max(c);
+        st.seq = target.max(reached);
         tally.catch_ups += 1;
     }
 
