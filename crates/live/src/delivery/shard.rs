@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
+use crate::delivery::cell::Bridge;
 use crate::delivery::viewer::{Entry, ViewerCell};
 pub(crate) use crate::delivery::viewer::{Shard, Work};
 use crate::frame::Frame;
@@ -120,24 +121,22 @@ impl Shard {
             }
             _ => None,
         };
-        walk(list, |viewer| {
-            let mut from = 0;
-            for (at, _, entry) in privates
-                .iter_mut()
-                .filter(|(_, v, _)| Arc::ptr_eq(v, viewer))
-            {
-                // A viewer with frames of its own in the run gets every event around them.
-                viewer.deliver_run(&events[from..*at], None, tally);
-                if let Some(entry) = entry.take() {
-                    viewer.deliver_private(entry, tally);
-                }
-                from = *at;
+        match (privates.is_empty(), events.as_slice()) {
+            // The common case, walked without looking for private frames per viewer.
+            (true, [(seq, frame)]) => {
+                walk(list, |viewer| viewer.deliver_seq(*seq, frame, tally)).await;
             }
-            let rest = &events[from..];
-            let skip = if from == 0 { skip.as_ref() } else { None };
-            viewer.deliver_run(rest, skip, tally);
-        })
-        .await;
+            (true, many) => {
+                let skip = skip.as_ref();
+                walk(list, |viewer| viewer.deliver_seqs(many, skip, tally)).await;
+            }
+            (false, _) => {
+                walk(list, |viewer| {
+                    Self::deliver_around_privates(viewer, events, privates, skip.as_ref(), tally)
+                })
+                .await;
+            }
+        }
         // A viewer that left the list meanwhile still has its private frames counted.
         for (_, viewer, entry) in privates.drain(..) {
             if let Some(entry) = entry {
@@ -148,6 +147,31 @@ impl Shard {
             self.sample_lag(published_at.elapsed());
         }
         events.clear();
+    }
+
+    /// A run to one viewer when private frames stood among its events: a viewer with frames of
+    /// its own gets every event with its frames at their places (never the skip: a frame
+    /// answers what came before it); any other gets the run as usual.
+    fn deliver_around_privates(
+        viewer: &Arc<ViewerCell>,
+        events: &[(u64, Frame)],
+        privates: &mut [(usize, Arc<ViewerCell>, Option<Entry>)],
+        skip: Option<&Bridge>,
+        tally: &mut Tally,
+    ) {
+        let mut from = 0;
+        for (at, _, entry) in privates
+            .iter_mut()
+            .filter(|(_, v, _)| Arc::ptr_eq(v, viewer))
+        {
+            viewer.deliver_run(&events[from..*at], None, tally);
+            if let Some(entry) = entry.take() {
+                viewer.deliver_private(entry, tally);
+            }
+            from = *at;
+        }
+        let skip = if from == 0 { skip } else { None };
+        viewer.deliver_run(&events[from..], skip, tally);
     }
 }
 

@@ -334,7 +334,7 @@ impl ViewerCell {
     /// Several consecutive events at once: a viewer with nothing queued gets them in one
     /// `writev`, or, given `skip` (the shard fell behind), the catch-up frame that stands for
     /// them if it is no older than what the viewer has; any other case takes them one by one.
-    fn deliver_seqs(
+    pub(crate) fn deliver_seqs(
         self: &Arc<Self>,
         events: &[(u64, Frame)],
         skip: Option<&Bridge>,
