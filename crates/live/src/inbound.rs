@@ -289,7 +289,12 @@ impl Reader {
                 return Ok(Some(msg));
             }
             self.release();
-            self.half.readable().await?;
+            // Waits through the socket's one read-waker slot rather than `readable()`'s list
+            // of waiters: hyper's connection task left its waker in that slot when it read the
+            // upgrade request, and only a read event or a newer waker replaces it. Until then
+            // it keeps the finished connection task (about 1.3 KiB) allocated, for as long as
+            // an idle viewer sends nothing.
+            std::future::poll_fn(|cx| self.half.as_ref().poll_read_ready(cx)).await?;
             self.buf.reserve(READ_CHUNK);
             match self.half.try_read_buf(&mut self.buf) {
                 Ok(0) => return Ok(None),

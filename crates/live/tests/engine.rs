@@ -145,6 +145,43 @@ async fn a_viewer_lets_go_of_its_buffers_after_a_burst() {
     assert_eq!(reader.buffer_capacity(), 0);
 }
 
+/// A waker that only counts its clones (through its `Arc`).
+struct Quiet;
+
+impl std::task::Wake for Quiet {
+    fn wake(self: Arc<Self>) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_reader_replaces_the_read_waker_left_by_the_upgrade() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    let engine = Engine::new(config()).unwrap();
+    let ch = engine.channel("show", 0, CatchUpCell::default());
+    let (listener, addr) = support::listener().await;
+    let (tcp, _client) = support::pair(&listener, addr, None, None).await;
+    // What hyper's connection task does after reading the upgrade request: it waits for more
+    // through the socket's read-waker slot, then ends, its waker still stored there.
+    let left = Arc::new(Quiet);
+    let waker = Waker::from(left.clone());
+    let ready = tcp.poll_read_ready(&mut Context::from_waker(&waker));
+    assert!(ready.is_pending(), "the client sent nothing");
+    drop(waker);
+    assert_eq!(Arc::strong_count(&left), 2, "the socket holds the waker");
+
+    let (viewer, read) = attach(&ch, tcp);
+    let mut reader = Reader::new(read, &[], 1 << 16);
+    let mut next = std::pin::pin!(reader.next(&viewer));
+    let first = std::future::poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await;
+    assert!(first.is_pending(), "the client sent nothing");
+    assert_eq!(
+        Arc::strong_count(&left),
+        1,
+        "the reader's wait let go of the earlier waker (and the task it keeps)"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relayed_events_wait_for_the_gap_to_be_repaired() {
     let engine = Engine::new(config()).unwrap();
