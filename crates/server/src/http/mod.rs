@@ -44,7 +44,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -193,7 +193,7 @@ fn layers(routes: Router<Arc<AppState>>, state: &Arc<AppState>) -> Router<Arc<Ap
         .layer(PropagateRequestIdLayer::new(middleware::REQUEST_ID))
         .layer(SetRequestIdLayer::new(
             middleware::REQUEST_ID,
-            MakeRequestUuid,
+            middleware::NodeRequestIds::new(),
         ))
         .layer(axum::middleware::map_request(
             middleware::drop_insane_request_id,
