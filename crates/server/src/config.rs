@@ -107,6 +107,7 @@ pub struct Limits {
     pub live_shards: usize,
     pub queue_bytes: usize,
     pub stock_tick_ms: u64,
+    pub viewers_tick_ms: u64,
     pub feed_items: usize,
     pub messages_per_second: u32,
     pub message_burst: u32,
@@ -426,7 +427,7 @@ impl Config {
             ));
         }
         let l = &self.limits;
-        let positive: [(&'static str, u64); 15] = [
+        let positive: [(&'static str, u64); 16] = [
             ("limits.listen_backlog", u64::from(l.listen_backlog)),
             ("limits.max_connections", l.max_connections as u64),
             ("limits.max_frame_bytes", l.max_frame_bytes as u64),
@@ -435,6 +436,7 @@ impl Config {
             ("limits.write_timeout_ms", l.write_timeout_ms),
             ("limits.queue_bytes", l.queue_bytes as u64),
             ("limits.stock_tick_ms", l.stock_tick_ms),
+            ("limits.viewers_tick_ms", l.viewers_tick_ms),
             ("limits.feed_items", l.feed_items as u64),
             (
                 "limits.messages_per_second",

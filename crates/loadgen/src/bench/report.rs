@@ -452,7 +452,7 @@ fn fanout_section(w: &mut Vec<String>, p: &Page, r: &Results) {
         "Each publisher has one message in flight at a time, so when a publish takes longer \
          than 1/{} s the rate reached is lower than asked; the events column shows what was \
          reached, and CPU per delivery is normalised by deliveries. Nightmarket viewers also \
-         receive the conflated viewer-count frames (at most one per `stock_tick_ms`); their \
+         receive the conflated viewer-count frames (at most one per `viewers_tick_ms`); their \
          cost is in the server CPU, but they are not counted as deliveries.",
         pr.rate
     ));

@@ -584,8 +584,15 @@ impl Live {
                 inc(&self.metrics.conflated_frames_published);
             }
         }
-        if tick.viewers != Some(viewers) {
+        // The count goes out when it changed and the last one is `viewers_tick_ms` old: during
+        // a join storm it changes at every refresh, and each change is a frame to every viewer.
+        let now = self.clock.now();
+        let due = tick.viewers_at.is_none_or(|at| {
+            now.saturating_sub(at) >= i64::try_from(self.limits.viewers_tick_ms).unwrap_or(i64::MAX)
+        });
+        if tick.viewers != Some(viewers) && due {
             tick.viewers = Some(viewers);
+            tick.viewers_at = Some(now);
             rt.channel
                 .set_viewers(frame(&ServerMessage::Viewers(ViewersFrame {
                     count: viewers,
@@ -686,6 +693,75 @@ mod tests {
             first += usize::from(ask.await.unwrap());
         }
         assert_eq!(first, 1, "one request to the feed per show");
+    }
+
+    /// A viewer counted on `rt`, over a real socket pair; the client end is returned with it.
+    async fn counted_viewer(rt: &ShowRuntime) -> (nightmarket_live::Viewer, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (socket, _) = listener.accept().await.unwrap();
+        let (_read, write) = socket.into_split();
+        let viewer = rt
+            .channel
+            .attach(write, nightmarket_live::AttachOptions { counted: true });
+        (viewer, client)
+    }
+
+    /// The viewer count goes out when it changed and the last one is `viewers_tick_ms` old,
+    /// however often the show is refreshed meanwhile; a count that did not change never does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_viewer_count_goes_out_at_most_once_per_viewers_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(1_000_000);
+        let (live, _stop) = live(dir.path(), &clock);
+        let id = ShowId::parse("audience").unwrap();
+        let inv = live.inventory.clone();
+        inv.open_show(&id, Vec::new()).await.unwrap();
+        let view = inv.view(&id, None, clock.now()).await.unwrap();
+        let show = ShowIdentity {
+            id,
+            seller_id: SellerId::parse("seller").unwrap(),
+            seller_name: "HTX".into(),
+            title: "Đêm".into(),
+        };
+        let (rt, _) = live.open(show, Opening::from_view(&view, 0));
+        let sent = || rt.tick.lock().unwrap().viewers;
+        let published = || rt.tick.lock().unwrap().viewers_at;
+
+        let mut audience = vec![counted_viewer(&rt).await];
+        live.refresh(&rt).await;
+        assert_eq!(sent(), Some(1), "the first count goes out at once");
+        let first = clock.now();
+        assert_eq!(published(), Some(first));
+
+        let tick = i64::try_from(live.limits.viewers_tick_ms).unwrap();
+        for step in 1..=4 {
+            audience.push(counted_viewer(&rt).await);
+            clock.advance(tick / 5);
+            live.refresh(&rt).await;
+            assert_eq!(
+                sent(),
+                Some(1),
+                "{step} refreshes within the tick: still the first count"
+            );
+        }
+        assert_eq!(published(), Some(first), "no frame within the tick");
+        clock.advance(tick - 4 * (tick / 5));
+        live.refresh(&rt).await;
+        assert_eq!(sent(), Some(5), "the tick has passed: the newest count");
+        let second = clock.now();
+        assert_eq!(published(), Some(second));
+
+        clock.advance(10 * tick);
+        live.refresh(&rt).await;
+        assert_eq!(
+            published(),
+            Some(second),
+            "an unchanged count is not sent again"
+        );
+        drop(audience);
     }
 
     /// A closed show leaves memory once it has been closed for the bound and nobody watches
