@@ -1,5 +1,6 @@
 //! The embedded inventory: books in memory, changes journaled to SQLite before they are
-//! acknowledged.
+//! acknowledged (synced to disk, except a seller's stream events, which are written and synced
+//! within `EVENT_SYNC_MS`: see the journal).
 //!
 //! Each show's book sits behind its own mutex; a claim holds it only for the decision and the
 //! journal enqueue (microseconds), then waits for the group commit without it, so claims on one
@@ -274,16 +275,24 @@ impl Inventory for MemoryInventory {
                 Command::EndFlash { reason, only } => book.end_flash(reason, only, now),
             }?;
             let mut ticket = None;
+            let mut sync = false;
             for ev in &events {
                 let r = next_room(&mut room, "command produced too many events")?;
-                ticket = Some(r.append(JournalEntry::Event {
+                let entry = JournalEntry::Event {
                     show: show.clone(),
                     event: ev.clone(),
-                }));
+                };
+                sync |= entry.syncs_at_once();
+                ticket = Some(r.append(entry));
             }
-            (events, ticket)
+            (events, ticket.map(|t| (t, sync)))
         };
-        self.durable(ticket).await?;
+        // A seller's stream events are published once written; going live and closing once
+        // synced too (see `SqliteJournal::written`).
+        match ticket {
+            Some((t, false)) => self.journal.written(t).await.map_err(journal_err)?,
+            other => self.durable(other.map(|(t, _)| t)).await?,
+        }
         self.remember(&slot, &events)?;
         Ok(events)
     }

@@ -265,7 +265,7 @@ impl Metrics {
             ),
             journal_commit: histogram(
                 JOURNAL_COMMIT,
-                "One group commit of the embedded claim journal, fsync included.",
+                "One group commit of the embedded claim journal, fsync included (stream-event groups are synced later).",
             ),
             settlement: histogram(
                 SETTLEMENT,

@@ -239,6 +239,100 @@ async fn journal_survives_reopen_in_order() {
     );
 }
 
+/// A seller's stream event: counted once written, synced by the next entry that syncs.
+fn pinned(seq: u64) -> SequencedEvent {
+    SequencedEvent {
+        seq,
+        at: 10 + seq as i64,
+        event: ShowEvent::Pinned {
+            product_id: ProductId::parse("p1").unwrap(),
+            price: Dong::parse(250_000).unwrap(),
+        },
+    }
+}
+
+/// Stream events count as committed once written, without a sync of their own; the next claim's
+/// sync covers them, and all of it reads back after a reopen. Going live and closing are synced
+/// before they count.
+#[tokio::test]
+async fn stream_events_are_written_at_once_and_synced_by_the_next_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.sqlite");
+    let show = ShowId::parse("s1").unwrap();
+    let hour = std::time::Duration::from_secs(3600);
+    {
+        let j = SqliteJournal::open_with(&path, 64, hour).unwrap();
+        let live = j
+            .try_append(JournalEntry::Event {
+                show: show.clone(),
+                event: SequencedEvent {
+                    seq: 1,
+                    at: 5,
+                    event: ShowEvent::ShowLive,
+                },
+            })
+            .unwrap();
+        j.written(live).await.unwrap();
+        assert!(j.is_durable(live), "going live is synced before it counts");
+
+        let pins: Vec<_> = (2..=4)
+            .map(|seq| {
+                j.try_append(JournalEntry::Event {
+                    show: show.clone(),
+                    event: pinned(seq),
+                })
+                .unwrap()
+            })
+            .collect();
+        for &t in &pins {
+            j.written(t).await.unwrap();
+            assert!(!j.is_durable(t), "a stream event waits for the next sync");
+        }
+        let claim = j
+            .try_append(JournalEntry::Claim {
+                show: show.clone(),
+                pos: 0,
+                record: record(0),
+            })
+            .unwrap();
+        j.durable(claim).await.unwrap();
+        for &t in &pins {
+            assert!(
+                j.is_durable(t),
+                "the claim's sync covers the events before it"
+            );
+        }
+    }
+    let j = SqliteJournal::open(&path, 16).unwrap();
+    let loaded = j.load_show(&show).unwrap();
+    let seqs: Vec<u64> = loaded.events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    assert_eq!(loaded.events[1], pinned(2));
+    assert_eq!(loaded.log.len(), 1);
+}
+
+/// With nothing after them to sync, written stream events are synced within their bound.
+#[tokio::test]
+async fn written_stream_events_are_synced_within_their_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open_with(
+        &dir.path().join("journal.sqlite"),
+        16,
+        std::time::Duration::from_millis(20),
+    )
+    .unwrap();
+    let t = j
+        .try_append(JournalEntry::Event {
+            show: ShowId::parse("s1").unwrap(),
+            event: pinned(1),
+        })
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(30), j.durable(t))
+        .await
+        .expect("synced by the writer's own deadline")
+        .unwrap();
+}
+
 #[tokio::test]
 async fn full_queue_refuses_instead_of_growing() {
     let dir = tempfile::tempdir().unwrap();

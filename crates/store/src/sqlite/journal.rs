@@ -5,16 +5,30 @@
 //! Appends are queued (bounded: `journal_queue`) to one writer thread that commits them in
 //! groups: one transaction, one fsync, for however many entries arrived meanwhile. Each append
 //! gets a [`Ticket`]; [`SqliteJournal::durable`] resolves once the entry's transaction is
-//! committed. Entries are committed in ticket order, so "ticket N is durable" means every
-//! earlier entry is too. If a commit fails the journal stops for good (fail-stop): the memory
-//! state it backs is now ahead of the disk, and only a restart (which replays the disk) makes the
-//! two agree again.
+//! committed and synced. Entries are committed in ticket order, so "ticket N is durable" means
+//! every earlier entry is too. If a commit fails the journal stops for good (fail-stop): the
+//! memory state it backs is now ahead of the disk, and only a restart (which replays the disk)
+//! makes the two agree again.
+//!
+//! A group of nothing but a seller's stream events (pins, unpins, flashes: see
+//! [`JournalEntry::syncs_at_once`]) is committed without its own fsync: it is written to the
+//! file, so [`SqliteJournal::written`] resolves and a crash of the process loses nothing, and it
+//! is synced by the next group that syncs or, at the latest, [`EVENT_SYNC_MS`] after it was
+//! written. On a night of many shows each seller event was otherwise a commit with an fsync of
+//! its own, which cost more CPU than delivering the event to a show's viewers. What a power
+//! loss (or a crash of the machine) can lose is therefore the stream events of the last
+//! `EVENT_SYNC_MS`, and nothing else: claims, cancellations, waitlist changes, a show going
+//! live and a show closing are synced before they are answered, and their fsync covers every
+//! entry written before them. After such a loss the show restarts from its last synced event;
+//! a viewer who had seen more resumes with a `last_seq` the node has not reached, and gets a
+//! snapshot.
 //!
 //! The order service reads the claim log back page by page ([`SqliteJournal::read_log`]), from
 //! its own connections: WAL lets it read while the writer commits.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use nightmarket_domain::{
     BuyerId, ClaimId, ClaimRecord, Dong, LogEntry, Millis, ProductId, SequencedEvent, ShowEvent,
@@ -68,6 +82,10 @@ CREATE INDEX IF NOT EXISTS waitlist_log_show ON waitlist_log (show_id, id);
 // (NULL in their cancel rows, which then look the claim up: see `claimed_at`).
 const ADD_CLAIMED_AT: &str = "ALTER TABLE claim_log ADD COLUMN claimed_at INTEGER";
 
+/// The longest a group of stream events stays written but not synced (see the module
+/// documentation): the most of a seller's stream a power loss can take back.
+pub const EVENT_SYNC_MS: u64 = 50;
+
 /// Most entries committed in one transaction. Bounds the latency one commit adds to the
 /// claims queued behind it while still amortizing the fsync over many claims.
 const MAX_BATCH: usize = 4096;
@@ -117,14 +135,38 @@ pub enum JournalEntry {
     },
 }
 
+impl JournalEntry {
+    /// Whether the group holding this entry is synced before it counts as committed. Claims,
+    /// cancellations and waitlist changes are answered to buyers, and a show going live or
+    /// closing changes what the order service and the schedule do: all synced at once. A
+    /// seller's stream events (pin, unpin, flash start and end) may wait for the next sync.
+    pub fn syncs_at_once(&self) -> bool {
+        match self {
+            Self::Event { event, .. } => {
+                matches!(
+                    event.event,
+                    ShowEvent::ShowLive | ShowEvent::ShowClosed { .. }
+                )
+            }
+            Self::Claim { .. }
+            | Self::Cancel { .. }
+            | Self::WaitlistJoin { .. }
+            | Self::WaitlistLeave { .. } => true,
+        }
+    }
+}
+
 /// The place of an append in the journal's commit order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Ticket(u64);
 
 #[derive(Debug, Clone)]
 struct Durable {
-    /// Every ticket up to and including this one is committed.
+    /// Every ticket up to and including this one is committed and synced.
     upto: u64,
+    /// Every ticket up to and including this one is committed (written to the file, perhaps
+    /// not yet synced); never behind `upto`.
+    written: u64,
     failed: Option<String>,
 }
 
@@ -225,19 +267,31 @@ impl SqliteJournal {
     /// Opens the journal file and starts its writer thread. `queue_bound` is the most appends
     /// that may wait for a commit; beyond it reservations fail with [`JournalError::Full`].
     pub fn open(path: &Path, queue_bound: usize) -> Result<Self, JournalError> {
+        Self::open_with(path, queue_bound, Duration::from_millis(EVENT_SYNC_MS))
+    }
+
+    /// [`Self::open`] with stream events synced at the latest `event_sync` after they were
+    /// written, instead of [`EVENT_SYNC_MS`].
+    pub fn open_with(
+        path: &Path,
+        queue_bound: usize,
+        event_sync: Duration,
+    ) -> Result<Self, JournalError> {
         let mut conn = super::open(path).map_err(storage)?;
         conn.execute_batch(SCHEMA).map_err(storage)?;
         add_claimed_at(&mut conn).map_err(storage)?;
         let (tx, rx) = mpsc::channel(queue_bound.max(1));
         let (durable_tx, durable_rx) = watch::channel(Durable {
             upto: 0,
+            written: 0,
             failed: None,
         });
+        let wal = wal_path(path);
         let commit_time = Arc::new(OnceLock::new());
         let observed = commit_time.clone();
         std::thread::Builder::new()
             .name("nightmarket-journal".into())
-            .spawn(move || writer(conn, rx, durable_tx, &observed))
+            .spawn(move || writer(conn, &wal, event_sync, rx, durable_tx, &observed))
             .map_err(storage)?;
         Ok(Self {
             tx,
@@ -288,14 +342,30 @@ impl SqliteJournal {
         )
     }
 
-    /// Waits until the entry with this ticket is committed to disk.
+    /// Waits until the entry with this ticket is committed and synced to disk.
     pub async fn durable(&self, ticket: Ticket) -> Result<(), JournalError> {
+        self.wait_until(|d| d.upto >= ticket.0).await
+    }
+
+    /// Waits until the entry with this ticket is committed, synced or not: enough for a
+    /// seller's stream events (see the module documentation); [`Self::durable`] for anything
+    /// that must survive a power loss.
+    pub async fn written(&self, ticket: Ticket) -> Result<(), JournalError> {
+        self.wait_until(|d| d.written >= ticket.0).await
+    }
+
+    /// Whether the entry with this ticket is committed and synced now.
+    pub fn is_durable(&self, ticket: Ticket) -> bool {
+        self.durable.borrow().upto >= ticket.0
+    }
+
+    async fn wait_until(&self, reached: impl Fn(&Durable) -> bool) -> Result<(), JournalError> {
         let mut rx = self.durable.clone();
         let state = rx
-            .wait_for(|d| d.upto >= ticket.0 || d.failed.is_some())
+            .wait_for(|d| reached(d) || d.failed.is_some())
             .await
             .map_err(|_| JournalError::Failed("journal writer stopped".into()))?;
-        if state.upto >= ticket.0 {
+        if reached(&state) {
             return Ok(());
         }
         Err(JournalError::Failed(
@@ -627,16 +697,104 @@ fn add_claimed_at(conn: &mut Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
-/// The writer thread: take what is queued, commit it in one transaction, publish the new
-/// durable ticket; repeat until every sender is gone.
+/// The WAL file SQLite keeps beside the journal (`<file>-wal`).
+fn wal_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    name.into()
+}
+
+/// The writer's own handle on the WAL, for syncing groups committed without a sync: an fsync
+/// of the file is what a synced commit ends with. Opened at the first use (the WAL exists once
+/// something was written) and kept: SQLite reuses the same file while the writer's connection
+/// is open.
+struct Wal {
+    path: std::path::PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl Wal {
+    fn sync(&mut self) -> std::io::Result<()> {
+        if self.file.is_none() {
+            self.file = Some(std::fs::File::open(&self.path)?);
+        }
+        self.file.as_ref().map_or(Ok(()), std::fs::File::sync_data)
+    }
+}
+
+/// What the writer waits for next.
+enum Next {
+    Entry((u64, JournalEntry)),
+    /// Written groups have waited their longest for a sync: do it now.
+    SyncDue,
+    Closed,
+}
+
+/// The writer thread: take what is queued, commit it in one transaction (synced unless it is
+/// only stream events), publish the new committed and durable tickets; sync written groups
+/// at the latest `event_sync` after they were written; repeat until every sender is gone.
 fn writer(
     mut conn: Connection,
+    wal: &Path,
+    event_sync: Duration,
     mut rx: mpsc::Receiver<(u64, JournalEntry)>,
     durable: watch::Sender<Durable>,
     commit_time: &OnceLock<metrics::Histogram>,
 ) {
+    // A runtime of the writer's own, only to wait for the queue with a deadline.
+    let waiter = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "journal writer cannot start; refusing appends");
+            durable.send_modify(|d| d.failed = Some(e.to_string()));
+            return;
+        }
+    };
+    let mut wal = Wal {
+        path: wal.to_owned(),
+        file: None,
+    };
+    let fail = |e: String| {
+        tracing::error!(error = %e, "journal commit failed; refusing further appends");
+        durable.send_modify(|d| d.failed = Some(e));
+    };
+    // The oldest written group not yet synced, and the newest ticket written.
+    let mut unsynced: Option<(std::time::Instant, u64)> = None;
+    let mut synced_mode = true;
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
+    loop {
+        let next = waiter.block_on(async {
+            let recv = rx.recv();
+            match unsynced {
+                None => recv.await.map_or(Next::Closed, Next::Entry),
+                Some((since, _)) => {
+                    let due = since + event_sync;
+                    match tokio::time::timeout_at(due.into(), recv).await {
+                        Ok(got) => got.map_or(Next::Closed, Next::Entry),
+                        Err(_) => Next::SyncDue,
+                    }
+                }
+            }
+        });
+        let first = match next {
+            Next::Entry(first) => first,
+            Next::SyncDue | Next::Closed => {
+                if let Some((_, last)) = unsynced.take() {
+                    if let Err(e) = wal.sync() {
+                        fail(format!("syncing the journal: {e}"));
+                        return;
+                    }
+                    durable.send_modify(|d| d.upto = d.upto.max(last));
+                }
+                if matches!(next, Next::Closed) {
+                    return;
+                }
+                continue;
+            }
+        };
         batch.clear();
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -646,20 +804,33 @@ fn writer(
             }
         }
         let last = batch.last().map_or(0, |(t, _)| *t);
+        let sync = batch.iter().any(|(_, e)| e.syncs_at_once());
         let started = std::time::Instant::now();
-        let committed = commit(&mut conn, &batch);
+        // `synchronous` is the connection's setting, changed only when the kind of group does.
+        let mode = if sync == synced_mode {
+            Ok(())
+        } else {
+            conn.pragma_update(None, "synchronous", if sync { "FULL" } else { "NORMAL" })
+        };
+        let committed = mode.and_then(|()| commit(&mut conn, &batch));
         if let Some(h) = commit_time.get() {
             h.record(started.elapsed());
         }
-        match committed {
-            Ok(()) => {
-                durable.send_modify(|d| d.upto = last);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "journal commit failed; refusing further appends");
-                durable.send_modify(|d| d.failed = Some(e.to_string()));
-                return;
-            }
+        if let Err(e) = committed {
+            fail(e.to_string());
+            return;
+        }
+        synced_mode = sync;
+        if sync {
+            // A synced commit's fsync covers every group written before it.
+            unsynced = None;
+            durable.send_modify(|d| {
+                d.upto = last;
+                d.written = last;
+            });
+        } else {
+            unsynced = Some(unsynced.map_or((started, last), |(since, _)| (since, last)));
+            durable.send_modify(|d| d.written = last);
         }
     }
 }
