@@ -993,7 +993,11 @@ pub async fn seller_presence(c: &Store) -> Result<(), StoreError> {
     )?;
     c.seller_seen(&shows[0], start + 100).await?;
     c.seller_seen(&shows[0], start + 50).await?;
+    // Several at once: the scheduled one is left alone, the live one moves forward.
+    c.sellers_seen(&[shows[1].clone(), shows[2].clone()], start + 10)
+        .await?;
     c.seller_seen(&shows[2], start + 100).await?;
+    c.sellers_seen(&[], start + 100).await?;
     ensure(
         ids(c.shows_seller_absent(start + 99).await?) == ["presence-2"],
         "seen later than the cutoff, and never moved back",
@@ -1921,6 +1925,31 @@ pub async fn show_stats(c: &Store) -> Result<(), StoreError> {
             && c.show_recent_viewers(&show, MINUTE + 3).await? == 0
             && c.show_recent_viewers(&other, MINUTE).await? == 1_000,
         "viewers now: the newest minute reported, over nodes; none once nobody reports",
+    )?;
+
+    // Several batches in one write, each batch's refusals under its own id and its viewers
+    // under the node's: node-c's 5 join the 21 already seen in that minute.
+    let sold_out = |v: Vec<(String, u64)>| {
+        v.into_iter()
+            .find(|(r, _)| r == "sold_out")
+            .map_or(0, |(_, n)| n)
+    };
+    let other_before = sold_out(c.show_refusals(&other).await?);
+    let both = ShowStatsBatch {
+        refusals: vec![refused(&show, "sold_out", 1)],
+        viewers: vec![seen(&show, MINUTE + 2, 5)],
+    };
+    let elsewhere = refusals(&[(&other, "sold_out", 7)]);
+    c.record_show_stats_of(&[
+        ("proc/1", "node-c", &both),
+        ("proc/2", "node-c", &elsewhere),
+    ])
+    .await?;
+    ensure(
+        sold_out(c.show_refusals(&show).await?) == 10
+            && sold_out(c.show_refusals(&other).await?) == other_before + 7
+            && c.show_recent_viewers(&show, MINUTE + 2).await? == 26,
+        "batches written together count as written apart",
     )?;
     Ok(())
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{
     CREATED_ORDER, NEWEST_ORDER, ShowRow, conflict, created_key, parse_date, show_insert_steps,
 };
+use crate::orders::{MAX_ORDERS_PER_QUERY, placeholders};
 use crate::page::{KeyPart, Keyset, Kind, Order, Paged};
 use crate::params;
 use crate::sql::{Row, SqlError, Step, Value};
@@ -687,13 +688,24 @@ impl Store {
     /// Records that a live show has its seller at `at` (a connection or a command on some
     /// node). Only moves forward; a show that is not live is left alone.
     pub async fn seller_seen(&self, id: &ShowId, at: Millis) -> Result<(), StoreError> {
-        self.engine
-            .execute(
-                "UPDATE shows SET seller_seen_at = $2
-                 WHERE id = $1 AND status = 'live' AND (seller_seen_at IS NULL OR seller_seen_at < $2)",
-                params![id.as_str(), at],
-            )
-            .await?;
+        self.sellers_seen(std::slice::from_ref(id), at).await
+    }
+
+    /// [`Store::seller_seen`] for several shows at once: one statement (and so one commit, one
+    /// fsync) per [`MAX_ORDERS_PER_QUERY`] shows. A node serving 50 live shows marks their
+    /// sellers every lifecycle pass; one commit each was most of what the catalog wrote.
+    pub async fn sellers_seen(&self, ids: &[ShowId], at: Millis) -> Result<(), StoreError> {
+        for chunk in ids.chunks(MAX_ORDERS_PER_QUERY) {
+            let sql = format!(
+                "UPDATE shows SET seller_seen_at = $1
+                 WHERE id IN ({}) AND status = 'live'
+                   AND (seller_seen_at IS NULL OR seller_seen_at < $1)",
+                placeholders(2, chunk.len())
+            );
+            let mut values = vec![Value::from(at)];
+            values.extend(chunk.iter().map(|id| Value::from(id.as_str())));
+            self.engine.execute(&sql, values).await?;
+        }
         Ok(())
     }
 

@@ -107,12 +107,17 @@ pub const SELLER_ABSENT: &str = "seller_absent";
 /// Marks the sellers connected here as present, then closes the live shows whose seller has
 /// been away past the bound.
 async fn sellers(state: &Lifecycle, now: nightmarket_domain::Millis) {
-    for rt in state.shows.served() {
-        if rt.sellers.load(std::sync::atomic::Ordering::Relaxed) > 0
-            && let Err(e) = state.store.seller_seen(&rt.id, now).await
-        {
-            tracing::warn!(show = %rt.id, error = %e, "lifecycle: cannot record the seller's presence");
-        }
+    let present: Vec<ShowId> = state
+        .shows
+        .served()
+        .iter()
+        .filter(|rt| rt.sellers.load(std::sync::atomic::Ordering::Relaxed) > 0)
+        .map(|rt| rt.id.clone())
+        .collect();
+    if !present.is_empty()
+        && let Err(e) = state.store.sellers_seen(&present, now).await
+    {
+        tracing::warn!(shows = present.len(), error = %e, "lifecycle: cannot record the sellers' presence");
     }
     let absent_for = state.timing.seller_absent_close_ms;
     if absent_for == 0 {
