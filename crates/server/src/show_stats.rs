@@ -199,6 +199,10 @@ impl ShowCounters {
     }
 }
 
+/// Most shows whose statistics one flush writes in one transaction: bounds the statement
+/// count of a transaction on a node serving many shows.
+pub const SHOWS_PER_FLUSH: usize = 200;
+
 /// This node's collector: its ids and the counters of every show that may still count or has
 /// figures the store lacks.
 #[derive(Debug)]
@@ -262,39 +266,39 @@ impl ShowStats {
     }
 
     /// Writes what changed since the last flush, then lets go of the counters nothing can count
-    /// into any more whose figures the store now has in full. On the first failure it stops:
-    /// nothing in these rows can conflict, so a failure means the store is failing, and trying
-    /// every other show would make one flush wait out the store's timeout once per show. Shows
-    /// not written keep their changes (and their counters) for the next flush.
+    /// into any more whose figures the store now has in full. Every show's changes go in one
+    /// transaction per [`SHOWS_PER_FLUSH`] shows: each row is kept as the larger of the stored
+    /// and the sent value, so a failed flush simply sends the same again next time. On the first
+    /// failure it stops (the store is failing; trying on would wait out its timeout again);
+    /// shows not written keep their changes (and their counters) for the next flush.
     pub async fn flush(&self, store: &Store, now: Millis) -> Result<(), StoreError> {
         let shows: Vec<(ShowId, Arc<ShowCounters>)> = lock(&self.shows)
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let now_minute = minute_of(now);
-        for (show, counters) in shows {
-            let batch = counters.changes(&show);
-            if batch.is_empty() {
-                continue;
+        let changed: Vec<(Arc<ShowCounters>, ShowStatsBatch)> = shows
+            .into_iter()
+            .map(|(show, counters)| {
+                let batch = counters.changes(&show);
+                (counters, batch)
+            })
+            .filter(|(_, batch)| !batch.is_empty())
+            .collect();
+        for chunk in changed.chunks(SHOWS_PER_FLUSH) {
+            // Refusals go under the counters' own id, viewers under the node's (see
+            // `ShowCounters::refusals_by`).
+            let parts: Vec<(&str, &str, &ShowStatsBatch)> = chunk
+                .iter()
+                .map(|(counters, batch)| (counters.refusals_by.as_str(), self.node.as_str(), batch))
+                .collect();
+            store.record_show_stats_of(&parts).await?;
+            for (counters, batch) in chunk {
+                counters.flushed(batch, now_minute);
             }
-            let ShowStatsBatch { refusals, viewers } = batch.clone();
-            // Two transactions, as refusals and viewers go under ids of their own: each row is
-            // kept as the larger of the stored and the sent value, so if only the first lands
-            // the next flush simply sends both again.
-            let refusals = ShowStatsBatch {
-                refusals,
-                viewers: Vec::new(),
-            };
-            let viewers = ShowStatsBatch {
-                refusals: Vec::new(),
-                viewers,
-            };
-            store
-                .record_show_stats(&counters.refusals_by, &refusals)
-                .await?;
-            store.record_show_stats(&self.node, &viewers).await?;
-            counters.flushed(&batch, now_minute);
         }
+        // `let_go` tells held counters by their count of holders: these clones must go first.
+        drop(changed);
         self.let_go();
         Ok(())
     }

@@ -75,26 +75,42 @@ impl Store {
         node: &str,
         batch: &ShowStatsBatch,
     ) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
+        self.record_show_stats_of(&[(node, node, batch)]).await
+    }
+
+    /// [`Store::record_show_stats`] for several batches at once, in one transaction: each
+    /// batch's refusals under the first id, its viewers under the second. A node flushing the
+    /// statistics of 50 shows commits (and syncs) once, not twice per show.
+    pub async fn record_show_stats_of(
+        &self,
+        parts: &[(&str, &str, &ShowStatsBatch)],
+    ) -> Result<(), StoreError> {
         // One statement per row, the same text each time: PostgreSQL prepares it once per
         // connection, and a key repeated within a batch cannot trip a multi-row upsert.
-        let refusals = batch.refusals.iter().map(|r| {
-            Step::new(
-                UPSERT_REFUSALS,
-                params![r.show.as_str(), node, r.reason.as_str(), int(r.count)],
-            )
-        });
-        let viewers = batch.viewers.iter().map(|v| {
-            Step::new(
-                UPSERT_VIEWERS,
-                params![v.show.as_str(), node, v.minute, int(v.viewers)],
-            )
-        });
-        self.engine
-            .transaction(refusals.chain(viewers).collect())
-            .await?;
+        let mut steps = Vec::new();
+        for &(refusals_by, viewers_by, batch) in parts {
+            steps.extend(batch.refusals.iter().map(|r| {
+                Step::new(
+                    UPSERT_REFUSALS,
+                    params![
+                        r.show.as_str(),
+                        refusals_by,
+                        r.reason.as_str(),
+                        int(r.count)
+                    ],
+                )
+            }));
+            steps.extend(batch.viewers.iter().map(|v| {
+                Step::new(
+                    UPSERT_VIEWERS,
+                    params![v.show.as_str(), viewers_by, v.minute, int(v.viewers)],
+                )
+            }));
+        }
+        if steps.is_empty() {
+            return Ok(());
+        }
+        self.engine.transaction(steps).await?;
         Ok(())
     }
 
