@@ -248,9 +248,28 @@ pub fn page(p: &Page, r: &Results) -> String {
 }
 
 /// The command list and nginx configuration that end the page.
+/// The commands with each run of identical ones written once and counted (the Friday night's
+/// 50 `setup` calls are one line and a note, not 50 lines).
+fn collapse_repeats(commands: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < commands.len() {
+        let same = commands[i..]
+            .iter()
+            .take_while(|c| **c == commands[i])
+            .count();
+        out.push(commands[i].clone());
+        if same > 1 {
+            out.push(format!("# the command above, {same} times in a row"));
+        }
+        i += same;
+    }
+    out
+}
+
 pub fn commands_tail(commands: &[String], nchan: &Nchan) -> String {
     let mut w = vec!["```sh".to_owned()];
-    w.extend(commands.iter().cloned());
+    w.extend(collapse_repeats(commands));
     w.push("```".into());
     w.push(String::new());
     if let Nchan::Ran { conf, .. } = nchan {
@@ -2222,5 +2241,22 @@ mod tests {
             calls,
             vec![(55.4, "sendto".to_owned()), (12.0, "writev".to_owned())]
         );
+    }
+
+    #[test]
+    fn repeated_commands_are_written_once_and_counted() {
+        let c = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            collapse_repeats(&c(&["a", "b", "b", "b", "a", "a", "c"])),
+            c(&[
+                "a",
+                "b",
+                "# the command above, 3 times in a row",
+                "a",
+                "# the command above, 2 times in a row",
+                "c"
+            ])
+        );
+        assert!(collapse_repeats(&[]).is_empty());
     }
 }
