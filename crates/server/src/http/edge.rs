@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use nightmarket_wire::ErrorCode;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::config::Limits;
@@ -172,7 +172,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let head = head_bytes(limits);
     let max_headers = parser_headers(limits);
-    let send_buffer = limits.socket_send_buffer;
+    let mut options = SocketOptions::on_listener(&listener, limits.socket_send_buffer);
     // Every connection task holds a receiver; `closed()` resolves once all are gone.
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -189,11 +189,7 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        // Small frames, latency matters: no Nagle delay.
-        let _ = tcp.set_nodelay(true);
-        if send_buffer > 0 {
-            let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(send_buffer);
-        }
+        options.apply(&tcp);
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
             // Handlers that limit per address (guest sign-ins) read the peer from here.
@@ -234,6 +230,53 @@ pub async fn serve(
     Ok(())
 }
 
+/// The options every accepted connection gets: no Nagle delay (small frames, latency matters)
+/// and the send buffer `limits.socket_send_buffer` (0: the kernel's own). Linux copies both
+/// from the listening socket into each accepted one, so they are set once on the listener and
+/// the first connection is checked; only where they were not inherited are they set on every
+/// connection, two system calls per connection (and per viewer joining) saved otherwise.
+struct SocketOptions {
+    send_buffer: usize,
+    /// What the listener's send buffer reads back as (the kernel doubles what it is given).
+    listener_buffer: Option<usize>,
+    /// Whether accepted sockets carry the options already: unknown until the first one.
+    inherited: Option<bool>,
+}
+
+impl SocketOptions {
+    fn on_listener(listener: &TcpListener, send_buffer: usize) -> Self {
+        let sock = socket2::SockRef::from(listener);
+        let nodelay = sock.set_tcp_nodelay(true).is_ok();
+        let listener_buffer = if send_buffer > 0 {
+            sock.set_send_buffer_size(send_buffer)
+                .and_then(|()| sock.send_buffer_size())
+                .ok()
+        } else {
+            None
+        };
+        let set = nodelay && (send_buffer == 0 || listener_buffer.is_some());
+        Self {
+            send_buffer,
+            listener_buffer,
+            inherited: if set { None } else { Some(false) },
+        }
+    }
+
+    fn apply(&mut self, tcp: &TcpStream) {
+        let sock = socket2::SockRef::from(tcp);
+        let inherited = *self.inherited.get_or_insert_with(|| {
+            sock.tcp_nodelay().unwrap_or(false)
+                && (self.send_buffer == 0 || sock.send_buffer_size().ok() == self.listener_buffer)
+        });
+        if !inherited {
+            let _ = sock.set_tcp_nodelay(true);
+            if self.send_buffer > 0 {
+                let _ = sock.set_send_buffer_size(self.send_buffer);
+            }
+        }
+    }
+}
+
 /// Errors that concern one connection only (the peer gave up before it was accepted).
 fn is_connection_error(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
@@ -241,4 +284,38 @@ fn is_connection_error(e: &std::io::Error) -> bool {
         e.kind(),
         ConnectionRefused | ConnectionAborted | ConnectionReset
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection accepted on a listener set up by [`SocketOptions`] has no Nagle delay and
+    /// the configured send buffer, whether it inherited them (Linux) or got them set.
+    #[tokio::test]
+    async fn accepted_connections_carry_the_socket_options() {
+        for send_buffer in [65_536, 0] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut options = SocketOptions::on_listener(&listener, send_buffer);
+            let addr = listener.local_addr().unwrap();
+            let mut clients = Vec::new();
+            for _ in 0..2 {
+                clients.push(TcpStream::connect(addr).await.unwrap());
+                let (tcp, _) = listener.accept().await.unwrap();
+                options.apply(&tcp);
+                let sock = socket2::SockRef::from(&tcp);
+                assert!(sock.tcp_nodelay().unwrap(), "no Nagle delay");
+                if send_buffer > 0 {
+                    // The kernel reports double what it was given, on the listener as here.
+                    assert_eq!(
+                        Some(sock.send_buffer_size().unwrap()),
+                        options.listener_buffer
+                    );
+                    assert!(sock.send_buffer_size().unwrap() >= send_buffer);
+                }
+            }
+            #[cfg(target_os = "linux")]
+            assert_eq!(options.inherited, Some(true), "Linux copies them at accept");
+        }
+    }
 }
