@@ -31,6 +31,10 @@ pub struct LiveConfig {
     /// after one walk rather than after the whole backlog. Smaller runs (a command's few
     /// events, a relay burst) go out event by event. 0: never.
     pub skip_run: usize,
+    /// How old the run's oldest event must be, too, for the run to be skipped: a seller's
+    /// script pinning thousands of times a second queues runs of several events on a shard
+    /// that is only a millisecond behind, and viewers reading along should get each event.
+    pub skip_after: Duration,
     /// Bytes a viewer may have waiting in its queue, whatever they are. Past this the viewer is
     /// closed with [`LiveConfig::slow_close`]. With catch-up in place this is reached only by a
     /// viewer whose own private frames pile up.
@@ -62,6 +66,8 @@ impl Default for LiveConfig {
             queue_frames: 512,
             // At 20 events/s, four waiting events mean the shard is 150 ms or more behind.
             skip_run: 4,
+            // A viewer notices 100 ms; well below what the overload bound (1 s) allows.
+            skip_after: Duration::from_millis(100),
             queue_bytes: 1 << 20,
             stall_timeout: Duration::from_secs(10),
             close_grace: Duration::from_millis(500),

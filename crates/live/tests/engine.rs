@@ -242,6 +242,8 @@ async fn a_shard_behind_its_show_skips_to_the_newest_state() {
     let catch_up = Arc::new(CatchUpCell::default());
     let engine = Engine::new(LiveConfig {
         shards: 1,
+        // Behind by count alone here: the burst is published faster than any shard runs.
+        skip_after: Duration::ZERO,
         ..config()
     })
     .unwrap();
@@ -283,6 +285,35 @@ async fn a_shard_behind_its_show_skips_to_the_newest_state() {
     let m = engine.metrics();
     assert_eq!(m.catch_ups, 1, "{m:?}");
     assert_eq!(m.closed_slow + m.closed_resync, 0, "{m:?}");
+}
+
+/// A run queued on a shard that is behind by count but not by time (a script publishing
+/// faster than a shard runs, the shard a moment behind) goes out event by event: nothing is
+/// skipped for a viewer reading along.
+#[tokio::test]
+async fn a_burst_that_has_not_waited_goes_out_event_by_event() {
+    const BURST: u64 = 40;
+    let catch_up = Arc::new(CatchUpCell::default());
+    let engine = Engine::new(LiveConfig {
+        shards: 1,
+        skip_after: Duration::from_secs(3600),
+        ..config()
+    })
+    .unwrap();
+    let ch = engine.channel("show", 0, catch_up.clone());
+    let (listener, addr) = support::listener().await;
+    let (tcp, mut reader) = support::pair(&listener, addr, None, None).await;
+    let (_viewer, _read) = attach(&ch, tcp);
+    for seq in 1..=BURST {
+        ch.publish(seq, event(seq));
+        catch_up.set(seq, Frame::text(&format!("cu:{seq}")));
+    }
+    assert_eq!(next_text(&mut reader).await, "hello");
+    for seq in 1..=BURST {
+        assert_eq!(next_text(&mut reader).await, format!("ev:{seq}"));
+    }
+    let m = engine.metrics();
+    assert_eq!(m.catch_ups, 0, "{m:?}");
 }
 
 /// Reads a viewer's frames up to `last` and `privates` private frames, checking that sequence

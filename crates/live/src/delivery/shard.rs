@@ -110,12 +110,14 @@ impl Shard {
             events, privates, ..
         } = run;
         let list = lists.get(&channel).map_or(&[][..], Vec::as_slice);
-        // A long run means this shard fell behind the show: one catch-up, looked up once for
-        // the whole walk, stands for it.
+        // A long run whose oldest event has waited means this shard fell behind the show: one
+        // catch-up, looked up once for the whole walk, stands for it.
         let skip = match (list.first(), events.first(), events.last()) {
             (Some(viewer), Some((first, _)), Some((last, _))) => {
-                let skip_run = viewer.channel().config().skip_run;
-                (skip_run > 0 && events.len() >= skip_run)
+                let config = viewer.channel().config();
+                (config.skip_run > 0
+                    && events.len() >= config.skip_run
+                    && published_at.elapsed() >= config.skip_after)
                     .then(|| viewer.channel().bridge(first - 1, *last))
                     .flatten()
             }

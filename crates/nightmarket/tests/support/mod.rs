@@ -550,7 +550,12 @@ impl Market {
     /// Has the seller pin products 0 and 1 in turn, `n` pins in all (one event each), each
     /// acknowledged before the next.
     pub async fn pin_back_and_forth(&self, seller: &mut Client, n: usize) {
-        for i in 0..n {
+        self.pin_back_and_forth_from(seller, 0, n).await;
+    }
+
+    /// Pins `n` and more of [`Self::pin_back_and_forth`], the first being its pin number `from`.
+    pub async fn pin_back_and_forth_from(&self, seller: &mut Client, from: usize, n: usize) {
+        for i in from..from + n {
             seller
                 .command(
                     json!({"type": "pin", "product_id": self.product(i % 2)}),
@@ -853,6 +858,35 @@ pub fn assert_contiguous(seqs: &[u64]) -> anyhow::Result<()> {
     for w in seqs.windows(2) {
         if w[1] != w[0] + 1 {
             bail!("sequence jumps from {} to {}: {seqs:?}", w[0], w[1]);
+        }
+    }
+    Ok(())
+}
+
+/// Fails unless the events among `seen` follow on by one, except that a catch-up frame may move
+/// the viewer forward: the next event is then the one after the catch-up's. Snapshots and
+/// other frames are passed over.
+pub fn assert_bridged(seen: &[ServerMessage]) -> anyhow::Result<()> {
+    let mut at: Option<u64> = None;
+    for msg in seen {
+        match msg {
+            ServerMessage::CatchUp(c) => {
+                if let Some(a) = at
+                    && c.seq < a
+                {
+                    bail!("a catch-up to {} behind the viewer's {a}", c.seq);
+                }
+                at = Some(c.seq);
+            }
+            ServerMessage::Event(e) => {
+                if let Some(a) = at
+                    && e.seq != a + 1
+                {
+                    bail!("event {} after {a}, with no catch-up between", e.seq);
+                }
+                at = Some(e.seq);
+            }
+            _ => {}
         }
     }
     Ok(())
