@@ -25,6 +25,12 @@ impl std::fmt::Debug for Frame {
 }
 
 impl Frame {
+    /// Bytes that are not a WebSocket frame but go on the socket the same way: the HTTP answer
+    /// of the upgrade, owed before the first frame.
+    pub(crate) fn raw(bytes: Bytes) -> Self {
+        Self(bytes)
+    }
+
     /// A text frame (`payload` is copied once, into the frame's own buffer).
     pub fn text(payload: &str) -> Self {
         encode(OpCode::Data(Data::Text), payload.as_bytes())

@@ -118,10 +118,13 @@ impl std::fmt::Debug for Channel {
 }
 
 /// How a socket joins a channel.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct AttachOptions {
     /// Counted in [`Channel::viewer_count`] (viewers are; the seller's own console is not).
     pub counted: bool,
+    /// Bytes owed to the socket before any frame (the HTTP answer of the upgrade, held back by
+    /// the server): written first, in the same `writev` as the session's first frames.
+    pub prefix: Option<bytes::Bytes>,
 }
 
 impl Channel {
@@ -241,6 +244,7 @@ impl Channel {
             self.0.clone(),
             shard.clone(),
             index,
+            options.prefix.map(Frame::raw),
         ));
         // Counted before the shard hears of it: an event published after this point reaches
         // the shard behind the attachment; an earlier one is in the history `start` reads.

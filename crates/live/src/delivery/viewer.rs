@@ -228,6 +228,9 @@ struct State {
     flushing: bool,
     /// The version of each cell last handed to this viewer (or covered by its start).
     cells_seen: [u32; 3],
+    /// The queue's first entry is the prefix owed before any frame (see
+    /// `AttachOptions::prefix`): it stays first when the start or a close rebuilds the queue.
+    owes_prefix: bool,
     queue: Option<Box<Queue>>,
 }
 
@@ -256,7 +259,14 @@ impl ViewerCell {
         channel: Arc<dyn Source>,
         shard: Arc<Shard>,
         shard_index: usize,
+        prefix: Option<Frame>,
     ) -> Self {
+        let owes_prefix = prefix.is_some();
+        let queue = prefix.map(|p| {
+            let mut q = Queue::new();
+            q.push(Entry::Private(p));
+            q
+        });
         Self {
             socket,
             channel,
@@ -269,7 +279,8 @@ impl ViewerCell {
                 inbox_privates: 0,
                 flushing: false,
                 cells_seen: [0; 3],
-                queue: None,
+                owes_prefix,
+                queue,
             }),
             changed: Notify::new(),
         }
@@ -498,6 +509,12 @@ impl ViewerCell {
             return Err(StartError::Gap { from: at });
         }
         let mut q = Queue::new();
+        let mut old = st.queue.take();
+        if std::mem::take(&mut st.owes_prefix)
+            && let Some(prefix) = old.as_mut().and_then(|o| o.entries.pop_front())
+        {
+            q.push(prefix);
+        }
         for frame in start.frames {
             q.push(Entry::Private(frame));
         }
@@ -506,7 +523,7 @@ impl ViewerCell {
         }
         // Private frames sent while starting follow; conflated values queued meanwhile give way
         // to the caller's choice of cells.
-        if let Some(old) = st.queue.take() {
+        if let Some(old) = old {
             for e in old.entries {
                 if matches!(e, Entry::Private(_)) {
                     q.push(e);
@@ -693,8 +710,11 @@ impl ViewerCell {
             return;
         }
         st.phase = Phase::Closing;
+        // The prefix owed before any frame is kept too, or the close frame would reach a
+        // client that never had the upgrade's answer.
+        let first_stays = std::mem::take(&mut st.owes_prefix);
         let q = st.queue.get_or_insert_with(Queue::new);
-        let partial = q.offset > 0;
+        let partial = q.offset > 0 || first_stays;
         let old = std::mem::take(&mut q.entries);
         for (i, e) in old.into_iter().enumerate() {
             if (i == 0 && partial) || (keep_private && matches!(e, Entry::Private(_))) {

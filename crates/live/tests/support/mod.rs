@@ -128,7 +128,13 @@ where
 
 /// Attaches a write half and starts it at the channel's newest event, with a `hello` frame.
 pub fn start_at_newest(ch: &Channel, write: OwnedWriteHalf) -> Viewer {
-    let viewer = ch.attach(write, AttachOptions { counted: true });
+    let viewer = ch.attach(
+        write,
+        AttachOptions {
+            counted: true,
+            prefix: None,
+        },
+    );
     viewer
         .start(Start {
             frames: vec![Frame::text("hello")],

@@ -35,6 +35,7 @@ use tokio::sync::watch;
 
 use crate::config::Limits;
 use crate::http::error::HttpError;
+use crate::http::held::{HeldIo, Hold};
 use crate::state::AppState;
 
 /// Bytes of a refusal's text the JSON body keeps as its message: axum's refusals are one short
@@ -191,9 +192,13 @@ pub async fn serve(
         };
         options.apply(&tcp);
         let app = app.clone();
+        let hold = Hold::default();
+        let io = HeldIo::new(tcp, hold.clone());
         let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
             // Handlers that limit per address (guest sign-ins) read the peer from here.
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            // The WebSocket upgrade holds its 101 back for the session's first write.
+            req.extensions_mut().insert(hold.clone());
             let mut app = app.clone();
             // A Router is always ready: `call` needs no `poll_ready` first.
             tower_service::Service::call(&mut app, req)
@@ -206,7 +211,7 @@ pub async fn serve(
                 .max_buf_size(head)
                 .max_headers(max_headers);
             let conn = builder
-                .serve_connection(TokioIo::new(tcp), service)
+                .serve_connection(TokioIo::new(io), service)
                 .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {

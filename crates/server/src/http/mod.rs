@@ -22,6 +22,7 @@ pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod held;
 pub mod market;
 pub mod metrics;
 pub mod middleware;

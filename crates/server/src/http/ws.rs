@@ -17,11 +17,11 @@ use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use nightmarket_domain::{BuyerId, ShowId};
 use nightmarket_wire::ErrorCode;
-use tokio::net::TcpStream;
 
 use crate::auth::Role;
 use crate::http::error::HttpError;
 use crate::http::extract::{authenticate, unauthorized};
+use crate::http::held::{HeldIo, Hold};
 use crate::http::refusal;
 use crate::metrics;
 use crate::state::AppState;
@@ -117,6 +117,7 @@ pub async fn upgrade(
     state.live().watch(&rt);
     let peer = ws::peer_for(claims, &rt);
     let upgraded = hyper::upgrade::on(&mut request);
+    let hold = request.extensions().get::<Hold>().cloned();
     tokio::spawn(async move {
         let upgraded = match upgraded.await {
             Ok(u) => u,
@@ -125,15 +126,18 @@ pub async fn upgrade(
                 return;
             }
         };
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
+        match upgraded.downcast::<TokioIo<HeldIo>>() {
             Ok(parts) => {
-                let tcp = parts.io.into_inner();
+                // The 101 hyper wrote was held (see `http::held`): it goes out with the
+                // session's first frames.
+                let (tcp, answer) = parts.io.into_inner().into_parts();
                 // `read_buf` shares hyper's whole read buffer (8 KiB): the bytes past the
                 // request are copied out and the buffer goes now, rather than stay with every
                 // connection for its life.
                 let already_read = parts.read_buf.to_vec();
                 drop(parts.read_buf);
-                ws::run(state, rt, peer, tcp, already_read, last_seq).await;
+                let answer = (!answer.is_empty()).then(|| answer.into());
+                ws::run(state, rt, peer, tcp, already_read, answer, last_seq).await;
             }
             // Not the accept loop's TCP connection: the engine cannot write to it, so the
             // connection ends at once with 1011 (a server of this crate never gets here).
@@ -146,6 +150,10 @@ pub async fn upgrade(
         }
         drop(permit);
     });
+    // Last, once nothing can refuse the upgrade any more: only a 101 is ever held.
+    if let Some(hold) = hold {
+        hold.on();
+    }
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let mut resp = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let h = resp.headers_mut();

@@ -586,9 +586,9 @@ impl Live {
         }
         // The count goes out when it changed and the last one is `viewers_tick_ms` old: during
         // a join storm it changes at every refresh, and each change is a frame to every viewer.
-        let now = self.clock.now();
+        let now = tokio::time::Instant::now();
         let due = tick.viewers_at.is_none_or(|at| {
-            now.saturating_sub(at) >= i64::try_from(self.limits.viewers_tick_ms).unwrap_or(i64::MAX)
+            now.duration_since(at) >= Duration::from_millis(self.limits.viewers_tick_ms)
         });
         if tick.viewers != Some(viewers) && due {
             tick.viewers = Some(viewers);
@@ -703,15 +703,19 @@ mod tests {
             .unwrap();
         let (socket, _) = listener.accept().await.unwrap();
         let (_read, write) = socket.into_split();
-        let viewer = rt
-            .channel
-            .attach(write, nightmarket_live::AttachOptions { counted: true });
+        let viewer = rt.channel.attach(
+            write,
+            nightmarket_live::AttachOptions {
+                counted: true,
+                prefix: None,
+            },
+        );
         (viewer, client)
     }
 
     /// The viewer count goes out when it changed and the last one is `viewers_tick_ms` old,
     /// however often the show is refreshed meanwhile; a count that did not change never does.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[tokio::test(start_paused = true)]
     async fn the_viewer_count_goes_out_at_most_once_per_viewers_tick() {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(1_000_000);
@@ -733,13 +737,13 @@ mod tests {
         let mut audience = vec![counted_viewer(&rt).await];
         live.refresh(&rt).await;
         assert_eq!(sent(), Some(1), "the first count goes out at once");
-        let first = clock.now();
+        let first = tokio::time::Instant::now();
         assert_eq!(published(), Some(first));
 
-        let tick = i64::try_from(live.limits.viewers_tick_ms).unwrap();
+        let tick = Duration::from_millis(live.limits.viewers_tick_ms);
         for step in 1..=4 {
             audience.push(counted_viewer(&rt).await);
-            clock.advance(tick / 5);
+            tokio::time::advance(tick / 5).await;
             live.refresh(&rt).await;
             assert_eq!(
                 sent(),
@@ -748,13 +752,13 @@ mod tests {
             );
         }
         assert_eq!(published(), Some(first), "no frame within the tick");
-        clock.advance(tick - 4 * (tick / 5));
+        tokio::time::advance(tick - 4 * (tick / 5)).await;
         live.refresh(&rt).await;
         assert_eq!(sent(), Some(5), "the tick has passed: the newest count");
-        let second = clock.now();
+        let second = tokio::time::Instant::now();
         assert_eq!(published(), Some(second));
 
-        clock.advance(10 * tick);
+        tokio::time::advance(10 * tick).await;
         live.refresh(&rt).await;
         assert_eq!(
             published(),
@@ -779,9 +783,13 @@ mod tests {
             .unwrap();
         let (socket, _) = listener.accept().await.unwrap();
         let (_read, write) = socket.into_split();
-        let _viewer = watched
-            .channel
-            .attach(write, nightmarket_live::AttachOptions { counted: true });
+        let _viewer = watched.channel.attach(
+            write,
+            nightmarket_live::AttachOptions {
+                counted: true,
+                prefix: None,
+            },
+        );
         let running = open(&live, "running", false);
         clock.advance(CLOSED_SHOW_KEPT_MS - 1);
         assert_eq!(live.evict_closed(clock.now()), 0, "not yet");

@@ -128,8 +128,9 @@ pub(super) struct TickState {
     pub(super) feed_from: u64,
     pub(super) viewers: Option<u64>,
     /// When the viewer count was last published: it goes out at most every
-    /// `limits.viewers_tick_ms`.
-    pub(super) viewers_at: Option<Millis>,
+    /// `limits.viewers_tick_ms` of real time (a bound on traffic, like the ticker's own
+    /// interval, not a time of the market's clock).
+    pub(super) viewers_at: Option<tokio::time::Instant>,
     /// The newest accepted claims, oldest first, at most `limits.feed_items`: what a joining
     /// viewer's snapshot shows as the claim feed.
     pub(super) recent: VecDeque<FeedItem>,

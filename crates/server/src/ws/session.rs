@@ -799,6 +799,7 @@ pub async fn run(
     peer: Peer,
     tcp: TcpStream,
     already_read: Vec<u8>,
+    answer: Option<bytes::Bytes>,
     last_seq: Option<u64>,
 ) {
     let _session = state.sessions().enter();
@@ -819,6 +820,7 @@ pub async fn run(
         write,
         AttachOptions {
             counted: buyer.is_some(),
+            prefix: answer,
         },
     );
     let mut reader = Reader::new(read, &already_read, state.live().max_message());
