@@ -95,6 +95,14 @@ pub fn bind(config: &Config) -> Result<TcpListener, ServerError> {
         tokio::net::TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    // Set before `listen`, so even a connection that arrives before the accept loop starts
+    // inherits them (see `http::edge::serve`).
+    socket.set_nodelay(true)?;
+    if config.limits.socket_send_buffer > 0 {
+        socket.set_send_buffer_size(
+            u32::try_from(config.limits.socket_send_buffer).unwrap_or(u32::MAX),
+        )?;
+    }
     socket.bind(addr)?;
     Ok(socket.listen(config.limits.listen_backlog)?)
 }

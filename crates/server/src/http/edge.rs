@@ -239,7 +239,10 @@ pub async fn serve(
 /// and the send buffer `limits.socket_send_buffer` (0: the kernel's own). Linux copies both
 /// from the listening socket into each accepted one, so they are set once on the listener and
 /// the first connection is checked; only where they were not inherited are they set on every
-/// connection, two system calls per connection (and per viewer joining) saved otherwise.
+/// connection, two system calls per connection (and per viewer joining) saved otherwise. A
+/// connection that arrived before the listener had them does not carry them either: `bind`
+/// sets them before `listen`, and a listener made elsewhere at worst falls back to setting them
+/// per connection.
 struct SocketOptions {
     send_buffer: usize,
     /// What the listener's send buffer reads back as (the kernel doubles what it is given).
