@@ -777,19 +777,7 @@ mod tests {
         let (live, _stop) = live(dir.path(), &clock);
         let closed = open(&live, "closed", true);
         let watched = open(&live, "watched", true);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (socket, _) = listener.accept().await.unwrap();
-        let (_read, write) = socket.into_split();
-        let _viewer = watched.channel.attach(
-            write,
-            nightmarket_live::AttachOptions {
-                counted: true,
-                prefix: None,
-            },
-        );
+        let _viewer = counted_viewer(&watched).await;
         let running = open(&live, "running", false);
         clock.advance(CLOSED_SHOW_KEPT_MS - 1);
         assert_eq!(live.evict_closed(clock.now()), 0, "not yet");
