@@ -1,13 +1,12 @@
 //! The connection hyper serves: a TCP stream that can hold back what hyper writes.
 //!
 //! A WebSocket join used to cost two writes on the socket: hyper's `101 Switching Protocols`,
-//! then the session's first frames (hello and snapshot). On loopback, and on any link, each
-//! write is a segment the kernel sends and the client wakes for; in a join storm the two
-//! writes were a third of the server's CPU. So the upgrade handler turns the connection's
-//! [`Hold`] on just before it answers: hyper's 101 then goes into a buffer instead of the
-//! socket, the upgrade hands the stream and the held bytes to the session, and the live engine
-//! writes those bytes and the first frames in one `writev`. Any other request never turns it
-//! on, and its answer goes straight to the socket as before.
+//! then the session's first frames (hello and snapshot). Each write is a system call and a
+//! segment the kernel sends and the client wakes for. So the upgrade handler turns the
+//! connection's [`Hold`] on just before it answers: hyper's 101 then goes into a buffer instead
+//! of the socket, the upgrade hands the stream and the held bytes to the session, and the live
+//! engine writes those bytes and the first frames in one `writev`. Any other request never
+//! turns it on, and its answer goes straight to the socket as before.
 
 use std::io;
 use std::pin::Pin;
