@@ -42,6 +42,20 @@ fn number(text: &str) -> u64 {
 }
 
 /// Attaches a server stream and starts it at the channel's newest event with a hello.
+/// An engine of one shard skipping runs that have waited `skip_after`, with one show whose
+/// catch-up frames the test sets.
+fn one_shard_show(skip_after: Duration) -> (Engine, Channel, Arc<CatchUpCell>) {
+    let catch_up = Arc::new(CatchUpCell::default());
+    let engine = Engine::new(LiveConfig {
+        shards: 1,
+        skip_after,
+        ..config()
+    })
+    .unwrap();
+    let ch = engine.channel("show", 0, catch_up.clone());
+    (engine, ch, catch_up)
+}
+
 fn attach(ch: &Channel, tcp: tokio::net::TcpStream) -> (Viewer, tokio::net::tcp::OwnedReadHalf) {
     let (read, write) = tcp.into_split();
     (support::start_at_newest(ch, write), read)
@@ -239,15 +253,8 @@ async fn a_burst_reaches_each_viewer_in_order() {
 async fn a_shard_behind_its_show_skips_to_the_newest_state() {
     const BURST: u64 = 40;
     const ANSWERED_AT: u64 = 10;
-    let catch_up = Arc::new(CatchUpCell::default());
-    let engine = Engine::new(LiveConfig {
-        shards: 1,
-        // Behind by count alone here: the burst is published faster than any shard runs.
-        skip_after: Duration::ZERO,
-        ..config()
-    })
-    .unwrap();
-    let ch = engine.channel("show", 0, catch_up.clone());
+    // Behind by count alone here: the burst is published faster than any shard runs.
+    let (engine, ch, catch_up) = one_shard_show(Duration::ZERO);
     let (listener, addr) = support::listener().await;
     let (tcp, mut lagging) = support::pair(&listener, addr, None, None).await;
     let (_lagging_viewer, _read) = attach(&ch, tcp);
@@ -293,14 +300,7 @@ async fn a_shard_behind_its_show_skips_to_the_newest_state() {
 #[tokio::test]
 async fn a_burst_that_has_not_waited_goes_out_event_by_event() {
     const BURST: u64 = 40;
-    let catch_up = Arc::new(CatchUpCell::default());
-    let engine = Engine::new(LiveConfig {
-        shards: 1,
-        skip_after: Duration::from_secs(3600),
-        ..config()
-    })
-    .unwrap();
-    let ch = engine.channel("show", 0, catch_up.clone());
+    let (engine, ch, catch_up) = one_shard_show(Duration::from_secs(3600));
     let (listener, addr) = support::listener().await;
     let (tcp, mut reader) = support::pair(&listener, addr, None, None).await;
     let (_viewer, _read) = attach(&ch, tcp);
