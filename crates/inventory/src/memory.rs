@@ -553,9 +553,22 @@ impl Inventory for MemoryInventory {
     async fn claim_log(&self, show: &ShowId, from: &LogCursor, limit: usize) -> Result<LogPage> {
         // The journal is the log: every acknowledged claim is on disk there, and it holds the
         // shows this node never opened too. The embedded journal pages by position alone.
+        let start = from.next_pos;
+        // An open book in memory knows its log's length, and the journal never holds more of
+        // it than the book (a claim is decided in the book, then journaled): the order service
+        // asks every live show each round, and most have nothing new, so that answer costs no
+        // journal read. A closed book is read, for its close marker.
+        if let Ok(slot) = self.slot(show) {
+            let book = lock(&slot.book)?;
+            if book.status() != ShowStatus::Closed && book.log_len() <= start {
+                return Ok(LogPage {
+                    entries: Vec::new(),
+                    next: from.clone(),
+                });
+            }
+        }
         let journal = self.journal.clone();
         let id = show.clone();
-        let start = from.next_pos;
         let read = tokio::task::spawn_blocking(move || journal.read_log(&id, start, limit))
             .await
             .map_err(|e| InventoryError::Internal(e.to_string()))?

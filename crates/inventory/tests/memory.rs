@@ -327,3 +327,51 @@ async fn a_released_show_leaves_memory_and_opens_again_from_the_journal() {
     inv.release(&show, keep_for).await.unwrap();
     assert_eq!(inv.books_in_memory(), 1, "gone again once its time is over");
 }
+
+/// The order service asks every live show for news each round. An open book at the end of its
+/// log answers from memory; a page with something new, or a closed show (its close marker), is
+/// read from the journal, and what is read is the same as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_show_with_nothing_new_answers_the_claim_log_without_a_journal_read() {
+    use nightmarket_domain::{LogCursor, LogEntry};
+    use nightmarket_inventory::conformance::fixtures::{T0, live_show};
+
+    let dir = tempfile::tempdir().unwrap();
+    let journal = SqliteJournal::open(&dir.path().join("journal.sqlite"), 4096).unwrap();
+    let inv = MemoryInventory::new(journal.clone(), 1000);
+    let show = live_show(&inv, "quiet", 40, 5, T0).await.unwrap();
+    inv.command(&show, Command::Pin(fixtures::pid("p1")), T0)
+        .await
+        .unwrap();
+    let start = LogCursor::default();
+    let empty = inv.claim_log(&show, &start, 100).await.unwrap();
+    assert!(empty.entries.is_empty());
+    assert_eq!(empty.next, start);
+    assert_eq!(journal.log_reads(), 0, "no claim yet: nothing to read");
+
+    for n in 0..3 {
+        let req = fixtures::claim(&format!("c{n}"), &format!("b{n}"), 1).unwrap();
+        inv.claim(&show, req, T0).await.unwrap();
+    }
+    let page = inv.claim_log(&show, &start, 100).await.unwrap();
+    assert_eq!(page.entries.len(), 3);
+    assert_eq!(page.next.next_pos, 3);
+    assert_eq!(journal.log_reads(), 1);
+    let at_end = inv.claim_log(&show, &page.next, 100).await.unwrap();
+    assert!(at_end.entries.is_empty());
+    assert_eq!(at_end.next, page.next, "the cursor stays");
+    assert_eq!(journal.log_reads(), 1, "the book knows nothing is new");
+
+    inv.command(&show, Command::Close, T0).await.unwrap();
+    let closed = inv.claim_log(&show, &page.next, 100).await.unwrap();
+    assert_eq!(
+        journal.log_reads(),
+        2,
+        "a closed show is read for its marker"
+    );
+    assert!(
+        matches!(closed.entries.as_slice(), [LogEntry::Close { pos: 3, .. }]),
+        "{:?}",
+        closed.entries
+    );
+}

@@ -130,7 +130,17 @@ pub struct Settler {
     /// to settle, so the next round asks about it here and releases its inventory keys if it
     /// did settle. At most [`UNSURE_SHOWS`] are kept.
     unsure: std::sync::Mutex<std::collections::BTreeSet<ShowId>>,
+    /// Where this service last left each open show's checkpoint: a round asks every live show
+    /// for news, and reading the checkpoint back from the store each time cost a query per show
+    /// per round. Another instance moving a checkpoint on is seen when this one's write does
+    /// not move it (the write compares), and the checkpoint is read again. At most
+    /// [`CHECKPOINTS_KEPT`] are kept.
+    checkpoints: std::sync::Mutex<std::collections::HashMap<ShowId, LogCursor>>,
 }
+
+/// Most open shows' checkpoints [`Settler`] keeps in memory; past it they are forgotten and read
+/// from the store again.
+pub const CHECKPOINTS_KEPT: usize = 10_000;
 
 /// Most shows kept to be asked about again after a settlement with an unknown outcome. Past
 /// it, a show's keys are released at the latest when an operator settles it again.
@@ -166,6 +176,7 @@ impl Settler {
             clock: nightmarket_domain::clock::system(),
             settle_time: metrics::Histogram::noop(),
             unsure: std::sync::Mutex::default(),
+            checkpoints: std::sync::Mutex::default(),
         }
     }
 
@@ -207,12 +218,61 @@ impl Settler {
     /// checkpoint to where the page starts; otherwise it is dropped and the checkpoint
     /// re-read.
     pub async fn record(&self, show: &ShowId, batches: usize) -> Result<Recorded, SettleError> {
+        let known = self.known_checkpoint(show);
+        let outcome = self.record_from(show, batches, known).await;
+        // A failure leaves the checkpoint unknown (a write may have committed unseen).
+        if outcome.is_err() {
+            self.forget_checkpoint(show);
+        }
+        outcome
+    }
+
+    fn known_checkpoint(&self, show: &ShowId) -> Option<LogCursor> {
+        self.checkpoints.lock().ok()?.get(show).cloned()
+    }
+
+    fn forget_checkpoint(&self, show: &ShowId) {
+        if let Ok(mut known) = self.checkpoints.lock() {
+            known.remove(show);
+        }
+    }
+
+    /// Keeps `cp` as the show's checkpoint while the show is open; a closed show's is not
+    /// needed again.
+    fn keep_checkpoint(&self, show: &ShowId, cp: &LogCheckpoint) {
+        let Ok(mut known) = self.checkpoints.lock() else {
+            return;
+        };
+        if cp.close.is_some() {
+            known.remove(show);
+            return;
+        }
+        if known.len() >= CHECKPOINTS_KEPT && !known.contains_key(show) {
+            known.clear();
+        }
+        known.insert(show.clone(), cp.cursor.clone());
+    }
+
+    async fn record_from(
+        &self,
+        show: &ShowId,
+        batches: usize,
+        known: Option<LogCursor>,
+    ) -> Result<Recorded, SettleError> {
         let mut out = Recorded::default();
         let batches = batches.max(1);
-        let mut cp = self.store.log_checkpoint(show).await?;
+        let mut cp = match known {
+            Some(cursor) => LogCheckpoint {
+                cursor,
+                close: None,
+            },
+            None => self.store.log_checkpoint(show).await?,
+        };
+        self.keep_checkpoint(show, &cp);
         let mut ahead: Option<LogPage> = None;
         for round in 1..=batches {
             if cp.close.is_some() {
+                self.keep_checkpoint(show, &cp);
                 out.close = cp.close;
                 return Ok(out);
             }
@@ -286,6 +346,7 @@ impl Settler {
             if moved? {
                 out.entries += entries.len() as u64;
                 if close.is_some() {
+                    self.forget_checkpoint(show);
                     out.close = close;
                     return Ok(out);
                 }
@@ -293,10 +354,13 @@ impl Settler {
                     cursor: next,
                     close: None,
                 };
+                self.keep_checkpoint(show, &cp);
                 ahead = read.transpose()?;
             } else {
-                // Another instance recorded this batch first: read on from its checkpoint.
+                // Another instance recorded this batch first (or this one's known checkpoint
+                // was behind): read on from the stored checkpoint.
                 cp = self.store.log_checkpoint(show).await?;
+                self.keep_checkpoint(show, &cp);
             }
         }
         Ok(out)

@@ -272,6 +272,52 @@ async fn two_settlers_at_once_agree_distributed() {
     two_settlers(Kind::Distributed).await;
 }
 
+/// A settler keeps where it left each live show's checkpoint; when another one has moved it on
+/// since, its next batch is refused by the store's compare and it reads on from the stored
+/// checkpoint: nothing is recorded twice or skipped.
+async fn a_checkpoint_moved_elsewhere(kind: Kind) {
+    let env = env(kind).await;
+    let show = live_show(&env, "moved", "htx-e", &items(), None).await;
+    let model = trade(&env, &show, 300, 23).await;
+    let s1 = env.settler(small_batches()).with_actor("node-1");
+    let s2 = env.settler(small_batches()).with_actor("node-2");
+    let batch = small_batches().batch as u64;
+    assert_eq!(s1.record(&show.id, 1).await.unwrap().entries, batch);
+    assert_eq!(s2.record(&show.id, 3).await.unwrap().entries, 3 * batch);
+    assert_eq!(
+        s1.record(&show.id, 1).await.unwrap().entries,
+        0,
+        "its batch from the old position is refused"
+    );
+    assert_eq!(
+        env.store
+            .log_checkpoint(&show.id)
+            .await
+            .unwrap()
+            .cursor
+            .next_pos,
+        4 * batch
+    );
+    assert_eq!(
+        s1.record(&show.id, 1).await.unwrap().entries,
+        batch,
+        "then it reads on from the stored checkpoint"
+    );
+    close(&env, &show, T0 + 10_000_000).await;
+    settle_all(&s1, &env, &show.id).await;
+    assert_orders_match(&env, &show, &model).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_moved_by_another_settler_is_followed_embedded() {
+    a_checkpoint_moved_elsewhere(Kind::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_moved_by_another_settler_is_followed_distributed() {
+    a_checkpoint_moved_elsewhere(Kind::Distributed).await;
+}
+
 /// Claims sent while the show closes: each is either in the orders or was refused, never lost
 /// in between.
 async fn claims_racing_the_close(kind: Kind) {

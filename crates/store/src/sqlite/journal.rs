@@ -215,6 +215,8 @@ pub struct SqliteJournal {
     /// it a histogram ([`SqliteJournal::observe_commits`]): one atomic load per commit until
     /// then.
     commit_time: Arc<OnceLock<metrics::Histogram>>,
+    /// Claim-log pages read from disk so far ([`SqliteJournal::log_reads`]).
+    log_reads: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn storage(e: impl std::fmt::Display) -> JournalError {
@@ -302,6 +304,7 @@ impl SqliteJournal {
                 idle: Mutex::new(Vec::new()),
             }),
             commit_time,
+            log_reads: Arc::default(),
         })
     }
 
@@ -449,7 +452,15 @@ impl SqliteJournal {
         from: u64,
         limit: usize,
     ) -> Result<Option<Vec<LogEntry>>, JournalError> {
+        self.log_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.readers.with(|conn| read_log(conn, show, from, limit))
+    }
+
+    /// How many claim-log pages [`SqliteJournal::read_log`] has read (from every clone of this
+    /// journal): what the order service's rounds cost the disk.
+    pub fn log_reads(&self) -> u64 {
+        self.log_reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether the show has closed: `None` when the journal holds nothing for it. Blocking.
