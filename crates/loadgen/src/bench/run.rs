@@ -656,6 +656,33 @@ async fn nchan_runs(b: &mut Bench, r: &mut Results) -> anyhow::Result<()> {
     };
     r.fanout
         .insert(key::nx("join"), b.fanout(part::MAIN, &a, &join, true).await);
+    // The Friday night's pattern on nchan, for reference: its own ratio of many small channels
+    // to one large one shows how much of ours is the kernel's (waking an idle reader per small
+    // burst) rather than the server's.
+    let one = FanoutRun {
+        shows: "friday0",
+        viewers: p.friday_one_viewers,
+        rate: p.friday_rate,
+        duration: p.friday_duration,
+        ..base
+    };
+    r.fanout.insert(
+        key::nx(key::FRIDAY_ONE),
+        b.fanout(part::MAIN, &a, &one, true).await,
+    );
+    let channels = (1..=p.friday_shows)
+        .map(|i| format!("friday{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let many = FanoutRun {
+        shows: &channels,
+        viewers: p.friday_viewers,
+        ..one
+    };
+    r.fanout.insert(
+        key::nx(key::FRIDAY_MANY),
+        b.fanout(part::MAIN, &a, &many, true).await,
+    );
     nginx.stop().await;
     Ok(())
 }
