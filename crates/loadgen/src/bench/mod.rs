@@ -58,7 +58,8 @@ pub struct BenchArgs {
     /// directory.
     #[arg(long, default_value = ".")]
     pub root: PathBuf,
-    /// Printed beside the Redis claim and cross-node figures, e.g. what else ran meanwhile.
+    /// Printed in the Machine table and beside the Redis claim and cross-node figures, e.g. what
+    /// else ran meanwhile or how the machine's speed compared.
     #[arg(long, env = "BENCH_NOTE", default_value = "")]
     pub note: String,
     /// Why nginx + nchan cannot run here, when scripts/bench could not install it; the

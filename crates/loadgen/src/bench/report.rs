@@ -315,6 +315,11 @@ fn intro(w: &mut Vec<String>, p: &Page) {
         )),
         Nchan::Skipped(why) => w.push(format!("| peer | not run: {why} |")),
     }
+    // What the one running the bench knows of the machine's state (`BENCH_NOTE`): a shared
+    // machine's speed changes from day to day, and every figure below moves with it.
+    if !p.note.is_empty() {
+        w.push(format!("| note | {} |", p.note.replace('|', "/")));
+    }
     w.push(String::new());
     w.push("## Method".into());
     w.push(String::new());
