@@ -663,9 +663,8 @@ fn friday_section(w: &mut Vec<String>, p: &Params, r: &Results) {
     if r.fanout.contains_key(&nx_many) {
         w.push(format!(
             "CPU per delivery, many shows ÷ one: Nightmarket {}, nginx + nchan {} (the same \
-             pattern on channels, publishing by HTTP POST: no journal, no seller session). Small \
-             bursts cost the kernel more per send than one large one, as each tends to find the \
-             reader asleep and wake it; nchan's ratio shows that part.",
+             pattern on channels, publishing by HTTP POST: no journal, no seller session); the \
+             table splits each into user and system time.",
             times(ratio(key::FRIDAY_MANY, key::FRIDAY_ONE)),
             times(ratio(&nx_many, &nx_one)),
         ));

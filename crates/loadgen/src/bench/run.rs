@@ -656,9 +656,8 @@ async fn nchan_runs(b: &mut Bench, r: &mut Results) -> anyhow::Result<()> {
     };
     r.fanout
         .insert(key::nx("join"), b.fanout(part::MAIN, &a, &join, true).await);
-    // The Friday night's pattern on nchan, for reference: its own ratio of many small channels
-    // to one large one shows how much of ours is the kernel's (waking an idle reader per small
-    // burst) rather than the server's.
+    // The Friday night's pattern on nchan, for reference: what many small channels cost a
+    // server that keeps no journal and has no seller sessions, against one large channel.
     let one = FanoutRun {
         shows: "friday0",
         viewers: p.friday_one_viewers,
