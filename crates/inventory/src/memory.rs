@@ -551,8 +551,6 @@ impl Inventory for MemoryInventory {
     }
 
     async fn claim_log(&self, show: &ShowId, from: &LogCursor, limit: usize) -> Result<LogPage> {
-        // The journal is the log: every acknowledged claim is on disk there, and it holds the
-        // shows this node never opened too. The embedded journal pages by position alone.
         let start = from.next_pos;
         // An open book in memory knows its log's length, and the journal never holds more of
         // it than the book (a claim is decided in the book, then journaled): the order service
@@ -567,6 +565,8 @@ impl Inventory for MemoryInventory {
                 });
             }
         }
+        // The journal is the log: every acknowledged claim is on disk there, and it holds the
+        // shows this node never opened too. The embedded journal pages by position alone.
         let journal = self.journal.clone();
         let id = show.clone();
         let read = tokio::task::spawn_blocking(move || journal.read_log(&id, start, limit))

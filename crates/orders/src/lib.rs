@@ -237,6 +237,13 @@ impl Settler {
         }
     }
 
+    /// The show's checkpoint as the store has it, kept for the next round.
+    async fn stored_checkpoint(&self, show: &ShowId) -> Result<LogCheckpoint, SettleError> {
+        let cp = self.store.log_checkpoint(show).await?;
+        self.keep_checkpoint(show, &cp);
+        Ok(cp)
+    }
+
     /// Keeps `cp` as the show's checkpoint while the show is open; a closed show's is not
     /// needed again.
     fn keep_checkpoint(&self, show: &ShowId, cp: &LogCheckpoint) {
@@ -266,13 +273,11 @@ impl Settler {
                 cursor,
                 close: None,
             },
-            None => self.store.log_checkpoint(show).await?,
+            None => self.stored_checkpoint(show).await?,
         };
-        self.keep_checkpoint(show, &cp);
         let mut ahead: Option<LogPage> = None;
         for round in 1..=batches {
             if cp.close.is_some() {
-                self.keep_checkpoint(show, &cp);
                 out.close = cp.close;
                 return Ok(out);
             }
@@ -359,8 +364,7 @@ impl Settler {
             } else {
                 // Another instance recorded this batch first (or this one's known checkpoint
                 // was behind): read on from the stored checkpoint.
-                cp = self.store.log_checkpoint(show).await?;
-                self.keep_checkpoint(show, &cp);
+                cp = self.stored_checkpoint(show).await?;
             }
         }
         Ok(out)

@@ -640,7 +640,8 @@ fn friday_section(w: &mut Vec<String>, p: &Params, r: &Results) {
     ));
     let nx_many = key::nx(key::FRIDAY_MANY);
     let nx_one = key::nx(key::FRIDAY_ONE);
-    if r.fanout.contains_key(&nx_many) {
+    let nchan = r.fanout.contains_key(&nx_many);
+    if nchan {
         w.push(fanout_row(
             &format!(
                 "nginx + nchan, {} channels × {}",
@@ -654,22 +655,24 @@ fn friday_section(w: &mut Vec<String>, p: &Params, r: &Results) {
         ));
     }
     w.push(String::new());
-    let ratio = |many: &str, one: &str| {
-        goals::ratio(
-            get(&r.fanout, many).and_then(|f| f.cpu_us_per_delivery().0),
-            get(&r.fanout, one).and_then(|f| f.cpu_us_per_delivery().0),
-        )
-    };
-    if r.fanout.contains_key(&nx_many) {
+    if nchan {
         w.push(format!(
             "CPU per delivery, many shows ÷ one: Nightmarket {}, nginx + nchan {} (the same \
              pattern on channels, publishing by HTTP POST: no journal, no seller session); the \
              table splits each into user and system time.",
-            times(ratio(key::FRIDAY_MANY, key::FRIDAY_ONE)),
-            times(ratio(&nx_many, &nx_one)),
+            times(cpu_ratio(r, key::FRIDAY_MANY, key::FRIDAY_ONE)),
+            times(cpu_ratio(r, &nx_many, &nx_one)),
         ));
         w.push(String::new());
     }
+}
+
+/// CPU per delivery of run `a` ÷ that of run `b`.
+fn cpu_ratio(r: &Results, a: &str, b: &str) -> Option<f64> {
+    goals::ratio(
+        get(&r.fanout, a).and_then(|f| f.cpu_us_per_delivery().0),
+        get(&r.fanout, b).and_then(|f| f.cpu_us_per_delivery().0),
+    )
 }
 
 /// The overload run's verdict: disconnected viewers, and whether every viewer had the final
@@ -1603,10 +1606,7 @@ pub fn goal_rows(p: &Page, r: &Results) -> Vec<Row> {
             let cpu = f.server().window_cpu_s?;
             (events > 0).then(|| cpu * 1e3 / events as f64)
         });
-        let nchan = goals::ratio(
-            get(&r.fanout, &key::nx(key::FRIDAY_MANY)).and_then(|f| f.cpu_us_per_delivery().0),
-            get(&r.fanout, &key::nx(key::FRIDAY_ONE)).and_then(|f| f.cpu_us_per_delivery().0),
-        );
+        let nchan = cpu_ratio(r, &key::nx(key::FRIDAY_MANY), &key::nx(key::FRIDAY_ONE));
         rows.push(Row::new(
             measure::FRIDAY,
             "≤ 1.2×",
